@@ -1,0 +1,14 @@
+// Package eventkittest holds eventkit's conformance suites and test helpers,
+// in the manner of testing/fstest: an implementation calls the suite from
+// its own test.
+//
+//   - TestTransport: every Publisher/Subscriber pair (the memory bus, nats,
+//     kafka, redis, amqp, mqtt, postgres, cehttp egress) passes it with the
+//     Features it claims; a claim that is not tested is not made.
+//   - Helpers for tests that need a server: ServerAddr reads the address
+//     from an environment variable with a local default, and skips the test
+//     when the server does not answer, except under CI=true, where it fails.
+//
+// Suites for the other interfaces (dedup stores, checkpoint stores, event
+// stores) live here too.
+package eventkittest

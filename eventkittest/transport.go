@@ -1,0 +1,958 @@
+package eventkittest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/binding"
+)
+
+// Features says which guarantees a transport claims. TestTransport tests
+// every claim and skips the tests of what is not claimed.
+//
+// Every transport must, whatever it claims: deliver each published event
+// with its attributes, extensions and data intact; keep topics apart;
+// deliver to each subscription every event published after Subscribe
+// returned; reject invalid events at publish with a
+// *eventkit.ValidationError and publish nothing of that call; return
+// eventkit.ErrClosed from Publish after Close; end a subscription when its
+// context ends; carry payloads up to MaxPayload.
+type Features struct {
+	// Wildcards: patterns with "*" and ">" match as package topic says.
+	Wildcards bool
+	// ConsumerGroups: subscriptions of one group share the events; each
+	// group gets every event.
+	ConsumerGroups bool
+	// GroupBalance: with ConsumerGroups, every member of a busy group gets
+	// some of the events (not true of transports that bind a key range to a
+	// member, such as Kafka with fewer partitions than members).
+	GroupBalance bool
+	// OrderPerKey: events that share a key (eventkit.EventKey), published
+	// one after another, reach a subscription (and a group) in that order.
+	OrderPerKey bool
+	// Redelivery: a nacked message is delivered again.
+	Redelivery bool
+	// AttemptCount: Message.Attempt counts the deliveries of an event.
+	AttemptCount bool
+	// NackDelay: a message nacked with NackAfter(d) comes back no sooner
+	// than d.
+	NackDelay bool
+	// Persistent: events published while a group has no member are kept
+	// for it, and a group that subscribes again continues where it left
+	// off; messages taken and never settled are delivered again after the
+	// subscription closes.
+	Persistent bool
+	// RedeliverUnacked: a message that is neither acked nor nacked is
+	// delivered again after AckTimeout while the subscription stays open.
+	RedeliverUnacked bool
+	// AckTimeout is how long the transport waits for a settlement before it
+	// redelivers (used with RedeliverUnacked).
+	AckTimeout time.Duration
+	// ExtensionsAsStrings: the binding carries extension values as strings
+	// (binary modes without types); values are then compared by their
+	// canonical string form, which the suite always does.
+	ExtensionsAsStrings bool
+	// MaxPayload is the largest data size the transport must carry; 0
+	// means 1 MiB.
+	MaxPayload int
+	// Timeout bounds each wait for deliveries; 0 means 30s.
+	Timeout time.Duration
+}
+
+func (f Features) timeout() time.Duration {
+	if f.Timeout > 0 {
+		return f.Timeout
+	}
+	return 30 * time.Second
+}
+
+// Factory returns a publisher and a subscriber of one transport, connected
+// to each other, for a test whose topics all start with namespace + ".".
+// It is called once per test (and again where a test needs a second
+// subscriber process, for example to resume a group). The suite closes what
+// the factory returns; the factory may register more clean-up with
+// t.Cleanup. Publisher and subscriber may be one object.
+type Factory func(t *testing.T, namespace string) (eventkit.Publisher, eventkit.Subscriber)
+
+// TestTransport runs the conformance suite against the transport made by
+// factory, testing every feature claimed in f.
+func TestTransport(t *testing.T, factory Factory, f Features) {
+	tests := []struct {
+		name string
+		need bool
+		fn   func(*testing.T, Factory, Features)
+	}{
+		{"RoundTrip", true, testRoundTrip},
+		{"TopicIsolation", true, testTopicIsolation},
+		{"ManyPublishersAndSubscribers", true, testConcurrent},
+		{"Payloads", true, testPayloads},
+		{"InvalidEventRejected", true, testInvalid},
+		{"InvalidPatternRejected", true, testInvalidPattern},
+		{"PublishAfterClose", true, testPublishAfterClose},
+		{"ContextCancelEndsSubscription", true, testContextCancel},
+		{"CloseWithMessagesInFlight", true, testCloseInFlight},
+		{"Wildcards", f.Wildcards, testWildcards},
+		{"ConsumerGroups", f.ConsumerGroups, testGroups},
+		{"OrderPerKey", f.OrderPerKey, testOrderPerKey},
+		{"NackRedelivers", f.Redelivery, testNack},
+		{"NackDelay", f.Redelivery && f.NackDelay, testNackDelay},
+		{"ResumeGroup", f.Persistent && f.ConsumerGroups, testResume},
+		{"UnsettledRedeliveredAfterClose", f.Persistent && f.ConsumerGroups, testUnsettledAfterClose},
+		{"UnackedRedelivered", f.RedeliverUnacked, testUnacked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.need {
+				t.Skip("feature not claimed by this transport")
+			}
+			tc.fn(t, factory, f)
+		})
+	}
+}
+
+// env is one test's transport and namespace.
+type env struct {
+	t    *testing.T
+	ns   string
+	pub  eventkit.Publisher
+	sub  eventkit.Subscriber
+	f    Features
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+func newEnv(t *testing.T, factory Factory, f Features) *env {
+	t.Helper()
+	ns := UniqueName("ek")
+	e := &env{t: t, ns: ns, f: f}
+	e.pub, e.sub = factory(t, ns)
+	e.ctx, e.stop = context.WithTimeout(context.Background(), 4*f.timeout())
+	t.Cleanup(func() {
+		e.stop()
+		closeBoth(e.pub, e.sub)
+	})
+	return e
+}
+
+func closeBoth(p eventkit.Publisher, s eventkit.Subscriber) {
+	if s != nil {
+		_ = s.Close()
+	}
+	if p != nil && any(p) != any(s) {
+		_ = p.Close()
+	}
+}
+
+func (e *env) topic(parts ...string) string { return e.ns + "." + strings.Join(parts, ".") }
+
+func (e *env) subscribe(pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
+	e.t.Helper()
+	s, err := e.sub.Subscribe(e.ctx, pattern, opts...)
+	if err != nil {
+		e.t.Fatalf("Subscribe(%q): %v", pattern, err)
+	}
+	e.t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func (e *env) publish(topic string, events ...event.Event) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, e.f.timeout())
+	defer cancel()
+	if err := e.pub.Publish(ctx, topic, events...); err != nil {
+		e.t.Fatalf("Publish(%q, %d events): %v", topic, len(events), err)
+	}
+}
+
+// receive takes n messages from s, acking each, or fails the test.
+func (e *env) receive(s eventkit.Subscription, n int) []*eventkit.Message {
+	e.t.Helper()
+	out := make([]*eventkit.Message, 0, n)
+	timer := time.NewTimer(e.f.timeout())
+	defer timer.Stop()
+	for len(out) < n {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				e.t.Fatalf("subscription ended after %d of %d messages: %v", len(out), n, s.Err())
+			}
+			if err := m.Ack(); err != nil {
+				e.t.Fatalf("Ack: %v", err)
+			}
+			out = append(out, m)
+		case <-timer.C:
+			e.t.Fatalf("received %d of %d messages within %s", len(out), n, e.f.timeout())
+		}
+	}
+	return out
+}
+
+// quiet checks that nothing arrives on s for d.
+func (e *env) quiet(s eventkit.Subscription, d time.Duration) {
+	e.t.Helper()
+	select {
+	case m, ok := <-s.Messages():
+		if ok {
+			e.t.Fatalf("unexpected message %q on topic %q (attempt %d)", m.Event.ID(), m.Topic, m.Attempt)
+		}
+	case <-time.After(d):
+	}
+}
+
+// NewEvent returns a valid event with the given id, a JSON payload and the
+// test's standard attributes.
+func NewEvent(id string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("https://eventkit.dev/test")
+	e.SetType("dev.eventkit.test")
+	_ = e.SetData("application/json", map[string]any{"id": id})
+	return e
+}
+
+func fullEvent(id string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("urn:eventkit:test/source")
+	e.SetType("dev.eventkit.test.full")
+	e.SetSubject("subject/with spaces & ü")
+	e.SetTime(time.Date(2026, 11, 22, 10, 11, 12, 123456789, time.UTC))
+	e.SetDataSchema("https://eventkit.dev/schemas/full.json")
+	e.SetExtension("partitionkey", "key-1")
+	e.SetExtension("extstring", "Euro € 😀 \"quoted\" 100%")
+	e.SetExtension("extint", 42)
+	e.SetExtension("extbool", true)
+	e.SetExtension("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	payload := `{"order":"o-1","amount":12.5,"items":[1,2,3],"note":"ünïcødé"}`
+	_ = e.SetData("application/json", []byte(payload))
+	return e
+}
+
+// DiffEvents returns a description of the CloudEvents-relevant differences
+// between want and got (attributes by canonical string form, data bytes),
+// or "" when there are none.
+func DiffEvents(want, got event.Event) string {
+	attrs := func(e event.Event) map[string]string {
+		m := map[string]string{}
+		binding.Attributes(e, true, func(k, v string) { m[k] = v })
+		if t := e.Time(); !t.IsZero() {
+			m["time"] = t.UTC().Format(time.RFC3339Nano)
+		}
+		return m
+	}
+	w, g := attrs(want), attrs(got)
+	var diffs []string
+	for k, v := range w {
+		if g[k] != v {
+			diffs = append(diffs, fmt.Sprintf("%s: want %q, got %q", k, v, g[k]))
+		}
+	}
+	for k, v := range g {
+		if _, ok := w[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: unexpected, got %q", k, v))
+		}
+	}
+	if !bytes.Equal(want.Data(), got.Data()) {
+		diffs = append(diffs, fmt.Sprintf("data: want %d bytes %q, got %d bytes %q", len(want.Data()), clip(want.Data()), len(got.Data()), clip(got.Data())))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func clip(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "..."
+	}
+	return string(b)
+}
+
+func testRoundTrip(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("roundtrip")
+	s := e.subscribe(tp)
+	want := []event.Event{fullEvent("full-1"), NewEvent("minimal-1")}
+	e.publish(tp, want...)
+	got := e.receive(s, 2)
+	byID := map[string]*eventkit.Message{}
+	for _, m := range got {
+		byID[m.Event.ID()] = m
+	}
+	for _, w := range want {
+		m := byID[w.ID()]
+		if m == nil {
+			t.Fatalf("event %q not received", w.ID())
+		}
+		if d := DiffEvents(w, m.Event); d != "" {
+			t.Errorf("event %q changed in transit: %s", w.ID(), d)
+		}
+		if m.Topic != tp {
+			t.Errorf("Message.Topic = %q, want %q", m.Topic, tp)
+		}
+		if f.AttemptCount && m.Attempt != 1 {
+			t.Errorf("first delivery has Attempt %d, want 1", m.Attempt)
+		}
+		if err := eventkit.ValidateEvent(m.Event); err != nil {
+			t.Errorf("received event is invalid: %v", err)
+		}
+	}
+}
+
+func testTopicIsolation(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	a, b := e.topic("iso", "a"), e.topic("iso", "b")
+	sa := e.subscribe(a)
+	sb := e.subscribe(b)
+	e.publish(b, NewEvent("to-b"))
+	e.publish(a, NewEvent("to-a"))
+	if m := e.receive(sa, 1)[0]; m.Event.ID() != "to-a" || m.Topic != a {
+		t.Fatalf("subscription to %s got %q from %s", a, m.Event.ID(), m.Topic)
+	}
+	if m := e.receive(sb, 1)[0]; m.Event.ID() != "to-b" || m.Topic != b {
+		t.Fatalf("subscription to %s got %q from %s", b, m.Event.ID(), m.Topic)
+	}
+	e.quiet(sa, 300*time.Millisecond)
+	e.quiet(sb, 10*time.Millisecond)
+}
+
+func testConcurrent(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("many")
+	const publishers, perPublisher = 8, 250
+	total := publishers * perPublisher
+	// Independent subscriptions each get everything; with groups, a group of
+	// three members shares everything.
+	type sink struct {
+		name string
+		subs []eventkit.Subscription
+	}
+	sinks := []sink{{name: "alone-1", subs: []eventkit.Subscription{e.subscribe(tp)}},
+		{name: "alone-2", subs: []eventkit.Subscription{e.subscribe(tp)}}}
+	if f.ConsumerGroups {
+		g := eventkittestGroup(e, "many")
+		sinks = append(sinks, sink{name: "group", subs: []eventkit.Subscription{
+			e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g))}})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perPublisher; i += 10 {
+				batch := make([]event.Event, 0, 10)
+				for j := i; j < i+10 && j < perPublisher; j++ {
+					batch = append(batch, NewEvent(fmt.Sprintf("p%d-%d", p, j)))
+				}
+				if err := e.pub.Publish(e.ctx, tp, batch...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	results := make([]map[string]int, len(sinks))
+	var rwg sync.WaitGroup
+	for i, sk := range sinks {
+		results[i] = map[string]int{}
+		var mu sync.Mutex
+		count := 0
+		done := make(chan struct{})
+		for _, s := range sk.subs {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				timer := time.NewTimer(f.timeout())
+				defer timer.Stop()
+				for {
+					select {
+					case m, ok := <-s.Messages():
+						if !ok {
+							return
+						}
+						_ = m.Ack()
+						mu.Lock()
+						results[i][m.Event.ID()]++
+						count++
+						if count == total {
+							close(done)
+						}
+						mu.Unlock()
+					case <-done:
+						return
+					case <-timer.C:
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Publish: %v", err)
+	}
+	rwg.Wait()
+	for i, sk := range sinks {
+		if len(results[i]) != total {
+			t.Errorf("%s: received %d distinct events, want %d", sk.name, len(results[i]), total)
+		}
+		for id, n := range results[i] {
+			if n != 1 {
+				t.Errorf("%s: event %s received %d times", sk.name, id, n)
+			}
+		}
+	}
+	// Give a transport time to show a late duplicate.
+	for _, sk := range sinks {
+		for _, s := range sk.subs {
+			e.quiet(s, 100*time.Millisecond)
+		}
+	}
+}
+
+func eventkittestGroup(e *env, name string) string { return e.ns + "-" + name }
+
+func testPayloads(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("payloads")
+	s := e.subscribe(tp)
+	max := f.MaxPayload
+	if max == 0 {
+		max = 1 << 20
+	}
+	sizes := []int{0, 1, 256, 64 << 10, max}
+	for i, n := range sizes {
+		ev := NewEvent("size-" + strconv.Itoa(n))
+		if n == 0 {
+			ev.DataEncoded = nil
+			ev.SetDataContentType("")
+			if ec, ok := ev.Context.(*event.EventContextV1); ok {
+				ec.DataContentType = nil
+			}
+		} else {
+			data := bytes.Repeat([]byte{byte('a' + i)}, n)
+			data[0] = 0
+			data[n-1] = 0xff
+			_ = ev.SetData("application/octet-stream", data)
+		}
+		e.publish(tp, ev)
+		m := e.receive(s, 1)[0]
+		if d := DiffEvents(ev, m.Event); d != "" {
+			t.Errorf("payload of %d bytes: %s", n, d)
+		}
+	}
+}
+
+func testInvalid(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("invalid")
+	s := e.subscribe(tp)
+	cases := map[string]func(*event.Event){
+		"id":     func(ev *event.Event) { ev.SetID("") },
+		"type":   func(ev *event.Event) { ev.SetType("") },
+		"source": func(ev *event.Event) { ev.Context.(*event.EventContextV1).Source = types.URIRef{} },
+		"Bad_Name": func(ev *event.Event) {
+			// The SDK lower-cases names given to SetExtension; a decoder can
+			// still produce this one.
+			ec := ev.Context.(*event.EventContextV1)
+			if ec.Extensions == nil {
+				ec.Extensions = map[string]any{}
+			}
+			ec.Extensions["Bad_Name"] = "x"
+		},
+		"specversion": func(ev *event.Event) { ev.Context = ev.Context.AsV03() },
+	}
+	for attr, mutate := range cases {
+		bad := NewEvent("bad-" + attr)
+		mutate(&bad)
+		err := e.pub.Publish(e.ctx, tp, NewEvent("good-before-"+attr), bad)
+		var ve *eventkit.ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("publishing an event with a bad %s: got %v, want a *eventkit.ValidationError", attr, err)
+			continue
+		}
+		if ve.Attribute != attr {
+			t.Errorf("publishing an event with a bad %s: error names %q: %v", attr, ve.Attribute, err)
+		}
+	}
+	e.publish(tp, NewEvent("marker"))
+	if m := e.receive(s, 1)[0]; m.Event.ID() != "marker" {
+		t.Fatalf("a call with an invalid event published %q", m.Event.ID())
+	}
+	e.quiet(s, 100*time.Millisecond)
+}
+
+func testInvalidPattern(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	for _, p := range []string{"", e.ns + "..x", e.ns + ".>.x", e.ns + ".a b"} {
+		s, err := e.sub.Subscribe(e.ctx, p)
+		if err == nil {
+			_ = s.Close()
+			t.Errorf("Subscribe(%q) succeeded, want an error", p)
+		}
+	}
+	if err := e.pub.Publish(e.ctx, e.ns+".*", NewEvent("x")); err == nil {
+		t.Errorf("Publish to a pattern succeeded, want an error")
+	}
+}
+
+func testPublishAfterClose(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	if err := e.pub.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	err := e.pub.Publish(context.Background(), e.topic("closed"), NewEvent("late"))
+	if !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish after Close: got %v, want eventkit.ErrClosed", err)
+	}
+	if err := e.pub.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func testContextCancel(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	ctx, cancel := context.WithCancel(e.ctx)
+	s, err := e.sub.Subscribe(ctx, e.topic("cancel"))
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer s.Close()
+	cancel()
+	select {
+	case _, ok := <-s.Messages():
+		for ok {
+			_, ok = <-s.Messages()
+		}
+	case <-time.After(f.timeout()):
+		t.Fatalf("subscription still open %s after its context was cancelled", f.timeout())
+	}
+	// An already-cancelled context fails the subscribe or ends it at once.
+	s2, err := e.sub.Subscribe(ctx, e.topic("cancel"))
+	if err == nil {
+		select {
+		case _, ok := <-s2.Messages():
+			if ok {
+				t.Fatalf("subscription made with a cancelled context delivered a message")
+			}
+		case <-time.After(f.timeout()):
+			t.Fatalf("subscription made with a cancelled context stays open")
+		}
+		_ = s2.Close()
+	}
+}
+
+func testCloseInFlight(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("inflight")
+	s := e.subscribe(tp)
+	batch := make([]event.Event, 50)
+	for i := range batch {
+		batch[i] = NewEvent("inflight-" + strconv.Itoa(i))
+	}
+	e.publish(tp, batch...)
+	var held []*eventkit.Message
+	timer := time.NewTimer(f.timeout())
+	defer timer.Stop()
+	for len(held) < 5 {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("subscription ended early: %v", s.Err())
+			}
+			held = append(held, m)
+		case <-timer.C:
+			t.Fatalf("got %d messages", len(held))
+		}
+	}
+	// Publishing concurrently with Close must not panic or hang.
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := 0; i < 20; i++ {
+			if err := e.pub.Publish(e.ctx, tp, NewEvent("during-close-"+strconv.Itoa(i))); err != nil {
+				return
+			}
+		}
+	}()
+	if err := e.sub.Close(); err != nil {
+		t.Fatalf("Subscriber.Close with messages in flight: %v", err)
+	}
+	drained := make(chan struct{})
+	go func() {
+		for range s.Messages() {
+		}
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(f.timeout()):
+		t.Fatalf("Messages not closed %s after Subscriber.Close", f.timeout())
+	}
+	for i, m := range held {
+		if i%2 == 0 {
+			_ = m.Ack() // may fail with ErrClosed; must not panic
+		} else {
+			_ = m.Nack(errors.New("closing"))
+		}
+	}
+	select {
+	case <-pubDone:
+	case <-time.After(f.timeout()):
+		t.Fatalf("Publish hangs after Subscriber.Close")
+	}
+	if err := e.sub.Close(); err != nil {
+		t.Fatalf("second Subscriber.Close: %v", err)
+	}
+}
+
+func testWildcards(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	star := e.subscribe(e.ns + ".wc.*.created")
+	rest := e.subscribe(e.ns + ".wc.>")
+	pubs := []struct{ topic, id string }{
+		{e.topic("wc", "eu", "created"), "eu-created"},
+		{e.topic("wc", "eu", "x", "created"), "deep-created"},
+		{e.topic("wc", "us", "deleted"), "us-deleted"},
+		{e.topic("other", "eu", "created"), "other"},
+		{e.topic("wc"), "bare"},
+	}
+	for _, p := range pubs {
+		e.publish(p.topic, NewEvent(p.id))
+	}
+	ids := func(ms []*eventkit.Message) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range ms {
+			out[m.Event.ID()] = true
+		}
+		return out
+	}
+	gotStar := ids(e.receive(star, 1))
+	if !gotStar["eu-created"] {
+		t.Errorf("pattern %s.wc.*.created got %v, want eu-created", e.ns, gotStar)
+	}
+	e.quiet(star, 300*time.Millisecond)
+	gotRest := ids(e.receive(rest, 3))
+	for _, id := range []string{"eu-created", "deep-created", "us-deleted"} {
+		if !gotRest[id] {
+			t.Errorf("pattern %s.wc.> missed %s (got %v)", e.ns, id, gotRest)
+		}
+	}
+	e.quiet(rest, 100*time.Millisecond)
+}
+
+func testGroups(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("groups")
+	g1, g2 := eventkittestGroup(e, "g1"), eventkittestGroup(e, "g2")
+	m1 := e.subscribe(tp, eventkit.WithGroup(g1))
+	m2 := e.subscribe(tp, eventkit.WithGroup(g1))
+	other := e.subscribe(tp, eventkit.WithGroup(g2))
+	const n = 200
+	batch := make([]event.Event, n)
+	for i := range batch {
+		batch[i] = NewEvent("g-" + strconv.Itoa(i))
+		batch[i].SetExtension("partitionkey", "k"+strconv.Itoa(i%16))
+	}
+	e.publish(tp, batch...)
+	got2 := e.receive(other, n)
+	seen := map[string]bool{}
+	for _, m := range got2 {
+		seen[m.Event.ID()] = true
+	}
+	if len(seen) != n {
+		t.Errorf("group %s got %d distinct events, want %d", g2, len(seen), n)
+	}
+	// The two members of g1 share n events.
+	var mu sync.Mutex
+	per := map[int]int{}
+	ids := map[string]int{}
+	total := 0
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, s := range []eventkit.Subscription{m1, m2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			timer := time.NewTimer(f.timeout())
+			defer timer.Stop()
+			for {
+				select {
+				case m, ok := <-s.Messages():
+					if !ok {
+						return
+					}
+					// Hold each message a moment so that a balancing transport
+					// spreads the load.
+					time.Sleep(time.Millisecond)
+					_ = m.Ack()
+					mu.Lock()
+					per[i]++
+					ids[m.Event.ID()]++
+					total++
+					if total == n {
+						close(done)
+					}
+					mu.Unlock()
+				case <-done:
+					return
+				case <-timer.C:
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ids) != n {
+		t.Fatalf("group %s got %d distinct events, want %d", g1, len(ids), n)
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Errorf("group %s: event %s delivered %d times", g1, id, c)
+		}
+	}
+	if f.GroupBalance && (per[0] == 0 || per[1] == 0) {
+		t.Errorf("group %s: members got %d and %d events; both should share", g1, per[0], per[1])
+	}
+	e.quiet(m1, 100*time.Millisecond)
+	e.quiet(m2, 10*time.Millisecond)
+}
+
+func testOrderPerKey(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("order")
+	var opts []eventkit.SubscribeOption
+	if f.ConsumerGroups {
+		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "order")))
+	}
+	s := e.subscribe(tp, opts...)
+	const publishers, keysEach, perKey = 4, 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perKey; i++ {
+				for k := 0; k < keysEach; k++ {
+					ev := NewEvent(fmt.Sprintf("p%d-k%d-%d", p, k, i))
+					ev.SetExtension("partitionkey", fmt.Sprintf("key-%d-%d", p, k))
+					ev.SetExtension("seq", int32(i))
+					if err := e.pub.Publish(e.ctx, tp, ev); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Publish: %v", err)
+	}
+	total := publishers * keysEach * perKey
+	last := map[string]int{}
+	for _, m := range e.receive(s, total) {
+		key := eventkit.EventKey(m.Event)
+		seq, err := strconv.Atoi(binding.FormatValue(m.Event.Extensions()["seq"]))
+		if err != nil {
+			t.Fatalf("seq extension: %v", err)
+		}
+		prev, ok := last[key]
+		if !ok {
+			prev = -1
+		}
+		if seq != prev+1 {
+			t.Fatalf("key %s: got seq %d after %d", key, seq, prev)
+		}
+		last[key] = seq
+	}
+}
+
+func testNack(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("nack")
+	var opts []eventkit.SubscribeOption
+	if f.ConsumerGroups {
+		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "nack")))
+	}
+	s := e.subscribe(tp, opts...)
+	e.publish(tp, NewEvent("nack-me"))
+	timer := time.NewTimer(f.timeout())
+	defer timer.Stop()
+	for attempt := 1; attempt <= 3; attempt++ {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("subscription ended: %v", s.Err())
+			}
+			if m.Event.ID() != "nack-me" {
+				t.Fatalf("got %q", m.Event.ID())
+			}
+			if f.AttemptCount && m.Attempt != attempt {
+				t.Fatalf("delivery %d has Attempt %d", attempt, m.Attempt)
+			}
+			if attempt < 3 {
+				if err := m.Nack(errors.New("try again")); err != nil {
+					t.Fatalf("Nack: %v", err)
+				}
+			} else if err := m.Ack(); err != nil {
+				t.Fatalf("Ack: %v", err)
+			}
+		case <-timer.C:
+			t.Fatalf("delivery %d of a nacked event did not arrive", attempt)
+		}
+	}
+	e.quiet(s, 300*time.Millisecond)
+}
+
+func testNackDelay(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("nackdelay")
+	s := e.subscribe(tp)
+	e.publish(tp, NewEvent("later"))
+	m := e.receiveOne(s)
+	const delay = 500 * time.Millisecond
+	start := time.Now()
+	if err := m.NackAfter(errors.New("later"), delay); err != nil {
+		t.Fatalf("NackAfter: %v", err)
+	}
+	m2 := e.receiveOne(s)
+	if el := time.Since(start); el < delay*9/10 {
+		t.Fatalf("redelivered after %s, before the nack delay of %s", el, delay)
+	}
+	if m2.Event.ID() != "later" {
+		t.Fatalf("got %q", m2.Event.ID())
+	}
+	_ = m2.Ack()
+}
+
+// receiveOne takes one message without settling it.
+func (e *env) receiveOne(s eventkit.Subscription) *eventkit.Message {
+	e.t.Helper()
+	select {
+	case m, ok := <-s.Messages():
+		if !ok {
+			e.t.Fatalf("subscription ended: %v", s.Err())
+		}
+		return m
+	case <-time.After(e.f.timeout()):
+		e.t.Fatalf("no message within %s", e.f.timeout())
+	}
+	return nil
+}
+
+func testResume(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("resume")
+	g := eventkittestGroup(e, "resume")
+	s := e.subscribe(tp, eventkit.WithGroup(g))
+	first := make([]event.Event, 10)
+	for i := range first {
+		first[i] = NewEvent("r1-" + strconv.Itoa(i))
+	}
+	e.publish(tp, first...)
+	acked := map[string]bool{}
+	for _, m := range e.receive(s, 10) {
+		acked[m.Event.ID()] = true
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Published while the group has no member: kept for it.
+	second := make([]event.Event, 10)
+	for i := range second {
+		second[i] = NewEvent("r2-" + strconv.Itoa(i))
+	}
+	e.publish(tp, second...)
+	// A new subscriber (a restarted process) continues where the group left off.
+	pub2, sub2 := factory(t, e.ns)
+	t.Cleanup(func() { closeBoth(pub2, sub2) })
+	s2, err := sub2.Subscribe(e.ctx, tp, eventkit.WithGroup(g))
+	if err != nil {
+		t.Fatalf("Subscribe again: %v", err)
+	}
+	defer s2.Close()
+	got := map[string]bool{}
+	for _, m := range e.receive(s2, 10) {
+		if acked[m.Event.ID()] {
+			t.Fatalf("acked event %s delivered again after resubscribe", m.Event.ID())
+		}
+		got[m.Event.ID()] = true
+	}
+	for _, ev := range second {
+		if !got[ev.ID()] {
+			t.Errorf("event %s published while the group was away was not delivered", ev.ID())
+		}
+	}
+	e.quiet(s2, 300*time.Millisecond)
+}
+
+func testUnsettledAfterClose(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("unsettled")
+	g := eventkittestGroup(e, "unsettled")
+	s := e.subscribe(tp, eventkit.WithGroup(g))
+	e.publish(tp, NewEvent("u-1"), NewEvent("u-2"))
+	taken := e.receiveOne(s) // neither acked nor nacked
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s2 := e.subscribe(tp, eventkit.WithGroup(g))
+	got := map[string]bool{}
+	timeout := f.timeout()
+	if f.AckTimeout > 0 {
+		timeout += f.AckTimeout
+	}
+	deadline := time.After(timeout)
+	for !got["u-1"] || !got["u-2"] {
+		select {
+		case m, ok := <-s2.Messages():
+			if !ok {
+				t.Fatalf("subscription ended: %v", s2.Err())
+			}
+			_ = m.Ack()
+			got[m.Event.ID()] = true
+		case <-deadline:
+			t.Fatalf("after resubscribing, got %v; the unsettled %s and the untaken event must come back", got, taken.Event.ID())
+		}
+	}
+}
+
+func testUnacked(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("unacked")
+	var opts []eventkit.SubscribeOption
+	if f.ConsumerGroups {
+		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "unacked")))
+	}
+	s := e.subscribe(tp, opts...)
+	e.publish(tp, NewEvent("forgotten"))
+	m := e.receiveOne(s)
+	_ = m // never settled
+	select {
+	case m2, ok := <-s.Messages():
+		if !ok {
+			t.Fatalf("subscription ended: %v", s.Err())
+		}
+		if m2.Event.ID() != "forgotten" {
+			t.Fatalf("got %q", m2.Event.ID())
+		}
+		if f.AttemptCount && m2.Attempt < 2 {
+			t.Fatalf("redelivery has Attempt %d", m2.Attempt)
+		}
+		_ = m2.Ack()
+	case <-time.After(f.AckTimeout + f.timeout()):
+		t.Fatalf("an unacked message was not redelivered within the ack timeout %s", f.AckTimeout)
+	}
+}

@@ -1,0 +1,449 @@
+package eventkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/eventkit/eventkit/topic"
+)
+
+// Router binds topic patterns to handlers. For each route it subscribes to
+// the pattern, passes each message through the router's and the route's
+// middleware to the handler, acks the message when the handler returns nil
+// and nacks it when the handler returns an error (with the delay of a
+// *RetryAfterError, if the error carries one). A handler that settles the
+// message itself is left alone.
+//
+// Shutdown is graceful: the router stops taking messages, lets the handlers
+// in flight finish (bounded by the context given to Shutdown, after which
+// their context is cancelled), then closes its subscriptions.
+type Router struct {
+	sub             Subscriber
+	logger          *slog.Logger
+	shutdownTimeout time.Duration
+
+	mu      sync.Mutex
+	mw      []Middleware
+	routes  []*route
+	errs    []error
+	started bool
+
+	stopTake       chan struct{}
+	stopOnce       sync.Once
+	running        chan struct{}
+	done           chan struct{}
+	failed         chan error
+	handlerCtx     context.Context
+	cancelHandlers context.CancelFunc
+	workers        sync.WaitGroup
+	shutdownErr    error
+	shutdownOnce   sync.Once
+}
+
+type route struct {
+	info        RouteInfo
+	h           Handler
+	mw          []Middleware
+	concurrency int
+	ordered     bool
+	subOpts     []SubscribeOption
+	sub         Subscription
+	ctx         context.Context
+}
+
+// RouteInfo describes the route handling a message; middleware reads it with
+// RouteFromContext (for metric labels and logs).
+type RouteInfo struct {
+	Name    string // the route's name (RouteName), else its pattern
+	Pattern string
+	Group   string
+}
+
+type routeKey struct{}
+
+// RouteFromContext returns the RouteInfo of the route whose handler runs
+// with ctx.
+func RouteFromContext(ctx context.Context) (RouteInfo, bool) {
+	ri, ok := ctx.Value(routeKey{}).(*RouteInfo)
+	if !ok {
+		return RouteInfo{}, false
+	}
+	return *ri, true
+}
+
+// RouterOption configures a Router.
+type RouterOption func(*Router)
+
+// WithLogger sets the router's logger (slog.Default() otherwise).
+func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
+
+// WithShutdownTimeout bounds the graceful shutdown that Run performs when
+// its context ends (default 30s).
+func WithShutdownTimeout(d time.Duration) RouterOption {
+	return func(r *Router) { r.shutdownTimeout = d }
+}
+
+// RouteOption configures one route.
+type RouteOption func(*route)
+
+// RouteName names the route (default: its pattern).
+func RouteName(name string) RouteOption { return func(rt *route) { rt.info.Name = name } }
+
+// RouteGroup subscribes the route as a member of a consumer group.
+func RouteGroup(name string) RouteOption {
+	return func(rt *route) {
+		rt.info.Group = name
+		rt.subOpts = append(rt.subOpts, WithGroup(name))
+	}
+}
+
+// Concurrency sets how many messages of the route are handled at once
+// (default 1).
+func Concurrency(n int) RouteOption { return func(rt *route) { rt.concurrency = n } }
+
+// OrderedByKey keeps the order of messages that share a key (EventKey: the
+// partitionkey extension, else the subject) when Concurrency is above 1:
+// messages of one key are handled one after another, in delivery order.
+func OrderedByKey() RouteOption { return func(rt *route) { rt.ordered = true } }
+
+// RouteMiddleware adds middleware to this route only; it runs inside the
+// router-wide middleware.
+func RouteMiddleware(mw ...Middleware) RouteOption {
+	return func(rt *route) { rt.mw = append(rt.mw, mw...) }
+}
+
+// RouteSubscribeOptions passes options to the route's Subscribe call.
+func RouteSubscribeOptions(opts ...SubscribeOption) RouteOption {
+	return func(rt *route) { rt.subOpts = append(rt.subOpts, opts...) }
+}
+
+// NewRouter returns a router that subscribes through sub.
+func NewRouter(sub Subscriber, opts ...RouterOption) *Router {
+	r := &Router{
+		sub:             sub,
+		logger:          slog.Default(),
+		shutdownTimeout: 30 * time.Second,
+		stopTake:        make(chan struct{}),
+		running:         make(chan struct{}),
+		done:            make(chan struct{}),
+		failed:          make(chan error, 1),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	r.handlerCtx, r.cancelHandlers = context.WithCancel(context.Background())
+	return r
+}
+
+// Use adds router-wide middleware; the first added is the outermost. It must
+// be called before Run.
+func (r *Router) Use(mw ...Middleware) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mw = append(r.mw, mw...)
+}
+
+// Handle binds pattern to h. It returns an error for an invalid pattern or
+// option, or after Run has started; Run reports the same errors.
+func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
+	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, h: h, concurrency: 1}
+	for _, o := range opts {
+		o(rt)
+	}
+	var err error
+	switch {
+	case h == nil:
+		err = fmt.Errorf("eventkit: route %q: nil handler", pattern)
+	case rt.concurrency < 1:
+		err = fmt.Errorf("eventkit: route %q: concurrency must be at least 1, got %d", pattern, rt.concurrency)
+	default:
+		if perr := topic.ValidatePattern(pattern); perr != nil {
+			err = fmt.Errorf("eventkit: route: %w", perr)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("eventkit: Handle called after Run")
+	}
+	if err != nil {
+		r.errs = append(r.errs, err)
+		return err
+	}
+	r.routes = append(r.routes, rt)
+	return nil
+}
+
+// HandleFunc binds pattern to a handler function.
+func (r *Router) HandleFunc(pattern string, fn func(context.Context, *Message) error, opts ...RouteOption) error {
+	return r.Handle(pattern, HandlerFunc(fn), opts...)
+}
+
+// Running is closed once Run has subscribed every route.
+func (r *Router) Running() <-chan struct{} { return r.running }
+
+// Done is closed when the router has shut down.
+func (r *Router) Done() <-chan struct{} { return r.done }
+
+// Run subscribes every route and handles messages until ctx ends or
+// Shutdown is called; then it shuts down gracefully (bounded by the
+// shutdown timeout when ctx ended) and returns. It returns an error if a
+// route could not be set up, if a subscription failed, or if the shutdown
+// did not finish in time.
+func (r *Router) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return errors.New("eventkit: Router.Run called twice")
+	}
+	r.started = true
+	routes, mw, errs := r.routes, r.mw, r.errs
+	r.mu.Unlock()
+	if len(errs) > 0 {
+		r.finish(nil)
+		return errors.Join(errs...)
+	}
+	if len(routes) == 0 {
+		r.finish(nil)
+		return errors.New("eventkit: router has no routes")
+	}
+	for _, rt := range routes {
+		all := make([]Middleware, 0, len(mw)+len(rt.mw))
+		all = append(append(all, mw...), rt.mw...)
+		rt.h = Chain(all...)(rt.h)
+		info := rt.info
+		rt.ctx = context.WithValue(r.handlerCtx, routeKey{}, &info)
+		sub, err := r.sub.Subscribe(r.handlerCtx, rt.info.Pattern, rt.subOpts...)
+		if err != nil {
+			r.closeSubs(routes)
+			r.finish(nil)
+			return fmt.Errorf("eventkit: subscribe route %q: %w", rt.info.Name, err)
+		}
+		rt.sub = sub
+	}
+	for _, rt := range routes {
+		r.start(rt)
+	}
+	close(r.running)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-r.stopTake:
+	case runErr = <-r.failed:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), r.shutdownTimeout)
+	defer cancel()
+	err := r.shutdown(sctx, routes)
+	<-r.done
+	return errors.Join(runErr, err)
+}
+
+// Shutdown stops the router gracefully: no new message is taken, handlers in
+// flight finish (until ctx ends, when their context is cancelled), then the
+// subscriptions are closed. It returns ctx's error if the handlers did not
+// finish in time. It is safe to call more than once and before Run.
+func (r *Router) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	started, routes := r.started, r.routes
+	r.started = true
+	r.mu.Unlock()
+	if !started {
+		r.stop()
+		r.finish(nil)
+		return nil
+	}
+	r.stop()
+	select {
+	case <-r.running:
+	case <-r.done:
+		return r.shutdownErr
+	}
+	err := r.shutdown(ctx, routes)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+func (r *Router) stop() { r.stopOnce.Do(func() { close(r.stopTake) }) }
+
+func (r *Router) shutdown(ctx context.Context, routes []*route) error {
+	var err error
+	r.shutdownOnce.Do(func() {
+		r.stop()
+		finished := make(chan struct{})
+		go func() { r.workers.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			r.cancelHandlers()
+			err = fmt.Errorf("eventkit: router shutdown: handlers still running: %w", ctx.Err())
+			r.logger.Warn("eventkit: router shutdown timed out; handlers cancelled")
+		}
+		r.closeSubs(routes)
+		if err == nil {
+			r.cancelHandlers()
+		}
+		r.finish(err)
+	})
+	return err
+}
+
+func (r *Router) finish(err error) {
+	select {
+	case <-r.done:
+	default:
+		r.shutdownErr = err
+		r.cancelHandlers()
+		close(r.done)
+	}
+}
+
+func (r *Router) closeSubs(routes []*route) {
+	for _, rt := range routes {
+		if rt.sub != nil {
+			if err := rt.sub.Close(); err != nil && !errors.Is(err, ErrClosed) {
+				r.logger.Warn("eventkit: close subscription", "route", rt.info.Name, "err", err)
+			}
+		}
+	}
+}
+
+func (r *Router) start(rt *route) {
+	msgs := rt.sub.Messages()
+	if !rt.ordered || rt.concurrency == 1 {
+		for i := 0; i < rt.concurrency; i++ {
+			r.workers.Add(1)
+			go func() {
+				defer r.workers.Done()
+				for {
+					select {
+					case <-r.stopTake:
+						return
+					case m, ok := <-msgs:
+						if !ok {
+							r.subscriptionEnded(rt)
+							return
+						}
+						r.handle(rt, m)
+					}
+				}
+			}()
+		}
+		return
+	}
+	lanes := make([]chan *Message, rt.concurrency)
+	for i := range lanes {
+		lanes[i] = make(chan *Message, 8)
+		r.workers.Add(1)
+		go func(lane chan *Message) {
+			defer r.workers.Done()
+			for m := range lane {
+				r.handle(rt, m)
+			}
+		}(lanes[i])
+	}
+	r.workers.Add(1)
+	go func() {
+		defer r.workers.Done()
+		defer func() {
+			for _, l := range lanes {
+				close(l)
+			}
+		}()
+		for {
+			select {
+			case <-r.stopTake:
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					r.subscriptionEnded(rt)
+					return
+				}
+				lane := lanes[keyHash(m.Key())%uint32(len(lanes))]
+				select {
+				case lane <- m:
+				case <-r.stopTake:
+					lane <- m // the lane's worker drains it: taken means in flight
+					return
+				}
+			}
+		}
+	}()
+}
+
+func keyHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+func (r *Router) subscriptionEnded(rt *route) {
+	select {
+	case <-r.stopTake:
+		return
+	default:
+	}
+	err := rt.sub.Err()
+	if err == nil {
+		err = errors.New("subscription ended")
+	}
+	select {
+	case r.failed <- fmt.Errorf("eventkit: route %q: %w", rt.info.Name, err):
+	default:
+	}
+}
+
+func (r *Router) handle(rt *route, m *Message) {
+	err := safeHandle(rt.ctx, rt.h, m)
+	if m.Settled() {
+		return
+	}
+	if err == nil {
+		if aerr := m.Ack(); aerr != nil {
+			r.logger.Warn("eventkit: ack failed", "route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", aerr)
+		}
+		return
+	}
+	r.logger.Warn("eventkit: handler failed",
+		"route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "type", m.Event.Type(),
+		"source", m.Event.Source(), "attempt", m.Attempt, "err", err)
+	var ra *RetryAfterError
+	var nerr error
+	if errors.As(err, &ra) {
+		nerr = m.NackAfter(err, ra.Delay)
+	} else {
+		nerr = m.Nack(err)
+	}
+	if nerr != nil {
+		r.logger.Warn("eventkit: nack failed", "route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", nerr)
+	}
+}
+
+// PanicError is the error a handler's panic becomes. It carries the stack.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }
+
+func safeHandle(ctx context.Context, h Handler, m *Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.Handle(ctx, m)
+}

@@ -1,0 +1,89 @@
+package eventkit
+
+import (
+	"context"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Publisher publishes events to a topic. Implementations are safe for
+// concurrent use.
+type Publisher interface {
+	// Publish validates every event (ValidateEvent) and publishes them to
+	// topic, in order. It returns only when the transport has accepted every
+	// event by its own guarantee (a broker ack, a commit), or with an error;
+	// no event is published if one is invalid.
+	Publish(ctx context.Context, topic string, events ...event.Event) error
+	// Close releases the publisher; later publishes return ErrClosed.
+	Close() error
+}
+
+// Subscriber subscribes to topic patterns. Implementations are safe for
+// concurrent use and may hold many subscriptions.
+type Subscriber interface {
+	// Subscribe starts delivering the events published to topics that match
+	// pattern (see package topic). With WithGroup, subscriptions of one group
+	// share the events (each goes to one member); each group, and each
+	// subscription without a group, gets every event. The subscription ends
+	// when ctx ends, when it is closed, or when the subscriber is closed.
+	Subscribe(ctx context.Context, pattern string, opts ...SubscribeOption) (Subscription, error)
+	// Close ends every subscription and releases the subscriber.
+	Close() error
+}
+
+// Subscription is a stream of messages.
+type Subscription interface {
+	// Messages returns the channel of delivered messages. It is closed when
+	// the subscription ends. Each message must be settled with Ack or Nack.
+	Messages() <-chan *Message
+	// Err returns why the subscription ended after Messages is closed: nil
+	// after Close or the subscribing context's end, an error otherwise.
+	Err() error
+	// Close ends the subscription. Messages delivered and not yet settled
+	// are redelivered by persistent transports.
+	Close() error
+}
+
+// SubscribeConfig is the result of applying SubscribeOptions; transports
+// read it with NewSubscribeConfig.
+type SubscribeConfig struct {
+	// Group is the consumer group; "" subscribes alone.
+	Group string
+	// FromStart asks a new group (or subscription) of a persistent
+	// transport to start at the oldest retained event instead of the next
+	// one published.
+	FromStart bool
+	// Buffer is the number of messages the subscription may hold delivered
+	// but not yet taken; 0 lets the transport choose.
+	Buffer int
+	// Transport holds transport-specific options (see each transport's
+	// package), added with WithTransportOption.
+	Transport []any
+}
+
+// SubscribeOption configures a subscription.
+type SubscribeOption func(*SubscribeConfig)
+
+// WithGroup subscribes as a member of the named consumer group.
+func WithGroup(name string) SubscribeOption { return func(c *SubscribeConfig) { c.Group = name } }
+
+// FromStart starts a new group or subscription at the oldest retained event.
+func FromStart() SubscribeOption { return func(c *SubscribeConfig) { c.FromStart = true } }
+
+// WithBuffer bounds the messages held for the subscription.
+func WithBuffer(n int) SubscribeOption { return func(c *SubscribeConfig) { c.Buffer = n } }
+
+// WithTransportOption passes a transport-specific option (for example
+// memory.WithPolicy) through Subscribe.
+func WithTransportOption(v any) SubscribeOption {
+	return func(c *SubscribeConfig) { c.Transport = append(c.Transport, v) }
+}
+
+// NewSubscribeConfig applies opts to a zero SubscribeConfig.
+func NewSubscribeConfig(opts ...SubscribeOption) SubscribeConfig {
+	var c SubscribeConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}

@@ -1,0 +1,143 @@
+package eventkit
+
+import (
+	"mime"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// ValidateEvent checks e against the CloudEvents 1.0 rules and returns a
+// *ValidationError naming the first offending attribute, or nil. It is
+// stricter than the SDK's event.Validate where the specification is: only
+// specversion 1.0, extension names of lower-case letters and digits only,
+// and datacontenttype as "type/subtype" (RFC 2046).
+func ValidateEvent(e event.Event) error {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		if e.Context == nil {
+			return &ValidationError{Attribute: "specversion", Reason: "missing (the event has no context)"}
+		}
+		return &ValidationError{Attribute: "specversion", Reason: "must be \"1.0\", got " + quote(e.SpecVersion())}
+	}
+	if strings.TrimSpace(ec.ID) == "" {
+		return &ValidationError{Attribute: "id", Reason: "required, must be a non-empty string"}
+	}
+	if ec.Source.URL.String() == "" {
+		return &ValidationError{Attribute: "source", Reason: "required, must be a non-empty URI-reference"}
+	}
+	if strings.TrimSpace(ec.Type) == "" {
+		return &ValidationError{Attribute: "type", Reason: "required, must be a non-empty string"}
+	}
+	if ec.DataContentType != nil {
+		if err := checkMediaType(*ec.DataContentType); err != "" {
+			return &ValidationError{Attribute: "datacontenttype", Reason: err}
+		}
+	}
+	if ec.DataSchema != nil && !ec.DataSchema.URL.IsAbs() {
+		return &ValidationError{Attribute: "dataschema", Reason: "must be an absolute URI, got " + quote(ec.DataSchema.String())}
+	}
+	if ec.Subject != nil && strings.TrimSpace(*ec.Subject) == "" {
+		return &ValidationError{Attribute: "subject", Reason: "if present, must be a non-empty string"}
+	}
+	for name := range ec.Extensions {
+		if r := checkExtensionName(name); r != "" {
+			return &ValidationError{Attribute: name, Reason: r}
+		}
+	}
+	for name, err := range e.FieldErrors {
+		return &ValidationError{Attribute: name, Reason: err.Error()}
+	}
+	return nil
+}
+
+// ValidateEvents validates each event and returns the first error, with the
+// event's index.
+func ValidateEvents(events []event.Event) error {
+	for i := range events {
+		if err := ValidateEvent(events[i]); err != nil {
+			if len(events) > 1 {
+				return &indexedError{i: i, err: err}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+type indexedError struct {
+	i   int
+	err error
+}
+
+func (e *indexedError) Error() string { return "event " + itoa(e.i) + ": " + e.err.Error() }
+func (e *indexedError) Unwrap() error { return e.err }
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	p := len(b)
+	for i > 0 {
+		p--
+		b[p] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[p:])
+}
+
+func quote(s string) string { return "\"" + s + "\"" }
+
+// reservedNames are attribute names no extension may take.
+var reservedNames = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true,
+	"time": true, "datacontenttype": true, "dataschema": true, "data": true, "data_base64": true,
+}
+
+func checkExtensionName(name string) string {
+	if name == "" {
+		return "extension name must not be empty"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return "extension names must consist of lower-case letters and digits only"
+		}
+	}
+	if reservedNames[name] {
+		return "is a reserved attribute name"
+	}
+	return ""
+}
+
+// checkMediaType accepts "type/subtype" with optional parameters.
+func checkMediaType(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "if present, must be a non-empty RFC 2046 media type"
+	}
+	base, params, hasParams := strings.Cut(s, ";")
+	t, sub, ok := strings.Cut(strings.TrimSpace(base), "/")
+	if !ok || !isToken(t) || !isToken(sub) {
+		return "must be an RFC 2046 media type (type/subtype), got " + quote(s)
+	}
+	if hasParams && strings.TrimSpace(params) != "" {
+		if _, _, err := mime.ParseMediaType(s); err != nil {
+			return "must be an RFC 2046 media type: " + err.Error()
+		}
+	}
+	return ""
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
