@@ -3,8 +3,11 @@ package eventkittest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
+	"net/url"
 	"os"
 	"testing"
+	"time"
 )
 
 // Default addresses of the servers that tests use, each overridden by the
@@ -58,4 +61,29 @@ func UniqueName(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// DialProbe is a probe for ServerAddr that opens a TCP connection to the
+// host of addr, which may be a URL (postgres://, amqp://, mqtt://, nats://,
+// redis://) or host:port.
+func DialProbe(addr string) error {
+	hostport := addr
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		hostport = u.Host
+		if u.Port() == "" {
+			if p, ok := defaultPorts[u.Scheme]; ok {
+				hostport = net.JoinHostPort(u.Hostname(), p)
+			}
+		}
+	}
+	c, err := net.DialTimeout("tcp", hostport, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+var defaultPorts = map[string]string{
+	"postgres": "5432", "postgresql": "5432", "amqp": "5672", "mqtt": "1883",
+	"tcp": "1883", "nats": "4222", "redis": "6379",
 }

@@ -1,0 +1,82 @@
+// Command eventkit is eventkit's command line: it runs the server and
+// publishes, tails, replays and inspects event streams.
+//
+// Usage:
+//
+//	eventkit <command> [flags]
+//
+// Run "eventkit help" for the list of commands. Each command lives in a file
+// of its own (cmd_<name>.go) and registers itself in commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand of eventkit.
+type command struct {
+	summary string
+	// run executes the command with its arguments (after the command name).
+	// ctx ends on SIGINT or SIGTERM.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands is filled by the init functions of the cmd_*.go files.
+var commands = map[string]command{}
+
+// errUsage reports bad command-line use; main prints it with the usage.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "eventkit: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := c.run(ctx, args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "eventkit: events on CloudEvents — publish, subscribe, route, store, replay.")
+	fmt.Fprintln(w, "\nUsage: eventkit <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun \"eventkit <command> -h\" for a command's flags.")
+}
