@@ -94,8 +94,8 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 		if err := json.Unmarshal(v, &s); err != nil {
 			return "", false, &ValidationError{Attribute: name, Reason: "must be a JSON string, got " + string(v)}
 		}
-		if s == "" {
-			return "", false, &ValidationError{Attribute: name, Reason: "must not be empty"}
+		if strings.TrimSpace(s) == "" {
+			return "", false, &ValidationError{Attribute: name, Reason: "must not be empty or blank"}
 		}
 		return s, true, nil
 	}

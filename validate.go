@@ -2,6 +2,7 @@ package eventkit
 
 import (
 	"mime"
+	"net/url"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -20,13 +21,13 @@ func ValidateEvent(e event.Event) error {
 		}
 		return &ValidationError{Attribute: "specversion", Reason: "must be \"1.0\", got " + quote(e.SpecVersion())}
 	}
-	if strings.TrimSpace(ec.ID) == "" {
+	if blank(ec.ID) {
 		return &ValidationError{Attribute: "id", Reason: "required, must be a non-empty string"}
 	}
-	if ec.Source.URL.String() == "" {
+	if urlEmpty(&ec.Source.URL) {
 		return &ValidationError{Attribute: "source", Reason: "required, must be a non-empty URI-reference"}
 	}
-	if strings.TrimSpace(ec.Type) == "" {
+	if blank(ec.Type) {
 		return &ValidationError{Attribute: "type", Reason: "required, must be a non-empty string"}
 	}
 	if ec.DataContentType != nil {
@@ -37,7 +38,7 @@ func ValidateEvent(e event.Event) error {
 	if ec.DataSchema != nil && !ec.DataSchema.URL.IsAbs() {
 		return &ValidationError{Attribute: "dataschema", Reason: "must be an absolute URI, got " + quote(ec.DataSchema.String())}
 	}
-	if ec.Subject != nil && strings.TrimSpace(*ec.Subject) == "" {
+	if ec.Subject != nil && blank(*ec.Subject) {
 		return &ValidationError{Attribute: "subject", Reason: "if present, must be a non-empty string"}
 	}
 	for name := range ec.Extensions {
@@ -129,15 +130,38 @@ func checkMediaType(s string) string {
 	return ""
 }
 
+// tokenChars marks the bytes allowed in an RFC 2045 token.
+var tokenChars = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`()<>@,;:\"/[]?=`, rune(c))
+	}
+	return t
+}()
+
 func isToken(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+		if !tokenChars[s[i]] {
 			return false
 		}
 	}
 	return true
+}
+
+// blank reports whether s is empty or only white space, without allocating.
+func blank(s string) bool {
+	if s == "" {
+		return true
+	}
+	if c := s[0]; c != ' ' && c != '\t' && c != '\n' && c != '\r' && c < 0x80 {
+		return false
+	}
+	return strings.TrimSpace(s) == ""
+}
+
+func urlEmpty(u *url.URL) bool {
+	return u.Scheme == "" && u.Opaque == "" && u.User == nil && u.Host == "" && u.Path == "" &&
+		u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
 }
