@@ -1,0 +1,433 @@
+package outbox
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+)
+
+// RelayOption configures a Relay.
+type RelayOption func(*Relay)
+
+// WithOwner names the relay in the store's lease table (default: host name,
+// process id and a random suffix). Two running relays must not share a name.
+func WithOwner(name string) RelayOption { return func(r *Relay) { r.owner = name } }
+
+// WithBatchSize sets how many records a relay fetches and marks at once
+// (default 500).
+func WithBatchSize(n int) RelayOption {
+	return func(r *Relay) {
+		if n > 0 {
+			r.batch = n
+		}
+	}
+}
+
+// WithPollInterval sets how often a relay looks for new records when it was
+// not woken by the store (default 1s; with a Notifier store, polling is the
+// fallback for lost notifications).
+func WithPollInterval(d time.Duration) RelayOption {
+	return func(r *Relay) {
+		if d > 0 {
+			r.poll = d
+		}
+	}
+}
+
+// WithLeaseTTL sets the lease time of the relay's partitions (default 15s).
+// The relay renews every third of it; a relay that stops lets another take
+// its partitions after at most this time.
+func WithLeaseTTL(d time.Duration) RelayOption {
+	return func(r *Relay) {
+		if d > 0 {
+			r.ttl = d
+		}
+	}
+}
+
+// WithBackoff sets the first and the longest wait between retries of a
+// failing publish or store call (default 100ms and 10s, doubling, with
+// jitter).
+func WithBackoff(first, max time.Duration) RelayOption {
+	return func(r *Relay) {
+		if first > 0 {
+			r.minBackoff = first
+		}
+		if max >= r.minBackoff {
+			r.maxBackoff = max
+		}
+	}
+}
+
+// WithPublishTimeout bounds each Publish call (default 30s).
+func WithPublishTimeout(d time.Duration) RelayOption {
+	return func(r *Relay) {
+		if d > 0 {
+			r.publishTimeout = d
+		}
+	}
+}
+
+// WithLogger sets the relay's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) RelayOption {
+	return func(r *Relay) {
+		if l != nil {
+			r.logger = l
+		}
+	}
+}
+
+// WithPurgeInterval sets how often the relay asks a Purger store to remove
+// delivered rows past their retention (default 1 minute).
+func WithPurgeInterval(d time.Duration) RelayOption {
+	return func(r *Relay) {
+		if d > 0 {
+			r.purgeEvery = d
+		}
+	}
+}
+
+// Relay publishes the committed records of a Store, in order, through a
+// Publisher. Create it with NewRelay and run it with Run; run as many as you
+// like against one store (see the package documentation).
+type Relay struct {
+	store          Store
+	pub            eventkit.Publisher
+	owner          string
+	batch          int
+	poll           time.Duration
+	ttl            time.Duration
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	publishTimeout time.Duration
+	purgeEvery     time.Duration
+	logger         *slog.Logger
+
+	wake    chan struct{}
+	running atomic.Bool
+
+	held      []int
+	claimedAt time.Time // local time the last successful claim started
+
+	published    atomic.Uint64
+	publishFails atomic.Uint64
+	leaseLost    atomic.Uint64
+	partitions   atomic.Int64
+}
+
+// NewRelay returns a relay from store to pub.
+func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
+	r := &Relay{
+		store:          store,
+		pub:            pub,
+		batch:          500,
+		poll:           time.Second,
+		ttl:            15 * time.Second,
+		minBackoff:     100 * time.Millisecond,
+		maxBackoff:     10 * time.Second,
+		publishTimeout: 30 * time.Second,
+		purgeEvery:     time.Minute,
+		logger:         slog.Default(),
+		wake:           make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.owner == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = crand.Read(b[:])
+		r.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	return r
+}
+
+// Owner returns the relay's name in the lease table.
+func (r *Relay) Owner() string { return r.owner }
+
+// RelayStats are counters of a relay.
+type RelayStats struct {
+	Published     uint64 // events confirmed by the publisher
+	PublishErrors uint64 // failed Publish calls (each retried)
+	LeasesLost    uint64 // batches whose lease was lost before the mark
+	Partitions    int    // partitions held now
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	return RelayStats{Published: r.published.Load(), PublishErrors: r.publishFails.Load(),
+		LeasesLost: r.leaseLost.Load(), Partitions: int(r.partitions.Load())}
+}
+
+// Wake makes a waiting relay look for records now (a store that is a
+// Notifier does this on every commit).
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run relays until ctx ends, then gives back its leases and returns nil. It
+// returns an error only if the relay is already running. Store and publisher
+// errors are logged and retried with backoff.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("outbox: relay already running")
+	}
+	defer r.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if n, ok := r.store.(Notifier); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.listen(ctx, n)
+		}()
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer rcancel()
+		if err := r.store.Release(rctx, r.owner); err != nil {
+			r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
+		}
+		r.held = nil
+		r.partitions.Store(0)
+	}()
+	r.held, r.claimedAt = nil, time.Time{}
+	var fails int
+	lastPurge := time.Now()
+	for ctx.Err() == nil {
+		if r.claimDue() {
+			if err := r.claim(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				r.logger.Warn("outbox relay: claiming partitions", "owner", r.owner, "err", err)
+				r.sleep(ctx, r.backoff(fails))
+				fails++
+				continue
+			}
+		}
+		if p, ok := r.store.(Purger); ok && time.Since(lastPurge) >= r.purgeEvery {
+			lastPurge = time.Now()
+			if _, err := p.Purge(ctx); err != nil && ctx.Err() == nil {
+				r.logger.Warn("outbox relay: purging delivered rows", "err", err)
+			}
+		}
+		if len(r.held) == 0 {
+			r.waitWork(ctx)
+			continue
+		}
+		recs, err := r.store.Fetch(ctx, r.held, r.batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			r.logger.Warn("outbox relay: fetching records", "err", err)
+			r.sleep(ctx, r.backoff(fails))
+			fails++
+			continue
+		}
+		fails = 0
+		if len(recs) == 0 {
+			r.waitWork(ctx)
+			continue
+		}
+		r.deliver(ctx, recs)
+	}
+	return nil
+}
+
+func (r *Relay) listen(ctx context.Context, n Notifier) {
+	fails := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := n.Listen(ctx, r.Wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			fails = 0
+		}
+		r.logger.Warn("outbox relay: listening for commits (polling meanwhile)", "err", err)
+		r.Wake() // something may have committed while not listening
+		r.sleep(ctx, r.backoff(fails))
+		fails++
+	}
+}
+
+// leaseDeadline is the local time until which the relay may publish its
+// partitions: the claim's start plus the TTL, less a safety margin.
+func (r *Relay) leaseDeadline() time.Time {
+	return r.claimedAt.Add(r.ttl - r.ttl/5)
+}
+
+func (r *Relay) claimDue() bool {
+	return r.claimedAt.IsZero() || time.Since(r.claimedAt) >= r.ttl/3
+}
+
+func (r *Relay) claim(ctx context.Context) error {
+	start := time.Now()
+	held, err := r.store.Claim(ctx, r.owner, r.ttl)
+	if err != nil {
+		// Whatever was held is only held until the old deadline.
+		if !r.claimedAt.IsZero() && time.Now().After(r.leaseDeadline()) {
+			r.held = nil
+			r.partitions.Store(0)
+		}
+		return err
+	}
+	slices.Sort(held)
+	if !slices.Equal(held, r.held) {
+		r.logger.Debug("outbox relay: partitions", "owner", r.owner, "held", held)
+	}
+	r.held, r.claimedAt = held, start
+	r.partitions.Store(int64(len(held)))
+	return nil
+}
+
+func (r *Relay) waitWork(ctx context.Context) {
+	d := r.poll
+	if !r.claimedAt.IsZero() {
+		if until := time.Until(r.claimedAt.Add(r.ttl / 3)); until < d {
+			d = until
+		}
+	}
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-r.wake:
+	case <-t.C:
+	}
+}
+
+func (r *Relay) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (r *Relay) backoff(fails int) time.Duration {
+	d := r.minBackoff
+	for i := 0; i < fails && d < r.maxBackoff; i++ {
+		d *= 2
+	}
+	if d > r.maxBackoff {
+		d = r.maxBackoff
+	}
+	// Full jitter in the upper half.
+	return d/2 + rand.N(d/2+1)
+}
+
+// deliver publishes recs in order, grouping consecutive records of one
+// topic into one Publish call, retrying a failed call with backoff, then
+// marks the published prefix delivered.
+func (r *Relay) deliver(ctx context.Context, recs []Record) {
+	done := 0
+	fails := 0
+	defer func() {
+		if done > 0 {
+			r.mark(ctx, recs[:done])
+		}
+	}()
+	events := make([]event.Event, 0, len(recs))
+	for done < len(recs) {
+		if ctx.Err() != nil {
+			return
+		}
+		if !time.Now().Before(r.leaseDeadline()) || r.claimDue() {
+			// Renew before publishing on; stop if a partition of the rest
+			// was lost.
+			if err := r.claim(ctx); err != nil && ctx.Err() == nil {
+				r.logger.Warn("outbox relay: renewing leases", "owner", r.owner, "err", err)
+			}
+			if !time.Now().Before(r.leaseDeadline()) {
+				return
+			}
+			for _, rec := range recs[done:] {
+				if _, ok := slices.BinarySearch(r.held, rec.Partition); !ok {
+					r.leaseLost.Add(1)
+					return
+				}
+			}
+		}
+		end := done + 1
+		for end < len(recs) && recs[end].Topic == recs[done].Topic {
+			end++
+		}
+		events = events[:0]
+		for _, rec := range recs[done:end] {
+			events = append(events, rec.Event)
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.publishTimeout)
+		err := r.pub.Publish(pctx, recs[done].Topic, events...)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.publishFails.Add(1)
+			d := r.backoff(fails)
+			fails++
+			r.logger.Warn("outbox relay: publish failed, retrying", "topic", recs[done].Topic,
+				"events", end-done, "attempt", fails, "retry_in", d, "err", err)
+			// Mark what the publisher confirmed so far, then wait.
+			if done > 0 {
+				r.mark(ctx, recs[:done])
+				recs, done = recs[done:], 0
+			}
+			r.sleep(ctx, d)
+			continue
+		}
+		fails = 0
+		r.published.Add(uint64(end - done))
+		done = end
+	}
+}
+
+func (r *Relay) mark(ctx context.Context, recs []Record) {
+	// A shutting-down relay still marks what was published, to spare the
+	// next owner the duplicates.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := r.store.MarkDelivered(mctx, r.owner, recs)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrLeaseLost) {
+			r.leaseLost.Add(1)
+			r.logger.Warn("outbox relay: lease lost before marking; the next owner publishes again", "owner", r.owner, "err", err)
+			r.claimedAt = time.Time{} // claim again now
+			return
+		}
+		if mctx.Err() != nil || attempt >= 5 || time.Now().After(r.leaseDeadline()) {
+			r.logger.Warn("outbox relay: marking records delivered failed; they will be published again", "err", err)
+			r.claimedAt = time.Time{}
+			return
+		}
+		r.sleep(mctx, r.backoff(attempt))
+	}
+}
