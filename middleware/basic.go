@@ -1,0 +1,62 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"golang.org/x/time/rate"
+)
+
+// Timeout ends the context given to the next handler d after it starts. A
+// handler that honours its context then returns context.DeadlineExceeded (an
+// error Retry retries). Put Timeout inside Retry to bound each attempt, or
+// outside it to bound all of them. d <= 0 disables it.
+func Timeout(d time.Duration) eventkit.Middleware {
+	return func(next eventkit.Handler) eventkit.Handler {
+		if d <= 0 {
+			return next
+		}
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next.Handle(ctx, m)
+		})
+	}
+}
+
+// Recover turns a panic of the next handler into an *eventkit.PanicError
+// carrying the panic value and the stack, so that the middleware around it
+// (Retry, DeadLetter, Metrics, Tracing) see an ordinary error. The Router
+// converts panics the same way as a last resort, but outside all
+// middleware; put Recover innermost, next to the handler.
+func Recover() eventkit.Middleware {
+	return func(next eventkit.Handler) eventkit.Handler {
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					err = &eventkit.PanicError{Value: v, Stack: debug.Stack()}
+				}
+			}()
+			return next.Handle(ctx, m)
+		})
+	}
+}
+
+// RateLimit lets messages through to the next handler at the rate of l
+// (golang.org/x/time/rate), waiting for a token with the handler's context.
+// Share one limiter between routes to limit them together. If the context
+// ends while waiting, RateLimit returns the error and the Router nacks the
+// message; the handler did not run.
+func RateLimit(l *rate.Limiter) eventkit.Middleware {
+	return func(next eventkit.Handler) eventkit.Handler {
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+			if err := l.Wait(ctx); err != nil {
+				return fmt.Errorf("rate limit: %w", err)
+			}
+			return next.Handle(ctx, m)
+		})
+	}
+}

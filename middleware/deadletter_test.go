@@ -1,0 +1,175 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var errPoison = errors.New("poison: cannot parse order")
+
+func TestPermanentErrorGoesStraightToDeadLetter(t *testing.T) {
+	h := newHarness(t)
+	reg := prometheus.NewRegistry()
+	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq := h.subscribe(h.topic("orders.dlq"))
+	var calls atomic.Int32
+	h.router.Use(metrics.Middleware(),
+		middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
+		middleware.Retry(middleware.MaxAttempts(5), middleware.Backoff(time.Millisecond, time.Millisecond, 1)))
+	if err := h.router.HandleFunc(h.topic("orders"), func(context.Context, *eventkit.Message) error {
+		calls.Add(1)
+		return middleware.Permanent(errPoison)
+	}, eventkit.RouteName("orders-route")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	before := time.Now().UTC().Add(-time.Second)
+	orig := newEvent("o-1")
+	orig.SetExtension("partitionkey", "customer-7")
+	h.publish(h.topic("orders"), orig)
+	m := receive(t, dlq)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler called %d times; want 1 (a permanent error is not retried)", n)
+	}
+	if m.Topic != h.topic("orders.dlq") || m.Event.ID() != "o-1" || m.Event.Type() != orig.Type() || string(m.Event.Data()) != string(orig.Data()) {
+		t.Fatalf("dead letter = %q on %q; want the original event on %q", m.Event.ID(), m.Topic, h.topic("orders.dlq"))
+	}
+	ext := m.Event.Extensions()
+	if ext["partitionkey"] != "customer-7" {
+		t.Errorf("original extension lost: %v", ext)
+	}
+	if ext[middleware.ExtDLQTopic] != h.topic("orders") {
+		t.Errorf("dlqtopic = %v, want %q", ext[middleware.ExtDLQTopic], h.topic("orders"))
+	}
+	if ext[middleware.ExtDLQHandler] != "orders-route" {
+		t.Errorf("dlqhandler = %v, want orders-route", ext[middleware.ExtDLQHandler])
+	}
+	if ext[middleware.ExtDLQAttempts] != int32(1) {
+		t.Errorf("dlqattempts = %v, want 1", ext[middleware.ExtDLQAttempts])
+	}
+	if s, _ := ext[middleware.ExtDLQError].(string); !strings.Contains(s, errPoison.Error()) {
+		t.Errorf("dlqerror = %q, want it to contain %q", s, errPoison)
+	}
+	ts, ok := ext[middleware.ExtDLQTime].(types.Timestamp)
+	if !ok || ts.Time.Before(before) {
+		t.Errorf("dlqtime = %v (%T); want a recent timestamp", ext[middleware.ExtDLQTime], ext[middleware.ExtDLQTime])
+	}
+	if err := eventkit.ValidateEvent(m.Event); err != nil {
+		t.Errorf("dead letter is not a valid event: %v", err)
+	}
+	if _, ok := orig.Extensions()[middleware.ExtDLQTopic]; ok {
+		t.Error("the original event was modified")
+	}
+	eventually(t, "the dead-lettered outcome", func() bool {
+		return metricValue(t, reg, "eventkit_handled_total", map[string]string{"outcome": "dead-lettered"}) == 1
+	})
+	if v := metricValue(t, reg, "eventkit_dead_letters_total", map[string]string{"handler": "orders-route"}); v != 1 {
+		t.Errorf("dead_letters_total = %v, want 1", v)
+	}
+	quiet(t, dlq, 50*time.Millisecond)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler called %d times; the original was redelivered after its dead letter", n)
+	}
+}
+
+func TestDeadLetterPublishFailureNacksOriginal(t *testing.T) {
+	t.Run("Unit", func(t *testing.T) {
+		pub := &flakyPublisher{fails: 1 << 30}
+		mw := middleware.DeadLetter(pub, middleware.DeadLetterRetryDelay(7*time.Second))
+		h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return middleware.Permanent(errPoison) }))
+		acker := &recordingAcker{}
+		m := eventkit.NewMessage("orders", newEvent("o-1"), 1, acker, nil)
+		err := h.Handle(context.Background(), m)
+		var ra *eventkit.RetryAfterError
+		var de *middleware.DeadLetterError
+		if !errors.As(err, &ra) || ra.Delay != 7*time.Second || !errors.As(err, &de) || !errors.Is(err, errPublish) {
+			t.Fatalf("err = %v; want RetryAfter(7s) of a *DeadLetterError wrapping the publish error", err)
+		}
+		if middleware.IsPermanent(err) {
+			t.Fatalf("err = %v looks permanent: an outer middleware could drop the message", err)
+		}
+		if m.Settled() || acker.acks != 0 {
+			t.Fatal("message settled by DeadLetter; the Router must nack it")
+		}
+	})
+	t.Run("EndToEnd", func(t *testing.T) {
+		h := newHarness(t)
+		dlq := h.subscribe(h.topic("orders.dlq"))
+		pub := &flakyPublisher{Publisher: h.bus, fails: 1}
+		attempts := make(chan int, 8)
+		h.router.Use(middleware.DeadLetter(pub, middleware.DeadLetterRetryDelay(10*time.Millisecond), middleware.DeadLetterLogger(quietLogger)),
+			middleware.Retry(middleware.MaxAttempts(1)))
+		if err := h.router.HandleFunc(h.topic("orders"), func(_ context.Context, m *eventkit.Message) error {
+			attempts <- m.Attempt
+			return errTransient
+		}); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		h.publish(h.topic("orders"), newEvent("o-1"))
+		if a := wait(t, attempts, "first delivery"); a != 1 {
+			t.Fatalf("first delivery attempt %d", a)
+		}
+		// The dead-letter publish failed: the original must come back.
+		if a := wait(t, attempts, "redelivery after the failed dead letter"); a != 2 {
+			t.Fatalf("redelivery attempt %d, want 2", a)
+		}
+		m := receive(t, dlq)
+		if m.Event.ID() != "o-1" || m.Event.Extensions()[middleware.ExtDLQAttempts] != int32(1) {
+			t.Fatalf("dead letter %q with attempts %v", m.Event.ID(), m.Event.Extensions()[middleware.ExtDLQAttempts])
+		}
+		quiet(t, dlq, 50*time.Millisecond)
+		select {
+		case a := <-attempts:
+			t.Fatalf("delivered again (attempt %d) after a successful dead letter", a)
+		default:
+		}
+	})
+}
+
+func TestDeadLetterPassesOtherErrors(t *testing.T) {
+	pub := &flakyPublisher{}
+	mw := middleware.DeadLetter(pub)
+	for _, herr := range []error{errTransient, eventkit.RetryAfter(middleware.Permanent(errPoison), time.Second)} {
+		h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return herr }))
+		if err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); err != herr {
+			t.Errorf("err = %v; want %v passed through", err, herr)
+		}
+	}
+	if pub.calls != 0 {
+		t.Fatalf("%d dead-letter publishes for errors that are neither permanent nor exhausted", pub.calls)
+	}
+}
+
+func TestDeadLetterOptions(t *testing.T) {
+	h := newHarness(t)
+	dlq := h.subscribe("parking." + h.ns)
+	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger),
+		middleware.DeadLetterTopic(func(string) string { return "parking." + h.ns }),
+		middleware.DeadLetterIf(func(err error) bool { return errors.Is(err, errTransient) })))
+	if err := h.router.HandleFunc(h.topic("orders"), func(context.Context, *eventkit.Message) error {
+		return fmt.Errorf("unclipped %s: %w", strings.Repeat("é", middleware.MaxDLQErrorLen), errTransient)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.publish(h.topic("orders"), newEvent("o-1"))
+	m := receive(t, dlq)
+	s := m.Event.Extensions()[middleware.ExtDLQError].(string)
+	if len(s) > middleware.MaxDLQErrorLen || !strings.HasPrefix(s, "unclipped é") || strings.ContainsRune(s, '\uFFFD') {
+		t.Fatalf("dlqerror of %d bytes %q...; want at most %d bytes of whole runes", len(s), s[:20], middleware.MaxDLQErrorLen)
+	}
+}

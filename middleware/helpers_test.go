@@ -1,0 +1,218 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// harness is a memory bus and a router running on it.
+type harness struct {
+	t      *testing.T
+	bus    *memory.Bus
+	router *eventkit.Router
+	ns     string
+	errc   chan error
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	bus := memory.New()
+	h := &harness{t: t, bus: bus, ns: eventkittest.UniqueName("mw"),
+		router: eventkit.NewRouter(bus, eventkit.WithLogger(quietLogger), eventkit.WithShutdownTimeout(5*time.Second)),
+		errc:   make(chan error, 1)}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.router.Shutdown(ctx); err != nil {
+			t.Errorf("router shutdown: %v", err)
+		}
+		_ = bus.Close()
+	})
+	return h
+}
+
+func (h *harness) topic(s string) string { return h.ns + "." + s }
+
+func (h *harness) start() {
+	h.t.Helper()
+	go func() { h.errc <- h.router.Run(context.Background()) }()
+	select {
+	case <-h.router.Running():
+	case err := <-h.errc:
+		h.t.Fatalf("router: %v", err)
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("router did not start")
+	}
+}
+
+func (h *harness) publish(topic string, events ...event.Event) {
+	h.t.Helper()
+	if err := h.bus.Publish(context.Background(), topic, events...); err != nil {
+		h.t.Fatalf("publish: %v", err)
+	}
+}
+
+// subscribe returns a subscription that the test reads directly (a DLQ).
+func (h *harness) subscribe(pattern string) eventkit.Subscription {
+	h.t.Helper()
+	s, err := h.bus.Subscribe(context.Background(), pattern)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func receive(t *testing.T, s eventkit.Subscription) *eventkit.Message {
+	t.Helper()
+	select {
+	case m := <-s.Messages():
+		_ = m.Ack()
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+	}
+	return nil
+}
+
+func quiet(t *testing.T, s eventkit.Subscription, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-s.Messages():
+		t.Fatalf("unexpected message %q on %q", m.Event.ID(), m.Topic)
+	case <-time.After(d):
+	}
+}
+
+func newEvent(id string) event.Event { return eventkittest.NewEvent(id) }
+
+// wait waits for a signal on c.
+func wait[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	var zero T
+	return zero
+}
+
+// flakyPublisher fails its first n publishes.
+type flakyPublisher struct {
+	eventkit.Publisher
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+var errPublish = errors.New("dlq broker down")
+
+func (p *flakyPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	p.mu.Lock()
+	p.calls++
+	fail := p.calls <= p.fails
+	p.mu.Unlock()
+	if fail {
+		return errPublish
+	}
+	return p.Publisher.Publish(ctx, topic, events...)
+}
+
+// recordingAcker records how a message was settled.
+type recordingAcker struct {
+	mu     sync.Mutex
+	acks   int
+	nacks  int
+	delay  time.Duration
+	reason error
+}
+
+func (a *recordingAcker) Ack(*eventkit.Message) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.acks++
+	return nil
+}
+
+func (a *recordingAcker) Nack(_ *eventkit.Message, reason error, d time.Duration) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nacks++
+	a.delay, a.reason = d, reason
+	return nil
+}
+
+// metricValue returns the value of the counter or gauge name with the given
+// labels in reg (0 if absent).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	m := findMetric(t, reg, name, labels)
+	switch {
+	case m == nil:
+		return 0
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	t.Fatalf("metric %s is not a counter or gauge", name)
+	return 0
+}
+
+func findMetric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.Metric {
+			got := map[string]string{}
+			for _, lp := range m.Label {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+// eventually polls cond until it holds or 10s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

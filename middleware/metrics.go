@@ -1,0 +1,220 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// MetricsOption configures NewMetrics.
+type MetricsOption func(*metricsConfig)
+
+type metricsConfig struct {
+	reg       prometheus.Registerer
+	namespace string
+	buckets   []float64
+}
+
+// WithRegisterer registers the metrics with reg (default
+// prometheus.DefaultRegisterer). Metrics already registered there by
+// another Metrics of the same namespace are shared.
+func WithRegisterer(reg prometheus.Registerer) MetricsOption {
+	return func(c *metricsConfig) { c.reg = reg }
+}
+
+// WithNamespace sets the prefix of the metric names (default "eventkit").
+func WithNamespace(ns string) MetricsOption { return func(c *metricsConfig) { c.namespace = ns } }
+
+// WithClassicBuckets sets the classic buckets the duration histogram keeps
+// besides its native ones, for scrapers without native histograms (default
+// prometheus.DefBuckets; an empty slice keeps the default).
+func WithClassicBuckets(b []float64) MetricsOption {
+	return func(c *metricsConfig) { c.buckets = b }
+}
+
+// Metrics holds eventkit's Prometheus metrics. Its Middleware measures the
+// handling of each message; CircuitBreaker reports into it with
+// BreakerMetrics. The metrics, with the default namespace:
+//
+//	eventkit_handled_total{topic,handler,outcome}       counter; outcome is ok, retried, dead-lettered or dropped
+//	eventkit_handling_duration_seconds{topic,handler}   histogram, native (exponential) buckets and classic ones
+//	eventkit_in_flight{handler}                         gauge of messages being handled
+//	eventkit_retries_total{topic,handler}               counter of retries: in place, and nacks for redelivery
+//	eventkit_dead_letters_total{topic,handler}          counter of dead-lettered events
+//	eventkit_breaker_state{breaker}                     gauge: 0 closed, 1 half-open, 2 open
+//
+// handler is the route's name (eventkit.RouteFromContext), "" outside a
+// Router.
+type Metrics struct {
+	handled  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight *prometheus.GaugeVec
+	retries  *prometheus.CounterVec
+	dlq      *prometheus.CounterVec
+	breaker  *prometheus.GaugeVec
+
+	series sync.Map // seriesKey -> *series
+}
+
+type seriesKey struct{ topic, handler string }
+
+// series caches the children of one topic and handler, so that the hot
+// path does no label hashing.
+type series struct {
+	outcomes [4]prometheus.Counter // ok, retried, dead-lettered, dropped
+	duration prometheus.Observer
+	inFlight prometheus.Gauge
+	retries  prometheus.Counter
+	dlq      prometheus.Counter
+}
+
+var outcomeIndex = map[Outcome]int{OutcomeOK: 0, OutcomeRetried: 1, OutcomeDeadLettered: 2, OutcomeDropped: 3}
+
+// NewMetrics creates and registers the metrics.
+func NewMetrics(opts ...MetricsOption) (*Metrics, error) {
+	c := metricsConfig{reg: prometheus.DefaultRegisterer, namespace: "eventkit"}
+	for _, o := range opts {
+		o(&c)
+	}
+	if len(c.buckets) == 0 {
+		c.buckets = prometheus.DefBuckets
+	}
+	m := &Metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: c.namespace, Name: "handled_total",
+			Help: "Messages handled, by topic, handler and outcome (ok, retried, dead-lettered, dropped).",
+		}, []string{"topic", "handler", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: c.namespace, Name: "handling_duration_seconds",
+			Help:                            "Time to handle a message, through the middleware inside Metrics.",
+			Buckets:                         c.buckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"topic", "handler"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: c.namespace, Name: "in_flight",
+			Help: "Messages being handled.",
+		}, []string{"handler"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: c.namespace, Name: "retries_total",
+			Help: "Retries: attempts repeated in place, and messages nacked for redelivery.",
+		}, []string{"topic", "handler"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: c.namespace, Name: "dead_letters_total",
+			Help: "Messages published to their dead-letter topic.",
+		}, []string{"topic", "handler"}),
+		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: c.namespace, Name: "breaker_state",
+			Help: "State of each circuit breaker: 0 closed, 1 half-open, 2 open.",
+		}, []string{"breaker"}),
+	}
+	var err error
+	m.handled, err = register(c.reg, m.handled)
+	if err == nil {
+		m.duration, err = register(c.reg, m.duration)
+	}
+	if err == nil {
+		m.inFlight, err = register(c.reg, m.inFlight)
+	}
+	if err == nil {
+		m.retries, err = register(c.reg, m.retries)
+	}
+	if err == nil {
+		m.dlq, err = register(c.reg, m.dlq)
+	}
+	if err == nil {
+		m.breaker, err = register(c.reg, m.breaker)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("middleware: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector of the same description
+// already registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *Metrics) seriesFor(topic, handler string) *series {
+	k := seriesKey{topic, handler}
+	if s, ok := m.series.Load(k); ok {
+		return s.(*series)
+	}
+	s := &series{
+		duration: m.duration.WithLabelValues(topic, handler),
+		inFlight: m.inFlight.WithLabelValues(handler),
+		retries:  m.retries.WithLabelValues(topic, handler),
+		dlq:      m.dlq.WithLabelValues(topic, handler),
+	}
+	for o, i := range outcomeIndex {
+		s.outcomes[i] = m.handled.WithLabelValues(topic, handler, string(o))
+	}
+	v, _ := m.series.LoadOrStore(k, s)
+	return v.(*series)
+}
+
+// Middleware returns the middleware that measures each message. Put it
+// outside DeadLetter and Retry so that it sees their outcome (recorded in
+// the message's Report, see NewReportContext).
+func (m *Metrics) Middleware() eventkit.Middleware {
+	return func(next eventkit.Handler) eventkit.Handler {
+		return eventkit.HandlerFunc(func(ctx context.Context, msg *eventkit.Message) error {
+			handler := ""
+			if ri, ok := eventkit.RouteFromContext(ctx); ok {
+				handler = ri.Name
+			}
+			s := m.seriesFor(msg.Topic, handler)
+			ctx, rep := NewReportContext(ctx)
+			s.inFlight.Inc()
+			start := time.Now()
+			err := next.Handle(ctx, msg)
+			s.duration.Observe(time.Since(start).Seconds())
+			s.inFlight.Dec()
+			out := rep.Final(err)
+			s.outcomes[outcomeIndex[out]].Inc()
+			retries := rep.Retries
+			if out == OutcomeRetried {
+				retries++
+			}
+			if retries > 0 {
+				s.retries.Add(float64(retries))
+			}
+			if rep.DeadLettered {
+				s.dlq.Inc()
+			}
+			return err
+		})
+	}
+}
+
+func (m *Metrics) setBreakerState(name string, st gobreaker.State) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	switch st {
+	case gobreaker.StateHalfOpen:
+		v = 1
+	case gobreaker.StateOpen:
+		v = 2
+	}
+	m.breaker.WithLabelValues(name).Set(v)
+}
