@@ -230,7 +230,10 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, opts ...eventkit.Su
 		s.pumpDone = make(chan struct{})
 		go s.pump(out)
 	}
-	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	s.mu.Lock()
+	s.stopCtx = stop
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -414,7 +417,8 @@ type subscription struct {
 	done     chan struct{}
 	pumpDone chan struct{}
 	once     sync.Once
-	stopCtx  func() bool
+	mu       sync.Mutex
+	stopCtx  func() bool // guarded by mu
 }
 
 func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
@@ -423,8 +427,11 @@ func (s *subscription) Err() error { return nil }
 
 func (s *subscription) Close() error {
 	s.once.Do(func() {
-		if s.stopCtx != nil {
-			s.stopCtx()
+		s.mu.Lock()
+		stop := s.stopCtx
+		s.mu.Unlock()
+		if stop != nil {
+			stop()
 		}
 		close(s.done)
 		if s.pumpDone != nil {
