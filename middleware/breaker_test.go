@@ -1,0 +1,107 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+func TestCircuitBreakerOpensAndRefusesWithDelay(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	mw := middleware.CircuitBreaker(middleware.BreakerName("payments"), middleware.BreakerFailures(2),
+		middleware.BreakerOpenPeriod(time.Hour), middleware.BreakerRetryDelay(3*time.Second), middleware.BreakerMetrics(metrics))
+	h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return errTransient }))
+	msg := func() *eventkit.Message { return eventkit.NewMessage("t", newEvent("1"), 1, nil, nil) }
+	state := func() float64 {
+		return metricValue(t, reg, "eventkit_breaker_state", map[string]string{"breaker": "payments"})
+	}
+	if s := state(); s != 0 {
+		t.Fatalf("breaker_state = %v before any failure, want 0 (closed)", s)
+	}
+	for i := 0; i < 2; i++ {
+		if err := h.Handle(context.Background(), msg()); !errors.Is(err, errTransient) {
+			t.Fatalf("call %d: err = %v, want the handler's", i, err)
+		}
+	}
+	err = h.Handle(context.Background(), msg())
+	var ra *eventkit.RetryAfterError
+	if !errors.As(err, &ra) || ra.Delay != 3*time.Second || !errors.Is(err, middleware.ErrBreakerOpen) {
+		t.Fatalf("err = %v; want RetryAfter(3s) wrapping ErrBreakerOpen", err)
+	}
+	if calls != 2 {
+		t.Fatalf("handler called %d times; want 2 (not called while open)", calls)
+	}
+	if middleware.IsPermanent(err) {
+		t.Fatal("open-breaker error is permanent: it would be dead-lettered instead of retried")
+	}
+	if s := state(); s != 2 {
+		t.Fatalf("breaker_state = %v, want 2 (open)", s)
+	}
+}
+
+func TestCircuitBreakerIgnoresPermanentErrors(t *testing.T) {
+	var calls int
+	h := middleware.CircuitBreaker(middleware.BreakerFailures(1), middleware.BreakerOpenPeriod(time.Hour))(
+		eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return middleware.Permanent(errPoison) }))
+	for i := 0; i < 5; i++ {
+		if err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); !errors.Is(err, errPoison) {
+			t.Fatalf("err = %v; want the poison error (a poison message must not open the breaker)", err)
+		}
+	}
+	if calls != 5 {
+		t.Fatalf("handler called %d times, want 5", calls)
+	}
+}
+
+func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var transitions []string
+	var attempts []int
+	done := make(chan struct{})
+	h.router.Use(middleware.CircuitBreaker(middleware.BreakerFailures(2), middleware.BreakerOpenPeriod(40*time.Millisecond),
+		middleware.BreakerRetryDelay(10*time.Millisecond),
+		middleware.BreakerSettings(func(s *gobreaker.Settings) {
+			s.OnStateChange = func(_ string, from, to gobreaker.State) {
+				mu.Lock()
+				transitions = append(transitions, from.String()+">"+to.String())
+				mu.Unlock()
+			}
+		})))
+	if err := h.router.HandleFunc(h.topic("pay"), func(_ context.Context, m *eventkit.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, m.Attempt)
+		if len(attempts) <= 2 {
+			return errTransient
+		}
+		close(done)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.publish(h.topic("pay"), newEvent("p-1"))
+	wait(t, done, "the message handled after the breaker closed")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 3 || attempts[0] != 1 || attempts[1] != 2 || attempts[2] < 4 {
+		t.Fatalf("handler saw attempts %v; want [1 2 n>=4]: refused deliveries in between were nacked and redelivered", attempts)
+	}
+	want := []string{"closed>open", "open>half-open", "half-open>closed"}
+	if len(transitions) != 3 || transitions[0] != want[0] || transitions[1] != want[1] || transitions[2] != want[2] {
+		t.Fatalf("transitions %v, want %v", transitions, want)
+	}
+}

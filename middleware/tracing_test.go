@@ -1,0 +1,122 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/middleware"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestTracingLinksPublishAndHandle(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	h := newHarness(t)
+	pub := middleware.TracingPublisher(h.bus, middleware.WithTracerProvider(tp))
+	done := make(chan struct{})
+	h.router.Use(middleware.Tracing(middleware.WithTracerProvider(tp)))
+	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+		return pub.Publish(ctx, h.topic("shipments"), newEvent("s-of-"+m.Event.ID()))
+	}, eventkit.RouteName("orders")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.router.HandleFunc(h.topic("shipments"), func(ctx context.Context, m *eventkit.Message) error {
+		if m.Attempt > 1 {
+			return nil
+		}
+		defer close(done)
+		return errors.New("carrier unavailable")
+	}, eventkit.RouteName("shipments")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+
+	ctx, root := tp.Tracer("test").Start(context.Background(), "checkout")
+	orig := newEvent("o-1")
+	if err := pub.Publish(ctx, h.topic("orders"), orig); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	wait(t, done, "the shipment handled")
+	if _, ok := orig.Extensions()[middleware.ExtTraceParent]; ok {
+		t.Fatal("TracingPublisher modified the caller's event")
+	}
+	// The consumer span of shipments ends after the handler returns.
+	var spans tracetest.SpanStubs
+	eventually(t, "five spans", func() bool { spans = exp.GetSpans(); return len(spans) >= 5 })
+
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range spans {
+		if _, ok := byName[s.Name]; !ok { // the first: a redelivery adds a second "process" span
+			byName[s.Name] = s
+		}
+	}
+	get := func(name string, kind trace.SpanKind) tracetest.SpanStub {
+		s, ok := byName[name]
+		if !ok {
+			t.Fatalf("no span %q among %d", name, len(spans))
+		}
+		if s.SpanKind != kind {
+			t.Errorf("span %q kind %v, want %v", name, s.SpanKind, kind)
+		}
+		return s
+	}
+	checkout := get("checkout", trace.SpanKindInternal)
+	pubOrders := get("publish "+h.topic("orders"), trace.SpanKindProducer)
+	procOrders := get("process "+h.topic("orders"), trace.SpanKindConsumer)
+	pubShip := get("publish "+h.topic("shipments"), trace.SpanKindProducer)
+	procShip := get("process "+h.topic("shipments"), trace.SpanKindConsumer)
+
+	chain := []tracetest.SpanStub{checkout, pubOrders, procOrders, pubShip, procShip}
+	for i := 1; i < len(chain); i++ {
+		parent, child := chain[i-1], chain[i]
+		if child.Parent.SpanID() != parent.SpanContext.SpanID() {
+			t.Errorf("span %q has parent %s, want %q (%s)", child.Name, child.Parent.SpanID(), parent.Name, parent.SpanContext.SpanID())
+		}
+		if child.SpanContext.TraceID() != checkout.SpanContext.TraceID() {
+			t.Errorf("span %q in trace %s, want %s", child.Name, child.SpanContext.TraceID(), checkout.SpanContext.TraceID())
+		}
+	}
+	if !procOrders.Parent.IsRemote() {
+		t.Error("the consumer span's parent was not extracted from the event (not remote)")
+	}
+	if procShip.Status.Code != codes.Error {
+		t.Errorf("failed handling has span status %v, want Error", procShip.Status.Code)
+	}
+	if procOrders.Status.Code == codes.Error {
+		t.Error("successful handling has status Error")
+	}
+	attrs := map[string]string{}
+	for _, kv := range procOrders.Attributes {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	if attrs["messaging.destination.name"] != h.topic("orders") || attrs["messaging.message.id"] != "o-1" || attrs["eventkit.route"] != "orders" {
+		t.Errorf("consumer span attributes %v", attrs)
+	}
+}
+
+func TestTracingWithoutTraceParentStartsRoot(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	h := middleware.Tracing(middleware.WithTracerProvider(tp))(eventkit.HandlerFunc(func(ctx context.Context, _ *eventkit.Message) error {
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			return errors.New("no span in the handler's context")
+		}
+		return nil
+	}))
+	if err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Parent.IsValid() {
+		t.Fatalf("spans %v; want one root span", spans)
+	}
+}
