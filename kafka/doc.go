@@ -1,0 +1,34 @@
+// Package kafka is eventkit's Apache Kafka transport, built on franz-go
+// (github.com/twmb/franz-go: kgo for the client, kadm for administration).
+//
+// A Transport implements eventkit.Publisher and eventkit.Subscriber. Events
+// travel by the CloudEvents Kafka protocol binding: binary mode by default
+// (attributes in "ce_" headers, datacontenttype in the "content-type" header,
+// data as the record value), structured mode (the JSON event format as the
+// value) on request with WithStructuredMode. The record key is the event's
+// eventkit.EventKey (the "partitionkey" extension, the binding's Key Mapper,
+// else the subject), so that events of one key land on one partition and
+// keep their order; the extension itself is kept in the headers.
+//
+// Publishing uses franz-go's idempotent producer. Publish returns when the
+// broker acknowledged every record; PublishAsync bounds the records in
+// flight and reports through a callback.
+//
+// Subscriptions are Kafka consumer groups (a subscription without
+// eventkit.WithGroup gets a unique ephemeral group of its own). Records of a
+// partition are delivered in offset order, partitions concurrently; the
+// offset committed for a partition never passes a record whose handling has
+// not finished (acked). A nacked record is delivered again in process after
+// the nack's delay, with Message.Attempt incremented, and holds the
+// partition's commit back until it is acked. When a rebalance revokes a
+// partition, the subscription stops delivering it, waits (up to
+// WithRevokeTimeout) for the messages of that partition already taken to be
+// settled, commits, and only then gives the partition up.
+//
+// Transactor is the exactly-once consume-transform-produce helper on
+// franz-go's GroupTransactSession: the events a handler publishes and the
+// input offsets are committed in one Kafka transaction.
+//
+// See docs/transports-kafka.md for the guarantees and the tests that prove
+// them.
+package kafka

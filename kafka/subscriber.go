@@ -1,0 +1,691 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ErrRevoked is returned by Ack or Nack of a message whose partition was
+// revoked (or lost) before the settlement: the settlement is not recorded,
+// and the partition's new owner delivers the record again.
+var ErrRevoked = errors.New("kafka: partition revoked before the message was settled")
+
+// EphemeralGroupPrefix starts the name of the consumer group of a
+// subscription without eventkit.WithGroup.
+const EphemeralGroupPrefix = "eventkit-ephemeral-"
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+// pstate is the delivery and commit state of one assigned partition.
+type pstate struct {
+	tp
+	entries   []*entry // delivered and not finished, or finished and waiting for those before them; offset order
+	next      int64    // lowest offset not yet delivered in this assignment (-1: any)
+	commit    kgo.EpochOffset
+	committed int64 // last commit sent successfully (-1: none)
+	inflight  int   // messages taken and not settled
+	revoking  bool
+	dead      bool
+}
+
+// entry is one record being handled; it is the Acknowledger of its messages.
+type entry struct {
+	s       *subscription
+	p       *pstate
+	rec     *kgo.Record
+	ev      event.Event
+	topic   string
+	attempt int
+	bad     bool // not a CloudEvent: finished at once
+	done    bool
+}
+
+type subscription struct {
+	t      *Transport
+	cl     *kgo.Client
+	group  string
+	ephem  bool
+	buffer int
+
+	out       chan *eventkit.Message
+	fetched   chan []*entry
+	wake      chan struct{}
+	assigned  chan struct{}
+	assignOne sync.Once
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	parts  map[tp]*pstate
+	redo   []*entry // nacked entries due for redelivery
+	timers map[*time.Timer]struct{}
+
+	ctx      context.Context // ends the workers
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	watchEnd chan struct{}
+	err      error
+}
+
+// Subscribe starts a subscription to pattern (a topic name, or a pattern
+// with "*" and ">" consumed through a Kafka topic regex). With
+// eventkit.WithGroup it joins that consumer group; otherwise it joins a new
+// ephemeral group of its own, deleted when it closes. A group that has no
+// committed offsets for a topic starts at the end offsets resolved during
+// Subscribe (at the start with eventkit.FromStart); topics that appear
+// later are read from their start. Subscribe returns once the member has
+// its first assignment, so every event published after it returns is
+// delivered.
+func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return nil, err
+	}
+	if t.closed.Load() {
+		return nil, eventkit.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sc := eventkit.NewSubscribeConfig(opts...)
+	s := &subscription{
+		t:        t,
+		group:    sc.Group,
+		buffer:   sc.Buffer,
+		out:      make(chan *eventkit.Message),
+		fetched:  make(chan []*entry, 1),
+		wake:     make(chan struct{}, 1),
+		assigned: make(chan struct{}),
+		parts:    make(map[tp]*pstate),
+		timers:   make(map[*time.Timer]struct{}),
+		watchEnd: make(chan struct{}),
+	}
+	s.cond = sync.NewCond(&s.mu)
+	if s.buffer <= 0 {
+		s.buffer = t.cfg.buffer
+	}
+	if s.group == "" {
+		s.group = EphemeralGroupPrefix + uuid.NewString()
+		s.ephem = true
+	}
+
+	// The Kafka topics to consume, and those that exist now.
+	var (
+		consume  []kgo.Opt
+		existing []string
+	)
+	if topic.IsPattern(pattern) {
+		re := t.cfg.mapper.Regexp(pattern)
+		rx, err := regexp.Compile(re)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: pattern %q: %w", pattern, err)
+		}
+		consume = []kgo.Opt{kgo.ConsumeTopics(re), kgo.ConsumeRegex()}
+		td, err := t.adm.ListTopics(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: subscribe %q: list topics: %w", pattern, err)
+		}
+		for _, name := range td.Names() {
+			if rx.MatchString(name) {
+				existing = append(existing, name)
+			}
+		}
+	} else {
+		k, err := t.cfg.mapper.ToKafka(pattern)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.ensureTopic(ctx, k); err != nil {
+			return nil, err
+		}
+		consume = []kgo.Opt{kgo.ConsumeTopics(k)}
+		td, err := t.adm.ListTopics(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: subscribe %q: describe topic: %w", pattern, err)
+		}
+		if d, ok := td[k]; ok && d.Err == nil {
+			existing = append(existing, k)
+		}
+	}
+	if !sc.FromStart && len(existing) > 0 {
+		if err := t.initGroup(ctx, s.group, existing); err != nil {
+			return nil, err
+		}
+	}
+
+	copts := append([]kgo.Opt{kgo.SeedBrokers(t.cfg.brokers...)}, t.cfg.clientOpts...)
+	copts = append(copts, consume...)
+	copts = append(copts,
+		kgo.ConsumerGroup(s.group),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.MetadataMaxAge(t.cfg.metadataMaxAge),
+		kgo.HeartbeatInterval(t.cfg.heartbeat),
+		kgo.Balancers(kgo.StickyBalancer()),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	)
+	copts = append(copts, t.cfg.consumerOpts...)
+	cl, err := kgo.NewClient(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: consumer client: %w", err)
+	}
+	s.cl = cl
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	t.mu.Lock()
+	if t.closed.Load() {
+		t.mu.Unlock()
+		s.cancel()
+		cl.Close()
+		return nil, eventkit.ErrClosed
+	}
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
+
+	s.wg.Add(3)
+	go s.poll()
+	go s.dispatch()
+	go s.commitLoop()
+	go s.watch(ctx)
+
+	if len(existing) > 0 {
+		select {
+		case <-s.assigned:
+		case <-ctx.Done():
+			_ = s.Close()
+			return nil, fmt.Errorf("kafka: subscribe %q: waiting for the group assignment: %w", pattern, ctx.Err())
+		}
+	}
+	return s, nil
+}
+
+// initGroup commits, for each partition of topics that group has no offset
+// for, the current end offset, so that the group starts at the events
+// published from now on.
+func (t *Transport) initGroup(ctx context.Context, group string, topics []string) error {
+	have, err := t.adm.FetchOffsets(ctx, group)
+	if err != nil && !isNoGroup(err) {
+		return fmt.Errorf("kafka: fetch offsets of group %q: %w", group, err)
+	}
+	ends, err := t.adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("kafka: list end offsets: %w", err)
+	}
+	var set kadm.Offsets
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			return
+		}
+		if _, ok := have.Lookup(o.Topic, o.Partition); ok {
+			return
+		}
+		if set == nil {
+			set = kadm.Offsets{}
+		}
+		set.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+	})
+	if len(set) == 0 {
+		return nil
+	}
+	resp, err := t.adm.CommitOffsets(ctx, group, set)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		// The group may have become active meanwhile (a member that
+		// committed its own start); it then reads from its commits.
+		t.cfg.logger.Debug("kafka: initial offsets of group not committed", "group", group, "err", err)
+	}
+	return nil
+}
+
+func isNoGroup(err error) bool { return errors.Is(err, kerr.GroupIDNotFound) }
+
+// commitRespErr returns the first partition error of an offset commit.
+func commitRespErr(resp *kmsg.OffsetCommitResponse) error {
+	if resp == nil {
+		return nil
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
+}
+
+// watch ends the subscription when the subscribing context ends.
+func (s *subscription) watch(ctx context.Context) {
+	defer close(s.watchEnd)
+	select {
+	case <-ctx.Done():
+		s.stop()
+	case <-s.ctx.Done():
+	}
+}
+
+func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
+
+func (s *subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close commits the offsets of finished records, leaves the group and ends
+// the subscription. Messages taken and not settled are not committed: the
+// group delivers them again.
+func (s *subscription) Close() error {
+	s.stop()
+	<-s.watchEnd
+	return nil
+}
+
+func (s *subscription) stop() {
+	s.stopOnce.Do(func() {
+		s.closing.Store(true)
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.commit(ctx, nil)
+		cancel()
+		s.cl.Close() // leaves the group
+		s.mu.Lock()
+		for tm := range s.timers {
+			tm.Stop()
+		}
+		s.timers = nil
+		for _, p := range s.parts {
+			p.dead = true
+		}
+		s.parts = map[tp]*pstate{}
+		s.mu.Unlock()
+		close(s.out)
+		if s.ephem {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = s.t.adm.DeleteGroup(ctx, s.group)
+			cancel()
+		}
+		s.t.mu.Lock()
+		delete(s.t.subs, s)
+		s.t.mu.Unlock()
+	})
+}
+
+// poll fetches records, decodes them and hands them to dispatch in batches.
+func (s *subscription) poll() {
+	defer s.wg.Done()
+	for {
+		fs := s.cl.PollRecords(s.ctx, s.buffer)
+		if s.ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.t.cfg.logger.Warn("kafka: fetch error", "group", s.group, "topic", t, "partition", p, "err", err)
+			}
+		})
+		batch := make([]*entry, 0, fs.NumRecords())
+		fs.EachRecord(func(r *kgo.Record) {
+			name, ok := s.t.cfg.mapper.FromKafka(r.Topic)
+			e := &entry{s: s, rec: r, topic: name, attempt: 1}
+			if !ok {
+				e.bad = true
+			} else if ev, err := Decode(r); err != nil {
+				s.t.cfg.logger.Warn("kafka: skipping a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+				e.bad = true
+			} else {
+				e.ev = ev
+			}
+			batch = append(batch, e)
+		})
+		if len(batch) == 0 {
+			continue
+		}
+		select {
+		case s.fetched <- batch:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// dispatch delivers entries one at a time on the unbuffered Messages
+// channel, redeliveries first, dropping those of partitions no longer
+// owned.
+func (s *subscription) dispatch() {
+	defer s.wg.Done()
+	var queue []*entry
+	for {
+		s.mu.Lock()
+		if len(s.redo) > 0 {
+			queue = append(append(make([]*entry, 0, len(s.redo)+len(queue)), s.redo...), queue...)
+			s.redo = s.redo[:0]
+		}
+		s.mu.Unlock()
+		if len(queue) == 0 {
+			select {
+			case b := <-s.fetched:
+				queue = b
+			case <-s.wake:
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		e := queue[0]
+		if !s.offer(e) {
+			queue = queue[1:]
+			continue
+		}
+		m := eventkit.NewMessage(e.topic, e.ev, e.attempt, e, e.rec)
+		select {
+		case s.out <- m:
+			queue = queue[1:]
+		case <-s.wake:
+			s.withdraw(e)
+		case <-s.ctx.Done():
+			s.withdraw(e)
+			return
+		}
+	}
+}
+
+// offer registers e as taken (before the send, so that a revocation waits
+// for it); false drops it. A bad record is finished here.
+func (s *subscription) offer(e *entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.p == nil { // first delivery: bind to the current assignment
+		p := s.parts[tp{e.rec.Topic, e.rec.Partition}]
+		if p == nil || p.revoking || p.dead || e.rec.Offset < p.next {
+			return false
+		}
+		e.p = p
+		p.next = e.rec.Offset + 1
+		p.entries = append(p.entries, e)
+		if e.bad {
+			e.done = true
+			p.advance()
+			e.p = nil // a later drop must not unbind anything
+			return false
+		}
+	} else if e.p.revoking || e.p.dead {
+		return false
+	}
+	e.p.inflight++
+	return true
+}
+
+// withdraw undoes offer for an entry that was not taken.
+func (s *subscription) withdraw(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := e.p
+	p.inflight--
+	if e.attempt == 1 && len(p.entries) > 0 && p.entries[len(p.entries)-1] == e {
+		// Not taken: unbind, so that it is offered again (or dropped) as
+		// a first delivery.
+		p.entries = p.entries[:len(p.entries)-1]
+		p.next = e.rec.Offset
+		e.p = nil
+	}
+	s.cond.Broadcast()
+}
+
+// advance pops the finished prefix of p's entries and moves the commit
+// offset past it.
+func (p *pstate) advance() {
+	i := 0
+	for ; i < len(p.entries) && p.entries[i].done; i++ {
+		r := p.entries[i].rec
+		p.commit = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	}
+	if i > 0 {
+		n := copy(p.entries, p.entries[i:])
+		clear(p.entries[n:])
+		p.entries = p.entries[:n]
+	}
+}
+
+// Ack implements eventkit.Acknowledger.
+func (e *entry) Ack(*eventkit.Message) error {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := e.p
+	if p == nil || p.dead {
+		return s.settledLate()
+	}
+	p.inflight--
+	e.done = true
+	p.advance()
+	if p.revoking {
+		s.cond.Broadcast()
+	}
+	return nil
+}
+
+// Nack implements eventkit.Acknowledger: the record is delivered again
+// after delay, and the partition's commit stays before it until it is acked.
+func (e *entry) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
+	s := e.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := e.p
+	if p == nil || p.dead {
+		return s.settledLate()
+	}
+	p.inflight--
+	e.attempt++
+	if p.revoking {
+		s.cond.Broadcast()
+		return nil // stays unfinished: the next owner delivers it
+	}
+	if delay <= 0 {
+		s.redo = append(s.redo, e)
+		s.signal()
+		return nil
+	}
+	var tm *time.Timer
+	tm = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.timers == nil {
+			return
+		}
+		delete(s.timers, tm)
+		if !p.dead && !p.revoking {
+			s.redo = append(s.redo, e)
+			s.signal()
+		}
+	})
+	s.timers[tm] = struct{}{}
+	return nil
+}
+
+func (s *subscription) settledLate() error {
+	if s.closing.Load() {
+		return eventkit.ErrClosed
+	}
+	return ErrRevoked
+}
+
+func (s *subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop commits finished offsets every commit interval.
+func (s *subscription) commitLoop() {
+	defer s.wg.Done()
+	tk := time.NewTicker(s.t.cfg.commitInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-tk.C:
+			s.commit(s.ctx, nil)
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// commit commits the finished offsets of the partitions in only (all when
+// nil) that moved since their last commit.
+func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) {
+	s.mu.Lock()
+	offs := map[string]map[int32]kgo.EpochOffset{}
+	sent := map[*pstate]int64{}
+	for k, p := range s.parts {
+		if only != nil && only[k] == nil {
+			continue
+		}
+		if p.dead || p.commit.Offset <= p.committed {
+			continue
+		}
+		if offs[k.topic] == nil {
+			offs[k.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offs[k.topic][k.part] = p.commit
+		sent[p] = p.commit.Offset
+	}
+	s.mu.Unlock()
+	if len(offs) == 0 {
+		return
+	}
+	var cerr error
+	s.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		cerr = err
+		if err == nil {
+			cerr = commitRespErr(resp)
+		}
+	})
+	if cerr != nil {
+		if ctx.Err() == nil {
+			s.t.cfg.logger.Warn("kafka: offset commit failed", "group", s.group, "err", cerr)
+		}
+		return
+	}
+	s.mu.Lock()
+	for p, o := range sent {
+		if o > p.committed {
+			p.committed = o
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *subscription) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	for t, parts := range assigned {
+		for _, part := range parts {
+			k := tp{t, part}
+			if p := s.parts[k]; p != nil && !p.dead {
+				continue
+			}
+			s.parts[k] = &pstate{tp: k, next: -1, commit: kgo.EpochOffset{Epoch: -1, Offset: -1}, committed: -1}
+		}
+	}
+	s.mu.Unlock()
+	s.assignOne.Do(func() { close(s.assigned) })
+}
+
+// onRevoked stops delivering the revoked partitions, waits (up to the
+// revoke timeout) for their taken messages to be settled, commits them, and
+// gives them up.
+func (s *subscription) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	ps := s.mark(revoked)
+	if len(ps) == 0 {
+		return
+	}
+	s.signal()
+	if !s.closing.Load() {
+		deadline := time.Now().Add(s.t.cfg.revokeTimeout)
+		tm := time.AfterFunc(s.t.cfg.revokeTimeout, func() {
+			s.mu.Lock()
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		})
+		s.mu.Lock()
+		for !s.closing.Load() && time.Now().Before(deadline) && inflight(ps) > 0 {
+			s.cond.Wait()
+		}
+		if n := inflight(ps); n > 0 && !s.closing.Load() {
+			s.t.cfg.logger.Warn("kafka: revoked partitions given up with messages unsettled", "group", s.group, "unsettled", n)
+		}
+		s.mu.Unlock()
+		tm.Stop()
+		s.commit(ctx, ps)
+	}
+	s.drop(ps)
+}
+
+// onLost gives up the partitions without committing (the group has moved on).
+func (s *subscription) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ps := s.mark(lost)
+	s.signal()
+	s.drop(ps)
+}
+
+func (s *subscription) mark(m map[string][]int32) map[tp]*pstate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := map[tp]*pstate{}
+	for t, parts := range m {
+		for _, part := range parts {
+			k := tp{t, part}
+			if p := s.parts[k]; p != nil {
+				p.revoking = true
+				ps[k] = p
+			}
+		}
+	}
+	return ps
+}
+
+func (s *subscription) drop(ps map[tp]*pstate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, p := range ps {
+		p.dead = true
+		if s.parts[k] == p {
+			delete(s.parts, k)
+		}
+	}
+}
+
+func inflight(ps map[tp]*pstate) int {
+	n := 0
+	for _, p := range ps {
+		n += p.inflight
+	}
+	return n
+}

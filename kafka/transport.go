@@ -1,0 +1,224 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Transport is a Kafka publisher and subscriber. Create one with New; it is
+// safe for concurrent use.
+type Transport struct {
+	cfg  config
+	prod *kgo.Client
+	adm  *kadm.Client
+	sem  chan struct{} // PublishAsync's records in flight
+
+	known sync.Map // Kafka topics known to exist
+
+	closed atomic.Bool
+	mu     sync.Mutex
+	subs   map[*subscription]struct{}
+}
+
+// New returns a transport. It needs at least one broker (WithBrokers). It
+// does not connect until first used.
+func New(opts ...Option) (*Transport, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.brokers) == 0 {
+		return nil, errors.New("kafka: no brokers (use WithBrokers)")
+	}
+	popts := append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.clientOpts...)
+	popts = append(popts, cfg.producerOpts...)
+	prod, err := kgo.NewClient(popts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: producer client: %w", err)
+	}
+	return &Transport{
+		cfg:  cfg,
+		prod: prod,
+		adm:  kadm.NewClient(prod),
+		sem:  make(chan struct{}, cfg.maxInFlight),
+		subs: make(map[*subscription]struct{}),
+	}, nil
+}
+
+// Client returns the transport's producer client.
+func (t *Transport) Client() *kgo.Client { return t.prod }
+
+// records validates and encodes events for the eventkit topic name.
+func (t *Transport) records(ctx context.Context, name string, events []event.Event) ([]*kgo.Record, error) {
+	if t.closed.Load() {
+		return nil, eventkit.ErrClosed
+	}
+	if err := topic.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := eventkit.ValidateEvents(events); err != nil {
+		return nil, err
+	}
+	k, err := t.cfg.mapper.ToKafka(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.ensureTopic(ctx, k); err != nil {
+		return nil, err
+	}
+	rs := make([]*kgo.Record, len(events))
+	for i := range events {
+		r, err := Encode(k, events[i], t.cfg.structured)
+		if err != nil {
+			return nil, err
+		}
+		rs[i] = r
+	}
+	return rs, nil
+}
+
+// Publish validates every event and produces them to the Kafka topic of
+// name, in order (events of one key go to one partition). It returns when
+// the broker acknowledged every record (acks=all, idempotent producer), or
+// with the first error.
+func (t *Transport) Publish(ctx context.Context, name string, events ...event.Event) error {
+	rs, err := t.records(ctx, name, events)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	var (
+		left  atomic.Int64
+		first atomic.Pointer[error]
+		done  = make(chan struct{})
+	)
+	left.Store(int64(len(rs)))
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			err = t.produceErr(err)
+			first.CompareAndSwap(nil, &err)
+		}
+		if left.Add(-1) == 0 {
+			close(done)
+		}
+	}
+	for _, r := range rs {
+		t.prod.Produce(ctx, r, promise)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("kafka: publish to %q: %w", name, ctx.Err())
+	}
+	if p := first.Load(); p != nil {
+		return fmt.Errorf("kafka: publish to %q: %w", name, *p)
+	}
+	return nil
+}
+
+func (t *Transport) produceErr(err error) error {
+	if errors.Is(err, kgo.ErrClientClosed) {
+		return fmt.Errorf("%w: %w", eventkit.ErrClosed, err)
+	}
+	return err
+}
+
+// PublishAsync validates the events and hands them to the producer without
+// waiting for the broker. It waits only while the records in flight would
+// exceed WithMaxInFlight (or until ctx ends). done, if not nil, is called
+// once, from a producer goroutine, when every record of the call is
+// acknowledged (nil) or failed (the first error). Use Flush to wait for
+// everything published so far.
+func (t *Transport) PublishAsync(ctx context.Context, name string, events []event.Event, done func(error)) error {
+	rs, err := t.records(ctx, name, events)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return nil
+	}
+	var (
+		left  atomic.Int64
+		first atomic.Pointer[error]
+	)
+	left.Store(int64(len(rs)))
+	finish := func(n int64) {
+		if left.Add(-n) == 0 && done != nil {
+			var err error
+			if p := first.Load(); p != nil {
+				err = *p
+			}
+			done(err)
+		}
+	}
+	promise := func(_ *kgo.Record, err error) {
+		<-t.sem
+		if err != nil {
+			err = t.produceErr(err)
+			first.CompareAndSwap(nil, &err)
+		}
+		finish(1)
+	}
+	for i, r := range rs {
+		select {
+		case t.sem <- struct{}{}:
+		case <-ctx.Done():
+			err := fmt.Errorf("kafka: publish to %q: %w", name, ctx.Err())
+			first.CompareAndSwap(nil, &err)
+			finish(int64(len(rs) - i))
+			return err
+		}
+		t.prod.Produce(ctx, r, promise)
+	}
+	return nil
+}
+
+// Flush waits until every record published so far is acknowledged or
+// failed.
+func (t *Transport) Flush(ctx context.Context) error { return t.prod.Flush(ctx) }
+
+// Close ends every subscription, flushes what was published (for up to 10
+// seconds) and closes the producer. Later publishes return
+// eventkit.ErrClosed.
+func (t *Transport) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	t.mu.Lock()
+	subs := make([]*subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = t.prod.Flush(ctx)
+	t.prod.Close()
+	return nil
+}
+
+func (t *Transport) refreshSubscriptions() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		s.cl.ForceMetadataRefresh()
+	}
+}
