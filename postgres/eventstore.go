@@ -1,0 +1,583 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/es"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// EventStore is an es.EventStore on PostgreSQL.
+//
+// Ordering technique: a serialised position allocator. Every append
+// transaction first locks the single row of the positions table (SELECT …
+// FOR UPDATE), takes the next positions from it, inserts its events and
+// writes the new last position back, and only then commits, releasing the
+// lock. PostgreSQL makes a transaction's rows visible before it releases
+// its locks, so the next appender can only allocate positions after the
+// previous appender's events are visible: positions become visible in
+// order, with no gap, and a rolled-back append gives its positions back.
+// A reader that follows the log with "position > last seen" therefore never
+// skips an event and never waits on a hole. The price is that appends are
+// serialised on that row; group commit (on by default) gives that single
+// lock to a batch of concurrent appends at a time, each append keeping its
+// own expected-version check, success or conflict.
+//
+// The schema is created by Migrate; the table names are options.
+type EventStore struct {
+	pool *pgxpool.Pool
+	cfg  esPgConfig
+
+	events, positions string // quoted identifiers
+	notify            es.Notifier
+
+	gmu     sync.Mutex
+	queue   []*esPgRequest
+	leading bool
+}
+
+type esPgConfig struct {
+	eventsTable, positionsTable string
+	groupCommit                 bool
+	maxBatch                    int
+	commitTimeout               time.Duration
+}
+
+// EventStoreOption configures an EventStore.
+type EventStoreOption func(*esPgConfig)
+
+// WithEventsTable sets the events table (default "eventkit_events"; may be
+// schema-qualified: "myschema.events").
+func WithEventsTable(name string) EventStoreOption {
+	return func(c *esPgConfig) { c.eventsTable = name }
+}
+
+// WithPositionsTable sets the one-row table of the position allocator
+// (default "eventkit_positions"; may be schema-qualified).
+func WithPositionsTable(name string) EventStoreOption {
+	return func(c *esPgConfig) { c.positionsTable = name }
+}
+
+// WithGroupCommit turns group commit on or off (default on). Off, each
+// append is one transaction of its own.
+func WithGroupCommit(on bool) EventStoreOption { return func(c *esPgConfig) { c.groupCommit = on } }
+
+// WithMaxBatch sets how many appends group commit puts in one transaction
+// at most (default 256).
+func WithMaxBatch(n int) EventStoreOption {
+	return func(c *esPgConfig) {
+		if n > 0 {
+			c.maxBatch = n
+		}
+	}
+}
+
+// NewEventStore returns an event store on pool. Call Migrate once to
+// create its tables.
+func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) *EventStore {
+	c := esPgConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o(&c)
+	}
+	return &EventStore{pool: pool, cfg: c, events: esPgIdent(c.eventsTable), positions: esPgIdent(c.positionsTable)}
+}
+
+var (
+	_ es.EventStore = (*EventStore)(nil)
+	_ es.TxAppender = (*EventStore)(nil)
+)
+
+// esPgIdent quotes a possibly schema-qualified name.
+func esPgIdent(name string) string { return pgx.Identifier(strings.Split(name, ".")).Sanitize() }
+
+// esPgIndexName derives an index name from a table name.
+func esPgIndexName(table, suffix string) string {
+	parts := strings.Split(table, ".")
+	return pgx.Identifier{parts[len(parts)-1] + suffix}.Sanitize()
+}
+
+// Migrate creates the store's tables and indexes if they do not exist. It
+// is idempotent.
+func (s *EventStore) Migrate(ctx context.Context) error {
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ` + s.events + ` (
+			position     bigint PRIMARY KEY,
+			stream_id    text NOT NULL,
+			version      bigint NOT NULL,
+			event_id     text NOT NULL,
+			source       text NOT NULL,
+			type         text NOT NULL,
+			subject      text,
+			time         text,
+			content_type text,
+			data_schema  text,
+			extensions   text,
+			data         bytea,
+			recorded_at  timestamptz NOT NULL DEFAULT now()
+		)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esPgIndexName(s.cfg.eventsTable, "_stream_version") + ` ON ` + s.events + ` (stream_id, version)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esPgIndexName(s.cfg.eventsTable, "_stream_event_id") + ` ON ` + s.events + ` (stream_id, event_id)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.positions + ` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
+		`INSERT INTO ` + s.positions + ` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
+	}
+	for _, q := range stmts {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("postgres: migrate event store: %w", err)
+		}
+	}
+	return nil
+}
+
+type esPgRequest struct {
+	ctx      context.Context
+	stream   string
+	expected es.ExpectedVersion
+	events   []event.Event
+	rows     [][]any // encoded rows (without position, stream, version)
+	res      es.AppendResult
+	err      error
+	write    bool
+	done     chan struct{}
+	promote  chan struct{}
+	promoted bool
+}
+
+// Append implements es.EventStore.
+func (s *EventStore) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.AppendResult, error) {
+	r, err := s.newRequest(ctx, stream, expected, events)
+	if err != nil {
+		return es.AppendResult{}, err
+	}
+	if !s.cfg.groupCommit {
+		s.commitBatch(ctx, []*esPgRequest{r})
+		return r.res, r.err
+	}
+	s.gmu.Lock()
+	s.queue = append(s.queue, r)
+	if !s.leading {
+		s.leading = true
+		s.gmu.Unlock()
+		s.lead(ctx)
+		<-r.done
+		return r.res, r.err
+	}
+	s.gmu.Unlock()
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-r.promote:
+		s.lead(ctx)
+		<-r.done
+		return r.res, r.err
+	case <-ctx.Done():
+		s.gmu.Lock()
+		if r.promoted {
+			s.gmu.Unlock()
+			s.lead(ctx) // leadership must be carried on; the batch runs detached from ctx
+			<-r.done
+			return r.res, r.err
+		}
+		for i, q := range s.queue {
+			if q == r {
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				s.gmu.Unlock()
+				return es.AppendResult{}, ctx.Err()
+			}
+		}
+		s.gmu.Unlock()
+		// Already in a batch being committed: its outcome is unknown to us.
+		return es.AppendResult{}, ctx.Err()
+	}
+}
+
+// lead commits one batch from the head of the queue (which holds the
+// leader's own request), then hands leadership to the next queued request.
+func (s *EventStore) lead(ctx context.Context) {
+	s.gmu.Lock()
+	n := min(len(s.queue), s.cfg.maxBatch)
+	batch := append([]*esPgRequest(nil), s.queue[:n]...)
+	s.queue = s.queue[n:]
+	s.gmu.Unlock()
+	if len(batch) > 0 {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commitTimeout)
+		s.commitBatch(cctx, batch)
+		cancel()
+	}
+	s.gmu.Lock()
+	if len(s.queue) > 0 {
+		next := s.queue[0]
+		next.promoted = true
+		close(next.promote)
+	} else {
+		s.leading = false
+	}
+	s.gmu.Unlock()
+}
+
+func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (*esPgRequest, error) {
+	if err := es.ValidateAppend(stream, events); err != nil {
+		return nil, err
+	}
+	if expected < es.Any {
+		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
+	}
+	r := &esPgRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
+	for i := range events {
+		row, err := esPgEncode(&events[i])
+		if err != nil {
+			return nil, err
+		}
+		r.rows = append(r.rows, row)
+	}
+	return r, nil
+}
+
+// esPgEncode returns event_id, source, type, subject, time, content_type,
+// data_schema, extensions, data.
+func esPgEncode(e *event.Event) ([]any, error) {
+	var subject, ct, schema, ext, tm *string
+	if v := e.Subject(); v != "" {
+		subject = &v
+	}
+	if v := e.DataContentType(); v != "" {
+		ct = &v
+	}
+	if v := e.DataSchema(); v != "" {
+		schema = &v
+	}
+	if v := e.Time(); !v.IsZero() {
+		f := v.UTC().Format(time.RFC3339Nano) // text keeps the nanoseconds timestamptz would cut
+		tm = &f
+	}
+	if exts := e.Extensions(); len(exts) > 0 {
+		m := make(map[string]string, len(exts))
+		for k, v := range exts {
+			m[k] = binding.FormatValue(v)
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: encode extensions of %s: %w", e.ID(), err)
+		}
+		v := string(b)
+		ext = &v
+	}
+	return []any{e.ID(), e.Source(), e.Type(), subject, tm, ct, schema, ext, e.Data()}, nil
+}
+
+// commitBatch runs one transaction for batch and completes every request.
+func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	finish := func(err error) {
+		for _, r := range live {
+			if err != nil && r.write {
+				r.err, r.res = err, es.AppendResult{}
+			}
+			close(r.done)
+		}
+		if err == nil {
+			s.notify.Notify()
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		for _, r := range live {
+			r.write, r.err = true, fmt.Errorf("postgres: append: %w", err)
+		}
+		finish(nil)
+		return
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	if err := s.prepare(ctx, tx, live); err != nil {
+		for _, r := range live {
+			r.write = true
+		}
+		finish(err)
+		return
+	}
+	if err := tx.Commit(ctx); err != nil {
+		finish(fmt.Errorf("postgres: append commit: %w", err))
+		return
+	}
+	finish(nil)
+}
+
+// prepare takes the position lock in tx, decides each request (conflict,
+// idempotent repeat, or write), and writes the events of the writers.
+func (s *EventStore) prepare(ctx context.Context, tx pgx.Tx, reqs []*esPgRequest) error {
+	streamSet := map[string]struct{}{}
+	var streams, idStreams, ids []string
+	for _, r := range reqs {
+		if _, ok := streamSet[r.stream]; !ok {
+			streamSet[r.stream] = struct{}{}
+			streams = append(streams, r.stream)
+		}
+		for i := range r.events {
+			idStreams = append(idStreams, r.stream)
+			ids = append(ids, r.events[i].ID())
+		}
+	}
+	b := &pgx.Batch{}
+	var last uint64
+	b.Queue(`SELECT position FROM ` + s.positions + ` WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&last)
+	})
+	versions := map[string]uint64{}
+	b.Queue(`SELECT s.stream_id, COALESCE((SELECT max(e.version) FROM `+s.events+` e WHERE e.stream_id = s.stream_id), 0)
+		FROM unnest($1::text[]) AS s(stream_id)`, streams).Query(func(rows pgx.Rows) error {
+		var id string
+		var v uint64
+		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { versions[id] = v; return nil })
+		return err
+	})
+	existing := map[string]map[string][2]uint64{}
+	b.Queue(`SELECT e.stream_id, e.event_id, e.version, e.position FROM `+s.events+` e
+		JOIN unnest($1::text[], $2::text[]) AS k(stream_id, event_id) ON e.stream_id = k.stream_id AND e.event_id = k.event_id`,
+		idStreams, ids).Query(func(rows pgx.Rows) error {
+		var st, id string
+		var v, p uint64
+		_, err := pgx.ForEachRow(rows, []any{&st, &id, &v, &p}, func() error {
+			m := existing[st]
+			if m == nil {
+				m = map[string][2]uint64{}
+				existing[st] = m
+			}
+			m[id] = [2]uint64{v, p}
+			return nil
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("postgres: append: %w", err)
+	}
+	next := last + 1
+	var cols [12][]any
+	for _, r := range reqs {
+		cur := versions[r.stream]
+		var ex map[string][2]uint64
+		if m := existing[r.stream]; m != nil {
+			for i := range r.events {
+				if vp, ok := m[r.events[i].ID()]; ok {
+					if ex == nil {
+						ex = map[string][2]uint64{}
+					}
+					ex[r.events[i].ID()] = vp
+				}
+			}
+		}
+		res, write, err := es.CheckAppend(r.stream, r.expected, cur, r.events, ex)
+		r.res, r.err, r.write = res, err, write
+		if !write {
+			continue
+		}
+		r.res = es.AppendResult{Version: cur + uint64(len(r.events)), Positions: make([]uint64, len(r.events))}
+		m := existing[r.stream]
+		if m == nil {
+			m = map[string][2]uint64{}
+			existing[r.stream] = m
+		}
+		for i, row := range r.rows {
+			pos, ver := next, cur+uint64(i)+1
+			next++
+			r.res.Positions[i] = pos
+			m[r.events[i].ID()] = [2]uint64{ver, pos}
+			cols[0] = append(cols[0], int64(pos))
+			cols[1] = append(cols[1], r.stream)
+			cols[2] = append(cols[2], int64(ver))
+			for j, v := range row {
+				cols[3+j] = append(cols[3+j], v)
+			}
+		}
+		versions[r.stream] = r.res.Version
+	}
+	if next == last+1 {
+		return nil // nothing to write: conflicts and repeats only
+	}
+	b = &pgx.Batch{}
+	b.Queue(`INSERT INTO `+s.events+` (position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])`,
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11])
+	b.Queue(`UPDATE `+s.positions+` SET position = $1 WHERE id = 1`, int64(next-1))
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("postgres: append: %w", err)
+	}
+	return nil
+}
+
+// BeginAppend implements es.TxAppender: the append is written in a
+// transaction that holds the position lock until Commit or Rollback (every
+// other append waits for it).
+func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.PendingAppend, error) {
+	r, err := s.newRequest(ctx, stream, expected, events)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: append: %w", err)
+	}
+	if err := s.prepare(ctx, tx, []*esPgRequest{r}); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	if r.err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, r.err
+	}
+	return &esPgPending{s: s, tx: tx, r: r}, nil
+}
+
+type esPgPending struct {
+	s  *EventStore
+	tx pgx.Tx
+	r  *esPgRequest
+}
+
+func (p *esPgPending) Commit(ctx context.Context) (es.AppendResult, error) {
+	if err := p.tx.Commit(ctx); err != nil {
+		return es.AppendResult{}, fmt.Errorf("postgres: append commit: %w", err)
+	}
+	p.s.notify.Notify()
+	return p.r.res, nil
+}
+
+func (p *esPgPending) Rollback(ctx context.Context) error { return p.tx.Rollback(ctx) }
+
+const esPgColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
+
+// ReadStream implements es.EventStore.
+func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
+	var q string
+	switch dir {
+	case es.Forward:
+		q = `SELECT ` + esPgColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+	case es.Backward:
+		if from == 0 {
+			from = 1 << 62
+		}
+		q = `SELECT ` + esPgColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+	default:
+		return nil, fmt.Errorf("postgres: invalid direction %d", dir)
+	}
+	return s.query(ctx, q, stream, int64(from), esPgLimit(limit))
+}
+
+func esPgLimit(limit int) any {
+	if limit <= 0 {
+		return nil // LIMIT NULL: no limit
+	}
+	return limit
+}
+
+// ReadAll implements es.EventStore.
+func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es.RecordedEvent, error) {
+	return s.query(ctx, `SELECT `+esPgColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), esPgLimit(limit))
+}
+
+func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read events: %w", err)
+	}
+	defer rows.Close()
+	var out []es.RecordedEvent
+	var (
+		pos, ver                 int64
+		stream, id, source, typ  string
+		subject, ct, schema, ext *string
+		tm                       *string
+		data                     []byte
+		recorded                 time.Time
+	)
+	for rows.Next() {
+		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
+			return nil, fmt.Errorf("postgres: read events: %w", err)
+		}
+		e, err := esDecodeEvent(id, source, typ, subject, tm, ct, schema, ext, data)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: event at position %d: %w", pos, err)
+		}
+		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: recorded})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: read events: %w", err)
+	}
+	return out, nil
+}
+
+// esDecodeEvent rebuilds an event from its stored columns.
+func esDecodeEvent(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource(source)
+	e.SetType(typ)
+	if subject != nil {
+		e.SetSubject(*subject)
+	}
+	if tm != nil {
+		t, err := time.Parse(time.RFC3339Nano, *tm)
+		if err != nil {
+			return e, fmt.Errorf("time: %w", err)
+		}
+		e.SetTime(t)
+	}
+	if schema != nil {
+		e.SetDataSchema(*schema)
+	}
+	if ext != nil {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(*ext), &m); err != nil {
+			return e, fmt.Errorf("extensions: %w", err)
+		}
+		for k, v := range m {
+			if err := e.Context.SetExtension(k, v); err != nil {
+				return e, fmt.Errorf("extension %s: %w", k, err)
+			}
+		}
+	}
+	if ct != nil {
+		e.SetDataContentType(*ct)
+	}
+	if data != nil {
+		e.DataEncoded = data
+	}
+	return e, nil
+}
+
+// Head implements es.EventStore.
+func (s *EventStore) Head(ctx context.Context) (uint64, error) {
+	var p int64
+	if err := s.pool.QueryRow(ctx, `SELECT position FROM `+s.positions+` WHERE id = 1`).Scan(&p); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("postgres: head: %w", err)
+	}
+	return uint64(p), nil
+}
+
+// Subscribe implements es.EventStore: it polls the log (appends through
+// this EventStore wake it at once; others are seen within the poll
+// interval, es.WithPollInterval).
+func (s *EventStore) Subscribe(ctx context.Context, after uint64, opts ...es.SubscribeOption) (es.Subscription, error) {
+	return es.PollSubscribe(ctx, s.ReadAll, &s.notify, after, es.NewSubscribeConfig(opts...)), nil
+}
