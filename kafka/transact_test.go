@@ -1,0 +1,241 @@
+package kafka_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/kafka"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	eosHelperEnv = "EVENTKIT_KAFKA_EOS_HELPER"
+	eosInputs    = 2000
+	eosKillAfter = 700 // outputs the helper produces before it stops to be killed
+)
+
+// transform is the test's transform: one output per input, keyed alike.
+func transform(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error {
+	ev := eventkittest.NewEvent("out-" + m.Event.ID())
+	ev.SetExtension("partitionkey", eventkit.EventKey(m.Event))
+	return out.Publish(ctx, "eos.out", ev)
+}
+
+func eosTransport(t testing.TB, brokers []string) *kafka.Transport {
+	return newTransport(t, brokers, kafka.WithConsumerOptions(), kafka.WithClientOptions())
+}
+
+func eosTxOptions() []kafka.TxOption {
+	return []kafka.TxOption{
+		kafka.WithTxFromStart(),
+		kafka.WithTxBatch(200),
+		kafka.WithTxClientOptions(kgo.SessionTimeout(time.Second), kgo.RebalanceTimeout(2*time.Second)),
+	}
+}
+
+// TestEOSHelperProcess is the consume-transform-produce process that
+// TestExactlyOnceAfterKill kills; it does nothing in a normal test run.
+func TestEOSHelperProcess(t *testing.T) {
+	if os.Getenv(eosHelperEnv) == "" {
+		t.Skip("helper process of TestExactlyOnceAfterKill")
+	}
+	brokers := strings.Split(os.Getenv(eosHelperEnv), ",")
+	tr := eosTransport(t, brokers)
+	var n atomic.Int64
+	x, err := tr.NewTransactor("eos.in", "eos-group", "eos-txn", func(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error {
+		if err := transform(ctx, m, out); err != nil {
+			return err
+		}
+		if n.Add(1) == eosKillAfter {
+			// Mid-transaction: make sure this transaction's outputs are
+			// on the broker, say so, and wait to be killed.
+			if f, ok := out.(interface{ Flush(context.Context) error }); ok {
+				_ = f.Flush(ctx)
+			}
+			fmt.Println("MID")
+			select {}
+		}
+		return nil
+	}, eosTxOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = x.Run(context.Background())
+}
+
+// TestExactlyOnceAfterKill runs the consume-transform-produce loop in a
+// subprocess, kills it with SIGKILL in the middle of a transaction, resumes
+// in a new instance with the same transactional id, and reads the output
+// topic with read_committed: every input has exactly one output.
+func TestExactlyOnceAfterKill(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	tr := eosTransport(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := tr.CreateTopic(ctx, "eos.out", 4, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < eosInputs; i += 100 {
+		batch := make([]event.Event, 0, 100)
+		for j := i; j < i+100; j++ {
+			ev := eventkittest.NewEvent("in-" + strconv.Itoa(j))
+			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
+			batch = append(batch, ev)
+		}
+		if err := tr.Publish(ctx, "eos.in", batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1. The first instance, in a subprocess, is killed mid-transaction.
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEOSHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), eosHelperEnv+"="+strings.Join(brokers, ","))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	mid := false
+	for sc.Scan() {
+		if sc.Text() == "MID" {
+			mid = true
+			break
+		}
+	}
+	if !mid {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper ended before the middle of the stream")
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	adm := kadm.NewClient(tr.Client())
+	committedBefore := groupProgress(t, ctx, adm)
+	if committedBefore <= 0 || committedBefore >= eosInputs {
+		t.Fatalf("the killed instance committed %d of %d inputs; want a kill in the middle", committedBefore, eosInputs)
+	}
+
+	// 2. A new instance with the same transactional id fences the dead one
+	// (aborting its open transaction) and finishes the input.
+	runCtx, stop := context.WithCancel(ctx)
+	x, err := tr.NewTransactor("eos.in", "eos-group", "eos-txn", transform, eosTxOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- x.Run(runCtx) }()
+	for groupProgress(t, ctx, adm) < eosInputs {
+		select {
+		case err := <-runErr:
+			t.Fatalf("Run ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("the second instance did not finish the input")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// 3. read_committed: every output exactly once.
+	committed := readAll(t, ctx, brokers, kgo.ReadCommitted())
+	if len(committed) != eosInputs {
+		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), eosInputs)
+	}
+	for i := 0; i < eosInputs; i++ {
+		id := "out-in-" + strconv.Itoa(i)
+		if committed[id] != 1 {
+			t.Errorf("read_committed: %s appears %d times, want once", id, committed[id])
+		}
+	}
+	// The killed transaction's outputs did reach the log: read_uncommitted
+	// sees more records than inputs, so the test exercised an abort.
+	uncommitted := readAll(t, ctx, brokers, kgo.ReadUncommitted())
+	total := 0
+	for _, n := range uncommitted {
+		total += n
+	}
+	if total <= eosInputs {
+		t.Errorf("read_uncommitted: %d records; want more than %d (the aborted transaction's)", total, eosInputs)
+	}
+	t.Logf("killed instance committed %d inputs; log holds %d output records, %d committed", committedBefore, total, eosInputs)
+}
+
+// groupProgress returns the inputs the group has committed.
+func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client) int64 {
+	t.Helper()
+	offs, err := adm.FetchOffsets(ctx, "eos-group")
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return 0
+		}
+		t.Fatalf("FetchOffsets: %v", err)
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil {
+			n += o.At
+		}
+	})
+	return n
+}
+
+// readAll counts the output ids in eos.out read from the start with the
+// isolation level, until the topic stays quiet for a second.
+func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.IsolationLevel) map[string]int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("eos.out"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	counts := map[string]int{}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			t.Fatalf("reading eos.out: %v", ctx.Err())
+		}
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			ev, err := kafka.Decode(r)
+			if err != nil {
+				t.Fatalf("output record: %v", err)
+			}
+			counts[ev.ID()]++
+			n++
+		})
+		if n == 0 && pctx.Err() != nil {
+			return counts
+		}
+	}
+}
