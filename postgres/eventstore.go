@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -43,6 +44,24 @@ type EventStore struct {
 	gmu     sync.Mutex
 	queue   []*esPgRequest
 	leading bool
+
+	txs, appends atomic.Uint64
+}
+
+// AppendStats counts the work of the store's Append calls.
+type AppendStats struct {
+	Transactions uint64 // append transactions run (committed or not)
+	Appends      uint64 // appends they carried
+	Queued       int    // appends waiting for the next group commit now
+}
+
+// Stats returns the store's append counters: with group commit,
+// Appends/Transactions is the average number of appends per transaction.
+func (s *EventStore) Stats() AppendStats {
+	s.gmu.Lock()
+	q := len(s.queue)
+	s.gmu.Unlock()
+	return AppendStats{Transactions: s.txs.Load(), Appends: s.appends.Load(), Queued: q}
 }
 
 type esPgConfig struct {
@@ -287,6 +306,8 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 	if len(live) == 0 {
 		return
 	}
+	s.txs.Add(1)
+	s.appends.Add(uint64(len(live)))
 	finish := func(err error) {
 		for _, r := range live {
 			if err != nil && r.write {

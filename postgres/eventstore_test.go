@@ -2,7 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/eventkittest"
@@ -63,4 +67,85 @@ func TestEventStore(t *testing.T) {
 
 func TestEventStoreWithoutGroupCommit(t *testing.T) {
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t, postgres.WithGroupCommit(false)) })
+}
+
+// TestEventStoreGroupCommit proves that appends queued behind a running
+// transaction are committed together, each with its own outcome.
+func TestEventStoreGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := esNewStore(t)
+	if _, err := s.Append(ctx, "gc-conflict", es.NoStream, eventkittest.NewEvent("c0")); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the position lock so that the following appends queue up.
+	held, err := s.BeginAppend(ctx, "gc-held", es.NoStream, eventkittest.NewEvent("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	const n = 16
+	type outcome struct {
+		res es.AppendResult
+		err error
+	}
+	results := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r es.AppendResult
+			var err error
+			switch {
+			case i%4 == 3: // a conflict: the stream is at version 1
+				r, err = s.Append(ctx, "gc-conflict", es.NoStream, eventkittest.NewEvent(fmt.Sprintf("x%d", i)))
+			default:
+				r, err = s.Append(ctx, fmt.Sprintf("gc-%d", i), es.NoStream, eventkittest.NewEvent(fmt.Sprintf("e%d", i)), eventkittest.NewEvent(fmt.Sprintf("f%d", i)))
+			}
+			results[i] = outcome{r, err}
+		}()
+	}
+	// Wait until one append leads (blocked on the lock) and the rest queue.
+	for s.Stats().Queued < n-1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := held.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	after := s.Stats()
+	if txs := after.Transactions - before.Transactions; txs != 2 {
+		t.Fatalf("%d queued appends ran in %d transactions; want 2 (the leader's, then one group)", n, txs)
+	}
+	seen := map[uint64]bool{}
+	for i, o := range results {
+		if i%4 == 3 {
+			var ce *es.ConflictError
+			if !errors.As(o.err, &ce) || ce.Stream != "gc-conflict" || ce.Actual != 1 {
+				t.Fatalf("append %d: err = %v; want its own ConflictError", i, o.err)
+			}
+			continue
+		}
+		if o.err != nil || o.res.Version != 2 || len(o.res.Positions) != 2 {
+			t.Fatalf("append %d = %+v, %v; want version 2 with 2 positions", i, o.res, o.err)
+		}
+		for _, p := range o.res.Positions {
+			if seen[p] {
+				t.Fatalf("position %d given twice", p)
+			}
+			seen[p] = true
+		}
+	}
+	all, err := s.ReadAll(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 + 2*12; len(all) != want {
+		t.Fatalf("log holds %d events; want %d", len(all), want)
+	}
+	for i, r := range all {
+		if r.Position != uint64(i+1) {
+			t.Fatalf("log position %d at index %d: gap", r.Position, i)
+		}
+	}
 }
