@@ -1,0 +1,297 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/outbox"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memStore is an in-memory outbox.Store for the relay's unit tests (the
+// real stores are tested in packages postgres and sqlite).
+type memStore struct {
+	mu      sync.Mutex
+	parts   int
+	next    int64
+	rows    []outbox.Record
+	owner   map[int]string
+	expires map[int]time.Time
+	marks   atomic.Int64
+}
+
+func newMemStore(parts int) *memStore {
+	return &memStore{parts: parts, owner: map[int]string{}, expires: map[int]time.Time{}}
+}
+
+func (s *memStore) write(topic string, evs ...event.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range evs {
+		s.next++
+		s.rows = append(s.rows, outbox.Record{ID: s.next, Partition: outbox.PartitionOf(e, s.parts), Topic: topic, Event: e})
+	}
+}
+
+func (s *memStore) pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rows)
+}
+
+func (s *memStore) Partitions() int { return s.parts }
+
+func (s *memStore) Claim(_ context.Context, owner string, ttl time.Duration) ([]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var held []int
+	now := time.Now()
+	for p := range s.parts {
+		if s.owner[p] == owner || s.expires[p].Before(now) {
+			s.owner[p], s.expires[p] = owner, now.Add(ttl)
+			held = append(held, p)
+		}
+	}
+	return held, nil
+}
+
+func (s *memStore) Release(_ context.Context, owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, o := range s.owner {
+		if o == owner {
+			delete(s.owner, p)
+			delete(s.expires, p)
+		}
+	}
+	return nil
+}
+
+func (s *memStore) Fetch(_ context.Context, parts []int, limit int) ([]outbox.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []outbox.Record
+	for _, r := range s.rows {
+		if slices.Contains(parts, r.Partition) && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) MarkDelivered(_ context.Context, owner string, recs []outbox.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marks.Add(1)
+	lost := 0
+	for _, r := range recs {
+		if s.owner[r.Partition] != owner {
+			lost++
+			continue
+		}
+		s.rows = slices.DeleteFunc(s.rows, func(x outbox.Record) bool { return x.ID == r.ID })
+	}
+	if lost > 0 {
+		return fmt.Errorf("%d rows: %w", lost, outbox.ErrLeaseLost)
+	}
+	return nil
+}
+
+type flaky struct {
+	eventkit.Publisher
+	down  atomic.Bool
+	fails atomic.Int64
+}
+
+func (f *flaky) Publish(ctx context.Context, topic string, evs ...event.Event) error {
+	if f.down.Load() {
+		f.fails.Add(1)
+		return errors.New("broker down")
+	}
+	return f.Publisher.Publish(ctx, topic, evs...)
+}
+
+func keyed(id, key string) event.Event {
+	e := eventkittest.NewEvent(id)
+	e.SetExtension("partitionkey", key)
+	return e
+}
+
+func collect(t *testing.T, bus *memory.Bus) (eventkit.Subscription, func(n int) []string) {
+	t.Helper()
+	s, err := bus.Subscribe(context.Background(), "app.>", eventkit.WithBuffer(10000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, func(n int) []string {
+		t.Helper()
+		var ids []string
+		timeout := time.After(30 * time.Second)
+		for len(ids) < n {
+			select {
+			case m := <-s.Messages():
+				_ = m.Ack()
+				ids = append(ids, m.Event.ID())
+			case <-timeout:
+				t.Fatalf("got %d of %d events", len(ids), n)
+			}
+		}
+		return ids
+	}
+}
+
+func run(t *testing.T, r *outbox.Relay) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func TestRelayOrderPerKeyAndMark(t *testing.T) {
+	st := newMemStore(4)
+	bus := memory.New()
+	defer bus.Close()
+	sub, take := collect(t, bus)
+	defer sub.Close()
+	for i := range 100 {
+		st.write("app.orders", keyed("k"+strconv.Itoa(i%3)+"-"+strconv.Itoa(i), "k"+strconv.Itoa(i%3)))
+	}
+	stop := run(t, outbox.NewRelay(st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
+	defer stop()
+	ids := take(100)
+	next := map[string]int{}
+	for _, id := range ids {
+		var k, i int
+		if _, err := fmt.Sscanf(id, "k%d-%d", &k, &i); err != nil {
+			t.Fatal(err)
+		}
+		key := strconv.Itoa(k)
+		if i < next[key] {
+			t.Fatalf("key %s: %s after a later event", key, id)
+		}
+		next[key] = i
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows not marked", st.pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRelayRetriesWhileBrokerDown(t *testing.T) {
+	st := newMemStore(1)
+	bus := memory.New()
+	defer bus.Close()
+	sub, take := collect(t, bus)
+	defer sub.Close()
+	pub := &flaky{Publisher: bus}
+	pub.down.Store(true)
+	for i := range 10 {
+		st.write("app.x", keyed(strconv.Itoa(i), "k"))
+	}
+	r := outbox.NewRelay(st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
+		outbox.WithPollInterval(5*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
+	stop := run(t, r)
+	defer stop()
+	for pub.fails.Load() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	if st.pending() != 10 {
+		t.Fatalf("rows marked while the broker was down: %d pending", st.pending())
+	}
+	pub.down.Store(false)
+	ids := take(10)
+	for i, id := range ids {
+		if id != strconv.Itoa(i) {
+			t.Fatalf("position %d: %s", i, id)
+		}
+	}
+	if r.Stats().PublishErrors < 5 || r.Stats().Published != 10 {
+		t.Fatalf("stats %+v", r.Stats())
+	}
+}
+
+func TestRelayReleasesOnStop(t *testing.T) {
+	st := newMemStore(2)
+	bus := memory.New()
+	defer bus.Close()
+	r := outbox.NewRelay(st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
+	stop := run(t, r)
+	for r.Stats().Partitions != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.Run(context.Background()); err == nil {
+		t.Fatalf("a second Run of a running relay succeeded")
+	}
+	stop()
+	held, _ := st.Claim(context.Background(), "two", time.Minute)
+	if len(held) != 2 {
+		t.Fatalf("after Run returned, another relay got %v", held)
+	}
+}
+
+func TestPartitionOf(t *testing.T) {
+	a, b := keyed("1", "order-7"), keyed("2", "order-7")
+	if outbox.PartitionOf(a, 16) != outbox.PartitionOf(b, 16) {
+		t.Fatalf("one key, two partitions")
+	}
+	seen := map[int]bool{}
+	for i := range 200 {
+		p := outbox.PartitionOf(eventkittest.NewEvent(strconv.Itoa(i)), 16)
+		if p < 0 || p >= 16 {
+			t.Fatalf("partition %d", p)
+		}
+		seen[p] = true
+	}
+	if len(seen) < 8 {
+		t.Fatalf("events without a key use only %d partitions", len(seen))
+	}
+	if outbox.PartitionOf(a, 1) != 0 {
+		t.Fatalf("one partition")
+	}
+}
+
+func ExampleRelay() {
+	store := newMemStore(4) // in a service: postgres.NewOutbox or sqlite.NewOutbox
+	bus := memory.New()
+	defer bus.Close()
+	sub, _ := bus.Subscribe(context.Background(), "orders.>")
+	defer sub.Close()
+
+	// In the business transaction: outbox.Write(ctx, tx, "orders.created", e).
+	store.write("orders.created", keyed("order-1-created", "order-1"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = outbox.NewRelay(store, bus).Run(ctx)
+	}()
+	m := <-sub.Messages()
+	_ = m.Ack()
+	fmt.Println(m.Topic, m.Event.ID())
+	cancel()
+	<-done
+	// Output: orders.created order-1-created
+}
