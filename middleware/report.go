@@ -72,10 +72,24 @@ func (r *Report) Final(err error) Outcome {
 
 type reportKey struct{}
 
+// reportContext carries a Report in one allocation (a context.WithValue
+// and a separate Report would take two).
+type reportContext struct {
+	context.Context
+	r Report
+}
+
+func (c *reportContext) Value(key any) any {
+	if _, ok := key.(reportKey); ok {
+		return &c.r
+	}
+	return c.Context.Value(key)
+}
+
 // NewReportContext returns a context carrying a new, empty Report.
 func NewReportContext(ctx context.Context) (context.Context, *Report) {
-	r := &Report{}
-	return context.WithValue(ctx, reportKey{}, r), r
+	c := &reportContext{Context: ctx}
+	return c, &c.r
 }
 
 // ReportFromContext returns the Report of the message handled with ctx, or

@@ -90,22 +90,27 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 			if _, ok := m.Event.Extensions()[ExtTraceParent]; ok {
 				ctx = c.prop.Extract(ctx, eventCarrier{&m.Event})
 			}
-			attrs := []attribute.KeyValue{
-				attribute.String("messaging.system", "eventkit"),
-				attribute.String("messaging.operation.type", "process"),
-				attribute.String("messaging.destination.name", m.Topic),
-				attribute.String("messaging.message.id", m.Event.ID()),
-				attribute.Int("messaging.message.delivery_attempt", m.Attempt),
-				attribute.String("cloudevents.event_id", m.Event.ID()),
-				attribute.String("cloudevents.event_source", m.Event.Source()),
-				attribute.String("cloudevents.event_type", m.Event.Type()),
+			ctx, span := tracer.Start(ctx, "process "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
+			if span.IsRecording() { // no attribute work for a span sampled out
+				attrs := make([]attribute.KeyValue, 0, 9)
+				attrs = append(attrs,
+					attribute.String("messaging.system", "eventkit"),
+					attribute.String("messaging.operation.type", "process"),
+					attribute.String("messaging.destination.name", m.Topic),
+					attribute.String("messaging.message.id", m.Event.ID()),
+					attribute.String("cloudevents.event_source", m.Event.Source()),
+					attribute.String("cloudevents.event_type", m.Event.Type()))
+				if m.Attempt > 1 {
+					attrs = append(attrs, attribute.Int("messaging.message.delivery_attempt", m.Attempt))
+				}
+				if ri, ok := eventkit.RouteFromContext(ctx); ok {
+					attrs = append(attrs, attribute.String("eventkit.route", ri.Name))
+					if ri.Group != "" {
+						attrs = append(attrs, attribute.String("messaging.consumer.group.name", ri.Group))
+					}
+				}
+				span.SetAttributes(attrs...)
 			}
-			if ri, ok := eventkit.RouteFromContext(ctx); ok {
-				attrs = append(attrs, attribute.String("messaging.consumer.group.name", ri.Group),
-					attribute.String("eventkit.route", ri.Name))
-			}
-			ctx, span := tracer.Start(ctx, "process "+m.Topic,
-				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 			err := next.Handle(ctx, m)
 			if err != nil {
 				span.RecordError(err)
