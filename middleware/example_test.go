@@ -1,0 +1,217 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func exampleEvent(id, typ string, data string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("urn:example:shop")
+	e.SetType(typ)
+	_ = e.SetData("application/json", []byte(data))
+	return e
+}
+
+// The recommended chain, outermost first: Tracing, Metrics, DeadLetter,
+// Retry, Timeout, Recover. DeadLetter wraps Retry, so that only what Retry
+// gives up on is dead-lettered.
+func Example() {
+	bus := memory.New()
+	defer bus.Close()
+	reg := prometheus.NewRegistry()
+	metrics, _ := middleware.NewMetrics(middleware.WithRegisterer(reg))
+
+	r := eventkit.NewRouter(bus)
+	r.Use(
+		middleware.Tracing(),
+		metrics.Middleware(),
+		middleware.DeadLetter(bus),
+		middleware.Retry(middleware.MaxAttempts(3), middleware.Backoff(time.Millisecond, 10*time.Millisecond, 2)),
+		middleware.Timeout(5*time.Second),
+		middleware.Recover(),
+	)
+	calls := 0
+	done := make(chan struct{})
+	_ = r.HandleFunc("orders.created", func(ctx context.Context, m *eventkit.Message) error {
+		calls++
+		if m.Event.ID() == "o-2" {
+			return middleware.Permanent(errors.New("unknown customer"))
+		}
+		if calls == 1 {
+			return errors.New("database busy") // retried in place
+		}
+		fmt.Println("handled", m.Event.ID())
+		return nil
+	}, eventkit.RouteName("orders"))
+	_ = r.HandleFunc("orders.created.dlq", func(ctx context.Context, m *eventkit.Message) error {
+		fmt.Println("dead letter", m.Event.ID(), "error:", m.Event.Extensions()[middleware.ExtDLQError])
+		close(done)
+		return nil
+	})
+	go func() { _ = r.Run(context.Background()) }()
+	<-r.Running()
+
+	_ = bus.Publish(context.Background(), "orders.created",
+		exampleEvent("o-1", "shop.order.created", `{}`), exampleEvent("o-2", "shop.order.created", `{}`))
+	<-done
+	_ = r.Shutdown(context.Background())
+	fmt.Println("retries:", counter(reg, "eventkit_retries_total"), "dead letters:", counter(reg, "eventkit_dead_letters_total"))
+	// Output:
+	// handled o-1
+	// dead letter o-2 error: permanent error after 1 attempts: unknown customer
+	// retries: 1 dead letters: 1
+}
+
+// counter returns the sum of the counter name in reg.
+func counter(reg *prometheus.Registry, name string) float64 {
+	fams, _ := reg.Gather()
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() == name {
+			for _, m := range f.Metric {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// Retry by nack frees the handler while it waits: the Router nacks the
+// message with the backoff delay and the transport redelivers it.
+func ExampleRetryByNack() {
+	bus := memory.New()
+	defer bus.Close()
+	r := eventkit.NewRouter(bus, eventkit.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))))
+	r.Use(middleware.Retry(middleware.RetryByNack(), middleware.Backoff(5*time.Millisecond, time.Second, 2)))
+	done := make(chan struct{})
+	_ = r.HandleFunc("payments.requested", func(ctx context.Context, m *eventkit.Message) error {
+		fmt.Println("delivery attempt", m.Attempt)
+		if m.Attempt < 3 {
+			return errors.New("gateway timeout")
+		}
+		close(done)
+		return nil
+	})
+	go func() { _ = r.Run(context.Background()) }()
+	<-r.Running()
+	_ = bus.Publish(context.Background(), "payments.requested", exampleEvent("p-1", "shop.payment.requested", `{}`))
+	<-done
+	_ = r.Shutdown(context.Background())
+	// Output:
+	// delivery attempt 1
+	// delivery attempt 2
+	// delivery attempt 3
+}
+
+// Dedup skips an event that was already handled successfully.
+func ExampleDedup() {
+	h := middleware.Dedup(memory.NewDedupStore())(eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+		fmt.Println("charging for", m.Event.ID())
+		return nil
+	}))
+	e := exampleEvent("o-1", "shop.order.paid", `{}`)
+	for i := 0; i < 3; i++ { // delivered three times
+		_ = h.Handle(context.Background(), eventkit.NewMessage("orders.paid", e, 1, nil, nil))
+	}
+	// Output:
+	// charging for o-1
+}
+
+// Events published from a handler carry the correlation and causation ids.
+func ExampleCorrelationPublisher() {
+	bus := memory.New()
+	defer bus.Close()
+	pub := middleware.CorrelationPublisher(bus)
+	r := eventkit.NewRouter(bus)
+	r.Use(middleware.Correlation())
+	done := make(chan struct{})
+	_ = r.HandleFunc("orders.created", func(ctx context.Context, m *eventkit.Message) error {
+		return pub.Publish(ctx, "invoices.created", exampleEvent("i-1", "shop.invoice.created", `{}`))
+	})
+	_ = r.HandleFunc("invoices.created", func(ctx context.Context, m *eventkit.Message) error {
+		ext := m.Event.Extensions()
+		fmt.Println("correlationid:", ext[middleware.ExtCorrelationID], "causationid:", ext[middleware.ExtCausationID])
+		close(done)
+		return nil
+	})
+	go func() { _ = r.Run(context.Background()) }()
+	<-r.Running()
+	_ = bus.Publish(context.Background(), "orders.created", exampleEvent("o-1", "shop.order.created", `{}`))
+	<-done
+	_ = r.Shutdown(context.Background())
+	// Output:
+	// correlationid: o-1 causationid: o-1
+}
+
+// An event whose data breaks its schema fails with a permanent error, which
+// DeadLetter dead-letters at once.
+func ExampleSchemaValidation() {
+	validate, err := middleware.SchemaValidation(middleware.SchemaForType("shop.order.created",
+		[]byte(`{"type":"object","required":["total"],"properties":{"total":{"type":"number"}}}`)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := validate(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
+	for _, data := range []string{`{"total": 12.5}`, `{"total": "twelve"}`} {
+		err := h.Handle(context.Background(), eventkit.NewMessage("orders", exampleEvent("o-1", "shop.order.created", data), 1, nil, nil))
+		fmt.Println(data, "valid:", err == nil, "permanent:", middleware.IsPermanent(err))
+	}
+	// Output:
+	// {"total": 12.5} valid: true permanent: false
+	// {"total": "twelve"} valid: false permanent: true
+}
+
+// The consumer span of a handled event is a child of the span that
+// published it, through the traceparent extension.
+func ExampleTracing() {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	bus := memory.New()
+	defer bus.Close()
+	pub := middleware.TracingPublisher(bus, middleware.WithTracerProvider(tp))
+	r := eventkit.NewRouter(bus)
+	r.Use(middleware.Tracing(middleware.WithTracerProvider(tp)))
+	done := make(chan struct{})
+	_ = r.HandleFunc("orders.created", func(ctx context.Context, m *eventkit.Message) error {
+		defer close(done)
+		return nil
+	})
+	go func() { _ = r.Run(context.Background()) }()
+	<-r.Running()
+	_ = pub.Publish(context.Background(), "orders.created", exampleEvent("o-1", "shop.order.created", `{}`))
+	<-done
+	_ = r.Shutdown(context.Background()) // the consumer span has ended
+	var producer, consumer tracetest.SpanStub
+	for _, s := range exp.GetSpans() { // in the order they ended
+		switch s.SpanKind {
+		case trace.SpanKindProducer:
+			producer = s
+		case trace.SpanKindConsumer:
+			consumer = s
+		}
+	}
+	fmt.Println(producer.Name, "->", consumer.Name)
+	fmt.Println("same trace:", consumer.SpanContext.TraceID() == producer.SpanContext.TraceID())
+	fmt.Println("consumer is the producer's child:", consumer.Parent.SpanID() == producer.SpanContext.SpanID())
+	// Output:
+	// publish orders.created -> process orders.created
+	// same trace: true
+	// consumer is the producer's child: true
+}
