@@ -1,0 +1,49 @@
+package redis
+
+import (
+	"testing"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+)
+
+// FuzzDecode feeds arbitrary entry fields to the decoder: it must not panic,
+// and what it accepts must be a valid event that encodes and decodes to
+// itself.
+func FuzzDecode(f *testing.F) {
+	f.Add("ce_specversion", "1.0", "ce_id", "x", "ce_source", "/s", "ce_type", "t", "data", "\x00\xff")
+	f.Add("ce_specversion", "1.0", "ce_id", "x", "ce_source", "::", "ce_time", "bad", "content-type", "text/plain")
+	f.Add("content-type", "application/cloudevents+json", "event", `{"specversion":"1.0","id":"1","source":"/","type":"t"}`, "x", "y", "z", "w", "a", "b")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3, k4, v4, k5, v5 string) {
+		fields := map[string]any{k1: v1, k2: v2, k3: v3, k4: v4, k5: v5}
+		e, err := decode(fields)
+		if err != nil {
+			return
+		}
+		if err := eventkit.ValidateEvent(e); err != nil {
+			t.Fatalf("decoded an invalid event: %v", err)
+		}
+		for _, structured := range []bool{false, true} {
+			vals, err := encode(e, structured)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			m := map[string]any{}
+			for i := 0; i < len(vals); i += 2 {
+				switch v := vals[i+1].(type) {
+				case []byte:
+					m[vals[i].(string)] = string(v)
+				default:
+					m[vals[i].(string)] = v
+				}
+			}
+			e2, err := decode(m)
+			if err != nil {
+				t.Fatalf("re-decode (structured=%v): %v", structured, err)
+			}
+			if d := eventkittest.DiffEvents(e, e2); d != "" {
+				t.Fatalf("round trip (structured=%v): %s", structured, d)
+			}
+		}
+	})
+}

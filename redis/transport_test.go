@@ -1,0 +1,90 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	ekredis "github.com/eventkit/eventkit/redis"
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if isChild() {
+		runChild()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+const claimIdle = 2 * time.Second
+
+// newClient returns a client of the test server (skipping without one),
+// closed when the test ends.
+func newClient(t *testing.T) *goredis.Client {
+	t.Helper()
+	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// deleteKeys removes every key under prefix.
+func deleteKeys(t *testing.T, c *goredis.Client, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("scan %s*: %v", prefix, err)
+		return
+	}
+	if len(keys) > 0 {
+		if err := c.Del(ctx, keys...).Err(); err != nil {
+			t.Errorf("delete test keys: %v", err)
+		}
+	}
+}
+
+func factory(opts ...ekredis.Option) eventkittest.Factory {
+	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		c := newClient(t)
+		prefix := "ektest:" + ns + ":"
+		t.Cleanup(func() { deleteKeys(t, c, prefix) })
+		all := append([]ekredis.Option{
+			ekredis.WithPrefix(prefix),
+			ekredis.WithClaimIdle(claimIdle),
+			ekredis.WithBlock(200 * time.Millisecond),
+			ekredis.WithDiscoverInterval(200 * time.Millisecond),
+		}, opts...)
+		tr := ekredis.New(c, all...)
+		return tr, tr
+	}
+}
+
+var features = eventkittest.Features{
+	Wildcards:           true,
+	ConsumerGroups:      true,
+	GroupBalance:        true,
+	Redelivery:          true,
+	AttemptCount:        true,
+	NackDelay:           true,
+	Persistent:          true,
+	RedeliverUnacked:    true,
+	AckTimeout:          claimIdle,
+	ExtensionsAsStrings: true,
+}
+
+func TestTransport(t *testing.T) {
+	eventkittest.TestTransport(t, factory(), features)
+}
+
+func TestTransportStructured(t *testing.T) {
+	eventkittest.TestTransport(t, factory(ekredis.WithStructured()), features)
+}
