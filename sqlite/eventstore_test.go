@@ -1,0 +1,40 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/sqlite"
+	_ "modernc.org/sqlite"
+)
+
+// esTestDB opens a fresh SQLite database file in WAL mode for one test.
+func esTestDB(t testing.TB) *sql.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func esNewStore(t testing.TB) *sqlite.EventStore {
+	t.Helper()
+	s := sqlite.NewEventStore(esTestDB(t), "events")
+	for i := 0; i < 2; i++ { // Migrate is idempotent
+		if err := s.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func TestEventStore(t *testing.T) {
+	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
+}
