@@ -3,9 +3,14 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,13 +49,7 @@ func Encode(kafkaTopic string, e event.Event, structured bool) (*kgo.Record, err
 		r.Headers = []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(structuredContentType)}}
 		return r, nil
 	}
-	hs := make([]kgo.RecordHeader, 0, 8+len(e.Extensions()))
-	binding.Attributes(e, false, func(name, value string) {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderPrefix + name, Value: []byte(value)})
-	})
-	if ct := e.DataContentType(); ct != "" {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(ct)})
-	}
+	hs := binaryHeaders(e)
 	r.Headers = hs
 	if d := e.Data(); len(d) > 0 {
 		r.Value = d
@@ -83,23 +82,39 @@ func Decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	e := event.New()
+	ec := &event.EventContextV1{}
+	e := event.Event{Context: ec}
 	seenVersion := false
 	for _, h := range r.Headers {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			continue
 		}
 		name := h.Key[len(HeaderPrefix):]
-		if name == "datacontenttype" {
+		var err error
+		switch name {
+		case "datacontenttype":
 			continue // carried by content-type in binary mode
-		}
-		if !binding.IsAttributeName(name) {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "header " + h.Key + " does not name a CloudEvents attribute"}
-		}
-		if name == "specversion" {
+		case "specversion":
 			seenVersion = true
+			if string(h.Value) != event.CloudEventsVersionV1 {
+				err = &eventkit.ValidationError{Attribute: "specversion", Reason: "unsupported version \"" + string(h.Value) + "\" (want \"1.0\")"}
+			}
+		case "id":
+			ec.ID = string(h.Value)
+		case "type":
+			ec.Type = string(h.Value)
+		case "source":
+			ec.Source, err = parseSource(h.Value)
+		case "subject":
+			sub := string(h.Value)
+			ec.Subject = &sub
+		default:
+			if !binding.IsAttributeName(name) {
+				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "header " + h.Key + " does not name a CloudEvents attribute"}
+			}
+			err = binding.Set(&e, name, string(h.Value))
 		}
-		if err := binding.Set(&e, name, string(h.Value)); err != nil {
+		if err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 	}
@@ -107,7 +122,7 @@ func Decode(r *kgo.Record) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
 	if ct != "" {
-		e.SetDataContentType(ct)
+		ec.DataContentType = &ct
 	}
 	if len(r.Value) > 0 {
 		e.DataEncoded = r.Value
@@ -116,4 +131,106 @@ func Decode(r *kgo.Record) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	return e, nil
+}
+
+// Header keys of the context attributes, and the one specversion value.
+var (
+	specVersionValue = []byte(event.CloudEventsVersionV1)
+)
+
+// binaryHeaders returns the binary-mode headers of e: one allocation for
+// the values, constant keys for the context attributes.
+func binaryHeaders(e event.Event) []kgo.RecordHeader {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		var hs []kgo.RecordHeader
+		binding.Attributes(e, false, func(name, value string) {
+			hs = append(hs, kgo.RecordHeader{Key: HeaderPrefix + name, Value: []byte(value)})
+		})
+		if ct := e.DataContentType(); ct != "" {
+			hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(ct)})
+		}
+		return hs
+	}
+	source := ec.Source.String()
+	var names []string
+	if n := len(ec.Extensions); n > 0 {
+		names = make([]string, 0, n)
+		for k := range ec.Extensions {
+			names = append(names, k)
+		}
+		if n > 1 {
+			slices.Sort(names)
+		}
+	}
+	size := len(ec.ID) + len(source) + len(ec.Type)
+	var subject, tm, schema, ct string
+	if ec.Subject != nil {
+		subject = *ec.Subject
+	}
+	if ec.Time != nil && !ec.Time.IsZero() {
+		tm = ec.Time.Time.Format(time.RFC3339Nano)
+	}
+	if ec.DataSchema != nil {
+		schema = ec.DataSchema.String()
+	}
+	if ec.DataContentType != nil {
+		ct = *ec.DataContentType
+	}
+	size += len(subject) + len(tm) + len(schema) + len(ct)
+	vals := make([]string, len(names))
+	for i, k := range names {
+		vals[i] = binding.FormatValue(ec.Extensions[k])
+		size += len(vals[i])
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]kgo.RecordHeader, 0, 5+len(names)+4)
+	add := func(key, v string) {
+		start := len(buf)
+		buf = append(buf, v...)
+		hs = append(hs, kgo.RecordHeader{Key: key, Value: buf[start:len(buf):len(buf)]})
+	}
+	hs = append(hs, kgo.RecordHeader{Key: "ce_specversion", Value: specVersionValue})
+	add("ce_id", ec.ID)
+	add("ce_source", source)
+	add("ce_type", ec.Type)
+	if subject != "" {
+		add("ce_subject", subject)
+	}
+	if tm != "" {
+		add("ce_time", tm)
+	}
+	if schema != "" {
+		add("ce_dataschema", schema)
+	}
+	for i, k := range names {
+		add(HeaderPrefix+k, vals[i])
+	}
+	if ct != "" {
+		add(HeaderContentType, ct)
+	}
+	return hs
+}
+
+// sourceCache remembers the last source parsed: a stream mostly repeats a
+// few sources, and url.Parse is the dearest step of decoding.
+type sourceCache struct {
+	s   string
+	ref types.URIRef
+}
+
+var lastSource atomic.Pointer[sourceCache]
+
+func parseSource(b []byte) (types.URIRef, error) {
+	if c := lastSource.Load(); c != nil && c.s == string(b) {
+		return c.ref, nil
+	}
+	s := string(b)
+	u, err := url.Parse(s)
+	if err != nil {
+		return types.URIRef{}, &eventkit.ValidationError{Attribute: "source", Reason: "must be a URI-reference: " + err.Error()}
+	}
+	ref := types.URIRef{URL: *u}
+	lastSource.Store(&sourceCache{s: s, ref: ref})
+	return ref, nil
 }

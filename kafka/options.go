@@ -12,10 +12,11 @@ import (
 const (
 	// DefaultMaxInFlight bounds the records of PublishAsync waiting for an
 	// acknowledgement.
-	DefaultMaxInFlight = 10000
-	// DefaultBuffer is the number of records a subscription polls ahead of
-	// the messages taken from it.
-	DefaultBuffer = 512
+	DefaultMaxInFlight = 50000
+	// DefaultBuffer is the number of messages a subscription holds
+	// delivered but not yet taken (the Messages channel's buffer), and the
+	// most records it polls at once.
+	DefaultBuffer = 256
 	// DefaultCommitInterval is how often a subscription commits the offsets
 	// of finished records.
 	DefaultCommitInterval = 500 * time.Millisecond
@@ -138,9 +139,8 @@ func WithTopicCreation(partitions int32, replicationFactor int16, configs map[st
 	}
 }
 
-// WithDefaultBuffer sets how many records a subscription polls ahead of
-// the messages taken from it, for subscriptions that do not set
-// eventkit.WithBuffer.
+// WithDefaultBuffer sets how many messages a subscription holds delivered
+// but not yet taken, for subscriptions that do not set eventkit.WithBuffer.
 func WithDefaultBuffer(n int) Option {
 	return func(c *config) {
 		if n > 0 {

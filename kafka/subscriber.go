@@ -109,7 +109,6 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 		t:        t,
 		group:    sc.Group,
 		buffer:   sc.Buffer,
-		out:      make(chan *eventkit.Message),
 		fetched:  make(chan []*entry, 1),
 		wake:     make(chan struct{}, 1),
 		assigned: make(chan struct{}),
@@ -121,6 +120,7 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	if s.buffer <= 0 {
 		s.buffer = t.cfg.buffer
 	}
+	s.out = make(chan *eventkit.Message, s.buffer)
 	if s.group == "" {
 		s.group = EphemeralGroupPrefix + uuid.NewString()
 		s.ephem = true
@@ -375,9 +375,10 @@ func (s *subscription) poll() {
 	}
 }
 
-// dispatch delivers entries one at a time on the unbuffered Messages
-// channel, redeliveries first, dropping those of partitions no longer
-// owned.
+// dispatch delivers entries in order on the Messages channel,
+// redeliveries first, dropping those of partitions no longer owned. An
+// entry counts as in flight from the moment it is handed to the channel
+// (its buffer included): a revocation waits for it to be settled.
 func (s *subscription) dispatch() {
 	defer s.wg.Done()
 	var queue []*entry

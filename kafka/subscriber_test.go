@@ -1,0 +1,308 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/kafka"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// committed returns the group's committed offsets of topic by partition.
+func committed(t *testing.T, ctx context.Context, tr *kafka.Transport, group, topic string) map[int32]int64 {
+	t.Helper()
+	offs, err := tr.Admin().FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("FetchOffsets: %v", err)
+	}
+	out := map[int32]int64{}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+// waitCommitted waits until partition 0 of topic is committed at want.
+func waitCommitted(t *testing.T, ctx context.Context, tr *kafka.Transport, group, topic string, want int64) {
+	t.Helper()
+	for {
+		if got := committed(t, ctx, tr, group, topic)[0]; got == want {
+			return
+		} else if got > want {
+			t.Fatalf("committed offset %d passed %d", got, want)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("offset %d never committed (at %v)", want, committed(t, context.Background(), tr, group, topic))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func take(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
+	t.Helper()
+	out := make([]*eventkit.Message, 0, n)
+	timeout := time.After(20 * time.Second)
+	for len(out) < n {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("subscription ended after %d of %d: %v", len(out), n, s.Err())
+			}
+			out = append(out, m)
+		case <-timeout:
+			t.Fatalf("took %d of %d messages", len(out), n)
+		}
+	}
+	return out
+}
+
+func events(prefix string, n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = eventkittest.NewEvent(prefix + strconv.Itoa(i))
+	}
+	return evs
+}
+
+func setup(t *testing.T, partitions int32) (*kafka.Transport, string, context.Context) {
+	t.Helper()
+	tr, name, ctx, _ := setupBrokers(t, partitions)
+	return tr, name, ctx
+}
+
+func setupBrokers(t *testing.T, partitions int32) (*kafka.Transport, string, context.Context, []string) {
+	t.Helper()
+	brokers := newCluster(t)
+	tr := newTransport(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	name := eventkittest.UniqueName("commit") + ".t"
+	if err := tr.CreateTopic(ctx, name, partitions, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	return tr, name, ctx, brokers
+}
+
+// The committed offset stops at the first record not yet acked, however
+// many later records are acked, and moves on once it is.
+func TestCommitNeverPassesUnfinished(t *testing.T) {
+	tr, name, ctx := setup(t, 1)
+	if err := tr.Publish(ctx, name, events("c-", 10)...); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms := take(t, s, 10)
+	for i, m := range ms {
+		if m.Event.ID() != "c-"+strconv.Itoa(i) {
+			t.Fatalf("message %d is %s: partition order broken", i, m.Event.ID())
+		}
+		if i != 3 {
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitCommitted(t, ctx, tr, "g", name, 3)
+	time.Sleep(300 * time.Millisecond) // several commit intervals
+	if got := committed(t, ctx, tr, "g", name)[0]; got != 3 {
+		t.Fatalf("committed %d past the unfinished offset 3", got)
+	}
+	if err := ms[3].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, ctx, tr, "g", name, 10)
+}
+
+// A nacked record comes back after its delay with the next attempt number,
+// and holds the commit back until it is acked.
+func TestNackHoldsCommitAndRedelivers(t *testing.T) {
+	tr, name, ctx := setup(t, 1)
+	if err := tr.Publish(ctx, name, events("n-", 3)...); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms := take(t, s, 3)
+	const delay = 300 * time.Millisecond
+	nacked := time.Now()
+	if err := ms[0].NackAfter(errors.New("later"), delay); err != nil {
+		t.Fatal(err)
+	}
+	_ = ms[1].Ack()
+	_ = ms[2].Ack()
+	again := take(t, s, 1)[0]
+	if el := time.Since(nacked); el < delay*9/10 {
+		t.Errorf("redelivered after %s, before the nack delay %s", el, delay)
+	}
+	if again.Event.ID() != "n-0" || again.Attempt != 2 {
+		t.Fatalf("redelivery is %s attempt %d, want n-0 attempt 2", again.Event.ID(), again.Attempt)
+	}
+	if got := committed(t, ctx, tr, "g", name)[0]; got > 0 {
+		t.Fatalf("committed %d past the nacked offset 0", got)
+	}
+	_ = again.Ack()
+	waitCommitted(t, ctx, tr, "g", name, 3)
+}
+
+// When a member joins, the partitions revoked from the old member are given
+// up only after its messages in flight are settled and committed: the new
+// member's Subscribe waits for that, and nothing is delivered twice.
+func TestRevokeFinishesInFlightAndCommits(t *testing.T) {
+	tr, name, ctx, brokers := setupBrokers(t, 4)
+	evs := events("r-", 40)
+	for i := range evs {
+		evs[i].SetExtension("partitionkey", "k"+strconv.Itoa(i))
+	}
+	if err := tr.Publish(ctx, name, evs...); err != nil {
+		t.Fatal(err)
+	}
+	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	held := take(t, a, 40) // all of them, none settled yet
+
+	tr2 := newTransport(t, brokers)
+	var (
+		b      eventkit.Subscription
+		berr   error
+		joined = make(chan struct{})
+	)
+	go func() {
+		defer close(joined)
+		b, berr = tr2.Subscribe(ctx, name, eventkit.WithGroup("g"))
+	}()
+	select {
+	case <-joined:
+		t.Fatalf("the new member joined while the old one had %d messages in flight (err %v)", len(held), berr)
+	case <-time.After(500 * time.Millisecond):
+	}
+	var wg sync.WaitGroup
+	for _, m := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Ack(); err != nil {
+				t.Errorf("Ack during the revocation: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	<-joined
+	if berr != nil {
+		t.Fatalf("second member: %v", berr)
+	}
+	defer b.Close()
+	got := committed(t, ctx, tr, "g", name)
+	var sum int64
+	for _, o := range got {
+		sum += o
+	}
+	if sum != 40 {
+		t.Fatalf("committed offsets %v after the revocation sum to %d, want 40", got, sum)
+	}
+	select {
+	case m := <-b.Messages():
+		t.Fatalf("new member got %s again", m.Event.ID())
+	case m := <-a.Messages():
+		t.Fatalf("old member got %s again", m.Event.ID())
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// PublishAsync keeps at most WithMaxInFlight records unacknowledged and
+// reports each call once.
+func TestPublishAsync(t *testing.T) {
+	brokers := newCluster(t)
+	tr := newTransport(t, brokers, kafka.WithMaxInFlight(3))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := eventkittest.UniqueName("async") + ".t"
+	s, err := tr.Subscribe(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu sync.Mutex
+	calls := 0
+	for i := 0; i < 10; i++ {
+		err := tr.PublishAsync(ctx, name, events("a"+strconv.Itoa(i)+"-", 5), func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("async publish: %v", err)
+			}
+			calls++
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if calls != 10 {
+		t.Errorf("done called %d times, want 10", calls)
+	}
+	mu.Unlock()
+	for _, m := range take(t, s, 50) {
+		_ = m.Ack()
+	}
+	bad := eventkittest.NewEvent("")
+	var ve *eventkit.ValidationError
+	if err := tr.PublishAsync(ctx, name, []event.Event{bad}, nil); !errors.As(err, &ve) {
+		t.Errorf("invalid event: %v", err)
+	}
+}
+
+// A subscription without a group uses an ephemeral group that is deleted
+// when it closes.
+func TestEphemeralGroupDeleted(t *testing.T) {
+	tr, name, ctx := setup(t, 1)
+	s, err := tr.Subscribe(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := func() []string {
+		ls, err := tr.Admin().ListGroups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls.Groups()
+	}
+	found := false
+	for _, g := range groups() {
+		found = found || strings.HasPrefix(g, kafka.EphemeralGroupPrefix)
+	}
+	if !found {
+		t.Fatalf("no ephemeral group while subscribed: %v", groups())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups() {
+		if strings.HasPrefix(g, kafka.EphemeralGroupPrefix) {
+			t.Errorf("ephemeral group %s left behind", g)
+		}
+	}
+}
