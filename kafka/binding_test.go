@@ -96,13 +96,13 @@ func TestStructuredMode(t *testing.T) {
 
 func TestDecodeRejects(t *testing.T) {
 	cases := map[string]*kgo.Record{
-		"no headers": {Value: []byte("x")},
+		"no headers":     {Value: []byte("x")},
 		"no specversion": {Headers: []kgo.RecordHeader{{Key: "ce_id", Value: []byte("1")}}},
 		"bad time": {Headers: []kgo.RecordHeader{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte("1")},
 			{Key: "ce_source", Value: []byte("s")}, {Key: "ce_type", Value: []byte("t")}, {Key: "ce_time", Value: []byte("yesterday")}}},
 		"missing type": {Headers: []kgo.RecordHeader{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte("1")},
 			{Key: "ce_source", Value: []byte("s")}}},
-		"bad name": {Headers: []kgo.RecordHeader{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_Bad", Value: []byte("1")}}},
+		"bad name":       {Headers: []kgo.RecordHeader{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_Bad", Value: []byte("1")}}},
 		"bad structured": {Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte("application/cloudevents+json")}}, Value: []byte("{")},
 	}
 	for name, r := range cases {
