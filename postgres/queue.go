@@ -114,9 +114,9 @@ type Queue struct {
 	retention  time.Duration
 	logger     *slog.Logger
 
-	table, groups, work string
-	channel             string
-	lockKey             int32
+	table, groups, work, claims string
+	channel                     string
+	lockKey                     int32
 
 	closed   atomic.Bool
 	mu       sync.Mutex
@@ -126,6 +126,7 @@ type Queue struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	lastKeep atomic.Int64
+	notifyCh chan struct{}
 }
 
 // NewQueue returns a queue transport on pool, creating its tables if they do
@@ -142,6 +143,7 @@ func NewQueue(ctx context.Context, pool *pgxpool.Pool, opts ...QueueOption) (*Qu
 	}
 	q.groups, _ = outboxIdent(q.name, "_groups")
 	q.work, _ = outboxIdent(q.name, "_work")
+	q.claims, _ = outboxIdent(q.name, "_claims")
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(q.name))
 	sum := h.Sum64()
@@ -152,6 +154,9 @@ func NewQueue(ctx context.Context, pool *pgxpool.Pool, opts ...QueueOption) (*Qu
 		q.cancel()
 		return nil, err
 	}
+	q.notifyCh = make(chan struct{}, 1)
+	q.wg.Add(1)
+	go q.notifier()
 	return q, nil
 }
 
@@ -181,6 +186,12 @@ func (q *Queue) migrate(ctx context.Context) error {
 			attempt int NOT NULL DEFAULT 0)`,
 		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_work_group") + ` ON ` + q.work + ` (group_name, seq)`,
 		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_work_msg") + ` ON ` + q.work + ` (msg_id)`,
+		`CREATE TABLE IF NOT EXISTS ` + q.claims + ` (
+			id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			group_name text NOT NULL,
+			msg_ids bigint[] NOT NULL,
+			expires_at timestamptz NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_claims_group") + ` ON ` + q.claims + ` (group_name, expires_at)`,
 	}
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, -1)`, q.lockKey); err != nil {
@@ -222,13 +233,39 @@ func (q *Queue) Publish(ctx context.Context, name string, events ...event.Event)
 		}
 		bodies[i] = b
 	}
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO `+q.table+` (topic, event) SELECT $1, e FROM unnest($2::bytea[]) WITH ORDINALITY AS u(e, n) ORDER BY n`, name, bodies)
-	b.Queue(`SELECT pg_notify($1, '')`, q.channel)
-	if err := q.pool.SendBatch(ctx, b).Close(); err != nil {
+	if _, err := q.pool.Exec(ctx, `INSERT INTO `+q.table+` (topic, event)
+		SELECT $1, e FROM unnest($2::bytea[]) WITH ORDINALITY AS u(e, n) ORDER BY n`, name, bodies); err != nil {
 		return fmt.Errorf("postgres: queue publish: %w", err)
 	}
+	// Wake this process's subscriptions at once, and the others through a
+	// NOTIFY sent after the commit by the notifier (see notifier).
+	q.wakeAll()
+	select {
+	case q.notifyCh <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// notifier sends one NOTIFY for any number of publishes that committed while
+// the previous one was in flight. A NOTIFY inside the publishing transaction
+// would serialize the commits of all publishers (PostgreSQL holds a global
+// lock from a notifying transaction's pre-commit until its commit is
+// flushed); a NOTIFY of its own writes no WAL and holds that lock briefly.
+func (q *Queue) notifier() {
+	defer q.wg.Done()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-q.notifyCh:
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+		if _, err := q.pool.Exec(ctx, `SELECT pg_notify($1, '')`, q.channel); err != nil && q.ctx.Err() == nil {
+			q.logger.Warn("postgres queue: NOTIFY failed; subscribers of other processes poll", "err", err)
+		}
+		cancel()
+	}
 }
 
 // Subscribe starts a subscription. With eventkit.WithGroup it joins (or
@@ -267,8 +304,8 @@ func (q *Queue) Subscribe(ctx context.Context, pattern string, opts ...eventkit.
 		return nil, fmt.Errorf("postgres: queue subscribe: group %q already subscribes to %q, not %q", group, have, pattern)
 	}
 	s := &queueSub{q: q, group: group, ephemeral: ephemeral, buffer: buffer,
-		out: make(chan *eventkit.Message, buffer), wake: make(chan struct{}, 1),
-		acks: make(chan int64, 4*buffer), held: map[int64]*eventkit.Message{},
+		out: make(chan *eventkit.Message, 2*buffer), wake: make(chan struct{}, 1),
+		acks: make(chan queueAck, 4*buffer), held: map[*queueRef]*eventkit.Message{}, claims: map[int64]*queueClaim{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -346,6 +383,7 @@ func (q *Queue) dropGroup(s *queueSub) {
 	defer cancel()
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM `+q.work+` WHERE group_name = $1`, s.group)
+	b.Queue(`DELETE FROM `+q.claims+` WHERE group_name = $1`, s.group)
 	b.Queue(`DELETE FROM `+q.groups+` WHERE name = $1`, s.group)
 	if err := q.pool.SendBatch(ctx, b).Close(); err != nil {
 		q.logger.Warn("postgres queue: dropping a subscription's group", "group", s.group, "err", err)
@@ -371,6 +409,15 @@ func (q *Queue) housekeep(ctx context.Context) {
 }
 
 // queueSub is one subscription: a member of a group.
+//
+// Fresh messages are claimed as a range: the member moves the group's offset
+// forward and records the message ids it took as one claim row, renewed
+// while the member lives; acks are counted in memory and the claim row is
+// deleted when every message of it was settled. Only exceptions write a row
+// per message into the work table: a nack, a message held past the
+// visibility timeout, a message still held at Close, and the messages of a
+// dead member's expired claim. Work rows are claimed with FOR UPDATE SKIP
+// LOCKED and stay invisible for the visibility timeout.
 type queueSub struct {
 	q         *Queue
 	group     string
@@ -379,10 +426,11 @@ type queueSub struct {
 
 	out  chan *eventkit.Message
 	wake chan struct{}
-	acks chan int64
+	acks chan queueAck
 
 	mu     sync.Mutex
-	held   map[int64]*eventkit.Message // claimed and not settled (buffered or taken)
+	held   map[*queueRef]*eventkit.Message // delivered (or buffered) and not settled
+	claims map[int64]*queueClaim
 	closed bool
 
 	stop     chan struct{}
@@ -393,6 +441,23 @@ type queueSub struct {
 	timersMu sync.Mutex
 	timers   []*time.Timer
 }
+
+// queueClaim is a claim row: fresh messages taken together.
+type queueClaim struct {
+	id   int64
+	left int // messages not settled yet
+}
+
+// queueRef is a delivered message's place: its claim, or its work row.
+type queueRef struct {
+	claim *queueClaim
+	seq   int64 // work row, when claim is nil
+	msgID int64
+	at    time.Time
+}
+
+// queueAck is a batched settlement: a finished claim or an acked work row.
+type queueAck struct{ claim, seq int64 }
 
 func (s *queueSub) Messages() <-chan *eventkit.Message { return s.out }
 
@@ -426,31 +491,40 @@ func (s *queueSub) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ackWG.Add(1)
 	go s.ackLoop()
-	defer func() {
-		cancel()
-		s.shutdown()
-	}()
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		select {
 		case <-s.stop:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
+	defer func() {
+		cancel()
+		<-stopped
+		s.shutdown()
+	}()
 	fails := 0
-	lastSeen := time.Now()
+	lastSeen, lastRenew := time.Now(), time.Now()
 	for {
 		select {
 		case <-s.stop:
 			return
 		default:
 		}
+		if time.Since(lastRenew) >= s.q.visibility/3 {
+			lastRenew = time.Now()
+			s.renew(ctx)
+		}
+		s.expire(ctx)
 		s.mu.Lock()
 		free := s.buffer - len(s.held)
 		s.mu.Unlock()
-		got := 0
+		got, want := 0, 0
 		if free > 0 {
-			n, err := s.fetch(ctx, min(free, s.q.batch))
+			want = min(free, s.q.batch)
+			n, err := s.fetch(ctx, want)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -472,7 +546,7 @@ func (s *queueSub) run() {
 			}
 			s.q.housekeep(ctx)
 		}
-		if got > 0 && got == min(free, s.q.batch) {
+		if got > 0 && got >= want {
 			continue // more may be waiting
 		}
 		t := time.NewTimer(s.q.poll)
@@ -498,122 +572,238 @@ func (s *queueSub) sleep(d time.Duration) bool {
 	}
 }
 
-type queueClaimed struct {
+// renew extends the member's claim rows, so that only a dead member's
+// claims expire.
+func (s *queueSub) renew(ctx context.Context) {
+	s.mu.Lock()
+	ids := make([]int64, 0, len(s.claims))
+	for id := range s.claims {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if _, err := s.q.pool.Exec(ctx, `UPDATE `+s.q.claims+` SET expires_at = now() + $2::interval WHERE id = ANY($1)`,
+		ids, s.q.visibility); err != nil && ctx.Err() == nil {
+		s.q.logger.Warn("postgres queue: renewing claims", "group", s.group, "err", err)
+	}
+}
+
+// expire gives back the messages held past the visibility timeout: a fresh
+// one becomes a work row, visible now; a work row is visible again already.
+func (s *queueSub) expire(ctx context.Context) {
+	now := time.Now()
+	var msgIDs []int64
+	var attempts []int32
+	var done []int64
+	s.mu.Lock()
+	for ref, m := range s.held {
+		if now.Sub(ref.at) < s.q.visibility {
+			continue
+		}
+		delete(s.held, ref)
+		if ref.claim != nil {
+			msgIDs = append(msgIDs, ref.msgID)
+			attempts = append(attempts, int32(m.Attempt))
+			if ref.claim.left--; ref.claim.left == 0 {
+				delete(s.claims, ref.claim.id)
+				done = append(done, ref.claim.id)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(msgIDs) == 0 {
+		return
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO `+s.q.work+` (group_name, msg_id, visible_at, attempt)
+		SELECT $1, m, now(), a FROM unnest($2::bigint[], $3::int[]) AS u(m, a)`, s.group, msgIDs, attempts)
+	b.Queue(`DELETE FROM `+s.q.claims+` WHERE id = ANY($1)`, done)
+	if err := s.q.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
+		s.q.logger.Warn("postgres queue: returning timed-out messages", "group", s.group, "err", err)
+	}
+}
+
+type queueRow struct {
+	claim   int64
 	seq     int64
+	msgID   int64
 	attempt int
 	topic   string
 	body    []byte
 }
 
-// fetch moves the group's offset forward and claims up to n messages, in
-// one round trip, and hands them to the subscription.
+// fetch takes over the expired claims of dead members, claims work rows,
+// and claims fresh messages by moving the group's offset, in one round trip.
 func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 	q := s.q
 	b := &pgx.Batch{}
-	b.Queue(`WITH g AS (SELECT cur_xid, cur_id, regex FROM `+q.groups+` WHERE name = $1 FOR UPDATE SKIP LOCKED),
-		s AS (SELECT m.id, m.xid, m.topic FROM `+q.table+` m, g
-			WHERE (m.xid, m.id) > (g.cur_xid, g.cur_id) AND m.xid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY m.xid, m.id LIMIT $2),
-		ins AS (INSERT INTO `+q.work+` (group_name, msg_id)
-			SELECT $1, s.id FROM s, g WHERE s.topic ~ g.regex ORDER BY s.xid, s.id),
-		l AS (SELECT xid, id FROM s ORDER BY xid DESC, id DESC LIMIT 1)
-		UPDATE `+q.groups+` SET cur_xid = l.xid, cur_id = l.id FROM l WHERE name = $1`, s.group, max(n, 500))
+	b.Queue(`WITH x AS (DELETE FROM `+q.claims+` WHERE id IN (SELECT id FROM `+q.claims+`
+			WHERE group_name = $1 AND expires_at < now() LIMIT 16 FOR UPDATE SKIP LOCKED) RETURNING msg_ids)
+		INSERT INTO `+q.work+` (group_name, msg_id, visible_at, attempt)
+		SELECT $1, m, now(), 1 FROM x, unnest(x.msg_ids) WITH ORDINALITY AS u(m, o)`, s.group)
 	b.Queue(`UPDATE `+q.work+` w SET visible_at = now() + $3::interval, attempt = w.attempt + 1
 		FROM (SELECT seq FROM `+q.work+` WHERE group_name = $1 AND visible_at <= now()
 			ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c, `+q.table+` m
 		WHERE w.seq = c.seq AND m.id = w.msg_id
-		RETURNING w.seq, w.attempt, m.topic, m.event`, s.group, n, q.visibility)
+		RETURNING 0::bigint, w.seq, w.msg_id, w.attempt, m.topic, m.event`, s.group, n, q.visibility)
+	b.Queue(`WITH g AS (SELECT cur_xid, cur_id, regex FROM `+q.groups+` WHERE name = $1 FOR UPDATE),
+		s AS (SELECT m.id, m.xid, m.topic, m.event, m.topic ~ (SELECT regex FROM g) AS match FROM `+q.table+` m
+			WHERE (m.xid, m.id) > ((SELECT cur_xid FROM g), (SELECT cur_id FROM g))
+				AND m.xid < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY m.xid, m.id LIMIT $2),
+		l AS (SELECT xid, id FROM s ORDER BY xid DESC, id DESC LIMIT 1),
+		u AS (UPDATE `+q.groups+` SET cur_xid = l.xid, cur_id = l.id FROM l WHERE name = $1),
+		c AS (INSERT INTO `+q.claims+` (group_name, msg_ids, expires_at)
+			SELECT $1, array_agg(id ORDER BY xid, id), now() + $3::interval FROM s WHERE match HAVING count(*) > 0
+			RETURNING id)
+		SELECT (SELECT id FROM c), 0::bigint, s.id, 1, s.topic, s.event FROM s WHERE match ORDER BY s.xid, s.id`,
+		s.group, n, q.visibility)
 	br := q.pool.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return 0, err
-	}
-	rows, err := br.Query()
-	if err != nil {
-		_ = br.Close()
-		return 0, err
-	}
-	var claimed []queueClaimed
-	for rows.Next() {
-		var c queueClaimed
-		if err := rows.Scan(&c.seq, &c.attempt, &c.topic, &c.body); err != nil {
-			rows.Close()
-			_ = br.Close()
-			return 0, err
+	rowsOf := func() ([]queueRow, error) {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
 		}
-		claimed = append(claimed, c)
+		defer rows.Close()
+		var out []queueRow
+		for rows.Next() {
+			var r queueRow
+			if err := rows.Scan(&r.claim, &r.seq, &r.msgID, &r.attempt, &r.topic, &r.body); err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		return out, rows.Err()
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		_ = br.Close()
+	_, err := br.Exec()
+	var retry, fresh []queueRow
+	if err == nil {
+		retry, err = rowsOf()
+	}
+	if err == nil {
+		fresh, err = rowsOf()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return 0, err
 	}
-	if err := br.Close(); err != nil {
-		return 0, err
+	slices.SortFunc(retry, func(a, b queueRow) int { return cmpInt64(a.seq, b.seq) })
+	now := time.Now()
+	var claim *queueClaim
+	if len(fresh) > 0 {
+		claim = &queueClaim{id: fresh[0].claim, left: len(fresh)}
+		s.mu.Lock()
+		s.claims[claim.id] = claim
+		s.mu.Unlock()
 	}
-	slices.SortFunc(claimed, func(a, b queueClaimed) int { return int(a.seq - b.seq) })
-	for _, c := range claimed {
-		e, err := eventkit.UnmarshalEvent(c.body)
+	for i, r := range append(retry, fresh...) {
+		ref := &queueRef{seq: r.seq, msgID: r.msgID, at: now}
+		if i >= len(retry) {
+			ref.claim = claim
+		}
+		e, err := eventkit.UnmarshalEvent(r.body)
 		if err != nil {
 			// Cannot happen for rows written by Publish; drop it rather than
 			// block the group.
-			q.logger.Error("postgres queue: undecodable message dropped", "group", s.group, "seq", c.seq, "err", err)
-			s.enqueueAck(c.seq)
+			q.logger.Error("postgres queue: undecodable message dropped", "group", s.group, "id", r.msgID, "err", err)
+			m := eventkit.NewMessage(r.topic, event.New(), r.attempt, s, ref)
+			s.mu.Lock()
+			s.held[ref] = m
+			s.mu.Unlock()
+			_ = m.Ack()
 			continue
 		}
-		m := eventkit.NewMessage(c.topic, e, c.attempt, s, c.seq)
+		m := eventkit.NewMessage(r.topic, e, r.attempt, s, ref)
 		s.mu.Lock()
-		s.held[c.seq] = m
+		s.held[ref] = m
 		s.mu.Unlock()
 		select {
 		case s.out <- m:
 		case <-s.stop:
-			return len(claimed), nil
+			// shutdown gives it back with the other held messages.
 		}
 	}
-	return len(claimed), nil
+	return len(retry) + len(fresh), nil
 }
 
-func (s *queueSub) enqueueAck(seq int64) {
-	s.acks <- seq
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
-// Ack implements eventkit.Acknowledger: the work row is deleted (batched
-// with other acks; Close flushes them).
-func (s *queueSub) Ack(m *eventkit.Message) error {
-	seq := m.Raw().(int64)
-	s.mu.Lock()
+// settle removes m from the held messages; it reports the claim that m
+// finished (0 if none) and whether m was still held.
+func (s *queueSub) settle(m *eventkit.Message) (ref *queueRef, finished int64, ok bool, err error) {
+	ref, _ = m.Raw().(*queueRef)
 	if s.closed {
-		s.mu.Unlock()
-		return eventkit.ErrClosed
+		return nil, 0, false, eventkit.ErrClosed
 	}
-	if s.held[seq] == m {
-		delete(s.held, seq)
+	if ref == nil || s.held[ref] != m {
+		return ref, 0, false, nil // settled late: it was given back already
 	}
-	// Sent under the lock, so that shutdown (which sets closed under it)
-	// sees every ack before it flushes.
-	s.acks <- seq
-	s.mu.Unlock()
-	s.poke()
-	return nil
+	delete(s.held, ref)
+	if ref.claim != nil {
+		if ref.claim.left--; ref.claim.left == 0 {
+			delete(s.claims, ref.claim.id)
+			finished = ref.claim.id
+		}
+	}
+	return ref, finished, true, nil
 }
 
-// Nack implements eventkit.Acknowledger: the work row becomes visible again
+// Ack implements eventkit.Acknowledger. Acks are batched: a claim row is
+// deleted once all its messages were settled, a work row at once; Close
+// flushes them.
+func (s *queueSub) Ack(m *eventkit.Message) error {
+	s.mu.Lock()
+	ref, finished, ok, err := s.settle(m)
+	if ok {
+		// Sent under the lock, so that shutdown (which sets closed under
+		// it) flushes every ack.
+		if finished != 0 {
+			s.acks <- queueAck{claim: finished}
+		} else if ref.claim == nil {
+			s.acks <- queueAck{seq: ref.seq}
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		s.poke()
+	}
+	return err
+}
+
+// Nack implements eventkit.Acknowledger: the message becomes visible again
 // after delay.
 func (s *queueSub) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
-	seq := m.Raw().(int64)
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return eventkit.ErrClosed
-	}
-	if s.held[seq] == m {
-		delete(s.held, seq)
-	}
+	ref, finished, ok, err := s.settle(m)
 	s.mu.Unlock()
+	if !ok {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.q.pool.Exec(ctx, `UPDATE `+s.q.work+` SET visible_at = now() + $2::interval WHERE seq = $1`, seq, delay); err != nil {
+	b := &pgx.Batch{}
+	if ref.claim != nil {
+		b.Queue(`INSERT INTO `+s.q.work+` (group_name, msg_id, visible_at, attempt) VALUES ($1, $2, now() + $3::interval, $4)`,
+			s.group, ref.msgID, delay, m.Attempt)
+		if finished != 0 {
+			b.Queue(`DELETE FROM `+s.q.claims+` WHERE id = $1`, finished)
+		}
+	} else {
+		b.Queue(`UPDATE `+s.q.work+` SET visible_at = now() + $2::interval WHERE seq = $1`, ref.seq, delay)
+	}
+	if err := s.q.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: queue nack: %w", err)
 	}
 	if delay <= 0 {
@@ -628,38 +818,54 @@ func (s *queueSub) Nack(m *eventkit.Message, _ error, delay time.Duration) error
 
 func (s *queueSub) ackLoop() {
 	defer s.ackWG.Done()
-	batch := make([]int64, 0, 512)
-	for seq := range s.acks {
-		batch = append(batch[:0], seq)
+	var claims, seqs []int64
+	for a := range s.acks {
+		claims, seqs = claims[:0], seqs[:0]
+		add := func(a queueAck) {
+			if a.claim != 0 {
+				claims = append(claims, a.claim)
+			} else {
+				seqs = append(seqs, a.seq)
+			}
+		}
+		add(a)
 	drain:
-		for len(batch) < cap(batch) {
+		for len(claims)+len(seqs) < 1024 {
 			select {
-			case seq, ok := <-s.acks:
+			case a, ok := <-s.acks:
 				if !ok {
 					break drain
 				}
-				batch = append(batch, seq)
+				add(a)
 			default:
 				break drain
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := s.q.pool.Exec(ctx, `DELETE FROM `+s.q.work+` WHERE seq = ANY($1)`, batch)
+		b := &pgx.Batch{}
+		if len(claims) > 0 {
+			b.Queue(`DELETE FROM `+s.q.claims+` WHERE id = ANY($1)`, claims)
+		}
+		if len(seqs) > 0 {
+			b.Queue(`DELETE FROM `+s.q.work+` WHERE seq = ANY($1)`, seqs)
+		}
+		err := s.q.pool.SendBatch(ctx, b).Close()
 		cancel()
 		if err != nil {
-			s.q.logger.Warn("postgres queue: ack failed; the messages will be delivered again", "group", s.group, "n", len(batch), "err", err)
+			s.q.logger.Warn("postgres queue: ack failed; the messages will be delivered again", "group", s.group, "err", err)
 		}
 	}
 }
 
-// shutdown flushes the acks and releases what the subscription holds: the
-// messages never taken from the channel keep their attempt count.
+// shutdown flushes the acks and gives back what the subscription holds:
+// the messages never taken from the channel keep their attempt count.
 func (s *queueSub) shutdown() {
 	s.mu.Lock()
 	s.closed = true
 	close(s.acks)
 	held := s.held
-	s.held = nil
+	claims := s.claims
+	s.held, s.claims = nil, nil
 	s.mu.Unlock()
 	s.ackWG.Wait()
 	s.timersMu.Lock()
@@ -667,36 +873,55 @@ func (s *queueSub) shutdown() {
 		t.Stop()
 	}
 	s.timersMu.Unlock()
-	var untaken, taken []int64
+	untaken := map[*queueRef]bool{}
 	for {
 		select {
 		case m := <-s.out:
-			seq := m.Raw().(int64)
-			if held[seq] == m {
-				untaken = append(untaken, seq)
-				delete(held, seq)
+			if ref, _ := m.Raw().(*queueRef); ref != nil {
+				untaken[ref] = true
 			}
 			continue
 		default:
 		}
 		break
 	}
-	for seq := range held {
-		taken = append(taken, seq)
-	}
 	close(s.out)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if !s.ephemeral && (len(untaken) > 0 || len(taken) > 0) {
+	if !s.ephemeral {
+		var msgIDs []int64
+		var attempts []int32
+		var seqsTaken, seqsUntaken, claimIDs []int64
+		for ref, m := range held {
+			a := m.Attempt
+			if untaken[ref] {
+				a--
+			}
+			switch {
+			case ref.claim != nil:
+				msgIDs = append(msgIDs, ref.msgID)
+				attempts = append(attempts, int32(a))
+			case untaken[ref]:
+				seqsUntaken = append(seqsUntaken, ref.seq)
+			default:
+				seqsTaken = append(seqsTaken, ref.seq)
+			}
+		}
+		for id := range claims {
+			claimIDs = append(claimIDs, id)
+		}
 		b := &pgx.Batch{}
-		b.Queue(`UPDATE `+s.q.work+` SET visible_at = now(), attempt = greatest(attempt - 1, 0) WHERE seq = ANY($1)`, untaken)
-		b.Queue(`UPDATE `+s.q.work+` SET visible_at = now() WHERE seq = ANY($1)`, taken)
+		b.Queue(`INSERT INTO `+s.q.work+` (group_name, msg_id, visible_at, attempt)
+			SELECT $1, m, now(), a FROM unnest($2::bigint[], $3::int[]) AS u(m, a)`, s.group, msgIDs, attempts)
+		b.Queue(`DELETE FROM `+s.q.claims+` WHERE id = ANY($1)`, claimIDs)
+		b.Queue(`UPDATE `+s.q.work+` SET visible_at = now(), attempt = greatest(attempt - 1, 0) WHERE seq = ANY($1)`, seqsUntaken)
+		b.Queue(`UPDATE `+s.q.work+` SET visible_at = now() WHERE seq = ANY($1)`, seqsTaken)
 		if err := s.q.pool.SendBatch(ctx, b).Close(); err != nil {
-			s.q.logger.Warn("postgres queue: releasing held messages; they come back after the visibility timeout", "group", s.group, "err", err)
+			s.q.logger.Warn("postgres queue: giving back held messages; they come back after the visibility timeout", "group", s.group, "err", err)
 		}
 	}
 	s.q.dropGroup(s)
-	// Wake the other members of the group for the released messages.
+	// Wake the other members of the group for what was given back.
 	s.q.wakeAll()
 }
 

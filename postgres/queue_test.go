@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +41,7 @@ func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
 					return
 				}
 				defer p.Close()
-				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s`, q.table, q.groups, q.work))
+				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s, %s`, q.table, q.groups, q.work, q.claims))
 			})
 		}
 		return q, q
@@ -109,34 +112,33 @@ func TestQueueLateCommitNotSkipped(t *testing.T) {
 	}
 }
 
-// TestQueueDeadConsumer: messages claimed by a consumer that never settles
-// them come back to another member after the visibility timeout.
-func TestQueueDeadConsumer(t *testing.T) {
+// TestQueueHeldPastVisibilityTimeout: a message a live member holds past
+// the visibility timeout goes to another member.
+func TestQueueHeldPastVisibilityTimeout(t *testing.T) {
 	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
-	ns := eventkittest.UniqueName("dead")
+	ns := eventkittest.UniqueName("held")
 	pub, sub := f(t, ns)
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tp := ns + ".t"
-	s1, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g"), eventkit.WithBuffer(4))
+	s1, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g"), eventkit.WithBuffer(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	for range 2 {
 		select {
-		case <-s1.Messages(): // taken, never settled: this member "dies"
+		case <-s1.Messages(): // taken, never settled
 		case <-ctx.Done():
 			t.Fatal("no delivery")
 		}
 	}
-	// A second process joins the group; the dead member's claims come back.
 	_, sub2 := f(t, ns)
 	defer sub2.Close()
-	start := time.Now()
 	s2, err := sub2.Subscribe(ctx, tp, eventkit.WithGroup("g"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +152,10 @@ func TestQueueDeadConsumer(t *testing.T) {
 			}
 			got[m.Event.ID()]++
 			_ = m.Ack()
+		case m := <-s1.Messages():
+			// The first member may take them again itself; settle them there.
+			got[m.Event.ID()]++
+			_ = m.Ack()
 		case <-ctx.Done():
 			t.Fatalf("got %v", got)
 		}
@@ -157,7 +163,107 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if el := time.Since(start); el < 900*time.Millisecond {
 		t.Errorf("redelivered after %s, before the visibility timeout", el)
 	}
-	if err := errors.Join(); err != nil {
+}
+
+const queueDeadEnv = "EVENTKIT_QUEUE_DEAD_CHILD"
+
+// TestQueueDeadConsumerChild is the member that dies in
+// TestQueueDeadConsumer.
+func TestQueueDeadConsumerChild(t *testing.T) {
+	if os.Getenv(queueDeadEnv) != "1" {
+		t.Skip("helper process of TestQueueDeadConsumer")
+	}
+	pool := outboxTestPool(t)
+	q, err := NewQueue(context.Background(), pool, QueueTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), QueueVisibilityTimeout(time.Second))
+	if err != nil {
 		t.Fatal(err)
+	}
+	s, err := q.Subscribe(context.Background(), os.Getenv("EVENTKIT_QUEUE_TOPIC"), eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		<-s.Messages() // taken, never settled
+	}
+	fmt.Println("TAKEN")
+	select {} // the parent kills us
+}
+
+// TestQueueDeadConsumer: the messages a consumer claimed are delivered to
+// another member after the consumer is killed (SIGKILL) and its claim's
+// visibility timeout passes.
+func TestQueueDeadConsumer(t *testing.T) {
+	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
+	ns := eventkittest.UniqueName("dead")
+	pub, sub := f(t, ns)
+	defer pub.Close()
+	q := pub.(*Queue)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tp := ns + ".t"
+	s0, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g")) // creates the group
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s0.Close()
+	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestQueueDeadConsumerChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
+		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+outboxTestURL(t))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	taken := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "TAKEN" {
+				taken <- true
+				return
+			}
+		}
+		taken <- false
+	}()
+	select {
+	case ok := <-taken:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatal("child ended without taking the messages")
+		}
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("child did not take the messages")
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	var claims int
+	if err := q.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.claims).Scan(&claims); err != nil || claims != 1 {
+		t.Fatalf("claims of the dead member: %d, %v; want 1", claims, err)
+	}
+	s, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := map[string]int{}
+	for len(got) < 2 {
+		select {
+		case m := <-s.Messages():
+			if m.Attempt < 2 {
+				t.Errorf("redelivery of %s has Attempt %d", m.Event.ID(), m.Attempt)
+			}
+			got[m.Event.ID()]++
+			_ = m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("got %v after the consumer died", got)
+		}
 	}
 }
