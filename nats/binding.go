@@ -1,0 +1,123 @@
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/binding"
+	"github.com/nats-io/nats.go"
+)
+
+// Header names of the CloudEvents NATS protocol binding and of JetStream.
+const (
+	// HeaderPrefix starts the header of each attribute in binary mode.
+	HeaderPrefix = "ce-"
+	// HeaderContentType carries the media type of a structured-mode message.
+	HeaderContentType = "content-type"
+	// HeaderMsgID is JetStream's de-duplication header.
+	HeaderMsgID = nats.MsgIdHdr
+)
+
+// Mode is how events are put in NATS messages.
+type Mode int
+
+const (
+	// Binary mode (the default) puts each attribute in a "ce-" header,
+	// percent-encoded as the binding prescribes, datacontenttype in
+	// "ce-datacontenttype", and the data as the payload.
+	Binary Mode = iota
+	// Structured mode puts the whole event in the payload in the
+	// CloudEvents JSON format, with content-type
+	// application/cloudevents+json.
+	Structured
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Binary:
+		return "binary"
+	case Structured:
+		return "structured"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// EncodeMsg returns the NATS message for e published on subject, in mode.
+// It does not set the JetStream de-duplication header.
+func EncodeMsg(subject string, e event.Event, mode Mode) (*nats.Msg, error) {
+	m := &nats.Msg{Subject: subject, Header: make(nats.Header, 10)}
+	if mode == Structured {
+		b, err := eventkit.MarshalEvent(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %q: %w", e.ID(), err)
+		}
+		m.Header[HeaderContentType] = []string{eventkit.MediaTypeCloudEvents}
+		m.Data = b
+		return m, nil
+	}
+	binding.Attributes(e, true, func(name, value string) {
+		m.Header[HeaderPrefix+name] = []string{binding.EncodeHeaderValue(value)}
+	})
+	m.Data = e.Data()
+	return m, nil
+}
+
+// errNotCloudEvent marks a message that carries no CloudEvent.
+var errNotCloudEvent = errors.New("not a CloudEvent (no ce-specversion header, no structured content-type)")
+
+// DecodeMsg returns the CloudEvent carried by a NATS message (header and
+// payload) in either mode. The result passes eventkit.ValidateEvent.
+func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
+	if ct := headerGet(h, HeaderContentType); strings.HasPrefix(strings.ToLower(ct), "application/cloudevents") {
+		if strings.HasPrefix(strings.ToLower(ct), eventkit.MediaTypeCloudEventsBatch) {
+			return event.Event{}, errors.New("a CloudEvents batch cannot be delivered as one message")
+		}
+		return eventkit.UnmarshalEvent(data)
+	}
+	e := event.New()
+	sawVersion := false
+	for k, vs := range h {
+		if len(k) <= len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || len(vs) == 0 {
+			continue
+		}
+		name := strings.ToLower(k[len(HeaderPrefix):])
+		v, err := binding.DecodeHeaderValue(vs[0])
+		if err != nil {
+			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
+		}
+		if !binding.IsAttributeName(name) {
+			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "not a valid attribute name"}
+		}
+		if name == "specversion" {
+			sawVersion = true
+		}
+		if err := binding.Set(&e, name, v); err != nil {
+			return event.Event{}, err
+		}
+	}
+	if !sawVersion {
+		return event.Event{}, errNotCloudEvent
+	}
+	if len(data) > 0 {
+		e.DataEncoded = data
+	}
+	if err := eventkit.ValidateEvent(e); err != nil {
+		return event.Event{}, err
+	}
+	return e, nil
+}
+
+func headerGet(h nats.Header, key string) string {
+	if vs, ok := h[key]; ok && len(vs) > 0 {
+		return vs[0]
+	}
+	for k, vs := range h {
+		if len(vs) > 0 && strings.EqualFold(k, key) {
+			return vs[0]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,30 @@
+// Package nats is eventkit's NATS JetStream transport, and the embedded
+// NATS server that eventkit runs by default.
+//
+// RunEmbedded starts a JetStream-enabled nats-server inside the process,
+// storing to a directory and listening on loopback only or on no port at
+// all (Embedded.Connect gives in-process connections). The same Transport
+// code runs against a NATS cluster: only the *nats.Conn changes.
+//
+// Transport implements eventkit.Publisher and eventkit.Subscriber:
+//
+//   - Topics are NATS subjects, one to one; patterns use NATS wildcards
+//     ("*" one token, ">" the rest). Every topic must fall in a stream:
+//     declared with WithStream (created if missing, checked if present, and
+//     never changed silently: a *StreamMismatchError unless
+//     WithStreamUpdate), or made on first use per first token by
+//     WithAutoStreams (the default when no stream is declared).
+//   - Publish follows the CloudEvents NATS protocol binding: binary mode
+//     (each attribute in a "ce-" header, percent-encoded, data as the
+//     payload) or structured mode (WithMode(Structured)). Publishes are
+//     asynchronous with a bounded number awaiting their ack; Publish
+//     returns when JetStream acked every event. The Nats-Msg-Id header
+//     (DefaultMsgID: the event's id, source and topic) lets the stream's
+//     duplicate window drop re-publishes.
+//   - Subscribe uses pull consumers with explicit acks: a consumer group is
+//     a durable consumer shared by its members; a subscription without
+//     group has a consumer of its own. Nack and NackAfter are negative acks
+//     (NakWithDelay), Message.Attempt is the delivery count, and
+//     in-progress acks keep unsettled messages from being redelivered
+//     while they wait in the buffer or in a handler (WithAckExtension).
+package nats

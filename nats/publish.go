@@ -1,0 +1,131 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publish validates every event, then publishes them to the subject topic
+// asynchronously, at most WithMaxInFlight awaiting their ack at once, and
+// returns when JetStream acked every one of them (or with an error). An
+// event whose publish failed for a passing reason (disconnection, server
+// restart, ack timeout) is sent again with the same Nats-Msg-Id, so that
+// the stream keeps one copy; this goes on until ctx ends. Events of one
+// call are stored in order unless such a resend happens.
+func (t *Transport) Publish(ctx context.Context, name string, events ...event.Event) error {
+	if t.closed.Load() {
+		return eventkit.ErrClosed
+	}
+	if err := topic.ValidateName(name); err != nil {
+		return fmt.Errorf("nats: publish: %w", err)
+	}
+	if err := eventkit.ValidateEvents(events); err != nil {
+		return fmt.Errorf("nats: publish: %w", err)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if _, err := t.streamFor(ctx, name); err != nil {
+		return fmt.Errorf("nats: publish to %q: %w", name, err)
+	}
+	msgs := make([]*nats.Msg, len(events))
+	for i := range events {
+		m, err := EncodeMsg(name, events[i], t.cfg.mode)
+		if err != nil {
+			return fmt.Errorf("nats: publish to %q: %w", name, err)
+		}
+		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, events[i].ID(), events[i].Source())}
+		msgs[i] = m
+	}
+	pending := make([]int, len(msgs))
+	for i := range pending {
+		pending[i] = i
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	backoff := t.cfg.retryBackoff
+	stall := jetstream.WithStallWait(t.cfg.pubAckTimeout)
+	for attempt := 1; ; attempt++ {
+		var retry []int
+		var lastErr error
+		for _, i := range pending {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("nats: publish to %q: %w", name, err)
+			}
+			f, err := t.js.PublishMsgAsync(msgs[i], stall)
+			if err != nil {
+				if !retryable(err) {
+					return fmt.Errorf("nats: publish to %q: %w", name, err)
+				}
+				futures[i] = nil
+				retry = append(retry, i)
+				lastErr = err
+				continue
+			}
+			futures[i] = f
+		}
+		for _, i := range pending {
+			f := futures[i]
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				if !retryable(err) {
+					return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), name, err)
+				}
+				retry = append(retry, i)
+				lastErr = err
+			case <-ctx.Done():
+				return fmt.Errorf("nats: publish to %q: %w", name, ctx.Err())
+			}
+		}
+		if len(retry) == 0 {
+			return nil
+		}
+		if t.closed.Load() {
+			return fmt.Errorf("nats: publish to %q: %w (last error: %v)", name, eventkit.ErrClosed, lastErr)
+		}
+		t.log.Debug("nats: resending events", "topic", name, "count", len(retry), "attempt", attempt, "error", lastErr)
+		timer := time.NewTimer(backoff)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("nats: publish to %q: %w (last error: %v)", name, ctx.Err(), lastErr)
+		}
+		backoff = min(backoff*2, t.cfg.maxRetryBackof)
+		// Resend in the original order.
+		slices.Sort(retry)
+		pending = retry
+	}
+}
+
+// retryable reports whether a publish error may pass by itself.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503
+	}
+	return false
+}

@@ -1,0 +1,446 @@
+package nats
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subscribe starts a subscription to pattern (a NATS subject: "*" matches
+// one token, ">" the rest), which must fall in one stream.
+//
+// With eventkit.WithGroup, the subscription is a member of a durable pull
+// consumer named after the group: members share its messages, and the
+// consumer keeps its position while no member runs. Without group, the
+// subscription has a consumer of its own, deleted when it closes (and by
+// the server after WithInactiveThreshold if the process dies). A new
+// consumer starts at the next event published, or at the oldest retained
+// one with eventkit.FromStart. Every message is acked explicitly; Nack and
+// NackAfter send a negative ack (with the delay), and Message.Attempt is
+// JetStream's delivery count.
+func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	if t.closed.Load() {
+		return nil, eventkit.ErrClosed
+	}
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return nil, fmt.Errorf("nats: subscribe: %w", err)
+	}
+	cfg := eventkit.NewSubscribeConfig(opts...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	setup, cancel := context.WithTimeout(ctx, t.cfg.setupTimeout)
+	defer cancel()
+	stream, err := t.streamFor(setup, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
+	}
+	s := &subscription{
+		t: t, stream: stream, pattern: pattern, cfg: cfg,
+		unsettled: make(map[*delivery]struct{}),
+		done:      make(chan struct{}),
+	}
+	cons, err := s.consumer(setup, 0)
+	if err != nil {
+		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
+	}
+	s.cons = cons
+	size := cfg.Buffer
+	if size <= 0 {
+		size = t.cfg.buffer
+	}
+	s.queue = make(chan *delivery, size)
+	s.out = make(chan *eventkit.Message)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	t.mu.Lock()
+	if t.closed.Load() {
+		t.mu.Unlock()
+		s.cancel()
+		s.deleteConsumer()
+		return nil, eventkit.ErrClosed
+	}
+	t.subs[s] = struct{}{}
+	t.wg.Add(1)
+	t.mu.Unlock()
+
+	s.stopAfter = context.AfterFunc(ctx, s.cancel)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.handoff()
+	}()
+	if t.cfg.ackExtension >= 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.extend()
+		}()
+	}
+	go func() {
+		defer t.wg.Done()
+		s.run()
+		s.cancel()
+		wg.Wait()
+		s.finish()
+	}()
+	return s, nil
+}
+
+type subscription struct {
+	t       *Transport
+	stream  string
+	pattern string
+	cfg     eventkit.SubscribeConfig
+
+	name      string // consumer name
+	ephemeral bool
+	cons      jetstream.Consumer
+	lastSeq   uint64 // stream sequence of the last delivery (run goroutine only)
+
+	queue     chan *delivery
+	out       chan *eventkit.Message
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopAfter func() bool
+	done      chan struct{}
+	err       error
+
+	mu        sync.Mutex
+	unsettled map[*delivery]struct{}
+}
+
+// consumer creates (or, for a group, joins) the subscription's consumer.
+// A consumer made again after it was lost starts after startAfter.
+func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstream.Consumer, error) {
+	t := s.t
+	cc := jetstream.ConsumerConfig{
+		FilterSubject: s.pattern,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.cfg.ackWait,
+		MaxDeliver:    t.cfg.maxDeliver,
+		MaxAckPending: t.cfg.maxAckPending,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	}
+	if s.cfg.FromStart {
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	if startAfter > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, startAfter+1
+	}
+	if s.cfg.Group == "" {
+		if s.name == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			s.name = "eventkit_" + hex.EncodeToString(b[:])
+		}
+		s.ephemeral = true
+		cc.Name = s.name
+		cc.InactiveThreshold = t.cfg.inactive
+		c, err := t.js.CreateOrUpdateConsumer(ctx, s.stream, cc)
+		if err != nil {
+			return nil, fmt.Errorf("create consumer on stream %q: %w", s.stream, err)
+		}
+		return c, nil
+	}
+	s.name = safeName(s.cfg.Group)
+	cc.Durable = s.name
+	for try := 0; ; try++ {
+		c, err := t.js.Consumer(ctx, s.stream, s.name)
+		if err == nil {
+			have := c.CachedInfo().Config
+			if have.FilterSubject != s.pattern {
+				return nil, fmt.Errorf("group %q (consumer %q on stream %q) subscribes to %q, not %q", s.cfg.Group, s.name, s.stream, have.FilterSubject, s.pattern)
+			}
+			if have.AckPolicy != jetstream.AckExplicitPolicy {
+				return nil, fmt.Errorf("consumer %q on stream %q does not use explicit acks", s.name, s.stream)
+			}
+			if have.AckWait != cc.AckWait || have.MaxDeliver != cc.MaxDeliver || have.MaxAckPending != cc.MaxAckPending {
+				upd := have
+				upd.AckWait, upd.MaxDeliver, upd.MaxAckPending = cc.AckWait, cc.MaxDeliver, cc.MaxAckPending
+				if c, err = t.js.UpdateConsumer(ctx, s.stream, upd); err != nil {
+					return nil, fmt.Errorf("update consumer %q on stream %q: %w", s.name, s.stream, err)
+				}
+			}
+			return c, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("consumer %q on stream %q: %w", s.name, s.stream, err)
+		}
+		c, err = t.js.CreateConsumer(ctx, s.stream, cc)
+		if errors.Is(err, jetstream.ErrConsumerExists) && try < 3 {
+			continue // another member created it first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create consumer %q on stream %q: %w", s.name, s.stream, err)
+		}
+		return c, nil
+	}
+}
+
+// run fetches messages into s.queue until the subscription ends,
+// recovering from lost connections and consumers. Every fetched message is
+// tracked (and so extended) from the moment it arrives; a fetch asks for
+// no more than the queue has room for, so that the client holds at most
+// about one buffer of messages.
+func (s *subscription) run() {
+	t := s.t
+	backoff := t.cfg.retryBackoff
+	for s.ctx.Err() == nil {
+		err := s.fetch()
+		if err == nil {
+			backoff = t.cfg.retryBackoff
+			continue
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		if s.nc().IsClosed() {
+			s.err = fmt.Errorf("nats: subscription to %q: %w", s.pattern, nats.ErrConnectionClosed)
+			return
+		}
+		t.log.Warn("nats: subscription interrupted; resuming", "pattern", s.pattern, "consumer", s.name, "error", err)
+		if !s.sleep(backoff) {
+			return
+		}
+		backoff = min(backoff*2, t.cfg.maxRetryBackof)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+			ctx, cancel := context.WithTimeout(s.ctx, t.cfg.setupTimeout)
+			if c, cerr := s.consumer(ctx, s.lastSeq); cerr == nil {
+				s.cons = c
+			} else if s.ctx.Err() == nil {
+				t.log.Warn("nats: consumer not restored yet", "pattern", s.pattern, "consumer", s.name, "error", cerr)
+			}
+			cancel()
+		}
+	}
+}
+
+func (s *subscription) nc() *nats.Conn { return s.t.nc }
+
+func (s *subscription) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// fetchExpiry is how long one pull request waits for messages.
+const fetchExpiry = 3 * time.Second
+
+// fetch runs one pull request and queues what it brings.
+func (s *subscription) fetch() error {
+	n := min(s.t.cfg.fetchBatch, cap(s.queue)-len(s.queue))
+	n = max(n, 1)
+	ctx, cancel := context.WithTimeout(s.ctx, fetchExpiry)
+	defer cancel()
+	batch, err := s.cons.Fetch(n, jetstream.FetchContext(ctx))
+	if err != nil {
+		return err
+	}
+	for msg := range batch.Messages() {
+		d := s.track(msg)
+		if d == nil {
+			continue
+		}
+		select {
+		case s.queue <- d:
+		case <-s.ctx.Done():
+			s.forget(d)
+			_ = msg.Nak()
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) {
+		return err
+	}
+	return nil
+}
+
+// track decodes msg and records it as unsettled; nil for a message that
+// is not a CloudEvent (terminated).
+func (s *subscription) track(msg jetstream.Msg) *delivery {
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return nil
+	}
+	if meta.Sequence.Stream > s.lastSeq {
+		s.lastSeq = meta.Sequence.Stream
+	}
+	ev, err := DecodeMsg(msg.Headers(), msg.Data())
+	if err != nil {
+		s.t.log.Warn("nats: message is not a valid CloudEvent; terminated (never redelivered)",
+			"subject", msg.Subject(), "stream", meta.Stream, "sequence", meta.Sequence.Stream, "error", err)
+		_ = msg.Term()
+		return nil
+	}
+	d := &delivery{msg: msg, s: s}
+	d.m = eventkit.NewMessage(msg.Subject(), ev, int(meta.NumDelivered), d, msg)
+	s.mu.Lock()
+	s.unsettled[d] = struct{}{}
+	s.mu.Unlock()
+	return d
+}
+
+// handoff passes queued messages to the reader through the unbuffered
+// s.out, so that the moment each is taken is known.
+func (s *subscription) handoff() {
+	for {
+		select {
+		case d := <-s.queue:
+			select {
+			case s.out <- d.m:
+				d.taken.Store(time.Now().UnixNano())
+			case <-s.ctx.Done():
+				s.forget(d)
+				_ = d.msg.Nak()
+				return
+			}
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// finish nacks the messages queued and not taken (they come back at
+// once), closes s.out and releases the consumer of a subscription without
+// group.
+func (s *subscription) finish() {
+	// The other goroutines have stopped: nothing else touches the queue.
+drain:
+	for {
+		select {
+		case d := <-s.queue:
+			_ = d.msg.Nak()
+		default:
+			break drain
+		}
+	}
+	close(s.out)
+	if s.ephemeral && !s.nc().IsClosed() {
+		s.deleteConsumer()
+	}
+	s.stopAfter()
+	s.t.removeSub(s)
+	close(s.done)
+}
+
+func (s *subscription) deleteConsumer() {
+	if !s.ephemeral || s.name == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.t.js.DeleteConsumer(ctx, s.stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.t.log.Debug("nats: delete consumer", "consumer", s.name, "error", err)
+	}
+}
+
+// extend sends in-progress acks for unsettled messages, up to the ack
+// extension, every third of the ack wait.
+func (s *subscription) extend() {
+	t := s.t
+	every := max(t.cfg.ackWait/3, 10*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var batch []*delivery
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		batch = batch[:0]
+		s.mu.Lock()
+		for d := range s.unsettled {
+			// Queued messages are extended until taken, taken ones up to
+			// the ack extension.
+			if tk := d.taken.Load(); tk == 0 || now.Sub(time.Unix(0, tk)) < t.cfg.ackExtension {
+				batch = append(batch, d)
+			}
+		}
+		s.mu.Unlock()
+		for _, d := range batch {
+			_ = d.msg.InProgress()
+		}
+	}
+}
+
+func (s *subscription) forget(d *delivery) {
+	s.mu.Lock()
+	delete(s.unsettled, d)
+	s.mu.Unlock()
+}
+
+// Messages implements eventkit.Subscription.
+func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
+
+// Err implements eventkit.Subscription.
+func (s *subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the subscription: the messages buffered and not yet taken are
+// nacked, so that they come back at once (to another member of the group);
+// messages taken and not settled come back after the ack wait. It waits
+// for the subscription's goroutines to stop.
+func (s *subscription) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// delivery settles one JetStream message.
+type delivery struct {
+	msg   jetstream.Msg
+	m     *eventkit.Message
+	s     *subscription
+	taken atomic.Int64 // unix nanoseconds when the reader took it; 0 before
+}
+
+// Ack implements eventkit.Acknowledger.
+func (d *delivery) Ack(*eventkit.Message) error {
+	d.s.forget(d)
+	if err := d.msg.Ack(); err != nil {
+		return fmt.Errorf("nats: ack: %w", err)
+	}
+	return nil
+}
+
+// Nack implements eventkit.Acknowledger: a negative ack, with the delay
+// when there is one.
+func (d *delivery) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
+	d.s.forget(d)
+	var err error
+	if delay > 0 {
+		err = d.msg.NakWithDelay(delay)
+	} else {
+		err = d.msg.Nak()
+	}
+	if err != nil {
+		return fmt.Errorf("nats: nack: %w", err)
+	}
+	return nil
+}

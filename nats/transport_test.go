@@ -1,0 +1,103 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Short ack wait and extension, so that RedeliverUnacked is quick to test:
+// an unsettled message comes back after about ackWait+ackExtension.
+const (
+	testAckWait      = 2 * time.Second
+	testAckExtension = 3 * time.Second
+)
+
+var features = eventkittest.Features{
+	Wildcards:           true,
+	ConsumerGroups:      true,
+	GroupBalance:        true,
+	OrderPerKey:         true,
+	Redelivery:          true,
+	AttemptCount:        true,
+	NackDelay:           true,
+	Persistent:          true,
+	RedeliverUnacked:    true,
+	AckTimeout:          testAckWait + testAckExtension + testAckWait,
+	ExtensionsAsStrings: true,
+}
+
+// factory makes transports on connections from connect, each test with its
+// own stream "<namespace>" for "<namespace>.>", deleted at the end.
+func factory(connect func(t *testing.T) *nats.Conn, opts ...eknats.Option) eventkittest.Factory {
+	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		nc := connect(t)
+		t.Cleanup(nc.Close)
+		all := append([]eknats.Option{
+			eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, Storage: jetstream.FileStorage}),
+			eknats.WithAckWait(testAckWait),
+			eknats.WithAckExtension(testAckExtension),
+		}, opts...)
+		tr, err := eknats.New(nc, all...)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		t.Cleanup(func() { deleteStream(t, nc, ns) })
+		return tr, tr
+	}
+}
+
+func deleteStream(t *testing.T, nc *nats.Conn, name string) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Errorf("jetstream: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("delete stream %s: %v", name, err)
+	}
+}
+
+func connectEmbedded(t *testing.T) *nats.Conn {
+	nc, err := embedded(t).Connect()
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	return nc
+}
+
+func connectServer(t *testing.T) *nats.Conn {
+	url := eventkittest.ServerAddr(t, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		eventkittest.Unavailable(t, "EVENTKIT_NATS_URL", url, err)
+	}
+	return nc
+}
+
+func TestTransportEmbedded(t *testing.T) {
+	eventkittest.TestTransport(t, factory(connectEmbedded), features)
+}
+
+func TestTransportEmbeddedStructured(t *testing.T) {
+	eventkittest.TestTransport(t, factory(connectEmbedded, eknats.WithMode(eknats.Structured)), features)
+}
+
+func TestTransportServer(t *testing.T) {
+	nc := connectServer(t) // skips (or fails under CI) early when absent
+	f := features
+	// The server's max_payload bounds the whole message (1 MiB by
+	// default): claim the data size that fits beside the headers.
+	f.MaxPayload = int(nc.MaxPayload()) - 16<<10
+	nc.Close()
+	eventkittest.TestTransport(t, factory(connectServer), f)
+}
