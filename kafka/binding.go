@@ -152,7 +152,7 @@ func binaryHeaders(e event.Event) []kgo.RecordHeader {
 		}
 		return hs
 	}
-	source := ec.Source.String()
+	source := formatSource(ec.Source)
 	var names []string
 	if n := len(ec.Extensions); n > 0 {
 		names = make([]string, 0, n)
@@ -233,4 +233,16 @@ func parseSource(b []byte) (types.URIRef, error) {
 	ref := types.URIRef{URL: *u}
 	lastSource.Store(&sourceCache{s: s, ref: ref})
 	return ref, nil
+}
+
+// lastFormatted remembers the last source formatted, for the same reason.
+var lastFormatted atomic.Pointer[sourceCache]
+
+func formatSource(ref types.URIRef) string {
+	if c := lastFormatted.Load(); c != nil && c.ref.URL == ref.URL {
+		return c.s
+	}
+	s := ref.String()
+	lastFormatted.Store(&sourceCache{s: s, ref: ref})
+	return s
 }

@@ -10,7 +10,7 @@ import (
 
 // Defaults of a Transport.
 const (
-	// DefaultMaxInFlight bounds the records of PublishAsync waiting for an
+	// DefaultMaxInFlight bounds the records published and waiting for an
 	// acknowledgement.
 	DefaultMaxInFlight = 50000
 	// DefaultBuffer is the number of messages a subscription holds
@@ -118,8 +118,9 @@ func WithCompression(codecs ...kgo.CompressionCodec) Option {
 	}
 }
 
-// WithMaxInFlight bounds the records of PublishAsync not yet acknowledged
-// (default DefaultMaxInFlight); PublishAsync waits for room.
+// WithMaxInFlight bounds the records published and not yet acknowledged
+// (default DefaultMaxInFlight, franz-go's MaxBufferedRecords); Publish and
+// PublishAsync wait for room.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) {
 		if n > 0 {

@@ -340,6 +340,11 @@ func (s *subscription) stop() {
 // poll fetches records, decodes them and hands them to dispatch in batches.
 func (s *subscription) poll() {
 	defer s.wg.Done()
+	type mapped struct {
+		name string
+		ok   bool
+	}
+	names := map[string]mapped{} // Kafka topic -> eventkit topic
 	for {
 		fs := s.cl.PollRecords(s.ctx, s.buffer)
 		if s.ctx.Err() != nil || fs.IsClientClosed() {
@@ -350,10 +355,20 @@ func (s *subscription) poll() {
 				s.t.cfg.logger.Warn("kafka: fetch error", "group", s.group, "topic", t, "partition", p, "err", err)
 			}
 		})
-		batch := make([]*entry, 0, fs.NumRecords())
+		slab := make([]entry, fs.NumRecords()) // one allocation per poll
+		batch := make([]*entry, 0, len(slab))
 		fs.EachRecord(func(r *kgo.Record) {
-			name, ok := s.t.cfg.mapper.FromKafka(r.Topic)
-			e := &entry{s: s, rec: r, topic: name, attempt: 1}
+			m, seen := names[r.Topic]
+			if !seen {
+				m.name, m.ok = s.t.cfg.mapper.FromKafka(r.Topic)
+				if len(names) > 4096 {
+					clear(names)
+				}
+				names[r.Topic] = m
+			}
+			name, ok := m.name, m.ok
+			e := &slab[len(batch)]
+			*e = entry{s: s, rec: r, topic: name, attempt: 1}
 			if !ok {
 				e.bad = true
 			} else if ev, err := Decode(r); err != nil {

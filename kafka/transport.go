@@ -21,7 +21,6 @@ type Transport struct {
 	cfg  config
 	prod *kgo.Client
 	adm  *kadm.Client
-	sem  chan struct{} // PublishAsync's records in flight
 
 	known sync.Map // Kafka topics known to exist
 
@@ -41,6 +40,7 @@ func New(opts ...Option) (*Transport, error) {
 		return nil, errors.New("kafka: no brokers (use WithBrokers)")
 	}
 	popts := append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.clientOpts...)
+	popts = append(popts, kgo.MaxBufferedRecords(cfg.maxInFlight))
 	popts = append(popts, cfg.producerOpts...)
 	prod, err := kgo.NewClient(popts...)
 	if err != nil {
@@ -50,7 +50,6 @@ func New(opts ...Option) (*Transport, error) {
 		cfg:  cfg,
 		prod: prod,
 		adm:  kadm.NewClient(prod),
-		sem:  make(chan struct{}, cfg.maxInFlight),
 		subs: make(map[*subscription]struct{}),
 	}, nil
 }
@@ -167,25 +166,19 @@ func (t *Transport) PublishAsync(ctx context.Context, name string, events []even
 		}
 	}
 	promise := func(_ *kgo.Record, err error) {
-		<-t.sem
 		if err != nil {
 			err = t.produceErr(err)
 			first.CompareAndSwap(nil, &err)
 		}
 		finish(1)
 	}
-	for i, r := range rs {
-		select {
-		case t.sem <- struct{}{}:
-		case <-ctx.Done():
-			err := fmt.Errorf("kafka: publish to %q: %w", name, ctx.Err())
-			first.CompareAndSwap(nil, &err)
-			finish(int64(len(rs) - i))
-			return err
-		}
+	for _, r := range rs {
+		// Produce waits while WithMaxInFlight records are buffered and not
+		// acknowledged (kgo.MaxBufferedRecords); if ctx ends first, the
+		// record fails with ctx's error through promise.
 		t.prod.Produce(ctx, r, promise)
 	}
-	return nil
+	return ctx.Err()
 }
 
 // Flush waits until every record published so far is acknowledged or
