@@ -277,7 +277,7 @@ func esTestReadMiddle(t *testing.T, s es.EventStore) {
 // esTestConcurrentOneStream: 16 goroutines race to append to one stream.
 func esTestConcurrentOneStream(t *testing.T, s es.EventStore) {
 	ctx := esCtx(t)
-	const G, perG = 16, 8
+	const G, perG = 16, 4
 	stream := UniqueName("race-")
 	p := UniqueName("x")
 
@@ -326,6 +326,7 @@ func esTestConcurrentOneStream(t *testing.T, s es.EventStore) {
 					}
 					res, err := s.Append(ctx, stream, es.Exact(last[0].Version), NewEvent(id))
 					if errors.Is(err, es.ErrConflict) {
+						time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // back off a little
 						continue
 					}
 					if err != nil {

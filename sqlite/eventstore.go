@@ -98,6 +98,18 @@ func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es
 	if expected < es.Any {
 		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
+	if expected != es.Any {
+		// Fast path without the write lock: a stream's events never change
+		// once committed, so a version already past the expected one is a
+		// conflict (or an idempotent repeat) whatever happens next.
+		res, decided, err := s.precheck(ctx, stream, expected, events)
+		if err != nil {
+			return nil, err
+		}
+		if decided {
+			return &esSqlPending{res: res, repeat: true}, nil
+		}
+	}
 	s.writeMu.Lock()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -121,25 +133,58 @@ func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es
 	return p, nil
 }
 
-func (s *EventStore) write(ctx context.Context, conn *sql.Conn, stream string, expected es.ExpectedVersion, events []event.Event) (es.AppendResult, bool, error) {
-	var cur, last uint64
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+s.table+` WHERE stream_id = ?`, stream).Scan(&cur); err != nil {
+// precheck decides an append whose expected version the stream has
+// already passed, reading without the write lock.
+func (s *EventStore) precheck(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (es.AppendResult, bool, error) {
+	var cur uint64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+s.table+` WHERE stream_id = ?`, stream).Scan(&cur); err != nil {
 		return es.AppendResult{}, false, fmt.Errorf("sqlite: append: %w", err)
 	}
+	if cur <= uint64(expected) {
+		return es.AppendResult{}, false, nil // may match now or later: take the lock
+	}
+	existing, err := s.lookupIDs(ctx, s.db, stream, events)
+	if err != nil {
+		return es.AppendResult{}, false, err
+	}
+	res, write, err := es.CheckAppend(stream, expected, cur, events, existing)
+	if write { // cannot happen: cur > expected
+		return es.AppendResult{}, false, nil
+	}
+	return res, true, err
+}
+
+type esSqlQueryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *EventStore) lookupIDs(ctx context.Context, db esSqlQueryer, stream string, events []event.Event) (map[string][2]uint64, error) {
 	var existing map[string][2]uint64
 	for i := range events {
 		var v, p uint64
-		err := conn.QueryRowContext(ctx, `SELECT version, position FROM `+s.table+` WHERE stream_id = ? AND event_id = ?`, stream, events[i].ID()).Scan(&v, &p)
+		err := db.QueryRowContext(ctx, `SELECT version, position FROM `+s.table+` WHERE stream_id = ? AND event_id = ?`, stream, events[i].ID()).Scan(&v, &p)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
 		if err != nil {
-			return es.AppendResult{}, false, fmt.Errorf("sqlite: append: %w", err)
+			return nil, fmt.Errorf("sqlite: append: %w", err)
 		}
 		if existing == nil {
 			existing = map[string][2]uint64{}
 		}
 		existing[events[i].ID()] = [2]uint64{v, p}
+	}
+	return existing, nil
+}
+
+func (s *EventStore) write(ctx context.Context, conn *sql.Conn, stream string, expected es.ExpectedVersion, events []event.Event) (es.AppendResult, bool, error) {
+	var cur, last uint64
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+s.table+` WHERE stream_id = ?`, stream).Scan(&cur); err != nil {
+		return es.AppendResult{}, false, fmt.Errorf("sqlite: append: %w", err)
+	}
+	existing, err := s.lookupIDs(ctx, conn, stream, events)
+	if err != nil {
+		return es.AppendResult{}, false, err
 	}
 	res, write, err := es.CheckAppend(stream, expected, cur, events, existing)
 	if err != nil || !write {

@@ -20,6 +20,7 @@ func esTestDB(t testing.TB) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.SetMaxIdleConns(32) // keep connections: opening one per query is slow
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
