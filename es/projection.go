@@ -129,6 +129,20 @@ func (p *Projector) observe(head uint64) {
 	}
 }
 
+// LagGauge returns the projection's lag gauge (nil without
+// WithProjectionMetrics).
+func (p *Projector) LagGauge() prometheus.Gauge { return p.lag }
+
+// MeasureLag reads the head of the log now and updates Lag and the gauge.
+func (p *Projector) MeasureLag(ctx context.Context) error {
+	h, err := p.store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("es: head: %w", err)
+	}
+	p.observe(h)
+	return nil
+}
+
 // Run handles events from the checkpoint on until ctx ends (returning nil)
 // or the handler or the store fails (returning the error).
 func (p *Projector) Run(ctx context.Context) error { return p.run(ctx, false) }
