@@ -1,0 +1,279 @@
+package hub
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/topic"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults of a Config.
+const (
+	DefaultListen  = "127.0.0.1:8080"
+	DefaultDataDir = "./eventkit-data"
+	// DefaultRetention is how long the embedded broker keeps events.
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// Config is the configuration of the server, as read from YAML by
+// LoadConfig. The zero value, after Defaults, runs the embedded broker
+// under ./eventkit-data and listens on 127.0.0.1:8080.
+type Config struct {
+	// Listen is the HTTP address (host:port).
+	Listen string `yaml:"listen"`
+	// DataDir is where the embedded broker stores events.
+	DataDir string `yaml:"data_dir"`
+	// Broker selects the broker.
+	Broker BrokerConfig `yaml:"broker"`
+	// Auth protects POST /events (and the stream endpoint).
+	Auth AuthConfig `yaml:"auth"`
+	// Limits bounds requests.
+	Limits LimitsConfig `yaml:"limits"`
+	// TopicHeader lets clients choose the topic with the Eventkit-Topic
+	// header; otherwise the topic is the event's type.
+	TopicHeader bool `yaml:"topic_header"`
+	// Subscriptions deliver topics to webhooks.
+	Subscriptions []SubscriptionConfig `yaml:"subscriptions"`
+	// MaxStreamClients bounds concurrent GET /events/stream clients.
+	MaxStreamClients int `yaml:"max_stream_clients"`
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// BrokerConfig selects the broker: the embedded NATS JetStream server
+// (URL empty, the default) or a NATS server at URL.
+type BrokerConfig struct {
+	// URL of a NATS server with JetStream ("nats://host:4222"); empty runs
+	// the embedded server.
+	URL string `yaml:"url"`
+	// Listen makes the embedded server accept NATS clients on this address
+	// too (host:port); empty keeps it in-process only.
+	Listen string `yaml:"listen"`
+	// Stream is the JetStream stream holding the events ("EVENTKIT").
+	Stream string `yaml:"stream"`
+	// SubjectPrefix is prepended to topics to make NATS subjects
+	// ("events": topic orders.created is subject events.orders.created).
+	SubjectPrefix string `yaml:"subject_prefix"`
+	// Retention is how long events are kept (7 days).
+	Retention Duration `yaml:"retention"`
+	// MaxBytes bounds the stream's size (0: no bound).
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// AuthConfig holds the credentials of the ingress. Values of the form
+// "env:NAME" are read from the environment variable NAME.
+type AuthConfig struct {
+	// Token, when set, is required as "Authorization: Bearer <token>".
+	Token string `yaml:"token"`
+	// HMACSecret, when set, requires the X-Eventkit-Signature header.
+	HMACSecret string `yaml:"hmac_secret"`
+	// AllowedOrigins limits the webhook handshake (default: any origin).
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// LimitsConfig bounds requests (zero values take cehttp's defaults).
+type LimitsConfig struct {
+	MaxEventBytes  int64 `yaml:"max_event_bytes"`
+	MaxBatchBytes  int64 `yaml:"max_batch_bytes"`
+	MaxBatchEvents int   `yaml:"max_batch_events"`
+}
+
+// SubscriptionConfig delivers the events of the topics matching Topic to
+// a webhook. Its progress is kept by the broker in a durable consumer
+// group named "hub-<name>", so a restarted server continues where it
+// stopped.
+type SubscriptionConfig struct {
+	// Name identifies the subscription (letters, digits, '-', '_').
+	Name string `yaml:"name"`
+	// Topic is the topic pattern ("orders.>").
+	Topic string `yaml:"topic"`
+	// URL is the webhook (http or https).
+	URL string `yaml:"url"`
+	// Mode is "binary" (the default), "structured" or "batch".
+	Mode string `yaml:"mode"`
+	// Token is sent as a bearer token; HMACSecret signs the body.
+	Token      string `yaml:"token"`
+	HMACSecret string `yaml:"hmac_secret"`
+	// Timeout bounds each request (10s).
+	Timeout Duration `yaml:"timeout"`
+	// MaxAttempts is the number of deliveries before the event is
+	// dead-lettered (5).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the first retry delay (1s), doubling up to MaxBackoff (1m).
+	Backoff    Duration `yaml:"backoff"`
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// DeadLetter is the topic that receives events given up on
+	// ("deadletter.<name>").
+	DeadLetter string `yaml:"dead_letter"`
+	// Concurrency is the number of deliveries in flight (1: in order).
+	Concurrency int `yaml:"concurrency"`
+	// FromStart makes a new subscription start with the oldest stored
+	// event instead of the next one.
+	FromStart bool `yaml:"from_start"`
+}
+
+// Duration is a time.Duration written as "10s", "1m30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// LoadConfig reads a YAML configuration file strictly (unknown keys are
+// errors), applies Defaults and validates it.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("hub: config: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig parses YAML configuration like LoadConfig.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("hub: config: %w", err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Defaults fills the zero fields with their defaults.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Broker.Stream == "" {
+		c.Broker.Stream = "EVENTKIT"
+	}
+	if c.Broker.SubjectPrefix == "" {
+		c.Broker.SubjectPrefix = "events"
+	}
+	if c.Broker.Retention == 0 {
+		c.Broker.Retention = Duration(DefaultRetention)
+	}
+	if c.MaxStreamClients == 0 {
+		c.MaxStreamClients = 64
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	for i := range c.Subscriptions {
+		s := &c.Subscriptions[i]
+		if s.Mode == "" {
+			s.Mode = "binary"
+		}
+		if s.Timeout == 0 {
+			s.Timeout = Duration(cehttp.DefaultTimeout)
+		}
+		if s.MaxAttempts == 0 {
+			s.MaxAttempts = 5
+		}
+		if s.Backoff == 0 {
+			s.Backoff = Duration(time.Second)
+		}
+		if s.MaxBackoff == 0 {
+			s.MaxBackoff = Duration(time.Minute)
+		}
+		if s.DeadLetter == "" {
+			s.DeadLetter = "deadletter." + s.Name
+		}
+		if s.Concurrency == 0 {
+			s.Concurrency = 1
+		}
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error { return fmt.Errorf("hub: config: "+format, a...) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen %q: %v", c.Listen, err)
+	}
+	if c.Broker.URL != "" {
+		u, err := url.Parse(c.Broker.URL)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "nats+tls") {
+			return bad("broker.url %q must be a nats:// URL", c.Broker.URL)
+		}
+	}
+	if c.Broker.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
+			return bad("broker.listen %q: %v", c.Broker.Listen, err)
+		}
+	}
+	if !nameRE.MatchString(c.Broker.Stream) {
+		return bad("broker.stream %q: use letters, digits, '-' and '_'", c.Broker.Stream)
+	}
+	if err := topic.ValidateName(c.Broker.SubjectPrefix); err != nil {
+		return bad("broker.subject_prefix: %v", err)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Subscriptions {
+		if !nameRE.MatchString(s.Name) {
+			return bad("subscriptions[%d].name %q: use letters, digits, '-' and '_'", i, s.Name)
+		}
+		if seen[s.Name] {
+			return bad("subscriptions[%d].name %q is used twice", i, s.Name)
+		}
+		seen[s.Name] = true
+		if err := topic.ValidatePattern(s.Topic); err != nil {
+			return bad("subscription %s: topic: %v", s.Name, err)
+		}
+		if _, err := cehttp.NewPublisher(s.URL); err != nil {
+			return bad("subscription %s: %v", s.Name, err)
+		}
+		switch s.Mode {
+		case "binary", "structured", "batch":
+		default:
+			return bad("subscription %s: mode %q (want binary, structured or batch)", s.Name, s.Mode)
+		}
+		if err := topic.ValidateName(s.DeadLetter); err != nil {
+			return bad("subscription %s: dead_letter: %v", s.Name, err)
+		}
+		if topic.Match(s.Topic, s.DeadLetter) {
+			return bad("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
+		}
+		if s.MaxAttempts < 1 || s.Concurrency < 1 {
+			return bad("subscription %s: max_attempts and concurrency must be positive", s.Name)
+		}
+	}
+	return nil
+}
+
+// secret resolves "env:NAME" values.
+func secret(v string) string {
+	if name, ok := strings.CutPrefix(v, "env:"); ok {
+		return os.Getenv(name)
+	}
+	return v
+}

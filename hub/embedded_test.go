@@ -1,0 +1,302 @@
+package hub_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/hub"
+	eknats "github.com/eventkit/eventkit/nats"
+)
+
+// TestEmbeddedBrokerSubscriptionSurvivesRestart runs the server on the
+// embedded JetStream default: events posted while the webhook is down are
+// kept by the durable subscription across a graceful restart and delivered
+// once it is back.
+func TestEmbeddedBrokerSubscriptionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	down := newWebhook(t, 0, http.StatusServiceUnavailable)
+	cfg := hub.Config{DataDir: dir, Subscriptions: []hub.SubscriptionConfig{
+		{Name: "hook", Topic: "orders.>", URL: down.srv.URL, MaxAttempts: 1000, Backoff: hub.Duration(50 * time.Millisecond), MaxBackoff: hub.Duration(200 * time.Millisecond)},
+	}}
+	s := start(t, cfg)
+	if s.DataDir() != filepath.Join(dir, "jetstream") {
+		t.Fatalf("DataDir %q", s.DataDir())
+	}
+	items := sse(t, s.URL(), ">")
+	for i := 0; i < 20; i++ {
+		if r := postEvent(t, s.URL(), strconv.Itoa(i), "orders.created"); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("POST: %d", r.StatusCode)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		select {
+		case it := <-items:
+			if it.Topic != "orders.created" {
+				t.Fatalf("stream topic %q", it.Topic)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stream: %d of 20 events", i)
+		}
+	}
+	// Every event was tried (and refused) before the stop.
+	waitFor(t, "20 refused deliveries", func() bool { return down.attempts.Load() >= 20 })
+	if err := s.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	up := newWebhook(t, 0, 0)
+	cfg.Subscriptions[0].URL = up.srv.URL
+	s2 := start(t, cfg)
+	waitFor(t, "20 events delivered after the restart", func() bool { d, _ := up.count(); return d == 20 })
+	if err := s2.stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}
+
+// The crash test re-executes the test binary as the server process.
+const childEnv = "EVENTKIT_HUB_TEST_CHILD_DIR"
+
+// TestMain runs the server when re-executed as the crash test's child.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(childEnv); dir != "" {
+		os.Exit(runChild(dir))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(dir string) int {
+	s, err := hub.New(hub.Config{DataDir: dir, Listen: "127.0.0.1:0"}, hub.WithLogger(quiet))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	fmt.Printf("LISTENING %s\n", s.URL())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+type child struct {
+	cmd *exec.Cmd
+	url string
+}
+
+func startChild(t *testing.T, dir string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	urlc := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if u, ok := strings.CutPrefix(lines.Text(), "LISTENING "); ok {
+				urlc <- u
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case u := <-urlc:
+		c := &child{cmd: cmd, url: u}
+		waitHealthy(t, u)
+		return c
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("server process did not start: %s", stderr.String())
+	}
+	return nil
+}
+
+// TestKill9LosesNothingAcknowledged posts 10,000 events from 16 clients to
+// a server process and kills it with SIGKILL while they are posting; a
+// restarted server takes the rest; every event that was answered 2xx is
+// in the store afterwards.
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	dir := t.TempDir()
+	const total, clients = 10000, 16
+	var acked sync.Map
+	var nacked atomic.Int64
+	var next atomic.Int64
+	client := &http.Client{Timeout: 30 * time.Second}
+	post := func(base string, stopAt int64) {
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= stopAt {
+						next.Add(-1) // not taken
+						return
+					}
+					id := "e-" + strconv.FormatInt(i, 10)
+					req, _ := http.NewRequest(http.MethodPost, base+"/events", strings.NewReader(`{"i":`+strconv.FormatInt(i, 10)+`}`))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("ce-specversion", "1.0")
+					req.Header.Set("ce-id", id)
+					req.Header.Set("ce-source", "/crash-test")
+					req.Header.Set("ce-type", "crash.test")
+					resp, err := client.Do(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					if err == nil && resp.StatusCode == http.StatusNoContent {
+						acked.Store(id, true)
+						continue
+					}
+					// Not acknowledged (the server died): the client would
+					// retry; this one does after the restart.
+					nacked.Add(1)
+					retry.Store(id, true)
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	retry = sync.Map{}
+
+	c1 := startChild(t, dir)
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		for countMap(&acked) < 3000 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = c1.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c1.cmd.Wait()
+	}()
+	post(c1.url, total)
+	<-killed
+	first := countMap(&acked)
+	t.Logf("acknowledged before SIGKILL: %d (%d requests unanswered)", first, nacked.Load())
+	if first >= total {
+		t.Fatalf("the server was killed after every event was acknowledged; the test proves nothing")
+	}
+
+	c2 := startChild(t, dir)
+	// Retry what was not acknowledged, then post the rest.
+	var ids []string
+	retry.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	for _, id := range ids {
+		if _, ok := acked.Load(id); ok {
+			continue
+		}
+		r := postEvent(t, c2.url, id, "crash.test")
+		if r.StatusCode != http.StatusNoContent {
+			t.Fatalf("retry POST: %d", r.StatusCode)
+		}
+		acked.Store(id, true)
+	}
+	post(c2.url, total)
+	if n := countMap(&acked); n != total {
+		t.Fatalf("acknowledged %d of %d events", n, total)
+	}
+	// Stop the second server gracefully and count what the store holds.
+	_ = c2.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c2.cmd.Wait(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	stored := readStore(t, filepath.Join(dir, "jetstream"))
+	missing := 0
+	acked.Range(func(k, _ any) bool {
+		if !stored[k.(string)] {
+			missing++
+		}
+		return true
+	})
+	if missing > 0 {
+		t.Fatalf("%d acknowledged events are missing from the store (%d stored)", missing, len(stored))
+	}
+	t.Logf("all %d acknowledged events stored (%d distinct in the store)", total, len(stored))
+}
+
+var retry sync.Map
+
+func countMap(m *sync.Map) int {
+	n := 0
+	m.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+// readStore opens the store directory with an embedded server and returns
+// the ids of every event in the hub's stream.
+func readStore(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	emb, err := eknats.RunEmbedded(eknats.WithStoreDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(context.Background())
+	nc, err := emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: "EVENTKIT", Subjects: []string{"events.>"}, MaxAge: hub.DefaultRetention}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sub, err := tr.Subscribe(ctx, "events.>", eventkit.FromStart(), eventkit.WithGroup("verify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	info, err := tr.JetStream().Stream(ctx, "EVENTKIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := info.CachedInfo().State.Msgs
+	got := map[string]bool{}
+	var n uint64
+	for n < want {
+		select {
+		case m := <-sub.Messages():
+			got[m.Event.ID()] = true
+			_ = m.Ack()
+			n++
+		case <-ctx.Done():
+			t.Fatalf("read %d of %d stored events", n, want)
+		}
+	}
+	return got
+}

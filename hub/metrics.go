@@ -1,0 +1,103 @@
+package hub
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests   *prometheus.CounterVec
+	latency    prometheus.Histogram
+	events     prometheus.Counter
+	deliveries *prometheus.CounterVec
+	streams    prometheus.Gauge
+	streamed   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "requests_total",
+			Help: "HTTP requests to /events by status code.",
+		}, []string{"code"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "request_duration_seconds",
+			Help:    "Time to answer POST /events (events stored before the answer).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "events_total",
+			Help: "Events stored by the broker and acknowledged to clients.",
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "subscription", Name: "deliveries_total",
+			Help: "Webhook deliveries by subscription and outcome (delivered, failed, dead_lettered).",
+		}, []string{"subscription", "outcome"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "eventkit", Subsystem: "stream", Name: "clients",
+			Help: "Clients connected to GET /events/stream.",
+		}),
+		streamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "stream", Name: "events_total",
+			Help: "Events sent to stream clients.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed)
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (m *metrics) instrument(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		m.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
+		if r.Method == http.MethodPost {
+			m.latency.Observe(time.Since(start).Seconds())
+		}
+	})
+}
+
+// countingPublisher counts the events the broker confirmed.
+type countingPublisher struct {
+	eventkit.Publisher
+	m *metrics
+}
+
+func (p *countingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	err := p.Publisher.Publish(ctx, topic, events...)
+	if err == nil {
+		p.m.events.Add(float64(len(events)))
+	}
+	return err
+}

@@ -1,0 +1,88 @@
+package hub
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+)
+
+// prefixed maps the hub's topics onto broker subjects under a prefix
+// ("orders.created" is stored as "events.orders.created"), so that one
+// JetStream stream ("events.>") holds every topic and any pattern,
+// ">" included, falls in it.
+type prefixed struct {
+	pub    eventkit.Publisher
+	sub    eventkit.Subscriber
+	prefix string // with the trailing '.'
+}
+
+func (p *prefixed) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	return p.pub.Publish(ctx, p.prefix+topic, events...)
+}
+
+func (p *prefixed) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	inner, err := p.sub.Subscribe(ctx, p.prefix+pattern, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s := &prefixedSub{inner: inner, prefix: p.prefix, out: make(chan *eventkit.Message), stop: make(chan struct{})}
+	s.wg.Add(1)
+	go s.forward()
+	return s, nil
+}
+
+// Close closes the underlying publisher (and subscriber when distinct).
+func (p *prefixed) Close() error {
+	err := p.sub.Close()
+	if any(p.pub) != any(p.sub) {
+		if e := p.pub.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+type prefixedSub struct {
+	inner  eventkit.Subscription
+	prefix string
+	out    chan *eventkit.Message
+	stop   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+func (s *prefixedSub) forward() {
+	defer s.wg.Done()
+	defer close(s.out)
+	for {
+		select {
+		case m, ok := <-s.inner.Messages():
+			if !ok {
+				return
+			}
+			m.Topic = strings.TrimPrefix(m.Topic, s.prefix)
+			select {
+			case s.out <- m:
+			case <-s.stop:
+				// Not taken: left unsettled, so a persistent broker
+				// delivers it again.
+				return
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *prefixedSub) Messages() <-chan *eventkit.Message { return s.out }
+func (s *prefixedSub) Err() error                         { return s.inner.Err() }
+
+func (s *prefixedSub) Close() error {
+	err := s.inner.Close()
+	s.once.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	return err
+}

@@ -1,0 +1,344 @@
+// Package hub is the eventkit server behind "eventkit serve": CloudEvents
+// ingress over HTTP into a broker (by default an embedded NATS JetStream
+// server storing on disk), a live tail over Server-Sent Events, webhook
+// subscriptions with retry and dead letter that survive restarts, health
+// and Prometheus metrics.
+//
+// Routes:
+//
+//	POST    /events                     ingress (binary, structured, batch; see package cehttp)
+//	OPTIONS /events                     webhook validation handshake
+//	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
+//	GET     /healthz                    200 when the broker is connected
+//	GET     /metrics                    Prometheus metrics
+//
+// An event is answered 2xx only after the broker stored it (a JetStream
+// publish ack), so an acknowledged event survives a crash of the process.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
+	eknats "github.com/eventkit/eventkit/nats"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	log    *slog.Logger
+	pub    eventkit.Publisher
+	sub    eventkit.Subscriber
+	health func() error
+	ln     net.Listener
+}
+
+// WithLogger sets the server's logger (slog.Default by default).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithBroker makes the server use pub and sub instead of opening the
+// configured broker (for tests, or to embed the hub on another
+// transport). The server closes them at shutdown.
+func WithBroker(pub eventkit.Publisher, sub eventkit.Subscriber) Option {
+	return func(o *options) { o.pub, o.sub = pub, sub }
+}
+
+// WithListener serves on ln instead of listening on Config.Listen.
+func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln } }
+
+// Server is a running hub. Create it with New, run it with Run.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	pub     eventkit.Publisher
+	sub     eventkit.Subscriber
+	health  func() error
+	closers []func(context.Context) error
+	dataDir string
+
+	ln      net.Listener
+	http    *http.Server
+	reg     *prometheus.Registry
+	metrics *metrics
+	router  *eventkit.Router
+
+	streamStop chan struct{}
+	streams    sync.WaitGroup
+	streamSem  chan struct{}
+}
+
+// New opens the broker and binds the listener; Run serves.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{log: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	s := &Server{cfg: cfg, log: o.log, streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeBroker(context.Background())
+		}
+	}()
+	if o.pub != nil {
+		s.pub, s.sub, s.health = o.pub, o.sub, o.health
+		s.closers = append(s.closers, func(context.Context) error {
+			err := o.sub.Close()
+			if any(o.pub) != any(o.sub) {
+				err = errors.Join(err, o.pub.Close())
+			}
+			return err
+		})
+	} else if err := s.openNATS(); err != nil {
+		return nil, err
+	}
+	if s.health == nil {
+		s.health = func() error { return nil }
+	}
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newMetrics(s.reg)
+
+	if err := s.setupSubscriptions(); err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if o.ln != nil {
+		s.ln = o.ln
+	} else {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("hub: listen: %w", err)
+		}
+		s.ln = ln
+	}
+	ok = true
+	return s, nil
+}
+
+// openNATS starts the embedded server (or connects to Broker.URL) and
+// makes the transport, with one stream for every topic.
+func (s *Server) openNATS() error {
+	var nc *natsgo.Conn
+	if s.cfg.Broker.URL == "" {
+		dir, err := filepath.Abs(filepath.Join(s.cfg.DataDir, "jetstream"))
+		if err != nil {
+			return fmt.Errorf("hub: data directory: %w", err)
+		}
+		s.dataDir = dir
+		eopts := []eknats.EmbeddedOption{eknats.WithStoreDir(dir), eknats.WithServerLogger(s.log.With("component", "nats"))}
+		if s.cfg.Broker.Listen != "" {
+			host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
+			p, err := strconv.Atoi(port)
+			if err != nil {
+				return fmt.Errorf("hub: broker.listen: %w", err)
+			}
+			eopts = append(eopts, eknats.WithListen(host, p))
+		} else {
+			eopts = append(eopts, eknats.WithoutListener())
+		}
+		emb, err := eknats.RunEmbedded(eopts...)
+		if err != nil {
+			return fmt.Errorf("hub: embedded broker: %w", err)
+		}
+		s.closers = append(s.closers, emb.Shutdown)
+		nc, err = emb.Connect()
+		if err != nil {
+			return fmt.Errorf("hub: embedded broker: %w", err)
+		}
+	} else {
+		var err error
+		nc, err = natsgo.Connect(s.cfg.Broker.URL, natsgo.Name("eventkit-hub"), natsgo.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("hub: connect to %s: %w", s.cfg.Broker.URL, err)
+		}
+	}
+	s.closers = append(s.closers, func(context.Context) error {
+		// Flush what the connection buffered, then close it.
+		_ = nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+		return nil
+	})
+	prefix := s.cfg.Broker.SubjectPrefix
+	t, err := eknats.New(nc, eknats.WithLogger(s.log.With("component", "transport")), eknats.WithStream(eknats.StreamConfig{
+		Name:      s.cfg.Broker.Stream,
+		Subjects:  []string{prefix + ".>"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		MaxAge:    time.Duration(s.cfg.Broker.Retention),
+		MaxBytes:  s.cfg.Broker.MaxBytes,
+	}), eknats.WithStreamUpdate())
+	if err != nil {
+		return fmt.Errorf("hub: broker: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { return t.Close() })
+	p := &prefixed{pub: t, sub: t, prefix: prefix + "."}
+	s.pub, s.sub = p, p
+	s.health = func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("broker connection %s", nc.Status())
+		}
+		return nil
+	}
+	return nil
+}
+
+// closeBroker runs the closers in reverse order.
+func (s *Server) closeBroker(ctx context.Context) error {
+	var err error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, s.closers[i](ctx))
+	}
+	s.closers = nil
+	return err
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns the base URL of the server ("http://127.0.0.1:8080").
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// DataDir returns where the embedded broker stores events ("" with another
+// broker).
+func (s *Server) DataDir() string { return s.dataDir }
+
+// Publisher returns the server's publisher (topics as the hub names them).
+func (s *Server) Publisher() eventkit.Publisher { return s.pub }
+
+// Subscriber returns the server's subscriber (topics as the hub names
+// them).
+func (s *Server) Subscriber() eventkit.Subscriber { return s.sub }
+
+// Handler returns the server's HTTP routes.
+func (s *Server) Handler() http.Handler {
+	hopts := []cehttp.Option{cehttp.WithLogger(s.log)}
+	a := s.cfg.Auth
+	if tok := secret(a.Token); tok != "" {
+		hopts = append(hopts, cehttp.WithBearerToken(tok))
+	}
+	if sec := secret(a.HMACSecret); sec != "" {
+		hopts = append(hopts, cehttp.WithHMACSecret([]byte(sec)))
+	}
+	if len(a.AllowedOrigins) > 0 {
+		hopts = append(hopts, cehttp.WithAllowedOrigins(a.AllowedOrigins...))
+	}
+	if l := s.cfg.Limits; l.MaxEventBytes > 0 {
+		hopts = append(hopts, cehttp.WithMaxEventSize(l.MaxEventBytes))
+	}
+	if l := s.cfg.Limits; l.MaxBatchBytes > 0 {
+		hopts = append(hopts, cehttp.WithMaxBatchSize(l.MaxBatchBytes))
+	}
+	if l := s.cfg.Limits; l.MaxBatchEvents > 0 {
+		hopts = append(hopts, cehttp.WithMaxBatchEvents(l.MaxBatchEvents))
+	}
+	if s.cfg.TopicHeader {
+		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
+	}
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics}, hopts...)
+	mux := http.NewServeMux()
+	mux.Handle("/events", s.metrics.instrument(ingress))
+	mux.HandleFunc("GET /events/stream", s.stream)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := s.health(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"unavailable","error":%q}`+"\n", err.Error())
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	return mux
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops
+// accepting requests, lets the requests in flight finish (their events are
+// stored before they are answered), ends the live tails, stops the
+// subscriptions (deliveries in flight finish or are redelivered later),
+// and closes the broker, which flushes to disk.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("eventkit hub ready",
+		"events", "POST "+s.URL()+"/events",
+		"tail", "GET "+s.URL()+"/events/stream?topic=>",
+		"data", s.dataDirOrBroker(),
+		"subscriptions", len(s.cfg.Subscriptions))
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("hub: serve: %w", err)
+		}
+	}()
+	var routerDone chan error // nil (never ready) without subscriptions
+	rctx, stopRouter := context.WithCancel(context.Background())
+	defer stopRouter()
+	if s.router != nil {
+		routerDone = make(chan error, 1)
+		go func() { routerDone <- s.router.Run(rctx) }()
+	}
+	var runErr error
+	routerEnded := false
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	case err := <-routerDone:
+		// The subscriptions ended by themselves: a subscription failed.
+		routerEnded = true
+		runErr = fmt.Errorf("hub: subscriptions: %w", err)
+	}
+	s.log.Info("eventkit hub shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
+	defer cancel()
+	close(s.streamStop)
+	if err := s.http.Shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
+	}
+	s.streams.Wait()
+	stopRouter()
+	if s.router != nil && !routerEnded {
+		if err := <-routerDone; err != nil && !errors.Is(err, context.Canceled) {
+			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
+		}
+	}
+	if err := s.closeBroker(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("hub: broker: %w", err))
+	}
+	s.log.Info("eventkit hub stopped")
+	return runErr
+}
+
+func (s *Server) dataDirOrBroker() string {
+	switch {
+	case s.dataDir != "":
+		return s.dataDir
+	case s.cfg.Broker.URL != "":
+		return s.cfg.Broker.URL
+	}
+	return "(in memory)"
+}

@@ -1,0 +1,99 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/middleware"
+)
+
+// setupSubscriptions makes one router route per configured subscription:
+// a durable group "hub-<name>" on the topic pattern, whose handler posts
+// each event to the webhook. Failed deliveries are retried by nack with
+// exponential backoff (the broker keeps the attempt count, so retries
+// survive a restart) and, after MaxAttempts, published to the dead-letter
+// topic.
+func (s *Server) setupSubscriptions() error {
+	if len(s.cfg.Subscriptions) == 0 {
+		return nil
+	}
+	r := eventkit.NewRouter(s.sub, eventkit.WithLogger(s.log.With("component", "subscriptions")),
+		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)))
+	for _, sc := range s.cfg.Subscriptions {
+		mode := cehttp.Binary
+		switch sc.Mode {
+		case "structured":
+			mode = cehttp.Structured
+		case "batch":
+			mode = cehttp.Batch
+		}
+		popts := []cehttp.PublisherOption{cehttp.WithMode(mode), cehttp.WithTimeout(time.Duration(sc.Timeout))}
+		if tok := secret(sc.Token); tok != "" {
+			popts = append(popts, cehttp.WithToken(tok))
+		}
+		if sec := secret(sc.HMACSecret); sec != "" {
+			popts = append(popts, cehttp.WithSigningSecret([]byte(sec)))
+		}
+		hook, err := cehttp.NewPublisher(sc.URL, popts...)
+		if err != nil {
+			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+		}
+		s.closers = append(s.closers, func(context.Context) error { return hook.Close() })
+		name, dlq := sc.Name, sc.DeadLetter
+		deliveries := s.metrics.deliveries
+		h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+			err := hook.Publish(ctx, m.Topic, m.Event)
+			outcome := "delivered"
+			if err != nil {
+				outcome = "failed"
+			}
+			deliveries.WithLabelValues(name, outcome).Inc()
+			return err
+		})
+		subOpts := []eventkit.SubscribeOption{}
+		if sc.FromStart {
+			subOpts = append(subOpts, eventkit.FromStart())
+		}
+		routeOpts := []eventkit.RouteOption{
+			eventkit.RouteName(sc.Name),
+			eventkit.RouteGroup("hub-" + sc.Name),
+			eventkit.Concurrency(sc.Concurrency),
+			eventkit.RouteSubscribeOptions(subOpts...),
+			eventkit.RouteMiddleware(
+				middleware.DeadLetter(s.pub, middleware.DeadLetterTopic(func(string) string { return dlq }),
+					middleware.DeadLetterLogger(s.log.With("subscription", name))),
+				countDeadLetters(deliveries.WithLabelValues(name, "dead_lettered")),
+				middleware.Retry(middleware.RetryByNack(), middleware.MaxAttempts(sc.MaxAttempts),
+					middleware.Backoff(time.Duration(sc.Backoff), time.Duration(sc.MaxBackoff), 2),
+					middleware.RetryLogger(s.log.With("subscription", name))),
+			),
+		}
+		if sc.Concurrency == 1 {
+			routeOpts = append(routeOpts, eventkit.OrderedByKey())
+		}
+		if err := r.Handle(sc.Topic, h, routeOpts...); err != nil {
+			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+		}
+	}
+	s.router = r
+	return nil
+}
+
+// countDeadLetters counts the errors that DeadLetter (outside it) will
+// dead-letter: those Retry gave up on.
+func countDeadLetters(c interface{ Inc() }) eventkit.Middleware {
+	return func(next eventkit.Handler) eventkit.Handler {
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+			err := next.Handle(ctx, m)
+			var ra *eventkit.RetryAfterError
+			if err != nil && !errors.As(err, &ra) && (middleware.IsExhausted(err) || middleware.IsPermanent(err)) {
+				c.Inc()
+			}
+			return err
+		})
+	}
+}
