@@ -71,6 +71,13 @@ type Record struct {
 	Event event.Event
 }
 
+// Cursor says where a relay continues in one partition: after the record
+// with ID After (0: from the start).
+type Cursor struct {
+	Partition int
+	After     int64
+}
+
 // Store is the outbox table of one database, as a relay sees it. Stores live
 // in the technology packages (postgres, sqlite). Implementations are safe for
 // concurrent use.
@@ -86,8 +93,11 @@ type Store interface {
 	// Release gives back every lease of owner and unregisters it.
 	Release(ctx context.Context, owner string) error
 	// Fetch returns up to limit pending (committed, not delivered) records of
-	// the given partitions, each partition's in commit order, ordered by ID.
-	Fetch(ctx context.Context, partitions []int, limit int) ([]Record, error)
+	// the cursors' partitions, each partition's in commit order, ordered by
+	// ID. A cursor's After is a hint: every record of its partition with an
+	// ID up to After was delivered, so the store may start after it (and
+	// must not return records at or below it).
+	Fetch(ctx context.Context, cursors []Cursor, limit int) ([]Record, error)
 	// MarkDelivered marks records delivered (deleting or archiving them by
 	// the store's policy), only in partitions that owner still holds; it
 	// returns ErrLeaseLost (wrapped) if some were not marked for that reason.

@@ -99,6 +99,9 @@ func WithPurgeInterval(d time.Duration) RelayOption {
 	}
 }
 
+// floorReset is how often a relay forgets its per-partition floors.
+const floorReset = 30 * time.Second
+
 // Relay publishes the committed records of a Store, in order, through a
 // Publisher. Create it with NewRelay and run it with Run; run as many as you
 // like against one store (see the package documentation).
@@ -120,6 +123,9 @@ type Relay struct {
 
 	held      []int
 	claimedAt time.Time // local time the last successful claim started
+	floors    map[int]int64 // per partition: every row up to it was delivered
+	floorsAt  time.Time
+	cursors   []Cursor
 
 	published    atomic.Uint64
 	publishFails atomic.Uint64
@@ -209,6 +215,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.partitions.Store(0)
 	}()
 	r.held, r.claimedAt = nil, time.Time{}
+	r.floors, r.floorsAt = map[int]int64{}, time.Now()
 	var fails int
 	lastPurge := time.Now()
 	for ctx.Err() == nil {
@@ -233,7 +240,19 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.waitWork(ctx)
 			continue
 		}
-		recs, err := r.store.Fetch(ctx, r.held, r.batch)
+		if time.Since(r.floorsAt) > floorReset {
+			// A full sweep now and then: the floors rely on the store's
+			// commit order per partition; this bounds the delay of a row
+			// that broke it.
+			clear(r.floors)
+			r.floorsAt = time.Now()
+		}
+		cursors := r.cursors[:0]
+		for _, p := range r.held {
+			cursors = append(cursors, Cursor{Partition: p, After: r.floors[p]})
+		}
+		r.cursors = cursors
+		recs, err := r.store.Fetch(ctx, cursors, r.batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -295,6 +314,11 @@ func (r *Relay) claim(ctx context.Context) error {
 	slices.Sort(held)
 	if !slices.Equal(held, r.held) {
 		r.logger.Debug("outbox relay: partitions", "owner", r.owner, "held", held)
+	}
+	for p := range r.floors {
+		if _, ok := slices.BinarySearch(held, p); !ok {
+			delete(r.floors, p) // another relay may have delivered more
+		}
 	}
 	r.held, r.claimedAt = held, start
 	r.partitions.Store(int64(len(held)))
@@ -415,6 +439,11 @@ func (r *Relay) mark(ctx context.Context, recs []Record) {
 	for attempt := 0; ; attempt++ {
 		err := r.store.MarkDelivered(mctx, r.owner, recs)
 		if err == nil {
+			for _, rec := range recs {
+				if rec.ID > r.floors[rec.Partition] {
+					r.floors[rec.Partition] = rec.ID
+				}
+			}
 			return
 		}
 		if errors.Is(err, ErrLeaseLost) {

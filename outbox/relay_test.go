@@ -81,12 +81,13 @@ func (s *memStore) Release(_ context.Context, owner string) error {
 	return nil
 }
 
-func (s *memStore) Fetch(_ context.Context, parts []int, limit int) ([]outbox.Record, error) {
+func (s *memStore) Fetch(_ context.Context, cursors []outbox.Cursor, limit int) ([]outbox.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []outbox.Record
 	for _, r := range s.rows {
-		if slices.Contains(parts, r.Partition) && len(out) < limit {
+		i := slices.IndexFunc(cursors, func(c outbox.Cursor) bool { return c.Partition == r.Partition })
+		if i >= 0 && r.ID > cursors[i].After && len(out) < limit {
 			out = append(out, r)
 		}
 	}

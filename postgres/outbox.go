@@ -304,10 +304,22 @@ func (o *Outbox) Release(ctx context.Context, owner string) error {
 	return nil
 }
 
-// Fetch implements outbox.Store.
-func (o *Outbox) Fetch(ctx context.Context, partitions []int, limit int) ([]outbox.Record, error) {
-	rows, err := o.pool.Query(ctx, `SELECT id, partition, topic, event FROM `+o.table+`
-		WHERE delivered_at IS NULL AND partition = ANY($1) ORDER BY id LIMIT $2`, partitions, limit)
+// Fetch implements outbox.Store with one index scan in id order from the
+// lowest cursor (rows of deleted, delivered entries are skipped cheaply once
+// an index scan has marked them dead).
+func (o *Outbox) Fetch(ctx context.Context, cursors []outbox.Cursor, limit int) ([]outbox.Record, error) {
+	parts := make([]int32, len(cursors))
+	after := make([]int64, len(cursors))
+	low := int64(-1)
+	for i, c := range cursors {
+		parts[i], after[i] = int32(c.Partition), c.After
+		if low < 0 || c.After < low {
+			low = c.After
+		}
+	}
+	rows, err := o.pool.Query(ctx, `SELECT t.id, t.partition, t.topic, t.event
+		FROM `+o.table+` t JOIN unnest($1::int[], $2::bigint[]) AS c(part, after) ON t.partition = c.part
+		WHERE t.delivered_at IS NULL AND t.id > $3 AND t.id > c.after ORDER BY t.id LIMIT $4`, parts, after, low, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
 	}
