@@ -180,6 +180,10 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 		kgo.MetadataMaxAge(t.cfg.metadataMaxAge),
 		kgo.HeartbeatInterval(t.cfg.heartbeat),
 		kgo.Balancers(kgo.StickyBalancer()),
+		// Kafka's own fetch.max.wait.ms: a partition that joins the fetch
+		// session late (after leader-epoch validation of its committed
+		// offset) waits at most this for the fetch in flight.
+		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),

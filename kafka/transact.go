@@ -158,6 +158,7 @@ func (x *Transactor) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.HeartbeatInterval(t.cfg.heartbeat),
 		kgo.MetadataMaxAge(t.cfg.metadataMaxAge),
+		kgo.FetchMaxWait(500*time.Millisecond),
 	)
 	opts = append(opts, t.cfg.producerOpts...)
 	opts = append(opts, x.cfg.opts...)
