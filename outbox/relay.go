@@ -122,7 +122,7 @@ type Relay struct {
 	running atomic.Bool
 
 	held      []int
-	claimedAt time.Time // local time the last successful claim started
+	claimedAt time.Time     // local time the last successful claim started
 	floors    map[int]int64 // per partition: every row up to it was delivered
 	floorsAt  time.Time
 	cursors   []Cursor

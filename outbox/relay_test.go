@@ -228,6 +228,10 @@ func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 			t.Fatalf("position %d: %s", i, id)
 		}
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().Published != 10 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // counted after Publish returned
+	}
 	if r.Stats().PublishErrors < 5 || r.Stats().Published != 10 {
 		t.Fatalf("stats %+v", r.Stats())
 	}
