@@ -60,8 +60,12 @@ func WithHeader(name, value string) PublisherOption {
 	return func(p *Publisher) { p.header.Add(name, value) }
 }
 
+// WithoutTopicHeader leaves TopicHeader out of the requests (the receiver
+// then chooses topics by its own rule, by default the event type).
+func WithoutTopicHeader() PublisherOption { return func(p *Publisher) { p.noTopic = true } }
+
 // Publisher is an eventkit.Publisher that posts events to a webhook URL. It
-// sets TopicHeader to the topic published to. Only a 2xx answer counts as
+// sets TopicHeader to the topic published to (see WithoutTopicHeader). Only a 2xx answer counts as
 // success; a 4xx answer other than 408 and 429 is returned as a permanent
 // error (eventkit.IsPermanent), a 429 or 503 with Retry-After as an
 // eventkit.RetryAfter error, so that retry middleware does the right thing.
@@ -74,6 +78,7 @@ type Publisher struct {
 	token   string
 	secret  []byte
 	header  http.Header
+	noTopic bool
 	closed  atomic.Bool
 }
 
@@ -166,7 +171,9 @@ func (p *Publisher) post(ctx context.Context, name string, h http.Header, body [
 	for k, vs := range h {
 		req.Header[k] = vs
 	}
-	req.Header.Set(TopicHeader, name)
+	if !p.noTopic {
+		req.Header.Set(TopicHeader, name)
+	}
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}

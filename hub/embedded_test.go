@@ -35,7 +35,7 @@ func TestEmbeddedBrokerSubscriptionSurvivesRestart(t *testing.T) {
 		{Name: "hook", Topic: "orders.>", URL: down.srv.URL, MaxAttempts: 1000, Backoff: hub.Duration(50 * time.Millisecond), MaxBackoff: hub.Duration(200 * time.Millisecond)},
 	}}
 	s := start(t, cfg)
-	if s.DataDir() != filepath.Join(dir, "jetstream") {
+	if s.DataDir() != dir {
 		t.Fatalf("DataDir %q", s.DataDir())
 	}
 	items := sse(t, s.URL(), ">")
@@ -233,7 +233,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	if err := c2.cmd.Wait(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	stored := readStore(t, filepath.Join(dir, "jetstream"))
+	stored := readStore(t, filepath.Join(dir, "nats"))
 	missing := 0
 	acked.Range(func(k, _ any) bool {
 		if !stored[k.(string)] {

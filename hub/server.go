@@ -147,12 +147,15 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 func (s *Server) openNATS() error {
 	var nc *natsgo.Conn
 	if s.cfg.Broker.URL == "" {
-		dir, err := filepath.Abs(filepath.Join(s.cfg.DataDir, "jetstream"))
+		dir, err := filepath.Abs(s.cfg.DataDir)
 		if err != nil {
 			return fmt.Errorf("hub: data directory: %w", err)
 		}
 		s.dataDir = dir
-		eopts := []eknats.EmbeddedOption{eknats.WithStoreDir(dir), eknats.WithServerLogger(s.log.With("component", "nats"))}
+		// The broker's notices (its banner) stay out of the log; its
+		// warnings and errors go in.
+		natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
+		eopts := []eknats.EmbeddedOption{eknats.WithStoreDir(filepath.Join(dir, "nats")), eknats.WithServerLogger(natsLog)}
 		if s.cfg.Broker.Listen != "" {
 			host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
 			p, err := strconv.Atoi(port)
@@ -225,8 +228,8 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // URL returns the base URL of the server ("http://127.0.0.1:8080").
 func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 
-// DataDir returns where the embedded broker stores events ("" with another
-// broker).
+// DataDir returns the absolute data directory of the embedded broker,
+// which stores events under DataDir()/nats ("" with another broker).
 func (s *Server) DataDir() string { return s.dataDir }
 
 // Publisher returns the server's publisher (topics as the hub names them).
@@ -341,4 +344,21 @@ func (s *Server) dataDirOrBroker() string {
 		return s.cfg.Broker.URL
 	}
 	return "(in memory)"
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(a), min: m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h: m.h.WithGroup(name), min: m.min}
 }

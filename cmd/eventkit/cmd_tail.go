@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/hub"
+)
+
+func init() {
+	commands["tail"] = command{
+		summary: "print the events published to topics matching a pattern, live, one line each",
+		run:     runTail,
+	}
+}
+
+func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
+	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
+	asJSON := fs.Bool("json", false, "print each event in full, in the CloudEvents JSON format (one per line)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: eventkit tail [flags] [PATTERN]\n\nPATTERN is a topic pattern (default \">\": every topic); \"*\" matches one token, \">\" the rest.")
+		fs.PrintDefaults()
+	}
+	// Flags may follow the pattern.
+	var pattern string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if pattern != "" {
+			return fmt.Errorf("%w: one pattern only", errUsage)
+		}
+		pattern, rest = fs.Arg(0), fs.Args()[1:]
+	}
+	if pattern == "" {
+		pattern = ">"
+	}
+	u := strings.TrimSuffix(*server, "/") + "/events/stream?topic=" + url.QueryEscape(pattern)
+	backoff := 250 * time.Millisecond
+	for {
+		connected, err := tailOnce(ctx, u, *token, *asJSON, stdout)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var perm *permanentTailError
+		if errors.As(err, &perm) {
+			return err
+		}
+		if connected {
+			backoff = 250 * time.Millisecond
+		}
+		fmt.Fprintf(stderr, "eventkit tail: %v; reconnecting in %s\n", err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+type permanentTailError struct{ msg string }
+
+func (e *permanentTailError) Error() string { return e.msg }
+
+// tailOnce reads the stream until it ends; connected reports whether the
+// server accepted the subscription.
+func tailOnce(ctx context.Context, u, token string, asJSON bool, stdout io.Writer) (connected bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, &permanentTailError{err.Error()}
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		msg := fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return false, &permanentTailError{msg}
+		}
+		return false, errors.New(msg)
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the server closed the stream")
+			}
+			return true, err
+		}
+		data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: ")
+		if !ok {
+			continue
+		}
+		var it hub.StreamItem
+		if err := json.Unmarshal([]byte(data), &it); err != nil {
+			continue
+		}
+		if asJSON {
+			fmt.Fprintf(stdout, "%s\n", it.Event)
+			continue
+		}
+		fmt.Fprintln(stdout, tailLine(it))
+	}
+}
+
+// tailLine is the one-line form of an event: time, topic, type, id,
+// source, subject and the data (clipped).
+func tailLine(it hub.StreamItem) string {
+	e, err := eventkit.UnmarshalEvent(it.Event)
+	if err != nil {
+		return it.Topic + " (undecodable: " + err.Error() + ")"
+	}
+	t := e.Time()
+	if t.IsZero() {
+		t = time.Now()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s type=%s id=%s source=%s", t.Local().Format("15:04:05.000"), it.Topic, e.Type(), e.ID(), e.Source())
+	if s := e.Subject(); s != "" {
+		fmt.Fprintf(&b, " subject=%s", s)
+	}
+	if d := e.Data(); len(d) > 0 {
+		if e.DataBase64 && !eventkit.IsJSONContentType(e.DataContentType()) && !strings.HasPrefix(e.DataContentType(), "text/") {
+			fmt.Fprintf(&b, " data=(%d bytes %s)", len(d), e.DataContentType())
+		} else {
+			s := strings.Join(strings.Fields(string(d)), " ")
+			if len(s) > 160 {
+				s = s[:160] + "…"
+			}
+			fmt.Fprintf(&b, " data=%s", s)
+		}
+	}
+	return b.String()
+}
