@@ -27,6 +27,14 @@ const (
 	StructuredContentType = "application/cloudevents+json"
 )
 
+var fieldNames = map[string]string{}
+
+func init() {
+	for _, k := range []string{"specversion", "id", "source", "type", "subject", "time", "dataschema"} {
+		fieldNames[k] = AttributePrefix + k
+	}
+}
+
 // encode returns the XADD field/value pairs of e.
 func encode(e event.Event, structured bool) ([]any, error) {
 	if structured {
@@ -41,9 +49,13 @@ func encode(e event.Event, structured bool) ([]any, error) {
 		}
 		return []any{FieldContentType, StructuredContentType, FieldEvent, b}, nil
 	}
-	vals := make([]any, 0, 16)
+	vals := make([]any, 0, 12+2*len(e.Extensions()))
 	binding.Attributes(e, false, func(k, v string) {
-		vals = append(vals, AttributePrefix+k, v)
+		f, ok := fieldNames[k]
+		if !ok {
+			f = AttributePrefix + k
+		}
+		vals = append(vals, f, v)
 	})
 	if ct := e.DataContentType(); ct != "" {
 		vals = append(vals, FieldContentType, ct)
@@ -89,6 +101,9 @@ func decode(fields map[string]any) (event.Event, error) {
 			}
 			if !utf8.ValidString(v) {
 				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "value is not valid UTF-8"}
+			}
+			if name == "specversion" && v == event.CloudEventsVersionV1 {
+				continue // event.New is already 1.0; SetSpecVersion costs
 			}
 			if err := binding.Set(&e, name, v); err != nil {
 				return event.Event{}, err

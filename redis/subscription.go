@@ -13,8 +13,10 @@ import (
 )
 
 // subscription reads one group (named or private) on every stream its
-// pattern covers. One goroutine (loop) reads, reclaims, redelivers nacked
-// entries and hands messages over; another (ackLoop) batches XACKs.
+// pattern covers. One goroutine (loop) reads, reclaims and redelivers nacked
+// entries, and decodes them; another (handOver) hands the messages over, so
+// that the next read overlaps with the delivery of the last; a third
+// (ackLoop) batches XACKs.
 type subscription struct {
 	t        *Transport
 	pattern  string
@@ -25,10 +27,15 @@ type subscription struct {
 	startID  string // where a new group starts on the streams known at Subscribe
 	batch    int64
 
-	out    chan *eventkit.Message
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{} // closed when loop has returned
+	out       chan *eventkit.Message
+	batches   chan []outMsg // loop -> handOver
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when loop has returned
+	delivered chan struct{} // closed when handOver has returned
+
+	heldMu sync.Mutex
+	held   map[string]map[string]struct{} // stream -> ids read, not handed over yet
 
 	// Owned by loop (and by start, before loop runs).
 	streams      []string
@@ -75,18 +82,21 @@ func (a *streamAcker) Nack(m *eventkit.Message, _ error, delay time.Duration) er
 
 func newSubscription(t *Transport, pattern string, cfg eventkit.SubscribeConfig) *subscription {
 	s := &subscription{
-		t:        t,
-		pattern:  pattern,
-		wildcard: topic.IsPattern(pattern),
-		group:    cfg.Group,
-		consumer: consumerName(),
-		startID:  "$",
-		batch:    int64(cfg.Buffer),
-		out:      make(chan *eventkit.Message),
-		done:     make(chan struct{}),
-		known:    make(map[string]*streamAcker),
-		acks:     make(chan ackReq, 1024),
-		ackDone:  make(chan struct{}),
+		t:         t,
+		pattern:   pattern,
+		wildcard:  topic.IsPattern(pattern),
+		group:     cfg.Group,
+		consumer:  consumerName(),
+		startID:   "$",
+		batch:     int64(cfg.Buffer),
+		out:       make(chan *eventkit.Message),
+		batches:   make(chan []outMsg),
+		done:      make(chan struct{}),
+		delivered: make(chan struct{}),
+		held:      make(map[string]map[string]struct{}),
+		known:     make(map[string]*streamAcker),
+		acks:      make(chan ackReq, 1024),
+		ackDone:   make(chan struct{}),
 	}
 	if s.batch <= 0 {
 		s.batch = DefaultBuffer
@@ -144,6 +154,7 @@ func (s *subscription) addStream(ctx context.Context, name, startID string) erro
 
 func (s *subscription) run(ctx context.Context) {
 	go s.loop()
+	go s.handOver()
 	go s.ackLoop()
 	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
 }
@@ -166,6 +177,7 @@ func (s *subscription) Close() error {
 		}
 		s.cancel()
 		<-s.done
+		<-s.delivered
 		s.mu.Lock()
 		s.closed = true
 		s.nacks = nil
@@ -259,7 +271,7 @@ type entry struct {
 
 func (s *subscription) loop() {
 	defer close(s.done)
-	defer close(s.out)
+	defer close(s.batches)
 	backoff := 50 * time.Millisecond
 	for s.ctx.Err() == nil {
 		err := s.step()
@@ -298,7 +310,7 @@ func (s *subscription) step() error {
 		s.lastDiscover = now
 	}
 	if now.Sub(s.lastTouch) >= s.touchEvery() {
-		if err := s.touch(nil); err != nil {
+		if err := s.touch(); err != nil {
 			return err
 		}
 	}
@@ -311,7 +323,7 @@ func (s *subscription) step() error {
 		}
 		s.lastClaim = now
 	}
-	block := s.t.o.block
+	block := min(s.t.o.block, s.touchEvery())
 	if due, ok := s.nextNack(); ok {
 		block = min(block, max(time.Until(due), time.Millisecond))
 	}
@@ -359,13 +371,12 @@ func (s *subscription) step() error {
 	return s.deliver(batch)
 }
 
-// deliver hands the entries over one by one, keeping the ones not handed
-// over yet (and nacked ones waiting) from being reclaimed by others.
+// deliver decodes the entries and passes them to handOver, keeping them
+// (and nacked entries waiting for their delay) claimed while it waits.
 func (s *subscription) deliver(batch []entry) error {
-	ticker := time.NewTicker(s.touchEvery())
-	defer ticker.Stop()
-	for i := 0; i < len(batch); i++ {
-		en := batch[i]
+	msgs := make([]outMsg, 0, len(batch))
+	s.heldMu.Lock()
+	for _, en := range batch {
 		if en.msg.Values == nil {
 			continue // deleted (trimmed) entry
 		}
@@ -375,32 +386,70 @@ func (s *subscription) deliver(batch []entry) error {
 			_ = s.ack(en.acker.stream, en.msg.ID)
 			continue
 		}
-		m := eventkit.NewMessage(en.acker.topic, ev, en.attempt, en.acker, en.msg)
-		for sent := false; !sent; {
-			select {
-			case s.out <- m:
-				sent = true
-			case <-ticker.C:
-				if err := s.touch(batch[i:]); err != nil && s.ctx.Err() == nil {
-					s.t.o.logger.Warn("redis: keeping entries claimed failed", "err", err)
-				}
-			case <-s.ctx.Done():
-				return nil
+		msgs = append(msgs, outMsg{eventkit.NewMessage(en.acker.topic, ev, en.attempt, en.acker, en.msg), en.acker.stream, en.msg.ID})
+		h := s.held[en.acker.stream]
+		if h == nil {
+			h = make(map[string]struct{})
+			s.held[en.acker.stream] = h
+		}
+		h[en.msg.ID] = struct{}{}
+	}
+	s.heldMu.Unlock()
+	if len(msgs) == 0 {
+		return nil
+	}
+	ticker := time.NewTicker(s.touchEvery())
+	defer ticker.Stop()
+	for {
+		select {
+		case s.batches <- msgs:
+			return nil
+		case <-ticker.C:
+			if err := s.touch(); err != nil && s.ctx.Err() == nil {
+				s.t.o.logger.Warn("redis: keeping entries claimed failed", "err", err)
 			}
+		case <-s.ctx.Done():
+			return nil
 		}
 	}
-	return nil
+}
+
+type outMsg struct {
+	m          *eventkit.Message
+	stream, id string
+}
+
+// handOver delivers the decoded batches one message at a time.
+func (s *subscription) handOver() {
+	defer close(s.delivered)
+	defer close(s.out)
+	for msgs := range s.batches {
+		for _, m := range msgs {
+			select {
+			case s.out <- m.m:
+			case <-s.ctx.Done():
+				return
+			}
+			s.heldMu.Lock()
+			delete(s.held[m.stream], m.id)
+			s.heldMu.Unlock()
+		}
+	}
 }
 
 // touch resets the idle time of the entries this subscription holds but has
-// not handed over (waiting, and nacked ones waiting for their delay), with
+// not handed over (read, and nacked ones waiting for their delay), with
 // XCLAIM JUSTID, which does not count a delivery.
-func (s *subscription) touch(waiting []entry) error {
+func (s *subscription) touch() error {
 	s.lastTouch = time.Now()
 	ids := map[string][]string{}
-	for _, en := range waiting {
-		ids[en.acker.stream] = append(ids[en.acker.stream], en.msg.ID)
+	s.heldMu.Lock()
+	for stream, h := range s.held {
+		for id := range h {
+			ids[stream] = append(ids[stream], id)
+		}
 	}
+	s.heldMu.Unlock()
 	s.mu.Lock()
 	for _, n := range s.nacks {
 		ids[n.stream] = append(ids[n.stream], n.id)

@@ -24,6 +24,10 @@ const claimIdle = 2 * time.Second
 
 // newClient returns a client of the test server (skipping without one),
 // closed when the test ends.
+func newBenchClient(addr string) *goredis.Client {
+	return goredis.NewClient(&goredis.Options{Addr: addr})
+}
+
 func newClient(t *testing.T) *goredis.Client {
 	t.Helper()
 	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
