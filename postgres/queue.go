@@ -17,6 +17,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -639,6 +640,11 @@ type queueRow struct {
 func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 	q := s.q
 	b := &pgx.Batch{}
+	// Claims and offsets are committed without waiting for the WAL flush: a
+	// crash can only lose the last ones, and the messages they covered are
+	// delivered again (at-least-once). Publishes stay synchronous.
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
 	b.Queue(`WITH x AS (DELETE FROM `+q.claims+` WHERE id IN (SELECT id FROM `+q.claims+`
 			WHERE group_name = $1 AND expires_at < now() LIMIT 16 FOR UPDATE SKIP LOCKED) RETURNING msg_ids)
 		INSERT INTO `+q.work+` (group_name, msg_id, visible_at, attempt)
@@ -660,6 +666,7 @@ func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 			RETURNING id)
 		SELECT (SELECT id FROM c), 0::bigint, s.id, 1, s.topic, s.event FROM s WHERE match ORDER BY s.xid, s.id`,
 		s.group, n, q.visibility)
+	b.Queue(`COMMIT`)
 	br := q.pool.SendBatch(ctx, b)
 	rowsOf := func() ([]queueRow, error) {
 		rows, err := br.Query()
@@ -677,13 +684,24 @@ func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 		}
 		return out, rows.Err()
 	}
-	_, err := br.Exec()
+	var err error
+	for range 3 { // BEGIN, SET, take-over
+		if err == nil {
+			_, err = br.Exec()
+		}
+	}
 	var retry, fresh []queueRow
 	if err == nil {
 		retry, err = rowsOf()
 	}
 	if err == nil {
 		fresh, err = rowsOf()
+	}
+	if err == nil {
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("claim transaction ended with %s", tag)
+		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -843,12 +861,15 @@ func (s *queueSub) ackLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`) // a lost ack redelivers
 		if len(claims) > 0 {
 			b.Queue(`DELETE FROM `+s.q.claims+` WHERE id = ANY($1)`, claims)
 		}
 		if len(seqs) > 0 {
 			b.Queue(`DELETE FROM `+s.q.work+` WHERE seq = ANY($1)`, seqs)
 		}
+		b.Queue(`COMMIT`)
 		err := s.q.pool.SendBatch(ctx, b).Close()
 		cancel()
 		if err != nil {
