@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/es"
 	"github.com/jackc/pgx/v5"
@@ -39,6 +41,7 @@ type EventStore struct {
 	cfg  esPgConfig
 
 	events, positions string // quoted identifiers
+	eventsIdent       pgx.Identifier
 	notify            es.Notifier
 
 	gmu     sync.Mutex
@@ -69,7 +72,10 @@ type esPgConfig struct {
 	groupCommit                 bool
 	maxBatch                    int
 	commitTimeout               time.Duration
+	copyThreshold               int
 }
+
+var esPgCopyColumns = []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 
 // EventStoreOption configures an EventStore.
 type EventStoreOption func(*esPgConfig)
@@ -103,11 +109,11 @@ func WithMaxBatch(n int) EventStoreOption {
 // NewEventStore returns an event store on pool. Call Migrate once to
 // create its tables.
 func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) *EventStore {
-	c := esPgConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second}
+	c := esPgConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second, copyThreshold: 50}
 	for _, o := range opts {
 		o(&c)
 	}
-	return &EventStore{pool: pool, cfg: c, events: esPgIdent(c.eventsTable), positions: esPgIdent(c.positionsTable)}
+	return &EventStore{pool: pool, cfg: c, events: esPgIdent(c.eventsTable), positions: esPgIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}
 }
 
 var (
@@ -319,7 +325,7 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 			s.notify.Notify()
 		}
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		for _, r := range live {
 			r.write, r.err = true, fmt.Errorf("postgres: append: %w", err)
@@ -327,24 +333,30 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 		finish(nil)
 		return
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	if err := s.prepare(ctx, tx, live); err != nil {
+	defer conn.Release()
+	if err := s.prepare(ctx, conn, live, true); err != nil {
+		esPgRollback(ctx, conn)
 		for _, r := range live {
 			r.write = true
 		}
 		finish(err)
 		return
 	}
-	if err := tx.Commit(ctx); err != nil {
-		finish(fmt.Errorf("postgres: append commit: %w", err))
-		return
-	}
 	finish(nil)
 }
 
-// prepare takes the position lock in tx, decides each request (conflict,
-// idempotent repeat, or write), and writes the events of the writers.
-func (s *EventStore) prepare(ctx context.Context, tx pgx.Tx, reqs []*esPgRequest) error {
+// esPgRollback ends a failed transaction on conn (if the connection is
+// broken, the pool discards it on release).
+func esPgRollback(ctx context.Context, conn *pgxpool.Conn) {
+	_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+}
+
+// prepare opens a transaction on conn, takes the position lock, decides
+// each request (conflict, idempotent repeat, or write), writes the events
+// of the writers and, if commit, commits — in two round trips: the lock
+// is held for one round trip plus the commit. Without commit the
+// transaction is left open. On error the caller rolls back.
+func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*esPgRequest, commit bool) error {
 	streamSet := map[string]struct{}{}
 	var streams, idStreams, ids []string
 	for _, r := range reqs {
@@ -358,6 +370,7 @@ func (s *EventStore) prepare(ctx context.Context, tx pgx.Tx, reqs []*esPgRequest
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	var last uint64
 	b.Queue(`SELECT position FROM ` + s.positions + ` WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&last)
@@ -387,7 +400,7 @@ func (s *EventStore) prepare(ctx context.Context, tx pgx.Tx, reqs []*esPgRequest
 		})
 		return err
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: append: %w", err)
 	}
 	next := last + 1
@@ -430,15 +443,40 @@ func (s *EventStore) prepare(ctx context.Context, tx pgx.Tx, reqs []*esPgRequest
 		}
 		versions[r.stream] = r.res.Version
 	}
-	if next == last+1 {
-		return nil // nothing to write: conflicts and repeats only
-	}
 	b = &pgx.Batch{}
-	b.Queue(`INSERT INTO `+s.events+` (position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data)
+	if next == last+1 { // nothing to write: conflicts and repeats only
+		if commit {
+			b.Queue("COMMIT")
+			if err := conn.SendBatch(ctx, b).Close(); err != nil {
+				return fmt.Errorf("postgres: append: %w", err)
+			}
+		}
+		return nil
+	}
+	if n := len(cols[0]); n >= s.cfg.copyThreshold {
+		// Many rows: COPY (binary) costs the server less per row than an
+		// INSERT of arrays, for one more round trip.
+		rows := make([][]any, n)
+		for i := range rows {
+			row := make([]any, 12)
+			for j := range row {
+				row[j] = cols[j][i]
+			}
+			rows[i] = row
+		}
+		if _, err := conn.CopyFrom(ctx, s.eventsIdent, esPgCopyColumns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("postgres: append: %w", err)
+		}
+	} else {
+		b.Queue(`INSERT INTO `+s.events+` (position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])`,
-		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11])
+			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11])
+	}
 	b.Queue(`UPDATE `+s.positions+` SET position = $1 WHERE id = 1`, int64(next-1))
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if commit {
+		b.Queue("COMMIT")
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: append: %w", err)
 	}
 	return nil
@@ -452,36 +490,62 @@ func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es
 	if err != nil {
 		return nil, err
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: append: %w", err)
 	}
-	if err := s.prepare(ctx, tx, []*esPgRequest{r}); err != nil {
-		_ = tx.Rollback(ctx)
+	if err := s.prepare(ctx, conn, []*esPgRequest{r}, false); err != nil {
+		esPgRollback(ctx, conn)
+		conn.Release()
 		return nil, err
 	}
-	if r.err != nil {
-		_ = tx.Rollback(ctx)
-		return nil, r.err
+	if r.err != nil || !r.write {
+		esPgRollback(ctx, conn)
+		conn.Release()
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &esPgPending{r: r}, nil // an idempotent repeat: nothing to commit
 	}
-	return &esPgPending{s: s, tx: tx, r: r}, nil
+	return &esPgPending{s: s, conn: conn, r: r}, nil
 }
 
 type esPgPending struct {
-	s  *EventStore
-	tx pgx.Tx
-	r  *esPgRequest
+	s    *EventStore
+	conn *pgxpool.Conn // nil once finished, or for a repeat
+	r    *esPgRequest
 }
 
 func (p *esPgPending) Commit(ctx context.Context) (es.AppendResult, error) {
-	if err := p.tx.Commit(ctx); err != nil {
+	if p.conn == nil {
+		if p.s == nil {
+			return p.r.res, nil
+		}
+		return es.AppendResult{}, errors.New("postgres: pending append already finished")
+	}
+	conn := p.conn
+	p.conn = nil
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		esPgRollback(ctx, conn)
 		return es.AppendResult{}, fmt.Errorf("postgres: append commit: %w", err)
 	}
 	p.s.notify.Notify()
 	return p.r.res, nil
 }
 
-func (p *esPgPending) Rollback(ctx context.Context) error { return p.tx.Rollback(ctx) }
+func (p *esPgPending) Rollback(ctx context.Context) error {
+	if p.conn == nil {
+		return nil
+	}
+	conn := p.conn
+	p.conn = nil
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		return fmt.Errorf("postgres: append rollback: %w", err)
+	}
+	return nil
+}
 
 const esPgColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
 
@@ -521,6 +585,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	}
 	defer rows.Close()
 	var out []es.RecordedEvent
+	var dec esPgDecoder
 	var (
 		pos, ver                 int64
 		stream, id, source, typ  string
@@ -533,7 +598,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
 			return nil, fmt.Errorf("postgres: read events: %w", err)
 		}
-		e, err := esDecodeEvent(id, source, typ, subject, tm, ct, schema, ext, data)
+		e, err := dec.decode(id, source, typ, subject, tm, ct, schema, ext, data)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: event at position %d: %w", pos, err)
 		}
@@ -545,43 +610,56 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	return out, nil
 }
 
-// esDecodeEvent rebuilds an event from its stored columns.
-func esDecodeEvent(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource(source)
-	e.SetType(typ)
+// esPgDecoder rebuilds events from their stored columns; it remembers the
+// last parsed source, which most rows of a page share.
+type esPgDecoder struct {
+	source string
+	uri    types.URIRef
+}
+
+func (d *esPgDecoder) decode(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
+	if source != d.source || d.source == "" {
+		u, err := url.Parse(source)
+		if err != nil {
+			return event.Event{}, fmt.Errorf("source: %w", err)
+		}
+		d.source, d.uri = source, types.URIRef{URL: *u}
+	}
+	c := &event.EventContextV1{ID: id, Source: d.uri, Type: typ}
 	if subject != nil {
-		e.SetSubject(*subject)
+		v := *subject
+		c.Subject = &v
+	}
+	if ct != nil {
+		v := *ct
+		c.DataContentType = &v
 	}
 	if tm != nil {
 		t, err := time.Parse(time.RFC3339Nano, *tm)
 		if err != nil {
-			return e, fmt.Errorf("time: %w", err)
+			return event.Event{}, fmt.Errorf("time: %w", err)
 		}
-		e.SetTime(t)
+		c.Time = &types.Timestamp{Time: t}
 	}
 	if schema != nil {
-		e.SetDataSchema(*schema)
+		u, err := url.Parse(*schema)
+		if err != nil {
+			return event.Event{}, fmt.Errorf("dataschema: %w", err)
+		}
+		c.DataSchema = &types.URI{URL: *u}
 	}
 	if ext != nil {
 		var m map[string]string
 		if err := json.Unmarshal([]byte(*ext), &m); err != nil {
-			return e, fmt.Errorf("extensions: %w", err)
+			return event.Event{}, fmt.Errorf("extensions: %w", err)
 		}
 		for k, v := range m {
-			if err := e.Context.SetExtension(k, v); err != nil {
-				return e, fmt.Errorf("extension %s: %w", k, err)
+			if err := c.SetExtension(k, v); err != nil {
+				return event.Event{}, fmt.Errorf("extension %s: %w", k, err)
 			}
 		}
 	}
-	if ct != nil {
-		e.SetDataContentType(*ct)
-	}
-	if data != nil {
-		e.DataEncoded = data
-	}
-	return e, nil
+	return event.Event{Context: c, DataEncoded: data}, nil
 }
 
 // Head implements es.EventStore.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/postgres"
@@ -147,5 +148,40 @@ func TestEventStoreGroupCommit(t *testing.T) {
 		if r.Position != uint64(i+1) {
 			t.Fatalf("log position %d at index %d: gap", r.Position, i)
 		}
+	}
+}
+
+// TestEventStoreLargeAppend covers the COPY path of big appends.
+func TestEventStoreLargeAppend(t *testing.T) {
+	ctx := context.Background()
+	s := esNewStore(t)
+	evs := make([]event.Event, 120)
+	for i := range evs {
+		evs[i] = eventkittest.NewEvent(fmt.Sprintf("big-%d", i))
+		evs[i].SetSubject("s")
+		evs[i].SetExtension("seq", i)
+	}
+	if _, err := s.Append(ctx, "small", es.NoStream, eventkittest.NewEvent("small-0")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Append(ctx, "big", es.NoStream, evs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != 120 || res.Positions[0] != 2 || res.Positions[119] != 121 {
+		t.Fatalf("Append = version %d, positions %d..%d", res.Version, res.Positions[0], res.Positions[119])
+	}
+	got, err := s.ReadStream(ctx, "big", es.Forward, 0, 0)
+	if err != nil || len(got) != 120 {
+		t.Fatalf("ReadStream = %d events, %v", len(got), err)
+	}
+	for i := range got {
+		if d := eventkittest.DiffEvents(evs[i], got[i].Event); d != "" {
+			t.Fatalf("event %d: %s", i, d)
+		}
+	}
+	again, err := s.Append(ctx, "big", es.NoStream, evs...)
+	if err != nil || again.Version != 120 {
+		t.Fatalf("idempotent re-append of 120 events = %+v, %v", again, err)
 	}
 }
