@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -227,6 +228,16 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.ReconnectJitter(0, 0),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, io.ErrClosedPipe) {
+				return // the in-process pipe closes on every restart
+			}
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			slog.Warn("nats: asynchronous error", "subject", subject, "error", err)
+		}),
 	}, opts...)
 	nc, err := nats.Connect("nats://in-process", all...)
 	if err != nil {

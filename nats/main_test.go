@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -22,7 +23,11 @@ var (
 // embedded returns the package's shared embedded server.
 func embedded(t testing.TB) *eknats.Embedded {
 	t.Helper()
-	sharedOnce.Do(func() { shared, sharedErr = eknats.RunEmbedded() })
+	sharedOnce.Do(func() {
+		// Server errors and warnings go to the test log output.
+		l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		shared, sharedErr = eknats.RunEmbedded(eknats.WithServerLogger(l))
+	})
 	if sharedErr != nil {
 		t.Fatalf("RunEmbedded: %v", sharedErr)
 	}

@@ -146,6 +146,12 @@ func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstre
 			s.name = "eventkit_" + hex.EncodeToString(b[:])
 		}
 		s.ephemeral = true
+		if startAfter > 0 {
+			// Restoring: the consumer may have survived.
+			if c, err := t.js.Consumer(ctx, s.stream, s.name); err == nil {
+				return c, nil
+			}
+		}
 		cc.Name = s.name
 		cc.InactiveThreshold = t.cfg.inactive
 		c, err := t.js.CreateOrUpdateConsumer(ctx, s.stream, cc)
@@ -215,7 +221,8 @@ func (s *subscription) run() {
 			return
 		}
 		backoff = min(backoff*2, t.cfg.maxRetryBackof)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+			errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
 			ctx, cancel := context.WithTimeout(s.ctx, t.cfg.setupTimeout)
 			if c, cerr := s.consumer(ctx, s.lastSeq); cerr == nil {
 				s.cons = c

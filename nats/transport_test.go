@@ -16,8 +16,8 @@ import (
 // Short ack wait and extension, so that RedeliverUnacked is quick to test:
 // an unsettled message comes back after about ackWait+ackExtension.
 const (
-	testAckWait      = 2 * time.Second
-	testAckExtension = 3 * time.Second
+	testAckWait      = 5 * time.Second
+	testAckExtension = 5 * time.Second
 )
 
 var features = eventkittest.Features{
@@ -88,9 +88,6 @@ func TestTransportEmbedded(t *testing.T) {
 	eventkittest.TestTransport(t, factory(connectEmbedded), features)
 }
 
-func TestTransportEmbeddedStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(connectEmbedded, eknats.WithMode(eknats.Structured)), features)
-}
 
 func TestTransportServer(t *testing.T) {
 	nc := connectServer(t) // skips (or fails under CI) early when absent
