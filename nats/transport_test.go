@@ -88,7 +88,6 @@ func TestTransportEmbedded(t *testing.T) {
 	eventkittest.TestTransport(t, factory(connectEmbedded), features)
 }
 
-
 func TestTransportServer(t *testing.T) {
 	nc := connectServer(t) // skips (or fails under CI) early when absent
 	f := features
