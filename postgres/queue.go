@@ -170,7 +170,6 @@ func (q *Queue) migrate(ctx context.Context) error {
 			event bytea NOT NULL,
 			created_at timestamptz NOT NULL DEFAULT now())`,
 		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_xid") + ` ON ` + q.table + ` (xid, id)`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_created") + ` ON ` + q.table + ` (created_at)`,
 		`CREATE TABLE IF NOT EXISTS ` + q.groups + ` (
 			name text PRIMARY KEY,
 			pattern text NOT NULL,
@@ -402,10 +401,25 @@ func (q *Queue) housekeep(ctx context.Context) {
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM ` + q.work + ` WHERE group_name IN (SELECT name FROM ` + q.groups + ` WHERE ephemeral AND seen_at < now() - interval '10 minutes')`)
 	b.Queue(`DELETE FROM ` + q.groups + ` WHERE ephemeral AND seen_at < now() - interval '10 minutes'`)
-	b.Queue(`DELETE FROM `+q.work+` WHERE msg_id IN (SELECT id FROM `+q.table+` WHERE created_at < now() - $1::interval)`, q.retention)
-	b.Queue(`DELETE FROM `+q.table+` WHERE created_at < now() - $1::interval`, q.retention)
 	if err := q.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
 		q.logger.Warn("postgres queue: housekeeping", "err", err)
+	}
+	// Expired messages, oldest first through the primary key (no index on
+	// created_at to slow publishing), in bounded steps.
+	for range 100 {
+		tag, err := q.pool.Exec(ctx, `WITH o AS (SELECT id FROM (SELECT id, created_at FROM `+q.table+` ORDER BY id LIMIT 10000) x
+				WHERE x.created_at < now() - $1::interval),
+			w AS (DELETE FROM `+q.work+` WHERE msg_id IN (SELECT id FROM o))
+			DELETE FROM `+q.table+` WHERE id IN (SELECT id FROM o)`, q.retention)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.logger.Warn("postgres queue: deleting expired messages", "err", err)
+			}
+			return
+		}
+		if tag.RowsAffected() < 10000 {
+			return
+		}
 	}
 }
 

@@ -267,3 +267,34 @@ func TestQueueDeadConsumer(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueRetention: housekeeping deletes messages older than the
+// retention, and the groups of subscriptions that died without closing.
+func TestQueueRetention(t *testing.T) {
+	ns := eventkittest.UniqueName("ret")
+	pub, _ := queueTestFactory(QueueRetention(time.Hour))(t, ns)
+	q := pub.(*Queue)
+	defer q.Close()
+	ctx := context.Background()
+	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("old-1"), eventkittest.NewEvent("old-2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.pool.Exec(ctx, `UPDATE `+q.table+` SET created_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.pool.Exec(ctx, `INSERT INTO `+q.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral, seen_at)
+		VALUES ('~dead', 'x', '^x$', '0', 0, true, now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("new")); err != nil {
+		t.Fatal(err)
+	}
+	q.housekeep(ctx)
+	var msgs, groups int
+	if err := q.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+q.table+`), (SELECT count(*) FROM `+q.groups+`)`).Scan(&msgs, &groups); err != nil {
+		t.Fatal(err)
+	}
+	if msgs != 1 || groups != 0 {
+		t.Fatalf("after housekeeping: %d messages (want 1), %d groups (want 0)", msgs, groups)
+	}
+}
