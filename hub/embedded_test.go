@@ -20,8 +20,12 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
 	eknats "github.com/eventkit/eventkit/nats"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 )
 
 // TestEmbeddedBrokerSubscriptionSurvivesRestart runs the server on the
@@ -76,7 +80,16 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		os.Exit(runChild(dir))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// Every goroutine of the servers and their brokers is stopped.
+		http.DefaultClient.CloseIdleConnections()
+		if err := goleak.Find(goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func runChild(dir string) int {
@@ -299,4 +312,39 @@ func readStore(t *testing.T, dir string) map[string]bool {
 		}
 	}
 	return got
+}
+
+// TestExternalNATS runs the server on a NATS server given by URL
+// (EVENTKIT_NATS_URL), in a stream and subject prefix of its own.
+func TestExternalNATS(t *testing.T) {
+	url := eventkittest.ServerAddr(t, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
+	stream := eventkittest.UniqueName("HUB_")
+	cfg := hub.Config{Broker: hub.BrokerConfig{URL: url, Stream: stream, SubjectPrefix: eventkittest.UniqueName("hub")}}
+	t.Cleanup(func() {
+		nc, err := natsgo.Connect(url)
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		if js, err := jetstream.New(nc); err == nil {
+			_ = js.DeleteStream(context.Background(), stream)
+		}
+	})
+	s := start(t, cfg)
+	if s.DataDir() != "" {
+		t.Errorf("DataDir %q with an external broker", s.DataDir())
+	}
+	items := sse(t, s.URL(), "orders.*")
+	if r := postEvent(t, s.URL(), "x-1", "orders.created"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	select {
+	case it := <-items:
+		e, err := eventkit.UnmarshalEvent(it.Event)
+		if err != nil || e.ID() != "x-1" || it.Topic != "orders.created" {
+			t.Fatalf("stream item %+v: %v", it, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("stream: nothing received")
+	}
 }

@@ -56,6 +56,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	rc := http.NewResponseController(w)
+	// The server's ReadTimeout would end a long stream: lift it for this
+	// request (the client sends nothing more).
+	_ = rc.SetReadDeadline(time.Time{})
 	sub, err := s.sub.Subscribe(r.Context(), pattern, eventkit.WithBuffer(256))
 	if err != nil {
 		http.Error(w, "subscribe: "+err.Error(), http.StatusServiceUnavailable)
