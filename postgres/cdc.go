@@ -1,0 +1,972 @@
+package postgres
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/postgres/internal/pgrepl"
+	"github.com/eventkit/eventkit/topic"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Defaults of a CDCSource.
+const (
+	// CDCChangeType is the default CloudEvents type of row changes: the
+	// type Debezium's CloudEvents converter gives them.
+	CDCChangeType = "io.debezium.connector.postgresql.DataChangeEvent"
+	// CDCMessageType is the default type of logical decoding messages.
+	CDCMessageType = "io.debezium.connector.postgresql.LogicalDecodingMessage"
+	// CDCVersion is the source.version of the envelopes.
+	CDCVersion = "eventkit-cdc/1"
+)
+
+// CDCSource streams the changes of PostgreSQL tables, read from a logical
+// replication slot with the pgoutput plugin, to an eventkit.Publisher as
+// CloudEvents whose data is a Debezium-compatible envelope (package cdc).
+//
+// Each row change becomes one event: type CDCChangeType (WithCDCType),
+// source "/debezium/postgresql/<name>", subject "<schema>.<table>", the
+// partitionkey extension "<schema>.<table>:<primary key as JSON>", id
+// "<name>:<transaction end LSN>:<index in the transaction>" (stable across
+// resends), time the commit time, published to the topic
+// "<name>.<schema>.<table>" (WithCDCTopic). A logical decoding message
+// (pg_logical_emit_message) becomes an event of type CDCMessageType with
+// subject its prefix, on topic "<name>.message.<prefix>".
+//
+// Events are published in commit order, each transaction whole before the
+// next. The slot's confirmed (flushed) position advances only past
+// transactions whose every event the Publisher accepted, so after a crash
+// the changes after that position are sent again: delivery is at least
+// once, in order per row. Run reconnects after a connection failure.
+type CDCSource struct {
+	dsn  string
+	pub  eventkit.Publisher
+	opts cdcOptions
+
+	stats cdcStats
+}
+
+type cdcOptions struct {
+	name         string
+	tables       []string
+	publication  string
+	slot         string
+	snapshot     bool
+	protoVersion int
+	heartbeat    time.Duration
+	batch        int
+	buffer       int
+	changeType   func(*cdc.Change) string
+	topicFn      func(*cdc.Change) string
+	logger       *slog.Logger
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
+}
+
+// CDCOption configures a CDCSource.
+type CDCOption func(*cdcOptions)
+
+// WithCDCName sets the logical name of the source (source.name of the
+// envelope, Debezium's topic.prefix; default "eventkit"); it must be a
+// topic token.
+func WithCDCName(name string) CDCOption { return func(o *cdcOptions) { o.name = name } }
+
+// WithCDCTables sets the tables ("schema.table", or "table" for public)
+// that the publication created by the source covers. An existing
+// publication is used as it is.
+func WithCDCTables(tables ...string) CDCOption {
+	return func(o *cdcOptions) { o.tables = append(o.tables, tables...) }
+}
+
+// WithCDCPublication names the publication (default "eventkit_<name>").
+func WithCDCPublication(name string) CDCOption { return func(o *cdcOptions) { o.publication = name } }
+
+// WithCDCSlot names the replication slot (default "eventkit_<name>").
+func WithCDCSlot(name string) CDCOption { return func(o *cdcOptions) { o.slot = name } }
+
+// WithCDCSnapshot sets whether the source, when it creates the slot, first
+// emits every row of the published tables as it was at the slot's start
+// (op "r"), read in a REPEATABLE READ transaction on the slot's exported
+// snapshot. Default true.
+func WithCDCSnapshot(on bool) CDCOption { return func(o *cdcOptions) { o.snapshot = on } }
+
+// WithCDCProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
+// Transactions are never streamed before their commit.
+func WithCDCProtoVersion(v int) CDCOption { return func(o *cdcOptions) { o.protoVersion = v } }
+
+// WithCDCHeartbeat sets how often the source reports its position to the
+// server and asks for a keepalive, which lets the slot advance over WAL
+// that holds no change of the published tables (default 10s).
+func WithCDCHeartbeat(d time.Duration) CDCOption { return func(o *cdcOptions) { o.heartbeat = d } }
+
+// WithCDCBatch bounds the events given to one Publish call (default 512).
+func WithCDCBatch(n int) CDCOption { return func(o *cdcOptions) { o.batch = n } }
+
+// WithCDCBuffer bounds the changes decoded ahead of the publisher
+// (default 4096).
+func WithCDCBuffer(n int) CDCOption { return func(o *cdcOptions) { o.buffer = n } }
+
+// WithCDCType sets the CloudEvents type of each change.
+func WithCDCType(fn func(*cdc.Change) string) CDCOption {
+	return func(o *cdcOptions) { o.changeType = fn }
+}
+
+// WithCDCTopic sets the topic each change is published to.
+func WithCDCTopic(fn func(*cdc.Change) string) CDCOption {
+	return func(o *cdcOptions) { o.topicFn = fn }
+}
+
+// WithCDCLogger sets the logger (default slog.Default()).
+func WithCDCLogger(l *slog.Logger) CDCOption { return func(o *cdcOptions) { o.logger = l } }
+
+// WithCDCReconnect sets the bounds of the exponential delay between
+// reconnection attempts (default 100ms to 5s).
+func WithCDCReconnect(minDelay, maxDelay time.Duration) CDCOption {
+	return func(o *cdcOptions) { o.minBackoff, o.maxBackoff = minDelay, maxDelay }
+}
+
+// NewCDCSource returns a source that reads the database at dsn and
+// publishes to pub. It connects when Run is called.
+func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSource, error) {
+	o := cdcOptions{
+		name: "eventkit", snapshot: true, protoVersion: 1, heartbeat: 10 * time.Second,
+		batch: 512, buffer: 4096, minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := topic.ValidateName(o.name); err != nil || strings.Contains(o.name, ".") {
+		return nil, fmt.Errorf("postgres: cdc: name %q must be a topic token", o.name)
+	}
+	if o.publication == "" {
+		o.publication = "eventkit_" + cdcSanitize(o.name)
+	}
+	if o.slot == "" {
+		o.slot = "eventkit_" + cdcSanitize(o.name)
+	}
+	if o.protoVersion != 1 && o.protoVersion != 2 {
+		return nil, fmt.Errorf("postgres: cdc: protocol version %d (want 1 or 2)", o.protoVersion)
+	}
+	if o.heartbeat <= 0 || o.batch <= 0 || o.buffer <= 0 || o.minBackoff <= 0 || o.maxBackoff < o.minBackoff {
+		return nil, errors.New("postgres: cdc: heartbeat, batch, buffer and reconnect delays must be positive")
+	}
+	if pub == nil {
+		return nil, errors.New("postgres: cdc: nil publisher")
+	}
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		return nil, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	name := o.name
+	if o.changeType == nil {
+		o.changeType = func(c *cdc.Change) string {
+			if c.Op == cdc.OpMessage {
+				return CDCMessageType
+			}
+			return CDCChangeType
+		}
+	}
+	if o.topicFn == nil {
+		o.topicFn = func(c *cdc.Change) string {
+			if c.Op == cdc.OpMessage {
+				return name + ".message." + cdcSanitize(c.Message.Prefix)
+			}
+			return name + "." + cdcSanitize(c.Source.Schema) + "." + cdcSanitize(c.Source.Table)
+		}
+	}
+	return &CDCSource{dsn: dsn, pub: pub, opts: o}, nil
+}
+
+// cdcSanitize makes s a topic token: characters other than letters,
+// digits, '-', '_' become '_'.
+func cdcSanitize(s string) string {
+	if s == "" {
+		return "_"
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// Slot returns the name of the replication slot.
+func (s *CDCSource) Slot() string { return s.opts.slot }
+
+// Publication returns the name of the publication.
+func (s *CDCSource) Publication() string { return s.opts.publication }
+
+// CDCStats is a snapshot of a source's progress.
+type CDCStats struct {
+	Events       int64     // events published
+	Transactions int64     // transactions published
+	ServerLSN    uint64    // the server's WAL end, as last reported
+	ConfirmedLSN uint64    // the slot's position confirmed to the server
+	Lag          time.Time // commit time of the last published transaction
+	LagBytes     int64     // ServerLSN - ConfirmedLSN (0 when negative)
+	// LagSeconds is how long after its commit the last transaction was
+	// published.
+	LagSeconds float64
+	Reconnects int64
+}
+
+type cdcStats struct {
+	events, txs, serverLSN, confirmed, reconnects atomic.Int64
+	lagNanos, lastCommit                          atomic.Int64
+}
+
+// Stats returns the progress of the source.
+func (s *CDCSource) Stats() CDCStats {
+	st := CDCStats{
+		Events: s.stats.events.Load(), Transactions: s.stats.txs.Load(),
+		ServerLSN: uint64(s.stats.serverLSN.Load()), ConfirmedLSN: uint64(s.stats.confirmed.Load()),
+		LagSeconds: time.Duration(s.stats.lagNanos.Load()).Seconds(), Reconnects: s.stats.reconnects.Load(),
+	}
+	if lc := s.stats.lastCommit.Load(); lc != 0 {
+		st.Lag = time.Unix(0, lc)
+	}
+	if st.ServerLSN > st.ConfirmedLSN {
+		st.LagBytes = int64(st.ServerLSN - st.ConfirmedLSN)
+	}
+	return st
+}
+
+// Run streams changes until ctx ends (then it returns nil). It creates the
+// publication and the slot when missing, and takes the initial snapshot
+// when it creates the slot. It reconnects after failures of the database
+// connection, with exponential back-off; it returns an error when the
+// configuration cannot work (for example an unknown table).
+func (s *CDCSource) Run(ctx context.Context) error {
+	var start pgrepl.LSN
+	delay := s.opts.minBackoff
+	for {
+		progressed, err := s.runOnce(ctx, &start)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var perm *cdcPermanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if progressed {
+			delay = s.opts.minBackoff
+		}
+		s.opts.logger.Warn("postgres cdc: stream failed; reconnecting", "slot", s.opts.slot, "err", err, "delay", delay)
+		s.stats.reconnects.Add(1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, s.opts.maxBackoff)
+	}
+}
+
+type cdcPermanentError struct{ err error }
+
+func (e *cdcPermanentError) Error() string { return e.err.Error() }
+
+// DropCDCSlot drops the replication slot name (waiting for it to become
+// inactive), releasing the WAL it retains. Dropping a missing slot is not an
+// error.
+func DropCDCSlot(ctx context.Context, dsn, name string) error {
+	c, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: cdc: %w", err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.ExecParams(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+		[][]byte{[]byte(name)}, nil, nil, nil).Close()
+	if err != nil {
+		return fmt.Errorf("postgres: cdc: drop slot %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(s.dsn)
+	if err != nil {
+		return nil, &cdcPermanentError{err}
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	// The same text forms as the replication connection's.
+	cfg.RuntimeParams["DateStyle"] = "ISO"
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
+	cfg.RuntimeParams["bytea_output"] = "hex"
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: cdc: connect: %w", err)
+	}
+	return c, nil
+}
+
+// runOnce connects, prepares, and streams until an error. start is the
+// position confirmed so far (kept across reconnections).
+func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed bool, err error) {
+	meta, err := s.connectSQL(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer meta.Close(context.Background())
+	if err := s.ensurePublication(ctx, meta); err != nil {
+		return false, err
+	}
+	rcfg, err := pgconn.ParseConfig(s.dsn)
+	if err != nil {
+		return false, &cdcPermanentError{err}
+	}
+	rc, err := pgrepl.ConnectConfig(ctx, rcfg, map[string]string{"bytea_output": "hex"})
+	if err != nil {
+		return false, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	defer rc.Close(context.Background())
+	sys, err := rc.IdentifySystem(ctx)
+	if err != nil {
+		return false, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	st := &cdcStream{src: s, meta: meta, db: sys.DBName, rels: map[uint32]*cdcRelation{}}
+
+	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
+	if err != nil {
+		return false, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	if res.RowsAffected() == 0 {
+		action := pgrepl.NoExportSnapshot
+		if s.opts.snapshot {
+			action = pgrepl.ExportSnapshot
+		}
+		slot, err := rc.CreateSlot(ctx, s.opts.slot, "pgoutput", pgrepl.SlotOptions{Snapshot: action})
+		if err != nil {
+			return false, fmt.Errorf("postgres: cdc: create slot: %w", err)
+		}
+		s.opts.logger.Info("postgres cdc: created replication slot", "slot", slot.Name, "lsn", slot.ConsistentPoint)
+		if s.opts.snapshot {
+			if err := st.snapshot(ctx, slot); err != nil {
+				// The slot would skip the rows the snapshot did not deliver:
+				// drop it so that the next run takes the snapshot again.
+				dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = rc.DropSlot(dctx, slot.Name, false)
+				cancel()
+				return false, err
+			}
+			progressed = true
+		}
+	}
+
+	args := pgrepl.PgoutputOptions{ProtoVersion: s.opts.protoVersion, Publications: []string{s.opts.publication}, Messages: true}.Args()
+	stream, err := rc.StartReplication(ctx, s.opts.slot, *start, args)
+	if err != nil {
+		// Transient as a rule: the slot may still be held by the
+		// walsender of a previous, broken connection.
+		return progressed, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	defer stream.Close()
+	st.stream = stream
+	s.opts.logger.Debug("postgres cdc: streaming", "slot", s.opts.slot, "from", *start)
+	err = st.run(ctx, start)
+	s.opts.logger.Debug("postgres cdc: stream ended", "slot", s.opts.slot, "err", err)
+	return progressed || st.progressed.Load(), err
+}
+
+func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) error {
+	res, err := c.ExecParams(ctx, "SELECT 1 FROM pg_publication WHERE pubname = $1",
+		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil).Close()
+	if err != nil {
+		return fmt.Errorf("postgres: cdc: %w", err)
+	}
+	if res.RowsAffected() > 0 {
+		return nil
+	}
+	if len(s.opts.tables) == 0 {
+		return &cdcPermanentError{fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication)}
+	}
+	quoted := make([]string, len(s.opts.tables))
+	for i, t := range s.opts.tables {
+		schema, table, ok := strings.Cut(t, ".")
+		if !ok {
+			schema, table = "public", t
+		}
+		quoted[i] = pgrepl.QuoteIdent(schema) + "." + pgrepl.QuoteIdent(table)
+	}
+	_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+strings.Join(quoted, ", ")).ReadAll()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return nil // created concurrently
+	}
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42501" || pgErr.Code == "3F000") {
+		return &cdcPermanentError{fmt.Errorf("postgres: cdc: create publication: %w", err)}
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: cdc: create publication: %w", err)
+	}
+	return nil
+}
+
+// cdcRelation is what the stream knows of a table.
+type cdcRelation struct {
+	schema, table string
+	subject       string
+	cols          []pgrepl.Column
+	pk            []int // indexes of the primary key columns (or the replica identity key)
+}
+
+// cdcItem is what the decoder hands to the publisher: an event, or a
+// position that becomes safe to confirm once everything before it is
+// published.
+type cdcItem struct {
+	topic  string
+	ev     event.Event
+	hasEv  bool
+	commit bool       // the end of a transaction
+	pos    pgrepl.LSN // confirmable position (commit end, or keepalive)
+	ctime  time.Time
+}
+
+type cdcStream struct {
+	src    *CDCSource
+	meta   *pgconn.PgConn
+	stream *pgrepl.Stream
+	db     string
+	rels   map[uint32]*cdcRelation
+
+	// transaction in progress (decoder goroutine)
+	inTx     bool
+	txID     uint32
+	txEnd    pgrepl.LSN
+	txCommit time.Time
+	txSeq    int
+
+	received  atomic.Uint64 // highest WAL position received
+	confirmed atomic.Uint64 // highest position safe to confirm
+	replyNow  chan struct{}
+
+	progressed atomic.Bool
+	buf        []byte
+}
+
+func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
+	st.confirmed.Store(uint64(*start))
+	st.replyNow = make(chan struct{}, 1)
+	items := make(chan cdcItem, st.src.opts.buffer)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // publisher
+		defer wg.Done()
+		if err := st.publish(ctx, items, start); err != nil {
+			cancel(err)
+		}
+	}()
+	go func() { // status updates
+		defer wg.Done()
+		st.status(ctx)
+	}()
+	err := st.decode(ctx, items)
+	close(items)
+	if err != nil {
+		cancel(err)
+	}
+	wg.Wait()
+	// Report the final position (best effort).
+	fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	c := pgrepl.LSN(st.confirmed.Load())
+	_ = st.stream.SendStatus(fctx, pgrepl.StandbyStatus{Write: c, Flush: c, Apply: c})
+	fcancel()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+func (st *cdcStream) status(ctx context.Context) {
+	t := time.NewTicker(st.src.opts.heartbeat)
+	defer t.Stop()
+	for {
+		ask := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ask = true // heartbeat: ask for a keepalive carrying the server's position
+		case <-st.replyNow:
+		}
+		c := pgrepl.LSN(st.confirmed.Load())
+		w := max(pgrepl.LSN(st.received.Load()), c)
+		if err := st.stream.SendStatus(ctx, pgrepl.StandbyStatus{Write: w, Flush: c, Apply: c, ReplyRequested: ask}); err != nil {
+			st.src.opts.logger.Debug("postgres cdc: status update failed", "err", err)
+			return
+		}
+		st.src.stats.confirmed.Store(int64(c))
+	}
+}
+
+// publish takes items in order, publishes runs of events with the same
+// topic in one call, and advances the confirmable position past every
+// position item once what precedes it is published.
+func (st *cdcStream) publish(ctx context.Context, items <-chan cdcItem, start *pgrepl.LSN) error {
+	max := st.src.opts.batch
+	batch := make([]event.Event, 0, max)
+	var batchTopic string
+	var pending []cdcItem // positions waiting for the batch before them
+	flush := func() error {
+		if len(batch) > 0 {
+			if err := st.src.pub.Publish(ctx, batchTopic, batch...); err != nil {
+				return fmt.Errorf("postgres: cdc: publish: %w", err)
+			}
+			st.src.stats.events.Add(int64(len(batch)))
+			st.progressed.Store(true)
+			clear(batch)
+			batch = batch[:0]
+		}
+		for _, p := range pending {
+			if uint64(p.pos) > st.confirmed.Load() {
+				st.confirmed.Store(uint64(p.pos))
+				*start = p.pos
+			}
+			if p.commit {
+				st.src.stats.txs.Add(1)
+				st.src.stats.lastCommit.Store(p.ctime.UnixNano())
+				st.src.stats.lagNanos.Store(int64(time.Since(p.ctime)))
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for {
+		var it cdcItem
+		var ok bool
+		select {
+		case it, ok = <-items:
+		default:
+			// Nothing more is ready: publish what is gathered.
+			if err := flush(); err != nil {
+				return err
+			}
+			it, ok = <-items
+		}
+		if !ok {
+			return flush()
+		}
+		if it.hasEv {
+			if len(pending) > 0 || (len(batch) > 0 && it.topic != batchTopic) || len(batch) == max {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batchTopic = it.topic
+			batch = append(batch, it.ev)
+			continue
+		}
+		pending = append(pending, it)
+	}
+}
+
+// decode receives and decodes the stream, turning changes into events.
+func (st *cdcStream) decode(ctx context.Context, items chan<- cdcItem) error {
+	var dec pgrepl.Decoder
+	send := func(it cdcItem) error {
+		select {
+		case items <- it:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for {
+		m, err := st.stream.Recv(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("postgres: cdc: %w", err)
+		}
+		switch m := m.(type) {
+		case *pgrepl.Keepalive:
+			st.src.stats.serverLSN.Store(int64(m.ServerWAL))
+			if !st.inTx {
+				// Every transaction that commits before this position was
+				// sent: the position is safe once they are published.
+				st.received.Store(max(st.received.Load(), uint64(m.ServerWAL)))
+				if err := send(cdcItem{pos: m.ServerWAL}); err != nil {
+					return err
+				}
+			}
+			if m.ReplyRequested {
+				select {
+				case st.replyNow <- struct{}{}:
+				default:
+				}
+			}
+		case *pgrepl.XLogData:
+			st.src.stats.serverLSN.Store(int64(m.ServerWAL))
+			msg, err := dec.Decode(m.Data)
+			if err != nil {
+				return &cdcPermanentError{fmt.Errorf("postgres: cdc: %w", err)}
+			}
+			if err := st.handle(ctx, m.WALStart, msg, send); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any, send func(cdcItem) error) error {
+	switch m := msg.(type) {
+	case *pgrepl.Begin:
+		st.inTx, st.txID, st.txEnd, st.txCommit, st.txSeq = true, m.Xid, m.FinalLSN, m.CommitTime, 0
+	case *pgrepl.Commit:
+		st.inTx = false
+		st.received.Store(max(st.received.Load(), uint64(m.EndLSN)))
+		return send(cdcItem{pos: m.EndLSN, commit: true, ctime: m.CommitTime})
+	case *pgrepl.Relation:
+		return st.relation(ctx, m)
+	case *pgrepl.Insert:
+		return st.change(cdc.OpCreate, lsn, m.RelationOID, 0, nil, m.New, send)
+	case *pgrepl.Update:
+		return st.change(cdc.OpUpdate, lsn, m.RelationOID, m.OldKind, m.Old, m.New, send)
+	case *pgrepl.Delete:
+		return st.change(cdc.OpDelete, lsn, m.RelationOID, m.OldKind, m.Old, nil, send)
+	case *pgrepl.Truncate:
+		for _, oid := range m.RelationOIDs {
+			rel, ok := st.rels[oid]
+			if !ok {
+				return &cdcPermanentError{fmt.Errorf("postgres: cdc: truncate of unknown relation %d", oid)}
+			}
+			c := st.newChange(cdc.OpTruncate, lsn, rel)
+			if err := send(st.item(c, rel.subject, rel.subject)); err != nil {
+				return err
+			}
+		}
+	case *pgrepl.Message:
+		c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content}, TsMs: time.Now().UnixMilli()}
+		c.Source = st.source(m.LSN, "", "")
+		if m.Transactional {
+			c.Source.TxID, c.Source.TsMs = int64(st.txID), st.txCommit.UnixMilli()
+			if err := send(st.item(c, m.Prefix, m.Prefix)); err != nil {
+				return err
+			}
+		} else {
+			// Sent outside any transaction: safe to confirm once published.
+			c.Source.TsMs = c.TsMs
+			if err := send(st.item(c, m.Prefix, m.Prefix)); err != nil {
+				return err
+			}
+			return send(cdcItem{pos: m.LSN})
+		}
+	}
+	// Origin, Type and the stream messages (never sent: streaming is off)
+	// carry nothing to publish.
+	return nil
+}
+
+func (st *cdcStream) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
+	return cdc.Source{
+		Version: CDCVersion, Connector: "postgresql", Name: st.src.opts.name,
+		TsMs: st.txCommit.UnixMilli(), Snapshot: cdc.SnapshotFalse, DB: st.db,
+		Schema: schema, Table: table, TxID: int64(st.txID), LSN: int64(lsn),
+	}
+}
+
+func (st *cdcStream) newChange(op cdc.Op, lsn pgrepl.LSN, rel *cdcRelation) *cdc.Change {
+	return &cdc.Change{Op: op, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
+}
+
+// item turns a change into an event.
+func (st *cdcStream) item(c *cdc.Change, subject, key string) cdcItem {
+	o := &st.src.opts
+	// The images are built as JSON objects and the op is valid, so that
+	// encoding cannot fail.
+	data, _ := cdc.AppendEncode(make([]byte, 0, 256), c)
+	e := event.New()
+	var id []byte
+	id = append(id, o.name...)
+	id = append(id, ':')
+	if c.Source.Snapshot != cdc.SnapshotFalse {
+		id = append(id, "snapshot:"...)
+		id = append(id, pgrepl.LSN(c.Source.LSN).String()...)
+		id = append(id, ':')
+		id = strconv.AppendInt(id, int64(st.txSeq), 10)
+		st.txSeq++
+	} else if c.Op == cdc.OpMessage && c.Source.TxID == 0 {
+		id = append(id, pgrepl.LSN(c.Source.LSN).String()...)
+		id = append(id, ":m"...)
+	} else {
+		id = append(id, st.txEnd.String()...)
+		id = append(id, ':')
+		id = strconv.AppendInt(id, int64(st.txSeq), 10)
+		st.txSeq++
+	}
+	e.SetID(string(id))
+	e.SetSource("/debezium/postgresql/" + o.name)
+	e.SetType(o.changeType(c))
+	if subject != "" {
+		e.SetSubject(subject)
+	}
+	e.SetTime(time.UnixMilli(c.Source.TsMs))
+	if key != "" {
+		e.SetExtension("partitionkey", key)
+	}
+	_ = e.SetData("application/json", data)
+	return cdcItem{topic: o.topicFn(c), ev: e, hasEv: true}
+}
+
+func (st *cdcStream) relation(ctx context.Context, m *pgrepl.Relation) error {
+	rel := &cdcRelation{schema: m.Namespace, table: m.Name, subject: m.Namespace + "." + m.Name, cols: m.Columns}
+	// The partition key is the primary key; without one, the replica
+	// identity key (unless it is FULL, which flags every column).
+	pkNames, err := st.primaryKey(ctx, m.OID)
+	if err != nil {
+		return err
+	}
+	for i, c := range m.Columns {
+		if pkNames[c.Name] || (len(pkNames) == 0 && c.Key && m.ReplicaIdentity != 'f') {
+			rel.pk = append(rel.pk, i)
+		}
+	}
+	st.rels[m.OID] = rel
+	return nil
+}
+
+func (st *cdcStream) primaryKey(ctx context.Context, oid uint32) (map[string]bool, error) {
+	rr := st.meta.ExecParams(ctx, `SELECT a.attname FROM pg_index i JOIN pg_attribute a
+		ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil)
+	names := map[string]bool{}
+	for rr.NextRow() {
+		names[string(rr.Values()[0])] = true
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("postgres: cdc: primary key of relation %d: %w", oid, err)
+	}
+	return names, nil
+}
+
+// change publishes one row change.
+func (st *cdcStream) change(op cdc.Op, lsn pgrepl.LSN, oid uint32, oldKind byte, old, new pgrepl.Tuple, send func(cdcItem) error) error {
+	rel, ok := st.rels[oid]
+	if !ok {
+		return &cdcPermanentError{fmt.Errorf("postgres: cdc: change of unknown relation %d", oid)}
+	}
+	c := st.newChange(op, lsn, rel)
+	if oldKind != 0 {
+		// 'K': the replica identity key only; 'O': the whole old row.
+		c.Before = st.image(rel, old, oldKind == 'K')
+	}
+	if new != nil {
+		c.After = st.image(rel, new, false)
+	}
+	keyTuple := new
+	if keyTuple == nil {
+		keyTuple = old
+	}
+	return send(st.item(c, rel.subject, st.key(rel, keyTuple)))
+}
+
+// image builds the JSON object of a row; keyOnly keeps the key columns.
+func (st *cdcStream) image(rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byte {
+	b := st.buf[:0]
+	b = append(b, '{')
+	first := true
+	for i, col := range rel.cols {
+		if i >= len(t) {
+			break
+		}
+		if keyOnly && !col.Key {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = cdc.AppendString(b, col.Name)
+		b = append(b, ':')
+		b = cdcAppendTupleValue(b, col.TypeOID, t[i])
+	}
+	b = append(b, '}')
+	st.buf = b
+	return append([]byte(nil), b...)
+}
+
+func cdcAppendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
+	switch v.Kind {
+	case pgrepl.ValueNull:
+		return append(b, "null"...)
+	case pgrepl.ValueUnchanged:
+		return cdc.AppendString(b, cdc.UnavailableValue)
+	case pgrepl.ValueBinary: // not requested; kept as base64
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v.Data)
+		return append(b, '"')
+	}
+	return cdcAppendValue(b, typ, string(v.Data))
+}
+
+// key returns the partition key of a row: subject ":" the key as JSON.
+func (st *cdcStream) key(rel *cdcRelation, t pgrepl.Tuple) string {
+	if len(rel.pk) == 0 {
+		return rel.subject
+	}
+	b := append(st.buf[:0], rel.subject...)
+	b = append(b, ":{"...)
+	for j, i := range rel.pk {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = cdc.AppendString(b, rel.cols[i].Name)
+		b = append(b, ':')
+		if i < len(t) {
+			b = cdcAppendTupleValue(b, rel.cols[i].TypeOID, t[i])
+		} else {
+			b = append(b, "null"...)
+		}
+	}
+	b = append(b, '}')
+	st.buf = b
+	return string(b)
+}
+
+// snapshot emits every row of the published tables as of the slot's
+// consistent point (op "r"), in a REPEATABLE READ transaction on the
+// snapshot the slot exported.
+func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
+	conn, err := st.src.connectSQL(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
+		pgrepl.QuoteLiteral(slot.SnapshotName)).ReadAll(); err != nil {
+		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+	}
+	rr := conn.ExecParams(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+		WHERE pt.pubname = $1 ORDER BY 2, 3`, [][]byte{[]byte(st.src.opts.publication)}, nil, nil, nil)
+	type table struct{ oid, schema, name string }
+	var tables []table
+	for rr.NextRow() {
+		v := rr.Values()
+		tables = append(tables, table{string(v[0]), string(v[1]), string(v[2])})
+	}
+	if _, err := rr.Close(); err != nil {
+		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+	}
+	st.txID, st.txCommit, st.txSeq = 0, time.Now(), 0
+
+	var batch []event.Event
+	var batchTopic string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := st.src.pub.Publish(ctx, batchTopic, batch...); err != nil {
+			return fmt.Errorf("postgres: cdc: snapshot: publish: %w", err)
+		}
+		st.src.stats.events.Add(int64(len(batch)))
+		batch = batch[:0]
+		return nil
+	}
+	// One row is held back so that the last one is marked "last".
+	type held struct {
+		c   *cdc.Change
+		rel *cdcRelation
+		key string
+	}
+	var prev *held
+	release := func(last bool) error {
+		if prev == nil {
+			return nil
+		}
+		if last {
+			prev.c.Source.Snapshot = cdc.SnapshotLast
+		}
+		it := st.item(prev.c, prev.rel.subject, prev.key)
+		prev = nil
+		if len(batch) > 0 && (it.topic != batchTopic || len(batch) >= st.src.opts.batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batchTopic = it.topic
+		batch = append(batch, it.ev)
+		return nil
+	}
+	for _, t := range tables {
+		oid, _ := strconv.ParseUint(t.oid, 10, 32)
+		pkNames, err := st.primaryKey(ctx, uint32(oid))
+		if err != nil {
+			return err
+		}
+		rel := &cdcRelation{schema: t.schema, table: t.name, subject: t.schema + "." + t.name}
+		mrr := conn.Exec(ctx, "SELECT * FROM "+pgrepl.QuoteIdent(t.schema)+"."+pgrepl.QuoteIdent(t.name))
+		for mrr.NextResult() {
+			r := mrr.ResultReader()
+			for _, f := range r.FieldDescriptions() {
+				rel.cols = append(rel.cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
+				if pkNames[f.Name] {
+					rel.pk = append(rel.pk, len(rel.cols)-1)
+				}
+			}
+			for r.NextRow() {
+				vals := r.Values()
+				tup := make(pgrepl.Tuple, len(vals))
+				for i, v := range vals {
+					if v == nil {
+						tup[i] = pgrepl.TupleValue{Kind: pgrepl.ValueNull}
+					} else {
+						tup[i] = pgrepl.TupleValue{Kind: pgrepl.ValueText, Data: v}
+					}
+				}
+				c := &cdc.Change{Op: cdc.OpRead, Source: st.source(slot.ConsistentPoint, t.schema, t.name), TsMs: time.Now().UnixMilli()}
+				c.Source.Snapshot = cdc.SnapshotTrue
+				c.Source.TxID = 0
+				c.After = st.image(rel, tup, false)
+				if err := release(false); err != nil {
+					mrr.Close()
+					return err
+				}
+				prev = &held{c: c, rel: rel, key: st.key(rel, tup)}
+			}
+			if _, err := r.Close(); err != nil {
+				mrr.Close()
+				return fmt.Errorf("postgres: cdc: snapshot of %s: %w", rel.subject, err)
+			}
+		}
+		if err := mrr.Close(); err != nil {
+			return fmt.Errorf("postgres: cdc: snapshot of %s: %w", rel.subject, err)
+		}
+	}
+	if err := release(true); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+	}
+	st.src.opts.logger.Info("postgres cdc: initial snapshot done", "slot", slot.Name, "tables", len(tables))
+	return nil
+}
