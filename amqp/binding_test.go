@@ -1,0 +1,41 @@
+package amqp
+
+import (
+	"testing"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// FuzzDecode feeds arbitrary headers, content type and body to the
+// decoder: no panic, and what it accepts is a valid event that survives
+// encode and decode in both modes.
+func FuzzDecode(f *testing.F) {
+	f.Add("cloudEvents_specversion", "1.0", "cloudEvents_id", "x", "cloudEvents_source", "/s", "cloudEvents_type", "t", "text/plain", []byte("hi"))
+	f.Add("cloudEvents_specversion", "1.0", "cloudEvents_time", "bad", "x", "y", "z", "w", "", []byte(nil))
+	f.Add("a", "b", "c", "d", "e", "f", "g", "h", "application/cloudevents+json", []byte(`{"specversion":"1.0","id":"1","source":"/","type":"t"}`))
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3, k4, v4, ct string, body []byte) {
+		d := amqp.Delivery{Headers: amqp.Table{k1: v1, k2: v2, k3: v3, k4: v4}, ContentType: ct, Body: body}
+		e, err := decode(&d)
+		if err != nil {
+			return
+		}
+		if err := eventkit.ValidateEvent(e); err != nil {
+			t.Fatalf("decoded an invalid event: %v", err)
+		}
+		for _, structured := range []bool{false, true} {
+			p, err := encode(e, structured)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			e2, err := decode(&amqp.Delivery{Headers: p.Headers, ContentType: p.ContentType, Body: p.Body})
+			if err != nil {
+				t.Fatalf("re-decode (structured=%v): %v", structured, err)
+			}
+			if diff := eventkittest.DiffEvents(e, e2); diff != "" {
+				t.Fatalf("round trip (structured=%v): %s", structured, diff)
+			}
+		}
+	})
+}

@@ -1,0 +1,88 @@
+package amqp_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	ekamqp "github.com/eventkit/eventkit/amqp"
+	"github.com/eventkit/eventkit/eventkittest"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func brokerURL(t *testing.T) string {
+	t.Helper()
+	return eventkittest.ServerAddr(t, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
+}
+
+// dial returns a transport on the test broker with its own exchange, whose
+// exchange and group queues are deleted when the test ends.
+func dial(t *testing.T, exchange string, opts ...ekamqp.Option) *ekamqp.Transport {
+	t.Helper()
+	url := brokerURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := ekamqp.Dial(ctx, url, append([]ekamqp.Option{ekamqp.WithExchange(exchange)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = tr.Close()
+		cleanup(t, url, tr.Exchange(), tr.Queues())
+	})
+	return tr
+}
+
+func cleanup(t *testing.T, url, exchange string, queues []string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer ch.Close()
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Errorf("cleanup: delete queue %s: %v", q, err)
+			return
+		}
+	}
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		t.Errorf("cleanup: delete exchange %s: %v", exchange, err)
+	}
+}
+
+func factory(opts ...ekamqp.Option) eventkittest.Factory {
+	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		tr := dial(t, "ektest-"+ns, opts...)
+		return tr, tr
+	}
+}
+
+var features = eventkittest.Features{
+	Wildcards:           true,
+	ConsumerGroups:      true,
+	GroupBalance:        true,
+	Redelivery:          true,
+	AttemptCount:        true,
+	NackDelay:           true,
+	Persistent:          true,
+	ExtensionsAsStrings: true,
+}
+
+func TestTransport(t *testing.T) {
+	eventkittest.TestTransport(t, factory(), features)
+}
+
+func TestTransportStructured(t *testing.T) {
+	eventkittest.TestTransport(t, factory(ekamqp.WithStructured()), features)
+}
