@@ -116,7 +116,9 @@ func (s *Stream) Recv(ctx context.Context) (any, error) {
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			return ParseCopyData(m.Data)
-		case *pgproto3.CopyDone:
+		case *pgproto3.CopyDone, *pgproto3.CommandComplete:
+			// The server ends the stream (CopyDone; on shutdown a
+			// walsender may send CommandComplete directly).
 			return nil, ErrStreamEnded
 		case *pgproto3.ErrorResponse:
 			return nil, fmt.Errorf("pgrepl: receive: %w", pgconn.ErrorResponseToPgError(m))
