@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -243,3 +244,40 @@ func clip(s string) string {
 }
 
 var _ eventkit.Publisher = (*Publisher)(nil)
+
+// Handshake performs the sender's side of the CloudEvents Web Hook
+// abuse-protection handshake: an OPTIONS request with
+// WebHook-Request-Origin: origin (and WebHook-Request-Rate when rate > 0).
+// It returns nil when the target grants the origin (WebHook-Allowed-Origin
+// is origin or "*"), and an error saying why otherwise.
+func (p *Publisher) Handshake(ctx context.Context, origin string, rate int) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodOptions, p.url, nil)
+	if err != nil {
+		return fmt.Errorf("cehttp: handshake: %w", err)
+	}
+	for k, vs := range p.header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	req.Header.Set("WebHook-Request-Origin", origin)
+	if rate > 0 {
+		req.Header.Set("WebHook-Request-Rate", strconv.Itoa(rate))
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cehttp: handshake with %s: %w", p.url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return fmt.Errorf("cehttp: handshake with %s: %w", p.url, &StatusError{Status: resp.StatusCode})
+	}
+	if got := resp.Header.Get("WebHook-Allowed-Origin"); got != "*" && !strings.EqualFold(got, origin) {
+		return fmt.Errorf("cehttp: handshake with %s: origin %q not granted (WebHook-Allowed-Origin %q)", p.url, origin, got)
+	}
+	return nil
+}

@@ -208,3 +208,28 @@ func ExampleNewPublisher() {
 	fmt.Println(m.Topic, m.Event.ID(), string(m.Event.Data()))
 	// Output: orders.created o-1 {"order":"o-1"}
 }
+
+func TestPublisherHandshake(t *testing.T) {
+	srv := httptest.NewServer(cehttp.NewHandler(&recorder{}, cehttp.WithAllowedOrigins("sender.example")))
+	defer srv.Close()
+	pub, err := cehttp.NewPublisher(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := context.Background()
+	if err := pub.Handshake(ctx, "sender.example", 60); err != nil {
+		t.Fatalf("granted origin: %v", err)
+	}
+	if err := pub.Handshake(ctx, "other.example", 0); err == nil {
+		t.Fatal("refused origin: no error")
+	}
+	// A target that answers 200 without granting anything.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer plain.Close()
+	pub2, _ := cehttp.NewPublisher(plain.URL)
+	defer pub2.Close()
+	if err := pub2.Handshake(ctx, "sender.example", 0); err == nil {
+		t.Fatal("a target without WebHook-Allowed-Origin passed the handshake")
+	}
+}

@@ -120,6 +120,10 @@ type SubscriptionConfig struct {
 	// FromStart makes a new subscription start with the oldest stored
 	// event instead of the next one.
 	FromStart bool `yaml:"from_start"`
+	// HandshakeOrigin, when set, makes the server perform the CloudEvents
+	// Web Hook validation handshake with this origin at startup; a webhook
+	// that does not grant it stops the start.
+	HandshakeOrigin string `yaml:"handshake_origin"`
 }
 
 // Duration is a time.Duration written as "10s", "1m30s" in YAML.

@@ -360,3 +360,16 @@ subscriptions:
 		}
 	}
 }
+
+func TestSubscriptionHandshake(t *testing.T) {
+	hook := httptest.NewServer(cehttp.NewHandler(memory.New(), cehttp.WithAllowedOrigins("hub.example")))
+	defer hook.Close()
+	bus := memory.New()
+	defer bus.Close()
+	cfg := hub.Config{Listen: "127.0.0.1:0", Subscriptions: []hub.SubscriptionConfig{{Name: "h", Topic: "a.>", URL: hook.URL, HandshakeOrigin: "evil.example"}}}
+	if _, err := hub.New(cfg, hub.WithBroker(bus, bus), hub.WithLogger(quiet)); err == nil || !strings.Contains(err.Error(), "handshake") {
+		t.Fatalf("refused handshake: %v", err)
+	}
+	cfg.Subscriptions[0].HandshakeOrigin = "hub.example"
+	start(t, cfg, hub.WithBroker(memory.New(), memory.New()))
+}

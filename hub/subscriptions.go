@@ -43,6 +43,14 @@ func (s *Server) setupSubscriptions() error {
 			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
 		}
 		s.closers = append(s.closers, func(context.Context) error { return hook.Close() })
+		if sc.HandshakeOrigin != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(sc.Timeout))
+			err := hook.Handshake(ctx, sc.HandshakeOrigin, 0)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+			}
+		}
 		name, dlq := sc.Name, sc.DeadLetter
 		deliveries := s.metrics.deliveries
 		h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
