@@ -419,7 +419,10 @@ func (r *Relay) deliver(ctx context.Context, recs []Record) {
 				"events", end-done, "attempt", fails, "retry_in", d, "err", err)
 			// Mark what the publisher confirmed so far, then wait.
 			if done > 0 {
-				r.mark(ctx, recs[:done])
+				if !r.mark(ctx, recs[:done]) {
+					done = 0 // refetch from the unmarked records
+					return
+				}
 				recs, done = recs[done:], 0
 			}
 			r.sleep(ctx, d)
@@ -431,7 +434,10 @@ func (r *Relay) deliver(ctx context.Context, recs []Record) {
 	}
 }
 
-func (r *Relay) mark(ctx context.Context, recs []Record) {
+// mark marks recs delivered and moves the floors past them. If it cannot,
+// it forgets the floors of their partitions, so that the unmarked records
+// are fetched (and published again) before anything after them.
+func (r *Relay) mark(ctx context.Context, recs []Record) bool {
 	// A shutting-down relay still marks what was published, to spare the
 	// next owner the duplicates.
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -444,18 +450,21 @@ func (r *Relay) mark(ctx context.Context, recs []Record) {
 					r.floors[rec.Partition] = rec.ID
 				}
 			}
-			return
+			return true
+		}
+		for _, rec := range recs {
+			delete(r.floors, rec.Partition)
 		}
 		if errors.Is(err, ErrLeaseLost) {
 			r.leaseLost.Add(1)
 			r.logger.Warn("outbox relay: lease lost before marking; the next owner publishes again", "owner", r.owner, "err", err)
 			r.claimedAt = time.Time{} // claim again now
-			return
+			return false
 		}
 		if mctx.Err() != nil || attempt >= 5 || time.Now().After(r.leaseDeadline()) {
 			r.logger.Warn("outbox relay: marking records delivered failed; they will be published again", "err", err)
 			r.claimedAt = time.Time{}
-			return
+			return false
 		}
 		r.sleep(mctx, r.backoff(attempt))
 	}
