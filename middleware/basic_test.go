@@ -22,18 +22,18 @@ func TestRecoverPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 	observe := func(next eventkit.Handler) eventkit.Handler {
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 			err := next.Handle(ctx, m)
-			seen <- err
+			send(ctx, seen, err)
 			return err
 		})
 	}
 	handled := make(chan string, 4)
 	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
 		middleware.Retry(middleware.MaxAttempts(1)), observe, middleware.Recover())
-	if err := h.router.HandleFunc(h.topic("orders"), func(_ context.Context, m *eventkit.Message) error {
+	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Event.ID() == "boom" {
 			panicInHandler()
 		}
-		handled <- m.Event.ID()
+		send(ctx, handled, m.Event.ID())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -134,11 +134,11 @@ func TestDedupSkipsDuplicateDelivery(t *testing.T) {
 	var failFirst atomic.Bool
 	failFirst.Store(true)
 	h.router.Use(metrics.Middleware(), middleware.Dedup(store))
-	if err := h.router.HandleFunc(h.topic("orders"), func(_ context.Context, m *eventkit.Message) error {
+	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Event.ID() == "flaky" && failFirst.Swap(false) {
 			return errTransient // no record: the redelivery must be handled
 		}
-		handled <- m.Event.ID() + "@" + m.Event.Source()
+		send(ctx, handled, m.Event.ID()+"@"+m.Event.Source())
 		return nil
 	}); err != nil {
 		t.Fatal(err)

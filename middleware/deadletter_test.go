@@ -112,8 +112,8 @@ func TestDeadLetterPublishFailureNacksOriginal(t *testing.T) {
 		attempts := make(chan int, 8)
 		h.router.Use(middleware.DeadLetter(pub, middleware.DeadLetterRetryDelay(10*time.Millisecond), middleware.DeadLetterLogger(quietLogger)),
 			middleware.Retry(middleware.MaxAttempts(1)))
-		if err := h.router.HandleFunc(h.topic("orders"), func(_ context.Context, m *eventkit.Message) error {
-			attempts <- m.Attempt
+		if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+			send(ctx, attempts, m.Attempt)
 			return errTransient
 		}); err != nil {
 			t.Fatal(err)

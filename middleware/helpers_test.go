@@ -216,3 +216,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// send sends v on c unless ctx ends first, so that a handler never blocks
+// the Router's shutdown when a test has stopped reading.
+func send[T any](ctx context.Context, c chan<- T, v T) {
+	select {
+	case c <- v:
+	case <-ctx.Done():
+	}
+}

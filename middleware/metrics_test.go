@@ -18,9 +18,9 @@ func TestMetricsDurationInFlightAndNativeHistogram(t *testing.T) {
 	}
 	inFlight := make(chan float64, 1)
 	h.router.Use(metrics.Middleware())
-	if err := h.router.HandleFunc(h.topic("orders.>"), func(_ context.Context, m *eventkit.Message) error {
+	if err := h.router.HandleFunc(h.topic("orders.>"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Event.ID() == "probe" {
-			inFlight <- metricValue(t, reg, "eventkit_in_flight", map[string]string{"handler": "orders"})
+			send(ctx, inFlight, metricValue(t, reg, "eventkit_in_flight", map[string]string{"handler": "orders"}))
 		}
 		return nil
 	}, eventkit.RouteName("orders")); err != nil {

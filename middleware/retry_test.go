@@ -35,7 +35,10 @@ func (f *failN) Handle(_ context.Context, m *eventkit.Message) error {
 	if len(f.attempts) <= f.n {
 		return errTransient
 	}
-	f.done <- struct{}{}
+	select {
+	case f.done <- struct{}{}:
+	default:
+	}
 	return nil
 }
 

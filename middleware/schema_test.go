@@ -30,9 +30,9 @@ func TestSchemaValidationInvalidGoesStraightToDeadLetter(t *testing.T) {
 	var calls atomic.Int32
 	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)), validate,
 		middleware.Retry(middleware.Backoff(time.Millisecond, time.Millisecond, 1)))
-	if err := h.router.HandleFunc(h.topic("orders"), func(_ context.Context, m *eventkit.Message) error {
+	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		calls.Add(1)
-		handled <- m.Event.ID()
+		send(ctx, handled, m.Event.ID())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
