@@ -36,7 +36,9 @@ var ErrNotCloudEvent = errors.New("kafka: record is not a CloudEvent")
 // structured is true. The key is eventkit.EventKey(e) (nil when empty). e
 // is not validated here.
 func Encode(kafkaTopic string, e event.Event, structured bool) (*kgo.Record, error) {
-	r := &kgo.Record{Topic: kafkaTopic}
+	rh := new(recordWithHeaders) // the record and its usual headers in one allocation
+	r := &rh.r
+	r.Topic = kafkaTopic
 	if k := eventkit.EventKey(e); k != "" {
 		r.Key = []byte(k)
 	}
@@ -49,7 +51,7 @@ func Encode(kafkaTopic string, e event.Event, structured bool) (*kgo.Record, err
 		r.Headers = []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(structuredContentType)}}
 		return r, nil
 	}
-	hs := binaryHeaders(e)
+	hs := binaryHeaders(e, rh.h[:0])
 	r.Headers = hs
 	if d := e.Data(); len(d) > 0 {
 		r.Value = d
@@ -82,6 +84,15 @@ func Decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
+	// One string holds every attribute value: one allocation, not one each.
+	size := len(ct)
+	for _, h := range r.Headers {
+		if strings.HasPrefix(h.Key, HeaderPrefix) {
+			size += len(h.Value)
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(size)
 	ec := &event.EventContextV1{}
 	e := event.Event{Context: ec}
 	seenVersion := false
@@ -90,6 +101,9 @@ func Decode(r *kgo.Record) (event.Event, error) {
 			continue
 		}
 		name := h.Key[len(HeaderPrefix):]
+		start := sb.Len()
+		sb.Write(h.Value)
+		value := func() string { return sb.String()[start:] }
 		var err error
 		switch name {
 		case "datacontenttype":
@@ -100,19 +114,19 @@ func Decode(r *kgo.Record) (event.Event, error) {
 				err = &eventkit.ValidationError{Attribute: "specversion", Reason: "unsupported version \"" + string(h.Value) + "\" (want \"1.0\")"}
 			}
 		case "id":
-			ec.ID = string(h.Value)
+			ec.ID = value()
 		case "type":
-			ec.Type = string(h.Value)
+			ec.Type = value()
 		case "source":
 			ec.Source, err = parseSource(h.Value)
 		case "subject":
-			sub := string(h.Value)
+			sub := value()
 			ec.Subject = &sub
 		default:
 			if !binding.IsAttributeName(name) {
 				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "header " + h.Key + " does not name a CloudEvents attribute"}
 			}
-			err = binding.Set(&e, name, string(h.Value))
+			err = binding.Set(&e, name, value())
 		}
 		if err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
@@ -122,7 +136,8 @@ func Decode(r *kgo.Record) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
 	if ct != "" {
-		ec.DataContentType = &ct
+		ctv := ct
+		ec.DataContentType = &ctv
 	}
 	if len(r.Value) > 0 {
 		e.DataEncoded = r.Value
@@ -133,17 +148,21 @@ func Decode(r *kgo.Record) (event.Event, error) {
 	return e, nil
 }
 
-// Header keys of the context attributes, and the one specversion value.
-var (
-	specVersionValue = []byte(event.CloudEventsVersionV1)
-)
+// specVersionValue is the one value of ce_specversion, shared by records.
+var specVersionValue = []byte(event.CloudEventsVersionV1)
+
+// recordWithHeaders allocates a record with room for the headers of an
+// event with a few optional attributes and extensions.
+type recordWithHeaders struct {
+	r kgo.Record
+	h [8]kgo.RecordHeader
+}
 
 // binaryHeaders returns the binary-mode headers of e: one allocation for
 // the values, constant keys for the context attributes.
-func binaryHeaders(e event.Event) []kgo.RecordHeader {
+func binaryHeaders(e event.Event, hs []kgo.RecordHeader) []kgo.RecordHeader {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok {
-		var hs []kgo.RecordHeader
 		binding.Attributes(e, false, func(name, value string) {
 			hs = append(hs, kgo.RecordHeader{Key: HeaderPrefix + name, Value: []byte(value)})
 		})
@@ -184,7 +203,6 @@ func binaryHeaders(e event.Event) []kgo.RecordHeader {
 		size += len(vals[i])
 	}
 	buf := make([]byte, 0, size)
-	hs := make([]kgo.RecordHeader, 0, 5+len(names)+4)
 	add := func(key, v string) {
 		start := len(buf)
 		buf = append(buf, v...)

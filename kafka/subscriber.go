@@ -91,9 +91,9 @@ type subscription struct {
 // ephemeral group of its own, deleted when it closes. A group that has no
 // committed offsets for a topic starts at the end offsets resolved during
 // Subscribe (at the start with eventkit.FromStart); topics that appear
-// later are read from their start. Subscribe returns once the member has
-// its first assignment, so every event published after it returns is
-// delivered.
+// later are read from their start. When matching topics exist, Subscribe
+// returns once the member has its first assignment. Either way every event
+// published after Subscribe returns is delivered.
 func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
 	if err := topic.ValidatePattern(pattern); err != nil {
 		return nil, err
@@ -487,9 +487,10 @@ func (p *pstate) advance() {
 		p.commit = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 	}
 	if i > 0 {
-		n := copy(p.entries, p.entries[i:])
-		clear(p.entries[n:])
-		p.entries = p.entries[:n]
+		// Reslice (amortised O(1)); append reallocates, copying only the
+		// live part, when the capacity runs out.
+		clear(p.entries[:i])
+		p.entries = p.entries[i:]
 	}
 }
 

@@ -165,7 +165,7 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	}
 
 	// 3. read_committed: every output exactly once.
-	committed := readAll(t, ctx, brokers, kgo.ReadCommitted())
+	committed := readAll(t, ctx, brokers, kgo.ReadCommitted(), eosInputs)
 	if len(committed) != eosInputs {
 		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), eosInputs)
 	}
@@ -177,7 +177,7 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	}
 	// The killed transaction's outputs did reach the log: read_uncommitted
 	// sees more records than inputs, so the test exercised an abort.
-	uncommitted := readAll(t, ctx, brokers, kgo.ReadUncommitted())
+	uncommitted := readAll(t, ctx, brokers, kgo.ReadUncommitted(), eosInputs+1)
 	total := 0
 	for _, n := range uncommitted {
 		total += n
@@ -208,8 +208,9 @@ func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client) int64 {
 }
 
 // readAll counts the output ids in eos.out read from the start with the
-// isolation level, until the topic stays quiet for a second.
-func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.IsolationLevel) map[string]int {
+// isolation level: at least min records, then until the topic stays quiet
+// for a second (so that a duplicate has time to show).
+func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.IsolationLevel, min int) map[string]int {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("eos.out"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
@@ -218,12 +219,13 @@ func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.Isol
 	}
 	defer cl.Close()
 	counts := map[string]int{}
+	total := 0
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			t.Fatalf("reading eos.out: %v", ctx.Err())
+			t.Fatalf("reading eos.out: read %d records, want at least %d: %v", total, min, ctx.Err())
 		}
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
@@ -234,7 +236,8 @@ func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.Isol
 			counts[ev.ID()]++
 			n++
 		})
-		if n == 0 && pctx.Err() != nil {
+		total += n
+		if n == 0 && pctx.Err() != nil && total >= min {
 			return counts
 		}
 	}

@@ -136,9 +136,10 @@ func (t *Transport) produceErr(err error) error {
 
 // PublishAsync validates the events and hands them to the producer without
 // waiting for the broker. It waits only while the records in flight would
-// exceed WithMaxInFlight (or until ctx ends). done, if not nil, is called
-// once, from a producer goroutine, when every record of the call is
-// acknowledged (nil) or failed (the first error). Use Flush to wait for
+// exceed WithMaxInFlight (or until ctx ends, which fails the records not yet
+// sent). Unless it returns a validation or closed error, done (if not nil)
+// is called once, from a producer goroutine, when every record of the call
+// is acknowledged (nil) or failed (the first error). Use Flush to wait for
 // everything published so far.
 func (t *Transport) PublishAsync(ctx context.Context, name string, events []event.Event, done func(error)) error {
 	rs, err := t.records(ctx, name, events)
