@@ -298,6 +298,19 @@ func DropCDCSlot(ctx context.Context, dsn, name string) error {
 	return nil
 }
 
+// DropCDCPublication drops the publication name if it exists.
+func DropCDCPublication(ctx context.Context, dsn, name string) error {
+	c, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: cdc: %w", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgrepl.QuoteIdent(name)).ReadAll(); err != nil {
+		return fmt.Errorf("postgres: cdc: drop publication %s: %w", name, err)
+	}
+	return nil
+}
+
 func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {

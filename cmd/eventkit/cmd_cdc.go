@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/kafka"
+	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/postgres"
+	"github.com/nats-io/nats.go"
+)
+
+func init() {
+	commands["cdc"] = command{
+		summary: "stream PostgreSQL changes (logical replication) as Debezium-compatible CloudEvents",
+		run:     runCDC,
+	}
+}
+
+func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cdc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("dsn", "", "PostgreSQL `URL` of the database to capture (needs wal_level=logical)")
+	tables := fs.String("tables", "", "comma-separated `tables` (schema.table) for the publication, when it does not exist yet")
+	name := fs.String("name", "eventkit", "logical `name` of the source: source.name of the envelopes and first topic token")
+	slot := fs.String("slot", "", "replication `slot` (default eventkit_<name>)")
+	pubName := fs.String("publication", "", "`publication` (default eventkit_<name>)")
+	snapshot := fs.Bool("snapshot", true, "emit the existing rows (op r) when the slot is created")
+	to := fs.String("to", "stdout", "where to publish: stdout (one JSON event per line), nats://host:port or kafka://host:port[,host:port]")
+	progress := fs.Duration("progress", 5*time.Second, "`interval` of the progress line on stderr (0: none)")
+	heartbeat := fs.Duration("heartbeat", 10*time.Second, "`interval` of position reports and keepalive requests to the server")
+	dropSlot := fs.Bool("drop-slot", false, "drop the replication slot (and the publication) and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *dsn == "" {
+		return fmt.Errorf("%w: --dsn is required", errUsage)
+	}
+	if *slot == "" {
+		*slot = "eventkit_" + *name
+	}
+	if *pubName == "" {
+		*pubName = "eventkit_" + *name
+	}
+	if *dropSlot {
+		if err := postgres.DropCDCSlot(ctx, *dsn, *slot); err != nil {
+			return err
+		}
+		if err := cdcDropPublication(ctx, *dsn, *pubName); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "eventkit cdc: dropped slot %s and publication %s\n", *slot, *pubName)
+		return nil
+	}
+
+	pub, err := cdcPublisher(ctx, *to, stdout)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	opts := []postgres.CDCOption{
+		postgres.WithCDCName(*name), postgres.WithCDCSlot(*slot), postgres.WithCDCPublication(*pubName),
+		postgres.WithCDCSnapshot(*snapshot), postgres.WithCDCHeartbeat(*heartbeat),
+		postgres.WithCDCLogger(slog.New(slog.NewTextHandler(stderr, nil))),
+	}
+	for _, t := range strings.Split(*tables, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			opts = append(opts, postgres.WithCDCTables(t))
+		}
+	}
+	src, err := postgres.NewCDCSource(*dsn, pub, opts...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	var wg sync.WaitGroup
+	pctx, stop := context.WithCancel(ctx)
+	if *progress > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cdcProgress(pctx, src, *progress, stderr)
+		}()
+	}
+	err = src.Run(ctx)
+	stop()
+	wg.Wait()
+	return err
+}
+
+// cdcProgress prints a progress line every interval: events delivered and
+// their rate, and the lag in bytes of WAL and in seconds.
+func cdcProgress(ctx context.Context, src *postgres.CDCSource, every time.Duration, w io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last, lastAt := int64(0), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			st := src.Stats()
+			rate := float64(st.Events-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = st.Events, now
+			fmt.Fprintf(w, "eventkit cdc: %d rows (%.0f rows/s), %d transactions, lag %d bytes, %.3f s, confirmed %X/%X\n",
+				st.Events, rate, st.Transactions, st.LagBytes, st.LagSeconds, uint32(st.ConfirmedLSN>>32), uint32(st.ConfirmedLSN))
+		}
+	}
+}
+
+func cdcDropPublication(ctx context.Context, dsn, name string) error {
+	return postgres.DropCDCPublication(ctx, dsn, name)
+}
+
+// cdcPublisher opens the publisher named by to.
+func cdcPublisher(ctx context.Context, to string, stdout io.Writer) (eventkit.Publisher, error) {
+	if to == "stdout" || to == "-" {
+		return &cdcStdout{w: bufio.NewWriterSize(stdout, 64<<10)}, nil
+	}
+	u, err := url.Parse(to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --to %q: %w", errUsage, to, err)
+	}
+	switch u.Scheme {
+	case "nats":
+		nc, err := nats.Connect(to)
+		if err != nil {
+			return nil, fmt.Errorf("cdc: nats: %w", err)
+		}
+		t, err := eknats.New(nc)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return &cdcClosing{Publisher: t, close: nc.Close}, nil
+	case "kafka":
+		t, err := kafka.New(kafka.WithBrokers(strings.Split(u.Host, ",")...))
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w: --to %q: want stdout, nats://… or kafka://…", errUsage, to)
+}
+
+// cdcClosing closes a connection after the publisher.
+type cdcClosing struct {
+	eventkit.Publisher
+	close func()
+}
+
+func (c *cdcClosing) Close() error {
+	err := c.Publisher.Close()
+	c.close()
+	return err
+}
+
+// cdcStdout writes each event as one line of CloudEvents JSON.
+type cdcStdout struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	closed bool
+}
+
+func (s *cdcStdout) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	if err := eventkit.ValidateEvents(events); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return eventkit.ErrClosed
+	}
+	for _, e := range events {
+		b, err := eventkit.MarshalEvent(e)
+		if err != nil {
+			return err
+		}
+		s.w.Write(b)
+		s.w.WriteByte('\n')
+	}
+	// Flushed before returning: the source confirms the position once
+	// Publish returns.
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("cdc: stdout: %w", err)
+	}
+	return nil
+}
+
+func (s *cdcStdout) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.w.Flush()
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/jackc/pgx/v5"
+)
+
+// cdcSyncBuffer is a bytes.Buffer safe for a writer and a reader.
+type cdcSyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *cdcSyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *cdcSyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestCDCCommandStdout(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdccli")
+	table := name + "_orders"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, total numeric(10,2)); INSERT INTO %[1]s VALUES (1, 9.50)", table)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+
+	var stdout, stderr cdcSyncBuffer
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", "public." + table, "--name", name,
+			"--to", "stdout", "--progress", "100ms", "--heartbeat", "200ms"}, &stdout, &stderr)
+	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if code := <-done; code != 0 {
+				t.Errorf("eventkit cdc exited with %d: %s", code, stderr.String())
+			}
+		}
+	}
+	defer func() {
+		stop()
+		// The slot retains WAL until dropped: drop it with the command.
+		if code := run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, &stdout, &stderr); code != 0 {
+			t.Errorf("--drop-slot exited with %d: %s", code, stderr.String())
+		}
+		var n int
+		conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", "eventkit_"+name).Scan(&n)
+		if n != 0 {
+			t.Errorf("slot still exists after --drop-slot")
+		}
+	}()
+
+	lines := func() []string {
+		var out []string
+		sc := bufio.NewScanner(strings.NewReader(stdout.String()))
+		for sc.Scan() {
+			out = append(out, sc.Text())
+		}
+		return out
+	}
+	// The snapshot row, then the streamed insert.
+	deadline := time.Now().Add(90 * time.Second)
+	inserted := false
+	for len(lines()) < 2 {
+		if len(lines()) == 1 && !inserted {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES (2, 20.00)", table)); err != nil {
+				t.Fatal(err)
+			}
+			inserted = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stdout %q\nstderr %s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Wait for a progress line counting both.
+	for !strings.Contains(stderr.String(), "eventkit cdc: 2 rows") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	want := []struct {
+		op    cdc.Op
+		after string
+	}{{cdc.OpRead, `{"id":1,"total":"9.50"}`}, {cdc.OpCreate, `{"id":2,"total":"20.00"}`}}
+	got := lines()
+	if len(got) != 2 {
+		t.Fatalf("%d lines: %q", len(got), got)
+	}
+	for i, line := range got {
+		e, err := eventkit.UnmarshalEvent([]byte(line))
+		if err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, line)
+		}
+		c, err := cdc.Decode(e.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Op != want[i].op || string(c.After) != want[i].after || e.Subject() != "public."+table {
+			t.Fatalf("line %d: op %s after %s subject %s", i, c.Op, c.After, e.Subject())
+		}
+	}
+	if !strings.Contains(stderr.String(), "lag ") || !strings.Contains(stderr.String(), " bytes, ") {
+		t.Fatalf("progress line without lag: %s", stderr.String())
+	}
+}
+
+func TestCDCCommandUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"cdc"}, &out, &errb); code != 2 {
+		t.Fatalf("no --dsn: exit %d, want 2 (%s)", code, errb.String())
+	}
+	if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", "--to", "mqtt://x"}, &out, &errb); code != 2 {
+		t.Fatalf("bad --to: exit %d, want 2 (%s)", code, errb.String())
+	}
+}
