@@ -684,3 +684,35 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 	}
 	t.Logf("%d events committed (%d held-open appends, %d rolled back) delivered in order", want, heldCommitted.Load(), rolled.Load())
 }
+
+// TestSnapshotStore runs the conformance suite for an es.SnapshotStore.
+func TestSnapshotStore(t *testing.T, newStore func(t *testing.T) es.SnapshotStore) {
+	ctx := context.Background()
+	t.Run("MissingIsNotOK", func(t *testing.T) {
+		s := newStore(t)
+		if _, ok, err := s.LoadSnapshot(ctx, UniqueName("none-")); err != nil || ok {
+			t.Fatalf("LoadSnapshot(missing) ok=%v err=%v; want false, nil", ok, err)
+		}
+	})
+	t.Run("SaveLoadReplace", func(t *testing.T) {
+		s := newStore(t)
+		stream := UniqueName("snap-")
+		at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+		for _, v := range []uint64{10, 20} {
+			want := es.Snapshot{StreamID: stream, Version: v, SchemaVersion: 3, Data: []byte(fmt.Sprintf(`{"v":%d}`, v)), RecordedAt: at}
+			if err := s.SaveSnapshot(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := s.LoadSnapshot(ctx, stream)
+			if err != nil || !ok {
+				t.Fatalf("LoadSnapshot = ok %v, %v", ok, err)
+			}
+			if got.StreamID != stream || got.Version != v || got.SchemaVersion != 3 || string(got.Data) != string(want.Data) || !got.RecordedAt.Equal(at) {
+				t.Fatalf("LoadSnapshot = %+v; want %+v", got, want)
+			}
+		}
+		if _, ok, _ := s.LoadSnapshot(ctx, stream+"-other"); ok {
+			t.Fatal("a snapshot of another stream was returned")
+		}
+	})
+}

@@ -15,3 +15,7 @@ func TestEventStore(t *testing.T) {
 func TestCheckpointStore(t *testing.T) {
 	eventkittest.TestCheckpointStore(t, func(t *testing.T) es.CheckpointStore { return memory.NewCheckpointStore() })
 }
+
+func TestSnapshotStore(t *testing.T) {
+	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore { return memory.NewSnapshotStore() })
+}

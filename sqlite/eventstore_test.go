@@ -39,3 +39,13 @@ func esNewStore(t testing.TB) *sqlite.EventStore {
 func TestEventStore(t *testing.T) {
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
 }
+
+func TestSnapshotStore(t *testing.T) {
+	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore {
+		s := sqlite.NewSnapshotStore(esTestDB(t), "")
+		if err := s.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
