@@ -19,7 +19,11 @@ import (
 // exporter), metrics (a fresh registry), dead letter, retry, timeout and
 // recover.
 func recommendedChain(b *testing.B, pub eventkit.Publisher) (eventkit.Middleware, func()) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+	return recommendedChainSampled(b, pub, sdktrace.AlwaysSample())
+}
+
+func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktrace.Sampler) (eventkit.Middleware, func()) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
@@ -44,8 +48,8 @@ func recommendedChain(b *testing.B, pub eventkit.Publisher) (eventkit.Middleware
 //   - bus: events published on the memory bus and handled by a Router,
 //     bare and with the chain; the overhead metric is the difference.
 func BenchmarkMiddlewareChain(b *testing.B) {
-	b.Run("direct", func(b *testing.B) {
-		chain, stop := recommendedChain(b, memory.New())
+	direct := func(b *testing.B, sampler sdktrace.Sampler) {
+		chain, stop := recommendedChainSampled(b, memory.New(), sampler)
 		defer stop()
 		bare := eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })
 		wrapped := chain(bare)
@@ -60,7 +64,11 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
-	})
+	}
+	b.Run("direct", func(b *testing.B) { direct(b, sdktrace.AlwaysSample()) })
+	// The same chain with the span sampled out (what most events cost under
+	// a ratio sampler in production).
+	b.Run("direct-sampled-out", func(b *testing.B) { direct(b, sdktrace.NeverSample()) })
 	// Each middleware alone, called directly: where the cost of the chain goes.
 	for _, part := range chainParts(b) {
 		b.Run("direct/"+part.name, func(b *testing.B) {
