@@ -217,8 +217,8 @@ type CDCStats struct {
 	Transactions int64     // transactions published
 	ServerLSN    uint64    // the server's WAL end, as last reported
 	ConfirmedLSN uint64    // the slot's position confirmed to the server
-	Lag          time.Time // commit time of the last published transaction
-	LagBytes     int64     // ServerLSN - ConfirmedLSN (0 when negative)
+	LastCommit   time.Time // commit time of the last published transaction
+	LagBytes     int64     // ServerLSN - ConfirmedLSN (0 when negative or before the first confirmation)
 	// LagSeconds is how long after its commit the last transaction was
 	// published.
 	LagSeconds float64
@@ -238,9 +238,9 @@ func (s *CDCSource) Stats() CDCStats {
 		LagSeconds: time.Duration(s.stats.lagNanos.Load()).Seconds(), Reconnects: s.stats.reconnects.Load(),
 	}
 	if lc := s.stats.lastCommit.Load(); lc != 0 {
-		st.Lag = time.Unix(0, lc)
+		st.LastCommit = time.Unix(0, lc)
 	}
-	if st.ServerLSN > st.ConfirmedLSN {
+	if st.ConfirmedLSN != 0 && st.ServerLSN > st.ConfirmedLSN {
 		st.LagBytes = int64(st.ServerLSN - st.ConfirmedLSN)
 	}
 	return st
