@@ -22,8 +22,9 @@
 // the nack's delay, with Message.Attempt incremented, and holds the
 // partition's commit back until it is acked. When a rebalance revokes a
 // partition, the subscription stops delivering it, waits (up to
-// WithRevokeTimeout) for the messages of that partition already taken to be
-// settled, commits, and only then gives the partition up.
+// WithRevokeTimeout) until the messages of that partition it has handed out
+// (the Messages buffer included) are settled, commits, and only then gives
+// the partition up.
 //
 // Transactor is the exactly-once consume-transform-produce helper on
 // franz-go's GroupTransactSession: the events a handler publishes and the
