@@ -1,0 +1,82 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/binding"
+)
+
+// StructuredContentType is the Content Type of a message in structured mode.
+const StructuredContentType = "application/cloudevents+json"
+
+func encode(e event.Event, structured bool) (*paho.PublishProperties, []byte, error) {
+	if structured {
+		if d := e.Data(); len(d) > 0 {
+			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !json.Valid(d)
+		}
+		b, err := eventkit.MarshalEvent(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &paho.PublishProperties{ContentType: StructuredContentType}, b, nil
+	}
+	props := &paho.PublishProperties{ContentType: e.DataContentType()}
+	props.User = make(paho.UserProperties, 0, 6+len(e.Extensions()))
+	binding.Attributes(e, false, func(k, v string) {
+		props.User = append(props.User, paho.UserProperty{Key: k, Value: v})
+	})
+	return props, e.Data(), nil
+}
+
+func decode(p *paho.Publish) (event.Event, error) {
+	var ct string
+	var user paho.UserProperties
+	if p.Properties != nil {
+		ct, user = p.Properties.ContentType, p.Properties.User
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == StructuredContentType {
+		return eventkit.UnmarshalEvent(p.Payload)
+	}
+	if user.Get("specversion") == "" {
+		// Without user properties the payload may still be a structured
+		// event from an MQTT 3.1.1 publisher.
+		if len(user) == 0 && ct == "" && json.Valid(p.Payload) {
+			return eventkit.UnmarshalEvent(p.Payload)
+		}
+		return event.Event{}, fmt.Errorf("mqtt: message has no specversion user property: not a CloudEvent")
+	}
+	e := event.New()
+	for _, u := range user {
+		if !binding.IsAttributeName(u.Key) {
+			continue // not an attribute: another application's property
+		}
+		if u.Key == "datacontenttype" || u.Key == "data" {
+			return event.Event{}, &eventkit.ValidationError{Attribute: u.Key, Reason: "must not be a user property"}
+		}
+		if !utf8.ValidString(u.Value) {
+			return event.Event{}, &eventkit.ValidationError{Attribute: u.Key, Reason: "value is not valid UTF-8"}
+		}
+		if u.Key == "specversion" && u.Value == event.CloudEventsVersionV1 {
+			continue
+		}
+		if err := binding.Set(&e, u.Key, u.Value); err != nil {
+			return event.Event{}, err
+		}
+	}
+	if ct != "" {
+		e.SetDataContentType(ct)
+	}
+	if len(p.Payload) > 0 {
+		e.DataEncoded = p.Payload
+	}
+	if err := eventkit.ValidateEvent(e); err != nil {
+		return event.Event{}, err
+	}
+	return e, nil
+}
