@@ -438,11 +438,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		invalid(w, err, -1)
 		return
 	}
-	if r.Context().Err() != nil {
-		// The client is gone; nothing to answer.
-		return
+	// Always answer, even when the client seems gone: a handler that
+	// writes nothing would be answered 200 by net/http.
+	if r.Context().Err() == nil {
+		h.log.Warn("cehttp: publish failed", "err", err, "remote", r.RemoteAddr)
 	}
-	h.log.Warn("cehttp: publish failed", "err", err, "remote", r.RemoteAddr)
 	w.Header().Set("Retry-After", "1")
 	writeProblem(w, &Problem{Type: problemBase + "unavailable", Title: "Events not accepted", Status: http.StatusServiceUnavailable,
 		Detail: "the events could not be stored; retry the request: " + err.Error()})

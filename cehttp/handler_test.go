@@ -2,12 +2,15 @@ package cehttp_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/cehttp"
@@ -286,4 +289,26 @@ func TestHMACSignature(t *testing.T) {
 		t.Fatalf("unsigned requests published %d events", len(got))
 	}
 	wantStatus(t, do(t, h, post("application/json", body, binaryHeaders(map[string]string{cehttp.SignatureHeader: cehttp.Sign(secret, []byte(body))}))), http.StatusNoContent)
+}
+
+// blockingPublisher waits until the request's context ends.
+type blockingPublisher struct{}
+
+func (blockingPublisher) Publish(ctx context.Context, _ string, _ ...event.Event) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (blockingPublisher) Close() error { return nil }
+
+// TestNoAnswerBeforeConfirmation: a publish that does not confirm in time
+// gets 503, never a 2xx, also when the client has gone away.
+func TestNoAnswerBeforeConfirmation(t *testing.T) {
+	h := cehttp.NewHandler(blockingPublisher{}, cehttp.WithPublishTimeout(50*time.Millisecond), cehttp.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	problem(t, do(t, h, post("", "", binaryHeaders(nil))), http.StatusServiceUnavailable)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := post("", "", binaryHeaders(nil)).WithContext(ctx)
+	if resp := do(t, h, req); resp.StatusCode/100 == 2 {
+		t.Fatalf("a request whose client left was answered %d", resp.StatusCode)
+	}
 }
