@@ -73,7 +73,7 @@ func Example() {
 	fmt.Println("retries:", counter(reg, "eventkit_retries_total"), "dead letters:", counter(reg, "eventkit_dead_letters_total"))
 	// Output:
 	// handled o-1
-	// dead letter o-2 error: permanent error after 1 attempts: unknown customer
+	// dead letter o-2 error: permanent error after 1 attempt: unknown customer
 	// retries: 1 dead letters: 1
 }
 

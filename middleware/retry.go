@@ -33,10 +33,14 @@ type RetryError struct {
 }
 
 func (e *RetryError) Error() string {
-	if e.Exhausted {
-		return fmt.Sprintf("gave up after %d attempts: %v", e.Attempts, e.Err)
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
 	}
-	return fmt.Sprintf("permanent error after %d attempts: %v", e.Attempts, e.Err)
+	if e.Exhausted {
+		return fmt.Sprintf("gave up after %d %s: %v", e.Attempts, attempts, e.Err)
+	}
+	return fmt.Sprintf("permanent error after %d %s: %v", e.Attempts, attempts, e.Err)
 }
 
 // Unwrap returns the handler's last error.
