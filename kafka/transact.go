@@ -210,7 +210,11 @@ func (x *Transactor) Run(ctx context.Context) error {
 		if herr == nil {
 			herr = out.failure()
 		}
-		committed, err := sess.End(ctx, kgo.TransactionEndTry(herr == nil))
+		// End is not given ctx: cancelling it mid-request would leave the
+		// outcome of the commit unknown (franz-go's warning).
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		committed, err := sess.End(endCtx, kgo.TransactionEndTry(herr == nil && ctx.Err() == nil))
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
