@@ -100,6 +100,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 			s.closeBroker(context.Background())
 		}
 	}()
+	if (o.pub == nil) != (o.sub == nil) {
+		return nil, errors.New("hub: WithBroker needs both a publisher and a subscriber")
+	}
 	if o.pub != nil {
 		s.pub, s.sub, s.health = o.pub, o.sub, o.health
 		s.closers = append(s.closers, func(context.Context) error {
