@@ -354,11 +354,22 @@ func (s *subscription) poll() {
 		if s.ctx.Err() != nil || fs.IsClientClosed() {
 			return
 		}
+		errs := 0
 		fs.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
+				errs++
 				s.t.cfg.logger.Warn("kafka: fetch error", "group", s.group, "topic", t, "partition", p, "err", err)
 			}
 		})
+		if errs > 0 && fs.NumRecords() == 0 {
+			// An error that repeats (authorization, a deleted topic) must
+			// not spin: franz-go retries internally; look again shortly.
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		slab := make([]entry, fs.NumRecords()) // one allocation per poll
 		batch := make([]*entry, 0, len(slab))
 		fs.EachRecord(func(r *kgo.Record) {
