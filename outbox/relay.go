@@ -382,8 +382,16 @@ func (r *Relay) deliver(ctx context.Context, recs []Record) {
 			return
 		}
 		if !time.Now().Before(r.leaseDeadline()) || r.claimDue() {
-			// Renew before publishing on; stop if a partition of the rest
-			// was lost.
+			// Mark what was published while the leases are surely held (a
+			// claim may give some back to another relay), then renew, and
+			// stop if a partition of the rest was lost.
+			if done > 0 {
+				if !r.mark(ctx, recs[:done]) {
+					done = 0
+					return
+				}
+				recs, done = recs[done:], 0
+			}
 			if err := r.claim(ctx); err != nil && ctx.Err() == nil {
 				r.logger.Warn("outbox relay: renewing leases", "owner", r.owner, "err", err)
 			}

@@ -421,18 +421,47 @@ func TestOutboxBrokerDown(t *testing.T) {
 }
 
 // TestOutboxRelaysShareAndFailOver: two relays split the partitions; when
-// one stops, the other takes them all.
+// one stops, the other takes them all. Events written all along are
+// published once each, in order per key, across both hand-overs.
 func TestOutboxRelaysShareAndFailOver(t *testing.T) {
 	pool := outboxTestPool(t)
 	o := outboxTestStore(t, pool, OutboxPartitions(8))
 	bus := memory.New()
 	defer bus.Close()
-	opts := []outbox.RelayOption{outbox.WithLeaseTTL(900 * time.Millisecond), outbox.WithPollInterval(50 * time.Millisecond)}
+	c := newOutboxCollector(t, bus, "ob.>")
+	quiet := slog.New(slog.DiscardHandler)
+	opts := []outbox.RelayOption{outbox.WithLeaseTTL(3 * time.Second), outbox.WithPollInterval(50 * time.Millisecond), outbox.WithLogger(quiet)}
 	a := outbox.NewRelay(o, bus, append(opts, outbox.WithOwner("a"))...)
 	b := outbox.NewRelay(o, bus, append(opts, outbox.WithOwner("b"))...)
+
+	ctx := context.Background()
+	stopWriting := make(chan struct{})
+	writerDone := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stopWriting:
+				writerDone <- n
+				return
+			default:
+			}
+			evs := []event.Event{
+				outboxTestEvent(fmt.Sprintf("ha-%d", n), fmt.Sprintf("key-%d", n%5), n/5),
+			}
+			if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return o.Write(ctx, tx, "ob.ha", evs...) }); err != nil {
+				t.Errorf("Write: %v", err)
+				writerDone <- n
+				return
+			}
+			n++
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: a holds %d, b holds %d", what, a.Stats().Partitions, b.Stats().Partitions)
@@ -444,8 +473,38 @@ func TestOutboxRelaysShareAndFailOver(t *testing.T) {
 	waitFor("a alone holds all", func() bool { return a.Stats().Partitions == 8 })
 	stopB := outboxRunRelay(t, b)
 	waitFor("a and b share", func() bool { return a.Stats().Partitions == 4 && b.Stats().Partitions == 4 })
+	time.Sleep(500 * time.Millisecond) // both publish for a while
 	stopB()
 	waitFor("a takes over", func() bool { return a.Stats().Partitions == 8 })
+	close(stopWriting)
+	n := <-writerDone
+	if b.Stats().Published == 0 {
+		t.Errorf("relay b published nothing while it held partitions")
+	}
+	got := c.waitDistinct(t, n, 60*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	got = c.snapshot()
+	seen := map[string]bool{}
+	last := map[string]int{}
+	for _, e := range got {
+		if seen[e.ID()] {
+			t.Errorf("event %s published twice across the hand-overs", e.ID())
+			continue
+		}
+		seen[e.ID()] = true
+		k, s := eventkit.EventKey(e), outboxSeq(t, e)
+		prev, ok := last[k]
+		if !ok {
+			prev = -1
+		}
+		if s != prev+1 {
+			t.Errorf("key %s: seq %d after %d", k, s, prev)
+		}
+		last[k] = s
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct events published, %d written", len(seen), n)
+	}
 }
 
 // The crash test: a child process runs a relay whose publisher records the
