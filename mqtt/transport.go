@@ -121,6 +121,10 @@ func (t *Transport) connect(ctx context.Context, clientID string, persistent boo
 		ConnectUsername:               t.o.username,
 		ConnectPassword:               t.o.password,
 		OnConnectionUp:                onUp,
+		OnConnectionDown: func() bool {
+			t.o.logger.Warn("mqtt: connection lost; reconnecting", "client", clientID)
+			return true
+		},
 		OnConnectError: func(err error) {
 			t.o.logger.Warn("mqtt: connect failed", "client", clientID, "err", err)
 		},
