@@ -71,7 +71,7 @@ func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
 	var transitions []string
 	var attempts []int
 	done := make(chan struct{})
-	h.router.Use(middleware.CircuitBreaker(middleware.BreakerFailures(2), middleware.BreakerOpenPeriod(40*time.Millisecond),
+	h.router.Use(middleware.CircuitBreaker(middleware.BreakerFailures(2), middleware.BreakerOpenPeriod(300*time.Millisecond),
 		middleware.BreakerRetryDelay(10*time.Millisecond),
 		middleware.BreakerSettings(func(s *gobreaker.Settings) {
 			s.OnStateChange = func(_ string, from, to gobreaker.State) {
@@ -95,6 +95,12 @@ func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
 	h.start()
 	h.publish(h.topic("pay"), newEvent("p-1"))
 	wait(t, done, "the message handled after the breaker closed")
+	// The breaker records the success, and closes, after the handler returns.
+	eventually(t, "the breaker to close", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(transitions) >= 3
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(attempts) != 3 || attempts[0] != 1 || attempts[1] != 2 || attempts[2] < 4 {

@@ -189,7 +189,6 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 			s.duration.Observe(time.Since(start).Seconds())
 			s.inFlight.Dec()
 			out := rep.Final(err)
-			s.outcomes[outcomeIndex[out]].Inc()
 			retries := rep.Retries
 			if out == OutcomeRetried {
 				retries++
@@ -200,6 +199,7 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 			if rep.DeadLettered {
 				s.dlq.Inc()
 			}
+			s.outcomes[outcomeIndex[out]].Inc() // last: once it shows, the rest has been counted
 			return err
 		})
 	}
