@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.uber.org/goleak"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,9 @@ func esNewStore(t testing.TB, opts ...postgres.EventStoreOption) *postgres.Event
 }
 
 func TestEventStore(t *testing.T) {
+	// Every subscription and connection of the suite is gone at the end.
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
 }
 

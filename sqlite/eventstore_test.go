@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"go.uber.org/goleak"
 	"path/filepath"
 	"testing"
 
@@ -37,6 +38,9 @@ func esNewStore(t testing.TB) *sqlite.EventStore {
 }
 
 func TestEventStore(t *testing.T) {
+	// Every subscription and connection of the suite is gone at the end.
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
 }
 
