@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/postgres/internal/pgrepl"
@@ -50,9 +52,10 @@ const (
 // the changes after that position are sent again: delivery is at least
 // once, in order per row. Run reconnects after a connection failure.
 type CDCSource struct {
-	dsn  string
-	pub  eventkit.Publisher
-	opts cdcOptions
+	dsn      string
+	pub      eventkit.Publisher
+	opts     cdcOptions
+	ceSource types.URIRef
 
 	stats cdcStats
 }
@@ -187,7 +190,11 @@ func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSo
 			return name + "." + cdcSanitize(c.Source.Schema) + "." + cdcSanitize(c.Source.Table)
 		}
 	}
-	return &CDCSource{dsn: dsn, pub: pub, opts: o}, nil
+	srcURL, err := url.Parse("/debezium/postgresql/" + url.PathEscape(o.name))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: cdc: source: %w", err)
+	}
+	return &CDCSource{dsn: dsn, pub: pub, opts: o, ceSource: types.URIRef{URL: *srcURL}}, nil
 }
 
 // cdcSanitize makes s a topic token: characters other than letters,
@@ -276,6 +283,8 @@ func (s *CDCSource) Run(ctx context.Context) error {
 		delay = min(delay*2, s.opts.maxBackoff)
 	}
 }
+
+var cdcJSONContentType = "application/json"
 
 type cdcPermanentError struct{ err error }
 
@@ -447,12 +456,14 @@ type cdcRelation struct {
 // position that becomes safe to confirm once everything before it is
 // published.
 type cdcItem struct {
-	topic  string
-	ev     event.Event
-	hasEv  bool
-	commit bool       // the end of a transaction
-	pos    pgrepl.LSN // confirmable position (commit end, or keepalive)
-	ctime  time.Time
+	change           *cdc.Change // to build (see build)
+	subject, key, id string
+	topic            string
+	ev               event.Event
+	hasEv            bool
+	commit           bool       // the end of a transaction
+	pos              pgrepl.LSN // confirmable position (commit end, or keepalive)
+	ctime            time.Time
 }
 
 type cdcStream struct {
@@ -583,6 +594,9 @@ func (st *cdcStream) publish(ctx context.Context, items <-chan cdcItem, start *p
 			return flush()
 		}
 		if it.hasEv {
+			if it.change != nil {
+				st.build(&it)
+			}
 			if len(pending) > 0 || (len(batch) > 0 && it.topic != batchTopic) || len(batch) == max {
 				if err := flush(); err != nil {
 					return err
@@ -706,43 +720,58 @@ func (st *cdcStream) newChange(op cdc.Op, lsn pgrepl.LSN, rel *cdcRelation) *cdc
 	return &cdc.Change{Op: op, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
 }
 
-// item turns a change into an event.
+// item prepares a change for the publisher: it gives it its event id (the
+// decoder's state); build makes the event.
 func (st *cdcStream) item(c *cdc.Change, subject, key string) cdcItem {
 	o := &st.src.opts
-	// The images are built as JSON objects and the op is valid, so that
-	// encoding cannot fail.
-	data, _ := cdc.AppendEncode(make([]byte, 0, 256), c)
-	e := event.New()
 	var id []byte
 	id = append(id, o.name...)
 	id = append(id, ':')
 	if c.Source.Snapshot != cdc.SnapshotFalse {
 		id = append(id, "snapshot:"...)
-		id = append(id, pgrepl.LSN(c.Source.LSN).String()...)
+		id = pgrepl.LSN(c.Source.LSN).AppendText(id)
 		id = append(id, ':')
 		id = strconv.AppendInt(id, int64(st.txSeq), 10)
 		st.txSeq++
 	} else if c.Op == cdc.OpMessage && c.Source.TxID == 0 {
-		id = append(id, pgrepl.LSN(c.Source.LSN).String()...)
+		id = pgrepl.LSN(c.Source.LSN).AppendText(id)
 		id = append(id, ":m"...)
 	} else {
-		id = append(id, st.txEnd.String()...)
+		id = st.txEnd.AppendText(id)
 		id = append(id, ':')
 		id = strconv.AppendInt(id, int64(st.txSeq), 10)
 		st.txSeq++
 	}
-	e.SetID(string(id))
-	e.SetSource("/debezium/postgresql/" + o.name)
-	e.SetType(o.changeType(c))
-	if subject != "" {
-		e.SetSubject(subject)
+	return cdcItem{change: c, subject: subject, key: key, id: string(id), hasEv: true}
+}
+
+// build encodes the envelope and makes the event of a prepared item (in
+// the publisher's goroutine, in parallel with the decoder).
+func (st *cdcStream) build(it *cdcItem) {
+	o := &st.src.opts
+	c := it.change
+	// The images are built as JSON objects and the op is valid, so that
+	// encoding cannot fail.
+	data, _ := cdc.AppendEncode(make([]byte, 0, 256), c)
+	// The context is built directly (the source URL parsed once): the
+	// setters of event.Event parse and validate on every call.
+	ec := &event.EventContextV1{
+		ID:              it.id,
+		Source:          st.src.ceSource,
+		Type:            o.changeType(c),
+		DataContentType: &cdcJSONContentType,
+		Time:            &types.Timestamp{Time: time.UnixMilli(c.Source.TsMs).UTC()},
 	}
-	e.SetTime(time.UnixMilli(c.Source.TsMs))
-	if key != "" {
-		e.SetExtension("partitionkey", key)
+	if it.subject != "" {
+		subject := it.subject
+		ec.Subject = &subject
 	}
-	_ = e.SetData("application/json", data)
-	return cdcItem{topic: o.topicFn(c), ev: e, hasEv: true}
+	if it.key != "" {
+		ec.Extensions = map[string]any{"partitionkey": it.key}
+	}
+	it.ev = event.Event{Context: ec, DataEncoded: data}
+	it.topic = o.topicFn(c)
+	it.change = nil
 }
 
 func (st *cdcStream) relation(ctx context.Context, m *pgrepl.Relation) error {
@@ -916,6 +945,7 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 			prev.c.Source.Snapshot = cdc.SnapshotLast
 		}
 		it := st.item(prev.c, prev.rel.subject, prev.key)
+		st.build(&it)
 		prev = nil
 		if len(batch) > 0 && (it.topic != batchTopic || len(batch) >= st.src.opts.batch) {
 			if err := flush(); err != nil {

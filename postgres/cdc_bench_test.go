@@ -63,6 +63,12 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		for src.Stats().ServerLSN == 0 { // streaming
 			time.Sleep(10 * time.Millisecond)
 		}
+		// A second slot, read after the run with SQL, measures how fast the
+		// server itself decodes the same WAL with pgoutput (no client).
+		peer := name + "_peer"
+		if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", peer); err != nil {
+			b.Fatal(err)
+		}
 		b.ResetTimer()
 		start := time.Now()
 		for lo := 1; lo <= rows; lo += step {
@@ -84,15 +90,23 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		}
 		sub.Close()
 		bus.Close()
+		peerStart := time.Now()
+		var msgs int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_logical_slot_get_binary_changes($1, NULL, NULL,
+			'proto_version', '1', 'publication_names', $2)`, peer, src.Publication()).Scan(&msgs); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(rows)/time.Since(peerStart).Seconds(), "pg-decode-rows/s")
+		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", peer)
 		b.ReportMetric(float64(rows)/insertDur.Seconds(), "insert-rows/s")
 		b.ReportMetric(float64(rows)/cdcDur.Seconds(), "cdc-rows/s")
 		b.ReportMetric(float64(rows-atLoadEnd), "behind-at-load-end")
 		b.ReportMetric(float64(statsAtEnd.LagBytes), "lag-bytes-at-load-end")
 		b.ReportMetric((cdcDur - insertDur).Seconds(), "catch-up-s")
 		b.ReportMetric(final.LagSeconds, "lag-s-last-tx")
-		if err := DropCDCSlot(ctx, dsn, src.Slot()); err != nil {
-			b.Error(err)
-		}
+		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+		cdcDropSlot(b, dctx, dsn, src.Slot()) // retries while the walsender exits
+		dcancel()
 		conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+src.Publication())
 		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 	}

@@ -23,6 +23,10 @@ type Stream struct {
 	wmu  sync.Mutex // serialises writes
 	wbuf []byte
 
+	// The context Recv watches (only Recv touches these).
+	watched   context.Context
+	stopWatch func() bool
+
 	closeOnce sync.Once
 }
 
@@ -101,9 +105,17 @@ type Keepalive struct {
 // Stream is no longer usable (a partial message may have been consumed):
 // close it.
 func (s *Stream) Recv(ctx context.Context) (any, error) {
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { _ = s.conn.SetReadDeadline(time.Now()) })
-		defer stop()
+	if ctx != s.watched {
+		// One watcher per context, not per message: Recv is called in a
+		// loop with the same context.
+		if s.stopWatch != nil {
+			s.stopWatch()
+			s.stopWatch = nil
+		}
+		s.watched = ctx
+		if ctx.Done() != nil {
+			s.stopWatch = context.AfterFunc(ctx, func() { _ = s.conn.SetReadDeadline(time.Now()) })
+		}
 	}
 	for {
 		msg, err := s.fe.Receive()
