@@ -306,3 +306,37 @@ func TestEphemeralGroupDeleted(t *testing.T) {
 		}
 	}
 }
+
+// A pattern subscription sees a topic another process creates later (by
+// metadata refresh) and reads it from its start: the events published
+// before the subscription noticed the topic are delivered too.
+func TestPatternFindsTopicCreatedElsewhere(t *testing.T) {
+	brokers := newCluster(t)
+	sub := newTransport(t, brokers)
+	pub := newTransport(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := eventkittest.UniqueName("pat")
+	s, err := sub.Subscribe(ctx, ns+".orders.>", eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := pub.Publish(ctx, ns+".orders.eu.created", events("p-", 5)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, ns+".other", eventkittest.NewEvent("not-matched")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, m := range take(t, s, 5) {
+		if m.Topic != ns+".orders.eu.created" {
+			t.Errorf("message from topic %s", m.Topic)
+		}
+		got[m.Event.ID()] = true
+		_ = m.Ack()
+	}
+	if len(got) != 5 {
+		t.Errorf("got %v, want p-0..p-4", got)
+	}
+}
