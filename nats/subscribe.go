@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +110,9 @@ type subscription struct {
 	ephemeral bool
 	cons      jetstream.Consumer
 	lastSeq   uint64 // stream sequence of the last delivery (run goroutine only)
+	inbox     string
+	sub       *nats.Subscription
+	ch        chan *nats.Msg
 
 	queue     chan *delivery
 	out       chan *eventkit.Message
@@ -119,6 +124,7 @@ type subscription struct {
 
 	mu        sync.Mutex
 	unsettled map[*delivery]struct{}
+	left      []*nats.Msg // received, not delivered: nacked by finish
 }
 
 // consumer creates (or, for a group, joins) the subscription's consumer.
@@ -195,16 +201,20 @@ func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstre
 	}
 }
 
-// run fetches messages into s.queue until the subscription ends,
-// recovering from lost connections and consumers. Every fetched message is
-// tracked (and so extended) from the moment it arrives; a fetch asks for
-// no more than the queue has room for, so that the client holds at most
-// about one buffer of messages.
+// run pulls messages into s.queue until the subscription ends, recovering
+// from lost connections and consumers. Every received message is tracked
+// (and so extended) from the moment it arrives; a pull asks for no more
+// than the queue has room for, so that the client holds at most about one
+// buffer of messages.
 func (s *subscription) run() {
 	t := s.t
 	backoff := t.cfg.retryBackoff
+	defer s.unsubscribe()
 	for s.ctx.Err() == nil {
-		err := s.fetch()
+		err := s.subscribe()
+		if err == nil {
+			err = s.pull()
+		}
 		if err == nil {
 			backoff = t.cfg.retryBackoff
 			continue
@@ -221,8 +231,7 @@ func (s *subscription) run() {
 			return
 		}
 		backoff = min(backoff*2, t.cfg.maxRetryBackof)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-			errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
 			ctx, cancel := context.WithTimeout(s.ctx, t.cfg.setupTimeout)
 			if c, cerr := s.consumer(ctx, s.lastSeq); cerr == nil {
 				s.cons = c
@@ -247,62 +256,146 @@ func (s *subscription) sleep(d time.Duration) bool {
 	}
 }
 
-// fetchExpiry is how long one pull request waits for messages.
-const fetchExpiry = 3 * time.Second
-
-// fetch runs one pull request and queues what it brings.
-func (s *subscription) fetch() error {
-	n := min(s.t.cfg.fetchBatch, cap(s.queue)-len(s.queue))
-	n = max(n, 1)
-	ctx, cancel := context.WithTimeout(s.ctx, fetchExpiry)
-	defer cancel()
-	batch, err := s.cons.Fetch(n, jetstream.FetchContext(ctx))
+// subscribe makes the inbox subscription that pull requests answer to.
+// nats.go restores it by itself after a reconnect.
+func (s *subscription) subscribe() error {
+	if s.sub != nil {
+		return nil
+	}
+	s.inbox = s.nc().NewInbox()
+	s.ch = make(chan *nats.Msg, 2*s.t.cfg.fetchBatch+64)
+	sub, err := s.nc().ChanSubscribe(s.inbox, s.ch)
 	if err != nil {
 		return err
 	}
-	for msg := range batch.Messages() {
-		d := s.track(msg)
-		if d == nil {
-			continue
-		}
+	s.sub = sub
+	return nil
+}
+
+// unsubscribe ends the inbox subscription before anything is nacked, so
+// that the server drops a pull request still waiting (it has no interest
+// any more) instead of sending it the nacked messages; messages that
+// arrived are kept for finish to nack.
+func (s *subscription) unsubscribe() {
+	if s.sub == nil {
+		return
+	}
+	_ = s.sub.Unsubscribe()
+	for {
 		select {
-		case s.queue <- d:
-		case <-s.ctx.Done():
-			s.forget(d)
-			_ = msg.Nak()
+		case msg := <-s.ch:
+			if !isStatus(msg) {
+				s.leftover(msg)
+			}
+		default:
+			return
 		}
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) {
+}
+
+func (s *subscription) leftover(msg *nats.Msg) {
+	s.mu.Lock()
+	s.left = append(s.left, msg)
+	s.mu.Unlock()
+}
+
+// fetchExpiry is how long one pull request waits for messages.
+const fetchExpiry = 3 * time.Second
+
+func isStatus(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
+}
+
+// pull sends one pull request and queues what it brings, until the
+// request is served, expires, or the subscription ends.
+func (s *subscription) pull() error {
+	n := min(s.t.cfg.fetchBatch, cap(s.queue)-len(s.queue))
+	n = max(n, 1)
+	req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
+	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
+	if err := s.nc().PublishRequest(subject, s.inbox, req); err != nil {
 		return err
+	}
+	timer := time.NewTimer(fetchExpiry + time.Second) // a request lost in a reconnect
+	defer timer.Stop()
+	for got := 0; got < n; {
+		select {
+		case msg := <-s.ch:
+			if isStatus(msg) {
+				switch code := msg.Header.Get("Status"); code {
+				case "100":
+					continue // heartbeat
+				case "404", "408":
+					return nil // no messages, or the request expired
+				case "503":
+					return nats.ErrNoResponders
+				default:
+					desc := msg.Header.Get("Description")
+					if strings.Contains(strings.ToLower(desc), "consumer deleted") {
+						return jetstream.ErrConsumerDeleted
+					}
+					if strings.Contains(strings.ToLower(desc), "leadership change") {
+						return nil
+					}
+					return fmt.Errorf("pull request: status %s %s", code, desc)
+				}
+			}
+			got++
+			d := s.track(msg)
+			if d == nil {
+				continue
+			}
+			select {
+			case s.queue <- d:
+			case <-s.ctx.Done():
+				s.leftover(msg)
+				return nil
+			}
+		case <-timer.C:
+			return nil
+		case <-s.ctx.Done():
+			return nil
+		}
 	}
 	return nil
 }
 
 // track decodes msg and records it as unsettled; nil for a message that
 // is not a CloudEvent (terminated).
-func (s *subscription) track(msg jetstream.Msg) *delivery {
+func (s *subscription) track(msg *nats.Msg) *delivery {
 	meta, err := msg.Metadata()
 	if err != nil {
-		s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
+		s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject, "error", err)
 		return nil
 	}
 	if meta.Sequence.Stream > s.lastSeq {
 		s.lastSeq = meta.Sequence.Stream
 	}
-	ev, err := DecodeMsg(msg.Headers(), msg.Data())
+	ev, err := DecodeMsg(msg.Header, msg.Data)
 	if err != nil {
 		s.t.log.Warn("nats: message is not a valid CloudEvent; terminated (never redelivered)",
-			"subject", msg.Subject(), "stream", meta.Stream, "sequence", meta.Sequence.Stream, "error", err)
-		_ = msg.Term()
+			"subject", msg.Subject, "stream", meta.Stream, "sequence", meta.Sequence.Stream, "error", err)
+		_ = s.reply(msg, ackTerm)
 		return nil
 	}
 	d := &delivery{msg: msg, s: s}
-	d.m = eventkit.NewMessage(msg.Subject(), ev, int(meta.NumDelivered), d, msg)
+	d.m = eventkit.NewMessage(msg.Subject, ev, int(meta.NumDelivered), d, msg)
 	s.mu.Lock()
 	s.unsettled[d] = struct{}{}
 	s.mu.Unlock()
 	return d
+}
+
+// Acknowledgement bodies of the JetStream protocol.
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+	ackTerm     = []byte("+TERM")
+)
+
+func (s *subscription) reply(msg *nats.Msg, body []byte) error {
+	return s.nc().Publish(msg.Reply, body)
 }
 
 // handoff passes queued messages to the reader through the unbuffered
@@ -316,7 +409,7 @@ func (s *subscription) handoff() {
 				d.taken.Store(time.Now().UnixNano())
 			case <-s.ctx.Done():
 				s.forget(d)
-				_ = d.msg.Nak()
+				s.leftover(d.msg)
 				return
 			}
 		case <-s.ctx.Done():
@@ -329,12 +422,19 @@ func (s *subscription) handoff() {
 // once), closes s.out and releases the consumer of a subscription without
 // group.
 func (s *subscription) finish() {
-	// The other goroutines have stopped: nothing else touches the queue.
+	// The other goroutines have stopped, and the inbox is unsubscribed.
+	var left []*nats.Msg
+	s.mu.Lock()
+	left, s.left = s.left, nil
+	s.mu.Unlock()
+	for _, msg := range left {
+		_ = s.reply(msg, ackNak)
+	}
 drain:
 	for {
 		select {
 		case d := <-s.queue:
-			_ = d.msg.Nak()
+			_ = s.reply(d.msg, ackNak)
 		default:
 			break drain
 		}
@@ -385,7 +485,7 @@ func (s *subscription) extend() {
 		}
 		s.mu.Unlock()
 		for _, d := range batch {
-			_ = d.msg.InProgress()
+			_ = s.reply(d.msg, ackProgress)
 		}
 	}
 }
@@ -421,7 +521,7 @@ func (s *subscription) Close() error {
 
 // delivery settles one JetStream message.
 type delivery struct {
-	msg   jetstream.Msg
+	msg   *nats.Msg
 	m     *eventkit.Message
 	s     *subscription
 	taken atomic.Int64 // unix nanoseconds when the reader took it; 0 before
@@ -430,7 +530,7 @@ type delivery struct {
 // Ack implements eventkit.Acknowledger.
 func (d *delivery) Ack(*eventkit.Message) error {
 	d.s.forget(d)
-	if err := d.msg.Ack(); err != nil {
+	if err := d.s.reply(d.msg, ackAck); err != nil {
 		return fmt.Errorf("nats: ack: %w", err)
 	}
 	return nil
@@ -440,13 +540,11 @@ func (d *delivery) Ack(*eventkit.Message) error {
 // when there is one.
 func (d *delivery) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
 	d.s.forget(d)
-	var err error
+	body := ackNak
 	if delay > 0 {
-		err = d.msg.NakWithDelay(delay)
-	} else {
-		err = d.msg.Nak()
+		body = []byte(`-NAK {"delay":` + strconv.FormatInt(delay.Nanoseconds(), 10) + `}`)
 	}
-	if err != nil {
+	if err := d.s.reply(d.msg, body); err != nil {
 		return fmt.Errorf("nats: nack: %w", err)
 	}
 	return nil

@@ -212,10 +212,11 @@ func DefaultMsgID(topic, id, source string) string {
 // eventkit.Publisher and eventkit.Subscriber, and is safe for concurrent
 // use. The connection stays the caller's: Close does not close it.
 type Transport struct {
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	cfg config
-	log *slog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	cfg       config
+	log       *slog.Logger
+	apiPrefix string // "$JS.API." unless a domain or prefix is set
 
 	mu       sync.Mutex
 	streams  map[string]*jetstream.StreamConfig // ensured streams by name
@@ -274,7 +275,7 @@ func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
 		return nil, fmt.Errorf("nats: New: %w", err)
 	}
 	t := &Transport{
-		nc: nc, js: js, cfg: cfg, log: cfg.logger,
+		nc: nc, js: js, cfg: cfg, log: cfg.logger, apiPrefix: apiPrefix(js.Options()),
 		streams:  make(map[string]*jetstream.StreamConfig),
 		autoDone: make(map[string]string),
 		subs:     make(map[*subscription]struct{}),
@@ -287,6 +288,21 @@ func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
 		}
 	}
 	return t, nil
+}
+
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	p := o.APIPrefix
+	switch {
+	case p != "":
+	case o.Domain != "":
+		p = "$JS." + o.Domain + ".API."
+	default:
+		p = jetstream.DefaultAPIPrefix
+	}
+	if !strings.HasSuffix(p, ".") {
+		p += "."
+	}
+	return p
 }
 
 // JetStream returns the transport's JetStream context (for administration).

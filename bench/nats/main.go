@@ -1,0 +1,279 @@
+// Command nats compares eventkit's NATS JetStream transport with raw
+// nats.go jetstream (async publish, pull consumer) and with Watermill's NATS
+// JetStream pub/sub (watermill-nats/v2, pkg/nats) in one process and one
+// run: an embedded JetStream server listening on loopback, file storage,
+// 256-byte data. Each system first publishes every event, then a durable
+// consumer reads them all from the start, acking each. Each round of each
+// system uses a fresh stream. It prints the median of the rounds per system
+// and the ratios.
+//
+//	cd bench/nats && go run . -n 100000 -rounds 3
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eventkit/eventkit"
+	eknats "github.com/eventkit/eventkit/nats"
+)
+
+var payload = func() []byte {
+	const head = `{"order":"o-000001","customer":"c-42","items":[{"sku":"sku-1","qty":1}],"note":"`
+	return []byte(head + strings.Repeat("x", 256-len(head)-2) + `"}`)
+}()
+
+type result struct{ pub, sub float64 } // events per second
+
+func main() {
+	n := flag.Int("n", 100000, "events per round")
+	rounds := flag.Int("rounds", 3, "rounds per system")
+	batch := flag.Int("batch", 1000, "events per Publish call (eventkit, Watermill)")
+	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, in order")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
+
+	dir, err := os.MkdirTemp("", "bench-nats-")
+	check(err)
+	defer os.RemoveAll(dir)
+	srv, err := eknats.RunEmbedded(eknats.WithStoreDir(dir), eknats.WithListen("127.0.0.1", 0))
+	check(err)
+	defer srv.Shutdown(context.Background())
+	url := srv.ClientURL()
+
+	fmt.Printf("nats bench: %d events of %d bytes, %d rounds, file storage, embedded nats-server on %s, GOMAXPROCS=%d\n",
+		*n, len(payload), *rounds, url, runtime.GOMAXPROCS(0))
+	res := map[string][]result{}
+	names := strings.Split(*systems, ",")
+	for r := 0; r < *rounds; r++ {
+		for _, name := range names {
+			var x result
+			switch name {
+			case "eventkit":
+				x = runEventkit(url, *n, *batch, r)
+			case "raw":
+				x = runRaw(url, *n, r, false)
+			case "rawce":
+				x = runRaw(url, *n, r, true)
+			case "watermill":
+				x = runWatermill(url, *n, *batch, r)
+			default:
+				check(fmt.Errorf("unknown system %q", name))
+			}
+			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s\n", r+1, name, x.pub, x.sub)
+			res[name] = append(res[name], x)
+		}
+	}
+	med := map[string]result{}
+	fmt.Println("medians:")
+	for _, name := range names {
+		var p, s []float64
+		for _, x := range res[name] {
+			p, s = append(p, x.pub), append(s, x.sub)
+		}
+		med[name] = result{median(p), median(s)}
+		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s\n", name, med[name].pub, med[name].sub)
+	}
+	if e, ok := med["eventkit"]; ok {
+		if r, ok := med["raw"]; ok {
+			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f\n", e.pub/r.pub, e.sub/r.sub)
+		}
+		if w, ok := med["watermill"]; ok {
+			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f\n", e.pub/w.pub, e.sub/w.sub)
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func deleteStream(nc *nats.Conn, name string) {
+	js, err := jetstream.New(nc)
+	check(err)
+	_ = js.DeleteStream(context.Background(), name)
+}
+
+func runEventkit(url string, n, batch, round int) result {
+	ctx := context.Background()
+	nc, err := nats.Connect(url)
+	check(err)
+	defer nc.Close()
+	stream := "EK_BENCH_" + strconv.Itoa(round)
+	subject := "ekbench" + strconv.Itoa(round)
+	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}))
+	check(err)
+	defer deleteStream(nc, stream)
+	defer tr.Close()
+	events := make([]event.Event, n)
+	for i := range events {
+		e := event.New()
+		e.SetID("ev-" + strconv.Itoa(i))
+		e.SetSource("urn:bench")
+		e.SetType("bench.event")
+		check(e.SetData("application/json", payload))
+		events[i] = e
+	}
+	topic := subject + ".events"
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
+	}
+	pub := rate(n, time.Since(start))
+
+	start = time.Now()
+	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
+	check(err)
+	for got := 0; got < n; got++ {
+		m := <-s.Messages()
+		check(m.Ack())
+	}
+	sub := rate(n, time.Since(start))
+	check(s.Close())
+	return result{pub, sub}
+}
+
+// runRaw publishes with nats.go jetstream's PublishAsync and consumes with
+// a pull consumer's Messages iterator. With ce, each message carries the
+// same CloudEvents binary-mode headers as eventkit's (built before the
+// clock starts), which isolates the client-side cost of eventkit from the
+// server-side cost of the binding's headers.
+func runRaw(url string, n, round int, ce bool) result {
+	ctx := context.Background()
+	nc, err := nats.Connect(url)
+	check(err)
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	check(err)
+	stream := "RAW_BENCH_" + strconv.Itoa(round) + strconv.FormatBool(ce)
+	subject := "rawbench" + strconv.Itoa(round) + strconv.FormatBool(ce)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}, Storage: jetstream.FileStorage})
+	check(err)
+	defer deleteStream(nc, stream)
+	topic := subject + ".events"
+	msgs := make([]*nats.Msg, n)
+	for i := range msgs {
+		id := "ev-" + strconv.Itoa(i)
+		if ce {
+			e := event.New()
+			e.SetID(id)
+			e.SetSource("urn:bench")
+			e.SetType("bench.event")
+			check(e.SetData("application/json", payload))
+			m, err := eknats.EncodeMsg(topic, e, eknats.Binary)
+			check(err)
+			m.Header.Set(nats.MsgIdHdr, eknats.DefaultMsgID(topic, id, "urn:bench"))
+			msgs[i] = m
+		} else {
+			msgs[i] = &nats.Msg{Subject: topic, Data: payload, Header: nats.Header{nats.MsgIdHdr: []string{id}}}
+		}
+	}
+	start := time.Now()
+	futures := make([]jetstream.PubAckFuture, n)
+	for i := 0; i < n; i++ {
+		f, err := js.PublishMsgAsync(msgs[i], jetstream.WithStallWait(10*time.Second))
+		check(err)
+		futures[i] = f
+	}
+	<-js.PublishAsyncComplete()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			check(err)
+		}
+	}
+	pub := rate(n, time.Since(start))
+
+	start = time.Now()
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: topic,
+	})
+	check(err)
+	it, err := cons.Messages()
+	check(err)
+	for got := 0; got < n; got++ {
+		msg, err := it.Next()
+		check(err)
+		check(msg.Ack())
+	}
+	sub := rate(n, time.Since(start))
+	it.Stop()
+	return result{pub, sub}
+}
+
+func runWatermill(url string, n, batch, round int) result {
+	logger := watermill.NopLogger{}
+	topic := "WM_BENCH_" + strconv.Itoa(round) // also the stream's name and subject
+	jsCfg := wmnats.JetStreamConfig{
+		AutoProvision: true,
+		DurablePrefix: "bench",
+		AckAsync:      true, // Watermill's fastest ack mode
+		SubscribeOptions: []nats.SubOpt{
+			nats.DeliverAll(), nats.AckExplicit(),
+		},
+	}
+	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{URL: url, Marshaler: &wmnats.NATSMarshaler{}, JetStream: jsCfg}, logger)
+	check(err)
+	defer pub.Close()
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage("ev-"+strconv.Itoa(i), payload)
+	}
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		check(pub.Publish(topic, msgs[i:min(i+batch, n)]...))
+	}
+	pubRate := rate(n, time.Since(start))
+
+	start = time.Now()
+	sub, err := wmnats.NewSubscriber(wmnats.SubscriberConfig{
+		URL: url, Unmarshaler: &wmnats.NATSMarshaler{}, JetStream: jsCfg,
+		SubscribersCount: 1, AckWaitTimeout: 30 * time.Second, CloseTimeout: 10 * time.Second,
+	}, logger)
+	check(err)
+	ch, err := sub.Subscribe(context.Background(), topic)
+	check(err)
+	for got := 0; got < n; got++ {
+		m := <-ch
+		m.Ack()
+	}
+	subRate := rate(n, time.Since(start))
+	check(sub.Close())
+	nc, err := nats.Connect(url)
+	check(err)
+	deleteStream(nc, topic)
+	nc.Close()
+	return result{pubRate, subRate}
+}
