@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -29,72 +32,187 @@ const MediaTypeCloudEventsBatch = "application/cloudevents-batch+json"
 // ValidateEvent. Errors are *ValidationError naming the attribute, or a
 // syntax error.
 func UnmarshalEvent(b []byte) (event.Event, error) {
-	var raw map[string]json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(b))
-	if err := d.Decode(&raw); err != nil {
-		return event.Event{}, fmt.Errorf("invalid CloudEvent JSON: %w", err)
+	if err := checkJSON(b, "CloudEvent"); err != nil {
+		return event.Event{}, err
 	}
-	if raw == nil {
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
 		return event.Event{}, errors.New("invalid CloudEvent JSON: not an object")
 	}
-	if _, err := d.Token(); err == nil {
-		return event.Event{}, errors.New("invalid CloudEvent JSON: data after the object")
-	}
-	return eventFromMap(raw)
+	return decodeObject(b[i:skipValue(b, i)])
 }
 
 // UnmarshalBatch decodes a batch in the CloudEvents JSON batch format (an
 // array of events). Every element must be a valid event; the first invalid
 // one fails the whole batch, with its index in the error.
 func UnmarshalBatch(b []byte) ([]event.Event, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(b, &raws); err != nil {
-		return nil, fmt.Errorf("invalid CloudEvents batch: %w", err)
+	if err := checkJSON(b, "CloudEvents batch"); err != nil {
+		return nil, err
 	}
-	if raws == nil && !bytes.Equal(bytes.TrimSpace(b), []byte("[]")) {
+	i := skipSpace(b, 0)
+	if b[i] != '[' {
 		return nil, errors.New("invalid CloudEvents batch: not an array")
 	}
-	out := make([]event.Event, 0, len(raws))
-	for i, r := range raws {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(r, &m); err != nil || m == nil {
-			return nil, fmt.Errorf("invalid CloudEvents batch: element %d is not an object", i)
+	out := make([]event.Event, 0, bytes.Count(b, []byte(`"specversion"`)))
+	i = skipSpace(b, i+1)
+	for n := 0; b[i] != ']'; n++ {
+		end := skipValue(b, i)
+		if b[i] != '{' {
+			return nil, fmt.Errorf("invalid CloudEvents batch: element %d is not an object", n)
 		}
-		e, err := eventFromMap(m)
+		e, err := decodeObject(b[i:end])
 		if err != nil {
-			return nil, &indexedError{i: i, err: err}
+			return nil, &indexedError{i: n, err: err}
 		}
 		out = append(out, e)
+		i = skipSpace(b, end)
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
 	}
 	return out, nil
 }
 
-// MarshalEvent encodes e in the CloudEvents JSON format.
-func MarshalEvent(e event.Event) ([]byte, error) { return json.Marshal(e) }
-
-// MarshalBatch encodes events in the CloudEvents JSON batch format.
-func MarshalBatch(events []event.Event) ([]byte, error) {
-	if events == nil {
-		events = []event.Event{}
+// checkJSON rejects input that is not exactly one JSON value.
+func checkJSON(b []byte, what string) error {
+	if json.Valid(b) {
+		return nil
 	}
-	return json.Marshal(events)
+	var v any
+	err := json.Unmarshal(b, &v)
+	if err == nil {
+		err = errors.New("not a single JSON value")
+	}
+	return fmt.Errorf("invalid %s JSON: %w", what, err)
 }
 
-func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
+// The scanner below runs only on input that json.Valid accepted, so it
+// only has to find where values end.
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	default:
+		for i < len(b) && !strings.ContainsRune(" \t\n\r,]}", rune(b[i])) {
+			i++
+		}
+		return i
+	}
+}
+
+// skipString returns the index just past the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// member is one name/value pair of a JSON object.
+type member struct {
+	name string
+	raw  []byte
+}
+
+// decodeObject decodes one valid JSON object holding an event.
+func decodeObject(b []byte) (event.Event, error) {
+	var members [16]member
+	ms := members[:0]
+	i := skipSpace(b, 1)
+	for b[i] != '}' {
+		end := skipString(b, i)
+		name, err := jsonString(b[i:end])
+		if err != nil {
+			return event.Event{}, err
+		}
+		i = skipSpace(b, end)
+		i = skipSpace(b, i+1) // ':'
+		vend := skipValue(b, i)
+		ms = append(ms, member{name: name, raw: b[i:vend]})
+		i = skipSpace(b, vend)
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return eventFromMembers(ms)
+}
+
+// jsonString decodes a JSON string literal, without allocating more than
+// the result when it holds no escapes.
+func jsonString(raw []byte) (string, error) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		in := raw[1 : len(raw)-1]
+		if bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+			return string(in), nil
+		}
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+func eventFromMembers(ms []member) (event.Event, error) {
 	e := event.New(event.CloudEventsVersionV1)
+	ec := e.Context.(*event.EventContextV1)
+	get := func(name string) ([]byte, bool) {
+		var v []byte
+		ok := false
+		for _, m := range ms { // the last of duplicate names wins, as in encoding/json
+			if m.name == name {
+				v, ok = m.raw, true
+			}
+		}
+		if ok && string(v) == "null" {
+			return nil, false
+		}
+		return v, ok
+	}
 	str := func(name string, required bool) (string, bool, error) {
-		v, ok := raw[name]
-		if !ok || string(v) == "null" {
+		v, ok := get(name)
+		if !ok {
 			if required {
 				return "", false, &ValidationError{Attribute: name, Reason: "required"}
 			}
 			return "", false, nil
 		}
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		if v[0] != '"' {
 			return "", false, &ValidationError{Attribute: name, Reason: "must be a JSON string, got " + string(v)}
 		}
-		if strings.TrimSpace(s) == "" {
+		s, err := jsonString(v)
+		if err != nil {
+			return "", false, &ValidationError{Attribute: name, Reason: err.Error()}
+		}
+		if blank(s) {
 			return "", false, &ValidationError{Attribute: name, Reason: "must not be empty or blank"}
 		}
 		return s, true, nil
@@ -106,11 +224,9 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 	if sv != event.CloudEventsVersionV1 {
 		return e, &ValidationError{Attribute: "specversion", Reason: "unsupported version " + quote(sv) + " (want \"1.0\")"}
 	}
-	id, _, err := str("id", true)
-	if err != nil {
+	if ec.ID, _, err = str("id", true); err != nil {
 		return e, err
 	}
-	e.SetID(id)
 	src, _, err := str("source", true)
 	if err != nil {
 		return e, err
@@ -119,16 +235,14 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 	if perr != nil {
 		return e, &ValidationError{Attribute: "source", Reason: "must be a URI-reference: " + perr.Error()}
 	}
-	e.Context.(*event.EventContextV1).Source = types.URIRef{URL: *u}
-	typ, _, err := str("type", true)
-	if err != nil {
+	ec.Source = types.URIRef{URL: *u}
+	if ec.Type, _, err = str("type", true); err != nil {
 		return e, err
 	}
-	e.SetType(typ)
 	if s, ok, err := str("subject", false); err != nil {
 		return e, err
 	} else if ok {
-		e.SetSubject(s)
+		ec.Subject = &s
 	}
 	if s, ok, err := str("time", false); err != nil {
 		return e, err
@@ -137,7 +251,7 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 		if err != nil {
 			return e, &ValidationError{Attribute: "time", Reason: err.Error()}
 		}
-		e.SetTime(t)
+		ec.Time = &types.Timestamp{Time: t}
 	}
 	ct, hasCT, err := str("datacontenttype", false)
 	if err != nil {
@@ -147,7 +261,7 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 		if r := checkMediaType(ct); r != "" {
 			return e, &ValidationError{Attribute: "datacontenttype", Reason: r}
 		}
-		e.SetDataContentType(ct)
+		ec.DataContentType = &ct
 	}
 	if s, ok, err := str("dataschema", false); err != nil {
 		return e, err
@@ -156,23 +270,20 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 		if perr != nil || !u.IsAbs() {
 			return e, &ValidationError{Attribute: "dataschema", Reason: "must be an absolute URI, got " + quote(s)}
 		}
-		e.SetDataSchema(s)
+		ec.DataSchema = &types.URI{URL: *u}
 	}
-	data, hasData := raw["data"]
-	if hasData && string(data) == "null" {
-		hasData = false
-	}
-	b64, hasB64 := raw["data_base64"]
-	if hasB64 && string(b64) == "null" {
-		hasB64 = false
-	}
+	data, hasData := get("data")
+	b64, hasB64 := get("data_base64")
 	switch {
 	case hasData && hasB64:
 		return e, &ValidationError{Attribute: "data_base64", Reason: "data and data_base64 must not both be present"}
 	case hasB64:
-		var s string
-		if err := json.Unmarshal(b64, &s); err != nil {
+		if b64[0] != '"' {
 			return e, &ValidationError{Attribute: "data_base64", Reason: "must be a JSON string"}
+		}
+		s, err := jsonString(b64)
+		if err != nil {
+			return e, &ValidationError{Attribute: "data_base64", Reason: err.Error()}
 		}
 		dec, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
@@ -181,75 +292,206 @@ func eventFromMap(raw map[string]json.RawMessage) (event.Event, error) {
 		e.DataEncoded = dec
 		e.DataBase64 = true
 	case hasData:
-		if !hasCT || IsJSONContentType(ct) {
-			e.DataEncoded = compactCopy(data)
-		} else if data[0] == '"' {
-			var s string
-			if err := json.Unmarshal(data, &s); err != nil {
+		if (!hasCT || IsJSONContentType(ct)) || data[0] != '"' {
+			e.DataEncoded = bytes.Clone(data) // JSON data kept as sent
+		} else {
+			s, err := jsonString(data)
+			if err != nil {
 				return e, &ValidationError{Attribute: "data", Reason: err.Error()}
 			}
 			e.DataEncoded = []byte(s)
-		} else {
-			e.DataEncoded = compactCopy(data)
 		}
 	}
-	for name, v := range raw {
-		if reservedNames[name] {
+	for _, m := range ms {
+		if reservedNames[m.name] {
 			continue
 		}
-		if r := checkExtensionName(name); r != "" {
-			return e, &ValidationError{Attribute: name, Reason: r}
+		if r := checkExtensionName(m.name); r != "" {
+			return e, &ValidationError{Attribute: m.name, Reason: r}
 		}
-		val, err := extensionValue(v)
+		val, err := extensionValue(m.raw)
 		if err != nil {
-			return e, &ValidationError{Attribute: name, Reason: err.Error()}
+			return e, &ValidationError{Attribute: m.name, Reason: err.Error()}
 		}
 		if val == nil {
+			delete(ec.Extensions, m.name)
 			continue
 		}
-		e.SetExtension(name, val)
-		if ferr, ok := e.FieldErrors["extension:"+name]; ok {
-			return e, &ValidationError{Attribute: name, Reason: ferr.Error()}
+		if ec.Extensions == nil {
+			ec.Extensions = make(map[string]any, 4)
 		}
+		ec.Extensions[m.name] = val
 	}
 	return e, nil
 }
 
-func compactCopy(b json.RawMessage) []byte {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		return append([]byte(nil), b...)
-	}
-	return buf.Bytes()
-}
-
-func extensionValue(v json.RawMessage) (any, error) {
-	s := strings.TrimSpace(string(v))
+func extensionValue(v []byte) (any, error) {
 	switch {
-	case s == "null":
+	case string(v) == "null":
 		return nil, nil
-	case s == "true":
+	case string(v) == "true":
 		return true, nil
-	case s == "false":
+	case string(v) == "false":
 		return false, nil
-	case strings.HasPrefix(s, `"`):
-		var out string
-		if err := json.Unmarshal(v, &out); err != nil {
-			return nil, err
-		}
-		return out, nil
-	case strings.HasPrefix(s, "{") || strings.HasPrefix(s, "["):
+	case v[0] == '"':
+		return jsonString(v)
+	case v[0] == '{' || v[0] == '[':
 		return nil, errors.New("extension values must be strings, booleans or integers, not objects or arrays")
 	default:
-		var f float64
-		if err := json.Unmarshal(v, &f); err != nil {
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
 			return nil, err
 		}
 		if f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
-			return nil, fmt.Errorf("integer extension values must be whole numbers in the 32-bit range, got %s", s)
+			return nil, fmt.Errorf("integer extension values must be whole numbers in the 32-bit range, got %s", v)
 		}
 		return int32(f), nil
 	}
+}
+
+// MarshalEvent encodes e in the CloudEvents JSON format. JSON data (by the
+// rules of IsJSONContentType) is written as a JSON value under "data"; other
+// data is written as a string under "data" when it is valid UTF-8 text and
+// was not marked binary, and as base64 under "data_base64" otherwise, so that
+// UnmarshalEvent gives back the same bytes.
+func MarshalEvent(e event.Event) ([]byte, error) {
+	return appendEvent(make([]byte, 0, 256+len(e.DataEncoded)), e)
+}
+
+// MarshalBatch encodes events in the CloudEvents JSON batch format.
+func MarshalBatch(events []event.Event) ([]byte, error) {
+	b := make([]byte, 0, 64+len(events)*320)
+	b = append(b, '[')
+	for i := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendEvent(b, events[i]); err != nil {
+			return nil, &indexedError{i: i, err: err}
+		}
+	}
+	return append(b, ']'), nil
+}
+
+func appendEvent(b []byte, e event.Event) ([]byte, error) {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		return nil, &ValidationError{Attribute: "specversion", Reason: "only CloudEvents 1.0 events can be encoded"}
+	}
+	b = append(b, `{"specversion":"1.0","id":`...)
+	b = appendJSONString(b, ec.ID)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, ec.Source.String())
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, ec.Type)
+	if ec.Subject != nil {
+		b = append(b, `,"subject":`...)
+		b = appendJSONString(b, *ec.Subject)
+	}
+	if ec.Time != nil {
+		b = append(b, `,"time":"`...)
+		b = ec.Time.Time.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if ec.DataSchema != nil {
+		b = append(b, `,"dataschema":`...)
+		b = appendJSONString(b, ec.DataSchema.String())
+	}
+	ct := ""
+	if ec.DataContentType != nil {
+		ct = *ec.DataContentType
+		b = append(b, `,"datacontenttype":`...)
+		b = appendJSONString(b, ct)
+	}
+	names := make([]string, 0, len(ec.Extensions))
+	for name := range ec.Extensions {
+		names = append(names, name)
+	}
+	slices.Sort(names) // deterministic output
+	for _, name := range names {
+		v := ec.Extensions[name]
+		b = append(b, ',')
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		switch x := v.(type) {
+		case bool:
+			b = strconv.AppendBool(b, x)
+		case int32:
+			b = strconv.AppendInt(b, int64(x), 10)
+		case int:
+			b = strconv.AppendInt(b, int64(x), 10)
+		case int64:
+			b = strconv.AppendInt(b, x, 10)
+		case string:
+			b = appendJSONString(b, x)
+		default:
+			s, err := types.Format(v)
+			if err != nil {
+				return nil, &ValidationError{Attribute: name, Reason: err.Error()}
+			}
+			b = appendJSONString(b, s)
+		}
+	}
+	if data := e.DataEncoded; data != nil {
+		switch {
+		case IsJSONContentType(ct) && !e.DataBase64 && json.Valid(data):
+			b = append(b, `,"data":`...)
+			b = append(b, data...)
+		case !e.DataBase64 && !IsJSONContentType(ct) && utf8.Valid(data):
+			b = append(b, `,"data":`...)
+			b = appendJSONString(b, string(data))
+		default:
+			b = append(b, `,"data_base64":"`...)
+			b = base64.StdEncoding.AppendEncode(b, data)
+			b = append(b, '"')
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string literal; invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // ParseTime parses a CloudEvents timestamp (RFC 3339: seconds required, an
@@ -273,10 +515,10 @@ func IsJSONContentType(ct string) bool {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	ct = strings.ToLower(strings.TrimSpace(ct))
+	ct = strings.TrimSpace(ct)
 	_, sub, ok := strings.Cut(ct, "/")
 	if !ok {
 		return false
 	}
-	return sub == "json" || strings.HasSuffix(sub, "+json")
+	return strings.EqualFold(sub, "json") || len(sub) >= 5 && strings.EqualFold(sub[len(sub)-5:], "+json")
 }

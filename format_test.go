@@ -3,7 +3,9 @@ package eventkit_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -215,7 +217,7 @@ func TestUnmarshalData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(e.Data()) != `{"a":[1,2]}` {
+	if string(e.Data()) != `{"a": [1, 2]}` {
 		t.Fatalf("data = %s", e.Data())
 	}
 	e, err = eventkit.UnmarshalEvent([]byte(`{"specversion":"1.0","id":"x","type":"t","source":"s","data_base64":"AAEC"}`))
@@ -225,6 +227,68 @@ func TestUnmarshalData(t *testing.T) {
 	if string(e.Data()) != "\x00\x01\x02" {
 		t.Fatalf("data_base64 decoded to %q", e.Data())
 	}
+}
+
+func TestMarshalKeepsData(t *testing.T) {
+	cases := []struct{ ct, data string }{
+		{"application/vnd.orders+json", `{"a": 1}`},
+		{"application/json", `"just a string"`},
+		{"application/json", `not json`},
+		{"text/plain", "hello \"world\" ü"},
+		{"application/octet-stream", "\x00\xff binary"},
+		{"", `{"no":"content type"}`},
+		{"", "raw bytes, no content type"},
+	}
+	for _, c := range cases {
+		e := event.New()
+		e.SetID("1")
+		e.SetSource("urn:x")
+		e.SetType("t")
+		if c.ct != "" {
+			e.SetDataContentType(c.ct)
+		}
+		e.DataEncoded = []byte(c.data)
+		b, err := eventkit.MarshalEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := eventkit.UnmarshalEvent(b)
+		if err != nil {
+			t.Fatalf("%q %q: %v (json %s)", c.ct, c.data, err, b)
+		}
+		if string(got.Data()) != c.data {
+			t.Errorf("%q: data %q came back as %q (json %s)", c.ct, c.data, got.Data(), b)
+		}
+	}
+	for _, in := range []string{`{"specversion":"1.0","id":"x","type":"t","source":"s"} trailing`, `{"specversion":"1.0","id":"x","type":"t","source":"s"}{}`} {
+		if _, err := eventkit.UnmarshalEvent([]byte(in)); err == nil {
+			t.Errorf("accepted %q", in)
+		}
+	}
+}
+
+func FuzzUnmarshalBatch(f *testing.F) {
+	f.Add([]byte(`[{"specversion":"1.0","id":"x","type":"t","source":"s","data":{"a":1}},{"specversion":"1.0","id":"y","type":"t","source":"s"}]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := eventkit.UnmarshalBatch(b)
+		if err != nil {
+			return
+		}
+		enc, err := eventkit.MarshalBatch(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := eventkit.UnmarshalBatch(enc)
+		if err != nil || len(again) != len(evs) {
+			t.Fatalf("re-decode of %s: %v", enc, err)
+		}
+		for i := range evs {
+			if d := eventkittest.DiffEvents(evs[i], again[i]); d != "" {
+				t.Fatalf("event %d: %s", i, d)
+			}
+		}
+	})
 }
 
 func FuzzUnmarshalEvent(f *testing.F) {
@@ -251,4 +315,23 @@ func FuzzUnmarshalEvent(f *testing.F) {
 			t.Fatalf("round trip: %s\ninput %q\nencoded %s", d, b, enc)
 		}
 	})
+}
+
+// BenchmarkUnmarshalBatch decodes a batch of 500 events with 256-byte JSON
+// data, as the HTTP ingress does.
+func BenchmarkUnmarshalBatch(b *testing.B) {
+	var parts []string
+	for i := 0; i < 500; i++ {
+		parts = append(parts, fmt.Sprintf(`{"specversion":"1.0","id":"id-%d","source":"urn:bench","type":"orders.created","datacontenttype":"application/json","time":"2026-11-22T10:00:00Z","partitionkey":"k%d","data":{"order":"o-%d","note":"%s"}}`, i, i%10, i, strings.Repeat("x", 220)))
+	}
+	body := []byte("[" + strings.Join(parts, ",") + "]")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		evs, err := eventkit.UnmarshalBatch(body)
+		if err != nil || len(evs) != 500 {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
 }
