@@ -73,6 +73,7 @@ type cdcOptions struct {
 	changeType   func(*cdc.Change) string
 	topicFn      func(*cdc.Change) string
 	logger       *slog.Logger
+	msgPrefixes  map[string]bool // nil: every prefix
 	minBackoff   time.Duration
 	maxBackoff   time.Duration
 }
@@ -128,6 +129,18 @@ func WithCDCType(fn func(*cdc.Change) string) CDCOption {
 // WithCDCTopic sets the topic each change is published to.
 func WithCDCTopic(fn func(*cdc.Change) string) CDCOption {
 	return func(o *cdcOptions) { o.topicFn = fn }
+}
+
+// WithCDCMessagePrefixes delivers only the logical decoding messages
+// (pg_logical_emit_message) whose prefix is one of prefixes; by default
+// every message of the database is delivered. With no prefixes, none is.
+func WithCDCMessagePrefixes(prefixes ...string) CDCOption {
+	return func(o *cdcOptions) {
+		o.msgPrefixes = map[string]bool{}
+		for _, p := range prefixes {
+			o.msgPrefixes[p] = true
+		}
+	}
 }
 
 // WithCDCLogger sets the logger (default slog.Default()).
@@ -687,6 +700,12 @@ func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any, send f
 			}
 		}
 	case *pgrepl.Message:
+		if st.src.opts.msgPrefixes != nil && !st.src.opts.msgPrefixes[m.Prefix] {
+			if !m.Transactional {
+				return send(cdcItem{pos: m.LSN})
+			}
+			return nil
+		}
 		c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content}, TsMs: time.Now().UnixMilli()}
 		c.Source = st.source(m.LSN, "", "")
 		if m.Transactional {

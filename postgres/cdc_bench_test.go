@@ -52,7 +52,7 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 				}
 			}
 		}()
-		src, err := NewCDCSource(dsn, bus, WithCDCName(name), WithCDCTables(table), WithCDCSnapshot(false),
+		src, err := NewCDCSource(dsn, bus, WithCDCName(name), WithCDCTables(table), WithCDCSnapshot(false), WithCDCMessagePrefixes(),
 			WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithCDCHeartbeat(time.Second))
 		if err != nil {
 			b.Fatal(err)

@@ -81,7 +81,7 @@ func TestCDCCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, err := NewCDCSource(dsn, &cdcTableSink{conn: conn, table: name + "_sink"}, WithCDCName(name),
-		WithCDCTables(name+"_t"), WithCDCSnapshot(false), WithCDCHeartbeat(100*time.Millisecond), WithCDCBatch(2000))
+		WithCDCTables(name+"_t"), WithCDCSnapshot(false), WithCDCMessagePrefixes(), WithCDCHeartbeat(100*time.Millisecond), WithCDCBatch(2000))
 	if err != nil {
 		t.Fatal(err)
 	}

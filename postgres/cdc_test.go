@@ -152,7 +152,9 @@ func (e *cdcEnv) exec(t testing.TB, sql string, args ...any) {
 func (e *cdcEnv) start(t *testing.T, pub eventkit.Publisher, opts ...CDCOption) *CDCSource {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts = append([]CDCOption{WithCDCLogger(logger), WithCDCName(e.name), WithCDCTables(e.table), WithCDCSnapshot(false),
+	// Other sessions of the database may emit logical messages too: take
+	// only the test's own.
+	opts = append([]CDCOption{WithCDCLogger(logger), WithCDCName(e.name), WithCDCMessagePrefixes(e.name+"_orders", e.name+"_audit"), WithCDCTables(e.table), WithCDCSnapshot(false),
 		WithCDCHeartbeat(200 * time.Millisecond)}, opts...)
 	src, err := NewCDCSource(e.dsn, pub, opts...)
 	if err != nil {
@@ -386,13 +388,14 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.Exec(ctx, "SELECT pg_logical_emit_message(true, 'orders', 'from a')"); err != nil {
+	if _, err := a.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, 'from a')", env.name+"_orders"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	env.exec(t, "SELECT pg_logical_emit_message(false, 'audit', '\\x00ff'::bytea)")
+	env.exec(t, "SELECT pg_logical_emit_message(false, $1, '\\x00ff'::bytea)", env.name+"_audit")
+	env.exec(t, "SELECT pg_logical_emit_message(false, $1, 'filtered out')", env.name+"_other")
 	if err := a.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +412,7 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 			}
 			got = append(got, fmt.Sprintf("%s:%d", c.Source.Table[len(env.name):], row.ID))
 		case cdc.OpMessage:
-			got = append(got, "m:"+c.Message.Prefix+":"+string(c.Message.Content))
+			got = append(got, "m:"+strings.TrimPrefix(c.Message.Prefix, env.name)+":"+string(c.Message.Content))
 			if r.ev.Type() != CDCMessageType || r.ev.Subject() != c.Message.Prefix || r.topic != env.name+".message."+c.Message.Prefix {
 				t.Fatalf("message event %s on %s", r.ev, r.topic)
 			}
@@ -421,11 +424,11 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		want = append(want, fmt.Sprintf("_t:%d", 200+i), fmt.Sprintf("_o:%d", 200+i))
 	}
-	want = append(want, "m:audit:\x00\xff")
+	want = append(want, "m:_audit:\x00\xff")
 	for i := 0; i < 5; i++ {
 		want = append(want, fmt.Sprintf("_t:%d", 100+i))
 	}
-	want = append(want, "m:orders:from a", "t:_t")
+	want = append(want, "m:_orders:from a", "t:_t")
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("order:\n got %q\nwant %q", got, want)
 	}

@@ -39,6 +39,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	to := fs.String("to", "stdout", "where to publish: stdout (one JSON event per line), nats://host:port or kafka://host:port[,host:port]")
 	progress := fs.Duration("progress", 5*time.Second, "`interval` of the progress line on stderr (0: none)")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "`interval` of position reports and keepalive requests to the server")
+	messages := fs.String("messages", "*", "comma-separated `prefixes` of the logical decoding messages to deliver (\"*\": all, \"\": none)")
 	dropSlot := fs.Bool("drop-slot", false, "drop the replication slot (and the publication) and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
@@ -79,6 +80,15 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		postgres.WithCDCName(*name), postgres.WithCDCSlot(*slot), postgres.WithCDCPublication(*pubName),
 		postgres.WithCDCSnapshot(*snapshot), postgres.WithCDCHeartbeat(*heartbeat),
 		postgres.WithCDCLogger(slog.New(slog.NewTextHandler(stderr, nil))),
+	}
+	if *messages != "*" {
+		var prefixes []string
+		for _, p := range strings.Split(*messages, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				prefixes = append(prefixes, p)
+			}
+		}
+		opts = append(opts, postgres.WithCDCMessagePrefixes(prefixes...))
 	}
 	for _, t := range strings.Split(*tables, ",") {
 		if t = strings.TrimSpace(t); t != "" {

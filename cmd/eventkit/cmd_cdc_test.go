@@ -54,7 +54,7 @@ func TestCDCCommandStdout(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", "public." + table, "--name", name,
-			"--to", "stdout", "--progress", "100ms", "--heartbeat", "200ms"}, &stdout, &stderr)
+			"--to", "stdout", "--messages", "", "--progress", "100ms", "--heartbeat", "200ms"}, &stdout, &stderr)
 	}()
 	stopped := false
 	stop := func() {
