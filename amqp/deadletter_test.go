@@ -38,10 +38,7 @@ func TestDeadLetter(t *testing.T) {
 	if err := ch.QueueBind(dlq, "", dlx, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = ch.QueueDelete(dlq, false, false, false)
-		_ = ch.ExchangeDelete(dlx, false, false)
-	})
+	t.Cleanup(func() { cleanup(t, url, dlx, []string{dlq}) })
 	tr := dial(t, "ektest-"+ns, ekamqp.WithDeadLetterExchange(dlx), ekamqp.WithDeliveryLimit(2))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -114,6 +114,9 @@ func main() {
 		meds[i] = result{med(res[i], func(r result) float64 { return r.produce }), med(res[i], func(r result) float64 { return r.consume }), med(res[i], func(r result) float64 { return r.total })}
 		fmt.Printf("%-22s %12.0f %12.0f %12.0f\n", s.name, meds[i].produce, meds[i].consume, meds[i].total)
 	}
+	if *broker == "redis" {
+		sweepRedis()
+	}
 	raw := meds[1] // systems[1] is the raw client
 	for i, s := range systems {
 		if i == 1 {

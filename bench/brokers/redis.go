@@ -173,5 +173,24 @@ func watermillRedisRound(n, batch int) (result, error) {
 		m := <-ch
 		m.Ack()
 	}
-	return timed(n, produced, time.Since(start)), nil
+	consumed := time.Since(start)
+	// Close before deleting the stream: the subscriber's claim loop would
+	// create it again.
+	_ = sub.Close()
+	_ = pub.Close()
+	c.Del(ctx, tp)
+	return timed(n, produced, consumed), nil
+}
+
+// sweepRedis deletes the streams that Watermill's subscribers created again
+// while closing (their claim loops outlive Close for a moment).
+func sweepRedis() {
+	time.Sleep(time.Second)
+	ctx := context.Background()
+	c := redisClient()
+	defer c.Close()
+	iter := c.Scan(ctx, 0, "wmbench:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Del(ctx, iter.Val())
+	}
 }
