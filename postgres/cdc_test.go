@@ -120,9 +120,10 @@ func newCDCEnv(t *testing.T, columns string) *cdcEnv {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cdcDropSlot(t, ctx, dsn, "eventkit_"+env.name)
-		conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s", env.name))
-		conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s CASCADE", env.table))
-		conn.Close(ctx)
+		// env.conn, not conn: a test may have replaced a dead connection.
+		env.conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s", env.name))
+		env.conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s CASCADE", env.table))
+		env.conn.Close(ctx)
 	})
 	return env
 }

@@ -68,9 +68,19 @@ func TestCDCCommandStdout(t *testing.T) {
 	}
 	defer func() {
 		stop()
-		// The slot retains WAL until dropped: drop it with the command.
-		if code := run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, &stdout, &stderr); code != 0 {
-			t.Errorf("--drop-slot exited with %d: %s", code, stderr.String())
+		// The slot retains WAL until dropped: drop it with the command
+		// (retried while the walsender of the stopped source exits).
+		for i := 0; ; i++ {
+			var dropErr cdcSyncBuffer
+			code := run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, &stdout, &dropErr)
+			if code == 0 {
+				break
+			}
+			if i == 300 {
+				t.Errorf("--drop-slot exited with %d: %s", code, dropErr.String())
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		var n int
 		conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", "eventkit_"+name).Scan(&n)
