@@ -58,11 +58,33 @@ func EncodeMsg(subject string, e event.Event, mode Mode) (*nats.Msg, error) {
 		m.Data = b
 		return m, nil
 	}
+	// One backing array for the header values: one allocation, not one
+	// per attribute.
+	vals := make([]string, 0, 8+len(e.Extensions()))
 	binding.Attributes(e, true, func(name, value string) {
-		m.Header[HeaderPrefix+name] = []string{binding.EncodeHeaderValue(value)}
+		vals = append(vals, binding.EncodeHeaderValue(value))
+		i := len(vals) - 1
+		m.Header[headerName(name)] = vals[i : i+1 : i+1]
 	})
 	m.Data = e.Data()
 	return m, nil
+}
+
+// headerNames holds the header names of the context attributes, so that
+// encoding does not build them for every event.
+var headerNames = func() map[string]string {
+	m := map[string]string{}
+	for _, a := range []string{"specversion", "id", "source", "type", "subject", "time", "dataschema", "datacontenttype"} {
+		m[a] = HeaderPrefix + a
+	}
+	return m
+}()
+
+func headerName(attr string) string {
+	if h, ok := headerNames[attr]; ok {
+		return h
+	}
+	return HeaderPrefix + attr
 }
 
 // errNotCloudEvent marks a message that carries no CloudEvent.

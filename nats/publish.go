@@ -52,7 +52,6 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 	}
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	backoff := t.cfg.retryBackoff
-	stall := jetstream.WithStallWait(t.cfg.pubAckTimeout)
 	for attempt := 1; ; attempt++ {
 		var retry []int
 		var lastErr error
@@ -60,7 +59,10 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("nats: publish to %q: %w", name, err)
 			}
-			f, err := t.js.PublishMsgAsync(msgs[i], stall)
+			// When WithMaxInFlight publishes await their ack, this waits
+			// for room (nats.go's stall wait, 200ms) and fails with
+			// ErrTooManyStalledMsgs, which is retried below.
+			f, err := t.js.PublishMsgAsync(msgs[i])
 			if err != nil {
 				if !retryable(err) {
 					return fmt.Errorf("nats: publish to %q: %w", name, err)

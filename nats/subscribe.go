@@ -62,6 +62,7 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 		size = t.cfg.buffer
 	}
 	s.queue = make(chan *delivery, size)
+	s.room = make(chan struct{}, 1)
 	s.out = make(chan *eventkit.Message)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -115,6 +116,7 @@ type subscription struct {
 	ch        chan *nats.Msg
 
 	queue     chan *delivery
+	room      chan struct{} // signalled when the reader takes a message
 	out       chan *eventkit.Message
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -263,7 +265,7 @@ func (s *subscription) subscribe() error {
 		return nil
 	}
 	s.inbox = s.nc().NewInbox()
-	s.ch = make(chan *nats.Msg, 2*s.t.cfg.fetchBatch+64)
+	s.ch = make(chan *nats.Msg, cap(s.queue)+2*s.t.cfg.fetchBatch+64)
 	sub, err := s.nc().ChanSubscribe(s.inbox, s.ch)
 	if err != nil {
 		return err
@@ -306,41 +308,60 @@ func isStatus(msg *nats.Msg) bool {
 	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
 }
 
-// pull sends one pull request and queues what it brings, until the
-// request is served, expires, or the subscription ends.
+// pull keeps pull requests outstanding for as many messages as the queue
+// has room for, and queues what arrives, until the subscription ends or a
+// request fails. A new request goes out as soon as there is room for half
+// a batch, while earlier ones are still being served, so that the reader
+// does not wait for round trips.
 func (s *subscription) pull() error {
-	n := min(s.t.cfg.fetchBatch, cap(s.queue)-len(s.queue))
-	n = max(n, 1)
-	req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
+	batch := s.t.cfg.fetchBatch
+	want := max(min(batch, cap(s.queue))/2, 1)
 	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
-	if err := s.nc().PublishRequest(subject, s.inbox, req); err != nil {
-		return err
-	}
-	timer := time.NewTimer(fetchExpiry + time.Second) // a request lost in a reconnect
-	defer timer.Stop()
-	for got := 0; got < n; {
+	outstanding := 0 // messages requested and not yet received
+	last := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if free := cap(s.queue) - len(s.queue) - outstanding; free >= want {
+			n := min(batch, free)
+			req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
+			if err := s.nc().PublishRequest(subject, s.inbox, req); err != nil {
+				return err
+			}
+			outstanding += n
+			last = time.Now()
+			continue
+		}
 		select {
 		case msg := <-s.ch:
+			last = time.Now()
 			if isStatus(msg) {
 				switch code := msg.Header.Get("Status"); code {
 				case "100":
-					continue // heartbeat
+					// heartbeat
 				case "404", "408":
-					return nil // no messages, or the request expired
+					// A request expired: what it still owed will not come.
+					if p, err := strconv.Atoi(msg.Header.Get("Nats-Pending-Messages")); err == nil {
+						outstanding = max(outstanding-p, 0)
+					} else {
+						outstanding = 0
+					}
 				case "503":
 					return nats.ErrNoResponders
 				default:
-					desc := msg.Header.Get("Description")
-					if strings.Contains(strings.ToLower(desc), "consumer deleted") {
+					desc := strings.ToLower(msg.Header.Get("Description"))
+					switch {
+					case strings.Contains(desc, "consumer deleted"):
 						return jetstream.ErrConsumerDeleted
+					case strings.Contains(desc, "leadership change"), strings.Contains(desc, "exceeded max"):
+						outstanding = 0
+					default:
+						return fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
 					}
-					if strings.Contains(strings.ToLower(desc), "leadership change") {
-						return nil
-					}
-					return fmt.Errorf("pull request: status %s %s", code, desc)
 				}
+				continue
 			}
-			got++
+			outstanding = max(outstanding-1, 0)
 			d := s.track(msg)
 			if d == nil {
 				continue
@@ -348,16 +369,20 @@ func (s *subscription) pull() error {
 			select {
 			case s.queue <- d:
 			case <-s.ctx.Done():
+				s.forget(d)
 				s.leftover(msg)
 				return nil
 			}
-		case <-timer.C:
-			return nil
+		case <-s.room:
+		case now := <-tick.C:
+			// Requests lost in a reconnect never answer: forget them.
+			if outstanding > 0 && now.Sub(last) > fetchExpiry+time.Second {
+				outstanding = 0
+			}
 		case <-s.ctx.Done():
 			return nil
 		}
 	}
-	return nil
 }
 
 // track decodes msg and records it as unsettled; nil for a message that
@@ -407,6 +432,10 @@ func (s *subscription) handoff() {
 			select {
 			case s.out <- d.m:
 				d.taken.Store(time.Now().UnixNano())
+				select {
+				case s.room <- struct{}{}:
+				default:
+				}
 			case <-s.ctx.Done():
 				s.forget(d)
 				s.leftover(d.msg)

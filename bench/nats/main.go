@@ -43,10 +43,13 @@ type result struct{ pub, sub float64 } // events per second
 func main() {
 	n := flag.Int("n", 100000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system")
-	batch := flag.Int("batch", 1000, "events per Publish call (eventkit, Watermill)")
+	batch := flag.Int("batch", 0, "events per Publish call for eventkit and Watermill (0: all in one call, like raw's one async burst)")
 	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, in order")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *batch <= 0 {
+		*batch = *n
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		check(err)
