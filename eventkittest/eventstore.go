@@ -524,6 +524,44 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	// The subscriber follows the log while the writers run.
+	finalID := prefix + "-final"
+	type subResult struct {
+		got []es.RecordedEvent
+		err string
+	}
+	consumed := make(chan subResult, 1)
+	go func() {
+		var res subResult
+		last := head
+		deadline := time.NewTimer(90 * time.Second)
+		defer deadline.Stop()
+		defer func() { consumed <- res }()
+		for {
+			select {
+			case r, ok := <-sub.Events():
+				if !ok {
+					res.err = fmt.Sprintf("subscription ended after %d events: %v", len(res.got), sub.Err())
+					return
+				}
+				if r.Position <= last {
+					res.err = fmt.Sprintf("subscription delivered position %d after %d (out of order or twice)", r.Position, last)
+					return
+				}
+				last = r.Position
+				if !strings.HasPrefix(r.StreamID, prefix) {
+					continue // another test's event in a shared log
+				}
+				res.got = append(res.got, r)
+				if r.Event.ID() == finalID {
+					return
+				}
+			case <-deadline.C:
+				res.err = fmt.Sprintf("subscriber stalled: %d events after 90s (last position %d)", len(res.got), last)
+				return
+			}
+		}
+	}()
 
 	var mu sync.Mutex
 	committed := map[string]uint64{} // event id -> position
@@ -538,13 +576,32 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 	var heldCommitted, rolled atomic.Int32
 
 	const writers, appendsPerWriter = 8, 25
+	txa, isTx := s.(es.TxAppender)
+	// Writers keep appending until both held-open appends have begun, and
+	// a few appends more, so that appends are always attempted while a
+	// transaction holds an earlier place in the order.
+	var heldBegun atomic.Int32
+	heldWanted := int32(0)
+	if isTx {
+		heldWanted = 2
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
-			for i := 0; i < appendsPerWriter; i++ {
+			after := 0
+			for i := 0; ; i++ {
+				if heldBegun.Load() == heldWanted {
+					after++
+				}
+				if i >= appendsPerWriter && after > 3 {
+					break
+				}
+				if i > 0 && i%5 == 0 {
+					time.Sleep(time.Millisecond) // spread the writers over the held-open window
+				}
 				stream := fmt.Sprintf("%s-%d", prefix, rng.IntN(20))
 				evs := esEvents(fmt.Sprintf("%s-w%d-%d", prefix, w, i), 1+rng.IntN(3))
 				res, err := s.Append(ctx, stream, es.Any, evs...)
@@ -556,7 +613,7 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 			}
 		}()
 	}
-	if txa, ok := s.(es.TxAppender); ok {
+	if isTx {
 		// Held-open writers: they take their place in the global order,
 		// then keep the transaction open for seconds before committing.
 		for h := 0; h < 2; h++ {
@@ -566,6 +623,7 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 				time.Sleep(time.Duration(100+300*h) * time.Millisecond)
 				evs := esEvents(fmt.Sprintf("%s-held%d", prefix, h), 3)
 				pa, err := txa.BeginAppend(ctx, fmt.Sprintf("%s-held-%d", prefix, h), es.Any, evs...)
+				heldBegun.Add(1)
 				if err != nil {
 					t.Errorf("BeginAppend: %v", err)
 					return
@@ -615,7 +673,7 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 		return
 	}
 	// One more append after everything: the subscriber must reach it.
-	final := NewEvent(prefix + "-final")
+	final := NewEvent(finalID)
 	res, err := s.Append(ctx, prefix+"-final", es.NoStream, final)
 	if err != nil {
 		t.Fatal(err)
@@ -623,32 +681,14 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 	record([]event.Event{final}, res)
 
 	want := len(committed)
-	var got []es.RecordedEvent
-	deadline := time.NewTimer(60 * time.Second)
-	defer deadline.Stop()
-	last := head
-	for done := false; !done; {
-		select {
-		case r, ok := <-sub.Events():
-			if !ok {
-				t.Fatalf("subscription ended: %v", sub.Err())
-			}
-			if r.Position <= last {
-				t.Fatalf("subscription delivered position %d after %d (out of order or twice)", r.Position, last)
-			}
-			last = r.Position
-			if !strings.HasPrefix(r.StreamID, prefix) {
-				continue // another test's event in a shared log
-			}
-			if rolledBack[r.Event.ID()] {
-				t.Fatalf("subscription delivered rolled-back event %s", r.Event.ID())
-			}
-			got = append(got, r)
-			if r.Event.ID() == final.ID() {
-				done = true
-			}
-		case <-deadline.C:
-			t.Fatalf("subscriber stalled: %d of %d committed events after 60s (last position %d)", len(got), want, last)
+	sr := <-consumed
+	if sr.err != "" {
+		t.Fatal(sr.err)
+	}
+	got := sr.got
+	for _, r := range got {
+		if rolledBack[r.Event.ID()] {
+			t.Fatalf("subscription delivered rolled-back event %s", r.Event.ID())
 		}
 	}
 	if len(got) != want {

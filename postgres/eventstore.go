@@ -50,6 +50,7 @@ type EventStore struct {
 	leading bool
 
 	txs, appends atomic.Uint64
+	inFlight     atomic.Int64
 }
 
 // AppendStats counts the work of the store's Append calls.
@@ -57,6 +58,7 @@ type AppendStats struct {
 	Transactions uint64 // append transactions run (committed or not)
 	Appends      uint64 // appends they carried
 	Queued       int    // appends waiting for the next group commit now
+	InFlight     int    // appends in a transaction being run now
 }
 
 // Stats returns the store's append counters: with group commit,
@@ -65,7 +67,7 @@ func (s *EventStore) Stats() AppendStats {
 	s.gmu.Lock()
 	q := len(s.queue)
 	s.gmu.Unlock()
-	return AppendStats{Transactions: s.txs.Load(), Appends: s.appends.Load(), Queued: q}
+	return AppendStats{Transactions: s.txs.Load(), Appends: s.appends.Load(), Queued: q, InFlight: int(s.inFlight.Load())}
 }
 
 type esPgConfig struct {
@@ -318,6 +320,8 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 	}
 	s.txs.Add(1)
 	s.appends.Add(uint64(len(live)))
+	s.inFlight.Add(int64(len(live)))
+	defer s.inFlight.Add(-int64(len(live)))
 	finish := func(err error) {
 		for _, r := range live {
 			if err != nil && r.write {
