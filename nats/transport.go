@@ -157,13 +157,14 @@ func WithMaxDeliver(n int) Option { return func(c *config) { c.maxDeliver = n } 
 // 2048).
 func WithMaxAckPending(n int) Option { return func(c *config) { c.maxAckPending = n } }
 
-// WithFetchBatch sets how many messages one pull asks for; the client
-// holds at most this many received messages for a subscription, besides
-// the subscription's buffer (default 256).
+// WithFetchBatch sets the most messages one pull request asks for
+// (default 512). Requests never ask for more than the subscription's
+// buffer has room for, so the messages a subscription holds received and
+// not yet taken stay within its buffer.
 func WithFetchBatch(n int) Option { return func(c *config) { c.fetchBatch = n } }
 
 // WithSubscriptionBuffer sets the buffer of subscriptions that do not set
-// one with eventkit.WithBuffer (default 256).
+// one with eventkit.WithBuffer (default 512).
 func WithSubscriptionBuffer(n int) Option { return func(c *config) { c.buffer = n } }
 
 // WithInactiveThreshold sets how long the server keeps the consumer of a
@@ -238,8 +239,8 @@ func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
 		ackWait:        30 * time.Second,
 		maxDeliver:     -1,
 		maxAckPending:  2048,
-		fetchBatch:     256,
-		buffer:         256,
+		fetchBatch:     512,
+		buffer:         512,
 		ackExtension:   5 * time.Minute,
 		inactive:       time.Minute,
 		setupTimeout:   10 * time.Second,
