@@ -12,7 +12,12 @@
 // router handles the events of one order in order while different orders
 // run concurrently. The program prints each step and a summary.
 //
+// With -mode es, the same domain runs as an event-sourced Order aggregate
+// (package es) on the memory event store, with a projection of order
+// totals that follows the global log.
+//
 //	go run ./examples/orders
+//	go run ./examples/orders -mode es
 package main
 
 import (
@@ -37,10 +42,20 @@ import (
 
 func main() {
 	n := flag.Int("orders", 8, "number of orders to place")
+	mode := flag.String("mode", "bus", "bus: services talking through the in-process bus; es: the event-sourced Order aggregate with a projection of order totals")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if _, err := run(ctx, os.Stdout, *n); err != nil {
+	var err error
+	switch *mode {
+	case "bus":
+		_, err = run(ctx, os.Stdout, *n)
+	case "es":
+		err = runEventSourced(ctx, os.Stdout)
+	default:
+		err = fmt.Errorf("unknown -mode %q (want bus or es)", *mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)
 	}
