@@ -120,6 +120,8 @@ func newCDCEnv(t *testing.T, columns string) *cdcEnv {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cdcDropSlot(t, ctx, dsn, "eventkit_"+env.name)
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		// env.conn, not conn: a test may have replaced a dead connection.
 		env.conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s", env.name))
 		env.conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s CASCADE", env.table))
