@@ -40,6 +40,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	progress := fs.Duration("progress", 5*time.Second, "`interval` of the progress line on stderr (0: none)")
 	heartbeat := fs.Duration("heartbeat", 10*time.Second, "`interval` of position reports and keepalive requests to the server")
 	messages := fs.String("messages", "*", "comma-separated `prefixes` of the logical decoding messages to deliver (\"*\": all, \"\": none)")
+	kafkaPartitions := fs.Int("kafka-partitions", 0, "with kafka://, create missing topics with `n` partitions (broker's default replication); 0: topics must exist or be auto-created")
 	dropSlot := fs.Bool("drop-slot", false, "drop the replication slot (and the publication) and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
@@ -71,7 +72,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 
-	pub, err := cdcPublisher(ctx, *to, stdout)
+	pub, err := cdcPublisher(ctx, *to, stdout, *kafkaPartitions)
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func cdcDropPublication(ctx context.Context, dsn, name string) error {
 }
 
 // cdcPublisher opens the publisher named by to.
-func cdcPublisher(ctx context.Context, to string, stdout io.Writer) (eventkit.Publisher, error) {
+func cdcPublisher(ctx context.Context, to string, stdout io.Writer, kafkaPartitions int) (eventkit.Publisher, error) {
 	if to == "stdout" || to == "-" {
 		return &cdcStdout{w: bufio.NewWriterSize(stdout, 64<<10)}, nil
 	}
@@ -160,7 +161,11 @@ func cdcPublisher(ctx context.Context, to string, stdout io.Writer) (eventkit.Pu
 		}
 		return &cdcClosing{Publisher: t, close: nc.Close}, nil
 	case "kafka":
-		t, err := kafka.New(kafka.WithBrokers(strings.Split(u.Host, ",")...))
+		opts := []kafka.Option{kafka.WithBrokers(strings.Split(u.Host, ",")...)}
+		if kafkaPartitions > 0 {
+			opts = append(opts, kafka.WithTopicCreation(int32(kafkaPartitions), -1, nil))
+		}
+		t, err := kafka.New(opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,9 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/kafka"
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // cdcSyncBuffer is a bytes.Buffer safe for a writer and a reader.
@@ -153,5 +156,72 @@ func TestCDCCommandUsage(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", "--to", "mqtt://x"}, &out, &errb); code != 2 {
 		t.Fatalf("bad --to: exit %d, want 2 (%s)", code, errb.String())
+	}
+}
+
+func TestCDCCommandKafka(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdcclik")
+	table := name + "_orders"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (7)", table)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+
+	sub, err := kafka.New(kafka.WithBrokers(cluster.ListenAddrs()...), kafka.WithTopicCreation(1, 1, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	topic := name + ".public." + table
+	s, err := sub.Subscribe(ctx, topic, eventkit.WithGroup("test"), eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var stderr cdcSyncBuffer
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", table, "--name", name, "--messages", "",
+			"--to", "kafka://" + strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "1", "--progress", "0"}, io.Discard, &stderr)
+	}()
+	defer func() {
+		for i := 0; i < 300; i++ {
+			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Error("could not drop the slot")
+	}()
+	select {
+	case m := <-s.Messages():
+		c, err := cdc.Decode(m.Event.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Op != cdc.OpRead || string(c.After) != `{"id":7}` || m.Event.Subject() != "public."+table {
+			t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
+		}
+		_ = m.Ack()
+	case <-time.After(90 * time.Second):
+		t.Fatalf("nothing on %s; stderr: %s", topic, stderr.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 }
