@@ -15,7 +15,9 @@ import (
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/kafka"
+	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -219,6 +221,73 @@ func TestCDCCommandKafka(t *testing.T) {
 		_ = m.Ack()
 	case <-time.After(90 * time.Second):
 		t.Fatalf("nothing on %s; stderr: %s", topic, stderr.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}
+
+func TestCDCCommandNATS(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	natsURL := eventkittest.ServerAddr(t, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdcclin")
+	table := name + "_orders"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (8)", table)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tr, err := eknats.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	s, err := tr.Subscribe(ctx, name+".>", eventkit.WithGroup("test"), eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var stderr cdcSyncBuffer
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", table, "--name", name, "--messages", "",
+			"--to", natsURL, "--progress", "0"}, io.Discard, &stderr)
+	}()
+	defer func() {
+		for i := 0; i < 300; i++ {
+			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Error("could not drop the slot")
+	}()
+	select {
+	case m := <-s.Messages():
+		c, err := cdc.Decode(m.Event.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Op != cdc.OpRead || string(c.After) != `{"id":8}` || m.Topic != name+".public."+table {
+			t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
+		}
+		_ = m.Ack()
+	case <-time.After(90 * time.Second):
+		t.Fatalf("nothing on %s.>; stderr: %s", name, stderr.String())
 	}
 	cancel()
 	if code := <-done; code != 0 {
