@@ -16,6 +16,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/eventkit/eventkit/internal/jsonstr"
 )
 
 // MediaTypeCloudEvents is the media type of an event in the JSON format.
@@ -380,14 +382,14 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 		return nil, &ValidationError{Attribute: "specversion", Reason: "only CloudEvents 1.0 events can be encoded"}
 	}
 	b = append(b, `{"specversion":"1.0","id":`...)
-	b = appendJSONString(b, ec.ID)
+	b = jsonstr.Append(b, ec.ID)
 	b = append(b, `,"source":`...)
-	b = appendJSONString(b, ec.Source.String())
+	b = jsonstr.Append(b, ec.Source.String())
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, ec.Type)
+	b = jsonstr.Append(b, ec.Type)
 	if ec.Subject != nil {
 		b = append(b, `,"subject":`...)
-		b = appendJSONString(b, *ec.Subject)
+		b = jsonstr.Append(b, *ec.Subject)
 	}
 	if ec.Time != nil {
 		b = append(b, `,"time":"`...)
@@ -396,13 +398,13 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 	}
 	if ec.DataSchema != nil {
 		b = append(b, `,"dataschema":`...)
-		b = appendJSONString(b, ec.DataSchema.String())
+		b = jsonstr.Append(b, ec.DataSchema.String())
 	}
 	ct := ""
 	if ec.DataContentType != nil {
 		ct = *ec.DataContentType
 		b = append(b, `,"datacontenttype":`...)
-		b = appendJSONString(b, ct)
+		b = jsonstr.Append(b, ct)
 	}
 	names := make([]string, 0, len(ec.Extensions))
 	for name := range ec.Extensions {
@@ -412,7 +414,7 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 	for _, name := range names {
 		v := ec.Extensions[name]
 		b = append(b, ',')
-		b = appendJSONString(b, name)
+		b = jsonstr.Append(b, name)
 		b = append(b, ':')
 		switch x := v.(type) {
 		case bool:
@@ -424,13 +426,13 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 		case int64:
 			b = strconv.AppendInt(b, x, 10)
 		case string:
-			b = appendJSONString(b, x)
+			b = jsonstr.Append(b, x)
 		default:
 			s, err := types.Format(v)
 			if err != nil {
 				return nil, &ValidationError{Attribute: name, Reason: err.Error()}
 			}
-			b = appendJSONString(b, s)
+			b = jsonstr.Append(b, s)
 		}
 	}
 	if data := e.DataEncoded; data != nil {
@@ -440,7 +442,7 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 			b = append(b, data...)
 		case !e.DataBase64 && !IsJSONContentType(ct) && utf8.Valid(data):
 			b = append(b, `,"data":`...)
-			b = appendJSONString(b, string(data))
+			b = jsonstr.Append(b, string(data))
 		default:
 			b = append(b, `,"data_base64":"`...)
 			b = base64.StdEncoding.AppendEncode(b, data)
@@ -448,50 +450,6 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string literal; invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // ParseTime parses a CloudEvents timestamp (RFC 3339: seconds required, an
