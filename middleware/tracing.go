@@ -2,6 +2,9 @@ package middleware
 
 import (
 	"context"
+	"net/url"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -82,34 +85,45 @@ func (c eventCarrier) Keys() []string {
 // that events published from the handler through a TracingPublisher become
 // its children. A handler error is recorded on the span and sets its status
 // to Error.
+//
+// The span name and the attributes that depend only on the topic and the
+// route are built once per route and topic (the last one seen), not per
+// event; a span sampled out gets no attribute work at all.
 func Tracing(opts ...TracingOption) eventkit.Middleware {
 	c := newTracingConfig(opts)
 	tracer := c.tp.Tracer(tracerName)
+	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
 	return func(next eventkit.Handler) eventkit.Handler {
+		// Per route (the Router applies middleware once per route): the
+		// static part of the span for the last topic seen, and the last
+		// source rendered.
+		var static atomic.Pointer[consumerStatic]
+		var lastSource atomic.Pointer[sourceString]
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 			if _, ok := m.Event.Extensions()[ExtTraceParent]; ok {
 				ctx = c.prop.Extract(ctx, eventCarrier{&m.Event})
 			}
-			ctx, span := tracer.Start(ctx, "process "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
+			ri, hasRoute := eventkit.RouteFromContext(ctx)
+			st := static.Load()
+			if st == nil || st.topic != m.Topic || st.hasRoute != hasRoute || st.route != ri.Name || st.group != ri.Group {
+				st = newConsumerStatic(m.Topic, ri, hasRoute)
+				static.Store(st)
+			}
+			ctx, span := tracer.Start(ctx, st.name, startOpts...)
 			if span.IsRecording() { // no attribute work for a span sampled out
-				attrs := make([]attribute.KeyValue, 0, 9)
+				bp := attrPool.Get().(*[]attribute.KeyValue)
+				attrs := append((*bp)[:0], st.attrs...)
 				attrs = append(attrs,
-					attribute.String("messaging.system", "eventkit"),
-					attribute.String("messaging.operation.type", "process"),
-					attribute.String("messaging.destination.name", m.Topic),
 					attribute.String("messaging.message.id", m.Event.ID()),
-					attribute.String("cloudevents.event_source", m.Event.Source()),
+					attribute.String("cloudevents.event_source", eventSource(&m.Event, &lastSource)),
 					attribute.String("cloudevents.event_type", m.Event.Type()))
 				if m.Attempt > 1 {
 					attrs = append(attrs, attribute.Int("messaging.message.delivery_attempt", m.Attempt))
 				}
-				if ri, ok := eventkit.RouteFromContext(ctx); ok {
-					attrs = append(attrs, attribute.String("eventkit.route", ri.Name))
-					if ri.Group != "" {
-						attrs = append(attrs, attribute.String("messaging.consumer.group.name", ri.Group))
-					}
-				}
-				span.SetAttributes(attrs...)
+				span.SetAttributes(attrs...) // the SDK copies them
+				clear(attrs)
+				*bp = attrs[:0]
+				attrPool.Put(bp)
 			}
 			err := next.Handle(ctx, m)
 			if err != nil {
@@ -122,6 +136,60 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 			return err
 		})
 	}
+}
+
+// consumerStatic is the part of a consumer span that depends only on the
+// topic and the route.
+type consumerStatic struct {
+	topic, route, group string
+	hasRoute            bool
+	name                string
+	attrs               []attribute.KeyValue
+}
+
+func newConsumerStatic(topic string, ri eventkit.RouteInfo, hasRoute bool) *consumerStatic {
+	st := &consumerStatic{topic: topic, route: ri.Name, group: ri.Group, hasRoute: hasRoute, name: "process " + topic}
+	st.attrs = []attribute.KeyValue{
+		attribute.String("messaging.system", "eventkit"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", topic),
+	}
+	if hasRoute {
+		st.attrs = append(st.attrs, attribute.String("eventkit.route", ri.Name))
+		if ri.Group != "" {
+			st.attrs = append(st.attrs, attribute.String("messaging.consumer.group.name", ri.Group))
+		}
+	}
+	return st
+}
+
+// attrPool holds scratch attribute slices: span.SetAttributes copies its
+// arguments, so one slice serves event after event.
+var attrPool = sync.Pool{New: func() any {
+	s := make([]attribute.KeyValue, 0, 10)
+	return &s
+}}
+
+// sourceString caches the string form of a source URI (rendering a
+// url.URL allocates; consecutive events of a route mostly share a source).
+type sourceString struct {
+	u url.URL
+	s string
+}
+
+// eventSource returns e.Source(), from cache when the source is the one last
+// rendered.
+func eventSource(e *event.Event, cache *atomic.Pointer[sourceString]) string {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		return e.Source()
+	}
+	if c := cache.Load(); c != nil && c.u == ec.Source.URL {
+		return c.s
+	}
+	c := &sourceString{u: ec.Source.URL, s: ec.Source.String()}
+	cache.Store(c)
+	return c.s
 }
 
 // TracingPublisher returns a Publisher that starts a span of kind Producer,
