@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventkit/eventkit"
@@ -67,6 +68,7 @@ type seriesKey struct{ topic, handler string }
 // series caches the children of one topic and handler, so that the hot
 // path does no label hashing.
 type series struct {
+	key      seriesKey
 	outcomes [4]prometheus.Counter // ok, retried, dead-lettered, dropped
 	duration prometheus.Observer
 	inFlight prometheus.Gauge
@@ -159,6 +161,7 @@ func (m *Metrics) seriesFor(topic, handler string) *series {
 		return s.(*series)
 	}
 	s := &series{
+		key:      k,
 		duration: m.duration.WithLabelValues(topic, handler),
 		inFlight: m.inFlight.WithLabelValues(handler),
 		retries:  m.retries.WithLabelValues(topic, handler),
@@ -176,17 +179,24 @@ func (m *Metrics) seriesFor(topic, handler string) *series {
 // the message's Report, see NewReportContext).
 func (m *Metrics) Middleware() eventkit.Middleware {
 	return func(next eventkit.Handler) eventkit.Handler {
+		// The series of the last topic seen by this route: no map lookup
+		// while the topic stays the same.
+		var last atomic.Pointer[series]
 		return eventkit.HandlerFunc(func(ctx context.Context, msg *eventkit.Message) error {
 			handler := ""
 			if ri, ok := eventkit.RouteFromContext(ctx); ok {
 				handler = ri.Name
 			}
-			s := m.seriesFor(msg.Topic, handler)
+			s := last.Load()
+			if s == nil || s.key.topic != msg.Topic || s.key.handler != handler {
+				s = m.seriesFor(msg.Topic, handler)
+				last.Store(s)
+			}
 			ctx, rep := NewReportContext(ctx)
 			s.inFlight.Inc()
-			start := time.Now()
+			start := monotonic()
 			err := next.Handle(ctx, msg)
-			s.duration.Observe(time.Since(start).Seconds())
+			s.duration.Observe((monotonic() - start).Seconds())
 			s.inFlight.Dec()
 			out := rep.Final(err)
 			retries := rep.Retries
@@ -204,6 +214,13 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 		})
 	}
 }
+
+// clockBase is the origin of monotonic.
+var clockBase = time.Now()
+
+// monotonic reads the monotonic clock only (time.Now also reads the wall
+// clock, which a duration does not need).
+func monotonic() time.Duration { return time.Since(clockBase) }
 
 func (m *Metrics) setBreakerState(name string, st gobreaker.State) {
 	if m == nil {
