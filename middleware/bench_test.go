@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
@@ -48,12 +49,12 @@ func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktr
 //   - bus: events published on the memory bus and handled by a Router,
 //     bare and with the chain; the overhead metric is the difference.
 func BenchmarkMiddlewareChain(b *testing.B) {
-	direct := func(b *testing.B, sampler sdktrace.Sampler) {
+	direct := func(b *testing.B, sampler sdktrace.Sampler, e event.Event) {
 		chain, stop := recommendedChainSampled(b, memory.New(), sampler)
 		defer stop()
 		bare := eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })
 		wrapped := chain(bare)
-		m := eventkit.NewMessage("bench.orders", newEvent("e-1"), 1, nil, nil)
+		m := eventkit.NewMessage("bench.orders", e, 1, nil, nil)
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -65,10 +66,13 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 		}
 		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
 	}
-	b.Run("direct", func(b *testing.B) { direct(b, sdktrace.AlwaysSample()) })
+	b.Run("direct", func(b *testing.B) { direct(b, sdktrace.AlwaysSample(), newEvent("e-1")) })
+	// The same with an event that carries a traceparent, as events published
+	// through a TracingPublisher do: the consumer span's parent is extracted.
+	b.Run("direct-traceparent", func(b *testing.B) { direct(b, sdktrace.AlwaysSample(), tracedEvent(b)) })
 	// The same chain with the span sampled out (what most events cost under
 	// a ratio sampler in production).
-	b.Run("direct-sampled-out", func(b *testing.B) { direct(b, sdktrace.NeverSample()) })
+	b.Run("direct-sampled-out", func(b *testing.B) { direct(b, sdktrace.NeverSample(), newEvent("e-1")) })
 	// Each middleware alone, called directly: where the cost of the chain goes.
 	for _, part := range chainParts(b) {
 		b.Run("direct/"+part.name, func(b *testing.B) {
@@ -87,13 +91,71 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 		})
 	}
 	b.Run("bus", func(b *testing.B) {
-		bareNs, bareCPU := runBus(b, false)
-		chainNs, chainCPU := runBus(b, true)
+		bareNs, bareCPU := runBus(b, false, false)
+		chainNs, chainCPU := runBus(b, true, false)
 		b.ReportMetric(bareNs, "bare-ns/event")
 		b.ReportMetric(chainNs, "chain-ns/event")
 		b.ReportMetric(chainNs-bareNs, "overhead-ns/event")
 		b.ReportMetric(chainCPU-bareCPU, "overhead-cpu-ns/event")
 	})
+	// The same with the publishing side traced too: events are published
+	// through a TracingPublisher (a producer span each, traceparent injected)
+	// and the chain extracts it. The overhead is both sides together.
+	b.Run("bus-traced", func(b *testing.B) {
+		bareNs, bareCPU := runBus(b, false, false)
+		chainNs, chainCPU := runBus(b, true, true)
+		b.ReportMetric(bareNs, "bare-ns/event")
+		b.ReportMetric(chainNs, "chain-ns/event")
+		b.ReportMetric(chainNs-bareNs, "overhead-ns/event")
+		b.ReportMetric(chainCPU-bareCPU, "overhead-cpu-ns/event")
+	})
+}
+
+// tracedEvent returns an event carrying the traceparent of a sampled span,
+// as a TracingPublisher writes it.
+func tracedEvent(b *testing.B) event.Event {
+	var got event.Event
+	pub := middleware.TracingPublisher(publisherFunc(func(_ context.Context, _ string, events ...event.Event) error {
+		got = events[0]
+		return nil
+	}), middleware.WithTracerProvider(sdktrace.NewTracerProvider()))
+	if err := pub.Publish(context.Background(), "bench.orders", newEvent("e-1")); err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := got.Extensions()[middleware.ExtTraceParent]; !ok {
+		b.Fatal("no traceparent injected")
+	}
+	return got
+}
+
+type publisherFunc func(ctx context.Context, topic string, events ...event.Event) error
+
+func (f publisherFunc) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	return f(ctx, topic, events...)
+}
+
+func (publisherFunc) Close() error { return nil }
+
+// BenchmarkTracingPublisher is the publishing side alone: a producer span
+// (real SDK provider, sampled, no-op exporter) and the traceparent injected
+// into a copy of the event, in front of a publisher that discards it.
+func BenchmarkTracingPublisher(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	pub := middleware.TracingPublisher(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }),
+		middleware.WithTracerProvider(tp))
+	e := newEvent("e-1")
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if err := pub.Publish(ctx, "bench.orders", e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
 }
 
 // cpuTime returns the CPU time (user and system) the process has used. On a
@@ -132,9 +194,16 @@ func chainParts(b *testing.B) []part {
 // runBus publishes b.N events on a memory bus to a Router and returns the
 // wall and CPU nanoseconds per event from the first publish to the last
 // handled.
-func runBus(b *testing.B, withChain bool) (wallNs, cpuNs float64) {
+func runBus(b *testing.B, withChain, tracedPublish bool) (wallNs, cpuNs float64) {
 	bus := memory.New()
 	defer bus.Close()
+	var pub eventkit.Publisher = bus
+	if tracedPublish {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		pub = middleware.TracingPublisher(bus, middleware.WithTracerProvider(tp))
+	}
 	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLogger))
 	if withChain {
 		chain, stop := recommendedChain(b, bus)
@@ -160,7 +229,7 @@ func runBus(b *testing.B, withChain bool) (wallNs, cpuNs float64) {
 	ctx := context.Background()
 	start, cpu := time.Now(), cpuTime()
 	for i := 0; i < n; i++ {
-		if err := bus.Publish(ctx, "bench.orders", e); err != nil {
+		if err := pub.Publish(ctx, "bench.orders", e); err != nil {
 			b.Fatal(err)
 		}
 	}

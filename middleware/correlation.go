@@ -82,7 +82,7 @@ func (p *correlationPublisher) Publish(ctx context.Context, topic string, events
 func (p *correlationPublisher) Close() error { return p.pub.Close() }
 
 func stringExtension(e event.Event, name string) (string, bool) {
-	v, ok := e.Extensions()[name]
+	v, ok := extension(&e, name)
 	if !ok {
 		return "", false
 	}
@@ -93,4 +93,21 @@ func stringExtension(e event.Event, name string) (string, bool) {
 		return s.String(), true
 	}
 	return "", false
+}
+
+// extension returns the value of the extension name (lower case, as
+// SetExtension stores it) without copying the extension map, which
+// event.Event.Extensions does on every call.
+func extension(e *event.Event, name string) (any, bool) {
+	var ext map[string]any
+	switch ec := e.Context.(type) {
+	case *event.EventContextV1:
+		ext = ec.Extensions
+	case *event.EventContextV03:
+		ext = ec.Extensions
+	default:
+		ext = e.Extensions()
+	}
+	v, ok := ext[name]
+	return v, ok
 }

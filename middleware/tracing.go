@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 		var static atomic.Pointer[consumerStatic]
 		var lastSource atomic.Pointer[sourceString]
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
-			if _, ok := m.Event.Extensions()[ExtTraceParent]; ok {
+			if _, ok := extension(&m.Event, ExtTraceParent); ok {
 				ctx = c.prop.Extract(ctx, eventCarrier{&m.Event})
 			}
 			ri, hasRoute := eventkit.RouteFromContext(ctx)
@@ -196,7 +197,10 @@ func eventSource(e *event.Event, cache *atomic.Pointer[sourceString]) string {
 // "publish <topic>", for each Publish call (a child of the span in ctx, for
 // example the consumer span of Tracing), and writes its context into the
 // traceparent and tracestate extensions of every event published, replacing
-// any value they had. Events are copied, never modified in place.
+// any value they had. Events are copied, never modified in place: each
+// event published gets its own copy of the context attributes and
+// extensions; its data is shared with the caller's event, as it would be
+// by the wrapped Publisher.
 func TracingPublisher(pub eventkit.Publisher, opts ...TracingOption) eventkit.Publisher {
 	c := newTracingConfig(opts)
 	return &tracingPublisher{pub: pub, prop: c.prop, tracer: c.tp.Tracer(tracerName)}
@@ -206,26 +210,89 @@ type tracingPublisher struct {
 	pub    eventkit.Publisher
 	prop   propagation.TextMapPropagator
 	tracer trace.Tracer
+	static atomic.Pointer[producerStatic]
 }
 
-func (p *tracingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	ctx, span := p.tracer.Start(ctx, "publish "+topic,
+// producerStatic is the span name and the start options of the producer
+// span for one topic and batch size (the last seen), built once.
+type producerStatic struct {
+	topic string
+	n     int
+	name  string
+	opts  []trace.SpanStartOption
+}
+
+func (p *tracingPublisher) staticFor(topic string, n int) *producerStatic {
+	if st := p.static.Load(); st != nil && st.topic == topic && st.n == n {
+		return st
+	}
+	st := &producerStatic{topic: topic, n: n, name: "publish " + topic, opts: []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+		trace.WithAttributes( // given at start, so that a sampler sees them
 			attribute.String("messaging.system", "eventkit"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", topic),
-			attribute.Int("messaging.batch.message_count", len(events)),
-		))
+			attribute.Int("messaging.batch.message_count", n),
+		),
+	}}
+	p.static.Store(st)
+	return st
+}
+
+// fieldCarrier collects what the propagator injects, once per Publish call.
+type fieldCarrier struct{ kv []string }
+
+func (c *fieldCarrier) Get(key string) string {
+	for i := 0; i+1 < len(c.kv); i += 2 {
+		if c.kv[i] == key {
+			return c.kv[i+1]
+		}
+	}
+	return ""
+}
+
+func (c *fieldCarrier) Set(key, value string) {
+	for i := 0; i+1 < len(c.kv); i += 2 {
+		if c.kv[i] == key {
+			c.kv[i+1] = value
+			return
+		}
+	}
+	c.kv = append(c.kv, key, value)
+}
+
+func (c *fieldCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.kv)/2)
+	for i := 0; i+1 < len(c.kv); i += 2 {
+		keys = append(keys, c.kv[i])
+	}
+	return keys
+}
+
+func (p *tracingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	st := p.staticFor(topic, len(events))
+	ctx, span := p.tracer.Start(ctx, st.name, st.opts...)
 	defer span.End()
+	// The span context is the same for every event of the call: inject it
+	// once, then copy the fields into each event's copy.
+	fields := carrierPool.Get().(*fieldCarrier)
+	p.prop.Inject(ctx, fields)
 	out := make([]event.Event, len(events))
 	for i := range events {
-		out[i] = events[i].Clone()
-		p.prop.Inject(ctx, eventCarrier{&out[i]})
+		out[i] = withExtensions(events[i], fields.kv)
 	}
-	if len(events) == 1 {
-		span.SetAttributes(attribute.String("messaging.message.id", events[0].ID()),
+	clear(fields.kv)
+	fields.kv = fields.kv[:0]
+	carrierPool.Put(fields)
+	if len(events) == 1 && span.IsRecording() {
+		bp := attrPool.Get().(*[]attribute.KeyValue)
+		attrs := append((*bp)[:0],
+			attribute.String("messaging.message.id", events[0].ID()),
 			attribute.String("cloudevents.event_type", events[0].Type()))
+		span.SetAttributes(attrs...) // the SDK copies them
+		clear(attrs)
+		*bp = attrs[:0]
+		attrPool.Put(bp)
 	}
 	err := p.pub.Publish(ctx, topic, out...)
 	if err != nil {
@@ -233,6 +300,37 @@ func (p *tracingPublisher) Publish(ctx context.Context, topic string, events ...
 		span.SetStatus(codes.Error, err.Error())
 	}
 	return err
+}
+
+var carrierPool = sync.Pool{New: func() any { return &fieldCarrier{kv: make([]string, 0, 4)} }}
+
+// withExtensions returns a copy of e with the extensions kv (name, value
+// pairs) set. The copy has its own context attributes and extension map;
+// the data is shared (never modified here). Unlike event.Event.Clone it does
+// not deep-copy the source URL, time, data schema, every extension value and
+// the data.
+func withExtensions(e event.Event, kv []string) event.Event {
+	v1, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		c := e.Clone()
+		for i := 0; i+1 < len(kv); i += 2 {
+			c.SetExtension(kv[i], kv[i+1])
+		}
+		return c
+	}
+	ec := *v1
+	ec.Extensions = make(map[string]any, len(v1.Extensions)+len(kv)/2)
+	for k, v := range v1.Extensions {
+		ec.Extensions[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		_ = ec.SetExtension(kv[i], kv[i+1]) // a propagator's field names are valid extension names
+	}
+	e.Context = &ec
+	if e.FieldErrors != nil {
+		e.FieldErrors = maps.Clone(e.FieldErrors)
+	}
+	return e
 }
 
 func (p *tracingPublisher) Close() error { return p.pub.Close() }
