@@ -30,6 +30,6 @@
 // franz-go's GroupTransactSession: the events a handler publishes and the
 // input offsets are committed in one Kafka transaction.
 //
-// See docs/transports-kafka.md for the guarantees and the tests that prove
+// See docs/transports.md (Kafka section) for the guarantees and the tests that prove
 // them.
 package kafka
