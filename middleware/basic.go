@@ -13,11 +13,10 @@ import (
 // Timeout ends the context given to the next handler d after it starts. A
 // handler that honours its context then returns context.DeadlineExceeded (an
 // error Retry retries). Put Timeout inside Retry to bound each attempt, or
-// outside it to bound all of them. d <= 0 disables it. If the context
-// already ends no later (an outer Timeout, a deadline set by the caller),
-// Timeout passes it on unchanged. The context behaves as one from
-// context.WithTimeout, but starts its timer only when something waits on
-// Done, so a handler that finishes without waiting costs no timer.
+// outside it to bound all of them. d <= 0 disables it. The context ends
+// when the handler returns, and behaves as one from context.WithTimeout,
+// but starts its timer only when something waits on Done, so a handler that
+// finishes without waiting costs no timer.
 func Timeout(d time.Duration) eventkit.Middleware {
 	return func(next eventkit.Handler) eventkit.Handler {
 		if d <= 0 {
@@ -25,8 +24,8 @@ func Timeout(d time.Duration) eventkit.Middleware {
 		}
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 			deadline := time.Now().Add(d)
-			if pd, ok := ctx.Deadline(); ok && !pd.After(deadline) {
-				return next.Handle(ctx, m) // the context already ends no later
+			if pd, ok := ctx.Deadline(); ok && pd.Before(deadline) {
+				deadline = pd // the context already ends sooner
 			}
 			dc := withDeadline(ctx, deadline)
 			defer dc.cancel(context.Canceled)
