@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/subs"
 	"github.com/eventkit/eventkit/topic"
 )
 
@@ -79,8 +79,7 @@ type Transport struct {
 	pub    *autopaho.ConnectionManager
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	subs   map[*subscription]struct{}
+	subs   subs.Registry[*subscription]
 	closed atomic.Bool
 }
 
@@ -99,7 +98,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	t := &Transport{server: u, o: o, subs: map[*subscription]struct{}{}}
+	t := &Transport{server: u, o: o}
 	cm, cancel, err := t.connect(ctx, "eventkit-pub-"+randomHex(8), false, nil, nil)
 	if err != nil {
 		return nil, err
@@ -215,44 +214,21 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	if t.closed.Load() {
-		t.mu.Unlock()
+	if !t.subs.Add(s) {
 		_ = s.Close()
 		return nil, eventkit.ErrClosed
 	}
-	t.subs[s] = struct{}{}
-	t.mu.Unlock()
 	return s, nil
 }
 
-func (t *Transport) forget(s *subscription) {
-	t.mu.Lock()
-	delete(t.subs, s)
-	t.mu.Unlock()
-}
+func (t *Transport) forget(s *subscription) { t.subs.Remove(s) }
 
 // Close ends every subscription and disconnects.
 func (t *Transport) Close() error {
-	t.mu.Lock()
 	if t.closed.Swap(true) {
-		t.mu.Unlock()
 		return nil
 	}
-	subs := make([]*subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range subs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = s.Close()
-		}()
-	}
-	wg.Wait()
+	t.subs.CloseAll()
 	disconnect(t.pub, t.cancel)
 	return nil
 }

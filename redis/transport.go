@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/subs"
 	"github.com/eventkit/eventkit/topic"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -79,8 +80,7 @@ type Transport struct {
 
 	registered sync.Map // topic -> struct{}: recorded in the registry set
 	closed     atomic.Bool
-	mu         sync.Mutex
-	subs       map[*subscription]struct{}
+	subs       subs.Registry[*subscription]
 }
 
 // New returns a transport on client. Close does not close the client.
@@ -106,7 +106,7 @@ func New(client goredis.UniversalClient, opts ...Option) *Transport {
 	if o.discover <= 0 {
 		o.discover = DefaultDiscoverInterval
 	}
-	return &Transport{client: client, o: o, subs: make(map[*subscription]struct{})}
+	return &Transport{client: client, o: o}
 }
 
 // StreamKey returns the key of the stream that holds topic.
@@ -182,23 +182,15 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	if t.closed.Load() {
-		t.mu.Unlock()
+	if !t.subs.Add(s) {
 		_ = s.Close()
 		return nil, eventkit.ErrClosed
 	}
-	t.subs[s] = struct{}{}
-	t.mu.Unlock()
 	s.run(ctx)
 	return s, nil
 }
 
-func (t *Transport) forget(s *subscription) {
-	t.mu.Lock()
-	delete(t.subs, s)
-	t.mu.Unlock()
-}
+func (t *Transport) forget(s *subscription) { t.subs.Remove(s) }
 
 // Close ends every subscription (flushing their acks) and makes later
 // publishes return eventkit.ErrClosed. It does not close the client.
@@ -206,21 +198,7 @@ func (t *Transport) Close() error {
 	if t.closed.Swap(true) {
 		return nil
 	}
-	t.mu.Lock()
-	subs := make([]*subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range subs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = s.Close()
-		}()
-	}
-	wg.Wait()
+	t.subs.CloseAll()
 	return nil
 }
 
