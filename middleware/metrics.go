@@ -192,7 +192,11 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 				s = m.seriesFor(msg.Topic, handler)
 				last.Store(s)
 			}
-			ctx, rep := NewReportContext(ctx)
+			ctx, rep := withReport(ctx) // the one Tracing made outside, if any
+			if rep.measured {           // another Metrics outside counts that one
+				ctx, rep = NewReportContext(ctx)
+			}
+			rep.measured = true
 			s.inFlight.Inc()
 			start := monotonic()
 			err := next.Handle(ctx, msg)

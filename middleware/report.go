@@ -27,9 +27,10 @@ const (
 // up a middleware chain, and a dead-lettered or skipped message returns nil
 // like a handled one; the Report carries the difference.
 //
-// The outermost middleware that wants a report (Metrics does) creates it
-// with NewReportContext; inner middleware find it with ReportFromContext and
-// record into it. With no report in the context, ReportFromContext returns
+// The outermost middleware that wants a report (Tracing and Metrics do)
+// creates it with NewReportContext, or reuses the one already in the
+// context; inner middleware find it with ReportFromContext and record into
+// it. With no report in the context, ReportFromContext returns
 // nil and the recording methods do nothing. A Report belongs to the
 // goroutine handling its message: middleware must not record into it from
 // other goroutines.
@@ -43,6 +44,10 @@ type Report struct {
 	// DeadLettered is set when the message was published to the
 	// dead-letter topic.
 	DeadLettered bool
+
+	// measured is set once a Metrics middleware counts this report, so
+	// that a second Metrics further in makes its own.
+	measured bool
 }
 
 // SetOutcome records o. It is a no-op on a nil Report.
@@ -97,4 +102,14 @@ func NewReportContext(ctx context.Context) (context.Context, *Report) {
 func ReportFromContext(ctx context.Context) *Report {
 	r, _ := ctx.Value(reportKey{}).(*Report)
 	return r
+}
+
+// withReport returns ctx and its Report if it carries one, else a context
+// with a new Report (one allocation, shared by the middleware that want a
+// report: Tracing outside Metrics reads the outcome Metrics sees).
+func withReport(ctx context.Context) (context.Context, *Report) {
+	if r := ReportFromContext(ctx); r != nil {
+		return ctx, r
+	}
+	return NewReportContext(ctx)
 }

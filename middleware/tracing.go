@@ -110,6 +110,10 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 				st = newConsumerStatic(m.Topic, ri, hasRoute)
 				static.Store(st)
 			}
+			// The report in which DeadLetter, Dedup and Metrics record the
+			// outcome, made here if no middleware outside made it, so that
+			// the span can carry the outcome.
+			ctx, rep := withReport(ctx)
 			ctx, span := tracer.Start(ctx, st.name, startOpts...)
 			if span.IsRecording() { // no attribute work for a span sampled out
 				bp := attrPool.Get().(*[]attribute.KeyValue)
@@ -130,7 +134,7 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 			if err != nil {
 				span.RecordError(err)
 				span.SetStatus(codes.Error, err.Error())
-			} else if rep := ReportFromContext(ctx); rep != nil && rep.Outcome != "" {
+			} else if rep.Outcome != "" {
 				span.SetAttributes(attribute.String("eventkit.outcome", string(rep.Outcome)))
 			}
 			span.End()

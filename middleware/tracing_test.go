@@ -5,8 +5,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -118,5 +120,44 @@ func TestTracingWithoutTraceParentStartsRoot(t *testing.T) {
 	spans := exp.GetSpans()
 	if len(spans) != 1 || spans[0].Parent.IsValid() {
 		t.Fatalf("spans %v; want one root span", spans)
+	}
+}
+
+// In the recommended order Tracing is outside Metrics and DeadLetter; the
+// consumer span still carries the outcome they record.
+func TestTracingRecordsOutcome(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, withMetrics := range []bool{true, false} {
+		exp.Reset()
+		mw := []eventkit.Middleware{middleware.Tracing(middleware.WithTracerProvider(tp))}
+		if withMetrics {
+			mw = append(mw, metrics.Middleware())
+		}
+		mw = append(mw, middleware.DeadLetter(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }), middleware.DeadLetterLogger(quietLogger)), middleware.Retry())
+		h := eventkit.Chain(mw...)(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error {
+			return middleware.Permanent(errors.New("malformed order"))
+		}))
+		if err := h.Handle(context.Background(), eventkit.NewMessage("orders", newEvent("1"), 1, nil, nil)); err != nil {
+			t.Fatal(err)
+		}
+		spans := exp.GetSpans()
+		if len(spans) != 1 {
+			t.Fatalf("%d spans, want 1", len(spans))
+		}
+		outcome := ""
+		for _, kv := range spans[0].Attributes {
+			if kv.Key == "eventkit.outcome" {
+				outcome = kv.Value.Emit()
+			}
+		}
+		if outcome != string(middleware.OutcomeDeadLettered) {
+			t.Errorf("with metrics %v: span outcome %q, want %q", withMetrics, outcome, middleware.OutcomeDeadLettered)
+		}
 	}
 }
