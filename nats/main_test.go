@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	eknats "github.com/eventkit/eventkit/nats"
@@ -27,11 +28,36 @@ func embedded(t testing.TB) *eknats.Embedded {
 		// Server errors and warnings go to the test log output.
 		l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		shared, sharedErr = eknats.RunEmbedded(eknats.WithServerLogger(l))
+		if sharedErr == nil {
+			sharedErr = anchorStream(shared)
+		}
 	})
 	if sharedErr != nil {
 		t.Fatalf("RunEmbedded: %v", sharedErr)
 	}
 	return shared
+}
+
+// anchorStream creates a stream that lives as long as the shared server.
+// Tests create and delete their own streams; when the last stream of the
+// account is deleted, nats-server removes the account's store directory,
+// and a stream created at that moment can fail with "could not create
+// storage directory" (seen once in a CI run). With one stream always
+// present, the directory is never removed under the tests.
+func anchorStream(e *eknats.Embedded) error {
+	nc, err := e.Connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "EKTEST_ANCHOR", Subjects: []string{"ektest-anchor.>"}})
+	return err
 }
 
 func TestMain(m *testing.M) {
