@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -114,7 +115,10 @@ func WithStreamIDPrefix(prefix string) RepositoryOption {
 func WithSource(source string) RepositoryOption { return func(c *repoConfig) { c.source = source } }
 
 // WithRetryOnConflict makes Update run the command again on a freshly
-// loaded aggregate, up to n more times, when Save meets a conflict.
+// loaded aggregate, up to n more times, when Save meets a conflict. Before
+// each retry it waits a short random time (up to 1 ms, doubling per retry,
+// at most 100 ms), so that writers contending for one stream spread out
+// instead of colliding again at once.
 func WithRetryOnConflict(n int) RepositoryOption { return func(c *repoConfig) { c.retries = n } }
 
 // WithSnapshots saves a snapshot to store every `every` events, tagged with
@@ -250,6 +254,23 @@ func (r *Repository[T]) Update(ctx context.Context, id string, command func(T) e
 		if err == nil || !errors.Is(err, ErrConflict) || attempt >= r.cfg.retries {
 			return res, err
 		}
+		if werr := conflictBackoff(ctx, attempt); werr != nil {
+			return res, err
+		}
+	}
+}
+
+// conflictBackoff waits a random time in [0, min(1ms·2^attempt, 100ms)], or
+// until ctx ends (then it returns ctx's error).
+func conflictBackoff(ctx context.Context, attempt int) error {
+	limit := min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit) + 1)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
