@@ -13,7 +13,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,20 +24,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/eventkit/eventkit/hub"
 )
 
 func main() {
-	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, or both")
+	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, both, or store (raw nats.go async publish into the embedded JetStream file store, no HTTP: the store's ceiling)")
 	n := flag.Int("n", 100000, "events per run")
 	conc := flag.Int("c", 64, "concurrent clients (single mode)")
 	bconc := flag.Int("bc", 8, "concurrent clients (batch mode)")
@@ -43,6 +49,9 @@ func main() {
 	size := flag.Int("size", 256, "bytes of JSON data per event")
 	runs := flag.Int("runs", 3, "runs per mode (the median is reported)")
 	server := flag.String("server", "", "URL of a running server (default: start one in-process)")
+	serverPID := flag.Int("serverpid", 0, "with -server: process id of the server, whose CPU time is reported per event")
+	spawn := flag.String("spawn", "", "run the server as a separate process: path of the eventkit binary, started as \"serve\" on a free port and a temporary data directory (its CPU time is reported per event)")
+	clientKind := flag.String("client", "raw", "load generator: raw (HTTP/1.1 keep-alive over net.Conn, requests built in a reused buffer, light) or nethttp (net/http.Client)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file`")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -55,9 +64,25 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *clientKind != "raw" && *clientKind != "nethttp" {
+		fatal(fmt.Errorf("unknown -client %q", *clientKind))
+	}
+	data := `{"pad":"` + strings.Repeat("x", max(*size-10, 0)) + `"}`
+	if *mode == "store" {
+		runStoreMode(*n, *runs, data)
+		return
+	}
 
 	base := *server
-	if base == "" {
+	pid := *serverPID
+	inProcess := false
+	switch {
+	case *spawn != "":
+		u, p, stop := spawnServer(*spawn)
+		defer stop()
+		base, pid = u, p
+	case base == "":
+		inProcess = true
 		dir, err := os.MkdirTemp("", "eventkit-bench-ingress-")
 		if err != nil {
 			fatal(err)
@@ -83,8 +108,12 @@ func main() {
 		}()
 		base = s.URL()
 	}
-	data := `{"pad":"` + strings.Repeat("x", max(*size-10, 0)) + `"}`
-	fmt.Printf("# server %s, %d events per run, data %d bytes, GOMAXPROCS from nproc\n", base, *n, len(data))
+	where := "a separate process"
+	if inProcess {
+		where = "in-process (server and load generator share this process)"
+	}
+	fmt.Printf("# server %s, %s; %s client; %d events per run, data %d bytes, GOMAXPROCS %d, load average %s\n",
+		base, where, *clientKind, *n, len(data), runtime.GOMAXPROCS(0), loadavg())
 	modes := []string{*mode}
 	if *mode == "both" {
 		modes = []string{"single", "batch"}
@@ -93,20 +122,26 @@ func main() {
 		var results []result
 		for r := 0; r < *runs; r++ {
 			var res result
+			cpu0, scpu0 := processCPU(), pidCPU(pid)
 			switch m {
 			case "single":
-				res = runSingle(base, *n, *conc, data, r)
+				res = runSingle(*clientKind, base, *n, *conc, data, r)
 			case "batch":
-				res = runBatch(base, *n, *batch, *bconc, data, r)
+				res = runBatch(*clientKind, base, *n, *batch, *bconc, data, r)
 			default:
 				fatal(fmt.Errorf("unknown mode %q", m))
 			}
+			res.selfCPU = processCPU() - cpu0
+			if pid != 0 {
+				res.serverCPU = pidCPU(pid) - scpu0
+			}
+			res.inProcess = inProcess
 			fmt.Printf("%-6s run %d: %s\n", m, r+1, res)
 			results = append(results, res)
 		}
-		slices.SortFunc(results, func(a, b result) int { return int(a.rate - b.rate) })
+		slices.SortFunc(results, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
 		med := results[len(results)/2]
-		fmt.Printf("%-6s median: %s\n", m, med)
+		fmt.Printf("%-6s median: %s   [load average %s]\n", m, med, loadavg())
 	}
 	if stored, ok := storedEvents(base); ok {
 		fmt.Printf("# server counted %d events stored and acknowledged (eventkit_ingress_events_total)\n", stored)
@@ -114,29 +149,182 @@ func main() {
 }
 
 type result struct {
-	events   int64
-	failed   int64
-	elapsed  time.Duration
-	rate     float64
-	p50, p99 time.Duration
-	perReq   int
+	events    int64
+	failed    int64
+	elapsed   time.Duration
+	rate      float64
+	p50, p99  time.Duration
+	perReq    int
+	selfCPU   time.Duration // CPU time of this process during the run
+	serverCPU time.Duration // CPU time of the server process (separate process only)
+	inProcess bool
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%9.0f events/s accepted+persisted (%d events, %d failed, %s), request p50 %s p99 %s (%d event(s)/request)",
+	s := fmt.Sprintf("%9.0f events/s accepted+persisted (%d events, %d failed, %s), request p50 %s p99 %s (%d event(s)/request)",
 		r.rate, r.events, r.failed, r.elapsed.Round(time.Millisecond), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.perReq)
+	if r.events == 0 {
+		return s
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(r.events) }
+	if r.inProcess {
+		s += fmt.Sprintf("; process CPU %.1f µs/event (server + load generator)", per(r.selfCPU))
+	} else {
+		s += fmt.Sprintf("; load generator CPU %.1f µs/event", per(r.selfCPU))
+		if r.serverCPU > 0 {
+			s += fmt.Sprintf(", server CPU %.1f µs/event (%.0f events per server CPU-second)", per(r.serverCPU), float64(r.events)/r.serverCPU.Seconds())
+		}
+	}
+	return s
 }
 
-func client(conc int) *http.Client {
-	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, IdleConnTimeout: time.Minute,
-	}}
+// doer sends one request and reports whether it was answered with want.
+type doer interface {
+	do(req *request, want int) bool
+	close()
 }
 
-// drive runs requests from conc clients until total requests are done.
-func drive(conc, requests int, do func(c *http.Client, i int) (int, bool)) result {
-	c := client(conc)
-	defer c.CloseIdleConnections()
+// request is one POST /events: its extra headers and body.
+type request struct {
+	headers [][2]string
+	body    []byte
+}
+
+func newDoer(kind, base string) doer {
+	if kind == "nethttp" {
+		return &netDoer{url: base + "/events", c: &http.Client{Timeout: time.Minute}}
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		fatal(err)
+	}
+	return &rawDoer{addr: u.Host}
+}
+
+// netDoer uses net/http.Client (one per worker, so one connection each).
+type netDoer struct {
+	url string
+	c   *http.Client
+}
+
+func (d *netDoer) do(r *request, want int) bool {
+	req, _ := http.NewRequest(http.MethodPost, d.url, bytes.NewReader(r.body))
+	for _, h := range r.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	resp, err := d.c.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == want
+}
+
+func (d *netDoer) close() { d.c.CloseIdleConnections() }
+
+// rawDoer speaks HTTP/1.1 with keep-alive over one TCP connection,
+// building each request in a reused buffer and reading the answer's status
+// line, headers and Content-Length body. It is a much lighter load
+// generator than net/http's client, so that it takes less of the CPU the
+// server needs.
+type rawDoer struct {
+	addr string
+	conn net.Conn
+	r    *bufio.Reader
+	buf  []byte
+}
+
+func (d *rawDoer) do(r *request, want int) bool {
+	if d.conn == nil {
+		c, err := net.Dial("tcp", d.addr)
+		if err != nil {
+			return false
+		}
+		d.conn, d.r = c, bufio.NewReaderSize(c, 4096)
+	}
+	b := d.buf[:0]
+	b = append(b, "POST /events HTTP/1.1\r\nHost: "...)
+	b = append(b, d.addr...)
+	b = append(b, "\r\n"...)
+	for _, h := range r.headers {
+		b = append(b, h[0]...)
+		b = append(b, ": "...)
+		b = append(b, h[1]...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(r.body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, r.body...)
+	d.buf = b
+	_ = d.conn.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := d.conn.Write(b); err != nil {
+		d.close()
+		return false
+	}
+	code, keep, err := readResponse(d.r)
+	if err != nil || !keep {
+		d.close()
+	}
+	return err == nil && code == want
+}
+
+func (d *rawDoer) close() {
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+}
+
+// readResponse reads one HTTP/1.1 response with a Content-Length body (or
+// none) and returns its status code and whether the connection stays open.
+func readResponse(r *bufio.Reader) (code int, keep bool, err error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return 0, false, err
+	}
+	// "HTTP/1.1 204 No Content\r\n"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, false, fmt.Errorf("bad status line %q", line)
+	}
+	code, err = strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, false, err
+	}
+	length := 0
+	keep = true
+	for {
+		line, err = r.ReadSlice('\n')
+		if err != nil {
+			return 0, false, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		k, v, _ := bytes.Cut(line, []byte(":"))
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(v)); err != nil {
+				return 0, false, err
+			}
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			return 0, false, fmt.Errorf("transfer-encoding %q not supported", v)
+		case bytes.EqualFold(k, []byte("Connection")) && bytes.EqualFold(v, []byte("close")):
+			keep = false
+		}
+	}
+	if _, err := r.Discard(length); err != nil {
+		return 0, false, err
+	}
+	return code, keep, nil
+}
+
+// drive runs requests from conc workers until total requests are done;
+// build returns the i-th request and its number of events.
+func drive(kind, base string, conc, requests int, build func(w, i int, req *request) int, want int) result {
 	var next, ok, failed atomic.Int64
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
@@ -145,13 +333,17 @@ func drive(conc, requests int, do func(c *http.Client, i int) (int, bool)) resul
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			d := newDoer(kind, base)
+			defer d.close()
+			var req request
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= requests {
 					return
 				}
+				n := build(w, i, &req)
 				t0 := time.Now()
-				n, good := do(c, i)
+				good := d.do(&req, want)
 				lat[w] = append(lat[w], time.Since(t0))
 				if good {
 					ok.Add(int64(n))
@@ -174,54 +366,125 @@ func drive(conc, requests int, do func(c *http.Client, i int) (int, bool)) resul
 	return result{events: ok.Load(), failed: failed.Load(), elapsed: el, rate: float64(ok.Load()) / el.Seconds(), p50: pct(.50), p99: pct(.99)}
 }
 
-func runSingle(base string, n, conc int, data string, run int) result {
+func runSingle(kind, base string, n, conc int, data string, run int) result {
 	body := []byte(data)
-	url := base + "/events"
-	res := drive(conc, n, func(c *http.Client, i int) (int, bool) {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Ce-Specversion", "1.0")
-		req.Header.Set("Ce-Id", "s"+strconv.Itoa(run)+"-"+strconv.Itoa(i))
-		req.Header.Set("Ce-Source", "/bench/ingress")
-		req.Header.Set("Ce-Type", "bench.ingress.single")
-		resp, err := c.Do(req)
-		if err != nil {
-			return 1, false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return 1, resp.StatusCode == http.StatusNoContent
-	})
+	prefix := "s" + strconv.Itoa(run) + "-"
+	res := drive(kind, base, conc, n, func(_, i int, req *request) int {
+		req.body = body
+		req.headers = append(req.headers[:0],
+			[2]string{"Content-Type", "application/json"},
+			[2]string{"Ce-Specversion", "1.0"},
+			[2]string{"Ce-Id", prefix + strconv.Itoa(i)},
+			[2]string{"Ce-Source", "/bench/ingress"},
+			[2]string{"Ce-Type", "bench.ingress.single"})
+		return 1
+	}, http.StatusNoContent)
 	res.perReq = 1
 	return res
 }
 
-func runBatch(base string, n, size, conc int, data string, run int) result {
-	url := base + "/events"
+func runBatch(kind, base string, n, size, conc int, data string, run int) result {
 	requests := (n + size - 1) / size
-	res := drive(conc, requests, func(c *http.Client, i int) (int, bool) {
-		var b bytes.Buffer
+	res := drive(kind, base, conc, requests, func(_, i int, req *request) int {
+		b := bytes.NewBuffer(req.body[:0])
 		b.WriteByte('[')
 		count := min(size, n-i*size)
 		for j := 0; j < count; j++ {
 			if j > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, `{"specversion":"1.0","id":"b%d-%d-%d","source":"/bench/ingress","type":"bench.ingress.batch","datacontenttype":"application/json","data":%s}`, run, i, j, data)
+			fmt.Fprintf(b, `{"specversion":"1.0","id":"b%d-%d-%d","source":"/bench/ingress","type":"bench.ingress.batch","datacontenttype":"application/json","data":%s}`, run, i, j, data)
 		}
 		b.WriteByte(']')
-		req, _ := http.NewRequest(http.MethodPost, url, &b)
-		req.Header.Set("Content-Type", "application/cloudevents-batch+json")
-		resp, err := c.Do(req)
-		if err != nil {
-			return count, false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return count, resp.StatusCode == http.StatusOK
-	})
+		req.body = b.Bytes()
+		req.headers = append(req.headers[:0], [2]string{"Content-Type", "application/cloudevents-batch+json"})
+		return count
+	}, http.StatusOK)
 	res.perReq = size
 	return res
+}
+
+// spawnServer starts "bin serve" on a free loopback port with a temporary
+// data directory and waits until it is healthy.
+func spawnServer(bin string) (base string, pid int, stop func()) {
+	dir, err := os.MkdirTemp("", "eventkit-bench-ingress-")
+	if err != nil {
+		fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--data", dir, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		fatal(err)
+	}
+	base = "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			fatal(fmt.Errorf("server %s did not become healthy", bin))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return base, cmd.Process.Pid, func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+}
+
+// processCPU returns the user+system CPU time of this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pidCPU returns utime+stime of process pid from /proc (0 for pid 0).
+func pidCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which ends with the last ')'):
+	// state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ
+	return time.Duration(ut+st) * time.Second / ticks
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // storedEvents reads eventkit_ingress_events_total from /metrics.
