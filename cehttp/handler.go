@@ -453,7 +453,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (h *Handler) mode(w http.ResponseWriter, r *http.Request) (mode, bool) {
 	ct := r.Header.Get("Content-Type")
 	if ct != "" {
-		base, _, err := mime.ParseMediaType(ct)
+		base, _, err := parseMediaType(ct)
 		if err != nil {
 			if r.Header.Get("Ce-Specversion") != "" {
 				// Binary mode: a malformed Content-Type is a bad datacontenttype.
@@ -483,6 +483,34 @@ func (h *Handler) mode(w http.ResponseWriter, r *http.Request) (mode, bool) {
 	return 0, false
 }
 
+// parseMediaType returns the lower-case media type of a Content-Type
+// value. A bare type/subtype of token characters (the usual
+// "application/json") is taken as it is, lower-cased; anything else goes
+// through mime.ParseMediaType.
+func parseMediaType(ct string) (string, map[string]string, error) {
+	slash := -1
+	lower := true
+	for i := 0; i < len(ct); i++ {
+		c := ct[i]
+		switch {
+		case c == '/' && slash < 0 && i > 0:
+			slash = i
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		case c >= 'A' && c <= 'Z':
+			lower = false
+		default:
+			return mime.ParseMediaType(ct)
+		}
+	}
+	if slash < 0 || slash == len(ct)-1 {
+		return mime.ParseMediaType(ct)
+	}
+	if !lower {
+		ct = strings.ToLower(ct)
+	}
+	return ct, nil, nil
+}
+
 // readBody reads at most limit bytes, answering 413 above it.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	tooLarge := func() {
@@ -493,10 +521,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 		tooLarge()
 		return nil, false
 	}
-	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// The usual case: the length is known, so the body is read into a
+		// buffer of exactly that size (net/http ends the body there).
+		buf := make([]byte, r.ContentLength)
+		n, err := io.ReadFull(r.Body, buf)
+		if err != nil {
+			writeProblem(w, &Problem{Status: http.StatusBadRequest, Detail: fmt.Sprintf("reading the body: %v (%d of the %d bytes of Content-Length)", err, n, r.ContentLength)})
+			return nil, false
+		}
+		return buf, true
 	}
+	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		writeProblem(w, &Problem{Status: http.StatusBadRequest, Detail: "reading the body: " + err.Error()})
@@ -580,12 +616,12 @@ func dataBase64(ct string, body []byte) (bool, error) {
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	switch {
 	case mt == "application/json" || mt == "text/json":
-		if !json.Valid(body) {
+		if !validJSON(body) {
 			return false, &eventkit.ValidationError{Attribute: "data", Reason: "the body is not valid JSON, but the Content-Type is " + ct}
 		}
 		return false, nil
 	case mt == "":
-		return !json.Valid(body), nil
+		return !validJSON(body), nil
 	case strings.HasPrefix(mt, "text/"):
 		return !utf8.Valid(body), nil
 	}
