@@ -48,41 +48,76 @@ func (m Mode) String() string {
 // EncodeMsg returns the NATS message for e published on subject, in mode.
 // It does not set the JetStream de-duplication header.
 func EncodeMsg(subject string, e event.Event, mode Mode) (*nats.Msg, error) {
-	m := &nats.Msg{Subject: subject, Header: make(nats.Header, 10)}
+	m, _, err := encodeMsg(subject, e, mode, 0)
+	return m, err
+}
+
+// encodeMsg is EncodeMsg with room for extra header entries; it also
+// returns the event's source, which the caller needs for the
+// de-duplication id (getting it from the event again costs an allocation).
+func encodeMsg(subject string, e event.Event, mode Mode, room int) (*nats.Msg, string, error) {
 	if mode == Structured {
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {
-			return nil, fmt.Errorf("encode event %q: %w", e.ID(), err)
+			return nil, "", fmt.Errorf("encode event %q: %w", e.ID(), err)
 		}
+		m := &nats.Msg{Subject: subject, Header: make(nats.Header, 1+room), Data: b}
 		m.Header[HeaderContentType] = []string{eventkit.MediaTypeCloudEvents}
-		m.Data = b
-		return m, nil
+		return m, e.Source(), nil
 	}
+	// The exact number of entries: a map of up to 8 is one allocation, and
+	// a larger hint would make it bigger than needed.
+	n := 4 + len(e.Extensions()) + room
+	if e.Subject() != "" {
+		n++
+	}
+	if !e.Time().IsZero() {
+		n++
+	}
+	if e.DataSchema() != "" {
+		n++
+	}
+	if e.DataContentType() != "" {
+		n++
+	}
+	m := &nats.Msg{Subject: subject, Header: make(nats.Header, n)}
 	// One backing array for the header values: one allocation, not one
 	// per attribute.
-	vals := make([]string, 0, 8+len(e.Extensions()))
+	vals := make([]string, 0, n)
+	var source string
 	binding.Attributes(e, true, func(name, value string) {
+		if name == "source" {
+			source = value
+		}
 		vals = append(vals, binding.EncodeHeaderValue(value))
 		i := len(vals) - 1
 		m.Header[headerName(name)] = vals[i : i+1 : i+1]
 	})
 	m.Data = e.Data()
-	return m, nil
+	return m, source, nil
 }
 
-// headerNames holds the header names of the context attributes, so that
-// encoding does not build them for every event.
-var headerNames = func() map[string]string {
-	m := map[string]string{}
-	for _, a := range []string{"specversion", "id", "source", "type", "subject", "time", "dataschema", "datacontenttype"} {
-		m[a] = HeaderPrefix + a
-	}
-	return m
-}()
-
+// headerName returns the header of attribute attr; those of the context
+// attributes are constants, so that encoding does not build them for every
+// event.
 func headerName(attr string) string {
-	if h, ok := headerNames[attr]; ok {
-		return h
+	switch attr {
+	case "specversion":
+		return HeaderPrefix + "specversion"
+	case "id":
+		return HeaderPrefix + "id"
+	case "source":
+		return HeaderPrefix + "source"
+	case "type":
+		return HeaderPrefix + "type"
+	case "subject":
+		return HeaderPrefix + "subject"
+	case "time":
+		return HeaderPrefix + "time"
+	case "dataschema":
+		return HeaderPrefix + "dataschema"
+	case "datacontenttype":
+		return HeaderPrefix + "datacontenttype"
 	}
 	return HeaderPrefix + attr
 }

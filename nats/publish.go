@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -34,23 +35,30 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 	if len(events) == 0 {
 		return nil
 	}
-	if _, err := t.streamFor(ctx, name); err != nil {
-		return fmt.Errorf("nats: publish to %q: %w", name, err)
+	if !t.declaredStreamStores(name) {
+		if _, err := t.streamFor(ctx, name); err != nil {
+			return fmt.Errorf("nats: publish to %q: %w", name, err)
+		}
 	}
-	msgs := make([]*nats.Msg, len(events))
+	// One event (the usual HTTP request) needs no slices on the heap.
+	var msgsBuf [1]*nats.Msg
+	var pendingBuf [1]int
+	var futuresBuf [1]jetstream.PubAckFuture
+	msgs, pending, futures := msgsBuf[:], pendingBuf[:], futuresBuf[:]
+	if len(events) > 1 {
+		msgs = make([]*nats.Msg, len(events))
+		pending = make([]int, len(events))
+		futures = make([]jetstream.PubAckFuture, len(events))
+	}
 	for i := range events {
-		m, err := EncodeMsg(name, events[i], t.cfg.mode)
+		m, source, err := encodeMsg(name, events[i], t.cfg.mode, 1)
 		if err != nil {
 			return fmt.Errorf("nats: publish to %q: %w", name, err)
 		}
-		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, events[i].ID(), events[i].Source())}
+		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, events[i].ID(), source)}
 		msgs[i] = m
-	}
-	pending := make([]int, len(msgs))
-	for i := range pending {
 		pending[i] = i
 	}
-	futures := make([]jetstream.PubAckFuture, len(msgs))
 	backoff := t.cfg.retryBackoff
 	for attempt := 1; ; attempt++ {
 		var retry []int
@@ -109,6 +117,44 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 		// Resend in the original order.
 		slices.Sort(retry)
 		pending = retry
+	}
+}
+
+// declaredStreamStores reports whether a declared stream stores topic name
+// (a subject without wildcards), which is what streamFor finds first; it
+// allocates nothing, unlike streamFor, so that publishing to a declared
+// stream does not pay for the lookup.
+func (t *Transport) declaredStreamStores(name string) bool {
+	for _, s := range t.cfg.streams {
+		for _, subj := range s.Subjects {
+			if filterMatches(subj, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// filterMatches reports whether the subject filter (with wildcards) matches
+// subject (without): subjectCovers for a pattern without wildcards,
+// without splitting the strings.
+func filterMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		if ft == ">" {
+			return subject != ""
+		}
+		if subject == "" {
+			return false
+		}
+		st, srest, smore := strings.Cut(subject, ".")
+		if ft != "*" && ft != st {
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subject = frest, srest
 	}
 }
 
