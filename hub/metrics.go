@@ -12,7 +12,10 @@ import (
 )
 
 type metrics struct {
-	requests   *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	// byCode caches the counters of requests of the usual status codes
+	// (index code-200), so that counting a request hashes no labels.
+	byCode     [300]prometheus.Counter
 	latency    prometheus.Histogram
 	events     prometheus.Counter
 	deliveries *prometheus.CounterVec
@@ -49,6 +52,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed)
+	for _, code := range []int{http.StatusOK, http.StatusNoContent} {
+		m.byCode[code-200] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
 	return m
 }
 
@@ -81,11 +87,21 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
-		m.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
+		m.requestCounter(sw.code).Inc()
 		if r.Method == http.MethodPost {
 			m.latency.Observe(time.Since(start).Seconds())
 		}
 	})
+}
+
+// requestCounter returns the counter of requests answered with code.
+func (m *metrics) requestCounter(code int) prometheus.Counter {
+	if code >= 200 && code < 500 {
+		if c := m.byCode[code-200]; c != nil {
+			return c
+		}
+	}
+	return m.requests.WithLabelValues(strconv.Itoa(code))
 }
 
 // countingPublisher counts the events the broker confirmed.
