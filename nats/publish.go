@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,15 +30,49 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 	if err := topic.ValidateName(name); err != nil {
 		return fmt.Errorf("nats: publish: %w", err)
 	}
+	return t.publish(ctx, func(int) string { return name }, events)
+}
+
+// PublishEach is Publish with a topic per event: events[i] goes to
+// topics[i]. Every event is sent before the first ack is awaited, so a
+// call costs one round trip to the server whatever the number of topics
+// (Publish once per topic would cost one each). Events of one topic are
+// stored in their order in events unless a resend happens.
+func (t *Transport) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+	if t.closed.Load() {
+		return eventkit.ErrClosed
+	}
+	if len(topics) != len(events) {
+		return fmt.Errorf("nats: publish: %d topics for %d events", len(topics), len(events))
+	}
+	for i, name := range topics {
+		if i > 0 && name == topics[i-1] {
+			continue
+		}
+		if err := topic.ValidateName(name); err != nil {
+			return fmt.Errorf("nats: publish: %w", err)
+		}
+	}
+	return t.publish(ctx, func(i int) string { return topics[i] }, events)
+}
+
+// publish publishes events[i] to topicOf(i) (validated topics).
+func (t *Transport) publish(ctx context.Context, topicOf func(int) string, events []event.Event) error {
 	if err := eventkit.ValidateEvents(events); err != nil {
 		return fmt.Errorf("nats: publish: %w", err)
 	}
 	if len(events) == 0 {
 		return nil
 	}
-	if !t.declaredStreamStores(name) {
-		if _, err := t.streamFor(ctx, name); err != nil {
-			return fmt.Errorf("nats: publish to %q: %w", name, err)
+	for i := range events {
+		name := topicOf(i)
+		if i > 0 && name == topicOf(i-1) {
+			continue
+		}
+		if !t.declaredStreamStores(name) {
+			if _, err := t.streamFor(ctx, name); err != nil {
+				return fmt.Errorf("nats: publish to %q: %w", name, err)
+			}
 		}
 	}
 	// One event (the usual HTTP request) needs no slices on the heap.
@@ -51,6 +86,7 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 		futures = make([]jetstream.PubAckFuture, len(events))
 	}
 	for i := range events {
+		name := topicOf(i)
 		m, source, err := encodeMsg(name, events[i], t.cfg.mode, 1)
 		if err != nil {
 			return fmt.Errorf("nats: publish to %q: %w", name, err)
@@ -59,13 +95,23 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 		msgs[i] = m
 		pending[i] = i
 	}
+	// topics names the topics of the events in error messages.
+	topics := func(idx []int) string {
+		first := topicOf(idx[0])
+		for _, i := range idx[1:] {
+			if topicOf(i) != first {
+				return fmt.Sprintf("%q and other topics", first)
+			}
+		}
+		return strconv.Quote(first)
+	}
 	backoff := t.cfg.retryBackoff
 	for attempt := 1; ; attempt++ {
 		var retry []int
 		var lastErr error
 		for _, i := range pending {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("nats: publish to %q: %w", name, err)
+				return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
 			}
 			// When WithMaxInFlight publishes await their ack, this waits
 			// for room (nats.go's stall wait, 200ms) and fails with
@@ -73,7 +119,7 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 			f, err := t.js.PublishMsgAsync(msgs[i])
 			if err != nil {
 				if !retryable(err) {
-					return fmt.Errorf("nats: publish to %q: %w", name, err)
+					return fmt.Errorf("nats: publish to %q: %w", topicOf(i), err)
 				}
 				futures[i] = nil
 				retry = append(retry, i)
@@ -91,31 +137,31 @@ func (t *Transport) Publish(ctx context.Context, name string, events ...event.Ev
 			case <-f.Ok():
 			case err := <-f.Err():
 				if !retryable(err) {
-					return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), name, err)
+					return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), topicOf(i), err)
 				}
 				retry = append(retry, i)
 				lastErr = err
 			case <-ctx.Done():
-				return fmt.Errorf("nats: publish to %q: %w", name, ctx.Err())
+				return fmt.Errorf("nats: publish to %s: %w", topics(pending), ctx.Err())
 			}
 		}
 		if len(retry) == 0 {
 			return nil
 		}
+		// Resend in the original order.
+		slices.Sort(retry)
 		if t.closed.Load() {
-			return fmt.Errorf("nats: publish to %q: %w (last error: %v)", name, eventkit.ErrClosed, lastErr)
+			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), eventkit.ErrClosed, lastErr)
 		}
-		t.log.Debug("nats: resending events", "topic", name, "count", len(retry), "attempt", attempt, "error", lastErr)
+		t.log.Debug("nats: resending events", "topic", topicOf(retry[0]), "count", len(retry), "attempt", attempt, "error", lastErr)
 		timer := time.NewTimer(backoff)
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("nats: publish to %q: %w (last error: %v)", name, ctx.Err(), lastErr)
+			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), ctx.Err(), lastErr)
 		}
 		backoff = min(backoff*2, t.cfg.maxRetryBackof)
-		// Resend in the original order.
-		slices.Sort(retry)
 		pending = retry
 	}
 }
