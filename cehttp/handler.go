@@ -415,16 +415,39 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// publish publishes events, in order, in runs of one topic.
+// EachPublisher is implemented by publishers that publish events to a
+// topic each in one call, events[i] to topics[i], keeping the order of the
+// events of each topic (the nats Transport does). The Handler uses it for
+// a batch whose events go to several topics: the batch then waits once for
+// the broker, not once per run of events of one topic.
+type EachPublisher interface {
+	PublishEach(ctx context.Context, topics []string, events []event.Event) error
+}
+
+// publish publishes events, in order, in runs of one topic (in one call
+// when the publisher is an EachPublisher).
 func (h *Handler) publish(ctx context.Context, topics []string, events []event.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
+	if ep, ok := h.pub.(EachPublisher); ok {
+		for _, t := range topics[1:] {
+			if t != topics[0] {
+				return ep.PublishEach(ctx, topics, events)
+			}
+		}
+	}
+	return PublishRuns(ctx, h.pub, topics, events)
+}
+
+// PublishRuns publishes events[i] to topics[i] with pub, in order, one
+// Publish call per run of consecutive events of one topic.
+func PublishRuns(ctx context.Context, pub eventkit.Publisher, topics []string, events []event.Event) error {
 	for start := 0; start < len(events); {
 		end := start + 1
 		for end < len(events) && topics[end] == topics[start] {
 			end++
 		}
-		if err := h.pub.Publish(ctx, topics[start], events[start:end]...); err != nil {
+		if err := pub.Publish(ctx, topics[start], events[start:end]...); err != nil {
 			return err
 		}
 		start = end

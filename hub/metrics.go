@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -108,6 +109,21 @@ func (m *metrics) requestCounter(code int) prometheus.Counter {
 type countingPublisher struct {
 	eventkit.Publisher
 	m *metrics
+}
+
+// PublishEach publishes events[i] to topics[i], in one call when the
+// publisher is a cehttp.EachPublisher, and counts them once all are
+// confirmed.
+func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+	ep, ok := p.Publisher.(cehttp.EachPublisher)
+	if !ok {
+		return cehttp.PublishRuns(ctx, p, topics, events) // counts run by run
+	}
+	err := ep.PublishEach(ctx, topics, events)
+	if err == nil {
+		p.m.events.Add(float64(len(events)))
+	}
+	return err
 }
 
 func (p *countingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
 )
 
 // prefixed maps the hub's topics onto broker subjects under a prefix
@@ -21,6 +22,24 @@ type prefixed struct {
 
 func (p *prefixed) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	return p.pub.Publish(ctx, p.prefix+topic, events...)
+}
+
+// PublishEach publishes events[i] to topics[i] under the prefix, in one
+// call when the publisher is a cehttp.EachPublisher.
+func (p *prefixed) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+	ep, ok := p.pub.(cehttp.EachPublisher)
+	if !ok {
+		return cehttp.PublishRuns(ctx, p, topics, events)
+	}
+	full := make([]string, len(topics))
+	for i, t := range topics {
+		if i > 0 && t == topics[i-1] {
+			full[i] = full[i-1]
+			continue
+		}
+		full[i] = p.prefix + t
+	}
+	return ep.PublishEach(ctx, full, events)
 }
 
 func (p *prefixed) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {

@@ -1,0 +1,73 @@
+package hub_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/hub"
+)
+
+// A batch spanning several topics, on the embedded JetStream default, is
+// stored whole (in one PublishEach call), each topic's events in order, and
+// counted once stored.
+func TestEmbeddedBrokerMixedTopicBatch(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir()})
+	const n = 30
+	var parts []string
+	for i := 0; i < n; i++ {
+		parts = append(parts, `{"specversion":"1.0","id":"`+strconv.Itoa(i)+`","source":"/t","type":"mixed.t`+strconv.Itoa(i%3)+`","data":{"i":`+strconv.Itoa(i)+`}}`)
+	}
+	resp, err := http.Post(s.URL()+"/events", "application/cloudevents-batch+json", strings.NewReader("["+strings.Join(parts, ",")+"]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":30}` {
+		t.Fatalf("POST batch: %d %s", resp.StatusCode, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := s.Subscriber().Subscribe(ctx, "mixed.>", eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	next := map[string]int{}
+	for got := 0; got < n; got++ {
+		var m *eventkit.Message
+		select {
+		case m = <-sub.Messages():
+		case <-ctx.Done():
+			t.Fatalf("received %d of %d events", got, n)
+		}
+		i, _ := strconv.Atoi(m.Event.ID())
+		if want := "mixed.t" + strconv.Itoa(i%3); m.Topic != want {
+			t.Fatalf("event %d on topic %q, want %q", i, m.Topic, want)
+		}
+		want, seen := next[m.Topic]
+		if !seen {
+			want = i % 3
+		}
+		if i != want {
+			t.Fatalf("topic %s: event %d, want %d (out of order)", m.Topic, i, want)
+		}
+		next[m.Topic] = i + 3
+		_ = m.Ack()
+	}
+	mresp, err := http.Get(s.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(mb), "eventkit_ingress_events_total 30\n") {
+		t.Fatalf("metrics lack eventkit_ingress_events_total 30")
+	}
+}
