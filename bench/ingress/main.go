@@ -46,6 +46,7 @@ func main() {
 	conc := flag.Int("c", 64, "concurrent clients (single mode)")
 	bconc := flag.Int("bc", 8, "concurrent clients (batch mode)")
 	batch := flag.Int("batch", 500, "events per batch request")
+	types := flag.Int("types", 1, "batch mode: event types (topics) per batch, taken in turn (1: every event of a batch has one type)")
 	size := flag.Int("size", 256, "bytes of JSON data per event")
 	runs := flag.Int("runs", 3, "runs per mode (the median is reported)")
 	server := flag.String("server", "", "URL of a running server (default: start one in-process)")
@@ -127,7 +128,7 @@ func main() {
 			case "single":
 				res = runSingle(*clientKind, base, *n, *conc, data, r)
 			case "batch":
-				res = runBatch(*clientKind, base, *n, *batch, *bconc, data, r)
+				res = runBatch(*clientKind, base, *n, *batch, *bconc, *types, data, r)
 			default:
 				fatal(fmt.Errorf("unknown mode %q", m))
 			}
@@ -383,7 +384,7 @@ func runSingle(kind, base string, n, conc int, data string, run int) result {
 	return res
 }
 
-func runBatch(kind, base string, n, size, conc int, data string, run int) result {
+func runBatch(kind, base string, n, size, conc, types int, data string, run int) result {
 	requests := (n + size - 1) / size
 	res := drive(kind, base, conc, requests, func(_, i int, req *request) int {
 		b := bytes.NewBuffer(req.body[:0])
@@ -393,7 +394,11 @@ func runBatch(kind, base string, n, size, conc int, data string, run int) result
 			if j > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(b, `{"specversion":"1.0","id":"b%d-%d-%d","source":"/bench/ingress","type":"bench.ingress.batch","datacontenttype":"application/json","data":%s}`, run, i, j, data)
+			typ := "bench.ingress.batch"
+			if types > 1 {
+				typ += strconv.Itoa(j % types)
+			}
+			fmt.Fprintf(b, `{"specversion":"1.0","id":"b%d-%d-%d","source":"/bench/ingress","type":"%s","datacontenttype":"application/json","data":%s}`, run, i, j, typ, data)
 		}
 		b.WriteByte(']')
 		req.body = b.Bytes()
