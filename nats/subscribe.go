@@ -61,8 +61,8 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	if size <= 0 {
 		size = t.cfg.buffer
 	}
-	s.queue = make(chan *delivery, size)
-	s.room = make(chan struct{}, 1)
+	// At least one message must fit, or nothing would ever be pulled.
+	s.size = max(size, 1)
 	s.out = make(chan *eventkit.Message)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -79,11 +79,6 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 
 	s.stopAfter = context.AfterFunc(ctx, s.cancel)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.handoff()
-	}()
 	if t.cfg.ackExtension >= 0 {
 		wg.Add(1)
 		go func() {
@@ -115,8 +110,8 @@ type subscription struct {
 	sub       *nats.Subscription
 	ch        chan *nats.Msg
 
-	queue     chan *delivery
-	room      chan struct{} // signalled when the reader takes a message
+	size      int  // most messages held received and not taken
+	held      fifo // received, not yet taken by the reader (run goroutine, then finish)
 	out       chan *eventkit.Message
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -265,7 +260,7 @@ func (s *subscription) subscribe() error {
 		return nil
 	}
 	s.inbox = s.nc().NewInbox()
-	s.ch = make(chan *nats.Msg, cap(s.queue)+2*s.t.cfg.fetchBatch+64)
+	s.ch = make(chan *nats.Msg, s.size+2*s.t.cfg.fetchBatch+64)
 	sub, err := s.nc().ChanSubscribe(s.inbox, s.ch)
 	if err != nil {
 		return err
@@ -308,21 +303,23 @@ func isStatus(msg *nats.Msg) bool {
 	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
 }
 
-// pull keeps pull requests outstanding for as many messages as the queue
-// has room for, and queues what arrives, until the subscription ends or a
-// request fails. A new request goes out as soon as there is room for half
-// a batch, while earlier ones are still being served, so that the reader
-// does not wait for round trips.
+// pull keeps pull requests outstanding for as many messages as the
+// subscription may hold, and hands what arrives to the reader through the
+// unbuffered s.out (so that the moment each is taken is known), until the
+// subscription ends or a request fails. A new request goes out as soon as
+// there is room for half a batch, while earlier ones are still being
+// served, so that the reader does not wait for round trips. Receiving and
+// handing over in one goroutine saves a goroutine switch per message.
 func (s *subscription) pull() error {
 	batch := s.t.cfg.fetchBatch
-	want := max(min(batch, cap(s.queue))/2, 1)
+	want := max(min(batch, s.size)/2, 1)
 	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
 	outstanding := 0 // messages requested and not yet received
 	last := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		if free := cap(s.queue) - len(s.queue) - outstanding; free >= want {
+		if free := s.size - s.held.len() - outstanding; free >= want {
 			n := min(batch, free)
 			req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
 			if err := s.nc().PublishRequest(subject, s.inbox, req); err != nil {
@@ -332,7 +329,14 @@ func (s *subscription) pull() error {
 			last = time.Now()
 			continue
 		}
+		var out chan<- *eventkit.Message // nil (never ready) with nothing held
+		var head *eventkit.Message
+		if d := s.held.peek(); d != nil {
+			out, head = s.out, d.m
+		}
 		select {
+		case out <- head:
+			s.held.pop().taken.Store(time.Now().UnixNano())
 		case msg := <-s.ch:
 			last = time.Now()
 			if isStatus(msg) {
@@ -362,18 +366,9 @@ func (s *subscription) pull() error {
 				continue
 			}
 			outstanding = max(outstanding-1, 0)
-			d := s.track(msg)
-			if d == nil {
-				continue
+			if d := s.track(msg); d != nil {
+				s.held.push(d)
 			}
-			select {
-			case s.queue <- d:
-			case <-s.ctx.Done():
-				s.forget(d)
-				s.leftover(msg)
-				return nil
-			}
-		case <-s.room:
 		case now := <-tick.C:
 			// Requests lost in a reconnect never answer: forget them.
 			if outstanding > 0 && now.Sub(last) > fetchExpiry+time.Second {
@@ -388,23 +383,27 @@ func (s *subscription) pull() error {
 // track decodes msg and records it as unsettled; nil for a message that
 // is not a CloudEvent (terminated).
 func (s *subscription) track(msg *nats.Msg) *delivery {
-	meta, err := msg.Metadata()
-	if err != nil {
-		s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject, "error", err)
-		return nil
+	seq, delivered, ok := ackReplyMeta(msg.Reply)
+	if !ok {
+		meta, err := msg.Metadata()
+		if err != nil {
+			s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject, "error", err)
+			return nil
+		}
+		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
-	if meta.Sequence.Stream > s.lastSeq {
-		s.lastSeq = meta.Sequence.Stream
+	if seq > s.lastSeq {
+		s.lastSeq = seq
 	}
 	ev, err := DecodeMsg(msg.Header, msg.Data)
 	if err != nil {
 		s.t.log.Warn("nats: message is not a valid CloudEvent; terminated (never redelivered)",
-			"subject", msg.Subject, "stream", meta.Stream, "sequence", meta.Sequence.Stream, "error", err)
+			"subject", msg.Subject, "stream", s.stream, "sequence", seq, "error", err)
 		_ = s.reply(msg, ackTerm)
 		return nil
 	}
 	d := &delivery{msg: msg, s: s}
-	d.m = eventkit.NewMessage(msg.Subject, ev, int(meta.NumDelivered), d, msg)
+	d.m = eventkit.NewMessage(msg.Subject, ev, int(delivered), d, msg)
 	s.mu.Lock()
 	s.unsettled[d] = struct{}{}
 	s.mu.Unlock()
@@ -423,31 +422,7 @@ func (s *subscription) reply(msg *nats.Msg, body []byte) error {
 	return s.nc().Publish(msg.Reply, body)
 }
 
-// handoff passes queued messages to the reader through the unbuffered
-// s.out, so that the moment each is taken is known.
-func (s *subscription) handoff() {
-	for {
-		select {
-		case d := <-s.queue:
-			select {
-			case s.out <- d.m:
-				d.taken.Store(time.Now().UnixNano())
-				select {
-				case s.room <- struct{}{}:
-				default:
-				}
-			case <-s.ctx.Done():
-				s.forget(d)
-				s.leftover(d.msg)
-				return
-			}
-		case <-s.ctx.Done():
-			return
-		}
-	}
-}
-
-// finish nacks the messages queued and not taken (they come back at
+// finish nacks the messages received and not taken (they come back at
 // once), closes s.out and releases the consumer of a subscription without
 // group.
 func (s *subscription) finish() {
@@ -459,14 +434,9 @@ func (s *subscription) finish() {
 	for _, msg := range left {
 		_ = s.reply(msg, ackNak)
 	}
-drain:
-	for {
-		select {
-		case d := <-s.queue:
-			_ = s.reply(d.msg, ackNak)
-		default:
-			break drain
-		}
+	for d := s.held.pop(); d != nil; d = s.held.pop() {
+		s.forget(d)
+		_ = s.reply(d.msg, ackNak)
 	}
 	close(s.out)
 	if s.ephemeral && !s.nc().IsClosed() {
@@ -577,4 +547,76 @@ func (d *delivery) Nack(_ *eventkit.Message, _ error, delay time.Duration) error
 		return fmt.Errorf("nats: nack: %w", err)
 	}
 	return nil
+}
+
+// fifo is a queue of deliveries, reusing its array.
+type fifo struct {
+	buf  []*delivery
+	head int
+}
+
+func (f *fifo) len() int { return len(f.buf) - f.head }
+
+func (f *fifo) push(d *delivery) {
+	if f.head > 0 && len(f.buf) == cap(f.buf) {
+		n := copy(f.buf, f.buf[f.head:])
+		clear(f.buf[n:])
+		f.buf, f.head = f.buf[:n], 0
+	}
+	f.buf = append(f.buf, d)
+}
+
+// peek returns the oldest delivery, nil when empty.
+func (f *fifo) peek() *delivery {
+	if f.head == len(f.buf) {
+		return nil
+	}
+	return f.buf[f.head]
+}
+
+// pop removes and returns the oldest delivery, nil when empty.
+func (f *fifo) pop() *delivery {
+	if f.head == len(f.buf) {
+		return nil
+	}
+	d := f.buf[f.head]
+	f.buf[f.head] = nil
+	f.head++
+	if f.head == len(f.buf) {
+		f.buf, f.head = f.buf[:0], 0
+	}
+	return d
+}
+
+// ackReplyMeta reads the stream sequence and the delivery count from a
+// JetStream message's reply subject without allocating. The subject is
+// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>,
+// or, from newer servers, with <domain>.<account hash> before the stream
+// and possibly more tokens after the pending count (nats.go accepts 11
+// tokens or more). ok is false for any other form.
+func ackReplyMeta(reply string) (streamSeq, delivered uint64, ok bool) {
+	rest, found := strings.CutPrefix(reply, "$JS.ACK.")
+	if !found {
+		return 0, 0, false
+	}
+	skip := 0 // tokens before <delivered>
+	switch n := strings.Count(rest, ".") + 1; {
+	case n == 7:
+		skip = 2
+	case n >= 9:
+		skip = 4
+	default:
+		return 0, 0, false
+	}
+	for range skip {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	d, rest, _ := strings.Cut(rest, ".")
+	q, _, _ := strings.Cut(rest, ".")
+	dv, err1 := strconv.ParseUint(d, 10, 64)
+	sv, err2 := strconv.ParseUint(q, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return sv, dv, true
 }
