@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -307,5 +308,29 @@ func TestGroupPatternConflict(t *testing.T) {
 	defer s.Close()
 	if _, err := tr.Subscribe(ctx, ns+".b", eventkit.WithGroup("g")); err == nil {
 		t.Fatal("a group joined with another pattern; want an error")
+	}
+}
+
+// A subscription buffer of zero still delivers (one message held at a
+// time), in order.
+func TestZeroSubscriptionBuffer(t *testing.T) {
+	tr, ns := newTransport(t, eknats.WithSubscriptionBuffer(0))
+	ctx := context.Background()
+	s, err := tr.Subscribe(ctx, ns+".x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 5; i++ {
+		if err := tr.Publish(ctx, ns+".x", eventkittest.NewEvent(fmt.Sprint("z-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		m := take(t, s)
+		if want := fmt.Sprint("z-", i); m.Event.ID() != want {
+			t.Fatalf("got %q, want %q", m.Event.ID(), want)
+		}
+		_ = m.Ack()
 	}
 }
