@@ -273,11 +273,25 @@ func (s *subscription) subscribe() error {
 // that the server drops a pull request still waiting (it has no interest
 // any more) instead of sending it the nacked messages; messages that
 // arrived are kept for finish to nack.
+//
+// It drains rather than unsubscribes: after the drain's round trip, every
+// message the server sent to the inbox before it took the unsubscription
+// is in s.ch (and is nacked by finish). A plain unsubscribe drops those
+// in flight, and the server, which counts them delivered, sends them
+// again only after the ack wait.
 func (s *subscription) unsubscribe() {
 	if s.sub == nil {
 		return
 	}
-	_ = s.sub.Unsubscribe()
+	if err := s.sub.Drain(); err == nil {
+		deadline := time.Now().Add(drainTimeout)
+		for s.sub.IsValid() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if s.sub.IsValid() {
+		_ = s.sub.Unsubscribe()
+	}
 	for {
 		select {
 		case msg := <-s.ch:
@@ -295,6 +309,10 @@ func (s *subscription) leftover(msg *nats.Msg) {
 	s.left = append(s.left, msg)
 	s.mu.Unlock()
 }
+
+// drainTimeout bounds the wait for the inbox's drain when a subscription
+// ends (one round trip to the server).
+const drainTimeout = 2 * time.Second
 
 // fetchExpiry is how long one pull request waits for messages.
 const fetchExpiry = 3 * time.Second
