@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,7 +43,11 @@ const (
 // resends), time the commit time, published to the topic
 // "<name>.<schema>.<table>" (WithCDCTopic). A logical decoding message
 // (pg_logical_emit_message) becomes an event of type CDCMessageType with
-// subject its prefix, on topic "<name>.message.<prefix>".
+// subject its prefix, on topic "<name>.message.<prefix>" (one sent outside
+// a transaction has the id "<name>:<LSN>:m"). The events of one
+// transaction share their time value, those of one table their subject
+// value: change them with the setters of event.Event (which replace them),
+// not in place.
 //
 // Events are published in commit order, each transaction whole before the
 // next. The slot's confirmed (flushed) position advances only past
@@ -72,6 +75,8 @@ type cdcOptions struct {
 	buffer       int
 	changeType   func(*cdc.Change) string
 	topicFn      func(*cdc.Change) string
+	customType   bool // changeType was given (not the default)
+	customTopic  bool // topicFn was given
 	logger       *slog.Logger
 	msgPrefixes  map[string]bool // nil: every prefix
 	minBackoff   time.Duration
@@ -115,10 +120,13 @@ func WithCDCProtoVersion(v int) CDCOption { return func(o *cdcOptions) { o.proto
 func WithCDCHeartbeat(d time.Duration) CDCOption { return func(o *cdcOptions) { o.heartbeat = d } }
 
 // WithCDCBatch bounds the events given to one Publish call (default 512).
+// The decoder hands a transaction's events to the publisher at its commit,
+// or every n events of a larger transaction.
 func WithCDCBatch(n int) CDCOption { return func(o *cdcOptions) { o.batch = n } }
 
 // WithCDCBuffer bounds the changes decoded ahead of the publisher
-// (default 4096).
+// (default 4096; counted in whole batches, at least one, plus the batch
+// being filled).
 func WithCDCBuffer(n int) CDCOption { return func(o *cdcOptions) { o.buffer = n } }
 
 // WithCDCType sets the CloudEvents type of each change.
@@ -133,7 +141,8 @@ func WithCDCTopic(fn func(*cdc.Change) string) CDCOption {
 
 // WithCDCMessagePrefixes delivers only the logical decoding messages
 // (pg_logical_emit_message) whose prefix is one of prefixes; by default
-// every message of the database is delivered. With no prefixes, none is.
+// every message of the database is delivered. With no prefixes, none is
+// (the server is not asked for them).
 func WithCDCMessagePrefixes(prefixes ...string) CDCOption {
 	return func(o *cdcOptions) {
 		o.msgPrefixes = map[string]bool{}
@@ -187,6 +196,7 @@ func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSo
 		o.logger = slog.Default()
 	}
 	name := o.name
+	o.customType, o.customTopic = o.changeType != nil, o.topicFn != nil
 	if o.changeType == nil {
 		o.changeType = func(c *cdc.Change) string {
 			if c.Op == cdc.OpMessage {
@@ -378,7 +388,7 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	if err != nil {
 		return false, fmt.Errorf("postgres: cdc: %w", err)
 	}
-	st := &cdcStream{src: s, meta: meta, db: sys.DBName, rels: map[uint32]*cdcRelation{}}
+	st := newCDCStream(s, meta, sys.DBName)
 
 	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
 		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
@@ -408,7 +418,9 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 		}
 	}
 
-	args := pgrepl.PgoutputOptions{ProtoVersion: s.opts.protoVersion, Publications: []string{s.opts.publication}, Messages: true}.Args()
+	// Logical decoding messages are asked for unless none is wanted.
+	messages := s.opts.msgPrefixes == nil || len(s.opts.msgPrefixes) > 0
+	args := pgrepl.PgoutputOptions{ProtoVersion: s.opts.protoVersion, Publications: []string{s.opts.publication}, Messages: messages}.Args()
 	stream, err := rc.StartReplication(ctx, s.opts.slot, *start, args)
 	if err != nil {
 		// Transient as a rule: the slot may still be held by the
@@ -457,34 +469,28 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) err
 	return nil
 }
 
-// cdcRelation is what the stream knows of a table.
-type cdcRelation struct {
-	schema, table string
-	subject       string
-	cols          []pgrepl.Column
-	pk            []int // indexes of the primary key columns (or the replica identity key)
+// cdcUnit is what the decoder hands to the publisher: events of one
+// topic, in order, and the highest position (commit end, keepalive) met
+// among them, which is safe to confirm once they and everything before
+// them are published.
+type cdcUnit struct {
+	topic  string
+	events []event.Event
+	pos    pgrepl.LSN // 0: none
+	txs    int64      // commits in the unit
+	ctime  time.Time  // commit time of its last commit
 }
 
-// cdcItem is what the decoder hands to the publisher: an event, or a
-// position that becomes safe to confirm once everything before it is
-// published.
-type cdcItem struct {
-	change           *cdc.Change // to build (see build)
-	subject, key, id string
-	topic            string
-	ev               event.Event
-	hasEv            bool
-	commit           bool       // the end of a transaction
-	pos              pgrepl.LSN // confirmable position (commit end, or keepalive)
-	ctime            time.Time
-}
+func (u *cdcUnit) empty() bool { return len(u.events) == 0 && u.pos == 0 && u.txs == 0 }
 
 type cdcStream struct {
-	src    *CDCSource
-	meta   *pgconn.PgConn
-	stream *pgrepl.Stream
-	db     string
-	rels   map[uint32]*cdcRelation
+	src     *CDCSource
+	meta    *pgconn.PgConn
+	stream  *pgrepl.Stream
+	db      string
+	rels    map[uint32]*cdcRelation
+	lastRel *cdcRelation // the relation of the previous change
+	lastOID uint32
 
 	// transaction in progress (decoder goroutine)
 	inTx     bool
@@ -492,19 +498,37 @@ type cdcStream struct {
 	txEnd    pgrepl.LSN
 	txCommit time.Time
 	txSeq    int
+	txTime   *types.Timestamp // the events' time: the commit time (ms), shared
+	txIDHead []byte           // "<name>:<end LSN>:"
+
+	// encoding (decoder goroutine)
+	srcHead    []byte // the source block up to the value of ts_ms
+	ebuf, kbuf []byte
+
+	// hand-over to the publisher
+	unit  cdcUnit            // being filled (decoder goroutine)
+	units chan cdcUnit       // to the publisher
+	free  chan []event.Event // event slices back from the publisher
 
 	received  atomic.Uint64 // highest WAL position received
 	confirmed atomic.Uint64 // highest position safe to confirm
 	replyNow  chan struct{}
 
 	progressed atomic.Bool
-	buf        []byte
+}
+
+func newCDCStream(src *CDCSource, meta *pgconn.PgConn, db string) *cdcStream {
+	return &cdcStream{src: src, meta: meta, db: db, rels: map[uint32]*cdcRelation{},
+		srcHead: appendSrcHead(nil, src.opts.name)}
 }
 
 func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
 	st.confirmed.Store(uint64(*start))
 	st.replyNow = make(chan struct{}, 1)
-	items := make(chan cdcItem, st.src.opts.buffer)
+	// At most WithCDCBuffer events wait in units for the publisher.
+	n := max(1, st.src.opts.buffer/st.src.opts.batch)
+	st.units = make(chan cdcUnit, n)
+	st.free = make(chan []event.Event, n+2)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -512,7 +536,7 @@ func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
 	wg.Add(2)
 	go func() { // publisher
 		defer wg.Done()
-		if err := st.publish(ctx, items, start); err != nil {
+		if err := st.publish(ctx, start); err != nil {
 			cancel(err)
 		}
 	}()
@@ -520,8 +544,8 @@ func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
 		defer wg.Done()
 		st.status(ctx)
 	}()
-	err := st.decode(ctx, items)
-	close(items)
+	err := st.decode(ctx)
+	close(st.units)
 	if err != nil {
 		cancel(err)
 	}
@@ -559,83 +583,155 @@ func (st *cdcStream) status(ctx context.Context) {
 	}
 }
 
-// publish takes items in order, publishes runs of events with the same
-// topic in one call, and advances the confirmable position past every
-// position item once what precedes it is published.
-func (st *cdcStream) publish(ctx context.Context, items <-chan cdcItem, start *pgrepl.LSN) error {
+// publish takes the units in order, merging those that are ready into
+// calls of at most WithCDCBatch events of one topic, and advances the
+// confirmable position past each unit once it is published.
+func (st *cdcStream) publish(ctx context.Context, start *pgrepl.LSN) error {
 	max := st.src.opts.batch
-	batch := make([]event.Event, 0, max)
-	var batchTopic string
-	var pending []cdcItem // positions waiting for the batch before them
-	flush := func() error {
-		if len(batch) > 0 {
-			if err := st.src.pub.Publish(ctx, batchTopic, batch...); err != nil {
-				return fmt.Errorf("postgres: cdc: publish: %w", err)
-			}
-			st.src.stats.events.Add(int64(len(batch)))
-			st.progressed.Store(true)
-			clear(batch)
-			batch = batch[:0]
-		}
-		for _, p := range pending {
-			if uint64(p.pos) > st.confirmed.Load() {
-				st.confirmed.Store(uint64(p.pos))
-				*start = p.pos
-			}
-			if p.commit {
-				st.src.stats.txs.Add(1)
-				st.src.stats.lastCommit.Store(p.ctime.UnixNano())
-				st.src.stats.lagNanos.Store(int64(time.Since(p.ctime)))
-			}
-		}
-		pending = pending[:0]
-		return nil
-	}
 	for {
-		var it cdcItem
-		var ok bool
-		select {
-		case it, ok = <-items:
-		default:
-			// Nothing more is ready: publish what is gathered.
-			if err := flush(); err != nil {
-				return err
-			}
-			it, ok = <-items
-		}
+		u, ok := <-st.units
 		if !ok {
-			return flush()
+			return nil
 		}
-		if it.hasEv {
-			if it.change != nil {
-				st.build(&it)
-			}
-			if len(pending) > 0 || (len(batch) > 0 && it.topic != batchTopic) || len(batch) == max {
-				if err := flush(); err != nil {
+		closed := false
+	merge:
+		for len(u.events) < max {
+			select {
+			case next, ok := <-st.units:
+				if !ok {
+					closed = true
+					break merge
+				}
+				if len(next.events) == 0 || len(u.events) == 0 ||
+					next.topic == u.topic && len(u.events)+len(next.events) <= max {
+					st.mergeUnit(&u, &next)
+					continue
+				}
+				if err := st.publishUnit(ctx, &u, start); err != nil {
 					return err
 				}
+				u = next
+			default:
+				// Nothing more is ready: publish what is gathered.
+				break merge
 			}
-			batchTopic = it.topic
-			batch = append(batch, it.ev)
-			continue
 		}
-		pending = append(pending, it)
+		if err := st.publishUnit(ctx, &u, start); err != nil {
+			return err
+		}
+		if closed {
+			return nil
+		}
+	}
+}
+
+// mergeUnit appends next to u.
+func (st *cdcStream) mergeUnit(u, next *cdcUnit) {
+	if len(next.events) > 0 {
+		if len(u.events) == 0 {
+			st.recycle(u.events)
+			u.events, u.topic = next.events, next.topic
+		} else {
+			u.events = append(u.events, next.events...)
+			st.recycle(next.events)
+		}
+	}
+	u.pos = max(u.pos, next.pos)
+	if next.txs > 0 {
+		u.txs += next.txs
+		u.ctime = next.ctime
+	}
+}
+
+func (st *cdcStream) publishUnit(ctx context.Context, u *cdcUnit, start *pgrepl.LSN) error {
+	if len(u.events) > 0 {
+		if err := st.src.pub.Publish(ctx, u.topic, u.events...); err != nil {
+			return fmt.Errorf("postgres: cdc: publish: %w", err)
+		}
+		st.src.stats.events.Add(int64(len(u.events)))
+		st.progressed.Store(true)
+	}
+	if uint64(u.pos) > st.confirmed.Load() {
+		st.confirmed.Store(uint64(u.pos))
+		*start = u.pos
+	}
+	if u.txs > 0 {
+		st.src.stats.txs.Add(u.txs)
+		st.src.stats.lastCommit.Store(u.ctime.UnixNano())
+		st.src.stats.lagNanos.Store(int64(time.Since(u.ctime)))
+	}
+	st.recycle(u.events)
+	u.events = nil
+	return nil
+}
+
+// recycle gives an event slice back to the decoder (the Publisher has
+// returned: it keeps events, not the slice).
+func (st *cdcStream) recycle(evs []event.Event) {
+	if cap(evs) == 0 {
+		return
+	}
+	clear(evs)
+	select {
+	case st.free <- evs[:0]:
+	default:
+	}
+}
+
+// emit adds an event to the unit being filled, handing the unit over
+// first when the event cannot join it.
+func (st *cdcStream) emit(ctx context.Context, topic string, ev event.Event) error {
+	u := &st.unit
+	if len(u.events) > 0 && (u.topic != topic || len(u.events) >= st.src.opts.batch) {
+		if err := st.flush(ctx); err != nil {
+			return err
+		}
+	}
+	if u.events == nil {
+		select {
+		case u.events = <-st.free:
+		default:
+			u.events = make([]event.Event, 0, st.src.opts.batch)
+		}
+	}
+	u.topic = topic
+	u.events = append(u.events, ev)
+	return nil
+}
+
+// position records a position that is safe to confirm once the events
+// before it are published, and hands the unit over.
+func (st *cdcStream) position(ctx context.Context, pos pgrepl.LSN, commit bool, ctime time.Time) error {
+	u := &st.unit
+	u.pos = max(u.pos, pos)
+	if commit {
+		u.txs++
+		u.ctime = ctime
+	}
+	return st.flush(ctx)
+}
+
+// flush hands the unit being filled over to the publisher.
+func (st *cdcStream) flush(ctx context.Context) error {
+	if st.unit.empty() {
+		return nil
+	}
+	select {
+	case st.units <- st.unit:
+		st.unit = cdcUnit{}
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
 
 // decode receives and decodes the stream, turning changes into events.
-func (st *cdcStream) decode(ctx context.Context, items chan<- cdcItem) error {
-	var dec pgrepl.Decoder
-	send := func(it cdcItem) error {
-		select {
-		case items <- it:
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
+func (st *cdcStream) decode(ctx context.Context) error {
+	// Messages and their data are valid until the next receive: each
+	// change is encoded before it.
+	dec := pgrepl.Decoder{Reuse: true}
 	for {
-		m, err := st.stream.Recv(ctx)
+		m, err := st.stream.RecvView(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -649,7 +745,7 @@ func (st *cdcStream) decode(ctx context.Context, items chan<- cdcItem) error {
 				// Every transaction that commits before this position was
 				// sent: the position is safe once they are published.
 				st.received.Store(max(st.received.Load(), uint64(m.ServerWAL)))
-				if err := send(cdcItem{pos: m.ServerWAL}); err != nil {
+				if err := st.position(ctx, m.ServerWAL, false, time.Time{}); err != nil {
 					return err
 				}
 			}
@@ -665,61 +761,72 @@ func (st *cdcStream) decode(ctx context.Context, items chan<- cdcItem) error {
 			if err != nil {
 				return &cdcPermanentError{fmt.Errorf("postgres: cdc: %w", err)}
 			}
-			if err := st.handle(ctx, m.WALStart, msg, send); err != nil {
+			if err := st.handle(ctx, m.WALStart, msg); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any, send func(cdcItem) error) error {
+// begin starts a transaction (or the snapshot, with xid 0).
+func (st *cdcStream) begin(xid uint32, end pgrepl.LSN, commit time.Time, snapshot bool) {
+	st.txID, st.txEnd, st.txCommit, st.txSeq = xid, end, commit, 0
+	st.txTime = &types.Timestamp{Time: time.UnixMilli(commit.UnixMilli()).UTC()}
+	st.setTxIDHead(snapshot, end)
+}
+
+func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error {
 	switch m := msg.(type) {
 	case *pgrepl.Begin:
-		st.inTx, st.txID, st.txEnd, st.txCommit, st.txSeq = true, m.Xid, m.FinalLSN, m.CommitTime, 0
+		st.inTx = true
+		st.begin(m.Xid, m.FinalLSN, m.CommitTime, false)
 	case *pgrepl.Commit:
 		st.inTx = false
 		st.received.Store(max(st.received.Load(), uint64(m.EndLSN)))
-		return send(cdcItem{pos: m.EndLSN, commit: true, ctime: m.CommitTime})
+		return st.position(ctx, m.EndLSN, true, m.CommitTime)
 	case *pgrepl.Relation:
 		return st.relation(ctx, m)
 	case *pgrepl.Insert:
-		return st.change(cdc.OpCreate, lsn, m.RelationOID, 0, nil, m.New, send)
+		return st.change(ctx, cdc.OpCreate, lsn, m.RelationOID, 0, nil, m.New)
 	case *pgrepl.Update:
-		return st.change(cdc.OpUpdate, lsn, m.RelationOID, m.OldKind, m.Old, m.New, send)
+		return st.change(ctx, cdc.OpUpdate, lsn, m.RelationOID, m.OldKind, m.Old, m.New)
 	case *pgrepl.Delete:
-		return st.change(cdc.OpDelete, lsn, m.RelationOID, m.OldKind, m.Old, nil, send)
+		return st.change(ctx, cdc.OpDelete, lsn, m.RelationOID, m.OldKind, m.Old, nil)
 	case *pgrepl.Truncate:
 		for _, oid := range m.RelationOIDs {
 			rel, ok := st.rels[oid]
 			if !ok {
 				return &cdcPermanentError{fmt.Errorf("postgres: cdc: truncate of unknown relation %d", oid)}
 			}
-			c := st.newChange(cdc.OpTruncate, lsn, rel)
-			if err := send(st.item(c, rel.subject, rel.subject)); err != nil {
+			c := &cdc.Change{Op: cdc.OpTruncate, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
+			topic, ev := st.changeEvent(c, rel.subject, rel.subject)
+			if err := st.emit(ctx, topic, ev); err != nil {
 				return err
 			}
 		}
 	case *pgrepl.Message:
 		if st.src.opts.msgPrefixes != nil && !st.src.opts.msgPrefixes[m.Prefix] {
 			if !m.Transactional {
-				return send(cdcItem{pos: m.LSN})
+				return st.position(ctx, m.LSN, false, time.Time{})
 			}
 			return nil
 		}
-		c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content}, TsMs: time.Now().UnixMilli()}
+		// The content is copied: the Change may outlive the message.
+		c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: append([]byte{}, m.Content...)},
+			TsMs: time.Now().UnixMilli()}
 		c.Source = st.source(m.LSN, "", "")
-		if m.Transactional {
-			c.Source.TxID, c.Source.TsMs = int64(st.txID), st.txCommit.UnixMilli()
-			if err := send(st.item(c, m.Prefix, m.Prefix)); err != nil {
-				return err
-			}
-		} else {
-			// Sent outside any transaction: safe to confirm once published.
-			c.Source.TsMs = c.TsMs
-			if err := send(st.item(c, m.Prefix, m.Prefix)); err != nil {
-				return err
-			}
-			return send(cdcItem{pos: m.LSN})
+		if !m.Transactional {
+			// Sent outside any transaction: no transaction id (the id is
+			// then "<name>:<LSN>:m").
+			c.Source.TxID, c.Source.TsMs = 0, c.TsMs
+		}
+		topic, ev := st.changeEvent(c, m.Prefix, m.Prefix)
+		if err := st.emit(ctx, topic, ev); err != nil {
+			return err
+		}
+		if !m.Transactional {
+			// Safe to confirm once published.
+			return st.position(ctx, m.LSN, false, time.Time{})
 		}
 	}
 	// Origin, Type and the stream messages (never sent: streaming is off)
@@ -735,78 +842,21 @@ func (st *cdcStream) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
 	}
 }
 
-func (st *cdcStream) newChange(op cdc.Op, lsn pgrepl.LSN, rel *cdcRelation) *cdc.Change {
-	return &cdc.Change{Op: op, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
-}
-
-// item prepares a change for the publisher: it gives it its event id (the
-// decoder's state); build makes the event.
-func (st *cdcStream) item(c *cdc.Change, subject, key string) cdcItem {
-	o := &st.src.opts
-	var id []byte
-	id = append(id, o.name...)
-	id = append(id, ':')
-	if c.Source.Snapshot != cdc.SnapshotFalse {
-		id = append(id, "snapshot:"...)
-		id = pgrepl.LSN(c.Source.LSN).AppendText(id)
-		id = append(id, ':')
-		id = strconv.AppendInt(id, int64(st.txSeq), 10)
-		st.txSeq++
-	} else if c.Op == cdc.OpMessage && c.Source.TxID == 0 {
-		id = pgrepl.LSN(c.Source.LSN).AppendText(id)
-		id = append(id, ":m"...)
-	} else {
-		id = st.txEnd.AppendText(id)
-		id = append(id, ':')
-		id = strconv.AppendInt(id, int64(st.txSeq), 10)
-		st.txSeq++
-	}
-	return cdcItem{change: c, subject: subject, key: key, id: string(id), hasEv: true}
-}
-
-// build encodes the envelope and makes the event of a prepared item (in
-// the publisher's goroutine, in parallel with the decoder).
-func (st *cdcStream) build(it *cdcItem) {
-	o := &st.src.opts
-	c := it.change
-	// The images are built as JSON objects and the op is valid, so that
-	// encoding cannot fail.
-	data, _ := cdc.AppendEncode(make([]byte, 0, 256), c)
-	// The context is built directly (the source URL parsed once): the
-	// setters of event.Event parse and validate on every call.
-	ec := &event.EventContextV1{
-		ID:              it.id,
-		Source:          st.src.ceSource,
-		Type:            o.changeType(c),
-		DataContentType: &cdcJSONContentType,
-		Time:            &types.Timestamp{Time: time.UnixMilli(c.Source.TsMs).UTC()},
-	}
-	if it.subject != "" {
-		subject := it.subject
-		ec.Subject = &subject
-	}
-	if it.key != "" {
-		ec.Extensions = map[string]any{"partitionkey": it.key}
-	}
-	it.ev = event.Event{Context: ec, DataEncoded: data}
-	it.topic = o.topicFn(c)
-	it.change = nil
-}
-
 func (st *cdcStream) relation(ctx context.Context, m *pgrepl.Relation) error {
-	rel := &cdcRelation{schema: m.Namespace, table: m.Name, subject: m.Namespace + "." + m.Name, cols: m.Columns}
 	// The partition key is the primary key; without one, the replica
 	// identity key (unless it is FULL, which flags every column).
 	pkNames, err := st.primaryKey(ctx, m.OID)
 	if err != nil {
 		return err
 	}
+	var pk []int
 	for i, c := range m.Columns {
 		if pkNames[c.Name] || (len(pkNames) == 0 && c.Key && m.ReplicaIdentity != 'f') {
-			rel.pk = append(rel.pk, i)
+			pk = append(pk, i)
 		}
 	}
-	st.rels[m.OID] = rel
+	st.rels[m.OID] = st.newRelation(m.Namespace, m.Name, m.Columns, pk)
+	st.lastRel = nil
 	return nil
 }
 
@@ -825,87 +875,19 @@ func (st *cdcStream) primaryKey(ctx context.Context, oid uint32) (map[string]boo
 }
 
 // change publishes one row change.
-func (st *cdcStream) change(op cdc.Op, lsn pgrepl.LSN, oid uint32, oldKind byte, old, new pgrepl.Tuple, send func(cdcItem) error) error {
-	rel, ok := st.rels[oid]
-	if !ok {
-		return &cdcPermanentError{fmt.Errorf("postgres: cdc: change of unknown relation %d", oid)}
-	}
-	c := st.newChange(op, lsn, rel)
-	if oldKind != 0 {
-		// 'K': the replica identity key only; 'O': the whole old row.
-		c.Before = st.image(rel, old, oldKind == 'K')
-	}
-	if new != nil {
-		c.After = st.image(rel, new, false)
-	}
-	keyTuple := new
-	if keyTuple == nil {
-		keyTuple = old
-	}
-	return send(st.item(c, rel.subject, st.key(rel, keyTuple)))
-}
-
-// image builds the JSON object of a row; keyOnly keeps the key columns.
-func (st *cdcStream) image(rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byte {
-	b := st.buf[:0]
-	b = append(b, '{')
-	first := true
-	for i, col := range rel.cols {
-		if i >= len(t) {
-			break
+func (st *cdcStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid uint32, oldKind byte, old, new pgrepl.Tuple) error {
+	rel := st.lastRel
+	if rel == nil || st.lastOID != oid {
+		var ok bool
+		if rel, ok = st.rels[oid]; !ok {
+			return &cdcPermanentError{fmt.Errorf("postgres: cdc: change of unknown relation %d", oid)}
 		}
-		if keyOnly && !col.Key {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = cdc.AppendString(b, col.Name)
-		b = append(b, ':')
-		b = cdcAppendTupleValue(b, col.TypeOID, t[i])
+		st.lastRel, st.lastOID = rel, oid
 	}
-	b = append(b, '}')
-	st.buf = b
-	return append([]byte(nil), b...)
-}
-
-func cdcAppendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
-	switch v.Kind {
-	case pgrepl.ValueNull:
-		return append(b, "null"...)
-	case pgrepl.ValueUnchanged:
-		return cdc.AppendString(b, cdc.UnavailableValue)
-	case pgrepl.ValueBinary: // not requested; kept as base64
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v.Data)
-		return append(b, '"')
-	}
-	return cdcAppendValue(b, typ, string(v.Data))
-}
-
-// key returns the partition key of a row: subject ":" the key as JSON.
-func (st *cdcStream) key(rel *cdcRelation, t pgrepl.Tuple) string {
-	if len(rel.pk) == 0 {
-		return rel.subject
-	}
-	b := append(st.buf[:0], rel.subject...)
-	b = append(b, ":{"...)
-	for j, i := range rel.pk {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = cdc.AppendString(b, rel.cols[i].Name)
-		b = append(b, ':')
-		if i < len(t) {
-			b = cdcAppendTupleValue(b, rel.cols[i].TypeOID, t[i])
-		} else {
-			b = append(b, "null"...)
-		}
-	}
-	b = append(b, '}')
-	st.buf = b
-	return string(b)
+	r := cdcRow{op: op, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: st.txCommit.UnixMilli(), txID: int64(st.txID),
+		lsn: int64(lsn), nowMs: time.Now().UnixMilli(), oldKind: oldKind, old: old, new: new}
+	topic, ev := st.rowEvent(&r)
+	return st.emit(ctx, topic, ev)
 }
 
 // snapshot emits every row of the published tables as of the slot's
@@ -934,7 +916,7 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 	if _, err := rr.Close(); err != nil {
 		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
 	}
-	st.txID, st.txCommit, st.txSeq = 0, time.Now(), 0
+	st.begin(0, slot.ConsistentPoint, time.Now(), true)
 
 	var batch []event.Event
 	var batchTopic string
@@ -946,34 +928,34 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 			return fmt.Errorf("postgres: cdc: snapshot: publish: %w", err)
 		}
 		st.src.stats.events.Add(int64(len(batch)))
+		clear(batch)
 		batch = batch[:0]
 		return nil
 	}
-	// One row is held back so that the last one is marked "last".
-	type held struct {
-		c   *cdc.Change
-		rel *cdcRelation
-		key string
-	}
-	var prev *held
-	release := func(last bool) error {
-		if prev == nil {
-			return nil
-		}
-		if last {
-			prev.c.Source.Snapshot = cdc.SnapshotLast
-		}
-		it := st.item(prev.c, prev.rel.subject, prev.key)
-		st.build(&it)
-		prev = nil
-		if len(batch) > 0 && (it.topic != batchTopic || len(batch) >= st.src.opts.batch) {
+	add := func(topic string, ev event.Event) error {
+		if len(batch) > 0 && (topic != batchTopic || len(batch) >= st.src.opts.batch) {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		batchTopic = it.topic
-		batch = append(batch, it.ev)
+		batchTopic = topic
+		batch = append(batch, ev)
 		return nil
+	}
+	// One row is held back (its values copied: the result reader reuses
+	// its buffers) so that the last one is marked "last".
+	var held cdcRow
+	var heldVals []byte
+	holding := false
+	release := func(last bool) error {
+		if !holding {
+			return nil
+		}
+		holding = false
+		if last {
+			held.snapshot = cdc.SnapshotLast
+		}
+		return add(st.rowEvent(&held))
 	}
 	for _, t := range tables {
 		oid, _ := strconv.ParseUint(t.oid, 10, 32)
@@ -981,43 +963,50 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 		if err != nil {
 			return err
 		}
-		rel := &cdcRelation{schema: t.schema, table: t.name, subject: t.schema + "." + t.name}
 		mrr := conn.Exec(ctx, "SELECT * FROM "+pgrepl.QuoteIdent(t.schema)+"."+pgrepl.QuoteIdent(t.name))
 		for mrr.NextResult() {
 			r := mrr.ResultReader()
+			var cols []pgrepl.Column
+			var pk []int
 			for _, f := range r.FieldDescriptions() {
-				rel.cols = append(rel.cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
+				cols = append(cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
 				if pkNames[f.Name] {
-					rel.pk = append(rel.pk, len(rel.cols)-1)
+					pk = append(pk, len(cols)-1)
 				}
 			}
+			rel := st.newRelation(t.schema, t.name, cols, pk)
+			var tup pgrepl.Tuple
 			for r.NextRow() {
-				vals := r.Values()
-				tup := make(pgrepl.Tuple, len(vals))
-				for i, v := range vals {
-					if v == nil {
-						tup[i] = pgrepl.TupleValue{Kind: pgrepl.ValueNull}
-					} else {
-						tup[i] = pgrepl.TupleValue{Kind: pgrepl.ValueText, Data: v}
-					}
-				}
-				c := &cdc.Change{Op: cdc.OpRead, Source: st.source(slot.ConsistentPoint, t.schema, t.name), TsMs: time.Now().UnixMilli()}
-				c.Source.Snapshot = cdc.SnapshotTrue
-				c.Source.TxID = 0
-				c.After = st.image(rel, tup, false)
 				if err := release(false); err != nil {
 					mrr.Close()
 					return err
 				}
-				prev = &held{c: c, rel: rel, key: st.key(rel, tup)}
+				vals := r.Values()
+				heldVals = heldVals[:0]
+				for _, v := range vals {
+					heldVals = append(heldVals, v...)
+				}
+				tup = tup[:0]
+				off := 0
+				for _, v := range vals {
+					if v == nil {
+						tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueNull})
+						continue
+					}
+					tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueText, Data: heldVals[off : off+len(v) : off+len(v)]})
+					off += len(v)
+				}
+				held = cdcRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, srcMs: st.txCommit.UnixMilli(),
+					lsn: int64(slot.ConsistentPoint), nowMs: time.Now().UnixMilli(), new: tup}
+				holding = true
 			}
 			if _, err := r.Close(); err != nil {
 				mrr.Close()
-				return fmt.Errorf("postgres: cdc: snapshot of %s: %w", rel.subject, err)
+				return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
 			}
 		}
 		if err := mrr.Close(); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot of %s: %w", rel.subject, err)
+			return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
 		}
 	}
 	if err := release(true); err != nil {

@@ -14,15 +14,87 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+const (
+	cdcBenchRows = 500_000 // rows per bulk load
+	cdcBenchStep = 10_000  // rows per INSERT ... SELECT transaction
+)
+
+// cdcBenchLoad inserts cdcBenchRows rows into table, in transactions of
+// cdcBenchStep rows: int key, text, numeric, timestamptz.
+func cdcBenchLoad(b *testing.B, ctx context.Context, conn *pgx.Conn, table string) {
+	for lo := 1; lo <= cdcBenchRows; lo += cdcBenchStep {
+		if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT g, 'customer-' || g, g * 1.25, now()
+			FROM generate_series(%d, %d) g`, table, lo, lo+cdcBenchStep-1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// cdcCPU is a snapshot of the CPU time of the processes involved.
+type cdcCPU struct {
+	self, walsender, backend time.Duration
+	selfOK, walOK, backendOK bool
+	busy, total              int64
+	machineOK                bool
+}
+
+func cdcTakeCPU(walsender, backend int) cdcCPU {
+	var c cdcCPU
+	c.self, c.selfOK = cdcSelfCPU()
+	c.walsender, c.walOK = cdcProcCPU(walsender)
+	c.backend, c.backendOK = cdcProcCPU(backend)
+	c.busy, c.total, c.machineOK = cdcMachineCPU()
+	return c
+}
+
+// report reports the CPU time per row of each process between c and end,
+// and the machine's busy share.
+func (c cdcCPU) report(b *testing.B, end cdcCPU, rows int) {
+	perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(rows) }
+	if c.selfOK && end.selfOK {
+		b.ReportMetric(perRow(end.self-c.self), "cdc-cpu-us/row")
+	}
+	if c.walOK && end.walOK {
+		b.ReportMetric(perRow(end.walsender-c.walsender), "walsender-cpu-us/row")
+	}
+	if c.backendOK && end.backendOK {
+		b.ReportMetric(perRow(end.backend-c.backend), "insert-cpu-us/row")
+	}
+	if c.machineOK && end.machineOK && end.total > c.total {
+		b.ReportMetric(100*float64(end.busy-c.busy)/float64(end.total-c.total), "machine-busy-%")
+	}
+}
+
+func cdcWALPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
+	var pos int64
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn() - '0/0'").Scan(&pos); err != nil {
+		b.Fatal(err)
+	}
+	return pos
+}
+
+func cdcBackendPID(b *testing.B, ctx context.Context, conn *pgx.Conn) int {
+	var pid int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		b.Fatal(err)
+	}
+	return pid
+}
+
 // BenchmarkCDCBulkLoad bulk-loads rows (500,000 per iteration, in
 // transactions of 10,000) into a table while a CDCSource streams the
-// changes to the memory bus, and reports the insert rate, the CDC rate
-// (changes delivered to a subscriber per second, from the first insert to
-// the last change delivered) and the lag at the end of the load.
+// changes to the memory bus, where a subscriber receives and acks each
+// one. It reports the insert rate, the CDC rate (changes delivered to the
+// subscriber per second, from the first insert to the last change
+// delivered), the lag at the end of the load (rows not delivered yet, WAL
+// the walsender had not decoded and sent yet, in bytes and in rows, and
+// the catch-up time after the load),
+// and the CPU time per row of this process (the source, the memory bus
+// and the subscriber), of the walsender and of the inserting backend.
 //
 //	go test -run '^$' -bench CDCBulkLoad -benchtime 1x ./postgres
 func BenchmarkCDCBulkLoad(b *testing.B) {
-	const rows, step = 500_000, 10_000
+	const rows = cdcBenchRows
 	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -30,6 +102,7 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	backend := cdcBackendPID(b, ctx, conn)
 	for i := 0; i < b.N; i++ {
 		name := eventkittest.UniqueName("cdcbench")
 		table := name + "_t"
@@ -63,6 +136,10 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		for src.Stats().ServerLSN == 0 { // streaming
 			time.Sleep(10 * time.Millisecond)
 		}
+		var walsender int
+		if err := conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", src.Slot()).Scan(&walsender); err != nil {
+			b.Fatal(err)
+		}
 		// A second slot, read after the run with SQL, measures how fast the
 		// server itself decodes the same WAL with pgoutput (no client).
 		peer := name + "_peer"
@@ -70,18 +147,23 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
+		wal0 := cdcWALPos(b, ctx, conn)
+		cpu0 := cdcTakeCPU(walsender, backend)
 		start := time.Now()
-		for lo := 1; lo <= rows; lo += step {
-			if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT g, 'customer-' || g, g * 1.25, now()
-				FROM generate_series(%d, %d) g`, table, lo, lo+step-1)); err != nil {
-				b.Fatal(err)
-			}
-		}
+		cdcBenchLoad(b, ctx, conn, table)
 		insertDur := time.Since(start)
 		atLoadEnd := got.Load()
-		statsAtEnd := src.Stats()
+		walPerRow := float64(cdcWALPos(b, ctx, conn)-wal0) / rows
+		// WAL the walsender has not sent yet (its backlog; the rest of the
+		// rows behind are in this process).
+		var unsent int64
+		if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT pg_current_wal_lsn() - sent_lsn FROM pg_stat_replication
+			WHERE pid = $1), 0)::bigint`, walsender).Scan(&unsent); err != nil {
+			b.Fatal(err)
+		}
 		<-done
 		cdcDur := time.Since(start)
+		cpu1 := cdcTakeCPU(walsender, backend)
 		b.StopTimer()
 		final := src.Stats()
 		cancel()
@@ -100,14 +182,55 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", peer)
 		b.ReportMetric(float64(rows)/insertDur.Seconds(), "insert-rows/s")
 		b.ReportMetric(float64(rows)/cdcDur.Seconds(), "cdc-rows/s")
-		b.ReportMetric(float64(rows-atLoadEnd), "behind-at-load-end")
-		b.ReportMetric(float64(statsAtEnd.LagBytes), "lag-bytes-at-load-end")
+		b.ReportMetric(insertDur.Seconds()/cdcDur.Seconds(), "cdc/insert")
+		b.ReportMetric(float64(rows-atLoadEnd), "behind-rows-at-load-end")
+		b.ReportMetric(float64(unsent), "wal-unsent-bytes-at-load-end")
+		// The rows behind that were still in the server's WAL (the rest
+		// were in this process).
+		b.ReportMetric(float64(unsent)/walPerRow, "wal-unsent-rows-at-load-end")
+		b.ReportMetric(walPerRow, "wal-bytes/row")
 		b.ReportMetric((cdcDur - insertDur).Seconds(), "catch-up-s")
 		b.ReportMetric(final.LagSeconds, "lag-s-last-tx")
+		cpu0.report(b, cpu1, rows)
 		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 		cdcDropSlot(b, dctx, dsn, src.Slot()) // retries while the walsender exits
 		dcancel()
 		conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+src.Publication())
+		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+	}
+}
+
+// BenchmarkCDCInsertOnly is BenchmarkCDCBulkLoad's load without change
+// data capture: the insert rate and the inserting backend's CPU time per
+// row when nothing else competes for the machine (wal_level logical, no
+// slot).
+//
+//	go test -run '^$' -bench CDCInsertOnly -benchtime 1x ./postgres
+func BenchmarkCDCInsertOnly(b *testing.B) {
+	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	backend := cdcBackendPID(b, ctx, conn)
+	for i := 0; i < b.N; i++ {
+		table := eventkittest.UniqueName("cdcbench") + "_t"
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, customer text, amount numeric(12,2), created timestamptz)", table)); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		wal0 := cdcWALPos(b, ctx, conn)
+		cpu0 := cdcTakeCPU(0, backend)
+		start := time.Now()
+		cdcBenchLoad(b, ctx, conn, table)
+		insertDur := time.Since(start)
+		cpu1 := cdcTakeCPU(0, backend)
+		b.StopTimer()
+		b.ReportMetric(float64(cdcBenchRows)/insertDur.Seconds(), "insert-rows/s")
+		b.ReportMetric(float64(cdcWALPos(b, ctx, conn)-wal0)/cdcBenchRows, "wal-bytes/row")
+		cpu0.report(b, cpu1, cdcBenchRows)
 		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 	}
 }

@@ -579,3 +579,26 @@ func TestCDCConfiguration(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+func TestCDCNoMessages(t *testing.T) {
+	cdcNoLeaks(t)
+	env := newCDCEnv(t, "id int PRIMARY KEY")
+	rec := newCDCRecorder()
+	// No prefix: the server is not asked for messages.
+	env.start(t, rec, WithCDCMessagePrefixes())
+	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", env.table))
+	env.exec(t, "SELECT pg_logical_emit_message(false, $1, 'x')", env.name+"_orders")
+	env.exec(t, fmt.Sprintf("BEGIN; INSERT INTO %s VALUES (2); SELECT pg_logical_emit_message(true, '%s_orders', 'y'); COMMIT", env.table, env.name))
+	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (3)", env.table))
+	ev := rec.wait(t, 3)
+	time.Sleep(200 * time.Millisecond)
+	if got := rec.snapshot(); len(got) != 3 {
+		t.Fatalf("%d events, want the 3 rows", len(got))
+	}
+	for i, r := range ev {
+		var row struct{ ID int }
+		if r.change.Op != cdc.OpCreate || r.change.Row(&row) != nil || row.ID != i+1 {
+			t.Fatalf("event %d: %+v", i, r.change)
+		}
+	}
+}

@@ -224,7 +224,9 @@ func (r *reader) bytes(n int) []byte {
 	return v
 }
 
-func (r *reader) tuple() Tuple {
+// tuple reads a tuple into dst's backing array when it is large enough
+// (dst may be nil).
+func (r *reader) tuple(dst Tuple) Tuple {
 	n := int(r.u16())
 	if r.err != nil {
 		return nil
@@ -234,10 +236,16 @@ func (r *reader) tuple() Tuple {
 		r.err = fmt.Errorf("pgrepl: tuple of %d columns in %d bytes: %w", n, len(r.b), ErrShort)
 		return nil
 	}
-	t := make(Tuple, n)
+	var t Tuple
+	if dst != nil && cap(dst) >= n {
+		t = dst[:n]
+	} else {
+		t = make(Tuple, n)
+	}
 	for i := range t {
 		k := r.u8()
 		t[i].Kind = k
+		t[i].Data = nil
 		switch k {
 		case ValueNull, ValueUnchanged:
 		case ValueText, ValueBinary:
@@ -259,9 +267,16 @@ func (r *reader) tuple() Tuple {
 // data messages carry the transaction id. The returned values may share
 // memory with data.
 func Parse(data []byte, inStream bool) (any, error) {
+	return parse(data, inStream, nil)
+}
+
+// parse is Parse; with d non-nil and d.Reuse set, the frequent messages
+// are stored in d.
+func parse(data []byte, inStream bool, d *Decoder) (any, error) {
 	if len(data) == 0 {
 		return nil, ErrShort
 	}
+	reuse := d != nil && d.Reuse
 	r := &reader{b: data[1:]}
 	xid := func() uint32 {
 		if inStream {
@@ -272,9 +287,23 @@ func Parse(data []byte, inStream bool) (any, error) {
 	var msg any
 	switch data[0] {
 	case 'B':
-		msg = &Begin{FinalLSN: r.lsn(), CommitTime: r.time(), Xid: r.u32()}
+		var m *Begin
+		if reuse {
+			m = &d.begin
+		} else {
+			m = new(Begin)
+		}
+		*m = Begin{FinalLSN: r.lsn(), CommitTime: r.time(), Xid: r.u32()}
+		msg = m
 	case 'C':
-		msg = &Commit{Flags: r.u8(), CommitLSN: r.lsn(), EndLSN: r.lsn(), CommitTime: r.time()}
+		var m *Commit
+		if reuse {
+			m = &d.commit
+		} else {
+			m = new(Commit)
+		}
+		*m = Commit{Flags: r.u8(), CommitLSN: r.lsn(), EndLSN: r.lsn(), CommitTime: r.time()}
+		msg = m
 	case 'O':
 		msg = &Origin{CommitLSN: r.lsn(), Name: r.str()}
 	case 'R':
@@ -293,32 +322,65 @@ func Parse(data []byte, inStream bool) (any, error) {
 	case 'Y':
 		msg = &Type{Xid: xid(), OID: r.u32(), Namespace: r.str(), Name: r.str()}
 	case 'I':
-		m := &Insert{Xid: xid(), RelationOID: r.u32()}
+		var m *Insert
+		var dst Tuple
+		if reuse {
+			m, dst = &d.insert, d.tuples[0]
+		} else {
+			m = new(Insert)
+		}
+		*m = Insert{Xid: xid(), RelationOID: r.u32()}
 		if k := r.u8(); r.err == nil && k != 'N' {
 			r.err = fmt.Errorf("pgrepl: insert: tuple kind %q, want 'N'", k)
 		}
-		m.New = r.tuple()
+		m.New = r.tuple(dst)
+		if reuse && cap(m.New) > cap(dst) {
+			d.tuples[0] = m.New
+		}
 		msg = m
 	case 'U':
-		m := &Update{Xid: xid(), RelationOID: r.u32()}
+		var m *Update
+		var dst, dstOld Tuple
+		if reuse {
+			m, dst, dstOld = &d.update, d.tuples[0], d.tuples[1]
+		} else {
+			m = new(Update)
+		}
+		*m = Update{Xid: xid(), RelationOID: r.u32()}
 		k := r.u8()
 		if k == 'K' || k == 'O' {
 			m.OldKind = k
-			m.Old = r.tuple()
+			m.Old = r.tuple(dstOld)
+			if reuse && cap(m.Old) > cap(dstOld) {
+				d.tuples[1] = m.Old
+			}
 			k = r.u8()
 		}
 		if r.err == nil && k != 'N' {
 			r.err = fmt.Errorf("pgrepl: update: tuple kind %q, want 'N'", k)
 		}
-		m.New = r.tuple()
+		m.New = r.tuple(dst)
+		if reuse && cap(m.New) > cap(dst) {
+			d.tuples[0] = m.New
+		}
 		msg = m
 	case 'D':
-		m := &Delete{Xid: xid(), RelationOID: r.u32()}
+		var m *Delete
+		var dst Tuple
+		if reuse {
+			m, dst = &d.delete, d.tuples[1]
+		} else {
+			m = new(Delete)
+		}
+		*m = Delete{Xid: xid(), RelationOID: r.u32()}
 		m.OldKind = r.u8()
 		if r.err == nil && m.OldKind != 'K' && m.OldKind != 'O' {
 			r.err = fmt.Errorf("pgrepl: delete: tuple kind %q, want 'K' or 'O'", m.OldKind)
 		}
-		m.Old = r.tuple()
+		m.Old = r.tuple(dst)
+		if reuse && cap(m.Old) > cap(dst) {
+			d.tuples[1] = m.Old
+		}
 		msg = m
 	case 'T':
 		m := &Truncate{Xid: xid()}
@@ -369,12 +431,26 @@ func Parse(data []byte, inStream bool) (any, error) {
 // Decoder parses a sequence of pgoutput messages, tracking whether it is
 // inside a streamed block (StreamStart … StreamStop).
 type Decoder struct {
+	// Reuse makes Decode return the messages that come once per row or
+	// per transaction (Begin, Commit, Insert, Update, Delete) in storage
+	// of the Decoder, with tuples whose backing arrays it reuses: such a
+	// message is valid only until the next call of Decode. Without Reuse
+	// every message is new. Either way, tuple values share memory with the
+	// data given to Decode.
+	Reuse bool
+
 	inStream bool
+	begin    Begin
+	commit   Commit
+	insert   Insert
+	update   Update
+	delete   Delete
+	tuples   [2]Tuple // new, old
 }
 
 // Decode parses the next message.
 func (d *Decoder) Decode(data []byte) (any, error) {
-	m, err := Parse(data, d.inStream)
+	m, err := parse(data, d.inStream, d)
 	if err != nil {
 		return nil, err
 	}

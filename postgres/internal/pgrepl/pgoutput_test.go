@@ -136,6 +136,59 @@ func TestDecoderTracksStream(t *testing.T) {
 	}
 }
 
+// TestDecoderReuse decodes a sequence with a Decoder that reuses its
+// messages and tuples: each message is right until the next Decode, and
+// the tuples' arrays are reused.
+func TestDecoderReuse(t *testing.T) {
+	d := Decoder{Reuse: true}
+	long := Tuple{{Kind: ValueText, Data: []byte("1")}, {Kind: ValueText, Data: []byte("2")}, {Kind: ValueNull}, {Kind: ValueText, Data: []byte{}}}
+	steps := []struct {
+		data []byte
+		want any
+	}{
+		{enc{'B'}.u64(1).u64(tsUs).u32(2), &Begin{FinalLSN: 1, CommitTime: ts, Xid: 2}},
+		{enc{'I'}.u32(1).u8('N').tuple(long), &Insert{RelationOID: 1, New: long}},
+		{enc{'I'}.u32(1).u8('N').tuple(tuple3), &Insert{RelationOID: 1, New: tuple3}},
+		{enc{'U'}.u32(1).u8('O').tuple(long).u8('N').tuple(tupleB), &Update{RelationOID: 1, OldKind: 'O', Old: long, New: tupleB}},
+		{enc{'U'}.u32(2).u8('N').tuple(tuple3), &Update{RelationOID: 2, New: tuple3}},
+		{enc{'D'}.u32(1).u8('K').tuple(tupleB), &Delete{RelationOID: 1, OldKind: 'K', Old: tupleB}},
+		{enc{'C'}.u8(0).u64(10).u64(20).u64(tsUs), &Commit{CommitLSN: 10, EndLSN: 20, CommitTime: ts}},
+		{enc{'I'}.u32(1).u8('X'), nil}, // an error leaves nothing behind
+		{enc{'I'}.u32(3).u8('N').tuple(tupleB), &Insert{RelationOID: 3, New: tupleB}},
+	}
+	var prev *Insert
+	for i, s := range steps {
+		got, err := d.Decode(s.data)
+		if s.want == nil {
+			if err == nil {
+				t.Fatalf("step %d: Decode succeeded", i)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, s.want) {
+			t.Fatalf("step %d: Decode = %#v, %v; want %#v", i, got, err, s.want)
+		}
+		if ins, ok := got.(*Insert); ok {
+			if prev != nil && (ins != prev || &ins.New[0] != &prev.New[0]) {
+				t.Fatalf("step %d: insert or its tuple not reused", i)
+			}
+			prev = ins
+		}
+	}
+}
+
+func TestDecoderReuseAllocs(t *testing.T) {
+	d := Decoder{Reuse: true}
+	ins := enc{'I'}.u32(1).u8('N').tuple(tuple3)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := d.Decode(ins); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("Decode of an insert with Reuse: %v allocations, want 0", n)
+	}
+}
+
 func TestCopyDataAndStatus(t *testing.T) {
 	w := enc{'w'}.u64(100).u64(200).u64(tsUs).u8('B')
 	m, err := ParseCopyData(w)
@@ -144,6 +197,12 @@ func TestCopyDataAndStatus(t *testing.T) {
 	}
 	if want := (&XLogData{WALStart: 100, ServerWAL: 200, ServerTime: ts, Data: []byte{'B'}}); !reflect.DeepEqual(m, want) {
 		t.Fatalf("XLogData = %#v, want %#v", m, want)
+	}
+	// The view shares the payload's memory.
+	var x XLogData
+	var ka Keepalive
+	if v, err := parseCopyDataInto(w, &x, &ka); err != nil || v != &x || &x.Data[0] != &w[25] || x.WALStart != 100 {
+		t.Fatalf("parseCopyDataInto = %#v, %v", v, err)
 	}
 	k, err := ParseCopyData(enc{'k'}.u64(300).u64(tsUs).u8(1))
 	if err != nil {
@@ -196,8 +255,15 @@ func FuzzParse(f *testing.F) {
 		f.Add(s, false)
 	}
 	f.Add([]byte(enc{'I'}.u32(9).u32(1).u8('N').tuple(tupleB)), true)
+	reuse := &Decoder{Reuse: true}
 	f.Fuzz(func(t *testing.T, data []byte, inStream bool) {
 		m, err := Parse(data, inStream)
+		// A decoder that reuses its messages decodes the same.
+		reuse.inStream = inStream
+		rm, rerr := reuse.Decode(data)
+		if (err == nil) != (rerr == nil) || err == nil && !reflect.DeepEqual(m, rm) {
+			t.Fatalf("Decode with Reuse = %#v, %v; Parse = %#v, %v", rm, rerr, m, err)
+		}
 		if err != nil {
 			return
 		}

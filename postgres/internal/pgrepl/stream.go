@@ -23,9 +23,12 @@ type Stream struct {
 	wmu  sync.Mutex // serialises writes
 	wbuf []byte
 
-	// The context Recv watches (only Recv touches these).
+	// The context Recv watches, and RecvView's messages (only the
+	// receiving goroutine touches these).
 	watched   context.Context
 	stopWatch func() bool
+	xlog      XLogData
+	keepalive Keepalive
 
 	closeOnce sync.Once
 }
@@ -105,6 +108,27 @@ type Keepalive struct {
 // Stream is no longer usable (a partial message may have been consumed):
 // close it.
 func (s *Stream) Recv(ctx context.Context) (any, error) {
+	b, err := s.recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCopyData(b)
+}
+
+// RecvView is Recv without copies: the returned *XLogData or *Keepalive,
+// and the XLogData's Data, belong to the Stream and are valid only until
+// the next call of Recv or RecvView. It allocates nothing.
+func (s *Stream) RecvView(ctx context.Context) (any, error) {
+	b, err := s.recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return parseCopyDataInto(b, &s.xlog, &s.keepalive)
+}
+
+// recv returns the payload of the next CopyData message, valid until the
+// next call.
+func (s *Stream) recv(ctx context.Context) ([]byte, error) {
 	if ctx != s.watched {
 		// One watcher per context, not per message: Recv is called in a
 		// loop with the same context.
@@ -127,7 +151,7 @@ func (s *Stream) Recv(ctx context.Context) (any, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
-			return ParseCopyData(m.Data)
+			return m.Data, nil
 		case *pgproto3.CopyDone, *pgproto3.CommandComplete:
 			// The server ends the stream (CopyDone; on shutdown a
 			// walsender may send CommandComplete directly).
@@ -144,6 +168,15 @@ func (s *Stream) Recv(ctx context.Context) (any, error) {
 // ParseCopyData parses the payload of a CopyData message from the server:
 // XLogData ('w') or a primary keepalive ('k'). XLogData.Data is a copy.
 func ParseCopyData(b []byte) (any, error) {
+	m, err := parseCopyDataInto(b, new(XLogData), new(Keepalive))
+	if x, ok := m.(*XLogData); ok {
+		x.Data = append([]byte(nil), x.Data...)
+	}
+	return m, err
+}
+
+// parseCopyDataInto parses b into x or k; x.Data shares b's memory.
+func parseCopyDataInto(b []byte, x *XLogData, k *Keepalive) (any, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("pgrepl: empty CopyData")
 	}
@@ -152,21 +185,23 @@ func ParseCopyData(b []byte) (any, error) {
 		if len(b) < 25 {
 			return nil, fmt.Errorf("pgrepl: XLogData: %d bytes, want at least 25", len(b))
 		}
-		return &XLogData{
+		*x = XLogData{
 			WALStart:   LSN(binary.BigEndian.Uint64(b[1:])),
 			ServerWAL:  LSN(binary.BigEndian.Uint64(b[9:])),
 			ServerTime: PgTime(int64(binary.BigEndian.Uint64(b[17:]))),
-			Data:       append([]byte(nil), b[25:]...),
-		}, nil
+			Data:       b[25:],
+		}
+		return x, nil
 	case 'k':
 		if len(b) < 18 {
 			return nil, fmt.Errorf("pgrepl: keepalive: %d bytes, want 18", len(b))
 		}
-		return &Keepalive{
+		*k = Keepalive{
 			ServerWAL:      LSN(binary.BigEndian.Uint64(b[1:])),
 			ServerTime:     PgTime(int64(binary.BigEndian.Uint64(b[9:]))),
 			ReplyRequested: b[17] != 0,
-		}, nil
+		}
+		return k, nil
 	}
 	return nil, fmt.Errorf("pgrepl: unknown CopyData message %q", b[0])
 }
