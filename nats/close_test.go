@@ -75,3 +75,65 @@ func TestCloseStrandsNothingInFlight(t *testing.T) {
 		_ = next.Close()
 	}
 }
+
+// A message nacked for redelivery now must come back at once after a
+// server restart, not after the ack wait: JetStream keeps a plain NAK only
+// in memory, so the transport sends a delayed NAK, which is stored. The
+// subscription is closed before the nack so that nothing can take the
+// message before the restart.
+func TestNackSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	emb, err := eknats.RunEmbedded(eknats.WithStoreDir(dir), eknats.WithoutListener())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(context.Background())
+	nc, err := emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	tr, err := eknats.New(nc, eknats.WithAckWait(time.Minute),
+		eknats.WithStream(eknats.StreamConfig{Name: "RESTART", Subjects: []string{"restart.>"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	group := eventkit.WithGroup("restart")
+	first, err := tr.Subscribe(ctx, "restart.x", group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, "restart.x", eventkittest.NewEvent("again")); err != nil {
+		t.Fatal(err)
+	}
+	m := take(t, first)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Nack(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server take the nack
+	if err := emb.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := tr.Subscribe(ctx, "restart.x", group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	select {
+	case m := <-next.Messages():
+		if m.Event.ID() != "again" || m.Attempt != 2 {
+			t.Fatalf("got %q attempt %d, want \"again\" attempt 2", m.Event.ID(), m.Attempt)
+		}
+		_ = m.Ack()
+	case <-time.After(15 * time.Second):
+		t.Fatal("the nacked message did not come back within 15s of the restart (ack wait 1m)")
+	}
+}

@@ -430,8 +430,14 @@ func (s *subscription) track(msg *nats.Msg) *delivery {
 
 // Acknowledgement bodies of the JetStream protocol.
 var (
-	ackAck      = []byte("+ACK")
-	ackNak      = []byte("-NAK")
+	ackAck = []byte("+ACK")
+	// ackNak asks for redelivery now, as a delayed NAK of 1ns: JetStream
+	// keeps a plain NAK only in memory (a server restart forgets it, and
+	// the message then waits for the ack wait), while a delayed NAK is
+	// written to the consumer's state as an expired delivery, which a
+	// restarted server redelivers at once. The server acts on it within
+	// about 10ms.
+	ackNak      = []byte(`-NAK {"delay":1}`)
 	ackProgress = []byte("+WPI")
 	ackTerm     = []byte("+TERM")
 )
