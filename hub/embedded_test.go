@@ -66,7 +66,9 @@ func TestEmbeddedBrokerSubscriptionSurvivesRestart(t *testing.T) {
 	up := newWebhook(t, 0, 0)
 	cfg.Subscriptions[0].URL = up.srv.URL
 	s2 := start(t, cfg)
-	waitFor(t, "20 events delivered after the restart", func() bool { d, _ := up.count(); return d == 20 })
+	// Well within the ack wait (30 s): nothing waits for it, neither the
+	// messages nacked at the stop nor those in flight to the stopping hub.
+	waitWithin(t, 15*time.Second, "20 events delivered after the restart", func() bool { d, _ := up.count(); return d == 20 })
 	if err := s2.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}

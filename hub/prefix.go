@@ -86,8 +86,10 @@ func (s *prefixedSub) forward() {
 			select {
 			case s.out <- m:
 			case <-s.stop:
-				// Not taken: left unsettled, so a persistent broker
-				// delivers it again.
+				// Not taken: nacked, so that it comes back at once
+				// (left unsettled, it would wait for the broker's ack
+				// wait).
+				_ = m.Nack(eventkit.ErrClosed)
 				return
 			}
 		case <-s.stop:
@@ -99,9 +101,10 @@ func (s *prefixedSub) forward() {
 func (s *prefixedSub) Messages() <-chan *eventkit.Message { return s.out }
 func (s *prefixedSub) Err() error                         { return s.inner.Err() }
 
+// Close stops the forwarding (a message it holds is nacked) while the
+// inner subscription can still settle it, then closes the inner one.
 func (s *prefixedSub) Close() error {
-	err := s.inner.Close()
 	s.once.Do(func() { close(s.stop) })
 	s.wg.Wait()
-	return err
+	return s.inner.Close()
 }
