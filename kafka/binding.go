@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
@@ -36,27 +37,95 @@ var ErrNotCloudEvent = errors.New("kafka: record is not a CloudEvent")
 // structured is true. The key is eventkit.EventKey(e) (nil when empty). e
 // is not validated here.
 func Encode(kafkaTopic string, e event.Event, structured bool) (*kgo.Record, error) {
-	rh := new(recordWithHeaders) // the record and its usual headers in one allocation
-	r := &rh.r
+	r := new(kgo.Record)
+	a := arena{left: 1}
+	if err := a.encode(r, kafkaTopic, e, structured); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// arena hands out the headers and the header and key bytes of the records
+// of one publish call from a few shared chunks, instead of allocating them
+// record by record. Every piece it returns is capped to its length, so an
+// append to one never writes over another.
+type arena struct {
+	hs   []kgo.RecordHeader // free header slots (len 0)
+	buf  []byte             // free bytes (len 0)
+	left int                // records still to encode after the current one, to size new chunks
+}
+
+// arenaChunk is the least a new chunk of bytes holds.
+const arenaChunk = 4096
+
+// headers returns room for n headers (len 0, cap n).
+func (a *arena) headers(n int) []kgo.RecordHeader {
+	if cap(a.hs) < n {
+		a.hs = make([]kgo.RecordHeader, 0, max(n, min(5*(a.left+1), 1024)))
+	}
+	hs := a.hs[:0:n]
+	a.hs = a.hs[n:n]
+	return hs
+}
+
+// bytes returns room for n bytes (len 0, cap n).
+func (a *arena) bytes(n int) []byte {
+	if cap(a.buf) < n {
+		a.buf = make([]byte, 0, max(n, min(n*(a.left+1), arenaChunk)))
+	}
+	b := a.buf[:0:n]
+	a.buf = a.buf[n:n]
+	return b
+}
+
+// encode fills r, a zero record, with e for kafkaTopic.
+func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structured bool) error {
+	a.left--
 	r.Topic = kafkaTopic
-	if k := eventkit.EventKey(e); k != "" {
-		r.Key = []byte(k)
+	ec, v1 := e.Context.(*event.EventContextV1)
+	var k string
+	if v1 {
+		k = eventKey(ec)
+	} else {
+		k = eventkit.EventKey(e)
 	}
 	if structured {
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {
-			return nil, fmt.Errorf("kafka: encode event %q: %w", e.ID(), err)
+			return fmt.Errorf("kafka: encode event %q: %w", e.ID(), err)
 		}
 		r.Value = b
-		r.Headers = []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(structuredContentType)}}
-		return r, nil
+		r.Headers = append(a.headers(1), kgo.RecordHeader{Key: HeaderContentType, Value: structuredContentTypeValue})
+		if k != "" {
+			r.Key = append(a.bytes(len(k)), k...)
+		}
+		return nil
 	}
-	hs := binaryHeaders(e, rh.h[:0])
-	r.Headers = hs
+	if !v1 {
+		r.Headers = otherHeaders(e)
+		if k != "" {
+			r.Key = []byte(k)
+		}
+	} else {
+		r.Headers = a.binaryHeaders(ec, k, &r.Key)
+	}
 	if d := e.Data(); len(d) > 0 {
 		r.Value = d
 	}
-	return r, nil
+	return nil
+}
+
+// eventKey is eventkit.EventKey for a CloudEvents 1.0 context.
+func eventKey(ec *event.EventContextV1) string {
+	if v, ok := ec.Extensions[eventkit.PartitionKeyExtension]; ok {
+		if s, ok := v.(string); ok && s != "" {
+			return s
+		}
+	}
+	if ec.Subject != nil {
+		return *ec.Subject
+	}
+	return ""
 }
 
 // Decode returns the CloudEvent a record carries, in binary or structured
@@ -64,17 +133,56 @@ func Encode(kafkaTopic string, e event.Event, structured bool) (*kgo.Record, err
 // (eventkit.ValidateEvent). A record without CloudEvents headers gives an
 // error wrapping ErrNotCloudEvent.
 func Decode(r *kgo.Record) (event.Event, error) {
-	var ct string
-	binary := false
-	for _, h := range r.Headers {
-		if h.Key == HeaderContentType {
-			ct = string(h.Value)
-		} else if strings.HasPrefix(h.Key, HeaderPrefix) {
-			binary = true
+	var d decoded
+	return d.decode(r)
+}
+
+// decoded holds what a binary-mode event points to, so that a subscription
+// allocates it with the record's other state (in its poll's slab).
+type decoded struct {
+	ec event.EventContextV1
+	ct string // *ec.DataContentType
+}
+
+// isCloudEventsJSON reports whether a content-type names the structured
+// JSON format: its media type, before any parameters and without spaces, is
+// application/cloudevents+json in any case.
+func isCloudEventsJSON(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	const want = eventkit.MediaTypeCloudEvents // lower-case ASCII
+	if len(ct) != len(want) {
+		return false
+	}
+	for i := range len(want) {
+		c := ct[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
 		}
 	}
-	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
-	if mt == eventkit.MediaTypeCloudEvents {
+	return true
+}
+
+// decode decodes r into an event whose binary-mode context is d's.
+func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
+	var ct []byte
+	hasCT, binary := false, false
+	size := 0
+	for i := range r.Headers {
+		h := &r.Headers[i]
+		if h.Key == HeaderContentType {
+			ct, hasCT = h.Value, true
+		} else if strings.HasPrefix(h.Key, HeaderPrefix) {
+			binary = true
+			size += len(h.Value)
+		}
+	}
+	if hasCT && isCloudEventsJSON(ct) {
 		e, err := eventkit.UnmarshalEvent(r.Value)
 		if err != nil {
 			return event.Event{}, fmt.Errorf("kafka: structured record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
@@ -84,26 +192,25 @@ func Decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	// One string holds every attribute value: one allocation, not one each.
-	size := len(ct)
-	for _, h := range r.Headers {
-		if strings.HasPrefix(h.Key, HeaderPrefix) {
-			size += len(h.Value)
-		}
-	}
+	// One string holds every attribute value and the content type: one
+	// allocation, not one each. The Builder's buffer never moves after
+	// Grow, so the substrings taken as it fills stay valid.
 	var sb strings.Builder
-	sb.Grow(size)
-	ec := &event.EventContextV1{}
+	sb.Grow(size + len(ct))
+	value := func(b []byte) string {
+		start := sb.Len()
+		sb.Write(b)
+		return sb.String()[start:]
+	}
+	ec := &d.ec
 	e := event.Event{Context: ec}
 	seenVersion := false
-	for _, h := range r.Headers {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+	for i := range r.Headers {
+		h := &r.Headers[i]
+		name, ok := strings.CutPrefix(h.Key, HeaderPrefix)
+		if !ok {
 			continue
 		}
-		name := h.Key[len(HeaderPrefix):]
-		start := sb.Len()
-		sb.Write(h.Value)
-		value := func() string { return sb.String()[start:] }
 		var err error
 		switch name {
 		case "datacontenttype":
@@ -114,19 +221,19 @@ func Decode(r *kgo.Record) (event.Event, error) {
 				err = &eventkit.ValidationError{Attribute: "specversion", Reason: "unsupported version \"" + string(h.Value) + "\" (want \"1.0\")"}
 			}
 		case "id":
-			ec.ID = value()
+			ec.ID = value(h.Value)
 		case "type":
-			ec.Type = value()
+			ec.Type = value(h.Value)
 		case "source":
 			ec.Source, err = parseSource(h.Value)
 		case "subject":
-			sub := value()
+			sub := value(h.Value)
 			ec.Subject = &sub
 		default:
 			if !binding.IsAttributeName(name) {
 				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "header " + h.Key + " does not name a CloudEvents attribute"}
 			}
-			err = binding.Set(&e, name, value())
+			err = binding.Set(&e, name, value(h.Value))
 		}
 		if err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
@@ -135,9 +242,9 @@ func Decode(r *kgo.Record) (event.Event, error) {
 	if !seenVersion {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	if ct != "" {
-		ctv := ct
-		ec.DataContentType = &ctv
+	if len(ct) > 0 {
+		d.ct = value(ct)
+		ec.DataContentType = &d.ct
 	}
 	if len(r.Value) > 0 {
 		e.DataEncoded = r.Value
@@ -151,26 +258,27 @@ func Decode(r *kgo.Record) (event.Event, error) {
 // specVersionValue is the one value of ce_specversion, shared by records.
 var specVersionValue = []byte(event.CloudEventsVersionV1)
 
-// recordWithHeaders allocates a record with room for the headers of an
-// event with a few optional attributes and extensions.
-type recordWithHeaders struct {
-	r kgo.Record
-	h [8]kgo.RecordHeader
+// structuredContentTypeValue is the content-type header value of a
+// structured-mode record, shared by records.
+var structuredContentTypeValue = []byte(structuredContentType)
+
+// otherHeaders returns the binary-mode headers of an event whose context is
+// not CloudEvents 1.0 (which publishing rejects; Encode does not validate).
+func otherHeaders(e event.Event) []kgo.RecordHeader {
+	var hs []kgo.RecordHeader
+	binding.Attributes(e, false, func(name, value string) {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderPrefix + name, Value: []byte(value)})
+	})
+	if ct := e.DataContentType(); ct != "" {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(ct)})
+	}
+	return hs
 }
 
-// binaryHeaders returns the binary-mode headers of e: one allocation for
-// the values, constant keys for the context attributes.
-func binaryHeaders(e event.Event, hs []kgo.RecordHeader) []kgo.RecordHeader {
-	ec, ok := e.Context.(*event.EventContextV1)
-	if !ok {
-		binding.Attributes(e, false, func(name, value string) {
-			hs = append(hs, kgo.RecordHeader{Key: HeaderPrefix + name, Value: []byte(value)})
-		})
-		if ct := e.DataContentType(); ct != "" {
-			hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(ct)})
-		}
-		return hs
-	}
+// binaryHeaders returns the binary-mode headers of the context ec, with
+// constant keys for the context attributes and the values (and the record
+// key k, stored in *key when not empty) in one piece of the arena.
+func (a *arena) binaryHeaders(ec *event.EventContextV1, k string, key *[]byte) []kgo.RecordHeader {
 	source := formatSource(ec.Source)
 	var names []string
 	if n := len(ec.Extensions); n > 0 {
@@ -182,7 +290,8 @@ func binaryHeaders(e event.Event, hs []kgo.RecordHeader) []kgo.RecordHeader {
 			slices.Sort(names)
 		}
 	}
-	size := len(ec.ID) + len(source) + len(ec.Type)
+	nh := 4 + len(names) // specversion, id, source, type, extensions
+	size := len(k) + len(ec.ID) + len(source) + len(ec.Type)
 	var subject, tm, schema, ct string
 	if ec.Subject != nil {
 		subject = *ec.Subject
@@ -196,19 +305,38 @@ func binaryHeaders(e event.Event, hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if ec.DataContentType != nil {
 		ct = *ec.DataContentType
 	}
-	size += len(subject) + len(tm) + len(schema) + len(ct)
-	vals := make([]string, len(names))
-	for i, k := range names {
-		vals[i] = binding.FormatValue(ec.Extensions[k])
-		size += len(vals[i])
+	for _, v := range [...]string{subject, tm, schema, ct} {
+		if v != "" {
+			nh++
+			size += len(v)
+		}
 	}
-	buf := make([]byte, 0, size)
+	var vals []string
+	if len(names) > 0 {
+		vals = make([]string, len(names))
+		for i, k := range names {
+			vals[i] = binding.FormatValue(ec.Extensions[k])
+			size += len(vals[i])
+		}
+	}
+	buf := a.bytes(size)
+	if k != "" {
+		buf = append(buf, k...)
+		*key = buf[:len(k):len(k)]
+	}
+	// The headers are set field by field: appending whole structs costs a
+	// bulk write barrier each while the garbage collector runs.
+	hs := a.headers(nh)[:nh]
+	n := 0
 	add := func(key, v string) {
 		start := len(buf)
 		buf = append(buf, v...)
-		hs = append(hs, kgo.RecordHeader{Key: key, Value: buf[start:len(buf):len(buf)]})
+		h := &hs[n]
+		h.Key, h.Value = key, buf[start:len(buf):len(buf)]
+		n++
 	}
-	hs = append(hs, kgo.RecordHeader{Key: "ce_specversion", Value: specVersionValue})
+	hs[0].Key, hs[0].Value = "ce_specversion", specVersionValue
+	n++
 	add("ce_id", ec.ID)
 	add("ce_source", source)
 	add("ce_type", ec.Type)
@@ -227,7 +355,7 @@ func binaryHeaders(e event.Event, hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if ct != "" {
 		add(HeaderContentType, ct)
 	}
-	return hs
+	return hs[:n]
 }
 
 // sourceCache remembers the last source parsed: a stream mostly repeats a

@@ -15,7 +15,7 @@ const (
 	DefaultMaxInFlight = 50000
 	// DefaultBuffer is the number of messages a subscription holds
 	// delivered but not yet taken (the Messages channel's buffer), and the
-	// most records it polls at once.
+	// size of the batches in which it decodes the records it fetched.
 	DefaultBuffer = 256
 	// DefaultCommitInterval is how often a subscription commits the offsets
 	// of finished records.
@@ -100,7 +100,7 @@ func WithTopicMapper(m TopicMapper) Option { return func(c *config) { c.mapper =
 func WithStructuredMode() Option { return func(c *config) { c.structured = true } }
 
 // WithLinger makes the producer wait up to d for more records before it
-// sends a batch (franz-go's default is no linger).
+// sends a batch (franz-go's default: 10 ms).
 func WithLinger(d time.Duration) Option {
 	return func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerLinger(d)) }
 }

@@ -45,16 +45,20 @@ type pstate struct {
 	dead      bool
 }
 
-// entry is one record being handled; it is the Acknowledger of its messages.
+// entry is one record being handled; it is the Acknowledger of its
+// messages. A poll allocates the entries of its records in one slab, each
+// with the decoded context of its event.
 type entry struct {
 	s       *subscription
-	p       *pstate
+	owner   *pstate // the state of the record's partition when it was polled
+	p       *pstate // owner, once delivered (nil before, and after a withdrawal)
 	rec     *kgo.Record
 	ev      event.Event
 	topic   string
 	attempt int
 	bad     bool // not a CloudEvent: finished at once
 	done    bool
+	dec     decoded // what ev points to (binary mode)
 }
 
 type subscription struct {
@@ -341,7 +345,14 @@ func (s *subscription) stop() {
 	})
 }
 
-// poll fetches records, decodes them and hands them to dispatch in batches.
+// poll takes everything the client has fetched, decodes it and hands it
+// to dispatch in batches of the subscription's buffer size.
+//
+// Taking the whole fetch at once lets the client fetch the next one while
+// this one is delivered (so a subscription holds up to two fetches of
+// records: kgo.FetchMaxBytes each), and lets each record be collected as
+// soon as it is settled instead of when the last record of its fetch is
+// taken.
 func (s *subscription) poll() {
 	defer s.wg.Done()
 	type mapped struct {
@@ -349,8 +360,14 @@ func (s *subscription) poll() {
 		ok   bool
 	}
 	names := map[string]mapped{} // Kafka topic -> eventkit topic
+	type part struct {
+		recs  []*kgo.Record
+		owner *pstate
+		topic mapped
+	}
+	var parts []part
 	for {
-		fs := s.cl.PollRecords(s.ctx, s.buffer)
+		fs := s.cl.PollFetches(s.ctx)
 		if s.ctx.Err() != nil || fs.IsClientClosed() {
 			return
 		}
@@ -361,7 +378,8 @@ func (s *subscription) poll() {
 				s.t.cfg.logger.Warn("kafka: fetch error", "group", s.group, "topic", t, "partition", p, "err", err)
 			}
 		})
-		if errs > 0 && fs.NumRecords() == 0 {
+		n := fs.NumRecords()
+		if errs > 0 && n == 0 {
 			// An error that repeats (authorization, a deleted topic) must
 			// not spin: franz-go retries internally; look again shortly.
 			select {
@@ -370,37 +388,73 @@ func (s *subscription) poll() {
 				return
 			}
 		}
-		slab := make([]entry, fs.NumRecords()) // one allocation per poll
-		batch := make([]*entry, 0, len(slab))
-		fs.EachRecord(func(r *kgo.Record) {
-			m, seen := names[r.Topic]
+		if n == 0 {
+			continue
+		}
+		// Each record belongs to the assignment of its partition as it is
+		// right after the poll: franz-go hands out records of a partition
+		// only after OnPartitionsAssigned made its state, and a record
+		// polled before a revocation keeps the revoked state (and is
+		// dropped), instead of binding to a later assignment of the same
+		// partition.
+		parts = parts[:0]
+		s.mu.Lock()
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 {
+				return
+			}
+			m, seen := names[fp.Topic]
 			if !seen {
-				m.name, m.ok = s.t.cfg.mapper.FromKafka(r.Topic)
+				m.name, m.ok = s.t.cfg.mapper.FromKafka(fp.Topic)
 				if len(names) > 4096 {
 					clear(names)
 				}
-				names[r.Topic] = m
+				names[fp.Topic] = m
 			}
-			name, ok := m.name, m.ok
-			e := &slab[len(batch)]
-			*e = entry{s: s, rec: r, topic: name, attempt: 1}
-			if !ok {
-				e.bad = true
-			} else if ev, err := Decode(r); err != nil {
-				s.t.cfg.logger.Warn("kafka: skipping a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-				e.bad = true
-			} else {
-				e.ev = ev
-			}
-			batch = append(batch, e)
+			parts = append(parts, part{recs: fp.Records, owner: s.parts[tp{fp.Topic, fp.Partition}], topic: m})
 		})
-		if len(batch) == 0 {
-			continue
-		}
-		select {
-		case s.fetched <- batch:
-		case <-s.ctx.Done():
-			return
+		s.mu.Unlock()
+		for len(parts) > 0 {
+			size := 0
+			for _, p := range parts {
+				if size += len(p.recs); size >= s.buffer {
+					size = s.buffer
+					break
+				}
+			}
+			slab := make([]entry, size) // one allocation per batch
+			batch := make([]*entry, 0, size)
+			for len(batch) < size {
+				p := &parts[0]
+				for len(p.recs) > 0 && len(batch) < size {
+					e := &slab[len(batch)]
+					e.s, e.owner, e.rec, e.topic, e.attempt, e.bad = s, p.owner, p.recs[0], p.topic.name, 1, !p.topic.ok
+					p.recs[0] = nil // the entry holds it now
+					p.recs = p.recs[1:]
+					batch = append(batch, e)
+				}
+				if len(p.recs) == 0 {
+					parts[0] = part{}
+					parts = parts[1:]
+				}
+			}
+			for _, e := range batch {
+				if e.bad {
+					continue
+				}
+				if ev, err := e.dec.decode(e.rec); err != nil {
+					r := e.rec
+					s.t.cfg.logger.Warn("kafka: skipping a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+					e.bad = true
+				} else {
+					e.ev = ev
+				}
+			}
+			select {
+			case s.fetched <- batch:
+			case <-s.ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -409,17 +463,23 @@ func (s *subscription) poll() {
 // redeliveries first, dropping those of partitions no longer owned. An
 // entry counts as in flight from the moment it is handed to the channel
 // (its buffer included): a revocation waits for it to be settled.
+//
+// dispatch is the only sender on the channel: while the channel has free
+// room it offers as many entries as fit under one lock and sends them
+// without waiting; only on a full channel does it offer one entry at a time
+// and wait for room, a wake-up (revocation, redelivery) or the end.
 func (s *subscription) dispatch() {
 	defer s.wg.Done()
 	var queue []*entry
+	ready := make([]*entry, 0, cap(s.out))
 	for {
 		s.mu.Lock()
 		if len(s.redo) > 0 {
 			queue = append(append(make([]*entry, 0, len(s.redo)+len(queue)), s.redo...), queue...)
 			s.redo = s.redo[:0]
 		}
-		s.mu.Unlock()
 		if len(queue) == 0 {
+			s.mu.Unlock()
 			select {
 			case b := <-s.fetched:
 				queue = b
@@ -429,14 +489,35 @@ func (s *subscription) dispatch() {
 			}
 			continue
 		}
+		if free := cap(s.out) - len(s.out); free > 0 {
+			ready = ready[:0]
+			for len(queue) > 0 && len(ready) < free {
+				e := queue[0]
+				queue[0] = nil
+				queue = queue[1:]
+				if s.offerLocked(e) {
+					ready = append(ready, e)
+				}
+			}
+			s.mu.Unlock()
+			for i, e := range ready {
+				s.out <- eventkit.NewMessage(e.topic, e.ev, e.attempt, e, e.rec) // room was free: no wait
+				ready[i] = nil
+			}
+			continue
+		}
 		e := queue[0]
-		if !s.offer(e) {
+		ok := s.offerLocked(e)
+		s.mu.Unlock()
+		if !ok {
+			queue[0] = nil
 			queue = queue[1:]
 			continue
 		}
 		m := eventkit.NewMessage(e.topic, e.ev, e.attempt, e, e.rec)
 		select {
 		case s.out <- m:
+			queue[0] = nil
 			queue = queue[1:]
 		case <-s.wake:
 			s.withdraw(e)
@@ -447,13 +528,13 @@ func (s *subscription) dispatch() {
 	}
 }
 
-// offer registers e as taken (before the send, so that a revocation waits
-// for it); false drops it. A bad record is finished here.
-func (s *subscription) offer(e *entry) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e.p == nil { // first delivery: bind to the current assignment
-		p := s.parts[tp{e.rec.Topic, e.rec.Partition}]
+// offerLocked registers e as taken (before the send, so that a revocation
+// waits for it); false drops it: its partition's assignment (the one it was
+// polled in) is being revoked or is over. A bad record is finished here.
+// s.mu is held.
+func (s *subscription) offerLocked(e *entry) bool {
+	if e.p == nil { // first delivery: bind to the assignment it was polled in
+		p := e.owner
 		if p == nil || p.revoking || p.dead || e.rec.Offset < p.next {
 			return false
 		}

@@ -340,3 +340,79 @@ func TestPatternFindsTopicCreatedElsewhere(t *testing.T) {
 		t.Errorf("got %v, want p-0..p-4", got)
 	}
 }
+
+// A member that gets its partition back in a rebalance (the eager sticky
+// balancer revokes every partition, then assigns them again) while a record
+// is nacked and later ones wait undelivered in the subscription loses
+// nothing: the nacked record is delivered again and the commit reaches the
+// end only after it is acked.
+func TestRegainedPartitionLosesNothing(t *testing.T) {
+	tr, name, ctx, brokers := setupBrokers(t, 1)
+	const n = 40
+	if err := tr.Publish(ctx, name, events("g-", n)...); err != nil {
+		t.Fatal(err)
+	}
+	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart(), eventkit.WithBuffer(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	first := take(t, a, 2)
+
+	// A second member of the group, on another topic, makes the group
+	// rebalance; the partition of name can only go back to a.
+	other := name + "x"
+	if err := tr.CreateTopic(ctx, other, 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := newTransport(t, brokers)
+	joined := make(chan error, 1)
+	var b eventkit.Subscription
+	go func() {
+		var err error
+		b, err = tr2.Subscribe(ctx, other, eventkit.WithGroup("g"))
+		joined <- err
+	}()
+
+	// The revocation waits for the messages handed out: the two taken and
+	// the two in the Messages buffer.
+	select {
+	case err := <-joined:
+		t.Fatalf("the rebalance finished with messages in flight (err %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	_ = first[0].Nack(errors.New("again")) // during the revocation: left unfinished
+	_ = first[1].Ack()
+	acked := map[string]bool{first[1].Event.ID(): true}
+	for _, m := range take(t, a, 2) {
+		acked[m.Event.ID()] = true
+		_ = m.Ack()
+	}
+	if err := <-joined; err != nil {
+		t.Fatalf("second member: %v", err)
+	}
+	defer b.Close()
+	if got := committed(t, ctx, tr, "g", name)[0]; got != 0 {
+		t.Fatalf("committed %d past the nacked offset 0", got)
+	}
+	timeout := time.After(30 * time.Second)
+	for len(acked) < n {
+		select {
+		case m, ok := <-a.Messages():
+			if !ok {
+				t.Fatalf("subscription ended: %v", a.Err())
+			}
+			acked[m.Event.ID()] = true
+			_ = m.Ack()
+		case <-timeout:
+			var missing []string
+			for i := 0; i < n; i++ {
+				if id := "g-" + strconv.Itoa(i); !acked[id] {
+					missing = append(missing, id)
+				}
+			}
+			t.Fatalf("never delivered again: %v", missing)
+		}
+	}
+	waitCommitted(t, ctx, tr, "g", name, n)
+}

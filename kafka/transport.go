@@ -75,13 +75,17 @@ func (t *Transport) records(ctx context.Context, name string, events []event.Eve
 	if err := t.ensureTopic(ctx, k); err != nil {
 		return nil, err
 	}
+	// The records, their headers and header values are allocated together
+	// for the call: the pieces stay alive until the call's last record is
+	// acknowledged.
 	rs := make([]*kgo.Record, len(events))
+	recs := make([]kgo.Record, len(events))
+	a := arena{left: len(events)}
 	for i := range events {
-		r, err := Encode(k, events[i], t.cfg.structured)
-		if err != nil {
+		if err := a.encode(&recs[i], k, events[i], t.cfg.structured); err != nil {
 			return nil, err
 		}
-		rs[i] = r
+		rs[i] = &recs[i]
 	}
 	return rs, nil
 }

@@ -3,14 +3,25 @@
 // process and one run, on franz-go's in-process kfake cluster: 256-byte
 // data, one topic of 8 partitions, first every event is produced, then a
 // consumer group reads them all (acking each). Each round of each system
-// gets a fresh cluster. It prints the median of the rounds per system and
-// the ratios.
+// gets a fresh cluster, and the systems take turns round by round. It
+// prints each round, the median of the rounds per system and the ratios of
+// each eventkit line to each other line.
+//
+// The systems: eventkit in binary mode (the default) and in structured
+// mode; raw franz-go producing bare values; raw franz-go producing the same
+// five CloudEvents headers as eventkit's binary mode (the wire-format
+// baseline); the same with eventkit's client settings; Watermill.
+//
+// Besides wall-clock rates it prints events per CPU-second of the whole
+// process (kfake included), the time from the start of consuming to the
+// first record in hand, and the heap allocations of the process per event.
+// -cpuprofile PREFIX writes a CPU profile of every timed phase.
 //
 // kfake is not a production broker: it keeps the log in memory and serves
 // it from one goroutine, so the absolute rates say little about a real
 // cluster; the ratios between clients in the same run are what matters.
 //
-//	cd bench/kafka && go run . -n 200000 -rounds 3
+//	cd bench/kafka && go run . -n 200000 -rounds 7
 package main
 
 import (
@@ -51,7 +62,10 @@ var payload = func() []byte {
 // result holds rates by wall clock (events/s) and by the process's CPU time
 // (events per CPU-second, kfake's work included): on a loaded machine the
 // CPU figures are the steadier comparison.
-type result struct{ produce, consume, total, cpuProduce, cpuConsume float64 }
+type result struct {
+	produce, consume, total, cpuProduce, cpuConsume float64
+	first                                           time.Duration // from the start of consuming to the first record in hand
+}
 
 // cpuTime returns the CPU time (user+system) the process used so far.
 func cpuTime() time.Duration {
@@ -60,31 +74,55 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// phase measures wall and CPU time from its creation.
+// phase measures wall and CPU time from its creation, and the heap
+// allocations made meanwhile; with -cpuprofile it profiles the phase alone.
 type phase struct {
-	wall time.Time
-	cpu  time.Duration
+	wall    time.Time
+	cpu     time.Duration
+	mallocs uint64
+	bytes   uint64
+	prof    *os.File
 }
 
-func begin() phase { return phase{time.Now(), cpuTime()} }
+var (
+	profPrefix string // -cpuprofile
+	profRound  int
+	allocs     = map[string][2]float64{} // "system/phase" -> allocations and bytes per event (last round)
+)
 
-func (p phase) end() (wall, cpu time.Duration) { return time.Since(p.wall), cpuTime() - p.cpu }
+func begin(system, name string) phase {
+	var p phase
+	if profPrefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%s.%s.r%d.prof", profPrefix, strings.ReplaceAll(strings.Fields(system)[0], "+", "_"), name, profRound))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			p.prof = f
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	p.mallocs, p.bytes = ms.Mallocs, ms.TotalAlloc
+	p.wall, p.cpu = time.Now(), cpuTime()
+	return p
+}
+
+func (p phase) end(system, name string, n int) (wall, cpu time.Duration) {
+	wall, cpu = time.Since(p.wall), cpuTime()-p.cpu
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	allocs[system+"/"+name] = [2]float64{float64(ms.Mallocs-p.mallocs) / float64(n), float64(ms.TotalAlloc-p.bytes) / float64(n)}
+	if p.prof != nil {
+		pprof.StopCPUProfile()
+		_ = p.prof.Close()
+	}
+	return wall, cpu
+}
 
 func main() {
 	n := flag.Int("n", 200_000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system (the median is printed)")
-	only := flag.String("only", "", "comma-separated systems to run (eventkit,raw,raw+headers,watermill-kafka); all when empty")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	only := flag.String("only", "", "comma-separated systems to run (eventkit,eventkit-structured,raw,raw+headers,raw+hdr+settings,watermill-kafka); all when empty")
+	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	fmt.Printf("# %d events of %d bytes per round, topic of %d partitions on kfake, %d rounds, GOMAXPROCS=%d, %s\n",
 		*n, len(payload), partitions, *rounds, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
 	systems := []struct {
@@ -92,12 +130,15 @@ func main() {
 		fn   func(int) (result, error)
 	}{
 		{"eventkit kafka", eventkitRound},
+		{"eventkit-structured kafka", eventkitStructuredRound},
 		{"raw franz-go", franzRound},
 		{"raw+headers franz-go", franzHeadersRound},
+		{"raw+hdr+settings franz-go", franzSettingsRound},
 		{"watermill-kafka", watermillRound},
 	}
 	res := make([][]result, len(systems))
 	for r := 0; r < *rounds; r++ {
+		profRound = r + 1
 		// Alternate the systems so that drift in machine load hits all.
 		for i, s := range systems {
 			if *only != "" && !slices.Contains(strings.Split(*only, ","), strings.Fields(s.name)[0]) {
@@ -108,7 +149,9 @@ func main() {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
 				return
 			}
-			fmt.Printf("  round %d %-20s produce %9.0f/s  consume %9.0f/s  end-to-end %9.0f/s  | per CPU-second: produce %9.0f  consume %9.0f\n", r+1, s.name, x.produce, x.consume, x.total, x.cpuProduce, x.cpuConsume)
+			pa, ca := allocs[s.name+"/produce"], allocs[s.name+"/consume"]
+			fmt.Printf("  round %d %-25s produce %9.0f/s  consume %9.0f/s  end-to-end %9.0f/s  | per CPU-second: produce %9.0f  consume %9.0f  | first record after %4.0f ms  | allocs/event: produce %.1f (%.0f B)  consume %.1f (%.0f B)\n",
+				r+1, s.name, x.produce, x.consume, x.total, x.cpuProduce, x.cpuConsume, float64(x.first)/float64(time.Millisecond), pa[0], pa[1], ca[0], ca[1])
 			res[i] = append(res[i], x)
 		}
 	}
@@ -123,20 +166,34 @@ func main() {
 			total:      median(res[i], func(r result) float64 { return r.total }),
 			cpuProduce: median(res[i], func(r result) float64 { return r.cpuProduce }),
 			cpuConsume: median(res[i], func(r result) float64 { return r.cpuConsume }),
+			first:      time.Duration(median(res[i], func(r result) float64 { return float64(r.first) })),
 		}
-		fmt.Printf("%-20s produce %9.0f events/s  consume %9.0f events/s  end-to-end %9.0f events/s  | per CPU-second: produce %9.0f  consume %9.0f\n", s.name, med[i].produce, med[i].consume, med[i].total, med[i].cpuProduce, med[i].cpuConsume)
+		fmt.Printf("%-25s produce %9.0f events/s  consume %9.0f events/s  end-to-end %9.0f events/s  | per CPU-second: produce %9.0f  consume %9.0f  | first record after %4.0f ms\n",
+			s.name, med[i].produce, med[i].consume, med[i].total, med[i].cpuProduce, med[i].cpuConsume, float64(med[i].first)/float64(time.Millisecond))
 	}
-	ratio := func(a, b float64) string {
-		if b == 0 {
-			return "n/a"
-		}
-		return fmt.Sprintf("%.2f", a/b)
-	}
-	for i, label := range []string{"", "eventkit / raw franz-go:        ", "eventkit / raw+headers franz-go:", "eventkit / watermill-kafka:     "} {
-		if i == 0 {
+	// Each eventkit line against each other system: the median of the
+	// ratios of each round, whose systems ran back to back, which drift in
+	// the machine's load disturbs less than a ratio of medians.
+	fmt.Println("ratios (median of the per-round ratios):")
+	for i, a := range systems {
+		if !strings.HasPrefix(a.name, "eventkit") || len(res[i]) == 0 {
 			continue
 		}
-		fmt.Printf("%s produce %s  consume %s  end-to-end %s  | per CPU-second: produce %s  consume %s\n", label, ratio(med[0].produce, med[i].produce), ratio(med[0].consume, med[i].consume), ratio(med[0].total, med[i].total), ratio(med[0].cpuProduce, med[i].cpuProduce), ratio(med[0].cpuConsume, med[i].cpuConsume))
+		for j, b := range systems {
+			if strings.HasPrefix(b.name, "eventkit") || len(res[j]) == 0 {
+				continue
+			}
+			rr := make([]result, min(len(res[i]), len(res[j])))
+			for k := range rr {
+				x, y := res[i][k], res[j][k]
+				rr[k] = result{produce: x.produce / y.produce, consume: x.consume / y.consume, total: x.total / y.total,
+					cpuProduce: x.cpuProduce / y.cpuProduce, cpuConsume: x.cpuConsume / y.cpuConsume}
+			}
+			m := func(f func(result) float64) string { return fmt.Sprintf("%.2f", median(rr, f)) }
+			fmt.Printf("%-48s produce %s  consume %s  end-to-end %s  | per CPU-second: produce %s  consume %s\n", a.name+" / "+b.name+":",
+				m(func(r result) float64 { return r.produce }), m(func(r result) float64 { return r.consume }), m(func(r result) float64 { return r.total }),
+				m(func(r result) float64 { return r.cpuProduce }), m(func(r result) float64 { return r.cpuConsume }))
+		}
 	}
 }
 
@@ -149,9 +206,9 @@ func median(rs []result, f func(result) float64) float64 {
 	return v[len(v)/2]
 }
 
-func rates(n int, p, c, pcpu, ccpu time.Duration) result {
+func rates(n int, p, c, pcpu, ccpu, first time.Duration) result {
 	return result{produce: float64(n) / p.Seconds(), consume: float64(n) / c.Seconds(), total: float64(n) / (p + c).Seconds(),
-		cpuProduce: float64(n) / pcpu.Seconds(), cpuConsume: float64(n) / ccpu.Seconds()}
+		cpuProduce: float64(n) / pcpu.Seconds(), cpuConsume: float64(n) / ccpu.Seconds(), first: first}
 }
 
 // cluster starts a kfake cluster with the benchmark topic.
@@ -163,13 +220,27 @@ func cluster() (*kfake.Cluster, []string, error) {
 	return c, c.ListenAddrs(), nil
 }
 
-func eventkitRound(n int) (result, error) {
+func eventkitRound(n int) (result, error) { return eventkitMode(n, false) }
+
+// eventkitStructuredRound publishes in structured mode (the JSON event
+// format as the record value, one content-type header).
+func eventkitStructuredRound(n int) (result, error) { return eventkitMode(n, true) }
+
+func eventkitMode(n int, structured bool) (result, error) {
+	name := "eventkit kafka"
+	if structured {
+		name = "eventkit-structured kafka"
+	}
 	c, brokers, err := cluster()
 	if err != nil {
 		return result{}, err
 	}
 	defer c.Close()
-	tr, err := kafka.New(kafka.WithBrokers(brokers...))
+	opts := []kafka.Option{kafka.WithBrokers(brokers...)}
+	if structured {
+		opts = append(opts, kafka.WithStructuredMode())
+	}
+	tr, err := kafka.New(opts...)
 	if err != nil {
 		return result{}, err
 	}
@@ -186,7 +257,7 @@ func eventkitRound(n int) (result, error) {
 		e.DataEncoded = payload
 		evs[i] = e
 	}
-	start := begin()
+	start := begin(name, "produce")
 	for i := 0; i < n; i += batch {
 		if err := tr.PublishAsync(ctx, topicName, evs[i:min(i+batch, n)], nil); err != nil {
 			return result{}, err
@@ -195,40 +266,64 @@ func eventkitRound(n int) (result, error) {
 	if err := tr.Flush(ctx); err != nil {
 		return result{}, err
 	}
-	produced, producedCPU := start.end()
+	produced, producedCPU := start.end(name, "produce", n)
 
-	start = begin()
+	start = begin(name, "consume")
 	sub, err := tr.Subscribe(ctx, topicName, eventkit.WithGroup("bench-eventkit"), eventkit.FromStart())
 	if err != nil {
 		return result{}, err
 	}
+	var first time.Duration
 	for got := 0; got < n; got++ {
 		m, ok := <-sub.Messages()
 		if !ok {
 			return result{}, fmt.Errorf("subscription ended after %d: %v", got, sub.Err())
 		}
+		if got == 0 {
+			first = time.Since(start.wall)
+		}
 		_ = m.Ack()
 	}
-	consumed, consumedCPU := start.end()
+	consumed, consumedCPU := start.end(name, "consume", n)
 	_ = sub.Close()
-	return rates(n, produced, consumed, producedCPU, consumedCPU), nil
+	return rates(n, produced, consumed, producedCPU, consumedCPU, first), nil
 }
 
-func franzRound(n int) (result, error) { return franz(n, false) }
+func franzRound(n int) (result, error) { return franz(n, false, false) }
 
 // franzHeadersRound produces records that carry the same CloudEvents
 // binary-mode headers as eventkit's (the like-for-like baseline); the
 // consumer reads them without decoding.
-func franzHeadersRound(n int) (result, error) { return franz(n, true) }
+func franzHeadersRound(n int) (result, error) { return franz(n, true, false) }
 
-func franz(n int, headers bool) (result, error) {
+// franzSettingsRound is franzHeadersRound with the client settings eventkit
+// uses (see franz).
+func franzSettingsRound(n int) (result, error) { return franz(n, true, true) }
+
+// franz runs raw franz-go. With settings it uses the client settings of
+// eventkit's transport instead of franz-go's defaults: a producer buffer of
+// 50,000 records; a consumer with read_committed, no auto-commit, the
+// sticky balancer, a 500 ms fetch max wait and polls of at most 256
+// records.
+func franz(n int, headers, settings bool) (result, error) {
+	name := "raw franz-go"
+	switch {
+	case settings:
+		name = "raw+hdr+settings franz-go"
+	case headers:
+		name = "raw+headers franz-go"
+	}
 	c, brokers, err := cluster()
 	if err != nil {
 		return result{}, err
 	}
 	defer c.Close()
 	ctx := context.Background()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	popts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	if settings {
+		popts = append(popts, kgo.MaxBufferedRecords(kafka.DefaultMaxInFlight))
+	}
+	prod, err := kgo.NewClient(popts...)
 	if err != nil {
 		return result{}, err
 	}
@@ -244,7 +339,7 @@ func franz(n int, headers bool) (result, error) {
 			}
 		}
 	}
-	start := begin()
+	start := begin(name, "produce")
 	var perr error
 	for _, r := range recs {
 		prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
@@ -259,26 +354,41 @@ func franz(n int, headers bool) (result, error) {
 	if perr != nil {
 		return result{}, perr
 	}
-	produced, producedCPU := start.end()
+	produced, producedCPU := start.end(name, "produce", n)
 
-	start = begin()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topicName), kgo.ConsumerGroup("bench-franz"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	start = begin(name, "consume")
+	copts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topicName), kgo.ConsumerGroup("bench-franz"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if settings {
+		copts = append(copts, kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.Balancers(kgo.StickyBalancer()), kgo.FetchMaxWait(500*time.Millisecond),
+			kgo.HeartbeatInterval(kafka.DefaultHeartbeatInterval), kgo.MetadataMaxAge(kafka.DefaultMetadataMaxAge))
+	}
+	cons, err := kgo.NewClient(copts...)
 	if err != nil {
 		return result{}, err
 	}
 	got := 0
+	var first time.Duration
 	for got < n {
-		fs := cons.PollFetches(ctx)
+		var fs kgo.Fetches
+		if settings {
+			fs = cons.PollRecords(ctx, kafka.DefaultBuffer)
+		} else {
+			fs = cons.PollFetches(ctx)
+		}
 		if errs := fs.Errors(); len(errs) > 0 {
 			return result{}, errs[0].Err
 		}
+		if got == 0 && fs.NumRecords() > 0 {
+			first = time.Since(start.wall)
+		}
 		got += fs.NumRecords()
 	}
-	consumed, consumedCPU := start.end()
+	consumed, consumedCPU := start.end(name, "consume", n)
 	_ = cons.CommitUncommittedOffsets(ctx)
 	cons.Close()
-	return rates(n, produced, consumed, producedCPU, consumedCPU), nil
+	return rates(n, produced, consumed, producedCPU, consumedCPU, first), nil
 }
 
 func watermillRound(n int) (result, error) {
@@ -298,15 +408,15 @@ func watermillRound(n int) (result, error) {
 	for i := range msgs {
 		msgs[i] = message.NewMessage(strconv.Itoa(i), payload)
 	}
-	start := begin()
+	start := begin("watermill-kafka", "produce")
 	for i := 0; i < n; i += batch {
 		if err := pub.Publish(topicName, msgs[i:min(i+batch, n)]...); err != nil {
 			return result{}, err
 		}
 	}
-	produced, producedCPU := start.end()
+	produced, producedCPU := start.end("watermill-kafka", "produce", n)
 
-	start = begin()
+	start = begin("watermill-kafka", "consume")
 	cfg := wmkafka.DefaultSaramaSubscriberConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sub, err := wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
@@ -321,16 +431,20 @@ func watermillRound(n int) (result, error) {
 		cancel()
 		return result{}, err
 	}
+	var first time.Duration
 	for got := 0; got < n; got++ {
 		m, ok := <-ch
 		if !ok {
 			cancel()
 			return result{}, fmt.Errorf("watermill subscription ended after %d", got)
 		}
+		if got == 0 {
+			first = time.Since(start.wall)
+		}
 		m.Ack()
 	}
-	consumed, consumedCPU := start.end()
+	consumed, consumedCPU := start.end("watermill-kafka", "consume", n)
 	cancel()
 	_ = sub.Close()
-	return rates(n, produced, consumed, producedCPU, consumedCPU), nil
+	return rates(n, produced, consumed, producedCPU, consumedCPU, first), nil
 }
