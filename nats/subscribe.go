@@ -310,6 +310,9 @@ func (s *subscription) leftover(msg *nats.Msg) {
 	s.mu.Unlock()
 }
 
+// settleTimeout bounds the wait for the server's confirmation of a nack.
+const settleTimeout = 5 * time.Second
+
 // drainTimeout bounds the wait for the inbox's drain when a subscription
 // ends (one round trip to the server).
 const drainTimeout = 2 * time.Second
@@ -455,13 +458,11 @@ func (s *subscription) finish() {
 	s.mu.Lock()
 	left, s.left = s.left, nil
 	s.mu.Unlock()
-	for _, msg := range left {
-		_ = s.reply(msg, ackNak)
-	}
 	for d := s.held.pop(); d != nil; d = s.held.pop() {
 		s.forget(d)
-		_ = s.reply(d.msg, ackNak)
+		left = append(left, d.msg)
 	}
+	s.nakAll(left)
 	close(s.out)
 	if s.ephemeral && !s.nc().IsClosed() {
 		s.deleteConsumer()
@@ -469,6 +470,38 @@ func (s *subscription) finish() {
 	s.stopAfter()
 	s.t.removeSub(s)
 	close(s.done)
+}
+
+// nakAll nacks msgs and waits (up to settleTimeout) until the server
+// confirmed each: a confirmed nack is in the consumer's state, while one
+// still queued in the server when it stops is lost (the message then
+// waits for the ack wait).
+func (s *subscription) nakAll(msgs []*nats.Msg) {
+	if len(msgs) == 0 || s.nc().IsClosed() {
+		return
+	}
+	inbox := s.nc().NewInbox()
+	confirmed := make(chan *nats.Msg, len(msgs))
+	sub, err := s.nc().ChanSubscribe(inbox, confirmed)
+	if err != nil {
+		for _, msg := range msgs {
+			_ = s.reply(msg, ackNak)
+		}
+		return
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for _, msg := range msgs {
+		_ = s.nc().PublishRequest(msg.Reply, inbox, ackNak)
+	}
+	timeout := time.NewTimer(settleTimeout)
+	defer timeout.Stop()
+	for range msgs {
+		select {
+		case <-confirmed:
+		case <-timeout.C:
+			return
+		}
+	}
 }
 
 func (s *subscription) deleteConsumer() {
@@ -560,14 +593,19 @@ func (d *delivery) Ack(*eventkit.Message) error {
 }
 
 // Nack implements eventkit.Acknowledger: a negative ack, with the delay
-// when there is one.
+// when there is one. It returns when the server has taken it: JetStream
+// processes acknowledgements asynchronously and drops those still queued
+// when it stops, and a nack lost that way would hold the message back for
+// the ack wait.
 func (d *delivery) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
 	d.s.forget(d)
 	body := ackNak
 	if delay > 0 {
 		body = []byte(`-NAK {"delay":` + strconv.FormatInt(delay.Nanoseconds(), 10) + `}`)
 	}
-	if err := d.s.reply(d.msg, body); err != nil {
+	// Sent as a request, so that it returns once the server took it (see
+	// nakAll).
+	if _, err := d.s.nc().Request(d.msg.Reply, body, settleTimeout); err != nil {
 		return fmt.Errorf("nats: nack: %w", err)
 	}
 	return nil
