@@ -17,6 +17,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
+	"github.com/eventkit/eventkit/internal/jsonvalid"
+
 	"github.com/eventkit/eventkit/internal/jsonstr"
 )
 
@@ -77,7 +79,7 @@ func UnmarshalBatch(b []byte) ([]event.Event, error) {
 
 // checkJSON rejects input that is not exactly one JSON value.
 func checkJSON(b []byte, what string) error {
-	if json.Valid(b) {
+	if jsonvalid.Valid(b) {
 		return nil
 	}
 	var v any
@@ -88,7 +90,7 @@ func checkJSON(b []byte, what string) error {
 	return fmt.Errorf("invalid %s JSON: %w", what, err)
 }
 
-// The scanner below runs only on input that json.Valid accepted, so it
+// The scanner below runs only on input that jsonvalid.Valid accepted, so it
 // only has to find where values end.
 
 func skipSpace(b []byte, i int) int {
@@ -437,7 +439,7 @@ func appendEvent(b []byte, e event.Event) ([]byte, error) {
 	}
 	if data := e.DataEncoded; data != nil {
 		switch {
-		case IsJSONContentType(ct) && !e.DataBase64 && json.Valid(data):
+		case IsJSONContentType(ct) && !e.DataBase64 && jsonvalid.Valid(data):
 			b = append(b, `,"data":`...)
 			b = append(b, data...)
 		case !e.DataBase64 && !IsJSONContentType(ct) && utf8.Valid(data):

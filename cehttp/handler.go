@@ -21,6 +21,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/topic"
 )
@@ -639,12 +640,12 @@ func dataBase64(ct string, body []byte) (bool, error) {
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	switch {
 	case mt == "application/json" || mt == "text/json":
-		if !validJSON(body) {
+		if !jsonvalid.Valid(body) {
 			return false, &eventkit.ValidationError{Attribute: "data", Reason: "the body is not valid JSON, but the Content-Type is " + ct}
 		}
 		return false, nil
 	case mt == "":
-		return !validJSON(body), nil
+		return !jsonvalid.Valid(body), nil
 	case strings.HasPrefix(mt, "text/"):
 		return !utf8.Valid(body), nil
 	}

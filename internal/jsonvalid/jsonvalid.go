@@ -1,12 +1,13 @@
-package cehttp
+// Package jsonvalid checks that bytes are one JSON value, as
+// encoding/json.Valid does, many times faster. eventkit checks every event's
+// JSON data on its hot paths (HTTP ingress, the JSON format codec).
+package jsonvalid
 
-// validJSON reports whether b is exactly one JSON value (RFC 8259) with
+// Valid reports whether b is exactly one JSON value (RFC 8259) with
 // optional surrounding white space. It accepts what encoding/json.Valid
 // accepts (strings are not checked for valid UTF-8, nesting is bounded at
-// 10,000 levels as there), and FuzzValidJSON holds it to that; it is many
-// times faster, which matters on the ingress path, where every JSON body
-// is checked.
-func validJSON(b []byte) bool {
+// 10,000 levels as there), and FuzzValid holds it to that.
+func Valid(b []byte) bool {
 	var stackBuf [32]byte
 	stack := stackBuf[:0] // '{' or '[' of each open container
 	var ok bool
