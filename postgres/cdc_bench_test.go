@@ -73,12 +73,20 @@ func cdcWALPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
 	return pos
 }
 
-func cdcBackendPID(b *testing.B, ctx context.Context, conn *pgx.Conn) int {
+// cdcBenchConn connects to the test server (closed when b ends) and
+// returns the connection with its backend's process id.
+func cdcBenchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
+	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close(context.Background()) })
 	var pid int
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		b.Fatal(err)
 	}
-	return pid
+	return conn, dsn, pid
 }
 
 // BenchmarkCDCBulkLoad bulk-loads rows (500,000 per iteration, in
@@ -95,14 +103,8 @@ func cdcBackendPID(b *testing.B, ctx context.Context, conn *pgx.Conn) int {
 //	go test -run '^$' -bench CDCBulkLoad -benchtime 1x ./postgres
 func BenchmarkCDCBulkLoad(b *testing.B) {
 	const rows = cdcBenchRows
-	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	backend := cdcBackendPID(b, ctx, conn)
+	conn, dsn, backend := cdcBenchConn(b, ctx)
 	for i := 0; i < b.N; i++ {
 		name := eventkittest.UniqueName("cdcbench")
 		table := name + "_t"
@@ -207,14 +209,8 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 //
 //	go test -run '^$' -bench CDCInsertOnly -benchtime 1x ./postgres
 func BenchmarkCDCInsertOnly(b *testing.B) {
-	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	backend := cdcBackendPID(b, ctx, conn)
+	conn, _, backend := cdcBenchConn(b, ctx)
 	for i := 0; i < b.N; i++ {
 		table := eventkittest.UniqueName("cdcbench") + "_t"
 		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, customer text, amount numeric(12,2), created timestamptz)", table)); err != nil {
