@@ -8,6 +8,8 @@
 //   - Helpers for tests that need a server: ServerAddr reads the address
 //     from an environment variable with a local default, and skips the test
 //     when the server does not answer, except under CI=true, where it fails.
+//   - StartChild, for crash tests: it re-executes the test binary as a child
+//     process, waits for the marker lines the child prints, and kills it.
 //
 // Suites for the other interfaces (dedup stores, checkpoint stores, event
 // stores) live here too.

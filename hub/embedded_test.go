@@ -1,14 +1,11 @@
 package hub_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -114,44 +111,16 @@ func runChild(dir string) int {
 }
 
 type child struct {
-	cmd *exec.Cmd
+	*eventkittest.Child
 	url string
 }
 
 func startChild(t *testing.T, dir string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	urlc := make(chan string, 1)
-	go func() {
-		for lines.Scan() {
-			if u, ok := strings.CutPrefix(lines.Text(), "LISTENING "); ok {
-				urlc <- u
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case u := <-urlc:
-		c := &child{cmd: cmd, url: u}
-		waitHealthy(t, u)
-		return c
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("server process did not start: %s", stderr.String())
-	}
-	return nil
+	c := eventkittest.StartChild(t, "^$", childEnv+"="+dir)
+	u := c.WaitLine(t, "LISTENING ", 60*time.Second)
+	waitHealthy(t, u)
+	return &child{Child: c, url: u}
 }
 
 // TestKill9LosesNothingAcknowledged posts 10,000 events from 16 clients to
@@ -217,8 +186,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		for countMap(&acked) < 3000 {
 			time.Sleep(5 * time.Millisecond)
 		}
-		_ = c1.cmd.Process.Signal(syscall.SIGKILL)
-		_ = c1.cmd.Wait()
+		_ = c1.Kill()
 	}()
 	post(c1.url, total)
 	<-killed
@@ -247,8 +215,8 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("acknowledged %d of %d events", n, total)
 	}
 	// Stop the second server gracefully and count what the store holds.
-	_ = c2.cmd.Process.Signal(syscall.SIGTERM)
-	if err := c2.cmd.Wait(); err != nil {
+	_ = c2.Signal(syscall.SIGTERM)
+	if err := c2.Wait(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
 	stored := readStore(t, filepath.Join(dir, "nats"))

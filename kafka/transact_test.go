@@ -1,12 +1,10 @@
 package kafka_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,33 +105,11 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	}
 
 	// 1. The first instance, in a subprocess, is killed mid-transaction.
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestEOSHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), eosHelperEnv+"="+strings.Join(brokers, ","))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	child := eventkittest.StartChild(t, "^TestEOSHelperProcess$", eosHelperEnv+"="+strings.Join(brokers, ","))
+	child.WaitLine(t, "MID", 2*time.Minute) // no shorter than ctx's bound
+	if err := child.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	mid := false
-	for sc.Scan() {
-		if sc.Text() == "MID" {
-			mid = true
-			break
-		}
-	}
-	if !mid {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("helper ended before the middle of the stream")
-	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
 
 	adm := kadm.NewClient(tr.Client())
 	committedBefore := groupProgress(t, ctx, adm)

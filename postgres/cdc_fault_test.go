@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -101,23 +101,12 @@ func TestCDCCrashRestart(t *testing.T) {
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (seq bigserial PRIMARY KEY, id int, v int, op text, evid text)", sink))
 	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+sink) })
 
-	var child *exec.Cmd
+	var child *eventkittest.Child
 	startChild := func() {
 		t.Helper()
-		child = exec.Command(os.Args[0], "-test.run=^TestCDCCrashChild$", "-test.count=1")
-		child.Env = append(os.Environ(), cdcCrashChildEnv+"=1", cdcCrashDSNEnv+"="+env.dsn, cdcCrashNameEnv+"="+env.name)
-		child.Stdout, child.Stderr = os.Stderr, os.Stderr
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
+		child = eventkittest.StartChild(t, "^TestCDCCrashChild$", cdcCrashChildEnv+"=1", cdcCrashDSNEnv+"="+env.dsn, cdcCrashNameEnv+"="+env.name)
 	}
-	kill := func() {
-		if child != nil && child.Process != nil {
-			_ = child.Process.Signal(syscall.SIGKILL)
-			_ = child.Wait()
-		}
-	}
-	t.Cleanup(kill)
+	kill := func() { _ = child.Kill() }
 	startChild()
 	env.waitSlot(t, "eventkit_"+env.name)
 

@@ -1,18 +1,15 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -575,44 +572,12 @@ func TestOutboxRelayKilledBetweenPublishAndMark(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxRelayCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), outboxCrashEnv+"=1", "EVENTKIT_OUTBOX_TABLE="+o.name,
+	child := eventkittest.StartChild(t, "^TestOutboxRelayCrashChild$", outboxCrashEnv+"=1", "EVENTKIT_OUTBOX_TABLE="+o.name,
 		"EVENTKIT_OUTBOX_SINK="+sink, "EVENTKIT_POSTGRES_URL="+outboxTestURL(t))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
+	child.WaitLine(t, "PUBLISHED", 60*time.Second)
+	if err := child.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	published := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "PUBLISHED" {
-				published <- true
-				return
-			}
-		}
-		published <- false
-	}()
-	select {
-	case ok := <-published:
-		if !ok {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("child relay ended without publishing")
-		}
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("child relay did not publish within 60s")
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
 
 	var sunk int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+sink).Scan(&sunk); err != nil {

@@ -1,15 +1,12 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -209,41 +206,10 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestQueueDeadConsumerChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
+	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
 		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+outboxTestURL(t))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	taken := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "TAKEN" {
-				taken <- true
-				return
-			}
-		}
-		taken <- false
-	}()
-	select {
-	case ok := <-taken:
-		if !ok {
-			_ = cmd.Wait()
-			t.Fatal("child ended without taking the messages")
-		}
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatal("child did not take the messages")
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
+	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
+	_ = child.Kill()
 	var claims int
 	if err := q.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.claims).Scan(&claims); err != nil || claims != 1 {
 		t.Fatalf("claims of the dead member: %d, %v; want 1", claims, err)

@@ -1,14 +1,11 @@
 package redis_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,31 +79,10 @@ func TestCrashedConsumerEntriesReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"=1", envPrefix+"="+prefix, envTopic+"="+tp, envGroup+"="+group, envTake+"="+strconv.Itoa(take))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	defer func() {
-		if !killed {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}()
-	lines := bufio.NewScanner(out)
-	var held []string
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "HELD "); ok {
-			held = strings.Fields(rest)
-			break
-		}
-	}
+	child := eventkittest.StartChild(t, "^$", envChild+"=1", envPrefix+"="+prefix, envTopic+"="+tp, envGroup+"="+group, envTake+"="+strconv.Itoa(take))
+	// The child gives up after 30s without a message: this bound is longer
+	// than its own.
+	held := strings.Fields(child.WaitLine(t, "HELD ", take*30*time.Second+time.Minute))
 	if len(held) != take {
 		t.Fatalf("child reported %d held messages, want %d", len(held), take)
 	}
@@ -118,11 +94,9 @@ func TestCrashedConsumerEntriesReclaimed(t *testing.T) {
 	if pending.Count < take {
 		t.Fatalf("before the kill, the group has %d pending entries, want at least %d", pending.Count, take)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := child.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
-	killed = true
 
 	// A second consumer of the group, in this process.
 	tr := ekredis.New(c, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Second), ekredis.WithBlock(200*time.Millisecond))
