@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -78,12 +77,10 @@ func (t *Transport) publish(ctx context.Context, topicOf func(int) string, event
 	// One event (the usual HTTP request) needs no slices on the heap.
 	var msgsBuf [1]*nats.Msg
 	var pendingBuf [1]int
-	var futuresBuf [1]jetstream.PubAckFuture
-	msgs, pending, futures := msgsBuf[:], pendingBuf[:], futuresBuf[:]
+	msgs, pending := msgsBuf[:], pendingBuf[:]
 	if len(events) > 1 {
 		msgs = make([]*nats.Msg, len(events))
 		pending = make([]int, len(events))
-		futures = make([]jetstream.PubAckFuture, len(events))
 	}
 	for i := range events {
 		name := topicOf(i)
@@ -105,44 +102,84 @@ func (t *Transport) publish(ctx context.Context, topicOf func(int) string, event
 		}
 		return strconv.Quote(first)
 	}
+	p := t.pub
+	c, err := p.begin(len(events))
+	if errors.Is(err, errClosedInbox) {
+		return eventkit.ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
+	}
+	defer p.end(c)
+	var timer callTimer
+	defer timer.stop()
+	// fatal reports the first failure that is not passing.
+	fatal := func() error {
+		p.mu.Lock()
+		err, i := c.fatal, c.fatalAt
+		p.mu.Unlock()
+		return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), topicOf(i), err)
+	}
 	backoff := t.cfg.retryBackoff
 	for attempt := 1; ; attempt++ {
-		var retry []int
-		var lastErr error
-		for _, i := range pending {
+		// Send every pending event, each once there is room. Events left
+		// unsent because the transport was closed count as failed.
+		var unsent []int
+	send:
+		for k, i := range pending {
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
 			}
-			// When WithMaxInFlight publishes await their ack, this waits
-			// for room (nats.go's stall wait, 200ms) and fails with
-			// ErrTooManyStalledMsgs, which is retried below.
-			f, err := t.js.PublishMsgAsync(msgs[i])
-			if err != nil {
-				if !retryable(err) {
-					return fmt.Errorf("nats: publish to %q: %w", topicOf(i), err)
-				}
-				futures[i] = nil
-				retry = append(retry, i)
-				lastErr = err
-				continue
-			}
-			futures[i] = f
-		}
-		for _, i := range pending {
-			f := futures[i]
-			if f == nil {
-				continue
+			if t.closed.Load() {
+				unsent = pending[k:]
+				break send
 			}
 			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				if !retryable(err) {
-					return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), topicOf(i), err)
+			case p.room <- struct{}{}:
+			default:
+				switch err := p.waitRoom(ctx, c, &timer); {
+				case errors.Is(err, errStopped):
+					unsent = pending[k:]
+					break send
+				case errors.Is(err, errCallFailed):
+					return fatal()
+				case err != nil:
+					return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
 				}
-				retry = append(retry, i)
-				lastErr = err
-			case <-ctx.Done():
-				return fmt.Errorf("nats: publish to %s: %w", topics(pending), ctx.Err())
+			}
+			p.mu.Lock()
+			if c.fatal != nil {
+				p.mu.Unlock()
+				<-p.room
+				return fatal()
+			}
+			n := p.sendLocked(c, i)
+			p.mu.Unlock()
+			m := msgs[i]
+			m.Reply = p.reply(c, n)
+			if err := t.nc.PublishMsg(m); err != nil {
+				p.mu.Lock()
+				if c.cur[i] == uint32(n)+1 {
+					p.resolveLocked(c, i, err)
+				}
+				p.mu.Unlock()
+			}
+		}
+		// Wait until every send is resolved (acked, failed, timed out).
+		if err := p.waitAcks(ctx, c, &timer); err != nil {
+			if errors.Is(err, errCallFailed) {
+				return fatal()
+			}
+			return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
+		}
+		p.mu.Lock()
+		retry, lastErr := c.failed, c.lastErr
+		c.failed = nil
+		p.mu.Unlock()
+		if len(unsent) > 0 {
+			retry = append(retry, unsent...)
+			if lastErr == nil {
+				lastErr = errStopped
 			}
 		}
 		if len(retry) == 0 {
@@ -154,11 +191,9 @@ func (t *Transport) publish(ctx context.Context, topicOf func(int) string, event
 			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), eventkit.ErrClosed, lastErr)
 		}
 		t.log.Debug("nats: resending events", "topic", topicOf(retry[0]), "count", len(retry), "attempt", attempt, "error", lastErr)
-		timer := time.NewTimer(backoff)
 		select {
-		case <-timer.C:
+		case <-timer.arm(backoff):
 		case <-ctx.Done():
-			timer.Stop()
 			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), ctx.Err(), lastErr)
 		}
 		backoff = min(backoff*2, t.cfg.maxRetryBackof)
@@ -212,9 +247,8 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, nats.ErrReconnectBufExceeded),
-		errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
-		errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		errors.Is(err, errAckTimeout),
+		errors.Is(err, errStopped):
 		return true
 	}
 	var apiErr *jetstream.APIError

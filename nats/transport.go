@@ -129,7 +129,8 @@ func WithStreamUpdate() Option { return func(c *config) { c.updateStreams = true
 func WithMode(m Mode) Option { return func(c *config) { c.mode = m } }
 
 // WithMaxInFlight bounds the publishes awaiting their JetStream ack
-// (default 4096); a publisher waits for room.
+// (default 4096), over all the transport's Publish calls; a publisher
+// waits for room.
 func WithMaxInFlight(n int) Option { return func(c *config) { c.maxInFlight = n } }
 
 // WithPublishAckTimeout bounds the wait for one publish ack before the
@@ -218,6 +219,7 @@ type Transport struct {
 	cfg       config
 	log       *slog.Logger
 	apiPrefix string // "$JS.API." unless a domain or prefix is set
+	pub       *pubInbox
 
 	mu       sync.Mutex
 	streams  map[string]*jetstream.StreamConfig // ensured streams by name
@@ -267,16 +269,13 @@ func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
 			return nil, err
 		}
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(cfg.maxInFlight),
-		jetstream.WithPublishAsyncTimeout(cfg.pubAckTimeout),
-		jetstream.WithDefaultTimeout(cfg.setupTimeout),
-	)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.setupTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("nats: New: %w", err)
 	}
 	t := &Transport{
 		nc: nc, js: js, cfg: cfg, log: cfg.logger, apiPrefix: apiPrefix(js.Options()),
+		pub:      newPubInbox(nc, cfg.maxInFlight, cfg.pubAckTimeout),
 		streams:  make(map[string]*jetstream.StreamConfig),
 		autoDone: make(map[string]string),
 		subs:     make(map[*subscription]struct{}),
@@ -517,12 +516,15 @@ func subjectCovers(filter, pattern string) bool {
 }
 
 // Close ends every subscription and makes later publishes fail with
-// eventkit.ErrClosed. It does not close the NATS connection. Calling it
-// again returns nil.
+// eventkit.ErrClosed. Publish calls in progress keep the acks of the
+// events they sent (their inbox goes away with the last of them), send no
+// more, and fail with eventkit.ErrClosed if an event is left unacked. It
+// does not close the NATS connection. Calling it again returns nil.
 func (t *Transport) Close() error {
 	if t.closed.Swap(true) {
 		return nil
 	}
+	t.pub.close()
 	t.mu.Lock()
 	subs := make([]*subscription, 0, len(t.subs))
 	for s := range t.subs {
