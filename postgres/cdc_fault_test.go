@@ -27,10 +27,9 @@ const (
 
 // cdcCrashRowsDefault is the default number of rows of the crash test's
 // load (EVENTKIT_CDC_CRASH_ROWS overrides it): each is inserted, then
-// updated, so that the test checks twice as many changes. It is sized to
-// keep the test short under -race on a shared 2-core machine; the test
-// passed with 100,000 rows too (see docs/cdc.md).
-const cdcCrashRowsDefault = 20_000
+// updated, so that the test checks twice as many changes. 100,000 is the
+// load issue 10 names.
+const cdcCrashRowsDefault = 100_000
 
 func cdcCrashRowCount() int {
 	if n, err := strconv.Atoi(os.Getenv("EVENTKIT_CDC_CRASH_ROWS")); err == nil && n > 0 {
@@ -122,9 +121,10 @@ func TestCDCCrashRestart(t *testing.T) {
 	load := func(sql string) {
 		for lo := 1; lo <= cdcCrashRows; lo += step {
 			env.exec(t, fmt.Sprintf(sql, env.table), lo, lo+step-1)
-			if !killed && count() >= cdcCrashRows/2 {
-				// Mid-stream: changes are in flight, some published and
-				// not yet confirmed to the slot.
+			if !killed && (count() >= cdcCrashRows/2 || lo > cdcCrashRows/2 && count() > 0) {
+				// Mid-load and mid-stream: changes are in flight, some
+				// published and not yet confirmed to the slot, and the
+				// load goes on while the source is down.
 				kill()
 				killed = true
 				t.Logf("killed the source after %d sink rows", count())
