@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -38,7 +39,10 @@ var payload = func() []byte {
 	return []byte(head + strings.Repeat("x", 256-len(head)-2) + `"}`)
 }()
 
-type result struct{ pub, sub float64 } // events per second
+// result is a round's rates in events per second, and the process's CPU
+// time per event while publishing (client and embedded server together:
+// steadier than rates on a shared machine).
+type result struct{ pub, sub, pubCPU float64 }
 
 func main() {
 	n := flag.Int("n", 100000, "events per round")
@@ -84,23 +88,23 @@ func main() {
 			default:
 				check(fmt.Errorf("unknown system %q", name))
 			}
-			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s\n", r+1, name, x.pub, x.sub)
+			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", r+1, name, x.pub, x.sub, x.pubCPU)
 			res[name] = append(res[name], x)
 		}
 	}
 	med := map[string]result{}
 	fmt.Println("medians:")
 	for _, name := range names {
-		var p, s []float64
+		var p, s, c []float64
 		for _, x := range res[name] {
-			p, s = append(p, x.pub), append(s, x.sub)
+			p, s, c = append(p, x.pub), append(s, x.sub), append(c, x.pubCPU)
 		}
-		med[name] = result{median(p), median(s)}
-		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s\n", name, med[name].pub, med[name].sub)
+		med[name] = result{median(p), median(s), median(c)}
+		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", name, med[name].pub, med[name].sub, med[name].pubCPU)
 	}
 	if e, ok := med["eventkit"]; ok {
 		if r, ok := med["raw"]; ok {
-			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f\n", e.pub/r.pub, e.sub/r.sub)
+			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f   publish CPU per event %.2f\n", e.pub/r.pub, e.sub/r.sub, e.pubCPU/r.pubCPU)
 		}
 		if w, ok := med["watermill"]; ok {
 			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f\n", e.pub/w.pub, e.sub/w.sub)
@@ -121,6 +125,15 @@ func check(err error) {
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perEvent(n int, d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 
 func deleteStream(nc *nats.Conn, name string) {
 	js, err := jetstream.New(nc)
@@ -149,11 +162,11 @@ func runEventkit(url string, n, batch, round int) result {
 		events[i] = e
 	}
 	topic := subject + ".events"
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < n; i += batch {
 		check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
 	}
-	pub := rate(n, time.Since(start))
+	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
 
 	start = time.Now()
 	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
@@ -164,7 +177,7 @@ func runEventkit(url string, n, batch, round int) result {
 	}
 	sub := rate(n, time.Since(start))
 	check(s.Close())
-	return result{pub, sub}
+	return result{pub, sub, pubCPU}
 }
 
 // runRaw publishes with nats.go jetstream's PublishAsync and consumes with
@@ -202,7 +215,7 @@ func runRaw(url string, n, round int, ce bool) result {
 			msgs[i] = &nats.Msg{Subject: topic, Data: payload, Header: nats.Header{nats.MsgIdHdr: []string{id}}}
 		}
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	futures := make([]jetstream.PubAckFuture, n)
 	for i := 0; i < n; i++ {
 		f, err := js.PublishMsgAsync(msgs[i], jetstream.WithStallWait(10*time.Second))
@@ -217,7 +230,7 @@ func runRaw(url string, n, round int, ce bool) result {
 			check(err)
 		}
 	}
-	pub := rate(n, time.Since(start))
+	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
 
 	start = time.Now()
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
@@ -233,7 +246,7 @@ func runRaw(url string, n, round int, ce bool) result {
 	}
 	sub := rate(n, time.Since(start))
 	it.Stop()
-	return result{pub, sub}
+	return result{pub, sub, pubCPU}
 }
 
 func runWatermill(url string, n, batch, round int) result {
@@ -254,11 +267,11 @@ func runWatermill(url string, n, batch, round int) result {
 	for i := range msgs {
 		msgs[i] = message.NewMessage("ev-"+strconv.Itoa(i), payload)
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < n; i += batch {
 		check(pub.Publish(topic, msgs[i:min(i+batch, n)]...))
 	}
-	pubRate := rate(n, time.Since(start))
+	pubRate, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
 
 	start = time.Now()
 	sub, err := wmnats.NewSubscriber(wmnats.SubscriberConfig{
@@ -278,5 +291,5 @@ func runWatermill(url string, n, batch, round int) result {
 	check(err)
 	deleteStream(nc, topic)
 	nc.Close()
-	return result{pubRate, subRate}
+	return result{pubRate, subRate, pubCPU}
 }
