@@ -21,8 +21,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
-	"github.com/eventkit/eventkit/internal/jsonvalid"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 	"github.com/eventkit/eventkit/topic"
 )
 

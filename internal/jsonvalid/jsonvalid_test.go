@@ -61,4 +61,3 @@ func BenchmarkValid(b *testing.B) {
 		}
 	})
 }
-
