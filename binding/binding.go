@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -95,12 +96,12 @@ func Set(e *event.Event, name, value string) error {
 	case "id":
 		e.SetID(value)
 	case "source":
-		u, err := url.Parse(value)
+		u, err := parseSource(value)
 		if err != nil {
 			return bad("must be a URI-reference: " + err.Error())
 		}
 		if ec, ok := e.Context.(*event.EventContextV1); ok {
-			ec.Source = types.URIRef{URL: *u}
+			ec.Source = types.URIRef{URL: u}
 		} else {
 			e.SetSource(value)
 		}
@@ -226,4 +227,28 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
+}
+
+// parsedSource is a source attribute and its parsed form.
+type parsedSource struct {
+	s string
+	u url.URL
+}
+
+// lastSource holds the last source parsed: the messages of a stream mostly
+// come from a few sources, and parsing the URI is a sixth of decoding a
+// binary-mode message. Entries are never changed after they are stored.
+var lastSource atomic.Pointer[parsedSource]
+
+// parseSource is url.Parse for source attributes, remembering the last one.
+func parseSource(s string) (url.URL, error) {
+	if p := lastSource.Load(); p != nil && p.s == s {
+		return p.u, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, err
+	}
+	lastSource.Store(&parsedSource{s: s, u: *u})
+	return *u, nil
 }
