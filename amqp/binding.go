@@ -1,7 +1,6 @@
 package amqp
 
 import (
-	"encoding/json"
 	"fmt"
 	"mime"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -33,7 +33,7 @@ func encode(e event.Event, structured bool) (amqp.Publishing, error) {
 	p := amqp.Publishing{DeliveryMode: amqp.Persistent}
 	if structured {
 		if d := e.Data(); len(d) > 0 {
-			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !json.Valid(d)
+			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
 		}
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {

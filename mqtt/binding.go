@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"encoding/json"
 	"fmt"
 	"mime"
 	"unicode/utf8"
@@ -10,6 +9,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 )
 
 // StructuredContentType is the Content Type of a message in structured mode.
@@ -18,7 +18,7 @@ const StructuredContentType = "application/cloudevents+json"
 func encode(e event.Event, structured bool) (*paho.PublishProperties, []byte, error) {
 	if structured {
 		if d := e.Data(); len(d) > 0 {
-			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !json.Valid(d)
+			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
 		}
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {
@@ -46,7 +46,7 @@ func decode(p *paho.Publish) (event.Event, error) {
 	if user.Get("specversion") == "" {
 		// Without user properties the payload may still be a structured
 		// event from an MQTT 3.1.1 publisher.
-		if len(user) == 0 && ct == "" && json.Valid(p.Payload) {
+		if len(user) == 0 && ct == "" && jsonvalid.Valid(p.Payload) {
 			return eventkit.UnmarshalEvent(p.Payload)
 		}
 		return event.Event{}, fmt.Errorf("mqtt: message has no specversion user property: not a CloudEvent")

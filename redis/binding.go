@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -9,6 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 )
 
 // Field names of a stream entry.
@@ -41,7 +41,7 @@ func encode(e event.Event, structured bool) ([]any, error) {
 		// Data that is not JSON travels as data_base64, whatever the
 		// content type claims.
 		if d := e.Data(); len(d) > 0 {
-			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !json.Valid(d)
+			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
 		}
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {

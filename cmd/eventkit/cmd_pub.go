@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 	"github.com/google/uuid"
 )
 
@@ -120,7 +121,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			ct := *ctype
 			if ct == "" {
 				ct = "text/plain; charset=utf-8"
-				if json.Valid(d) {
+				if jsonvalid.Valid(d) {
 					ct = "application/json"
 				}
 			}
