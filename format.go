@@ -176,6 +176,9 @@ func decodeObject(b []byte) (event.Event, error) {
 func jsonString(raw []byte) (string, error) {
 	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
 		in := raw[1 : len(raw)-1]
+		if s, ok := commonString(in); ok {
+			return s, nil
+		}
 		if bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
 			return string(in), nil
 		}
@@ -183,6 +186,39 @@ func jsonString(raw []byte) (string, error) {
 	var s string
 	err := json.Unmarshal(raw, &s)
 	return s, err
+}
+
+// commonString returns the strings that nearly every event spells (the
+// attribute names, the spec version, the usual content type) without
+// allocating a copy.
+func commonString(in []byte) (string, bool) {
+	switch string(in) { // compared in place: no allocation
+	case "specversion":
+		return "specversion", true
+	case "id":
+		return "id", true
+	case "source":
+		return "source", true
+	case "type":
+		return "type", true
+	case "datacontenttype":
+		return "datacontenttype", true
+	case "dataschema":
+		return "dataschema", true
+	case "subject":
+		return "subject", true
+	case "time":
+		return "time", true
+	case "data":
+		return "data", true
+	case "data_base64":
+		return "data_base64", true
+	case "1.0":
+		return "1.0", true
+	case "application/json":
+		return "application/json", true
+	}
+	return "", false
 }
 
 func eventFromMembers(ms []member) (event.Event, error) {
