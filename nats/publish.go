@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -208,35 +207,12 @@ func (t *Transport) publish(ctx context.Context, topicOf func(int) string, event
 func (t *Transport) declaredStreamStores(name string) bool {
 	for _, s := range t.cfg.streams {
 		for _, subj := range s.Subjects {
-			if filterMatches(subj, name) {
+			if topic.Match(subj, name) {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// filterMatches reports whether the subject filter (with wildcards) matches
-// subject (without): subjectCovers for a pattern without wildcards,
-// without splitting the strings.
-func filterMatches(filter, subject string) bool {
-	for {
-		ft, frest, fmore := strings.Cut(filter, ".")
-		if ft == ">" {
-			return subject != ""
-		}
-		if subject == "" {
-			return false
-		}
-		st, srest, smore := strings.Cut(subject, ".")
-		if ft != "*" && ft != st {
-			return false
-		}
-		if !fmore || !smore {
-			return fmore == smore
-		}
-		filter, subject = frest, srest
-	}
 }
 
 // retryable reports whether a publish error may pass by itself.

@@ -4,17 +4,19 @@ import (
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/eventkit/eventkit/topic"
 )
 
-// filterMatches must agree with subjectCovers on every topic (a subject
-// without wildcards).
-func TestFilterMatchesAgreesWithSubjectCovers(t *testing.T) {
+// declaredStreamStores matches with topic.Match, which must agree with
+// streamFor's subjectCovers on every topic (a subject without wildcards).
+func TestTopicMatchAgreesWithSubjectCovers(t *testing.T) {
 	filters := []string{">", "*", "a", "a.>", "a.*", "a.b", "a.*.c", "*.b", "*.>", "a.b.>", "events.>", "ab", "a.b.c.d"}
 	topics := []string{"a", "b", "ab", "a.b", "a.c", "a.b.c", "a.x.c", "a.b.c.d", "events", "events.orders", "events.orders.created", "x.b", "a.b.c.d.e"}
 	for _, f := range filters {
 		for _, s := range topics {
-			if got, want := filterMatches(f, s), subjectCovers(f, s); got != want {
-				t.Errorf("filterMatches(%q, %q) = %v, subjectCovers = %v", f, s, got, want)
+			if got, want := topic.Match(f, s), subjectCovers(f, s); got != want {
+				t.Errorf("topic.Match(%q, %q) = %v, subjectCovers = %v", f, s, got, want)
 			}
 		}
 	}
