@@ -14,14 +14,14 @@ import (
 
 type metrics struct {
 	requests *prometheus.CounterVec
-	// byCode caches the counters of requests of the usual status codes
-	// (index code-200), so that counting a request hashes no labels.
-	byCode     [300]prometheus.Counter
-	latency    prometheus.Histogram
-	events     prometheus.Counter
-	deliveries *prometheus.CounterVec
-	streams    prometheus.Gauge
-	streamed   prometheus.Counter
+	// The counters of the usual answers, so that counting a request
+	// hashes no labels.
+	ok200, ok204 prometheus.Counter
+	latency      prometheus.Histogram
+	events       prometheus.Counter
+	deliveries   *prometheus.CounterVec
+	streams      prometheus.Gauge
+	streamed     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,9 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed)
-	for _, code := range []int{http.StatusOK, http.StatusNoContent} {
-		m.byCode[code-200] = m.requests.WithLabelValues(strconv.Itoa(code))
-	}
+	m.ok200 = m.requests.WithLabelValues(strconv.Itoa(http.StatusOK))
+	m.ok204 = m.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent))
 	return m
 }
 
@@ -97,10 +96,11 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 
 // requestCounter returns the counter of requests answered with code.
 func (m *metrics) requestCounter(code int) prometheus.Counter {
-	if code >= 200 && code < 500 {
-		if c := m.byCode[code-200]; c != nil {
-			return c
-		}
+	switch code {
+	case http.StatusOK:
+		return m.ok200
+	case http.StatusNoContent:
+		return m.ok204
 	}
 	return m.requests.WithLabelValues(strconv.Itoa(code))
 }
