@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -66,7 +67,7 @@ func TestArenaRecordsAreIndependent(t *testing.T) {
 		if d := eventkittest.DiffEvents(evs[i], back); d != "" {
 			t.Fatalf("record %d: %s", i, d)
 		}
-		if want := eventKey(evs[i].Context.(*event.EventContextV1)); string(recs[i].Key) != want {
+		if want := eventkit.EventKey(evs[i]); string(recs[i].Key) != want {
 			t.Fatalf("record %d: key %q, want %q", i, recs[i].Key, want)
 		}
 	}

@@ -83,12 +83,7 @@ func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structur
 	a.left--
 	r.Topic = kafkaTopic
 	ec, v1 := e.Context.(*event.EventContextV1)
-	var k string
-	if v1 {
-		k = eventKey(ec)
-	} else {
-		k = eventkit.EventKey(e)
-	}
+	k := eventkit.EventKey(e)
 	if structured {
 		b, err := eventkit.MarshalEvent(e)
 		if err != nil {
@@ -113,19 +108,6 @@ func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structur
 		r.Value = d
 	}
 	return nil
-}
-
-// eventKey is eventkit.EventKey for a CloudEvents 1.0 context.
-func eventKey(ec *event.EventContextV1) string {
-	if v, ok := ec.Extensions[eventkit.PartitionKeyExtension]; ok {
-		if s, ok := v.(string); ok && s != "" {
-			return s
-		}
-	}
-	if ec.Subject != nil {
-		return *ec.Subject
-	}
-	return ""
 }
 
 // Decode returns the CloudEvent a record carries, in binary or structured
