@@ -193,38 +193,14 @@ func TestCDCCommandKafka(t *testing.T) {
 	}
 	defer s.Close()
 
-	var stderr cdcSyncBuffer
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan int, 1)
-	go func() {
-		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", table, "--name", name, "--messages", "",
-			"--to", "kafka://" + strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "1", "--progress", "0"}, io.Discard, &stderr)
-	}()
-	defer func() {
-		for i := 0; i < 300; i++ {
-			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Error("could not drop the slot")
-	}()
-	select {
-	case m := <-s.Messages():
-		c, err := cdc.Decode(m.Event.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Op != cdc.OpRead || string(c.After) != `{"id":7}` || m.Event.Subject() != "public."+table {
-			t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
-		}
-		_ = m.Ack()
-	case <-time.After(90 * time.Second):
-		t.Fatalf("nothing on %s; stderr: %s", topic, stderr.String())
+	m := cdcCommandFirst(t, dsn, name, s, topic, "--tables", table, "--messages", "",
+		"--to", "kafka://"+strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "1", "--progress", "0")
+	c, err := cdc.Decode(m.Event.Data())
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
+	if c.Op != cdc.OpRead || string(c.After) != `{"id":7}` || m.Event.Subject() != "public."+table {
+		t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
 	}
 }
 
@@ -260,12 +236,30 @@ func TestCDCCommandNATS(t *testing.T) {
 	}
 	defer s.Close()
 
+	m := cdcCommandFirst(t, dsn, name, s, name+".>", "--tables", table, "--messages", "",
+		"--to", natsURL, "--progress", "0")
+	c, err := cdc.Decode(m.Event.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Op != cdc.OpRead || string(c.After) != `{"id":8}` || m.Topic != name+".public."+table {
+		t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
+	}
+}
+
+// cdcCommandFirst runs "eventkit cdc --dsn dsn --name name args..." until s
+// (subscribed to where) receives its first event, which it acks and
+// returns; then it stops the command, which must exit 0, and drops the
+// slot.
+func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, where string, args ...string) *eventkit.Message {
+	t.Helper()
+	ctx := context.Background()
 	var stderr cdcSyncBuffer
 	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(rctx, []string{"cdc", "--dsn", dsn, "--tables", table, "--name", name, "--messages", "",
-			"--to", natsURL, "--progress", "0"}, io.Discard, &stderr)
+		done <- run(rctx, append([]string{"cdc", "--dsn", dsn, "--name", name}, args...), io.Discard, &stderr)
 	}()
 	defer func() {
 		for i := 0; i < 300; i++ {
@@ -276,21 +270,16 @@ func TestCDCCommandNATS(t *testing.T) {
 		}
 		t.Error("could not drop the slot")
 	}()
+	var m *eventkit.Message
 	select {
-	case m := <-s.Messages():
-		c, err := cdc.Decode(m.Event.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Op != cdc.OpRead || string(c.After) != `{"id":8}` || m.Topic != name+".public."+table {
-			t.Fatalf("got %s %s from %s", c.Op, c.After, m.Topic)
-		}
+	case m = <-s.Messages():
 		_ = m.Ack()
 	case <-time.After(90 * time.Second):
-		t.Fatalf("nothing on %s.>; stderr: %s", name, stderr.String())
+		t.Fatalf("nothing on %s; stderr: %s", where, stderr.String())
 	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
+	return m
 }
