@@ -15,7 +15,7 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 )
 
-const vectors = "../shared/testdata/cloudevents-conformance/json"
+const vectors = "testdata/cloudevents-conformance/json"
 
 type vectorFile struct {
 	TestType string `json:"testType"`
@@ -79,7 +79,7 @@ func loadVectors(t *testing.T) map[string]vectorFile {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(vectors, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("conformance vectors not found under %s (the shared testdata must sit beside the project): %v", vectors, err)
+		t.Fatalf("conformance vectors not found under %s (testdata/cloudevents-conformance in the repository): %v", vectors, err)
 	}
 	out := map[string]vectorFile{}
 	for _, f := range files {

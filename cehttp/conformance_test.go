@@ -23,15 +23,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// conformanceDir is the CloudEvents conformance data, at ../shared/testdata
-// from the project root (the package directory is one level below it).
-const conformanceDir = "../../shared/testdata/cloudevents-conformance"
+// conformanceDir is the CloudEvents conformance data kept in the repository
+// (testdata/cloudevents-conformance; PROVENANCE.md there names its source).
+const conformanceDir = "../testdata/cloudevents-conformance"
 
 func readConformance(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(conformanceDir, name))
 	if err != nil {
-		t.Fatalf("conformance data (expected at ../shared/testdata from the project root): %v", err)
+		t.Fatalf("conformance data (expected at testdata/cloudevents-conformance in the repository): %v", err)
 	}
 	return b
 }
