@@ -1,86 +1,175 @@
 #!/usr/bin/env bash
-# Brings up every server the tests use, when it is installed and not running:
-# PostgreSQL (with wal_level=logical for CDC), Redis, RabbitMQ, Mosquitto and
-# NATS with JetStream. It changes nothing that already runs as required.
-# Exit status: 0 when every installed server answers at the end.
+# Installs and starts every server the tests use, on this machine:
+# PostgreSQL (wal_level=logical, for CDC), Redis, RabbitMQ, Mosquitto and
+# NATS with JetStream. It is safe to run again: a server that already answers
+# on its port is left as it is.
+#
+# What it changes on a machine, when run as root:
+#   - apt-get installs postgresql, redis-server, rabbitmq-server and mosquitto
+#     when they are missing (Debian's packages);
+#   - nats-server is built with `go install` from the Go module proxy, at the
+#     version go.mod names (the same server the embedded mode runs), into
+#     /usr/local/bin;
+#   - PostgreSQL's main cluster gets conf.d/eventkit.conf (wal_level=logical,
+#     replication slots, connections) and pg_hba.conf lines that trust local
+#     TCP connections (127.0.0.1 and ::1), so the tests connect as `postgres`
+#     without a password. Do not run it on a machine whose PostgreSQL holds
+#     data that local users must not reach.
+# Servers are started as background daemons, not as system services.
+#
+# Environment:
+#   EVENTKIT_SKIP_INSTALL=1   install nothing; start what is installed
+#   EVENTKIT_SKIP_SERVICES=1  do nothing (point the EVENTKIT_* variables of
+#                             CONTRIBUTING.md at servers that already run)
+# Exit status: 0 when every server answers at the end.
 set -u
+cd "$(dirname "$0")/.."
 
-up() { (echo > "/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
+say() { printf 'services: %s\n' "$*"; }
+if [ "${EVENTKIT_SKIP_SERVICES:-}" = 1 ]; then
+  say "EVENTKIT_SKIP_SERVICES=1: starting nothing"
+  exit 0
+fi
+
+up() { (echo >"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
 wait_port() { # port seconds
   local i
   for ((i = 0; i < $2 * 4; i++)); do up "$1" && return 0; sleep 0.25; done
   return 1
 }
-say() { printf 'services: %s\n' "$*"; }
 status=0
+can_install=0
+if [ "$(id -u)" = 0 ] && [ "${EVENTKIT_SKIP_INSTALL:-}" != 1 ]; then can_install=1; fi
+
+# apt_install installs the Debian packages that are missing, with one
+# apt-get update per run.
+apt_updated=0
+apt_install() {
+  [ $can_install = 1 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  if [ $apt_updated = 0 ]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
+    apt_updated=1
+  fi
+  say "installing $*"
+  # Package scripts may try to start the service (no init system here); the
+  # servers are started below either way.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    >/tmp/eventkit-apt.log 2>&1 || { tail -5 /tmp/eventkit-apt.log; return 1; }
+}
+
+missing=()
+command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}" || say "could not install ${missing[*]} (not root, EVENTKIT_SKIP_INSTALL=1, or apt-get failed)"
+fi
 
 # PostgreSQL
-if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+if ! up 5432 && command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1; then
   ver=$(ls /etc/postgresql | sort -V | tail -1)
-  if ! up 5432; then
-    say "starting PostgreSQL $ver"
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
-    wait_port 5432 30 || { say "PostgreSQL did not start"; status=1; }
-  fi
-  if up 5432 && command -v psql >/dev/null 2>&1; then
-    wal=$(psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SHOW wal_level' 2>/dev/null)
-    if [ "$wal" != "logical" ]; then
-      say "setting wal_level=logical (was '$wal') and restarting PostgreSQL"
-      psql -h 127.0.0.1 -U postgres -d postgres -qc "ALTER SYSTEM SET wal_level = logical" &&
-        pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
-      wait_port 5432 30 || { say "PostgreSQL did not come back"; status=1; }
-      sleep 1
+  etc=/etc/postgresql/$ver/main
+  if [ -w "$etc" ] && [ ! -f "$etc/conf.d/eventkit.conf" ]; then
+    say "configuring PostgreSQL $ver for the tests ($etc/conf.d/eventkit.conf, pg_hba.conf)"
+    mkdir -p "$etc/conf.d"
+    cat >"$etc/conf.d/eventkit.conf" <<'EOF'
+# Written by eventkit's scripts/services.sh for its tests.
+listen_addresses = 'localhost'
+wal_level = logical
+max_replication_slots = 32
+max_wal_senders = 32
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    grep -q '^include_dir' "$etc/postgresql.conf" || echo "include_dir = 'conf.d'" >>"$etc/postgresql.conf"
+    if ! grep -q 'eventkit tests' "$etc/pg_hba.conf"; then
+      {
+        echo "# eventkit tests: trust local TCP connections (scripts/services.sh)"
+        echo "host all all 127.0.0.1/32 trust"
+        echo "host all all ::1/128 trust"
+        echo "host replication all 127.0.0.1/32 trust"
+        echo "host replication all ::1/128 trust"
+        cat "$etc/pg_hba.conf"
+      } >"$etc/pg_hba.conf.new" && mv "$etc/pg_hba.conf.new" "$etc/pg_hba.conf"
     fi
   fi
-elif ! up 5432; then
-  say "PostgreSQL is not installed; its tests will skip (or fail under CI=true)"
+  say "starting PostgreSQL $ver"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  wait_port 5432 60 || { say "PostgreSQL did not start"; status=1; }
+fi
+if up 5432 && command -v psql >/dev/null 2>&1; then
+  wal=$(psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SHOW wal_level' 2>/dev/null)
+  if [ "$wal" != logical ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    ver=$(ls /etc/postgresql | sort -V | tail -1)
+    say "setting wal_level=logical (was '$wal') and restarting PostgreSQL"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "ALTER SYSTEM SET wal_level = logical" &&
+      pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
+    wait_port 5432 60 || { say "PostgreSQL did not come back"; status=1; }
+  fi
 fi
 
 # Redis
-if ! up 6379; then
-  if command -v redis-server >/dev/null 2>&1; then
-    say "starting Redis"
-    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
-    wait_port 6379 20 || { say "Redis did not start"; status=1; }
-  else
-    say "Redis is not installed"
-  fi
+if ! up 6379 && command -v redis-server >/dev/null 2>&1; then
+  say "starting Redis"
+  mkdir -p /tmp/eventkit-redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /tmp/eventkit-redis --logfile /tmp/eventkit-redis/redis.log || true
+  wait_port 6379 30 || { say "Redis did not start"; status=1; }
 fi
 
 # RabbitMQ
-if ! up 5672; then
-  if command -v rabbitmq-server >/dev/null 2>&1; then
-    say "starting RabbitMQ"
-    rabbitmq-server -detached || true
-    wait_port 5672 90 || { say "RabbitMQ did not start"; status=1; }
-  else
-    say "RabbitMQ is not installed"
-  fi
+if ! up 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
+  say "starting RabbitMQ (takes a few seconds)"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_port 5672 120 || { say "RabbitMQ did not start"; status=1; }
 fi
 
-# Mosquitto
-if ! up 1883; then
-  if command -v mosquitto >/dev/null 2>&1; then
-    say "starting Mosquitto"
-    mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
-    wait_port 1883 20 || { say "Mosquitto did not start"; status=1; }
-  else
-    say "Mosquitto is not installed"
-  fi
+# Mosquitto: with no listener configured, Mosquitto 2 listens on loopback
+# only and allows anonymous clients there.
+if ! up 1883 && command -v mosquitto >/dev/null 2>&1; then
+  say "starting Mosquitto"
+  mkdir -p /tmp/eventkit-mosquitto
+  printf 'persistence true\npersistence_location /tmp/eventkit-mosquitto/\nmax_queued_messages 100000\n' \
+    >/tmp/eventkit-mosquitto/mosquitto.conf
+  id mosquitto >/dev/null 2>&1 && chown mosquitto /tmp/eventkit-mosquitto
+  mosquitto -d -c /tmp/eventkit-mosquitto/mosquitto.conf || true
+  wait_port 1883 30 || { say "Mosquitto did not start"; status=1; }
 fi
 
-# NATS with JetStream
+# NATS with JetStream: the nats-server version that go.mod names.
+natsver=$(awk '$1 == "github.com/nats-io/nats-server/v2" { print $2 }' go.mod)
+natsbin=$(command -v nats-server 2>/dev/null || true)
 if ! up 4222; then
-  if [ -x /usr/sbin/nats-server ]; then
+  if [ -z "$natsbin" ] || ! "$natsbin" --version 2>/dev/null | grep -q "${natsver#v}"; then
+    if [ $can_install = 1 ] && command -v go >/dev/null 2>&1 && [ -n "$natsver" ]; then
+      say "building nats-server $natsver (go install from the Go module proxy)"
+      GOBIN=/usr/local/bin GOFLAGS= go install "github.com/nats-io/nats-server/v2@$natsver" &&
+        natsbin=/usr/local/bin/nats-server
+    fi
+  fi
+  if [ -n "$natsbin" ]; then
     say "starting NATS"
-    mkdir -p /var/lib/nats-server
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
-      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
-    wait_port 4222 20 || { say "NATS did not start"; status=1; }
-  else
-    say "nats-server is not installed"
+    mkdir -p /tmp/eventkit-nats
+    nohup "$natsbin" -a 127.0.0.1 -p 4222 -js -sd /tmp/eventkit-nats \
+      -l /tmp/eventkit-nats/nats.log >/dev/null 2>&1 &
+    wait_port 4222 30 || { say "NATS did not start"; status=1; }
   fi
 fi
+
+# One line per server, with its version.
+report() { # name port version
+  if up "$2"; then say "$1 up on 127.0.0.1:$2 ($3)"; else
+    say "$1 NOT answering on 127.0.0.1:$2"
+    status=1
+  fi
+}
+report PostgreSQL 5432 "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT split_part(version(), ' ', 2) || ', wal_level=' || current_setting('wal_level')" 2>/dev/null)"
+report Redis 6379 "$(redis-server --version 2>/dev/null | awk '{print $3}' | sed 's/^v=//')"
+report RabbitMQ 5672 "$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null)"
+report Mosquitto 1883 "$(mosquitto -h 2>/dev/null | awk 'NR==1 {print $3}')"
+report NATS 4222 "$( (command -v nats-server >/dev/null && nats-server --version) 2>/dev/null), JetStream"
 exit $status
