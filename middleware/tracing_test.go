@@ -97,7 +97,7 @@ func TestTracingLinksPublishAndHandle(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range procOrders.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["messaging.destination.name"] != h.topic("orders") || attrs["messaging.message.id"] != "o-1" || attrs["eventkit.route"] != "orders" {
 		t.Errorf("consumer span attributes %v", attrs)
@@ -153,7 +153,7 @@ func TestTracingRecordsOutcome(t *testing.T) {
 		outcome := ""
 		for _, kv := range spans[0].Attributes {
 			if kv.Key == "eventkit.outcome" {
-				outcome = kv.Value.Emit()
+				outcome = kv.Value.String()
 			}
 		}
 		if outcome != string(middleware.OutcomeDeadLettered) {

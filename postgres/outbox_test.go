@@ -314,9 +314,9 @@ func TestOutboxConcurrentTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d committed events in %d committed transactions", len(committed), rows)
-	got := c.waitDistinct(t, len(committed), 60*time.Second)
+	c.waitDistinct(t, len(committed), 60*time.Second)
 	time.Sleep(300 * time.Millisecond) // let a late extra show
-	got = c.snapshot()
+	got := c.snapshot()
 	count := map[string]int{}
 	last := map[string]int{}
 	for _, e := range got {
@@ -401,9 +401,9 @@ func TestOutboxBrokerDown(t *testing.T) {
 		t.Fatalf("Pending while the broker is down = %d, %v; want %d", p, err, n)
 	}
 	pub.down.Store(false)
-	got := c.waitDistinct(t, n, 30*time.Second)
+	c.waitDistinct(t, n, 30*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	got = c.snapshot()
+	got := c.snapshot()
 	if len(got) != n {
 		t.Fatalf("received %d events, want %d once each", len(got), n)
 	}
@@ -478,9 +478,9 @@ func TestOutboxRelaysShareAndFailOver(t *testing.T) {
 	if b.Stats().Published == 0 {
 		t.Errorf("relay b published nothing while it held partitions")
 	}
-	got := c.waitDistinct(t, n, 60*time.Second)
+	c.waitDistinct(t, n, 60*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	got = c.snapshot()
+	got := c.snapshot()
 	seen := map[string]bool{}
 	last := map[string]int{}
 	for _, e := range got {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -223,8 +222,6 @@ func isBusyGroup(err error) bool {
 func isNoGroup(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
 }
-
-var errStop = errors.New("stop")
 
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
