@@ -1,0 +1,44 @@
+// Package doctest holds no code: its test compiles every ```go block of
+// README.md and docs/*.md against the module's packages, so that a snippet
+// that no longer matches the API fails `go test ./internal/doctest` with the
+// Markdown file and line of the snippet.
+//
+// # Convention
+//
+// Every fenced block whose language is go (or golang) is compiled; a block
+// that is not Go uses another language (text, sh, json, sql, ...). Nothing is
+// skipped: a go block the test cannot classify fails.
+//
+// A block that starts with a package clause is a complete file: it is
+// type-checked as it is, imports included.
+//
+// Any other block is a fragment: declarations (import, type, func, method,
+// var, const) followed by statements, either part possibly empty. The test
+// splits it at the last line boundary where the first part parses as
+// package-level declarations and the rest as statements; the declarations go
+// to package level and the statements into the body of a function. In a
+// fragment:
+//
+//   - packages are imported automatically from the identifiers used
+//     (eventkit., memory., event., middleware., context., time., ...; the
+//     fixed table is autoImports in doctest_test.go); a fragment may still
+//     import a package itself (e.g. `import _ "modernc.org/sqlite"`), and
+//     must when the package is not in the table;
+//
+//   - a local variable that is declared and not used is not an error;
+//
+//   - names the fragment uses but does not define (ctx, order, charge, ...)
+//     are declared in an HTML comment right before the block, with only
+//     blank lines in between:
+//
+//     <!-- go:prelude
+//     type Order struct{ ID string }
+//     func charge(context.Context, Order) error { return nil }
+//     ctx := context.Background(); var order Order
+//     -->
+//
+// The prelude is split and placed like a fragment, before the fragment's own
+// declarations and statements. A go:prelude comment that is not followed by
+// a go block, or an HTML comment starting with another go: directive, fails
+// the test.
+package doctest
