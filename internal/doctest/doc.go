@@ -16,8 +16,8 @@
 // var, const) followed by statements, either part possibly empty. The test
 // splits it at the last line boundary where the first part parses as
 // package-level declarations and the rest as statements; the declarations go
-// to package level and the statements into the body of a function. In a
-// fragment:
+// to package level and the statements into the body of a function that
+// returns an error (so `if err != nil { return err }` works). In a fragment:
 //
 //   - packages are imported automatically from the identifiers used
 //     (eventkit., memory., event., middleware., context., time., ...; the

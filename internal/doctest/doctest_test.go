@@ -55,6 +55,7 @@ var autoImports = map[string]string{
 	"pgxpool":     "github.com/jackc/pgx/v5/pgxpool",
 	"prometheus":  "github.com/prometheus/client_golang/prometheus",
 	"sdktrace":    "go.opentelemetry.io/otel/sdk/trace",
+	"trace":       "go.opentelemetry.io/otel/trace",
 	"uuid":        "github.com/google/uuid",
 	// the standard library
 	"context": "context",
@@ -296,7 +297,7 @@ func generate(b *block) (src string, frag bool, err error) {
 		return "", true, fmt.Errorf("%s: go block is neither a file (package clause) nor declarations followed by statements: %v", b, err)
 	}
 	body := "package snippet\n" + preImports + imports + preDecls + decls +
-		"\nfunc _() {\n" + preStmts + stmts + "\n}\n"
+		"\nfunc _() error {\n" + preStmts + stmts + "\nreturn nil\n}\n"
 
 	// Import the packages of autoImports that the code uses and does not
 	// import or declare itself.
@@ -361,7 +362,7 @@ func split(file string, line int, code []string) (imports, decls, stmts string, 
 			continue
 		}
 		tail := directive(file, line+k) + strings.Join(code[k:], "\n") + "\n"
-		if _, err := parser.ParseFile(token.NewFileSet(), "snippet.go", "package snippet\nfunc _() {\n"+tail+"}\n", parser.SkipObjectResolution); err != nil {
+		if _, err := parser.ParseFile(token.NewFileSet(), "snippet.go", "package snippet\nfunc _() error {\n"+tail+"}\n", parser.SkipObjectResolution); err != nil {
 			if k == 0 {
 				firstErr = err
 			}
@@ -388,7 +389,7 @@ func split(file string, line int, code []string) (imports, decls, stmts string, 
 	if firstErr == nil {
 		// The statements parse only after a head that does not: report
 		// the whole fragment as statements.
-		_, firstErr = parser.ParseFile(token.NewFileSet(), "snippet.go", "package snippet\nfunc _() {\n"+directive(file, line)+strings.Join(code, "\n")+"\n}\n", parser.SkipObjectResolution)
+		_, firstErr = parser.ParseFile(token.NewFileSet(), "snippet.go", "package snippet\nfunc _() error {\n"+directive(file, line)+strings.Join(code, "\n")+"\n}\n", parser.SkipObjectResolution)
 	}
 	return "", "", "", firstErr
 }
