@@ -14,10 +14,10 @@
 //
 // Any other block is a fragment: declarations (import, type, func, method,
 // var, const) followed by statements, either part possibly empty. The test
-// splits it at the last line boundary where the first part parses as
-// package-level declarations and the rest as statements; the declarations go
-// to package level and the statements into the body of a function that
-// returns an error (so `if err != nil { return err }` works). In a fragment:
+// splits it at the first line from which the rest parses as statements: the
+// lines before (the imports, funcs and methods, and what precedes them) go
+// to package level, the rest into the body of a function that returns an
+// error (so `if err != nil { return err }` works). In a fragment:
 //
 //   - packages are imported automatically from the identifiers used
 //     (eventkit., memory., event., middleware., context., time., ...; the
@@ -37,8 +37,11 @@
 //     ctx := context.Background(); var order Order
 //     -->
 //
-// The prelude is split and placed like a fragment, before the fragment's own
-// declarations and statements. A go:prelude comment that is not followed by
+// The prelude is split at the last line from which the rest parses as
+// statements, so that all it can declare at package level is there (the
+// fragment's methods may use its types) and only statements such as
+// `ctx := context.Background()` start the function body; its parts come
+// before the fragment's. A go:prelude comment that is not followed by
 // a go block, or an HTML comment starting with another go: directive, fails
 // the test.
 package doctest

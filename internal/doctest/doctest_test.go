@@ -288,11 +288,11 @@ func generate(b *block) (src string, frag bool, err error) {
 		}
 		break
 	}
-	preImports, preDecls, preStmts, err := split(b.file, b.preLine, b.prelude)
+	preImports, preDecls, preStmts, err := split(b.file, b.preLine, b.prelude, true)
 	if err != nil {
 		return "", true, fmt.Errorf("%s: go:prelude: %v", b, err)
 	}
-	imports, decls, stmts, err := split(b.file, b.line, b.code)
+	imports, decls, stmts, err := split(b.file, b.line, b.code, false)
 	if err != nil {
 		return "", true, fmt.Errorf("%s: go block is neither a file (package clause) nor declarations followed by statements: %v", b, err)
 	}
@@ -345,16 +345,23 @@ func generate(b *block) (src string, frag bool, err error) {
 
 func directive(file string, line int) string { return fmt.Sprintf("//line %s:%d\n", file, line) }
 
-// split splits the lines of a fragment (first line at file:line) at the last
-// line boundary where the head parses as declarations and the tail as
-// statements. It returns the head's imports and other declarations, and the
-// tail, each preceded by a line directive.
-func split(file string, line int, code []string) (imports, decls, stmts string, err error) {
+// split splits the lines of a fragment (first line at file:line) at a line
+// boundary where the head parses as declarations and the tail as
+// statements: the first such boundary for a fragment (only what must be at
+// package level is), the last one for a prelude (all it declares is at
+// package level, so that the fragment's methods can use its types). It
+// returns the head's imports and other declarations, and the tail, each
+// preceded by a line directive.
+func split(file string, line int, code []string, last bool) (imports, decls, stmts string, err error) {
 	if len(code) == 0 {
 		return "", "", "", nil
 	}
 	var firstErr error
-	for k := len(code); k >= 0; k-- {
+	for i := 0; i <= len(code); i++ {
+		k := i
+		if last {
+			k = len(code) - i
+		}
 		head := strings.Join(code[:k], "\n")
 		fset := token.NewFileSet()
 		f, err := parser.ParseFile(fset, "snippet.go", "package snippet\n"+directive(file, line)+head+"\n", parser.SkipObjectResolution)
