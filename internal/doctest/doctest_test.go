@@ -73,6 +73,9 @@ var autoImports = map[string]string{
 	"time":    "time",
 }
 
+// listFlags are build flags for `go list -export` (see race_test.go).
+var listFlags []string
+
 // block is one ```go block of a Markdown file.
 type block struct {
 	file    string // relative to the module root, slash-separated
@@ -427,11 +430,12 @@ func check(src string, frag bool, imp types.Importer) []error {
 // dependencies) with `go list -export` and returns the export data file of
 // each package. The files live in the build cache that `go build` uses.
 func exportData(t *testing.T, root string, paths map[string]bool) map[string]string {
-	args := []string{"list", "-e", "-export", "-deps", "-json=ImportPath,Export,Error"}
+	args := append([]string{"list", "-e", "-export", "-deps", "-json=ImportPath,Export,Error"}, listFlags...)
+	n := len(args)
 	for p := range paths {
 		args = append(args, p)
 	}
-	sort.Strings(args[5:])
+	sort.Strings(args[n:])
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	var stderr bytes.Buffer
