@@ -24,24 +24,27 @@
 //     fixed table is autoImports in doctest_test.go); a fragment may still
 //     import a package itself (e.g. `import _ "modernc.org/sqlite"`), and
 //     must when the package is not in the table;
-//
 //   - a local variable that is declared and not used is not an error;
+//   - the names it uses but does not define (ctx, order, charge, ...) are
+//     declared by a go:prelude HTML comment right before the block (only
+//     blank lines in between), which the rendered Markdown does not show.
 //
-//   - names the fragment uses but does not define (ctx, order, charge, ...)
-//     are declared in an HTML comment right before the block, with only
-//     blank lines in between:
+// For example, the README's tour is preceded by:
 //
-//     <!-- go:prelude
-//     type Order struct{ ID string }
-//     func charge(context.Context, Order) error { return nil }
-//     ctx := context.Background(); var order Order
-//     -->
+//	<!-- go:prelude
+//	type Order struct{ ID string }
+//	func charge(context.Context, Order) error { return nil }
+//	ctx := context.Background(); var order Order
+//	-->
 //
-// The prelude is split at the last line from which the rest parses as
+// A prelude is split at the last line from which the rest parses as
 // statements, so that all it can declare at package level is there (the
 // fragment's methods may use its types) and only statements such as
 // `ctx := context.Background()` start the function body; its parts come
-// before the fragment's. A go:prelude comment that is not followed by
-// a go block, or an HTML comment starting with another go: directive, fails
-// the test.
+// before the fragment's. A go:prelude comment that no go block follows, or
+// an HTML comment with another go: directive, fails the test.
+//
+// The test type-checks (go/types) against export data from one
+// `go list -export -deps` of the imported packages, which go builds into its
+// ordinary build cache (under -race, with -race); the test writes no file.
 package doctest
