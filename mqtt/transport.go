@@ -114,7 +114,6 @@ func (t *Transport) connect(ctx context.Context, clientID string, persistent boo
 		ServerUrls:                    []*url.URL{t.server},
 		KeepAlive:                     t.o.keepAlive,
 		CleanStartOnInitialConnection: !persistent,
-		ConnectRetryDelay:             time.Second,
 		ReconnectBackoff:              func(n int) time.Duration { return min(100*time.Millisecond<<min(n, 6), 5*time.Second) },
 		ConnectTimeout:                10 * time.Second,
 		ConnectUsername:               t.o.username,

@@ -95,7 +95,6 @@ type config struct {
 	setupTimeout   time.Duration
 	logger         *slog.Logger
 	msgID          func(topic string, id, source string) string
-	deleteOnClose  bool
 	retryBackoff   time.Duration
 	maxRetryBackof time.Duration
 }
