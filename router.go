@@ -235,6 +235,12 @@ func (r *Router) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-r.stopTake:
+		// Shutdown was called: it shuts the router down, bounded by its
+		// own ctx. Starting the shutdown here too (with the shutdown
+		// timeout) could win the race for shutdownOnce, and Shutdown's
+		// deadline would then not cancel the handlers.
+		<-r.done
+		return r.shutdownErr
 	case runErr = <-r.failed:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), r.shutdownTimeout)

@@ -187,9 +187,16 @@ func TestCloseWhileAwaitingAcks(t *testing.T) {
 	subs := nc.NumSubscriptions() // nats.go's request inbox, made by New
 	done := make(chan error, 1)
 	go func() { done <- tr.Publish(ctx, ns+".x", events("c", 10)...) }()
-	time.Sleep(200 * time.Millisecond)
-	if n := nc.NumSubscriptions(); n != subs+1 {
-		t.Fatalf("%d subscriptions while publishing, want %d (the ack inbox)", n, subs+1)
+	// The call makes its ack inbox when it starts, whenever it is scheduled.
+	for deadline := time.Now().Add(10 * time.Second); nc.NumSubscriptions() != subs+1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions 10s after publishing began, want %d (the ack inbox)", nc.NumSubscriptions(), subs+1)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Publish returned %v without any ack", err)
+	default:
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
@@ -242,7 +249,19 @@ func TestCloseWhilePublishing(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Close once some calls succeeded (however slowly the machine runs),
+	// while the others are still publishing.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing published within 15s")
+		}
+	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

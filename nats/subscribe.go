@@ -30,6 +30,10 @@ import (
 // one with eventkit.FromStart. Every message is acked explicitly; Nack and
 // NackAfter send a negative ack (with the delay), and Message.Attempt is
 // JetStream's delivery count.
+//
+// While JetStream is unavailable (the server restarting, or recovering its
+// streams), Subscribe waits for it until ctx ends, as Publish does; each
+// management call to the server is bounded by WithSetupTimeout.
 func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
 	if t.closed.Load() {
 		return nil, eventkit.ErrClosed
@@ -41,9 +45,7 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	setup, cancel := context.WithTimeout(ctx, t.cfg.setupTimeout)
-	defer cancel()
-	stream, err := t.streamFor(setup, pattern)
+	stream, err := t.streamFor(ctx, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
 	}
@@ -52,7 +54,11 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 		unsettled: make(map[*delivery]struct{}),
 		done:      make(chan struct{}),
 	}
-	cons, err := s.consumer(setup, 0)
+	var cons jetstream.Consumer
+	err = t.retryJS(ctx, func(ctx context.Context) (err error) {
+		cons, err = s.consumer(ctx, 0)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
 	}

@@ -173,7 +173,9 @@ func WithSubscriptionBuffer(n int) Option { return func(c *config) { c.buffer = 
 func WithInactiveThreshold(d time.Duration) Option { return func(c *config) { c.inactive = d } }
 
 // WithSetupTimeout bounds the stream and consumer management calls (New,
-// Subscribe, the first publish to an automatic stream; default 10s).
+// Subscribe, the first publish to an automatic stream; default 10s). New
+// gives up after it; Subscribe and Publish retry a call that timed out
+// (or met JetStream unavailable) until their ctx ends.
 func WithSetupTimeout(d time.Duration) Option { return func(c *config) { c.setupTimeout = d } }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -395,8 +397,15 @@ func streamDiff(want, have jetstream.StreamConfig) []string {
 }
 
 // ensureStream creates the stream if missing, or checks (and with update,
-// updates) an existing one.
+// updates) an existing one, waiting for JetStream while it is unavailable
+// (until ctx ends).
 func (t *Transport) ensureStream(ctx context.Context, want jetstream.StreamConfig, update bool) error {
+	return t.retryJS(ctx, func(ctx context.Context) error {
+		return t.ensureStreamOnce(ctx, want, update)
+	})
+}
+
+func (t *Transport) ensureStreamOnce(ctx context.Context, want jetstream.StreamConfig, update bool) error {
 	t.mu.Lock()
 	_, done := t.streams[want.Name]
 	t.mu.Unlock()
@@ -409,7 +418,7 @@ func (t *Transport) ensureStream(ctx context.Context, want jetstream.StreamConfi
 		_, err = t.js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			// Created concurrently by another client: check it.
-			return t.ensureStream(ctx, want, update)
+			return t.ensureStreamOnce(ctx, want, update)
 		}
 		if err != nil {
 			return fmt.Errorf("nats: create stream %q: %w", want.Name, err)
