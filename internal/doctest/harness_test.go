@@ -12,7 +12,7 @@ import (
 
 // TestHarness checks that the harness reports what it must, with the
 // Markdown file and line: a type error, a block it cannot classify, a
-// go:prelude that no go block follows, an unknown directive.
+// prelude comment that no go block follows, an unknown directive.
 func TestHarness(t *testing.T) {
 	dir := t.TempDir()
 	md := "# T\n\n" + // lines 1-2
