@@ -71,3 +71,19 @@ func TestEmbeddedBrokerMixedTopicBatch(t *testing.T) {
 		t.Fatalf("metrics lack eventkit_ingress_events_total 30")
 	}
 }
+
+// An empty batch is answered 200 {"accepted":0} by the server on its
+// embedded broker (it used to panic in the PublishEach path, and the
+// connection was dropped with no answer).
+func TestEmbeddedBrokerEmptyBatch(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir()})
+	resp, err := http.Post(s.URL()+"/events", "application/cloudevents-batch+json", strings.NewReader("[]"))
+	if err != nil {
+		t.Fatalf("POST []: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":0}` {
+		t.Fatalf("POST []: %d %s", resp.StatusCode, b)
+	}
+}
