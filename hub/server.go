@@ -199,7 +199,12 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
-	}), eknats.WithStreamUpdate())
+	}), eknats.WithStreamUpdate(),
+		// The CloudEvents JSON format keeps what binary mode's headers
+		// cannot: the type of integer and boolean extensions, and whether
+		// data is binary (data_base64). Events stored in binary mode by an
+		// earlier version are still read.
+		eknats.WithMode(eknats.Structured))
 	if err != nil {
 		return fmt.Errorf("hub: broker: %w", err)
 	}
