@@ -14,6 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
 )
 
@@ -25,7 +26,8 @@ import (
 // 4xx with nothing stored; no request makes the server panic. What is
 // accepted is what a plain cehttp.Handler decodes from the same request;
 // an event whose id, source and topic were stored before is stored once
-// (JetStream's de-duplication).
+// (JetStream's de-duplication). Each stored event equals the accepted one,
+// attribute types and data form included.
 func FuzzIngress(f *testing.F) {
 	f.Add("Content-Type: application/cloudevents-batch+json", []byte(`[]`))
 	f.Add("Content-Type: application/cloudevents-batch+json", []byte(` [ ] `))
@@ -108,8 +110,16 @@ func FuzzIngress(f *testing.F) {
 					t.Fatalf("stored an invalid event: %v", err)
 				}
 				k := dedupKey(m.Topic, m.Event)
-				if _, ok := expect[k]; !ok {
+				w, ok := expect[k]
+				if !ok {
 					t.Fatalf("stored event %q (topic %q) was not expected", m.Event.ID(), m.Topic)
+				}
+				// Stored as accepted: attribute types and data form.
+				if d := eventkittest.DiffEvents(w, m.Event); d != "" {
+					t.Fatalf("event %q changed in the store: %s", w.ID(), d)
+				}
+				if w.DataBase64 != m.Event.DataBase64 {
+					t.Fatalf("event %q: data_base64 %v, stored %v", w.ID(), w.DataBase64, m.Event.DataBase64)
 				}
 				delete(expect, k)
 			case <-time.After(10 * time.Second):
