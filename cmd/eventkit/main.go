@@ -57,11 +57,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		// The message may hold values from events, files or servers.
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("eventkit %s: %v", args[0], err)))
 		if errors.Is(err, errUsage) {
-			fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
 			return 2
 		}
-		fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
