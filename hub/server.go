@@ -9,8 +9,9 @@
 //	POST    /events                     ingress (binary, structured, batch; see package cehttp)
 //	OPTIONS /events                     webhook validation handshake
 //	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
-//	GET     /healthz                    200 when the broker is connected
-//	GET     /metrics                    Prometheus metrics
+//	GET     /healthz                    200 when the broker is connected, 503 otherwise; a Health body
+//	                                    ({"status":"ok","name":"eventkit","version":"v0.1.0"})
+//	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
 // publish ack), so an acknowledged event survives a crash of the process.
@@ -18,6 +19,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/internal/version"
 	eknats "github.com/eventkit/eventkit/nats"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +61,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithBroker(pub eventkit.Publisher, sub eventkit.Subscriber) Option {
 	return func(o *options) { o.pub, o.sub = pub, sub }
 }
+
+// WithHealthCheck makes GET /healthz answer 503 with the error check
+// returns (with WithBroker, whose broker the server cannot check itself;
+// the default answers healthy). It replaces the check of the configured
+// NATS broker.
+func WithHealthCheck(check func() error) Option { return func(o *options) { o.health = check } }
 
 // WithListener serves on ln instead of listening on Config.Listen.
 func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln } }
@@ -114,6 +123,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		})
 	} else if err := s.openNATS(); err != nil {
 		return nil, err
+	}
+	if o.health != nil {
+		s.health = o.health
 	}
 	if s.health == nil {
 		s.health = func() error { return nil }
@@ -276,17 +288,36 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/events", s.metrics.instrument(ingress))
 	mux.HandleFunc("GET /events/stream", s.stream)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := s.health(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"unavailable","error":%q}`+"\n", err.Error())
-			return
-		}
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	return mux
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok" (answered 200) or "unavailable" (503).
+	Status string `json:"status"`
+	// Name is "eventkit".
+	Name string `json:"name"`
+	// Version is the version of eventkit the server runs ("v0.1.0").
+	Version string `json:"version"`
+	// Error says why the server is unavailable.
+	Error string `json:"error,omitempty"`
+}
+
+// healthz answers GET /healthz: 200 while the broker is connected, else
+// 503, with a Health body.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	h := Health{Status: "ok", Name: "eventkit", Version: version.Get()}
+	code := http.StatusOK
+	if err := s.health(); err != nil {
+		h.Status, h.Error, code = "unavailable", err.Error(), http.StatusServiceUnavailable
+	}
+	b, _ := json.Marshal(h)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // Run serves until ctx ends, then shuts down gracefully: it stops
