@@ -1,5 +1,11 @@
-// Command eventkit is eventkit's command line: it runs the server and
-// publishes, tails, replays and inspects event streams.
+// Command eventkit is eventkit's command line: it runs the server
+// (serve), publishes events to it (pub), prints them live as they arrive
+// (tail), checks CloudEvents in the JSON format (validate), streams the
+// changes of PostgreSQL tables as events (cdc) and prints its version
+// (version).
+//
+// Everything it prints for people is escaped: control characters sent by
+// a producer are shown, never acted on by the terminal.
 //
 // Usage:
 //
@@ -71,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "eventkit: events on CloudEvents — publish, subscribe, route, store, replay.")
+	fmt.Fprintln(w, "eventkit: the CloudEvents server and its command line.")
 	fmt.Fprintln(w, "\nUsage: eventkit <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
