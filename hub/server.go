@@ -15,6 +15,10 @@
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
 // publish ack), so an acknowledged event survives a crash of the process.
+// Events are stored in the CloudEvents JSON format, and delivered as they
+// were accepted: integer and boolean extensions and binary data
+// (data_base64) keep their form on structured and batch webhooks and on
+// the live tail.
 package hub
 
 import (
