@@ -87,3 +87,21 @@ func TestEmbeddedBrokerEmptyBatch(t *testing.T) {
 		t.Fatalf("POST []: %d %s", resp.StatusCode, b)
 	}
 }
+
+// An event posted as soon as the server answers reaches a new
+// subscription (one that starts with the next event): the server serves
+// only once every subscription is in place. Before, it served at once and
+// the subscriptions were made alongside, so such an event could be stored
+// before the subscription existed and never be delivered to it.
+func TestSubscriptionsInPlaceBeforeServing(t *testing.T) {
+	hook := newWebhook(t, 0, 0)
+	cfg := hub.Config{DataDir: t.TempDir(), Subscriptions: []hub.SubscriptionConfig{
+		{Name: "a", Topic: "early.>", URL: hook.srv.URL}, {Name: "b", Topic: "other.>", URL: hook.srv.URL},
+		{Name: "c", Topic: "more.>", URL: hook.srv.URL}, {Name: "d", Topic: "early.x", URL: hook.srv.URL},
+	}}
+	s := start(t, cfg) // returns at the first healthy answer
+	if r := postEvent(t, s.URL(), "e-1", "early.x"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	waitFor(t, "the early event delivered by both subscriptions", func() bool { _, n := hook.count(); return n == 2 })
+}

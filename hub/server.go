@@ -324,46 +324,67 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// Run serves until ctx ends, then shuts down gracefully: it stops
+// Run makes the webhook subscriptions, serves once every one is in place
+// (so that an event accepted from the first request on reaches them) and
+// until ctx ends, then shuts down gracefully: it stops
 // accepting requests, lets the requests in flight finish (their events are
 // stored before they are answered), ends the live tails, stops the
 // subscriptions (deliveries in flight finish or are redelivered later),
 // and closes the broker, which flushes to disk.
 func (s *Server) Run(ctx context.Context) error {
-	s.log.Info("eventkit hub ready",
-		"events", "POST "+s.URL()+"/events",
-		"tail", "GET "+s.URL()+"/events/stream?topic=>",
-		"data", s.dataDirOrBroker(),
-		"subscriptions", len(s.cfg.Subscriptions))
-	errc := make(chan error, 2)
-	go func() {
-		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("hub: serve: %w", err)
-		}
-	}()
 	var routerDone chan error // nil (never ready) without subscriptions
 	rctx, stopRouter := context.WithCancel(context.Background())
 	defer stopRouter()
+	var runErr error
+	routerEnded := false
 	if s.router != nil {
 		routerDone = make(chan error, 1)
 		go func() { routerDone <- s.router.Run(rctx) }()
+		// Serve only once every subscription is in place: an event
+		// accepted before would be stored ahead of a new subscription
+		// (which starts with the next event) and never reach its webhook.
+		// Meanwhile connections wait in the listener's backlog.
+		select {
+		case <-s.router.Running():
+		case err := <-routerDone:
+			routerEnded = true
+			runErr = fmt.Errorf("hub: subscriptions: %w", err)
+		case <-ctx.Done():
+		}
 	}
-	var runErr error
-	routerEnded := false
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	case err := <-routerDone:
-		// The subscriptions ended by themselves: a subscription failed.
-		routerEnded = true
-		runErr = fmt.Errorf("hub: subscriptions: %w", err)
+	serving := runErr == nil && ctx.Err() == nil
+	if serving {
+		s.log.Info("eventkit hub ready",
+			"events", "POST "+s.URL()+"/events",
+			"tail", "GET "+s.URL()+"/events/stream?topic=>",
+			"data", s.dataDirOrBroker(),
+			"subscriptions", len(s.cfg.Subscriptions))
+		errc := make(chan error, 1)
+		go func() {
+			if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("hub: serve: %w", err)
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case runErr = <-errc:
+		case err := <-routerDone:
+			// The subscriptions ended by themselves: a subscription failed.
+			routerEnded = true
+			runErr = fmt.Errorf("hub: subscriptions: %w", err)
+		}
 	}
 	s.log.Info("eventkit hub shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
 	defer cancel()
 	close(s.streamStop)
-	if err := s.http.Shutdown(sctx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
+	if serving {
+		if err := s.http.Shutdown(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
+		}
+	} else {
+		// Never served: Shutdown would not close the listener.
+		_ = s.ln.Close()
 	}
 	s.streams.Wait()
 	stopRouter()
