@@ -68,7 +68,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if connected {
 			backoff = 250 * time.Millisecond
 		}
-		fmt.Fprintf(stderr, "eventkit tail: %v; reconnecting in %s\n", err, backoff)
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("eventkit tail: %v; reconnecting in %s", err, backoff)))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
