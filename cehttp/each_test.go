@@ -2,6 +2,7 @@ package cehttp_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
 )
 
@@ -82,4 +84,27 @@ func TestBatchPublishEachFails(t *testing.T) {
 	h := cehttp.NewHandler(pub)
 	resp := do(t, h, post("application/cloudevents-batch+json", batchOf("a.x", "b.y"), nil))
 	problem(t, resp, http.StatusServiceUnavailable)
+}
+
+// An empty batch is accepted with nothing published, whatever the
+// publisher: before, an EachPublisher (the hub's) made the handler panic
+// (slice bounds out of range) and the connection was dropped.
+func TestEmptyBatch(t *testing.T) {
+	for name, pub := range map[string]interface {
+		got() ([]string, []event.Event)
+	}{"publisher": &recorder{}, "each publisher": &eachRecorder{}} {
+		t.Run(name, func(t *testing.T) {
+			h := cehttp.NewHandler(pub.(eventkit.Publisher))
+			for _, body := range []string{`[]`, ` [ ] `} {
+				resp := do(t, h, post("application/cloudevents-batch+json", body, nil))
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":0}` {
+					t.Fatalf("POST %q: %d %s", body, resp.StatusCode, b)
+				}
+			}
+			if _, got := pub.got(); len(got) != 0 {
+				t.Fatalf("%d events published", len(got))
+			}
+		})
+	}
 }

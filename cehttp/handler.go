@@ -401,9 +401,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		}
 		topics[i] = t
 	}
-	if err := h.publish(r.Context(), topics, events); err != nil {
-		h.fail(w, r, err)
-		return
+	// An empty batch publishes nothing and is answered {"accepted":0}.
+	if len(events) > 0 {
+		if err := h.publish(r.Context(), topics, events); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	if m == modeBatch {
 		b := []byte(`{"accepted":` + strconv.Itoa(len(events)) + "}")
@@ -426,8 +429,12 @@ type EachPublisher interface {
 }
 
 // publish publishes events, in order, in runs of one topic (in one call
-// when the publisher is an EachPublisher).
+// when the publisher is an EachPublisher). It publishes nothing when
+// events is empty.
 func (h *Handler) publish(ctx context.Context, topics []string, events []event.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	if ep, ok := h.pub.(EachPublisher); ok {

@@ -16,6 +16,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/version"
 	"github.com/eventkit/eventkit/topic"
 )
 
@@ -65,8 +66,12 @@ func WithHeader(name, value string) PublisherOption {
 // then chooses topics by its own rule, by default the event type).
 func WithoutTopicHeader() PublisherOption { return func(p *Publisher) { p.noTopic = true } }
 
+// userAgent names the egress publisher in its requests.
+var userAgent = "eventkit/" + version.Get()
+
 // Publisher is an eventkit.Publisher that posts events to a webhook URL. It
-// sets TopicHeader to the topic published to (see WithoutTopicHeader). Only a 2xx answer counts as
+// sets TopicHeader to the topic published to (see WithoutTopicHeader), and
+// User-Agent to "eventkit/VERSION" (WithHeader may set another). Only a 2xx answer counts as
 // success; a 4xx answer other than 408 and 429 is returned as a permanent
 // error (eventkit.IsPermanent), a 429 or 503 with Retry-After as an
 // eventkit.RetryAfter error, so that retry middleware does the right thing.
@@ -166,6 +171,7 @@ func (p *Publisher) post(ctx context.Context, name string, h http.Header, body [
 	if err != nil {
 		return fmt.Errorf("cehttp: %w", err)
 	}
+	req.Header.Set("User-Agent", userAgent)
 	for k, vs := range p.header {
 		req.Header[k] = append([]string(nil), vs...)
 	}
@@ -257,6 +263,7 @@ func (p *Publisher) Handshake(ctx context.Context, origin string, rate int) erro
 	if err != nil {
 		return fmt.Errorf("cehttp: handshake: %w", err)
 	}
+	req.Header.Set("User-Agent", userAgent)
 	for k, vs := range p.header {
 		req.Header[k] = append([]string(nil), vs...)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/version"
 	"github.com/eventkit/eventkit/memory"
 	"go.uber.org/goleak"
 )
@@ -231,5 +232,34 @@ func TestPublisherHandshake(t *testing.T) {
 	defer pub2.Close()
 	if err := pub2.Handshake(ctx, "sender.example", 0); err == nil {
 		t.Fatal("a target without WebHook-Allowed-Origin passed the handshake")
+	}
+}
+
+// The publisher names itself in User-Agent ("eventkit/v0.1.0"), unless
+// WithHeader sets another.
+func TestPublisherUserAgent(t *testing.T) {
+	got := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("User-Agent")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		opts []cehttp.PublisherOption
+		want string
+	}{
+		{nil, "eventkit/" + version.Get()},
+		{[]cehttp.PublisherOption{cehttp.WithHeader("User-Agent", "mine/1")}, "mine/1"},
+	} {
+		p, err := cehttp.NewPublisher(srv.URL, c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(context.Background(), "a.b", eventkittest.NewEvent("ua")); err != nil {
+			t.Fatal(err)
+		}
+		if ua := <-got; ua != c.want {
+			t.Errorf("User-Agent %q, want %q", ua, c.want)
+		}
 	}
 }

@@ -31,7 +31,7 @@ type started struct {
 	stop func() error
 }
 
-func start(t *testing.T, cfg hub.Config, opts ...hub.Option) *started {
+func start(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	s, err := hub.New(cfg, append([]hub.Option{hub.WithLogger(quiet)}, opts...)...)
@@ -63,7 +63,7 @@ func start(t *testing.T, cfg hub.Config, opts ...hub.Option) *started {
 	return &started{Server: s, stop: stop}
 }
 
-func waitHealthy(t *testing.T, base string) {
+func waitHealthy(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -71,3 +71,37 @@ func TestEmbeddedBrokerMixedTopicBatch(t *testing.T) {
 		t.Fatalf("metrics lack eventkit_ingress_events_total 30")
 	}
 }
+
+// An empty batch is answered 200 {"accepted":0} by the server on its
+// embedded broker (it used to panic in the PublishEach path, and the
+// connection was dropped with no answer).
+func TestEmbeddedBrokerEmptyBatch(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir()})
+	resp, err := http.Post(s.URL()+"/events", "application/cloudevents-batch+json", strings.NewReader("[]"))
+	if err != nil {
+		t.Fatalf("POST []: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":0}` {
+		t.Fatalf("POST []: %d %s", resp.StatusCode, b)
+	}
+}
+
+// An event posted as soon as the server answers reaches a new
+// subscription (one that starts with the next event): the server serves
+// only once every subscription is in place. Before, it served at once and
+// the subscriptions were made alongside, so such an event could be stored
+// before the subscription existed and never be delivered to it.
+func TestSubscriptionsInPlaceBeforeServing(t *testing.T) {
+	hook := newWebhook(t, 0, 0)
+	cfg := hub.Config{DataDir: t.TempDir(), Subscriptions: []hub.SubscriptionConfig{
+		{Name: "a", Topic: "early.>", URL: hook.srv.URL}, {Name: "b", Topic: "other.>", URL: hook.srv.URL},
+		{Name: "c", Topic: "more.>", URL: hook.srv.URL}, {Name: "d", Topic: "early.x", URL: hook.srv.URL},
+	}}
+	s := start(t, cfg) // returns at the first healthy answer
+	if r := postEvent(t, s.URL(), "e-1", "early.x"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	waitFor(t, "the early event delivered by both subscriptions", func() bool { _, n := hook.count(); return n == 2 })
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,7 +53,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events sent to stream clients.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed)
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "eventkit", Name: "build_info",
+		Help:        "Always 1; the labels name the version of eventkit and of Go the server was built with.",
+		ConstLabels: prometheus.Labels{"version": version.Get(), "goversion": version.GoVersion()},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo)
 	m.ok200 = m.requests.WithLabelValues(strconv.Itoa(http.StatusOK))
 	m.ok204 = m.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent))
 	return m

@@ -9,15 +9,21 @@
 //	POST    /events                     ingress (binary, structured, batch; see package cehttp)
 //	OPTIONS /events                     webhook validation handshake
 //	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
-//	GET     /healthz                    200 when the broker is connected
-//	GET     /metrics                    Prometheus metrics
+//	GET     /healthz                    200 when the broker is connected, 503 otherwise; a Health body
+//	                                    ({"status":"ok","name":"eventkit","version":"v0.1.0"})
+//	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
 // publish ack), so an acknowledged event survives a crash of the process.
+// Events are stored in the CloudEvents JSON format, and delivered as they
+// were accepted: integer and boolean extensions and binary data
+// (data_base64) keep their form on structured and batch webhooks and on
+// the live tail.
 package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +36,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/internal/version"
 	eknats "github.com/eventkit/eventkit/nats"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +65,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithBroker(pub eventkit.Publisher, sub eventkit.Subscriber) Option {
 	return func(o *options) { o.pub, o.sub = pub, sub }
 }
+
+// WithHealthCheck makes GET /healthz answer 503 with the error check
+// returns (with WithBroker, whose broker the server cannot check itself;
+// the default answers healthy). It replaces the check of the configured
+// NATS broker.
+func WithHealthCheck(check func() error) Option { return func(o *options) { o.health = check } }
 
 // WithListener serves on ln instead of listening on Config.Listen.
 func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln } }
@@ -114,6 +127,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		})
 	} else if err := s.openNATS(); err != nil {
 		return nil, err
+	}
+	if o.health != nil {
+		s.health = o.health
 	}
 	if s.health == nil {
 		s.health = func() error { return nil }
@@ -199,7 +215,12 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
-	}), eknats.WithStreamUpdate())
+	}), eknats.WithStreamUpdate(),
+		// The CloudEvents JSON format keeps what binary mode's headers
+		// cannot: the type of integer and boolean extensions, and whether
+		// data is binary (data_base64). Events stored in binary mode by an
+		// earlier version are still read.
+		eknats.WithMode(eknats.Structured))
 	if err != nil {
 		return fmt.Errorf("hub: broker: %w", err)
 	}
@@ -271,59 +292,99 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/events", s.metrics.instrument(ingress))
 	mux.HandleFunc("GET /events/stream", s.stream)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := s.health(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"unavailable","error":%q}`+"\n", err.Error())
-			return
-		}
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	return mux
 }
 
-// Run serves until ctx ends, then shuts down gracefully: it stops
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok" (answered 200) or "unavailable" (503).
+	Status string `json:"status"`
+	// Name is "eventkit".
+	Name string `json:"name"`
+	// Version is the version of eventkit the server runs ("v0.1.0").
+	Version string `json:"version"`
+	// Error says why the server is unavailable.
+	Error string `json:"error,omitempty"`
+}
+
+// healthz answers GET /healthz: 200 while the broker is connected, else
+// 503, with a Health body.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	h := Health{Status: "ok", Name: "eventkit", Version: version.Get()}
+	code := http.StatusOK
+	if err := s.health(); err != nil {
+		h.Status, h.Error, code = "unavailable", err.Error(), http.StatusServiceUnavailable
+	}
+	b, _ := json.Marshal(h)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// Run makes the webhook subscriptions, serves once every one is in place
+// (so that an event accepted from the first request on reaches them) and
+// until ctx ends, then shuts down gracefully: it stops
 // accepting requests, lets the requests in flight finish (their events are
 // stored before they are answered), ends the live tails, stops the
 // subscriptions (deliveries in flight finish or are redelivered later),
 // and closes the broker, which flushes to disk.
 func (s *Server) Run(ctx context.Context) error {
-	s.log.Info("eventkit hub ready",
-		"events", "POST "+s.URL()+"/events",
-		"tail", "GET "+s.URL()+"/events/stream?topic=>",
-		"data", s.dataDirOrBroker(),
-		"subscriptions", len(s.cfg.Subscriptions))
-	errc := make(chan error, 2)
-	go func() {
-		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("hub: serve: %w", err)
-		}
-	}()
 	var routerDone chan error // nil (never ready) without subscriptions
 	rctx, stopRouter := context.WithCancel(context.Background())
 	defer stopRouter()
+	var runErr error
+	routerEnded := false
 	if s.router != nil {
 		routerDone = make(chan error, 1)
 		go func() { routerDone <- s.router.Run(rctx) }()
+		// Serve only once every subscription is in place: an event
+		// accepted before would be stored ahead of a new subscription
+		// (which starts with the next event) and never reach its webhook.
+		// Meanwhile connections wait in the listener's backlog.
+		select {
+		case <-s.router.Running():
+		case err := <-routerDone:
+			routerEnded = true
+			runErr = fmt.Errorf("hub: subscriptions: %w", err)
+		case <-ctx.Done():
+		}
 	}
-	var runErr error
-	routerEnded := false
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	case err := <-routerDone:
-		// The subscriptions ended by themselves: a subscription failed.
-		routerEnded = true
-		runErr = fmt.Errorf("hub: subscriptions: %w", err)
+	serving := runErr == nil && ctx.Err() == nil
+	if serving {
+		s.log.Info("eventkit hub ready",
+			"events", "POST "+s.URL()+"/events",
+			"tail", "GET "+s.URL()+"/events/stream?topic=>",
+			"data", s.dataDirOrBroker(),
+			"subscriptions", len(s.cfg.Subscriptions))
+		errc := make(chan error, 1)
+		go func() {
+			if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("hub: serve: %w", err)
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case runErr = <-errc:
+		case err := <-routerDone:
+			// The subscriptions ended by themselves: a subscription failed.
+			routerEnded = true
+			runErr = fmt.Errorf("hub: subscriptions: %w", err)
+		}
 	}
 	s.log.Info("eventkit hub shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
 	defer cancel()
 	close(s.streamStop)
-	if err := s.http.Shutdown(sctx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
+	if serving {
+		if err := s.http.Shutdown(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
+		}
+	} else {
+		// Never served: Shutdown would not close the listener.
+		_ = s.ln.Close()
 	}
 	s.streams.Wait()
 	stopRouter()

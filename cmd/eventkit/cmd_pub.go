@@ -166,7 +166,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if len(events) == 1 {
-		fmt.Fprintf(stdout, "published %s (type %s)\n", events[0].ID(), events[0].Type())
+		fmt.Fprintf(stdout, "published %s (type %s)\n", printable(events[0].ID()), printable(events[0].Type()))
 	} else {
 		fmt.Fprintf(stdout, "published %d events\n", len(events))
 	}

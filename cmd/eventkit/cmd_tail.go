@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/hub"
@@ -67,7 +68,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if connected {
 			backoff = 250 * time.Millisecond
 		}
-		fmt.Fprintf(stderr, "eventkit tail: %v; reconnecting in %s\n", err, backoff)
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("eventkit tail: %v; reconnecting in %s", err, backoff)))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -99,7 +100,7 @@ func tailOnce(ctx context.Context, u, token string, asJSON bool, stdout io.Write
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		msg := fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		msg := printable(fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b))))
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 			return false, &permanentTailError{msg}
 		}
@@ -123,38 +124,48 @@ func tailOnce(ctx context.Context, u, token string, asJSON bool, stdout io.Write
 			continue
 		}
 		if asJSON {
-			fmt.Fprintf(stdout, "%s\n", it.Event)
+			fmt.Fprintln(stdout, tailJSON(it.Event))
 			continue
 		}
 		fmt.Fprintln(stdout, tailLine(it))
 	}
 }
 
+// tailJSON is the --json form of an event: its JSON format, with the
+// characters a terminal could act on escaped (see printableJSON).
+func tailJSON(ev []byte) string { return printableJSON(string(ev)) }
+
+// dataClip is the number of characters of data a tail line shows.
+const dataClip = 160
+
 // tailLine is the one-line form of an event: time, topic, type, id,
-// source, subject and the data (clipped).
+// source, subject and the data (clipped). Every value is escaped with
+// printable: control characters and escape sequences sent by a producer
+// are shown, never acted on by the terminal.
 func tailLine(it hub.StreamItem) string {
 	e, err := eventkit.UnmarshalEvent(it.Event)
 	if err != nil {
-		return it.Topic + " (undecodable: " + err.Error() + ")"
+		return printable(it.Topic + " (undecodable: " + err.Error() + ")")
 	}
 	t := e.Time()
 	if t.IsZero() {
 		t = time.Now()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s type=%s id=%s source=%s", t.Local().Format("15:04:05.000"), it.Topic, e.Type(), e.ID(), e.Source())
+	fmt.Fprintf(&b, "%s %s type=%s id=%s source=%s", t.Local().Format("15:04:05.000"),
+		printable(it.Topic), printable(e.Type()), printable(e.ID()), printable(e.Source()))
 	if s := e.Subject(); s != "" {
-		fmt.Fprintf(&b, " subject=%s", s)
+		fmt.Fprintf(&b, " subject=%s", printable(s))
 	}
 	if d := e.Data(); len(d) > 0 {
 		if e.DataBase64 && !eventkit.IsJSONContentType(e.DataContentType()) && !strings.HasPrefix(e.DataContentType(), "text/") {
-			fmt.Fprintf(&b, " data=(%d bytes %s)", len(d), e.DataContentType())
+			fmt.Fprintf(&b, " data=(%d bytes %s)", len(d), printable(e.DataContentType()))
 		} else {
 			s := strings.Join(strings.Fields(string(d)), " ")
-			if len(s) > 160 {
-				s = s[:160] + "…"
+			if utf8.RuneCountInString(s) > dataClip {
+				s = string([]rune(s)[:dataClip]) + "…"
 			}
-			fmt.Fprintf(&b, " data=%s", s)
+			fmt.Fprintf(&b, " data=%s", printable(s))
 		}
 	}
 	return b.String()

@@ -58,9 +58,9 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			total++
 			if r.err != nil {
 				bad++
-				fmt.Fprintf(stdout, "%s:%s: invalid: %v\n", name, r.where, r.err)
+				fmt.Fprintln(stdout, printable(fmt.Sprintf("%s:%s: invalid: %v", name, r.where, r.err)))
 			} else if !*quiet {
-				fmt.Fprintf(stdout, "%s:%s: valid %s (type %s)\n", name, r.where, r.id, r.typ)
+				fmt.Fprintln(stdout, printable(fmt.Sprintf("%s:%s: valid %s (type %s)", name, r.where, r.id, r.typ)))
 			}
 		}
 	}

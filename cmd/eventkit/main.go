@@ -1,5 +1,11 @@
-// Command eventkit is eventkit's command line: it runs the server and
-// publishes, tails, replays and inspects event streams.
+// Command eventkit is eventkit's command line: it runs the server
+// (serve), publishes events to it (pub), prints them live as they arrive
+// (tail), checks CloudEvents in the JSON format (validate), streams the
+// changes of PostgreSQL tables as events (cdc) and prints its version
+// (version).
+//
+// Everything it prints for people is escaped: control characters sent by
+// a producer are shown, never acted on by the terminal.
 //
 // Usage:
 //
@@ -47,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "eventkit: unknown command %q\n\n", args[0])
@@ -57,18 +66,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		// The message may hold values from events, files or servers.
+		fmt.Fprintln(stderr, printable(fmt.Sprintf("eventkit %s: %v", args[0], err)))
 		if errors.Is(err, errUsage) {
-			fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
 			return 2
 		}
-		fmt.Fprintf(stderr, "eventkit %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "eventkit: events on CloudEvents — publish, subscribe, route, store, replay.")
+	fmt.Fprintln(w, "eventkit: the CloudEvents server and its command line.")
 	fmt.Fprintln(w, "\nUsage: eventkit <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
