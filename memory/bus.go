@@ -385,7 +385,15 @@ func (q *queue) requeue(m *eventkit.Message, delay time.Duration) error {
 		q.mu.RUnlock()
 	}
 	b := q.bus
+	// Add under b.mu, where Close sets closed before it waits: an Add never
+	// races with Close's Wait.
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return eventkit.ErrClosed
+	}
 	b.redeliver.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.redeliver.Done()
 		if delay > 0 {
