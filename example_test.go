@@ -29,6 +29,7 @@ func ExampleRouter() {
 	}), eventkit.Concurrency(4), eventkit.OrderedByKey())
 
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if err := r.Start(ctx); err != nil { // returns once every route is subscribed
 		fmt.Println(err)
 		return
