@@ -371,19 +371,27 @@ func (q *queue) push(ctx context.Context, m *eventkit.Message) error {
 // attributes, data, even the data bytes in place) without the publisher,
 // another subscription or a redelivery seeing it.
 //
-// One allocation holds both contexts and, in data, both copies of the data
-// bytes (the original's and the first message's).
+// Once a message of the delivery is acked nothing can ask for another, so
+// the delivery goes back to a pool with its data buffer: the copy kept for
+// redeliveries costs no allocation in the steady state. (A message keeps a
+// pointer to its delivery as its Acknowledger, but a settled message never
+// calls it again.)
 type delivery struct {
 	q       *queue
 	orig    event.Event
 	origCtx event.EventContextV1
-	msgCtx  event.EventContextV1
-	msgData []byte // room for the first message's data
+	buf     []byte // holds orig's data
 }
+
+var deliveries = sync.Pool{New: func() any { return new(delivery) }}
+
+// maxPooledData bounds the data buffer a pooled delivery keeps.
+const maxPooledData = 64 << 10
 
 // newDelivery copies e for q: nothing of it is shared with the publisher.
 func newDelivery(q *queue, e event.Event) *delivery {
-	d := &delivery{q: q, orig: e}
+	d := deliveries.Get().(*delivery)
+	d.q, d.orig = q, e
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok { // not 1.0: Publish validated the event, so this is not reached
 		d.orig = e.Clone()
@@ -394,11 +402,8 @@ func newDelivery(q *queue, e event.Event) *delivery {
 	d.orig.Context = &d.origCtx
 	d.orig.FieldErrors = nil
 	if e.DataEncoded != nil {
-		n := len(e.DataEncoded)
-		buf := make([]byte, 2*n)
-		copy(buf, e.DataEncoded)
-		d.orig.DataEncoded = buf[:n:n]
-		d.msgData = buf[n:]
+		d.buf = append(d.buf[:0], e.DataEncoded...)
+		d.orig.DataEncoded = d.buf
 	}
 	return d
 }
@@ -406,29 +411,28 @@ func newDelivery(q *queue, e event.Event) *delivery {
 // message returns a message of the delivery with its own copy of the event.
 func (d *delivery) message(topic string, attempt int) *eventkit.Message {
 	ev := d.orig
-	ec, ok := d.orig.Context.(*event.EventContextV1)
-	switch {
-	case !ok:
-		ev = d.orig.Clone()
-	case attempt == 1:
-		// The first message uses the storage allocated with d.
-		d.msgCtx = *ec
-		d.msgCtx.Extensions = cloneExtensions(ec.Extensions)
-		ev.Context = &d.msgCtx
-		if d.orig.DataEncoded != nil {
-			ev.DataEncoded = d.msgData
-			copy(ev.DataEncoded, d.orig.DataEncoded)
-			d.msgData = nil
-		}
-	default:
-		c := *ec
+	if ec, ok := d.orig.Context.(*event.EventContextV1); ok {
+		c := new(event.EventContextV1)
+		*c = *ec
 		c.Extensions = cloneExtensions(ec.Extensions)
-		ev.Context = &c
+		ev.Context = c
 		if d.orig.DataEncoded != nil {
-			ev.DataEncoded = append([]byte(nil), d.orig.DataEncoded...)
+			ev.DataEncoded = append(make([]byte, 0, len(d.orig.DataEncoded)), d.orig.DataEncoded...)
 		}
+	} else {
+		ev = d.orig.Clone()
 	}
 	return eventkit.NewMessage(topic, ev, attempt, d, nil)
+}
+
+// release returns d to the pool. Its fields are left as they are (the next
+// newDelivery overwrites them; clearing them would cost write barriers on
+// the hot path), but a large data buffer is dropped.
+func (d *delivery) release() {
+	if cap(d.buf) > maxPooledData {
+		d.buf = nil
+	}
+	deliveries.Put(d)
 }
 
 func cloneExtensions(m map[string]any) map[string]any {
@@ -445,8 +449,12 @@ func cloneExtensions(m map[string]any) map[string]any {
 	return out
 }
 
-// Ack implements eventkit.Acknowledger: nothing to do in memory.
-func (d *delivery) Ack(*eventkit.Message) error { return nil }
+// Ack implements eventkit.Acknowledger: nothing to tell anyone in memory;
+// the delivery is done.
+func (d *delivery) Ack(*eventkit.Message) error {
+	d.release()
+	return nil
+}
 
 // Nack implements eventkit.Acknowledger: the event, as published, is
 // delivered again to the same subscription or group, with the attempt
