@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -572,4 +573,65 @@ func TestRouterWaitReportsSubscriptionFailure(t *testing.T) {
 	if err := r.Wait(); err == nil {
 		t.Fatal("Wait returned nil after the subscription ended underneath it")
 	}
+}
+
+// A nack without a delay gets the redelivery backoff: the default doubles
+// from 100ms per delivery attempt up to 10s; WithRedeliveryBackoff changes
+// it; a RetryAfter delay is kept. Simulated time (synctest).
+func TestRouterRedeliveryBackoff(t *testing.T) {
+	run := func(t *testing.T, opts []eventkit.RouterOption, herr error, want []time.Duration) {
+		bus := memory.New()
+		defer bus.Close()
+		r := eventkit.NewRouter(bus, append([]eventkit.RouterOption{eventkit.WithLogger(quietLog)}, opts...)...)
+		var at []time.Time
+		_ = r.HandleFunc("b", func(ctx context.Context, _ *eventkit.Message) error {
+			at = append(at, time.Now())
+			if len(at) > 1000 { // a hot loop: block, so that simulated time advances
+				<-ctx.Done()
+			}
+			return herr
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, bus, "b", 1, nil)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		cancel()
+		if err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var got []time.Duration
+		for i := 1; i < len(at) && i <= len(want); i++ {
+			got = append(got, at[i].Sub(at[i-1]))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("gaps between deliveries %v, want %v", got, want)
+		}
+	}
+	fail := errors.New("fails")
+	t.Run("Default", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, fail, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+				800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond,
+				10 * time.Second, 10 * time.Second})
+		})
+	})
+	t.Run("Option", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, []eventkit.RouterOption{eventkit.WithRedeliveryBackoff(time.Second, 3*time.Second)}, fail,
+				[]time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second})
+		})
+	})
+	t.Run("RetryAfterKept", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, eventkit.RetryAfter(fail, 5*time.Second), []time.Duration{5 * time.Second, 5 * time.Second})
+		})
+	})
+	t.Run("RetryAfterZeroGetsBackoff", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, eventkit.RetryAfter(fail, 0), []time.Duration{100 * time.Millisecond, 200 * time.Millisecond})
+		})
+	})
 }
