@@ -34,10 +34,14 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether err, or an error it wraps, was marked with
-// Permanent.
+// Permanent or is a *PanicError.
 func IsPermanent(err error) bool {
 	var p *permanentError
-	return errors.As(err, &p)
+	if errors.As(err, &p) {
+		return true
+	}
+	var pe *PanicError
+	return errors.As(err, &pe)
 }
 
 // RetryAfterError asks the Router to nack the message with a redelivery

@@ -29,9 +29,11 @@ func ExampleRouter() {
 	}), eventkit.Concurrency(4), eventkit.OrderedByKey())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- r.Run(ctx) }()
-	<-r.Running()
+	defer cancel()
+	if err := r.Start(ctx); err != nil { // returns once every route is subscribed
+		fmt.Println(err)
+		return
+	}
 
 	e := event.New()
 	e.SetID("ship-1")
@@ -45,7 +47,7 @@ func ExampleRouter() {
 
 	<-handled
 	cancel()
-	fmt.Println("router stopped:", <-done)
+	fmt.Println("router stopped:", r.Wait())
 	// Output:
 	// shipments.eu.requested: ship 3 items of order-7 (attempt 1)
 	// router stopped: <nil>

@@ -27,6 +27,9 @@ type Router struct {
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
 
+	redeliveryInitial time.Duration
+	redeliveryMax     time.Duration
+
 	mu      sync.Mutex
 	mw      []Middleware
 	routes  []*route
@@ -37,6 +40,8 @@ type Router struct {
 	stopOnce       sync.Once
 	running        chan struct{}
 	done           chan struct{}
+	waited         chan struct{} // closed when Start's goroutine (or a failed Start) has ended
+	waitErr        error         // written before waited is closed
 	failed         chan error
 	handlerCtx     context.Context
 	cancelHandlers context.CancelFunc
@@ -82,7 +87,7 @@ type RouterOption func(*Router)
 // WithLogger sets the router's logger (slog.Default() otherwise).
 func WithLogger(l *slog.Logger) RouterOption { return func(r *Router) { r.logger = l } }
 
-// WithShutdownTimeout bounds the graceful shutdown that Run performs when
+// WithShutdownTimeout bounds the graceful shutdown that Start and Run perform when
 // its context ends (default 30s).
 func WithShutdownTimeout(d time.Duration) RouterOption {
 	return func(r *Router) { r.shutdownTimeout = d }
@@ -125,13 +130,16 @@ func RouteSubscribeOptions(opts ...SubscribeOption) RouteOption {
 // NewRouter returns a router that subscribes through sub.
 func NewRouter(sub Subscriber, opts ...RouterOption) *Router {
 	r := &Router{
-		sub:             sub,
-		logger:          slog.Default(),
-		shutdownTimeout: 30 * time.Second,
-		stopTake:        make(chan struct{}),
-		running:         make(chan struct{}),
-		done:            make(chan struct{}),
-		failed:          make(chan error, 1),
+		sub:               sub,
+		logger:            slog.Default(),
+		shutdownTimeout:   30 * time.Second,
+		redeliveryInitial: DefaultRedeliveryInitial,
+		redeliveryMax:     DefaultRedeliveryMax,
+		stopTake:          make(chan struct{}),
+		running:           make(chan struct{}),
+		done:              make(chan struct{}),
+		waited:            make(chan struct{}),
+		failed:            make(chan error, 1),
 	}
 	for _, o := range opts {
 		o(r)
@@ -141,7 +149,7 @@ func NewRouter(sub Subscriber, opts ...RouterOption) *Router {
 }
 
 // Use adds router-wide middleware; the first added is the outermost. It must
-// be called before Run.
+// be called before Start (or Run).
 func (r *Router) Use(mw ...Middleware) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -149,7 +157,7 @@ func (r *Router) Use(mw ...Middleware) {
 }
 
 // Handle binds pattern to h. It returns an error for an invalid pattern or
-// option, or after Run has started; Run reports the same errors.
+// option, or after Start (or Run); Start and Run report the same errors.
 func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
 	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, h: h, concurrency: 1}
 	for _, o := range opts {
@@ -169,7 +177,7 @@ func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
-		return errors.New("eventkit: Handle called after Run")
+		return errors.New("eventkit: Handle called after Start or Run")
 	}
 	if err != nil {
 		r.errs = append(r.errs, err)
@@ -184,45 +192,58 @@ func (r *Router) HandleFunc(pattern string, fn func(context.Context, *Message) e
 	return r.Handle(pattern, HandlerFunc(fn), opts...)
 }
 
-// Running is closed once Run has subscribed every route.
+// Running is closed once Start (or Run) has subscribed every route.
 func (r *Router) Running() <-chan struct{} { return r.running }
 
 // Done is closed when the router has shut down.
 func (r *Router) Done() <-chan struct{} { return r.done }
 
-// Run subscribes every route and handles messages until ctx ends or
-// Shutdown is called; then it shuts down gracefully (bounded by the
-// shutdown timeout when ctx ended) and returns. It returns an error if a
-// route could not be set up, if a subscription failed, or if the shutdown
-// did not finish in time.
-func (r *Router) Run(ctx context.Context) error {
+// Start subscribes every route and starts handling messages in the
+// background. It returns once every route is subscribed, so that an event
+// published after Start returns reaches the routes even on a transport that
+// keeps nothing for absent subscribers (such as the memory bus); or it
+// returns the first error: a route that could not be set up or a
+// subscription that failed (the router is then shut down, and Wait returns
+// the same error).
+//
+// The router then runs until ctx ends or Shutdown is called; when ctx ends
+// it shuts down gracefully, bounded by the shutdown timeout
+// (WithShutdownTimeout). Wait waits for that end. Start may be called once.
+func (r *Router) Start(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
 		r.mu.Unlock()
-		return errors.New("eventkit: Router.Run called twice")
+		return errors.New("eventkit: Router already started (Start or Run) or shut down")
 	}
 	r.started = true
 	routes, mw, errs := r.routes, r.mw, r.errs
 	r.mu.Unlock()
+	fail := func(err error) error {
+		r.waitErr = err
+		close(r.waited)
+		return err
+	}
 	if len(errs) > 0 {
 		r.finish(nil)
-		return errors.Join(errs...)
+		return fail(errors.Join(errs...))
 	}
 	if len(routes) == 0 {
 		r.finish(nil)
-		return errors.New("eventkit: router has no routes")
+		return fail(errors.New("eventkit: router has no routes"))
 	}
 	for _, rt := range routes {
 		all := make([]Middleware, 0, len(mw)+len(rt.mw))
 		all = append(append(all, mw...), rt.mw...)
-		rt.h = Chain(all...)(rt.h)
+		// The handler's panics are recovered innermost, so that every
+		// middleware sees a permanent *PanicError, whatever its order.
+		rt.h = Chain(all...)(recoverPanics(rt.h))
 		info := rt.info
 		rt.ctx = context.WithValue(r.handlerCtx, routeKey{}, &info)
 		sub, err := r.sub.Subscribe(r.handlerCtx, rt.info.Pattern, rt.subOpts...)
 		if err != nil {
 			r.closeSubs(routes)
 			r.finish(nil)
-			return fmt.Errorf("eventkit: subscribe route %q: %w", rt.info.Name, err)
+			return fail(fmt.Errorf("eventkit: subscribe route %q: %w", rt.info.Name, err))
 		}
 		rt.sub = sub
 	}
@@ -230,7 +251,44 @@ func (r *Router) Run(ctx context.Context) error {
 		r.start(rt)
 	}
 	close(r.running)
+	go func() {
+		r.waitErr = r.run(ctx, routes)
+		close(r.waited)
+	}()
+	return nil
+}
 
+// Wait waits until the router started by Start has shut down (its context
+// ended, Shutdown was called, or a subscription failed) and returns what Run
+// would return: nil, the error of a failed subscription, or the error of a
+// shutdown that did not finish in time. Wait before Start returns an error.
+// It may be called more than once, from any goroutine.
+func (r *Router) Wait() error {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if !started {
+		return errors.New("eventkit: Router.Wait called before Start")
+	}
+	<-r.waited
+	return r.waitErr
+}
+
+// Run is Start followed by Wait: it subscribes every route and handles
+// messages until ctx ends or Shutdown is called; then it shuts down
+// gracefully (bounded by the shutdown timeout when ctx ended) and returns.
+// It returns an error if a route could not be set up, if a subscription
+// failed, or if the shutdown did not finish in time. Prefer Start when the
+// same goroutine publishes afterwards: Run gives no point at which the
+// routes are known to be subscribed (but Running).
+func (r *Router) Run(ctx context.Context) error {
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	return r.Wait()
+}
+
+func (r *Router) run(ctx context.Context, routes []*route) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -253,7 +311,7 @@ func (r *Router) Run(ctx context.Context) error {
 // Shutdown stops the router gracefully: no new message is taken, handlers in
 // flight finish (until ctx ends, when their context is cancelled), then the
 // subscriptions are closed. It returns ctx's error if the handlers did not
-// finish in time. It is safe to call more than once and before Run.
+// finish in time. It is safe to call more than once and before Start.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	started, routes := r.started, r.routes
@@ -262,6 +320,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	if !started {
 		r.stop()
 		r.finish(nil)
+		close(r.waited)
 		return nil
 	}
 	r.stop()
@@ -422,28 +481,49 @@ func (r *Router) handle(rt *route, m *Message) {
 		}
 		return
 	}
-	r.logger.Warn("eventkit: handler failed",
-		"route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "type", m.Event.Type(),
-		"source", m.Event.Source(), "attempt", m.Attempt, "err", err)
-	var ra *RetryAfterError
-	var nerr error
-	if errors.As(err, &ra) {
-		nerr = m.NackAfter(err, ra.Delay)
-	} else {
-		nerr = m.Nack(err)
+	attrs := []any{"route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "type", m.Event.Type(),
+		"source", m.Event.Source(), "attempt", m.Attempt, "err", err}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "stack", string(pe.Stack))
 	}
-	if nerr != nil {
+	r.logger.Warn("eventkit: handler failed", attrs...)
+	var delay time.Duration
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		delay = ra.Delay
+	}
+	if delay <= 0 {
+		delay = r.redeliveryDelay(m.Attempt)
+	}
+	if nerr := m.NackAfter(err, delay); nerr != nil {
 		r.logger.Warn("eventkit: nack failed", "route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", nerr)
 	}
 }
 
-// PanicError is the error a handler's panic becomes. It carries the stack.
+// PanicError is the error a handler's panic becomes. It carries the panic
+// value and the stack of the panicking goroutine. It is permanent
+// (IsPermanent reports true): a handler that panics on a message is not
+// retried in place by retry middleware, and dead-letter middleware
+// dead-letters the message at once.
+//
+// The Router recovers the handler's panics innermost, inside all
+// middleware, so every middleware sees a *PanicError and never a panic,
+// whatever the order they were added in. A panic of a middleware itself is
+// recovered too, outside all middleware, and the message is nacked.
 type PanicError struct {
 	Value any
 	Stack []byte
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }
+
+// recoverPanics turns the panics of h into *PanicError.
+func recoverPanics(h Handler) Handler {
+	return HandlerFunc(func(ctx context.Context, m *Message) error {
+		return safeHandle(ctx, h, m)
+	})
+}
 
 func safeHandle(ctx context.Context, h Handler, m *Message) (err error) {
 	defer func() {
@@ -452,4 +532,39 @@ func safeHandle(ctx context.Context, h Handler, m *Message) (err error) {
 		}
 	}()
 	return h.Handle(ctx, m)
+}
+
+// Default redelivery backoff of a Router (see WithRedeliveryBackoff).
+const (
+	DefaultRedeliveryInitial = 100 * time.Millisecond
+	DefaultRedeliveryMax     = 10 * time.Second
+)
+
+// WithRedeliveryBackoff sets the delay of the nacks the Router makes for a
+// failed handler that gave no delay (an error that is not a
+// *RetryAfterError, or one with a delay <= 0): initial for the first
+// delivery of a message, doubling with each delivery attempt
+// (Message.Attempt) up to max. The defaults are DefaultRedeliveryInitial
+// (100ms) and DefaultRedeliveryMax (10s), so that a message that always
+// fails is never redelivered in a hot loop, whatever the middleware. Values
+// <= 0 keep the defaults; max is raised to initial if below it. On a
+// transport that does not count attempts every redelivery waits initial.
+func WithRedeliveryBackoff(initial, max time.Duration) RouterOption {
+	return func(r *Router) {
+		if initial > 0 {
+			r.redeliveryInitial = initial
+		}
+		if max > 0 {
+			r.redeliveryMax = max
+		}
+	}
+}
+
+// redeliveryDelay returns the delay of the nack after delivery attempt.
+func (r *Router) redeliveryDelay(attempt int) time.Duration {
+	d := r.redeliveryInitial
+	for i := 1; i < attempt && d < r.redeliveryMax; i++ {
+		d *= 2
+	}
+	return min(d, max(r.redeliveryMax, r.redeliveryInitial))
 }

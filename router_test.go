@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -244,21 +246,28 @@ func TestRouterMiddlewareOrder(t *testing.T) {
 	}
 }
 
+// The handler's panic is recovered innermost: middleware sees a permanent
+// *eventkit.PanicError, never a panic, and the router keeps running.
 func TestRouterPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
-	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog), eventkit.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
 	var ok atomic.Int32
-	var panics atomic.Int32
+	var panics, panicErrs atomic.Int32
 	r.Use(func(next eventkit.Handler) eventkit.Handler {
-		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) (err error) {
 			defer func() {
 				if v := recover(); v != nil {
 					panics.Add(1)
 					panic(v)
 				}
 			}()
-			return next.Handle(ctx, m)
+			err = next.Handle(ctx, m)
+			var pe *eventkit.PanicError
+			if errors.As(err, &pe) && eventkit.IsPermanent(err) && pe.Value == "boom" && strings.Contains(string(pe.Stack), "router_test.go") {
+				panicErrs.Add(1)
+			}
+			return err
 		})
 	})
 	_ = r.HandleFunc("p", func(ctx context.Context, m *eventkit.Message) error {
@@ -270,10 +279,30 @@ func TestRouterPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 	})
 	startRouter(t, r)
 	publishN(t, bus, "p", 5, nil)
-	waitFor(t, "retried after panic", func() bool { return ok.Load() == 5 })
-	if panics.Load() != 5 {
-		t.Fatalf("%d panics", panics.Load())
+	waitFor(t, "redelivered after panic", func() bool { return ok.Load() == 5 })
+	if panics.Load() != 0 || panicErrs.Load() != 5 {
+		t.Fatalf("middleware saw %d panics and %d permanent *PanicError with the stack; want 0 and 5", panics.Load(), panicErrs.Load())
 	}
+}
+
+// A panic of a middleware (outside the handler) is recovered too.
+func TestRouterRecoversMiddlewarePanic(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog), eventkit.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	var ok atomic.Int32
+	r.Use(func(next eventkit.Handler) eventkit.Handler {
+		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+			if m.Attempt == 1 {
+				panic("middleware boom")
+			}
+			return next.Handle(ctx, m)
+		})
+	})
+	_ = r.HandleFunc("mp", func(ctx context.Context, m *eventkit.Message) error { ok.Add(1); return nil })
+	startRouter(t, r)
+	publishN(t, bus, "mp", 3, nil)
+	waitFor(t, "redelivered after a middleware panic", func() bool { return ok.Load() == 3 })
 }
 
 func TestRouterGracefulShutdownFinishesInFlight(t *testing.T) {
@@ -411,4 +440,198 @@ func TestRouterStopsWhenSubscriptionFails(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after the subscriber closed")
 	}
+}
+
+// Start returns once every route is subscribed: an event published right
+// after it reaches every route, even on the memory bus, which keeps nothing
+// for a pattern nobody subscribes to yet.
+func TestRouterStartReturnsSubscribed(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		bus := memory.New()
+		r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+		var got atomic.Int32
+		for _, p := range []string{"s.a", "s.*", "s.>"} {
+			_ = r.HandleFunc(p, func(context.Context, *eventkit.Message) error { got.Add(1); return nil }, eventkit.RouteGroup(p))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := r.Start(ctx); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		select {
+		case <-r.Running():
+		default:
+			t.Fatal("Start returned before Running was closed")
+		}
+		publishN(t, bus, "s.a", 1, nil)
+		waitFor(t, "3 routes handled the event", func() bool { return got.Load() == 3 })
+		cancel()
+		if err := r.Wait(); err != nil {
+			t.Fatalf("Wait after ctx ended: %v", err)
+		}
+		if err := r.Wait(); err != nil {
+			t.Fatalf("second Wait: %v", err)
+		}
+		_ = bus.Close()
+	}
+}
+
+func TestRouterStartErrors(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	if err := eventkit.NewRouter(bus).Wait(); err == nil {
+		t.Error("Wait before Start succeeded")
+	}
+	r := eventkit.NewRouter(bus)
+	_ = r.Handle("bad..pattern", eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
+	err := r.Start(context.Background())
+	if err == nil {
+		t.Fatal("Start with a bad route succeeded")
+	}
+	if werr := r.Wait(); werr == nil || werr.Error() != err.Error() {
+		t.Fatalf("Wait after a failed Start = %v, want Start's error %v", werr, err)
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done not closed after a failed Start")
+	}
+
+	r = eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+	_ = r.HandleFunc("twice", func(context.Context, *eventkit.Message) error { return nil })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err == nil {
+		t.Error("second Start succeeded")
+	}
+	if err := r.Run(context.Background()); err == nil {
+		t.Error("Run after Start succeeded")
+	}
+	if err := r.HandleFunc("late", func(context.Context, *eventkit.Message) error { return nil }); err == nil {
+		t.Error("Handle after Start succeeded")
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := r.Wait(); err != nil {
+		t.Fatalf("Wait after Shutdown: %v", err)
+	}
+
+	// Shutdown before Start: Wait returns at once.
+	r = eventkit.NewRouter(bus)
+	_ = r.Shutdown(context.Background())
+	if err := r.Wait(); err != nil {
+		t.Fatalf("Wait after Shutdown before Start: %v", err)
+	}
+	if err := r.Start(context.Background()); err == nil {
+		t.Error("Start after Shutdown succeeded")
+	}
+}
+
+// Shutdown's deadline cancels the handlers when the router was started with
+// Start, as with Run, and Wait returns the deadline error.
+func TestRouterStartShutdownDeadlineCancelsHandlers(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	_ = r.HandleFunc("stuck", func(ctx context.Context, m *eventkit.Message) error {
+		close(started)
+		<-ctx.Done()
+		close(cancelled)
+		return ctx.Err()
+	})
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, bus, "stuck", 1, nil)
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want a deadline error", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler context not cancelled after the shutdown deadline")
+	}
+	if err := r.Wait(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want the shutdown's deadline error", err)
+	}
+}
+
+func TestRouterWaitReportsSubscriptionFailure(t *testing.T) {
+	bus := memory.New()
+	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+	_ = r.HandleFunc("x", func(context.Context, *eventkit.Message) error { return nil })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = bus.Close()
+	if err := r.Wait(); err == nil {
+		t.Fatal("Wait returned nil after the subscription ended underneath it")
+	}
+}
+
+// A nack without a delay gets the redelivery backoff: the default doubles
+// from 100ms per delivery attempt up to 10s; WithRedeliveryBackoff changes
+// it; a RetryAfter delay is kept. Simulated time (synctest).
+func TestRouterRedeliveryBackoff(t *testing.T) {
+	run := func(t *testing.T, opts []eventkit.RouterOption, herr error, want []time.Duration) {
+		bus := memory.New()
+		defer bus.Close()
+		r := eventkit.NewRouter(bus, append([]eventkit.RouterOption{eventkit.WithLogger(quietLog)}, opts...)...)
+		var at []time.Time
+		_ = r.HandleFunc("b", func(ctx context.Context, _ *eventkit.Message) error {
+			at = append(at, time.Now())
+			if len(at) > 1000 { // a hot loop: block, so that simulated time advances
+				<-ctx.Done()
+			}
+			return herr
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, bus, "b", 1, nil)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		cancel()
+		if err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var got []time.Duration
+		for i := 1; i < len(at) && i <= len(want); i++ {
+			got = append(got, at[i].Sub(at[i-1]))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("gaps between deliveries %v, want %v", got, want)
+		}
+	}
+	fail := errors.New("fails")
+	t.Run("Default", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, fail, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+				800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond,
+				10 * time.Second, 10 * time.Second})
+		})
+	})
+	t.Run("Option", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, []eventkit.RouterOption{eventkit.WithRedeliveryBackoff(time.Second, 3*time.Second)}, fail,
+				[]time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second})
+		})
+	})
+	t.Run("RetryAfterKept", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, eventkit.RetryAfter(fail, 5*time.Second), []time.Duration{5 * time.Second, 5 * time.Second})
+		})
+	})
+	t.Run("RetryAfterZeroGetsBackoff", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			run(t, nil, eventkit.RetryAfter(fail, 0), []time.Duration{100 * time.Millisecond, 200 * time.Millisecond})
+		})
+	})
 }

@@ -5,6 +5,9 @@
 //   - TestTransport: every Publisher/Subscriber pair (the memory bus, nats,
 //     kafka, redis, amqp, mqtt, postgres, cehttp egress) passes it with the
 //     Features it claims; a claim that is not tested is not made.
+//     Whatever it claims, each delivery must carry its own event: a handler's
+//     change is seen by no other subscription, not by the publisher and not
+//     by a redelivery (DeliveryIsolation, RedeliveryCarriesOriginal).
 //   - Helpers for tests that need a server: ServerAddr reads the address
 //     from an environment variable with a local default, and skips the test
 //     when the server does not answer, except under CI=true, where it fails.

@@ -23,7 +23,9 @@ import (
 // Every transport must, whatever it claims: deliver each published event
 // with its attributes, extensions and data intact; keep topics apart;
 // deliver to each subscription every event published after Subscribe
-// returned; reject invalid events at publish with a
+// returned; give each delivery its own event, which nobody else changes and
+// whose changes nobody else sees (not the publisher, not another
+// subscription, not a redelivery); reject invalid events at publish with a
 // *eventkit.ValidationError and publish nothing of that call; return
 // eventkit.ErrClosed from Publish after Close; end a subscription when its
 // context ends; carry payloads up to MaxPayload.
@@ -94,6 +96,8 @@ func TestTransport(t *testing.T, factory Factory, f Features) {
 	}{
 		{"RoundTrip", true, testRoundTrip},
 		{"TopicIsolation", true, testTopicIsolation},
+		{"DeliveryIsolation", true, testDeliveryIsolation},
+		{"RedeliveryCarriesOriginal", f.Redelivery, testRedeliveryOriginal},
 		{"ManyPublishersAndSubscribers", true, testConcurrent},
 		{"Payloads", true, testPayloads},
 		{"InvalidEventRejected", true, testInvalid},
@@ -321,6 +325,119 @@ func testTopicIsolation(t *testing.T, factory Factory, f Features) {
 	}
 	e.quiet(sa, 300*time.Millisecond)
 	e.quiet(sb, 10*time.Millisecond)
+}
+
+// isolationEvent is an event with extensions of several types and data in
+// a buffer the publisher owns.
+func isolationEvent(id string) (event.Event, []byte) {
+	ev := fullEvent(id)
+	buf := []byte(`{"order":"o-1","amount":12.5}`)
+	_ = ev.SetData("application/json", buf)
+	return ev, buf
+}
+
+// mutateDelivered changes everything a handler can change of a received
+// event: extensions (set, replaced, deleted), attributes, and data.
+func mutateDelivered(ev *event.Event, who string) {
+	for i := range ev.DataEncoded { // in place, as a careless handler might
+		ev.DataEncoded[i] = 'X'
+	}
+	ev.SetExtension("extstring", "changed by "+who)
+	ev.SetExtension("extint", 7)
+	ev.SetExtension("partitionkey", nil)
+	ev.SetExtension("addedby", who)
+	ev.SetSubject("changed by " + who)
+	ev.SetTime(time.Date(2000, 1, 2, 3, 4, 5, 0, time.UTC))
+	_ = ev.SetData("application/json", []byte(`{"changed":"`+who+`"}`))
+}
+
+// testDeliveryIsolation: two subscriptions to one topic get the same
+// event; each changes its own concurrently (a race under -race if they
+// share anything mutable), and neither sees the other's change. The
+// publisher changes its event and the data buffer it passed after Publish
+// returned; the deliveries do not see that either, and the publisher's
+// event does not see theirs.
+func testDeliveryIsolation(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("isolation")
+	s1 := e.subscribe(tp)
+	s2 := e.subscribe(tp)
+	ev, buf := isolationEvent("iso-1")
+	want := ev.Clone()
+	e.publish(tp, ev)
+	// The publisher reuses its event and its buffer.
+	ev.SetExtension("extstring", "changed by the publisher")
+	ev.SetExtension("addedbypublisher", "yes")
+	ev.SetSubject("changed by the publisher")
+	copy(buf, `{"XXXXX":`)
+	ev.SetExtension("extstring", want.Extensions()["extstring"])
+	publisherAfter := ev.Clone()
+
+	m1 := e.receiveOne(s1)
+	m2 := e.receiveOne(s2)
+	if d := DiffEvents(want, m1.Event); d != "" {
+		t.Errorf("subscription 1 got an event changed by the publisher after Publish: %s", d)
+	}
+	if d := DiffEvents(want, m2.Event); d != "" {
+		t.Errorf("subscription 2 got an event changed by the publisher after Publish: %s", d)
+	}
+	var wg sync.WaitGroup
+	for i, m := range []*eventkit.Message{m1, m2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				mutateDelivered(&m.Event, "subscription "+strconv.Itoa(i+1))
+			}
+		}()
+	}
+	wg.Wait()
+	for i, m := range []*eventkit.Message{m1, m2} {
+		who := "subscription " + strconv.Itoa(i+1)
+		if got := m.Event.Extensions()["addedby"]; got != who {
+			t.Errorf("%s: its own change of extension addedby reads %v", who, got)
+		}
+		if got := m.Event.Subject(); got != "changed by "+who {
+			t.Errorf("%s: its own change of the subject reads %q (the other subscription's change shows)", who, got)
+		}
+		if got := string(m.Event.Data()); got != `{"changed":"`+who+`"}` {
+			t.Errorf("%s: its own data reads %s", who, got)
+		}
+	}
+	if d := DiffEvents(publisherAfter, ev); d != "" {
+		t.Errorf("the publisher's event changed when a subscription changed its delivery: %s", d)
+	}
+	_ = m1.Ack()
+	_ = m2.Ack()
+}
+
+// testRedeliveryOriginal: a nacked message that its handler changed comes
+// back as it was published.
+func testRedeliveryOriginal(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("redeliveryoriginal")
+	var opts []eventkit.SubscribeOption
+	if f.ConsumerGroups {
+		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "original")))
+	}
+	s := e.subscribe(tp, opts...)
+	ev, _ := isolationEvent("orig-1")
+	want := ev.Clone()
+	e.publish(tp, ev)
+	for attempt := 1; attempt <= 3; attempt++ {
+		m := e.receiveOne(s)
+		if d := DiffEvents(want, m.Event); d != "" {
+			t.Fatalf("delivery %d differs from the event published: %s", attempt, d)
+		}
+		if attempt == 3 {
+			_ = m.Ack()
+			break
+		}
+		mutateDelivered(&m.Event, "delivery "+strconv.Itoa(attempt))
+		if err := m.Nack(errors.New("changed and failed")); err != nil {
+			t.Fatalf("Nack: %v", err)
+		}
+	}
 }
 
 func testConcurrent(t *testing.T, factory Factory, f Features) {

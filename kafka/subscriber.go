@@ -438,6 +438,15 @@ func (s *subscription) poll() {
 					parts = parts[1:]
 				}
 			}
+			// The data of the first deliveries, copied out of the records
+			// into one buffer per batch: a handler that changes its data in
+			// place must not change the record, which a redelivery decodes
+			// again.
+			dataSize := 0
+			for _, e := range batch {
+				dataSize += len(e.rec.Value)
+			}
+			data := make([]byte, 0, dataSize)
 			for _, e := range batch {
 				if e.bad {
 					continue
@@ -447,6 +456,11 @@ func (s *subscription) poll() {
 					s.t.cfg.logger.Warn("kafka: skipping a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 					e.bad = true
 				} else {
+					if len(ev.DataEncoded) > 0 {
+						start := len(data)
+						data = append(data, ev.DataEncoded...)
+						ev.DataEncoded = data[start:len(data):len(data)]
+					}
 					e.ev = ev
 				}
 			}
@@ -606,8 +620,11 @@ func (e *entry) Ack(*eventkit.Message) error {
 
 // Nack implements eventkit.Acknowledger: the record is delivered again
 // after delay, and the partition's commit stays before it until it is acked.
+// The redelivery carries the event decoded again from the record, not the
+// event of the nacked message, which its handler may have changed.
 func (e *entry) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
 	s := e.s
+	fresh, ferr := redecode(e.rec)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := e.p
@@ -616,6 +633,11 @@ func (e *entry) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
 	}
 	p.inflight--
 	e.attempt++
+	if ferr == nil {
+		e.ev = fresh
+	} else { // it decoded before: not expected
+		s.t.cfg.logger.Warn("kafka: decoding a nacked record again failed; redelivering the event as handled", "topic", e.rec.Topic, "partition", e.rec.Partition, "offset", e.rec.Offset, "err", ferr)
+	}
 	if p.revoking {
 		s.cond.Broadcast()
 		return nil // stays unfinished: the next owner delivers it
@@ -640,6 +662,19 @@ func (e *entry) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
 	})
 	s.timers[tm] = struct{}{}
 	return nil
+}
+
+// redecode decodes r into an event that shares nothing with an earlier
+// delivery: its own context and its own copy of the data.
+func redecode(r *kgo.Record) (event.Event, error) {
+	ev, err := new(decoded).decode(r)
+	if err != nil {
+		return ev, err
+	}
+	if ev.DataEncoded != nil {
+		ev.DataEncoded = append([]byte(nil), ev.DataEncoded...)
+	}
+	return ev, nil
 }
 
 func (s *subscription) settledLate() error {

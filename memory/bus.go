@@ -10,6 +10,14 @@
 // eventkit.ErrBufferFull. A nacked message is delivered again, with its
 // attempt incremented, after the nack's delay.
 //
+// Each delivery gets its own event: the bus copies an event when it is
+// published (so the publisher may change or reuse the event and its data
+// buffer once Publish returns) and again for every message it hands out, a
+// redelivery included, which carries the event as published. A handler may
+// change its message's event (extensions, attributes, data, the data bytes
+// in place) without another subscription, the publisher or a redelivery
+// seeing it.
+//
 // The bus keeps nothing on disk and nothing for a subscription that has
 // ended: events buffered for a subscription when it closes are gone, and an
 // event published to a topic that nothing subscribes to is discarded. Use a
@@ -160,7 +168,7 @@ func (b *Bus) Publish(ctx context.Context, name string, events ...event.Event) e
 	qs := b.lookup(name)
 	for i := range events {
 		for _, q := range qs {
-			m := eventkit.NewMessage(name, events[i], 1, q, nil)
+			m := newDelivery(q, events[i]).message(name, 1)
 			if err := q.push(ctx, m); err != nil {
 				if errors.Is(err, errQueueGone) {
 					continue
@@ -356,14 +364,103 @@ func (q *queue) push(ctx context.Context, m *eventkit.Message) error {
 	}
 }
 
-// Ack implements eventkit.Acknowledger: nothing to do in memory.
-func (q *queue) Ack(*eventkit.Message) error { return nil }
+// delivery is the event of one publish to one queue (a lone subscription or
+// a group), and the Acknowledger of its messages. It keeps the event as
+// published (orig), which nothing hands out, so that every message gets a
+// copy of it: the handler of one delivery may change its event (extensions,
+// attributes, data, even the data bytes in place) without the publisher,
+// another subscription or a redelivery seeing it.
+//
+// Once a message of the delivery is acked nothing can ask for another, so
+// the delivery goes back to a pool with its data buffer: the copy kept for
+// redeliveries costs no allocation in the steady state. (A message keeps a
+// pointer to its delivery as its Acknowledger, but a settled message never
+// calls it again.)
+type delivery struct {
+	q       *queue
+	orig    event.Event
+	origCtx event.EventContextV1
+	buf     []byte // holds orig's data
+}
 
-// Nack implements eventkit.Acknowledger: the event is delivered again to
-// the same subscription or group, with the attempt incremented, after delay.
-func (q *queue) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
-	next := eventkit.NewMessage(m.Topic, m.Event, m.Attempt+1, q, nil)
-	return q.requeue(next, delay)
+var deliveries = sync.Pool{New: func() any { return new(delivery) }}
+
+// maxPooledData bounds the data buffer a pooled delivery keeps.
+const maxPooledData = 64 << 10
+
+// newDelivery copies e for q: nothing of it is shared with the publisher.
+func newDelivery(q *queue, e event.Event) *delivery {
+	d := deliveries.Get().(*delivery)
+	d.q, d.orig = q, e
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok { // not 1.0: Publish validated the event, so this is not reached
+		d.orig = e.Clone()
+		return d
+	}
+	d.origCtx = *ec
+	d.origCtx.Extensions = cloneExtensions(ec.Extensions)
+	d.orig.Context = &d.origCtx
+	d.orig.FieldErrors = nil
+	if e.DataEncoded != nil {
+		d.buf = append(d.buf[:0], e.DataEncoded...)
+		d.orig.DataEncoded = d.buf
+	}
+	return d
+}
+
+// message returns a message of the delivery with its own copy of the event.
+func (d *delivery) message(topic string, attempt int) *eventkit.Message {
+	ev := d.orig
+	if ec, ok := d.orig.Context.(*event.EventContextV1); ok {
+		c := new(event.EventContextV1)
+		*c = *ec
+		c.Extensions = cloneExtensions(ec.Extensions)
+		ev.Context = c
+		if d.orig.DataEncoded != nil {
+			ev.DataEncoded = append(make([]byte, 0, len(d.orig.DataEncoded)), d.orig.DataEncoded...)
+		}
+	} else {
+		ev = d.orig.Clone()
+	}
+	return eventkit.NewMessage(topic, ev, attempt, d, nil)
+}
+
+// release returns d to the pool. Its fields are left as they are (the next
+// newDelivery overwrites them; clearing them would cost write barriers on
+// the hot path), but a large data buffer is dropped.
+func (d *delivery) release() {
+	if cap(d.buf) > maxPooledData {
+		d.buf = nil
+	}
+	deliveries.Put(d)
+}
+
+func cloneExtensions(m map[string]any) map[string]any {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if b, ok := v.([]byte); ok { // the one mutable extension type
+			v = append([]byte(nil), b...)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Ack implements eventkit.Acknowledger: nothing to tell anyone in memory;
+// the delivery is done.
+func (d *delivery) Ack(*eventkit.Message) error {
+	d.release()
+	return nil
+}
+
+// Nack implements eventkit.Acknowledger: the event, as published, is
+// delivered again to the same subscription or group, with the attempt
+// incremented, after delay.
+func (d *delivery) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
+	return d.q.requeue(d.message(m.Topic, m.Attempt+1), delay)
 }
 
 func (q *queue) requeue(m *eventkit.Message, delay time.Duration) error {
@@ -385,7 +482,15 @@ func (q *queue) requeue(m *eventkit.Message, delay time.Duration) error {
 		q.mu.RUnlock()
 	}
 	b := q.bus
+	// Add under b.mu, where Close sets closed before it waits: an Add never
+	// races with Close's Wait.
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return eventkit.ErrClosed
+	}
 	b.redeliver.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.redeliver.Done()
 		if delay > 0 {

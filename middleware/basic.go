@@ -36,9 +36,12 @@ func Timeout(d time.Duration) eventkit.Middleware {
 
 // Recover turns a panic of the next handler into an *eventkit.PanicError
 // carrying the panic value and the stack, so that the middleware around it
-// (Retry, DeadLetter, Metrics, Tracing) see an ordinary error. The Router
-// converts panics the same way as a last resort, but outside all
-// middleware; put Recover innermost, next to the handler.
+// (Retry, DeadLetter, Metrics, Tracing) see an ordinary (permanent) error.
+//
+// Recover is optional: the Router already recovers each handler's panics
+// the same way, innermost (inside all middleware), and a middleware's
+// panics outside all middleware. Recover only adds a recovery point for the
+// middleware placed inside it; any order is safe.
 func Recover() eventkit.Middleware {
 	return func(next eventkit.Handler) eventkit.Handler {
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) (err error) {

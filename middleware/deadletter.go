@@ -36,6 +36,10 @@ const MaxDLQErrorLen = 1024
 // dead-letter publish.
 const DefaultDLQRetryDelay = time.Second
 
+// DefaultDLQMaxDeliveries is the delivery attempt on which DeadLetter
+// dead-letters a message whose handler still fails (see DeadLetterAfter).
+const DefaultDLQMaxDeliveries = 5
+
 // DeadLetterOption configures DeadLetter.
 type DeadLetterOption func(*deadLetterConfig)
 
@@ -43,6 +47,7 @@ type deadLetterConfig struct {
 	topic      func(string) string
 	when       func(error) bool
 	retryDelay time.Duration
+	after      int
 	logger     *slog.Logger
 	now        func() time.Time
 }
@@ -56,10 +61,21 @@ func DeadLetterTopic(fn func(topic string) string) DeadLetterOption {
 // DeadLetterIf replaces the rule that decides which errors are
 // dead-lettered (default: IsPermanent(err) || IsExhausted(err), that is a
 // permanent error or a Retry that gave up). Errors it rejects go up the
-// chain and the Router nacks the message. A *eventkit.RetryAfterError is
-// never dead-lettered.
+// chain and the Router nacks the message, until the DeadLetterAfter-th
+// delivery. A *eventkit.RetryAfterError is never dead-lettered.
 func DeadLetterIf(pred func(error) bool) DeadLetterOption {
 	return func(c *deadLetterConfig) { c.when = pred }
+}
+
+// DeadLetterAfter sets the delivery attempt (Message.Attempt) from which a
+// failing message is dead-lettered whatever its error, besides the errors
+// the rule of DeadLetterIf takes (default DefaultDLQMaxDeliveries, 5; 0
+// disables it). It bounds the deliveries of a message that always fails
+// even when no Retry runs inside DeadLetter (no Retry, or Retry outside
+// it). A *eventkit.RetryAfterError (a retry by nack in progress) is not
+// taken. On a transport that does not count attempts it never applies.
+func DeadLetterAfter(n int) DeadLetterOption {
+	return func(c *deadLetterConfig) { c.after = n }
 }
 
 // DeadLetterRetryDelay sets the redelivery delay asked for when the
@@ -100,16 +116,20 @@ func (e *DeadLetterError) Unwrap() error { return e.Err }
 // wrapped in eventkit.RetryAfter, so the Router nacks the original: it is
 // never lost.
 //
-// DeadLetter must wrap Retry: Retry marks the error of its last attempt (a
-// *RetryError), and DeadLetter takes exactly those and the permanent ones.
-// Any other error (a retry by nack still in progress, a shutdown) passes
-// through to the Router. DeadLetter writes one Warn log record per
+// DeadLetter takes the permanent errors (those marked Permanent, a
+// *eventkit.PanicError, a *eventkit.DecodeError) and those of a Retry that
+// gave up (a *RetryError), so it is best put outside Retry; and, whatever
+// the order, any failure on the DeadLetterAfter-th delivery (default 5).
+// Any other error (a retry by nack still in progress, a shutdown, an
+// earlier delivery) passes through to the Router, which nacks the message
+// with its redelivery backoff. DeadLetter writes one Warn log record per
 // dead-lettered event, since the Router, seeing nil, logs nothing.
 func DeadLetter(pub eventkit.Publisher, opts ...DeadLetterOption) eventkit.Middleware {
 	c := deadLetterConfig{
 		topic:      func(t string) string { return t + ".dlq" },
 		when:       func(err error) bool { return IsPermanent(err) || IsExhausted(err) },
 		retryDelay: DefaultDLQRetryDelay,
+		after:      DefaultDLQMaxDeliveries,
 		now:        time.Now,
 	}
 	for _, o := range opts {
@@ -125,7 +145,7 @@ func DeadLetter(pub eventkit.Publisher, opts ...DeadLetterOption) eventkit.Middl
 				return err
 			}
 			var ra *eventkit.RetryAfterError
-			if errors.As(err, &ra) || !c.when(err) {
+			if errors.As(err, &ra) || !(c.when(err) || (c.after > 0 && m.Attempt >= c.after)) {
 				return err
 			}
 			return c.deadLetter(ctx, pub, m, err)

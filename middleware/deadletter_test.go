@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -171,5 +172,34 @@ func TestDeadLetterOptions(t *testing.T) {
 	s := m.Event.Extensions()[middleware.ExtDLQError].(string)
 	if len(s) > middleware.MaxDLQErrorLen || !strings.HasPrefix(s, "unclipped é") || strings.ContainsRune(s, '\uFFFD') {
 		t.Fatalf("dlqerror of %d bytes %q...; want at most %d bytes of whole runes", len(s), s[:20], middleware.MaxDLQErrorLen)
+	}
+}
+
+func TestDeadLetterAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    []middleware.DeadLetterOption
+		attempt int
+		herr    error
+		dead    bool
+	}{
+		{"default, attempt 4", nil, 4, errTransient, false},
+		{"default, attempt 5", nil, 5, errTransient, true},
+		{"default, attempt 9", nil, 9, errTransient, true},
+		{"default, retry by nack in progress", nil, 5, eventkit.RetryAfter(errTransient, time.Second), false},
+		{"after 2, attempt 2", []middleware.DeadLetterOption{middleware.DeadLetterAfter(2)}, 2, errTransient, true},
+		{"disabled", []middleware.DeadLetterOption{middleware.DeadLetterAfter(0)}, 100, errTransient, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := memory.New()
+			defer bus.Close()
+			pub := &flakyPublisher{Publisher: bus}
+			opts := append([]middleware.DeadLetterOption{middleware.DeadLetterLogger(quietLogger)}, tc.opts...)
+			h := middleware.DeadLetter(pub, opts...)(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return tc.herr }))
+			err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), tc.attempt, nil, nil))
+			if dead := pub.calls == 1 && err == nil; dead != tc.dead {
+				t.Fatalf("attempt %d, error %v: dead-lettered %v (err %v, %d publishes), want %v", tc.attempt, tc.herr, dead, err, pub.calls, tc.dead)
+			}
+		})
 	}
 }
