@@ -156,10 +156,12 @@ type Subscription interface {
 	ReceiveBatch(ctx context.Context, max int) ([]*Message, error)
 	// SendAcks acknowledges the messages. It returns when the broker has
 	// them, or with an error (the messages are then delivered again, by
-	// the broker's rules). ctx bounds the call.
+	// the broker's rules). ctx bounds the call. The slice is the
+	// caller's: the driver does not keep it after the call.
 	SendAcks(ctx context.Context, ids []AckID) error
 	// SendNacks asks for the redelivery of the messages, each after its
-	// Delay. ctx bounds the call (not the delays). A driver without
+	// Delay. ctx bounds the call (not the delays); the slice is the
+	// caller's, as in SendAcks. A driver without
 	// eventkit.CapNack returns an error wrapping eventkit.ErrUnsupported;
 	// pubsub does not call it then.
 	SendNacks(ctx context.Context, nacks []Nack) error
@@ -205,8 +207,9 @@ func Permanent(err error) error {
 
 // IsRetryable reports whether err is transient: it is neither marked with
 // Permanent or eventkit.Permanent, nor wraps eventkit.ErrClosed,
-// eventkit.ErrUnsupported, eventkit.ErrInvalidOption, context.Canceled or
-// context.DeadlineExceeded.
+// eventkit.ErrUnsupported or eventkit.ErrInvalidOption. A context error is
+// transient too (a driver's own timeout); the caller knows whether its ctx
+// ended.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
@@ -215,8 +218,7 @@ func IsRetryable(err error) bool {
 	switch {
 	case errors.As(err, &p), eventkit.IsPermanent(err),
 		errors.Is(err, eventkit.ErrClosed), errors.Is(err, eventkit.ErrUnsupported),
-		errors.Is(err, eventkit.ErrInvalidOption),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, eventkit.ErrInvalidOption):
 		return false
 	}
 	return true

@@ -25,8 +25,8 @@ func TestIsRetryable(t *testing.T) {
 		{fmt.Errorf("x: %w", eventkit.ErrClosed), false},
 		{&eventkit.CapabilityError{Transport: "t", Op: "nack", Missing: eventkit.CapNack}, false},
 		{eventkit.InvalidOption("x", "y"), false},
-		{context.Canceled, false},
-		{fmt.Errorf("x: %w", context.DeadlineExceeded), false},
+		{context.Canceled, true},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), true},
 	} {
 		if got := driver.IsRetryable(tc.err); got != tc.want {
 			t.Errorf("IsRetryable(%v) = %v, want %v", tc.err, got, tc.want)
