@@ -25,7 +25,8 @@ type fakeDriver struct {
 	nextID int64
 	last   *fakeSub // the last subscription opened
 
-	sendErr    error // returned by SendBatch
+	sendErr    error         // returned by SendBatch
+	sendBlock  chan struct{} // SendBatch waits for it when set
 	openErr    error // returned by OpenSubscription
 	closeErr   error // returned by Close
 	closeBlock chan struct{}
@@ -50,6 +51,9 @@ func (d *fakeDriver) SendBatch(ctx context.Context, name string, events []event.
 	d.sent.Add(1)
 	if d.closeCalls.Load() > 0 || len(events) == 0 || topic.ValidateName(name) != nil || eventkit.ValidateEvents(events) != nil {
 		d.violations.Add(1)
+	}
+	if d.sendBlock != nil {
+		<-d.sendBlock
 	}
 	if d.sendErr != nil {
 		return d.sendErr

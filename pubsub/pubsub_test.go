@@ -463,3 +463,40 @@ func TestContextEndsSubscription(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSharedDriverClosedAfterPublishes checks that a driver that is both
+// publisher and subscriber is closed only after the last publish returned,
+// even when Shutdown's context ends while a publish is in flight.
+func TestSharedDriverClosedAfterPublishes(t *testing.T) {
+	d := newFake(allCaps)
+	d.sendBlock = make(chan struct{})
+	tr, err := pubsub.New(d, d, pubsub.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error)
+	go func() { published <- tr.Publish(context.Background(), "a.b", newEvent("1")) }()
+	for d.sending.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a publish in flight: %v, want DeadlineExceeded", err)
+	}
+	// Give a wrong implementation time to close the driver now.
+	time.Sleep(50 * time.Millisecond)
+	close(d.sendBlock)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := d.violations.Load(); v != 0 {
+		t.Fatalf("driver closed with a publish in flight (%d violations)", v)
+	}
+	if n := d.closeCalls.Load(); n != 1 {
+		t.Fatalf("driver closed %d times", n)
+	}
+}

@@ -37,6 +37,7 @@ func New(p driver.Publisher, s driver.Subscriber, opts ...Option) (*Transport, e
 	}
 	if any(p) == any(s) {
 		pub.d = noClose{p}
+		sub.d = closeAfter{s, pub}
 	}
 	return &Transport{pub: pub, sub: sub, cfg: cfg}, nil
 }
@@ -45,6 +46,24 @@ func New(p driver.Publisher, s driver.Subscriber, opts ...Option) (*Transport, e
 type noClose struct{ driver.Publisher }
 
 func (noClose) Close() error { return nil }
+
+// closeAfter is a driver.Subscriber, also the publisher's driver, that is
+// closed after the publisher's stop: after every publish has returned,
+// even when a Shutdown's context ended first.
+type closeAfter struct {
+	driver.Subscriber
+	pub *Publisher
+}
+
+// Shutdown waits for the publisher's stop (which it starts if needed), then
+// shuts the driver down. It runs inside the subscriber's stop, which its
+// caller's context does not hold up.
+func (c closeAfter) Shutdown(ctx context.Context) error {
+	_ = c.pub.Shutdown(context.WithoutCancel(ctx))
+	return closeDriver(ctx, c.Subscriber)
+}
+
+func (c closeAfter) Close() error { return c.Shutdown(context.Background()) }
 
 // Publisher returns the transport's publisher.
 func (t *Transport) Publisher() *Publisher { return t.pub }
