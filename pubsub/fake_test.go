@@ -27,8 +27,8 @@ type fakeDriver struct {
 
 	sendErr    error         // returned by SendBatch
 	sendBlock  chan struct{} // SendBatch waits for it when set
-	openErr    error // returned by OpenSubscription
-	closeErr   error // returned by Close
+	openErr    error         // returned by OpenSubscription
+	closeErr   error         // returned by Close
 	closeBlock chan struct{}
 
 	sending    atomic.Int32
