@@ -500,3 +500,20 @@ func TestSharedDriverClosedAfterPublishes(t *testing.T) {
 		t.Fatalf("driver closed %d times", n)
 	}
 }
+
+func TestOpenErrorReturned(t *testing.T) {
+	d := newFake(allCaps)
+	d.openErr = errBoom
+	tr := newTransport(t, d)
+	if _, err := tr.Subscribe(context.Background(), "a.b"); !errors.Is(err, errBoom) {
+		t.Fatalf("Subscribe: %v, want the driver's error", err)
+	}
+	d.openErr = nil
+	s, err := tr.Subscribe(context.Background(), "a.b", eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := eventkit.CapabilitiesOf(s); c != allCaps {
+		t.Errorf("CapabilitiesOf(subscription) = %s", c)
+	}
+}
