@@ -10,7 +10,7 @@ import (
 // Capabilities is a set of guarantees a transport gives beyond what every
 // transport gives (see package eventkittest for that floor). A transport
 // declares its capabilities; CapabilitiesOf reads them at run time, and the
-// publishers and subscribers of package pubsub refuse, with an error
+// publishers and subscribers of package transport refuse, with an error
 // wrapping ErrUnsupported, a configuration that needs a capability the
 // transport lacks, instead of weakening it silently.
 type Capabilities uint32
@@ -82,7 +82,7 @@ func (c Capabilities) String() string {
 }
 
 // Capable is implemented by the publishers and subscribers that declare
-// their capabilities (every one built with package pubsub does).
+// their capabilities (every one built with package transport does).
 type Capable interface {
 	// Capabilities returns what the transport guarantees. It is constant
 	// for the value's life and safe for concurrent use.
@@ -121,7 +121,7 @@ func (e *CapabilityError) Error() string {
 func (e *CapabilityError) Unwrap() error { return ErrUnsupported }
 
 // Require returns a SubscribeOption asking for the capabilities want: a
-// subscriber built with package pubsub refuses the subscription with a
+// subscriber built with package transport refuses the subscription with a
 // *CapabilityError when it lacks any of them. For example, a consumer that
 // retries by nacking with a delay subscribes with
 // Require(CapNack|CapNackDelay) and fails at start on MQTT rather than
@@ -131,6 +131,6 @@ func Require(want Capabilities) SubscribeOption {
 }
 
 // Required is the transport option that Require adds to
-// SubscribeConfig.Transport. Subscribers built with package pubsub read
+// SubscribeConfig.Transport. Subscribers built with package transport read
 // and remove it; a transport that sees one checks it itself.
 type Required Capabilities

@@ -1,10 +1,10 @@
 // Package driver defines the interfaces that an eventkit transport
 // implements, in the shape of database/sql/driver and gocloud.dev's
 // pubsub/driver. Applications do not use this package: they hold the
-// eventkit.Publisher and eventkit.Subscriber that package pubsub builds on a
+// eventkit.Publisher and eventkit.Subscriber that package transport builds on a
 // driver.
 //
-// A driver speaks its broker's protocol and nothing else. Package pubsub
+// A driver speaks its broker's protocol and nothing else. Package transport
 // does, once for every transport, what each transport used to repeat:
 // event validation (eventkit.ValidateEvents), topic and pattern validation
 // (package topic), the closed state (eventkit.ErrClosed), the registry of
@@ -33,11 +33,11 @@
 // # Errors
 //
 // A driver does not retry: it returns the error. An error is transient
-// unless it is marked with Permanent (or wraps eventkit.ErrClosed): pubsub
+// unless it is marked with Permanent (or wraps eventkit.ErrClosed): package transport
 // retries a transient ReceiveBatch failure with a capped exponential
 // backoff and ends the subscription (Subscription.Err) on a permanent one.
 // Errors of SendBatch are returned to the publisher's caller as they are;
-// pubsub does not retry a publish, which may have been applied in part.
+// Package transport does not retry a publish, which may have been applied in part.
 package driver
 
 import (
@@ -95,7 +95,7 @@ type Config struct {
 	// else DefaultMaxBatch). It is positive.
 	MaxBatch int
 	// Options are the transport-specific options (eventkit.
-	// WithTransportOption) that pubsub does not handle itself. A driver
+	// WithTransportOption) that package transport does not handle itself. A driver
 	// returns an error wrapping eventkit.ErrInvalidOption for a value it
 	// does not know.
 	Options []any
@@ -163,7 +163,7 @@ type Subscription interface {
 	// Delay. ctx bounds the call (not the delays); the slice is the
 	// caller's, as in SendAcks. A driver without
 	// eventkit.CapNack returns an error wrapping eventkit.ErrUnsupported;
-	// pubsub does not call it then.
+	// package transport does not call it then.
 	SendNacks(ctx context.Context, nacks []Nack) error
 	// Close ends the subscription and releases its resources. Messages in
 	// flight are left to the broker.
@@ -172,7 +172,7 @@ type Subscription interface {
 
 // Shutdowner is implemented by a Subscription, a Subscriber or a Publisher
 // whose stop has work worth waiting for (destroying a private group,
-// flushing a producer). pubsub calls Shutdown instead of Close, with the
+// flushing a producer). Package transport calls Shutdown instead of Close, with the
 // context that bounds the stop; when ctx ends first, Shutdown releases
 // what it can and returns an error wrapping ctx's.
 type Shutdowner interface {
@@ -182,7 +182,7 @@ type Shutdowner interface {
 // DeliveryObserver is implemented by a Subscription that needs to know
 // when a received message reaches the application: for example, to keep
 // it from being reclaimed by another group member while it waits in a
-// buffer, but not longer. pubsub calls Delivered once per message, from one
+// buffer, but not longer. Package transport calls Delivered once per message, from one
 // goroutine, right after the application took it from
 // eventkit.Subscription.Messages, and never for a message that was not
 // taken.
@@ -196,7 +196,7 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as permanent: pubsub ends the subscription with it
+// Permanent marks err as permanent: package transport ends the subscription with it
 // instead of retrying. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {

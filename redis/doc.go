@@ -14,7 +14,7 @@
 // New takes a client the caller owns and does no I/O; Dial makes a client
 // from a URL, checks it within the caller's ctx and closes it on Close. An
 // invalid option value makes both fail with eventkit.ErrInvalidOption. The
-// transport is a driver (package driver) under package pubsub, which gives
+// transport is a driver (package driver) under package transport, which gives
 // it what every transport shares: validation, the closed state,
 // settle-once messages with batched acks (XACK), refusal of what its
 // Capabilities lack, and Shutdown(ctx).

@@ -14,7 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
-	"github.com/eventkit/eventkit/pubsub"
+	"github.com/eventkit/eventkit/transport"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -112,7 +112,7 @@ func WithDiscoverInterval(d time.Duration) Option {
 	return positive("redis.WithDiscoverInterval", d, func(o *options) *time.Duration { return &o.discover })
 }
 
-// WithCloseTimeout bounds Close (default pubsub.DefaultCloseTimeout); use
+// WithCloseTimeout bounds Close (default transport.DefaultCloseTimeout); use
 // Shutdown to give the bound with a context.
 func WithCloseTimeout(d time.Duration) Option {
 	return positive("redis.WithCloseTimeout", d, func(o *options) *time.Duration { return &o.closeTimeout })
@@ -130,11 +130,11 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // Transport publishes to and subscribes to Redis streams. It implements
-// eventkit.Publisher and eventkit.Subscriber, is built on package pubsub
+// eventkit.Publisher and eventkit.Subscriber, is built on package transport
 // (which gives it its validation, closed state, settle-once messages and
 // graceful stop) and is safe for concurrent use.
 type Transport struct {
-	pt *pubsub.Transport
+	pt *transport.Transport
 	d  *drv
 }
 
@@ -177,7 +177,7 @@ func newTransport(client goredis.UniversalClient, owned bool, opts []Option) (*T
 		block:        DefaultBlock,
 		discover:     DefaultDiscoverInterval,
 		logger:       slog.Default(),
-		closeTimeout: pubsub.DefaultCloseTimeout,
+		closeTimeout: transport.DefaultCloseTimeout,
 	}
 	for _, f := range opts {
 		if f == nil {
@@ -188,7 +188,7 @@ func newTransport(client goredis.UniversalClient, owned bool, opts []Option) (*T
 		}
 	}
 	d := &drv{client: client, o: o, ownsClient: owned}
-	pt, err := pubsub.New(d, d, pubsub.WithName("redis"), pubsub.WithLogger(o.logger), pubsub.WithCloseTimeout(o.closeTimeout))
+	pt, err := transport.New(d, d, transport.WithName("redis"), transport.WithLogger(o.logger), transport.WithCloseTimeout(o.closeTimeout))
 	if err != nil {
 		return nil, err
 	}

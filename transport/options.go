@@ -1,4 +1,4 @@
-package pubsub
+package transport
 
 import (
 	"log/slog"
@@ -41,7 +41,7 @@ func newConfig(opts []Option) (config, error) {
 func WithName(name string) Option {
 	return func(c *config) error {
 		if name == "" {
-			return eventkit.InvalidOption("pubsub.WithName", "the name must not be empty")
+			return eventkit.InvalidOption("transport.WithName", "the name must not be empty")
 		}
 		c.name = name
 		return nil
@@ -53,7 +53,7 @@ func WithName(name string) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
-			return eventkit.InvalidOption("pubsub.WithLogger", "the logger must not be nil")
+			return eventkit.InvalidOption("transport.WithLogger", "the logger must not be nil")
 		}
 		c.logger = l
 		return nil
@@ -65,7 +65,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithCloseTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
-			return eventkit.InvalidOption("pubsub.WithCloseTimeout", "must be positive, got "+d.String())
+			return eventkit.InvalidOption("transport.WithCloseTimeout", "must be positive, got "+d.String())
 		}
 		c.closeTimeout = d
 		return nil

@@ -1,4 +1,4 @@
-package pubsub_test
+package transport_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 // fakeDriver is an in-process driver.Publisher and driver.Subscriber: each
 // subscription (or group) has a queue; nacks come back after their delay.
-// It records what pubsub calls, and checks the driver contract.
+// It records what the transport package calls, and checks the driver contract.
 type fakeDriver struct {
 	caps eventkit.Capabilities
 
@@ -91,7 +91,7 @@ func (d *fakeDriver) OpenSubscription(ctx context.Context, pattern string, cfg d
 	}
 	for _, o := range cfg.Options {
 		if _, ok := o.(eventkit.Required); ok {
-			d.violations.Add(1) // pubsub handles it
+			d.violations.Add(1) // the transport package handles it
 		}
 	}
 	d.mu.Lock()

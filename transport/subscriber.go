@@ -1,4 +1,4 @@
-package pubsub
+package transport
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type Subscriber struct {
 // NewSubscriber returns a subscriber on d, which it owns: Close closes d.
 func NewSubscriber(d driver.Subscriber, opts ...Option) (*Subscriber, error) {
 	if d == nil {
-		return nil, eventkit.InvalidOption("pubsub.NewSubscriber", "the driver must not be nil")
+		return nil, eventkit.InvalidOption("transport.NewSubscriber", "the driver must not be nil")
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {

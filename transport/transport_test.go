@@ -1,4 +1,4 @@
-package pubsub_test
+package transport_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/eventkittest"
-	"github.com/eventkit/eventkit/pubsub"
+	"github.com/eventkit/eventkit/transport"
 	"go.uber.org/goleak"
 )
 
@@ -21,23 +21,23 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newTransport(t *testing.T, d *fakeDriver, opts ...pubsub.Option) *pubsub.Transport {
+func newTransport(t *testing.T, d *fakeDriver, opts ...transport.Option) *transport.Transport {
 	t.Helper()
-	tr, err := pubsub.New(d, d, append([]pubsub.Option{pubsub.WithName("fake"), pubsub.WithLogger(quietLogger())}, opts...)...)
+	tr, err := transport.New(d, d, append([]transport.Option{transport.WithName("fake"), transport.WithLogger(quietLogger())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = tr.Close()
 		if v := d.violations.Load(); v != 0 {
-			t.Errorf("pubsub broke the driver contract %d times", v)
+			t.Errorf("the transport package broke the driver contract %d times", v)
 		}
 	})
 	return tr
 }
 
-// TestConformance runs eventkit's transport suite on pubsub and the fake
-// driver: what pubsub owns (validation, closed state, ctx, settle-once,
+// TestConformance runs eventkit's transport suite on this package and the fake
+// driver: what this package owns (validation, closed state, ctx, settle-once,
 // nack redelivery through the driver) passes it.
 func TestConformance(t *testing.T) {
 	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
@@ -48,25 +48,25 @@ func TestConformance(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	d := newFake(allCaps)
-	for name, o := range map[string]pubsub.Option{
-		"WithName":         pubsub.WithName(""),
-		"WithLogger":       pubsub.WithLogger(nil),
-		"WithCloseTimeout": pubsub.WithCloseTimeout(-time.Second),
+	for name, o := range map[string]transport.Option{
+		"WithName":         transport.WithName(""),
+		"WithLogger":       transport.WithLogger(nil),
+		"WithCloseTimeout": transport.WithCloseTimeout(-time.Second),
 	} {
-		if _, err := pubsub.New(d, d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+		if _, err := transport.New(d, d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
 			t.Errorf("New with an invalid %s: err %v, want ErrInvalidOption", name, err)
 		}
-		if _, err := pubsub.NewPublisher(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+		if _, err := transport.NewPublisher(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
 			t.Errorf("NewPublisher with an invalid %s: err %v, want ErrInvalidOption", name, err)
 		}
-		if _, err := pubsub.NewSubscriber(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+		if _, err := transport.NewSubscriber(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
 			t.Errorf("NewSubscriber with an invalid %s: err %v, want ErrInvalidOption", name, err)
 		}
 	}
-	if _, err := pubsub.NewPublisher(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+	if _, err := transport.NewPublisher(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("NewPublisher(nil): %v", err)
 	}
-	if _, err := pubsub.NewSubscriber(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+	if _, err := transport.NewSubscriber(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("NewSubscriber(nil): %v", err)
 	}
 	tr := newTransport(t, d)
@@ -302,7 +302,7 @@ func TestCloseReportsEveryError(t *testing.T) {
 	d := newFake(allCaps)
 	subErr, drvErr := errors.New("subscription close failed"), errors.New("driver close failed")
 	d.closeErr = drvErr
-	tr, err := pubsub.New(d, d, pubsub.WithLogger(quietLogger()))
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestCloseReportsEveryError(t *testing.T) {
 func TestShutdownBoundedByContext(t *testing.T) {
 	d := newFake(allCaps)
 	d.closeBlock = make(chan struct{})
-	tr, err := pubsub.New(d, d, pubsub.WithLogger(quietLogger()))
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestPublish(t *testing.T) {
 func TestConcurrentClose(t *testing.T) {
 	for round := range 20 {
 		d := newFake(allCaps)
-		tr, err := pubsub.New(d, d, pubsub.WithLogger(quietLogger()))
+		tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,7 +428,7 @@ func TestConcurrentClose(t *testing.T) {
 		cancel()
 		wg.Wait()
 		if v := d.violations.Load(); v != 0 {
-			t.Fatalf("round %d: pubsub broke the driver contract %d times", round, v)
+			t.Fatalf("round %d: the transport package broke the driver contract %d times", round, v)
 		}
 		if n := d.closeCalls.Load(); n != 1 {
 			t.Fatalf("round %d: driver closed %d times", round, n)
@@ -470,7 +470,7 @@ func TestContextEndsSubscription(t *testing.T) {
 func TestSharedDriverClosedAfterPublishes(t *testing.T) {
 	d := newFake(allCaps)
 	d.sendBlock = make(chan struct{})
-	tr, err := pubsub.New(d, d, pubsub.WithLogger(quietLogger()))
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}

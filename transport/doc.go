@@ -1,8 +1,8 @@
-// Package pubsub builds eventkit's Publisher, Subscriber and Subscription
+// Package transport builds eventkit's Publisher, Subscriber and Subscription
 // once, on a transport's driver (package driver), in the shape of
 // database/sql on database/sql/driver. A transport package (redis, ...)
 // returns what this package builds; applications use it through the
-// eventkit interfaces and rarely import pubsub themselves.
+// eventkit interfaces and rarely import this package themselves.
 //
 // What this package guarantees, for every transport built on it:
 //
@@ -37,4 +37,4 @@
 //     its own rules.
 //   - Every goroutine started here ends when its subscription, subscriber
 //     or publisher has stopped.
-package pubsub
+package transport

@@ -1,4 +1,4 @@
-package pubsub
+package transport
 
 import (
 	"context"
@@ -27,7 +27,7 @@ type Publisher struct {
 // NewPublisher returns a publisher on d, which it owns: Close closes d.
 func NewPublisher(d driver.Publisher, opts ...Option) (*Publisher, error) {
 	if d == nil {
-		return nil, eventkit.InvalidOption("pubsub.NewPublisher", "the driver must not be nil")
+		return nil, eventkit.InvalidOption("transport.NewPublisher", "the driver must not be nil")
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
