@@ -448,6 +448,9 @@ func (s *subscription) redeliverNacks(ctx context.Context) error {
 // at most.
 func (s *subscription) reclaim(ctx context.Context) error {
 	for _, key := range s.streams {
+		if int64(len(s.ready)) >= s.batch {
+			return nil // the rest waits for the next round
+		}
 		start := "0-0"
 		for range 16 {
 			msgs, next, err := s.d.client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
