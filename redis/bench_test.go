@@ -23,7 +23,10 @@ func BenchmarkPublishConsume(b *testing.B) {
 	c := newBenchClient(addr)
 	defer c.Close()
 	prefix := eventkittest.UniqueName("ekbench:") + ":"
-	tr := ekredis.New(c, ekredis.WithPrefix(prefix))
+	tr, err := ekredis.New(c, ekredis.WithPrefix(prefix))
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer tr.Close()
 	ctx := context.Background()
 	tp := "bench.events"

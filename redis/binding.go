@@ -24,7 +24,7 @@ const (
 	// FieldEvent holds the whole event in structured mode.
 	FieldEvent = "event"
 	// StructuredContentType marks an entry in structured mode.
-	StructuredContentType = "application/cloudevents+json"
+	StructuredContentType = eventkit.StructuredContentType
 )
 
 var fieldNames = map[string]string{}
@@ -83,13 +83,13 @@ func decode(fields map[string]any) (event.Event, error) {
 	}
 	if ev, ok := str(FieldEvent); ok {
 		if ct, _ := str(FieldContentType); ct != StructuredContentType {
-			return event.Event{}, fmt.Errorf("redis: entry has an %q field but content-type %q", FieldEvent, ct)
+			return event.Event{}, fmt.Errorf("redis: entry has an %q field but content-type %q: %w", FieldEvent, ct, eventkit.ErrNotCloudEvent)
 		}
 		return eventkit.UnmarshalEvent([]byte(ev))
 	}
 	e := event.New()
 	if _, ok := fields[AttributePrefix+"specversion"]; !ok {
-		return event.Event{}, fmt.Errorf("redis: entry has no %sspecversion field: not a CloudEvent", AttributePrefix)
+		return event.Event{}, fmt.Errorf("redis: entry has no %sspecversion field: %w", AttributePrefix, eventkit.ErrNotCloudEvent)
 	}
 	for k := range fields {
 		v, _ := str(k)

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/eventkit/eventkit"
@@ -46,4 +47,17 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeNotCloudEvent checks that an entry that is no CloudEvent in
+// either mode is reported with eventkit.ErrNotCloudEvent.
+func TestDecodeNotCloudEvent(t *testing.T) {
+	for _, fields := range []map[string]any{
+		{"data": "x", "content-type": "text/plain"},
+		{"event": `{"specversion":"1.0"}`, "content-type": "text/plain"},
+	} {
+		if _, err := decode(fields); !errors.Is(err, eventkit.ErrNotCloudEvent) {
+			t.Errorf("decode(%v) = %v, want ErrNotCloudEvent", fields, err)
+		}
+	}
 }

@@ -36,7 +36,10 @@ func runChild() {
 		os.Exit(2)
 	}
 	c := goredis.NewClient(&goredis.Options{Addr: eventkittest.Env("EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr)})
-	tr := ekredis.New(c, ekredis.WithPrefix(os.Getenv(envPrefix)))
+	tr, err := ekredis.New(c, ekredis.WithPrefix(os.Getenv(envPrefix)))
+	if err != nil {
+		fail(err)
+	}
 	take, _ := strconv.Atoi(os.Getenv(envTake))
 	ctx := context.Background()
 	s, err := tr.Subscribe(ctx, os.Getenv(envTopic), eventkit.WithGroup(os.Getenv(envGroup)), eventkit.FromStart(), eventkit.WithBuffer(take))
@@ -67,7 +70,7 @@ func TestCrashedConsumerEntriesReclaimed(t *testing.T) {
 	tp, group := ns+".orders", ns+"-workers"
 	const total, take = 30, 10
 
-	pub := ekredis.New(c, ekredis.WithPrefix(prefix))
+	pub := mustNew(t, c, ekredis.WithPrefix(prefix))
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -99,7 +102,7 @@ func TestCrashedConsumerEntriesReclaimed(t *testing.T) {
 	}
 
 	// A second consumer of the group, in this process.
-	tr := ekredis.New(c, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Second), ekredis.WithBlock(200*time.Millisecond))
+	tr := mustNew(t, c, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Second), ekredis.WithBlock(200*time.Millisecond))
 	s, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(group))
 	if err != nil {
 		t.Fatal(err)

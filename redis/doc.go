@@ -6,10 +6,18 @@
 // approximate MAXLEN trimming when WithMaxLen is set), in binary mode by
 // default: each CloudEvents attribute in a field "ce_<name>", the data
 // content type in "content-type" and the data, as bytes, in "data". With
-// WithStructured an event is one field "event" holding the CloudEvents JSON
-// format, with "content-type" set to application/cloudevents+json. No
-// CloudEvents binding exists for Redis; this one follows the Kafka binding's
-// naming.
+// WithMode(eventkit.Structured) an event is one field "event" holding the
+// CloudEvents JSON format, with "content-type" set to
+// application/cloudevents+json. No CloudEvents binding exists for Redis;
+// this one follows the Kafka binding's naming.
+//
+// New takes a client the caller owns and does no I/O; Dial makes a client
+// from a URL, checks it within the caller's ctx and closes it on Close. An
+// invalid option value makes both fail with eventkit.ErrInvalidOption. The
+// transport is a driver (package driver) under package transport, which gives
+// it what every transport shares: validation, the closed state,
+// settle-once messages with batched acks (XACK), refusal of what its
+// Capabilities lack, and Shutdown(ctx).
 //
 // Every subscription reads through a consumer group (XREADGROUP). A group
 // named with eventkit.WithGroup is created on demand at the end of the

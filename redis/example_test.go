@@ -19,7 +19,11 @@ func Example() {
 	client := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer client.Close()
 	prefix := eventkittest.UniqueName("example:") + ":"
-	tr := ekredis.New(client, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Minute))
+	tr, err := ekredis.New(client, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Minute))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer func() {
 		_ = tr.Close()
 		client.Del(context.Background(), tr.StreamKey("orders.created"), tr.RegistryKey())

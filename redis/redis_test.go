@@ -20,7 +20,7 @@ func setup(t *testing.T, opts ...ekredis.Option) (*ekredis.Transport, string, co
 	ns := eventkittest.UniqueName("ek")
 	prefix := "ektest:" + ns + ":"
 	t.Cleanup(func() { deleteKeys(t, c, prefix) })
-	tr := ekredis.New(c, append([]ekredis.Option{ekredis.WithPrefix(prefix), ekredis.WithBlock(100 * time.Millisecond)}, opts...)...)
+	tr := mustNew(t, c, append([]ekredis.Option{ekredis.WithPrefix(prefix), ekredis.WithBlock(100 * time.Millisecond)}, opts...)...)
 	t.Cleanup(func() { _ = tr.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -155,7 +155,7 @@ func TestWildcardNewTopicAfterSubscribe(t *testing.T) {
 	}
 	// Published by another transport, so the subscriber's process learns
 	// the topic only from the registry.
-	other := ekredis.New(newClient(t), ekredis.WithPrefix("ektest:"+ns+":"))
+	other := mustNew(t, newClient(t), ekredis.WithPrefix("ektest:"+ns+":"))
 	defer other.Close()
 	if err := other.Publish(ctx, ns+".orders.eu.created", manyEvents("w", 5)...); err != nil {
 		t.Fatal(err)

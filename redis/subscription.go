@@ -8,17 +8,19 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// subscription reads one group (named or private) on every stream its
-// pattern covers. One goroutine (loop) reads, reclaims and redelivers nacked
-// entries, and decodes them; another (handOver) hands the messages over, so
-// that the next read overlaps with the delivery of the last; a third
-// (ackLoop) batches XACKs.
+// subscription is the driver subscription of one group (named or private)
+// on every stream its pattern covers. ReceiveBatch (called by one goroutine
+// at a time) discovers new topics, redelivers due nacks, reclaims idle
+// entries and reads new ones; a keeper goroutine keeps the entries it holds
+// claimed (read and not yet taken by the application, or nacked and
+// waiting for their delay), so that no other member reclaims them.
 type subscription struct {
-	t        *Transport
+	d        *drv
 	pattern  string
 	wildcard bool
 	group    string
@@ -27,79 +29,51 @@ type subscription struct {
 	startID  string // where a new group starts on the streams known at Subscribe
 	batch    int64
 
-	out       chan *eventkit.Message
-	batches   chan []outMsg // loop -> handOver
-	ctx       context.Context
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when loop has returned
-	delivered chan struct{} // closed when handOver has returned
-
 	heldMu sync.Mutex
-	held   map[string]map[string]struct{} // stream -> ids read, not handed over yet
+	held   map[string]map[string]struct{} // stream -> ids read, not delivered yet
 
-	// Owned by loop (and by start, before loop runs).
+	// Owned by ReceiveBatch (and by start, before it runs).
 	streams      []string
-	known        map[string]*streamAcker
+	known        map[string]string // stream -> topic
+	ready        []entry           // read, not returned yet
 	lastClaim    time.Time
 	lastDiscover time.Time
-	lastTouch    time.Time
 
-	mu     sync.Mutex // guards nacks, closed
-	nacks  []nackReq
-	closed bool
-	err    error
+	mu    sync.Mutex // guards nacks
+	nacks []nackReq
 
-	ackMu     sync.RWMutex // senders on acks hold it shared; Close takes it exclusively
-	ackClosed bool
-	acks      chan ackReq
-	ackDone   chan struct{}
-
-	stopCtx   func() bool
-	closeOnce sync.Once
+	stop       context.CancelFunc
+	stopCtx    context.Context
+	keeperDone chan struct{}
 }
 
-type ackReq struct{ stream, id string }
+// ackID identifies an entry; ReceiveBatch hands out pointers to them.
+type ackID struct{ stream, id string }
 
 type nackReq struct {
 	stream, id string
 	due        time.Time
 }
 
-// streamAcker settles the messages of one stream of a subscription.
-type streamAcker struct {
-	s      *subscription
-	stream string
-	topic  string
+// entry is a stream entry about to be returned.
+type entry struct {
+	stream  string
+	msg     goredis.XMessage
+	attempt int
 }
 
-func (a *streamAcker) Ack(m *eventkit.Message) error {
-	return a.s.ack(a.stream, m.Raw().(goredis.XMessage).ID)
-}
-
-func (a *streamAcker) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
-	return a.s.nack(a.stream, m.Raw().(goredis.XMessage).ID, delay)
-}
-
-func newSubscription(t *Transport, pattern string, cfg eventkit.SubscribeConfig) *subscription {
+func newSubscription(d *drv, pattern string, cfg driver.Config) *subscription {
 	s := &subscription{
-		t:         t,
-		pattern:   pattern,
-		wildcard:  topic.IsPattern(pattern),
-		group:     cfg.Group,
-		consumer:  consumerName(),
-		startID:   "$",
-		batch:     int64(cfg.Buffer),
-		out:       make(chan *eventkit.Message),
-		batches:   make(chan []outMsg),
-		done:      make(chan struct{}),
-		delivered: make(chan struct{}),
-		held:      make(map[string]map[string]struct{}),
-		known:     make(map[string]*streamAcker),
-		acks:      make(chan ackReq, 1024),
-		ackDone:   make(chan struct{}),
-	}
-	if s.batch <= 0 {
-		s.batch = DefaultBuffer
+		d:          d,
+		pattern:    pattern,
+		wildcard:   topic.IsPattern(pattern),
+		group:      cfg.Group,
+		consumer:   consumerName(),
+		startID:    "$",
+		batch:      int64(cfg.MaxBatch),
+		held:       make(map[string]map[string]struct{}),
+		known:      make(map[string]string),
+		keeperDone: make(chan struct{}),
 	}
 	if s.group == "" {
 		s.private = true
@@ -108,7 +82,7 @@ func newSubscription(t *Transport, pattern string, cfg eventkit.SubscribeConfig)
 	if cfg.FromStart {
 		s.startID = "0"
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	return s
 }
 
@@ -124,7 +98,7 @@ func (s *subscription) start(ctx context.Context) error {
 // discover adds the registered topics that match the pattern and are not
 // read yet, creating the group on each at startID.
 func (s *subscription) discover(ctx context.Context, startID string) error {
-	names, err := s.t.client.SMembers(ctx, s.t.RegistryKey()).Result()
+	names, err := s.d.client.SMembers(ctx, s.d.registryKey()).Result()
 	if err != nil {
 		return fmt.Errorf("redis: subscribe %q: read topic registry: %w", s.pattern, err)
 	}
@@ -132,7 +106,7 @@ func (s *subscription) discover(ctx context.Context, startID string) error {
 		if !topic.Match(s.pattern, name) {
 			continue
 		}
-		if _, ok := s.known[s.t.StreamKey(name)]; ok {
+		if _, ok := s.known[s.d.streamKey(name)]; ok {
 			continue
 		}
 		if err := s.addStream(ctx, name, startID); err != nil {
@@ -143,165 +117,156 @@ func (s *subscription) discover(ctx context.Context, startID string) error {
 }
 
 func (s *subscription) addStream(ctx context.Context, name, startID string) error {
-	key := s.t.StreamKey(name)
-	if err := s.t.client.XGroupCreateMkStream(ctx, key, s.group, startID).Err(); err != nil && !isBusyGroup(err) {
+	key := s.d.streamKey(name)
+	if err := s.d.client.XGroupCreateMkStream(ctx, key, s.group, startID).Err(); err != nil && !isBusyGroup(err) {
 		return fmt.Errorf("redis: subscribe %q: create group %q on %q: %w", s.pattern, s.group, key, err)
 	}
 	s.streams = append(s.streams, key)
-	s.known[key] = &streamAcker{s: s, stream: key, topic: name}
+	s.known[key] = name
 	return nil
 }
 
-func (s *subscription) run(ctx context.Context) {
-	go s.loop()
-	go s.handOver()
-	go s.ackLoop()
-	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
-}
-
-func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
-
-func (s *subscription) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-// Close ends the subscription: the reader stops (within the block time),
-// pending acks are flushed, and a private group is destroyed. Messages taken
-// and not settled stay pending in a named group, for a member to reclaim.
-func (s *subscription) Close() error {
-	s.closeOnce.Do(func() {
-		if s.stopCtx != nil {
-			s.stopCtx()
-		}
-		s.cancel()
-		<-s.done
-		<-s.delivered
-		s.mu.Lock()
-		s.closed = true
-		s.nacks = nil
-		s.mu.Unlock()
-		s.ackMu.Lock()
-		s.ackClosed = true
-		close(s.acks)
-		s.ackMu.Unlock()
-		<-s.ackDone
-		if s.private {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			for _, key := range s.streams {
-				if err := s.t.client.XGroupDestroy(ctx, key, s.group).Err(); err != nil {
-					s.t.o.logger.Warn("redis: destroy private group", "stream", key, "group", s.group, "err", err)
-				}
+// ReceiveBatch returns up to max entries: those left from the last round,
+// else those of one new round (see step).
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	if len(s.ready) == 0 {
+		if err := s.step(ctx); err != nil {
+			if errors.Is(err, goredis.ErrClosed) {
+				return nil, driver.Permanent(err)
 			}
-			cancel()
+			return nil, err
 		}
-		s.t.forget(s)
-	})
-	return nil
+	}
+	n := min(max, len(s.ready))
+	out := s.decode(s.ready[:n])
+	clear(s.ready[:n])
+	s.ready = s.ready[n:]
+	return out, nil
 }
 
-func (s *subscription) ack(stream, id string) error {
-	s.ackMu.RLock()
-	if !s.ackClosed {
-		s.acks <- ackReq{stream, id}
-		s.ackMu.RUnlock()
+// decode turns entries into messages. An entry that is not a valid
+// CloudEvent is acked and logged.
+func (s *subscription) decode(entries []entry) []*driver.Message {
+	if len(entries) == 0 {
 		return nil
 	}
-	s.ackMu.RUnlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.t.client.XAck(ctx, stream, s.group, id).Err(); err != nil {
-		return fmt.Errorf("redis: ack %s on %s after close: %w", id, stream, err)
-	}
-	return nil
-}
-
-func (s *subscription) nack(stream, id string, delay time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		// The entry stays pending; a member of the group reclaims it after
-		// the claim idle time.
-		return eventkit.ErrClosed
-	}
-	s.nacks = append(s.nacks, nackReq{stream: stream, id: id, due: time.Now().Add(delay)})
-	return nil
-}
-
-// ackLoop batches acks into pipelined XACKs.
-func (s *subscription) ackLoop() {
-	defer close(s.ackDone)
-	for r := range s.acks {
-		batch := map[string][]string{r.stream: {r.id}}
-		n := 1
-	drain:
-		for n < 1000 {
-			select {
-			case r2, ok := <-s.acks:
-				if !ok {
-					break drain
-				}
-				batch[r2.stream] = append(batch[r2.stream], r2.id)
-				n++
-			default:
-				break drain
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := s.t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for stream, ids := range batch {
-				p.XAck(ctx, stream, s.group, ids...)
-			}
-			return nil
-		})
-		cancel()
+	msgs := make([]driver.Message, len(entries))
+	ids := make([]ackID, len(entries))
+	out := make([]*driver.Message, 0, len(entries))
+	for i, en := range entries {
+		ev, err := decode(en.msg.Values)
 		if err != nil {
-			s.t.o.logger.Warn("redis: XACK failed; the entries will be delivered again", "group", s.group, "count", n, "err", err)
-		}
-	}
-}
-
-// entry is a stream entry about to be delivered.
-type entry struct {
-	acker   *streamAcker
-	msg     goredis.XMessage
-	attempt int
-}
-
-func (s *subscription) loop() {
-	defer close(s.done)
-	defer close(s.batches)
-	backoff := 50 * time.Millisecond
-	for s.ctx.Err() == nil {
-		err := s.step()
-		if err == nil || s.ctx.Err() != nil {
-			backoff = 50 * time.Millisecond
+			s.drop(en, err)
 			continue
 		}
-		if errors.Is(err, goredis.ErrClosed) {
-			s.mu.Lock()
-			s.err = fmt.Errorf("redis: subscription %q: %w", s.pattern, err)
-			s.mu.Unlock()
-			return
-		}
-		s.t.o.logger.Warn("redis: subscription read failed; retrying", "pattern", s.pattern, "group", s.group, "err", err, "backoff", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-s.ctx.Done():
-		}
-		backoff = min(backoff*2, 5*time.Second)
+		ids[i] = ackID{en.stream, en.msg.ID}
+		msgs[i] = driver.Message{Topic: s.known[en.stream], Event: ev, Attempt: en.attempt, ID: &ids[i], Raw: en.msg}
+		out = append(out, &msgs[i])
+	}
+	return out
+}
+
+// drop acks an entry that is not a valid CloudEvent, and logs it. The ack
+// is best effort: a failed one leaves the entry to be read (and dropped)
+// again.
+func (s *subscription) drop(en entry, err error) {
+	s.d.o.logger.Error("redis: dropping an entry that is not a valid CloudEvent", "stream", en.stream, "id", en.msg.ID, "err", err)
+	s.release(en.stream, en.msg.ID)
+	if err := s.d.client.XAck(s.stopCtx, en.stream, s.group, en.msg.ID).Err(); err != nil {
+		s.d.o.logger.Warn("redis: ack of a dropped entry failed", "stream", en.stream, "id", en.msg.ID, "err", err)
 	}
 }
 
-func (s *subscription) touchEvery() time.Duration { return max(s.t.o.claimIdle/4, 10*time.Millisecond) }
+// hold adds entries read from Redis to s.ready; the keeper keeps them
+// claimed until the application takes them.
+func (s *subscription) hold(entries ...entry) {
+	s.ready = append(s.ready, entries...)
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, en := range entries {
+		h := s.held[en.stream]
+		if h == nil {
+			h = make(map[string]struct{})
+			s.held[en.stream] = h
+		}
+		h[en.msg.ID] = struct{}{}
+	}
+}
 
-// step does one round: discover new topics, keep held entries alive,
-// redeliver due nacks, reclaim idle entries, read new entries.
-func (s *subscription) step() error {
-	ctx := s.ctx
+func (s *subscription) release(stream, id string) {
+	s.heldMu.Lock()
+	delete(s.held[stream], id)
+	s.heldMu.Unlock()
+}
+
+// Delivered releases an entry the application took: from now on, only the
+// claim idle time protects it.
+func (s *subscription) Delivered(id driver.AckID) {
+	a := id.(*ackID)
+	s.release(a.stream, a.id)
+}
+
+// SendAcks acks the entries with one pipelined XACK per stream.
+func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	byStream := make(map[string][]string, 1)
+	for _, id := range ids {
+		a := id.(*ackID)
+		byStream[a.stream] = append(byStream[a.stream], a.id)
+	}
+	_, err := s.d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for stream, ids := range byStream {
+			p.XAck(ctx, stream, s.group, ids...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: XACK in group %q: %w", s.group, err)
+	}
+	return nil
+}
+
+// SendNacks records the nacks: ReceiveBatch claims each entry again once
+// its delay has passed (XCLAIM counts a delivery), and the keeper keeps it
+// claimed meanwhile.
+func (s *subscription) SendNacks(_ context.Context, nacks []driver.Nack) error {
 	now := time.Now()
-	if s.wildcard && now.Sub(s.lastDiscover) >= s.t.o.discover {
+	s.mu.Lock()
+	for _, n := range nacks {
+		a := n.ID.(*ackID)
+		s.nacks = append(s.nacks, nackReq{stream: a.stream, id: a.id, due: now.Add(n.Delay)})
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Shutdown stops the keeper and destroys a private group, within ctx.
+// Entries taken and not settled stay pending in a named group, for a
+// member to reclaim.
+func (s *subscription) Shutdown(ctx context.Context) error {
+	s.stop()
+	<-s.keeperDone
+	if !s.private {
+		return nil
+	}
+	var errs []error
+	for _, key := range s.streams {
+		if err := s.d.client.XGroupDestroy(ctx, key, s.group).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("redis: destroy private group %q on %q: %w", s.group, key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close is Shutdown with no bound but the client's own timeouts.
+func (s *subscription) Close() error { return s.Shutdown(context.Background()) }
+
+func (s *subscription) touchEvery() time.Duration { return max(s.d.o.claimIdle/4, 10*time.Millisecond) }
+
+// step does one round: discover new topics, redeliver due nacks, reclaim
+// idle entries, read new entries; what it gets goes to s.ready.
+func (s *subscription) step(ctx context.Context) error {
+	now := time.Now()
+	if s.wildcard && now.Sub(s.lastDiscover) >= s.d.o.discover {
 		// Topics registered after Subscribe have only entries published
 		// after it: their group starts at the beginning.
 		if err := s.discover(ctx, "0"); err != nil {
@@ -309,26 +274,30 @@ func (s *subscription) step() error {
 		}
 		s.lastDiscover = now
 	}
-	if now.Sub(s.lastTouch) >= s.touchEvery() {
-		if err := s.touch(); err != nil {
-			return err
-		}
-	}
-	if err := s.redeliverNacks(); err != nil {
+	if err := s.redeliverNacks(ctx); err != nil || len(s.ready) > 0 {
 		return err
 	}
 	if now.Sub(s.lastClaim) >= s.touchEvery() {
-		if err := s.reclaim(); err != nil {
+		if err := s.reclaim(ctx); err != nil {
 			return err
 		}
 		s.lastClaim = now
+		if len(s.ready) > 0 {
+			return nil
+		}
 	}
-	block := min(s.t.o.block, s.touchEvery())
+	return s.read(ctx)
+}
+
+// read waits for new entries with XREADGROUP, no longer than the block
+// time, the next nack's due time or the next discovery.
+func (s *subscription) read(ctx context.Context) error {
+	block := min(s.d.o.block, s.touchEvery())
 	if due, ok := s.nextNack(); ok {
 		block = min(block, max(time.Until(due), time.Millisecond))
 	}
 	if s.wildcard {
-		block = min(block, max(time.Until(s.lastDiscover.Add(s.t.o.discover)), time.Millisecond))
+		block = min(block, max(time.Until(s.lastDiscover.Add(s.d.o.discover)), time.Millisecond))
 	}
 	if len(s.streams) == 0 {
 		select {
@@ -342,7 +311,7 @@ func (s *subscription) step() error {
 	for range s.streams {
 		ids = append(ids, ">")
 	}
-	res, err := s.t.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
+	res, err := s.d.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
 		Group: s.group, Consumer: s.consumer, Streams: ids, Count: s.batch, Block: block,
 	}).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -352,7 +321,7 @@ func (s *subscription) step() error {
 		// A stream was deleted (and maybe recreated): create the group
 		// again from its start.
 		for _, key := range s.streams {
-			if err := s.t.client.XGroupCreateMkStream(ctx, key, s.group, "0").Err(); err != nil && !isBusyGroup(err) {
+			if err := s.d.client.XGroupCreateMkStream(ctx, key, s.group, "0").Err(); err != nil && !isBusyGroup(err) {
 				return err
 			}
 		}
@@ -361,87 +330,42 @@ func (s *subscription) step() error {
 	if err != nil {
 		return err
 	}
-	var batch []entry
+	var got []entry
 	for _, st := range res {
-		a := s.known[st.Stream]
 		for _, m := range st.Messages {
-			batch = append(batch, entry{acker: a, msg: m, attempt: 1})
-		}
-	}
-	return s.deliver(batch)
-}
-
-// deliver decodes the entries and passes them to handOver, keeping them
-// (and nacked entries waiting for their delay) claimed while it waits.
-func (s *subscription) deliver(batch []entry) error {
-	msgs := make([]outMsg, 0, len(batch))
-	s.heldMu.Lock()
-	for _, en := range batch {
-		if en.msg.Values == nil {
-			continue // deleted (trimmed) entry
-		}
-		ev, err := decode(en.msg.Values)
-		if err != nil {
-			s.t.o.logger.Error("redis: dropping an entry that is not a valid CloudEvent", "stream", en.acker.stream, "id", en.msg.ID, "err", err)
-			_ = s.ack(en.acker.stream, en.msg.ID)
-			continue
-		}
-		msgs = append(msgs, outMsg{eventkit.NewMessage(en.acker.topic, ev, en.attempt, en.acker, en.msg), en.acker.stream, en.msg.ID})
-		h := s.held[en.acker.stream]
-		if h == nil {
-			h = make(map[string]struct{})
-			s.held[en.acker.stream] = h
-		}
-		h[en.msg.ID] = struct{}{}
-	}
-	s.heldMu.Unlock()
-	if len(msgs) == 0 {
-		return nil
-	}
-	ticker := time.NewTicker(s.touchEvery())
-	defer ticker.Stop()
-	for {
-		select {
-		case s.batches <- msgs:
-			return nil
-		case <-ticker.C:
-			if err := s.touch(); err != nil && s.ctx.Err() == nil {
-				s.t.o.logger.Warn("redis: keeping entries claimed failed", "err", err)
+			if m.Values != nil { // nil: a deleted (trimmed) entry
+				got = append(got, entry{stream: st.Stream, msg: m, attempt: 1})
 			}
-		case <-s.ctx.Done():
-			return nil
 		}
 	}
+	s.hold(got...)
+	return nil
 }
 
-type outMsg struct {
-	m          *eventkit.Message
-	stream, id string
-}
-
-// handOver delivers the decoded batches one message at a time.
-func (s *subscription) handOver() {
-	defer close(s.delivered)
-	defer close(s.out)
-	for msgs := range s.batches {
-		for _, m := range msgs {
+// startKeeper starts the goroutine that keeps held entries claimed; Close
+// stops it.
+func (s *subscription) startKeeper() {
+	go func() {
+		defer close(s.keeperDone)
+		t := time.NewTicker(s.touchEvery())
+		defer t.Stop()
+		for {
 			select {
-			case s.out <- m.m:
-			case <-s.ctx.Done():
+			case <-t.C:
+				if err := s.touch(s.stopCtx); err != nil && s.stopCtx.Err() == nil {
+					s.d.o.logger.Warn("redis: keeping entries claimed failed", "group", s.group, "err", err)
+				}
+			case <-s.stopCtx.Done():
 				return
 			}
-			s.heldMu.Lock()
-			delete(s.held[m.stream], m.id)
-			s.heldMu.Unlock()
 		}
-	}
+	}()
 }
 
-// touch resets the idle time of the entries this subscription holds but has
-// not handed over (read, and nacked ones waiting for their delay), with
-// XCLAIM JUSTID, which does not count a delivery.
-func (s *subscription) touch() error {
-	s.lastTouch = time.Now()
+// touch resets the idle time of the entries this subscription holds (read
+// and not yet taken, or nacked and waiting for their delay), with XCLAIM
+// JUSTID, which does not count a delivery.
+func (s *subscription) touch(ctx context.Context) error {
 	ids := map[string][]string{}
 	s.heldMu.Lock()
 	for stream, h := range s.held {
@@ -458,9 +382,9 @@ func (s *subscription) touch() error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.t.client.Pipelined(s.ctx, func(p goredis.Pipeliner) error {
+	_, err := s.d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for stream, list := range ids {
-			p.XClaimJustID(s.ctx, &goredis.XClaimArgs{Stream: stream, Group: s.group, Consumer: s.consumer, Messages: list})
+			p.XClaimJustID(ctx, &goredis.XClaimArgs{Stream: stream, Group: s.group, Consumer: s.consumer, Messages: list})
 		}
 		return nil
 	})
@@ -480,8 +404,8 @@ func (s *subscription) nextNack() (time.Time, bool) {
 }
 
 // redeliverNacks claims the nacked entries whose delay has passed (XCLAIM
-// counts a delivery) and delivers them with their delivery count.
-func (s *subscription) redeliverNacks() error {
+// counts a delivery) with their delivery count.
+func (s *subscription) redeliverNacks(ctx context.Context) error {
 	now := time.Now()
 	s.mu.Lock()
 	var due []nackReq
@@ -502,9 +426,8 @@ func (s *subscription) redeliverNacks() error {
 	for _, n := range due {
 		byStream[n.stream] = append(byStream[n.stream], n.id)
 	}
-	var batch []entry
 	for stream, ids := range byStream {
-		msgs, err := s.t.client.XClaim(s.ctx, &goredis.XClaimArgs{Stream: stream, Group: s.group, Consumer: s.consumer, Messages: ids}).Result()
+		msgs, err := s.d.client.XClaim(ctx, &goredis.XClaimArgs{Stream: stream, Group: s.group, Consumer: s.consumer, Messages: ids}).Result()
 		if err != nil {
 			s.mu.Lock()
 			for _, id := range ids {
@@ -513,23 +436,25 @@ func (s *subscription) redeliverNacks() error {
 			s.mu.Unlock()
 			return err
 		}
-		got, err := s.withAttempts(s.known[stream], msgs)
-		if err != nil {
+		if err := s.withAttempts(ctx, stream, msgs); err != nil {
 			return err
 		}
-		batch = append(batch, got...)
 	}
-	return s.deliver(batch)
+	return nil
 }
 
 // reclaim takes over the entries of the group idle for longer than the
-// claim idle time (their consumer crashed, closed or forgot them).
-func (s *subscription) reclaim() error {
+// claim idle time (their consumer crashed, closed or forgot them), a batch
+// at most.
+func (s *subscription) reclaim(ctx context.Context) error {
 	for _, key := range s.streams {
+		if int64(len(s.ready)) >= s.batch {
+			return nil // the rest waits for the next round
+		}
 		start := "0-0"
 		for range 16 {
-			msgs, next, err := s.t.client.XAutoClaim(s.ctx, &goredis.XAutoClaimArgs{
-				Stream: key, Group: s.group, Consumer: s.consumer, MinIdle: s.t.o.claimIdle, Start: start, Count: s.batch,
+			msgs, next, err := s.d.client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
+				Stream: key, Group: s.group, Consumer: s.consumer, MinIdle: s.d.o.claimIdle, Start: start, Count: s.batch,
 			}).Result()
 			if isNoGroup(err) {
 				break
@@ -538,15 +463,11 @@ func (s *subscription) reclaim() error {
 				return err
 			}
 			if len(msgs) > 0 {
-				batch, err := s.withAttempts(s.known[key], msgs)
-				if err != nil {
-					return err
-				}
-				if err := s.deliver(batch); err != nil {
+				if err := s.withAttempts(ctx, key, msgs); err != nil {
 					return err
 				}
 			}
-			if next == "0-0" || next == "" || s.ctx.Err() != nil {
+			if next == "0-0" || next == "" || ctx.Err() != nil || int64(len(s.ready)) >= s.batch {
 				break
 			}
 			start = next
@@ -555,25 +476,37 @@ func (s *subscription) reclaim() error {
 	return nil
 }
 
-// withAttempts reads each entry's delivery count from the pending list.
-func (s *subscription) withAttempts(a *streamAcker, msgs []goredis.XMessage) ([]entry, error) {
+// withAttempts reads each entry's delivery count from the pending list and
+// adds the entries to s.ready.
+func (s *subscription) withAttempts(ctx context.Context, stream string, msgs []goredis.XMessage) error {
 	cmds := make([]*goredis.XPendingExtCmd, len(msgs))
-	_, err := s.t.client.Pipelined(s.ctx, func(p goredis.Pipeliner) error {
+	_, err := s.d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, m := range msgs {
-			cmds[i] = p.XPendingExt(s.ctx, &goredis.XPendingExtArgs{Stream: a.stream, Group: s.group, Start: m.ID, End: m.ID, Count: 1})
+			cmds[i] = p.XPendingExt(ctx, &goredis.XPendingExtArgs{Stream: stream, Group: s.group, Start: m.ID, End: m.ID, Count: 1})
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, err
+		return err
 	}
-	out := make([]entry, 0, len(msgs))
+	got := make([]entry, 0, len(msgs))
 	for i, m := range msgs {
+		if m.Values == nil {
+			continue // deleted (trimmed) entry
+		}
 		attempt := 2
 		if p, err := cmds[i].Result(); err == nil && len(p) == 1 {
 			attempt = int(p[0].RetryCount)
 		}
-		out = append(out, entry{acker: a, msg: m, attempt: attempt})
+		got = append(got, entry{stream: stream, msg: m, attempt: attempt})
 	}
-	return out, nil
+	s.hold(got...)
+	return nil
 }
+
+var (
+	_ driver.Subscription     = (*subscription)(nil)
+	_ driver.Shutdowner       = (*subscription)(nil)
+	_ driver.DeliveryObserver = (*subscription)(nil)
+	_ eventkit.Capable        = (*drv)(nil)
+)

@@ -28,6 +28,16 @@ func newBenchClient(addr string) *goredis.Client {
 	return goredis.NewClient(&goredis.Options{Addr: addr})
 }
 
+// mustNew returns a transport on c, or fails the test.
+func mustNew(t *testing.T, c goredis.UniversalClient, opts ...ekredis.Option) *ekredis.Transport {
+	t.Helper()
+	tr, err := ekredis.New(c, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 func newClient(t *testing.T) *goredis.Client {
 	t.Helper()
 	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
@@ -67,7 +77,7 @@ func factory(opts ...ekredis.Option) eventkittest.Factory {
 			ekredis.WithBlock(200 * time.Millisecond),
 			ekredis.WithDiscoverInterval(200 * time.Millisecond),
 		}, opts...)
-		tr := ekredis.New(c, all...)
+		tr := mustNew(t, c, all...)
 		return tr, tr
 	}
 }
@@ -90,5 +100,5 @@ func TestTransport(t *testing.T) {
 }
 
 func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekredis.WithStructured()), features)
+	eventkittest.TestTransport(t, factory(ekredis.WithMode(eventkit.Structured)), features)
 }

@@ -48,7 +48,10 @@ func eventkitRedisRound(n, batch int) (result, error) {
 	ctx := context.Background()
 	c := redisClient()
 	defer c.Close()
-	tr := ekredis.New(c, ekredis.WithPrefix("ekbench:"), ekredis.WithBlock(50*time.Millisecond))
+	tr, err := ekredis.New(c, ekredis.WithPrefix("ekbench:"), ekredis.WithBlock(50*time.Millisecond))
+	if err != nil {
+		return result{}, err
+	}
 	defer tr.Close()
 	tp := uniqueTopic()
 	defer c.Del(ctx, tr.StreamKey(tp))

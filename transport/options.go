@@ -1,0 +1,127 @@
+package transport
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
+)
+
+// DefaultCloseTimeout bounds Close (see WithCloseTimeout).
+const DefaultCloseTimeout = 10 * time.Second
+
+// Option configures a Publisher, a Subscriber or a Transport. An option
+// returns an error (wrapping eventkit.ErrInvalidOption) for an invalid
+// value, and the constructor given it fails with that error.
+type Option func(*config) error
+
+type config struct {
+	name         string
+	logger       *slog.Logger
+	closeTimeout time.Duration
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{name: "eventkit", logger: slog.Default(), closeTimeout: DefaultCloseTimeout}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return config{}, err
+		}
+	}
+	return c, nil
+}
+
+// WithName names the transport in errors and logs ("redis: publish: ...");
+// default "eventkit". The name must not be empty.
+func WithName(name string) Option {
+	return func(c *config) error {
+		if name == "" {
+			return eventkit.InvalidOption("transport.WithName", "the name must not be empty")
+		}
+		c.name = name
+		return nil
+	}
+}
+
+// WithLogger sets the logger of transient failures and dropped messages
+// (default slog.Default()). The logger must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return eventkit.InvalidOption("transport.WithLogger", "the logger must not be nil")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithCloseTimeout bounds Close: Close is Shutdown with a context that ends
+// after d (default DefaultCloseTimeout). d must be positive.
+func WithCloseTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return eventkit.InvalidOption("transport.WithCloseTimeout", "must be positive, got "+d.String())
+		}
+		c.closeTimeout = d
+		return nil
+	}
+}
+
+// subscribeConfig checks the eventkit options of a Subscribe, and returns
+// the capabilities they need and the driver's configuration.
+func (c *config) subscribeConfig(pattern string, wildcard bool, caps eventkit.Capabilities, opts []eventkit.SubscribeOption) (driver.Config, error) {
+	sc := eventkit.NewSubscribeConfig(opts...)
+	if sc.Buffer < 0 {
+		return driver.Config{}, eventkit.InvalidOption("eventkit.WithBuffer", "must not be negative, got "+strconv.Itoa(sc.Buffer))
+	}
+	dc := driver.Config{Group: sc.Group, FromStart: sc.FromStart, MaxBatch: sc.Buffer}
+	if dc.MaxBatch == 0 {
+		dc.MaxBatch = driver.DefaultMaxBatch
+	}
+	var need eventkit.Capabilities
+	var ops []string
+	for _, o := range sc.Transport {
+		if r, ok := o.(eventkit.Required); ok {
+			need |= eventkit.Capabilities(r)
+			ops = append(ops, "eventkit.Require("+eventkit.Capabilities(r).String()+")")
+			continue
+		}
+		dc.Options = append(dc.Options, o)
+	}
+	if wildcard {
+		need |= eventkit.CapWildcards
+		ops = append(ops, "a pattern with wildcards")
+	}
+	if sc.Group != "" {
+		need |= eventkit.CapConsumerGroups
+		ops = append(ops, "a consumer group")
+	}
+	if sc.FromStart && caps.Has(eventkit.CapPersistent) {
+		need |= eventkit.CapFromStart
+		ops = append(ops, "FromStart")
+	}
+	if m := caps.Missing(need); m != 0 {
+		return driver.Config{}, &eventkit.CapabilityError{Transport: c.name, Op: "subscribe " + strconv.Quote(pattern) + " with " + joinOps(ops), Missing: m}
+	}
+	return dc, nil
+}
+
+func joinOps(ops []string) string {
+	s := ""
+	for i, o := range ops {
+		switch {
+		case i == 0:
+		case i == len(ops)-1:
+			s += " and "
+		default:
+			s += ", "
+		}
+		s += o
+	}
+	return s
+}

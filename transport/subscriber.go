@@ -1,0 +1,135 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/topic"
+)
+
+// Subscriber is an eventkit.Subscriber on a driver.Subscriber. It is safe
+// for concurrent use and may hold many subscriptions.
+type Subscriber struct {
+	d    driver.Subscriber
+	cfg  config
+	caps eventkit.Capabilities
+
+	mu      sync.Mutex
+	closed  bool
+	opening sync.WaitGroup // Subscribes between their closed check and their registration
+	live    map[*Subscription]struct{}
+	stop    stopper
+}
+
+// NewSubscriber returns a subscriber on d, which it owns: Close closes d.
+func NewSubscriber(d driver.Subscriber, opts ...Option) (*Subscriber, error) {
+	if d == nil {
+		return nil, eventkit.InvalidOption("transport.NewSubscriber", "the driver must not be nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{d: d, cfg: cfg, caps: d.Capabilities(), live: make(map[*Subscription]struct{}), stop: newStopper()}, nil
+}
+
+// Capabilities returns the driver's subscription capabilities.
+func (s *Subscriber) Capabilities() eventkit.Capabilities { return s.caps }
+
+// Subscribe validates pattern and the options, refuses what the driver's
+// capabilities do not cover (a *eventkit.CapabilityError), opens the
+// driver's subscription within ctx and starts delivering. The subscription
+// ends when ctx ends, when it is closed, or when the subscriber is closed.
+// The returned value is a *Subscription.
+func (s *Subscriber) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return nil, fmt.Errorf("%s: subscribe: %w", s.cfg.name, err)
+	}
+	dc, err := s.cfg.subscribeConfig(pattern, topic.IsPattern(pattern), s.caps, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !s.begin() {
+		return nil, eventkit.ErrClosed
+	}
+	defer s.opening.Done()
+	ds, err := s.d.OpenSubscription(ctx, pattern, dc)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.Join(eventkit.ErrClosed, ds.Close())
+	}
+	sub := newSubscription(s, ds, pattern, dc.MaxBatch)
+	sub.start(ctx)
+	s.live[sub] = struct{}{}
+	s.mu.Unlock()
+	return sub, nil
+}
+
+func (s *Subscriber) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.opening.Add(1)
+	return true
+}
+
+func (s *Subscriber) forget(sub *Subscription) {
+	s.mu.Lock()
+	delete(s.live, sub)
+	s.mu.Unlock()
+}
+
+// Shutdown refuses new subscriptions, shuts every live one down
+// concurrently (see Subscription.Shutdown), then shuts the driver down, all
+// within ctx. It returns every error met.
+func (s *Subscriber) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.stop.stop(ctx, s.cfg.name, func(ctx context.Context) error {
+		s.opening.Wait()
+		s.mu.Lock()
+		live := make([]*Subscription, 0, len(s.live))
+		for sub := range s.live {
+			live = append(live, sub)
+		}
+		s.mu.Unlock()
+		errs := make([]error, len(live)+1)
+		var wg sync.WaitGroup
+		for i, sub := range live {
+			wg.Go(func() { errs[i] = sub.Shutdown(ctx) })
+		}
+		wg.Wait()
+		// A subscription whose stop outlived ctx is still stopping: the
+		// driver is closed after it.
+		for _, sub := range live {
+			<-sub.stop.done
+		}
+		if err := closeDriver(ctx, s.d); err != nil {
+			errs[len(live)] = fmt.Errorf("%s: close subscriber: %w", s.cfg.name, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// Close is Shutdown bounded by the close timeout (WithCloseTimeout).
+func (s *Subscriber) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+var _ eventkit.Subscriber = (*Subscriber)(nil)

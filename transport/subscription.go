@@ -1,0 +1,285 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
+)
+
+const (
+	// maxAckBatch bounds the ids of one SendAcks call.
+	maxAckBatch = 1000
+	// ackQueue bounds the acks waiting for the ack goroutine; an Ack
+	// blocks while it is full.
+	ackQueue = 1024
+	// Backoff of transient ReceiveBatch failures.
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// Subscription is an eventkit.Subscription on a driver.Subscription. One
+// goroutine receives batches from the driver, another hands their messages
+// over one at a time (so that the next receive overlaps with the delivery
+// of the last batch), a third sends the acks in batches.
+type Subscription struct {
+	owner   *Subscriber
+	ds      driver.Subscription
+	obs     driver.DeliveryObserver // nil unless ds implements it
+	pattern string
+	max     int
+
+	out      chan *eventkit.Message
+	batches  chan []inflight // receive -> handOver
+	ctx      context.Context // cancelled when the stop begins
+	cancel   context.CancelFunc
+	recvDone chan struct{}
+	handDone chan struct{}
+
+	// settleCtx bounds SendAcks and SendNacks; it is cancelled when the
+	// stop's context ends or the stop is over.
+	settleCtx    context.Context
+	settleCancel context.CancelFunc
+	ackMu        sync.RWMutex // ack and nack hold it shared; the stop takes it to close acks
+	ackClosed    bool
+	acks         chan driver.AckID
+	ackDone      chan struct{}
+	nacking      sync.WaitGroup
+	flushing     atomic.Bool
+	flushErrs    []error // owned by ackLoop until ackDone
+
+	mu      sync.Mutex
+	err     error
+	stopCtx func() bool
+	stop    stopper
+}
+
+// inflight settles one delivered message.
+type inflight struct {
+	s  *Subscription
+	id driver.AckID
+	m  *eventkit.Message
+}
+
+func (f *inflight) Ack(*eventkit.Message) error { return f.s.ack(f.id) }
+
+func (f *inflight) Nack(_ *eventkit.Message, reason error, delay time.Duration) error {
+	return f.s.nack(f.id, reason, delay)
+}
+
+func newSubscription(owner *Subscriber, ds driver.Subscription, pattern string, max int) *Subscription {
+	s := &Subscription{
+		owner:    owner,
+		ds:       ds,
+		pattern:  pattern,
+		max:      max,
+		out:      make(chan *eventkit.Message),
+		batches:  make(chan []inflight),
+		recvDone: make(chan struct{}),
+		handDone: make(chan struct{}),
+		acks:     make(chan driver.AckID, ackQueue),
+		ackDone:  make(chan struct{}),
+		stop:     newStopper(),
+	}
+	s.obs, _ = ds.(driver.DeliveryObserver)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.settleCtx, s.settleCancel = context.WithCancel(context.Background())
+	return s
+}
+
+// start runs the goroutines and binds the subscription's life to ctx.
+func (s *Subscription) start(ctx context.Context) {
+	go s.receive()
+	go s.handOver()
+	go s.ackLoop()
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	s.mu.Lock()
+	s.stopCtx = stop
+	s.mu.Unlock()
+}
+
+// Messages returns the channel of delivered messages, closed when the
+// subscription ends.
+func (s *Subscription) Messages() <-chan *eventkit.Message { return s.out }
+
+// Err returns why the subscription ended: nil after Close, Shutdown or the
+// end of its context, the driver's permanent error otherwise.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Capabilities returns the capabilities of the subscription's transport.
+func (s *Subscription) Capabilities() eventkit.Capabilities { return s.owner.caps }
+
+func (s *Subscription) name() string { return s.owner.cfg.name }
+
+func (s *Subscription) receive() {
+	defer close(s.recvDone)
+	defer close(s.batches)
+	backoff := minBackoff
+	for {
+		msgs, err := s.ds.ReceiveBatch(s.ctx, s.max)
+		if s.ctx.Err() != nil {
+			return // what was received stays in flight, for the broker
+		}
+		if err != nil {
+			if !driver.IsRetryable(err) {
+				s.mu.Lock()
+				s.err = fmt.Errorf("%s: subscription %q: %w", s.name(), s.pattern, err)
+				s.mu.Unlock()
+				return
+			}
+			s.owner.cfg.logger.Warn(s.name()+": receive failed; retrying", "pattern", s.pattern, "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		if len(msgs) == 0 {
+			continue
+		}
+		batch := make([]inflight, len(msgs))
+		for i, dm := range msgs {
+			batch[i] = inflight{s: s, id: dm.ID}
+			batch[i].m = eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), &batch[i], dm.Raw)
+		}
+		select {
+		case s.batches <- batch:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Subscription) handOver() {
+	defer close(s.handDone)
+	defer close(s.out)
+	for batch := range s.batches {
+		for i := range batch {
+			select {
+			case s.out <- batch[i].m:
+			case <-s.ctx.Done():
+				return
+			}
+			if s.obs != nil {
+				s.obs.Delivered(batch[i].id)
+			}
+		}
+	}
+}
+
+func (s *Subscription) ack(id driver.AckID) error {
+	s.ackMu.RLock()
+	defer s.ackMu.RUnlock()
+	if s.ackClosed {
+		return eventkit.ErrClosed
+	}
+	s.acks <- id
+	return nil
+}
+
+// ackLoop sends the acks in batches of what has queued up.
+func (s *Subscription) ackLoop() {
+	defer close(s.ackDone)
+	buf := make([]driver.AckID, 0, 64)
+	for id := range s.acks {
+		buf = append(buf[:0], id)
+	drain:
+		for len(buf) < maxAckBatch {
+			select {
+			case id, ok := <-s.acks:
+				if !ok {
+					break drain
+				}
+				buf = append(buf, id)
+			default:
+				break drain
+			}
+		}
+		if err := s.ds.SendAcks(s.settleCtx, buf); err != nil {
+			err = fmt.Errorf("%s: subscription %q: ack %d messages: %w", s.name(), s.pattern, len(buf), err)
+			if s.flushing.Load() {
+				s.flushErrs = append(s.flushErrs, err)
+			} else {
+				s.owner.cfg.logger.Warn(s.name()+": ack failed; the messages will be delivered again", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Subscription) nack(id driver.AckID, reason error, delay time.Duration) error {
+	caps := s.owner.caps
+	if !caps.Has(eventkit.CapNack) {
+		return &eventkit.CapabilityError{Transport: s.name(), Op: "nack", Missing: eventkit.CapNack}
+	}
+	delay = max(delay, 0)
+	if delay > 0 && !caps.Has(eventkit.CapNackDelay) {
+		return &eventkit.CapabilityError{Transport: s.name(), Op: "nack with a delay of " + delay.String(), Missing: eventkit.CapNackDelay}
+	}
+	s.ackMu.RLock()
+	if s.ackClosed {
+		s.ackMu.RUnlock()
+		return eventkit.ErrClosed
+	}
+	s.nacking.Add(1)
+	s.ackMu.RUnlock()
+	defer s.nacking.Done()
+	if err := s.ds.SendNacks(s.settleCtx, []driver.Nack{{ID: id, Delay: delay, Reason: reason}}); err != nil {
+		return fmt.Errorf("%s: subscription %q: nack: %w", s.name(), s.pattern, err)
+	}
+	return nil
+}
+
+// Shutdown ends the subscription within ctx: no message is handed over
+// any more, the acks already made are sent, then the driver's subscription
+// is shut down. Messages delivered and not settled are the broker's to
+// deliver again. It returns every error met; after the first call, it
+// waits for the stop (within ctx) and returns nil.
+func (s *Subscription) Shutdown(ctx context.Context) error {
+	return s.stop.stop(ctx, s.name(), func(ctx context.Context) error {
+		defer s.owner.forget(s)
+		defer s.settleCancel()
+		s.mu.Lock()
+		if s.stopCtx != nil {
+			s.stopCtx()
+		}
+		s.mu.Unlock()
+		s.cancel()
+		<-s.recvDone
+		<-s.handDone
+		stopSettle := context.AfterFunc(ctx, s.settleCancel)
+		defer stopSettle()
+		s.flushing.Store(true)
+		s.ackMu.Lock()
+		s.ackClosed = true
+		close(s.acks)
+		s.ackMu.Unlock()
+		<-s.ackDone
+		s.nacking.Wait()
+		errs := s.flushErrs
+		if err := closeDriver(ctx, s.ds); err != nil {
+			errs = append(errs, fmt.Errorf("%s: close subscription %q: %w", s.name(), s.pattern, err))
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// Close is Shutdown bounded by the close timeout (WithCloseTimeout).
+func (s *Subscription) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.owner.cfg.closeTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+var _ eventkit.Subscription = (*Subscription)(nil)

@@ -1,0 +1,519 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/transport"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newTransport(t *testing.T, d *fakeDriver, opts ...transport.Option) *transport.Transport {
+	t.Helper()
+	tr, err := transport.New(d, d, append([]transport.Option{transport.WithName("fake"), transport.WithLogger(quietLogger())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = tr.Close()
+		if v := d.violations.Load(); v != 0 {
+			t.Errorf("the transport package broke the driver contract %d times", v)
+		}
+	})
+	return tr
+}
+
+// TestConformance runs eventkit's transport suite on this package and the fake
+// driver: what this package owns (validation, closed state, ctx, settle-once,
+// nack redelivery through the driver) passes it.
+func TestConformance(t *testing.T) {
+	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		tr := newTransport(t, newFake(allCaps))
+		return tr, tr
+	}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
+}
+
+func TestInvalidOptions(t *testing.T) {
+	d := newFake(allCaps)
+	for name, o := range map[string]transport.Option{
+		"WithName":         transport.WithName(""),
+		"WithLogger":       transport.WithLogger(nil),
+		"WithCloseTimeout": transport.WithCloseTimeout(-time.Second),
+	} {
+		if _, err := transport.New(d, d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+			t.Errorf("New with an invalid %s: err %v, want ErrInvalidOption", name, err)
+		}
+		if _, err := transport.NewPublisher(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+			t.Errorf("NewPublisher with an invalid %s: err %v, want ErrInvalidOption", name, err)
+		}
+		if _, err := transport.NewSubscriber(d, o); !errors.Is(err, eventkit.ErrInvalidOption) {
+			t.Errorf("NewSubscriber with an invalid %s: err %v, want ErrInvalidOption", name, err)
+		}
+	}
+	if _, err := transport.NewPublisher(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewPublisher(nil): %v", err)
+	}
+	if _, err := transport.NewSubscriber(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewSubscriber(nil): %v", err)
+	}
+	tr := newTransport(t, d)
+	if _, err := tr.Subscribe(context.Background(), "a.b", eventkit.WithBuffer(-1)); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("Subscribe with WithBuffer(-1): %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestCapabilitiesRefused(t *testing.T) {
+	ctx := context.Background()
+	tr := newTransport(t, newFake(eventkit.CapNack))
+	if c := eventkit.CapabilitiesOf(tr); c != eventkit.CapNack {
+		t.Errorf("CapabilitiesOf = %s, want nack", c)
+	}
+	for _, tc := range []struct {
+		pattern string
+		opts    []eventkit.SubscribeOption
+		missing eventkit.Capabilities
+	}{
+		{"a.*", nil, eventkit.CapWildcards},
+		{"a.b", []eventkit.SubscribeOption{eventkit.WithGroup("g")}, eventkit.CapConsumerGroups},
+		{"a.>", []eventkit.SubscribeOption{eventkit.WithGroup("g")}, eventkit.CapWildcards | eventkit.CapConsumerGroups},
+		{"a.b", []eventkit.SubscribeOption{eventkit.Require(eventkit.CapNack | eventkit.CapNackDelay)}, eventkit.CapNackDelay},
+	} {
+		_, err := tr.Subscribe(ctx, tc.pattern, tc.opts...)
+		var ce *eventkit.CapabilityError
+		if !errors.As(err, &ce) || !errors.Is(err, eventkit.ErrUnsupported) || ce.Missing != tc.missing || ce.Transport != "fake" {
+			t.Errorf("Subscribe(%q): err %v, want a CapabilityError missing %s", tc.pattern, err, tc.missing)
+		}
+	}
+	// What the transport has is granted; Require is not passed on.
+	s, err := tr.Subscribe(ctx, "a.b", eventkit.Require(eventkit.CapNack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	// FromStart is refused only by a persistent transport that cannot seek.
+	if s, err := tr.Subscribe(ctx, "a.b", eventkit.FromStart()); err != nil {
+		t.Errorf("FromStart on a transport that keeps nothing: %v", err)
+	} else {
+		_ = s.Close()
+	}
+	ptr := newTransport(t, newFake(eventkit.CapPersistent))
+	if _, err := ptr.Subscribe(ctx, "a.b", eventkit.FromStart()); !errors.Is(err, eventkit.ErrUnsupported) {
+		t.Errorf("FromStart on a persistent transport without from-start: %v", err)
+	}
+}
+
+func newEvent(id string) event.Event { return eventkittest.NewEvent(id) }
+
+func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
+	t.Helper()
+	var out []*eventkit.Message
+	timeout := time.After(10 * time.Second)
+	for len(out) < n {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("subscription ended after %d of %d: %v", len(out), n, s.Err())
+			}
+			out = append(out, m)
+		case <-timeout:
+			t.Fatalf("got %d of %d messages", len(out), n)
+		}
+	}
+	return out
+}
+
+// TestNackRefusedWithoutCapability checks that a Nack on a transport that
+// cannot nack is refused, and neither nacks nor acks the message.
+func TestNackRefusedWithoutCapability(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(0)
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "n.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, "n.a", newEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, s, 1)[0]
+	if err := m.Nack(errBoom); !errors.Is(err, eventkit.ErrUnsupported) {
+		t.Fatalf("Nack: %v, want ErrUnsupported", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs := d.lastSub(t)
+	if a, n, _ := fs.counts(); a != 0 || n != 0 {
+		t.Errorf("after a refused nack, the driver got %d acks and %d nacks, want none", a, n)
+	}
+}
+
+func TestNackDelayRefusedWithoutCapability(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(eventkit.CapNack)
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "n.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, "n.b", newEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, s, 1)[0]
+	if err := m.NackAfter(errBoom, time.Second); !errors.Is(err, eventkit.ErrUnsupported) {
+		t.Fatalf("NackAfter: %v, want ErrUnsupported", err)
+	}
+	if err := tr.Publish(ctx, "n.b", newEvent("2")); err != nil {
+		t.Fatal(err)
+	}
+	m = receive(t, s, 1)[0]
+	if err := m.Nack(errBoom); err != nil {
+		t.Fatalf("Nack without delay: %v", err)
+	}
+	if m := receive(t, s, 1)[0]; m.Event.ID() != "2" || m.Attempt != 2 {
+		t.Fatalf("redelivery %s attempt %d", m.Event.ID(), m.Attempt)
+	}
+}
+
+func (d *fakeDriver) lastSub(t *testing.T) *fakeSub {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil {
+		t.Fatal("no subscription opened")
+	}
+	return d.last
+}
+
+func TestTransientReceiveErrorRetried(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "r.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := d.lastSub(t)
+	fs.recvErrs <- errBoom
+	fs.recvErrs <- context.DeadlineExceeded // a driver's own timeout is transient
+	if err := tr.Publish(ctx, "r.a", newEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	_ = receive(t, s, 1)[0].Ack()
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err after transient failures: %v", err)
+	}
+}
+
+func TestPermanentReceiveErrorEndsSubscription(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "r.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.lastSub(t).recvErrs <- driver.Permanent(errBoom)
+	if err := tr.Publish(ctx, "r.b", newEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-s.Messages():
+		for ok {
+			_, ok = <-s.Messages()
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscription still open after a permanent error")
+	}
+	if err := s.Err(); !errors.Is(err, errBoom) {
+		t.Fatalf("Err = %v, want the driver's error", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Err(); !errors.Is(err, errBoom) {
+		t.Fatalf("Err after Close = %v, want the driver's error", err)
+	}
+}
+
+// TestCloseFlushesAcks checks that every ack made before Close reaches the
+// driver, that the driver saw every delivery, and that later settlements
+// return ErrClosed.
+func TestCloseFlushesAcks(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "c.a", eventkit.WithBuffer(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := d.lastSub(t)
+	const n = 500
+	events := make([]event.Event, n)
+	for i := range events {
+		events[i] = newEvent(strconv.Itoa(i))
+	}
+	if err := tr.Publish(ctx, "c.a", events...); err != nil {
+		t.Fatal(err)
+	}
+	ms := receive(t, s, n)
+	for i, m := range ms {
+		if m.Event.ID() != strconv.Itoa(i) || m.Topic != "c.a" || m.Attempt != 1 {
+			t.Fatalf("message %d: id %s topic %s attempt %d", i, m.Event.ID(), m.Topic, m.Attempt)
+		}
+		if _, ok := m.Raw().(*fakeItem); !ok {
+			t.Fatalf("Raw = %T, want the driver's message", m.Raw())
+		}
+		if i < n-1 {
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, dl := fs.counts(); a != n-1 || dl != n {
+		t.Errorf("driver got %d acks and %d deliveries, want %d and %d", a, dl, n-1, n)
+	}
+	if err := ms[n-1].Ack(); !errors.Is(err, eventkit.ErrClosed) {
+		t.Errorf("Ack after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestCloseReportsEveryError(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	subErr, drvErr := errors.New("subscription close failed"), errors.New("driver close failed")
+	d.closeErr = drvErr
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Subscribe(ctx, "e.a"); err != nil {
+		t.Fatal(err)
+	}
+	d.lastSub(t).closeErr = subErr
+	err = tr.Close()
+	if !errors.Is(err, subErr) || !errors.Is(err, drvErr) {
+		t.Fatalf("Close = %v, want both errors", err)
+	}
+	if n := d.closeCalls.Load(); n != 1 {
+		t.Fatalf("driver closed %d times, want once", n)
+	}
+}
+
+// TestShutdownBoundedByContext checks that Shutdown returns when its
+// context ends, even if the driver's Close hangs, and that the stop then
+// completes.
+func TestShutdownBoundedByContext(t *testing.T) {
+	d := newFake(allCaps)
+	d.closeBlock = make(chan struct{})
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	if err := tr.Publish(context.Background(), "a.b", newEvent("1")); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish after Shutdown: %v", err)
+	}
+	close(d.closeBlock)
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close after the driver returned: %v", err)
+	}
+}
+
+func TestPublish(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	bad := newEvent("x")
+	bad.SetType("")
+	var ve *eventkit.ValidationError
+	if err := tr.Publish(ctx, "a.b", newEvent("ok"), bad); !errors.As(err, &ve) {
+		t.Errorf("Publish of an invalid event: %v", err)
+	}
+	if err := tr.Publish(ctx, "a.*", newEvent("ok")); err == nil {
+		t.Error("Publish to a pattern succeeded")
+	}
+	if err := tr.Publish(ctx, "a.b"); err != nil {
+		t.Errorf("Publish of nothing: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := tr.Publish(cctx, "a.b", newEvent("ok")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a cancelled context: %v", err)
+	}
+	if n := d.sent.Load(); n != 0 {
+		t.Fatalf("the driver was called %d times, want 0", n)
+	}
+	d.sendErr = errBoom
+	if err := tr.Publish(ctx, "a.b", newEvent("ok")); !errors.Is(err, errBoom) {
+		t.Errorf("Publish: %v, want the driver's error", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(ctx, "a.b", newEvent("ok")); !errors.Is(err, eventkit.ErrClosed) {
+		t.Errorf("Publish after Close: %v", err)
+	}
+	if _, err := tr.Subscribe(ctx, "a.b"); !errors.Is(err, eventkit.ErrClosed) {
+		t.Errorf("Subscribe after Close: %v", err)
+	}
+}
+
+// TestConcurrentClose publishes, subscribes, acks and nacks from many
+// goroutines while the transport closes: run with -race; the fake driver
+// counts every call the contract forbids (a send or an open after Close,
+// a call on a closed subscription, concurrent receives).
+func TestConcurrentClose(t *testing.T) {
+	for round := range 20 {
+		d := newFake(allCaps)
+		tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					if err := tr.Publish(ctx, "race.t", newEvent(strconv.Itoa(i))); err != nil {
+						return
+					}
+				}
+			})
+			wg.Go(func() {
+				opts := []eventkit.SubscribeOption{eventkit.WithBuffer(g + 1)}
+				if g%2 == 0 {
+					opts = append(opts, eventkit.WithGroup("g"))
+				}
+				s, err := tr.Subscribe(ctx, "race.*", opts...)
+				if err != nil {
+					return
+				}
+				for m := range s.Messages() {
+					if m.Attempt < 3 && g == 1 {
+						_ = m.NackAfter(errBoom, time.Millisecond)
+					} else {
+						_ = m.Ack()
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		if err := tr.Close(); err != nil {
+			t.Fatalf("round %d: Close: %v", round, err)
+		}
+		cancel()
+		wg.Wait()
+		if v := d.violations.Load(); v != 0 {
+			t.Fatalf("round %d: the transport package broke the driver contract %d times", round, v)
+		}
+		if n := d.closeCalls.Load(); n != 1 {
+			t.Fatalf("round %d: driver closed %d times", round, n)
+		}
+		if live := d.live(); len(live) != 0 {
+			t.Fatalf("round %d: %d driver subscriptions left open", round, len(live))
+		}
+	}
+}
+
+// TestContextEndsSubscription checks that the subscribing context bounds
+// the subscription, which then closes its driver subscription.
+func TestContextEndsSubscription(t *testing.T) {
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := tr.Subscribe(ctx, "x.y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range s.Messages() {
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err after the context ended: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(d.live()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the driver subscription is still open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSharedDriverClosedAfterPublishes checks that a driver that is both
+// publisher and subscriber is closed only after the last publish returned,
+// even when Shutdown's context ends while a publish is in flight.
+func TestSharedDriverClosedAfterPublishes(t *testing.T) {
+	d := newFake(allCaps)
+	d.sendBlock = make(chan struct{})
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error)
+	go func() { published <- tr.Publish(context.Background(), "a.b", newEvent("1")) }()
+	for d.sending.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a publish in flight: %v, want DeadlineExceeded", err)
+	}
+	// Give a wrong implementation time to close the driver now.
+	time.Sleep(50 * time.Millisecond)
+	close(d.sendBlock)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := d.violations.Load(); v != 0 {
+		t.Fatalf("driver closed with a publish in flight (%d violations)", v)
+	}
+	if n := d.closeCalls.Load(); n != 1 {
+		t.Fatalf("driver closed %d times", n)
+	}
+}
+
+func TestOpenErrorReturned(t *testing.T) {
+	d := newFake(allCaps)
+	d.openErr = errBoom
+	tr := newTransport(t, d)
+	if _, err := tr.Subscribe(context.Background(), "a.b"); !errors.Is(err, errBoom) {
+		t.Fatalf("Subscribe: %v, want the driver's error", err)
+	}
+	d.openErr = nil
+	s, err := tr.Subscribe(context.Background(), "a.b", eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := eventkit.CapabilitiesOf(s); c != allCaps {
+		t.Errorf("CapabilitiesOf(subscription) = %s", c)
+	}
+}
