@@ -278,9 +278,12 @@ func (s *CDCSource) Stats() CDCStats {
 
 // Run streams changes until ctx ends (then it returns nil). It creates the
 // publication and the slot when missing, and takes the initial snapshot
-// when it creates the slot. It reconnects after failures of the database
-// connection, with exponential back-off; it returns an error when the
-// configuration cannot work (for example an unknown table).
+// when it creates the slot. It reconnects after transient failures (a lost
+// or refused connection, a server restarting, a publisher error), with
+// exponential back-off. It returns at once, with a *CDCConfigError
+// (errors.Is ErrCDCConfig), when the configuration cannot work: wal_level
+// not logical, a missing privilege, an unknown table, database or user, a
+// wrong password (see CDCConfigError).
 func (s *CDCSource) Run(ctx context.Context) error {
 	var start pgrepl.LSN
 	delay := s.opts.minBackoff
@@ -292,6 +295,10 @@ func (s *CDCSource) Run(ctx context.Context) error {
 		var perm *cdcPermanentError
 		if errors.As(err, &perm) {
 			return perm.err
+		}
+		if ce := cdcConfigError(err); ce != nil {
+			s.opts.logger.Error("postgres cdc: configuration error; not retrying", "slot", s.opts.slot, "err", ce.Err, "sqlstate", ce.Code, "hint", ce.Hint)
+			return ce
 		}
 		if progressed {
 			delay = s.opts.minBackoff
@@ -346,7 +353,7 @@ func DropCDCPublication(ctx context.Context, dsn, name string) error {
 func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return nil, &cdcPermanentError{err}
+		return nil, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -377,7 +384,7 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	}
 	rcfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return false, &cdcPermanentError{err}
+		return false, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	rc, err := pgrepl.ConnectConfig(ctx, rcfg, map[string]string{"bytea_output": "hex"})
 	if err != nil {
@@ -445,7 +452,7 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) err
 		return nil
 	}
 	if len(s.opts.tables) == 0 {
-		return &cdcPermanentError{fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication)}
+		return &CDCConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
 	}
 	quoted := make([]string, len(s.opts.tables))
 	for i, t := range s.opts.tables {
@@ -459,9 +466,6 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) err
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
 		return nil // created concurrently
-	}
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42501" || pgErr.Code == "3F000") {
-		return &cdcPermanentError{fmt.Errorf("postgres: cdc: create publication: %w", err)}
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: cdc: create publication: %w", err)

@@ -283,3 +283,52 @@ func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, wh
 	}
 	return m
 }
+
+// TestCDCCommandConfigErrorExits: errors a retry cannot fix end the
+// command at once with a clear message and exit status 1: a user without
+// the REPLICATION attribute (it was retried forever, a warning every 5 s,
+// and the command exited 0 when stopped), and an unknown table.
+func TestCDCCommandConfigErrorExits(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdccfg")
+	table, role := name+"_orders", name+"_norepl"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); CREATE ROLE %s LOGIN NOREPLICATION NOSUPERUSER; CREATE PUBLICATION eventkit_%s FOR TABLE %[1]s", table, role, name)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s; DROP TABLE IF EXISTS %s; DROP ROLE IF EXISTS %s", name, table, role))
+	user := conn.Config().User
+	noRepl := strings.Replace(dsn, "://"+user+"@", "://"+role+"@", 1)
+	if !strings.Contains(noRepl, role) {
+		t.Skipf("cannot set the user of %s", dsn)
+	}
+	for _, c := range []struct {
+		what string
+		args []string
+		want []string
+	}{
+		{"no REPLICATION attribute", []string{"--dsn", noRepl, "--tables", table}, []string{"42501", "REPLICATION", "not retried"}},
+		{"unknown table", []string{"--dsn", dsn, "--tables", name + "_nosuch", "--publication", "eventkit_" + name + "_nosuch"}, []string{"42P01", "tables", "not retried"}},
+	} {
+		var stderr cdcSyncBuffer
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		start := time.Now()
+		code := run(rctx, append([]string{"cdc", "--name", name, "--progress", "0"}, c.args...), io.Discard, &stderr)
+		expired := rctx.Err() != nil
+		cancel()
+		if code != 1 || expired {
+			t.Errorf("%s: exit %d after %v (context expired: %v), want 1 at once; stderr: %s", c.what, code, time.Since(start), expired, stderr.String())
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%s: stderr does not mention %q: %s", c.what, w, stderr.String())
+			}
+		}
+	}
+}
