@@ -99,10 +99,11 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 	}
 	sort.Strings(keys)
 	seen := make(map[string]string, len(keys))
+	headerCT := ""
 	for _, k := range keys {
 		name, _ := attributeName(k)
 		raw := d.Headers[k]
-		if !binding.IsAttributeName(name) || name == "datacontenttype" || name == "data" {
+		if !binding.IsAttributeName(name) || name == "data" {
 			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
 		}
 		if raw == nil {
@@ -125,6 +126,16 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 			continue
 		}
 		seen[name] = canonical
+		if name == "datacontenttype" {
+			// The content-type property wins (section 3.1.1); the header
+			// stands in only when the property is absent.
+			s, ok := v.(string)
+			if !ok {
+				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
+			}
+			headerCT = s
+			continue
+		}
 		if s, ok := v.(string); ok {
 			if name == "specversion" && s == event.CloudEventsVersionV1 {
 				continue
@@ -143,8 +154,10 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
 		}
 	}
-	if d.ContentType != "" {
-		e.SetDataContentType(d.ContentType)
+	if ct := d.ContentType; ct != "" {
+		e.SetDataContentType(ct)
+	} else if headerCT != "" {
+		e.SetDataContentType(headerCT)
 	}
 	if len(d.Body) > 0 {
 		e.DataEncoded = d.Body

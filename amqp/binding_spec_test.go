@@ -143,3 +143,32 @@ func TestDecodeBothPrefixes(t *testing.T) {
 		t.Fatalf("differing values: got %v, want a validation error on id", err)
 	}
 }
+
+// TestDecodeDataContentTypeHeader: a datacontenttype header (which the
+// binding carries in the content-type property) is accepted; the property
+// wins when both are present, and output carries the property only.
+func TestDecodeDataContentTypeHeader(t *testing.T) {
+	for _, c := range []struct{ prop, header, want string }{
+		{"application/json", "application/json", "application/json"},
+		{"application/json", "text/plain", "application/json"},
+		{"", "text/plain", "text/plain"},
+	} {
+		h := baseHeaders(SpecHeaderPrefix)
+		h[SpecHeaderPrefix+"datacontenttype"] = c.header
+		e, err := decode(&amqp.Delivery{Headers: h, ContentType: c.prop, Body: []byte(`{}`)})
+		if err != nil {
+			t.Errorf("content-type %q, header %q: %v", c.prop, c.header, err)
+			continue
+		}
+		if got := e.DataContentType(); got != c.want {
+			t.Errorf("content-type %q, header %q: datacontenttype %q, want %q", c.prop, c.header, got, c.want)
+		}
+		p, err := encode(e, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := p.Headers[HeaderPrefix+"datacontenttype"]; ok || p.ContentType != c.want {
+			t.Errorf("encoded headers %v, content-type %q", p.Headers, p.ContentType)
+		}
+	}
+}

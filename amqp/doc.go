@@ -30,7 +30,8 @@
 // timestamp a Timestamp (the time attribute, or an extension); a byte
 // array that is valid UTF-8 is accepted for the String attributes (id,
 // source, type, subject, dataschema, specversion); a null header is an
-// absent attribute. Other types (decimal, table, array), a value of the
+// absent attribute; a datacontenttype header is used when the content-type
+// property is absent (the property wins). Other types (decimal, table, array), a value of the
 // wrong type for a context attribute, and an attribute given under both
 // prefixes with different values are refused. Output stays canonical
 // ("cloudEvents_" + name, string values).
