@@ -32,6 +32,7 @@ var autoImports = map[string]string{
 	"binding":      "github.com/eventkit/eventkit/binding",
 	"cdc":          "github.com/eventkit/eventkit/cdc",
 	"cehttp":       "github.com/eventkit/eventkit/cehttp",
+	"dedup":        "github.com/eventkit/eventkit/dedup",
 	"es":           "github.com/eventkit/eventkit/es",
 	"eventkittest": "github.com/eventkit/eventkit/eventkittest",
 	"hub":          "github.com/eventkit/eventkit/hub",
