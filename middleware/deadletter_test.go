@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -20,7 +21,7 @@ var errPoison = errors.New("poison: cannot parse order")
 func TestPermanentErrorGoesStraightToDeadLetter(t *testing.T) {
 	h := newHarness(t)
 	reg := prometheus.NewRegistry()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,43 +1,48 @@
-package middleware_test
+package breaker_test
 
 import (
 	"context"
 	"errors"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/breaker"
+	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
 
+var errPoison = errors.New("poison: cannot parse order")
+
 func TestCircuitBreakerOpensAndRefusesWithDelay(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var calls int
-	mw := middleware.CircuitBreaker(middleware.BreakerName("payments"), middleware.BreakerFailures(2),
-		middleware.BreakerOpenPeriod(time.Hour), middleware.BreakerRetryDelay(3*time.Second), middleware.BreakerMetrics(metrics))
-	h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return errTransient }))
-	msg := func() *eventkit.Message { return eventkit.NewMessage("t", newEvent("1"), 1, nil, nil) }
+	mw := breaker.Middleware(breaker.Name("payments"), breaker.Failures(2),
+		breaker.OpenPeriod(time.Hour), breaker.RetryDelay(3*time.Second), breaker.Metrics(metrics))
+	h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return mwtest.ErrTransient }))
+	msg := func() *eventkit.Message { return eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil) }
 	state := func() float64 {
-		return metricValue(t, reg, "eventkit_breaker_state", map[string]string{"breaker": "payments"})
+		return mwtest.MetricValue(t, reg, "eventkit_breaker_state", map[string]string{"breaker": "payments"})
 	}
 	if s := state(); s != 0 {
 		t.Fatalf("breaker_state = %v before any failure, want 0 (closed)", s)
 	}
 	for i := 0; i < 2; i++ {
-		if err := h.Handle(context.Background(), msg()); !errors.Is(err, errTransient) {
+		if err := h.Handle(context.Background(), msg()); !errors.Is(err, mwtest.ErrTransient) {
 			t.Fatalf("call %d: err = %v, want the handler's", i, err)
 		}
 	}
 	err = h.Handle(context.Background(), msg())
 	var ra *eventkit.RetryAfterError
-	if !errors.As(err, &ra) || ra.Delay != 3*time.Second || !errors.Is(err, middleware.ErrBreakerOpen) {
+	if !errors.As(err, &ra) || ra.Delay != 3*time.Second || !errors.Is(err, breaker.ErrOpen) {
 		t.Fatalf("err = %v; want RetryAfter(3s) wrapping ErrBreakerOpen", err)
 	}
 	if calls != 2 {
@@ -53,10 +58,10 @@ func TestCircuitBreakerOpensAndRefusesWithDelay(t *testing.T) {
 
 func TestCircuitBreakerIgnoresPermanentErrors(t *testing.T) {
 	var calls int
-	h := middleware.CircuitBreaker(middleware.BreakerFailures(1), middleware.BreakerOpenPeriod(time.Hour))(
+	h := breaker.Middleware(breaker.Failures(1), breaker.OpenPeriod(time.Hour))(
 		eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return middleware.Permanent(errPoison) }))
 	for i := 0; i < 5; i++ {
-		if err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); !errors.Is(err, errPoison) {
+		if err := h.Handle(context.Background(), eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil)); !errors.Is(err, errPoison) {
 			t.Fatalf("err = %v; want the poison error (a poison message must not open the breaker)", err)
 		}
 	}
@@ -66,37 +71,37 @@ func TestCircuitBreakerIgnoresPermanentErrors(t *testing.T) {
 }
 
 func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
-	h := newHarness(t)
+	h := mwtest.NewHarness(t)
 	var mu sync.Mutex
 	var transitions []string
 	var attempts []int
 	done := make(chan struct{})
-	h.router.Use(middleware.CircuitBreaker(middleware.BreakerFailures(2), middleware.BreakerOpenPeriod(300*time.Millisecond),
-		middleware.BreakerRetryDelay(10*time.Millisecond),
-		middleware.BreakerSettings(func(s *gobreaker.Settings) {
+	h.Router.Use(breaker.Middleware(breaker.Failures(2), breaker.OpenPeriod(300*time.Millisecond),
+		breaker.RetryDelay(10*time.Millisecond),
+		breaker.Settings(func(s *gobreaker.Settings) {
 			s.OnStateChange = func(_ string, from, to gobreaker.State) {
 				mu.Lock()
 				transitions = append(transitions, from.String()+">"+to.String())
 				mu.Unlock()
 			}
 		})))
-	if err := h.router.HandleFunc(h.topic("pay"), func(_ context.Context, m *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("pay"), func(_ context.Context, m *eventkit.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts = append(attempts, m.Attempt)
 		if len(attempts) <= 2 {
-			return errTransient
+			return mwtest.ErrTransient
 		}
 		close(done)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
-	h.publish(h.topic("pay"), newEvent("p-1"))
-	wait(t, done, "the message handled after the breaker closed")
+	h.Start()
+	h.Publish(h.Topic("pay"), mwtest.NewEvent("p-1"))
+	mwtest.Wait(t, done, "the message handled after the breaker closed")
 	// The breaker records the success, and closes, after the handler returns.
-	eventually(t, "the breaker to close", func() bool {
+	mwtest.Eventually(t, "the breaker to close", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(transitions) >= 3
