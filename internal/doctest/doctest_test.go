@@ -46,6 +46,7 @@ var autoImports = map[string]string{
 	"tracing":      "github.com/eventkit/eventkit/middleware/tracing",
 	"mqtt":         "github.com/eventkit/eventkit/mqtt",
 	"nats":         "github.com/eventkit/eventkit/nats",
+	"natsserver":   "github.com/eventkit/eventkit/nats/natsserver",
 	"outbox":       "github.com/eventkit/eventkit/outbox",
 	"postgres":     "github.com/eventkit/eventkit/postgres",
 	"redis":        "github.com/eventkit/eventkit/redis",

@@ -3,7 +3,6 @@ package breaker_test
 import (
 	"context"
 	"errors"
-	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
 	"github.com/eventkit/eventkit/middleware/breaker"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"

@@ -2,10 +2,10 @@ package prom_test
 
 import (
 	"context"
-	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"testing"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )

@@ -3,13 +3,13 @@ package schema_test
 import (
 	"context"
 	"errors"
-	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/schema"
 )
 

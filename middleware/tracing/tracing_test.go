@@ -3,12 +3,12 @@ package tracing_test
 import (
 	"context"
 	"errors"
-	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/eventkit/eventkit/middleware/tracing"
 	"github.com/prometheus/client_golang/prometheus"
