@@ -20,7 +20,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cp -r "$here"/internal "$work"/
-programs=(memory nats redis postgres kafka amqp mqtt cehttp)
+programs=(memory router nats redis postgres kafka amqp mqtt cehttp)
 for p in "${programs[@]}"; do cp -r "$here/$p" "$work/"; done
 {
   printf 'module github.com/eventkit/eventkit/bench/binsize\n\ngo 1.26.0\n\n'
