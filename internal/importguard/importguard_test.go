@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -78,9 +78,6 @@ type rule struct {
 	pkg    string
 	forbid []heavy
 	why    string
-	// pending, when set, is why the rule does not hold yet: the test logs
-	// it while it is broken and fails once it holds.
-	pending string
 }
 
 func rules() []rule {
@@ -151,11 +148,13 @@ type pkgInfo struct {
 	Error      *struct{ Err string }
 }
 
+// goTool returns the go command: the one on PATH, else the one in $GOROOT
+// (go test sets it for the test binary's environment when it runs it).
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 }
 
 // loadGraph returns every package of the module and its dependencies, by
