@@ -298,8 +298,8 @@ func TestPendingImports(t *testing.T) {
 // on a graph made by hand.
 func TestViolationsNamesTheChain(t *testing.T) {
 	graph := map[string]*pkgInfo{
-		module + "/postgres":   {ImportPath: module + "/postgres", Imports: []string{module + "/middleware", "github.com/jackc/pgx/v5"}, Deps: []string{module + "/middleware", "github.com/jackc/pgx/v5", "github.com/prometheus/client_golang/prometheus"}},
-		module + "/middleware": {ImportPath: module + "/middleware", Imports: []string{"github.com/prometheus/client_golang/prometheus"}, Deps: []string{"github.com/prometheus/client_golang/prometheus"}},
+		module + "/postgres":                             {ImportPath: module + "/postgres", Imports: []string{module + "/middleware", "github.com/jackc/pgx/v5"}, Deps: []string{module + "/middleware", "github.com/jackc/pgx/v5", "github.com/prometheus/client_golang/prometheus"}},
+		module + "/middleware":                           {ImportPath: module + "/middleware", Imports: []string{"github.com/prometheus/client_golang/prometheus"}, Deps: []string{"github.com/prometheus/client_golang/prometheus"}},
 		"github.com/prometheus/client_golang/prometheus": {ImportPath: "github.com/prometheus/client_golang/prometheus"},
 		"github.com/jackc/pgx/v5":                        {ImportPath: "github.com/jackc/pgx/v5"},
 	}
