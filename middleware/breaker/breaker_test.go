@@ -3,6 +3,8 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ func TestCircuitBreakerOpensAndRefusesWithDelay(t *testing.T) {
 	err = h.Handle(context.Background(), msg())
 	var ra *eventkit.RetryAfterError
 	if !errors.As(err, &ra) || ra.Delay != 3*time.Second || !errors.Is(err, breaker.ErrOpen) {
-		t.Fatalf("err = %v; want RetryAfter(3s) wrapping ErrBreakerOpen", err)
+		t.Fatalf("err = %v; want RetryAfter(3s) wrapping ErrOpen", err)
 	}
 	if calls != 2 {
 		t.Fatalf("handler called %d times; want 2 (not called while open)", calls)
@@ -114,5 +116,51 @@ func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
 	want := []string{"closed>open", "open>half-open", "half-open>closed"}
 	if len(transitions) != 3 || transitions[0] != want[0] || transitions[1] != want[1] || transitions[2] != want[2] {
 		t.Fatalf("transitions %v, want %v", transitions, want)
+	}
+}
+
+// recordingReporter is a StateReporter that is not Prometheus.
+type recordingReporter struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (r *recordingReporter) SetBreakerState(name string, state int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, fmt.Sprintf("%s=%d", name, state))
+}
+
+// Any StateReporter receives the states: closed at creation, then open,
+// half-open and closed again, with the numbers of the gauge.
+func TestStateReporterSeesEveryState(t *testing.T) {
+	rep := &recordingReporter{}
+	fail := true
+	mw := breaker.Middleware(breaker.Name("db"), breaker.Failures(1), breaker.OpenPeriod(time.Millisecond), breaker.Metrics(rep))
+	h := mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error {
+		if fail {
+			return mwtest.ErrTransient
+		}
+		return nil
+	}))
+	msg := eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil)
+	_ = h.Handle(context.Background(), msg) // opens
+	fail = false
+	mwtest.Eventually(t, "the breaker to close after its open period", func() bool {
+		return h.Handle(context.Background(), eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil)) == nil
+	})
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if want := []string{"db=0", "db=2", "db=1", "db=0"}; !slices.Equal(rep.states, want) {
+		t.Fatalf("states reported %v; want %v", rep.states, want)
+	}
+}
+
+// A nil *prom.Metrics given as the reporter is a no-op, as before the move.
+func TestNilPromMetricsReporter(t *testing.T) {
+	var m *prom.Metrics
+	h := breaker.Middleware(breaker.Metrics(m))(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
+	if err := h.Handle(context.Background(), eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -57,7 +57,7 @@ func TestMetricsDurationInFlightAndNativeHistogram(t *testing.T) {
 	// A second Metrics on the same registry shares the collectors.
 	again, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
-		t.Fatalf("second NewMetrics on one registry: %v", err)
+		t.Fatalf("second prom.New on one registry: %v", err)
 	}
 	_ = again.Middleware()(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })).Handle(
 		context.Background(), eventkit.NewMessage(h.Topic("orders.eu"), mwtest.NewEvent("x"), 1, nil, nil))
