@@ -20,8 +20,9 @@
 //   - each middleware subpackage (tracing, prom, breaker, schema),
 //     es/esprom and nats/natsserver pull only their own heavy library;
 //   - eventkittest (imported by third-party transports' tests) and the
-//     driver layer pull no driver and no heavy library (the driver rule is
-//     skipped while that package does not exist).
+//     driver layer (packages driver and transport) pull no driver and no
+//     heavy library (the rules of those two are skipped while they do not
+//     exist).
 //
 // A rule that the code cannot satisfy yet is listed as pending, with the
 // reason: the test reports it (t.Log) without failing while it is broken,

@@ -126,6 +126,8 @@ func rules() []rule {
 			why: "the conformance suites, which third-party transports import, pull no driver and no heavy library"},
 		rule{pkg: "driver", forbid: join(drivers, middlewareLibs), ifPresent: true,
 			why: "the driver layer under every transport pulls no driver and no heavy library"},
+		rule{pkg: "transport", forbid: join(drivers, middlewareLibs), ifPresent: true,
+			why: "the publisher and subscriber built once on the driver layer pull no driver and no heavy library"},
 		rule{pkg: "nats/natsserver", forbid: join(observability, without(drivers, natsServer, natsgo), []heavy{jsonschema, gobreaker, backoff}),
 			why: "the embedded server pulls nats-server and nats.go, nothing else heavy"},
 	)
