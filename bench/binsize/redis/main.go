@@ -10,5 +10,5 @@ import (
 func main() {
 	c := goredis.NewClient(&goredis.Options{Addr: "localhost:6379"})
 	defer c.Close()
-	run.PubSub(ekredis.New(c))
+	run.PubSub(run.Must(ekredis.New(c)))
 }

@@ -55,3 +55,16 @@ func PubSub(t interface {
 		log.Fatal(err)
 	}
 }
+
+// Must returns v, and fails the program if errs holds a non-nil error. It
+// takes a constructor's results whether or not the constructor returns an
+// error (Must(redis.New(c)) compiles for both shapes), so that one program
+// measures commits on both sides of a constructor change.
+func Must[T any](v T, errs ...error) T {
+	for _, err := range errs {
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	return v
+}
