@@ -66,8 +66,11 @@ version)
   exit 0
   ;;
 stop)
-  if [ -s "$dir/kafka.pid" ] && kill "$(cat "$dir/kafka.pid")" 2>/dev/null; then
-    for _ in $(seq 120); do up $port || break; sleep 0.25; done
+  # The node shuts down cleanly on SIGTERM; SIGKILL after 60 s.
+  pid=$(cat "$dir/kafka.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+    for _ in $(seq 240); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/kafka.pid"
   exit 0
