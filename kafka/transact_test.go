@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -195,6 +196,16 @@ func exactlyOnceAfterKill(t *testing.T, brokers []string, names eosNames, rf int
 func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client, group string) int64 {
 	t.Helper()
 	offs, err := adm.FetchOffsets(ctx, group)
+	// A coordinator that is loading or moving (a new cluster, a broker
+	// killed) answers again soon.
+	for errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.NotCoordinator) ||
+		errors.Is(err, kerr.CoordinatorLoadInProgress) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		offs, err = adm.FetchOffsets(ctx, group)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 0
