@@ -45,9 +45,9 @@ classpath() {
     if ls ${cp//:/ } >/dev/null 2>&1; then return 0; fi
   fi
   command -v mvn >/dev/null 2>&1 || { say "mvn not found: install Maven"; return 1; }
-  say "resolving Kafka $(version) from Maven Central (mvn dependency:build-classpath)"
-  local offline=
-  [ "${EVENTKIT_KAFKA_MVN_OFFLINE:-}" = 1 ] && offline=-o
+  local offline= from="Maven Central"
+  [ "${EVENTKIT_KAFKA_MVN_OFFLINE:-}" = 1 ] && offline=-o from="~/.m2 (offline)"
+  say "resolving Kafka $(version) from $from (mvn dependency:build-classpath)"
   mvn -q -B $offline -f "$here/pom.xml" dependency:build-classpath \
     -Dmdep.outputFile="$dir/classpath.txt.new" >"$dir/mvn.log" 2>&1 ||
     { tail -20 "$dir/mvn.log" >&2; return 1; }
