@@ -259,6 +259,7 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 	start()
 	adm := kadm.NewClient(tr.Client())
 	killed := 0
+	looks, failedLooks := 0, 0
 	var (
 		progress int64
 		lastErr  error
@@ -266,7 +267,9 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 	for {
 		// The group's coordinator may be the killed broker: until the
 		// client finds the new one, the look fails and is made again.
-		if p, err := progressOf(ctx, adm, names.group); err != nil {
+		looks++
+		if p, err := progressOf(ctx, brokers, names.group); err != nil {
+			failedLooks++
 			lastErr = err
 		} else {
 			progress = p
@@ -302,7 +305,7 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 			}
 			start()
 		case <-ctx.Done():
-			t.Fatalf("the loop did not finish the input (at %d of %d; last look: %v)", progress, inputs, lastErr)
+			t.Fatalf("the loop did not finish the input (at %d of %d; %d of %d looks at the group's offsets failed, the last with %v)", progress, inputs, failedLooks, looks, lastErr)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -338,9 +341,19 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 	t.Logf("restarts of Run: %d; log holds %d output records, %d committed", restarts, total, inputs)
 }
 
-// progressOf returns the inputs group has committed.
-func progressOf(ctx context.Context, adm *kadm.Client, group string) (int64, error) {
-	offs, err := adm.FetchOffsets(ctx, group)
+// progressOf returns the inputs group has committed. It asks with a new
+// client each time: in one run, a long-lived client whose group coordinator
+// had been on the killed broker failed every look for four minutes with
+// "unable to dial" to that broker.
+func progressOf(ctx context.Context, brokers []string, group string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
 	if err != nil {
 		return 0, err
 	}
