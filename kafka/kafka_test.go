@@ -1,8 +1,6 @@
 package kafka_test
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -89,24 +87,4 @@ func TestTransportStructured(t *testing.T) {
 		}
 		return tr, tr
 	}, f)
-}
-
-// TestTransportRealBroker runs the suite against the brokers in
-// EVENTKIT_KAFKA_BROKERS (comma-separated), and skips when it is unset:
-// no Kafka broker runs on the development or CI machines.
-func TestTransportRealBroker(t *testing.T) {
-	env := os.Getenv("EVENTKIT_KAFKA_BROKERS")
-	if env == "" {
-		t.Skip("EVENTKIT_KAFKA_BROKERS not set; the kfake tests cover the transport")
-	}
-	brokers := strings.Split(env, ",")
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(kafka.WithBrokers(brokers...), kafka.WithTopicCreation(8, -1, map[string]*string{"max.message.bytes": ptr("2097152")}), kafka.WithBatchMaxBytes(2<<20),
-			kafka.WithHeartbeatInterval(500*time.Millisecond), kafka.WithCommitInterval(100*time.Millisecond),
-			kafka.WithMetadataMaxAge(2*time.Second))
-		if err != nil {
-			t.Fatalf("kafka.New: %v", err)
-		}
-		return tr, tr
-	}, features)
 }

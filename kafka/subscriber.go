@@ -231,7 +231,7 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 // for, the current end offset, so that the group starts at the events
 // published from now on.
 func (t *Transport) initGroup(ctx context.Context, group string, topics []string) error {
-	have, err := t.adm.FetchOffsets(ctx, group)
+	have, err := t.fetchGroupOffsets(ctx, group)
 	if err != nil && !isNoGroup(err) {
 		return fmt.Errorf("kafka: fetch offsets of group %q: %w", group, err)
 	}

@@ -84,6 +84,13 @@ func setup(t *testing.T, partitions int32) (*kafka.Transport, string, context.Co
 func setupBrokers(t *testing.T, partitions int32) (*kafka.Transport, string, context.Context, []string) {
 	t.Helper()
 	brokers := newCluster(t)
+	tr, name, ctx := setupOn(t, brokers, partitions)
+	return tr, name, ctx, brokers
+}
+
+// setupOn creates a topic of a unique name on brokers.
+func setupOn(t *testing.T, brokers []string, partitions int32) (*kafka.Transport, string, context.Context) {
+	t.Helper()
 	tr := newTransport(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -91,7 +98,7 @@ func setupBrokers(t *testing.T, partitions int32) (*kafka.Transport, string, con
 	if err := tr.CreateTopic(ctx, name, partitions, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	return tr, name, ctx, brokers
+	return tr, name, ctx
 }
 
 // The committed offset stops at the first record not yet acked, however
@@ -166,7 +173,12 @@ func TestNackHoldsCommitAndRedelivers(t *testing.T) {
 // up only after its messages in flight are settled and committed: the new
 // member's Subscribe waits for that, and nothing is delivered twice.
 func TestRevokeFinishesInFlightAndCommits(t *testing.T) {
-	tr, name, ctx, brokers := setupBrokers(t, 4)
+	testRevokeFinishesInFlightAndCommits(t, newCluster(t))
+}
+
+func testRevokeFinishesInFlightAndCommits(t *testing.T, brokers []string) {
+	tr, name, ctx := setupOn(t, brokers, 4)
+	group := eventkittest.UniqueName("g")
 	evs := events("r-", 40)
 	for i := range evs {
 		evs[i].SetExtension("partitionkey", "k"+strconv.Itoa(i))
@@ -174,7 +186,7 @@ func TestRevokeFinishesInFlightAndCommits(t *testing.T) {
 	if err := tr.Publish(ctx, name, evs...); err != nil {
 		t.Fatal(err)
 	}
-	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart())
+	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup(group), eventkit.FromStart())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +201,7 @@ func TestRevokeFinishesInFlightAndCommits(t *testing.T) {
 	)
 	go func() {
 		defer close(joined)
-		b, berr = tr2.Subscribe(ctx, name, eventkit.WithGroup("g"))
+		b, berr = tr2.Subscribe(ctx, name, eventkit.WithGroup(group))
 	}()
 	select {
 	case <-joined:
@@ -212,7 +224,7 @@ func TestRevokeFinishesInFlightAndCommits(t *testing.T) {
 		t.Fatalf("second member: %v", berr)
 	}
 	defer b.Close()
-	got := committed(t, ctx, tr, "g", name)
+	got := committed(t, ctx, tr, group, name)
 	var sum int64
 	for _, o := range got {
 		sum += o
@@ -347,12 +359,17 @@ func TestPatternFindsTopicCreatedElsewhere(t *testing.T) {
 // nothing: the nacked record is delivered again and the commit reaches the
 // end only after it is acked.
 func TestRegainedPartitionLosesNothing(t *testing.T) {
-	tr, name, ctx, brokers := setupBrokers(t, 1)
+	testRegainedPartitionLosesNothing(t, newCluster(t))
+}
+
+func testRegainedPartitionLosesNothing(t *testing.T, brokers []string) {
+	tr, name, ctx := setupOn(t, brokers, 1)
+	group := eventkittest.UniqueName("g")
 	const n = 40
 	if err := tr.Publish(ctx, name, events("g-", n)...); err != nil {
 		t.Fatal(err)
 	}
-	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup("g"), eventkit.FromStart(), eventkit.WithBuffer(2))
+	a, err := tr.Subscribe(ctx, name, eventkit.WithGroup(group), eventkit.FromStart(), eventkit.WithBuffer(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +387,7 @@ func TestRegainedPartitionLosesNothing(t *testing.T) {
 	var b eventkit.Subscription
 	go func() {
 		var err error
-		b, err = tr2.Subscribe(ctx, other, eventkit.WithGroup("g"))
+		b, err = tr2.Subscribe(ctx, other, eventkit.WithGroup(group))
 		joined <- err
 	}()
 
@@ -392,7 +409,7 @@ func TestRegainedPartitionLosesNothing(t *testing.T) {
 		t.Fatalf("second member: %v", err)
 	}
 	defer b.Close()
-	if got := committed(t, ctx, tr, "g", name)[0]; got != 0 {
+	if got := committed(t, ctx, tr, group, name)[0]; got != 0 {
 		t.Fatalf("committed %d past the nacked offset 0", got)
 	}
 	timeout := time.After(30 * time.Second)
@@ -414,5 +431,5 @@ func TestRegainedPartitionLosesNothing(t *testing.T) {
 			t.Fatalf("never delivered again: %v", missing)
 		}
 	}
-	waitCommitted(t, ctx, tr, "g", name, n)
+	waitCommitted(t, ctx, tr, group, name, n)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/eventkit/eventkit/topic"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -92,10 +93,63 @@ func (t *Transport) createKafkaTopic(ctx context.Context, k string, partitions i
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("kafka: create topic %q: %w", k, err)
 	}
+	// A broker answers CreateTopics before every broker's metadata shows
+	// the topic; a produce in that window fails with
+	// UNKNOWN_TOPIC_OR_PARTITION once the client's few retries are used up.
+	// So the topic is usable when this returns, wait for its leaders (also
+	// when another client created it a moment ago).
+	if werr := t.waitTopicReady(ctx, k); werr != nil {
+		return fmt.Errorf("kafka: create topic %q: %w", k, werr)
+	}
 	t.known.Store(k, struct{}{})
 	if err == nil {
 		// Let this transport's pattern subscriptions see the topic now.
 		t.refreshSubscriptions()
+	}
+	return nil
+}
+
+// waitTopicReady polls the metadata of topic k until every partition has a
+// leader, or ctx ends.
+func (t *Transport) waitTopicReady(ctx context.Context, k string) error {
+	backoff := 10 * time.Millisecond
+	for {
+		details, err := t.adm.ListTopics(ctx, k)
+		if err == nil {
+			err = topicNotReady(details, k)
+		}
+		if err == nil {
+			return nil
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("waiting for the topic's leaders: %w (last: %v)", ctx.Err(), err)
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+// topicNotReady returns why the metadata of k does not show it usable yet.
+func topicNotReady(details kadm.TopicDetails, k string) error {
+	d, ok := details[k]
+	switch {
+	case !ok:
+		return kerr.UnknownTopicOrPartition
+	case d.Err != nil:
+		return d.Err
+	case len(d.Partitions) == 0:
+		return errors.New("no partitions yet")
+	}
+	for _, p := range d.Partitions {
+		if p.Err != nil {
+			return p.Err
+		}
+		if p.Leader < 0 {
+			return fmt.Errorf("partition %d has no leader", p.Partition)
+		}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -26,11 +27,27 @@ const (
 	eosKillAfter = 700 // outputs the helper produces before it stops to be killed
 )
 
-// transform is the test's transform: one output per input, keyed alike.
-func transform(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error {
-	ev := eventkittest.NewEvent("out-" + m.Event.ID())
-	ev.SetExtension("partitionkey", eventkit.EventKey(m.Event))
-	return out.Publish(ctx, "eos.out", ev)
+// eosNames are the topics, group and transactional id of one run of the
+// exactly-once test.
+type eosNames struct{ in, out, group, txn string }
+
+// kfakeEOSNames are the names on kfake, which starts empty for each test; a
+// real broker keeps its topics, so tests on one use uniqueEOSNames.
+var kfakeEOSNames = eosNames{"eos.in", "eos.out", "eos-group", "eos-txn"}
+
+func uniqueEOSNames() eosNames {
+	p := eventkittest.UniqueName("eos")
+	return eosNames{p + ".in", p + ".out", p + "-group", p + "-txn"}
+}
+
+// transformTo is the test's transform: one output per input on topic out,
+// keyed alike.
+func transformTo(out string) kafka.TransformFunc {
+	return func(ctx context.Context, m *eventkit.Message, pub eventkit.Publisher) error {
+		ev := eventkittest.NewEvent("out-" + m.Event.ID())
+		ev.SetExtension("partitionkey", eventkit.EventKey(m.Event))
+		return pub.Publish(ctx, out, ev)
+	}
 }
 
 func eosTransport(t testing.TB, brokers []string) *kafka.Transport {
@@ -51,10 +68,16 @@ func TestEOSHelperProcess(t *testing.T) {
 	if os.Getenv(eosHelperEnv) == "" {
 		t.Skip("helper process of TestExactlyOnceAfterKill")
 	}
-	brokers := strings.Split(os.Getenv(eosHelperEnv), ",")
+	// brokers;in;out;group;txn
+	f := strings.Split(os.Getenv(eosHelperEnv), ";")
+	if len(f) != 5 {
+		t.Fatalf("%s=%q: want brokers;in;out;group;txn", eosHelperEnv, os.Getenv(eosHelperEnv))
+	}
+	brokers, names := strings.Split(f[0], ","), eosNames{f[1], f[2], f[3], f[4]}
 	tr := eosTransport(t, brokers)
+	transform := transformTo(names.out)
 	var n atomic.Int64
-	x, err := tr.NewTransactor("eos.in", "eos-group", "eos-txn", func(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error {
+	x, err := tr.NewTransactor(names.in, names.group, names.txn, func(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error {
 		if err := transform(ctx, m, out); err != nil {
 			return err
 		}
@@ -85,11 +108,16 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	brokers := c.ListenAddrs()
+	exactlyOnceAfterKill(t, c.ListenAddrs(), kfakeEOSNames, 1)
+}
+
+// exactlyOnceAfterKill is TestExactlyOnceAfterKill on brokers, with the
+// output topic's replication factor rf.
+func exactlyOnceAfterKill(t *testing.T, brokers []string, names eosNames, rf int16) {
 	tr := eosTransport(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := tr.CreateTopic(ctx, "eos.out", 4, 1, nil); err != nil {
+	if err := tr.CreateTopic(ctx, names.out, 4, rf, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < eosInputs; i += 100 {
@@ -99,20 +127,20 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
 			batch = append(batch, ev)
 		}
-		if err := tr.Publish(ctx, "eos.in", batch...); err != nil {
+		if err := tr.Publish(ctx, names.in, batch...); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	// 1. The first instance, in a subprocess, is killed mid-transaction.
-	child := eventkittest.StartChild(t, "^TestEOSHelperProcess$", eosHelperEnv+"="+strings.Join(brokers, ","))
+	child := eventkittest.StartChild(t, "^TestEOSHelperProcess$", eosHelperEnv+"="+strings.Join(append([]string{strings.Join(brokers, ",")}, names.in, names.out, names.group, names.txn), ";"))
 	child.WaitLine(t, "MID", 2*time.Minute) // no shorter than ctx's bound
 	if err := child.Kill(); err != nil {
 		t.Fatal(err)
 	}
 
 	adm := kadm.NewClient(tr.Client())
-	committedBefore := groupProgress(t, ctx, adm)
+	committedBefore := groupProgress(t, ctx, adm, names.group)
 	if committedBefore <= 0 || committedBefore >= eosInputs {
 		t.Fatalf("the killed instance committed %d of %d inputs; want a kill in the middle", committedBefore, eosInputs)
 	}
@@ -120,13 +148,13 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	// 2. A new instance with the same transactional id fences the dead one
 	// (aborting its open transaction) and finishes the input.
 	runCtx, stop := context.WithCancel(ctx)
-	x, err := tr.NewTransactor("eos.in", "eos-group", "eos-txn", transform, eosTxOptions()...)
+	x, err := tr.NewTransactor(names.in, names.group, names.txn, transformTo(names.out), eosTxOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- x.Run(runCtx) }()
-	for groupProgress(t, ctx, adm) < eosInputs {
+	for groupProgress(t, ctx, adm, names.group) < eosInputs {
 		select {
 		case err := <-runErr:
 			t.Fatalf("Run ended: %v", err)
@@ -141,7 +169,7 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	}
 
 	// 3. read_committed: every output exactly once.
-	committed := readAll(t, ctx, brokers, kgo.ReadCommitted(), eosInputs)
+	committed := readAll(t, ctx, brokers, names.out, kgo.ReadCommitted(), eosInputs)
 	if len(committed) != eosInputs {
 		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), eosInputs)
 	}
@@ -153,7 +181,7 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 	}
 	// The killed transaction's outputs did reach the log: read_uncommitted
 	// sees more records than inputs, so the test exercised an abort.
-	uncommitted := readAll(t, ctx, brokers, kgo.ReadUncommitted(), eosInputs+1)
+	uncommitted := readAll(t, ctx, brokers, names.out, kgo.ReadUncommitted(), eosInputs+1)
 	total := 0
 	for _, n := range uncommitted {
 		total += n
@@ -165,9 +193,19 @@ func TestExactlyOnceAfterKill(t *testing.T) {
 }
 
 // groupProgress returns the inputs the group has committed.
-func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client) int64 {
+func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client, group string) int64 {
 	t.Helper()
-	offs, err := adm.FetchOffsets(ctx, "eos-group")
+	offs, err := adm.FetchOffsets(ctx, group)
+	// A coordinator that is loading or moving (a new cluster, a broker
+	// killed) answers again soon.
+	for errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.NotCoordinator) ||
+		errors.Is(err, kerr.CoordinatorLoadInProgress) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		offs, err = adm.FetchOffsets(ctx, group)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 0
@@ -183,12 +221,12 @@ func groupProgress(t *testing.T, ctx context.Context, adm *kadm.Client) int64 {
 	return n
 }
 
-// readAll counts the output ids in eos.out read from the start with the
+// readAll counts the output ids in topic read from the start with the
 // isolation level: at least min records, then until the topic stays quiet
 // for a second (so that a duplicate has time to show).
-func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.IsolationLevel, min int) map[string]int {
+func readAll(t *testing.T, ctx context.Context, brokers []string, topic string, level kgo.IsolationLevel, min int) map[string]int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("eos.out"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +239,7 @@ func readAll(t *testing.T, ctx context.Context, brokers []string, level kgo.Isol
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			t.Fatalf("reading eos.out: read %d records, want at least %d: %v", total, min, ctx.Err())
+			t.Fatalf("reading %s: read %d records, want at least %d: %v", topic, total, min, ctx.Err())
 		}
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {

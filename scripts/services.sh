@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts every server the tests use, on this machine:
-# PostgreSQL (wal_level=logical, for CDC), Redis, RabbitMQ, Mosquitto and
-# NATS with JetStream. It is safe to run again: a server that already answers
+# PostgreSQL (wal_level=logical, for CDC), Redis, RabbitMQ, Mosquitto, NATS
+# with JetStream and Apache Kafka (one KRaft node). It is safe to run again: a server that already answers
 # on its port is left as it is.
 #
 # What it changes on a machine, when run as root:
@@ -10,6 +10,11 @@
 #   - nats-server is built with `go install` from the Go module proxy, at the
 #     version go.mod names (the same server the embedded mode runs), into
 #     /usr/local/bin;
+#   - Apache Kafka is resolved from Maven Central by scripts/kafka/pom.xml
+#     (mvn, into ~/.m2) and run with the machine's Java by
+#     scripts/kafka/start.sh (data and log in /tmp/eventkit-kafka; each
+#     start is a new, empty node). Java and Maven are apt-get installed when
+#     missing;
 #   - PostgreSQL's main cluster gets conf.d/eventkit.conf (wal_level=logical,
 #     replication slots, connections) and pg_hba.conf lines that trust local
 #     TCP connections (127.0.0.1 and ::1), so the tests connect as `postgres`
@@ -21,6 +26,9 @@
 #   EVENTKIT_SKIP_INSTALL=1   install nothing; start what is installed
 #   EVENTKIT_SKIP_SERVICES=1  do nothing (point the EVENTKIT_* variables of
 #                             CONTRIBUTING.md at servers that already run)
+#   EVENTKIT_SKIP_KAFKA=1     leave Kafka out (its JVM takes ~350 MB; the
+#                             Kafka tests that need it skip, or fail under CI)
+#   KAFKA_HEAP_OPTS           the Kafka JVM's heap (default -Xmx512m -Xms128m)
 # Exit status: 0 when every server answers at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -63,8 +71,25 @@ command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+if [ "${EVENTKIT_SKIP_KAFKA:-}" != 1 ]; then
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" || say "could not install ${missing[*]} (not root, EVENTKIT_SKIP_INSTALL=1, or apt-get failed)"
+fi
+
+# Kafka starts in the background first (its JVM takes a while) and is
+# waited for after the other servers.
+kafka_pid=
+if [ "${EVENTKIT_SKIP_KAFKA:-}" != 1 ] && ! up 9092 &&
+  command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+  # Without installs, Maven works offline: Kafka starts only when its jars
+  # are in ~/.m2 already.
+  offline=
+  [ $can_install = 1 ] || offline=1
+  EVENTKIT_KAFKA_MVN_OFFLINE=$offline bash scripts/kafka/start.sh >/tmp/eventkit-kafka-start.log 2>&1 &
+  kafka_pid=$!
 fi
 
 # PostgreSQL
@@ -160,6 +185,11 @@ if ! up 4222; then
   fi
 fi
 
+if [ -n "$kafka_pid" ]; then
+  wait "$kafka_pid" || say "Kafka did not start (scripts/kafka/start.sh):"
+  sed 's/^/  /' /tmp/eventkit-kafka-start.log
+fi
+
 # One line per server, with its version.
 report() { # name port version
   if up "$2"; then say "$1 up on 127.0.0.1:$2 ($3)"; else
@@ -172,4 +202,9 @@ report Redis 6379 "$(redis-server --version 2>/dev/null | awk '{print $3}' | sed
 report RabbitMQ 5672 "$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null)"
 report Mosquitto 1883 "$(mosquitto -h 2>/dev/null | awk 'NR==1 {print $3}')"
 report NATS 4222 "$( (command -v nats-server >/dev/null && nats-server --version) 2>/dev/null), JetStream"
+if [ "${EVENTKIT_SKIP_KAFKA:-}" = 1 ]; then
+  say "Kafka skipped (EVENTKIT_SKIP_KAFKA=1)"
+else
+  report Kafka 9092 "$(bash scripts/kafka/start.sh version 2>/dev/null), KRaft"
+fi
 exit $status

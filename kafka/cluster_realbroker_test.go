@@ -1,0 +1,367 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// kafkaNode is one node (broker and controller) of a cluster a test runs.
+type kafkaNode struct {
+	id          int
+	port, cport int
+	dir         string
+	cmd         *exec.Cmd
+}
+
+func (n *kafkaNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
+
+// tail returns the end of the node's log, for a failure message.
+func (n *kafkaNode) tail() string {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+// kafkaClasspath returns Apache Kafka's classpath from scripts/kafka (Maven
+// resolves it on first use), or skips t naming what is missing (fails it
+// under CI=true).
+func kafkaClasspath(t *testing.T) string {
+	t.Helper()
+	var missing []string
+	for _, tool := range []string{"java", "mvn"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		why := "cannot run Apache Kafka: missing " + strings.Join(missing, ", ") + " (Java 17+ and Maven)"
+		if eventkittest.InCI() {
+			t.Fatalf("%s (CI=true)", why)
+		}
+		t.Skip(why)
+	}
+	out, err := exec.Command("bash", "../scripts/kafka/start.sh", "classpath").Output()
+	if err != nil {
+		t.Fatalf("scripts/kafka/start.sh classpath: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	cp, err := os.ReadFile(lines[len(lines)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(cp))
+}
+
+// freePorts returns n TCP ports free on 127.0.0.1 at the time of the call.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	ls := make([]net.Listener, n)
+	for i := range ls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls[i] = l
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return ports
+}
+
+// startKafkaCluster starts an Apache Kafka cluster of size KRaft nodes, each
+// broker and controller, on loopback, with replication factor size for the
+// internal topics and as the default; it returns when every broker is in the
+// cluster's metadata. The nodes are killed when the test ends.
+func startKafkaCluster(t *testing.T, ctx context.Context, size int) []*kafkaNode {
+	t.Helper()
+	cp := kafkaClasspath(t)
+	ports := freePorts(t, 2*size)
+	root := t.TempDir()
+	nodes := make([]*kafkaNode, size)
+	var voters []string
+	for i := range nodes {
+		n := &kafkaNode{id: i + 1, port: ports[2*i], cport: ports[2*i+1], dir: filepath.Join(root, "node"+strconv.Itoa(i+1))}
+		nodes[i] = n
+		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", n.id, n.cport))
+	}
+	minISR := min(2, size)
+	java := func(n *kafkaNode, args ...string) *exec.Cmd {
+		a := []string{"-Xmx256m", "-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+			"-Dlog4j2.configurationFile=" + filepath.Join(n.dir, "log4j2.properties"), "-cp", cp}
+		return exec.Command("java", append(a, args...)...)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, size)
+	for i, n := range nodes {
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		props := fmt.Sprintf(`process.roles=broker,controller
+node.id=%d
+controller.quorum.voters=%s
+listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d
+advertised.listeners=PLAINTEXT://127.0.0.1:%d
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=%s
+default.replication.factor=%d
+min.insync.replicas=%d
+offsets.topic.replication.factor=%d
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=%d
+transaction.state.log.min.isr=%d
+transaction.state.log.num.partitions=8
+group.min.session.timeout.ms=500
+group.initial.rebalance.delay.ms=0
+`, n.id, strings.Join(voters, ","), n.port, n.cport, n.port, filepath.Join(n.dir, "data"),
+			size, minISR, size, size, minISR)
+		log4j := fmt.Sprintf("status = warn\nappender.file.type = File\nappender.file.name = file\n"+
+			"appender.file.fileName = %s\nappender.file.layout.type = PatternLayout\n"+
+			"appender.file.layout.pattern = [%%d] %%p %%m (%%c)%%n\nrootLogger.level = INFO\n"+
+			"rootLogger.appenderRef.file.ref = file\n", filepath.Join(n.dir, "server.log"))
+		if err := os.WriteFile(filepath.Join(n.dir, "server.properties"), []byte(props), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(n.dir, "log4j2.properties"), []byte(log4j), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := java(n, "kafka.tools.StorageTool", "format", "-t", "ZXZlbnRraXQtdGVzdHMtMw",
+				"-c", filepath.Join(n.dir, "server.properties")).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("format node %d: %v: %s", n.id, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		out, err := os.Create(filepath.Join(n.dir, "stdout.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cmd = java(n, "kafka.Kafka", filepath.Join(n.dir, "server.properties"))
+		n.cmd.Stdout, n.cmd.Stderr = out, out
+		if err := n.cmd.Start(); err != nil {
+			t.Fatalf("start node %d: %v", n.id, err)
+		}
+		_ = out.Close()
+		t.Cleanup(func() {
+			_ = n.cmd.Process.Kill()
+			_ = n.cmd.Wait()
+		})
+	}
+	addrs := make([]string, size)
+	for i, n := range nodes {
+		addrs[i] = n.addr()
+	}
+	// A new client for each look: a client keeps the broker list of its
+	// first metadata answer for a while.
+	brokersNow := func(ctx context.Context) ([]int32, error) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		m, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+		return m.Brokers.NodeIDs(), err
+	}
+	upCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		ids, err := brokersNow(upCtx)
+		if err == nil && len(ids) == size {
+			return nodes
+		}
+		select {
+		case <-upCtx.Done():
+			for _, n := range nodes {
+				t.Logf("node %d's log ends:\n%s", n.id, n.tail())
+			}
+			t.Fatalf("the %d-node cluster did not come up in 2 minutes (brokers in the metadata: %v, %v)", size, ids, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// TestKafkaRealBrokerClusterExactlyOnceBrokerKilled runs a transactional
+// consume-transform-produce loop on a 3-node Apache Kafka cluster (KRaft,
+// replication factor 3, min.insync.replicas 2) and SIGKILLs the broker that
+// coordinates the loop's transactions in the middle of it. The loop carries
+// on with the two others (a Run that ends with an error is started again
+// with the same transactional id, as an application would); read_committed
+// then holds every output exactly once.
+func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
+	const inputs = 3000
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nodes := startKafkaCluster(t, ctx, 3)
+	var brokers []string
+	for _, n := range nodes {
+		brokers = append(brokers, n.addr())
+	}
+	names := uniqueEOSNames()
+	tr := eosTransport(t, brokers)
+	for _, topic := range []string{names.in, names.out} {
+		if err := tr.CreateTopic(ctx, topic, 4, 3, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < inputs; i += 100 {
+		batch := make([]event.Event, 0, 100)
+		for j := i; j < i+100; j++ {
+			ev := eventkittest.NewEvent("in-" + strconv.Itoa(j))
+			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
+			batch = append(batch, ev)
+		}
+		if err := tr.Publish(ctx, names.in, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	runs := make(chan error, 1)
+	var restarts int
+	start := func() {
+		x, err := tr.NewTransactor(names.in, names.group, names.txn, transformTo(names.out), eosTxOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { runs <- x.Run(runCtx) }()
+	}
+	start()
+	adm := kadm.NewClient(tr.Client())
+	killed := 0
+	looks, failedLooks := 0, 0
+	var (
+		progress int64
+		lastErr  error
+	)
+	for {
+		// The group's coordinator may be the killed broker: until the
+		// client finds the new one, the look fails and is made again.
+		looks++
+		if p, err := progressOf(ctx, brokers, names.group); err != nil {
+			failedLooks++
+			lastErr = err
+		} else {
+			progress = p
+		}
+		if progress >= inputs {
+			break
+		}
+		if killed == 0 && progress >= inputs/3 {
+			co := adm.FindTxnCoordinators(ctx, names.txn)
+			var victim *kafkaNode
+			for _, c := range co {
+				for _, n := range nodes {
+					if c.Err == nil && int(c.NodeID) == n.id {
+						victim = n
+					}
+				}
+			}
+			if victim == nil {
+				t.Fatalf("no transaction coordinator found for %s: %v", names.txn, co)
+			}
+			if err := victim.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed = victim.id
+			t.Logf("SIGKILLed node %d, the transaction coordinator, after %d of %d inputs", victim.id, progress, inputs)
+		}
+		select {
+		case err := <-runs:
+			restarts++
+			t.Logf("Run ended (%v); starting again", err)
+			if restarts > 20 {
+				t.Fatalf("Run ended %d times; last: %v", restarts, err)
+			}
+			start()
+		case <-ctx.Done():
+			t.Fatalf("the loop did not finish the input (at %d of %d; %d of %d looks at the group's offsets failed, the last with %v)", progress, inputs, failedLooks, looks, lastErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-runs; err != nil {
+		t.Logf("last Run: %v", err)
+	}
+	if killed == 0 {
+		t.Fatal("the loop finished before a broker was killed")
+	}
+
+	var alive []string
+	for _, n := range nodes {
+		if n.id != killed {
+			alive = append(alive, n.addr())
+		}
+	}
+	committed := readAll(t, ctx, alive, names.out, kgo.ReadCommitted(), inputs)
+	if len(committed) != inputs {
+		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), inputs)
+	}
+	for i := 0; i < inputs; i++ {
+		id := "out-in-" + strconv.Itoa(i)
+		if committed[id] != 1 {
+			t.Errorf("read_committed: %s appears %d times, want once", id, committed[id])
+		}
+	}
+	uncommitted := readAll(t, ctx, alive, names.out, kgo.ReadUncommitted(), inputs)
+	total := 0
+	for _, n := range uncommitted {
+		total += n
+	}
+	t.Logf("restarts of Run: %d; log holds %d output records, %d committed", restarts, total, inputs)
+}
+
+// progressOf returns the inputs group has committed. It asks with a new
+// client each time: in one run, a long-lived client whose group coordinator
+// had been on the killed broker failed every look for four minutes with
+// "unable to dial" to that broker.
+func progressOf(ctx context.Context, brokers []string, group string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil {
+			n += o.At
+		}
+	})
+	return n, nil
+}
