@@ -2,12 +2,16 @@ package amqp
 
 import (
 	"fmt"
+	"math"
 	"mime"
+	"reflect"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/internal/jsonvalid"
@@ -56,45 +60,104 @@ func encode(e event.Event, structured bool) (amqp.Publishing, error) {
 	return p, nil
 }
 
+// SpecHeaderPrefix is the prefix of application properties that the
+// CloudEvents AMQP binding names ("cloudEvents:" + attribute). Subscribers
+// read it as well as HeaderPrefix; publishers write HeaderPrefix.
+const SpecHeaderPrefix = "cloudEvents:"
+
+// attributeName returns the attribute a header names, and whether the header
+// names one (either prefix).
+func attributeName(k string) (string, bool) {
+	if name, ok := strings.CutPrefix(k, HeaderPrefix); ok {
+		return name, true
+	}
+	return strings.CutPrefix(k, SpecHeaderPrefix)
+}
+
+// stringAttributes are the context attributes whose type is not an
+// extension's free choice: String, URI, URI-reference (and specversion).
+var stringAttributes = map[string]bool{"specversion": true, "id": true, "source": true, "type": true, "subject": true, "dataschema": true}
+
 func decode(d *amqp.Delivery) (event.Event, error) {
 	if mt, _, err := mime.ParseMediaType(d.ContentType); err == nil && mt == StructuredContentType {
 		return eventkit.UnmarshalEvent(d.Body)
 	}
-	e := event.New()
-	if _, ok := d.Headers[HeaderPrefix+"specversion"]; !ok {
-		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion header: not a CloudEvent", HeaderPrefix)
+	_, ok1 := d.Headers[HeaderPrefix+"specversion"]
+	_, ok2 := d.Headers[SpecHeaderPrefix+"specversion"]
+	if !ok1 && !ok2 {
+		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion (or %sspecversion) header: not a CloudEvent", SpecHeaderPrefix, HeaderPrefix)
 	}
-	for k, raw := range d.Headers {
-		name, ok := strings.CutPrefix(k, HeaderPrefix)
-		if !ok {
-			continue
+	e := event.New()
+	// Both prefixes may name the same attribute: they must then agree.
+	// Headers are visited in sorted order so that the outcome does not
+	// depend on the map's order.
+	keys := make([]string, 0, len(d.Headers))
+	for k := range d.Headers {
+		if _, ok := attributeName(k); ok {
+			keys = append(keys, k)
 		}
-		var v string
-		switch x := raw.(type) {
-		case string:
-			v = x
-		case []byte:
-			v = string(x)
-		case time.Time:
-			v = x.UTC().Format(time.RFC3339Nano)
-		default:
-			v = binding.FormatValue(x)
-		}
-		if !binding.IsAttributeName(name) || name == "datacontenttype" || name == "data" {
+	}
+	sort.Strings(keys)
+	seen := make(map[string]string, len(keys))
+	headerCT := ""
+	for _, k := range keys {
+		name, _ := attributeName(k)
+		raw := d.Headers[k]
+		if !binding.IsAttributeName(name) || name == "data" {
 			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
 		}
-		if !utf8.ValidString(v) {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "value is not valid UTF-8"}
+		if raw == nil {
+			continue // AMQP null: the attribute is absent
 		}
-		if name == "specversion" && v == event.CloudEventsVersionV1 {
-			continue
-		}
-		if err := binding.Set(&e, name, v); err != nil {
+		v, err := attributeValue(name, raw)
+		if err != nil {
 			return event.Event{}, err
 		}
+		canonical := binding.FormatValue(v)
+		if s, ok := v.(string); ok && name == "time" {
+			if t, err := eventkit.ParseTime(s); err == nil {
+				canonical = binding.FormatValue(t) // the same instant in either form
+			}
+		}
+		if prev, ok := seen[name]; ok {
+			if prev != canonical {
+				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("given twice with different values (%q and %q)", prev, canonical)}
+			}
+			continue
+		}
+		seen[name] = canonical
+		if name == "datacontenttype" {
+			// The content-type property wins (section 3.1.1); the header
+			// stands in only when the property is absent.
+			s, ok := v.(string)
+			if !ok {
+				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
+			}
+			headerCT = s
+			continue
+		}
+		if s, ok := v.(string); ok {
+			if name == "specversion" && s == event.CloudEventsVersionV1 {
+				continue
+			}
+			if err := binding.Set(&e, name, s); err != nil {
+				return event.Event{}, err
+			}
+			continue
+		}
+		if name == "time" {
+			e.SetTime(v.(time.Time))
+			continue
+		}
+		e.SetExtension(name, v)
+		if err, ok := e.FieldErrors["extension:"+name]; ok {
+			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
+		}
 	}
-	if d.ContentType != "" {
-		e.SetDataContentType(d.ContentType)
+	if ct := d.ContentType; ct != "" {
+		e.SetDataContentType(ct)
+	} else if headerCT != "" {
+		e.SetDataContentType(headerCT)
 	}
 	if len(d.Body) > 0 {
 		e.DataEncoded = d.Body
@@ -103,4 +166,60 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 		return event.Event{}, err
 	}
 	return e, nil
+}
+
+// attributeValue maps a header value to the CloudEvents type system, as the
+// AMQP binding's type mapping prescribes for receivers (section 3.1.3.2):
+// the native AMQP form or the canonical string form of each attribute.
+// The result is a string (to be parsed as the attribute's string form), a
+// bool (Boolean), an int32 (Integer), a []byte (Binary) or a time.Time
+// (Timestamp). As the binding allows, input is relaxed: any integer type
+// in the Integer range, a float with an integral value, and for the String
+// attributes a binary value that is valid UTF-8.
+func attributeValue(name string, raw any) (any, error) {
+	bad := func(reason string) error { return &eventkit.ValidationError{Attribute: name, Reason: reason} }
+	var v any
+	switch x := raw.(type) {
+	case string:
+		if !utf8.ValidString(x) {
+			return nil, bad("value is not valid UTF-8")
+		}
+		return x, nil
+	case []byte:
+		if stringAttributes[name] || name == "time" {
+			if !utf8.Valid(x) {
+				return nil, bad("binary value is not valid UTF-8 text")
+			}
+			return string(x), nil
+		}
+		v = append([]byte(nil), x...)
+	case bool:
+		v = x
+	case int8, int16, int32, int64, int, uint8, uint16, uint32, uint64, uint:
+		i, err := types.ToInteger(x)
+		if err != nil {
+			return nil, bad("integer out of the range of a CloudEvents Integer (32 bits)")
+		}
+		v = i
+	case float32, float64:
+		f, _ := types.ToInteger(x)
+		if fv := reflect.ValueOf(x).Float(); fv != math.Trunc(fv) || fv > math.MaxInt32 || fv < math.MinInt32 {
+			return nil, bad(fmt.Sprintf("floating-point value %v is not a CloudEvents Integer", fv))
+		}
+		v = f
+	case time.Time:
+		v = x.UTC()
+	default:
+		return nil, bad(fmt.Sprintf("a header of AMQP type %T has no CloudEvents type", raw))
+	}
+	switch {
+	case name == "time":
+		if t, ok := v.(time.Time); ok {
+			return t, nil
+		}
+		return nil, bad(fmt.Sprintf("must be a timestamp or its string form, not %T", raw))
+	case stringAttributes[name]:
+		return nil, bad(fmt.Sprintf("must be a string, not %T", raw))
+	}
+	return v, nil
 }

@@ -14,6 +14,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	f.Add("cloudEvents_specversion", "1.0", "cloudEvents_id", "x", "cloudEvents_source", "/s", "cloudEvents_type", "t", "text/plain", []byte("hi"))
 	f.Add("cloudEvents_specversion", "1.0", "cloudEvents_time", "bad", "x", "y", "z", "w", "", []byte(nil))
+	f.Add("cloudEvents:specversion", "1.0", "cloudEvents:id", "x", "cloudEvents:source", "/s", "cloudEvents_type", "t", "text/plain", []byte("hi"))
 	f.Add("a", "b", "c", "d", "e", "f", "g", "h", "application/cloudevents+json", []byte(`{"specversion":"1.0","id":"1","source":"/","type":"t"}`))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3, k4, v4, ct string, body []byte) {
 		d := amqp.Delivery{Headers: amqp.Table{k1: v1, k2: v2, k3: v3, k4: v4}, ContentType: ct, Body: body}

@@ -22,6 +22,20 @@
 // body. Structured mode (WithStructured) sends the CloudEvents JSON format
 // with content type application/cloudevents+json. Subscribers read both.
 //
+// On input, as the binding requires of receivers, headers named with the
+// binding's own prefix "cloudEvents:" are read as well as "cloudEvents_",
+// and values may be native AMQP types as well as canonical strings: a
+// boolean is a Boolean, an integer of any width in the 32-bit range (or a
+// float with an integral value) an Integer, a byte array Binary, a
+// timestamp a Timestamp (the time attribute, or an extension); a byte
+// array that is valid UTF-8 is accepted for the String attributes (id,
+// source, type, subject, dataschema, specversion); a null header is an
+// absent attribute; a datacontenttype header is used when the content-type
+// property is absent (the property wins). Other types (decimal, table, array), a value of the
+// wrong type for a context attribute, and an attribute given under both
+// prefixes with different values are refused. Output stays canonical
+// ("cloudEvents_" + name, string values).
+//
 // The in-flight bound is the channel prefetch (eventkit.WithBuffer, 100 by
 // default). Nack requeues the message (after the nack's delay, which the
 // subscription holds the message for); a nack whose error is

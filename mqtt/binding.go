@@ -52,15 +52,24 @@ func decode(p *paho.Publish) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("mqtt: message has no specversion user property: not a CloudEvent")
 	}
 	e := event.New()
+	userCT := ""
 	for _, u := range user {
 		if !binding.IsAttributeName(u.Key) {
 			continue // not an attribute: another application's property
 		}
-		if u.Key == "datacontenttype" || u.Key == "data" {
-			return event.Event{}, &eventkit.ValidationError{Attribute: u.Key, Reason: "must not be a user property"}
+		if u.Key == "data" {
+			return event.Event{}, &eventkit.ValidationError{Attribute: u.Key, Reason: "must not be a user property (the data is the payload)"}
 		}
 		if !utf8.ValidString(u.Value) {
 			return event.Event{}, &eventkit.ValidationError{Attribute: u.Key, Reason: "value is not valid UTF-8"}
+		}
+		if u.Key == "datacontenttype" {
+			// The binding's own example repeats the Content Type property
+			// in a user property. Content Type wins (section 3.1.1: it
+			// "MUST be mapped directly" to datacontenttype); the user
+			// property stands in only when Content Type is absent.
+			userCT = u.Value
+			continue
 		}
 		if u.Key == "specversion" && u.Value == event.CloudEventsVersionV1 {
 			continue
@@ -68,6 +77,9 @@ func decode(p *paho.Publish) (event.Event, error) {
 		if err := binding.Set(&e, u.Key, u.Value); err != nil {
 			return event.Event{}, err
 		}
+	}
+	if ct == "" {
+		ct = userCT
 	}
 	if ct != "" {
 		e.SetDataContentType(ct)

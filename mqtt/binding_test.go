@@ -13,6 +13,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	f.Add("specversion", "1.0", "id", "x", "source", "/s", "type", "t", "text/plain", []byte("hi"))
 	f.Add("specversion", "1.0", "time", "bad", "x", "y", "z", "w", "", []byte(nil))
+	f.Add("specversion", "1.0", "id", "x", "source", "/s", "datacontenttype", "text/plain", "application/json", []byte(`{}`))
 	f.Add("a", "b", "c", "d", "e", "f", "g", "h", "", []byte(`{"specversion":"1.0","id":"1","source":"/","type":"t"}`))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3, k4, v4, ct string, payload []byte) {
 		p := &paho.Publish{Payload: payload, Properties: &paho.PublishProperties{ContentType: ct, User: paho.UserProperties{

@@ -11,7 +11,11 @@
 // other attribute is a user property with its name unchanged, and the data
 // is the payload; in structured mode (WithStructured), for consumers that
 // speak MQTT 3.1.1, the payload is the CloudEvents JSON format with Content
-// Type application/cloudevents+json. Subscribers read both.
+// Type application/cloudevents+json. Subscribers read both. On input, a
+// datacontenttype user property (the binding's own example carries one
+// beside Content Type) is accepted: the Content Type property wins whenever
+// it is present, even when the two differ; the user property is used only
+// when Content Type is absent. Output carries Content Type only.
 //
 // Events are published at QoS 1 by default (WithQoS: 0, 1 or 2); Publish
 // returns when the broker acknowledged each (PUBACK or PUBCOMP; at once for

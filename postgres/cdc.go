@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,8 +94,14 @@ type CDCOption func(*cdcOptions)
 func WithCDCName(name string) CDCOption { return func(o *cdcOptions) { o.name = name } }
 
 // WithCDCTables sets the tables ("schema.table", or "table" for public)
-// that the publication created by the source covers. An existing
-// publication is used as it is.
+// that the publication covers. The source creates the publication with
+// them, or, when it exists, changes it to exactly them (ALTER PUBLICATION
+// ... SET TABLE, logged): the rows of the tables added are emitted as a
+// snapshot (op "r", when WithCDCSnapshot is on) before streaming resumes,
+// and the tables dropped are no longer streamed. Without tables, an
+// existing publication is used as it is. The publication's comment records
+// the tables added whose snapshot is not done yet, so that a failure or a
+// crash before it ends does not skip it.
 func WithCDCTables(tables ...string) CDCOption {
 	return func(o *cdcOptions) { o.tables = append(o.tables, tables...) }
 }
@@ -278,9 +286,12 @@ func (s *CDCSource) Stats() CDCStats {
 
 // Run streams changes until ctx ends (then it returns nil). It creates the
 // publication and the slot when missing, and takes the initial snapshot
-// when it creates the slot. It reconnects after failures of the database
-// connection, with exponential back-off; it returns an error when the
-// configuration cannot work (for example an unknown table).
+// when it creates the slot. It reconnects after transient failures (a lost
+// or refused connection, a server restarting, a publisher error), with
+// exponential back-off. It returns at once, with a *CDCConfigError
+// (errors.Is ErrCDCConfig), when the configuration cannot work: wal_level
+// not logical, a missing privilege, an unknown table, database or user, a
+// wrong password (see CDCConfigError).
 func (s *CDCSource) Run(ctx context.Context) error {
 	var start pgrepl.LSN
 	delay := s.opts.minBackoff
@@ -292,6 +303,10 @@ func (s *CDCSource) Run(ctx context.Context) error {
 		var perm *cdcPermanentError
 		if errors.As(err, &perm) {
 			return perm.err
+		}
+		if ce := cdcConfigError(err); ce != nil {
+			s.opts.logger.Error("postgres cdc: configuration error; not retrying", "slot", s.opts.slot, "err", ce.Err, "sqlstate", ce.Code, "hint", ce.Hint)
+			return ce
 		}
 		if progressed {
 			delay = s.opts.minBackoff
@@ -346,7 +361,7 @@ func DropCDCPublication(ctx context.Context, dsn, name string) error {
 func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return nil, &cdcPermanentError{err}
+		return nil, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -372,12 +387,13 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 		return false, err
 	}
 	defer meta.Close(context.Background())
-	if err := s.ensurePublication(ctx, meta); err != nil {
+	pending, err := s.ensurePublication(ctx, meta)
+	if err != nil {
 		return false, err
 	}
 	rcfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return false, &cdcPermanentError{err}
+		return false, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	rc, err := pgrepl.ConnectConfig(ctx, rcfg, map[string]string{"bytea_output": "hex"})
 	if err != nil {
@@ -416,6 +432,31 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 			}
 			progressed = true
 		}
+		if len(pending) > 0 { // the snapshot of the new slot covers them
+			if err := s.clearPending(ctx, meta); err != nil {
+				return progressed, err
+			}
+			pending = nil
+		}
+	}
+	if len(pending) > 0 {
+		// Tables added to the publication of an existing slot: their
+		// changes committed after the publication changed are in the
+		// stream; their rows as of now (which include every change
+		// committed before) are emitted first. A row changed in between
+		// comes twice (its snapshot row, then its change), which at least
+		// once allows; the final state is the same.
+		if s.opts.snapshot {
+			if err := st.snapshotTables(ctx, "", 0, pending); err != nil {
+				return progressed, err
+			}
+			progressed = true
+		} else {
+			s.opts.logger.Info("postgres cdc: tables added without a snapshot (snapshots are off)", "tables", strings.Join(pending, ","))
+		}
+		if err := s.clearPending(ctx, meta); err != nil {
+			return progressed, err
+		}
 	}
 
 	// Logical decoding messages are asked for unless none is wanted.
@@ -435,36 +476,135 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	return progressed || st.progressed.Load(), err
 }
 
-func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) error {
-	res, err := c.ExecParams(ctx, "SELECT 1 FROM pg_publication WHERE pubname = $1",
-		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil).Close()
-	if err != nil {
-		return fmt.Errorf("postgres: cdc: %w", err)
-	}
-	if res.RowsAffected() > 0 {
-		return nil
-	}
-	if len(s.opts.tables) == 0 {
-		return &cdcPermanentError{fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication)}
-	}
-	quoted := make([]string, len(s.opts.tables))
-	for i, t := range s.opts.tables {
-		schema, table, ok := strings.Cut(t, ".")
-		if !ok {
-			schema, table = "public", t
+// cdcPendingPrefix starts the comment of a publication whose tables added
+// by a reconciliation still need their snapshot.
+const cdcPendingPrefix = "eventkit cdc: snapshot pending: "
+
+// qualifiedTables returns the tables of the options as "schema.table".
+func (s *CDCSource) qualifiedTables() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range s.opts.tables {
+		if !strings.Contains(t, ".") {
+			t = "public." + t
 		}
-		quoted[i] = pgrepl.QuoteIdent(schema) + "." + pgrepl.QuoteIdent(table)
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
 	}
-	_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+strings.Join(quoted, ", ")).ReadAll()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-		return nil // created concurrently
+	return out
+}
+
+func quoteTable(t string) string {
+	schema, table, _ := strings.Cut(t, ".")
+	return pgrepl.QuoteIdent(schema) + "." + pgrepl.QuoteIdent(table)
+}
+
+// ensurePublication creates the publication, or reconciles an existing one
+// with the tables of the options (when some are given): tables missing
+// from it are added, tables not given are dropped, in one transaction that
+// also records the added tables as waiting for their snapshot (in the
+// publication's comment, so that a failure or a crash before the snapshot
+// is done does not lose it). It returns the tables waiting for a snapshot.
+func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pending []string, err error) {
+	rr := c.ExecParams(ctx, "SELECT puballtables, coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1",
+		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil)
+	exists, allTables, comment := false, false, ""
+	for rr.NextRow() {
+		v := rr.Values()
+		exists, allTables, comment = true, string(v[0]) == "t", string(v[1])
 	}
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42501" || pgErr.Code == "3F000") {
-		return &cdcPermanentError{fmt.Errorf("postgres: cdc: create publication: %w", err)}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("postgres: cdc: %w", err)
 	}
-	if err != nil {
-		return fmt.Errorf("postgres: cdc: create publication: %w", err)
+	if p, ok := strings.CutPrefix(comment, cdcPendingPrefix); ok && p != "" {
+		pending = strings.Split(p, ",")
+	}
+	want := s.qualifiedTables()
+	if !exists {
+		if len(want) == 0 {
+			return nil, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
+		}
+		quoted := make([]string, len(want))
+		for i, t := range want {
+			quoted[i] = quoteTable(t)
+		}
+		_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+strings.Join(quoted, ", ")).ReadAll()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+			return s.ensurePublication(ctx, c) // created concurrently
+		}
+		if err != nil {
+			return nil, fmt.Errorf("postgres: cdc: create publication: %w", err)
+		}
+		s.opts.logger.Info("postgres cdc: created publication", "publication", s.opts.publication, "tables", strings.Join(want, ","))
+		return nil, nil
+	}
+	if len(want) == 0 {
+		return pending, nil // used as it is
+	}
+	if allTables {
+		s.opts.logger.Warn("postgres cdc: publication is FOR ALL TABLES: the tables given are ignored", "publication", s.opts.publication)
+		return pending, nil
+	}
+	rr = c.ExecParams(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil)
+	have := map[string]bool{}
+	for rr.NextRow() {
+		have[string(rr.Values()[0])] = true
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	wanted := map[string]bool{}
+	var added, dropped []string
+	for _, t := range want {
+		wanted[t] = true
+		if !have[t] {
+			added = append(added, t)
+		}
+	}
+	for t := range have {
+		if !wanted[t] {
+			dropped = append(dropped, t)
+		}
+	}
+	if len(added) == 0 && len(dropped) == 0 {
+		return pending, nil
+	}
+	sort.Strings(dropped)
+	// Still pending: those not dropped, then the added ones.
+	var next []string
+	for _, t := range pending {
+		if wanted[t] && !slices.Contains(added, t) {
+			next = append(next, t)
+		}
+	}
+	next = append(next, added...)
+	quoted := make([]string, len(want))
+	for i, t := range want {
+		quoted[i] = quoteTable(t)
+	}
+	pub := pgrepl.QuoteIdent(s.opts.publication)
+	note := "NULL"
+	if len(next) > 0 {
+		note = pgrepl.QuoteLiteral(cdcPendingPrefix + strings.Join(next, ","))
+	}
+	if _, err := c.Exec(ctx, "BEGIN; ALTER PUBLICATION "+pub+" SET TABLE "+strings.Join(quoted, ", ")+
+		"; COMMENT ON PUBLICATION "+pub+" IS "+note+"; COMMIT").ReadAll(); err != nil {
+		_, _ = c.Exec(context.Background(), "ROLLBACK").ReadAll()
+		return nil, fmt.Errorf("postgres: cdc: alter publication %s: %w", s.opts.publication, err)
+	}
+	s.opts.logger.Info("postgres cdc: publication changed to the tables given", "publication", s.opts.publication,
+		"added", strings.Join(added, ","), "dropped", strings.Join(dropped, ","))
+	return next, nil
+}
+
+// clearPending records that the tables waiting for a snapshot have it.
+func (s *CDCSource) clearPending(ctx context.Context, c *pgconn.PgConn) error {
+	if _, err := c.Exec(ctx, "COMMENT ON PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" IS NULL").ReadAll(); err != nil {
+		return fmt.Errorf("postgres: cdc: comment on publication %s: %w", s.opts.publication, err)
 	}
 	return nil
 }
@@ -894,14 +1034,40 @@ func (st *cdcStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid 
 // consistent point (op "r"), in a REPEATABLE READ transaction on the
 // snapshot the slot exported.
 func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
+	if err := st.snapshotTables(ctx, slot.SnapshotName, slot.ConsistentPoint, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+// snapshotTables emits every row of the published tables (of only those
+// named "schema.table", when only is not nil) in a REPEATABLE READ
+// transaction: on the exported snapshot snapshotName at lsn, or, when
+// snapshotName is empty, on a new snapshot at the current WAL position.
+func (st *cdcStream) snapshotTables(ctx context.Context, snapshotName string, lsn pgrepl.LSN, only []string) error {
 	conn, err := st.src.connectSQL(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
-		pgrepl.QuoteLiteral(slot.SnapshotName)).ReadAll(); err != nil {
-		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+	if snapshotName != "" {
+		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
+			pgrepl.QuoteLiteral(snapshotName)).ReadAll(); err != nil {
+			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+		}
+	} else {
+		// The first query takes the transaction's snapshot; the WAL
+		// position read with it names the snapshot's events.
+		res, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_wal_lsn()::text").ReadAll()
+		if err != nil {
+			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+		}
+		if len(res) != 2 || len(res[1].Rows) != 1 {
+			return fmt.Errorf("postgres: cdc: snapshot: no WAL position")
+		}
+		if lsn, err = pgrepl.ParseLSN(string(res[1].Rows[0][0])); err != nil {
+			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
+		}
 	}
 	rr := conn.ExecParams(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_publication_tables pt
 		JOIN pg_namespace n ON n.nspname = pt.schemaname
@@ -911,12 +1077,15 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 	var tables []table
 	for rr.NextRow() {
 		v := rr.Values()
+		if only != nil && !slices.Contains(only, string(v[1])+"."+string(v[2])) {
+			continue
+		}
 		tables = append(tables, table{string(v[0]), string(v[1]), string(v[2])})
 	}
 	if _, err := rr.Close(); err != nil {
 		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
 	}
-	st.begin(0, slot.ConsistentPoint, time.Now(), true)
+	st.begin(0, lsn, time.Now(), true)
 
 	var batch []event.Event
 	var batchTopic string
@@ -997,7 +1166,7 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 					off += len(v)
 				}
 				held = cdcRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, srcMs: st.txCommit.UnixMilli(),
-					lsn: int64(slot.ConsistentPoint), nowMs: time.Now().UnixMilli(), new: tup}
+					lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
 				holding = true
 			}
 			if _, err := r.Close(); err != nil {
@@ -1018,6 +1187,14 @@ func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 	if _, err := conn.Exec(ctx, "COMMIT").ReadAll(); err != nil {
 		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
 	}
-	st.src.opts.logger.Info("postgres cdc: initial snapshot done", "slot", slot.Name, "tables", len(tables))
+	if only == nil {
+		st.src.opts.logger.Info("postgres cdc: initial snapshot done", "slot", st.src.opts.slot, "tables", len(tables))
+	} else {
+		names := make([]string, len(tables))
+		for i, t := range tables {
+			names[i] = t.schema + "." + t.name
+		}
+		st.src.opts.logger.Info("postgres cdc: snapshot of the tables added to the publication done", "slot", st.src.opts.slot, "tables", strings.Join(names, ","), "lsn", lsn)
+	}
 	return nil
 }

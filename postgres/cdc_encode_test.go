@@ -585,3 +585,35 @@ func TestCDCRowEventAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per row event, want at most 6", n)
 	}
 }
+
+// TestCDCEventIDKeepsName: the event ids start with the source name as
+// given (ids were "AuDit:snApshot:…" for --name audit, "EvEntkit:…" by
+// default), for snapshot rows and for changes.
+func TestCDCEventIDKeepsName(t *testing.T) {
+	for _, name := range []string{"audit", "", "facade"} {
+		var opts []CDCOption
+		want := name
+		if name != "" {
+			opts = append(opts, WithCDCName(name))
+		} else {
+			want = "eventkit"
+		}
+		st, _ := cdcTestStream(t, opts...)
+		if name == "" {
+			// cdcTestStream names its source "shop": undo that.
+			st.src.opts.name = "eventkit"
+		}
+		rel := st.newRelation("public", "orders", []pgrepl.Column{{Key: true, Name: "id", TypeOID: 23}}, []int{0})
+		lsn := pgrepl.LSN(0xA_0000_00BC)
+		st.begin(0, lsn, time.Now(), true)
+		row := cdcRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, lsn: int64(lsn), new: cdcTuple("1")}
+		if _, ev := st.rowEvent(&row); ev.ID() != want+":snapshot:A/BC:0" {
+			t.Errorf("name %q: snapshot row id %q, want %q", name, ev.ID(), want+":snapshot:A/BC:0")
+		}
+		st.begin(771, lsn, time.Now(), false)
+		row = cdcRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, txID: 771, lsn: int64(lsn), new: cdcTuple("1")}
+		if _, ev := st.rowEvent(&row); ev.ID() != want+":A/BC:0" {
+			t.Errorf("name %q: change id %q, want %q", name, ev.ID(), want+":A/BC:0")
+		}
+	}
+}

@@ -31,7 +31,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("cdc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dsn := fs.String("dsn", "", "PostgreSQL `URL` of the database to capture (needs wal_level=logical)")
-	tables := fs.String("tables", "", "comma-separated `tables` (schema.table) for the publication, when it does not exist yet")
+	tables := fs.String("tables", "", "comma-separated `tables` (schema.table) of the publication: it is created with them, or changed to them (tables added are snapshotted first)")
 	name := fs.String("name", "eventkit", "logical `name` of the source: source.name of the envelopes and first topic token")
 	slot := fs.String("slot", "", "replication `slot` (default eventkit_<name>)")
 	pubName := fs.String("publication", "", "`publication` (default eventkit_<name>)")

@@ -283,3 +283,116 @@ func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, wh
 	}
 	return m
 }
+
+// TestCDCCommandConfigErrorExits: errors a retry cannot fix end the
+// command at once with a clear message and exit status 1: a user without
+// the REPLICATION attribute (it was retried forever, a warning every 5 s,
+// and the command exited 0 when stopped), and an unknown table.
+func TestCDCCommandConfigErrorExits(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdccfg")
+	table, role := name+"_orders", name+"_norepl"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); CREATE ROLE %s LOGIN NOREPLICATION NOSUPERUSER; CREATE PUBLICATION eventkit_%s FOR TABLE %[1]s", table, role, name)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s; DROP TABLE IF EXISTS %s; DROP ROLE IF EXISTS %s", name, table, role))
+	user := conn.Config().User
+	noRepl := strings.Replace(dsn, "://"+user+"@", "://"+role+"@", 1)
+	if !strings.Contains(noRepl, role) {
+		t.Skipf("cannot set the user of %s", dsn)
+	}
+	for _, c := range []struct {
+		what string
+		args []string
+		want []string
+	}{
+		{"no REPLICATION attribute", []string{"--dsn", noRepl, "--tables", table}, []string{"42501", "REPLICATION", "not retried"}},
+		{"unknown table", []string{"--dsn", dsn, "--tables", name + "_nosuch", "--publication", "eventkit_" + name + "_nosuch"}, []string{"42P01", "tables", "not retried"}},
+	} {
+		var stderr cdcSyncBuffer
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		start := time.Now()
+		code := run(rctx, append([]string{"cdc", "--name", name, "--progress", "0"}, c.args...), io.Discard, &stderr)
+		expired := rctx.Err() != nil
+		cancel()
+		if code != 1 || expired {
+			t.Errorf("%s: exit %d after %v (context expired: %v), want 1 at once; stderr: %s", c.what, code, time.Since(start), expired, stderr.String())
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%s: stderr does not mention %q: %s", c.what, w, stderr.String())
+			}
+		}
+	}
+}
+
+// TestCDCCommandSecondRunOtherTable: a second run with the same name on
+// another table streams that table (it streamed nothing before, silently:
+// "initial snapshot done tables=0", the publication of the first run
+// lacking the table), and says that the publication changed.
+func TestCDCCommandSecondRunOtherTable(t *testing.T) {
+	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	name := eventkittest.UniqueName("cdccli2")
+	first, second := name+"_first", name+"_second"
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (1); CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[2]s VALUES (2)", first, second)); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s, %s", first, second))
+	defer func() {
+		for i := 0; i < 300; i++ {
+			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Error("could not drop the slot")
+	}()
+	// runUntil runs the command on table until stdout has a line with
+	// want, then stops it (it must exit 0) and returns stderr.
+	runUntil := func(table, want string) string {
+		var stdout, stderr cdcSyncBuffer
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan int, 1)
+		go func() {
+			done <- run(rctx, []string{"cdc", "--dsn", dsn, "--name", name, "--tables", "public." + table,
+				"--messages", "", "--progress", "0", "--heartbeat", "200ms"}, &stdout, &stderr)
+		}()
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(stdout.String(), want) {
+			select {
+			case code := <-done:
+				t.Fatalf("%s: exited %d: %s", table, code, stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %s on stdout after 60s; stderr: %s", table, want, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("%s: exit %d: %s", table, code, stderr.String())
+		}
+		return stderr.String()
+	}
+	// The partitionkey extension names the table and the row.
+	runUntil(first, first+`:{\"id\":1}"`)
+	log := runUntil(second, second+`:{\"id\":2}"`)
+	if !strings.Contains(log, "publication changed") || !strings.Contains(log, "added=public."+second) || !strings.Contains(log, "dropped=public."+first) {
+		t.Fatalf("the change of the publication is not logged: %s", log)
+	}
+}

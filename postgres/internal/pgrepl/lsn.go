@@ -22,22 +22,24 @@ type LSN uint64
 // String formats the LSN as PostgreSQL does: two hexadecimal halves, "16/B374D848".
 func (l LSN) String() string { return string(l.AppendText(nil)) }
 
-// AppendText appends the textual form of l to b.
+// AppendText appends the textual form of l to b; the bytes already in b
+// are left as they are.
 func (l LSN) AppendText(b []byte) []byte {
+	n := len(b)
 	b = strconv.AppendUint(b, uint64(l>>32), 16)
 	b = append(b, '/')
 	b = strconv.AppendUint(b, uint64(uint32(l)), 16)
-	return bytesToUpperHex(b)
+	upperHex(b[n:])
+	return b
 }
 
-// bytesToUpperHex upper-cases the hexadecimal letters strconv wrote.
-func bytesToUpperHex(b []byte) []byte {
+// upperHex upper-cases the hexadecimal letters strconv wrote in b.
+func upperHex(b []byte) {
 	for i, c := range b {
 		if c >= 'a' && c <= 'f' {
 			b[i] = c - 'a' + 'A'
 		}
 	}
-	return b
 }
 
 // ParseLSN parses the textual form "XXX/XXX" of an LSN.

@@ -312,3 +312,12 @@ func encodeForTest(m any, inStream bool) []byte {
 	}
 	return nil
 }
+
+// TestLSNAppendTextKeepsPrefix: AppendText upper-cases the hexadecimal
+// digits it writes, not the bytes already in the buffer (it turned
+// "audit:" into "AuDit:").
+func TestLSNAppendTextKeepsPrefix(t *testing.T) {
+	if got := string(LSN(0xAB_0000_00CD).AppendText([]byte("audit:snapshot:"))); got != "audit:snapshot:AB/CD" {
+		t.Fatalf("AppendText = %q, want %q", got, "audit:snapshot:AB/CD")
+	}
+}
