@@ -110,29 +110,30 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		}
 	}
 	var out []*driver.Message
-	for len(out) == 0 {
-		select {
-		case d, ok := <-s.deliveries:
-			if !ok {
-				s.deliveries = nil
-				return nil, errChannelLost
-			}
-			out = s.take(out, &d)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 	for len(out) < max {
-		select {
-		case d, ok := <-s.deliveries:
-			if !ok {
-				s.deliveries = nil
+		var d amqp.Delivery
+		var ok bool
+		if len(out) == 0 { // wait for the first
+			select {
+			case d, ok = <-s.deliveries:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		} else { // take what is there
+			select {
+			case d, ok = <-s.deliveries:
+			default:
 				return out, nil
 			}
-			out = s.take(out, &d)
-		default:
+		}
+		if !ok {
+			s.deliveries = nil
+			if len(out) == 0 {
+				return nil, errChannelLost
+			}
 			return out, nil
 		}
+		out = s.take(out, &d)
 	}
 	return out, nil
 }
