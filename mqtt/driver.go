@@ -51,10 +51,15 @@ type drv struct {
 
 	stop     chan struct{} // closed by stopping
 	stopOnce sync.Once
+	// abortCtx is cancelled when a Shutdown's context ends: publishes
+	// still waiting for their acknowledgement give up.
+	abortCtx context.Context
+	abort    context.CancelFunc
 }
 
 func dial(ctx context.Context, server *url.URL, o options) (*drv, error) {
 	d := &drv{server: server, o: o, stop: make(chan struct{})}
+	d.abortCtx, d.abort = context.WithCancel(context.Background())
 	cm, cancel, err := d.connect(ctx, "eventkit-pub-"+randomHex(8), false, nil, nil)
 	if err != nil {
 		return nil, err
@@ -117,6 +122,9 @@ func (d *drv) stopping() { d.stopOnce.Do(func() { close(d.stop) }) }
 // the broker before the next is sent. While the connection is down it
 // waits for the reconnect.
 func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.abortCtx, cancel)()
 	mt := topic.ToMQTT(name)
 	for i := range events {
 		props, payload, err := encode(events[i], d.o.mode == eventkit.Structured)
@@ -136,6 +144,9 @@ func (d *drv) publish(ctx context.Context, p *paho.Publish) error {
 		_, err := d.pub.Publish(ctx, p)
 		if err == nil {
 			return nil
+		}
+		if d.abortCtx.Err() != nil {
+			return fmt.Errorf("%w (the transport stopped: %w)", eventkit.ErrClosed, err)
 		}
 		if ctx.Err() != nil {
 			return err
@@ -183,6 +194,7 @@ func (d *drv) Close() error { return d.Shutdown(context.Background()) }
 // Shutdown disconnects the publisher within ctx.
 func (d *drv) Shutdown(ctx context.Context) error {
 	d.stopping()
+	defer d.abort()
 	return disconnect(ctx, d.pub, d.cancel)
 }
 

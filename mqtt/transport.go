@@ -188,10 +188,13 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 
 // Shutdown ends every subscription (sending the acks already made, then
 // disconnecting), makes later publishes return eventkit.ErrClosed (those
-// waiting for a reconnect return it at once) and disconnects the
-// publisher, all within ctx. It returns every error met.
+// waiting for a reconnect return it at once, those waiting for their
+// acknowledgement when ctx ends too) and disconnects the publisher, all
+// within ctx. It returns every error met.
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.d.stopping()
+	// Not stopped: once the stop is over, aborting is harmless.
+	context.AfterFunc(ctx, t.d.abort)
 	return t.pt.Shutdown(ctx)
 }
 
