@@ -85,7 +85,7 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 	_, ok1 := d.Headers[HeaderPrefix+"specversion"]
 	_, ok2 := d.Headers[SpecHeaderPrefix+"specversion"]
 	if !ok1 && !ok2 {
-		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion (or %sspecversion) header: not a CloudEvent", SpecHeaderPrefix, HeaderPrefix)
+		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion (or %sspecversion) header: %w", SpecHeaderPrefix, HeaderPrefix, eventkit.ErrNotCloudEvent)
 	}
 	e := event.New()
 	// Both prefixes may name the same attribute: they must then agree.

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/eventkit/eventkit"
@@ -39,4 +40,13 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeNotCloudEvent checks that a message without specversion is
+// refused with an error wrapping eventkit.ErrNotCloudEvent.
+func TestDecodeNotCloudEvent(t *testing.T) {
+	_, err := decode(&amqp.Delivery{Headers: amqp.Table{"x-app": "1"}, ContentType: "text/plain", Body: []byte("hi")})
+	if !errors.Is(err, eventkit.ErrNotCloudEvent) {
+		t.Fatalf("decode of a plain message: %v, want ErrNotCloudEvent", err)
+	}
 }

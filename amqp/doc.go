@@ -19,8 +19,11 @@
 // follows the AMQP 1.0 binding in its JMS-compatible form: each attribute
 // is a message header named "cloudEvents_" + name, with its canonical string
 // value; datacontenttype is the content-type property; the data is the
-// body. Structured mode (WithStructured) sends the CloudEvents JSON format
-// with content type application/cloudevents+json. Subscribers read both.
+// body. Structured mode (WithMode(eventkit.Structured)) sends the
+// CloudEvents JSON format with content type application/cloudevents+json.
+// Subscribers read both. A message that is no valid CloudEvent is rejected
+// (dead-lettered, with a dead-letter exchange) and logged with an error
+// wrapping eventkit.ErrNotCloudEvent.
 //
 // On input, as the binding requires of receivers, headers named with the
 // binding's own prefix "cloudEvents:" are read as well as "cloudEvents_",
@@ -43,6 +46,17 @@
 // the queue has a dead-letter exchange (WithDeadLetterExchange), and with
 // WithDeliveryLimit the broker dead-letters (or drops) a message after that
 // many deliveries.
+//
+// The transport is built on package transport, which validates topics,
+// patterns, events and options (an invalid option value makes Dial fail
+// with an error wrapping eventkit.ErrInvalidOption), settles each message
+// once, batches acks and stops gracefully: Shutdown(ctx) ends every
+// subscription (requeueing what is unsettled, deleting private queues) and
+// closes the connection within ctx; Close is Shutdown bounded by
+// WithCloseTimeout. Its capabilities (eventkit.CapabilitiesOf) are
+// wildcards, consumer groups, nack, nack with a delay, attempt counts,
+// persistent group queues and pipelined batches; a new queue starts empty,
+// so eventkit.FromStart is refused.
 //
 // The connection is re-established automatically after it is lost, with
 // the exchange, queues, bindings and consumers declared again; publishes

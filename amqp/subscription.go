@@ -2,19 +2,27 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// subscription consumes one queue; one goroutine (loop) consumes and
-// re-establishes the channel after a connection loss.
+// errChannelLost is ReceiveBatch's (transient) error when the consumer's
+// channel ended: the next call subscribes again.
+var errChannelLost = errors.New("amqp: consumer channel lost; subscribing again")
+
+// subscription consumes one queue. ReceiveBatch (never concurrent with
+// itself) owns deliveries and opens the channel again after it is lost; the
+// AckID of a message is its *amqp.Delivery, which acks on the channel that
+// delivered it.
 type subscription struct {
-	t        *Transport
+	d        *drv
 	pattern  string
 	key      string // binding key
 	queue    string
@@ -22,10 +30,7 @@ type subscription struct {
 	prefetch int
 	tag      string
 
-	out    chan *eventkit.Message
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	deliveries <-chan amqp.Delivery // nil after the channel is lost
 
 	chMu sync.Mutex
 	ch   *amqp.Channel
@@ -34,54 +39,47 @@ type subscription struct {
 	timers map[*time.Timer]struct{}
 	closed bool
 	twg    sync.WaitGroup
-
-	stopCtx   func() bool
-	closeOnce sync.Once
 }
 
-func newSubscription(t *Transport, pattern string, cfg eventkit.SubscribeConfig) *subscription {
-	s := &subscription{t: t, pattern: pattern, key: topic.ToAMQP(pattern), queue: cfg.Group, prefetch: cfg.Buffer,
-		tag: "eventkit-" + randomHex(6), out: make(chan *eventkit.Message), done: make(chan struct{}),
-		timers: map[*time.Timer]struct{}{}}
-	if s.prefetch <= 0 {
-		s.prefetch = DefaultPrefetch
-	}
+func newSubscription(d *drv, pattern string, cfg driver.Config) *subscription {
+	s := &subscription{d: d, pattern: pattern, key: topic.ToAMQP(pattern), queue: cfg.Group, prefetch: cfg.MaxBatch,
+		tag: "eventkit-" + randomHex(6), timers: map[*time.Timer]struct{}{}}
 	if s.queue == "" {
 		s.private = true
 		s.queue = "eventkit-private-" + randomHex(8)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
-// setup declares and binds the queue on a new channel and starts consuming.
-func (s *subscription) setup(ctx context.Context) (*amqp.Channel, <-chan amqp.Delivery, error) {
-	c, err := s.t.connection(ctx)
+// open declares and binds the queue on a new channel and starts consuming,
+// within ctx; the channel it replaces, if any, is closed.
+func (s *subscription) open(ctx context.Context) error {
+	c, err := s.d.connection(ctx)
 	if err != nil {
-		return nil, nil, err
+		return fmt.Errorf("amqp: subscribe %q: %w", s.pattern, err)
 	}
 	ch, err := c.Channel()
 	if err != nil {
-		return nil, nil, fmt.Errorf("amqp: subscribe %q: open channel: %w", s.pattern, err)
+		return fmt.Errorf("amqp: subscribe %q: open channel: %w", s.pattern, err)
 	}
-	fail := func(what string, err error) (*amqp.Channel, <-chan amqp.Delivery, error) {
+	fail := func(what string, err error) error {
 		_ = ch.Close()
-		return nil, nil, fmt.Errorf("amqp: subscribe %q: %s queue %q: %w", s.pattern, what, s.queue, err)
+		return fmt.Errorf("amqp: subscribe %q: %s queue %q: %w", s.pattern, what, s.queue, err)
 	}
 	args := amqp.Table{"x-queue-type": "quorum"}
 	if s.private {
-		args["x-expires"] = max(s.t.o.privateExpiry.Milliseconds(), 1000)
+		args["x-expires"] = s.d.o.privateExpiry.Milliseconds()
 	}
-	if s.t.o.dlx != "" {
-		args["x-dead-letter-exchange"] = s.t.o.dlx
+	if s.d.o.dlx != "" {
+		args["x-dead-letter-exchange"] = s.d.o.dlx
 	}
-	if s.t.o.deliveryLimit > 0 {
-		args["x-delivery-limit"] = s.t.o.deliveryLimit
+	if s.d.o.deliveryLimit > 0 {
+		args["x-delivery-limit"] = s.d.o.deliveryLimit
 	}
 	if _, err := ch.QueueDeclare(s.queue, true, false, false, false, args); err != nil {
 		return fail("declare", err)
 	}
-	if err := ch.QueueBind(s.queue, s.key, s.t.o.exchange, false, nil); err != nil {
+	if err := ch.QueueBind(s.queue, s.key, s.d.o.exchange, false, nil); err != nil {
 		return fail("bind", err)
 	}
 	if err := ch.Qos(s.prefetch, 0, false); err != nil {
@@ -91,77 +89,74 @@ func (s *subscription) setup(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 	if err != nil {
 		return fail("consume", err)
 	}
-	return ch, deliveries, nil
-}
-
-func (s *subscription) start(ctx context.Context, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	s.chMu.Lock()
+	old := s.ch
 	s.ch = ch
-	go s.loop(deliveries)
-	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
+	s.chMu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	s.deliveries = deliveries
+	return nil
 }
 
-func (s *subscription) loop(deliveries <-chan amqp.Delivery) {
-	defer close(s.done)
-	defer close(s.out)
-	for {
-		s.consume(deliveries)
-		if s.ctx.Err() != nil {
-			return
-		}
-		s.t.o.logger.Warn("amqp: consumer channel lost; subscribing again", "queue", s.queue)
-		backoff := 50 * time.Millisecond
-		for {
-			ch, d, err := s.setup(s.ctx)
-			if err == nil {
-				s.chMu.Lock()
-				s.ch = ch
-				s.chMu.Unlock()
-				deliveries = d
-				break
-			}
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.t.o.logger.Warn("amqp: subscribe again failed", "queue", s.queue, "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
+// ReceiveBatch waits for a delivery, then takes those already there, up
+// to max. After a lost channel it subscribes again (waiting, within ctx,
+// for the reconnect).
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	if s.deliveries == nil {
+		if err := s.open(ctx); err != nil {
+			return nil, err
 		}
 	}
-}
-
-func (s *subscription) consume(deliveries <-chan amqp.Delivery) {
-	for {
+	var out []*driver.Message
+	for len(out) < max {
 		var d amqp.Delivery
 		var ok bool
-		select {
-		case d, ok = <-deliveries:
-			if !ok {
-				return
+		if len(out) == 0 { // wait for the first
+			select {
+			case d, ok = <-s.deliveries:
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
-		case <-s.ctx.Done():
-			return
+		} else { // take what is there
+			select {
+			case d, ok = <-s.deliveries:
+			default:
+				return out, nil
+			}
 		}
-		if !topic.Match(s.pattern, d.RoutingKey) {
-			_ = d.Ack(false) // "#" matched zero words: not for this pattern
-			continue
+		if !ok {
+			s.deliveries = nil
+			if len(out) == 0 {
+				return nil, errChannelLost
+			}
+			return out, nil
 		}
-		ev, err := decode(&d)
-		if err != nil {
-			s.t.o.logger.Error("amqp: rejecting a message that is not a valid CloudEvent", "queue", s.queue, "routing_key", d.RoutingKey, "err", err)
-			_ = d.Reject(false)
-			continue
-		}
-		m := eventkit.NewMessage(d.RoutingKey, ev, attempt(&d), s, &d)
-		select {
-		case s.out <- m:
-		case <-s.ctx.Done():
-			return // unsettled: requeued when the channel closes
-		}
+		out = s.take(out, &d)
 	}
+	return out, nil
+}
+
+// take appends the delivery to out as a message, or settles it when it is
+// not for the subscription: a routing key that "#" matched with zero words
+// is acked, a message that is no valid CloudEvent is rejected (so
+// dead-lettered, with a dead-letter exchange) and logged.
+func (s *subscription) take(out []*driver.Message, d *amqp.Delivery) []*driver.Message {
+	if !topic.Match(s.pattern, d.RoutingKey) {
+		_ = d.Ack(false)
+		return out
+	}
+	ev, err := decode(d)
+	if err != nil {
+		if !errors.Is(err, eventkit.ErrNotCloudEvent) {
+			err = fmt.Errorf("%w: %w", eventkit.ErrNotCloudEvent, err)
+		}
+		s.d.o.logger.Error("amqp: rejecting a message that is not a valid CloudEvent", "queue", s.queue, "routing_key", d.RoutingKey, "err", err)
+		_ = d.Reject(false)
+		return out
+	}
+	return append(out, &driver.Message{Topic: d.RoutingKey, Event: ev, Attempt: attempt(d), ID: d, Raw: d})
 }
 
 // attempt is the quorum queue's delivery count plus one.
@@ -180,27 +175,43 @@ func attempt(d *amqp.Delivery) int {
 	return 1
 }
 
-// Ack implements eventkit.Acknowledger.
-func (s *subscription) Ack(m *eventkit.Message) error {
-	if err := m.Raw().(*amqp.Delivery).Ack(false); err != nil {
-		return fmt.Errorf("amqp: ack: %w", err)
+// SendAcks acks each message on the channel that delivered it.
+func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	var errs []error
+	for _, id := range ids {
+		if err := id.(*amqp.Delivery).Ack(false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("amqp: ack %d of %d messages failed: %w", len(errs), len(ids), errors.Join(errs...))
 	}
 	return nil
 }
 
-// Nack implements eventkit.Acknowledger: a Permanent reason rejects the
-// message without requeueing (dead-lettering it if the queue has a
-// dead-letter exchange); otherwise it is requeued after delay, held by the
-// subscription until then.
-func (s *subscription) Nack(m *eventkit.Message, reason error, delay time.Duration) error {
-	d := m.Raw().(*amqp.Delivery)
-	if eventkit.IsPermanent(reason) {
+// SendNacks rejects a message nacked with an eventkit.Permanent reason
+// without requeueing it (dead-lettering it when the queue has a
+// dead-letter exchange); it requeues the others, after their delay, which
+// the subscription holds them for.
+func (s *subscription) SendNacks(_ context.Context, nacks []driver.Nack) error {
+	var errs []error
+	for _, n := range nacks {
+		if err := s.nack(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *subscription) nack(n driver.Nack) error {
+	d := n.ID.(*amqp.Delivery)
+	if eventkit.IsPermanent(n.Reason) {
 		if err := d.Reject(false); err != nil {
 			return fmt.Errorf("amqp: reject: %w", err)
 		}
 		return nil
 	}
-	if delay <= 0 {
+	if n.Delay <= 0 {
 		if err := d.Nack(false, true); err != nil {
 			return fmt.Errorf("amqp: nack: %w", err)
 		}
@@ -213,69 +224,68 @@ func (s *subscription) Nack(m *eventkit.Message, reason error, delay time.Durati
 	}
 	s.twg.Add(1)
 	var tm *time.Timer
-	tm = time.AfterFunc(delay, func() {
+	tm = time.AfterFunc(n.Delay, func() {
 		defer s.twg.Done()
 		s.tmu.Lock()
 		delete(s.timers, tm)
 		s.tmu.Unlock()
 		if err := d.Nack(false, true); err != nil {
-			s.t.o.logger.Warn("amqp: delayed nack failed; the broker requeues the message with its channel", "err", err)
+			s.d.o.logger.Warn("amqp: delayed nack failed; the broker requeues the message with its channel", "err", err)
 		}
 	})
 	s.timers[tm] = struct{}{}
 	return nil
 }
 
-func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
-
-func (s *subscription) Err() error { return nil }
-
-// Close stops consuming and closes the channel, which requeues every
-// unsettled message; a private queue is deleted.
+// Close stops the delayed nacks and closes the channel, which requeues
+// every unsettled message; a private queue is deleted (if the connection
+// is up; x-expires removes it otherwise).
 func (s *subscription) Close() error {
-	s.closeOnce.Do(func() {
-		if s.stopCtx != nil {
-			s.stopCtx()
+	s.tmu.Lock()
+	s.closed = true
+	for tm := range s.timers {
+		if tm.Stop() {
+			s.twg.Done()
 		}
-		s.cancel()
-		<-s.done
-		s.tmu.Lock()
-		s.closed = true
-		for tm := range s.timers {
-			if tm.Stop() {
-				s.twg.Done()
-			}
+	}
+	s.timers = nil
+	s.tmu.Unlock()
+	s.twg.Wait()
+	s.chMu.Lock()
+	ch := s.ch
+	s.chMu.Unlock()
+	var err error
+	if ch != nil {
+		if cerr := ch.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
+			err = fmt.Errorf("amqp: close channel of queue %q: %w", s.queue, cerr)
 		}
-		s.timers = nil
-		s.tmu.Unlock()
-		s.twg.Wait()
-		s.chMu.Lock()
-		ch := s.ch
-		s.chMu.Unlock()
-		if ch != nil {
-			_ = ch.Close()
-		}
-		if s.private {
-			s.deleteQueue()
-		}
-		s.t.forget(s)
-	})
-	return nil
+	}
+	if s.private {
+		err = errors.Join(err, s.deleteQueue())
+	}
+	return err
 }
 
-func (s *subscription) deleteQueue() {
-	s.t.mu.Lock()
-	c := s.t.conn
-	s.t.mu.Unlock()
-	if c == nil || c.IsClosed() {
-		return // x-expires removes it
+// Shutdown is Close within ctx.
+func (s *subscription) Shutdown(ctx context.Context) error { return within(ctx, s.Close) }
+
+func (s *subscription) deleteQueue() error {
+	c := s.d.current()
+	if c == nil {
+		return nil // x-expires removes it
 	}
 	ch, err := c.Channel()
 	if err != nil {
-		return
+		return nil // the connection is going: x-expires removes it
 	}
 	defer ch.Close()
 	if _, err := ch.QueueDelete(s.queue, false, false, false); err != nil {
-		s.t.o.logger.Warn("amqp: delete private queue", "queue", s.queue, "err", err)
+		return fmt.Errorf("amqp: delete private queue %q: %w", s.queue, err)
 	}
+	return nil
 }
+
+var (
+	_ driver.Subscription = (*subscription)(nil)
+	_ driver.Shutdowner   = (*subscription)(nil)
+)

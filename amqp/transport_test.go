@@ -84,5 +84,5 @@ func TestTransport(t *testing.T) {
 }
 
 func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekamqp.WithStructured()), features)
+	eventkittest.TestTransport(t, factory(ekamqp.WithMode(eventkit.Structured)), features)
 }

@@ -49,7 +49,7 @@ func decode(p *paho.Publish) (event.Event, error) {
 		if len(user) == 0 && ct == "" && jsonvalid.Valid(p.Payload) {
 			return eventkit.UnmarshalEvent(p.Payload)
 		}
-		return event.Event{}, fmt.Errorf("mqtt: message has no specversion user property: not a CloudEvent")
+		return event.Event{}, fmt.Errorf("mqtt: message has no specversion user property: %w", eventkit.ErrNotCloudEvent)
 	}
 	e := event.New()
 	userCT := ""

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -39,4 +40,13 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeNotCloudEvent checks that a message without specversion is
+// refused with an error wrapping eventkit.ErrNotCloudEvent.
+func TestDecodeNotCloudEvent(t *testing.T) {
+	_, err := decode(&paho.Publish{Topic: "x", Payload: []byte("hi"), Properties: &paho.PublishProperties{ContentType: "text/plain"}})
+	if !errors.Is(err, eventkit.ErrNotCloudEvent) {
+		t.Fatalf("decode of a plain message: %v, want ErrNotCloudEvent", err)
+	}
 }

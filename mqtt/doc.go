@@ -9,8 +9,8 @@
 // The binding is the CloudEvents MQTT binding: in binary mode (the
 // default), MQTT 5 only, datacontenttype is the Content Type property, every
 // other attribute is a user property with its name unchanged, and the data
-// is the payload; in structured mode (WithStructured), for consumers that
-// speak MQTT 3.1.1, the payload is the CloudEvents JSON format with Content
+// is the payload; in structured mode (WithMode(eventkit.Structured)), for
+// consumers that speak MQTT 3.1.1, the payload is the CloudEvents JSON format with Content
 // Type application/cloudevents+json. Subscribers read both. On input, a
 // datacontenttype user property (the binding's own example carries one
 // beside Content Type) is accepted: the Content Type property wins whenever
@@ -27,7 +27,31 @@
 // QoS >= 1 events while the subscriber is away, and delivers them, with
 // those it had delivered and not seen acknowledged, when it comes back.
 //
-// MQTT has no negative acknowledgement: Nack acknowledges the message like
-// Ack (it is not redelivered) and logs the reason. Message.Attempt is always
-// 1. Shared subscriptions give no order per key.
+// MQTT has no negative acknowledgement, and the transport does not declare
+// eventkit.CapNack: Message.Nack (and NackAfter) returns a
+// *eventkit.CapabilityError wrapping eventkit.ErrUnsupported and leaves the
+// message unacknowledged (a persistent session gets it again when it
+// reconnects; nothing else does), instead of acknowledging it as if it had
+// been handled. A consumer that retries by nacking subscribes with
+// eventkit.Require(eventkit.CapNack) and is refused at Subscribe.
+//
+// Beware: a message whose Nack was refused can no longer be settled, and
+// MQTT acknowledges in the order of receipt, so no later acknowledgement
+// on that connection is sent; the broker stops delivering once its
+// in-flight window is full (20 messages on Mosquitto by default) until
+// the connection is re-established. On MQTT, do not nack: acknowledge a
+// failed message yourself (after sending it to a dead-letter topic, say). Message.
+// Attempt is always 1. The transport's capabilities (eventkit.
+// CapabilitiesOf) are wildcards and consumer groups only: a shared
+// subscription keeps nothing for a group without members (no
+// eventkit.CapPersistent) and gives no order per key. QoS 0 is at most
+// once; Session needs QoS 1 or 2 and is refused at QoS 0.
+//
+// The transport is built on package transport, which validates topics,
+// patterns, events and options (an invalid option value makes Dial fail
+// with an error wrapping eventkit.ErrInvalidOption), settles each message
+// once, batches acks and stops gracefully: Shutdown(ctx) ends every
+// subscription and disconnects within ctx; Close is Shutdown bounded by
+// WithCloseTimeout. A message that is no valid CloudEvent is acknowledged
+// and logged with an error wrapping eventkit.ErrNotCloudEvent.
 package mqtt

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,12 +12,14 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
 )
 
-// subscription is one MQTT connection with one subscription.
+// subscription is one MQTT connection with one subscription. paho's
+// callback (onPublish) queues the messages in in; ReceiveBatch takes them.
 type subscription struct {
-	t       *Transport
+	d       *drv
 	pattern string
 	filter  string
 	qos     byte
@@ -25,24 +28,24 @@ type subscription struct {
 	cancelCM context.CancelFunc
 	ups      atomic.Int32
 
-	out    chan *eventkit.Message
-	ctx    context.Context
+	in     chan *driver.Message // capacity MaxBatch: the messages held
+	ctx    context.Context      // cancelled when the stop begins
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // resubscriptions after a reconnect
 
-	mu     sync.RWMutex // senders on out and Ack hold it shared; Close exclusively
+	mu     sync.RWMutex // onPublish and acks hold it shared; the stop exclusively
 	closed bool
-
-	stopCtx   func() bool
-	closeOnce sync.Once
 }
 
-func newSubscription(ctx context.Context, t *Transport, pattern string, cfg eventkit.SubscribeConfig) (*subscription, error) {
-	size := cfg.Buffer
-	if size <= 0 {
-		size = DefaultBuffer
-	}
-	s := &subscription{t: t, pattern: pattern, filter: topic.ToMQTT(pattern), qos: t.o.qos, out: make(chan *eventkit.Message, size)}
+// ackID is a message's driver.AckID: the packet and the client (of the
+// connection) that received it.
+type ackID struct {
+	c *paho.Client
+	p *paho.Publish
+}
+
+func newSubscription(ctx context.Context, d *drv, pattern string, cfg driver.Config) (*subscription, error) {
+	s := &subscription{d: d, pattern: pattern, filter: topic.ToMQTT(pattern), qos: d.o.qos, in: make(chan *driver.Message, cfg.MaxBatch)}
 	if cfg.Group != "" {
 		if strings.ContainsAny(cfg.Group, "/+#") {
 			return nil, fmt.Errorf("mqtt: subscribe: group %q must not contain '/', '+' or '#'", cfg.Group)
@@ -50,13 +53,21 @@ func newSubscription(ctx context.Context, t *Transport, pattern string, cfg even
 		s.filter = "$share/" + cfg.Group + "/" + s.filter
 	}
 	clientID, persistent := "eventkit-sub-"+randomHex(8), false
-	for _, o := range cfg.Transport {
-		if id, ok := o.(sessionOption); ok {
-			clientID, persistent = string(id), true
+	for _, o := range cfg.Options {
+		id, ok := o.(sessionOption)
+		if !ok {
+			return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("the mqtt transport has no subscription option of type %T", o))
 		}
+		if id == "" {
+			return nil, eventkit.InvalidOption("mqtt.Session", "the session id must not be empty")
+		}
+		if s.qos == 0 {
+			return nil, eventkit.InvalidOption("mqtt.Session", "a persistent session needs QoS 1 or 2 (WithQoS): at QoS 0 the broker keeps nothing for it")
+		}
+		clientID, persistent = string(id), true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	cm, cancel, err := t.connect(ctx, clientID, persistent, s.onUp, s.onPublish)
+	cm, cancel, err := d.connect(ctx, clientID, persistent, s.onUp, s.onPublish)
 	if err != nil {
 		s.cancel()
 		return nil, err
@@ -64,10 +75,8 @@ func newSubscription(ctx context.Context, t *Transport, pattern string, cfg even
 	s.cm, s.cancelCM = cm, cancel
 	if err := s.subscribe(ctx); err != nil {
 		s.cancel()
-		disconnect(cm, cancel)
-		return nil, err
+		return nil, errors.Join(err, disconnect(ctx, cm, cancel))
 	}
-	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return s, nil
 }
 
@@ -97,21 +106,25 @@ func (s *subscription) onUp(_ *autopaho.ConnectionManager, c *paho.Connack) {
 	go func() {
 		defer s.wg.Done()
 		for s.ctx.Err() == nil {
-			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			ctx, cancel := context.WithTimeout(s.ctx, connectTimeout)
 			err := s.subscribe(ctx)
 			cancel()
 			if err == nil {
 				return
 			}
-			s.t.o.logger.Warn("mqtt: subscribe after reconnect failed", "filter", s.filter, "err", err)
+			s.d.o.logger.Warn("mqtt: subscribe after reconnect failed", "filter", s.filter, "err", err)
 			select {
-			case <-time.After(time.Second):
+			case <-time.After(resubscribeEvery):
 			case <-s.ctx.Done():
 			}
 		}
 	}()
 }
 
+// onPublish queues a received message, waiting while the queue is full
+// (which holds the connection's later messages back). A message not for
+// the pattern, or that is no valid CloudEvent, is acked (and the latter
+// logged).
 func (s *subscription) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	name := topic.FromMQTT(p.Topic)
@@ -121,70 +134,98 @@ func (s *subscription) onPublish(pr paho.PublishReceived) (bool, error) {
 	}
 	ev, err := decode(p)
 	if err != nil {
-		s.t.o.logger.Error("mqtt: dropping a message that is not a valid CloudEvent", "topic", p.Topic, "err", err)
+		if !errors.Is(err, eventkit.ErrNotCloudEvent) {
+			err = fmt.Errorf("%w: %w", eventkit.ErrNotCloudEvent, err)
+		}
+		s.d.o.logger.Error("mqtt: dropping a message that is not a valid CloudEvent", "topic", p.Topic, "err", err)
 		_ = pr.Client.Ack(p)
 		return true, nil
 	}
-	m := eventkit.NewMessage(name, ev, 1, &acker{s: s, c: pr.Client, p: p}, p)
+	m := &driver.Message{Topic: name, Event: ev, Attempt: 1, ID: &ackID{c: pr.Client, p: p}, Raw: p}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return true, nil // not acked: a persistent session gets it again
 	}
 	select {
-	case s.out <- m:
+	case s.in <- m:
 	case <-s.ctx.Done():
 	}
 	return true, nil
 }
 
-type acker struct {
-	s *subscription
-	c *paho.Client
-	p *paho.Publish
+// ReceiveBatch waits for a message, then takes those already queued, up
+// to max.
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	var out []*driver.Message
+	select {
+	case m := <-s.in:
+		out = append(out, m)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for len(out) < max {
+		select {
+		case m := <-s.in:
+			out = append(out, m)
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
 }
 
-func (a *acker) Ack(*eventkit.Message) error {
-	a.s.mu.RLock()
-	defer a.s.mu.RUnlock()
-	if a.s.closed {
+// SendAcks gives the acks to paho, which sends them in the order the
+// messages were received (at QoS 0 there is nothing to send).
+func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
 		return eventkit.ErrClosed
 	}
-	if err := a.c.Ack(a.p); err != nil {
-		return fmt.Errorf("mqtt: ack: %w", err)
+	var errs []error
+	for _, id := range ids {
+		a := id.(*ackID)
+		if err := a.c.Ack(a.p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("mqtt: ack %d of %d messages failed: %w", len(errs), len(ids), errors.Join(errs...))
 	}
 	return nil
 }
 
-// Nack acknowledges the message too: MQTT cannot ask for a redelivery.
-func (a *acker) Nack(m *eventkit.Message, reason error, _ time.Duration) error {
-	a.s.t.o.logger.Warn("mqtt: nacked message acknowledged: MQTT has no redelivery", "topic", m.Topic, "id", m.Event.ID(), "reason", reason)
-	return a.Ack(m)
+// SendNacks is refused: MQTT cannot ask the broker for a redelivery.
+// Package transport does not call it (the driver lacks eventkit.CapNack);
+// a Nack returns a *eventkit.CapabilityError and leaves the message
+// unacknowledged.
+func (s *subscription) SendNacks(context.Context, []driver.Nack) error {
+	return &eventkit.CapabilityError{Transport: "mqtt", Op: "nack", Missing: eventkit.CapNack}
 }
 
-func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
+// Close is Shutdown without a bound.
+func (s *subscription) Close() error { return s.Shutdown(context.Background()) }
 
-func (s *subscription) Err() error { return nil }
-
-// Close disconnects the subscription's connection. A persistent session
-// stays on the broker (its subscription and its undelivered and unacked
-// QoS >= 1 messages) until the session expiry.
-func (s *subscription) Close() error {
-	s.closeOnce.Do(func() {
-		if s.stopCtx != nil {
-			s.stopCtx()
-		}
-		s.cancel()
-		s.mu.Lock()
-		s.closed = true
-		close(s.out)
-		s.mu.Unlock()
-		// paho sends acknowledgements on a ticker and forgets unsent ones
-		// when the connection closes: let the last ones go out first.
-		time.Sleep(5 * sendAcksInterval)
-		disconnect(s.cm, s.cancelCM)
-		s.wg.Wait()
-		s.t.forget(s)
-	})
-	return nil
+// Shutdown disconnects the subscription's connection within ctx, after a
+// short grace (ackGrace) for paho to send the last acks. A persistent
+// session stays on the broker (its subscription and its undelivered and
+// unacked QoS >= 1 messages) until the session expiry.
+func (s *subscription) Shutdown(ctx context.Context) error {
+	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case <-time.After(ackGrace):
+	case <-ctx.Done():
+	}
+	err := disconnect(ctx, s.cm, s.cancelCM)
+	s.wg.Wait()
+	return err
 }
+
+var (
+	_ driver.Subscription = (*subscription)(nil)
+	_ driver.Shutdowner   = (*subscription)(nil)
+)

@@ -52,7 +52,7 @@ func TestTransport(t *testing.T) {
 }
 
 func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekmqtt.WithStructured()), features)
+	eventkittest.TestTransport(t, factory(ekmqtt.WithMode(eventkit.Structured)), features)
 }
 
 // TestPersistentSession checks that a subscription with a persistent
