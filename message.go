@@ -1,6 +1,7 @@
 package eventkit
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,11 @@ func (m *Message) Nack(reason error) error { return m.NackAfter(reason, 0) }
 
 // NackAfter reports that handling failed, asking for redelivery after delay.
 // A second Nack is a no-op; a Nack after Ack returns ErrAlreadySettled.
+//
+// A transport that cannot redeliver (no CapNack), or cannot wait before a
+// redelivery (no CapNackDelay, with delay > 0), refuses the nack with an
+// error wrapping ErrUnsupported; the message then stays unsettled, so that
+// the caller can still Ack it (or nack it without a delay).
 func (m *Message) NackAfter(reason error, delay time.Duration) error {
 	if !m.state.CompareAndSwap(statePending, stateNacked) {
 		if m.state.Load() == stateNacked {
@@ -80,7 +86,11 @@ func (m *Message) NackAfter(reason error, delay time.Duration) error {
 	if m.acker == nil {
 		return nil
 	}
-	return m.acker.Nack(m, reason, delay)
+	err := m.acker.Nack(m, reason, delay)
+	if err != nil && errors.Is(err, ErrUnsupported) {
+		m.state.CompareAndSwap(stateNacked, statePending)
+	}
+	return err
 }
 
 // Settled reports whether the message was acked or nacked.

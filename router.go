@@ -496,7 +496,23 @@ func (r *Router) handle(rt *route, m *Message) {
 	if delay <= 0 {
 		delay = r.redeliveryDelay(m.Attempt)
 	}
-	if nerr := m.NackAfter(err, delay); nerr != nil {
+	nerr := m.NackAfter(err, delay)
+	if errors.Is(nerr, ErrUnsupported) {
+		// The transport cannot wait before a redelivery: ask for one now.
+		nerr = m.Nack(err)
+	}
+	if errors.Is(nerr, ErrUnsupported) {
+		// The transport cannot redeliver at all (MQTT). Leaving the message
+		// unsettled would hold back every later ack of the subscription, so
+		// the Router acks it, loudly: DeadLetter middleware keeps such events.
+		r.logger.Error("eventkit: handler failed and the transport cannot redeliver; the event is acked (add middleware.DeadLetter to keep failed events)",
+			"route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", err, "nack", nerr)
+		if aerr := m.Ack(); aerr != nil {
+			r.logger.Warn("eventkit: ack failed", "route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", aerr)
+		}
+		return
+	}
+	if nerr != nil {
 		r.logger.Warn("eventkit: nack failed", "route", rt.info.Name, "topic", m.Topic, "id", m.Event.ID(), "err", nerr)
 	}
 }

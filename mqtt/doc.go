@@ -30,17 +30,15 @@
 // MQTT has no negative acknowledgement, and the transport does not declare
 // eventkit.CapNack: Message.Nack (and NackAfter) returns a
 // *eventkit.CapabilityError wrapping eventkit.ErrUnsupported and leaves the
-// message unacknowledged (a persistent session gets it again when it
-// reconnects; nothing else does), instead of acknowledging it as if it had
-// been handled. A consumer that retries by nacking subscribes with
-// eventkit.Require(eventkit.CapNack) and is refused at Subscribe.
-//
-// Beware: a message whose Nack was refused can no longer be settled, and
-// MQTT acknowledges in the order of receipt, so no later acknowledgement
-// on that connection is sent; the broker stops delivering once its
-// in-flight window is full (20 messages on Mosquitto by default) until
-// the connection is re-established. On MQTT, do not nack: acknowledge a
-// failed message yourself (after sending it to a dead-letter topic, say). Message.
+// message unsettled, instead of acknowledging it as if it had been
+// handled: the caller still acknowledges it (after sending it to a
+// dead-letter topic, say). MQTT acknowledges in the order of receipt, so a
+// message never settled holds back every later acknowledgement on its
+// connection. The Router does this for you: when a handler fails on
+// MQTT, it logs the failure at error level and acknowledges the message
+// (middleware.DeadLetter keeps failed events). A consumer that retries by
+// nacking subscribes with eventkit.Require(eventkit.CapNack) and is
+// refused at Subscribe. Message.
 // Attempt is always 1. The transport's capabilities (eventkit.
 // CapabilitiesOf) are wildcards and consumer groups only: a shared
 // subscription keeps nothing for a group without members (no
