@@ -56,7 +56,6 @@ func TestWithBufferSizesTheQueue(t *testing.T) {
 	t.Fatalf("%d events published to a buffer of 100 that nobody reads", memory.DefaultBuffer)
 }
 
-
 // Close wakes a publisher blocked on a full buffer, which returns
 // ErrClosed, and does not wait for it until its close timeout.
 func TestCloseWakesBlockedPublisher(t *testing.T) {
