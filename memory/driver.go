@@ -83,7 +83,7 @@ func (b *bus) SendBatch(ctx context.Context, name string, events []event.Event) 
 	qs := b.lookup(name)
 	for i := range events {
 		for _, q := range qs {
-			if err := q.push(ctx, newDelivery(q, name, events[i])); err != nil {
+			if err := q.push(ctx, newDelivery(name, events[i])); err != nil {
 				if errors.Is(err, errQueueGone) {
 					continue
 				}
@@ -160,7 +160,7 @@ func (b *bus) Close() error {
 	return nil
 }
 
-// remove drops one member of q, and q with its last member.
+// leave drops one member of q, and q with its last member.
 func (b *bus) leave(q *queue) {
 	b.mu.Lock()
 	q.members--
@@ -283,205 +283,6 @@ func (q *queue) requeue(d *delivery, delay time.Duration) error {
 		}
 	}()
 	return nil
-}
-
-// delivery is the event of one publish to one queue (a lone subscription or
-// a group), and the AckID of its message. It keeps the event as published
-// (orig), which nothing hands out, so that every message gets a copy of
-// it: the handler of one delivery may change its event (extensions,
-// attributes, data, even the data bytes in place) without the publisher,
-// another subscription or a redelivery seeing it.
-//
-// One message of a delivery is in flight at a time. Once it is acked
-// nothing can ask for another, so the delivery goes back to a pool with its
-// data buffer: the copy kept for redeliveries costs no allocation in the
-// steady state.
-type delivery struct {
-	topic   string
-	attempt int
-	orig    event.Event
-	origCtx event.EventContextV1
-	buf     []byte // holds orig's data
-}
-
-var deliveries = sync.Pool{New: func() any { return new(delivery) }}
-
-// maxPooledData bounds the data buffer a pooled delivery keeps.
-const maxPooledData = 64 << 10
-
-// newDelivery copies e, published to name, for q: nothing of it is shared
-// with the publisher.
-func newDelivery(q *queue, name string, e event.Event) *delivery {
-	d := deliveries.Get().(*delivery)
-	d.topic, d.attempt, d.orig = name, 1, e
-	ec, ok := e.Context.(*event.EventContextV1)
-	if !ok { // not 1.0: package transport validated the event, so this is not reached
-		d.orig = e.Clone()
-		return d
-	}
-	d.origCtx = *ec
-	d.origCtx.Extensions = cloneExtensions(ec.Extensions)
-	d.orig.Context = &d.origCtx
-	d.orig.FieldErrors = nil
-	if e.DataEncoded != nil {
-		d.buf = append(d.buf[:0], e.DataEncoded...)
-		d.orig.DataEncoded = d.buf
-	}
-	return d
-}
-
-// event returns a copy of the event as published.
-func (d *delivery) event() event.Event {
-	ev := d.orig
-	ec, ok := d.orig.Context.(*event.EventContextV1)
-	if !ok {
-		return d.orig.Clone()
-	}
-	c := new(event.EventContextV1)
-	*c = *ec
-	c.Extensions = cloneExtensions(ec.Extensions)
-	ev.Context = c
-	if d.orig.DataEncoded != nil {
-		ev.DataEncoded = append(make([]byte, 0, len(d.orig.DataEncoded)), d.orig.DataEncoded...)
-	}
-	return ev
-}
-
-// release returns d to the pool. Its fields are left as they are (the next
-// newDelivery overwrites them; clearing them would cost write barriers on
-// the hot path), but a large data buffer is dropped.
-func (d *delivery) release() {
-	if cap(d.buf) > maxPooledData {
-		d.buf = nil
-	}
-	deliveries.Put(d)
-}
-
-func cloneExtensions(m map[string]any) map[string]any {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		if b, ok := v.([]byte); ok { // the one mutable extension type
-			v = append([]byte(nil), b...)
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// sub is a lone subscription: the only reader of its queue.
-type sub struct {
-	q     *queue
-	taken []*delivery // ReceiveBatch's scratch
-}
-
-// ReceiveBatch implements driver.Subscription: it waits for the first
-// delivery, then takes what else is queued, up to max.
-func (s *sub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
-	var d *delivery
-	select {
-	case d = <-s.q.ch:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	taken := append(s.taken[:0], d)
-drain:
-	for len(taken) < max {
-		select {
-		case d = <-s.q.ch:
-			taken = append(taken, d)
-		default:
-			break drain
-		}
-	}
-	s.taken = taken
-	msgs := make([]driver.Message, len(taken))
-	out := make([]*driver.Message, len(taken))
-	for i, d := range taken {
-		msgs[i] = driver.Message{Topic: d.topic, Event: d.event(), Attempt: d.attempt, ID: d}
-		out[i] = &msgs[i]
-		taken[i] = nil
-	}
-	return out, nil
-}
-
-// SendAcks implements driver.Subscription: nothing to tell anyone in
-// memory; the deliveries are done.
-func (s *sub) SendAcks(_ context.Context, ids []driver.AckID) error {
-	for _, id := range ids {
-		id.(*delivery).release()
-	}
-	return nil
-}
-
-// SendNacks implements driver.Subscription: each event, as published, is
-// queued again to the same subscription or group, with its attempt
-// incremented, after the nack's delay.
-func (s *sub) SendNacks(_ context.Context, nacks []driver.Nack) error {
-	var errs []error
-	for _, n := range nacks {
-		d := n.ID.(*delivery)
-		d.attempt++
-		if err := s.q.requeue(d, n.Delay); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Close implements driver.Subscription: the subscription leaves its queue;
-// a lone subscription's buffered events are gone with it.
-func (s *sub) Close() error {
-	s.q.bus.leave(s.q)
-	return nil
-}
-
-// member is a group member's subscription. It takes one message at a time,
-// so that members compete for each message, and gives the messages it
-// received but package transport did not hand over back to the group when
-// it closes.
-type member struct {
-	*sub
-	mu      sync.Mutex
-	pending []*delivery // received, not yet taken by the application
-}
-
-// ReceiveBatch implements driver.Subscription with batches of one message.
-func (m *member) ReceiveBatch(ctx context.Context, _ int) ([]*driver.Message, error) {
-	msgs, err := m.sub.ReceiveBatch(ctx, 1)
-	if len(msgs) == 1 {
-		m.mu.Lock()
-		m.pending = append(m.pending, msgs[0].ID.(*delivery))
-		m.mu.Unlock()
-	}
-	return msgs, err
-}
-
-// Delivered implements driver.DeliveryObserver.
-func (m *member) Delivered(id driver.AckID) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i, d := range m.pending {
-		if d == id {
-			m.pending = append(m.pending[:i], m.pending[i+1:]...)
-			return
-		}
-	}
-}
-
-// Close implements driver.Subscription: the messages not taken go back to
-// the group, for its other members.
-func (m *member) Close() error {
-	m.mu.Lock()
-	pending := m.pending
-	m.pending = nil
-	m.mu.Unlock()
-	for _, d := range pending {
-		_ = m.q.requeue(d, 0) // fails only when the bus is closing: the events are gone
-	}
-	return m.sub.Close()
 }
 
 var (
