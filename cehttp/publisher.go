@@ -61,11 +61,17 @@ func WithHTTPClient(c *http.Client) PublisherOption {
 // WithTimeout bounds each request (DefaultTimeout by default); it must be
 // positive.
 func WithTimeout(d time.Duration) PublisherOption {
+	return positive("cehttp.WithTimeout", d, func(p *poster) *time.Duration { return &p.timeout })
+}
+
+// positive is an option setting the duration field(p) to d, which must be
+// positive.
+func positive(name string, d time.Duration, field func(*poster) *time.Duration) PublisherOption {
 	return func(p *poster) error {
 		if d <= 0 {
-			return eventkit.InvalidOption("cehttp.WithTimeout", "must be positive, got "+d.String())
+			return eventkit.InvalidOption(name, "must be positive, got "+d.String())
 		}
-		p.timeout = d
+		*field(p) = d
 		return nil
 	}
 }
@@ -130,13 +136,7 @@ func WithoutTopicHeader() PublisherOption {
 // Close waits that long for the requests in flight. It must be positive;
 // use Shutdown to give the bound with a context.
 func WithCloseTimeout(d time.Duration) PublisherOption {
-	return func(p *poster) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("cehttp.WithCloseTimeout", "must be positive, got "+d.String())
-		}
-		p.closeTimeout = d
-		return nil
-	}
+	return positive("cehttp.WithCloseTimeout", d, func(p *poster) *time.Duration { return &p.closeTimeout })
 }
 
 // userAgent names the egress publisher in its requests.
