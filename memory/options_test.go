@@ -115,3 +115,41 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("capabilities %s, want %s", got, want)
 	}
 }
+
+// A group member that closes gives the messages it received but did not
+// hand over back to its group: another member gets every event.
+func TestMemberCloseGivesBackUntaken(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	ctx := context.Background()
+	m1, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	for i := 0; i < n; i++ {
+		if err := bus.Publish(ctx, "g", eventkittest.NewEvent("g-"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := <-m1.Messages()
+	_ = first.Ack()
+	m2, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{first.Event.ID(): true}
+	timeout := time.After(5 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-m2.Messages():
+			got[m.Event.ID()] = true
+			_ = m.Ack()
+		case <-timeout:
+			t.Fatalf("the group got %d of %d events after its first member closed", len(got), n)
+		}
+	}
+}
