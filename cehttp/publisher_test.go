@@ -31,8 +31,8 @@ func TestMain(m *testing.M) {
 func TestTransport(t *testing.T) {
 	for _, mode := range []struct {
 		name string
-		m    cehttp.Mode
-	}{{"binary", cehttp.Binary}, {"batch", cehttp.Batch}} {
+		m    cehttp.PublisherOption
+	}{{"binary", cehttp.WithMode(eventkit.Binary)}, {"batch", cehttp.WithBatch()}} {
 		t.Run(mode.name, func(t *testing.T) {
 			eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
 				bus := memory.New()
@@ -40,7 +40,7 @@ func TestTransport(t *testing.T) {
 					cehttp.WithTopic(cehttp.TopicFromHeader("")),
 					cehttp.WithBearerToken("tok"), cehttp.WithHMACSecret([]byte("key"))))
 				t.Cleanup(srv.Close)
-				pub, err := cehttp.NewPublisher(srv.URL, cehttp.WithMode(mode.m),
+				pub, err := cehttp.NewPublisher(srv.URL, mode.m,
 					cehttp.WithToken("tok"), cehttp.WithSigningSecret([]byte("key")))
 				if err != nil {
 					t.Fatal(err)
@@ -62,7 +62,7 @@ func TestStructuredModeRoundTrip(t *testing.T) {
 	rec := &recorder{}
 	srv := httptest.NewServer(cehttp.NewHandler(rec, cehttp.WithTopic(cehttp.TopicFromHeader(""))))
 	defer srv.Close()
-	pub, err := cehttp.NewPublisher(srv.URL, cehttp.WithMode(cehttp.Structured))
+	pub, err := cehttp.NewPublisher(srv.URL, cehttp.WithMode(eventkit.Structured))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,13 @@ func (s *Server) setupSubscriptions() error {
 	r := eventkit.NewRouter(s.sub, eventkit.WithLogger(s.log.With("component", "subscriptions")),
 		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)))
 	for _, sc := range s.cfg.Subscriptions {
-		mode := cehttp.Binary
+		popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Duration(sc.Timeout))}
 		switch sc.Mode {
 		case "structured":
-			mode = cehttp.Structured
+			popts = append(popts, cehttp.WithMode(eventkit.Structured))
 		case "batch":
-			mode = cehttp.Batch
+			popts = append(popts, cehttp.WithBatch())
 		}
-		popts := []cehttp.PublisherOption{cehttp.WithMode(mode), cehttp.WithTimeout(time.Duration(sc.Timeout))}
 		if tok := secret(sc.Token); tok != "" {
 			popts = append(popts, cehttp.WithToken(tok))
 		}
@@ -42,7 +41,7 @@ func (s *Server) setupSubscriptions() error {
 		if err != nil {
 			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
 		}
-		s.closers = append(s.closers, func(context.Context) error { return hook.Close() })
+		s.closers = append(s.closers, hook.Shutdown)
 		if sc.HandshakeOrigin != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(sc.Timeout))
 			err := hook.Handshake(ctx, sc.HandshakeOrigin, 0)

@@ -136,11 +136,10 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := eventkit.ValidateEvents(events); err != nil {
 		return err
 	}
-	mode := cehttp.Batch
-	if len(events) == 1 {
-		mode = cehttp.Binary
+	popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Minute)}
+	if len(events) > 1 {
+		popts = append(popts, cehttp.WithBatch())
 	}
-	popts := []cehttp.PublisherOption{cehttp.WithMode(mode), cehttp.WithTimeout(time.Minute)}
 	if *token != "" {
 		popts = append(popts, cehttp.WithToken(*token))
 	}
