@@ -1,0 +1,188 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/google/uuid"
+)
+
+// Handlers dispatches commands to the one handler registered for their
+// type, and publishes replies to requests. It is safe for concurrent use;
+// handlers are registered before Mount.
+type Handlers struct {
+	pub eventkit.Publisher
+	cfg config
+
+	mu       sync.RWMutex
+	handlers map[string]func(ctx context.Context, e event.Event) (any, error)
+}
+
+// NewHandlers returns an empty set of handlers whose replies are published
+// through pub. It applies WithPrefix, WithGroup, WithSource and WithLogger.
+func NewHandlers(pub eventkit.Publisher, opts ...Option) (*Handlers, error) {
+	if pub == nil {
+		return nil, errors.New("command: NewHandlers: nil publisher")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Handlers{pub: pub, cfg: cfg, handlers: map[string]func(context.Context, event.Event) (any, error){}}, nil
+}
+
+// Handle registers fn as the handler of commands of type cmdType, whose
+// data decodes into a C. A request gets an empty successful reply when fn
+// returns nil. A second handler for one type is ErrDuplicateHandler.
+func Handle[C any](h *Handlers, cmdType string, fn func(ctx context.Context, cmd C) error) error {
+	if fn == nil {
+		return fmt.Errorf("command: Handle %q: nil handler", cmdType)
+	}
+	return register(h, cmdType, func(ctx context.Context, c C) (any, error) { return nil, fn(ctx, c) })
+}
+
+// HandleReply registers fn as the handler of commands of type cmdType; the
+// R it returns is the data (JSON) of the reply to a request. A second
+// handler for one type is ErrDuplicateHandler.
+func HandleReply[C, R any](h *Handlers, cmdType string, fn func(ctx context.Context, cmd C) (R, error)) error {
+	if fn == nil {
+		return fmt.Errorf("command: HandleReply %q: nil handler", cmdType)
+	}
+	return register(h, cmdType, func(ctx context.Context, c C) (any, error) { return fn(ctx, c) })
+}
+
+func register[C any](h *Handlers, cmdType string, fn func(ctx context.Context, c C) (any, error)) error {
+	if _, err := Topic(h.cfg.prefix, cmdType); err != nil {
+		return err
+	}
+	call := func(ctx context.Context, e event.Event) (any, error) {
+		var c C
+		if err := eventkit.DecodeData(e, &c); err != nil {
+			return nil, &Error{Code: CodeInvalid, Message: err.Error()}
+		}
+		if err := validate(&c); err != nil {
+			return nil, &Error{Code: CodeInvalid, Message: err.Error()}
+		}
+		return fn(ctx, c)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.handlers[cmdType]; dup {
+		return fmt.Errorf("%w: %q", ErrDuplicateHandler, cmdType)
+	}
+	h.handlers[cmdType] = call
+	return nil
+}
+
+// validate calls Validate on c or *c, whichever implements Validator.
+func validate[C any](c *C) error {
+	if v, ok := any(c).(Validator); ok {
+		return v.Validate()
+	}
+	if v, ok := any(*c).(Validator); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
+// Types returns the registered command types.
+func (h *Handlers) Types() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.handlers))
+	for t := range h.handlers {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Mount adds to r one route on every command topic of the prefix
+// (Prefix + ".>"), in the consumer group (WithGroup), handled by h. opts
+// are added to the route (Concurrency, RouteMiddleware, ...).
+func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error {
+	all := append([]eventkit.RouteOption{eventkit.RouteName("commands " + h.cfg.prefix), eventkit.RouteGroup(h.cfg.group)}, opts...)
+	return r.Handle(h.cfg.prefix+".>", h, all...)
+}
+
+// Handle dispatches one command message; it makes Handlers an
+// eventkit.Handler. It returns nil once a request's reply is published, a
+// Permanent error for a sent command that is unknown, invalid or failed
+// with an *Error, and the handler's error otherwise (the Router then
+// redelivers it by its policy).
+func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
+	e := m.Event
+	replyTo, _ := e.Extensions()[ReplyToExtension].(string)
+	h.mu.RLock()
+	call := h.handlers[e.Type()]
+	h.mu.RUnlock()
+	var (
+		result any
+		err    error
+	)
+	if call == nil {
+		err = &Error{Code: CodeUnknownCommand, Message: fmt.Sprintf("no handler for command type %q", e.Type())}
+	} else {
+		result, err = h.run(ctx, call, e)
+	}
+	if replyTo == "" {
+		var ce *Error
+		if errors.As(err, &ce) {
+			h.cfg.logger.Warn("command: failed for good", "type", e.Type(), "id", e.ID(), "code", ce.Code, "err", ce.Message)
+			return eventkit.Permanent(err)
+		}
+		return err
+	}
+	reply, rerr := h.reply(e, result, err)
+	if rerr != nil {
+		h.cfg.logger.Error("command: reply not encoded", "type", e.Type(), "id", e.ID(), "err", rerr)
+		if reply, rerr = h.reply(e, nil, &Error{Code: CodeInternal, Message: rerr.Error()}); rerr != nil {
+			return eventkit.Permanent(rerr)
+		}
+	}
+	if perr := h.pub.Publish(ctx, replyTo, reply); perr != nil {
+		return fmt.Errorf("command: publish reply to %q: %w", replyTo, perr)
+	}
+	return nil
+}
+
+// run calls the handler, turning a panic into an *Error with CodeInternal.
+func (h *Handlers) run(ctx context.Context, call func(context.Context, event.Event) (any, error), e event.Event) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.cfg.logger.Error("command: handler panicked", "type", e.Type(), "id", e.ID(), "panic", p, "stack", string(debug.Stack()))
+			result, err = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", p)}
+		}
+	}()
+	return call(context.WithValue(ctx, eventKey{}, &e), e)
+}
+
+// reply builds the reply event to request e.
+func (h *Handlers) reply(e event.Event, result any, err error) (event.Event, error) {
+	r := event.New()
+	r.SetID(uuid.NewString())
+	r.SetSource(h.cfg.source)
+	r.SetExtension(InReplyToExtension, e.ID())
+	if err != nil {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			ce = &Error{Code: CodeFailed, Message: err.Error()}
+		}
+		r.SetType(ErrorReplyType)
+		return r, r.SetData(event.ApplicationJSON, ce)
+	}
+	r.SetType(ReplyType)
+	if result == nil {
+		return r, nil
+	}
+	data, merr := json.Marshal(result)
+	if merr != nil {
+		return r, fmt.Errorf("command: encode the reply to %q: %w", e.Type(), merr)
+	}
+	return r, r.SetData(event.ApplicationJSON, json.RawMessage(data))
+}
