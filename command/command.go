@@ -105,6 +105,7 @@ type config struct {
 	source      string
 	timeout     time.Duration
 	maxPending  int
+	rejected    string
 	logger      *slog.Logger
 }
 
@@ -128,6 +129,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("command: reply prefix: %w", topic.ValidateName(c.replyPrefix))
 	case c.replyPrefix == c.prefix || strings.HasPrefix(c.replyPrefix, c.prefix+"."):
 		return c, fmt.Errorf("command: reply prefix %q must be outside the command prefix %q", c.replyPrefix, c.prefix)
+	case c.rejected != "" && (topic.ValidateName(c.rejected) != nil || c.rejected == c.prefix || strings.HasPrefix(c.rejected, c.prefix+".")):
+		return c, fmt.Errorf("command: rejected topic %q must be a valid topic outside the command prefix %q", c.rejected, c.prefix)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("command: timeout must be positive, got %s", c.timeout)
 	case c.maxPending <= 0:
@@ -157,6 +160,12 @@ func WithGroup(g string) Option { return func(c *config) { c.group = g } }
 // WithSource sets the CloudEvents source of commands (Client) and replies
 // (Handlers); default "/eventkit/command".
 func WithSource(s string) Option { return func(c *config) { c.source = s } }
+
+// WithRejectedTopic makes Handlers publish each sent command that fails
+// for good (unknown type, invalid data, an *Error from its handler) to
+// topic, with the errorcode and errormessage extensions, instead of only
+// logging it. The topic must lie outside the command prefix.
+func WithRejectedTopic(topic string) Option { return func(c *config) { c.rejected = topic } }
 
 // WithTimeout sets how long a Client's Request waits for its reply when the
 // context has no earlier deadline (default 30s).

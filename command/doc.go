@@ -47,11 +47,11 @@
 // the command's Go type (see eventkit.DecodeData) and, when the type has a
 // Validate() error method, validated. A command that does not decode or
 // validate is never retried: a request gets an *Error with CodeInvalid, and
-// a sent command is failed with eventkit.Permanent (dead-letter middleware
-// dead-letters it). A handler's *Error is likewise final; any other error
-// of a sent command is returned to the Router, which redelivers it by its
-// policy, and any error of a request is replied. A panic in a handler
-// becomes an *Error with CodeInternal. Delivery is at least once: a
+// a sent command is rejected (acked, and published to WithRejectedTopic or
+// logged). A handler's *Error, and a command of an unknown type, are
+// likewise final; any other error of a sent command is returned to the
+// Router, which redelivers it by its policy, and any error of a request is
+// replied. A panic in a handler becomes an *Error with CodeInternal. Delivery is at least once: a
 // handler may see a command twice and should be idempotent (the command id
 // is the CloudEvent id, see EventFromContext).
 //

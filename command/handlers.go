@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -20,12 +21,15 @@ type Handlers struct {
 	pub eventkit.Publisher
 	cfg config
 
+	rejected atomic.Uint64
+
 	mu       sync.RWMutex
 	handlers map[string]func(ctx context.Context, e event.Event) (any, error)
 }
 
 // NewHandlers returns an empty set of handlers whose replies are published
-// through pub. It applies WithPrefix, WithGroup, WithSource and WithLogger.
+// through pub. It applies WithPrefix, WithGroup, WithSource,
+// WithRejectedTopic and WithLogger.
 func NewHandlers(pub eventkit.Publisher, opts ...Option) (*Handlers, error) {
 	if pub == nil {
 		return nil, errors.New("command: NewHandlers: nil publisher")
@@ -111,10 +115,13 @@ func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error
 }
 
 // Handle dispatches one command message; it makes Handlers an
-// eventkit.Handler. It returns nil once a request's reply is published, a
-// Permanent error for a sent command that is unknown, invalid or failed
-// with an *Error, and the handler's error otherwise (the Router then
-// redelivers it by its policy).
+// eventkit.Handler. A request is answered (success or *Error) and Handle
+// returns nil once the reply is published. A sent command that fails for
+// good (unknown type, invalid data, an *Error from its handler) is
+// rejected: published to the WithRejectedTopic topic, or logged, and
+// Handle returns nil, so that it is not redelivered. Any other error of a
+// sent command is returned, and the Router redelivers the command by its
+// policy.
 func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	e := m.Event
 	replyTo, _ := e.Extensions()[ReplyToExtension].(string)
@@ -133,8 +140,7 @@ func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	if replyTo == "" {
 		var ce *Error
 		if errors.As(err, &ce) {
-			h.cfg.logger.Warn("command: failed for good", "type", e.Type(), "id", e.ID(), "code", ce.Code, "err", ce.Message)
-			return eventkit.Permanent(err)
+			return h.reject(ctx, e, ce)
 		}
 		return err
 	}
@@ -186,3 +192,30 @@ func (h *Handlers) reply(e event.Event, result any, err error) (event.Event, err
 	}
 	return r, r.SetData(event.ApplicationJSON, json.RawMessage(data))
 }
+
+// ErrorCodeExtension and ErrorMessageExtension carry, on a rejected command
+// (WithRejectedTopic), the code and message of its *Error.
+const (
+	ErrorCodeExtension    = "errorcode"
+	ErrorMessageExtension = "errormessage"
+)
+
+// reject disposes of a sent command that failed for good.
+func (h *Handlers) reject(ctx context.Context, e event.Event, ce *Error) error {
+	h.rejected.Add(1)
+	if h.cfg.rejected == "" {
+		h.cfg.logger.Error("command: rejected", "type", e.Type(), "id", e.ID(), "code", ce.Code, "err", ce.Message)
+		return nil
+	}
+	r := e.Clone()
+	r.SetExtension(ErrorCodeExtension, ce.Code)
+	r.SetExtension(ErrorMessageExtension, ce.Message)
+	if err := h.pub.Publish(ctx, h.cfg.rejected, r); err != nil {
+		return fmt.Errorf("command: publish rejected %q to %q: %w", e.Type(), h.cfg.rejected, err)
+	}
+	h.cfg.logger.Warn("command: rejected", "type", e.Type(), "id", e.ID(), "code", ce.Code, "err", ce.Message, "topic", h.cfg.rejected)
+	return nil
+}
+
+// Rejected returns the number of sent commands rejected (see Handle).
+func (h *Handlers) Rejected() uint64 { return h.rejected.Load() }

@@ -1,0 +1,123 @@
+package command_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/eventkit/eventkit/command"
+	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/memory"
+)
+
+type Deposited struct {
+	Amount int `json:"amount"`
+}
+
+type Account struct {
+	es.Root
+	Balance int
+}
+
+func (a *Account) Apply(data any) error {
+	if d, ok := data.(Deposited); ok {
+		a.Balance += d.Amount
+	}
+	return nil
+}
+
+type Deposit struct {
+	Account string `json:"account"`
+	Amount  int    `json:"amount"`
+}
+
+func (d Deposit) AccountID() string { return d.Account }
+
+func newAccounts() (*es.Repository[*Account], *memory.EventStore) {
+	reg := es.NewRegistry()
+	es.Register[Deposited](reg, "bank.deposited")
+	store := memory.NewEventStore()
+	return es.NewRepository(store, reg, func(string) *Account { return &Account{} }, es.WithStreamIDPrefix("acct-")), store
+}
+
+func TestHandleAggregateRetriesConflict(t *testing.T) {
+	repo, _ := newAccounts()
+	ctx := context.Background()
+	var calls atomic.Int32
+	handle := command.HandleAggregate(repo, Deposit.AccountID, func(a *Account, d Deposit) error {
+		if calls.Add(1) == 1 {
+			// Another writer saves the account between this load and its save.
+			if _, err := repo.Update(ctx, a.ID(), func(o *Account) error {
+				return es.Raise(o, Deposited{Amount: 100})
+			}); err != nil {
+				return err
+			}
+		}
+		return es.Raise(a, Deposited{Amount: d.Amount})
+	})
+	if err := handle(ctx, Deposit{Account: "a1", Amount: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("command ran %d times, want 2 (once more after the conflict)", n)
+	}
+	a, err := repo.Load(ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Balance != 105 || a.Version() != 2 {
+		t.Fatalf("balance %d at version %d, want 105 at 2", a.Balance, a.Version())
+	}
+}
+
+func TestHandleAggregateConflictExhausted(t *testing.T) {
+	repo, _ := newAccounts()
+	ctx := context.Background()
+	var calls atomic.Int32
+	handle := command.HandleAggregate(repo, Deposit.AccountID, func(a *Account, d Deposit) error {
+		calls.Add(1)
+		if _, err := repo.Update(ctx, a.ID(), func(o *Account) error { return es.Raise(o, Deposited{Amount: 1}) }); err != nil {
+			return err
+		}
+		return es.Raise(a, Deposited{Amount: d.Amount})
+	}, command.AggregateRetries(2))
+	err := handle(ctx, Deposit{Account: "a1", Amount: 5})
+	if !errors.Is(err, &command.Error{Code: command.CodeConflict}) {
+		t.Fatalf("err = %v, want a conflict *Error", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("command ran %d times, want 3", n)
+	}
+}
+
+func TestHandleAggregateThroughRequest(t *testing.T) {
+	repo, _ := newAccounts()
+	e := newEnv(t, func(h *command.Handlers) {
+		// No id function: the aggregate is the command's subject.
+		if err := command.Handle(h, "bank.deposit", command.HandleAggregate(repo, nil, func(a *Account, d Deposit) error {
+			if d.Amount <= 0 {
+				return command.Errorf("bad_amount", "amount must be positive")
+			}
+			return es.Raise(a, Deposited{Amount: d.Amount})
+		})); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := e.client.Request(ctx, "bank.deposit", Deposit{Amount: 10}, command.WithSubject("a7")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.Request(ctx, "bank.deposit", Deposit{Amount: -1}, command.WithSubject("a7")); !errors.Is(err, &command.Error{Code: "bad_amount"}) {
+		t.Fatalf("err = %v, want bad_amount", err)
+	}
+	if _, err := e.client.Request(ctx, "bank.deposit", Deposit{Amount: 1}); !errors.Is(err, command.ErrInvalid) {
+		t.Fatalf("no subject: err = %v, want ErrInvalid", err)
+	}
+	a, err := repo.Load(ctx, "a7")
+	if err != nil || a.Balance != 30 {
+		t.Fatalf("balance %d, %v; want 30", a.Balance, err)
+	}
+}
