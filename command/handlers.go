@@ -107,10 +107,17 @@ func (h *Handlers) Types() []string {
 }
 
 // Mount adds to r one route on every command topic of the prefix
-// (Prefix + ".>"), in the consumer group (WithGroup), handled by h. opts
+// (Prefix + ".>"), in the consumer group (WithGroup), handled by h. The
+// group starts, when it is new, at the oldest command the transport
+// retains (eventkit.FromStart), so that commands sent before the service
+// first ran are handled; an existing group resumes where it left off. opts
 // are added to the route (Concurrency, RouteMiddleware, ...).
 func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error {
-	all := append([]eventkit.RouteOption{eventkit.RouteName("commands " + h.cfg.prefix), eventkit.RouteGroup(h.cfg.group)}, opts...)
+	all := append([]eventkit.RouteOption{
+		eventkit.RouteName("commands " + h.cfg.prefix),
+		eventkit.RouteGroup(h.cfg.group),
+		eventkit.RouteSubscribeOptions(eventkit.FromStart()),
+	}, opts...)
 	return r.Handle(h.cfg.prefix+".>", h, all...)
 }
 
