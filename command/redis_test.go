@@ -15,10 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// TestRedis runs commands over the Redis Streams transport: a command sent
-// before any handler runs is handled once the handlers start (durable
-// Send), and requests, error replies, unknown types and concurrent
-// requests work as on memory.
+// TestRedis runs commands over the Redis Streams transport.
 func TestRedis(t *testing.T) {
 	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
 	keyPrefix := eventkittest.UniqueName("ekcmd") + ":"
@@ -39,7 +36,16 @@ func TestRedis(t *testing.T) {
 		}
 	}()
 
-	client, err := command.NewClient(tr, tr, command.WithTimeout(20*time.Second))
+	runOverTransport(t, ctx, tr, tr)
+}
+
+// runOverTransport checks Send and Request over a real transport: a command
+// sent before any handler runs is handled once the handlers start (durable
+// Send), requests, error replies, unknown types and concurrent requests
+// work as on memory.
+func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher, sub eventkit.Subscriber, opts ...command.Option) {
+	t.Helper()
+	client, err := command.NewClient(pub, sub, append([]command.Option{command.WithTimeout(20 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +57,14 @@ func TestRedis(t *testing.T) {
 	}
 
 	noted := make(chan int, 1)
-	h, err := command.NewHandlers(tr)
+	h, err := command.NewHandlers(pub, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = command.Handle(h, "calc.note", func(ctx context.Context, a Add) error { noted <- a.A + a.B; return nil })
 	_ = command.HandleReply(h, "calc.add", sum)
 	_ = command.Handle(h, "calc.fail", func(context.Context, Add) error { return command.Errorf("nope", "refused") })
-	r := eventkit.NewRouter(tr)
+	r := eventkit.NewRouter(sub)
 	if err := h.Mount(r, eventkit.Concurrency(8)); err != nil {
 		t.Fatal(err)
 	}
