@@ -36,16 +36,17 @@ func TestRedis(t *testing.T) {
 		}
 	}()
 
-	runOverTransport(t, ctx, tr, tr)
+	runOverTransport(t, ctx, tr, tr, tr, tr)
 }
 
 // runOverTransport checks Send and Request over a real transport: a command
 // sent before any handler runs is handled once the handlers start (durable
 // Send), requests, error replies, unknown types and concurrent requests
 // work as on memory.
-func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher, sub eventkit.Subscriber, opts ...command.Option) {
+// Commands go through pub and sub; replies through replyPub and replySub.
+func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher, sub eventkit.Subscriber, replyPub eventkit.Publisher, replySub eventkit.Subscriber, opts ...command.Option) {
 	t.Helper()
-	client, err := command.NewClient(pub, sub, append([]command.Option{command.WithTimeout(20 * time.Second)}, opts...)...)
+	client, err := command.NewClient(pub, replySub, append([]command.Option{command.WithTimeout(20 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher,
 	}
 
 	noted := make(chan int, 1)
-	h, err := command.NewHandlers(pub, opts...)
+	h, err := command.NewHandlers(replyPub, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
