@@ -173,6 +173,7 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 	if err != nil {
 		return event.Event{}, err
 	}
+	e = e.Clone() // the caller's event keeps no replyto
 	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.timeout, ErrTimeout)
 	defer cancel()
 	ch, err := c.begin(ctx, e.ID())

@@ -113,7 +113,6 @@ func newConfig(opts []Option) (config, error) {
 	c := config{
 		prefix:      "commands",
 		replyPrefix: "replies",
-		group:       "commands",
 		source:      "/eventkit/command",
 		timeout:     30 * time.Second,
 		maxPending:  10000,
@@ -121,6 +120,9 @@ func newConfig(opts []Option) (config, error) {
 	}
 	for _, o := range opts {
 		o(&c)
+	}
+	if c.group == "" {
+		c.group = c.prefix
 	}
 	switch {
 	case topic.ValidateName(c.prefix) != nil:
@@ -153,8 +155,9 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 // "replies"); it must lie outside the command prefix.
 func WithReplyPrefix(p string) Option { return func(c *config) { c.replyPrefix = p } }
 
-// WithGroup sets the consumer group Handlers.Mount subscribes in (default
-// "commands").
+// WithGroup sets the consumer group Handlers.Mount subscribes in (default:
+// the prefix, so that services with their own prefixes have their own
+// groups).
 func WithGroup(g string) Option { return func(c *config) { c.group = g } }
 
 // WithSource sets the CloudEvents source of commands (Client) and replies

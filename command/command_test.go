@@ -489,3 +489,61 @@ func TestTopic(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestEventLeavesCallersEventAlone(t *testing.T) {
+	e := newEnv(t, func(h *command.Handlers) { _ = command.HandleReply(h, "calc.add", sum) })
+	ev, err := e.client.NewCommand("calc.add", Add{A: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RequestEvent(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ev.Extensions()[command.ReplyToExtension]; ok {
+		t.Fatal("RequestEvent set replyto on the caller's event")
+	}
+}
+
+func TestInvalidReplyToIsRejectedNotRetried(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	h, _ := command.NewHandlers(bus)
+	_ = command.HandleReply(h, "calc.add", sum)
+	c, _ := command.NewClient(bus, nil)
+	ev, _ := c.NewCommand("calc.add", Add{A: 1}, command.WithExtension(command.ReplyToExtension, "not a topic"))
+	if err := h.Handle(context.Background(), eventkit.NewMessage("commands.calc.add", ev, 1, nil, nil)); err != nil {
+		t.Fatalf("Handle = %v; a reply topic that can never work must not make the command redelivered", err)
+	}
+	if h.Rejected() != 1 {
+		t.Fatalf("rejected %d, want 1", h.Rejected())
+	}
+}
+
+func TestTwoServicesOnOneBus(t *testing.T) {
+	bus := memory.New()
+	defer bus.Close()
+	ctx := context.Background()
+	r := eventkit.NewRouter(bus)
+	for _, svc := range []string{"orders", "billing"} {
+		h, err := command.NewHandlers(bus, command.WithPrefix(svc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = command.HandleReply(h, "ping", func(context.Context, Add) (string, error) { return svc, nil })
+		if err := h.Mount(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(ctx)
+	for _, svc := range []string{"orders", "billing"} {
+		c, _ := command.NewClient(bus, bus, command.WithPrefix(svc))
+		got, err := command.Request[string](ctx, c, "ping", Add{})
+		_ = c.Close()
+		if err != nil || got != svc {
+			t.Fatalf("%s: %q, %v", svc, got, err)
+		}
+	}
+}

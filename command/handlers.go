@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
 	"github.com/google/uuid"
 )
 
@@ -95,7 +98,7 @@ func validate[C any](c *C) error {
 	return nil
 }
 
-// Types returns the registered command types.
+// Types returns the registered command types, sorted.
 func (h *Handlers) Types() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -103,11 +106,13 @@ func (h *Handlers) Types() []string {
 	for t := range h.handlers {
 		out = append(out, t)
 	}
+	slices.Sort(out)
 	return out
 }
 
 // Mount adds to r one route on every command topic of the prefix
-// (Prefix + ".>"), in the consumer group (WithGroup), handled by h. The
+// (Prefix + ".>"), in the consumer group (WithGroup; default the prefix),
+// handled by h. The
 // group starts, when it is new, at the oldest command the transport
 // retains (eventkit.FromStart), so that commands sent before the service
 // first ran are handled; an existing group resumes where it left off. opts
@@ -132,6 +137,11 @@ func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error
 func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	e := m.Event
 	replyTo, _ := e.Extensions()[ReplyToExtension].(string)
+	if replyTo != "" && (topic.ValidateName(replyTo) != nil || replyTo == h.cfg.prefix || strings.HasPrefix(replyTo, h.cfg.prefix+".")) {
+		// No reply could ever reach the requester: running the command
+		// would leave it waiting, and redelivering it would loop.
+		return h.reject(ctx, e, &Error{Code: CodeInvalid, Message: fmt.Sprintf("reply topic %q is not a topic outside the command prefix", replyTo)})
+	}
 	h.mu.RLock()
 	call := h.handlers[e.Type()]
 	h.mu.RUnlock()
