@@ -187,18 +187,14 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 	}
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			return event.Event{}, r.err
-		}
-		if r.e.Type() == ErrorReplyType {
-			ce := &Error{}
-			if err := json.Unmarshal(r.e.Data(), ce); err != nil || ce.Code == "" {
-				return r.e, fmt.Errorf("command: malformed error reply to %q: %q", e.Type(), r.e.Data())
-			}
-			return r.e, ce
-		}
-		return r.e, nil
+		return c.result(e, r)
 	case <-ctx.Done():
+		select {
+		case r := <-ch:
+			// The reply came as the wait ended: take it.
+			return c.result(e, r)
+		default:
+		}
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
 			return event.Event{}, fmt.Errorf("%w: %q after %s", ErrTimeout, e.Type(), c.cfg.timeout)
 		}
@@ -306,4 +302,19 @@ func (c *Client) Close() error {
 	err := sub.Close()
 	<-done
 	return err
+}
+
+// result turns the reply r to the request e into Request's results.
+func (c *Client) result(e event.Event, r result) (event.Event, error) {
+	if r.err != nil {
+		return event.Event{}, r.err
+	}
+	if r.e.Type() == ErrorReplyType {
+		ce := &Error{}
+		if err := json.Unmarshal(r.e.Data(), ce); err != nil || ce.Code == "" {
+			return r.e, fmt.Errorf("command: malformed error reply to %q: %q", e.Type(), r.e.Data())
+		}
+		return r.e, ce
+	}
+	return r.e, nil
 }
