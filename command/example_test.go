@@ -107,7 +107,7 @@ func ExampleHandleAggregate() {
 	defer bus.Close()
 	h, _ := command.NewHandlers(bus)
 	_ = command.Handle(h, "wallet.credit", command.HandleAggregate(wallets, nil,
-		func(w *Wallet, c Credit) error { return es.Raise(w, Credited{Amount: c.Amount}) }))
+		func(w *Wallet, c Credit) error { return es.Raise(w, Credited(c)) }))
 	r := eventkit.NewRouter(bus)
 	_ = h.Mount(r)
 	_ = r.Start(ctx)
