@@ -547,3 +547,17 @@ func TestTwoServicesOnOneBus(t *testing.T) {
 		}
 	}
 }
+
+func TestCommandWithoutData(t *testing.T) {
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.Handle(h, "cache.flush", func(context.Context, struct{}) error { return nil })
+		_ = command.Handle(h, "calc.check", func(context.Context, Add) error { return nil })
+	})
+	if _, err := e.client.Request(context.Background(), "cache.flush", nil); err != nil {
+		t.Fatalf("a command without data: %v", err)
+	}
+	// Validation still runs on the zero value.
+	if _, err := e.client.Request(context.Background(), "calc.check", nil); err != nil {
+		t.Fatalf("zero Add: %v", err)
+	}
+}

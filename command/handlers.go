@@ -45,7 +45,8 @@ func NewHandlers(pub eventkit.Publisher, opts ...Option) (*Handlers, error) {
 }
 
 // Handle registers fn as the handler of commands of type cmdType, whose
-// data decodes into a C. A request gets an empty successful reply when fn
+// data decodes into a C (the zero C when the command has no data; a C with
+// a Validate method is validated either way). A request gets an empty successful reply when fn
 // returns nil. A second handler for one type is ErrDuplicateHandler.
 func Handle[C any](h *Handlers, cmdType string, fn func(ctx context.Context, cmd C) error) error {
 	if fn == nil {
@@ -70,8 +71,11 @@ func register[C any](h *Handlers, cmdType string, fn func(ctx context.Context, c
 	}
 	call := func(ctx context.Context, e event.Event) (any, error) {
 		var c C
-		if err := eventkit.DecodeData(e, &c); err != nil {
-			return nil, &Error{Code: CodeInvalid, Message: err.Error()}
+		// A command without data leaves C zero (then validated).
+		if len(e.Data()) > 0 {
+			if err := eventkit.DecodeData(e, &c); err != nil {
+				return nil, &Error{Code: CodeInvalid, Message: err.Error()}
+			}
 		}
 		if err := validate(&c); err != nil {
 			return nil, &Error{Code: CodeInvalid, Message: err.Error()}
