@@ -25,10 +25,15 @@ type Client struct {
 	closed   bool
 	replies  eventkit.Subscription // nil until the first Request, or after it failed
 	loopDone chan struct{}
-	pending  map[string]chan result
+	pending  map[string]pending // by reply token
 
 	dropped  atomic.Uint64
 	received atomic.Uint64
+}
+
+type pending struct {
+	id string // the command id
+	ch chan result
 }
 
 type result struct {
@@ -65,7 +70,7 @@ func NewClient(pub eventkit.Publisher, sub eventkit.Subscriber, opts ...Option) 
 		sub:     sub,
 		cfg:     cfg,
 		reply:   cfg.replyPrefix + "." + uuid.NewString(),
-		pending: map[string]chan result{},
+		pending: map[string]pending{},
 	}, nil
 }
 
@@ -166,8 +171,10 @@ func Request[R any](ctx context.Context, c *Client, cmdType string, payload any,
 	return r, nil
 }
 
-// RequestEvent publishes the command event e (its id must be unique among
-// this client's pending requests) and waits for its reply, as Request.
+// RequestEvent publishes the command event e and waits for its reply, as
+// Request. Each call waits for the reply to its own publication: a retry
+// that reuses the command id is not answered by the reply to an earlier
+// attempt.
 func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, error) {
 	t, err := Topic(c.cfg.prefix, e.Type())
 	if err != nil {
@@ -176,12 +183,14 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 	e = e.Clone() // the caller's event keeps no replyto
 	ctx, cancel := context.WithTimeoutCause(ctx, c.cfg.timeout, ErrTimeout)
 	defer cancel()
-	ch, err := c.begin(ctx, e.ID())
+	token := uuid.NewString()
+	ch, err := c.begin(ctx, token, e.ID())
 	if err != nil {
 		return event.Event{}, err
 	}
-	defer c.end(e.ID())
+	defer c.end(token)
 	e.SetExtension(ReplyToExtension, c.reply)
+	e.SetExtension(ReplyTokenExtension, token)
 	if err := c.pub.Publish(ctx, t, e); err != nil {
 		return event.Event{}, fmt.Errorf("command: request %q: %w", e.Type(), err)
 	}
@@ -206,8 +215,8 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 }
 
 // begin subscribes the reply topic if needed and registers a pending
-// request with id.
-func (c *Client) begin(ctx context.Context, id string) (chan result, error) {
+// request with token, for command id.
+func (c *Client) begin(ctx context.Context, token, id string) (chan result, error) {
 	if c.sub == nil {
 		return nil, ErrNoSubscriber
 	}
@@ -218,9 +227,6 @@ func (c *Client) begin(ctx context.Context, id string) (chan result, error) {
 	}
 	if len(c.pending) >= c.cfg.maxPending {
 		return nil, fmt.Errorf("%w (%d)", ErrTooManyPending, c.cfg.maxPending)
-	}
-	if _, dup := c.pending[id]; dup {
-		return nil, fmt.Errorf("command: a request with id %q is already pending", id)
 	}
 	if c.replies == nil {
 		// The subscription outlives this request: it ends with Close.
@@ -233,13 +239,13 @@ func (c *Client) begin(ctx context.Context, id string) (chan result, error) {
 		go c.loop(sub, c.loopDone)
 	}
 	ch := make(chan result, 1)
-	c.pending[id] = ch
+	c.pending[token] = pending{id: id, ch: ch}
 	return ch, nil
 }
 
-func (c *Client) end(id string) {
+func (c *Client) end(token string) {
 	c.mu.Lock()
-	delete(c.pending, id)
+	delete(c.pending, token)
 	c.mu.Unlock()
 }
 
@@ -249,11 +255,14 @@ func (c *Client) loop(sub eventkit.Subscription, done chan struct{}) {
 	defer close(done)
 	for m := range sub.Messages() {
 		_ = m.Ack()
-		id, _ := m.Event.Extensions()[InReplyToExtension].(string)
+		ext := m.Event.Extensions()
+		id, _ := ext[InReplyToExtension].(string)
+		token, _ := ext[ReplyTokenExtension].(string)
 		c.mu.Lock()
-		ch, ok := c.pending[id]
+		p, ok := c.pending[token]
+		ok = ok && p.id == id
 		if ok {
-			delete(c.pending, id)
+			delete(c.pending, token)
 		}
 		c.mu.Unlock()
 		if !ok {
@@ -262,7 +271,7 @@ func (c *Client) loop(sub eventkit.Subscription, done chan struct{}) {
 			continue
 		}
 		c.received.Add(1)
-		ch <- result{e: m.Event}
+		p.ch <- result{e: m.Event}
 	}
 	err := sub.Err()
 	if err == nil {
@@ -274,9 +283,9 @@ func (c *Client) loop(sub eventkit.Subscription, done chan struct{}) {
 	if c.replies == sub {
 		c.replies = nil
 	}
-	for id, ch := range c.pending {
-		delete(c.pending, id)
-		ch <- result{err: err}
+	for token, p := range c.pending {
+		delete(c.pending, token)
+		p.ch <- result{err: err}
 	}
 }
 
@@ -291,9 +300,9 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	sub, done := c.replies, c.loopDone
-	for id, ch := range c.pending {
-		delete(c.pending, id)
-		ch <- result{err: ErrClosed}
+	for token, p := range c.pending {
+		delete(c.pending, token)
+		p.ch <- result{err: ErrClosed}
 	}
 	c.mu.Unlock()
 	if sub == nil {

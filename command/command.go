@@ -18,6 +18,10 @@ const (
 	ReplyToExtension = "replyto"
 	// InReplyToExtension holds, on a reply, the id of the request.
 	InReplyToExtension = "inreplyto"
+	// ReplyTokenExtension holds a token unique to one Request call; the
+	// reply carries it back, so that a reply to an earlier attempt with the
+	// same command id does not answer a later one.
+	ReplyTokenExtension = "replytoken"
 )
 
 // Event types of replies.

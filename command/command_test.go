@@ -561,3 +561,42 @@ func TestCommandWithoutData(t *testing.T) {
 		t.Fatalf("zero Add: %v", err)
 	}
 }
+
+// A retry that reuses the command id must not get the late reply to the
+// earlier attempt: each Request waits for the reply to its own publication.
+func TestLateReplyToSameIDNotDeliveredToRetry(t *testing.T) {
+	var n atomic.Int32
+	release := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	started := make(chan struct{}, 2)
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.HandleReply(h, "slow.n", func(ctx context.Context, a Add) (int32, error) {
+			i := n.Add(1)
+			started <- struct{}{}
+			<-release[i-1]
+			return i, nil
+		})
+	}, command.WithTimeout(time.Minute))
+	ctx := context.Background()
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, err := e.client.Request(short, "slow.n", Add{}, command.WithID("same")); !errors.Is(err, command.ErrTimeout) {
+		t.Fatalf("first attempt: %v, want ErrTimeout", err)
+	}
+	<-started
+	type res struct {
+		n   int32
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		v, err := command.Request[int32](ctx, e.client, "slow.n", Add{}, command.WithID("same"))
+		done <- res{v, err}
+	}()
+	<-started
+	close(release[0]) // the first attempt's reply comes now, late
+	waitFor(t, "the late reply to be dropped", func() bool { return e.client.Stats().DroppedReplies == 1 })
+	close(release[1])
+	if r := <-done; r.err != nil || r.n != 2 {
+		t.Fatalf("retry got %d, %v; want the reply of its own attempt, 2", r.n, r.err)
+	}
+}

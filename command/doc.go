@@ -25,13 +25,17 @@
 //
 // Each Client has its own reply topic, ReplyPrefix + "." + a random id
 // (default prefix "replies"), subscribed without a group at the first
-// Request. A request carries that topic in the "replyto" extension; the
-// reply carries the request's id in the "inreplyto" extension. Guarantees:
+// Request. A request carries that topic in the "replyto" extension and a
+// token unique to the call in "replytoken"; the reply carries the
+// request's id in the "inreplyto" extension and the token back.
+// Guarantees:
 //
-//   - A reply reaches only the Request whose command id it names. A reply
-//     that names no waiting request (it came after the timeout, after the
-//     caller's context ended, or twice because the command was redelivered)
-//     is dropped and counted in Stats().DroppedReplies.
+//   - A reply reaches only the Request call that published the command it
+//     answers (same token and command id). A reply that names no waiting
+//     call (it came after the timeout, after the caller's context ended,
+//     twice because the command was redelivered, or to an earlier attempt
+//     of a retry that reused the command id) is dropped and counted in
+//     Stats().DroppedReplies.
 //   - The requests waiting at once are bounded (WithMaxPending); beyond the
 //     bound Request fails at once with ErrTooManyPending.
 //   - When the caller's context ends, or the timeout (WithTimeout) passes,

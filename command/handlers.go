@@ -195,6 +195,9 @@ func (h *Handlers) reply(e event.Event, result any, err error) (event.Event, err
 	r.SetID(uuid.NewString())
 	r.SetSource(h.cfg.source)
 	r.SetExtension(InReplyToExtension, e.ID())
+	if tok, ok := e.Extensions()[ReplyTokenExtension].(string); ok && tok != "" {
+		r.SetExtension(ReplyTokenExtension, tok)
+	}
 	if err != nil {
 		var ce *Error
 		if !errors.As(err, &ce) {
