@@ -600,3 +600,96 @@ func TestLateReplyToSameIDNotDeliveredToRetry(t *testing.T) {
 		t.Fatalf("retry got %d, %v; want the reply of its own attempt, 2", r.n, r.err)
 	}
 }
+
+// failingSub hands out subscriptions of bus that the test can end with an
+// error, as a broken connection would.
+type failingSub struct {
+	*memory.Bus
+	mu   sync.Mutex
+	subs []*endable
+}
+
+type endable struct {
+	eventkit.Subscription
+	out  chan *eventkit.Message
+	stop chan struct{}
+	once sync.Once
+	done chan struct{}
+}
+
+func (s *endable) Messages() <-chan *eventkit.Message { return s.out }
+func (s *endable) Err() error                         { return errors.New("connection lost") }
+func (s *endable) end() {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+}
+func (s *endable) Close() error { s.end(); return s.Subscription.Close() }
+
+func (f *failingSub) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	sub, err := f.Bus.Subscribe(ctx, pattern, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s := &endable{Subscription: sub, out: make(chan *eventkit.Message), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.out)
+		for {
+			select {
+			case m, ok := <-sub.Messages():
+				if !ok {
+					return
+				}
+				select {
+				case s.out <- m:
+				case <-s.stop:
+					return
+				}
+			case <-s.stop:
+				return
+			}
+		}
+	}()
+	f.mu.Lock()
+	f.subs = append(f.subs, s)
+	f.mu.Unlock()
+	return s, nil
+}
+
+func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
+	block := make(chan struct{})
+	started := make(chan struct{}, 1)
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
+			started <- struct{}{}
+			<-block
+			return nil
+		})
+		_ = command.HandleReply(h, "calc.add", sum)
+	})
+	fs := &failingSub{Bus: e.bus}
+	c, err := command.NewClient(e.bus, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Request(context.Background(), "slow.op", Add{})
+		errc <- err
+	}()
+	<-started
+	fs.mu.Lock()
+	lost := fs.subs[0]
+	fs.mu.Unlock()
+	lost.end()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("pending request: %v, want the subscription's error", err)
+	}
+	close(block)
+	// The next request subscribes again and is answered.
+	if got, err := command.Request[int](context.Background(), c, "calc.add", Add{A: 1, B: 1}); err != nil || got != 2 {
+		t.Fatalf("after the loss: %d, %v", got, err)
+	}
+	_ = lost.Subscription.Close()
+}
