@@ -24,7 +24,7 @@ type Client struct {
 	mu       sync.Mutex
 	closed   bool
 	replies  eventkit.Subscription // nil until the first Request, or after it failed
-	loopDone chan struct{}
+	loopDone chan struct{} // closed when the latest reply loop has ended
 	pending  map[string]pending // by reply token
 
 	dropped  atomic.Uint64
@@ -305,11 +305,13 @@ func (c *Client) Close() error {
 		p.ch <- result{err: ErrClosed}
 	}
 	c.mu.Unlock()
-	if sub == nil {
-		return nil
+	var err error
+	if sub != nil {
+		err = sub.Close()
 	}
-	err := sub.Close()
-	<-done
+	if done != nil {
+		<-done // also after a loop that ended on its own
+	}
 	return err
 }
 
