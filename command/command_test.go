@@ -693,3 +693,30 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 	}
 	_ = lost.Subscription.Close()
 }
+
+// A command event on another topic under the prefix (such as the default
+// dead-letter topic "<topic>.dlq") is not a command: it is not handled
+// again.
+func TestEventOffItsTopicIgnored(t *testing.T) {
+	var calls atomic.Int32
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
+			calls.Add(1)
+			return sum(ctx, a)
+		})
+	})
+	ctx := context.Background()
+	ev, _ := e.client.NewCommand("calc.add", Add{A: 1})
+	if err := e.bus.Publish(ctx, "commands.calc.add.dlq", ev); err != nil {
+		t.Fatal(err)
+	}
+	// Commands are handled in order on the route; once a later one is
+	// answered, the dead letter was seen.
+	if _, err := command.Request[int](ctx, e.client, "calc.add", Add{A: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ignored count", func() bool { return e.h.Ignored() == 1 })
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1 (the dead letter must not run)", n)
+	}
+}

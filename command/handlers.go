@@ -25,6 +25,7 @@ type Handlers struct {
 	cfg config
 
 	rejected atomic.Uint64
+	ignored  atomic.Uint64
 
 	mu       sync.RWMutex
 	handlers map[string]func(ctx context.Context, e event.Event) (any, error)
@@ -131,7 +132,9 @@ func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error
 }
 
 // Handle dispatches one command message; it makes Handlers an
-// eventkit.Handler. A request is answered (success or *Error) and Handle
+// eventkit.Handler. An event that is not on the topic of its type (a dead
+// letter "<topic>.dlq", for instance) is no command: it is acked and
+// counted in Ignored. A request is answered (success or *Error) and Handle
 // returns nil once the reply is published. A sent command that fails for
 // good (unknown type, invalid data, an *Error from its handler) is
 // rejected: published to the WithRejectedTopic topic, or logged, and
@@ -140,6 +143,13 @@ func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error
 // policy.
 func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	e := m.Event
+	if want, err := Topic(h.cfg.prefix, e.Type()); m.Topic != "" && (err != nil || m.Topic != want) {
+		// Not a command: an event of a command type on another topic of
+		// the prefix, such as a dead letter ("<topic>.dlq").
+		h.ignored.Add(1)
+		h.cfg.logger.Warn("command: ignored an event off its command topic", "type", e.Type(), "id", e.ID(), "topic", m.Topic, "want", want)
+		return nil
+	}
 	replyTo, _ := e.Extensions()[ReplyToExtension].(string)
 	if replyTo != "" && (topic.ValidateName(replyTo) != nil || replyTo == h.cfg.prefix || strings.HasPrefix(replyTo, h.cfg.prefix+".")) {
 		// No reply could ever reach the requester: running the command
@@ -240,6 +250,10 @@ func (h *Handlers) reject(ctx context.Context, e event.Event, ce *Error) error {
 	h.cfg.logger.Warn("command: rejected", "type", e.Type(), "id", e.ID(), "code", ce.Code, "err", ce.Message, "topic", h.cfg.rejected)
 	return nil
 }
+
+// Ignored returns the number of events ignored because they were not on
+// the topic of their type (see Handle).
+func (h *Handlers) Ignored() uint64 { return h.ignored.Load() }
 
 // Rejected returns the number of sent commands rejected (see Handle).
 func (h *Handlers) Rejected() uint64 { return h.rejected.Load() }
