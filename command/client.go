@@ -24,8 +24,8 @@ type Client struct {
 	mu       sync.Mutex
 	closed   bool
 	replies  eventkit.Subscription // nil until the first Request, or after it failed
-	loopDone chan struct{} // closed when the latest reply loop has ended
-	pending  map[string]pending // by reply token
+	loopDone chan struct{}         // closed when the latest reply loop has ended
+	pending  map[string]pending    // by reply token
 
 	dropped  atomic.Uint64
 	received atomic.Uint64
