@@ -28,7 +28,8 @@ func AggregateRetries(n int) AggregateOption { return func(c *aggConfig) { c.ret
 // command; nil takes the command's subject (WithSubject). A version
 // conflict, when another writer saved the aggregate first, reloads it and
 // runs fn again (AggregateRetries); conflicts on every attempt end with an
-// *Error with CodeConflict. An error fn returns is returned as is.
+// *Error with CodeConflict (a request gets it as its reply; a sent command
+// is redelivered, not rejected). An error fn returns is returned as is.
 func HandleAggregate[T es.Aggregate, C any](repo *es.Repository[T], id func(C) string, fn func(T, C) error, opts ...AggregateOption) func(context.Context, C) error {
 	cfg := aggConfig{retries: 5}
 	for _, o := range opts {

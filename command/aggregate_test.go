@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/memory"
@@ -119,5 +120,27 @@ func TestHandleAggregateThroughRequest(t *testing.T) {
 	a, err := repo.Load(ctx, "a7")
 	if err != nil || a.Balance != 30 {
 		t.Fatalf("balance %d, %v; want 30", a.Balance, err)
+	}
+}
+
+// A sent command that met conflicts on every attempt is returned to the
+// Router for redelivery, not rejected: a conflict is transient.
+func TestSentCommandConflictIsRedelivered(t *testing.T) {
+	repo, _ := newAccounts()
+	ctx := context.Background()
+	bus := memory.New()
+	defer bus.Close()
+	h, _ := command.NewHandlers(bus)
+	_ = command.Handle(h, "bank.deposit", command.HandleAggregate(repo, Deposit.AccountID, func(a *Account, d Deposit) error {
+		if _, err := repo.Update(ctx, a.ID(), func(o *Account) error { return es.Raise(o, Deposited{Amount: 1}) }); err != nil {
+			return err
+		}
+		return es.Raise(a, Deposited{Amount: d.Amount})
+	}, command.AggregateRetries(0)))
+	c, _ := command.NewClient(bus, nil)
+	ev, _ := c.NewCommand("bank.deposit", Deposit{Account: "a1", Amount: 5})
+	err := h.Handle(ctx, eventkit.NewMessage("commands.bank.deposit", ev, 1, nil, nil))
+	if err == nil || eventkit.IsPermanent(err) || h.Rejected() != 0 {
+		t.Fatalf("Handle = %v (rejected %d); want a retryable error", err, h.Rejected())
 	}
 }

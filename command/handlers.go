@@ -139,8 +139,8 @@ func (h *Handlers) Mount(r *eventkit.Router, opts ...eventkit.RouteOption) error
 // good (unknown type, invalid data, an *Error from its handler) is
 // rejected: published to the WithRejectedTopic topic, or logged, and
 // Handle returns nil, so that it is not redelivered. Any other error of a
-// sent command is returned, and the Router redelivers the command by its
-// policy.
+// sent command, and an *Error with CodeConflict (a conflict is transient),
+// is returned, and the Router redelivers the command by its policy.
 func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	e := m.Event
 	if want, err := Topic(h.cfg.prefix, e.Type()); m.Topic != "" && (err != nil || m.Topic != want) {
@@ -170,7 +170,7 @@ func (h *Handlers) Handle(ctx context.Context, m *eventkit.Message) error {
 	}
 	if replyTo == "" {
 		var ce *Error
-		if errors.As(err, &ce) {
+		if errors.As(err, &ce) && ce.Code != CodeConflict {
 			return h.reject(ctx, e, ce)
 		}
 		return err
