@@ -11,8 +11,10 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	eknats "github.com/eventkit/eventkit/nats"
+	ekredis "github.com/eventkit/eventkit/redis"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // benchRequests measures concurrent request/reply round trips.
@@ -80,4 +82,25 @@ func BenchmarkRequestNATS(b *testing.B) {
 		_ = tr.Close()
 	}()
 	benchRequests(b, tr, tr, core, core, command.WithPrefix(prefix), command.WithReplyPrefix(replies))
+}
+
+// BenchmarkRequestRedis: commands and replies through Redis Streams, on the
+// server of EVENTKIT_REDIS_ADDR.
+func BenchmarkRequestRedis(b *testing.B) {
+	addr := eventkittest.ServerAddr(b, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
+	keyPrefix := eventkittest.UniqueName("ekcmdb") + ":"
+	tr, err := ekredis.Dial(context.Background(), "redis://"+addr, ekredis.WithPrefix(keyPrefix), ekredis.WithBlock(100*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = tr.Close()
+		c := goredis.NewClient(&goredis.Options{Addr: addr})
+		defer c.Close()
+		iter := c.Scan(context.Background(), 0, keyPrefix+"*", 500).Iterator()
+		for iter.Next(context.Background()) {
+			c.Del(context.Background(), iter.Val())
+		}
+	}()
+	benchRequests(b, tr, tr, tr, tr)
 }
