@@ -192,6 +192,9 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 	e.SetExtension(ReplyToExtension, c.reply)
 	e.SetExtension(ReplyTokenExtension, token)
 	if err := c.pub.Publish(ctx, t, e); err != nil {
+		if ctx.Err() != nil {
+			return event.Event{}, c.ended(ctx, e)
+		}
 		return event.Event{}, fmt.Errorf("command: request %q: %w", e.Type(), err)
 	}
 	select {
@@ -204,14 +207,21 @@ func (c *Client) RequestEvent(ctx context.Context, e event.Event) (event.Event, 
 			return c.result(e, r)
 		default:
 		}
-		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return event.Event{}, fmt.Errorf("%w: %q after %s", ErrTimeout, e.Type(), c.cfg.timeout)
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return event.Event{}, fmt.Errorf("%w: %q: %w", ErrTimeout, e.Type(), ctx.Err())
-		}
-		return event.Event{}, fmt.Errorf("command: request %q: %w", e.Type(), ctx.Err())
+		return event.Event{}, c.ended(ctx, e)
 	}
+}
+
+// ended returns the error of request e whose ctx ended: ErrTimeout (with
+// context.DeadlineExceeded when it was the caller's deadline), or ctx's
+// error.
+func (c *Client) ended(ctx context.Context, e event.Event) error {
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		return fmt.Errorf("%w: %q after %s", ErrTimeout, e.Type(), c.cfg.timeout)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %q: %w", ErrTimeout, e.Type(), ctx.Err())
+	}
+	return fmt.Errorf("command: request %q: %w", e.Type(), ctx.Err())
 }
 
 // begin subscribes the reply topic if needed and registers a pending

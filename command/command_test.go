@@ -720,3 +720,33 @@ func TestEventOffItsTopicIgnored(t *testing.T) {
 		t.Fatalf("handler ran %d times, want 1 (the dead letter must not run)", n)
 	}
 }
+
+// ctxPub fails a publish with an ended context, as network transports do.
+type ctxPub struct{ *memory.Bus }
+
+func (p ctxPub) Publish(ctx context.Context, name string, events ...event.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.Bus.Publish(ctx, name, events...)
+}
+
+func TestExpiredContextIsATimeout(t *testing.T) {
+	env := newEnv(t, func(h *command.Handlers) { _ = command.HandleReply(h, "calc.add", sum) })
+	e := struct{ client *command.Client }{}
+	var err error
+	if e.client, err = command.NewClient(ctxPub{env.bus}, env.bus); err != nil {
+		t.Fatal(err)
+	}
+	defer e.client.Close()
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := e.client.Request(ctx, "calc.add", Add{}); !errors.Is(err, command.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrTimeout and DeadlineExceeded", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.client.Request(ctx, "calc.add", Add{}); !errors.Is(err, context.Canceled) || errors.Is(err, command.ErrTimeout) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
