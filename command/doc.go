@@ -16,10 +16,18 @@
 // A command of type T is published to the topic Prefix + "." + T (default
 // prefix "commands"; characters that a topic token does not allow become
 // '_'). Handlers.Mount subscribes one route to Prefix + ".>" in a consumer
-// group, so that every instance of a service shares the commands and a
-// command of a type the service does not know gets an error reply rather
-// than silence. Give each service its own prefix (WithPrefix) when several
-// services handle commands on one transport.
+// group (named after the prefix), so that every instance of a service
+// shares the commands and a command of a type the service does not know
+// gets an error reply rather than silence. A new group starts at the
+// oldest command the transport kept, so commands sent before the service
+// first ran are handled. Give each service its own prefix (WithPrefix) when
+// several services handle commands on one transport. An event of a command
+// type on another topic under the prefix (a dead letter "<topic>.dlq") is
+// not a command and is ignored.
+//
+// On the memory bus, which keeps nothing for absent subscribers, start the
+// router before sending. Package command/natsreply carries replies over
+// core NATS, so that a JetStream deployment stores no replies.
 //
 // # Request and reply
 //
