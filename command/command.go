@@ -56,6 +56,7 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error returns "command: CODE: MESSAGE".
 func (e *Error) Error() string { return "command: " + e.Code + ": " + e.Message }
 
 // Is reports whether target is an *Error with the same code and either no
