@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/eventkit/eventkit/es"
@@ -27,7 +28,10 @@ func AggregateRetries(n int) AggregateOption { return func(c *aggConfig) { c.ret
 // raised (es.Repository.Update). id returns the aggregate's id from the
 // command; nil takes the command's subject (WithSubject). A version
 // conflict, when another writer saved the aggregate first, reloads it and
-// runs fn again (AggregateRetries); conflicts on every attempt end with an
+// runs fn again (AggregateRetries). Commands on one aggregate handled by
+// one HandleAggregate run one at a time, so that concurrent handling
+// (eventkit.Concurrency) does not make them conflict with each other;
+// other processes still may, and are retried; conflicts on every attempt end with an
 // *Error with CodeConflict (a request gets it as its reply; a sent command
 // is redelivered, not rejected). An error fn returns is returned as is.
 func HandleAggregate[T es.Aggregate, C any](repo *es.Repository[T], id func(C) string, fn func(T, C) error, opts ...AggregateOption) func(context.Context, C) error {
@@ -35,6 +39,7 @@ func HandleAggregate[T es.Aggregate, C any](repo *es.Repository[T], id func(C) s
 	for _, o := range opts {
 		o(&cfg)
 	}
+	locks := &keyLocks{m: map[string]*keyLock{}}
 	return func(ctx context.Context, c C) error {
 		var aid string
 		if id != nil {
@@ -45,6 +50,14 @@ func HandleAggregate[T es.Aggregate, C any](repo *es.Repository[T], id func(C) s
 		if aid == "" {
 			return &Error{Code: CodeInvalid, Message: "the command names no aggregate (empty id or subject)"}
 		}
+		// Commands on one aggregate run one at a time in this process, so
+		// that they do not conflict with each other; conflicts with other
+		// processes are retried below.
+		unlock, err := locks.lock(ctx, aid)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		for attempt := 0; ; attempt++ {
 			_, err := repo.Update(ctx, aid, func(a T) error { return fn(a, c) })
 			if err == nil || !errors.Is(err, es.ErrConflict) {
@@ -64,5 +77,42 @@ func HandleAggregate[T es.Aggregate, C any](repo *es.Repository[T], id func(C) s
 				return err
 			}
 		}
+	}
+}
+
+// keyLocks is a lock per key, held only while in use.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	ch   chan struct{} // holds a token while locked
+	refs int           // holders and waiters
+}
+
+// lock takes the lock of key, or returns ctx's error if ctx ends first.
+func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
 	}
 }

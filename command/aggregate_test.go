@@ -3,8 +3,10 @@ package command_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
@@ -142,5 +144,69 @@ func TestSentCommandConflictIsRedelivered(t *testing.T) {
 	err := h.Handle(ctx, eventkit.NewMessage("commands.bank.deposit", ev, 1, nil, nil))
 	if err == nil || eventkit.IsPermanent(err) || h.Rejected() != 0 {
 		t.Fatalf("Handle = %v (rejected %d); want a retryable error", err, h.Rejected())
+	}
+}
+
+// Concurrent commands on one aggregate, handled 16 at a time: the
+// conflicts they meet are retried, and every deposit is saved once.
+func TestHandleAggregateContention(t *testing.T) {
+	repo, _ := newAccounts()
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.Handle(h, "bank.deposit", command.HandleAggregate(repo, Deposit.AccountID, func(a *Account, d Deposit) error {
+			return es.Raise(a, Deposited{Amount: d.Amount})
+		}))
+	})
+	const n = 64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := e.client.Request(context.Background(), "bank.deposit", Deposit{Account: "hot", Amount: i + 1}); err != nil {
+				t.Errorf("deposit %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	a, err := repo.Load(context.Background(), "hot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := n * (n + 1) / 2; a.Balance != want || a.Version() != n {
+		t.Fatalf("balance %d at version %d, want %d at %d", a.Balance, a.Version(), want, n)
+	}
+}
+
+// A command waiting for its aggregate's turn gives up when its context ends.
+func TestHandleAggregateWaitEndsWithContext(t *testing.T) {
+	repo, _ := newAccounts()
+	inside, release := make(chan struct{}), make(chan struct{})
+	handle := command.HandleAggregate(repo, Deposit.AccountID, func(a *Account, d Deposit) error {
+		if d.Amount == 1 {
+			close(inside)
+			<-release
+		}
+		return es.Raise(a, Deposited{Amount: d.Amount})
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- handle(context.Background(), Deposit{Account: "a", Amount: 1}) }()
+	<-inside
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := handle(ctx, Deposit{Account: "a", Amount: 2}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting command: %v, want DeadlineExceeded", err)
+	}
+	// Another aggregate is not held up.
+	if err := handle(context.Background(), Deposit{Account: "b", Amount: 3}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := handle(context.Background(), Deposit{Account: "a", Amount: 4}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := repo.Load(context.Background(), "a")
+	if a.Balance != 5 {
+		t.Fatalf("balance %d, want 5", a.Balance)
 	}
 }
