@@ -32,6 +32,7 @@ var autoImports = map[string]string{
 	"binding":      "github.com/eventkit/eventkit/binding",
 	"cdc":          "github.com/eventkit/eventkit/cdc",
 	"cehttp":       "github.com/eventkit/eventkit/cehttp",
+	"command":      "github.com/eventkit/eventkit/command",
 	"dedup":        "github.com/eventkit/eventkit/dedup",
 	"es":           "github.com/eventkit/eventkit/es",
 	"esprom":       "github.com/eventkit/eventkit/es/esprom",

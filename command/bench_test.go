@@ -1,0 +1,106 @@
+package command_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/command"
+	"github.com/eventkit/eventkit/command/natsreply"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/memory"
+	eknats "github.com/eventkit/eventkit/nats"
+	ekredis "github.com/eventkit/eventkit/redis"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// benchRequests measures concurrent request/reply round trips.
+func benchRequests(b *testing.B, pub eventkit.Publisher, sub eventkit.Subscriber, replyPub eventkit.Publisher, replySub eventkit.Subscriber, opts ...command.Option) {
+	ctx := context.Background()
+	h, err := command.NewHandlers(replyPub, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = command.HandleReply(h, "calc.add", sum)
+	r := eventkit.NewRouter(sub)
+	if err := h.Mount(r, eventkit.Concurrency(64)); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer r.Shutdown(ctx)
+	c, err := command.NewClient(pub, replySub, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Request(ctx, "calc.add", Add{}); err != nil { // subscribe the replies
+		b.Fatal(err)
+	}
+	b.SetParallelism(16)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if got, err := command.Request[int](ctx, c, "calc.add", Add{A: 1, B: 2}); err != nil || got != 3 {
+				b.Errorf("%d, %v", got, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
+}
+
+func BenchmarkRequestMemory(b *testing.B) {
+	bus := memory.New()
+	defer bus.Close()
+	benchRequests(b, bus, bus, bus, bus)
+}
+
+// BenchmarkRequestNATS: commands through JetStream, replies through core
+// NATS (natsreply), on the server of EVENTKIT_NATS_URL.
+func BenchmarkRequestNATS(b *testing.B) {
+	url := eventkittest.ServerAddr(b, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		eventkittest.Unavailable(b, "EVENTKIT_NATS_URL", url, err)
+	}
+	defer nc.Close()
+	prefix, replies := eventkittest.UniqueName("cmd"), eventkittest.UniqueName("rpl")
+	tr, err := eknats.New(nc, eknats.WithAutoStreams(eknats.StreamConfig{Storage: jetstream.FileStorage, MaxAge: time.Hour}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	core := natsreply.New(nc)
+	defer func() {
+		_ = tr.JetStream().DeleteStream(context.Background(), "EVENTKIT_"+prefix)
+		_ = core.Close()
+		_ = tr.Close()
+	}()
+	benchRequests(b, tr, tr, core, core, command.WithPrefix(prefix), command.WithReplyPrefix(replies))
+}
+
+// BenchmarkRequestRedis: commands and replies through Redis Streams, on the
+// server of EVENTKIT_REDIS_ADDR.
+func BenchmarkRequestRedis(b *testing.B) {
+	addr := eventkittest.ServerAddr(b, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
+	keyPrefix := eventkittest.UniqueName("ekcmdb") + ":"
+	tr, err := ekredis.Dial(context.Background(), "redis://"+addr, ekredis.WithPrefix(keyPrefix), ekredis.WithBlock(100*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = tr.Close()
+		c := goredis.NewClient(&goredis.Options{Addr: addr})
+		defer c.Close()
+		iter := c.Scan(context.Background(), 0, keyPrefix+"*", 500).Iterator()
+		for iter.Next(context.Background()) {
+			c.Del(context.Background(), iter.Val())
+		}
+	}()
+	benchRequests(b, tr, tr, tr, tr)
+}
