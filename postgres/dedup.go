@@ -5,21 +5,20 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/eventkit/eventkit/middleware"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // DedupStore is a middleware.DedupStore in a PostgreSQL table (default
-// "eventkit_dedup"). MarkTx marks a key inside the caller's transaction, so
+// "eventkit_dedup"); TestDedupStore checks that it implements the interface,
+// so that this package does not import middleware and the observability
+// libraries it links. MarkTx marks a key inside the caller's transaction, so
 // a handler's effect and its dedup record commit together.
 type DedupStore struct {
 	pool       *pgxpool.Pool
 	table      string
 	defaultTTL time.Duration
 }
-
-var _ middleware.DedupStore = (*DedupStore)(nil)
 
 // NewDedupStore returns a dedup store in table (may be schema-qualified;
 // "" for the default) whose records last defaultTTL when Mark gets no TTL

@@ -30,6 +30,7 @@ import (
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres"
+	"github.com/eventkit/eventkit/postgres/pgqueue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -157,7 +158,7 @@ func publishAll(total, pubs, per int, publish func(from, to int) error) time.Dur
 
 func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) (pubRate, subRate float64) {
 	table := "bench_ekq_" + suffix
-	q, err := postgres.NewQueue(ctx, pool, postgres.QueueTable(table), postgres.QueueBatchSize(*qbatch), postgres.QueueLogger(slog.New(slog.DiscardHandler)))
+	q, err := pgqueue.New(ctx, pool, pgqueue.WithTable(table), pgqueue.WithBatchSize(*qbatch), pgqueue.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
 	}

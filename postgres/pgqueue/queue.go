@@ -1,4 +1,4 @@
-package postgres
+package pgqueue
 
 import (
 	"context"
@@ -15,76 +15,77 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// QueueOption configures a Queue.
-type QueueOption func(*Queue)
+// Option configures a Transport.
+type Option func(*Transport)
 
-// QueueTable sets the name of the queue's table, optionally
+// WithTable sets the name of the queue's table, optionally
 // schema-qualified (default "eventkit_queue"); its companion tables are
 // <name>_groups and <name>_work.
-func QueueTable(name string) QueueOption { return func(q *Queue) { q.name = name } }
+func WithTable(name string) Option { return func(q *Transport) { q.name = name } }
 
-// QueueVisibilityTimeout sets how long a claimed message stays invisible to
+// WithVisibilityTimeout sets how long a claimed message stays invisible to
 // other consumers (default 30s). A message neither acked nor nacked within
 // it, for example because its consumer died, is delivered again.
-func QueueVisibilityTimeout(d time.Duration) QueueOption {
-	return func(q *Queue) {
+func WithVisibilityTimeout(d time.Duration) Option {
+	return func(q *Transport) {
 		if d > 0 {
 			q.visibility = d
 		}
 	}
 }
 
-// QueuePollInterval sets how often an idle subscription looks for messages
+// WithPollInterval sets how often an idle subscription looks for messages
 // without a notification (default 250ms): the fallback for lost
 // notifications, and the pace at which nacked and timed-out messages come
 // back.
-func QueuePollInterval(d time.Duration) QueueOption {
-	return func(q *Queue) {
+func WithPollInterval(d time.Duration) Option {
+	return func(q *Transport) {
 		if d > 0 {
 			q.poll = d
 		}
 	}
 }
 
-// QueueBatchSize sets how many messages a subscription claims at once
+// WithBatchSize sets how many messages a subscription claims at once
 // (default 100, never more than its free buffer).
-func QueueBatchSize(n int) QueueOption {
-	return func(q *Queue) {
+func WithBatchSize(n int) Option {
+	return func(q *Transport) {
 		if n > 0 {
 			q.batch = n
 		}
 	}
 }
 
-// QueueRetention sets how long published messages are kept (default 7
+// WithRetention sets how long published messages are kept (default 7
 // days); older ones are deleted, consumed or not.
-func QueueRetention(d time.Duration) QueueOption {
-	return func(q *Queue) {
+func WithRetention(d time.Duration) Option {
+	return func(q *Transport) {
 		if d > 0 {
 			q.retention = d
 		}
 	}
 }
 
-// QueueLogger sets the logger (default slog.Default()).
-func QueueLogger(l *slog.Logger) QueueOption {
-	return func(q *Queue) {
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(q *Transport) {
 		if l != nil {
 			q.logger = l
 		}
 	}
 }
 
-// QueueDefaultBuffer is the buffer of a subscription that sets none.
-const QueueDefaultBuffer = 64
+// DefaultBuffer is the buffer of a subscription that sets none.
+const DefaultBuffer = 64
 
-// Queue is an eventkit transport on PostgreSQL tables: Publish inserts, and
+// Transport is an eventkit transport on PostgreSQL tables: Publish inserts, and
 // subscriptions claim with FOR UPDATE SKIP LOCKED, woken by LISTEN/NOTIFY
 // (with polling as the fallback).
 //
@@ -106,7 +107,7 @@ const QueueDefaultBuffer = 64
 // Events with a key are delivered to a group in publish order (a later
 // redelivery, after a nack or a timeout, can overtake); several members of
 // a group process in parallel, so strict per-key processing needs one member.
-type Queue struct {
+type Transport struct {
 	pool       *pgxpool.Pool
 	name       string
 	visibility time.Duration
@@ -121,7 +122,7 @@ type Queue struct {
 
 	closed   atomic.Bool
 	mu       sync.Mutex
-	subs     map[*queueSub]struct{}
+	subs     map[*subscription]struct{}
 	listenOn bool
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -130,21 +131,21 @@ type Queue struct {
 	notifyCh chan struct{}
 }
 
-// NewQueue returns a queue transport on pool, creating its tables if they do
+// New returns a queue transport on pool, creating its tables if they do
 // not exist. The queue does not close pool.
-func NewQueue(ctx context.Context, pool *pgxpool.Pool, opts ...QueueOption) (*Queue, error) {
-	q := &Queue{pool: pool, name: "eventkit_queue", visibility: 30 * time.Second, poll: 250 * time.Millisecond,
-		batch: 100, retention: 7 * 24 * time.Hour, logger: slog.Default(), subs: map[*queueSub]struct{}{}}
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Transport, error) {
+	q := &Transport{pool: pool, name: "eventkit_queue", visibility: 30 * time.Second, poll: 250 * time.Millisecond,
+		batch: 100, retention: 7 * 24 * time.Hour, logger: slog.Default(), subs: map[*subscription]struct{}{}}
 	for _, o := range opts {
 		o(q)
 	}
 	var err error
-	if q.table, err = outboxIdent(q.name, ""); err != nil {
+	if q.table, err = pgsql.Ident(q.name, ""); err != nil {
 		return nil, err
 	}
-	q.groups, _ = outboxIdent(q.name, "_groups")
-	q.work, _ = outboxIdent(q.name, "_work")
-	q.claims, _ = outboxIdent(q.name, "_claims")
+	q.groups, _ = pgsql.Ident(q.name, "_groups")
+	q.work, _ = pgsql.Ident(q.name, "_work")
+	q.claims, _ = pgsql.Ident(q.name, "_claims")
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(q.name))
 	sum := h.Sum64()
@@ -161,7 +162,7 @@ func NewQueue(ctx context.Context, pool *pgxpool.Pool, opts ...QueueOption) (*Qu
 	return q, nil
 }
 
-func (q *Queue) migrate(ctx context.Context) error {
+func (q *Transport) migrate(ctx context.Context) error {
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS ` + q.table + ` (
 			id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -169,7 +170,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 			topic text NOT NULL,
 			event bytea NOT NULL,
 			created_at timestamptz NOT NULL DEFAULT now())`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_xid") + ` ON ` + q.table + ` (xid, id)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(q.name, "_xid") + ` ON ` + q.table + ` (xid, id)`,
 		`CREATE TABLE IF NOT EXISTS ` + q.groups + ` (
 			name text PRIMARY KEY,
 			pattern text NOT NULL,
@@ -184,14 +185,14 @@ func (q *Queue) migrate(ctx context.Context) error {
 			msg_id bigint NOT NULL,
 			visible_at timestamptz NOT NULL DEFAULT now(),
 			attempt int NOT NULL DEFAULT 0)`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_work_group") + ` ON ` + q.work + ` (group_name, seq)`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_work_msg") + ` ON ` + q.work + ` (msg_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(q.name, "_work_group") + ` ON ` + q.work + ` (group_name, seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(q.name, "_work_msg") + ` ON ` + q.work + ` (msg_id)`,
 		`CREATE TABLE IF NOT EXISTS ` + q.claims + ` (
 			id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 			group_name text NOT NULL,
 			msg_ids bigint[] NOT NULL,
 			expires_at timestamptz NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(q.name, "_claims_group") + ` ON ` + q.claims + ` (group_name, expires_at)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(q.name, "_claims_group") + ` ON ` + q.claims + ` (group_name, expires_at)`,
 	}
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, -1)`, q.lockKey); err != nil {
@@ -212,7 +213,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 
 // Publish inserts the events, in order, in one transaction, and notifies
 // the subscribers at its commit.
-func (q *Queue) Publish(ctx context.Context, name string, events ...event.Event) error {
+func (q *Transport) Publish(ctx context.Context, name string, events ...event.Event) error {
 	if err := topic.ValidateName(name); err != nil {
 		return fmt.Errorf("postgres: queue publish: %w", err)
 	}
@@ -252,7 +253,7 @@ func (q *Queue) Publish(ctx context.Context, name string, events ...event.Event)
 // would serialize the commits of all publishers (PostgreSQL holds a global
 // lock from a notifying transaction's pre-commit until its commit is
 // flushed); a NOTIFY of its own writes no WAL and holds that lock briefly.
-func (q *Queue) notifier() {
+func (q *Transport) notifier() {
 	defer q.wg.Done()
 	for {
 		select {
@@ -271,7 +272,7 @@ func (q *Queue) notifier() {
 // Subscribe starts a subscription. With eventkit.WithGroup it joins (or
 // creates) a persistent consumer group; members of one group must use the
 // same pattern.
-func (q *Queue) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+func (q *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
 	if err := topic.ValidatePattern(pattern); err != nil {
 		return nil, fmt.Errorf("postgres: queue subscribe: %w", err)
 	}
@@ -284,7 +285,7 @@ func (q *Queue) Subscribe(ctx context.Context, pattern string, opts ...eventkit.
 	cfg := eventkit.NewSubscribeConfig(opts...)
 	buffer := cfg.Buffer
 	if buffer <= 0 {
-		buffer = QueueDefaultBuffer
+		buffer = DefaultBuffer
 	}
 	group, ephemeral := cfg.Group, false
 	if group == "" {
@@ -303,9 +304,9 @@ func (q *Queue) Subscribe(ctx context.Context, pattern string, opts ...eventkit.
 	if have != pattern {
 		return nil, fmt.Errorf("postgres: queue subscribe: group %q already subscribes to %q, not %q", group, have, pattern)
 	}
-	s := &queueSub{q: q, group: group, ephemeral: ephemeral, buffer: buffer,
+	s := &subscription{q: q, group: group, ephemeral: ephemeral, buffer: buffer,
 		out: make(chan *eventkit.Message, 2*buffer), wake: make(chan struct{}, 1),
-		acks: make(chan queueAck, 4*buffer), held: map[*queueRef]*eventkit.Message{}, claims: map[int64]*queueClaim{},
+		acks: make(chan ackReq, 4*buffer), held: map[*msgRef]*eventkit.Message{}, claims: map[int64]*claimReq{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -328,13 +329,13 @@ func (q *Queue) Subscribe(ctx context.Context, pattern string, opts ...eventkit.
 // Close ends every subscription (flushing their acks and releasing the
 // messages they hold) and makes Publish return eventkit.ErrClosed. It does
 // not close the pool.
-func (q *Queue) Close() error {
+func (q *Transport) Close() error {
 	q.mu.Lock()
 	if q.closed.Swap(true) {
 		q.mu.Unlock()
 		return nil
 	}
-	subs := make([]*queueSub, 0, len(q.subs))
+	subs := make([]*subscription, 0, len(q.subs))
 	for s := range q.subs {
 		subs = append(subs, s)
 	}
@@ -347,11 +348,11 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-func (q *Queue) listen() {
+func (q *Transport) listen() {
 	defer q.wg.Done()
 	fails := 0
 	for q.ctx.Err() == nil {
-		err := pgListen(q.ctx, q.pool, q.channel, q.wakeAll)
+		err := pgsql.Listen(q.ctx, q.pool, q.channel, q.wakeAll)
 		if q.ctx.Err() != nil {
 			return
 		}
@@ -367,7 +368,7 @@ func (q *Queue) listen() {
 	}
 }
 
-func (q *Queue) wakeAll() {
+func (q *Transport) wakeAll() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for s := range q.subs {
@@ -375,7 +376,7 @@ func (q *Queue) wakeAll() {
 	}
 }
 
-func (q *Queue) dropGroup(s *queueSub) {
+func (q *Transport) dropGroup(s *subscription) {
 	if !s.ephemeral {
 		return
 	}
@@ -391,8 +392,8 @@ func (q *Queue) dropGroup(s *queueSub) {
 }
 
 // housekeep deletes expired messages and the groups of subscriptions that
-// died without closing, at most once a minute per Queue.
-func (q *Queue) housekeep(ctx context.Context) {
+// died without closing, at most once a minute per Transport.
+func (q *Transport) housekeep(ctx context.Context) {
 	now := time.Now().UnixNano()
 	last := q.lastKeep.Load()
 	if now-last < int64(time.Minute) || !q.lastKeep.CompareAndSwap(last, now) {
@@ -423,7 +424,7 @@ func (q *Queue) housekeep(ctx context.Context) {
 	}
 }
 
-// queueSub is one subscription: a member of a group.
+// subscription is one subscription: a member of a group.
 //
 // Fresh messages are claimed as a range: the member moves the group's offset
 // forward and records the message ids it took as one claim row, renewed
@@ -433,19 +434,19 @@ func (q *Queue) housekeep(ctx context.Context) {
 // visibility timeout, a message still held at Close, and the messages of a
 // dead member's expired claim. Work rows are claimed with FOR UPDATE SKIP
 // LOCKED and stay invisible for the visibility timeout.
-type queueSub struct {
-	q         *Queue
+type subscription struct {
+	q         *Transport
 	group     string
 	ephemeral bool
 	buffer    int
 
 	out  chan *eventkit.Message
 	wake chan struct{}
-	acks chan queueAck
+	acks chan ackReq
 
 	mu     sync.Mutex
-	held   map[*queueRef]*eventkit.Message // delivered (or buffered) and not settled
-	claims map[int64]*queueClaim
+	held   map[*msgRef]*eventkit.Message // delivered (or buffered) and not settled
+	claims map[int64]*claimReq
 	closed bool
 
 	stop     chan struct{}
@@ -457,37 +458,37 @@ type queueSub struct {
 	timers   []*time.Timer
 }
 
-// queueClaim is a claim row: fresh messages taken together.
-type queueClaim struct {
+// claimReq is a claim row: fresh messages taken together.
+type claimReq struct {
 	id   int64
 	left int // messages not settled yet
 }
 
-// queueRef is a delivered message's place: its claim, or its work row.
-type queueRef struct {
-	claim *queueClaim
+// msgRef is a delivered message's place: its claim, or its work row.
+type msgRef struct {
+	claim *claimReq
 	seq   int64 // work row, when claim is nil
 	msgID int64
 	at    time.Time
 }
 
-// queueAck is a batched settlement: a finished claim or an acked work row.
-type queueAck struct{ claim, seq int64 }
+// ackReq is a batched settlement: a finished claim or an acked work row.
+type ackReq struct{ claim, seq int64 }
 
-func (s *queueSub) Messages() <-chan *eventkit.Message { return s.out }
+func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
 
 // Err returns nil: a subscription ends only by Close or its context;
 // database errors are logged and retried.
-func (s *queueSub) Err() error { return nil }
+func (s *subscription) Err() error { return nil }
 
-func (s *queueSub) poke() {
+func (s *subscription) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (s *queueSub) Close() error {
+func (s *subscription) Close() error {
 	s.once.Do(func() {
 		if s.stopCtx != nil {
 			s.stopCtx()
@@ -501,7 +502,7 @@ func (s *queueSub) Close() error {
 	return nil
 }
 
-func (s *queueSub) run() {
+func (s *subscription) run() {
 	defer close(s.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ackWG.Add(1)
@@ -576,7 +577,7 @@ func (s *queueSub) run() {
 	}
 }
 
-func (s *queueSub) sleep(d time.Duration) bool {
+func (s *subscription) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -589,7 +590,7 @@ func (s *queueSub) sleep(d time.Duration) bool {
 
 // renew extends the member's claim rows, so that only a dead member's
 // claims expire.
-func (s *queueSub) renew(ctx context.Context) {
+func (s *subscription) renew(ctx context.Context) {
 	s.mu.Lock()
 	ids := make([]int64, 0, len(s.claims))
 	for id := range s.claims {
@@ -607,7 +608,7 @@ func (s *queueSub) renew(ctx context.Context) {
 
 // expire gives back the messages held past the visibility timeout: a fresh
 // one becomes a work row, visible now; a work row is visible again already.
-func (s *queueSub) expire(ctx context.Context) {
+func (s *subscription) expire(ctx context.Context) {
 	now := time.Now()
 	var msgIDs []int64
 	var attempts []int32
@@ -640,7 +641,7 @@ func (s *queueSub) expire(ctx context.Context) {
 	}
 }
 
-type queueRow struct {
+type claimedRow struct {
 	claim   int64
 	seq     int64
 	msgID   int64
@@ -651,7 +652,7 @@ type queueRow struct {
 
 // fetch takes over the expired claims of dead members, claims work rows,
 // and claims fresh messages by moving the group's offset, in one round trip.
-func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
+func (s *subscription) fetch(ctx context.Context, n int) (int, error) {
 	q := s.q
 	b := &pgx.Batch{}
 	// Claims and offsets are committed without waiting for the WAL flush: a
@@ -682,15 +683,15 @@ func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 		s.group, n, q.visibility)
 	b.Queue(`COMMIT`)
 	br := q.pool.SendBatch(ctx, b)
-	rowsOf := func() ([]queueRow, error) {
+	rowsOf := func() ([]claimedRow, error) {
 		rows, err := br.Query()
 		if err != nil {
 			return nil, err
 		}
 		defer rows.Close()
-		var out []queueRow
+		var out []claimedRow
 		for rows.Next() {
-			var r queueRow
+			var r claimedRow
 			if err := rows.Scan(&r.claim, &r.seq, &r.msgID, &r.attempt, &r.topic, &r.body); err != nil {
 				return nil, err
 			}
@@ -704,7 +705,7 @@ func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 			_, err = br.Exec()
 		}
 	}
-	var retry, fresh []queueRow
+	var retry, fresh []claimedRow
 	if err == nil {
 		retry, err = rowsOf()
 	}
@@ -723,17 +724,17 @@ func (s *queueSub) fetch(ctx context.Context, n int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	slices.SortFunc(retry, func(a, b queueRow) int { return cmpInt64(a.seq, b.seq) })
+	slices.SortFunc(retry, func(a, b claimedRow) int { return cmpInt64(a.seq, b.seq) })
 	now := time.Now()
-	var claim *queueClaim
+	var claim *claimReq
 	if len(fresh) > 0 {
-		claim = &queueClaim{id: fresh[0].claim, left: len(fresh)}
+		claim = &claimReq{id: fresh[0].claim, left: len(fresh)}
 		s.mu.Lock()
 		s.claims[claim.id] = claim
 		s.mu.Unlock()
 	}
 	for i, r := range append(retry, fresh...) {
-		ref := &queueRef{seq: r.seq, msgID: r.msgID, at: now}
+		ref := &msgRef{seq: r.seq, msgID: r.msgID, at: now}
 		if i >= len(retry) {
 			ref.claim = claim
 		}
@@ -774,8 +775,8 @@ func cmpInt64(a, b int64) int {
 
 // settle removes m from the held messages; it reports the claim that m
 // finished (0 if none) and whether m was still held.
-func (s *queueSub) settle(m *eventkit.Message) (ref *queueRef, finished int64, ok bool, err error) {
-	ref, _ = m.Raw().(*queueRef)
+func (s *subscription) settle(m *eventkit.Message) (ref *msgRef, finished int64, ok bool, err error) {
+	ref, _ = m.Raw().(*msgRef)
 	if s.closed {
 		return nil, 0, false, eventkit.ErrClosed
 	}
@@ -795,16 +796,16 @@ func (s *queueSub) settle(m *eventkit.Message) (ref *queueRef, finished int64, o
 // Ack implements eventkit.Acknowledger. Acks are batched: a claim row is
 // deleted once all its messages were settled, a work row at once; Close
 // flushes them.
-func (s *queueSub) Ack(m *eventkit.Message) error {
+func (s *subscription) Ack(m *eventkit.Message) error {
 	s.mu.Lock()
 	ref, finished, ok, err := s.settle(m)
 	if ok {
 		// Sent under the lock, so that shutdown (which sets closed under
 		// it) flushes every ack.
 		if finished != 0 {
-			s.acks <- queueAck{claim: finished}
+			s.acks <- ackReq{claim: finished}
 		} else if ref.claim == nil {
-			s.acks <- queueAck{seq: ref.seq}
+			s.acks <- ackReq{seq: ref.seq}
 		}
 	}
 	s.mu.Unlock()
@@ -816,7 +817,7 @@ func (s *queueSub) Ack(m *eventkit.Message) error {
 
 // Nack implements eventkit.Acknowledger: the message becomes visible again
 // after delay.
-func (s *queueSub) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
+func (s *subscription) Nack(m *eventkit.Message, _ error, delay time.Duration) error {
 	s.mu.Lock()
 	ref, finished, ok, err := s.settle(m)
 	s.mu.Unlock()
@@ -848,12 +849,12 @@ func (s *queueSub) Nack(m *eventkit.Message, _ error, delay time.Duration) error
 	return nil
 }
 
-func (s *queueSub) ackLoop() {
+func (s *subscription) ackLoop() {
 	defer s.ackWG.Done()
 	var claims, seqs []int64
 	for a := range s.acks {
 		claims, seqs = claims[:0], seqs[:0]
-		add := func(a queueAck) {
+		add := func(a ackReq) {
 			if a.claim != 0 {
 				claims = append(claims, a.claim)
 			} else {
@@ -894,7 +895,7 @@ func (s *queueSub) ackLoop() {
 
 // shutdown flushes the acks and gives back what the subscription holds:
 // the messages never taken from the channel keep their attempt count.
-func (s *queueSub) shutdown() {
+func (s *subscription) shutdown() {
 	s.mu.Lock()
 	s.closed = true
 	close(s.acks)
@@ -908,11 +909,11 @@ func (s *queueSub) shutdown() {
 		t.Stop()
 	}
 	s.timersMu.Unlock()
-	untaken := map[*queueRef]bool{}
+	untaken := map[*msgRef]bool{}
 	for {
 		select {
 		case m := <-s.out:
-			if ref, _ := m.Raw().(*queueRef); ref != nil {
+			if ref, _ := m.Raw().(*msgRef); ref != nil {
 				untaken[ref] = true
 			}
 			continue
@@ -961,8 +962,8 @@ func (s *queueSub) shutdown() {
 }
 
 var (
-	_ eventkit.Publisher    = (*Queue)(nil)
-	_ eventkit.Subscriber   = (*Queue)(nil)
-	_ eventkit.Acknowledger = (*queueSub)(nil)
+	_ eventkit.Publisher    = (*Transport)(nil)
+	_ eventkit.Subscriber   = (*Transport)(nil)
+	_ eventkit.Acknowledger = (*subscription)(nil)
 	_                       = errors.New
 )

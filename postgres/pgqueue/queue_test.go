@@ -1,4 +1,4 @@
-package postgres
+package pgqueue
 
 import (
 	"context"
@@ -15,21 +15,42 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// testURL is the server's address (EVENTKIT_POSTGRES_URL).
+func testURL(t testing.TB) string {
+	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+}
+
+// testPool connects to EVENTKIT_POSTGRES_URL (skipping or failing the test
+// when the server is unavailable) and closes the pool at the end of t.
+func testPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	url := testURL(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("pgxpool.New: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pool.Ping(context.Background()); err != nil {
+		eventkittest.Unavailable(t, "EVENTKIT_POSTGRES_URL", url, err)
+	}
+	return pool
+}
+
 // queueTestTables drops the tables of each namespace once, at the end of the
 // test that created them.
 var queueTestTables sync.Map
 
-func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
+func queueTestFactory(opts ...Option) eventkittest.Factory {
 	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		pool := outboxTestPool(t)
+		pool := testPool(t)
 		name := "ekq_" + strings.ToLower(ns)
-		q, err := NewQueue(context.Background(), pool, append([]QueueOption{QueueTable(name),
-			QueueLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+		q, err := New(context.Background(), pool, append([]Option{WithTable(name),
+			WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 		if err != nil {
-			t.Fatalf("NewQueue: %v", err)
+			t.Fatalf("New: %v", err)
 		}
 		if _, loaded := queueTestTables.LoadOrStore(name, true); !loaded {
-			url := outboxTestURL(t)
+			url := testURL(t)
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -46,7 +67,7 @@ func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
 }
 
 func TestQueueConformance(t *testing.T) {
-	eventkittest.TestTransport(t, queueTestFactory(QueueVisibilityTimeout(5*time.Second), QueuePollInterval(100*time.Millisecond)),
+	eventkittest.TestTransport(t, queueTestFactory(WithVisibilityTimeout(5*time.Second), WithPollInterval(100*time.Millisecond)),
 		eventkittest.Features{
 			Wildcards:        true,
 			ConsumerGroups:   true,
@@ -64,9 +85,9 @@ func TestQueueConformance(t *testing.T) {
 // TestQueueLateCommitNotSkipped: a row whose transaction got its id first
 // but commits after a later row is still delivered to the group.
 func TestQueueLateCommitNotSkipped(t *testing.T) {
-	pool := outboxTestPool(t)
-	pub, sub := queueTestFactory(QueuePollInterval(50*time.Millisecond))(t, eventkittest.UniqueName("late"))
-	q := pub.(*Queue)
+	pool := testPool(t)
+	pub, sub := queueTestFactory(WithPollInterval(50*time.Millisecond))(t, eventkittest.UniqueName("late"))
+	q := pub.(*Transport)
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -112,7 +133,7 @@ func TestQueueLateCommitNotSkipped(t *testing.T) {
 // TestQueueHeldPastVisibilityTimeout: a message a live member holds past
 // the visibility timeout goes to another member.
 func TestQueueHeldPastVisibilityTimeout(t *testing.T) {
-	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
+	f := queueTestFactory(WithVisibilityTimeout(time.Second), WithPollInterval(50*time.Millisecond))
 	ns := eventkittest.UniqueName("held")
 	pub, sub := f(t, ns)
 	defer pub.Close()
@@ -170,8 +191,8 @@ func TestQueueDeadConsumerChild(t *testing.T) {
 	if os.Getenv(queueDeadEnv) != "1" {
 		t.Skip("helper process of TestQueueDeadConsumer")
 	}
-	pool := outboxTestPool(t)
-	q, err := NewQueue(context.Background(), pool, QueueTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), QueueVisibilityTimeout(time.Second))
+	pool := testPool(t)
+	q, err := New(context.Background(), pool, WithTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), WithVisibilityTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,11 +211,11 @@ func TestQueueDeadConsumerChild(t *testing.T) {
 // another member after the consumer is killed (SIGKILL) and its claim's
 // visibility timeout passes.
 func TestQueueDeadConsumer(t *testing.T) {
-	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
+	f := queueTestFactory(WithVisibilityTimeout(time.Second), WithPollInterval(50*time.Millisecond))
 	ns := eventkittest.UniqueName("dead")
 	pub, sub := f(t, ns)
 	defer pub.Close()
-	q := pub.(*Queue)
+	q := pub.(*Transport)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tp := ns + ".t"
@@ -207,7 +228,7 @@ func TestQueueDeadConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
-		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+outboxTestURL(t))
+		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+testURL(t))
 	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
 	_ = child.Kill()
 	var claims int
@@ -238,8 +259,8 @@ func TestQueueDeadConsumer(t *testing.T) {
 // retention, and the groups of subscriptions that died without closing.
 func TestQueueRetention(t *testing.T) {
 	ns := eventkittest.UniqueName("ret")
-	pub, _ := queueTestFactory(QueueRetention(time.Hour))(t, ns)
-	q := pub.(*Queue)
+	pub, _ := queueTestFactory(WithRetention(time.Hour))(t, ns)
+	q := pub.(*Transport)
 	defer q.Close()
 	ctx := context.Background()
 	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("old-1"), eventkittest.NewEvent("old-2")); err != nil {
