@@ -120,6 +120,7 @@ func main() {
 			*n, *publishers, *batch, *rounds, median(ekP), median(wmP), median(rP))
 		fmt.Printf("queue consume  (%d events, one consumer, ack each), medians of %d rounds:      eventkit %8.0f events/s   watermill-sql %8.0f events/s   ratio %.2fx\n",
 			*n, *rounds, median(ekS), median(wmS), median(rS))
+		fmt.Printf("eventkit queue CPU of this process (publish + consume), median of %d rounds: %.1f µs/event\n", *rounds, median(ekCPU))
 	}
 	if *only == "" || *only == "relay" {
 		var rates, perCPU []float64
@@ -156,17 +157,22 @@ func publishAll(total, pubs, per int, publish func(from, to int) error) time.Dur
 	return time.Since(start)
 }
 
+// ekCPU is this process's CPU time per event (µs) of each eventkit queue
+// round, publish and consume together.
+var ekCPU []float64
+
 func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) (pubRate, subRate float64) {
 	table := "bench_ekq_" + suffix
-	q, err := pgqueue.New(ctx, pool, pgqueue.WithTable(table), pgqueue.WithBatchSize(*qbatch), pgqueue.WithLogger(slog.New(slog.DiscardHandler)))
+	q, err := pgqueue.New(pool, pgqueue.WithTable(table), pgqueue.WithBatchSize(*qbatch), pgqueue.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer func() {
 		_ = q.Close()
-		_, _ = pool.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s_groups, %s_work`, table, table, table))
+		_, _ = pool.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s_groups, %s_work, %s_claims`, table, table, table, table))
 	}()
 	total := *n / *publishers * *publishers
+	cpu0 := cpuTime()
 	el := publishAll(total, *publishers, *batch, func(from, to int) error {
 		evs := make([]event.Event, 0, to-from)
 		for i := from; i < to; i++ {
@@ -188,6 +194,7 @@ func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) 
 	}
 	subRate = float64(total) / time.Since(start).Seconds()
 	_ = s.Close()
+	ekCPU = append(ekCPU, float64((cpuTime()-cpu0).Microseconds())/float64(total))
 	return pubRate, subRate
 }
 

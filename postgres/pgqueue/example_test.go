@@ -19,7 +19,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	q, err := pgqueue.New(ctx, pool, pgqueue.WithVisibilityTimeout(30*time.Second))
+	q, err := pgqueue.New(pool, pgqueue.WithVisibilityTimeout(30*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func queueTestFactory(opts ...Option) eventkittest.Factory {
 	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
 		pool := testPool(t)
 		name := "ekq_" + strings.ToLower(ns)
-		q, err := New(context.Background(), pool, append([]Option{WithTable(name),
+		q, err := New(pool, append([]Option{WithTable(name),
 			WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 		if err != nil {
 			t.Fatalf("New: %v", err)
@@ -59,7 +59,7 @@ func queueTestFactory(opts ...Option) eventkittest.Factory {
 					return
 				}
 				defer p.Close()
-				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s, %s`, q.table, q.groups, q.work, q.claims))
+				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s, %s`, q.d.table, q.d.groups, q.d.work, q.d.claims))
 			})
 		}
 		return q, q
@@ -103,7 +103,7 @@ func TestQueueLateCommitNotSkipped(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	body, _ := eventkit.MarshalEvent(eventkittest.NewEvent("early-id-late-commit"))
-	if _, err := tx.Exec(ctx, `INSERT INTO `+q.table+` (topic, event) VALUES ('late.t', $1)`, body); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+q.d.table+` (topic, event) VALUES ('late.t', $1)`, body); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, "late.t", eventkittest.NewEvent("late-id-early-commit")); err != nil {
@@ -192,7 +192,7 @@ func TestQueueDeadConsumerChild(t *testing.T) {
 		t.Skip("helper process of TestQueueDeadConsumer")
 	}
 	pool := testPool(t)
-	q, err := New(context.Background(), pool, WithTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), WithVisibilityTimeout(time.Second))
+	q, err := New(pool, WithTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), WithVisibilityTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,12 +227,12 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
-	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
+	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.name,
 		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+testURL(t))
 	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
 	_ = child.Kill()
 	var claims int
-	if err := q.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.claims).Scan(&claims); err != nil || claims != 1 {
+	if err := q.d.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.d.claims).Scan(&claims); err != nil || claims != 1 {
 		t.Fatalf("claims of the dead member: %d, %v; want 1", claims, err)
 	}
 	s, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g"))
@@ -266,19 +266,19 @@ func TestQueueRetention(t *testing.T) {
 	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("old-1"), eventkittest.NewEvent("old-2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.pool.Exec(ctx, `UPDATE `+q.table+` SET created_at = now() - interval '2 hours'`); err != nil {
+	if _, err := q.d.pool.Exec(ctx, `UPDATE `+q.d.table+` SET created_at = now() - interval '2 hours'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.pool.Exec(ctx, `INSERT INTO `+q.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral, seen_at)
+	if _, err := q.d.pool.Exec(ctx, `INSERT INTO `+q.d.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral, seen_at)
 		VALUES ('~dead', 'x', '^x$', '0', 0, true, now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("new")); err != nil {
 		t.Fatal(err)
 	}
-	q.housekeep(ctx)
+	q.d.housekeep(ctx)
 	var msgs, groups int
-	if err := q.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+q.table+`), (SELECT count(*) FROM `+q.groups+`)`).Scan(&msgs, &groups); err != nil {
+	if err := q.d.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+q.d.table+`), (SELECT count(*) FROM `+q.d.groups+`)`).Scan(&msgs, &groups); err != nil {
 		t.Fatal(err)
 	}
 	if msgs != 1 || groups != 0 {
