@@ -36,7 +36,11 @@ type subscription struct {
 	d         *drv
 	group     string
 	ephemeral bool
-	buffer    int // most messages held at once
+	// limit bounds the messages held (returned by ReceiveBatch and not
+	// settled by SendAcks or SendNacks): twice the subscription's buffer,
+	// so that claiming overlaps with the acks that package transport has
+	// queued and not yet sent.
+	limit int
 
 	wake chan struct{} // capacity 1: something may be claimable
 
@@ -70,7 +74,7 @@ type msgRef struct {
 }
 
 func newSubscription(d *drv, group string, ephemeral bool, buffer int) *subscription {
-	s := &subscription{d: d, group: group, ephemeral: ephemeral, buffer: buffer,
+	s := &subscription{d: d, group: group, ephemeral: ephemeral, limit: 2 * buffer,
 		wake: make(chan struct{}, 1), held: map[*msgRef]struct{}{}, claims: map[int64]*claimRef{},
 		keepDone: make(chan struct{})}
 	s.keepCtx, s.keepCancel = context.WithCancel(context.Background())
@@ -89,11 +93,11 @@ func (s *subscription) poke() {
 func (s *subscription) free() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.buffer - len(s.held)
+	return s.limit - len(s.held)
 }
 
 // ReceiveBatch claims up to max messages (fewer while the subscription
-// holds its buffer's worth), waiting for a notification or the poll
+// holds close to its limit), waiting for a notification or the poll
 // interval while there are none.
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	deadline := time.Now().Add(emptyReturn)
