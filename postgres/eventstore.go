@@ -365,6 +365,26 @@ func esPgRollback(ctx context.Context, conn *pgxpool.Conn) {
 // is held for one round trip plus the commit. Without commit the
 // transaction is left open. On error the caller rolls back.
 func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*esPgRequest, commit bool) error {
+	st, err := s.readAppendState(ctx, conn, reqs)
+	if err != nil {
+		return err
+	}
+	cols, next := st.decide(reqs)
+	return s.writeAppend(ctx, conn, cols, st.last, next, commit)
+}
+
+// appendState is what an append batch reads under the position lock: the
+// last position, each stream's version, and the events already stored
+// with the ids of the batch (stream -> event id -> version, position).
+type appendState struct {
+	last     uint64
+	versions map[string]uint64
+	existing map[string]map[string][2]uint64
+}
+
+// readAppendState opens the transaction, takes the position lock and reads
+// the state the requests are decided on, in one round trip.
+func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, reqs []*esPgRequest) (*appendState, error) {
 	streamSet := map[string]struct{}{}
 	var streams, idStreams, ids []string
 	for _, r := range reqs {
@@ -377,46 +397,55 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 			ids = append(ids, r.events[i].ID())
 		}
 	}
+	st := &appendState{versions: map[string]uint64{}, existing: map[string]map[string][2]uint64{}}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	var last uint64
 	b.Queue(`SELECT position FROM ` + s.positions + ` WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&last)
+		return row.Scan(&st.last)
 	})
-	versions := map[string]uint64{}
 	b.Queue(`SELECT s.stream_id, COALESCE((SELECT max(e.version) FROM `+s.events+` e WHERE e.stream_id = s.stream_id), 0)
 		FROM unnest($1::text[]) AS s(stream_id)`, streams).Query(func(rows pgx.Rows) error {
 		var id string
 		var v uint64
-		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { versions[id] = v; return nil })
+		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { st.versions[id] = v; return nil })
 		return err
 	})
-	existing := map[string]map[string][2]uint64{}
 	b.Queue(`SELECT e.stream_id, e.event_id, e.version, e.position FROM `+s.events+` e
 		JOIN unnest($1::text[], $2::text[]) AS k(stream_id, event_id) ON e.stream_id = k.stream_id AND e.event_id = k.event_id`,
 		idStreams, ids).Query(func(rows pgx.Rows) error {
-		var st, id string
+		var stream, id string
 		var v, p uint64
-		_, err := pgx.ForEachRow(rows, []any{&st, &id, &v, &p}, func() error {
-			m := existing[st]
-			if m == nil {
-				m = map[string][2]uint64{}
-				existing[st] = m
-			}
-			m[id] = [2]uint64{v, p}
+		_, err := pgx.ForEachRow(rows, []any{&stream, &id, &v, &p}, func() error {
+			st.stored(stream)[id] = [2]uint64{v, p}
 			return nil
 		})
 		return err
 	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("postgres: append: %w", err)
+		return nil, fmt.Errorf("postgres: append: %w", err)
 	}
-	next := last + 1
-	var cols [12][]any
+	return st, nil
+}
+
+// stored returns the stored events of stream, creating its map.
+func (st *appendState) stored(stream string) map[string][2]uint64 {
+	m := st.existing[stream]
+	if m == nil {
+		m = map[string][2]uint64{}
+		st.existing[stream] = m
+	}
+	return m
+}
+
+// decide decides each request (conflict, idempotent repeat, or write, in
+// order, each seeing the writes before it) and returns the columns of the
+// rows to write, and the position after the last one.
+func (st *appendState) decide(reqs []*esPgRequest) (cols [12][]any, next uint64) {
+	next = st.last + 1
 	for _, r := range reqs {
-		cur := versions[r.stream]
+		cur := st.versions[r.stream]
 		var ex map[string][2]uint64
-		if m := existing[r.stream]; m != nil {
+		if m := st.existing[r.stream]; m != nil {
 			for i := range r.events {
 				if vp, ok := m[r.events[i].ID()]; ok {
 					if ex == nil {
@@ -432,11 +461,7 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 			continue
 		}
 		r.res = es.AppendResult{Version: cur + uint64(len(r.events)), Positions: make([]uint64, len(r.events))}
-		m := existing[r.stream]
-		if m == nil {
-			m = map[string][2]uint64{}
-			existing[r.stream] = m
-		}
+		m := st.stored(r.stream)
 		for i, row := range r.rows {
 			pos, ver := next, cur+uint64(i)+1
 			next++
@@ -449,9 +474,15 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 				cols[3+j] = append(cols[3+j], v)
 			}
 		}
-		versions[r.stream] = r.res.Version
+		st.versions[r.stream] = r.res.Version
 	}
-	b = &pgx.Batch{}
+	return cols, next
+}
+
+// writeAppend writes the rows (positions last+1 to next-1), moves the
+// position and, if commit, commits: one round trip, two with COPY.
+func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [12][]any, last, next uint64, commit bool) error {
+	b := &pgx.Batch{}
 	if next == last+1 { // nothing to write: conflicts and repeats only
 		if commit {
 			b.Queue("COMMIT")

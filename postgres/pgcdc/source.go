@@ -407,59 +407,81 @@ func (s *Source) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed boo
 	}
 	st := newCDCStream(s, meta, sys.DBName)
 
-	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
+	progressed, pending, err = s.ensureSlot(ctx, rc, st, meta, pending)
 	if err != nil {
-		return false, fmt.Errorf("postgres: cdc: %w", err)
-	}
-	if res.RowsAffected() == 0 {
-		action := pgrepl.NoExportSnapshot
-		if s.opts.snapshot {
-			action = pgrepl.ExportSnapshot
-		}
-		slot, err := rc.CreateSlot(ctx, s.opts.slot, "pgoutput", pgrepl.SlotOptions{Snapshot: action})
-		if err != nil {
-			return false, fmt.Errorf("postgres: cdc: create slot: %w", err)
-		}
-		s.opts.logger.Info("postgres cdc: created replication slot", "slot", slot.Name, "lsn", slot.ConsistentPoint)
-		if s.opts.snapshot {
-			if err := st.snapshot(ctx, slot); err != nil {
-				// The slot would skip the rows the snapshot did not deliver:
-				// drop it so that the next run takes the snapshot again.
-				dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = rc.DropSlot(dctx, slot.Name, false)
-				cancel()
-				return false, err
-			}
-			progressed = true
-		}
-		if len(pending) > 0 { // the snapshot of the new slot covers them
-			if err := s.clearPending(ctx, meta); err != nil {
-				return progressed, err
-			}
-			pending = nil
-		}
+		return progressed, err
 	}
 	if len(pending) > 0 {
-		// Tables added to the publication of an existing slot: their
-		// changes committed after the publication changed are in the
-		// stream; their rows as of now (which include every change
-		// committed before) are emitted first. A row changed in between
-		// comes twice (its snapshot row, then its change), which at least
-		// once allows; the final state is the same.
-		if s.opts.snapshot {
-			if err := st.snapshotTables(ctx, "", 0, pending); err != nil {
-				return progressed, err
-			}
-			progressed = true
-		} else {
-			s.opts.logger.Info("postgres cdc: tables added without a snapshot (snapshots are off)", "tables", strings.Join(pending, ","))
-		}
-		if err := s.clearPending(ctx, meta); err != nil {
+		snapped, err := s.snapshotPending(ctx, st, meta, pending)
+		if progressed = progressed || snapped; err != nil {
 			return progressed, err
 		}
 	}
+	err = s.stream(ctx, rc, st, start)
+	return progressed || st.progressed.Load(), err
+}
 
+// ensureSlot creates the replication slot if it does not exist, and then
+// emits the initial snapshot (when snapshots are on) on the snapshot the
+// slot exported, which covers the tables pending too: it returns the
+// tables still waiting for their snapshot.
+func (s *Source) ensureSlot(ctx context.Context, rc *pgrepl.Conn, st *replStream, meta *pgconn.PgConn, pending []string) (progressed bool, _ []string, _ error) {
+	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
+	if err != nil {
+		return false, nil, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	if res.RowsAffected() != 0 {
+		return false, pending, nil
+	}
+	action := pgrepl.NoExportSnapshot
+	if s.opts.snapshot {
+		action = pgrepl.ExportSnapshot
+	}
+	slot, err := rc.CreateSlot(ctx, s.opts.slot, "pgoutput", pgrepl.SlotOptions{Snapshot: action})
+	if err != nil {
+		return false, nil, fmt.Errorf("postgres: cdc: create slot: %w", err)
+	}
+	s.opts.logger.Info("postgres cdc: created replication slot", "slot", slot.Name, "lsn", slot.ConsistentPoint)
+	if s.opts.snapshot {
+		if err := st.snapshot(ctx, slot); err != nil {
+			// The slot would skip the rows the snapshot did not deliver:
+			// drop it so that the next run takes the snapshot again.
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = rc.DropSlot(dctx, slot.Name, false)
+			cancel()
+			return false, nil, err
+		}
+		progressed = true
+	}
+	if len(pending) > 0 { // the snapshot of the new slot covers them
+		if err := s.clearPending(ctx, meta); err != nil {
+			return progressed, nil, err
+		}
+	}
+	return progressed, nil, nil
+}
+
+// snapshotPending emits the rows of tables added to the publication of an
+// existing slot. Their changes committed after the publication changed are
+// in the stream; their rows as of now (which include every change
+// committed before) are emitted first. A row changed in between comes twice
+// (its snapshot row, then its change), which at least once allows; the
+// final state is the same. It reports whether it emitted them.
+func (s *Source) snapshotPending(ctx context.Context, st *replStream, meta *pgconn.PgConn, pending []string) (snapped bool, err error) {
+	if s.opts.snapshot {
+		if err := st.snapshotTables(ctx, "", 0, pending); err != nil {
+			return false, err
+		}
+		snapped = true
+	} else {
+		s.opts.logger.Info("postgres cdc: tables added without a snapshot (snapshots are off)", "tables", strings.Join(pending, ","))
+	}
+	return snapped, s.clearPending(ctx, meta)
+}
+
+// stream starts replication at *start and streams until an error.
+func (s *Source) stream(ctx context.Context, rc *pgrepl.Conn, st *replStream, start *pgrepl.LSN) error {
 	// Logical decoding messages are asked for unless none is wanted.
 	messages := s.opts.msgPrefixes == nil || len(s.opts.msgPrefixes) > 0
 	args := pgrepl.PgoutputOptions{ProtoVersion: s.opts.protoVersion, Publications: []string{s.opts.publication}, Messages: messages}.Args()
@@ -467,14 +489,14 @@ func (s *Source) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed boo
 	if err != nil {
 		// Transient as a rule: the slot may still be held by the
 		// walsender of a previous, broken connection.
-		return progressed, fmt.Errorf("postgres: cdc: %w", err)
+		return fmt.Errorf("postgres: cdc: %w", err)
 	}
 	defer stream.Close()
 	st.stream = stream
 	s.opts.logger.Debug("postgres cdc: streaming", "slot", s.opts.slot, "from", *start)
 	err = st.run(ctx, start)
 	s.opts.logger.Debug("postgres cdc: stream ended", "slot", s.opts.slot, "err", err)
-	return progressed || st.progressed.Load(), err
+	return err
 }
 
 // pendingPrefix starts the comment of a publication whose tables added
@@ -523,33 +545,40 @@ func (s *Source) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pendi
 		pending = strings.Split(p, ",")
 	}
 	want := s.qualifiedTables()
-	if !exists {
-		if len(want) == 0 {
-			return nil, &ConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
-		}
-		quoted := make([]string, len(want))
-		for i, t := range want {
-			quoted[i] = quoteTable(t)
-		}
-		_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+strings.Join(quoted, ", ")).ReadAll()
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-			return s.ensurePublication(ctx, c) // created concurrently
-		}
-		if err != nil {
-			return nil, fmt.Errorf("postgres: cdc: create publication: %w", err)
-		}
-		s.opts.logger.Info("postgres cdc: created publication", "publication", s.opts.publication, "tables", strings.Join(want, ","))
-		return nil, nil
-	}
-	if len(want) == 0 {
+	switch {
+	case !exists:
+		return s.createPublication(ctx, c, want)
+	case len(want) == 0:
 		return pending, nil // used as it is
-	}
-	if allTables {
+	case allTables:
 		s.opts.logger.Warn("postgres cdc: publication is FOR ALL TABLES: the tables given are ignored", "publication", s.opts.publication)
 		return pending, nil
 	}
-	rr = c.ExecParams(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+	return s.reconcilePublication(ctx, c, want, pending)
+}
+
+// createPublication creates the publication for the tables want.
+func (s *Source) createPublication(ctx context.Context, c *pgconn.PgConn, want []string) (pending []string, err error) {
+	if len(want) == 0 {
+		return nil, &ConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
+	}
+	_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+quoteTables(want)).ReadAll()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return s.ensurePublication(ctx, c) // created concurrently
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: cdc: create publication: %w", err)
+	}
+	s.opts.logger.Info("postgres cdc: created publication", "publication", s.opts.publication, "tables", strings.Join(want, ","))
+	return nil, nil
+}
+
+// reconcilePublication sets the tables of the existing publication to want
+// and records the tables waiting for their snapshot (pending, those not
+// dropped, then the added ones), which it returns.
+func (s *Source) reconcilePublication(ctx context.Context, c *pgconn.PgConn, want, pending []string) ([]string, error) {
+	rr := c.ExecParams(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
 		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil)
 	have := map[string]bool{}
 	for rr.NextRow() {
@@ -583,16 +612,12 @@ func (s *Source) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pendi
 		}
 	}
 	next = append(next, added...)
-	quoted := make([]string, len(want))
-	for i, t := range want {
-		quoted[i] = quoteTable(t)
-	}
 	pub := pgrepl.QuoteIdent(s.opts.publication)
 	note := "NULL"
 	if len(next) > 0 {
 		note = pgrepl.QuoteLiteral(pendingPrefix + strings.Join(next, ","))
 	}
-	if _, err := c.Exec(ctx, "BEGIN; ALTER PUBLICATION "+pub+" SET TABLE "+strings.Join(quoted, ", ")+
+	if _, err := c.Exec(ctx, "BEGIN; ALTER PUBLICATION "+pub+" SET TABLE "+quoteTables(want)+
 		"; COMMENT ON PUBLICATION "+pub+" IS "+note+"; COMMIT").ReadAll(); err != nil {
 		_, _ = c.Exec(context.Background(), "ROLLBACK").ReadAll()
 		return nil, fmt.Errorf("postgres: cdc: alter publication %s: %w", s.opts.publication, err)
@@ -600,6 +625,15 @@ func (s *Source) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pendi
 	s.opts.logger.Info("postgres cdc: publication changed to the tables given", "publication", s.opts.publication,
 		"added", strings.Join(added, ","), "dropped", strings.Join(dropped, ","))
 	return next, nil
+}
+
+// quoteTables quotes the "schema.table" names, separated by commas.
+func quoteTables(tables []string) string {
+	quoted := make([]string, len(tables))
+	for i, t := range tables {
+		quoted[i] = quoteTable(t)
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // clearPending records that the tables waiting for a snapshot have it.
@@ -1037,165 +1071,6 @@ func (st *replStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid
 func (st *replStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 	if err := st.snapshotTables(ctx, slot.SnapshotName, slot.ConsistentPoint, nil); err != nil {
 		return err
-	}
-	return nil
-}
-
-// snapshotTables emits every row of the published tables (of only those
-// named "schema.table", when only is not nil) in a REPEATABLE READ
-// transaction: on the exported snapshot snapshotName at lsn, or, when
-// snapshotName is empty, on a new snapshot at the current WAL position.
-func (st *replStream) snapshotTables(ctx context.Context, snapshotName string, lsn pgrepl.LSN, only []string) error {
-	conn, err := st.src.connectSQL(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if snapshotName != "" {
-		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
-			pgrepl.QuoteLiteral(snapshotName)).ReadAll(); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-	} else {
-		// The first query takes the transaction's snapshot; the WAL
-		// position read with it names the snapshot's events.
-		res, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_wal_lsn()::text").ReadAll()
-		if err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-		if len(res) != 2 || len(res[1].Rows) != 1 {
-			return fmt.Errorf("postgres: cdc: snapshot: no WAL position")
-		}
-		if lsn, err = pgrepl.ParseLSN(string(res[1].Rows[0][0])); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-	}
-	rr := conn.ExecParams(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_publication_tables pt
-		JOIN pg_namespace n ON n.nspname = pt.schemaname
-		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-		WHERE pt.pubname = $1 ORDER BY 2, 3`, [][]byte{[]byte(st.src.opts.publication)}, nil, nil, nil)
-	type table struct{ oid, schema, name string }
-	var tables []table
-	for rr.NextRow() {
-		v := rr.Values()
-		if only != nil && !slices.Contains(only, string(v[1])+"."+string(v[2])) {
-			continue
-		}
-		tables = append(tables, table{string(v[0]), string(v[1]), string(v[2])})
-	}
-	if _, err := rr.Close(); err != nil {
-		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-	}
-	st.begin(0, lsn, time.Now(), true)
-
-	var batch []event.Event
-	var batchTopic string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := st.src.pub.Publish(ctx, batchTopic, batch...); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: publish: %w", err)
-		}
-		st.src.stats.events.Add(int64(len(batch)))
-		clear(batch)
-		batch = batch[:0]
-		return nil
-	}
-	add := func(topic string, ev event.Event) error {
-		if len(batch) > 0 && (topic != batchTopic || len(batch) >= st.src.opts.batch) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batchTopic = topic
-		batch = append(batch, ev)
-		return nil
-	}
-	// One row is held back (its values copied: the result reader reuses
-	// its buffers) so that the last one is marked "last".
-	var held changeRow
-	var heldVals []byte
-	holding := false
-	release := func(last bool) error {
-		if !holding {
-			return nil
-		}
-		holding = false
-		if last {
-			held.snapshot = cdc.SnapshotLast
-		}
-		return add(st.rowEvent(&held))
-	}
-	for _, t := range tables {
-		oid, _ := strconv.ParseUint(t.oid, 10, 32)
-		pkNames, err := st.primaryKey(ctx, uint32(oid))
-		if err != nil {
-			return err
-		}
-		mrr := conn.Exec(ctx, "SELECT * FROM "+pgrepl.QuoteIdent(t.schema)+"."+pgrepl.QuoteIdent(t.name))
-		for mrr.NextResult() {
-			r := mrr.ResultReader()
-			var cols []pgrepl.Column
-			var pk []int
-			for _, f := range r.FieldDescriptions() {
-				cols = append(cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
-				if pkNames[f.Name] {
-					pk = append(pk, len(cols)-1)
-				}
-			}
-			rel := st.newRelation(t.schema, t.name, cols, pk)
-			var tup pgrepl.Tuple
-			for r.NextRow() {
-				if err := release(false); err != nil {
-					mrr.Close()
-					return err
-				}
-				vals := r.Values()
-				heldVals = heldVals[:0]
-				for _, v := range vals {
-					heldVals = append(heldVals, v...)
-				}
-				tup = tup[:0]
-				off := 0
-				for _, v := range vals {
-					if v == nil {
-						tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueNull})
-						continue
-					}
-					tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueText, Data: heldVals[off : off+len(v) : off+len(v)]})
-					off += len(v)
-				}
-				held = changeRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, srcMs: st.txCommit.UnixMilli(),
-					lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
-				holding = true
-			}
-			if _, err := r.Close(); err != nil {
-				mrr.Close()
-				return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
-			}
-		}
-		if err := mrr.Close(); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
-		}
-	}
-	if err := release(true); err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if _, err := conn.Exec(ctx, "COMMIT").ReadAll(); err != nil {
-		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-	}
-	if only == nil {
-		st.src.opts.logger.Info("postgres cdc: initial snapshot done", "slot", st.src.opts.slot, "tables", len(tables))
-	} else {
-		names := make([]string, len(tables))
-		for i, t := range tables {
-			names[i] = t.schema + "." + t.name
-		}
-		st.src.opts.logger.Info("postgres cdc: snapshot of the tables added to the publication done", "slot", st.src.opts.slot, "tables", strings.Join(names, ","), "lsn", lsn)
 	}
 	return nil
 }
