@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -109,11 +108,7 @@ func NewOutbox(pool *pgxpool.Pool, opts ...OutboxOption) (*Outbox, error) {
 	o.leases, _ = pgsql.Ident(o.name, "_leases")
 	o.relays, _ = pgsql.Ident(o.name, "_relays")
 	o.archive, _ = pgsql.Ident(o.name, "_archive")
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(o.name))
-	sum := h.Sum64()
-	o.channel = fmt.Sprintf("eventkit_outbox_%016x", sum)
-	o.lockKey = int32(sum >> 32)
+	o.channel, o.lockKey = pgsql.Channel("eventkit_outbox", o.name)
 	return o, nil
 }
 

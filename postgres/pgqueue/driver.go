@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,11 +53,7 @@ func newDriver(pool *pgxpool.Pool, o options) *drv {
 	d.groups, _ = pgsql.Ident(o.name, "_groups")
 	d.work, _ = pgsql.Ident(o.name, "_work")
 	d.claims, _ = pgsql.Ident(o.name, "_claims")
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(o.name))
-	sum := h.Sum64()
-	d.channel = fmt.Sprintf("eventkit_queue_%016x", sum)
-	d.lockKey = int32(sum >> 32)
+	d.channel, d.lockKey = pgsql.Channel("eventkit_queue", o.name)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d
 }

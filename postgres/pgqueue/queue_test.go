@@ -12,29 +12,13 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// testURL is the server's address (EVENTKIT_POSTGRES_URL).
-func testURL(t testing.TB) string {
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
+func testURL(t testing.TB) string { return pgtest.URL(t) }
 
-// testPool connects to EVENTKIT_POSTGRES_URL (skipping or failing the test
-// when the server is unavailable) and closes the pool at the end of t.
-func testPool(t testing.TB) *pgxpool.Pool {
-	t.Helper()
-	url := testURL(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatalf("pgxpool.New: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pool.Ping(context.Background()); err != nil {
-		eventkittest.Unavailable(t, "EVENTKIT_POSTGRES_URL", url, err)
-	}
-	return pool
-}
+func testPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t) }
 
 // queueTestTables drops the tables of each namespace once, at the end of the
 // test that created them.

@@ -7,6 +7,7 @@ package pgsql
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
 
@@ -69,4 +70,14 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, channel string, wake func()
 		}
 		wake()
 	}
+}
+
+// Channel derives from a table name the name of its notification channel,
+// kind + "_" + a hash of name, and the key of the advisory lock that
+// serializes its migrations.
+func Channel(kind, name string) (channel string, lockKey int32) {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	sum := h.Sum64()
+	return fmt.Sprintf("%s_%016x", kind, sum), int32(sum >> 32)
 }
