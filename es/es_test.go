@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/es/esprom"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -308,7 +309,11 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 		return nil
 	}
 	promReg := prometheus.NewRegistry()
-	p, err := es.NewProjector("totals", store, cps, handler, es.WithProjectionMetrics(promReg), es.WithProjectionFilter(es.Filter{Types: []string{"bank.deposited"}}))
+	lag, err := esprom.LagGauge(promReg, "totals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := es.NewProjector("totals", store, cps, handler, es.WithLagGauge(lag), es.WithProjectionFilter(es.Filter{Types: []string{"bank.deposited"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,14 +332,18 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p2, _ := es.NewProjector("totals", store, cps, handler, es.WithProjectionMetrics(promReg), es.WithProjectionFilter(es.Filter{Types: []string{"bank.deposited"}}))
+	lag2, err := esprom.LagGauge(promReg, "totals") // the same gauge
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := es.NewProjector("totals", store, cps, handler, es.WithLagGauge(lag2), es.WithProjectionFilter(es.Filter{Types: []string{"bank.deposited"}}))
 	if err := p2.CatchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if handled != 13 || totals["9"] != 12 {
 		t.Fatalf("after resume: handled %d (want 13: nothing twice), total of 9 = %d", handled, totals["9"])
 	}
-	if v := testutil.ToFloat64(p2.LagGauge()); v != 0 {
+	if v := testutil.ToFloat64(lag2); v != 0 {
 		t.Fatalf("lag gauge %v; want 0", v)
 	}
 	// Lag: with the projection stopped, the head moves on.
@@ -344,8 +353,8 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 	if err := p2.MeasureLag(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p2.Lag() != 1 || testutil.ToFloat64(p2.LagGauge()) != 1 {
-		t.Fatalf("lag %d (gauge %v); want 1", p2.Lag(), testutil.ToFloat64(p2.LagGauge()))
+	if p2.Lag() != 1 || testutil.ToFloat64(lag2) != 1 {
+		t.Fatalf("lag %d (gauge %v); want 1", p2.Lag(), testutil.ToFloat64(lag2))
 	}
 	// Rebuild: reset the read model and replay from zero.
 	if err := p2.Rebuild(ctx, func(context.Context) error { totals = map[string]int{}; handled = 0; return nil }); err != nil {

@@ -2,13 +2,10 @@ package es
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ProjectionHandler handles one event of the global log for a projection.
@@ -28,14 +25,14 @@ type Projector struct {
 	cfg         projConfig
 	position    atomic.Uint64
 	head        atomic.Uint64
-	lag         prometheus.Gauge
+	lag         Gauge
 }
 
 type projConfig struct {
 	subOpts      []SubscribeOption
 	saveEvery    int
 	handlerSaves bool
-	registerer   prometheus.Registerer
+	lag          Gauge
 	logger       *slog.Logger
 	headInterval time.Duration
 	filter       Filter
@@ -71,11 +68,18 @@ func WithCheckpointEvery(n int) ProjectionOption {
 // then only loads the checkpoint.
 func WithHandlerCheckpoint() ProjectionOption { return func(c *projConfig) { c.handlerSaves = true } }
 
-// WithProjectionMetrics registers the gauge eventkit_es_projection_lag
-// (positions between the head of the log and the projection, label
-// projection) with reg.
-func WithProjectionMetrics(reg prometheus.Registerer) ProjectionOption {
-	return func(c *projConfig) { c.registerer = reg }
+// Gauge receives a projection's lag each time it is measured. A
+// prometheus.Gauge is one; esprom.LagGauge (package es/esprom) makes the
+// standard eventkit_es_projection_lag gauge. Package es itself imports no
+// metrics library.
+type Gauge interface {
+	Set(v float64)
+}
+
+// WithLagGauge sets g to the projection's lag (positions between the head
+// of the log and the projection) each time it is measured.
+func WithLagGauge(g Gauge) ProjectionOption {
+	return func(c *projConfig) { c.lag = g }
 }
 
 // WithProjectionLogger sets the logger (default slog.Default()).
@@ -89,21 +93,7 @@ func NewProjector(name string, store EventStore, checkpoints CheckpointStore, ha
 	for _, o := range opts {
 		o(&c)
 	}
-	p := &Projector{name: name, store: store, checkpoints: checkpoints, handler: handler, cfg: c}
-	if c.registerer != nil {
-		p.lag = prometheus.NewGauge(prometheus.GaugeOpts{
-			Name:        "eventkit_es_projection_lag",
-			Help:        "Global log positions between the head of the event store and the projection's checkpoint.",
-			ConstLabels: prometheus.Labels{"projection": name},
-		})
-		if err := c.registerer.Register(p.lag); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("es: register projection metrics: %w", err)
-			}
-			p.lag = are.ExistingCollector.(prometheus.Gauge)
-		}
-	}
+	p := &Projector{name: name, store: store, checkpoints: checkpoints, handler: handler, cfg: c, lag: c.lag}
 	return p, nil
 }
 
@@ -128,10 +118,6 @@ func (p *Projector) observe(head uint64) {
 		p.lag.Set(float64(p.Lag()))
 	}
 }
-
-// LagGauge returns the projection's lag gauge (nil without
-// WithProjectionMetrics).
-func (p *Projector) LagGauge() prometheus.Gauge { return p.lag }
 
 // MeasureLag reads the head of the log now and updates Lag and the gauge.
 func (p *Projector) MeasureLag(ctx context.Context) error {

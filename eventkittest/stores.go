@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
-	"github.com/eventkit/eventkit/middleware"
 )
 
-// TestDedupStore runs the conformance suite for a middleware.DedupStore.
+// TestDedupStore runs the conformance suite for a dedup.Store.
 // newStore returns an empty store for each test (isolated: unique names).
-func TestDedupStore(t *testing.T, newStore func(t *testing.T) middleware.DedupStore) {
+func TestDedupStore(t *testing.T, newStore func(t *testing.T) dedup.Store) {
 	ctx := context.Background()
 	t.Run("MarkThenSeen", func(t *testing.T) {
 		s := newStore(t)

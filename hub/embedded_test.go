@@ -20,6 +20,7 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -245,7 +246,7 @@ func countMap(m *sync.Map) int {
 // the ids of every event in the hub's stream.
 func readStore(t *testing.T, dir string) map[string]bool {
 	t.Helper()
-	emb, err := eknats.RunEmbedded(eknats.WithStoreDir(dir))
+	emb, err := natsserver.Run(natsserver.WithStoreDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

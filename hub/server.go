@@ -38,6 +38,7 @@ import (
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/internal/version"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,18 +175,18 @@ func (s *Server) openNATS() error {
 		// The broker's notices (its banner) stay out of the log; its
 		// warnings and errors go in.
 		natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
-		eopts := []eknats.EmbeddedOption{eknats.WithStoreDir(filepath.Join(dir, "nats")), eknats.WithServerLogger(natsLog)}
+		eopts := []natsserver.Option{natsserver.WithStoreDir(filepath.Join(dir, "nats")), natsserver.WithServerLogger(natsLog)}
 		if s.cfg.Broker.Listen != "" {
 			host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
 			p, err := strconv.Atoi(port)
 			if err != nil {
 				return fmt.Errorf("hub: broker.listen: %w", err)
 			}
-			eopts = append(eopts, eknats.WithListen(host, p))
+			eopts = append(eopts, natsserver.WithListen(host, p))
 		} else {
-			eopts = append(eopts, eknats.WithoutListener())
+			eopts = append(eopts, natsserver.WithoutListener())
 		}
-		emb, err := eknats.RunEmbedded(eopts...)
+		emb, err := natsserver.Run(eopts...)
 		if err != nil {
 			return fmt.Errorf("hub: embedded broker: %w", err)
 		}

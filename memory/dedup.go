@@ -25,8 +25,7 @@ func DedupCapacity(n int) DedupOption { return func(s *DedupStore) { s.capacity 
 // DefaultDedupTTL).
 func DedupDefaultTTL(d time.Duration) DedupOption { return func(s *DedupStore) { s.ttl = d } }
 
-// DedupStore is an in-memory middleware.DedupStore (this package does not
-// import middleware, so that the bus does not pull in its dependencies): bounded (the oldest
+// DedupStore is an in-memory dedup.Store: bounded (the oldest
 // keys are evicted first when it is full), with a time to live per key. It
 // keeps nothing across restarts, and is shared by nothing but the process:
 // use a database store when several processes consume one group. It is

@@ -6,15 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
-	"github.com/eventkit/eventkit/middleware"
 )
 
-var _ middleware.DedupStore = (*memory.DedupStore)(nil)
+var _ dedup.Store = (*memory.DedupStore)(nil)
 
 func TestDedupStoreConformance(t *testing.T) {
-	eventkittest.TestDedupStore(t, func(t *testing.T) middleware.DedupStore {
+	eventkittest.TestDedupStore(t, func(t *testing.T) dedup.Store {
 		return memory.NewDedupStore()
 	})
 }

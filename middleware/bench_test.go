@@ -10,6 +10,8 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/prom"
+	"github.com/eventkit/eventkit/middleware/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -26,12 +28,12 @@ func recommendedChain(b *testing.B, pub eventkit.Publisher) (eventkit.Middleware
 func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktrace.Sampler) (eventkit.Middleware, func()) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(prometheus.NewRegistry()))
+	metrics, err := prom.New(prom.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	chain := eventkit.Chain(
-		middleware.Tracing(middleware.WithTracerProvider(tp)),
+		tracing.Middleware(tracing.WithTracerProvider(tp)),
 		metrics.Middleware(),
 		middleware.DeadLetter(pub),
 		middleware.Retry(),
@@ -115,14 +117,14 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 // as a TracingPublisher writes it.
 func tracedEvent(b *testing.B) event.Event {
 	var got event.Event
-	pub := middleware.TracingPublisher(publisherFunc(func(_ context.Context, _ string, events ...event.Event) error {
+	pub := tracing.Publisher(publisherFunc(func(_ context.Context, _ string, events ...event.Event) error {
 		got = events[0]
 		return nil
-	}), middleware.WithTracerProvider(sdktrace.NewTracerProvider()))
+	}), tracing.WithTracerProvider(sdktrace.NewTracerProvider()))
 	if err := pub.Publish(context.Background(), "bench.orders", newEvent("e-1")); err != nil {
 		b.Fatal(err)
 	}
-	if _, ok := got.Extensions()[middleware.ExtTraceParent]; !ok {
+	if _, ok := got.Extensions()[tracing.ExtTraceParent]; !ok {
 		b.Fatal("no traceparent injected")
 	}
 	return got
@@ -143,8 +145,8 @@ func BenchmarkTracingPublisher(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	pub := middleware.TracingPublisher(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }),
-		middleware.WithTracerProvider(tp))
+	pub := tracing.Publisher(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }),
+		tracing.WithTracerProvider(tp))
 	e := newEvent("e-1")
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -177,12 +179,12 @@ func chainParts(b *testing.B) []part {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(prometheus.NewRegistry()))
+	metrics, err := prom.New(prom.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	return []part{
-		{"tracing", middleware.Tracing(middleware.WithTracerProvider(tp))},
+		{"tracing", tracing.Middleware(tracing.WithTracerProvider(tp))},
 		{"metrics", metrics.Middleware()},
 		{"deadletter", middleware.DeadLetter(memory.New())},
 		{"retry", middleware.Retry()},
@@ -202,7 +204,7 @@ func runBus(b *testing.B, withChain, tracedPublish bool) (wallNs, cpuNs float64)
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 			sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 		defer func() { _ = tp.Shutdown(context.Background()) }()
-		pub = middleware.TracingPublisher(bus, middleware.WithTracerProvider(tp))
+		pub = tracing.Publisher(bus, tracing.WithTracerProvider(tp))
 	}
 	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLogger))
 	if withChain {

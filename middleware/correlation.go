@@ -5,6 +5,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/ceext"
 )
 
 // Extensions that CorrelationPublisher sets.
@@ -61,7 +62,7 @@ func (p *correlationPublisher) Publish(ctx context.Context, topic string, events
 	}
 	cause := m.Event.ID()
 	corr := cause
-	if s, ok := stringExtension(m.Event, ExtCorrelationID); ok && s != "" {
+	if s, ok := ceext.String(&m.Event, ExtCorrelationID); ok && s != "" {
 		corr = s
 	}
 	out := make([]event.Event, len(events))
@@ -80,34 +81,3 @@ func (p *correlationPublisher) Publish(ctx context.Context, topic string, events
 }
 
 func (p *correlationPublisher) Close() error { return p.pub.Close() }
-
-func stringExtension(e event.Event, name string) (string, bool) {
-	v, ok := extension(&e, name)
-	if !ok {
-		return "", false
-	}
-	switch s := v.(type) {
-	case string:
-		return s, true
-	case interface{ String() string }:
-		return s.String(), true
-	}
-	return "", false
-}
-
-// extension returns the value of the extension name (lower case, as
-// SetExtension stores it) without copying the extension map, which
-// event.Event.Extensions does on every call.
-func extension(e *event.Event, name string) (any, bool) {
-	var ext map[string]any
-	switch ec := e.Context.(type) {
-	case *event.EventContextV1:
-		ext = ec.Extensions
-	case *event.EventContextV03:
-		ext = ec.Extensions
-	default:
-		ext = e.Extensions()
-	}
-	v, ok := ext[name]
-	return v, ok
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,7 +22,7 @@ var errPoison = errors.New("poison: cannot parse order")
 func TestPermanentErrorGoesStraightToDeadLetter(t *testing.T) {
 	h := newHarness(t)
 	reg := prometheus.NewRegistry()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

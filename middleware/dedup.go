@@ -8,20 +8,8 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/dedup"
 )
-
-// DedupStore records the keys of events that were handled successfully, so
-// that the Dedup middleware can skip a redelivered duplicate. Stores live in
-// the technology packages (memory, redis, postgres, sqlite, nats) and pass
-// eventkittest.TestDedupStore.
-type DedupStore interface {
-	// Seen reports whether key was marked and has not expired.
-	Seen(ctx context.Context, key string) (bool, error)
-	// Mark records key for ttl (ttl <= 0: the store's default retention).
-	// It reports whether the key was new (false: it was already marked and
-	// not expired; the existing record is kept).
-	Mark(ctx context.Context, key string, ttl time.Duration) (bool, error)
-}
 
 // DefaultDedupTTL is how long Dedup remembers a handled event by default.
 const DefaultDedupTTL = 24 * time.Hour
@@ -58,7 +46,8 @@ func DefaultDedupKey(m *eventkit.Message) string {
 	return strconv.Itoa(len(src)) + ":" + src + m.Event.ID()
 }
 
-// Dedup skips events already handled successfully: if store has seen the
+// Dedup skips events already handled successfully: if store (a
+// dedup.Store: memory, redis, postgres, sqlite and nats hold one) has seen the
 // message's key, the message is acked without running the handler (the
 // outcome "dropped"). Otherwise the handler runs, and only if it succeeds is
 // the key marked in the store; a failed handling leaves no record, so the
@@ -73,7 +62,7 @@ func DefaultDedupKey(m *eventkit.Message) string {
 // event handled at the same moment can both run. For effectively-once,
 // mark the key in the same transaction as the handler's effect (the SQL
 // stores offer that).
-func Dedup(store DedupStore, opts ...DedupOption) eventkit.Middleware {
+func Dedup(store dedup.Store, opts ...DedupOption) eventkit.Middleware {
 	c := dedupConfig{key: DefaultDedupKey, ttl: DefaultDedupTTL}
 	for _, o := range opts {
 		o(&c)

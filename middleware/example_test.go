@@ -12,10 +12,9 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/prom"
+	"github.com/eventkit/eventkit/middleware/tracing"
 	"github.com/prometheus/client_golang/prometheus"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 )
 
 func exampleEvent(id, typ string, data string) event.Event {
@@ -34,11 +33,11 @@ func Example() {
 	bus := memory.New()
 	defer bus.Close()
 	reg := prometheus.NewRegistry()
-	metrics, _ := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, _ := prom.New(prom.WithRegisterer(reg))
 
 	r := eventkit.NewRouter(bus)
 	r.Use(
-		middleware.Tracing(),
+		tracing.Middleware(),
 		metrics.Middleware(),
 		middleware.DeadLetter(bus),
 		middleware.Retry(middleware.MaxAttempts(3), middleware.Backoff(time.Millisecond, 10*time.Millisecond, 2)),
@@ -156,62 +155,4 @@ func ExampleCorrelationPublisher() {
 	_ = r.Shutdown(context.Background())
 	// Output:
 	// correlationid: o-1 causationid: o-1
-}
-
-// An event whose data breaks its schema fails with a permanent error, which
-// DeadLetter dead-letters at once.
-func ExampleSchemaValidation() {
-	validate, err := middleware.SchemaValidation(middleware.SchemaForType("shop.order.created",
-		[]byte(`{"type":"object","required":["total"],"properties":{"total":{"type":"number"}}}`)))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	h := validate(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
-	for _, data := range []string{`{"total": 12.5}`, `{"total": "twelve"}`} {
-		err := h.Handle(context.Background(), eventkit.NewMessage("orders", exampleEvent("o-1", "shop.order.created", data), 1, nil, nil))
-		fmt.Println(data, "valid:", err == nil, "permanent:", middleware.IsPermanent(err))
-	}
-	// Output:
-	// {"total": 12.5} valid: true permanent: false
-	// {"total": "twelve"} valid: false permanent: true
-}
-
-// The consumer span of a handled event is a child of the span that
-// published it, through the traceparent extension.
-func ExampleTracing() {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
-	bus := memory.New()
-	defer bus.Close()
-	pub := middleware.TracingPublisher(bus, middleware.WithTracerProvider(tp))
-	r := eventkit.NewRouter(bus)
-	r.Use(middleware.Tracing(middleware.WithTracerProvider(tp)))
-	done := make(chan struct{})
-	_ = r.HandleFunc("orders.created", func(ctx context.Context, m *eventkit.Message) error {
-		defer close(done)
-		return nil
-	})
-	go func() { _ = r.Run(context.Background()) }()
-	<-r.Running()
-	_ = pub.Publish(context.Background(), "orders.created", exampleEvent("o-1", "shop.order.created", `{}`))
-	<-done
-	_ = r.Shutdown(context.Background()) // the consumer span has ended
-	var producer, consumer tracetest.SpanStub
-	for _, s := range exp.GetSpans() { // in the order they ended
-		switch s.SpanKind {
-		case trace.SpanKindProducer:
-			producer = s
-		case trace.SpanKindConsumer:
-			consumer = s
-		}
-	}
-	fmt.Println(producer.Name, "->", consumer.Name)
-	fmt.Println("same trace:", consumer.SpanContext.TraceID() == producer.SpanContext.TraceID())
-	fmt.Println("consumer is the producer's child:", consumer.Parent.SpanID() == producer.SpanContext.SpanID())
-	// Output:
-	// publish orders.created -> process orders.created
-	// same trace: true
-	// consumer is the producer's child: true
 }

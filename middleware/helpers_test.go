@@ -13,8 +13,8 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
@@ -80,16 +80,10 @@ func (h *harness) subscribe(pattern string) eventkit.Subscription {
 	return s
 }
 
+// receive returns the next message of s, acked.
 func receive(t *testing.T, s eventkit.Subscription) *eventkit.Message {
 	t.Helper()
-	select {
-	case m := <-s.Messages():
-		_ = m.Ack()
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message within 10s")
-	}
-	return nil
+	return mwtest.Receive(t, s)
 }
 
 func quiet(t *testing.T, s eventkit.Subscription, d time.Duration) {
@@ -106,14 +100,7 @@ func newEvent(id string) event.Event { return eventkittest.NewEvent(id) }
 // wait waits for a signal on c.
 func wait[T any](t *testing.T, c <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	var zero T
-	return zero
+	return mwtest.Wait(t, c, what)
 }
 
 // flakyPublisher fails its first n publishes.
@@ -165,63 +152,15 @@ func (a *recordingAcker) Nack(_ *eventkit.Message, reason error, d time.Duration
 // labels in reg (0 if absent).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	m := findMetric(t, reg, name, labels)
-	switch {
-	case m == nil:
-		return 0
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	t.Fatalf("metric %s is not a counter or gauge", name)
-	return 0
-}
-
-func findMetric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.Metric {
-			got := map[string]string{}
-			for _, lp := range m.Label {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			return m
-		}
-	}
-	return nil
+	return mwtest.MetricValue(t, reg, name, labels)
 }
 
 // eventually polls cond until it holds or 10s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	mwtest.Eventually(t, what, cond)
 }
 
 // send sends v on c unless ctx ends first, so that a handler never blocks
 // the Router's shutdown when a test has stopped reading.
-func send[T any](ctx context.Context, c chan<- T, v T) {
-	select {
-	case c <- v:
-	case <-ctx.Done():
-	}
-}
+func send[T any](ctx context.Context, c chan<- T, v T) { mwtest.Send(ctx, c, v) }

@@ -23,13 +23,13 @@ const (
 )
 
 // Report is the per-message record that middleware fill in so that an outer
-// middleware (Metrics) can tell how the handling ended. Only errors travel
+// middleware (prom.Metrics) can tell how the handling ended. Only errors travel
 // up a middleware chain, and a dead-lettered or skipped message returns nil
 // like a handled one; the Report carries the difference.
 //
-// The outermost middleware that wants a report (Tracing and Metrics do)
-// creates it with NewReportContext, or reuses the one already in the
-// context; inner middleware find it with ReportFromContext and record into
+// The outermost middleware that wants a report (tracing.Middleware and
+// prom's Metrics do) creates it with EnsureReport, which reuses the one
+// already in the context; inner middleware find it with ReportFromContext and record into
 // it. With no report in the context, ReportFromContext returns
 // nil and the recording methods do nothing. A Report belongs to the
 // goroutine handling its message: middleware must not record into it from
@@ -45,8 +45,8 @@ type Report struct {
 	// dead-letter topic.
 	DeadLettered bool
 
-	// measured is set once a Metrics middleware counts this report, so
-	// that a second Metrics further in makes its own.
+	// measured is set once a metrics middleware counts this report
+	// (MarkMeasured), so that a second one further in makes its own.
 	measured bool
 }
 
@@ -104,12 +104,22 @@ func ReportFromContext(ctx context.Context) *Report {
 	return r
 }
 
-// withReport returns ctx and its Report if it carries one, else a context
-// with a new Report (one allocation, shared by the middleware that want a
-// report: Tracing outside Metrics reads the outcome Metrics sees).
-func withReport(ctx context.Context) (context.Context, *Report) {
+// EnsureReport returns ctx and its Report if it carries one, else a
+// context with a new Report (one allocation, shared by the middleware that
+// want a report: tracing outside prom reads the outcome prom sees).
+func EnsureReport(ctx context.Context) (context.Context, *Report) {
 	if r := ReportFromContext(ctx); r != nil {
 		return ctx, r
 	}
 	return NewReportContext(ctx)
+}
+
+// MarkMeasured records that a metrics middleware counts this report, and
+// reports whether none did before. A metrics middleware that gets false
+// (another one outside counts this report) makes its own report with
+// NewReportContext, so that each counts the handling it wraps once.
+func (r *Report) MarkMeasured() bool {
+	first := !r.measured
+	r.measured = true
+	return first
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,7 +53,7 @@ func (f *failN) calls() []int {
 func TestRetryInPlaceFailTwiceThenSucceed(t *testing.T) {
 	h := newHarness(t)
 	reg := prometheus.NewRegistry()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestRetryInPlaceFailTwiceThenSucceed(t *testing.T) {
 func TestRetryByNackFailTwiceThenSucceed(t *testing.T) {
 	h := newHarness(t)
 	reg := prometheus.NewRegistry()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(reg))
+	metrics, err := prom.New(prom.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 )
 
 // A group member that closes while the server is redelivering nacked
@@ -83,7 +84,7 @@ func TestCloseStrandsNothingInFlight(t *testing.T) {
 // message before the restart.
 func TestNackSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	emb, err := eknats.RunEmbedded(eknats.WithStoreDir(dir), eknats.WithoutListener())
+	emb, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithoutListener())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,9 @@
-// Package nats is eventkit's NATS JetStream transport, and the embedded
-// NATS server that eventkit runs by default.
-//
-// RunEmbedded starts a JetStream-enabled nats-server inside the process,
-// storing to a directory and listening on loopback only or on no port at
-// all (Embedded.Connect gives in-process connections). The same Transport
-// code runs against a NATS cluster: only the *nats.Conn changes.
+// Package nats is eventkit's NATS JetStream transport, with the dedup and
+// checkpoint stores on JetStream key-value buckets. It does not link the
+// NATS server: the embedded server that eventkit runs by default is in
+// package nats/natsserver (natsserver.Run), and the same Transport code runs
+// against it (Embedded.Connect gives in-process connections) and against a
+// NATS cluster: only the *nats.Conn changes.
 //
 // Transport implements eventkit.Publisher and eventkit.Subscriber:
 //

@@ -11,6 +11,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -21,7 +22,7 @@ import (
 // hold each event once (Nats-Msg-Id drops the re-publishes).
 func TestRestartWhilePublishingAndConsuming(t *testing.T) {
 	const total, batch = 10000, 500
-	e, err := eknats.RunEmbedded(eknats.WithStoreDir(t.TempDir()))
+	e, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eventkit/eventkit/nats/natsserver"
 )
 
 // A JetStream request written while the client has not yet seen that the
@@ -14,7 +16,7 @@ import (
 // reconnect ends the attempt, and the next one succeeds. The first
 // attempt stands for the lost request by waiting for its ctx.
 func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
-	emb, err := RunEmbedded(WithStoreDir(t.TempDir()))
+	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

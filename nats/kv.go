@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
-	"github.com/eventkit/eventkit/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -71,7 +71,7 @@ func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 // the string.
 func kvKey(s string) string { return "k" + base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
-// DedupStore is a middleware.DedupStore on a JetStream key-value bucket,
+// DedupStore is a dedup.Store on a JetStream key-value bucket,
 // shared by every process connected to the same JetStream.
 //
 // Expiry: the bucket's TTL (WithRetention) removes every key at the
@@ -85,7 +85,7 @@ type DedupStore struct {
 	cfg kvConfig
 }
 
-var _ middleware.DedupStore = (*DedupStore)(nil)
+var _ dedup.Store = (*DedupStore)(nil)
 
 // NewDedupStore opens (or creates) the bucket named bucket.
 func NewDedupStore(ctx context.Context, js jetstream.JetStream, bucketName string, opts ...KVOption) (*DedupStore, error) {

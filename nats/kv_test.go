@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/eventkittest"
-	"github.com/eventkit/eventkit/middleware"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,7 +33,7 @@ func kvJetStream(t *testing.T, connect func(*testing.T) *nats.Conn) (jetstream.J
 
 func testStores(t *testing.T, connect func(*testing.T) *nats.Conn) {
 	t.Run("Dedup", func(t *testing.T) {
-		eventkittest.TestDedupStore(t, func(t *testing.T) middleware.DedupStore {
+		eventkittest.TestDedupStore(t, func(t *testing.T) dedup.Store {
 			js, name := kvJetStream(t, connect)
 			s, err := eknats.NewDedupStore(context.Background(), js, name, eknats.WithRetention(time.Hour))
 			if err != nil {

@@ -12,28 +12,28 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 )
 
 var (
 	sharedOnce sync.Once
-	shared     *eknats.Embedded
+	shared     *natsserver.Embedded
 	sharedErr  error
 )
 
 // embedded returns the package's shared embedded server.
-func embedded(t testing.TB) *eknats.Embedded {
+func embedded(t testing.TB) *natsserver.Embedded {
 	t.Helper()
 	sharedOnce.Do(func() {
 		// Server errors and warnings go to the test log output.
 		l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		shared, sharedErr = eknats.RunEmbedded(eknats.WithServerLogger(l))
+		shared, sharedErr = natsserver.Run(natsserver.WithServerLogger(l))
 		if sharedErr == nil {
 			sharedErr = anchorStream(shared)
 		}
 	})
 	if sharedErr != nil {
-		t.Fatalf("RunEmbedded: %v", sharedErr)
+		t.Fatalf("natsserver.Run: %v", sharedErr)
 	}
 	return shared
 }
@@ -44,7 +44,7 @@ func embedded(t testing.TB) *eknats.Embedded {
 // and a stream created at that moment can fail with "could not create
 // storage directory" (seen once in a CI run). With one stream always
 // present, the directory is never removed under the tests.
-func anchorStream(e *eknats.Embedded) error {
+func anchorStream(e *natsserver.Embedded) error {
 	nc, err := e.Connect()
 	if err != nil {
 		return err

@@ -5,20 +5,21 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/eventkit/eventkit/dedup"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DedupStore is a middleware.DedupStore in a PostgreSQL table (default
-// "eventkit_dedup"); TestDedupStore checks that it implements the interface,
-// so that this package does not import middleware and the observability
-// libraries it links. MarkTx marks a key inside the caller's transaction, so
+// DedupStore is a dedup.Store in a PostgreSQL table (default
+// "eventkit_dedup"). MarkTx marks a key inside the caller's transaction, so
 // a handler's effect and its dedup record commit together.
 type DedupStore struct {
 	pool       *pgxpool.Pool
 	table      string
 	defaultTTL time.Duration
 }
+
+var _ dedup.Store = (*DedupStore)(nil)
 
 // NewDedupStore returns a dedup store in table (may be schema-qualified;
 // "" for the default) whose records last defaultTTL when Mark gets no TTL
@@ -43,7 +44,7 @@ func (s *DedupStore) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Seen implements middleware.DedupStore.
+// Seen implements dedup.Store.
 func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	var seen bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.table+` WHERE key = $1 AND expires_at > clock_timestamp())`, key).Scan(&seen)
@@ -53,7 +54,7 @@ func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	return seen, nil
 }
 
-// Mark implements middleware.DedupStore.
+// Mark implements dedup.Store.
 func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	return s.mark(ctx, s.pool, key, ttl)
 }

@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/dedup"
 	goredis "github.com/redis/go-redis/v9"
 )
 
 // DefaultDedupTTL is how long a DedupStore keeps a key marked with ttl <= 0.
 const DefaultDedupTTL = 24 * time.Hour
 
-// DedupStore is a middleware.DedupStore on Redis: each key is a Redis key
+// DedupStore is a dedup.Store on Redis: each key is a Redis key
 // (prefix + key) set with SET NX and an expiry, so that exactly one of
 // concurrent Marks of a key wins, across processes.
 type DedupStore struct {
@@ -68,4 +68,4 @@ func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (b
 	return ok, nil
 }
 
-var _ middleware.DedupStore = (*DedupStore)(nil)
+var _ dedup.Store = (*DedupStore)(nil)

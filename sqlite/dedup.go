@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/dedup"
 )
 
-// DedupStore is a middleware.DedupStore in an SQLite table (default
+// DedupStore is a dedup.Store in an SQLite table (default
 // "eventkit_dedup"). MarkTx marks a key in the caller's transaction, so a
 // handler's effect and its dedup record commit together.
 type DedupStore struct {
@@ -19,7 +19,7 @@ type DedupStore struct {
 	now        func() time.Time
 }
 
-var _ middleware.DedupStore = (*DedupStore)(nil)
+var _ dedup.Store = (*DedupStore)(nil)
 
 // NewDedupStore returns a dedup store in table of db ("" for the default)
 // whose records last defaultTTL when Mark gets no TTL (<= 0 here: 7 days).
@@ -42,7 +42,7 @@ func (s *DedupStore) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Seen implements middleware.DedupStore.
+// Seen implements dedup.Store.
 func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, key, s.now().UnixNano()).Scan(&n)
@@ -52,7 +52,7 @@ func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	return n > 0, nil
 }
 
-// Mark implements middleware.DedupStore.
+// Mark implements dedup.Store.
 func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	return s.mark(ctx, s.db, key, ttl)
 }

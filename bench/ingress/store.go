@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -34,7 +35,7 @@ func runStoreMode(n, runs int, data string) {
 		fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	emb, err := eknats.RunEmbedded(eknats.WithStoreDir(dir))
+	emb, err := natsserver.Run(natsserver.WithStoreDir(dir))
 	if err != nil {
 		fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 )
 
 var payload = func() []byte {
@@ -64,7 +65,7 @@ func main() {
 	dir, err := os.MkdirTemp("", "bench-nats-")
 	check(err)
 	defer os.RemoveAll(dir)
-	srv, err := eknats.RunEmbedded(eknats.WithStoreDir(dir), eknats.WithListen("127.0.0.1", 0))
+	srv, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithListen("127.0.0.1", 0))
 	check(err)
 	defer srv.Shutdown(context.Background())
 	url := srv.ClientURL()

@@ -1,4 +1,4 @@
-package middleware_test
+package schema_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
+	"github.com/eventkit/eventkit/middleware/schema"
 )
 
 const orderSchema = `{
@@ -20,35 +22,35 @@ const orderSchema = `{
 const orderSchemaV2 = `{"type": "object", "required": ["orderId"]}`
 
 func TestSchemaValidationInvalidGoesStraightToDeadLetter(t *testing.T) {
-	h := newHarness(t)
-	validate, err := middleware.SchemaValidation(middleware.SchemaForType("dev.eventkit.order", []byte(orderSchema)))
+	h := mwtest.NewHarness(t)
+	validate, err := schema.Middleware(schema.ForType("dev.eventkit.order", []byte(orderSchema)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlq := h.subscribe(h.topic("orders.dlq"))
+	dlq := h.Subscribe(h.Topic("orders.dlq"))
 	handled := make(chan string, 4)
 	var calls atomic.Int32
-	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)), validate,
+	h.Router.Use(middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(mwtest.QuietLogger)), validate,
 		middleware.Retry(middleware.Backoff(time.Millisecond, time.Millisecond, 1)))
-	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		calls.Add(1)
-		send(ctx, handled, m.Event.ID())
+		mwtest.Send(ctx, handled, m.Event.ID())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
-	bad, good := newEvent("bad"), newEvent("good")
+	h.Start()
+	bad, good := mwtest.NewEvent("bad"), mwtest.NewEvent("good")
 	bad.SetType("dev.eventkit.order")
 	good.SetType("dev.eventkit.order")
 	_ = bad.SetData("application/json", []byte(`{"order":"o-1","amount":-3}`))
 	_ = good.SetData("application/json", []byte(`{"order":"o-2","amount":3}`))
-	h.publish(h.topic("orders"), bad, good)
-	m := receive(t, dlq)
+	h.Publish(h.Topic("orders"), bad, good)
+	m := mwtest.Receive(t, dlq)
 	if m.Event.ID() != "bad" || m.Event.Extensions()[middleware.ExtDLQAttempts] != int32(1) {
 		t.Fatalf("dead letter %q with attempts %v; want bad after 1 attempt", m.Event.ID(), m.Event.Extensions()[middleware.ExtDLQAttempts])
 	}
-	if id := wait(t, handled, "the valid event"); id != "good" {
+	if id := mwtest.Wait(t, handled, "the valid event"); id != "good" {
 		t.Fatalf("handled %q; want only good", id)
 	}
 	if calls.Load() != 1 {
@@ -57,16 +59,16 @@ func TestSchemaValidationInvalidGoesStraightToDeadLetter(t *testing.T) {
 }
 
 func TestSchemaValidationRules(t *testing.T) {
-	validate, err := middleware.SchemaValidation(
-		middleware.SchemaForType("dev.eventkit.order", []byte(orderSchema)),
-		middleware.SchemaForURL("https://schemas.example.com/order/v2.json", []byte(orderSchemaV2)))
+	validate, err := schema.Middleware(
+		schema.ForType("dev.eventkit.order", []byte(orderSchema)),
+		schema.ForURL("https://schemas.example.com/order/v2.json", []byte(orderSchemaV2)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var calls int
 	h := validate(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { calls++; return nil }))
 	run := func(typ, dataschema, ct, data string) error {
-		e := newEvent("e")
+		e := mwtest.NewEvent("e")
 		e.SetType(typ)
 		if dataschema != "" {
 			e.SetDataSchema(dataschema)
@@ -101,24 +103,24 @@ func TestSchemaValidationRules(t *testing.T) {
 			}
 			continue
 		}
-		var se *middleware.SchemaError
+		var se *schema.Error
 		if !errors.As(err, &se) || !middleware.IsPermanent(err) || calls != 0 {
 			t.Errorf("%s: err = %v, calls = %d; want a permanent *SchemaError and no handling", c.name, err, calls)
 		}
 	}
 
-	strict, err := middleware.SchemaValidation(middleware.RequireSchema())
+	strict, err := schema.Middleware(schema.Require())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := strict(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })).Handle(
-		context.Background(), eventkit.NewMessage("t", newEvent("e"), 1, nil, nil)); !middleware.IsPermanent(err) {
+		context.Background(), eventkit.NewMessage("t", mwtest.NewEvent("e"), 1, nil, nil)); !middleware.IsPermanent(err) {
 		t.Errorf("RequireSchema with no schema: err = %v; want permanent", err)
 	}
-	if _, err := middleware.SchemaValidation(middleware.SchemaForType("x", []byte(`{"type": 12}`))); err == nil {
+	if _, err := schema.Middleware(schema.ForType("x", []byte(`{"type": 12}`))); err == nil {
 		t.Error("an invalid schema compiled")
 	}
-	if _, err := middleware.SchemaValidation(middleware.SchemaForType("x", []byte(`{`))); err == nil {
+	if _, err := schema.Middleware(schema.ForType("x", []byte(`{`))); err == nil {
 		t.Error("a malformed schema was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package middleware_test
+package tracing_test
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
+	"github.com/eventkit/eventkit/middleware/prom"
+	"github.com/eventkit/eventkit/middleware/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -20,16 +23,16 @@ func TestTracingLinksPublishAndHandle(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	h := newHarness(t)
-	pub := middleware.TracingPublisher(h.bus, middleware.WithTracerProvider(tp))
+	h := mwtest.NewHarness(t)
+	pub := tracing.Publisher(h.Bus, tracing.WithTracerProvider(tp))
 	done := make(chan struct{})
-	h.router.Use(middleware.Tracing(middleware.WithTracerProvider(tp)))
-	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
-		return pub.Publish(ctx, h.topic("shipments"), newEvent("s-of-"+m.Event.ID()))
+	h.Router.Use(tracing.Middleware(tracing.WithTracerProvider(tp)))
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+		return pub.Publish(ctx, h.Topic("shipments"), mwtest.NewEvent("s-of-"+m.Event.ID()))
 	}, eventkit.RouteName("orders")); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.router.HandleFunc(h.topic("shipments"), func(ctx context.Context, m *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("shipments"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Attempt > 1 {
 			return nil
 		}
@@ -38,21 +41,21 @@ func TestTracingLinksPublishAndHandle(t *testing.T) {
 	}, eventkit.RouteName("shipments")); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 
 	ctx, root := tp.Tracer("test").Start(context.Background(), "checkout")
-	orig := newEvent("o-1")
-	if err := pub.Publish(ctx, h.topic("orders"), orig); err != nil {
+	orig := mwtest.NewEvent("o-1")
+	if err := pub.Publish(ctx, h.Topic("orders"), orig); err != nil {
 		t.Fatal(err)
 	}
 	root.End()
-	wait(t, done, "the shipment handled")
-	if _, ok := orig.Extensions()[middleware.ExtTraceParent]; ok {
+	mwtest.Wait(t, done, "the shipment handled")
+	if _, ok := orig.Extensions()[tracing.ExtTraceParent]; ok {
 		t.Fatal("TracingPublisher modified the caller's event")
 	}
 	// The consumer span of shipments ends after the handler returns.
 	var spans tracetest.SpanStubs
-	eventually(t, "five spans", func() bool { spans = exp.GetSpans(); return len(spans) >= 5 })
+	mwtest.Eventually(t, "five spans", func() bool { spans = exp.GetSpans(); return len(spans) >= 5 })
 
 	byName := map[string]tracetest.SpanStub{}
 	for _, s := range spans {
@@ -71,10 +74,10 @@ func TestTracingLinksPublishAndHandle(t *testing.T) {
 		return s
 	}
 	checkout := get("checkout", trace.SpanKindInternal)
-	pubOrders := get("publish "+h.topic("orders"), trace.SpanKindProducer)
-	procOrders := get("process "+h.topic("orders"), trace.SpanKindConsumer)
-	pubShip := get("publish "+h.topic("shipments"), trace.SpanKindProducer)
-	procShip := get("process "+h.topic("shipments"), trace.SpanKindConsumer)
+	pubOrders := get("publish "+h.Topic("orders"), trace.SpanKindProducer)
+	procOrders := get("process "+h.Topic("orders"), trace.SpanKindConsumer)
+	pubShip := get("publish "+h.Topic("shipments"), trace.SpanKindProducer)
+	procShip := get("process "+h.Topic("shipments"), trace.SpanKindConsumer)
 
 	chain := []tracetest.SpanStub{checkout, pubOrders, procOrders, pubShip, procShip}
 	for i := 1; i < len(chain); i++ {
@@ -99,7 +102,7 @@ func TestTracingLinksPublishAndHandle(t *testing.T) {
 	for _, kv := range procOrders.Attributes {
 		attrs[string(kv.Key)] = kv.Value.String()
 	}
-	if attrs["messaging.destination.name"] != h.topic("orders") || attrs["messaging.message.id"] != "o-1" || attrs["eventkit.route"] != "orders" {
+	if attrs["messaging.destination.name"] != h.Topic("orders") || attrs["messaging.message.id"] != "o-1" || attrs["eventkit.route"] != "orders" {
 		t.Errorf("consumer span attributes %v", attrs)
 	}
 }
@@ -108,13 +111,13 @@ func TestTracingWithoutTraceParentStartsRoot(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	h := middleware.Tracing(middleware.WithTracerProvider(tp))(eventkit.HandlerFunc(func(ctx context.Context, _ *eventkit.Message) error {
+	h := tracing.Middleware(tracing.WithTracerProvider(tp))(eventkit.HandlerFunc(func(ctx context.Context, _ *eventkit.Message) error {
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			return errors.New("no span in the handler's context")
 		}
 		return nil
 	}))
-	if err := h.Handle(context.Background(), eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); err != nil {
+	if err := h.Handle(context.Background(), eventkit.NewMessage("t", mwtest.NewEvent("1"), 1, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	spans := exp.GetSpans()
@@ -129,21 +132,21 @@ func TestTracingRecordsOutcome(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	metrics, err := middleware.NewMetrics(middleware.WithRegisterer(prometheus.NewRegistry()))
+	metrics, err := prom.New(prom.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, withMetrics := range []bool{true, false} {
 		exp.Reset()
-		mw := []eventkit.Middleware{middleware.Tracing(middleware.WithTracerProvider(tp))}
+		mw := []eventkit.Middleware{tracing.Middleware(tracing.WithTracerProvider(tp))}
 		if withMetrics {
 			mw = append(mw, metrics.Middleware())
 		}
-		mw = append(mw, middleware.DeadLetter(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }), middleware.DeadLetterLogger(quietLogger)), middleware.Retry())
+		mw = append(mw, middleware.DeadLetter(mwtest.PublisherFunc(func(context.Context, string, ...event.Event) error { return nil }), middleware.DeadLetterLogger(mwtest.QuietLogger)), middleware.Retry())
 		h := eventkit.Chain(mw...)(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error {
 			return middleware.Permanent(errors.New("malformed order"))
 		}))
-		if err := h.Handle(context.Background(), eventkit.NewMessage("orders", newEvent("1"), 1, nil, nil)); err != nil {
+		if err := h.Handle(context.Background(), eventkit.NewMessage("orders", mwtest.NewEvent("1"), 1, nil, nil)); err != nil {
 			t.Fatal(err)
 		}
 		spans := exp.GetSpans()

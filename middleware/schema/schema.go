@@ -1,4 +1,9 @@
-package middleware
+// Package schema is eventkit's JSON Schema validation middleware, on
+// github.com/santhosh-tekuri/jsonschema/v6: an event whose data does not
+// satisfy its schema is refused as a permanent error (dead-lettered, never
+// retried). It is a package of its own so that only the programs that
+// validate link the JSON Schema library.
+package schema
 
 import (
 	"bytes"
@@ -11,8 +16,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// SchemaOption configures SchemaValidation.
-type SchemaOption func(*schemaConfig)
+// Option configures Middleware.
+type Option func(*config)
 
 type schemaSource struct {
 	key    string // event type or dataschema URL
@@ -20,58 +25,58 @@ type schemaSource struct {
 	doc    []byte
 }
 
-type schemaConfig struct {
+type config struct {
 	sources []schemaSource
 	require bool
 }
 
-// SchemaForType validates the data of events of type eventType against the
-// JSON Schema schema (a JSON document).
-func SchemaForType(eventType string, schema []byte) SchemaOption {
-	return func(c *schemaConfig) {
-		c.sources = append(c.sources, schemaSource{key: eventType, byType: true, doc: schema})
+// ForType validates the data of events of type eventType against the JSON
+// Schema doc (a JSON document).
+func ForType(eventType string, doc []byte) Option {
+	return func(c *config) {
+		c.sources = append(c.sources, schemaSource{key: eventType, byType: true, doc: doc})
 	}
 }
 
-// SchemaForURL validates the data of events whose dataschema attribute is
-// dataschema against the JSON Schema schema. Schemas are never fetched:
-// each one must be given.
-func SchemaForURL(dataschema string, schema []byte) SchemaOption {
-	return func(c *schemaConfig) {
-		c.sources = append(c.sources, schemaSource{key: dataschema, doc: schema})
+// ForURL validates the data of events whose dataschema attribute is
+// dataschema against the JSON Schema doc. Schemas are never fetched: each
+// one must be given.
+func ForURL(dataschema string, doc []byte) Option {
+	return func(c *config) {
+		c.sources = append(c.sources, schemaSource{key: dataschema, doc: doc})
 	}
 }
 
-// RequireSchema rejects (as a permanent error) events for which no schema
-// is known; by default they pass unvalidated.
-func RequireSchema() SchemaOption { return func(c *schemaConfig) { c.require = true } }
+// Require rejects (as a permanent error) events for which no schema is
+// known; by default they pass unvalidated.
+func Require() Option { return func(c *config) { c.require = true } }
 
-// SchemaError reports an event whose data does not satisfy its schema (or
-// that has no schema under RequireSchema, or no JSON data to validate).
-// SchemaValidation returns it marked Permanent.
-type SchemaError struct {
+// Error reports an event whose data does not satisfy its schema (or that
+// has no schema under Require, or no JSON data to validate). Middleware
+// returns it marked Permanent.
+type Error struct {
 	ID     string // the event's id
 	Type   string // the event's type
 	Schema string // the schema used: the dataschema URL or "type:<type>"
 	Err    error
 }
 
-func (e *SchemaError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("event %q of type %q does not satisfy schema %s: %v", e.ID, e.Type, e.Schema, e.Err)
 }
 
 // Unwrap returns the validation error.
-func (e *SchemaError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// SchemaValidation validates each event's data against a JSON Schema
+// Middleware validates each event's data against a JSON Schema
 // (github.com/santhosh-tekuri/jsonschema/v6) before the next handler runs:
 // the schema registered for the event's dataschema attribute if there is
 // one, else the schema registered for its type. An event that fails is
-// refused with a *SchemaError marked Permanent, so that Retry does not
+// refused with an *Error marked Permanent, so that Retry does not
 // retry it and DeadLetter dead-letters it at once. It returns an error if a
 // schema does not compile.
-func SchemaValidation(opts ...SchemaOption) (eventkit.Middleware, error) {
-	var c schemaConfig
+func Middleware(opts ...Option) (eventkit.Middleware, error) {
+	var c config
 	for _, o := range opts {
 		o(&c)
 	}
@@ -81,18 +86,18 @@ func SchemaValidation(opts ...SchemaOption) (eventkit.Middleware, error) {
 	for _, s := range c.sources {
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(s.doc))
 		if err != nil {
-			return nil, fmt.Errorf("middleware: schema for %q: %w", s.key, err)
+			return nil, fmt.Errorf("schema: schema for %q: %w", s.key, err)
 		}
 		loc := s.key
 		if s.byType {
 			loc = "urn:eventkit:type:" + url.PathEscape(s.key)
 		}
 		if err := comp.AddResource(loc, doc); err != nil {
-			return nil, fmt.Errorf("middleware: schema for %q: %w", s.key, err)
+			return nil, fmt.Errorf("schema: schema for %q: %w", s.key, err)
 		}
 		sch, err := comp.Compile(loc)
 		if err != nil {
-			return nil, fmt.Errorf("middleware: compile schema for %q: %w", s.key, err)
+			return nil, fmt.Errorf("schema: compile schema for %q: %w", s.key, err)
 		}
 		if s.byType {
 			byType[s.key] = sch
@@ -116,7 +121,7 @@ func SchemaValidation(opts ...SchemaOption) (eventkit.Middleware, error) {
 				}
 			}
 			fail := func(err error) error {
-				return eventkit.Permanent(&SchemaError{ID: e.ID(), Type: e.Type(), Schema: name, Err: err})
+				return eventkit.Permanent(&Error{ID: e.ID(), Type: e.Type(), Schema: name, Err: err})
 			}
 			if sch == nil {
 				if c.require {

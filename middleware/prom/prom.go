@@ -1,4 +1,10 @@
-package middleware
+// Package prom is eventkit's Prometheus middleware: Metrics counts each
+// handled message by topic, handler and final outcome, times it, and keeps
+// the in-flight, retry, dead-letter and circuit-breaker gauges. It reads
+// the outcome from the per-message middleware.Report that Retry,
+// DeadLetter and Dedup fill in. It is a package of its own so that only the
+// programs that export metrics link the Prometheus client.
+package prom
 
 import (
 	"context"
@@ -9,14 +15,14 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 )
 
-// MetricsOption configures NewMetrics.
-type MetricsOption func(*metricsConfig)
+// Option configures New.
+type Option func(*config)
 
-type metricsConfig struct {
+type config struct {
 	reg       prometheus.Registerer
 	namespace string
 	buckets   []float64
@@ -25,23 +31,23 @@ type metricsConfig struct {
 // WithRegisterer registers the metrics with reg (default
 // prometheus.DefaultRegisterer). Metrics already registered there by
 // another Metrics of the same namespace are shared.
-func WithRegisterer(reg prometheus.Registerer) MetricsOption {
-	return func(c *metricsConfig) { c.reg = reg }
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(c *config) { c.reg = reg }
 }
 
 // WithNamespace sets the prefix of the metric names (default "eventkit").
-func WithNamespace(ns string) MetricsOption { return func(c *metricsConfig) { c.namespace = ns } }
+func WithNamespace(ns string) Option { return func(c *config) { c.namespace = ns } }
 
 // WithClassicBuckets sets the classic buckets the duration histogram keeps
 // besides its native ones, for scrapers without native histograms (default
 // prometheus.DefBuckets; an empty slice keeps the default).
-func WithClassicBuckets(b []float64) MetricsOption {
-	return func(c *metricsConfig) { c.buckets = b }
+func WithClassicBuckets(b []float64) Option {
+	return func(c *config) { c.buckets = b }
 }
 
 // Metrics holds eventkit's Prometheus metrics. Its Middleware measures the
-// handling of each message; CircuitBreaker reports into it with
-// BreakerMetrics. The metrics, with the default namespace:
+// handling of each message; a breaker.Middleware reports its state into it
+// with breaker.Metrics (SetBreakerState). The metrics, with the default namespace:
 //
 //	eventkit_handled_total{topic,handler,outcome}       counter; outcome is ok, retried, dead-lettered or dropped
 //	eventkit_handling_duration_seconds{topic,handler}   histogram, native (exponential) buckets and classic ones
@@ -76,11 +82,11 @@ type series struct {
 	dlq      prometheus.Counter
 }
 
-var outcomeIndex = map[Outcome]int{OutcomeOK: 0, OutcomeRetried: 1, OutcomeDeadLettered: 2, OutcomeDropped: 3}
+var outcomeIndex = map[middleware.Outcome]int{middleware.OutcomeOK: 0, middleware.OutcomeRetried: 1, middleware.OutcomeDeadLettered: 2, middleware.OutcomeDropped: 3}
 
-// NewMetrics creates and registers the metrics.
-func NewMetrics(opts ...MetricsOption) (*Metrics, error) {
-	c := metricsConfig{reg: prometheus.DefaultRegisterer, namespace: "eventkit"}
+// New creates and registers the metrics.
+func New(opts ...Option) (*Metrics, error) {
+	c := config{reg: prometheus.DefaultRegisterer, namespace: "eventkit"}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -135,7 +141,7 @@ func NewMetrics(opts ...MetricsOption) (*Metrics, error) {
 		m.breaker, err = register(c.reg, m.breaker)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("middleware: register metrics: %w", err)
+		return nil, fmt.Errorf("prom: register metrics: %w", err)
 	}
 	return m, nil
 }
@@ -176,7 +182,7 @@ func (m *Metrics) seriesFor(topic, handler string) *series {
 
 // Middleware returns the middleware that measures each message. Put it
 // outside DeadLetter and Retry so that it sees their outcome (recorded in
-// the message's Report, see NewReportContext).
+// the message's middleware.Report).
 func (m *Metrics) Middleware() eventkit.Middleware {
 	return func(next eventkit.Handler) eventkit.Handler {
 		// The series of the last topic seen by this route: no map lookup
@@ -192,11 +198,11 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 				s = m.seriesFor(msg.Topic, handler)
 				last.Store(s)
 			}
-			ctx, rep := withReport(ctx) // the one Tracing made outside, if any
-			if rep.measured {           // another Metrics outside counts that one
-				ctx, rep = NewReportContext(ctx)
+			ctx, rep := middleware.EnsureReport(ctx) // the one tracing made outside, if any
+			if !rep.MarkMeasured() {                 // another Metrics outside counts that one
+				ctx, rep = middleware.NewReportContext(ctx)
+				rep.MarkMeasured()
 			}
-			rep.measured = true
 			s.inFlight.Inc()
 			start := monotonic()
 			err := next.Handle(ctx, msg)
@@ -204,7 +210,7 @@ func (m *Metrics) Middleware() eventkit.Middleware {
 			s.inFlight.Dec()
 			out := rep.Final(err)
 			retries := rep.Retries
-			if out == OutcomeRetried {
+			if out == middleware.OutcomeRetried {
 				retries++
 			}
 			if retries > 0 {
@@ -226,16 +232,13 @@ var clockBase = time.Now()
 // clock, which a duration does not need).
 func monotonic() time.Duration { return time.Since(clockBase) }
 
-func (m *Metrics) setBreakerState(name string, st gobreaker.State) {
+// SetBreakerState sets the gauge eventkit_breaker_state of the breaker
+// name: 0 closed, 1 half-open, 2 open. A breaker.Middleware given
+// breaker.Metrics(m) calls it at creation and on every change of state. It
+// is a no-op on a nil Metrics.
+func (m *Metrics) SetBreakerState(name string, state int) {
 	if m == nil {
 		return
 	}
-	v := 0.0
-	switch st {
-	case gobreaker.StateHalfOpen:
-		v = 1
-	case gobreaker.StateOpen:
-		v = 2
-	}
-	m.breaker.WithLabelValues(name).Set(v)
+	m.breaker.WithLabelValues(name).Set(float64(state))
 }

@@ -1,4 +1,12 @@
-package nats
+// Package natsserver runs a JetStream-enabled NATS server inside the
+// process (github.com/nats-io/nats-server/v2): storing to a directory, and
+// listening on loopback only or on no port at all (Embedded.Connect gives
+// in-process connections). The nats transport works the same on it and on
+// a NATS cluster: only the *nats.Conn changes.
+//
+// It is a package of its own so that a program that only connects to a
+// NATS server (package nats) does not link the server.
+package natsserver
 
 import (
 	"context"
@@ -15,10 +23,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// EmbeddedOption configures RunEmbedded.
-type EmbeddedOption func(*embeddedConfig)
+// Option configures Run.
+type Option func(*config)
 
-type embeddedConfig struct {
+type config struct {
 	storeDir   string
 	host       string
 	port       int
@@ -33,18 +41,18 @@ type embeddedConfig struct {
 
 // WithStoreDir sets the directory where JetStream keeps its streams. The
 // directory is created if missing and kept at shutdown. Without it,
-// RunEmbedded uses a new temporary directory that Shutdown removes (nothing
+// Run uses a new temporary directory that Shutdown removes (nothing
 // survives the process).
-func WithStoreDir(dir string) EmbeddedOption {
-	return func(c *embeddedConfig) { c.storeDir = dir }
+func WithStoreDir(dir string) Option {
+	return func(c *config) { c.storeDir = dir }
 }
 
 // WithListen makes the server accept client connections on host:port
 // (port 0 or -1: a free port, see ClientURL). Listen on a loopback host
 // ("127.0.0.1", "::1") unless other machines must connect. By default the
 // server has no listener at all.
-func WithListen(host string, port int) EmbeddedOption {
-	return func(c *embeddedConfig) {
+func WithListen(host string, port int) Option {
+	return func(c *config) {
 		c.host, c.port, c.listen = host, port, true
 		if c.port == 0 {
 			c.port = server.RANDOM_PORT
@@ -54,37 +62,37 @@ func WithListen(host string, port int) EmbeddedOption {
 
 // WithoutListener starts the server with no network listener: clients
 // connect in-process with Embedded.Connect only. This is the default.
-func WithoutListener() EmbeddedOption {
-	return func(c *embeddedConfig) { c.listen = false }
+func WithoutListener() Option {
+	return func(c *config) { c.listen = false }
 }
 
 // WithServerName sets the server's name (default "eventkit").
-func WithServerName(name string) EmbeddedOption {
-	return func(c *embeddedConfig) { c.name = name }
+func WithServerName(name string) Option {
+	return func(c *config) { c.name = name }
 }
 
 // WithServerLogger sends the server's notices, warnings and errors to l
 // (debug and trace output stay off). By default the server logs nothing.
-func WithServerLogger(l *slog.Logger) EmbeddedOption {
-	return func(c *embeddedConfig) { c.logger = l }
+func WithServerLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
 }
 
 // WithJetStreamLimits bounds the memory and disk that JetStream may use
 // (bytes; 0 lets the server choose from the machine's resources).
-func WithJetStreamLimits(maxMemory, maxStore int64) EmbeddedOption {
-	return func(c *embeddedConfig) { c.maxMemory, c.maxStore = maxMemory, maxStore }
+func WithJetStreamLimits(maxMemory, maxStore int64) Option {
+	return func(c *config) { c.maxMemory, c.maxStore = maxMemory, maxStore }
 }
 
 // WithMaxPayload sets the largest message the server accepts (bytes;
 // default 8 MiB, the server's own default being 1 MiB).
-func WithMaxPayload(n int32) EmbeddedOption {
-	return func(c *embeddedConfig) { c.maxPayload = n }
+func WithMaxPayload(n int32) Option {
+	return func(c *config) { c.maxPayload = n }
 }
 
-// WithReadyTimeout bounds how long RunEmbedded and Restart wait for the
+// WithReadyTimeout bounds how long Run and Restart wait for the
 // server to accept connections (default 30s).
-func WithReadyTimeout(d time.Duration) EmbeddedOption {
-	return func(c *embeddedConfig) { c.ready = d }
+func WithReadyTimeout(d time.Duration) Option {
+	return func(c *config) { c.ready = d }
 }
 
 // DefaultMaxPayload is the embedded server's largest message unless
@@ -95,7 +103,7 @@ const DefaultMaxPayload = 8 << 20
 // It is safe for concurrent use. Connections made with Connect are
 // in-process (no sockets) and reconnect by themselves across Restart.
 type Embedded struct {
-	cfg     embeddedConfig
+	cfg     config
 	tempDir bool
 
 	mu     sync.Mutex
@@ -104,12 +112,12 @@ type Embedded struct {
 	closed bool
 }
 
-// RunEmbedded starts a NATS server with JetStream in the process and waits
+// Run starts a NATS server with JetStream in the process and waits
 // until it accepts connections. By default it has no network listener
 // (connect with Connect) and stores to a temporary directory; see the
 // options. Stop it with Shutdown.
-func RunEmbedded(opts ...EmbeddedOption) (*Embedded, error) {
-	cfg := embeddedConfig{name: "eventkit", maxPayload: DefaultMaxPayload, ready: 30 * time.Second}
+func Run(opts ...Option) (*Embedded, error) {
+	cfg := config{name: "eventkit", maxPayload: DefaultMaxPayload, ready: 30 * time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -117,11 +125,11 @@ func RunEmbedded(opts ...EmbeddedOption) (*Embedded, error) {
 	if e.cfg.storeDir == "" {
 		dir, err := os.MkdirTemp("", "eventkit-nats-")
 		if err != nil {
-			return nil, fmt.Errorf("nats: embedded server: store directory: %w", err)
+			return nil, fmt.Errorf("natsserver: store directory: %w", err)
 		}
 		e.cfg.storeDir, e.tempDir = dir, true
 	} else if err := os.MkdirAll(e.cfg.storeDir, 0o750); err != nil {
-		return nil, fmt.Errorf("nats: embedded server: store directory: %w", err)
+		return nil, fmt.Errorf("natsserver: store directory: %w", err)
 	}
 	srv, err := e.start()
 	if err != nil {
@@ -152,7 +160,7 @@ func (e *Embedded) start() (*server.Server, error) {
 	}
 	srv, err := server.NewServer(o)
 	if err != nil {
-		return nil, fmt.Errorf("nats: embedded server: %w", err)
+		return nil, fmt.Errorf("natsserver: %w", err)
 	}
 	if e.cfg.logger != nil {
 		srv.SetLogger(slogAdapter{e.cfg.logger}, false, false)
@@ -161,12 +169,12 @@ func (e *Embedded) start() (*server.Server, error) {
 	if !srv.ReadyForConnections(e.cfg.ready) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("nats: embedded server not ready within %s", e.cfg.ready)
+		return nil, fmt.Errorf("natsserver: server not ready within %s", e.cfg.ready)
 	}
 	if !srv.JetStreamEnabled() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, errors.New("nats: embedded server started without JetStream")
+		return nil, errors.New("natsserver: server started without JetStream")
 	}
 	if e.cfg.listen {
 		if a, ok := srv.Addr().(*net.TCPAddr); ok {
@@ -206,7 +214,7 @@ func (e *Embedded) InProcessConn() (net.Conn, error) {
 	srv := e.srv
 	e.mu.Unlock()
 	if srv == nil {
-		return nil, errors.New("nats: embedded server is not running")
+		return nil, errors.New("natsserver: server is not running")
 	}
 	return srv.InProcessConn()
 }
@@ -220,7 +228,7 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	closed := e.closed
 	e.mu.Unlock()
 	if closed {
-		return nil, errors.New("nats: embedded server is shut down")
+		return nil, errors.New("natsserver: server is shut down")
 	}
 	all := append([]nats.Option{
 		nats.InProcessServer(e),
@@ -241,7 +249,7 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	}, opts...)
 	nc, err := nats.Connect("nats://in-process", all...)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect to embedded server: %w", err)
+		return nil, fmt.Errorf("natsserver: connect: %w", err)
 	}
 	return nc, nil
 }
@@ -254,7 +262,7 @@ func (e *Embedded) Restart(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return errors.New("nats: embedded server is shut down")
+		return errors.New("natsserver: server is shut down")
 	}
 	srv := e.srv
 	e.srv = nil
@@ -278,21 +286,21 @@ func (e *Embedded) Restart(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("nats: restart embedded server: %w", err)
+		return fmt.Errorf("natsserver: restart: %w", err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		next.Shutdown()
 		next.WaitForShutdown()
-		return errors.New("nats: embedded server is shut down")
+		return errors.New("natsserver: server is shut down")
 	}
 	e.srv = next
 	return nil
 }
 
 // Shutdown stops the server, waiting for it (or for ctx) to finish; it
-// removes the store directory only when RunEmbedded made a temporary one.
+// removes the store directory only when Run made a temporary one.
 // A second Shutdown returns nil.
 func (e *Embedded) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
@@ -310,7 +318,7 @@ func (e *Embedded) Shutdown(ctx context.Context) error {
 	}
 	if e.tempDir && err == nil {
 		if rerr := os.RemoveAll(e.cfg.storeDir); rerr != nil {
-			err = fmt.Errorf("nats: remove store directory: %w", rerr)
+			err = fmt.Errorf("natsserver: remove store directory: %w", rerr)
 		}
 	}
 	return err
@@ -327,7 +335,7 @@ func shutdownServer(ctx context.Context, srv *server.Server) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("nats: embedded server shutdown: %w", ctx.Err())
+		return fmt.Errorf("natsserver: server shutdown: %w", ctx.Err())
 	}
 }
 

@@ -1,4 +1,4 @@
-package nats_test
+package natsserver_test
 
 import (
 	"context"
@@ -9,12 +9,14 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 )
 
 func TestEmbeddedListenAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	e, err := eknats.RunEmbedded(eknats.WithStoreDir(dir), eknats.WithListen("127.0.0.1", 0))
+	e, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithListen("127.0.0.1", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestEmbeddedListenAndRestart(t *testing.T) {
 }
 
 func TestEmbeddedWithoutListener(t *testing.T) {
-	e, err := eknats.RunEmbedded(eknats.WithoutListener())
+	e, err := natsserver.Run(natsserver.WithoutListener())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,3 +87,20 @@ func TestEmbeddedWithoutListener(t *testing.T) {
 		t.Fatalf("temporary store directory %s kept after Shutdown", dir)
 	}
 }
+
+// take returns the next message of s, failing the test after 30 s.
+func take(t *testing.T, s eventkit.Subscription) *eventkit.Message {
+	t.Helper()
+	select {
+	case m, ok := <-s.Messages():
+		if !ok {
+			t.Fatalf("subscription ended: %v", s.Err())
+		}
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatal("no message within 30s")
+	}
+	return nil
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,4 +1,10 @@
-package middleware
+// Package tracing is eventkit's OpenTelemetry middleware: a consumer span
+// per handled message (Middleware), a child of the producer span whose
+// context the event carries in the CloudEvents distributed tracing
+// extension, and a producer span per publish (Publisher), which writes that
+// context into the events. It is a package of its own so that only the
+// programs that trace link OpenTelemetry.
+package tracing
 
 import (
 	"context"
@@ -9,6 +15,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/ceext"
+	"github.com/eventkit/eventkit/middleware"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -23,31 +31,31 @@ const (
 	ExtTraceState  = "tracestate"
 )
 
-const tracerName = "github.com/eventkit/eventkit/middleware"
+const tracerName = "github.com/eventkit/eventkit/middleware/tracing"
 
-// TracingOption configures Tracing and TracingPublisher.
-type TracingOption func(*tracingConfig)
+// Option configures Middleware and Publisher.
+type Option func(*config)
 
-type tracingConfig struct {
+type config struct {
 	tp   trace.TracerProvider
 	prop propagation.TextMapPropagator
 }
 
 // WithTracerProvider sets the tracer provider (default
 // otel.GetTracerProvider()).
-func WithTracerProvider(tp trace.TracerProvider) TracingOption {
-	return func(c *tracingConfig) { c.tp = tp }
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tp = tp }
 }
 
 // WithPropagator sets the propagator that reads and writes the event's
 // extensions (default propagation.TraceContext{}, the W3C format the
 // CloudEvents extension specifies).
-func WithPropagator(p propagation.TextMapPropagator) TracingOption {
-	return func(c *tracingConfig) { c.prop = p }
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) { c.prop = p }
 }
 
-func newTracingConfig(opts []TracingOption) tracingConfig {
-	c := tracingConfig{}
+func newConfig(opts []Option) config {
+	c := config{}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -64,7 +72,7 @@ func newTracingConfig(opts []TracingOption) tracingConfig {
 type eventCarrier struct{ e *event.Event }
 
 func (c eventCarrier) Get(key string) string {
-	s, _ := stringExtension(*c.e, key)
+	s, _ := ceext.String(c.e, key)
 	return s
 }
 
@@ -79,19 +87,19 @@ func (c eventCarrier) Keys() []string {
 	return keys
 }
 
-// Tracing starts an OpenTelemetry span of kind Consumer for each handled
+// Middleware starts an OpenTelemetry span of kind Consumer for each handled
 // message, named "process <topic>", as a child of the producer's span whose
 // context the event carries in its traceparent and tracestate extensions
-// (set by TracingPublisher). The handler's context carries the span, so
-// that events published from the handler through a TracingPublisher become
+// (set by Publisher). The handler's context carries the span, so
+// that events published from the handler through a Publisher become
 // its children. A handler error is recorded on the span and sets its status
 // to Error.
 //
 // The span name and the attributes that depend only on the topic and the
 // route are built once per route and topic (the last one seen), not per
 // event; a span sampled out gets no attribute work at all.
-func Tracing(opts ...TracingOption) eventkit.Middleware {
-	c := newTracingConfig(opts)
+func Middleware(opts ...Option) eventkit.Middleware {
+	c := newConfig(opts)
 	tracer := c.tp.Tracer(tracerName)
 	startOpts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
 	return func(next eventkit.Handler) eventkit.Handler {
@@ -101,7 +109,7 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 		var static atomic.Pointer[consumerStatic]
 		var lastSource atomic.Pointer[sourceString]
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
-			if _, ok := extension(&m.Event, ExtTraceParent); ok {
+			if _, ok := ceext.Get(&m.Event, ExtTraceParent); ok {
 				ctx = c.prop.Extract(ctx, eventCarrier{&m.Event})
 			}
 			ri, hasRoute := eventkit.RouteFromContext(ctx)
@@ -110,10 +118,10 @@ func Tracing(opts ...TracingOption) eventkit.Middleware {
 				st = newConsumerStatic(m.Topic, ri, hasRoute)
 				static.Store(st)
 			}
-			// The report in which DeadLetter, Dedup and Metrics record the
+			// The report in which DeadLetter, Dedup and prom.Metrics record the
 			// outcome, made here if no middleware outside made it, so that
 			// the span can carry the outcome.
-			ctx, rep := withReport(ctx)
+			ctx, rep := middleware.EnsureReport(ctx)
 			ctx, span := tracer.Start(ctx, st.name, startOpts...)
 			if span.IsRecording() { // no attribute work for a span sampled out
 				bp := attrPool.Get().(*[]attribute.KeyValue)
@@ -197,16 +205,16 @@ func eventSource(e *event.Event, cache *atomic.Pointer[sourceString]) string {
 	return c.s
 }
 
-// TracingPublisher returns a Publisher that starts a span of kind Producer,
+// Publisher returns a Publisher that starts a span of kind Producer,
 // "publish <topic>", for each Publish call (a child of the span in ctx, for
-// example the consumer span of Tracing), and writes its context into the
+// example the consumer span of Middleware), and writes its context into the
 // traceparent and tracestate extensions of every event published, replacing
 // any value they had. Events are copied, never modified in place: each
 // event published gets its own copy of the context attributes and
 // extensions; its data is shared with the caller's event, as it would be
 // by the wrapped Publisher.
-func TracingPublisher(pub eventkit.Publisher, opts ...TracingOption) eventkit.Publisher {
-	c := newTracingConfig(opts)
+func Publisher(pub eventkit.Publisher, opts ...Option) eventkit.Publisher {
+	c := newConfig(opts)
 	return &tracingPublisher{pub: pub, prop: c.prop, tracer: c.tp.Tracer(tracerName)}
 }
 
