@@ -37,9 +37,8 @@ type subscription struct {
 	group     string
 	ephemeral bool
 	// limit bounds the messages held (returned by ReceiveBatch and not
-	// settled by SendAcks or SendNacks): twice the subscription's buffer,
-	// so that claiming overlaps with the acks that package transport has
-	// queued and not yet sent.
+	// settled by SendAcks or SendNacks): the subscription's buffer. It is
+	// also what lets the other members of a group claim their share.
 	limit int
 
 	wake chan struct{} // capacity 1: something may be claimable
@@ -74,7 +73,7 @@ type msgRef struct {
 }
 
 func newSubscription(d *drv, group string, ephemeral bool, buffer int) *subscription {
-	s := &subscription{d: d, group: group, ephemeral: ephemeral, limit: 2 * buffer,
+	s := &subscription{d: d, group: group, ephemeral: ephemeral, limit: buffer,
 		wake: make(chan struct{}, 1), held: map[*msgRef]struct{}{}, claims: map[int64]*claimRef{},
 		keepDone: make(chan struct{})}
 	s.keepCtx, s.keepCancel = context.WithCancel(context.Background())
