@@ -49,6 +49,7 @@ var (
 	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile")
 	verbose    = flag.Bool("v", false, "print where the relay's time goes")
 	rounds     = flag.Int("rounds", 3, "rounds of the queue comparison (medians are reported)")
+	peer       = flag.Bool("peer", true, "run watermill-sql in each round (false: eventkit only, for before/after comparisons of eventkit itself)")
 )
 
 func envOr(k, d string) string {
@@ -104,10 +105,14 @@ func main() {
 			var a, b, c, d float64
 			// Alternate which system goes first, so that neither always
 			// meets the warmer cache or the quieter machine.
-			if r%2 == 0 {
+			switch {
+			case !*peer:
+				a, c = benchEventkitQueue(ctx, pool, sfx)
+				b, d = 1, 1
+			case r%2 == 0:
 				a, c = benchEventkitQueue(ctx, pool, sfx)
 				b, d = benchWatermill(ctx, db, sfx)
-			} else {
+			default:
 				b, d = benchWatermill(ctx, db, sfx)
 				a, c = benchEventkitQueue(ctx, pool, sfx)
 			}
@@ -165,6 +170,9 @@ func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) 
 	table := "bench_ekq_" + suffix
 	q, err := pgqueue.New(pool, pgqueue.WithTable(table), pgqueue.WithBatchSize(*qbatch), pgqueue.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
+		log.Fatal(err)
+	}
+	if err := q.Migrate(ctx); err != nil { // before the clock starts, as New did before it stopped doing I/O
 		log.Fatal(err)
 	}
 	defer func() {
