@@ -14,7 +14,7 @@
 // Decode accepts it with or without the Kafka Connect "schema" part
 // ({"schema": ..., "payload": ...}), so that consumers of an existing
 // Debezium pipeline can use eventkit handlers. The source of changes from
-// PostgreSQL is postgres.CDCSource.
+// PostgreSQL is github.com/eventkit/eventkit/postgres/pgcdc.
 package cdc
 
 import (

@@ -28,7 +28,7 @@ func NewCheckpointStore(pool *pgxpool.Pool, table string) *CheckpointStore {
 	if table == "" {
 		table = "eventkit_checkpoints"
 	}
-	return &CheckpointStore{pool: pool, table: esPgIdent(table)}
+	return &CheckpointStore{pool: pool, table: quoteIdent(table)}
 }
 
 // Migrate creates the table if it does not exist (idempotent).
@@ -64,12 +64,12 @@ func (s *CheckpointStore) SaveTx(ctx context.Context, tx pgx.Tx, name string, po
 	return s.save(ctx, tx, name, pos)
 }
 
-// esPgExecer is what a pool and a transaction share.
-type esPgExecer interface {
+// execer is what a pool and a transaction share.
+type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-func (s *CheckpointStore) save(ctx context.Context, db esPgExecer, name string, pos uint64) error {
+func (s *CheckpointStore) save(ctx context.Context, db execer, name string, pos uint64) error {
 	_, err := db.Exec(ctx, `INSERT INTO `+s.table+` (name, position) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`, name, int64(pos))
 	if err != nil {

@@ -32,7 +32,7 @@ func NewDedupStore(pool *pgxpool.Pool, table string, defaultTTL time.Duration) *
 	if defaultTTL <= 0 {
 		defaultTTL = 7 * 24 * time.Hour
 	}
-	return &DedupStore{pool: pool, table: esPgIdent(table), defaultTTL: defaultTTL}
+	return &DedupStore{pool: pool, table: quoteIdent(table), defaultTTL: defaultTTL}
 }
 
 // Migrate creates the table if it does not exist (idempotent).
@@ -64,7 +64,7 @@ func (s *DedupStore) MarkTx(ctx context.Context, tx pgx.Tx, key string, ttl time
 	return s.mark(ctx, tx, key, ttl)
 }
 
-func (s *DedupStore) mark(ctx context.Context, db esPgExecer, key string, ttl time.Duration) (bool, error) {
+func (s *DedupStore) mark(ctx context.Context, db execer, key string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		ttl = s.defaultTTL
 	}

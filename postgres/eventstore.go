@@ -39,14 +39,14 @@ import (
 // The schema is created by Migrate; the table names are options.
 type EventStore struct {
 	pool *pgxpool.Pool
-	cfg  esPgConfig
+	cfg  eventStoreConfig
 
 	events, positions string // quoted identifiers
 	eventsIdent       pgx.Identifier
 	notify            es.Notifier
 
 	gmu     sync.Mutex
-	queue   []*esPgRequest
+	queue   []*appendRequest
 	leading bool
 
 	txs, appends atomic.Uint64
@@ -70,7 +70,7 @@ func (s *EventStore) Stats() AppendStats {
 	return AppendStats{Transactions: s.txs.Load(), Appends: s.appends.Load(), Queued: q, InFlight: int(s.inFlight.Load())}
 }
 
-type esPgConfig struct {
+type eventStoreConfig struct {
 	eventsTable, positionsTable string
 	groupCommit                 bool
 	maxBatch                    int
@@ -78,31 +78,33 @@ type esPgConfig struct {
 	copyThreshold               int
 }
 
-var esPgCopyColumns = []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
+var copyColumns = []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 
 // EventStoreOption configures an EventStore.
-type EventStoreOption func(*esPgConfig)
+type EventStoreOption func(*eventStoreConfig)
 
 // WithEventsTable sets the events table (default "eventkit_events"; may be
 // schema-qualified: "myschema.events").
 func WithEventsTable(name string) EventStoreOption {
-	return func(c *esPgConfig) { c.eventsTable = name }
+	return func(c *eventStoreConfig) { c.eventsTable = name }
 }
 
 // WithPositionsTable sets the one-row table of the position allocator
 // (default "eventkit_positions"; may be schema-qualified).
 func WithPositionsTable(name string) EventStoreOption {
-	return func(c *esPgConfig) { c.positionsTable = name }
+	return func(c *eventStoreConfig) { c.positionsTable = name }
 }
 
 // WithGroupCommit turns group commit on or off (default on). Off, each
 // append is one transaction of its own.
-func WithGroupCommit(on bool) EventStoreOption { return func(c *esPgConfig) { c.groupCommit = on } }
+func WithGroupCommit(on bool) EventStoreOption {
+	return func(c *eventStoreConfig) { c.groupCommit = on }
+}
 
 // WithMaxBatch sets how many appends group commit puts in one transaction
 // at most (default 256).
 func WithMaxBatch(n int) EventStoreOption {
-	return func(c *esPgConfig) {
+	return func(c *eventStoreConfig) {
 		if n > 0 {
 			c.maxBatch = n
 		}
@@ -112,11 +114,11 @@ func WithMaxBatch(n int) EventStoreOption {
 // NewEventStore returns an event store on pool. Call Migrate once to
 // create its tables.
 func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) *EventStore {
-	c := esPgConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second, copyThreshold: 50}
+	c := eventStoreConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second, copyThreshold: 50}
 	for _, o := range opts {
 		o(&c)
 	}
-	return &EventStore{pool: pool, cfg: c, events: esPgIdent(c.eventsTable), positions: esPgIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}
+	return &EventStore{pool: pool, cfg: c, events: quoteIdent(c.eventsTable), positions: quoteIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}
 }
 
 var (
@@ -124,11 +126,11 @@ var (
 	_ es.TxAppender = (*EventStore)(nil)
 )
 
-// esPgIdent quotes a possibly schema-qualified name.
-func esPgIdent(name string) string { return pgx.Identifier(strings.Split(name, ".")).Sanitize() }
+// quoteIdent quotes a possibly schema-qualified name.
+func quoteIdent(name string) string { return pgx.Identifier(strings.Split(name, ".")).Sanitize() }
 
-// esPgIndexName derives an index name from a table name.
-func esPgIndexName(table, suffix string) string {
+// indexName derives an index name from a table name.
+func indexName(table, suffix string) string {
 	parts := strings.Split(table, ".")
 	return pgx.Identifier{parts[len(parts)-1] + suffix}.Sanitize()
 }
@@ -152,8 +154,8 @@ func (s *EventStore) Migrate(ctx context.Context) error {
 			data         bytea,
 			recorded_at  timestamptz NOT NULL DEFAULT now()
 		)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esPgIndexName(s.cfg.eventsTable, "_stream_version") + ` ON ` + s.events + ` (stream_id, version)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esPgIndexName(s.cfg.eventsTable, "_stream_event_id") + ` ON ` + s.events + ` (stream_id, event_id)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_version") + ` ON ` + s.events + ` (stream_id, version)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_event_id") + ` ON ` + s.events + ` (stream_id, event_id)`,
 		`CREATE TABLE IF NOT EXISTS ` + s.positions + ` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
 		`INSERT INTO ` + s.positions + ` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
 	}
@@ -165,7 +167,7 @@ func (s *EventStore) Migrate(ctx context.Context) error {
 	return nil
 }
 
-type esPgRequest struct {
+type appendRequest struct {
 	ctx      context.Context
 	stream   string
 	expected es.ExpectedVersion
@@ -186,7 +188,7 @@ func (s *EventStore) Append(ctx context.Context, stream string, expected es.Expe
 		return es.AppendResult{}, err
 	}
 	if !s.cfg.groupCommit {
-		s.commitBatch(ctx, []*esPgRequest{r})
+		s.commitBatch(ctx, []*appendRequest{r})
 		return r.res, r.err
 	}
 	s.gmu.Lock()
@@ -235,7 +237,7 @@ func (s *EventStore) lead(ctx context.Context) {
 	runtime.Gosched()
 	s.gmu.Lock()
 	n := min(len(s.queue), s.cfg.maxBatch)
-	batch := append([]*esPgRequest(nil), s.queue[:n]...)
+	batch := append([]*appendRequest(nil), s.queue[:n]...)
 	s.queue = s.queue[n:]
 	s.gmu.Unlock()
 	if len(batch) > 0 {
@@ -254,16 +256,16 @@ func (s *EventStore) lead(ctx context.Context) {
 	s.gmu.Unlock()
 }
 
-func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (*esPgRequest, error) {
+func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (*appendRequest, error) {
 	if err := es.ValidateAppend(stream, events); err != nil {
 		return nil, err
 	}
 	if expected < es.Any {
 		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
-	r := &esPgRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
+	r := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
 	for i := range events {
-		row, err := esPgEncode(&events[i])
+		row, err := encodeEvent(&events[i])
 		if err != nil {
 			return nil, err
 		}
@@ -272,9 +274,9 @@ func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.
 	return r, nil
 }
 
-// esPgEncode returns event_id, source, type, subject, time, content_type,
+// encodeEvent returns event_id, source, type, subject, time, content_type,
 // data_schema, extensions, data.
-func esPgEncode(e *event.Event) ([]any, error) {
+func encodeEvent(e *event.Event) ([]any, error) {
 	var subject, ct, schema, ext, tm *string
 	if v := e.Subject(); v != "" {
 		subject = &v
@@ -305,7 +307,7 @@ func esPgEncode(e *event.Event) ([]any, error) {
 }
 
 // commitBatch runs one transaction for batch and completes every request.
-func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
+func (s *EventStore) commitBatch(ctx context.Context, batch []*appendRequest) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -343,7 +345,7 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 	}
 	defer conn.Release()
 	if err := s.prepare(ctx, conn, live, true); err != nil {
-		esPgRollback(ctx, conn)
+		rollbackConn(ctx, conn)
 		for _, r := range live {
 			r.write = true
 		}
@@ -353,9 +355,9 @@ func (s *EventStore) commitBatch(ctx context.Context, batch []*esPgRequest) {
 	finish(nil)
 }
 
-// esPgRollback ends a failed transaction on conn (if the connection is
+// rollbackConn ends a failed transaction on conn (if the connection is
 // broken, the pool discards it on release).
-func esPgRollback(ctx context.Context, conn *pgxpool.Conn) {
+func rollbackConn(ctx context.Context, conn *pgxpool.Conn) {
 	_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 }
 
@@ -364,7 +366,27 @@ func esPgRollback(ctx context.Context, conn *pgxpool.Conn) {
 // of the writers and, if commit, commits — in two round trips: the lock
 // is held for one round trip plus the commit. Without commit the
 // transaction is left open. On error the caller rolls back.
-func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*esPgRequest, commit bool) error {
+func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest, commit bool) error {
+	st, err := s.readAppendState(ctx, conn, reqs)
+	if err != nil {
+		return err
+	}
+	cols, next := st.decide(reqs)
+	return s.writeAppend(ctx, conn, cols, st.last, next, commit)
+}
+
+// appendState is what an append batch reads under the position lock: the
+// last position, each stream's version, and the events already stored
+// with the ids of the batch (stream -> event id -> version, position).
+type appendState struct {
+	last     uint64
+	versions map[string]uint64
+	existing map[string]map[string][2]uint64
+}
+
+// readAppendState opens the transaction, takes the position lock and reads
+// the state the requests are decided on, in one round trip.
+func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest) (*appendState, error) {
 	streamSet := map[string]struct{}{}
 	var streams, idStreams, ids []string
 	for _, r := range reqs {
@@ -377,46 +399,55 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 			ids = append(ids, r.events[i].ID())
 		}
 	}
+	st := &appendState{versions: map[string]uint64{}, existing: map[string]map[string][2]uint64{}}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	var last uint64
 	b.Queue(`SELECT position FROM ` + s.positions + ` WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&last)
+		return row.Scan(&st.last)
 	})
-	versions := map[string]uint64{}
 	b.Queue(`SELECT s.stream_id, COALESCE((SELECT max(e.version) FROM `+s.events+` e WHERE e.stream_id = s.stream_id), 0)
 		FROM unnest($1::text[]) AS s(stream_id)`, streams).Query(func(rows pgx.Rows) error {
 		var id string
 		var v uint64
-		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { versions[id] = v; return nil })
+		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { st.versions[id] = v; return nil })
 		return err
 	})
-	existing := map[string]map[string][2]uint64{}
 	b.Queue(`SELECT e.stream_id, e.event_id, e.version, e.position FROM `+s.events+` e
 		JOIN unnest($1::text[], $2::text[]) AS k(stream_id, event_id) ON e.stream_id = k.stream_id AND e.event_id = k.event_id`,
 		idStreams, ids).Query(func(rows pgx.Rows) error {
-		var st, id string
+		var stream, id string
 		var v, p uint64
-		_, err := pgx.ForEachRow(rows, []any{&st, &id, &v, &p}, func() error {
-			m := existing[st]
-			if m == nil {
-				m = map[string][2]uint64{}
-				existing[st] = m
-			}
-			m[id] = [2]uint64{v, p}
+		_, err := pgx.ForEachRow(rows, []any{&stream, &id, &v, &p}, func() error {
+			st.stored(stream)[id] = [2]uint64{v, p}
 			return nil
 		})
 		return err
 	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("postgres: append: %w", err)
+		return nil, fmt.Errorf("postgres: append: %w", err)
 	}
-	next := last + 1
-	var cols [12][]any
+	return st, nil
+}
+
+// stored returns the stored events of stream, creating its map.
+func (st *appendState) stored(stream string) map[string][2]uint64 {
+	m := st.existing[stream]
+	if m == nil {
+		m = map[string][2]uint64{}
+		st.existing[stream] = m
+	}
+	return m
+}
+
+// decide decides each request (conflict, idempotent repeat, or write, in
+// order, each seeing the writes before it) and returns the columns of the
+// rows to write, and the position after the last one.
+func (st *appendState) decide(reqs []*appendRequest) (cols [12][]any, next uint64) {
+	next = st.last + 1
 	for _, r := range reqs {
-		cur := versions[r.stream]
+		cur := st.versions[r.stream]
 		var ex map[string][2]uint64
-		if m := existing[r.stream]; m != nil {
+		if m := st.existing[r.stream]; m != nil {
 			for i := range r.events {
 				if vp, ok := m[r.events[i].ID()]; ok {
 					if ex == nil {
@@ -432,11 +463,7 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 			continue
 		}
 		r.res = es.AppendResult{Version: cur + uint64(len(r.events)), Positions: make([]uint64, len(r.events))}
-		m := existing[r.stream]
-		if m == nil {
-			m = map[string][2]uint64{}
-			existing[r.stream] = m
-		}
+		m := st.stored(r.stream)
 		for i, row := range r.rows {
 			pos, ver := next, cur+uint64(i)+1
 			next++
@@ -449,9 +476,15 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 				cols[3+j] = append(cols[3+j], v)
 			}
 		}
-		versions[r.stream] = r.res.Version
+		st.versions[r.stream] = r.res.Version
 	}
-	b = &pgx.Batch{}
+	return cols, next
+}
+
+// writeAppend writes the rows (positions last+1 to next-1), moves the
+// position and, if commit, commits: one round trip, two with COPY.
+func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [12][]any, last, next uint64, commit bool) error {
+	b := &pgx.Batch{}
 	if next == last+1 { // nothing to write: conflicts and repeats only
 		if commit {
 			b.Queue("COMMIT")
@@ -472,7 +505,7 @@ func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*es
 			}
 			rows[i] = row
 		}
-		if _, err := conn.CopyFrom(ctx, s.eventsIdent, esPgCopyColumns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := conn.CopyFrom(ctx, s.eventsIdent, copyColumns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("postgres: append: %w", err)
 		}
 	} else {
@@ -502,29 +535,29 @@ func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es
 	if err != nil {
 		return nil, fmt.Errorf("postgres: append: %w", err)
 	}
-	if err := s.prepare(ctx, conn, []*esPgRequest{r}, false); err != nil {
-		esPgRollback(ctx, conn)
+	if err := s.prepare(ctx, conn, []*appendRequest{r}, false); err != nil {
+		rollbackConn(ctx, conn)
 		conn.Release()
 		return nil, err
 	}
 	if r.err != nil || !r.write {
-		esPgRollback(ctx, conn)
+		rollbackConn(ctx, conn)
 		conn.Release()
 		if r.err != nil {
 			return nil, r.err
 		}
-		return &esPgPending{r: r}, nil // an idempotent repeat: nothing to commit
+		return &pendingAppend{r: r}, nil // an idempotent repeat: nothing to commit
 	}
-	return &esPgPending{s: s, conn: conn, r: r}, nil
+	return &pendingAppend{s: s, conn: conn, r: r}, nil
 }
 
-type esPgPending struct {
+type pendingAppend struct {
 	s    *EventStore
 	conn *pgxpool.Conn // nil once finished, or for a repeat
-	r    *esPgRequest
+	r    *appendRequest
 }
 
-func (p *esPgPending) Commit(ctx context.Context) (es.AppendResult, error) {
+func (p *pendingAppend) Commit(ctx context.Context) (es.AppendResult, error) {
 	if p.conn == nil {
 		if p.s == nil {
 			return p.r.res, nil
@@ -535,14 +568,14 @@ func (p *esPgPending) Commit(ctx context.Context) (es.AppendResult, error) {
 	p.conn = nil
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-		esPgRollback(ctx, conn)
+		rollbackConn(ctx, conn)
 		return es.AppendResult{}, fmt.Errorf("postgres: append commit: %w", err)
 	}
 	p.s.notify.Notify()
 	return p.r.res, nil
 }
 
-func (p *esPgPending) Rollback(ctx context.Context) error {
+func (p *pendingAppend) Rollback(ctx context.Context) error {
 	if p.conn == nil {
 		return nil
 	}
@@ -555,26 +588,26 @@ func (p *esPgPending) Rollback(ctx context.Context) error {
 	return nil
 }
 
-const esPgColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
+const eventColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
 
 // ReadStream implements es.EventStore.
 func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
 	var q string
 	switch dir {
 	case es.Forward:
-		q = `SELECT ` + esPgColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
 	case es.Backward:
 		if from == 0 {
 			from = 1 << 62
 		}
-		q = `SELECT ` + esPgColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
 	default:
 		return nil, fmt.Errorf("postgres: invalid direction %d", dir)
 	}
-	return s.query(ctx, q, stream, int64(from), esPgLimit(limit))
+	return s.query(ctx, q, stream, int64(from), limitArg(limit))
 }
 
-func esPgLimit(limit int) any {
+func limitArg(limit int) any {
 	if limit <= 0 {
 		return nil // LIMIT NULL: no limit
 	}
@@ -583,7 +616,7 @@ func esPgLimit(limit int) any {
 
 // ReadAll implements es.EventStore.
 func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es.RecordedEvent, error) {
-	return s.query(ctx, `SELECT `+esPgColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), esPgLimit(limit))
+	return s.query(ctx, `SELECT `+eventColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limitArg(limit))
 }
 
 func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
@@ -593,7 +626,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	}
 	defer rows.Close()
 	var out []es.RecordedEvent
-	var dec esPgDecoder
+	var dec eventDecoder
 	var (
 		pos, ver                 int64
 		stream, id, source, typ  string
@@ -618,14 +651,14 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	return out, nil
 }
 
-// esPgDecoder rebuilds events from their stored columns; it remembers the
+// eventDecoder rebuilds events from their stored columns; it remembers the
 // last parsed source, which most rows of a page share.
-type esPgDecoder struct {
+type eventDecoder struct {
 	source string
 	uri    types.URIRef
 }
 
-func (d *esPgDecoder) decode(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
+func (d *eventDecoder) decode(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
 	if source != d.source || d.source == "" {
 		u, err := url.Parse(source)
 		if err != nil {

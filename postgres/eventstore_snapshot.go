@@ -25,7 +25,7 @@ func NewSnapshotStore(pool *pgxpool.Pool, table string) *SnapshotStore {
 	if table == "" {
 		table = "eventkit_snapshots"
 	}
-	return &SnapshotStore{pool: pool, table: esPgIdent(table)}
+	return &SnapshotStore{pool: pool, table: quoteIdent(table)}
 }
 
 // Migrate creates the table if it does not exist (idempotent).

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/outbox"
+	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -103,37 +102,14 @@ func NewOutbox(pool *pgxpool.Pool, opts ...OutboxOption) (*Outbox, error) {
 		opt(o)
 	}
 	var err error
-	if o.table, err = outboxIdent(o.name, ""); err != nil {
+	if o.table, err = pgsql.Ident(o.name, ""); err != nil {
 		return nil, err
 	}
-	o.leases, _ = outboxIdent(o.name, "_leases")
-	o.relays, _ = outboxIdent(o.name, "_relays")
-	o.archive, _ = outboxIdent(o.name, "_archive")
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(o.name))
-	sum := h.Sum64()
-	o.channel = fmt.Sprintf("eventkit_outbox_%016x", sum)
-	o.lockKey = int32(sum >> 32)
+	o.leases, _ = pgsql.Ident(o.name, "_leases")
+	o.relays, _ = pgsql.Ident(o.name, "_relays")
+	o.archive, _ = pgsql.Ident(o.name, "_archive")
+	o.channel, o.lockKey = pgsql.Channel("eventkit_outbox", o.name)
 	return o, nil
-}
-
-func outboxIdent(name, suffix string) (string, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 || name == "" {
-		return "", fmt.Errorf("postgres: invalid table name %q", name)
-	}
-	for _, p := range parts {
-		if p == "" {
-			return "", fmt.Errorf("postgres: invalid table name %q", name)
-		}
-	}
-	parts[len(parts)-1] += suffix
-	return pgx.Identifier(parts).Sanitize(), nil
-}
-
-func outboxIndexName(name, suffix string) string {
-	parts := strings.Split(name, ".")
-	return pgx.Identifier{parts[len(parts)-1] + suffix}.Sanitize()
 }
 
 // Migrate creates the outbox's tables if they do not exist.
@@ -147,8 +123,8 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 			event bytea NOT NULL,
 			created_at timestamptz NOT NULL DEFAULT now(),
 			delivered_at timestamptz)`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(o.name, "_pending") + ` ON ` + o.table + ` (id) WHERE delivered_at IS NULL`,
-		`CREATE INDEX IF NOT EXISTS ` + outboxIndexName(o.name, "_delivered") + ` ON ` + o.table + ` (delivered_at) WHERE delivered_at IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(o.name, "_pending") + ` ON ` + o.table + ` (id) WHERE delivered_at IS NULL`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(o.name, "_delivered") + ` ON ` + o.table + ` (delivered_at) WHERE delivered_at IS NOT NULL`,
 		`CREATE TABLE IF NOT EXISTS ` + o.leases + ` (
 			partition int PRIMARY KEY,
 			owner text NOT NULL DEFAULT '',
@@ -395,7 +371,7 @@ func (o *Outbox) Purge(ctx context.Context) (int64, error) {
 
 // Listen implements outbox.Notifier with LISTEN on a connection of its own.
 func (o *Outbox) Listen(ctx context.Context, wake func()) error {
-	return pgListen(ctx, o.pool, o.channel, wake)
+	return pgsql.Listen(ctx, o.pool, o.channel, wake)
 }
 
 // Pending returns the number of rows not yet delivered.
@@ -405,37 +381,6 @@ func (o *Outbox) Pending(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("postgres: outbox pending: %w", err)
 	}
 	return n, nil
-}
-
-// pgListen LISTENs on channel on a connection taken out of pool and calls
-// wake on every notification until ctx ends (nil) or the connection fails.
-func pgListen(ctx context.Context, pool *pgxpool.Pool, channel string, wake func()) error {
-	c, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	conn := c.Hijack()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{channel}.Sanitize()); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	wake() // anything committed before LISTEN took effect
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		wake()
-	}
 }
 
 var (

@@ -5,7 +5,6 @@ import (
 	"log"
 	"time"
 
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/outbox"
@@ -49,29 +48,4 @@ func ExampleOutbox() {
 	runCtx, stop := context.WithTimeout(ctx, time.Second)
 	defer stop()
 	_ = relay.Run(runCtx) // in a service: until shutdown
-}
-
-// The PostgreSQL queue as a transport, with a consumer group.
-func ExampleQueue() {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, eventkittest.DefaultPostgresURL)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer pool.Close()
-	q, err := postgres.NewQueue(ctx, pool, postgres.QueueVisibilityTimeout(30*time.Second))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
-	sub, err := q.Subscribe(ctx, "orders.>", eventkit.WithGroup("billing"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer sub.Close()
-	if err := q.Publish(ctx, "orders.placed", eventkittest.NewEvent("order-42-placed")); err != nil {
-		log.Fatal(err)
-	}
-	m := <-sub.Messages()
-	_ = m.Ack()
 }

@@ -18,27 +18,14 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/outbox"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-func outboxTestURL(t testing.TB) string {
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
+func outboxTestURL(t testing.TB) string { return pgtest.URL(t) }
 
-func outboxTestPool(t testing.TB) *pgxpool.Pool {
-	t.Helper()
-	url := outboxTestURL(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatalf("pgxpool.New: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pool.Ping(context.Background()); err != nil {
-		eventkittest.Unavailable(t, "EVENTKIT_POSTGRES_URL", url, err)
-	}
-	return pool
-}
+func outboxTestPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t) }
 
 // outboxTestStore creates an outbox on its own tables, dropped at the end.
 func outboxTestStore(t testing.TB, pool *pgxpool.Pool, opts ...OutboxOption) *Outbox {

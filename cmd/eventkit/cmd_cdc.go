@@ -16,7 +16,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/kafka"
 	eknats "github.com/eventkit/eventkit/nats"
-	"github.com/eventkit/eventkit/postgres"
+	"github.com/eventkit/eventkit/postgres/pgcdc"
 	"github.com/nats-io/nats.go"
 )
 
@@ -62,7 +62,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		*pubName = "eventkit_" + *name
 	}
 	if *dropSlot {
-		if err := postgres.DropCDCSlot(ctx, *dsn, *slot); err != nil {
+		if err := pgcdc.DropSlot(ctx, *dsn, *slot); err != nil {
 			return err
 		}
 		if err := cdcDropPublication(ctx, *dsn, *pubName); err != nil {
@@ -77,10 +77,10 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer pub.Close()
-	opts := []postgres.CDCOption{
-		postgres.WithCDCName(*name), postgres.WithCDCSlot(*slot), postgres.WithCDCPublication(*pubName),
-		postgres.WithCDCSnapshot(*snapshot), postgres.WithCDCHeartbeat(*heartbeat),
-		postgres.WithCDCLogger(slog.New(slog.NewTextHandler(stderr, nil))),
+	opts := []pgcdc.Option{
+		pgcdc.WithName(*name), pgcdc.WithSlot(*slot), pgcdc.WithPublication(*pubName),
+		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat),
+		pgcdc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))),
 	}
 	if *messages != "*" {
 		var prefixes []string
@@ -89,14 +89,14 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				prefixes = append(prefixes, p)
 			}
 		}
-		opts = append(opts, postgres.WithCDCMessagePrefixes(prefixes...))
+		opts = append(opts, pgcdc.WithMessagePrefixes(prefixes...))
 	}
 	for _, t := range strings.Split(*tables, ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			opts = append(opts, postgres.WithCDCTables(t))
+			opts = append(opts, pgcdc.WithTables(t))
 		}
 	}
-	src, err := postgres.NewCDCSource(*dsn, pub, opts...)
+	src, err := pgcdc.New(*dsn, pub, opts...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -117,7 +117,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // cdcProgress prints a progress line every interval: events delivered and
 // their rate, and the lag in bytes of WAL and in seconds.
-func cdcProgress(ctx context.Context, src *postgres.CDCSource, every time.Duration, w io.Writer) {
+func cdcProgress(ctx context.Context, src *pgcdc.Source, every time.Duration, w io.Writer) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last, lastAt := int64(0), time.Now()
@@ -136,7 +136,7 @@ func cdcProgress(ctx context.Context, src *postgres.CDCSource, every time.Durati
 }
 
 func cdcDropPublication(ctx context.Context, dsn, name string) error {
-	return postgres.DropCDCPublication(ctx, dsn, name)
+	return pgcdc.DropPublication(ctx, dsn, name)
 }
 
 // cdcPublisher opens the publisher named by to.

@@ -50,6 +50,8 @@ var autoImports = map[string]string{
 	"natsserver":   "github.com/eventkit/eventkit/nats/natsserver",
 	"outbox":       "github.com/eventkit/eventkit/outbox",
 	"postgres":     "github.com/eventkit/eventkit/postgres",
+	"pgcdc":        "github.com/eventkit/eventkit/postgres/pgcdc",
+	"pgqueue":      "github.com/eventkit/eventkit/postgres/pgqueue",
 	"redis":        "github.com/eventkit/eventkit/redis",
 	"sqlite":       "github.com/eventkit/eventkit/sqlite",
 	"topic":        "github.com/eventkit/eventkit/topic",

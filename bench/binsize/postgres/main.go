@@ -6,7 +6,7 @@ import (
 	"log"
 
 	"github.com/eventkit/eventkit/bench/binsize/internal/run"
-	"github.com/eventkit/eventkit/postgres"
+	"github.com/eventkit/eventkit/postgres/pgqueue"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -17,7 +17,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	q, err := postgres.NewQueue(ctx, pool)
+	q, err := pgqueue.New(pool)
 	if err != nil {
 		log.Fatal(err)
 	}

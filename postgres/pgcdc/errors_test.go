@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func TestCDCErrorClassification(t *testing.T) {
 		{pg("42704", `publication "p" does not exist`), true, "publication"},
 		{pg("53400", "all replication slots are in use"), true, "max_replication_slots"},
 		{pg("0A000", "not supported"), true, ""},
-		{&CDCConfigError{Err: errors.New("x")}, true, ""},
+		{&ConfigError{Err: errors.New("x")}, true, ""},
 		{pg("57P01", "terminating connection due to administrator command"), false, ""},
 		{pg("57P03", "the database system is starting up"), false, ""},
 		{pg("53300", "sorry, too many clients already"), false, ""},
@@ -53,7 +53,7 @@ func TestCDCErrorClassification(t *testing.T) {
 		{io.ErrUnexpectedEOF, false, ""},
 		{errors.New("postgres: cdc: publish: sink down"), false, ""},
 	} {
-		ce := cdcConfigError(c.err)
+		ce := configError(c.err)
 		if (ce != nil) != c.config {
 			t.Errorf("%v: configuration error = %v, want %v", c.err, ce != nil, c.config)
 			continue
@@ -61,7 +61,7 @@ func TestCDCErrorClassification(t *testing.T) {
 		if ce == nil {
 			continue
 		}
-		if !errors.Is(ce, ErrCDCConfig) || !strings.Contains(ce.Error(), c.err.Error()) || !strings.Contains(ce.Error(), "not retried") {
+		if !errors.Is(ce, ErrConfig) || !strings.Contains(ce.Error(), c.err.Error()) || !strings.Contains(ce.Error(), "not retried") {
 			t.Errorf("%v: error %q", c.err, ce)
 		}
 		if !strings.Contains(ce.Hint, c.hint) {
@@ -70,11 +70,11 @@ func TestCDCErrorClassification(t *testing.T) {
 	}
 }
 
-// cdcFakeServer is a PostgreSQL server that admits every connection and
+// fakeServer is a PostgreSQL server that admits every connection and
 // answers every query with the error code, msg: it injects a server error
 // the shared server cannot be made to give (wal_level is logical there).
 // It counts the connections.
-func cdcFakeServer(t *testing.T, code, msg string) (dsn string, conns func() int) {
+func fakeServer(t *testing.T, code, msg string) (dsn string, conns func() int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +102,7 @@ func cdcFakeServer(t *testing.T, code, msg string) (dsn string, conns func() int
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				cdcFakeServe(c, code, msg)
+				fakeServe(c, code, msg)
 			}()
 		}
 	}()
@@ -122,7 +122,7 @@ func cdcFakeServer(t *testing.T, code, msg string) (dsn string, conns func() int
 	}
 }
 
-func cdcFakeServe(c net.Conn, code, msg string) {
+func fakeServe(c net.Conn, code, msg string) {
 	be := pgproto3.NewBackend(c, c)
 	if _, err := be.ReceiveStartupMessage(); err != nil {
 		return
@@ -168,17 +168,17 @@ func cdcFakeServe(c net.Conn, code, msg string) {
 // (here wal_level, injected by a fake server); it retried forever before,
 // logging a warning every 5 s.
 func TestCDCRunFailsFastOnConfigError(t *testing.T) {
-	cdcNoLeaks(t)
-	dsn, conns := cdcFakeServer(t, "55000", "logical decoding requires wal_level >= logical")
-	src, err := NewCDCSource(dsn, newCDCRecorder(), WithCDCTables("orders"), WithCDCReconnect(10*time.Millisecond, 10*time.Millisecond),
-		WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	noLeaks(t)
+	dsn, conns := fakeServer(t, "55000", "logical decoding requires wal_level >= logical")
+	src, err := New(dsn, newCDCRecorder(), WithTables("orders"), WithReconnect(10*time.Millisecond, 10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = src.Run(ctx)
-	var ce *CDCConfigError
+	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Code != "55000" || !strings.Contains(err.Error(), "wal_level = logical") {
 		t.Fatalf("Run = %v, want a configuration error (55000, wal_level); %d connections, %d reconnects", err, conns(), src.Stats().Reconnects)
 	}
@@ -190,10 +190,10 @@ func TestCDCRunFailsFastOnConfigError(t *testing.T) {
 // TestCDCRunRetriesTransientError: a server shutting down (57P01) is
 // retried.
 func TestCDCRunRetriesTransientError(t *testing.T) {
-	cdcNoLeaks(t)
-	dsn, conns := cdcFakeServer(t, "57P01", "terminating connection due to administrator command")
-	src, err := NewCDCSource(dsn, newCDCRecorder(), WithCDCTables("orders"), WithCDCReconnect(10*time.Millisecond, 10*time.Millisecond),
-		WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	noLeaks(t)
+	dsn, conns := fakeServer(t, "57P01", "terminating connection due to administrator command")
+	src, err := New(dsn, newCDCRecorder(), WithTables("orders"), WithReconnect(10*time.Millisecond, 10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestCDCRunRetriesTransientError(t *testing.T) {
 // without the REPLICATION attribute makes Run fail at once with a hint (the
 // replication connection is refused with 42501; it was retried forever).
 func TestCDCRunFailsFastWithoutReplication(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	role := env.name + "_norepl"
 	env.exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN NOREPLICATION NOSUPERUSER", role))
@@ -236,15 +236,15 @@ func TestCDCRunFailsFastWithoutReplication(t *testing.T) {
 	if !strings.Contains(dsn, role) {
 		t.Skipf("cannot set the user of %s", env.dsn)
 	}
-	src, err := NewCDCSource(dsn, newCDCRecorder(), WithCDCName(env.name), WithCDCTables(env.table),
-		WithCDCReconnect(10*time.Millisecond, 10*time.Millisecond), WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	src, err := New(dsn, newCDCRecorder(), WithName(env.name), WithTables(env.table),
+		WithReconnect(10*time.Millisecond, 10*time.Millisecond), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err = src.Run(ctx)
-	var ce *CDCConfigError
+	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Code != "42501" || !strings.Contains(ce.Hint, "REPLICATION") {
 		t.Fatalf("Run = %v after %d reconnects, want a configuration error 42501 with a hint", err, src.Stats().Reconnects)
 	}

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"bytes"
@@ -16,31 +16,31 @@ import (
 	"github.com/eventkit/eventkit/cdc"
 )
 
-// cdcLockedBuffer is a log destination safe for concurrent writers.
-type cdcLockedBuffer struct {
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *cdcLockedBuffer) Write(p []byte) (int, error) {
+func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	os.Stderr.Write(p)
 	return b.b.Write(p)
 }
 
-func (b *cdcLockedBuffer) String() string {
+func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-// cdcRun runs a source until stop is called, which returns Run's error.
-func cdcRun(t *testing.T, dsn string, pub *cdcRecorder, log *cdcLockedBuffer, opts ...CDCOption) (src *CDCSource, stop func() error) {
+// runCount runs a source until stop is called, which returns Run's error.
+func runCount(t *testing.T, dsn string, pub *eventRecorder, log *lockedBuffer, opts ...Option) (src *Source, stop func() error) {
 	t.Helper()
-	opts = append([]CDCOption{WithCDCLogger(slog.New(slog.NewTextHandler(log, nil))), WithCDCMessagePrefixes(),
-		WithCDCHeartbeat(200 * time.Millisecond), WithCDCReconnect(20*time.Millisecond, 50*time.Millisecond)}, opts...)
-	src, err := NewCDCSource(dsn, pub, opts...)
+	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(log, nil))), WithMessagePrefixes(),
+		WithHeartbeat(200 * time.Millisecond), WithReconnect(20*time.Millisecond, 50*time.Millisecond)}, opts...)
+	src, err := New(dsn, pub, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func cdcRun(t *testing.T, dsn string, pub *cdcRecorder, log *cdcLockedBuffer, op
 }
 
 // rows returns the ids of the recorded rows of table, by op.
-func cdcRowsOf(rec *cdcRecorder, table string) map[cdc.Op][]int {
+func rowsOf(rec *eventRecorder, table string) map[cdc.Op][]int {
 	out := map[cdc.Op][]int{}
 	for _, r := range rec.snapshot() {
 		if r.change.Source.Table != table {
@@ -71,11 +71,11 @@ func cdcRowsOf(rec *cdcRecorder, table string) map[cdc.Op][]int {
 	return out
 }
 
-func cdcWaitRows(t *testing.T, rec *cdcRecorder, table string, op cdc.Op, want []int) {
+func waitRows(t *testing.T, rec *eventRecorder, table string, op cdc.Op, want []int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got := cdcRowsOf(rec, table)[op]
+		got := rowsOf(rec, table)[op]
 		slices.Sort(got)
 		if slices.Equal(slices.Compact(got), want) {
 			return
@@ -87,7 +87,7 @@ func cdcWaitRows(t *testing.T, rec *cdcRecorder, table string, op cdc.Op, want [
 	}
 }
 
-func (e *cdcEnv) publicationTables(t *testing.T) []string {
+func (e *testEnv) publicationTables(t *testing.T) []string {
 	t.Helper()
 	rows, err := e.conn.Query(context.Background(), "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", "eventkit_"+e.name)
 	if err != nil {
@@ -112,7 +112,7 @@ func (e *cdcEnv) publicationTables(t *testing.T) []string {
 // op "r"), streams their changes, and no longer streams a table dropped
 // from the list. A snapshot that fails is taken again on the retry.
 func TestCDCReconcilesPublication(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	a, b := env.table, env.name+"_b"
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", b))
@@ -120,10 +120,10 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", a))
 
 	// First run: table a, with its snapshot.
-	rec1, log1 := newCDCRecorder(), &cdcLockedBuffer{}
-	_, stop := cdcRun(t, env.dsn, rec1, log1, WithCDCName(env.name), WithCDCTables(a))
+	rec1, log1 := newCDCRecorder(), &lockedBuffer{}
+	_, stop := runCount(t, env.dsn, rec1, log1, WithName(env.name), WithTables(a))
 	env.waitSlot(t, "eventkit_"+env.name)
-	cdcWaitRows(t, rec1, a, cdc.OpRead, []int{1})
+	waitRows(t, rec1, a, cdc.OpRead, []int{1})
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +134,9 @@ func TestCDCReconcilesPublication(t *testing.T) {
 
 	// Second run: tables a and b. The sink refuses at first, so the
 	// snapshot of b fails and must be taken again.
-	rec2, log2 := newCDCRecorder(), &cdcLockedBuffer{}
+	rec2, log2 := newCDCRecorder(), &lockedBuffer{}
 	rec2.fail = errors.New("sink down")
-	src2, stop := cdcRun(t, env.dsn, rec2, log2, WithCDCName(env.name), WithCDCTables(a, b))
+	src2, stop := runCount(t, env.dsn, rec2, log2, WithName(env.name), WithTables(a, b))
 	deadline := time.Now().Add(30 * time.Second)
 	for src2.Stats().Reconnects < 2 {
 		if time.Now().After(deadline) {
@@ -148,10 +148,10 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	rec2.fail = nil
 	rec2.mu.Unlock()
 	env.waitSlot(t, "eventkit_"+env.name)
-	cdcWaitRows(t, rec2, b, cdc.OpRead, []int{10, 11})
-	cdcWaitRows(t, rec2, a, cdc.OpCreate, []int{2})
+	waitRows(t, rec2, b, cdc.OpRead, []int{10, 11})
+	waitRows(t, rec2, a, cdc.OpCreate, []int{2})
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (12)", b))
-	cdcWaitRows(t, rec2, b, cdc.OpCreate, []int{12})
+	waitRows(t, rec2, b, cdc.OpCreate, []int{12})
 	if got := env.publicationTables(t); !slices.Equal(got, slices.Sorted(slices.Values([]string{"public." + a, "public." + b}))) {
 		t.Fatalf("publication has %v", got)
 	}
@@ -168,8 +168,8 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	}
 
 	// Third run: table b only; a is dropped from the publication.
-	rec3, log3 := newCDCRecorder(), &cdcLockedBuffer{}
-	_, stop = cdcRun(t, env.dsn, rec3, log3, WithCDCName(env.name), WithCDCTables(b))
+	rec3, log3 := newCDCRecorder(), &lockedBuffer{}
+	_, stop = runCount(t, env.dsn, rec3, log3, WithName(env.name), WithTables(b))
 	// A change of a committed before the publication changed is streamed
 	// (a was published then): insert only after the change. (waitSlot may
 	// still see the previous run's walsender.)
@@ -183,8 +183,8 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	env.waitSlot(t, "eventkit_"+env.name)
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (3)", a))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (13)", b))
-	cdcWaitRows(t, rec3, b, cdc.OpCreate, []int{13})
-	if got := cdcRowsOf(rec3, a); len(got) != 0 {
+	waitRows(t, rec3, b, cdc.OpCreate, []int{13})
+	if got := rowsOf(rec3, a); len(got) != 0 {
 		t.Fatalf("rows of %s, dropped from the publication: %v", a, got)
 	}
 	if l := log3.String(); !strings.Contains(l, "dropped=public."+a) {

@@ -1,4 +1,4 @@
-package postgres_test
+package pgcdc_test
 
 import (
 	"context"
@@ -7,19 +7,19 @@ import (
 	"syscall"
 
 	"github.com/eventkit/eventkit/memory"
-	"github.com/eventkit/eventkit/postgres"
+	"github.com/eventkit/eventkit/postgres/pgcdc"
 )
 
 // A CDC source streams the changes of public.orders to a publisher (here the
 // in-process bus) as Debezium-compatible CloudEvents on the topic
 // "shop.public.orders", until the process is interrupted.
-func ExampleNewCDCSource() {
+func ExampleNew() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	bus := memory.New()
 	defer bus.Close()
-	src, err := postgres.NewCDCSource("postgres://cdc@127.0.0.1:5432/shop", bus,
-		postgres.WithCDCName("shop"), postgres.WithCDCTables("public.orders"))
+	src, err := pgcdc.New("postgres://cdc@127.0.0.1:5432/shop", bus,
+		pgcdc.WithName("shop"), pgcdc.WithTables("public.orders"))
 	if err != nil {
 		log.Fatal(err)
 	}

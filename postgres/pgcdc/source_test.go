@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -20,24 +20,24 @@ import (
 	"go.uber.org/goleak"
 )
 
-// cdcRecorder is a Publisher that keeps what it is given; fail, when set,
+// eventRecorder is a Publisher that keeps what it is given; fail, when set,
 // makes Publish fail.
-type cdcRecorder struct {
+type eventRecorder struct {
 	mu     sync.Mutex
-	events []cdcRecorded
+	events []recordedEvent
 	fail   error
 	notify chan struct{}
 }
 
-type cdcRecorded struct {
+type recordedEvent struct {
 	topic  string
 	ev     event.Event
 	change cdc.Change
 }
 
-func newCDCRecorder() *cdcRecorder { return &cdcRecorder{notify: make(chan struct{}, 1)} }
+func newCDCRecorder() *eventRecorder { return &eventRecorder{notify: make(chan struct{}, 1)} }
 
-func (r *cdcRecorder) Publish(ctx context.Context, topic string, events ...event.Event) error {
+func (r *eventRecorder) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	if err := eventkit.ValidateEvents(events); err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (r *cdcRecorder) Publish(ctx context.Context, topic string, events ...event
 		if err != nil {
 			return fmt.Errorf("recorder: %w", err)
 		}
-		r.events = append(r.events, cdcRecorded{topic, e, c})
+		r.events = append(r.events, recordedEvent{topic, e, c})
 	}
 	select {
 	case r.notify <- struct{}{}:
@@ -60,16 +60,16 @@ func (r *cdcRecorder) Publish(ctx context.Context, topic string, events ...event
 	return nil
 }
 
-func (r *cdcRecorder) Close() error { return nil }
+func (r *eventRecorder) Close() error { return nil }
 
-func (r *cdcRecorder) snapshot() []cdcRecorded {
+func (r *eventRecorder) snapshot() []recordedEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]cdcRecorded(nil), r.events...)
+	return append([]recordedEvent(nil), r.events...)
 }
 
 // wait returns the recorded events once there are at least n.
-func (r *cdcRecorder) wait(t *testing.T, n int) []cdcRecorded {
+func (r *eventRecorder) wait(t *testing.T, n int) []recordedEvent {
 	t.Helper()
 	deadline := time.After(3 * time.Minute)
 	for {
@@ -85,41 +85,41 @@ func (r *cdcRecorder) wait(t *testing.T, n int) []cdcRecorded {
 	}
 }
 
-// cdcNoLeaks checks, after the test's cleanups, that the goroutines the
+// noLeaks checks, after the test's cleanups, that the goroutines the
 // test started have ended.
-func cdcNoLeaks(t *testing.T) {
+func noLeaks(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
 
-type cdcEnv struct {
+type testEnv struct {
 	dsn   string
 	conn  *pgx.Conn
 	name  string // unique: table, publication and slot names derive from it
 	table string
 }
 
-func cdcTestDSN(t testing.TB) string {
+func testDSN(t testing.TB) string {
 	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 }
 
 // newCDCEnv creates a table (with ddl's columns) and drops it, its
 // publication and its slot at the end of the test.
-func newCDCEnv(t *testing.T, columns string) *cdcEnv {
+func newCDCEnv(t *testing.T, columns string) *testEnv {
 	t.Helper()
-	dsn := cdcTestDSN(t)
+	dsn := testDSN(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &cdcEnv{dsn: dsn, conn: conn, name: eventkittest.UniqueName("cdc")}
+	env := &testEnv{dsn: dsn, conn: conn, name: eventkittest.UniqueName("cdc")}
 	env.table = env.name + "_t"
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (%s)", env.table, columns))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cdcDropSlot(t, ctx, dsn, "eventkit_"+env.name)
+		dropSlot(t, ctx, dsn, "eventkit_"+env.name)
 		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		// env.conn, not conn: a test may have replaced a dead connection.
@@ -130,11 +130,11 @@ func newCDCEnv(t *testing.T, columns string) *cdcEnv {
 	return env
 }
 
-// cdcDropSlot drops a slot, retrying while its walsender exits.
-func cdcDropSlot(t testing.TB, ctx context.Context, dsn, slot string) {
+// dropSlot drops a slot, retrying while its walsender exits.
+func dropSlot(t testing.TB, ctx context.Context, dsn, slot string) {
 	var err error
 	for ctx.Err() == nil {
-		if err = DropCDCSlot(ctx, dsn, slot); err == nil {
+		if err = DropSlot(ctx, dsn, slot); err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -142,7 +142,7 @@ func cdcDropSlot(t testing.TB, ctx context.Context, dsn, slot string) {
 	t.Errorf("drop slot %s: %v", slot, err)
 }
 
-func (e *cdcEnv) exec(t testing.TB, sql string, args ...any) {
+func (e *testEnv) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -152,14 +152,14 @@ func (e *cdcEnv) exec(t testing.TB, sql string, args ...any) {
 }
 
 // start runs a source over the env's table until the end of the test.
-func (e *cdcEnv) start(t *testing.T, pub eventkit.Publisher, opts ...CDCOption) *CDCSource {
+func (e *testEnv) start(t *testing.T, pub eventkit.Publisher, opts ...Option) *Source {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Other sessions of the database may emit logical messages too: take
 	// only the test's own.
-	opts = append([]CDCOption{WithCDCLogger(logger), WithCDCName(e.name), WithCDCMessagePrefixes(e.name+"_orders", e.name+"_audit"), WithCDCTables(e.table), WithCDCSnapshot(false),
-		WithCDCHeartbeat(200 * time.Millisecond)}, opts...)
-	src, err := NewCDCSource(e.dsn, pub, opts...)
+	opts = append([]Option{WithLogger(logger), WithName(e.name), WithMessagePrefixes(e.name+"_orders", e.name+"_audit"), WithTables(e.table), WithSnapshot(false),
+		WithHeartbeat(200 * time.Millisecond)}, opts...)
+	src, err := New(e.dsn, pub, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func (e *cdcEnv) start(t *testing.T, pub eventkit.Publisher, opts ...CDCOption) 
 // waitSlot waits until a walsender streams from the slot. (The slot is
 // already active while CREATE_REPLICATION_SLOT waits for its consistent
 // point; changes committed before that point are not in the stream.)
-func (e *cdcEnv) waitSlot(t *testing.T, slot string) {
+func (e *testEnv) waitSlot(t *testing.T, slot string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -197,17 +197,17 @@ func (e *cdcEnv) waitSlot(t *testing.T, slot string) {
 	}
 }
 
-func (e *cdcEnv) confirmedLSN(t *testing.T) uint64 {
+func (e *testEnv) confirmedLSN(t *testing.T) uint64 {
 	t.Helper()
 	var s string
 	if err := e.conn.QueryRow(context.Background(), "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
 		"eventkit_"+e.name).Scan(&s); err != nil {
 		t.Fatal(err)
 	}
-	return cdcParseLSN(t, s)
+	return parseLSN(t, s)
 }
 
-func cdcParseLSN(t testing.TB, s string) uint64 {
+func parseLSN(t testing.TB, s string) uint64 {
 	var hi, lo uint64
 	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
 		t.Fatalf("LSN %q: %v", s, err)
@@ -215,7 +215,7 @@ func cdcParseLSN(t testing.TB, s string) uint64 {
 	return hi<<32 | lo
 }
 
-func cdcJSONEq(t *testing.T, what string, got json.RawMessage, want string) {
+func jsonEq(t *testing.T, what string, got json.RawMessage, want string) {
 	t.Helper()
 	var g, w any
 	if err := json.Unmarshal(got, &g); err != nil {
@@ -232,12 +232,12 @@ func cdcJSONEq(t *testing.T, what string, got json.RawMessage, want string) {
 }
 
 func TestCDCTypeMapping(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, `id bigint PRIMARY KEY, i2 smallint, i4 int, f4 real, f8 double precision, fnan double precision,
 		num numeric(20,5), t text, vc varchar(10), b bool, js json, jb jsonb, ts timestamptz, tsn timestamp, d date,
 		u uuid, by bytea, ai int[], at text[], a2 int[][], ajb jsonb[], anum numeric[], mood_t text, n text`)
 	rec := newCDCRecorder()
-	env.start(t, rec, WithCDCProtoVersion(2))
+	env.start(t, rec, WithProtoVersion(2))
 	env.exec(t, fmt.Sprintf(`INSERT INTO %s VALUES (9007199254740993, -32768, 2147483647, 1.5, 0.1, 'NaN',
 		'123456789012345.12345', 'h"é\n', 'abc', true, '{"a": [1, 2]}', '{"b": {"c": null}}',
 		'2024-02-29 13:14:15.123456+02', '2024-02-29 13:14:15', '2024-02-29',
@@ -248,7 +248,7 @@ func TestCDCTypeMapping(t *testing.T) {
 	if c.Op != cdc.OpCreate || c.Before != nil {
 		t.Fatalf("change %+v", c)
 	}
-	cdcJSONEq(t, "after", c.After, `{"id": 9007199254740993, "i2": -32768, "i4": 2147483647, "f4": 1.5, "f8": 0.1, "fnan": "NaN",
+	jsonEq(t, "after", c.After, `{"id": 9007199254740993, "i2": -32768, "i4": 2147483647, "f4": 1.5, "f8": 0.1, "fnan": "NaN",
 		"num": "123456789012345.12345", "t": "h\"é\\n", "vc": "abc", "b": true, "js": {"a": [1, 2]}, "jb": {"b": {"c": null}},
 		"ts": "2024-02-29T11:14:15.123456Z", "tsn": "2024-02-29T13:14:15", "d": "2024-02-29",
 		"u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "by": "AP8Q", "ai": [1, null, 3], "at": ["a b", "c\"d", null],
@@ -258,7 +258,7 @@ func TestCDCTypeMapping(t *testing.T) {
 		t.Fatalf("bigint not exact: %s", ev[0].ev.Data())
 	}
 	e := ev[0].ev
-	if e.Type() != CDCChangeType || e.Subject() != "public."+env.table || e.Source() != "/debezium/postgresql/"+env.name ||
+	if e.Type() != ChangeType || e.Subject() != "public."+env.table || e.Source() != "/debezium/postgresql/"+env.name ||
 		ev[0].topic != env.name+".public."+env.table || e.DataContentType() != "application/json" {
 		t.Fatalf("event attributes: %s topic %s", e, ev[0].topic)
 	}
@@ -267,7 +267,7 @@ func TestCDCTypeMapping(t *testing.T) {
 	}
 	s := c.Source
 	if s.Connector != "postgresql" || s.Name != env.name || s.DB != "postgres" || s.Schema != "public" || s.Table != env.table ||
-		s.TxID == 0 || s.LSN == 0 || s.Snapshot != cdc.SnapshotFalse || s.TsMs == 0 || c.TsMs < s.TsMs-1000 || s.Version != CDCVersion {
+		s.TxID == 0 || s.LSN == 0 || s.Snapshot != cdc.SnapshotFalse || s.TsMs == 0 || c.TsMs < s.TsMs-1000 || s.Version != SourceVersion {
 		t.Fatalf("source %+v ts_ms %d", s, c.TsMs)
 	}
 }
@@ -293,18 +293,18 @@ func TestCDCArrayLiterals(t *testing.T) {
 		{701, "Infinity", `"Infinity"`},
 		{701, "-1.5e-07", `-1.5e-07`},
 	} {
-		got := string(cdcAppendValue(nil, c.typ, c.in))
+		got := string(appendValue(nil, c.typ, c.in))
 		if got != c.want {
-			t.Errorf("cdcAppendValue(%d, %q) = %s, want %s", c.typ, c.in, got, c.want)
+			t.Errorf("appendValue(%d, %q) = %s, want %s", c.typ, c.in, got, c.want)
 		}
 		if !json.Valid([]byte(got)) {
-			t.Errorf("cdcAppendValue(%d, %q) = %s: invalid JSON", c.typ, c.in, got)
+			t.Errorf("appendValue(%d, %q) = %s: invalid JSON", c.typ, c.in, got)
 		}
 	}
 }
 
 func TestCDCReplicaIdentityAndToast(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, note text, big text")
 	env.exec(t, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN big SET STORAGE EXTERNAL", env.table))
 	rec := newCDCRecorder()
@@ -343,10 +343,10 @@ func TestCDCReplicaIdentityAndToast(t *testing.T) {
 			t.Fatalf("event %d: before %s after %s", i, c.Before, c.After)
 		}
 		if w.before != "" {
-			cdcJSONEq(t, fmt.Sprintf("event %d before", i), c.Before, w.before)
+			jsonEq(t, fmt.Sprintf("event %d before", i), c.Before, w.before)
 		}
 		if w.after != "" {
-			cdcJSONEq(t, fmt.Sprintf("event %d after", i), c.After, w.after)
+			jsonEq(t, fmt.Sprintf("event %d after", i), c.After, w.after)
 		}
 	}
 	// With FULL, the partition key is still the primary key.
@@ -356,13 +356,13 @@ func TestCDCReplicaIdentityAndToast(t *testing.T) {
 }
 
 func TestCDCTransactionsWholeAndMessages(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	other := env.name + "_o"
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", other))
 	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+other) })
 	rec := newCDCRecorder()
-	env.start(t, rec, WithCDCTables(other), WithCDCBatch(3))
+	env.start(t, rec, WithTables(other), WithBatch(3))
 
 	// Two interleaved transactions: B commits first, so B's changes come
 	// first, whole, then A's.
@@ -416,7 +416,7 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 			got = append(got, fmt.Sprintf("%s:%d", c.Source.Table[len(env.name):], row.ID))
 		case cdc.OpMessage:
 			got = append(got, "m:"+strings.TrimPrefix(c.Message.Prefix, env.name)+":"+string(c.Message.Content))
-			if r.ev.Type() != CDCMessageType || r.ev.Subject() != c.Message.Prefix || r.topic != env.name+".message."+c.Message.Prefix {
+			if r.ev.Type() != MessageType || r.ev.Subject() != c.Message.Prefix || r.topic != env.name+".message."+c.Message.Prefix {
 				t.Fatalf("message event %s on %s", r.ev, r.topic)
 			}
 		case cdc.OpTruncate:
@@ -449,11 +449,11 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 }
 
 func TestCDCInitialSnapshot(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, v text")
 	env.exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, 'old' FROM generate_series(1, 250) g", env.table))
 	rec := newCDCRecorder()
-	env.start(t, rec, WithCDCSnapshot(true), WithCDCBatch(100))
+	env.start(t, rec, WithSnapshot(true), WithBatch(100))
 	env.exec(t, fmt.Sprintf("UPDATE %s SET v = 'new' WHERE id <= 5", env.table))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (251, 'new')", env.table))
 	ev := rec.wait(t, 256)
@@ -487,7 +487,7 @@ func TestCDCInitialSnapshot(t *testing.T) {
 }
 
 func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	filtered := env.name + "_f"
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int)", filtered))
@@ -500,7 +500,7 @@ func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
 	if err := env.conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&walText); err != nil {
 		t.Fatal(err)
 	}
-	target := cdcParseLSN(t, walText)
+	target := parseLSN(t, walText)
 	deadline := time.Now().Add(30 * time.Second)
 	for env.confirmedLSN(t) < target {
 		if time.Now().After(deadline) {
@@ -514,11 +514,11 @@ func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
 }
 
 func TestCDCConfirmsOnlyPublished(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	rec := newCDCRecorder()
 	rec.fail = errors.New("sink down")
-	src := env.start(t, rec, WithCDCReconnect(50*time.Millisecond, 100*time.Millisecond))
+	src := env.start(t, rec, WithReconnect(50*time.Millisecond, 100*time.Millisecond))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s SELECT generate_series(1, 10)", env.table))
 	// The sink refuses: the source retries (reconnects) and the slot does
 	// not move past the transaction. (It may move up to the transaction's
@@ -547,7 +547,7 @@ func TestCDCConfirmsOnlyPublished(t *testing.T) {
 	if len(parts) != 3 || parts[0] != env.name {
 		t.Fatalf("event id %q", ev[0].ev.ID())
 	}
-	end := cdcParseLSN(t, parts[1])
+	end := parseLSN(t, parts[1])
 	if during >= end {
 		t.Fatalf("slot moved to %X, past the transaction (commit end %X), while the sink refused", during, end)
 	}
@@ -562,22 +562,22 @@ func TestCDCConfirmsOnlyPublished(t *testing.T) {
 
 func TestCDCConfiguration(t *testing.T) {
 	rec := newCDCRecorder()
-	for name, opts := range map[string][]CDCOption{
-		"bad name":    {WithCDCName("a.b")},
-		"bad version": {WithCDCProtoVersion(3)},
-		"bad batch":   {WithCDCBatch(0)},
+	for name, opts := range map[string][]Option{
+		"bad name":    {WithName("a.b")},
+		"bad version": {WithProtoVersion(3)},
+		"bad batch":   {WithBatch(0)},
 	} {
-		if _, err := NewCDCSource("postgres://x@127.0.0.1/db", rec, opts...); err == nil {
-			t.Errorf("%s: NewCDCSource succeeded", name)
+		if _, err := New("postgres://x@127.0.0.1/db", rec, opts...); err == nil {
+			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	if _, err := NewCDCSource("postgres://x@127.0.0.1/db", nil); err == nil {
+	if _, err := New("postgres://x@127.0.0.1/db", nil); err == nil {
 		t.Error("nil publisher accepted")
 	}
 	// A missing publication without tables is a configuration error: Run
 	// returns it instead of retrying.
-	dsn := cdcTestDSN(t)
-	src, err := NewCDCSource(dsn, rec, WithCDCName(eventkittest.UniqueName("cdcnone")))
+	dsn := testDSN(t)
+	src, err := New(dsn, rec, WithName(eventkittest.UniqueName("cdcnone")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,11 +589,11 @@ func TestCDCConfiguration(t *testing.T) {
 }
 
 func TestCDCNoMessages(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	rec := newCDCRecorder()
 	// No prefix: the server is not asked for messages.
-	env.start(t, rec, WithCDCMessagePrefixes())
+	env.start(t, rec, WithMessagePrefixes())
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", env.table))
 	env.exec(t, "SELECT pg_logical_emit_message(false, $1, 'x')", env.name+"_orders")
 	env.exec(t, fmt.Sprintf("BEGIN; INSERT INTO %s VALUES (2); SELECT pg_logical_emit_message(true, '%s_orders', 'y'); COMMIT", env.table, env.name))

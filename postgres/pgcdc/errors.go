@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"errors"
@@ -7,22 +7,22 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrCDCConfig is matched (with errors.Is) by the errors CDCSource.Run
+// ErrConfig is matched (with errors.Is) by the errors Source.Run
 // returns for a configuration that retrying cannot fix. Their type is
-// *CDCConfigError.
-var ErrCDCConfig = errors.New("postgres: cdc: configuration error")
+// *ConfigError.
+var ErrConfig = errors.New("postgres: cdc: configuration error")
 
-// CDCConfigError is an error of CDCSource.Run that a retry cannot fix: the
+// ConfigError is an error of Source.Run that a retry cannot fix: the
 // server refused the configuration (wal_level not logical, a missing
 // privilege, an unknown table, database or user, a wrong password) or the
 // options cannot work. Run returns it at once instead of reconnecting.
-type CDCConfigError struct {
+type ConfigError struct {
 	Err  error  // the error met
 	Code string // its SQLSTATE, when the server gave one
 	Hint string // what to change, when known
 }
 
-func (e *CDCConfigError) Error() string {
+func (e *ConfigError) Error() string {
 	s := e.Err.Error() + " (a configuration error, not retried"
 	if e.Hint != "" {
 		s += ": " + e.Hint
@@ -31,12 +31,12 @@ func (e *CDCConfigError) Error() string {
 }
 
 // Unwrap returns Err.
-func (e *CDCConfigError) Unwrap() error { return e.Err }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrCDCConfig.
-func (e *CDCConfigError) Is(target error) bool { return target == ErrCDCConfig }
+// Is reports whether target is ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
 
-// cdcConfigError returns err as a *CDCConfigError when it is one a retry
+// configError returns err as a *ConfigError when it is one a retry
 // cannot fix, and nil when it is transient: a lost or refused connection,
 // a server shutting down or starting up (57P01, 57P03), too many
 // connections (53300), a slot still held by a previous walsender (55006),
@@ -48,8 +48,8 @@ func (e *CDCConfigError) Is(target error) bool { return target == ErrCDCConfig }
 // while the source ran 42704), a feature the server lacks (0A000), an
 // invalid parameter (22023), wal_level or max_replication_slots not set
 // for logical decoding (55000), and no free replication slot (53400).
-func cdcConfigError(err error) *CDCConfigError {
-	var ce *CDCConfigError
+func configError(err error) *ConfigError {
+	var ce *ConfigError
 	if errors.As(err, &ce) {
 		return ce
 	}
@@ -83,5 +83,5 @@ func cdcConfigError(err error) *CDCConfigError {
 	default:
 		return nil
 	}
-	return &CDCConfigError{Err: err, Code: code, Hint: hint}
+	return &ConfigError{Err: err, Code: code, Hint: hint}
 }

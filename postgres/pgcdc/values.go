@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"encoding/base64"
@@ -11,50 +11,50 @@ import (
 
 // PostgreSQL type OIDs that change data capture maps to JSON by type.
 const (
-	cdcOIDBool        = 16
-	cdcOIDBytea       = 17
-	cdcOIDInt8        = 20
-	cdcOIDInt2        = 21
-	cdcOIDInt4        = 23
-	cdcOIDOID         = 26
-	cdcOIDJSON        = 114
-	cdcOIDFloat4      = 700
-	cdcOIDFloat8      = 701
-	cdcOIDTimestamp   = 1114
-	cdcOIDTimestamptz = 1184
-	cdcOIDNumeric     = 1700
-	cdcOIDJSONB       = 3802
+	oidBool        = 16
+	oidBytea       = 17
+	oidInt8        = 20
+	oidInt2        = 21
+	oidInt4        = 23
+	oidOID         = 26
+	oidJSON        = 114
+	oidFloat4      = 700
+	oidFloat8      = 701
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
+	oidNumeric     = 1700
+	oidJSONB       = 3802
 )
 
-// cdcArrayElem maps the OIDs of array types to their element types.
-func cdcArrayElem(typ uint32) (uint32, bool) {
+// arrayElem maps the OIDs of array types to their element types.
+func arrayElem(typ uint32) (uint32, bool) {
 	switch typ {
 	case 1000:
-		return cdcOIDBool, true
+		return oidBool, true
 	case 1001:
-		return cdcOIDBytea, true
+		return oidBytea, true
 	case 1005:
-		return cdcOIDInt2, true
+		return oidInt2, true
 	case 1007:
-		return cdcOIDInt4, true
+		return oidInt4, true
 	case 1016:
-		return cdcOIDInt8, true
+		return oidInt8, true
 	case 1028:
-		return cdcOIDOID, true
+		return oidOID, true
 	case 199:
-		return cdcOIDJSON, true
+		return oidJSON, true
 	case 3807:
-		return cdcOIDJSONB, true
+		return oidJSONB, true
 	case 1021:
-		return cdcOIDFloat4, true
+		return oidFloat4, true
 	case 1022:
-		return cdcOIDFloat8, true
+		return oidFloat8, true
 	case 1115:
-		return cdcOIDTimestamp, true
+		return oidTimestamp, true
 	case 1185:
-		return cdcOIDTimestamptz, true
+		return oidTimestamptz, true
 	case 1231:
-		return cdcOIDNumeric, true
+		return oidNumeric, true
 	case 1009:
 		return 25, true // text
 	case 1015:
@@ -83,7 +83,7 @@ func cdcArrayElem(typ uint32) (uint32, bool) {
 	return 0, false
 }
 
-// cdcAppendValue appends the JSON form of a column value given in
+// appendValue appends the JSON form of a column value given in
 // PostgreSQL's text output (with DateStyle ISO, TimeZone UTC,
 // extra_float_digits 3, bytea_output hex):
 // integers and finite floats as JSON numbers, numeric as a string (exact),
@@ -91,30 +91,30 @@ func cdcArrayElem(typ uint32) (uint32, bool) {
 // "Z"), timestamp in ISO 8601 without zone, bytea in base64, arrays as JSON
 // arrays of their elements, everything else (text, uuid, dates, enums, …)
 // as a JSON string of its text.
-func cdcAppendValue(b []byte, typ uint32, text string) []byte {
+func appendValue(b []byte, typ uint32, text string) []byte {
 	switch typ {
-	case cdcOIDInt2, cdcOIDInt4, cdcOIDInt8, cdcOIDOID:
-		if cdcIsInteger(text) {
+	case oidInt2, oidInt4, oidInt8, oidOID:
+		if isInteger(text) {
 			return append(b, text...)
 		}
-	case cdcOIDFloat4, cdcOIDFloat8:
+	case oidFloat4, oidFloat8:
 		if _, err := strconv.ParseFloat(text, 64); err == nil && !strings.ContainsAny(text, "NnIi") {
 			return append(b, text...)
 		}
-	case cdcOIDBool:
+	case oidBool:
 		switch text {
 		case "t":
 			return append(b, "true"...)
 		case "f":
 			return append(b, "false"...)
 		}
-	case cdcOIDJSON, cdcOIDJSONB:
+	case oidJSON, oidJSONB:
 		return append(b, text...)
-	case cdcOIDTimestamptz:
-		return cdc.AppendString(b, cdcTimestamptz(text))
-	case cdcOIDTimestamp:
-		return cdc.AppendString(b, cdcTimestamp(text))
-	case cdcOIDBytea:
+	case oidTimestamptz:
+		return cdc.AppendString(b, timestamptzValue(text))
+	case oidTimestamp:
+		return cdc.AppendString(b, plainTimestamp(text))
+	case oidBytea:
 		if strings.HasPrefix(text, `\x`) {
 			raw, err := hex.DecodeString(text[2:])
 			if err == nil {
@@ -124,8 +124,8 @@ func cdcAppendValue(b []byte, typ uint32, text string) []byte {
 			}
 		}
 	default:
-		if elem, ok := cdcArrayElem(typ); ok {
-			if out, ok := cdcAppendArray(b, elem, text); ok {
+		if elem, ok := arrayElem(typ); ok {
+			if out, ok := appendArray(b, elem, text); ok {
 				return out
 			}
 		}
@@ -133,7 +133,7 @@ func cdcAppendValue(b []byte, typ uint32, text string) []byte {
 	return cdc.AppendString(b, text)
 }
 
-func cdcIsInteger[S string | []byte](s S) bool {
+func isInteger[S string | []byte](s S) bool {
 	if len(s) == 0 || len(s) == 1 && s[0] == '-' {
 		return false
 	}
@@ -145,31 +145,31 @@ func cdcIsInteger[S string | []byte](s S) bool {
 	return true
 }
 
-// cdcTimestamptz turns "2024-01-02 03:04:05.123456+00" into
+// timestamptzValue turns "2024-01-02 03:04:05.123456+00" into
 // "2024-01-02T03:04:05.123456Z"; other forms (infinity, BC dates, other
 // offsets) keep their text with the 'T' separator when there is one.
-func cdcTimestamptz(s string) string {
-	t := cdcTimestamp(s)
+func timestamptzValue(s string) string {
+	t := plainTimestamp(s)
 	if strings.HasSuffix(t, "+00") {
 		return t[:len(t)-3] + "Z"
 	}
-	if n := len(t); n > 19 && (t[n-3] == '+' || t[n-3] == '-') && cdcIsInteger(t[n-2:]) {
+	if n := len(t); n > 19 && (t[n-3] == '+' || t[n-3] == '-') && isInteger(t[n-2:]) {
 		return t + ":00" // "+05" → "+05:00"
 	}
 	return t
 }
 
-func cdcTimestamp(s string) string {
+func plainTimestamp(s string) string {
 	if len(s) >= 19 && s[10] == ' ' && s[4] == '-' {
 		return s[:10] + "T" + s[11:]
 	}
 	return s
 }
 
-// cdcAppendArray appends a PostgreSQL array literal ("{1,2,NULL}",
+// appendArray appends a PostgreSQL array literal ("{1,2,NULL}",
 // "{{1,2},{3,4}}", `{"a b","c\"d"}`, "[0:1]={1,2}") as a JSON array whose
 // elements are mapped by elem. It reports false for a malformed literal.
-func cdcAppendArray(b []byte, elem uint32, s string) ([]byte, bool) {
+func appendArray(b []byte, elem uint32, s string) ([]byte, bool) {
 	if strings.HasPrefix(s, "[") {
 		i := strings.IndexByte(s, '=')
 		if i < 0 {
@@ -177,7 +177,7 @@ func cdcAppendArray(b []byte, elem uint32, s string) ([]byte, bool) {
 		}
 		s = s[i+1:]
 	}
-	p := cdcArrayParser{s: s, elem: elem}
+	p := arrayParser{s: s, elem: elem}
 	out, ok := p.array(b)
 	if !ok || p.i != len(p.s) {
 		return b, false
@@ -185,13 +185,13 @@ func cdcAppendArray(b []byte, elem uint32, s string) ([]byte, bool) {
 	return out, true
 }
 
-type cdcArrayParser struct {
+type arrayParser struct {
 	s    string
 	i    int
 	elem uint32
 }
 
-func (p *cdcArrayParser) array(b []byte) ([]byte, bool) {
+func (p *arrayParser) array(b []byte) ([]byte, bool) {
 	if p.i >= len(p.s) || p.s[p.i] != '{' {
 		return b, false
 	}
@@ -216,7 +216,7 @@ func (p *cdcArrayParser) array(b []byte) ([]byte, bool) {
 			var v string
 			v, ok = p.quoted()
 			if ok {
-				b = cdcAppendValue(b, p.elem, v)
+				b = appendValue(b, p.elem, v)
 			}
 		default:
 			j := p.i
@@ -228,7 +228,7 @@ func (p *cdcArrayParser) array(b []byte) ([]byte, bool) {
 			if v == "NULL" {
 				b = append(b, "null"...)
 			} else if ok {
-				b = cdcAppendValue(b, p.elem, v)
+				b = appendValue(b, p.elem, v)
 			}
 		}
 		if !ok || p.i >= len(p.s) {
@@ -246,7 +246,7 @@ func (p *cdcArrayParser) array(b []byte) ([]byte, bool) {
 	}
 }
 
-func (p *cdcArrayParser) quoted() (string, bool) {
+func (p *arrayParser) quoted() (string, bool) {
 	p.i++ // opening quote
 	var sb strings.Builder
 	for p.i < len(p.s) {
@@ -269,47 +269,47 @@ func (p *cdcArrayParser) quoted() (string, bool) {
 	return "", false
 }
 
-// cdcAppendText is cdcAppendValue for a value given as bytes (a tuple's
+// appendText is appendValue for a value given as bytes (a tuple's
 // value, which Go would copy to make a string): the frequent types are
-// mapped from the bytes directly, the others through cdcAppendValue. The
-// output is the same as cdcAppendValue's (TestCDCAppendTextSameAsValue,
+// mapped from the bytes directly, the others through appendValue. The
+// output is the same as appendValue's (TestCDCAppendTextSameAsValue,
 // FuzzCDCAppendText).
-func cdcAppendText(b []byte, typ uint32, v []byte) []byte {
+func appendText(b []byte, typ uint32, v []byte) []byte {
 	switch typ {
-	case cdcOIDInt2, cdcOIDInt4, cdcOIDInt8, cdcOIDOID:
-		if cdcIsInteger(v) {
+	case oidInt2, oidInt4, oidInt8, oidOID:
+		if isInteger(v) {
 			return append(b, v...)
 		}
-	case cdcOIDBool:
+	case oidBool:
 		if len(v) == 1 && v[0] == 't' {
 			return append(b, "true"...)
 		}
 		if len(v) == 1 && v[0] == 'f' {
 			return append(b, "false"...)
 		}
-	case cdcOIDJSON, cdcOIDJSONB:
+	case oidJSON, oidJSONB:
 		return append(b, v...)
-	case cdcOIDTimestamptz, cdcOIDTimestamp:
-		if cdcPlain(v) {
-			return cdcAppendPlainTimestamp(b, v, typ == cdcOIDTimestamptz)
+	case oidTimestamptz, oidTimestamp:
+		if plainValue(v) {
+			return appendPlainTimestamp(b, v, typ == oidTimestamptz)
 		}
-	case cdcOIDFloat4, cdcOIDFloat8, cdcOIDBytea:
+	case oidFloat4, oidFloat8, oidBytea:
 	default:
-		if _, isArray := cdcArrayElem(typ); !isArray {
+		if _, isArray := arrayElem(typ); !isArray {
 			// Mapped to a JSON string of the text.
-			if cdcPlain(v) {
+			if plainValue(v) {
 				b = append(b, '"')
 				b = append(b, v...)
 				return append(b, '"')
 			}
 		}
 	}
-	return cdcAppendValue(b, typ, string(v))
+	return appendValue(b, typ, string(v))
 }
 
-// cdcPlain reports whether v is its own JSON string body: printable ASCII
+// plainValue reports whether v is its own JSON string body: printable ASCII
 // without '"' and '\\'.
-func cdcPlain(v []byte) bool {
+func plainValue(v []byte) bool {
 	for _, c := range v {
 		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
 			return false
@@ -318,9 +318,9 @@ func cdcPlain(v []byte) bool {
 	return true
 }
 
-// cdcAppendPlainTimestamp appends the JSON string of cdcTimestamptz(v)
-// (tz) or cdcTimestamp(v) for a plain v, without making strings.
-func cdcAppendPlainTimestamp(b []byte, v []byte, tz bool) []byte {
+// appendPlainTimestamp appends the JSON string of timestamptzValue(v)
+// (tz) or plainTimestamp(v) for a plain v, without making strings.
+func appendPlainTimestamp(b []byte, v []byte, tz bool) []byte {
 	b = append(b, '"')
 	start := len(b)
 	if len(v) >= 19 && v[10] == ' ' && v[4] == '-' {
@@ -335,7 +335,7 @@ func cdcAppendPlainTimestamp(b []byte, v []byte, tz bool) []byte {
 		n := len(t)
 		if n >= 3 && t[n-3] == '+' && t[n-2] == '0' && t[n-1] == '0' {
 			b = append(b[:len(b)-3], 'Z')
-		} else if n > 19 && (t[n-3] == '+' || t[n-3] == '-') && cdcIsInteger(t[n-2:]) {
+		} else if n > 19 && (t[n-3] == '+' || t[n-3] == '-') && isInteger(t[n-2:]) {
 			b = append(b, ":00"...) // "+05" → "+05:00"
 		}
 	}

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -17,16 +17,16 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/memory"
-	"github.com/eventkit/eventkit/postgres/internal/pgrepl"
+	"github.com/eventkit/eventkit/postgres/pgcdc/internal/pgrepl"
 )
 
 // The reference: how events were made before cdc_encode.go (a cdc.Change
-// per row, its images built value by value with cdcAppendValue, encoded
+// per row, its images built value by value with appendValue, encoded
 // with cdc.AppendEncode, the event's attributes built one by one). The
 // encoder must give the same bytes and attributes.
 
-type cdcRef struct {
-	o        *cdcOptions
+type refModel struct {
+	o        *settings
 	ceSource types.URIRef
 	db       string
 	txID     uint32
@@ -35,21 +35,21 @@ type cdcRef struct {
 	txSeq    int
 }
 
-type cdcRefEvent struct {
+type refEvent struct {
 	topic  string
 	ev     event.Event
 	change cdc.Change
 }
 
-func (r *cdcRef) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
+func (r *refModel) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
 	return cdc.Source{
-		Version: CDCVersion, Connector: "postgresql", Name: r.o.name,
+		Version: SourceVersion, Connector: "postgresql", Name: r.o.name,
 		TsMs: r.txCommit.UnixMilli(), Snapshot: cdc.SnapshotFalse, DB: r.db,
 		Schema: schema, Table: table, TxID: int64(r.txID), LSN: int64(lsn),
 	}
 }
 
-func (r *cdcRef) image(rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byte {
+func (r *refModel) image(rel *relInfo, t pgrepl.Tuple, keyOnly bool) []byte {
 	b := []byte{'{'}
 	first := true
 	for i, col := range rel.cols {
@@ -65,20 +65,20 @@ func (r *cdcRef) image(rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byte {
 		first = false
 		b = cdc.AppendString(b, col.Name)
 		b = append(b, ':')
-		b = cdcRefValue(b, col.TypeOID, t[i])
+		b = refValue(b, col.TypeOID, t[i])
 	}
 	return append(b, '}')
 }
 
-func cdcRefValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
+func refValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
 	switch v.Kind {
 	case pgrepl.ValueNull, pgrepl.ValueUnchanged, pgrepl.ValueBinary:
-		return cdcAppendTupleValue(b, typ, v)
+		return appendTupleValue(b, typ, v)
 	}
-	return cdcAppendValue(b, typ, string(v.Data))
+	return appendValue(b, typ, string(v.Data))
 }
 
-func (r *cdcRef) key(rel *cdcRelation, t pgrepl.Tuple) string {
+func (r *refModel) key(rel *relInfo, t pgrepl.Tuple) string {
 	if len(rel.pk) == 0 {
 		return rel.subject
 	}
@@ -90,7 +90,7 @@ func (r *cdcRef) key(rel *cdcRelation, t pgrepl.Tuple) string {
 		b = cdc.AppendString(b, rel.cols[i].Name)
 		b = append(b, ':')
 		if i < len(t) {
-			b = cdcRefValue(b, rel.cols[i].TypeOID, t[i])
+			b = refValue(b, rel.cols[i].TypeOID, t[i])
 		} else {
 			b = append(b, "null"...)
 		}
@@ -98,7 +98,7 @@ func (r *cdcRef) key(rel *cdcRelation, t pgrepl.Tuple) string {
 	return string(append(b, '}'))
 }
 
-func (r *cdcRef) event(c *cdc.Change, subject, key string) cdcRefEvent {
+func (r *refModel) event(c *cdc.Change, subject, key string) refEvent {
 	var id []byte
 	id = append(id, r.o.name...)
 	id = append(id, ':')
@@ -121,7 +121,7 @@ func (r *cdcRef) event(c *cdc.Change, subject, key string) cdcRefEvent {
 	if err != nil {
 		panic(err)
 	}
-	ec := &event.EventContextV1{ID: string(id), Source: r.ceSource, Type: r.o.changeType(c), DataContentType: &cdcJSONContentType,
+	ec := &event.EventContextV1{ID: string(id), Source: r.ceSource, Type: r.o.changeType(c), DataContentType: &jsonContentType,
 		Time: &types.Timestamp{Time: time.UnixMilli(c.Source.TsMs).UTC()}}
 	if subject != "" {
 		ec.Subject = &subject
@@ -129,12 +129,12 @@ func (r *cdcRef) event(c *cdc.Change, subject, key string) cdcRefEvent {
 	if key != "" {
 		ec.Extensions = map[string]any{"partitionkey": key}
 	}
-	return cdcRefEvent{topic: r.o.topicFn(c), ev: event.Event{Context: ec, DataEncoded: data}, change: *c}
+	return refEvent{topic: r.o.topicFn(c), ev: event.Event{Context: ec, DataEncoded: data}, change: *c}
 }
 
 // row is the reference event of a row change; nowMs is the ts_ms the
 // encoder used (read back from its envelope).
-func (r *cdcRef) row(op cdc.Op, lsn pgrepl.LSN, rel *cdcRelation, oldKind byte, old, new pgrepl.Tuple, nowMs int64) cdcRefEvent {
+func (r *refModel) row(op cdc.Op, lsn pgrepl.LSN, rel *relInfo, oldKind byte, old, new pgrepl.Tuple, nowMs int64) refEvent {
 	c := &cdc.Change{Op: op, Source: r.source(lsn, rel.schema, rel.table), TsMs: nowMs}
 	if oldKind != 0 {
 		c.Before = r.image(rel, old, oldKind == 'K')
@@ -149,7 +149,7 @@ func (r *cdcRef) row(op cdc.Op, lsn pgrepl.LSN, rel *cdcRelation, oldKind byte, 
 	return r.event(c, rel.subject, r.key(rel, k))
 }
 
-func cdcSameEvent(t *testing.T, what string, gotTopic string, got event.Event, want cdcRefEvent) {
+func sameEvent(t *testing.T, what string, gotTopic string, got event.Event, want refEvent) {
 	t.Helper()
 	if string(got.Data()) != string(want.ev.Data()) {
 		t.Fatalf("%s: data\n got %s\nwant %s", what, got.Data(), want.ev.Data())
@@ -166,8 +166,8 @@ func cdcSameEvent(t *testing.T, what string, gotTopic string, got event.Event, w
 	}
 }
 
-// cdcEnvTsMs returns the top-level ts_ms of an envelope.
-func cdcEnvTsMs(t *testing.T, data []byte) int64 {
+// envTsMs returns the top-level ts_ms of an envelope.
+func envTsMs(t *testing.T, data []byte) int64 {
 	t.Helper()
 	c, err := cdc.Decode(data)
 	if err != nil {
@@ -176,8 +176,8 @@ func cdcEnvTsMs(t *testing.T, data []byte) int64 {
 	return c.TsMs
 }
 
-// cdcTestValues are text forms of values, some for their type, some not.
-var cdcTestValues = []string{
+// testValues are text forms of values, some for their type, some not.
+var testValues = []string{
 	"", "0", "-", "-1", "42", "9007199254740993", "12x", "1.5", "-1.5e-07", "NaN", "Infinity", "-Infinity", "1e400",
 	"t", "f", "true", "{}", "[1,2]", `{"a": [1, 2]}`, "null",
 	"2024-02-29 13:14:15.123456+00", "2024-02-29 13:14:15+02", "2024-02-29 13:14:15-05", "2024-02-29 13:14:15+05:30",
@@ -189,18 +189,18 @@ var cdcTestValues = []string{
 	"123456789012345.12345", "-0.00",
 }
 
-// cdcTestOIDs are the type OIDs the mapping knows, and some it does not.
-var cdcTestOIDs = []uint32{16, 17, 20, 21, 23, 26, 114, 700, 701, 1114, 1184, 1700, 3802, 25, 1043, 1042, 19, 2950, 1082,
+// testOIDs are the type OIDs the mapping knows, and some it does not.
+var testOIDs = []uint32{16, 17, 20, 21, 23, 26, 114, 700, 701, 1114, 1184, 1700, 3802, 25, 1043, 1042, 19, 2950, 1082,
 	1083, 1266, 1186, 869, 650, 829, 1000, 1001, 1005, 1007, 1016, 1028, 199, 3807, 1021, 1022, 1115, 1185, 1231, 1009,
 	1015, 1014, 1003, 2951, 1182, 1183, 1270, 1187, 1041, 651, 1040, 0, 99999}
 
 // TestCDCAppendTextSameAsValue checks the byte path of the value mapping
 // against the string path, for every known type and many values.
 func TestCDCAppendTextSameAsValue(t *testing.T) {
-	for _, typ := range cdcTestOIDs {
-		for _, v := range cdcTestValues {
-			want := string(cdcAppendValue([]byte("x"), typ, v))
-			if got := string(cdcAppendText([]byte("x"), typ, []byte(v))); got != want {
+	for _, typ := range testOIDs {
+		for _, v := range testValues {
+			want := string(appendValue([]byte("x"), typ, v))
+			if got := string(appendText([]byte("x"), typ, []byte(v))); got != want {
 				t.Errorf("type %d, %q: got %s, want %s", typ, v, got, want)
 			}
 		}
@@ -208,17 +208,17 @@ func TestCDCAppendTextSameAsValue(t *testing.T) {
 }
 
 func FuzzCDCAppendText(f *testing.F) {
-	for _, v := range cdcTestValues {
+	for _, v := range testValues {
 		f.Add(uint32(1184), v)
 	}
 	f.Add(uint32(23), "12")
 	f.Add(uint32(25), "abc")
 	f.Fuzz(func(t *testing.T, typ uint32, v string) {
-		if typ%3 == 0 && len(cdcTestOIDs) > 0 {
-			typ = cdcTestOIDs[int(typ/3)%len(cdcTestOIDs)]
+		if typ%3 == 0 && len(testOIDs) > 0 {
+			typ = testOIDs[int(typ/3)%len(testOIDs)]
 		}
-		want := string(cdcAppendValue(nil, typ, v))
-		if got := string(cdcAppendText(nil, typ, []byte(v))); got != want {
+		want := string(appendValue(nil, typ, v))
+		if got := string(appendText(nil, typ, []byte(v))); got != want {
 			t.Fatalf("type %d, %q: got %s, want %s", typ, v, got, want)
 		}
 	})
@@ -228,39 +228,39 @@ func FuzzCDCAppendText(f *testing.F) {
 // kept in before.
 func TestCDCArrayElem(t *testing.T) {
 	want := map[uint32]uint32{
-		1000: cdcOIDBool, 1001: cdcOIDBytea, 1005: cdcOIDInt2, 1007: cdcOIDInt4, 1016: cdcOIDInt8,
-		1028: cdcOIDOID, 199: cdcOIDJSON, 3807: cdcOIDJSONB, 1021: cdcOIDFloat4, 1022: cdcOIDFloat8,
-		1115: cdcOIDTimestamp, 1185: cdcOIDTimestamptz, 1231: cdcOIDNumeric,
+		1000: oidBool, 1001: oidBytea, 1005: oidInt2, 1007: oidInt4, 1016: oidInt8,
+		1028: oidOID, 199: oidJSON, 3807: oidJSONB, 1021: oidFloat4, 1022: oidFloat8,
+		1115: oidTimestamp, 1185: oidTimestamptz, 1231: oidNumeric,
 		1009: 25, 1015: 1043, 1014: 1042, 1003: 19, 2951: 2950, 1182: 1082, 1183: 1083, 1270: 1266,
 		1187: 1186, 1041: 869, 651: 650, 1040: 829,
 	}
 	for typ := uint32(0); typ < 10000; typ++ {
-		e, ok := cdcArrayElem(typ)
+		e, ok := arrayElem(typ)
 		if we, wok := want[typ]; e != we || ok != wok {
-			t.Errorf("cdcArrayElem(%d) = %d, %v; want %d, %v", typ, e, ok, we, wok)
+			t.Errorf("arrayElem(%d) = %d, %v; want %d, %v", typ, e, ok, we, wok)
 		}
 	}
 }
 
-// cdcTestStream is a stream with no server: relations are set directly.
-func cdcTestStream(tb testing.TB, opts ...CDCOption) (*cdcStream, *cdcRef) {
+// testStream is a stream with no server: relations are set directly.
+func testStream(tb testing.TB, opts ...Option) (*replStream, *refModel) {
 	tb.Helper()
-	opts = append([]CDCOption{WithCDCName("shop"), WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
-	src, err := NewCDCSource("postgres://x@127.0.0.1/db", newCDCRecorder(), opts...)
+	opts = append([]Option{WithName("shop"), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	src, err := New("postgres://x@127.0.0.1/db", newCDCRecorder(), opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	st := newCDCStream(src, nil, "shop db")
-	return st, &cdcRef{o: &src.opts, ceSource: src.ceSource, db: st.db}
+	return st, &refModel{o: &src.opts, ceSource: src.ceSource, db: st.db}
 }
 
-func cdcTestRelation(st *cdcStream, oid uint32, schema, table string, cols []pgrepl.Column, pk []int) *cdcRelation {
+func testRelation(st *replStream, oid uint32, schema, table string, cols []pgrepl.Column, pk []int) *relInfo {
 	rel := st.newRelation(schema, table, cols, pk)
 	st.rels[oid] = rel
 	return rel
 }
 
-func cdcTuple(vals ...any) pgrepl.Tuple {
+func tuple(vals ...any) pgrepl.Tuple {
 	t := make(pgrepl.Tuple, len(vals))
 	for i, v := range vals {
 		switch v := v.(type) {
@@ -278,7 +278,7 @@ func cdcTuple(vals ...any) pgrepl.Tuple {
 }
 
 // drain returns the events of the units handed over so far.
-func (st *cdcStream) drainForTest() (topics []string, evs []event.Event, units []cdcUnit) {
+func (st *replStream) drainForTest() (topics []string, evs []event.Event, units []txUnit) {
 	for {
 		select {
 		case u := <-st.units:
@@ -300,14 +300,14 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 	for _, custom := range []bool{false, true} {
 		t.Run(fmt.Sprintf("custom=%v", custom), func(t *testing.T) {
 			var seen []*cdc.Change
-			var opts []CDCOption
+			var opts []Option
 			if custom {
 				opts = append(opts,
-					WithCDCType(func(c *cdc.Change) string { seen = append(seen, c); return "t." + string(c.Op) }),
-					WithCDCTopic(func(c *cdc.Change) string { return "x." + c.Source.Table + "." + string(c.Op) }))
+					WithType(func(c *cdc.Change) string { seen = append(seen, c); return "t." + string(c.Op) }),
+					WithTopic(func(c *cdc.Change) string { return "x." + c.Source.Table + "." + string(c.Op) }))
 			}
-			st, ref := cdcTestStream(t, append(opts, WithCDCBatch(4), WithCDCMessagePrefixes("keep"))...)
-			st.units = make(chan cdcUnit, 1000)
+			st, ref := testStream(t, append(opts, WithBatch(4), WithMessagePrefixes("keep"))...)
+			st.units = make(chan txUnit, 1000)
 			st.free = make(chan []event.Event, 10)
 			ctx := context.Background()
 			cols := []pgrepl.Column{
@@ -315,15 +315,15 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 				{Name: "at", TypeOID: 1184}, {Name: "js", TypeOID: 3802}, {Name: "tags", TypeOID: 1009},
 				{Name: "ok", TypeOID: 16}, {Name: "f", TypeOID: 701}, {Name: "by", TypeOID: 17}, {Name: `we"ird é`, TypeOID: 1083},
 			}
-			cdcTestRelation(st, 100, "public", "orders", cols, []int{0})
-			cdcTestRelation(st, 200, "sales", "no key", []pgrepl.Column{{Name: "v", TypeOID: 23}}, nil)
-			cdcTestRelation(st, 300, "public", "two keys", []pgrepl.Column{{Key: true, Name: "a", TypeOID: 23},
+			testRelation(st, 100, "public", "orders", cols, []int{0})
+			testRelation(st, 200, "sales", "no key", []pgrepl.Column{{Name: "v", TypeOID: 23}}, nil)
+			testRelation(st, 300, "public", "two keys", []pgrepl.Column{{Key: true, Name: "a", TypeOID: 23},
 				{Key: true, Name: "b", TypeOID: 25}, {Name: "c", TypeOID: 25}}, []int{0, 1})
 
-			row1 := cdcTuple("1", "ada", "19.90", "2024-02-29 11:14:15.123456+00", `{"a": 1}`, `{x,"y z",NULL}`, "t", "0.1", `\x00ff`, "12:00:00")
-			row2 := cdcTuple("9007199254740993", "h\"é\n", nil, "infinity", byte(pgrepl.ValueUnchanged), "{}", "f", "NaN", []byte{1, 2}, nil)
-			row3 := cdcTuple("3", strings.Repeat("é", 50)) // shorter than the relation
-			key1 := cdcTuple("1", nil, nil, nil, nil, nil, nil, nil, nil, nil)
+			row1 := tuple("1", "ada", "19.90", "2024-02-29 11:14:15.123456+00", `{"a": 1}`, `{x,"y z",NULL}`, "t", "0.1", `\x00ff`, "12:00:00")
+			row2 := tuple("9007199254740993", "h\"é\n", nil, "infinity", byte(pgrepl.ValueUnchanged), "{}", "f", "NaN", []byte{1, 2}, nil)
+			row3 := tuple("3", strings.Repeat("é", 50)) // shorter than the relation
+			key1 := tuple("1", nil, nil, nil, nil, nil, nil, nil, nil, nil)
 			commit := time.Date(2024, 2, 29, 11, 14, 15, 987654321, time.UTC)
 
 			type step struct {
@@ -339,22 +339,22 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 				{0x60, &pgrepl.Update{RelationOID: 100, OldKind: 'O', Old: row1, New: row2}},
 				{0x70, &pgrepl.Delete{RelationOID: 100, OldKind: 'K', Old: key1}},
 				{0x80, &pgrepl.Delete{RelationOID: 100, OldKind: 'O', Old: row2}},
-				{0x90, &pgrepl.Insert{RelationOID: 200, New: cdcTuple("5")}},
+				{0x90, &pgrepl.Insert{RelationOID: 200, New: tuple("5")}},
 				{0x98, &pgrepl.Insert{RelationOID: 100, New: row3}},
-				{0xA0, &pgrepl.Insert{RelationOID: 300, New: cdcTuple("1", "b", "c")}},
-				{0xA8, &pgrepl.Delete{RelationOID: 300, OldKind: 'K', Old: cdcTuple("1", "b", nil)}},
+				{0xA0, &pgrepl.Insert{RelationOID: 300, New: tuple("1", "b", "c")}},
+				{0xA8, &pgrepl.Delete{RelationOID: 300, OldKind: 'K', Old: tuple("1", "b", nil)}},
 				{0xB0, &pgrepl.Message{Transactional: true, LSN: 0xB0, Prefix: "keep", Content: []byte("in tx")}},
 				{0xB8, &pgrepl.Message{Transactional: true, LSN: 0xB8, Prefix: "drop", Content: []byte("filtered")}},
 				{0xC0, &pgrepl.Truncate{RelationOIDs: []uint32{100, 200}}},
 				{0xD0, &pgrepl.Commit{CommitLSN: 0x1_0000_00F0, EndLSN: 0x1_0000_0100, CommitTime: commit}},
 				{0x1_0000_0200, &pgrepl.Message{LSN: 0x1_0000_0200, Prefix: "keep", Content: []byte{0, 0xff}}},
 				{0x1_0000_0300, &pgrepl.Begin{FinalLSN: 0x1_0000_0400, CommitTime: commit.Add(time.Second), Xid: 772}},
-				{0x1_0000_0310, &pgrepl.Insert{RelationOID: 200, New: cdcTuple("6")}},
+				{0x1_0000_0310, &pgrepl.Insert{RelationOID: 200, New: tuple("6")}},
 				{0x1_0000_0320, &pgrepl.Commit{CommitLSN: 0x1_0000_0400, EndLSN: 0x1_0000_0410, CommitTime: commit.Add(time.Second)}},
 			}
 			var got []event.Event
 			var gotTopics []string
-			var want []cdcRefEvent
+			var want []refEvent
 			for i, s := range steps {
 				if err := st.handle(ctx, s.lsn, s.msg); err != nil {
 					t.Fatalf("step %d: %v", i, err)
@@ -394,7 +394,7 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 			seenByEncoder := append([]*cdc.Change(nil), seen...)
 			// The reference events, in the same order, ts_ms taken from the
 			// encoder's (the only value that depends on the clock).
-			now := func() int64 { return cdcEnvTsMs(t, got[len(want)].Data()) }
+			now := func() int64 { return envTsMs(t, got[len(want)].Data()) }
 			r := ref
 			begin := func(b *pgrepl.Begin) { r.txID, r.txEnd, r.txCommit, r.txSeq = b.Xid, b.FinalLSN, b.CommitTime, 0 }
 			for _, s := range steps {
@@ -432,7 +432,7 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 				t.Fatalf("%d events, want %d", len(got), len(want))
 			}
 			for i := range want {
-				cdcSameEvent(t, fmt.Sprintf("event %d", i), gotTopics[i], got[i], want[i])
+				sameEvent(t, fmt.Sprintf("event %d", i), gotTopics[i], got[i], want[i])
 			}
 			if custom {
 				// The functions saw the same changes as before.
@@ -462,7 +462,7 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 //
 //	go test -run '^$' -bench CDCClientPath ./postgres
 func BenchmarkCDCClientPath(b *testing.B) {
-	st, _ := cdcTestStream(b, WithCDCName("bench"))
+	st, _ := testStream(b, WithName("bench"))
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
@@ -481,7 +481,7 @@ func BenchmarkCDCClientPath(b *testing.B) {
 	st.rels[1] = st.newRelation("public", "orders", []pgrepl.Column{{Key: true, Name: "id", TypeOID: 23},
 		{Name: "customer", TypeOID: 25}, {Name: "amount", TypeOID: 1700}, {Name: "created", TypeOID: 1184}}, []int{0})
 	n := max(st.src.opts.buffer/st.src.opts.batch, 1)
-	st.units = make(chan cdcUnit, n)
+	st.units = make(chan txUnit, n)
 	st.free = make(chan []event.Event, n+2)
 	st.replyNow = make(chan struct{}, 1)
 	var start pgrepl.LSN
@@ -524,7 +524,7 @@ func BenchmarkCDCClientPath(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, cpuOK := cdcSelfCPU()
+	cpu0, cpuOK := selfCPU()
 	for i := 0; i < b.N; i++ {
 		if i%10000 == 0 {
 			if i > 0 {
@@ -539,7 +539,7 @@ func BenchmarkCDCClientPath(b *testing.B) {
 		time.Sleep(50 * time.Microsecond)
 	}
 	b.StopTimer()
-	if cpu1, ok := cdcSelfCPU(); ok && cpuOK {
+	if cpu1, ok := selfCPU(); ok && cpuOK {
 		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/row")
 	}
 	close(st.units)
@@ -552,19 +552,19 @@ func BenchmarkCDCClientPath(b *testing.B) {
 // TestCDCSnapshotRowSameAsCDCEncode compares the snapshot's rows (op "r",
 // snapshot "true", the last one "last") with the reference.
 func TestCDCSnapshotRowSameAsCDCEncode(t *testing.T) {
-	st, r := cdcTestStream(t)
+	st, r := testStream(t)
 	rel := st.newRelation("public", "orders", []pgrepl.Column{{Key: true, Name: "id", TypeOID: 23}, {Name: "v", TypeOID: 25}}, []int{0})
 	start := time.Now()
 	lsn := pgrepl.LSN(0x2_0000_0010)
 	st.begin(0, lsn, start, true)
 	r.txID, r.txEnd, r.txCommit, r.txSeq = 0, lsn, start, 0
 	for i, snap := range []string{cdc.SnapshotTrue, cdc.SnapshotTrue, cdc.SnapshotLast} {
-		tup := cdcTuple(strconv.Itoa(i), "v"+strconv.Itoa(i))
-		row := cdcRow{op: cdc.OpRead, rel: rel, snapshot: snap, srcMs: start.UnixMilli(), lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
+		tup := tuple(strconv.Itoa(i), "v"+strconv.Itoa(i))
+		row := changeRow{op: cdc.OpRead, rel: rel, snapshot: snap, srcMs: start.UnixMilli(), lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
 		topic, ev := st.rowEvent(&row)
 		c := &cdc.Change{Op: cdc.OpRead, Source: r.source(lsn, rel.schema, rel.table), TsMs: row.nowMs, After: r.image(rel, tup, false)}
 		c.Source.Snapshot = snap
-		cdcSameEvent(t, fmt.Sprintf("row %d", i), topic, ev, r.event(c, rel.subject, r.key(rel, tup)))
+		sameEvent(t, fmt.Sprintf("row %d", i), topic, ev, r.event(c, rel.subject, r.key(rel, tup)))
 	}
 }
 
@@ -572,12 +572,12 @@ func TestCDCSnapshotRowSameAsCDCEncode(t *testing.T) {
 // data, its context, one string for its id and partition key, and the
 // extensions map (with the boxed key).
 func TestCDCRowEventAllocs(t *testing.T) {
-	st, _ := cdcTestStream(t)
+	st, _ := testStream(t)
 	rel := st.newRelation("public", "orders", []pgrepl.Column{{Key: true, Name: "id", TypeOID: 23},
 		{Name: "customer", TypeOID: 25}, {Name: "amount", TypeOID: 1700}, {Name: "created", TypeOID: 1184}}, []int{0})
 	st.begin(771, 0x100, time.Now(), false)
-	tup := cdcTuple("100001", "customer-100001", "125001.25", "2026-11-22 21:06:01.123456+00")
-	row := cdcRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: 1, txID: 771, lsn: 0x90, nowMs: 2, new: tup}
+	tup := tuple("100001", "customer-100001", "125001.25", "2026-11-22 21:06:01.123456+00")
+	row := changeRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: 1, txID: 771, lsn: 0x90, nowMs: 2, new: tup}
 	st.rowEvent(&row) // the buffers grow once
 	n := testing.AllocsPerRun(1000, func() { st.rowEvent(&row) })
 	t.Logf("%v allocations per row event", n)
@@ -591,27 +591,27 @@ func TestCDCRowEventAllocs(t *testing.T) {
 // default), for snapshot rows and for changes.
 func TestCDCEventIDKeepsName(t *testing.T) {
 	for _, name := range []string{"audit", "", "facade"} {
-		var opts []CDCOption
+		var opts []Option
 		want := name
 		if name != "" {
-			opts = append(opts, WithCDCName(name))
+			opts = append(opts, WithName(name))
 		} else {
 			want = "eventkit"
 		}
-		st, _ := cdcTestStream(t, opts...)
+		st, _ := testStream(t, opts...)
 		if name == "" {
-			// cdcTestStream names its source "shop": undo that.
+			// testStream names its source "shop": undo that.
 			st.src.opts.name = "eventkit"
 		}
 		rel := st.newRelation("public", "orders", []pgrepl.Column{{Key: true, Name: "id", TypeOID: 23}}, []int{0})
 		lsn := pgrepl.LSN(0xA_0000_00BC)
 		st.begin(0, lsn, time.Now(), true)
-		row := cdcRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, lsn: int64(lsn), new: cdcTuple("1")}
+		row := changeRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, lsn: int64(lsn), new: tuple("1")}
 		if _, ev := st.rowEvent(&row); ev.ID() != want+":snapshot:A/BC:0" {
 			t.Errorf("name %q: snapshot row id %q, want %q", name, ev.ID(), want+":snapshot:A/BC:0")
 		}
 		st.begin(771, lsn, time.Now(), false)
-		row = cdcRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, txID: 771, lsn: int64(lsn), new: cdcTuple("1")}
+		row = changeRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, txID: 771, lsn: int64(lsn), new: tuple("1")}
 		if _, ev := st.rowEvent(&row); ev.ID() != want+":A/BC:0" {
 			t.Errorf("name %q: change id %q, want %q", name, ev.ID(), want+":A/BC:0")
 		}

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -20,32 +20,32 @@ import (
 
 // Environment of the child process of TestCDCCrashRestart.
 const (
-	cdcCrashChildEnv = "EVENTKIT_CDC_CRASH_CHILD"
-	cdcCrashDSNEnv   = "EVENTKIT_CDC_CRASH_DSN"
-	cdcCrashNameEnv  = "EVENTKIT_CDC_CRASH_NAME"
+	crashChildEnv = "EVENTKIT_CDC_CRASH_CHILD"
+	crashDSNEnv   = "EVENTKIT_CDC_CRASH_DSN"
+	crashNameEnv  = "EVENTKIT_CDC_CRASH_NAME"
 )
 
-// cdcCrashRowsDefault is the default number of rows of the crash test's
+// crashRowsDefault is the default number of rows of the crash test's
 // load (EVENTKIT_CDC_CRASH_ROWS overrides it): each is inserted, then
 // updated, so that the test checks twice as many changes. 100,000 is the
 // load issue 10 names.
-const cdcCrashRowsDefault = 100_000
+const crashRowsDefault = 100_000
 
-func cdcCrashRowCount() int {
+func crashRowCount() int {
 	if n, err := strconv.Atoi(os.Getenv("EVENTKIT_CDC_CRASH_ROWS")); err == nil && n > 0 {
 		return n
 	}
-	return cdcCrashRowsDefault
+	return crashRowsDefault
 }
 
-// cdcTableSink is a Publisher that stores each change (row id, value, op)
+// tableSink is a Publisher that stores each change (row id, value, op)
 // in a sink table, one transaction per Publish: what the crash test counts.
-type cdcTableSink struct {
+type tableSink struct {
 	conn  *pgx.Conn
 	table string
 }
 
-func (s *cdcTableSink) Publish(ctx context.Context, topic string, events ...event.Event) error {
+func (s *tableSink) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	if err := eventkit.ValidateEvents(events); err != nil {
 		return err
 	}
@@ -65,22 +65,22 @@ func (s *cdcTableSink) Publish(ctx context.Context, topic string, events ...even
 	return err
 }
 
-func (s *cdcTableSink) Close() error { return nil }
+func (s *tableSink) Close() error { return nil }
 
 // TestCDCCrashChild is the child process of TestCDCCrashRestart: a source
 // that publishes to the sink table until it is killed.
 func TestCDCCrashChild(t *testing.T) {
-	if os.Getenv(cdcCrashChildEnv) == "" {
+	if os.Getenv(crashChildEnv) == "" {
 		t.Skip("the child process of TestCDCCrashRestart")
 	}
-	dsn, name := os.Getenv(cdcCrashDSNEnv), os.Getenv(cdcCrashNameEnv)
+	dsn, name := os.Getenv(crashDSNEnv), os.Getenv(crashNameEnv)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewCDCSource(dsn, &cdcTableSink{conn: conn, table: name + "_sink"}, WithCDCName(name),
-		WithCDCTables(name+"_t"), WithCDCSnapshot(false), WithCDCMessagePrefixes(), WithCDCHeartbeat(100*time.Millisecond), WithCDCBatch(2000))
+	src, err := New(dsn, &tableSink{conn: conn, table: name + "_sink"}, WithName(name),
+		WithTables(name+"_t"), WithSnapshot(false), WithMessagePrefixes(), WithHeartbeat(100*time.Millisecond), WithBatch(2000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +88,13 @@ func TestCDCCrashChild(t *testing.T) {
 }
 
 // TestCDCCrashRestart kills the source process (SIGKILL) in the middle of a
-// load of cdcCrashRows inserts followed by as many updates, starts it again,
+// load of crashRows inserts followed by as many updates, starts it again,
 // and checks that every change arrived at least once, in order per row.
 func TestCDCCrashRestart(t *testing.T) {
-	if os.Getenv(cdcCrashChildEnv) != "" {
+	if os.Getenv(crashChildEnv) != "" {
 		t.Skip("in the child")
 	}
-	cdcCrashRows := cdcCrashRowCount()
+	crashRows := crashRowCount()
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	sink := env.name + "_sink"
 	env.exec(t, fmt.Sprintf("CREATE TABLE %s (seq bigserial PRIMARY KEY, id int, v int, op text, evid text)", sink))
@@ -103,7 +103,7 @@ func TestCDCCrashRestart(t *testing.T) {
 	var child *eventkittest.Child
 	startChild := func() {
 		t.Helper()
-		child = eventkittest.StartChild(t, "^TestCDCCrashChild$", cdcCrashChildEnv+"=1", cdcCrashDSNEnv+"="+env.dsn, cdcCrashNameEnv+"="+env.name)
+		child = eventkittest.StartChild(t, "^TestCDCCrashChild$", crashChildEnv+"=1", crashDSNEnv+"="+env.dsn, crashNameEnv+"="+env.name)
 	}
 	kill := func() { _ = child.Kill() }
 	startChild()
@@ -116,12 +116,12 @@ func TestCDCCrashRestart(t *testing.T) {
 		}
 		return n
 	}
-	step := max(cdcCrashRows/20, 1)
+	step := max(crashRows/20, 1)
 	killed := false
 	load := func(sql string) {
-		for lo := 1; lo <= cdcCrashRows; lo += step {
+		for lo := 1; lo <= crashRows; lo += step {
 			env.exec(t, fmt.Sprintf(sql, env.table), lo, lo+step-1)
-			if !killed && (count() >= cdcCrashRows/2 || lo > cdcCrashRows/2 && count() > 0) {
+			if !killed && (count() >= crashRows/2 || lo > crashRows/2 && count() > 0) {
 				// Mid-load and mid-stream: changes are in flight, some
 				// published and not yet confirmed to the slot, and the
 				// load goes on while the source is down.
@@ -149,11 +149,11 @@ func TestCDCCrashRestart(t *testing.T) {
 		if err := env.conn.QueryRow(context.Background(), "SELECT count(DISTINCT id) FROM "+sink+" WHERE op = 'u'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == cdcCrashRows {
+		if n == crashRows {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d updates arrived", n, cdcCrashRows)
+			t.Fatalf("%d of %d updates arrived", n, crashRows)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -166,7 +166,7 @@ func TestCDCCrashRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hist := make(map[int][]string, cdcCrashRows)
+	hist := make(map[int][]string, crashRows)
 	total := 0
 	for rows.Next() {
 		var id, v int
@@ -180,9 +180,9 @@ func TestCDCCrashRestart(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	dups := total - 2*cdcCrashRows
+	dups := total - 2*crashRows
 	bad := []int{}
-	for id := 1; id <= cdcCrashRows; id++ {
+	for id := 1; id <= crashRows; id++ {
 		h := hist[id]
 		if len(h) < 2 || h[0] != "c0" || h[len(h)-1] != "u1" {
 			bad = append(bad, id)
@@ -200,16 +200,16 @@ func TestCDCCrashRestart(t *testing.T) {
 		t.Fatalf("%d rows out of order or missing, first %d: %v", len(bad), bad[0], hist[bad[0]])
 	}
 	if dups < 0 {
-		t.Fatalf("%d sink rows for %d changes", total, 2*cdcCrashRows)
+		t.Fatalf("%d sink rows for %d changes", total, 2*crashRows)
 	}
-	t.Logf("%d changes, %d resent after the crash", 2*cdcCrashRows, dups)
+	t.Logf("%d changes, %d resent after the crash", 2*crashRows, dups)
 }
 
 // TestCDCPostgresRestart restarts PostgreSQL (pg_ctlcluster) while the
 // source streams: the source reconnects and every change arrives, in order
 // per row. It restarts the server once, for a few seconds.
 func TestCDCPostgresRestart(t *testing.T) {
-	cdcNoLeaks(t)
+	noLeaks(t)
 	ctl, err := exec.LookPath("pg_ctlcluster")
 	if err != nil {
 		t.Skip("pg_ctlcluster is not installed")
@@ -221,7 +221,7 @@ func TestCDCPostgresRestart(t *testing.T) {
 	version := filepath.Base(versions[len(versions)-1])
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	rec := newCDCRecorder()
-	src := env.start(t, rec, WithCDCReconnect(100*time.Millisecond, time.Second))
+	src := env.start(t, rec, WithReconnect(100*time.Millisecond, time.Second))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 2000) g", env.table))
 	rec.wait(t, 1)
 
@@ -250,9 +250,9 @@ func TestCDCPostgresRestart(t *testing.T) {
 	// Wait for every row in its final state.
 	final := map[int]int{}
 	deadline = time.Now().Add(90 * time.Second)
-	for len(final) < 3000 || cdcCountV(final, 1) < 3000 {
+	for len(final) < 3000 || countV(final, 1) < 3000 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d rows, %d final", len(final), cdcCountV(final, 1))
+			t.Fatalf("%d rows, %d final", len(final), countV(final, 1))
 		}
 		time.Sleep(50 * time.Millisecond)
 		final = map[int]int{}
@@ -275,7 +275,7 @@ func TestCDCPostgresRestart(t *testing.T) {
 	}
 }
 
-func cdcCountV(m map[int]int, v int) int {
+func countV(m map[int]int, v int) int {
 	n := 0
 	for _, x := range m {
 		if x == v {

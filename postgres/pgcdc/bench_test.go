@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -15,41 +15,41 @@ import (
 )
 
 const (
-	cdcBenchRows = 500_000 // rows per bulk load
-	cdcBenchStep = 10_000  // rows per INSERT ... SELECT transaction
+	benchRows = 500_000 // rows per bulk load
+	benchStep = 10_000  // rows per INSERT ... SELECT transaction
 )
 
-// cdcBenchLoad inserts cdcBenchRows rows into table, in transactions of
-// cdcBenchStep rows: int key, text, numeric, timestamptz.
-func cdcBenchLoad(b *testing.B, ctx context.Context, conn *pgx.Conn, table string) {
-	for lo := 1; lo <= cdcBenchRows; lo += cdcBenchStep {
+// benchLoad inserts benchRows rows into table, in transactions of
+// benchStep rows: int key, text, numeric, timestamptz.
+func benchLoad(b *testing.B, ctx context.Context, conn *pgx.Conn, table string) {
+	for lo := 1; lo <= benchRows; lo += benchStep {
 		if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT g, 'customer-' || g, g * 1.25, now()
-			FROM generate_series(%d, %d) g`, table, lo, lo+cdcBenchStep-1)); err != nil {
+			FROM generate_series(%d, %d) g`, table, lo, lo+benchStep-1)); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// cdcCPU is a snapshot of the CPU time of the processes involved.
-type cdcCPU struct {
+// cpuSnapshot is a snapshot of the CPU time of the processes involved.
+type cpuSnapshot struct {
 	self, walsender, backend time.Duration
 	selfOK, walOK, backendOK bool
 	busy, total              int64
 	machineOK                bool
 }
 
-func cdcTakeCPU(walsender, backend int) cdcCPU {
-	var c cdcCPU
-	c.self, c.selfOK = cdcSelfCPU()
-	c.walsender, c.walOK = cdcProcCPU(walsender)
-	c.backend, c.backendOK = cdcProcCPU(backend)
-	c.busy, c.total, c.machineOK = cdcMachineCPU()
+func takeCPU(walsender, backend int) cpuSnapshot {
+	var c cpuSnapshot
+	c.self, c.selfOK = selfCPU()
+	c.walsender, c.walOK = procCPU(walsender)
+	c.backend, c.backendOK = procCPU(backend)
+	c.busy, c.total, c.machineOK = machineCPU()
 	return c
 }
 
 // report reports the CPU time per row of each process between c and end,
 // and the machine's busy share.
-func (c cdcCPU) report(b *testing.B, end cdcCPU, rows int) {
+func (c cpuSnapshot) report(b *testing.B, end cpuSnapshot, rows int) {
 	perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(rows) }
 	if c.selfOK && end.selfOK {
 		b.ReportMetric(perRow(end.self-c.self), "cdc-cpu-us/row")
@@ -65,7 +65,7 @@ func (c cdcCPU) report(b *testing.B, end cdcCPU, rows int) {
 	}
 }
 
-func cdcWALPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
+func walPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
 	var pos int64
 	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn() - '0/0'").Scan(&pos); err != nil {
 		b.Fatal(err)
@@ -73,9 +73,9 @@ func cdcWALPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
 	return pos
 }
 
-// cdcBenchConn connects to the test server (closed when b ends) and
+// benchConn connects to the test server (closed when b ends) and
 // returns the connection with its backend's process id.
-func cdcBenchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
+func benchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
 	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -90,7 +90,7 @@ func cdcBenchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
 }
 
 // BenchmarkCDCBulkLoad bulk-loads rows (500,000 per iteration, in
-// transactions of 10,000) into a table while a CDCSource streams the
+// transactions of 10,000) into a table while a Source streams the
 // changes to the memory bus, where a subscriber receives and acks each
 // one. It reports the insert rate, the CDC rate (changes delivered to the
 // subscriber per second, from the first insert to the last change
@@ -102,9 +102,9 @@ func cdcBenchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
 //
 //	go test -run '^$' -bench CDCBulkLoad -benchtime 1x ./postgres
 func BenchmarkCDCBulkLoad(b *testing.B) {
-	const rows = cdcBenchRows
+	const rows = benchRows
 	ctx := context.Background()
-	conn, dsn, backend := cdcBenchConn(b, ctx)
+	conn, dsn, backend := benchConn(b, ctx)
 	for i := 0; i < b.N; i++ {
 		name := eventkittest.UniqueName("cdcbench")
 		table := name + "_t"
@@ -127,8 +127,8 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 				}
 			}
 		}()
-		src, err := NewCDCSource(dsn, bus, WithCDCName(name), WithCDCTables(table), WithCDCSnapshot(false), WithCDCMessagePrefixes(),
-			WithCDCLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithCDCHeartbeat(time.Second))
+		src, err := New(dsn, bus, WithName(name), WithTables(table), WithSnapshot(false), WithMessagePrefixes(),
+			WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithHeartbeat(time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -149,13 +149,13 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
-		wal0 := cdcWALPos(b, ctx, conn)
-		cpu0 := cdcTakeCPU(walsender, backend)
+		wal0 := walPos(b, ctx, conn)
+		cpu0 := takeCPU(walsender, backend)
 		start := time.Now()
-		cdcBenchLoad(b, ctx, conn, table)
+		benchLoad(b, ctx, conn, table)
 		insertDur := time.Since(start)
 		atLoadEnd := got.Load()
-		walPerRow := float64(cdcWALPos(b, ctx, conn)-wal0) / rows
+		walPerRow := float64(walPos(b, ctx, conn)-wal0) / rows
 		// WAL the walsender has not sent yet (its backlog; the rest of the
 		// rows behind are in this process).
 		var unsent int64
@@ -164,8 +164,8 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		<-done
-		cdcDur := time.Since(start)
-		cpu1 := cdcTakeCPU(walsender, backend)
+		dur := time.Since(start)
+		cpu1 := takeCPU(walsender, backend)
 		b.StopTimer()
 		final := src.Stats()
 		cancel()
@@ -183,19 +183,19 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 		b.ReportMetric(float64(rows)/time.Since(peerStart).Seconds(), "pg-decode-rows/s")
 		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", peer)
 		b.ReportMetric(float64(rows)/insertDur.Seconds(), "insert-rows/s")
-		b.ReportMetric(float64(rows)/cdcDur.Seconds(), "cdc-rows/s")
-		b.ReportMetric(insertDur.Seconds()/cdcDur.Seconds(), "cdc/insert")
+		b.ReportMetric(float64(rows)/dur.Seconds(), "cdc-rows/s")
+		b.ReportMetric(insertDur.Seconds()/dur.Seconds(), "cdc/insert")
 		b.ReportMetric(float64(rows-atLoadEnd), "behind-rows-at-load-end")
 		b.ReportMetric(float64(unsent), "wal-unsent-bytes-at-load-end")
 		// The rows behind that were still in the server's WAL (the rest
 		// were in this process).
 		b.ReportMetric(float64(unsent)/walPerRow, "wal-unsent-rows-at-load-end")
 		b.ReportMetric(walPerRow, "wal-bytes/row")
-		b.ReportMetric((cdcDur - insertDur).Seconds(), "catch-up-s")
+		b.ReportMetric((dur - insertDur).Seconds(), "catch-up-s")
 		b.ReportMetric(final.LagSeconds, "lag-s-last-tx")
 		cpu0.report(b, cpu1, rows)
 		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-		cdcDropSlot(b, dctx, dsn, src.Slot()) // retries while the walsender exits
+		dropSlot(b, dctx, dsn, src.Slot()) // retries while the walsender exits
 		dcancel()
 		conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+src.Publication())
 		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
@@ -210,23 +210,23 @@ func BenchmarkCDCBulkLoad(b *testing.B) {
 //	go test -run '^$' -bench CDCInsertOnly -benchtime 1x ./postgres
 func BenchmarkCDCInsertOnly(b *testing.B) {
 	ctx := context.Background()
-	conn, _, backend := cdcBenchConn(b, ctx)
+	conn, _, backend := benchConn(b, ctx)
 	for i := 0; i < b.N; i++ {
 		table := eventkittest.UniqueName("cdcbench") + "_t"
 		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, customer text, amount numeric(12,2), created timestamptz)", table)); err != nil {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
-		wal0 := cdcWALPos(b, ctx, conn)
-		cpu0 := cdcTakeCPU(0, backend)
+		wal0 := walPos(b, ctx, conn)
+		cpu0 := takeCPU(0, backend)
 		start := time.Now()
-		cdcBenchLoad(b, ctx, conn, table)
+		benchLoad(b, ctx, conn, table)
 		insertDur := time.Since(start)
-		cpu1 := cdcTakeCPU(0, backend)
+		cpu1 := takeCPU(0, backend)
 		b.StopTimer()
-		b.ReportMetric(float64(cdcBenchRows)/insertDur.Seconds(), "insert-rows/s")
-		b.ReportMetric(float64(cdcWALPos(b, ctx, conn)-wal0)/cdcBenchRows, "wal-bytes/row")
-		cpu0.report(b, cpu1, cdcBenchRows)
+		b.ReportMetric(float64(benchRows)/insertDur.Seconds(), "insert-rows/s")
+		b.ReportMetric(float64(walPos(b, ctx, conn)-wal0)/benchRows, "wal-bytes/row")
+		cpu0.report(b, cpu1, benchRows)
 		conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 	}
 }

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"encoding/base64"
@@ -8,7 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/cdc"
-	"github.com/eventkit/eventkit/postgres/internal/pgrepl"
+	"github.com/eventkit/eventkit/postgres/pgcdc/internal/pgrepl"
 )
 
 // The encoding of row changes, on the decoder goroutine: each change's
@@ -19,12 +19,12 @@ import (
 // The bytes are those of cdc.AppendEncode for the same change
 // (TestCDCEnvelopeSameAsCDCEncode).
 
-// cdcRelation is what the stream knows of a table.
-type cdcRelation struct {
+// relInfo is what the stream knows of a table.
+type relInfo struct {
 	schema, table string
 	subject       string
 	subjectPtr    *string // &subject, shared by the relation's events
-	topic         string  // the default topic ("" when WithCDCTopic is set)
+	topic         string  // the default topic ("" when WithTopic is set)
 	cols          []pgrepl.Column
 	colKeys       [][]byte // `"<name>":` per column
 	pk            []int    // indexes of the primary key columns (or the replica identity key)
@@ -33,11 +33,11 @@ type cdcRelation struct {
 	srcMid [2][]byte
 }
 
-func (st *cdcStream) newRelation(schema, table string, cols []pgrepl.Column, pk []int) *cdcRelation {
-	rel := &cdcRelation{schema: schema, table: table, subject: schema + "." + table, cols: cols, pk: pk}
+func (st *replStream) newRelation(schema, table string, cols []pgrepl.Column, pk []int) *relInfo {
+	rel := &relInfo{schema: schema, table: table, subject: schema + "." + table, cols: cols, pk: pk}
 	rel.subjectPtr = &rel.subject
 	if !st.src.opts.customTopic {
-		rel.topic = st.src.opts.name + "." + cdcSanitize(schema) + "." + cdcSanitize(table)
+		rel.topic = st.src.opts.name + "." + sanitize(schema) + "." + sanitize(table)
 	}
 	rel.colKeys = make([][]byte, len(cols))
 	for i, c := range cols {
@@ -52,13 +52,13 @@ func (st *cdcStream) newRelation(schema, table string, cols []pgrepl.Column, pk 
 // its ts_ms.
 func appendSrcHead(b []byte, name string) []byte {
 	b = append(b, `,"source":{"version":`...)
-	b = cdc.AppendString(b, CDCVersion)
+	b = cdc.AppendString(b, SourceVersion)
 	b = append(b, `,"connector":"postgresql","name":`...)
 	b = cdc.AppendString(b, name)
 	return append(b, `,"ts_ms":`...)
 }
 
-func (st *cdcStream) appendSrcMid(b []byte, snapshot, schema, table string) []byte {
+func (st *replStream) appendSrcMid(b []byte, snapshot, schema, table string) []byte {
 	b = append(b, `,"snapshot":`...)
 	b = cdc.AppendString(b, snapshot)
 	b = append(b, `,"db":`...)
@@ -70,10 +70,10 @@ func (st *cdcStream) appendSrcMid(b []byte, snapshot, schema, table string) []by
 	return append(b, `,"txId":`...)
 }
 
-// cdcRow is one row change to encode.
-type cdcRow struct {
+// changeRow is one row change to encode.
+type changeRow struct {
 	op       cdc.Op
-	rel      *cdcRelation
+	rel      *relInfo
 	snapshot string // cdc.SnapshotFalse, SnapshotTrue or SnapshotLast
 	srcMs    int64  // source.ts_ms
 	txID     int64  // source.txId (0: null)
@@ -85,7 +85,7 @@ type cdcRow struct {
 
 // appendRowEnvelope appends the envelope of r, and reports where its
 // before and after images are in b (empty spans when null).
-func (st *cdcStream) appendRowEnvelope(b []byte, r *cdcRow) (_ []byte, before, after [2]int) {
+func (st *replStream) appendRowEnvelope(b []byte, r *changeRow) (_ []byte, before, after [2]int) {
 	b = append(b, `{"before":`...)
 	if r.oldKind != 0 {
 		before[0] = len(b)
@@ -112,9 +112,9 @@ func (st *cdcStream) appendRowEnvelope(b []byte, r *cdcRow) (_ []byte, before, a
 	default:
 		b = st.appendSrcMid(b, r.snapshot, r.rel.schema, r.rel.table)
 	}
-	b = cdcAppendOptInt(b, r.txID)
+	b = appendOptInt(b, r.txID)
 	b = append(b, `,"lsn":`...)
-	b = cdcAppendOptInt(b, r.lsn)
+	b = appendOptInt(b, r.lsn)
 	b = append(b, `,"xmin":null},"op":"`...)
 	b = append(b, r.op...)
 	b = append(b, `","ts_ms":`...)
@@ -122,7 +122,7 @@ func (st *cdcStream) appendRowEnvelope(b []byte, r *cdcRow) (_ []byte, before, a
 	return append(b, '}'), before, after
 }
 
-func cdcAppendOptInt(b []byte, v int64) []byte {
+func appendOptInt(b []byte, v int64) []byte {
 	if v == 0 {
 		return append(b, "null"...)
 	}
@@ -131,7 +131,7 @@ func cdcAppendOptInt(b []byte, v int64) []byte {
 
 // appendImage appends the JSON object of a row; keyOnly keeps the key
 // columns.
-func appendImage(b []byte, rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byte {
+func appendImage(b []byte, rel *relInfo, t pgrepl.Tuple, keyOnly bool) []byte {
 	b = append(b, '{')
 	first := true
 	for i, col := range rel.cols {
@@ -146,12 +146,12 @@ func appendImage(b []byte, rel *cdcRelation, t pgrepl.Tuple, keyOnly bool) []byt
 		}
 		first = false
 		b = append(b, rel.colKeys[i]...)
-		b = cdcAppendTupleValue(b, col.TypeOID, t[i])
+		b = appendTupleValue(b, col.TypeOID, t[i])
 	}
 	return append(b, '}')
 }
 
-func cdcAppendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
+func appendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
 	switch v.Kind {
 	case pgrepl.ValueNull:
 		return append(b, "null"...)
@@ -162,12 +162,12 @@ func cdcAppendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
 		b = base64.StdEncoding.AppendEncode(b, v.Data)
 		return append(b, '"')
 	}
-	return cdcAppendText(b, typ, v.Data)
+	return appendText(b, typ, v.Data)
 }
 
 // appendKey appends the partition key of a row: subject ":" the key as
 // JSON (the subject alone for a table without a key).
-func appendKey(b []byte, rel *cdcRelation, t pgrepl.Tuple) []byte {
+func appendKey(b []byte, rel *relInfo, t pgrepl.Tuple) []byte {
 	b = append(b, rel.subject...)
 	if len(rel.pk) == 0 {
 		return b
@@ -179,7 +179,7 @@ func appendKey(b []byte, rel *cdcRelation, t pgrepl.Tuple) []byte {
 		}
 		b = append(b, rel.colKeys[i]...)
 		if i < len(t) {
-			b = cdcAppendTupleValue(b, rel.cols[i].TypeOID, t[i])
+			b = appendTupleValue(b, rel.cols[i].TypeOID, t[i])
 		} else {
 			b = append(b, "null"...)
 		}
@@ -189,7 +189,7 @@ func appendKey(b []byte, rel *cdcRelation, t pgrepl.Tuple) []byte {
 
 // appendID appends the event id of the next change of the transaction
 // (or of the snapshot) and counts it.
-func (st *cdcStream) appendID(b []byte) []byte {
+func (st *replStream) appendID(b []byte) []byte {
 	b = append(b, st.txIDHead...)
 	b = strconv.AppendInt(b, int64(st.txSeq), 10)
 	st.txSeq++
@@ -198,7 +198,7 @@ func (st *cdcStream) appendID(b []byte) []byte {
 
 // setTxIDHead prepares the ids of a transaction's changes,
 // "<name>:<end LSN>:", or of the snapshot's rows, "<name>:snapshot:<LSN>:".
-func (st *cdcStream) setTxIDHead(snapshot bool, lsn pgrepl.LSN) {
+func (st *replStream) setTxIDHead(snapshot bool, lsn pgrepl.LSN) {
 	b := append(st.txIDHead[:0], st.src.opts.name...)
 	b = append(b, ':')
 	if snapshot {
@@ -209,7 +209,7 @@ func (st *cdcStream) setTxIDHead(snapshot bool, lsn pgrepl.LSN) {
 }
 
 // rowEvent encodes a row change and makes its event; it returns the topic.
-func (st *cdcStream) rowEvent(r *cdcRow) (string, event.Event) {
+func (st *replStream) rowEvent(r *changeRow) (string, event.Event) {
 	o := &st.src.opts
 	var before, after [2]int
 	st.ebuf, before, after = st.appendRowEnvelope(st.ebuf[:0], r)
@@ -226,10 +226,10 @@ func (st *cdcStream) rowEvent(r *cdcRow) (string, event.Event) {
 	st.kbuf = kb
 	idKey := string(kb)
 
-	typ, topic := CDCChangeType, r.rel.topic
+	typ, topic := ChangeType, r.rel.topic
 	if o.customType || o.customTopic {
 		c := &cdc.Change{Op: r.op, TsMs: r.nowMs, Source: cdc.Source{
-			Version: CDCVersion, Connector: "postgresql", Name: o.name, TsMs: r.srcMs, Snapshot: r.snapshot,
+			Version: SourceVersion, Connector: "postgresql", Name: o.name, TsMs: r.srcMs, Snapshot: r.snapshot,
 			DB: st.db, Schema: r.rel.schema, Table: r.rel.table, TxID: r.txID, LSN: r.lsn,
 		}}
 		if before[1] > 0 {
@@ -246,7 +246,7 @@ func (st *cdcStream) rowEvent(r *cdcRow) (string, event.Event) {
 // changeEvent encodes a change of another kind than a row (truncate,
 // message) with cdc.AppendEncode and makes its event; it returns the
 // topic.
-func (st *cdcStream) changeEvent(c *cdc.Change, subject, key string) (string, event.Event) {
+func (st *replStream) changeEvent(c *cdc.Change, subject, key string) (string, event.Event) {
 	o := &st.src.opts
 	var id []byte
 	if c.Op == cdc.OpMessage && c.Source.TxID == 0 {
@@ -273,12 +273,12 @@ func (st *cdcStream) changeEvent(c *cdc.Change, subject, key string) (string, ev
 // parsed once): the setters of event.Event parse and validate on every
 // call. Its time and subject may be shared between events: nothing
 // changes them in place (the setters of the SDK replace them).
-func (st *cdcStream) newEvent(id, typ string, subject *string, tm *types.Timestamp, key string, data []byte) event.Event {
+func (st *replStream) newEvent(id, typ string, subject *string, tm *types.Timestamp, key string, data []byte) event.Event {
 	ec := &event.EventContextV1{
 		ID:              id,
 		Source:          st.src.ceSource,
 		Type:            typ,
-		DataContentType: &cdcJSONContentType,
+		DataContentType: &jsonContentType,
 		Time:            tm,
 		Subject:         subject,
 	}

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"context"
@@ -18,33 +18,34 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
-	"github.com/eventkit/eventkit/postgres/internal/pgrepl"
+	"github.com/eventkit/eventkit/postgres/pgcdc/internal/pgrepl"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Defaults of a CDCSource.
+// Defaults of a Source.
 const (
-	// CDCChangeType is the default CloudEvents type of row changes: the
+	// ChangeType is the default CloudEvents type of row changes: the
 	// type Debezium's CloudEvents converter gives them.
-	CDCChangeType = "io.debezium.connector.postgresql.DataChangeEvent"
-	// CDCMessageType is the default type of logical decoding messages.
-	CDCMessageType = "io.debezium.connector.postgresql.LogicalDecodingMessage"
-	// CDCVersion is the source.version of the envelopes.
-	CDCVersion = "eventkit-cdc/1"
+	ChangeType = "io.debezium.connector.postgresql.DataChangeEvent"
+	// MessageType is the default type of logical decoding messages.
+	MessageType = "io.debezium.connector.postgresql.LogicalDecodingMessage"
+	// SourceVersion is the source.version of the envelopes (the field
+	// Debezium fills with its connector version).
+	SourceVersion = "eventkit-cdc/1"
 )
 
-// CDCSource streams the changes of PostgreSQL tables, read from a logical
+// Source streams the changes of PostgreSQL tables, read from a logical
 // replication slot with the pgoutput plugin, to an eventkit.Publisher as
 // CloudEvents whose data is a Debezium-compatible envelope (package cdc).
 //
-// Each row change becomes one event: type CDCChangeType (WithCDCType),
+// Each row change becomes one event: type ChangeType (WithType),
 // source "/debezium/postgresql/<name>", subject "<schema>.<table>", the
 // partitionkey extension "<schema>.<table>:<primary key as JSON>", id
 // "<name>:<transaction end LSN>:<index in the transaction>" (stable across
 // resends), time the commit time, published to the topic
-// "<name>.<schema>.<table>" (WithCDCTopic). A logical decoding message
-// (pg_logical_emit_message) becomes an event of type CDCMessageType with
+// "<name>.<schema>.<table>" (WithTopic). A logical decoding message
+// (pg_logical_emit_message) becomes an event of type MessageType with
 // subject its prefix, on topic "<name>.message.<prefix>" (one sent outside
 // a transaction has the id "<name>:<LSN>:m"). The events of one
 // transaction share their time value, those of one table their subject
@@ -56,16 +57,16 @@ const (
 // transactions whose every event the Publisher accepted, so after a crash
 // the changes after that position are sent again: delivery is at least
 // once, in order per row. Run reconnects after a connection failure.
-type CDCSource struct {
+type Source struct {
 	dsn      string
 	pub      eventkit.Publisher
-	opts     cdcOptions
+	opts     settings
 	ceSource types.URIRef
 
-	stats cdcStats
+	stats sourceStats
 }
 
-type cdcOptions struct {
+type settings struct {
 	name         string
 	tables       []string
 	publication  string
@@ -85,74 +86,74 @@ type cdcOptions struct {
 	maxBackoff   time.Duration
 }
 
-// CDCOption configures a CDCSource.
-type CDCOption func(*cdcOptions)
+// Option configures a Source.
+type Option func(*settings)
 
-// WithCDCName sets the logical name of the source (source.name of the
+// WithName sets the logical name of the source (source.name of the
 // envelope, Debezium's topic.prefix; default "eventkit"); it must be a
 // topic token.
-func WithCDCName(name string) CDCOption { return func(o *cdcOptions) { o.name = name } }
+func WithName(name string) Option { return func(o *settings) { o.name = name } }
 
-// WithCDCTables sets the tables ("schema.table", or "table" for public)
+// WithTables sets the tables ("schema.table", or "table" for public)
 // that the publication covers. The source creates the publication with
 // them, or, when it exists, changes it to exactly them (ALTER PUBLICATION
 // ... SET TABLE, logged): the rows of the tables added are emitted as a
-// snapshot (op "r", when WithCDCSnapshot is on) before streaming resumes,
+// snapshot (op "r", when WithSnapshot is on) before streaming resumes,
 // and the tables dropped are no longer streamed. Without tables, an
 // existing publication is used as it is. The publication's comment records
 // the tables added whose snapshot is not done yet, so that a failure or a
 // crash before it ends does not skip it.
-func WithCDCTables(tables ...string) CDCOption {
-	return func(o *cdcOptions) { o.tables = append(o.tables, tables...) }
+func WithTables(tables ...string) Option {
+	return func(o *settings) { o.tables = append(o.tables, tables...) }
 }
 
-// WithCDCPublication names the publication (default "eventkit_<name>").
-func WithCDCPublication(name string) CDCOption { return func(o *cdcOptions) { o.publication = name } }
+// WithPublication names the publication (default "eventkit_<name>").
+func WithPublication(name string) Option { return func(o *settings) { o.publication = name } }
 
-// WithCDCSlot names the replication slot (default "eventkit_<name>").
-func WithCDCSlot(name string) CDCOption { return func(o *cdcOptions) { o.slot = name } }
+// WithSlot names the replication slot (default "eventkit_<name>").
+func WithSlot(name string) Option { return func(o *settings) { o.slot = name } }
 
-// WithCDCSnapshot sets whether the source, when it creates the slot, first
+// WithSnapshot sets whether the source, when it creates the slot, first
 // emits every row of the published tables as it was at the slot's start
 // (op "r"), read in a REPEATABLE READ transaction on the slot's exported
 // snapshot. Default true.
-func WithCDCSnapshot(on bool) CDCOption { return func(o *cdcOptions) { o.snapshot = on } }
+func WithSnapshot(on bool) Option { return func(o *settings) { o.snapshot = on } }
 
-// WithCDCProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
+// WithProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
 // Transactions are never streamed before their commit.
-func WithCDCProtoVersion(v int) CDCOption { return func(o *cdcOptions) { o.protoVersion = v } }
+func WithProtoVersion(v int) Option { return func(o *settings) { o.protoVersion = v } }
 
-// WithCDCHeartbeat sets how often the source reports its position to the
+// WithHeartbeat sets how often the source reports its position to the
 // server and asks for a keepalive, which lets the slot advance over WAL
 // that holds no change of the published tables (default 10s).
-func WithCDCHeartbeat(d time.Duration) CDCOption { return func(o *cdcOptions) { o.heartbeat = d } }
+func WithHeartbeat(d time.Duration) Option { return func(o *settings) { o.heartbeat = d } }
 
-// WithCDCBatch bounds the events given to one Publish call (default 512).
+// WithBatch bounds the events given to one Publish call (default 512).
 // The decoder hands a transaction's events to the publisher at its commit,
 // or every n events of a larger transaction.
-func WithCDCBatch(n int) CDCOption { return func(o *cdcOptions) { o.batch = n } }
+func WithBatch(n int) Option { return func(o *settings) { o.batch = n } }
 
-// WithCDCBuffer bounds the changes decoded ahead of the publisher
+// WithBuffer bounds the changes decoded ahead of the publisher
 // (default 4096; counted in whole batches, at least one, plus the batch
 // being filled).
-func WithCDCBuffer(n int) CDCOption { return func(o *cdcOptions) { o.buffer = n } }
+func WithBuffer(n int) Option { return func(o *settings) { o.buffer = n } }
 
-// WithCDCType sets the CloudEvents type of each change.
-func WithCDCType(fn func(*cdc.Change) string) CDCOption {
-	return func(o *cdcOptions) { o.changeType = fn }
+// WithType sets the CloudEvents type of each change.
+func WithType(fn func(*cdc.Change) string) Option {
+	return func(o *settings) { o.changeType = fn }
 }
 
-// WithCDCTopic sets the topic each change is published to.
-func WithCDCTopic(fn func(*cdc.Change) string) CDCOption {
-	return func(o *cdcOptions) { o.topicFn = fn }
+// WithTopic sets the topic each change is published to.
+func WithTopic(fn func(*cdc.Change) string) Option {
+	return func(o *settings) { o.topicFn = fn }
 }
 
-// WithCDCMessagePrefixes delivers only the logical decoding messages
+// WithMessagePrefixes delivers only the logical decoding messages
 // (pg_logical_emit_message) whose prefix is one of prefixes; by default
 // every message of the database is delivered. With no prefixes, none is
 // (the server is not asked for them).
-func WithCDCMessagePrefixes(prefixes ...string) CDCOption {
-	return func(o *cdcOptions) {
+func WithMessagePrefixes(prefixes ...string) Option {
+	return func(o *settings) {
 		o.msgPrefixes = map[string]bool{}
 		for _, p := range prefixes {
 			o.msgPrefixes[p] = true
@@ -160,19 +161,19 @@ func WithCDCMessagePrefixes(prefixes ...string) CDCOption {
 	}
 }
 
-// WithCDCLogger sets the logger (default slog.Default()).
-func WithCDCLogger(l *slog.Logger) CDCOption { return func(o *cdcOptions) { o.logger = l } }
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *settings) { o.logger = l } }
 
-// WithCDCReconnect sets the bounds of the exponential delay between
+// WithReconnect sets the bounds of the exponential delay between
 // reconnection attempts (default 100ms to 5s).
-func WithCDCReconnect(minDelay, maxDelay time.Duration) CDCOption {
-	return func(o *cdcOptions) { o.minBackoff, o.maxBackoff = minDelay, maxDelay }
+func WithReconnect(minDelay, maxDelay time.Duration) Option {
+	return func(o *settings) { o.minBackoff, o.maxBackoff = minDelay, maxDelay }
 }
 
-// NewCDCSource returns a source that reads the database at dsn and
+// New returns a source that reads the database at dsn and
 // publishes to pub. It connects when Run is called.
-func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSource, error) {
-	o := cdcOptions{
+func New(dsn string, pub eventkit.Publisher, opts ...Option) (*Source, error) {
+	o := settings{
 		name: "eventkit", snapshot: true, protoVersion: 1, heartbeat: 10 * time.Second,
 		batch: 512, buffer: 4096, minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second,
 	}
@@ -183,10 +184,10 @@ func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSo
 		return nil, fmt.Errorf("postgres: cdc: name %q must be a topic token", o.name)
 	}
 	if o.publication == "" {
-		o.publication = "eventkit_" + cdcSanitize(o.name)
+		o.publication = "eventkit_" + sanitize(o.name)
 	}
 	if o.slot == "" {
-		o.slot = "eventkit_" + cdcSanitize(o.name)
+		o.slot = "eventkit_" + sanitize(o.name)
 	}
 	if o.protoVersion != 1 && o.protoVersion != 2 {
 		return nil, fmt.Errorf("postgres: cdc: protocol version %d (want 1 or 2)", o.protoVersion)
@@ -208,29 +209,29 @@ func NewCDCSource(dsn string, pub eventkit.Publisher, opts ...CDCOption) (*CDCSo
 	if o.changeType == nil {
 		o.changeType = func(c *cdc.Change) string {
 			if c.Op == cdc.OpMessage {
-				return CDCMessageType
+				return MessageType
 			}
-			return CDCChangeType
+			return ChangeType
 		}
 	}
 	if o.topicFn == nil {
 		o.topicFn = func(c *cdc.Change) string {
 			if c.Op == cdc.OpMessage {
-				return name + ".message." + cdcSanitize(c.Message.Prefix)
+				return name + ".message." + sanitize(c.Message.Prefix)
 			}
-			return name + "." + cdcSanitize(c.Source.Schema) + "." + cdcSanitize(c.Source.Table)
+			return name + "." + sanitize(c.Source.Schema) + "." + sanitize(c.Source.Table)
 		}
 	}
 	srcURL, err := url.Parse("/debezium/postgresql/" + url.PathEscape(o.name))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: cdc: source: %w", err)
 	}
-	return &CDCSource{dsn: dsn, pub: pub, opts: o, ceSource: types.URIRef{URL: *srcURL}}, nil
+	return &Source{dsn: dsn, pub: pub, opts: o, ceSource: types.URIRef{URL: *srcURL}}, nil
 }
 
-// cdcSanitize makes s a topic token: characters other than letters,
+// sanitize makes s a topic token: characters other than letters,
 // digits, '-', '_' become '_'.
-func cdcSanitize(s string) string {
+func sanitize(s string) string {
 	if s == "" {
 		return "_"
 	}
@@ -244,13 +245,13 @@ func cdcSanitize(s string) string {
 }
 
 // Slot returns the name of the replication slot.
-func (s *CDCSource) Slot() string { return s.opts.slot }
+func (s *Source) Slot() string { return s.opts.slot }
 
 // Publication returns the name of the publication.
-func (s *CDCSource) Publication() string { return s.opts.publication }
+func (s *Source) Publication() string { return s.opts.publication }
 
-// CDCStats is a snapshot of a source's progress.
-type CDCStats struct {
+// Stats is a snapshot of a source's progress.
+type Stats struct {
 	Events       int64     // events published
 	Transactions int64     // transactions published
 	ServerLSN    uint64    // the server's WAL end, as last reported
@@ -263,14 +264,14 @@ type CDCStats struct {
 	Reconnects int64
 }
 
-type cdcStats struct {
+type sourceStats struct {
 	events, txs, serverLSN, confirmed, reconnects atomic.Int64
 	lagNanos, lastCommit                          atomic.Int64
 }
 
 // Stats returns the progress of the source.
-func (s *CDCSource) Stats() CDCStats {
-	st := CDCStats{
+func (s *Source) Stats() Stats {
+	st := Stats{
 		Events: s.stats.events.Load(), Transactions: s.stats.txs.Load(),
 		ServerLSN: uint64(s.stats.serverLSN.Load()), ConfirmedLSN: uint64(s.stats.confirmed.Load()),
 		LagSeconds: time.Duration(s.stats.lagNanos.Load()).Seconds(), Reconnects: s.stats.reconnects.Load(),
@@ -288,11 +289,11 @@ func (s *CDCSource) Stats() CDCStats {
 // publication and the slot when missing, and takes the initial snapshot
 // when it creates the slot. It reconnects after transient failures (a lost
 // or refused connection, a server restarting, a publisher error), with
-// exponential back-off. It returns at once, with a *CDCConfigError
-// (errors.Is ErrCDCConfig), when the configuration cannot work: wal_level
+// exponential back-off. It returns at once, with a *ConfigError
+// (errors.Is ErrConfig), when the configuration cannot work: wal_level
 // not logical, a missing privilege, an unknown table, database or user, a
-// wrong password (see CDCConfigError).
-func (s *CDCSource) Run(ctx context.Context) error {
+// wrong password (see ConfigError).
+func (s *Source) Run(ctx context.Context) error {
 	var start pgrepl.LSN
 	delay := s.opts.minBackoff
 	for {
@@ -300,11 +301,11 @@ func (s *CDCSource) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		var perm *cdcPermanentError
+		var perm *permanentError
 		if errors.As(err, &perm) {
 			return perm.err
 		}
-		if ce := cdcConfigError(err); ce != nil {
+		if ce := configError(err); ce != nil {
 			s.opts.logger.Error("postgres cdc: configuration error; not retrying", "slot", s.opts.slot, "err", ce.Err, "sqlstate", ce.Code, "hint", ce.Hint)
 			return ce
 		}
@@ -322,16 +323,16 @@ func (s *CDCSource) Run(ctx context.Context) error {
 	}
 }
 
-var cdcJSONContentType = "application/json"
+var jsonContentType = "application/json"
 
-type cdcPermanentError struct{ err error }
+type permanentError struct{ err error }
 
-func (e *cdcPermanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Error() string { return e.err.Error() }
 
-// DropCDCSlot drops the replication slot name (waiting for it to become
+// DropSlot drops the replication slot name (waiting for it to become
 // inactive), releasing the WAL it retains. Dropping a missing slot is not an
 // error.
-func DropCDCSlot(ctx context.Context, dsn, name string) error {
+func DropSlot(ctx context.Context, dsn, name string) error {
 	c, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("postgres: cdc: %w", err)
@@ -345,8 +346,8 @@ func DropCDCSlot(ctx context.Context, dsn, name string) error {
 	return nil
 }
 
-// DropCDCPublication drops the publication name if it exists.
-func DropCDCPublication(ctx context.Context, dsn, name string) error {
+// DropPublication drops the publication name if it exists.
+func DropPublication(ctx context.Context, dsn, name string) error {
 	c, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("postgres: cdc: %w", err)
@@ -358,10 +359,10 @@ func DropCDCPublication(ctx context.Context, dsn, name string) error {
 	return nil
 }
 
-func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
+func (s *Source) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return nil, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
+		return nil, &ConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -381,7 +382,7 @@ func (s *CDCSource) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 
 // runOnce connects, prepares, and streams until an error. start is the
 // position confirmed so far (kept across reconnections).
-func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed bool, err error) {
+func (s *Source) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed bool, err error) {
 	meta, err := s.connectSQL(ctx)
 	if err != nil {
 		return false, err
@@ -393,7 +394,7 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	}
 	rcfg, err := pgconn.ParseConfig(s.dsn)
 	if err != nil {
-		return false, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
+		return false, &ConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
 	rc, err := pgrepl.ConnectConfig(ctx, rcfg, map[string]string{"bytea_output": "hex"})
 	if err != nil {
@@ -406,59 +407,81 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	}
 	st := newCDCStream(s, meta, sys.DBName)
 
-	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
+	progressed, pending, err = s.ensureSlot(ctx, rc, st, meta, pending)
 	if err != nil {
-		return false, fmt.Errorf("postgres: cdc: %w", err)
-	}
-	if res.RowsAffected() == 0 {
-		action := pgrepl.NoExportSnapshot
-		if s.opts.snapshot {
-			action = pgrepl.ExportSnapshot
-		}
-		slot, err := rc.CreateSlot(ctx, s.opts.slot, "pgoutput", pgrepl.SlotOptions{Snapshot: action})
-		if err != nil {
-			return false, fmt.Errorf("postgres: cdc: create slot: %w", err)
-		}
-		s.opts.logger.Info("postgres cdc: created replication slot", "slot", slot.Name, "lsn", slot.ConsistentPoint)
-		if s.opts.snapshot {
-			if err := st.snapshot(ctx, slot); err != nil {
-				// The slot would skip the rows the snapshot did not deliver:
-				// drop it so that the next run takes the snapshot again.
-				dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = rc.DropSlot(dctx, slot.Name, false)
-				cancel()
-				return false, err
-			}
-			progressed = true
-		}
-		if len(pending) > 0 { // the snapshot of the new slot covers them
-			if err := s.clearPending(ctx, meta); err != nil {
-				return progressed, err
-			}
-			pending = nil
-		}
+		return progressed, err
 	}
 	if len(pending) > 0 {
-		// Tables added to the publication of an existing slot: their
-		// changes committed after the publication changed are in the
-		// stream; their rows as of now (which include every change
-		// committed before) are emitted first. A row changed in between
-		// comes twice (its snapshot row, then its change), which at least
-		// once allows; the final state is the same.
-		if s.opts.snapshot {
-			if err := st.snapshotTables(ctx, "", 0, pending); err != nil {
-				return progressed, err
-			}
-			progressed = true
-		} else {
-			s.opts.logger.Info("postgres cdc: tables added without a snapshot (snapshots are off)", "tables", strings.Join(pending, ","))
-		}
-		if err := s.clearPending(ctx, meta); err != nil {
+		snapped, err := s.snapshotPending(ctx, st, meta, pending)
+		if progressed = progressed || snapped; err != nil {
 			return progressed, err
 		}
 	}
+	err = s.stream(ctx, rc, st, start)
+	return progressed || st.progressed.Load(), err
+}
 
+// ensureSlot creates the replication slot if it does not exist, and then
+// emits the initial snapshot (when snapshots are on) on the snapshot the
+// slot exported, which covers the tables pending too: it returns the
+// tables still waiting for their snapshot.
+func (s *Source) ensureSlot(ctx context.Context, rc *pgrepl.Conn, st *replStream, meta *pgconn.PgConn, pending []string) (progressed bool, _ []string, _ error) {
+	res, err := meta.ExecParams(ctx, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+		[][]byte{[]byte(s.opts.slot)}, nil, nil, nil).Close()
+	if err != nil {
+		return false, nil, fmt.Errorf("postgres: cdc: %w", err)
+	}
+	if res.RowsAffected() != 0 {
+		return false, pending, nil
+	}
+	action := pgrepl.NoExportSnapshot
+	if s.opts.snapshot {
+		action = pgrepl.ExportSnapshot
+	}
+	slot, err := rc.CreateSlot(ctx, s.opts.slot, "pgoutput", pgrepl.SlotOptions{Snapshot: action})
+	if err != nil {
+		return false, nil, fmt.Errorf("postgres: cdc: create slot: %w", err)
+	}
+	s.opts.logger.Info("postgres cdc: created replication slot", "slot", slot.Name, "lsn", slot.ConsistentPoint)
+	if s.opts.snapshot {
+		if err := st.snapshot(ctx, slot); err != nil {
+			// The slot would skip the rows the snapshot did not deliver:
+			// drop it so that the next run takes the snapshot again.
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = rc.DropSlot(dctx, slot.Name, false)
+			cancel()
+			return false, nil, err
+		}
+		progressed = true
+	}
+	if len(pending) > 0 { // the snapshot of the new slot covers them
+		if err := s.clearPending(ctx, meta); err != nil {
+			return progressed, nil, err
+		}
+	}
+	return progressed, nil, nil
+}
+
+// snapshotPending emits the rows of tables added to the publication of an
+// existing slot. Their changes committed after the publication changed are
+// in the stream; their rows as of now (which include every change
+// committed before) are emitted first. A row changed in between comes twice
+// (its snapshot row, then its change), which at least once allows; the
+// final state is the same. It reports whether it emitted them.
+func (s *Source) snapshotPending(ctx context.Context, st *replStream, meta *pgconn.PgConn, pending []string) (snapped bool, err error) {
+	if s.opts.snapshot {
+		if err := st.snapshotTables(ctx, "", 0, pending); err != nil {
+			return false, err
+		}
+		snapped = true
+	} else {
+		s.opts.logger.Info("postgres cdc: tables added without a snapshot (snapshots are off)", "tables", strings.Join(pending, ","))
+	}
+	return snapped, s.clearPending(ctx, meta)
+}
+
+// stream starts replication at *start and streams until an error.
+func (s *Source) stream(ctx context.Context, rc *pgrepl.Conn, st *replStream, start *pgrepl.LSN) error {
 	// Logical decoding messages are asked for unless none is wanted.
 	messages := s.opts.msgPrefixes == nil || len(s.opts.msgPrefixes) > 0
 	args := pgrepl.PgoutputOptions{ProtoVersion: s.opts.protoVersion, Publications: []string{s.opts.publication}, Messages: messages}.Args()
@@ -466,22 +489,22 @@ func (s *CDCSource) runOnce(ctx context.Context, start *pgrepl.LSN) (progressed 
 	if err != nil {
 		// Transient as a rule: the slot may still be held by the
 		// walsender of a previous, broken connection.
-		return progressed, fmt.Errorf("postgres: cdc: %w", err)
+		return fmt.Errorf("postgres: cdc: %w", err)
 	}
 	defer stream.Close()
 	st.stream = stream
 	s.opts.logger.Debug("postgres cdc: streaming", "slot", s.opts.slot, "from", *start)
 	err = st.run(ctx, start)
 	s.opts.logger.Debug("postgres cdc: stream ended", "slot", s.opts.slot, "err", err)
-	return progressed || st.progressed.Load(), err
+	return err
 }
 
-// cdcPendingPrefix starts the comment of a publication whose tables added
+// pendingPrefix starts the comment of a publication whose tables added
 // by a reconciliation still need their snapshot.
-const cdcPendingPrefix = "eventkit cdc: snapshot pending: "
+const pendingPrefix = "eventkit cdc: snapshot pending: "
 
 // qualifiedTables returns the tables of the options as "schema.table".
-func (s *CDCSource) qualifiedTables() []string {
+func (s *Source) qualifiedTables() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, t := range s.opts.tables {
@@ -507,7 +530,7 @@ func quoteTable(t string) string {
 // also records the added tables as waiting for their snapshot (in the
 // publication's comment, so that a failure or a crash before the snapshot
 // is done does not lose it). It returns the tables waiting for a snapshot.
-func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pending []string, err error) {
+func (s *Source) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pending []string, err error) {
 	rr := c.ExecParams(ctx, "SELECT puballtables, coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1",
 		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil)
 	exists, allTables, comment := false, false, ""
@@ -518,37 +541,44 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pe
 	if _, err := rr.Close(); err != nil {
 		return nil, fmt.Errorf("postgres: cdc: %w", err)
 	}
-	if p, ok := strings.CutPrefix(comment, cdcPendingPrefix); ok && p != "" {
+	if p, ok := strings.CutPrefix(comment, pendingPrefix); ok && p != "" {
 		pending = strings.Split(p, ",")
 	}
 	want := s.qualifiedTables()
-	if !exists {
-		if len(want) == 0 {
-			return nil, &CDCConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
-		}
-		quoted := make([]string, len(want))
-		for i, t := range want {
-			quoted[i] = quoteTable(t)
-		}
-		_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+strings.Join(quoted, ", ")).ReadAll()
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-			return s.ensurePublication(ctx, c) // created concurrently
-		}
-		if err != nil {
-			return nil, fmt.Errorf("postgres: cdc: create publication: %w", err)
-		}
-		s.opts.logger.Info("postgres cdc: created publication", "publication", s.opts.publication, "tables", strings.Join(want, ","))
-		return nil, nil
-	}
-	if len(want) == 0 {
+	switch {
+	case !exists:
+		return s.createPublication(ctx, c, want)
+	case len(want) == 0:
 		return pending, nil // used as it is
-	}
-	if allTables {
+	case allTables:
 		s.opts.logger.Warn("postgres cdc: publication is FOR ALL TABLES: the tables given are ignored", "publication", s.opts.publication)
 		return pending, nil
 	}
-	rr = c.ExecParams(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+	return s.reconcilePublication(ctx, c, want, pending)
+}
+
+// createPublication creates the publication for the tables want.
+func (s *Source) createPublication(ctx context.Context, c *pgconn.PgConn, want []string) (pending []string, err error) {
+	if len(want) == 0 {
+		return nil, &ConfigError{Err: fmt.Errorf("postgres: cdc: publication %s does not exist and no tables are given", s.opts.publication), Hint: "give the tables to capture"}
+	}
+	_, err = c.Exec(ctx, "CREATE PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" FOR TABLE "+quoteTables(want)).ReadAll()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return s.ensurePublication(ctx, c) // created concurrently
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: cdc: create publication: %w", err)
+	}
+	s.opts.logger.Info("postgres cdc: created publication", "publication", s.opts.publication, "tables", strings.Join(want, ","))
+	return nil, nil
+}
+
+// reconcilePublication sets the tables of the existing publication to want
+// and records the tables waiting for their snapshot (pending, those not
+// dropped, then the added ones), which it returns.
+func (s *Source) reconcilePublication(ctx context.Context, c *pgconn.PgConn, want, pending []string) ([]string, error) {
+	rr := c.ExecParams(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
 		[][]byte{[]byte(s.opts.publication)}, nil, nil, nil)
 	have := map[string]bool{}
 	for rr.NextRow() {
@@ -582,16 +612,12 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pe
 		}
 	}
 	next = append(next, added...)
-	quoted := make([]string, len(want))
-	for i, t := range want {
-		quoted[i] = quoteTable(t)
-	}
 	pub := pgrepl.QuoteIdent(s.opts.publication)
 	note := "NULL"
 	if len(next) > 0 {
-		note = pgrepl.QuoteLiteral(cdcPendingPrefix + strings.Join(next, ","))
+		note = pgrepl.QuoteLiteral(pendingPrefix + strings.Join(next, ","))
 	}
-	if _, err := c.Exec(ctx, "BEGIN; ALTER PUBLICATION "+pub+" SET TABLE "+strings.Join(quoted, ", ")+
+	if _, err := c.Exec(ctx, "BEGIN; ALTER PUBLICATION "+pub+" SET TABLE "+quoteTables(want)+
 		"; COMMENT ON PUBLICATION "+pub+" IS "+note+"; COMMIT").ReadAll(); err != nil {
 		_, _ = c.Exec(context.Background(), "ROLLBACK").ReadAll()
 		return nil, fmt.Errorf("postgres: cdc: alter publication %s: %w", s.opts.publication, err)
@@ -601,19 +627,28 @@ func (s *CDCSource) ensurePublication(ctx context.Context, c *pgconn.PgConn) (pe
 	return next, nil
 }
 
+// quoteTables quotes the "schema.table" names, separated by commas.
+func quoteTables(tables []string) string {
+	quoted := make([]string, len(tables))
+	for i, t := range tables {
+		quoted[i] = quoteTable(t)
+	}
+	return strings.Join(quoted, ", ")
+}
+
 // clearPending records that the tables waiting for a snapshot have it.
-func (s *CDCSource) clearPending(ctx context.Context, c *pgconn.PgConn) error {
+func (s *Source) clearPending(ctx context.Context, c *pgconn.PgConn) error {
 	if _, err := c.Exec(ctx, "COMMENT ON PUBLICATION "+pgrepl.QuoteIdent(s.opts.publication)+" IS NULL").ReadAll(); err != nil {
 		return fmt.Errorf("postgres: cdc: comment on publication %s: %w", s.opts.publication, err)
 	}
 	return nil
 }
 
-// cdcUnit is what the decoder hands to the publisher: events of one
+// txUnit is what the decoder hands to the publisher: events of one
 // topic, in order, and the highest position (commit end, keepalive) met
 // among them, which is safe to confirm once they and everything before
 // them are published.
-type cdcUnit struct {
+type txUnit struct {
 	topic  string
 	events []event.Event
 	pos    pgrepl.LSN // 0: none
@@ -621,15 +656,15 @@ type cdcUnit struct {
 	ctime  time.Time  // commit time of its last commit
 }
 
-func (u *cdcUnit) empty() bool { return len(u.events) == 0 && u.pos == 0 && u.txs == 0 }
+func (u *txUnit) empty() bool { return len(u.events) == 0 && u.pos == 0 && u.txs == 0 }
 
-type cdcStream struct {
-	src     *CDCSource
+type replStream struct {
+	src     *Source
 	meta    *pgconn.PgConn
 	stream  *pgrepl.Stream
 	db      string
-	rels    map[uint32]*cdcRelation
-	lastRel *cdcRelation // the relation of the previous change
+	rels    map[uint32]*relInfo
+	lastRel *relInfo // the relation of the previous change
 	lastOID uint32
 
 	// transaction in progress (decoder goroutine)
@@ -646,8 +681,8 @@ type cdcStream struct {
 	ebuf, kbuf []byte
 
 	// hand-over to the publisher
-	unit  cdcUnit            // being filled (decoder goroutine)
-	units chan cdcUnit       // to the publisher
+	unit  txUnit             // being filled (decoder goroutine)
+	units chan txUnit        // to the publisher
 	free  chan []event.Event // event slices back from the publisher
 
 	received  atomic.Uint64 // highest WAL position received
@@ -657,17 +692,17 @@ type cdcStream struct {
 	progressed atomic.Bool
 }
 
-func newCDCStream(src *CDCSource, meta *pgconn.PgConn, db string) *cdcStream {
-	return &cdcStream{src: src, meta: meta, db: db, rels: map[uint32]*cdcRelation{},
+func newCDCStream(src *Source, meta *pgconn.PgConn, db string) *replStream {
+	return &replStream{src: src, meta: meta, db: db, rels: map[uint32]*relInfo{},
 		srcHead: appendSrcHead(nil, src.opts.name)}
 }
 
-func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
+func (st *replStream) run(ctx context.Context, start *pgrepl.LSN) error {
 	st.confirmed.Store(uint64(*start))
 	st.replyNow = make(chan struct{}, 1)
-	// At most WithCDCBuffer events wait in units for the publisher.
+	// At most WithBuffer events wait in units for the publisher.
 	n := max(1, st.src.opts.buffer/st.src.opts.batch)
-	st.units = make(chan cdcUnit, n)
+	st.units = make(chan txUnit, n)
 	st.free = make(chan []event.Event, n+2)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -701,7 +736,7 @@ func (st *cdcStream) run(ctx context.Context, start *pgrepl.LSN) error {
 	return err
 }
 
-func (st *cdcStream) status(ctx context.Context) {
+func (st *replStream) status(ctx context.Context) {
 	t := time.NewTicker(st.src.opts.heartbeat)
 	defer t.Stop()
 	for {
@@ -724,9 +759,9 @@ func (st *cdcStream) status(ctx context.Context) {
 }
 
 // publish takes the units in order, merging those that are ready into
-// calls of at most WithCDCBatch events of one topic, and advances the
+// calls of at most WithBatch events of one topic, and advances the
 // confirmable position past each unit once it is published.
-func (st *cdcStream) publish(ctx context.Context, start *pgrepl.LSN) error {
+func (st *replStream) publish(ctx context.Context, start *pgrepl.LSN) error {
 	max := st.src.opts.batch
 	for {
 		u, ok := <-st.units
@@ -766,7 +801,7 @@ func (st *cdcStream) publish(ctx context.Context, start *pgrepl.LSN) error {
 }
 
 // mergeUnit appends next to u.
-func (st *cdcStream) mergeUnit(u, next *cdcUnit) {
+func (st *replStream) mergeUnit(u, next *txUnit) {
 	if len(next.events) > 0 {
 		if len(u.events) == 0 {
 			st.recycle(u.events)
@@ -783,7 +818,7 @@ func (st *cdcStream) mergeUnit(u, next *cdcUnit) {
 	}
 }
 
-func (st *cdcStream) publishUnit(ctx context.Context, u *cdcUnit, start *pgrepl.LSN) error {
+func (st *replStream) publishUnit(ctx context.Context, u *txUnit, start *pgrepl.LSN) error {
 	if len(u.events) > 0 {
 		if err := st.src.pub.Publish(ctx, u.topic, u.events...); err != nil {
 			return fmt.Errorf("postgres: cdc: publish: %w", err)
@@ -807,7 +842,7 @@ func (st *cdcStream) publishUnit(ctx context.Context, u *cdcUnit, start *pgrepl.
 
 // recycle gives an event slice back to the decoder (the Publisher has
 // returned: it keeps events, not the slice).
-func (st *cdcStream) recycle(evs []event.Event) {
+func (st *replStream) recycle(evs []event.Event) {
 	if cap(evs) == 0 {
 		return
 	}
@@ -820,7 +855,7 @@ func (st *cdcStream) recycle(evs []event.Event) {
 
 // emit adds an event to the unit being filled, handing the unit over
 // first when the event cannot join it.
-func (st *cdcStream) emit(ctx context.Context, topic string, ev event.Event) error {
+func (st *replStream) emit(ctx context.Context, topic string, ev event.Event) error {
 	u := &st.unit
 	if len(u.events) > 0 && (u.topic != topic || len(u.events) >= st.src.opts.batch) {
 		if err := st.flush(ctx); err != nil {
@@ -841,7 +876,7 @@ func (st *cdcStream) emit(ctx context.Context, topic string, ev event.Event) err
 
 // position records a position that is safe to confirm once the events
 // before it are published, and hands the unit over.
-func (st *cdcStream) position(ctx context.Context, pos pgrepl.LSN, commit bool, ctime time.Time) error {
+func (st *replStream) position(ctx context.Context, pos pgrepl.LSN, commit bool, ctime time.Time) error {
 	u := &st.unit
 	u.pos = max(u.pos, pos)
 	if commit {
@@ -852,13 +887,13 @@ func (st *cdcStream) position(ctx context.Context, pos pgrepl.LSN, commit bool, 
 }
 
 // flush hands the unit being filled over to the publisher.
-func (st *cdcStream) flush(ctx context.Context) error {
+func (st *replStream) flush(ctx context.Context) error {
 	if st.unit.empty() {
 		return nil
 	}
 	select {
 	case st.units <- st.unit:
-		st.unit = cdcUnit{}
+		st.unit = txUnit{}
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
@@ -866,7 +901,7 @@ func (st *cdcStream) flush(ctx context.Context) error {
 }
 
 // decode receives and decodes the stream, turning changes into events.
-func (st *cdcStream) decode(ctx context.Context) error {
+func (st *replStream) decode(ctx context.Context) error {
 	// Messages and their data are valid until the next receive: each
 	// change is encoded before it.
 	dec := pgrepl.Decoder{Reuse: true}
@@ -899,7 +934,7 @@ func (st *cdcStream) decode(ctx context.Context) error {
 			st.src.stats.serverLSN.Store(int64(m.ServerWAL))
 			msg, err := dec.Decode(m.Data)
 			if err != nil {
-				return &cdcPermanentError{fmt.Errorf("postgres: cdc: %w", err)}
+				return &permanentError{fmt.Errorf("postgres: cdc: %w", err)}
 			}
 			if err := st.handle(ctx, m.WALStart, msg); err != nil {
 				return err
@@ -909,13 +944,13 @@ func (st *cdcStream) decode(ctx context.Context) error {
 }
 
 // begin starts a transaction (or the snapshot, with xid 0).
-func (st *cdcStream) begin(xid uint32, end pgrepl.LSN, commit time.Time, snapshot bool) {
+func (st *replStream) begin(xid uint32, end pgrepl.LSN, commit time.Time, snapshot bool) {
 	st.txID, st.txEnd, st.txCommit, st.txSeq = xid, end, commit, 0
 	st.txTime = &types.Timestamp{Time: time.UnixMilli(commit.UnixMilli()).UTC()}
 	st.setTxIDHead(snapshot, end)
 }
 
-func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error {
+func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error {
 	switch m := msg.(type) {
 	case *pgrepl.Begin:
 		st.inTx = true
@@ -936,7 +971,7 @@ func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error 
 		for _, oid := range m.RelationOIDs {
 			rel, ok := st.rels[oid]
 			if !ok {
-				return &cdcPermanentError{fmt.Errorf("postgres: cdc: truncate of unknown relation %d", oid)}
+				return &permanentError{fmt.Errorf("postgres: cdc: truncate of unknown relation %d", oid)}
 			}
 			c := &cdc.Change{Op: cdc.OpTruncate, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
 			topic, ev := st.changeEvent(c, rel.subject, rel.subject)
@@ -974,15 +1009,15 @@ func (st *cdcStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error 
 	return nil
 }
 
-func (st *cdcStream) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
+func (st *replStream) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
 	return cdc.Source{
-		Version: CDCVersion, Connector: "postgresql", Name: st.src.opts.name,
+		Version: SourceVersion, Connector: "postgresql", Name: st.src.opts.name,
 		TsMs: st.txCommit.UnixMilli(), Snapshot: cdc.SnapshotFalse, DB: st.db,
 		Schema: schema, Table: table, TxID: int64(st.txID), LSN: int64(lsn),
 	}
 }
 
-func (st *cdcStream) relation(ctx context.Context, m *pgrepl.Relation) error {
+func (st *replStream) relation(ctx context.Context, m *pgrepl.Relation) error {
 	// The partition key is the primary key; without one, the replica
 	// identity key (unless it is FULL, which flags every column).
 	pkNames, err := st.primaryKey(ctx, m.OID)
@@ -1000,7 +1035,7 @@ func (st *cdcStream) relation(ctx context.Context, m *pgrepl.Relation) error {
 	return nil
 }
 
-func (st *cdcStream) primaryKey(ctx context.Context, oid uint32) (map[string]bool, error) {
+func (st *replStream) primaryKey(ctx context.Context, oid uint32) (map[string]bool, error) {
 	rr := st.meta.ExecParams(ctx, `SELECT a.attname FROM pg_index i JOIN pg_attribute a
 		ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1 AND i.indisprimary`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil)
@@ -1015,16 +1050,16 @@ func (st *cdcStream) primaryKey(ctx context.Context, oid uint32) (map[string]boo
 }
 
 // change publishes one row change.
-func (st *cdcStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid uint32, oldKind byte, old, new pgrepl.Tuple) error {
+func (st *replStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid uint32, oldKind byte, old, new pgrepl.Tuple) error {
 	rel := st.lastRel
 	if rel == nil || st.lastOID != oid {
 		var ok bool
 		if rel, ok = st.rels[oid]; !ok {
-			return &cdcPermanentError{fmt.Errorf("postgres: cdc: change of unknown relation %d", oid)}
+			return &permanentError{fmt.Errorf("postgres: cdc: change of unknown relation %d", oid)}
 		}
 		st.lastRel, st.lastOID = rel, oid
 	}
-	r := cdcRow{op: op, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: st.txCommit.UnixMilli(), txID: int64(st.txID),
+	r := changeRow{op: op, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: st.txCommit.UnixMilli(), txID: int64(st.txID),
 		lsn: int64(lsn), nowMs: time.Now().UnixMilli(), oldKind: oldKind, old: old, new: new}
 	topic, ev := st.rowEvent(&r)
 	return st.emit(ctx, topic, ev)
@@ -1033,168 +1068,9 @@ func (st *cdcStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid 
 // snapshot emits every row of the published tables as of the slot's
 // consistent point (op "r"), in a REPEATABLE READ transaction on the
 // snapshot the slot exported.
-func (st *cdcStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
+func (st *replStream) snapshot(ctx context.Context, slot pgrepl.Slot) error {
 	if err := st.snapshotTables(ctx, slot.SnapshotName, slot.ConsistentPoint, nil); err != nil {
 		return err
-	}
-	return nil
-}
-
-// snapshotTables emits every row of the published tables (of only those
-// named "schema.table", when only is not nil) in a REPEATABLE READ
-// transaction: on the exported snapshot snapshotName at lsn, or, when
-// snapshotName is empty, on a new snapshot at the current WAL position.
-func (st *cdcStream) snapshotTables(ctx context.Context, snapshotName string, lsn pgrepl.LSN, only []string) error {
-	conn, err := st.src.connectSQL(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if snapshotName != "" {
-		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
-			pgrepl.QuoteLiteral(snapshotName)).ReadAll(); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-	} else {
-		// The first query takes the transaction's snapshot; the WAL
-		// position read with it names the snapshot's events.
-		res, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_wal_lsn()::text").ReadAll()
-		if err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-		if len(res) != 2 || len(res[1].Rows) != 1 {
-			return fmt.Errorf("postgres: cdc: snapshot: no WAL position")
-		}
-		if lsn, err = pgrepl.ParseLSN(string(res[1].Rows[0][0])); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-		}
-	}
-	rr := conn.ExecParams(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_publication_tables pt
-		JOIN pg_namespace n ON n.nspname = pt.schemaname
-		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-		WHERE pt.pubname = $1 ORDER BY 2, 3`, [][]byte{[]byte(st.src.opts.publication)}, nil, nil, nil)
-	type table struct{ oid, schema, name string }
-	var tables []table
-	for rr.NextRow() {
-		v := rr.Values()
-		if only != nil && !slices.Contains(only, string(v[1])+"."+string(v[2])) {
-			continue
-		}
-		tables = append(tables, table{string(v[0]), string(v[1]), string(v[2])})
-	}
-	if _, err := rr.Close(); err != nil {
-		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-	}
-	st.begin(0, lsn, time.Now(), true)
-
-	var batch []event.Event
-	var batchTopic string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := st.src.pub.Publish(ctx, batchTopic, batch...); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot: publish: %w", err)
-		}
-		st.src.stats.events.Add(int64(len(batch)))
-		clear(batch)
-		batch = batch[:0]
-		return nil
-	}
-	add := func(topic string, ev event.Event) error {
-		if len(batch) > 0 && (topic != batchTopic || len(batch) >= st.src.opts.batch) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batchTopic = topic
-		batch = append(batch, ev)
-		return nil
-	}
-	// One row is held back (its values copied: the result reader reuses
-	// its buffers) so that the last one is marked "last".
-	var held cdcRow
-	var heldVals []byte
-	holding := false
-	release := func(last bool) error {
-		if !holding {
-			return nil
-		}
-		holding = false
-		if last {
-			held.snapshot = cdc.SnapshotLast
-		}
-		return add(st.rowEvent(&held))
-	}
-	for _, t := range tables {
-		oid, _ := strconv.ParseUint(t.oid, 10, 32)
-		pkNames, err := st.primaryKey(ctx, uint32(oid))
-		if err != nil {
-			return err
-		}
-		mrr := conn.Exec(ctx, "SELECT * FROM "+pgrepl.QuoteIdent(t.schema)+"."+pgrepl.QuoteIdent(t.name))
-		for mrr.NextResult() {
-			r := mrr.ResultReader()
-			var cols []pgrepl.Column
-			var pk []int
-			for _, f := range r.FieldDescriptions() {
-				cols = append(cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
-				if pkNames[f.Name] {
-					pk = append(pk, len(cols)-1)
-				}
-			}
-			rel := st.newRelation(t.schema, t.name, cols, pk)
-			var tup pgrepl.Tuple
-			for r.NextRow() {
-				if err := release(false); err != nil {
-					mrr.Close()
-					return err
-				}
-				vals := r.Values()
-				heldVals = heldVals[:0]
-				for _, v := range vals {
-					heldVals = append(heldVals, v...)
-				}
-				tup = tup[:0]
-				off := 0
-				for _, v := range vals {
-					if v == nil {
-						tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueNull})
-						continue
-					}
-					tup = append(tup, pgrepl.TupleValue{Kind: pgrepl.ValueText, Data: heldVals[off : off+len(v) : off+len(v)]})
-					off += len(v)
-				}
-				held = cdcRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, srcMs: st.txCommit.UnixMilli(),
-					lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
-				holding = true
-			}
-			if _, err := r.Close(); err != nil {
-				mrr.Close()
-				return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
-			}
-		}
-		if err := mrr.Close(); err != nil {
-			return fmt.Errorf("postgres: cdc: snapshot of %s.%s: %w", t.schema, t.name, err)
-		}
-	}
-	if err := release(true); err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if _, err := conn.Exec(ctx, "COMMIT").ReadAll(); err != nil {
-		return fmt.Errorf("postgres: cdc: snapshot: %w", err)
-	}
-	if only == nil {
-		st.src.opts.logger.Info("postgres cdc: initial snapshot done", "slot", st.src.opts.slot, "tables", len(tables))
-	} else {
-		names := make([]string, len(tables))
-		for i, t := range tables {
-			names[i] = t.schema + "." + t.name
-		}
-		st.src.opts.logger.Info("postgres cdc: snapshot of the tables added to the publication done", "slot", st.src.opts.slot, "tables", strings.Join(names, ","), "lsn", lsn)
 	}
 	return nil
 }

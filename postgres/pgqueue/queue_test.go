@@ -1,4 +1,4 @@
-package postgres
+package pgqueue
 
 import (
 	"context"
@@ -12,24 +12,29 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+func testURL(t testing.TB) string { return pgtest.URL(t) }
+
+func testPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t) }
 
 // queueTestTables drops the tables of each namespace once, at the end of the
 // test that created them.
 var queueTestTables sync.Map
 
-func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
+func queueTestFactory(opts ...Option) eventkittest.Factory {
 	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		pool := outboxTestPool(t)
+		pool := testPool(t)
 		name := "ekq_" + strings.ToLower(ns)
-		q, err := NewQueue(context.Background(), pool, append([]QueueOption{QueueTable(name),
-			QueueLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+		q, err := New(pool, append([]Option{WithTable(name),
+			WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 		if err != nil {
-			t.Fatalf("NewQueue: %v", err)
+			t.Fatalf("New: %v", err)
 		}
 		if _, loaded := queueTestTables.LoadOrStore(name, true); !loaded {
-			url := outboxTestURL(t)
+			url := testURL(t)
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -38,7 +43,7 @@ func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
 					return
 				}
 				defer p.Close()
-				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s, %s`, q.table, q.groups, q.work, q.claims))
+				_, _ = p.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, %s, %s`, q.d.table, q.d.groups, q.d.work, q.d.claims))
 			})
 		}
 		return q, q
@@ -46,7 +51,7 @@ func queueTestFactory(opts ...QueueOption) eventkittest.Factory {
 }
 
 func TestQueueConformance(t *testing.T) {
-	eventkittest.TestTransport(t, queueTestFactory(QueueVisibilityTimeout(5*time.Second), QueuePollInterval(100*time.Millisecond)),
+	eventkittest.TestTransport(t, queueTestFactory(WithVisibilityTimeout(5*time.Second), WithPollInterval(100*time.Millisecond)),
 		eventkittest.Features{
 			Wildcards:        true,
 			ConsumerGroups:   true,
@@ -64,9 +69,9 @@ func TestQueueConformance(t *testing.T) {
 // TestQueueLateCommitNotSkipped: a row whose transaction got its id first
 // but commits after a later row is still delivered to the group.
 func TestQueueLateCommitNotSkipped(t *testing.T) {
-	pool := outboxTestPool(t)
-	pub, sub := queueTestFactory(QueuePollInterval(50*time.Millisecond))(t, eventkittest.UniqueName("late"))
-	q := pub.(*Queue)
+	pool := testPool(t)
+	pub, sub := queueTestFactory(WithPollInterval(50*time.Millisecond))(t, eventkittest.UniqueName("late"))
+	q := pub.(*Transport)
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -82,7 +87,7 @@ func TestQueueLateCommitNotSkipped(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	body, _ := eventkit.MarshalEvent(eventkittest.NewEvent("early-id-late-commit"))
-	if _, err := tx.Exec(ctx, `INSERT INTO `+q.table+` (topic, event) VALUES ('late.t', $1)`, body); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+q.d.table+` (topic, event) VALUES ('late.t', $1)`, body); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, "late.t", eventkittest.NewEvent("late-id-early-commit")); err != nil {
@@ -112,7 +117,7 @@ func TestQueueLateCommitNotSkipped(t *testing.T) {
 // TestQueueHeldPastVisibilityTimeout: a message a live member holds past
 // the visibility timeout goes to another member.
 func TestQueueHeldPastVisibilityTimeout(t *testing.T) {
-	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
+	f := queueTestFactory(WithVisibilityTimeout(time.Second), WithPollInterval(50*time.Millisecond))
 	ns := eventkittest.UniqueName("held")
 	pub, sub := f(t, ns)
 	defer pub.Close()
@@ -170,8 +175,8 @@ func TestQueueDeadConsumerChild(t *testing.T) {
 	if os.Getenv(queueDeadEnv) != "1" {
 		t.Skip("helper process of TestQueueDeadConsumer")
 	}
-	pool := outboxTestPool(t)
-	q, err := NewQueue(context.Background(), pool, QueueTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), QueueVisibilityTimeout(time.Second))
+	pool := testPool(t)
+	q, err := New(pool, WithTable(os.Getenv("EVENTKIT_QUEUE_TABLE")), WithVisibilityTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,11 +195,11 @@ func TestQueueDeadConsumerChild(t *testing.T) {
 // another member after the consumer is killed (SIGKILL) and its claim's
 // visibility timeout passes.
 func TestQueueDeadConsumer(t *testing.T) {
-	f := queueTestFactory(QueueVisibilityTimeout(time.Second), QueuePollInterval(50*time.Millisecond))
+	f := queueTestFactory(WithVisibilityTimeout(time.Second), WithPollInterval(50*time.Millisecond))
 	ns := eventkittest.UniqueName("dead")
 	pub, sub := f(t, ns)
 	defer pub.Close()
-	q := pub.(*Queue)
+	q := pub.(*Transport)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tp := ns + ".t"
@@ -206,12 +211,12 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
-	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.name,
-		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+outboxTestURL(t))
+	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.name,
+		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+testURL(t))
 	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
 	_ = child.Kill()
 	var claims int
-	if err := q.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.claims).Scan(&claims); err != nil || claims != 1 {
+	if err := q.d.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.d.claims).Scan(&claims); err != nil || claims != 1 {
 		t.Fatalf("claims of the dead member: %d, %v; want 1", claims, err)
 	}
 	s, err := sub.Subscribe(ctx, tp, eventkit.WithGroup("g"))
@@ -238,26 +243,26 @@ func TestQueueDeadConsumer(t *testing.T) {
 // retention, and the groups of subscriptions that died without closing.
 func TestQueueRetention(t *testing.T) {
 	ns := eventkittest.UniqueName("ret")
-	pub, _ := queueTestFactory(QueueRetention(time.Hour))(t, ns)
-	q := pub.(*Queue)
+	pub, _ := queueTestFactory(WithRetention(time.Hour))(t, ns)
+	q := pub.(*Transport)
 	defer q.Close()
 	ctx := context.Background()
 	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("old-1"), eventkittest.NewEvent("old-2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.pool.Exec(ctx, `UPDATE `+q.table+` SET created_at = now() - interval '2 hours'`); err != nil {
+	if _, err := q.d.pool.Exec(ctx, `UPDATE `+q.d.table+` SET created_at = now() - interval '2 hours'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.pool.Exec(ctx, `INSERT INTO `+q.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral, seen_at)
+	if _, err := q.d.pool.Exec(ctx, `INSERT INTO `+q.d.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral, seen_at)
 		VALUES ('~dead', 'x', '^x$', '0', 0, true, now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Publish(ctx, ns+".t", eventkittest.NewEvent("new")); err != nil {
 		t.Fatal(err)
 	}
-	q.housekeep(ctx)
+	q.d.housekeep(ctx)
 	var msgs, groups int
-	if err := q.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+q.table+`), (SELECT count(*) FROM `+q.groups+`)`).Scan(&msgs, &groups); err != nil {
+	if err := q.d.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+q.d.table+`), (SELECT count(*) FROM `+q.d.groups+`)`).Scan(&msgs, &groups); err != nil {
 		t.Fatal(err)
 	}
 	if msgs != 1 || groups != 0 {

@@ -1,4 +1,4 @@
-package postgres
+package pgcdc
 
 import (
 	"os"
@@ -12,7 +12,7 @@ import (
 // time (getrusage), a local server process's (/proc/<pid>/stat), and the
 // machine's busy share (/proc/stat).
 
-func cdcSelfCPU() (time.Duration, bool) {
+func selfCPU() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, false
@@ -20,9 +20,9 @@ func cdcSelfCPU() (time.Duration, bool) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
 }
 
-// cdcProcCPU returns the CPU time of process pid, when it is a PostgreSQL
+// procCPU returns the CPU time of process pid, when it is a PostgreSQL
 // process of this machine.
-func cdcProcCPU(pid int) (time.Duration, bool) {
+func procCPU(pid int) (time.Duration, bool) {
 	if pid <= 0 {
 		return 0, false
 	}
@@ -49,8 +49,8 @@ func cdcProcCPU(pid int) (time.Duration, bool) {
 	return time.Duration(ut+st) * time.Second / clkTck, true
 }
 
-// cdcMachineCPU returns the busy and total jiffies of all CPUs.
-func cdcMachineCPU() (busy, total int64, ok bool) {
+// machineCPU returns the busy and total jiffies of all CPUs.
+func machineCPU() (busy, total int64, ok bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, false

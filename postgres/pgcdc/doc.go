@@ -1,0 +1,17 @@
+// Package pgcdc is the change data capture source for PostgreSQL: a Source
+// reads the changes of tables from a logical replication slot (pgoutput,
+// protocol 1 or 2) and publishes them to any eventkit.Publisher as
+// CloudEvents carrying Debezium-compatible envelopes (package cdc), in
+// commit order and at least once (see Source for what is guaranteed).
+//
+// The package is named pgcdc, not cdc, so that it can be imported next to
+// github.com/eventkit/eventkit/cdc (the driver-free envelope format, which
+// consumers use) without an alias. The replication protocol lives in its
+// internal package pgrepl; nothing else in the module links it.
+//
+// Tests need a PostgreSQL server with wal_level=logical:
+// EVENTKIT_POSTGRES_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). They create
+// replication slots and publications and drop them at the end; run the
+// PostgreSQL packages' tests one package at a time (go test -p 1).
+package pgcdc
