@@ -30,6 +30,9 @@ func newTransport(t *testing.T, opts ...eknats.Option) (*eknats.Transport, strin
 	}
 	t.Cleanup(func() { deleteStream(t, nc, ns) })
 	t.Cleanup(func() { _ = tr.Close() })
+	if err := tr.EnsureStreams(context.Background()); err != nil { // New does no I/O
+		t.Fatal(err)
+	}
 	return tr, ns
 }
 
@@ -72,7 +75,7 @@ func streamMsgs(t *testing.T, tr *eknats.Transport, name string) uint64 {
 }
 
 func TestStructuredRoundTrip(t *testing.T) {
-	tr, ns := newTransport(t, eknats.WithMode(eknats.Structured))
+	tr, ns := newTransport(t, eknats.WithMode(eventkit.Structured))
 	ctx := context.Background()
 	s, err := tr.Subscribe(ctx, ns+".x")
 	if err != nil {
@@ -124,19 +127,27 @@ func TestStreamNotChangedSilently(t *testing.T) {
 	ns := eventkittest.UniqueName("ekm")
 	t.Cleanup(func() { deleteStream(t, nc, ns) })
 	cfg := eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, MaxAge: time.Hour}
-	if _, err := eknats.New(nc, eknats.WithStream(cfg)); err != nil {
+	// New does no I/O: EnsureStreams creates or checks the streams.
+	ensured := func(opts ...eknats.Option) (*eknats.Transport, error) {
+		tr, err := eknats.New(nc, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return tr, tr.EnsureStreams(context.Background())
+	}
+	if _, err := ensured(eknats.WithStream(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eknats.New(nc, eknats.WithStream(cfg)); err != nil {
+	if _, err := ensured(eknats.WithStream(cfg)); err != nil {
 		t.Fatalf("same declaration again: %v", err)
 	}
 	cfg.MaxAge = 2 * time.Hour
-	_, err := eknats.New(nc, eknats.WithStream(cfg))
+	_, err := ensured(eknats.WithStream(cfg))
 	var mm *eknats.StreamMismatchError
 	if !errors.As(err, &mm) || mm.Stream != ns || len(mm.Differences) != 1 {
 		t.Fatalf("changed declaration: got %v, want a StreamMismatchError on max_age", err)
 	}
-	tr, err := eknats.New(nc, eknats.WithStream(cfg), eknats.WithStreamUpdate())
+	tr, err := ensured(eknats.WithStream(cfg), eknats.WithStreamUpdate())
 	if err != nil {
 		t.Fatalf("with WithStreamUpdate: %v", err)
 	}
