@@ -229,6 +229,56 @@ func TestInProgressKeepsLongHandlers(t *testing.T) {
 	quiet(t, s, 1500*time.Millisecond)
 }
 
+// TestInProgressKeepsWaitingMessages: messages that reached the
+// subscription and wait to be taken behind a slow reader are kept from
+// redelivery by in-progress acks however long they wait, including those
+// that arrived while every batch ahead of them was still being handed
+// over. Before they were tracked on arrival, the last one waited untracked
+// and came back after the ack wait (attempt 2).
+func TestInProgressKeepsWaitingMessages(t *testing.T) {
+	tr, ns := newTransport(t, eknats.WithAckWait(time.Second), eknats.WithAckExtension(time.Minute))
+	ctx := context.Background()
+	s, err := tr.Subscribe(ctx, ns+".x", eventkit.WithGroup("waiting"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// One event at a time, each once the one before reached the
+	// subscription: e1 is taken, e2 waits to be handed over, e3 waits
+	// behind it, e4 arrives while nothing is received.
+	for i := 1; i <= 4; i++ {
+		if err := tr.Publish(ctx, ns+".x", eventkittest.NewEvent(fmt.Sprint("e", i))); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			info, err := consumerInfo(tr, ns, "waiting")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumAckPending == i {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d messages delivered after 10s, want %d", info.NumAckPending, i)
+			}
+		}
+		if i == 1 {
+			if m := take(t, s); m.Event.ID() != "e1" {
+				t.Fatalf("got %q, want e1", m.Event.ID())
+			}
+		}
+	}
+	time.Sleep(3500 * time.Millisecond) // three and a half ack waits, nothing taken
+	for i := 2; i <= 4; i++ {
+		m := take(t, s)
+		if want := fmt.Sprint("e", i); m.Event.ID() != want || m.Attempt != 1 {
+			t.Fatalf("got %q attempt %d, want %q attempt 1", m.Event.ID(), m.Attempt, want)
+		}
+		_ = m.Ack()
+	}
+	quiet(t, s, 1500*time.Millisecond)
+}
+
 // TestCloseNacksBuffered: messages buffered and not taken when a
 // subscription closes come back at once (with an ack wait of one minute,
 // only the nack can bring them back within the test's wait).

@@ -74,7 +74,9 @@ func (t *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.C
 // ReceiveBatch keeps pull requests outstanding for as many messages as
 // the subscription may hold (its size: messages received and not yet
 // taken by the application), so that the application does not wait for
-// round trips, and returns what has arrived.
+// round trips, and returns what has arrived. Messages arrive in nats.go's
+// goroutine of the inbox subscription (arrive), which decodes and tracks
+// each at once, so that in-progress acks cover it however long it waits.
 type subscription struct {
 	t       *drv
 	stream  string
@@ -85,25 +87,24 @@ type subscription struct {
 	ephemeral bool
 	inbox     string
 	sub       *nats.Subscription
-	ch        chan *nats.Msg
 	size      int
-
-	// Owned by ReceiveBatch (then by Shutdown).
-	queue       fifo // received and tracked, not yet returned
-	outstanding int  // messages requested and not yet received
-	last        time.Time
-	lastSeq     uint64 // stream sequence of the last delivery
-	lost        bool   // the consumer must be restored
-	tick        *time.Ticker
+	lost      bool // the consumer must be restored (ReceiveBatch only)
+	tick      *time.Ticker
 
 	held atomic.Int64  // returned by ReceiveBatch, not yet taken
-	wake chan struct{} // capacity 1: held dropped to zero
+	wake chan struct{} // capacity 1: something arrived, or held dropped to zero
 
 	stop chan struct{} // closed when the stop begins
 	wg   sync.WaitGroup
 
-	mu        sync.Mutex
-	unsettled map[*delivery]struct{}
+	mu          sync.Mutex
+	queue       fifo // arrived and tracked, not yet returned
+	outstanding int  // messages requested and not yet arrived
+	last        time.Time
+	lastSeq     uint64 // stream sequence of the last arrival
+	err         error  // a failure of the pull requests, for ReceiveBatch
+	closing     bool   // Shutdown took the messages to nack
+	unsettled   map[*delivery]struct{}
 }
 
 // delivery is one received JetStream message; a pointer to it is the
@@ -194,8 +195,7 @@ func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstre
 func (s *subscription) subscribe() error {
 	nc := s.t.nc
 	s.inbox = nc.NewInbox()
-	s.ch = make(chan *nats.Msg, s.size+2*s.t.cfg.fetchBatch+64)
-	sub, err := nc.ChanSubscribe(s.inbox, s.ch)
+	sub, err := nc.Subscribe(s.inbox, s.arrive)
 	if err != nil {
 		return err
 	}
@@ -215,9 +215,10 @@ func isStatus(msg *nats.Msg) bool {
 }
 
 // ReceiveBatch returns the messages that have arrived, at most max,
-// waiting for one until ctx ends. A failure of the pull (consumer deleted,
-// JetStream unavailable) is returned, transient, and the next call
-// restores the consumer, starting after the last message received.
+// waiting for one until ctx ends, and tops up the pull requests. A failure
+// of the pull (consumer deleted, JetStream unavailable) is returned,
+// transient, and the next call restores the consumer, starting after the
+// last message received.
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	if s.t.nc.IsClosed() {
 		return nil, driver.Permanent(fmt.Errorf("nats: subscription to %q: %w", s.pattern, nats.ErrConnectionClosed))
@@ -228,35 +229,47 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		}
 	}
 	for {
-		if err := s.drain(); err != nil {
+		s.mu.Lock()
+		if err := s.err; err != nil {
+			s.err, s.outstanding = nil, 0
+			s.mu.Unlock()
 			return nil, s.failed(err)
 		}
-		if err := s.request(); err != nil {
-			return nil, s.failed(err)
-		}
-		if s.queue.len() > 0 {
-			return s.batch(max), nil
-		}
-		select {
-		case msg := <-s.ch:
-			if err := s.arrive(msg); err != nil {
+		out := s.batchLocked(max)
+		n := s.requestLocked()
+		s.mu.Unlock()
+		if n > 0 {
+			if err := s.request(n); err != nil {
+				s.mu.Lock()
+				s.outstanding = 0
+				s.mu.Unlock()
 				return nil, s.failed(err)
 			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
 		case <-s.wake:
 		case now := <-s.tick.C:
 			// Requests lost in a reconnect never answer: forget them.
+			s.mu.Lock()
 			if s.outstanding > 0 && now.Sub(s.last) > fetchExpiry+time.Second {
 				s.outstanding = 0
 			}
+			s.mu.Unlock()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-// batch returns up to max queued messages.
-func (s *subscription) batch(max int) []*driver.Message {
+// batchLocked returns up to max queued messages (nil when none).
+func (s *subscription) batchLocked(max int) []*driver.Message {
 	n := min(max, s.queue.len())
+	if n == 0 {
+		return nil
+	}
 	out := make([]*driver.Message, n)
 	for i := range out {
 		out[i] = &s.queue.pop().dm
@@ -270,88 +283,114 @@ func (s *subscription) batch(max int) []*driver.Message {
 func (s *subscription) Delivered(id driver.AckID) {
 	id.(*delivery).taken.Store(time.Now().UnixNano())
 	if s.held.Add(-1) == 0 {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.signal()
 	}
 }
 
-// request sends a pull request when there is room for half a batch, so
-// that a new one goes out while earlier ones are still being served.
-func (s *subscription) request() error {
+func (s *subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requestLocked returns how many messages a new pull request should ask
+// for, and counts them outstanding: none until there is room for half a
+// batch, so that a new request goes out while earlier ones are still
+// being served.
+func (s *subscription) requestLocked() int {
 	batch := s.t.cfg.fetchBatch
 	want := max(min(batch, s.size)/2, 1)
 	free := s.size - int(s.held.Load()) - s.queue.len() - s.outstanding
 	if free < want {
-		return nil
+		return 0
 	}
 	n := min(batch, free)
-	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
-	req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
-	if err := s.t.nc.PublishRequest(subject, s.inbox, req); err != nil {
-		return err
-	}
 	s.outstanding += n
 	s.last = time.Now()
-	return nil
+	return n
 }
 
-// drain takes every message that has arrived.
-func (s *subscription) drain() error {
-	for {
-		select {
-		case msg := <-s.ch:
-			if err := s.arrive(msg); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
+// request sends a pull request for n messages.
+func (s *subscription) request(n int) error {
+	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
+	req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
+	return s.t.nc.PublishRequest(subject, s.inbox, req)
+}
+
+// arrive handles one message of the inbox, in nats.go's goroutine of the
+// subscription: a message is decoded, tracked and queued; a status of the
+// pull requests updates what is outstanding, or is kept as the error that
+// the next ReceiveBatch returns.
+func (s *subscription) arrive(msg *nats.Msg) {
+	if isStatus(msg) {
+		s.status(msg)
+		return
 	}
-}
-
-// arrive handles one message from the inbox: a status of the pull
-// requests, or a message, which is queued.
-func (s *subscription) arrive(msg *nats.Msg) error {
+	d, seq := s.decode(msg)
+	s.mu.Lock()
+	if s.closing {
+		// Arrived after a drain that did not complete: nacked at once.
+		s.mu.Unlock()
+		if d != nil {
+			_ = s.t.nc.Publish(msg.Reply, ackNak)
+		}
+		return
+	}
+	s.outstanding = max(s.outstanding-1, 0)
 	s.last = time.Now()
-	if !isStatus(msg) {
-		s.outstanding = max(s.outstanding-1, 0)
-		if d := s.track(msg); d != nil {
-			s.queue.push(d)
-		}
-		return nil
+	s.lastSeq = max(s.lastSeq, seq)
+	wasEmpty := s.queue.len() == 0
+	if d != nil {
+		s.unsettled[d] = struct{}{}
+		s.queue.push(d)
 	}
+	s.mu.Unlock()
+	if wasEmpty && d != nil {
+		s.signal()
+	}
+}
+
+// status handles a status message of the pull requests.
+func (s *subscription) status(msg *nats.Msg) {
+	var err error
+	s.mu.Lock()
+	s.last = time.Now()
 	switch code := msg.Header.Get("Status"); code {
 	case "100":
 		// heartbeat
 	case "404", "408":
 		// A request expired: what it still owed will not come.
-		if p, err := strconv.Atoi(msg.Header.Get("Nats-Pending-Messages")); err == nil {
+		if p, perr := strconv.Atoi(msg.Header.Get("Nats-Pending-Messages")); perr == nil {
 			s.outstanding = max(s.outstanding-p, 0)
 		} else {
 			s.outstanding = 0
 		}
 	case "503":
-		return nats.ErrNoResponders
+		err = nats.ErrNoResponders
 	default:
 		desc := strings.ToLower(msg.Header.Get("Description"))
 		switch {
 		case strings.Contains(desc, "consumer deleted"):
-			return jetstream.ErrConsumerDeleted
+			err = jetstream.ErrConsumerDeleted
 		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "exceeded max"):
 			s.outstanding = 0
 		default:
-			return fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
+			err = fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
 		}
 	}
-	return nil
+	if err != nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.signal()
+	}
 }
 
-// failed notes a pull failure: the requests are forgotten, and a lost
-// consumer is restored by the next ReceiveBatch. The error is transient.
+// failed notes a pull failure: a lost consumer is restored by the next
+// ReceiveBatch. The error is transient.
 func (s *subscription) failed(err error) error {
-	s.outstanding = 0
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
 		s.lost = true
 	}
@@ -363,41 +402,39 @@ func (s *subscription) failed(err error) error {
 func (s *subscription) restore(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.t.cfg.setupTimeout)
 	defer cancel()
-	if _, err := s.consumer(ctx, s.lastSeq); err != nil {
+	s.mu.Lock()
+	after := s.lastSeq
+	s.mu.Unlock()
+	if _, err := s.consumer(ctx, after); err != nil {
 		return fmt.Errorf("nats: subscription to %q: consumer %q not restored yet: %w", s.pattern, s.name, err)
 	}
 	s.lost = false
 	return nil
 }
 
-// track decodes msg and records it as unsettled; nil for a message that
-// is not a CloudEvent (terminated).
-func (s *subscription) track(msg *nats.Msg) *delivery {
+// decode returns the delivery of msg and its stream sequence; a nil
+// delivery for a message that is not a CloudEvent (terminated) or has no
+// JetStream metadata (dropped).
+func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
 	seq, delivered, ok := ackReplyMeta(msg.Reply)
 	if !ok {
 		meta, err := msg.Metadata()
 		if err != nil {
 			s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject, "error", err)
-			return nil
+			return nil, 0
 		}
 		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
-	}
-	if seq > s.lastSeq {
-		s.lastSeq = seq
 	}
 	ev, err := DecodeMsg(msg.Header, msg.Data)
 	if err != nil {
 		s.t.log.Error("nats: message is not a valid CloudEvent; terminated (never redelivered)",
 			"subject", msg.Subject, "stream", s.stream, "sequence", seq, "error", err)
 		_ = s.t.nc.Publish(msg.Reply, ackTerm)
-		return nil
+		return nil, seq
 	}
 	d := &delivery{msg: msg}
 	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), ID: d, Raw: msg}
-	s.mu.Lock()
-	s.unsettled[d] = struct{}{}
-	s.mu.Unlock()
-	return d
+	return d, seq
 }
 
 // Acknowledgement bodies of the JetStream protocol.
@@ -504,13 +541,14 @@ func (s *subscription) Shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	s.tick.Stop()
 	var errs []error
-	left, err := s.unsubscribe(ctx)
-	if err != nil {
+	if err := s.unsubscribe(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	var left []*nats.Msg
+	s.mu.Lock()
+	s.closing = true
 	// The queued messages are in s.unsettled, never taken: nacked below.
 	s.queue = fifo{}
-	s.mu.Lock()
 	for d := range s.unsettled {
 		if d.taken.Load() == 0 {
 			left = append(left, d.msg)
@@ -540,15 +578,14 @@ func (s *subscription) Close() error {
 
 // unsubscribe ends the inbox subscription before anything is nacked, so
 // that the server drops a pull request still waiting (it has no interest
-// any more) instead of sending it the nacked messages, and returns the
-// messages that arrived and were not taken from the inbox.
+// any more) instead of sending it the nacked messages.
 //
 // It drains rather than unsubscribes: after the drain's round trip (within
 // ctx), every message the server sent to the inbox before it took the
-// unsubscription is in s.ch. A plain unsubscribe drops those in flight,
-// and the server, which counts them delivered, sends them again only
-// after the ack wait.
-func (s *subscription) unsubscribe(ctx context.Context) ([]*nats.Msg, error) {
+// unsubscription has arrived (and is nacked by Shutdown). A plain
+// unsubscribe drops those in flight, and the server, which counts them
+// delivered, sends them again only after the ack wait.
+func (s *subscription) unsubscribe(ctx context.Context) error {
 	var err error
 	if derr := s.sub.Drain(); derr == nil {
 		for s.sub.IsValid() && ctx.Err() == nil {
@@ -561,17 +598,7 @@ func (s *subscription) unsubscribe(ctx context.Context) ([]*nats.Msg, error) {
 	if s.sub.IsValid() {
 		_ = s.sub.Unsubscribe()
 	}
-	var left []*nats.Msg
-	for {
-		select {
-		case msg := <-s.ch:
-			if !isStatus(msg) {
-				left = append(left, msg)
-			}
-		default:
-			return left, err
-		}
-	}
+	return err
 }
 
 // nakAll nacks msgs and waits (within ctx) until the server confirmed
