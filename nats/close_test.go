@@ -122,18 +122,7 @@ func TestNackSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("got %q first, want \"again\"", m.Event.ID())
 	}
 	// Wait until the filler is delivered to the subscription too.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		info, err := consumerInfo(tr, "RESTART", "restart")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumAckPending == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages delivered after 10s, want 2", info.NumAckPending)
-		}
-	}
+	waitAckPending(t, tr, "RESTART", "restart", 2)
 	if err := m.Nack(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
-	eknats "github.com/eventkit/eventkit/nats"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // BenchmarkConsume consumes and acks b.N events, published beforehand to
@@ -18,21 +16,7 @@ import (
 // (the embedded server's included) per event, and the allocations per
 // event of the whole process.
 func BenchmarkConsume(b *testing.B) {
-	nc, err := embedded(b).Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	ns := eventkittest.UniqueName("ekc")
-	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, Storage: jetstream.MemoryStorage}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = tr.Close()
-		js, _ := jetstream.New(nc)
-		_ = js.DeleteStream(context.Background(), ns)
-	}()
+	tr, ns := benchTransport(b, "ekc")
 	ctx := context.Background()
 	evs := make([]event.Event, 0, 4096)
 	for n := 0; n < b.N; n += len(evs) {

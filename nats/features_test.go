@@ -250,18 +250,7 @@ func TestInProgressKeepsWaitingMessages(t *testing.T) {
 		if err := tr.Publish(ctx, ns+".x", eventkittest.NewEvent(fmt.Sprint("e", i))); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			info, err := consumerInfo(tr, ns, "waiting")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.NumAckPending == i {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d messages delivered after 10s, want %d", info.NumAckPending, i)
-			}
-		}
+		waitAckPending(t, tr, ns, "waiting", i)
 		if i == 1 {
 			if m := take(t, s); m.Event.ID() != "e1" {
 				t.Fatalf("got %q, want e1", m.Event.ID())
@@ -327,6 +316,24 @@ func TestCloseNacksBuffered(t *testing.T) {
 			t.Errorf("%s: attempt %d, want 2", m.Event.ID(), m.Attempt)
 		}
 		_ = m.Ack()
+	}
+}
+
+// waitAckPending waits (up to 10s) until the consumer has delivered n
+// messages not yet settled.
+func waitAckPending(t *testing.T, tr *eknats.Transport, stream, consumer string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := consumerInfo(tr, stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages delivered and unsettled after 10s, want %d", info.NumAckPending, n)
+		}
 	}
 }
 
