@@ -18,9 +18,9 @@ const (
 	DefaultAckExtension      = 5 * time.Minute
 	DefaultMaxAckPending     = 2048
 	DefaultFetchBatch        = 512
-	// DefaultSubscriptionBuffer is how many messages a subscription holds
-	// received and not yet taken, without eventkit.WithBuffer or
-	// WithSubscriptionBuffer.
+	// DefaultSubscriptionBuffer is how many messages a subscription
+	// requests ahead (requested or received, and not yet handed to package
+	// transport), without eventkit.WithBuffer or WithSubscriptionBuffer.
 	DefaultSubscriptionBuffer = 512
 	DefaultInactiveThreshold  = time.Minute
 	DefaultSetupTimeout       = 10 * time.Second
@@ -210,15 +210,19 @@ func WithMaxAckPending(n int) Option {
 
 // WithFetchBatch sets the most messages one pull request asks for
 // (default 512, positive). Requests never ask for more than the
-// subscription's buffer has room for, so the messages a subscription holds
-// received and not yet taken stay within its buffer.
+// subscription's buffer has room for, so the messages it requests ahead
+// stay within its buffer.
 func WithFetchBatch(n int) Option {
 	return positiveInt("nats.WithFetchBatch", n, func(c *config) *int { return &c.fetchBatch })
 }
 
 // WithSubscriptionBuffer sets the buffer of subscriptions that do not set
 // one with eventkit.WithBuffer (default 512; 0 holds one message at a
-// time; not negative).
+// time; not negative): the messages a subscription requests ahead of the
+// application. Package transport holds at most two batches besides (of
+// eventkit.WithBuffer messages, else driver.DefaultMaxBatch).
+// eventkit.WithBuffer(100), which is driver.DefaultMaxBatch, cannot be told
+// from no WithBuffer: the transport's buffer applies.
 func WithSubscriptionBuffer(n int) Option {
 	return func(c *config) error {
 		if n < 0 {

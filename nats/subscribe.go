@@ -72,9 +72,10 @@ func (t *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.C
 
 // subscription is a driver.Subscription on a JetStream pull consumer.
 // ReceiveBatch keeps pull requests outstanding for as many messages as
-// the subscription may hold (its size: messages received and not yet
-// taken by the application), so that the application does not wait for
-// round trips, and returns what has arrived. Messages arrive in nats.go's
+// the subscription may hold (its size: messages requested or received and
+// not yet returned to package transport, which holds at most two batches
+// besides), so that the application does not wait for round trips, and
+// returns what has arrived. Messages arrive in nats.go's
 // goroutine of the inbox subscription (arrive), which decodes and tracks
 // each at once, so that in-progress acks cover it however long it waits.
 type subscription struct {
@@ -91,8 +92,7 @@ type subscription struct {
 	lost      bool // the consumer must be restored (ReceiveBatch only)
 	tick      *time.Ticker
 
-	held atomic.Int64  // returned by ReceiveBatch, not yet taken
-	wake chan struct{} // capacity 1: something arrived, or held dropped to zero
+	wake chan struct{} // capacity 1: something arrived
 
 	stop chan struct{} // closed when the stop begins
 	wg   sync.WaitGroup
@@ -274,7 +274,6 @@ func (s *subscription) batchLocked(max int) []*driver.Message {
 	for i := range out {
 		out[i] = &s.queue.pop().dm
 	}
-	s.held.Add(int64(n))
 	return out
 }
 
@@ -282,9 +281,6 @@ func (s *subscription) batchLocked(max int) []*driver.Message {
 // message, whose in-progress acks now run up to the ack extension.
 func (s *subscription) Delivered(id driver.AckID) {
 	id.(*delivery).taken.Store(time.Now().UnixNano())
-	if s.held.Add(-1) == 0 {
-		s.signal()
-	}
 }
 
 func (s *subscription) signal() {
@@ -301,7 +297,7 @@ func (s *subscription) signal() {
 func (s *subscription) requestLocked() int {
 	batch := s.t.cfg.fetchBatch
 	want := max(min(batch, s.size)/2, 1)
-	free := s.size - int(s.held.Load()) - s.queue.len() - s.outstanding
+	free := s.size - s.queue.len() - s.outstanding
 	if free < want {
 		return 0
 	}
