@@ -221,7 +221,7 @@ func (s *Server) openNATS() error {
 		// cannot: the type of integer and boolean extensions, and whether
 		// data is binary (data_base64). Events stored in binary mode by an
 		// earlier version are still read.
-		eknats.WithMode(eknats.Structured))
+		eknats.WithMode(eventkit.Structured))
 	if err != nil {
 		return fmt.Errorf("hub: broker: %w", err)
 	}

@@ -21,29 +21,25 @@ const (
 	HeaderMsgID = nats.MsgIdHdr
 )
 
-// Mode is how events are put in NATS messages.
-type Mode int
+// Mode is how events are put in NATS messages: eventkit.Binary (each
+// attribute in a "ce-" header, percent-encoded as the binding prescribes,
+// datacontenttype in "ce-datacontenttype", the data as the payload) or
+// eventkit.Structured (the whole event in the payload in the CloudEvents
+// JSON format, with content-type application/cloudevents+json).
+//
+// Deprecated: use eventkit.Mode, the type every transport shares.
+type Mode = eventkit.Mode
 
 const (
-	// Binary mode (the default) puts each attribute in a "ce-" header,
-	// percent-encoded as the binding prescribes, datacontenttype in
-	// "ce-datacontenttype", and the data as the payload.
-	Binary Mode = iota
-	// Structured mode puts the whole event in the payload in the
-	// CloudEvents JSON format, with content-type
-	// application/cloudevents+json.
-	Structured
+	// Binary is eventkit.Binary.
+	//
+	// Deprecated: use eventkit.Binary.
+	Binary = eventkit.Binary
+	// Structured is eventkit.Structured.
+	//
+	// Deprecated: use eventkit.Structured.
+	Structured = eventkit.Structured
 )
-
-func (m Mode) String() string {
-	switch m {
-	case Binary:
-		return "binary"
-	case Structured:
-		return "structured"
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
 
 // EncodeMsg returns the NATS message for e published on subject, in mode.
 // It does not set the JetStream de-duplication header.
@@ -123,10 +119,12 @@ func headerName(attr string) string {
 }
 
 // errNotCloudEvent marks a message that carries no CloudEvent.
-var errNotCloudEvent = errors.New("not a CloudEvent (no ce-specversion header, no structured content-type)")
+var errNotCloudEvent = fmt.Errorf("%w (no ce-specversion header, no structured content-type)", eventkit.ErrNotCloudEvent)
 
 // DecodeMsg returns the CloudEvent carried by a NATS message (header and
-// payload) in either mode. The result passes eventkit.ValidateEvent.
+// payload) in either mode. The result passes eventkit.ValidateEvent. A
+// message that is a CloudEvent in neither mode gets an error wrapping
+// eventkit.ErrNotCloudEvent.
 func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
 	if ct := headerGet(h, HeaderContentType); strings.HasPrefix(strings.ToLower(ct), "application/cloudevents") {
 		if strings.HasPrefix(strings.ToLower(ct), eventkit.MediaTypeCloudEventsBatch) {

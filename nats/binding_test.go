@@ -117,3 +117,12 @@ func FuzzDecodeMsg(f *testing.F) {
 		}
 	})
 }
+
+// A message without specversion, in neither mode, is "not a CloudEvent"
+// in the words every transport shares (eventkit.ErrNotCloudEvent).
+func TestDecodeNotCloudEvent(t *testing.T) {
+	_, err := eknats.DecodeMsg(nats.Header{"ce-id": {"x"}, "ce-source": {"s"}, "ce-type": {"t"}}, []byte("{}"))
+	if !errors.Is(err, eventkit.ErrNotCloudEvent) {
+		t.Fatalf("got %v, want an error wrapping eventkit.ErrNotCloudEvent", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
 )
@@ -13,7 +14,7 @@ import (
 // receives it (header keys in nats.go's canonical form).
 func BenchmarkDecodeMsg(b *testing.B) {
 	e := eventkittest.NewEvent("bench-1")
-	m, err := eknats.EncodeMsg("bench.x", e, eknats.Binary)
+	m, err := eknats.EncodeMsg("bench.x", e, eventkit.Binary)
 	if err != nil {
 		b.Fatal(err)
 	}

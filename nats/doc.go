@@ -5,7 +5,14 @@
 // against it (Embedded.Connect gives in-process connections) and against a
 // NATS cluster: only the *nats.Conn changes.
 //
-// Transport implements eventkit.Publisher and eventkit.Subscriber:
+// Transport implements eventkit.Publisher and eventkit.Subscriber on
+// package transport, which gives it what every transport guarantees
+// (validation before anything is sent, eventkit.ErrClosed after Close,
+// settle-once messages, subscriptions bound to their ctx, Shutdown(ctx)
+// reporting every error). New(nc, ...) takes a connection the caller owns
+// and does no I/O; Dial(ctx, url, ...) connects and makes the declared
+// streams within ctx, and owns its connection. An invalid option value
+// makes both fail with an error wrapping eventkit.ErrInvalidOption.
 //
 //   - Topics are NATS subjects, one to one; patterns use NATS wildcards
 //     ("*" one token, ">" the rest). Every topic must fall in a stream:
@@ -15,7 +22,7 @@
 //     WithAutoStreams (the default when no stream is declared).
 //   - Publish follows the CloudEvents NATS protocol binding: binary mode
 //     (each attribute in a "ce-" header, percent-encoded, data as the
-//     payload) or structured mode (WithMode(Structured)). Publishes are
+//     payload) or structured mode (WithMode(eventkit.Structured)). Publishes are
 //     asynchronous with a bounded number awaiting their ack; Publish
 //     returns when JetStream acked every event. The Nats-Msg-Id header
 //     (DefaultMsgID: the event's id, source and topic) lets the stream's

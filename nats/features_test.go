@@ -30,6 +30,9 @@ func newTransport(t *testing.T, opts ...eknats.Option) (*eknats.Transport, strin
 	}
 	t.Cleanup(func() { deleteStream(t, nc, ns) })
 	t.Cleanup(func() { _ = tr.Close() })
+	if err := tr.EnsureStreams(context.Background()); err != nil { // New does no I/O
+		t.Fatal(err)
+	}
 	return tr, ns
 }
 
@@ -72,7 +75,7 @@ func streamMsgs(t *testing.T, tr *eknats.Transport, name string) uint64 {
 }
 
 func TestStructuredRoundTrip(t *testing.T) {
-	tr, ns := newTransport(t, eknats.WithMode(eknats.Structured))
+	tr, ns := newTransport(t, eknats.WithMode(eventkit.Structured))
 	ctx := context.Background()
 	s, err := tr.Subscribe(ctx, ns+".x")
 	if err != nil {
@@ -124,19 +127,27 @@ func TestStreamNotChangedSilently(t *testing.T) {
 	ns := eventkittest.UniqueName("ekm")
 	t.Cleanup(func() { deleteStream(t, nc, ns) })
 	cfg := eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, MaxAge: time.Hour}
-	if _, err := eknats.New(nc, eknats.WithStream(cfg)); err != nil {
+	// New does no I/O: EnsureStreams creates or checks the streams.
+	ensured := func(opts ...eknats.Option) (*eknats.Transport, error) {
+		tr, err := eknats.New(nc, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return tr, tr.EnsureStreams(context.Background())
+	}
+	if _, err := ensured(eknats.WithStream(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eknats.New(nc, eknats.WithStream(cfg)); err != nil {
+	if _, err := ensured(eknats.WithStream(cfg)); err != nil {
 		t.Fatalf("same declaration again: %v", err)
 	}
 	cfg.MaxAge = 2 * time.Hour
-	_, err := eknats.New(nc, eknats.WithStream(cfg))
+	_, err := ensured(eknats.WithStream(cfg))
 	var mm *eknats.StreamMismatchError
 	if !errors.As(err, &mm) || mm.Stream != ns || len(mm.Differences) != 1 {
 		t.Fatalf("changed declaration: got %v, want a StreamMismatchError on max_age", err)
 	}
-	tr, err := eknats.New(nc, eknats.WithStream(cfg), eknats.WithStreamUpdate())
+	tr, err := ensured(eknats.WithStream(cfg), eknats.WithStreamUpdate())
 	if err != nil {
 		t.Fatalf("with WithStreamUpdate: %v", err)
 	}
@@ -218,6 +229,45 @@ func TestInProgressKeepsLongHandlers(t *testing.T) {
 	quiet(t, s, 1500*time.Millisecond)
 }
 
+// TestInProgressKeepsWaitingMessages: messages that reached the
+// subscription and wait to be taken behind a slow reader are kept from
+// redelivery by in-progress acks however long they wait, including those
+// that arrived while every batch ahead of them was still being handed
+// over. Before they were tracked on arrival, the last one waited untracked
+// and came back after the ack wait (attempt 2).
+func TestInProgressKeepsWaitingMessages(t *testing.T) {
+	tr, ns := newTransport(t, eknats.WithAckWait(time.Second), eknats.WithAckExtension(time.Minute))
+	ctx := context.Background()
+	s, err := tr.Subscribe(ctx, ns+".x", eventkit.WithGroup("waiting"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// One event at a time, each once the one before reached the
+	// subscription: e1 is taken, e2 waits to be handed over, e3 waits
+	// behind it, e4 arrives while nothing is received.
+	for i := 1; i <= 4; i++ {
+		if err := tr.Publish(ctx, ns+".x", eventkittest.NewEvent(fmt.Sprint("e", i))); err != nil {
+			t.Fatal(err)
+		}
+		waitAckPending(t, tr, ns, "waiting", i)
+		if i == 1 {
+			if m := take(t, s); m.Event.ID() != "e1" {
+				t.Fatalf("got %q, want e1", m.Event.ID())
+			}
+		}
+	}
+	time.Sleep(3500 * time.Millisecond) // three and a half ack waits, nothing taken
+	for i := 2; i <= 4; i++ {
+		m := take(t, s)
+		if want := fmt.Sprint("e", i); m.Event.ID() != want || m.Attempt != 1 {
+			t.Fatalf("got %q attempt %d, want %q attempt 1", m.Event.ID(), m.Attempt, want)
+		}
+		_ = m.Ack()
+	}
+	quiet(t, s, 1500*time.Millisecond)
+}
+
 // TestCloseNacksBuffered: messages buffered and not taken when a
 // subscription closes come back at once (with an ack wait of one minute,
 // only the nack can bring them back within the test's wait).
@@ -266,6 +316,24 @@ func TestCloseNacksBuffered(t *testing.T) {
 			t.Errorf("%s: attempt %d, want 2", m.Event.ID(), m.Attempt)
 		}
 		_ = m.Ack()
+	}
+}
+
+// waitAckPending waits (up to 10s) until the consumer has delivered n
+// messages not yet settled.
+func waitAckPending(t *testing.T, tr *eknats.Transport, stream, consumer string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := consumerInfo(tr, stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages delivered and unsettled after 10s, want %d", info.NumAckPending, n)
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ var errReconnected = errors.New("connection re-established during the request")
 // responders, JetStream not enabled yet, a lost request), or recovering
 // its streams (503). When ctx ends first, the error wraps the last
 // attempt's error and ctx's.
-func (t *Transport) retryJS(ctx context.Context, op func(ctx context.Context) error) error {
+func (t *drv) retryJS(ctx context.Context, op func(ctx context.Context) error) error {
 	backoff := t.cfg.retryBackoff
 	for attempt := 1; ; attempt++ {
 		err := t.attemptJS(ctx, op)
@@ -61,7 +61,7 @@ func gaveUp(ctx context.Context, attempts int, err error) error {
 
 // attemptJS runs op once, bounded by the setup timeout, and cancelled with
 // errReconnected when the connection changes state under it.
-func (t *Transport) attemptJS(ctx context.Context, op func(ctx context.Context) error) error {
+func (t *drv) attemptJS(ctx context.Context, op func(ctx context.Context) error) error {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	actx, cancelTimeout := context.WithTimeout(actx, t.cfg.setupTimeout)

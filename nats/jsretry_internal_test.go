@@ -34,10 +34,13 @@ func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := tr.EnsureStreams(ctx); err != nil { // New does no I/O
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	calls := 0
-	err = tr.retryJS(ctx, func(actx context.Context) error {
+	err = tr.d.retryJS(ctx, func(actx context.Context) error {
 		calls++
 		if calls == 1 {
 			wg.Add(1)
@@ -50,7 +53,7 @@ func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
 			<-actx.Done()
 			return actx.Err()
 		}
-		_, err := tr.js.Stream(actx, "LOST")
+		_, err := tr.d.js.Stream(actx, "LOST")
 		return err
 	})
 	if err != nil {

@@ -14,53 +14,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Publish validates every event, then publishes them to the subject topic
-// asynchronously, at most WithMaxInFlight awaiting their ack at once, and
-// returns when JetStream acked every one of them (or with an error). An
-// event whose publish failed for a passing reason (disconnection, server
-// restart, ack timeout) is sent again with the same Nats-Msg-Id, so that
-// the stream keeps one copy; this goes on until ctx ends. Events of one
-// call are stored in order unless such a resend happens.
-func (t *Transport) Publish(ctx context.Context, name string, events ...event.Event) error {
-	if t.closed.Load() {
-		return eventkit.ErrClosed
-	}
-	if err := topic.ValidateName(name); err != nil {
+// publish publishes events[i] to topicOf(i) (validated topics, valid
+// events, at least one), asynchronously, at most WithMaxInFlight awaiting
+// their ack at once, and returns when JetStream acked every one of them.
+// An event whose publish failed for a passing reason is sent again with
+// the same Nats-Msg-Id until ctx ends.
+func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []event.Event) error {
+	if err := t.ensureDeclared(ctx); err != nil {
 		return fmt.Errorf("nats: publish: %w", err)
-	}
-	return t.publish(ctx, func(int) string { return name }, events)
-}
-
-// PublishEach is Publish with a topic per event: events[i] goes to
-// topics[i]. Every event is sent before the first ack is awaited, so a
-// call costs one round trip to the server whatever the number of topics
-// (Publish once per topic would cost one each). Events of one topic are
-// stored in their order in events unless a resend happens.
-func (t *Transport) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
-	if t.closed.Load() {
-		return eventkit.ErrClosed
-	}
-	if len(topics) != len(events) {
-		return fmt.Errorf("nats: publish: %d topics for %d events", len(topics), len(events))
-	}
-	for i, name := range topics {
-		if i > 0 && name == topics[i-1] {
-			continue
-		}
-		if err := topic.ValidateName(name); err != nil {
-			return fmt.Errorf("nats: publish: %w", err)
-		}
-	}
-	return t.publish(ctx, func(i int) string { return topics[i] }, events)
-}
-
-// publish publishes events[i] to topicOf(i) (validated topics).
-func (t *Transport) publish(ctx context.Context, topicOf func(int) string, events []event.Event) error {
-	if err := eventkit.ValidateEvents(events); err != nil {
-		return fmt.Errorf("nats: publish: %w", err)
-	}
-	if len(events) == 0 {
-		return nil
 	}
 	for i := range events {
 		name := topicOf(i)
@@ -204,7 +165,7 @@ func (t *Transport) publish(ctx context.Context, topicOf func(int) string, event
 // (a subject without wildcards), which is what streamFor finds first; it
 // allocates nothing, unlike streamFor, so that publishing to a declared
 // stream does not pay for the lookup.
-func (t *Transport) declaredStreamStores(name string) bool {
+func (t *drv) declaredStreamStores(name string) bool {
 	for _, s := range t.cfg.streams {
 		for _, subj := range s.Subjects {
 			if topic.Match(subj, name) {

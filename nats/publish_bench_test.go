@@ -21,21 +21,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	for _, batch := range []int{1, 100, 4096} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			nc, err := embedded(b).Connect()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			ns := eventkittest.UniqueName("ekb")
-			tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, Storage: jetstream.MemoryStorage}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				_ = tr.Close()
-				js, _ := jetstream.New(nc)
-				_ = js.DeleteStream(context.Background(), ns)
-			}()
+			tr, ns := benchTransport(b, "ekb")
 			evs := make([]event.Event, batch)
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -55,6 +41,27 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/event")
 		})
 	}
+}
+
+// benchTransport returns a transport on the shared embedded server with a
+// memory stream for "<ns>.>", closed and deleted at the end, and ns.
+func benchTransport(b *testing.B, prefix string) (*eknats.Transport, string) {
+	nc, err := embedded(b).Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := eventkittest.UniqueName(prefix)
+	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, Storage: jetstream.MemoryStorage}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = tr.Close()
+		js, _ := jetstream.New(nc)
+		_ = js.DeleteStream(context.Background(), ns)
+		nc.Close()
+	})
+	return tr, ns
 }
 
 // cpuTime is the process's user and system CPU time.

@@ -93,7 +93,7 @@ func TestPublishDuplicateIsSuccess(t *testing.T) {
 	// Store the even events by hand, with the id eventkit sends.
 	js := tr.JetStream()
 	for i := 0; i < len(evs); i += 2 {
-		m, err := eknats.EncodeMsg(ns+".x", evs[i], eknats.Binary)
+		m, err := eknats.EncodeMsg(ns+".x", evs[i], eventkit.Binary)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +184,10 @@ func TestCloseWhileAwaitingAcks(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	subs := nc.NumSubscriptions() // nats.go's request inbox, made by New
+	if err := tr.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	subs := nc.NumSubscriptions() // nats.go's request inbox, made by EnsureStreams
 	done := make(chan error, 1)
 	go func() { done <- tr.Publish(ctx, ns+".x", events("c", 10)...) }()
 	// The call makes its ack inbox when it starts, whenever it is scheduled.

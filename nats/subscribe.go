@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,37 +14,20 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
-	"github.com/eventkit/eventkit/topic"
+	"github.com/eventkit/eventkit/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Subscribe starts a subscription to pattern (a NATS subject: "*" matches
-// one token, ">" the rest), which must fall in one stream.
-//
-// With eventkit.WithGroup, the subscription is a member of a durable pull
-// consumer named after the group: members share its messages, and the
-// consumer keeps its position while no member runs. Without group, the
-// subscription has a consumer of its own, deleted when it closes (and by
-// the server after WithInactiveThreshold if the process dies). A new
-// consumer starts at the next event published, or at the oldest retained
-// one with eventkit.FromStart. Every message is acked explicitly; Nack and
-// NackAfter send a negative ack (with the delay), and Message.Attempt is
-// JetStream's delivery count.
-//
-// While JetStream is unavailable (the server restarting, or recovering its
-// streams), Subscribe waits for it until ctx ends, as Publish does; each
-// management call to the server is bounded by WithSetupTimeout.
-func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	if t.closed.Load() {
-		return nil, eventkit.ErrClosed
+// OpenSubscription finds the stream of pattern, creates (or joins) the
+// consumer, waiting for JetStream while it is unavailable until ctx ends,
+// and subscribes to the inbox that pull requests answer to.
+func (t *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.Config) (driver.Subscription, error) {
+	if len(cfg.Options) > 0 {
+		return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("the nats transport has no subscription options, got a %T", cfg.Options[0]))
 	}
-	if err := topic.ValidatePattern(pattern); err != nil {
-		return nil, fmt.Errorf("nats: subscribe: %w", err)
-	}
-	cfg := eventkit.NewSubscribeConfig(opts...)
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if err := t.ensureDeclared(ctx); err != nil {
+		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
 	}
 	stream, err := t.streamFor(ctx, pattern)
 	if err != nil {
@@ -52,82 +36,84 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	s := &subscription{
 		t: t, stream: stream, pattern: pattern, cfg: cfg,
 		unsettled: make(map[*delivery]struct{}),
-		done:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
-	var cons jetstream.Consumer
 	err = t.retryJS(ctx, func(ctx context.Context) (err error) {
-		cons, err = s.consumer(ctx, 0)
+		_, err = s.consumer(ctx, 0)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
 	}
-	s.cons = cons
-	size := cfg.Buffer
-	if size <= 0 {
+	// eventkit.WithBuffer sets MaxBatch; without it (MaxBatch is then
+	// driver.DefaultMaxBatch) the transport's WithSubscriptionBuffer
+	// applies. At least one message must fit, or nothing would be pulled.
+	size := cfg.MaxBatch
+	if size == driver.DefaultMaxBatch {
 		size = t.cfg.buffer
 	}
-	// At least one message must fit, or nothing would ever be pulled.
 	s.size = max(size, 1)
-	s.out = make(chan *eventkit.Message)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-
-	t.mu.Lock()
-	if t.closed.Load() {
-		t.mu.Unlock()
-		s.cancel()
-		s.deleteConsumer()
-		return nil, eventkit.ErrClosed
+	if err := s.subscribe(); err != nil {
+		s.deleteConsumer(ctx)
+		return nil, fmt.Errorf("nats: subscribe to %q: %w", pattern, err)
 	}
-	t.subs[s] = struct{}{}
-	t.wg.Add(1)
-	t.mu.Unlock()
-
-	s.stopAfter = context.AfterFunc(ctx, s.cancel)
-	var wg sync.WaitGroup
+	s.tick = time.NewTicker(time.Second)
+	s.last = time.Now()
 	if t.cfg.ackExtension >= 0 {
-		wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			s.extend()
 		}()
 	}
-	go func() {
-		defer t.wg.Done()
-		s.run()
-		s.cancel()
-		wg.Wait()
-		s.finish()
-	}()
 	return s, nil
 }
 
+// subscription is a driver.Subscription on a JetStream pull consumer.
+// ReceiveBatch keeps pull requests outstanding for as many messages as
+// the subscription may hold (its size: messages requested or received and
+// not yet returned to package transport, which holds at most two batches
+// besides), so that the application does not wait for round trips, and
+// returns what has arrived. Messages arrive in nats.go's
+// goroutine of the inbox subscription (arrive), which decodes and tracks
+// each at once, so that in-progress acks cover it however long it waits.
 type subscription struct {
-	t       *Transport
+	t       *drv
 	stream  string
 	pattern string
-	cfg     eventkit.SubscribeConfig
+	cfg     driver.Config
 
 	name      string // consumer name
 	ephemeral bool
-	cons      jetstream.Consumer
-	lastSeq   uint64 // stream sequence of the last delivery (run goroutine only)
 	inbox     string
 	sub       *nats.Subscription
-	ch        chan *nats.Msg
+	size      int
+	lost      bool // the consumer must be restored (ReceiveBatch only)
+	tick      *time.Ticker
 
-	size      int  // most messages held received and not taken
-	held      fifo // received, not yet taken by the reader (run goroutine, then finish)
-	out       chan *eventkit.Message
-	ctx       context.Context
-	cancel    context.CancelFunc
-	stopAfter func() bool
-	done      chan struct{}
-	err       error
+	wake chan struct{} // capacity 1: something arrived
 
-	mu        sync.Mutex
-	unsettled map[*delivery]struct{}
-	left      []*nats.Msg // received, not delivered: nacked by finish
+	stop chan struct{} // closed when the stop begins
+	wg   sync.WaitGroup
+
+	mu          sync.Mutex
+	queue       fifo // arrived and tracked, not yet returned
+	outstanding int  // messages requested and not yet arrived
+	last        time.Time
+	lastSeq     uint64 // stream sequence of the last arrival
+	err         error  // a failure of the pull requests, for ReceiveBatch
+	closing     bool   // Shutdown took the messages to nack
+	unsettled   map[*delivery]struct{}
+}
+
+// delivery is one received JetStream message; a pointer to it is the
+// message's AckID. The driver.Message is part of it, so that a delivery
+// costs one allocation.
+type delivery struct {
+	dm    driver.Message
+	msg   *nats.Msg
+	taken atomic.Int64 // unix nanoseconds when the application took it; 0 before
 }
 
 // consumer creates (or, for a group, joins) the subscription's consumer.
@@ -204,70 +190,12 @@ func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstre
 	}
 }
 
-// run pulls messages into s.queue until the subscription ends, recovering
-// from lost connections and consumers. Every received message is tracked
-// (and so extended) from the moment it arrives; a pull asks for no more
-// than the queue has room for, so that the client holds at most about one
-// buffer of messages.
-func (s *subscription) run() {
-	t := s.t
-	backoff := t.cfg.retryBackoff
-	defer s.unsubscribe()
-	for s.ctx.Err() == nil {
-		err := s.subscribe()
-		if err == nil {
-			err = s.pull()
-		}
-		if err == nil {
-			backoff = t.cfg.retryBackoff
-			continue
-		}
-		if s.ctx.Err() != nil {
-			return
-		}
-		if s.nc().IsClosed() {
-			s.err = fmt.Errorf("nats: subscription to %q: %w", s.pattern, nats.ErrConnectionClosed)
-			return
-		}
-		t.log.Warn("nats: subscription interrupted; resuming", "pattern", s.pattern, "consumer", s.name, "error", err)
-		if !s.sleep(backoff) {
-			return
-		}
-		backoff = min(backoff*2, t.cfg.maxRetryBackof)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
-			ctx, cancel := context.WithTimeout(s.ctx, t.cfg.setupTimeout)
-			if c, cerr := s.consumer(ctx, s.lastSeq); cerr == nil {
-				s.cons = c
-			} else if s.ctx.Err() == nil {
-				t.log.Warn("nats: consumer not restored yet", "pattern", s.pattern, "consumer", s.name, "error", cerr)
-			}
-			cancel()
-		}
-	}
-}
-
-func (s *subscription) nc() *nats.Conn { return s.t.nc }
-
-func (s *subscription) sleep(d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-s.ctx.Done():
-		return false
-	}
-}
-
 // subscribe makes the inbox subscription that pull requests answer to.
 // nats.go restores it by itself after a reconnect.
 func (s *subscription) subscribe() error {
-	if s.sub != nil {
-		return nil
-	}
-	s.inbox = s.nc().NewInbox()
-	s.ch = make(chan *nats.Msg, s.size+2*s.t.cfg.fetchBatch+64)
-	sub, err := s.nc().ChanSubscribe(s.inbox, s.ch)
+	nc := s.t.nc
+	s.inbox = nc.NewInbox()
+	sub, err := nc.Subscribe(s.inbox, s.arrive)
 	if err != nil {
 		return err
 	}
@@ -275,166 +203,234 @@ func (s *subscription) subscribe() error {
 	return nil
 }
 
-// unsubscribe ends the inbox subscription before anything is nacked, so
-// that the server drops a pull request still waiting (it has no interest
-// any more) instead of sending it the nacked messages; messages that
-// arrived are kept for finish to nack.
-//
-// It drains rather than unsubscribes: after the drain's round trip, every
-// message the server sent to the inbox before it took the unsubscription
-// is in s.ch (and is nacked by finish). A plain unsubscribe drops those
-// in flight, and the server, which counts them delivered, sends them
-// again only after the ack wait.
-func (s *subscription) unsubscribe() {
-	if s.sub == nil {
-		return
-	}
-	if err := s.sub.Drain(); err == nil {
-		deadline := time.Now().Add(drainTimeout)
-		for s.sub.IsValid() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	if s.sub.IsValid() {
-		_ = s.sub.Unsubscribe()
-	}
-	for {
-		select {
-		case msg := <-s.ch:
-			if !isStatus(msg) {
-				s.leftover(msg)
-			}
-		default:
-			return
-		}
-	}
-}
-
-func (s *subscription) leftover(msg *nats.Msg) {
-	s.mu.Lock()
-	s.left = append(s.left, msg)
-	s.mu.Unlock()
-}
-
-// settleTimeout bounds the wait for the server's confirmation of a nack.
-const settleTimeout = 5 * time.Second
-
-// drainTimeout bounds the wait for the inbox's drain when a subscription
-// ends (one round trip to the server).
-const drainTimeout = 2 * time.Second
-
 // fetchExpiry is how long one pull request waits for messages.
 const fetchExpiry = 3 * time.Second
+
+// settleTimeout bounds the wait for the server's confirmation of a nack
+// when the caller's ctx does not end sooner.
+const settleTimeout = 5 * time.Second
 
 func isStatus(msg *nats.Msg) bool {
 	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
 }
 
-// pull keeps pull requests outstanding for as many messages as the
-// subscription may hold, and hands what arrives to the reader through the
-// unbuffered s.out (so that the moment each is taken is known), until the
-// subscription ends or a request fails. A new request goes out as soon as
-// there is room for half a batch, while earlier ones are still being
-// served, so that the reader does not wait for round trips. Receiving and
-// handing over in one goroutine saves a goroutine switch per message.
-func (s *subscription) pull() error {
-	batch := s.t.cfg.fetchBatch
-	want := max(min(batch, s.size)/2, 1)
-	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
-	outstanding := 0 // messages requested and not yet received
-	last := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		if free := s.size - s.held.len() - outstanding; free >= want {
-			n := min(batch, free)
-			req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
-			if err := s.nc().PublishRequest(subject, s.inbox, req); err != nil {
-				return err
-			}
-			outstanding += n
-			last = time.Now()
-			continue
+// ReceiveBatch returns the messages that have arrived, at most max,
+// waiting for one until ctx ends, and tops up the pull requests. A failure
+// of the pull (consumer deleted, JetStream unavailable) is returned,
+// transient, and the next call restores the consumer, starting after the
+// last message received.
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	if s.t.nc.IsClosed() {
+		return nil, driver.Permanent(fmt.Errorf("nats: subscription to %q: %w", s.pattern, nats.ErrConnectionClosed))
+	}
+	if s.lost {
+		if err := s.restore(ctx); err != nil {
+			return nil, err
 		}
-		var out chan<- *eventkit.Message // nil (never ready) with nothing held
-		var head *eventkit.Message
-		if d := s.held.peek(); d != nil {
-			out, head = s.out, d.m
+	}
+	for {
+		s.mu.Lock()
+		if err := s.err; err != nil {
+			s.err, s.outstanding = nil, 0
+			s.mu.Unlock()
+			return nil, s.failed(err)
+		}
+		out := s.batchLocked(max)
+		n := s.requestLocked()
+		s.mu.Unlock()
+		if n > 0 {
+			if err := s.request(n); err != nil {
+				s.mu.Lock()
+				s.outstanding = 0
+				s.mu.Unlock()
+				return nil, s.failed(err)
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
 		}
 		select {
-		case out <- head:
-			s.held.pop().taken.Store(time.Now().UnixNano())
-		case msg := <-s.ch:
-			last = time.Now()
-			if isStatus(msg) {
-				switch code := msg.Header.Get("Status"); code {
-				case "100":
-					// heartbeat
-				case "404", "408":
-					// A request expired: what it still owed will not come.
-					if p, err := strconv.Atoi(msg.Header.Get("Nats-Pending-Messages")); err == nil {
-						outstanding = max(outstanding-p, 0)
-					} else {
-						outstanding = 0
-					}
-				case "503":
-					return nats.ErrNoResponders
-				default:
-					desc := strings.ToLower(msg.Header.Get("Description"))
-					switch {
-					case strings.Contains(desc, "consumer deleted"):
-						return jetstream.ErrConsumerDeleted
-					case strings.Contains(desc, "leadership change"), strings.Contains(desc, "exceeded max"):
-						outstanding = 0
-					default:
-						return fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
-					}
-				}
-				continue
-			}
-			outstanding = max(outstanding-1, 0)
-			if d := s.track(msg); d != nil {
-				s.held.push(d)
-			}
-		case now := <-tick.C:
+		case <-s.wake:
+		case now := <-s.tick.C:
 			// Requests lost in a reconnect never answer: forget them.
-			if outstanding > 0 && now.Sub(last) > fetchExpiry+time.Second {
-				outstanding = 0
+			s.mu.Lock()
+			if s.outstanding > 0 && now.Sub(s.last) > fetchExpiry+time.Second {
+				s.outstanding = 0
 			}
-		case <-s.ctx.Done():
-			return nil
+			s.mu.Unlock()
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// track decodes msg and records it as unsettled; nil for a message that
-// is not a CloudEvent (terminated).
-func (s *subscription) track(msg *nats.Msg) *delivery {
+// batchLocked returns up to max queued messages (nil when none).
+func (s *subscription) batchLocked(max int) []*driver.Message {
+	n := min(max, s.queue.len())
+	if n == 0 {
+		return nil
+	}
+	out := make([]*driver.Message, n)
+	for i := range out {
+		out[i] = &s.queue.pop().dm
+	}
+	return out
+}
+
+// Delivered implements driver.DeliveryObserver: the application took the
+// message, whose in-progress acks now run up to the ack extension.
+func (s *subscription) Delivered(id driver.AckID) {
+	id.(*delivery).taken.Store(time.Now().UnixNano())
+}
+
+func (s *subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requestLocked returns how many messages a new pull request should ask
+// for, and counts them outstanding: none until there is room for half a
+// batch, so that a new request goes out while earlier ones are still
+// being served.
+func (s *subscription) requestLocked() int {
+	batch := s.t.cfg.fetchBatch
+	want := max(min(batch, s.size)/2, 1)
+	free := s.size - s.queue.len() - s.outstanding
+	if free < want {
+		return 0
+	}
+	n := min(batch, free)
+	s.outstanding += n
+	s.last = time.Now()
+	return n
+}
+
+// request sends a pull request for n messages.
+func (s *subscription) request(n int) error {
+	subject := s.t.apiPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + s.name
+	req := []byte(`{"batch":` + strconv.Itoa(n) + `,"expires":` + strconv.FormatInt(fetchExpiry.Nanoseconds(), 10) + `}`)
+	return s.t.nc.PublishRequest(subject, s.inbox, req)
+}
+
+// arrive handles one message of the inbox, in nats.go's goroutine of the
+// subscription: a message is decoded, tracked and queued; a status of the
+// pull requests updates what is outstanding, or is kept as the error that
+// the next ReceiveBatch returns.
+func (s *subscription) arrive(msg *nats.Msg) {
+	if isStatus(msg) {
+		s.status(msg)
+		return
+	}
+	d, seq := s.decode(msg)
+	s.mu.Lock()
+	if s.closing {
+		// Arrived after a drain that did not complete: nacked at once.
+		s.mu.Unlock()
+		if d != nil {
+			_ = s.t.nc.Publish(msg.Reply, ackNak)
+		}
+		return
+	}
+	s.outstanding = max(s.outstanding-1, 0)
+	s.last = time.Now()
+	s.lastSeq = max(s.lastSeq, seq)
+	wasEmpty := s.queue.len() == 0
+	if d != nil {
+		s.unsettled[d] = struct{}{}
+		s.queue.push(d)
+	}
+	s.mu.Unlock()
+	if wasEmpty && d != nil {
+		s.signal()
+	}
+}
+
+// status handles a status message of the pull requests.
+func (s *subscription) status(msg *nats.Msg) {
+	var err error
+	s.mu.Lock()
+	s.last = time.Now()
+	switch code := msg.Header.Get("Status"); code {
+	case "100":
+		// heartbeat
+	case "404", "408":
+		// A request expired: what it still owed will not come.
+		if p, perr := strconv.Atoi(msg.Header.Get("Nats-Pending-Messages")); perr == nil {
+			s.outstanding = max(s.outstanding-p, 0)
+		} else {
+			s.outstanding = 0
+		}
+	case "503":
+		err = nats.ErrNoResponders
+	default:
+		desc := strings.ToLower(msg.Header.Get("Description"))
+		switch {
+		case strings.Contains(desc, "consumer deleted"):
+			err = jetstream.ErrConsumerDeleted
+		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "exceeded max"):
+			s.outstanding = 0
+		default:
+			err = fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
+		}
+	}
+	if err != nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.signal()
+	}
+}
+
+// failed notes a pull failure: a lost consumer is restored by the next
+// ReceiveBatch. The error is transient.
+func (s *subscription) failed(err error) error {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
+		s.lost = true
+	}
+	return fmt.Errorf("nats: subscription to %q (consumer %q): %w", s.pattern, s.name, err)
+}
+
+// restore makes the consumer again (or finds it), starting after the last
+// message received; each attempt is bounded by the setup timeout.
+func (s *subscription) restore(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.t.cfg.setupTimeout)
+	defer cancel()
+	s.mu.Lock()
+	after := s.lastSeq
+	s.mu.Unlock()
+	if _, err := s.consumer(ctx, after); err != nil {
+		return fmt.Errorf("nats: subscription to %q: consumer %q not restored yet: %w", s.pattern, s.name, err)
+	}
+	s.lost = false
+	return nil
+}
+
+// decode returns the delivery of msg and its stream sequence; a nil
+// delivery for a message that is not a CloudEvent (terminated) or has no
+// JetStream metadata (dropped).
+func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
 	seq, delivered, ok := ackReplyMeta(msg.Reply)
 	if !ok {
 		meta, err := msg.Metadata()
 		if err != nil {
 			s.t.log.Warn("nats: message without JetStream metadata dropped", "subject", msg.Subject, "error", err)
-			return nil
+			return nil, 0
 		}
 		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
-	if seq > s.lastSeq {
-		s.lastSeq = seq
-	}
 	ev, err := DecodeMsg(msg.Header, msg.Data)
 	if err != nil {
-		s.t.log.Warn("nats: message is not a valid CloudEvent; terminated (never redelivered)",
+		s.t.log.Error("nats: message is not a valid CloudEvent; terminated (never redelivered)",
 			"subject", msg.Subject, "stream", s.stream, "sequence", seq, "error", err)
-		_ = s.reply(msg, ackTerm)
-		return nil
+		_ = s.t.nc.Publish(msg.Reply, ackTerm)
+		return nil, seq
 	}
-	d := &delivery{msg: msg, s: s}
-	d.m = eventkit.NewMessage(msg.Subject, ev, int(delivered), d, msg)
-	s.mu.Lock()
-	s.unsettled[d] = struct{}{}
-	s.mu.Unlock()
-	return d
+	d := &delivery{msg: msg}
+	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), ID: d, Raw: msg}
+	return d, seq
 }
 
 // Acknowledgement bodies of the JetStream protocol.
@@ -451,78 +447,59 @@ var (
 	ackTerm     = []byte("+TERM")
 )
 
-func (s *subscription) reply(msg *nats.Msg, body []byte) error {
-	return s.nc().Publish(msg.Reply, body)
-}
-
-// finish nacks the messages received and not taken (they come back at
-// once), closes s.out and releases the consumer of a subscription without
-// group.
-func (s *subscription) finish() {
-	// The other goroutines have stopped, and the inbox is unsubscribed.
-	var left []*nats.Msg
+// SendAcks acks each message.
+func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
 	s.mu.Lock()
-	left, s.left = s.left, nil
+	for _, id := range ids {
+		delete(s.unsettled, id.(*delivery))
+	}
 	s.mu.Unlock()
-	for d := s.held.pop(); d != nil; d = s.held.pop() {
-		s.forget(d)
-		left = append(left, d.msg)
-	}
-	s.nakAll(left)
-	close(s.out)
-	if s.ephemeral && !s.nc().IsClosed() {
-		s.deleteConsumer()
-	}
-	s.stopAfter()
-	s.t.removeSub(s)
-	close(s.done)
-}
-
-// nakAll nacks msgs and waits (up to settleTimeout) until the server
-// confirmed each: a confirmed nack is in the consumer's state, while one
-// still queued in the server when it stops is lost (the message then
-// waits for the ack wait).
-func (s *subscription) nakAll(msgs []*nats.Msg) {
-	if len(msgs) == 0 || s.nc().IsClosed() {
-		return
-	}
-	inbox := s.nc().NewInbox()
-	confirmed := make(chan *nats.Msg, len(msgs))
-	sub, err := s.nc().ChanSubscribe(inbox, confirmed)
-	if err != nil {
-		for _, msg := range msgs {
-			_ = s.reply(msg, ackNak)
-		}
-		return
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	for _, msg := range msgs {
-		_ = s.nc().PublishRequest(msg.Reply, inbox, ackNak)
-	}
-	timeout := time.NewTimer(settleTimeout)
-	defer timeout.Stop()
-	for range msgs {
-		select {
-		case <-confirmed:
-		case <-timeout.C:
-			return
+	var first error
+	failed := 0
+	for _, id := range ids {
+		if err := s.t.nc.Publish(id.(*delivery).msg.Reply, ackAck); err != nil {
+			failed++
+			first = cmp.Or(first, err)
 		}
 	}
+	if first != nil {
+		return fmt.Errorf("nats: %d of %d acks not sent: %w", failed, len(ids), first)
+	}
+	return nil
 }
 
-func (s *subscription) deleteConsumer() {
-	if !s.ephemeral || s.name == "" {
-		return
+// SendNacks sends a negative ack for each message, with its delay, and
+// returns when the server has taken them: JetStream processes
+// acknowledgements asynchronously and drops those still queued when it
+// stops, and a nack lost that way would hold the message back for the
+// ack wait.
+func (s *subscription) SendNacks(ctx context.Context, nacks []driver.Nack) error {
+	s.mu.Lock()
+	for _, n := range nacks {
+		delete(s.unsettled, n.ID.(*delivery))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	if err := s.t.js.DeleteConsumer(ctx, s.stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		s.t.log.Debug("nats: delete consumer", "consumer", s.name, "error", err)
+	var errs []error
+	for _, n := range nacks {
+		body := ackNak
+		if n.Delay > 0 {
+			body = []byte(`-NAK {"delay":` + strconv.FormatInt(n.Delay.Nanoseconds(), 10) + `}`)
+		}
+		if _, err := s.t.nc.RequestWithContext(ctx, n.ID.(*delivery).msg.Reply, body); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	if len(errs) > 0 {
+		return fmt.Errorf("nats: %d of %d nacks not confirmed: %w", len(errs), len(nacks), errors.Join(errs...))
+	}
+	return nil
 }
 
-// extend sends in-progress acks for unsettled messages, up to the ack
-// extension, every third of the ack wait.
+// extend sends in-progress acks for unsettled messages every third of the
+// ack wait: for those not yet taken by the application, and for those
+// taken less than the ack extension ago.
 func (s *subscription) extend() {
 	t := s.t
 	every := max(t.cfg.ackWait/3, 10*time.Millisecond)
@@ -531,7 +508,7 @@ func (s *subscription) extend() {
 	var batch []*delivery
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-s.stop:
 			return
 		case <-tick.C:
 		}
@@ -539,83 +516,136 @@ func (s *subscription) extend() {
 		batch = batch[:0]
 		s.mu.Lock()
 		for d := range s.unsettled {
-			// Queued messages are extended until taken, taken ones up to
-			// the ack extension.
 			if tk := d.taken.Load(); tk == 0 || now.Sub(time.Unix(0, tk)) < t.cfg.ackExtension {
 				batch = append(batch, d)
 			}
 		}
 		s.mu.Unlock()
 		for _, d := range batch {
-			_ = s.reply(d.msg, ackProgress)
+			_ = t.nc.Publish(d.msg.Reply, ackProgress)
 		}
 	}
 }
 
-func (s *subscription) forget(d *delivery) {
+// Shutdown ends the subscription within ctx: it stops the in-progress
+// acks, ends the inbox subscription, nacks the messages received and not
+// taken by the application (they come back at once, to another member of
+// the group) and deletes the consumer of a subscription without group.
+// Messages taken and not settled come back after the ack wait.
+func (s *subscription) Shutdown(ctx context.Context) error {
+	close(s.stop)
+	s.wg.Wait()
+	s.tick.Stop()
+	var errs []error
+	if err := s.unsubscribe(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	var left []*nats.Msg
 	s.mu.Lock()
-	delete(s.unsettled, d)
+	s.closing = true
+	// The queued messages are in s.unsettled, never taken: nacked below.
+	s.queue = fifo{}
+	for d := range s.unsettled {
+		if d.taken.Load() == 0 {
+			left = append(left, d.msg)
+		}
+	}
+	clear(s.unsettled)
 	s.mu.Unlock()
+	if err := s.nakAll(ctx, left); err != nil {
+		errs = append(errs, err)
+	}
+	if s.ephemeral && !s.t.nc.IsClosed() {
+		s.deleteConsumer(ctx)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("nats: close subscription to %q: %w", s.pattern, errors.Join(errs...))
+	}
+	return nil
 }
 
-// Messages implements eventkit.Subscription.
-func (s *subscription) Messages() <-chan *eventkit.Message { return s.out }
+// Close is Shutdown bounded by DefaultSetupTimeout; package transport
+// calls Shutdown.
+func (s *subscription) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultSetupTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
 
-// Err implements eventkit.Subscription.
-func (s *subscription) Err() error {
-	select {
-	case <-s.done:
-		return s.err
-	default:
+// unsubscribe ends the inbox subscription before anything is nacked, so
+// that the server drops a pull request still waiting (it has no interest
+// any more) instead of sending it the nacked messages.
+//
+// It drains rather than unsubscribes: after the drain's round trip (within
+// ctx), every message the server sent to the inbox before it took the
+// unsubscription has arrived (and is nacked by Shutdown). A plain
+// unsubscribe drops those in flight, and the server, which counts them
+// delivered, sends them again only after the ack wait.
+func (s *subscription) unsubscribe(ctx context.Context) error {
+	var err error
+	if derr := s.sub.Drain(); derr == nil {
+		for s.sub.IsValid() && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		if s.sub.IsValid() {
+			err = fmt.Errorf("drain the inbox: %w", context.Cause(ctx))
+		}
+	}
+	if s.sub.IsValid() {
+		_ = s.sub.Unsubscribe()
+	}
+	return err
+}
+
+// nakAll nacks msgs and waits (within ctx) until the server confirmed
+// each: a confirmed nack is in the consumer's state, while one still
+// queued in the server when it stops is lost (the message then waits for
+// the ack wait).
+func (s *subscription) nakAll(ctx context.Context, msgs []*nats.Msg) error {
+	nc := s.t.nc
+	if len(msgs) == 0 || nc.IsClosed() {
 		return nil
 	}
-}
-
-// Close ends the subscription: the messages buffered and not yet taken are
-// nacked, so that they come back at once (to another member of the group);
-// messages taken and not settled come back after the ack wait. It waits
-// for the subscription's goroutines to stop.
-func (s *subscription) Close() error {
-	s.cancel()
-	<-s.done
-	return nil
-}
-
-// delivery settles one JetStream message.
-type delivery struct {
-	msg   *nats.Msg
-	m     *eventkit.Message
-	s     *subscription
-	taken atomic.Int64 // unix nanoseconds when the reader took it; 0 before
-}
-
-// Ack implements eventkit.Acknowledger.
-func (d *delivery) Ack(*eventkit.Message) error {
-	d.s.forget(d)
-	if err := d.s.reply(d.msg, ackAck); err != nil {
-		return fmt.Errorf("nats: ack: %w", err)
+	inbox := nc.NewInbox()
+	confirmed := make(chan *nats.Msg, len(msgs))
+	sub, err := nc.ChanSubscribe(inbox, confirmed)
+	if err != nil {
+		for _, msg := range msgs {
+			_ = nc.Publish(msg.Reply, ackNak)
+		}
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for _, msg := range msgs {
+		_ = nc.PublishRequest(msg.Reply, inbox, ackNak)
+	}
+	for i := range msgs {
+		select {
+		case <-confirmed:
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d nacks of the messages not taken unconfirmed: %w", len(msgs)-i, len(msgs), context.Cause(ctx))
+		}
 	}
 	return nil
 }
 
-// Nack implements eventkit.Acknowledger: a negative ack, with the delay
-// when there is one. It returns when the server has taken it: JetStream
-// processes acknowledgements asynchronously and drops those still queued
-// when it stops, and a nack lost that way would hold the message back for
-// the ack wait.
-func (d *delivery) Nack(_ *eventkit.Message, _ error, delay time.Duration) error {
-	d.s.forget(d)
-	body := ackNak
-	if delay > 0 {
-		body = []byte(`-NAK {"delay":` + strconv.FormatInt(delay.Nanoseconds(), 10) + `}`)
+// deleteConsumer deletes the consumer of a subscription without group
+// (within ctx; the server deletes it after the inactive threshold
+// otherwise).
+func (s *subscription) deleteConsumer(ctx context.Context) {
+	if !s.ephemeral || s.name == "" {
+		return
 	}
-	// Sent as a request, so that it returns once the server took it (see
-	// nakAll).
-	if _, err := d.s.nc().Request(d.msg.Reply, body, settleTimeout); err != nil {
-		return fmt.Errorf("nats: nack: %w", err)
+	if err := s.t.js.DeleteConsumer(ctx, s.stream, s.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.t.log.Debug("nats: delete consumer", "consumer", s.name, "error", err)
 	}
-	return nil
 }
+
+var (
+	_ driver.Subscription     = (*subscription)(nil)
+	_ driver.Shutdowner       = (*subscription)(nil)
+	_ driver.DeliveryObserver = (*subscription)(nil)
+)
 
 // fifo is a queue of deliveries, reusing its array.
 type fifo struct {

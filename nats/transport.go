@@ -6,14 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -74,119 +70,6 @@ func orUnlimited(n int64) int64 {
 // events kept 7 days.
 var DefaultStreamConfig = StreamConfig{Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxAge: 7 * 24 * time.Hour}
 
-// Option configures a Transport.
-type Option func(*config)
-
-type config struct {
-	streams        []StreamConfig
-	auto           *StreamConfig
-	autoPrefix     string
-	updateStreams  bool
-	mode           Mode
-	maxInFlight    int
-	pubAckTimeout  time.Duration
-	ackWait        time.Duration
-	maxDeliver     int
-	maxAckPending  int
-	fetchBatch     int
-	buffer         int
-	ackExtension   time.Duration
-	inactive       time.Duration
-	setupTimeout   time.Duration
-	logger         *slog.Logger
-	msgID          func(topic string, id, source string) string
-	retryBackoff   time.Duration
-	maxRetryBackof time.Duration
-}
-
-// WithStream declares a stream: it is created if missing, and checked if it
-// exists; an existing stream with other settings is an error (a
-// *StreamMismatchError) unless WithStreamUpdate is given. Topics are NATS
-// subjects: every topic published or subscribed must fall in the subjects
-// of a declared stream (or of an automatic one, see WithAutoStreams).
-// Give the option once per stream.
-func WithStream(c StreamConfig) Option {
-	return func(cfg *config) { cfg.streams = append(cfg.streams, c) }
-}
-
-// WithAutoStreams makes the transport create, on first use of a topic
-// whose first token has no declared stream, a stream named
-// "EVENTKIT_<token>" for the subjects "<token>" and "<token>.>", with the
-// settings of template (its Name and Subjects are ignored). A transport
-// given no WithStream uses automatic streams with DefaultStreamConfig.
-func WithAutoStreams(template StreamConfig) Option {
-	return func(cfg *config) { t := template; cfg.auto = &t }
-}
-
-// WithStreamUpdate lets the transport update a declared stream that exists
-// with other settings, instead of failing. The server refuses some
-// changes (storage type, for instance).
-func WithStreamUpdate() Option { return func(c *config) { c.updateStreams = true } }
-
-// WithMode sets how events are encoded: Binary (the default) or
-// Structured.
-func WithMode(m Mode) Option { return func(c *config) { c.mode = m } }
-
-// WithMaxInFlight bounds the publishes awaiting their JetStream ack
-// (default 4096), over all the transport's Publish calls; a publisher
-// waits for room.
-func WithMaxInFlight(n int) Option { return func(c *config) { c.maxInFlight = n } }
-
-// WithPublishAckTimeout bounds the wait for one publish ack before the
-// event is sent again (default 5s).
-func WithPublishAckTimeout(d time.Duration) Option { return func(c *config) { c.pubAckTimeout = d } }
-
-// WithAckWait sets the consumers' ack wait: a delivered message that is
-// neither settled nor extended for this long is delivered again (default
-// 30s). See WithAckExtension.
-func WithAckWait(d time.Duration) Option { return func(c *config) { c.ackWait = d } }
-
-// WithAckExtension keeps a delivered, unsettled message from being
-// redelivered for up to d in total, by sending in-progress acks every
-// third of the ack wait (default 5 minutes). After d the message is left
-// to the ack wait and redelivered. d < 0 turns extension off.
-func WithAckExtension(d time.Duration) Option { return func(c *config) { c.ackExtension = d } }
-
-// WithMaxDeliver bounds the deliveries of one message (default -1, no
-// bound; use the dead-letter middleware to give up on a message). After
-// the last delivery JetStream stops delivering it to the consumer.
-func WithMaxDeliver(n int) Option { return func(c *config) { c.maxDeliver = n } }
-
-// WithMaxAckPending bounds the messages a consumer (a group, or a
-// subscription without group) has delivered and not yet settled (default
-// 2048).
-func WithMaxAckPending(n int) Option { return func(c *config) { c.maxAckPending = n } }
-
-// WithFetchBatch sets the most messages one pull request asks for
-// (default 512). Requests never ask for more than the subscription's
-// buffer has room for, so the messages a subscription holds received and
-// not yet taken stay within its buffer.
-func WithFetchBatch(n int) Option { return func(c *config) { c.fetchBatch = n } }
-
-// WithSubscriptionBuffer sets the buffer of subscriptions that do not set
-// one with eventkit.WithBuffer (default 512).
-func WithSubscriptionBuffer(n int) Option { return func(c *config) { c.buffer = n } }
-
-// WithInactiveThreshold sets how long the server keeps the consumer of a
-// subscription without group after its client disappears without closing
-// it (default 1 minute). Group consumers are durable and kept.
-func WithInactiveThreshold(d time.Duration) Option { return func(c *config) { c.inactive = d } }
-
-// WithSetupTimeout bounds the stream and consumer management calls (New,
-// Subscribe, the first publish to an automatic stream; default 10s). New
-// gives up after it; Subscribe and Publish retry a call that timed out
-// (or met JetStream unavailable) until their ctx ends.
-func WithSetupTimeout(d time.Duration) Option { return func(c *config) { c.setupTimeout = d } }
-
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
-
-// WithMsgID replaces how the JetStream de-duplication id (Nats-Msg-Id) of
-// an event is made. The default is DefaultMsgID.
-func WithMsgID(fn func(topic, id, source string) string) Option {
-	return func(c *config) { c.msgID = fn }
-}
-
 // DefaultMsgID is the default Nats-Msg-Id of an event: its id, and, when
 // the id is not alone enough to identify one publication, its source and
 // topic. The id comes first, so that it reads in monitoring tools. The
@@ -211,86 +94,6 @@ func DefaultMsgID(topic, id, source string) string {
 	return s
 }
 
-// Transport publishes and subscribes through NATS JetStream. It implements
-// eventkit.Publisher and eventkit.Subscriber, and is safe for concurrent
-// use. The connection stays the caller's: Close does not close it.
-type Transport struct {
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	cfg       config
-	log       *slog.Logger
-	apiPrefix string // "$JS.API." unless a domain or prefix is set
-	pub       *pubInbox
-
-	mu       sync.Mutex
-	streams  map[string]*jetstream.StreamConfig // ensured streams by name
-	autoDone map[string]string                  // first token -> stream name
-	subs     map[*subscription]struct{}
-	closed   atomic.Bool
-	wg       sync.WaitGroup
-}
-
-// New returns a transport on nc. Declared streams (WithStream) are created
-// or checked before New returns.
-func New(nc *nats.Conn, opts ...Option) (*Transport, error) {
-	if nc == nil {
-		return nil, errors.New("nats: New: nil connection")
-	}
-	cfg := config{
-		maxInFlight:    4096,
-		pubAckTimeout:  5 * time.Second,
-		ackWait:        30 * time.Second,
-		maxDeliver:     -1,
-		maxAckPending:  2048,
-		fetchBatch:     512,
-		buffer:         512,
-		ackExtension:   5 * time.Minute,
-		inactive:       time.Minute,
-		setupTimeout:   10 * time.Second,
-		msgID:          DefaultMsgID,
-		retryBackoff:   50 * time.Millisecond,
-		maxRetryBackof: time.Second,
-		autoPrefix:     "EVENTKIT_",
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
-	if cfg.auto == nil && len(cfg.streams) == 0 {
-		d := DefaultStreamConfig
-		cfg.auto = &d
-	}
-	if cfg.maxInFlight <= 0 || cfg.fetchBatch <= 0 || cfg.maxAckPending <= 0 || cfg.buffer < 0 || cfg.ackWait <= 0 || cfg.pubAckTimeout <= 0 {
-		return nil, errors.New("nats: New: max in flight, fetch batch, max ack pending, ack wait and publish ack timeout must be positive")
-	}
-	for _, s := range cfg.streams {
-		if err := checkStreamConfig(s); err != nil {
-			return nil, err
-		}
-	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.setupTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("nats: New: %w", err)
-	}
-	t := &Transport{
-		nc: nc, js: js, cfg: cfg, log: cfg.logger, apiPrefix: apiPrefix(js.Options()),
-		pub:      newPubInbox(nc, cfg.maxInFlight, cfg.pubAckTimeout),
-		streams:  make(map[string]*jetstream.StreamConfig),
-		autoDone: make(map[string]string),
-		subs:     make(map[*subscription]struct{}),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.setupTimeout)
-	defer cancel()
-	for _, s := range cfg.streams {
-		if err := t.ensureStream(ctx, s.js(), cfg.updateStreams); err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
-}
-
 func apiPrefix(o jetstream.JetStreamOptions) string {
 	p := o.APIPrefix
 	switch {
@@ -307,7 +110,7 @@ func apiPrefix(o jetstream.JetStreamOptions) string {
 }
 
 // JetStream returns the transport's JetStream context (for administration).
-func (t *Transport) JetStream() jetstream.JetStream { return t.js }
+func (t *drv) JetStream() jetstream.JetStream { return t.js }
 
 func checkStreamConfig(s StreamConfig) error {
 	if !validName(s.Name) {
@@ -399,13 +202,13 @@ func streamDiff(want, have jetstream.StreamConfig) []string {
 // ensureStream creates the stream if missing, or checks (and with update,
 // updates) an existing one, waiting for JetStream while it is unavailable
 // (until ctx ends).
-func (t *Transport) ensureStream(ctx context.Context, want jetstream.StreamConfig, update bool) error {
+func (t *drv) ensureStream(ctx context.Context, want jetstream.StreamConfig, update bool) error {
 	return t.retryJS(ctx, func(ctx context.Context) error {
 		return t.ensureStreamOnce(ctx, want, update)
 	})
 }
 
-func (t *Transport) ensureStreamOnce(ctx context.Context, want jetstream.StreamConfig, update bool) error {
+func (t *drv) ensureStreamOnce(ctx context.Context, want jetstream.StreamConfig, update bool) error {
 	t.mu.Lock()
 	_, done := t.streams[want.Name]
 	t.mu.Unlock()
@@ -457,7 +260,7 @@ var ErrNoStream = errors.New("nats: no stream stores this topic")
 // streamFor returns the name of the stream that stores every subject
 // matching pattern (a topic is a pattern without wildcards), making an
 // automatic stream if needed.
-func (t *Transport) streamFor(ctx context.Context, pattern string) (string, error) {
+func (t *drv) streamFor(ctx context.Context, pattern string) (string, error) {
 	for _, s := range t.cfg.streams {
 		for _, subj := range s.Subjects {
 			if subjectCovers(subj, pattern) {
@@ -490,7 +293,7 @@ func (t *Transport) streamFor(ctx context.Context, pattern string) (string, erro
 	return c.Name, nil
 }
 
-func (t *Transport) declaredSubjects() string {
+func (t *drv) declaredSubjects() string {
 	var all []string
 	for _, s := range t.cfg.streams {
 		all = append(all, s.Subjects...)
@@ -521,33 +324,4 @@ func subjectCovers(filter, pattern string) bool {
 		}
 	}
 	return len(p) == len(f)
-}
-
-// Close ends every subscription and makes later publishes fail with
-// eventkit.ErrClosed. Publish calls in progress keep the acks of the
-// events they sent (their inbox goes away with the last of them), send no
-// more, and fail with eventkit.ErrClosed if an event is left unacked. It
-// does not close the NATS connection. Calling it again returns nil.
-func (t *Transport) Close() error {
-	if t.closed.Swap(true) {
-		return nil
-	}
-	t.pub.close()
-	t.mu.Lock()
-	subs := make([]*subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	for _, s := range subs {
-		_ = s.Close()
-	}
-	t.wg.Wait()
-	return nil
-}
-
-func (t *Transport) removeSub(s *subscription) {
-	t.mu.Lock()
-	delete(t.subs, s)
-	t.mu.Unlock()
 }

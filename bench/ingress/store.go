@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
@@ -53,6 +54,9 @@ func runStoreMode(n, runs int, data string) {
 		fatal(err)
 	}
 	defer tr.Close()
+	if err := tr.EnsureStreams(context.Background()); err != nil { // New does no I/O
+		fatal(err)
+	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		fatal(err)
@@ -84,7 +88,7 @@ func runStoreMode(n, runs int, data string) {
 			case "raw":
 				msgs := make([]*nats.Msg, n)
 				for i := range evs {
-					m, err := eknats.EncodeMsg(subject, evs[i], eknats.Binary)
+					m, err := eknats.EncodeMsg(subject, evs[i], eventkit.Binary)
 					if err != nil {
 						fatal(err)
 					}

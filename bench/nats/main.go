@@ -151,6 +151,7 @@ func runEventkit(url string, n, batch, round int) result {
 	subject := "ekbench" + strconv.Itoa(round)
 	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}))
 	check(err)
+	check(tr.EnsureStreams(ctx)) // New does no I/O: make the stream before the clock starts
 	defer deleteStream(nc, stream)
 	defer tr.Close()
 	events := make([]event.Event, n)
@@ -208,7 +209,7 @@ func runRaw(url string, n, round int, ce bool) result {
 			e.SetSource("urn:bench")
 			e.SetType("bench.event")
 			check(e.SetData("application/json", payload))
-			m, err := eknats.EncodeMsg(topic, e, eknats.Binary)
+			m, err := eknats.EncodeMsg(topic, e, eventkit.Binary)
 			check(err)
 			m.Header.Set(nats.MsgIdHdr, eknats.DefaultMsgID(topic, id, "urn:bench"))
 			msgs[i] = m

@@ -17,7 +17,6 @@ import (
 	"github.com/eventkit/eventkit/kafka"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/postgres/pgcdc"
-	"github.com/nats-io/nats.go"
 )
 
 func init() {
@@ -150,16 +149,11 @@ func cdcPublisher(ctx context.Context, to string, stdout io.Writer, kafkaPartiti
 	}
 	switch u.Scheme {
 	case "nats":
-		nc, err := nats.Connect(to)
+		t, err := eknats.Dial(ctx, to) // Close closes the connection
 		if err != nil {
-			return nil, fmt.Errorf("cdc: nats: %w", err)
+			return nil, fmt.Errorf("cdc: %w", err)
 		}
-		t, err := eknats.New(nc)
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		return &cdcClosing{Publisher: t, close: nc.Close}, nil
+		return t, nil
 	case "kafka":
 		opts := []kafka.Option{kafka.WithBrokers(strings.Split(u.Host, ",")...)}
 		if kafkaPartitions > 0 {
@@ -172,18 +166,6 @@ func cdcPublisher(ctx context.Context, to string, stdout io.Writer, kafkaPartiti
 		return t, nil
 	}
 	return nil, fmt.Errorf("%w: --to %q: want stdout, nats://… or kafka://…", errUsage, to)
-}
-
-// cdcClosing closes a connection after the publisher.
-type cdcClosing struct {
-	eventkit.Publisher
-	close func()
-}
-
-func (c *cdcClosing) Close() error {
-	err := c.Publisher.Close()
-	c.close()
-	return err
 }
 
 // cdcStdout writes each event as one line of CloudEvents JSON.
