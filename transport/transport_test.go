@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -40,10 +41,71 @@ func newTransport(t *testing.T, d *fakeDriver, opts ...transport.Option) *transp
 // driver: what this package owns (validation, closed state, ctx, settle-once,
 // nack redelivery through the driver) passes it.
 func TestConformance(t *testing.T) {
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := newTransport(t, newFake(allCaps))
-		return tr, tr
-	}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
+	for _, unobserved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unobserved=%t", unobserved), func(t *testing.T) {
+			eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+				d := newFake(allCaps)
+				d.unobserved = unobserved
+				tr := newTransport(t, d)
+				return tr, tr
+			}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
+		})
+	}
+}
+
+// TestStopTakesBackBufferedMessages: on a driver without
+// driver.DeliveryObserver, messages wait in Messages' buffer; when the
+// subscription stops, those not taken are not handed over any more (the
+// channel is closed, empty) and stay in flight, for the broker.
+func TestStopTakesBackBufferedMessages(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	d.unobserved = true
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "b.a", eventkit.WithBuffer(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := d.lastSub(t)
+	events := make([]event.Event, 25)
+	for i := range events {
+		events[i] = newEvent(strconv.Itoa(i))
+	}
+	if err := tr.Publish(ctx, "b.a", events...); err != nil {
+		t.Fatal(err)
+	}
+	ms := receive(t, s, 3)
+	for _, m := range ms {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the buffer fill: two batches of 10 received, 3 of them taken.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fs.q.mu.Lock()
+		left := len(fs.q.items)
+		fs.q.mu.Unlock()
+		if left <= 25-20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := <-s.Messages(); ok {
+		t.Fatalf("message %s handed over after Close", m.Event.ID())
+	}
+	if a, n, _ := fs.counts(); a != 3 || n != 0 {
+		t.Errorf("driver got %d acks and %d nacks, want 3 and 0", a, n)
+	}
+	fs.q.mu.Lock()
+	pending := len(fs.q.pending)
+	fs.q.mu.Unlock()
+	if pending == 0 {
+		t.Error("no message left in flight: the buffered ones were settled")
+	}
 }
 
 func TestInvalidOptions(t *testing.T) {
