@@ -23,7 +23,8 @@ type fakeDriver struct {
 	subs   map[*fakeSub]struct{}
 	groups map[string]*fakeQueue
 	nextID int64
-	last   *fakeSub // the last subscription opened
+	last   *fakeSub      // the last subscription opened
+	cfg    driver.Config // the last subscription's configuration
 
 	sendErr    error         // returned by SendBatch
 	sendBlock  chan struct{} // SendBatch waits for it when set
@@ -114,6 +115,7 @@ func (d *fakeDriver) OpenSubscription(ctx context.Context, pattern string, cfg d
 	}
 	d.subs[s] = struct{}{}
 	d.last = s
+	d.cfg = cfg
 	if d.unobserved {
 		return plainSub{s}, nil
 	}

@@ -53,6 +53,36 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestConfigBuffer: the driver gets eventkit.WithBuffer as Config.Buffer,
+// 0 without it, even when it equals driver.DefaultMaxBatch.
+func TestConfigBuffer(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	for _, c := range []struct {
+		opts             []eventkit.SubscribeOption
+		buffer, maxBatch int
+	}{
+		{nil, 0, driver.DefaultMaxBatch},
+		{[]eventkit.SubscribeOption{eventkit.WithBuffer(driver.DefaultMaxBatch)}, driver.DefaultMaxBatch, driver.DefaultMaxBatch},
+		{[]eventkit.SubscribeOption{eventkit.WithBuffer(7)}, 7, 7},
+	} {
+		s, err := tr.Subscribe(ctx, "cfg.a", c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.mu.Lock()
+		cfg := d.cfg
+		d.mu.Unlock()
+		if cfg.Buffer != c.buffer || cfg.MaxBatch != c.maxBatch {
+			t.Errorf("Config Buffer %d MaxBatch %d, want %d and %d", cfg.Buffer, cfg.MaxBatch, c.buffer, c.maxBatch)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestStopTakesBackBufferedMessages: on a driver without
 // driver.DeliveryObserver, messages wait in Messages' buffer; when the
 // subscription stops, those not taken are not handed over any more (the
