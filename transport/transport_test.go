@@ -609,3 +609,30 @@ func TestOpenErrorReturned(t *testing.T) {
 		t.Errorf("CapabilitiesOf(subscription) = %s", c)
 	}
 }
+
+// nopPublisher is a driver.Publisher that sends nothing anywhere.
+type nopPublisher struct{}
+
+func (nopPublisher) Capabilities() eventkit.Capabilities                    { return 0 }
+func (nopPublisher) SendBatch(context.Context, string, []event.Event) error { return nil }
+func (nopPublisher) Close() error                                           { return nil }
+
+// TestPublishDoesNotAllocate: Publish itself allocates nothing, and its
+// events do not escape, so a caller of the concrete method does not
+// allocate the variadic slice either.
+func TestPublishDoesNotAllocate(t *testing.T) {
+	p, err := transport.NewPublisher(nopPublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	e := newEvent("1")
+	if n := testing.AllocsPerRun(100, func() {
+		if err := p.Publish(ctx, "alloc.a", e); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Publish of one event: %v allocations, want 0", n)
+	}
+}
