@@ -94,6 +94,11 @@ type Config struct {
 	// the driver should fetch from the broker at once (eventkit.WithBuffer,
 	// else DefaultMaxBatch). It is positive.
 	MaxBatch int
+	// Buffer is the subscriber's eventkit.WithBuffer, or 0 when it set
+	// none: a driver that holds messages in a buffer of its own sizes it
+	// with Buffer, its default when Buffer is 0 (MaxBatch does not tell
+	// WithBuffer(DefaultMaxBatch) from no WithBuffer).
+	Buffer int
 	// Options are the transport-specific options (eventkit.
 	// WithTransportOption) that package transport does not handle itself. A driver
 	// returns an error wrapping eventkit.ErrInvalidOption for a value it

@@ -78,11 +78,6 @@ func WithPolicy(p Policy) eventkit.SubscribeOption {
 	return eventkit.WithTransportOption(policyOption(p))
 }
 
-// bufferOption carries eventkit.WithBuffer to the driver: driver.Config's
-// MaxBatch does not tell WithBuffer(driver.DefaultMaxBatch) from no
-// WithBuffer at all.
-type bufferOption int
-
 // DefaultBuffer is the buffer of a subscription that asks for none.
 const DefaultBuffer = 1024
 
@@ -133,9 +128,6 @@ func (b *Bus) Publish(ctx context.Context, topic string, events ...event.Event) 
 // must use the same pattern. Besides eventkit's options, it takes
 // WithPolicy.
 func (b *Bus) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	if n := eventkit.NewSubscribeConfig(opts...).Buffer; n > 0 {
-		opts = append(opts[:len(opts):len(opts)], eventkit.WithTransportOption(bufferOption(n)))
-	}
 	return b.t.Subscribe(ctx, pattern, opts...)
 }
 

@@ -99,6 +99,9 @@ func (b *bus) SendBatch(ctx context.Context, name string, events []event.Event) 
 // queue of its own; a group's members share the group's queue.
 func (b *bus) OpenSubscription(_ context.Context, pattern string, cfg driver.Config) (driver.Subscription, error) {
 	size, policy := DefaultBuffer, Block
+	if cfg.Buffer > 0 {
+		size = cfg.Buffer
+	}
 	for _, o := range cfg.Options {
 		switch o := o.(type) {
 		case policyOption:
@@ -106,8 +109,6 @@ func (b *bus) OpenSubscription(_ context.Context, pattern string, cfg driver.Con
 				return nil, eventkit.InvalidOption("memory.WithPolicy", "unknown policy "+p.String())
 			}
 			policy = Policy(o)
-		case bufferOption:
-			size = int(o)
 		default:
 			return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("memory does not know the option %T", o))
 		}

@@ -23,6 +23,12 @@
 //   - A Message is settled once (see eventkit.Message). Acks are sent in
 //     batches by one goroutine per subscription; a Nack is sent when it is
 //     called, and returns the driver's error.
+//   - A subscription holds at most two batches of received messages that
+//     the application has not taken (a batch is eventkit.WithBuffer
+//     messages, else driver.DefaultMaxBatch). When it is stopped (Close,
+//     Shutdown, its context, its subscriber), those are not
+//     handed over any more: Messages is closed, and they are left to the
+//     broker, unsettled.
 //   - A subscription ends when its context ends, when it is closed or when
 //     its subscriber is closed; Err then returns nil. A permanent driver
 //     error (driver.IsRetryable) ends it too, and Err returns that error;

@@ -23,13 +23,18 @@ type fakeDriver struct {
 	subs   map[*fakeSub]struct{}
 	groups map[string]*fakeQueue
 	nextID int64
-	last   *fakeSub // the last subscription opened
+	last   *fakeSub      // the last subscription opened
+	cfg    driver.Config // the last subscription's configuration
 
 	sendErr    error         // returned by SendBatch
 	sendBlock  chan struct{} // SendBatch waits for it when set
 	openErr    error         // returned by OpenSubscription
 	closeErr   error         // returned by Close
 	closeBlock chan struct{}
+
+	// unobserved hides fakeSub's Delivered: the transport package then
+	// takes its path for drivers without driver.DeliveryObserver.
+	unobserved bool
 
 	sending    atomic.Int32
 	closeCalls atomic.Int32
@@ -110,8 +115,26 @@ func (d *fakeDriver) OpenSubscription(ctx context.Context, pattern string, cfg d
 	}
 	d.subs[s] = struct{}{}
 	d.last = s
+	d.cfg = cfg
+	if d.unobserved {
+		return plainSub{s}, nil
+	}
 	return s, nil
 }
+
+// plainSub is a fakeSub that is not a driver.DeliveryObserver.
+type plainSub struct{ s *fakeSub }
+
+func (p plainSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	return p.s.ReceiveBatch(ctx, max)
+}
+func (p plainSub) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	return p.s.SendAcks(ctx, ids)
+}
+func (p plainSub) SendNacks(ctx context.Context, nacks []driver.Nack) error {
+	return p.s.SendNacks(ctx, nacks)
+}
+func (p plainSub) Close() error { return p.s.Close() }
 
 func (d *fakeDriver) Close() error {
 	if d.closeCalls.Add(1) > 1 || d.sending.Load() > 0 {

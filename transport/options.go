@@ -79,7 +79,7 @@ func (c *config) subscribeConfig(pattern string, wildcard bool, caps eventkit.Ca
 	if sc.Buffer < 0 {
 		return driver.Config{}, eventkit.InvalidOption("eventkit.WithBuffer", "must not be negative, got "+strconv.Itoa(sc.Buffer))
 	}
-	dc := driver.Config{Group: sc.Group, FromStart: sc.FromStart, MaxBatch: sc.Buffer}
+	dc := driver.Config{Group: sc.Group, FromStart: sc.FromStart, MaxBatch: sc.Buffer, Buffer: sc.Buffer}
 	if dc.MaxBatch == 0 {
 		dc.MaxBatch = driver.DefaultMaxBatch
 	}

@@ -60,8 +60,25 @@ func (p *Publisher) Publish(ctx context.Context, name string, events ...event.Ev
 	if len(events) == 0 {
 		return nil
 	}
-	return p.d.SendBatch(ctx, name, events)
+	// The driver gets a copy of the slice from a pool, so that events
+	// does not escape: a caller of the concrete Publish (not through an
+	// interface) does not allocate its variadic slice. The driver does not
+	// keep the slice (driver.Publisher.SendBatch).
+	bp := eventSlices.Get().(*[]event.Event)
+	batch := append((*bp)[:0], events...)
+	err := p.d.SendBatch(ctx, name, batch)
+	clear(batch)
+	if cap(batch) <= maxPooledBatch {
+		*bp = batch[:0]
+		eventSlices.Put(bp)
+	}
+	return err
 }
+
+// maxPooledBatch bounds the slices kept in eventSlices.
+const maxPooledBatch = 64
+
+var eventSlices = sync.Pool{New: func() any { return new([]event.Event) }}
 
 // begin counts a publish in flight, or reports false once the publisher is
 // closed.

@@ -24,9 +24,13 @@ const (
 )
 
 // Subscription is an eventkit.Subscription on a driver.Subscription. One
-// goroutine receives batches from the driver, another hands their messages
-// over one at a time (so that the next receive overlaps with the delivery
-// of the last batch), a third sends the acks in batches.
+// goroutine receives batches from the driver, another sends the acks in
+// batches. When the driver does not observe deliveries, the receiving
+// goroutine fills Messages, a channel buffered with one batch (so that the
+// next receive overlaps with the delivery of the last batch). When it
+// observes them (driver.DeliveryObserver), Messages is unbuffered and a
+// third goroutine hands the messages over one at a time, so that Delivered
+// is called right after each one is taken.
 type Subscription struct {
 	owner   *Subscriber
 	ds      driver.Subscription
@@ -35,7 +39,7 @@ type Subscription struct {
 	max     int
 
 	out      chan *eventkit.Message
-	batches  chan []inflight // receive -> handOver
+	batches  chan []inflight // receive -> handOver; nil when obs is nil
 	ctx      context.Context // cancelled when the stop begins
 	cancel   context.CancelFunc
 	recvDone chan struct{}
@@ -78,8 +82,6 @@ func newSubscription(owner *Subscriber, ds driver.Subscription, pattern string, 
 		ds:       ds,
 		pattern:  pattern,
 		max:      max,
-		out:      make(chan *eventkit.Message),
-		batches:  make(chan []inflight),
 		recvDone: make(chan struct{}),
 		handDone: make(chan struct{}),
 		acks:     make(chan driver.AckID, ackQueue),
@@ -87,6 +89,16 @@ func newSubscription(owner *Subscriber, ds driver.Subscription, pattern string, 
 		stop:     newStopper(),
 	}
 	s.obs, _ = ds.(driver.DeliveryObserver)
+	if s.obs != nil {
+		s.out = make(chan *eventkit.Message)
+		s.batches = make(chan []inflight)
+	} else {
+		// One batch waits in the channel while the next is received: as
+		// with the hand-over goroutine, at most two batches are in flight
+		// and not taken.
+		s.out = make(chan *eventkit.Message, max)
+		close(s.handDone)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.settleCtx, s.settleCancel = context.WithCancel(context.Background())
 	return s
@@ -94,8 +106,12 @@ func newSubscription(owner *Subscriber, ds driver.Subscription, pattern string, 
 
 // start runs the goroutines and binds the subscription's life to ctx.
 func (s *Subscription) start(ctx context.Context) {
-	go s.receive()
-	go s.handOver()
+	if s.obs != nil {
+		go s.receive()
+		go s.handOver()
+	} else {
+		go s.receiveDirect()
+	}
 	go s.ackLoop()
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	s.mu.Lock()
@@ -157,6 +173,73 @@ func (s *Subscription) receive() {
 		select {
 		case s.batches <- batch:
 		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// receiveDirect is receive for a driver that does not observe deliveries:
+// it puts the messages into the buffered Messages channel itself. When the
+// stop begins, the messages still buffered are taken back (they stay in
+// flight, for the broker) before the channel is closed; when the driver
+// fails, they are left for the application to take.
+func (s *Subscription) receiveDirect() {
+	defer close(s.recvDone)
+	defer close(s.out)
+	backoff := minBackoff
+	for {
+		msgs, err := s.ds.ReceiveBatch(s.ctx, s.max)
+		if s.ctx.Err() != nil {
+			s.drain()
+			return
+		}
+		if err != nil {
+			if !driver.IsRetryable(err) {
+				s.mu.Lock()
+				s.err = fmt.Errorf("%s: subscription %q: %w", s.name(), s.pattern, err)
+				s.mu.Unlock()
+				return
+			}
+			s.owner.cfg.logger.Warn(s.name()+": receive failed; retrying", "pattern", s.pattern, "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				s.drain()
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		if len(msgs) == 0 {
+			continue
+		}
+		batch := make([]inflight, len(msgs))
+		for i, dm := range msgs {
+			f := &batch[i]
+			f.s, f.id = s, dm.ID
+			m := eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), f, dm.Raw)
+			select {
+			case s.out <- m:
+				continue
+			default:
+			}
+			select {
+			case s.out <- m:
+			case <-s.ctx.Done():
+				s.drain()
+				return
+			}
+		}
+	}
+}
+
+// drain takes back the messages buffered in Messages and not taken.
+func (s *Subscription) drain() {
+	for {
+		select {
+		case <-s.out:
+		default:
 			return
 		}
 	}

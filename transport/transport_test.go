@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -40,10 +41,101 @@ func newTransport(t *testing.T, d *fakeDriver, opts ...transport.Option) *transp
 // driver: what this package owns (validation, closed state, ctx, settle-once,
 // nack redelivery through the driver) passes it.
 func TestConformance(t *testing.T) {
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := newTransport(t, newFake(allCaps))
-		return tr, tr
-	}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
+	for _, unobserved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unobserved=%t", unobserved), func(t *testing.T) {
+			eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+				d := newFake(allCaps)
+				d.unobserved = unobserved
+				tr := newTransport(t, d)
+				return tr, tr
+			}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
+		})
+	}
+}
+
+// TestConfigBuffer: the driver gets eventkit.WithBuffer as Config.Buffer,
+// 0 without it, even when it equals driver.DefaultMaxBatch.
+func TestConfigBuffer(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	tr := newTransport(t, d)
+	for _, c := range []struct {
+		opts             []eventkit.SubscribeOption
+		buffer, maxBatch int
+	}{
+		{nil, 0, driver.DefaultMaxBatch},
+		{[]eventkit.SubscribeOption{eventkit.WithBuffer(driver.DefaultMaxBatch)}, driver.DefaultMaxBatch, driver.DefaultMaxBatch},
+		{[]eventkit.SubscribeOption{eventkit.WithBuffer(7)}, 7, 7},
+	} {
+		s, err := tr.Subscribe(ctx, "cfg.a", c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.mu.Lock()
+		cfg := d.cfg
+		d.mu.Unlock()
+		if cfg.Buffer != c.buffer || cfg.MaxBatch != c.maxBatch {
+			t.Errorf("Config Buffer %d MaxBatch %d, want %d and %d", cfg.Buffer, cfg.MaxBatch, c.buffer, c.maxBatch)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStopTakesBackBufferedMessages: on a driver without
+// driver.DeliveryObserver, messages wait in Messages' buffer; when the
+// subscription stops, those not taken are not handed over any more (the
+// channel is closed, empty) and stay in flight, for the broker.
+func TestStopTakesBackBufferedMessages(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	d.unobserved = true
+	tr := newTransport(t, d)
+	s, err := tr.Subscribe(ctx, "b.a", eventkit.WithBuffer(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := d.lastSub(t)
+	events := make([]event.Event, 25)
+	for i := range events {
+		events[i] = newEvent(strconv.Itoa(i))
+	}
+	if err := tr.Publish(ctx, "b.a", events...); err != nil {
+		t.Fatal(err)
+	}
+	ms := receive(t, s, 3)
+	for _, m := range ms {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the buffer fill: two batches of 10 received, 3 of them taken.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fs.q.mu.Lock()
+		left := len(fs.q.items)
+		fs.q.mu.Unlock()
+		if left <= 25-20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := <-s.Messages(); ok {
+		t.Fatalf("message %s handed over after Close", m.Event.ID())
+	}
+	if a, n, _ := fs.counts(); a != 3 || n != 0 {
+		t.Errorf("driver got %d acks and %d nacks, want 3 and 0", a, n)
+	}
+	fs.q.mu.Lock()
+	pending := len(fs.q.pending)
+	fs.q.mu.Unlock()
+	if pending == 0 {
+		t.Error("no message left in flight: the buffered ones were settled")
+	}
 }
 
 func TestInvalidOptions(t *testing.T) {
@@ -515,5 +607,32 @@ func TestOpenErrorReturned(t *testing.T) {
 	}
 	if c := eventkit.CapabilitiesOf(s); c != allCaps {
 		t.Errorf("CapabilitiesOf(subscription) = %s", c)
+	}
+}
+
+// nopPublisher is a driver.Publisher that sends nothing anywhere.
+type nopPublisher struct{}
+
+func (nopPublisher) Capabilities() eventkit.Capabilities                    { return 0 }
+func (nopPublisher) SendBatch(context.Context, string, []event.Event) error { return nil }
+func (nopPublisher) Close() error                                           { return nil }
+
+// TestPublishDoesNotAllocate: Publish itself allocates nothing, and its
+// events do not escape, so a caller of the concrete method does not
+// allocate the variadic slice either.
+func TestPublishDoesNotAllocate(t *testing.T) {
+	p, err := transport.NewPublisher(nopPublisher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	e := newEvent("1")
+	if n := testing.AllocsPerRun(100, func() {
+		if err := p.Publish(ctx, "alloc.a", e); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Publish of one event: %v allocations, want 0", n)
 	}
 }
