@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -29,8 +28,11 @@ const HeaderContentType = "content-type"
 const structuredContentType = eventkit.MediaTypeCloudEvents + "; charset=UTF-8"
 
 // ErrNotCloudEvent is wrapped by the error of Decode for a record that
-// carries no CloudEvent in either mode.
-var ErrNotCloudEvent = errors.New("kafka: record is not a CloudEvent")
+// carries no CloudEvent in either mode. It wraps eventkit.ErrNotCloudEvent,
+// which is what callers should test for.
+//
+// Deprecated: use eventkit.ErrNotCloudEvent.
+var ErrNotCloudEvent = fmt.Errorf("kafka: record is not a CloudEvent: %w", eventkit.ErrNotCloudEvent)
 
 // Encode returns the record that carries e to the Kafka topic kafkaTopic by
 // the CloudEvents Kafka binding: binary mode, or structured mode when

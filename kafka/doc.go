@@ -5,7 +5,7 @@
 // travel by the CloudEvents Kafka protocol binding: binary mode by default
 // (attributes in "ce_" headers, datacontenttype in the "content-type" header,
 // data as the record value), structured mode (the JSON event format as the
-// value) on request with WithStructuredMode. The record key is the event's
+// value) on request with WithMode(eventkit.Structured). The record key is the event's
 // eventkit.EventKey (the "partitionkey" extension, the binding's Key Mapper,
 // else the subject), so that events of one key land on one partition and
 // keep their order; the extension itself is kept in the headers.

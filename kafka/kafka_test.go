@@ -81,7 +81,7 @@ func TestTransportStructured(t *testing.T) {
 	f := features
 	f.ExtensionsAsStrings = false
 	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(append(testOptions(brokers), kafka.WithStructuredMode())...)
+		tr, err := kafka.New(append(testOptions(brokers), kafka.WithMode(eventkit.Structured))...)
 		if err != nil {
 			t.Fatalf("kafka.New: %v", err)
 		}

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/eventkit/eventkit"
@@ -30,6 +31,10 @@ const (
 	// DefaultHeartbeatInterval is the consumer-group heartbeat interval; a
 	// group notices a joining member within about one interval.
 	DefaultHeartbeatInterval = time.Second
+	// DefaultCloseTimeout bounds Close (see WithCloseTimeout): the final
+	// offset commits, the deletion of ephemeral groups and the flush of the
+	// producer. Shutdown takes its bound from its context instead.
+	DefaultCloseTimeout = 10 * time.Second
 )
 
 type config struct {
@@ -38,7 +43,7 @@ type config struct {
 	producerOpts   []kgo.Opt
 	consumerOpts   []kgo.Opt
 	mapper         TopicMapper
-	structured     bool
+	mode           eventkit.Mode
 	maxInFlight    int
 	create         bool
 	partitions     int32
@@ -49,6 +54,7 @@ type config struct {
 	revokeTimeout  time.Duration
 	metadataMaxAge time.Duration
 	heartbeat      time.Duration
+	closeTimeout   time.Duration
 	logger         *slog.Logger
 }
 
@@ -61,71 +67,130 @@ func defaults() config {
 		revokeTimeout:  DefaultRevokeTimeout,
 		metadataMaxAge: DefaultMetadataMaxAge,
 		heartbeat:      DefaultHeartbeatInterval,
+		closeTimeout:   DefaultCloseTimeout,
 		logger:         slog.Default(),
 	}
 }
 
-// Option configures a Transport.
-type Option func(*config)
+// Option configures a Transport. An option given an invalid value makes New
+// fail with an error wrapping eventkit.ErrInvalidOption; no value is
+// silently replaced by its default.
+type Option func(*config) error
 
-// WithBrokers sets the seed brokers ("host:port").
+// positive refuses a non-positive duration for the named option.
+func positive(option string, d time.Duration) error {
+	if d <= 0 {
+		return eventkit.InvalidOption(option, "must be positive, got "+d.String())
+	}
+	return nil
+}
+
+// WithBrokers sets the seed brokers ("host:port"); an empty address is
+// refused.
 func WithBrokers(addrs ...string) Option {
-	return func(c *config) { c.brokers = append(c.brokers, addrs...) }
+	return func(c *config) error {
+		for _, a := range addrs {
+			if a == "" {
+				return eventkit.InvalidOption("kafka.WithBrokers", "empty broker address")
+			}
+		}
+		c.brokers = append(c.brokers, addrs...)
+		return nil
+	}
 }
 
 // WithClientOptions adds franz-go options to every client the transport
 // makes (producer, consumers, admin): TLS, SASL, client id, ...
 func WithClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+	return func(c *config) error { c.clientOpts = append(c.clientOpts, opts...); return nil }
 }
 
 // WithProducerOptions adds franz-go options to the producer client only.
 func WithProducerOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.producerOpts = append(c.producerOpts, opts...) }
+	return func(c *config) error { c.producerOpts = append(c.producerOpts, opts...); return nil }
 }
 
 // WithConsumerOptions adds franz-go options to each subscription's client
 // only (for example kgo.Balancers, kgo.SessionTimeout, kgo.RebalanceTimeout).
 func WithConsumerOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.consumerOpts = append(c.consumerOpts, opts...) }
+	return func(c *config) error { c.consumerOpts = append(c.consumerOpts, opts...); return nil }
 }
 
 // WithTopicMapper sets how eventkit topics map to Kafka topics (default
-// PrefixMapper("")).
-func WithTopicMapper(m TopicMapper) Option { return func(c *config) { c.mapper = m } }
-
-// WithStructuredMode publishes in the binding's structured mode (the JSON
-// event format as the record value) instead of binary mode. Subscriptions
-// read both modes whatever this says.
-func WithStructuredMode() Option { return func(c *config) { c.structured = true } }
-
-// WithLinger makes the producer wait up to d for more records before it
-// sends a batch (franz-go's default: 10 ms).
-func WithLinger(d time.Duration) Option {
-	return func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerLinger(d)) }
+// PrefixMapper("")); nil is refused.
+func WithTopicMapper(m TopicMapper) Option {
+	return func(c *config) error {
+		if m == nil {
+			return eventkit.InvalidOption("kafka.WithTopicMapper", "the mapper must not be nil")
+		}
+		c.mapper = m
+		return nil
+	}
 }
 
-// WithBatchMaxBytes bounds the size of a produced record batch.
+// WithMode sets the binding mode the transport publishes in:
+// eventkit.Binary (the default: attributes in "ce_" headers) or
+// eventkit.Structured (the JSON event format as the record value).
+// Subscriptions read both modes whatever this says.
+func WithMode(m eventkit.Mode) Option {
+	return func(c *config) error {
+		if !m.Valid() {
+			return eventkit.InvalidOption("kafka.WithMode", "unknown mode "+m.String())
+		}
+		c.mode = m
+		return nil
+	}
+}
+
+// WithStructuredMode publishes in the binding's structured mode.
+//
+// Deprecated: use WithMode(eventkit.Structured).
+func WithStructuredMode() Option { return WithMode(eventkit.Structured) }
+
+// WithLinger makes the producer wait up to d for more records before it
+// sends a batch (franz-go's default: 10 ms); d must not be negative (0
+// sends at once).
+func WithLinger(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return eventkit.InvalidOption("kafka.WithLinger", "must not be negative, got "+d.String())
+		}
+		c.producerOpts = append(c.producerOpts, kgo.ProducerLinger(d))
+		return nil
+	}
+}
+
+// WithBatchMaxBytes bounds the size of a produced record batch; n must be
+// positive.
 func WithBatchMaxBytes(n int32) Option {
-	return func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n)) }
+	return func(c *config) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("kafka.WithBatchMaxBytes", "must be positive, got "+strconv.Itoa(int(n)))
+		}
+		c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n))
+		return nil
+	}
 }
 
 // WithCompression sets the producer's compression codecs in order of
 // preference (for example kgo.ZstdCompression(), kgo.NoCompression()).
 func WithCompression(codecs ...kgo.CompressionCodec) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		c.producerOpts = append(c.producerOpts, kgo.ProducerBatchCompression(codecs...))
+		return nil
 	}
 }
 
 // WithMaxInFlight bounds the records published and not yet acknowledged
 // (default DefaultMaxInFlight, franz-go's MaxBufferedRecords); Publish and
-// PublishAsync wait for room.
+// PublishAsync wait for room. n must be positive.
 func WithMaxInFlight(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.maxInFlight = n
+	return func(c *config) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("kafka.WithMaxInFlight", "must be positive, got "+strconv.Itoa(n))
 		}
+		c.maxInFlight = n
+		return nil
 	}
 }
 
@@ -133,69 +198,107 @@ func WithMaxInFlight(n int) Option {
 // publishes or subscribes to (exact names) through the admin API, with the
 // given partitions and replication factor (-1: the broker's default) and
 // topic configs. Without it topics must exist, or the broker must create
-// them (auto.create.topics.enable).
+// them (auto.create.topics.enable). Partitions and the replication factor
+// must be positive or -1.
 func WithTopicCreation(partitions int32, replicationFactor int16, configs map[string]*string) Option {
-	return func(c *config) {
+	return func(c *config) error {
+		if partitions == 0 || partitions < -1 {
+			return eventkit.InvalidOption("kafka.WithTopicCreation", "partitions must be positive or -1, got "+strconv.Itoa(int(partitions)))
+		}
+		if replicationFactor == 0 || replicationFactor < -1 {
+			return eventkit.InvalidOption("kafka.WithTopicCreation", "the replication factor must be positive or -1, got "+strconv.Itoa(int(replicationFactor)))
+		}
 		c.create, c.partitions, c.replication, c.topicConfigs = true, partitions, replicationFactor, configs
+		return nil
 	}
 }
 
 // WithDefaultBuffer sets how many messages a subscription holds delivered
 // but not yet taken, for subscriptions that do not set eventkit.WithBuffer.
+// n must be positive.
 func WithDefaultBuffer(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.buffer = n
+	return func(c *config) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("kafka.WithDefaultBuffer", "must be positive, got "+strconv.Itoa(n))
 		}
+		c.buffer = n
+		return nil
 	}
 }
 
-// WithCommitInterval sets how often subscriptions commit finished offsets.
+// WithCommitInterval sets how often subscriptions commit finished offsets;
+// d must be positive.
 func WithCommitInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.commitInterval = d
+	return func(c *config) error {
+		if err := positive("kafka.WithCommitInterval", d); err != nil {
+			return err
 		}
+		c.commitInterval = d
+		return nil
 	}
 }
 
 // WithRevokeTimeout bounds the wait of a revoked partition for its taken
-// messages to be settled (default DefaultRevokeTimeout).
+// messages to be settled (default DefaultRevokeTimeout); d must be
+// positive.
 func WithRevokeTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.revokeTimeout = d
+	return func(c *config) error {
+		if err := positive("kafka.WithRevokeTimeout", d); err != nil {
+			return err
 		}
+		c.revokeTimeout = d
+		return nil
 	}
 }
 
 // WithMetadataMaxAge sets how often subscriptions refresh metadata: how
 // soon a pattern subscription sees a topic created by another process.
-// Topics created through this transport are seen at once.
+// Topics created through this transport are seen at once. d must be
+// positive.
 func WithMetadataMaxAge(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.metadataMaxAge = d
+	return func(c *config) error {
+		if err := positive("kafka.WithMetadataMaxAge", d); err != nil {
+			return err
 		}
+		c.metadataMaxAge = d
+		return nil
 	}
 }
 
 // WithHeartbeatInterval sets the consumer-group heartbeat interval (default
-// DefaultHeartbeatInterval).
+// DefaultHeartbeatInterval); d must be positive.
 func WithHeartbeatInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.heartbeat = d
+	return func(c *config) error {
+		if err := positive("kafka.WithHeartbeatInterval", d); err != nil {
+			return err
 		}
+		c.heartbeat = d
+		return nil
 	}
 }
 
-// WithLogger sets the logger (slog.Default() otherwise).
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.logger = l
+// WithCloseTimeout bounds Close, of the transport and of each subscription
+// (default DefaultCloseTimeout): the final offset commits, the deletion of
+// ephemeral groups and the flush of the producer. Close is Shutdown with a
+// context that ends after d. d must be positive.
+func WithCloseTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if err := positive("kafka.WithCloseTimeout", d); err != nil {
+			return err
 		}
+		c.closeTimeout = d
+		return nil
+	}
+}
+
+// WithLogger sets the logger (slog.Default() otherwise); nil is refused.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return eventkit.InvalidOption("kafka.WithLogger", "the logger must not be nil")
+		}
+		c.logger = l
+		return nil
 	}
 }
 

@@ -289,7 +289,11 @@ func (s *subscription) watch(ctx context.Context) {
 	defer close(s.watchEnd)
 	select {
 	case <-ctx.Done():
-		s.stop()
+		sctx, cancel := context.WithTimeout(context.Background(), s.t.cfg.closeTimeout)
+		if err := s.stop(sctx); err != nil {
+			s.t.cfg.logger.Warn("kafka: subscription ended by its context", "group", s.group, "err", err)
+		}
+		cancel()
 	case <-s.ctx.Done():
 	}
 }
@@ -303,15 +307,27 @@ func (s *subscription) Err() error {
 }
 
 // Close commits the offsets of finished records, leaves the group and ends
-// the subscription. Messages taken and not settled are not committed: the
-// group delivers them again.
+// the subscription, within the transport's WithCloseTimeout. Messages taken
+// and not settled are not committed: the group delivers them again. It
+// returns the errors of the final commit and of the deletion of an
+// ephemeral group; a second call returns nil.
 func (s *subscription) Close() error {
-	s.stop()
-	<-s.watchEnd
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), s.t.cfg.closeTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
 }
 
-func (s *subscription) stop() {
+// Shutdown is Close bounded by ctx instead of WithCloseTimeout.
+func (s *subscription) Shutdown(ctx context.Context) error {
+	err := s.stop(ctx)
+	<-s.watchEnd
+	return err
+}
+
+// stop ends the subscription once; the final commit and the deletion of an
+// ephemeral group run within ctx. Later calls return nil.
+func (s *subscription) stop(ctx context.Context) error {
+	var errs []error
 	s.stopOnce.Do(func() {
 		s.closing.Store(true)
 		s.mu.Lock()
@@ -319,9 +335,9 @@ func (s *subscription) stop() {
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s.commit(ctx, nil)
-		cancel()
+		if err := s.commit(ctx, nil); err != nil {
+			errs = append(errs, fmt.Errorf("kafka: group %q: final commit: %w", s.group, err))
+		}
 		s.cl.Close() // leaves the group
 		s.mu.Lock()
 		for tm := range s.timers {
@@ -335,14 +351,15 @@ func (s *subscription) stop() {
 		s.mu.Unlock()
 		close(s.out)
 		if s.ephem {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _ = s.t.adm.DeleteGroup(ctx, s.group)
-			cancel()
+			if _, err := s.t.adm.DeleteGroup(ctx, s.group); err != nil && !isNoGroup(err) {
+				errs = append(errs, fmt.Errorf("kafka: delete ephemeral group %q: %w", s.group, err))
+			}
 		}
 		s.t.mu.Lock()
 		delete(s.t.subs, s)
 		s.t.mu.Unlock()
 	})
+	return errors.Join(errs...)
 }
 
 // poll takes everything the client has fetched, decodes it and hands it
@@ -707,8 +724,9 @@ func (s *subscription) commitLoop() {
 }
 
 // commit commits the finished offsets of the partitions in only (all when
-// nil) that moved since their last commit.
-func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) {
+// nil) that moved since their last commit. It returns the commit's error
+// (logged too, unless ctx ended).
+func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) error {
 	s.mu.Lock()
 	offs := map[string]map[int32]kgo.EpochOffset{}
 	sent := map[*pstate]int64{}
@@ -727,7 +745,7 @@ func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) {
 	}
 	s.mu.Unlock()
 	if len(offs) == 0 {
-		return
+		return nil
 	}
 	var cerr error
 	s.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
@@ -740,7 +758,7 @@ func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) {
 		if ctx.Err() == nil {
 			s.t.cfg.logger.Warn("kafka: offset commit failed", "group", s.group, "err", cerr)
 		}
-		return
+		return cerr
 	}
 	s.mu.Lock()
 	for p, o := range sent {
@@ -749,6 +767,7 @@ func (s *subscription) commit(ctx context.Context, only map[tp]*pstate) {
 		}
 	}
 	s.mu.Unlock()
+	return nil
 }
 
 func (s *subscription) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {

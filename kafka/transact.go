@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,8 +24,9 @@ import (
 // transaction; the batch is then processed again (see WithTxMaxAttempts).
 type TransformFunc func(ctx context.Context, m *eventkit.Message, out eventkit.Publisher) error
 
-// TxOption configures a Transactor.
-type TxOption func(*txConfig)
+// TxOption configures a Transactor. An invalid value makes NewTransactor
+// fail with an error wrapping eventkit.ErrInvalidOption.
+type TxOption func(*txConfig) error
 
 type txConfig struct {
 	fromStart   bool
@@ -36,32 +38,38 @@ type txConfig struct {
 
 // WithTxFromStart makes a group with no committed offsets start at the
 // oldest retained record instead of the end offsets found at Run.
-func WithTxFromStart() TxOption { return func(c *txConfig) { c.fromStart = true } }
+func WithTxFromStart() TxOption { return func(c *txConfig) error { c.fromStart = true; return nil } }
 
-// WithTxBatch bounds the records handled in one transaction (default 500).
+// WithTxBatch bounds the records handled in one transaction (default 500);
+// n must be positive.
 func WithTxBatch(n int) TxOption {
-	return func(c *txConfig) {
-		if n > 0 {
-			c.batch = n
+	return func(c *txConfig) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("kafka.WithTxBatch", "must be positive, got "+strconv.Itoa(n))
 		}
+		c.batch = n
+		return nil
 	}
 }
 
 // WithTxMaxAttempts sets how many times a record whose handler fails is
 // tried (each failure aborts its transaction) before Run returns the error
 // (default 10). A handler error marked eventkit.Permanent ends Run at once.
+// n must be positive.
 func WithTxMaxAttempts(n int) TxOption {
-	return func(c *txConfig) {
-		if n > 0 {
-			c.maxAttempts = n
+	return func(c *txConfig) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("kafka.WithTxMaxAttempts", "must be positive, got "+strconv.Itoa(n))
 		}
+		c.maxAttempts = n
+		return nil
 	}
 }
 
 // WithTxClientOptions adds franz-go options to the transactional client
 // (for example kgo.TransactionTimeout, kgo.SessionTimeout).
 func WithTxClientOptions(opts ...kgo.Opt) TxOption {
-	return func(c *txConfig) { c.opts = append(c.opts, opts...) }
+	return func(c *txConfig) error { c.opts = append(c.opts, opts...); return nil }
 }
 
 // Transactor is the exactly-once consume-transform-produce loop on
@@ -99,7 +107,9 @@ func (t *Transport) NewTransactor(pattern, group, txnID string, fn TransformFunc
 	}
 	cfg := txConfig{batch: 500, maxAttempts: 10, backoff: 100 * time.Millisecond}
 	for _, o := range opts {
-		o(&cfg)
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	return &Transactor{t: t, pattern: pattern, group: group, txnID: txnID, fn: fn, cfg: cfg}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -30,14 +29,20 @@ type Transport struct {
 }
 
 // New returns a transport. It needs at least one broker (WithBrokers). It
-// does not connect until first used.
+// does not connect until first used. An option with an invalid value, or no
+// broker, makes it fail with an error wrapping eventkit.ErrInvalidOption.
 func New(opts ...Option) (*Transport, error) {
 	cfg := defaults()
 	for _, o := range opts {
-		o(&cfg)
+		if o == nil {
+			return nil, eventkit.InvalidOption("kafka.New", "nil option")
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.brokers) == 0 {
-		return nil, errors.New("kafka: no brokers (use WithBrokers)")
+		return nil, eventkit.InvalidOption("kafka.WithBrokers", "no brokers")
 	}
 	popts := append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.clientOpts...)
 	popts = append(popts, kgo.MaxBufferedRecords(cfg.maxInFlight))
@@ -82,7 +87,7 @@ func (t *Transport) records(ctx context.Context, name string, events []event.Eve
 	recs := make([]kgo.Record, len(events))
 	a := arena{left: len(events)}
 	for i := range events {
-		if err := a.encode(&recs[i], k, events[i], t.cfg.structured); err != nil {
+		if err := a.encode(&recs[i], k, events[i], t.cfg.mode == eventkit.Structured); err != nil {
 			return nil, err
 		}
 		rs[i] = &recs[i]
@@ -190,10 +195,14 @@ func (t *Transport) PublishAsync(ctx context.Context, name string, events []even
 // failed.
 func (t *Transport) Flush(ctx context.Context) error { return t.prod.Flush(ctx) }
 
-// Close ends every subscription, flushes what was published (for up to 10
-// seconds) and closes the producer. Later publishes return
-// eventkit.ErrClosed.
-func (t *Transport) Close() error {
+// Shutdown ends every subscription (each commits its finished offsets,
+// leaves its group and deletes its ephemeral group), flushes what was
+// published and closes the producer, all within ctx. It returns every
+// error met on the way (a failed flush or commit, ctx's error when it ended
+// first); the producer is closed either way, and records not yet
+// acknowledged then fail. Later publishes return eventkit.ErrClosed; a
+// second call returns nil.
+func (t *Transport) Shutdown(ctx context.Context) error {
 	if t.closed.Swap(true) {
 		return nil
 	}
@@ -203,14 +212,23 @@ func (t *Transport) Close() error {
 		subs = append(subs, s)
 	}
 	t.mu.Unlock()
+	var errs []error
 	for _, s := range subs {
-		_ = s.Close()
+		errs = append(errs, s.Shutdown(ctx))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = t.prod.Flush(ctx)
+	if err := t.prod.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("kafka: flush: %w", err))
+	}
 	t.prod.Close()
-	return nil
+	return errors.Join(errs...)
+}
+
+// Close is Shutdown bounded by WithCloseTimeout (default
+// DefaultCloseTimeout).
+func (t *Transport) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.closeTimeout)
+	defer cancel()
+	return t.Shutdown(ctx)
 }
 
 func (t *Transport) refreshSubscriptions() {

@@ -92,7 +92,7 @@ func TestKafkaRealBrokerTransportStructured(t *testing.T) {
 	f := features
 	f.ExtensionsAsStrings = false
 	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(append(realOptions(brokers), kafka.WithStructuredMode())...)
+		tr, err := kafka.New(append(realOptions(brokers), kafka.WithMode(eventkit.Structured))...)
 		if err != nil {
 			t.Fatalf("kafka.New: %v", err)
 		}

@@ -238,7 +238,7 @@ func eventkitMode(n int, structured bool) (result, error) {
 	defer c.Close()
 	opts := []kafka.Option{kafka.WithBrokers(brokers...)}
 	if structured {
-		opts = append(opts, kafka.WithStructuredMode())
+		opts = append(opts, kafka.WithMode(eventkit.Structured))
 	}
 	tr, err := kafka.New(opts...)
 	if err != nil {
