@@ -28,9 +28,9 @@ func TestRecoverPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 		})
 	}
 	handled := make(chan string, 4)
-	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
+	h.Router.Use(middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger)),
 		middleware.Retry(middleware.MaxAttempts(1)), observe, middleware.Recover())
-	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Event.ID() == "boom" {
 			panicInHandler()
 		}
@@ -39,9 +39,9 @@ func TestRecoverPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	dlq := h.subscribe(h.topic("orders.dlq"))
-	h.start()
-	h.publish(h.topic("orders"), newEvent("boom"), newEvent("fine"))
+	dlq := h.Subscribe(h.Topic("orders.dlq"))
+	h.Start()
+	h.Publish(h.Topic("orders"), newEvent("boom"), newEvent("fine"))
 	err := wait(t, seen, "the panic's error")
 	var pe *eventkit.PanicError
 	if !errors.As(err, &pe) {
@@ -57,7 +57,7 @@ func TestRecoverPanicBecomesErrorAndRouterKeepsRunning(t *testing.T) {
 		t.Fatalf("dead letter %q, want boom", m.Event.ID())
 	}
 	select {
-	case <-h.router.Done():
+	case <-h.Router.Done():
 		t.Fatal("router stopped after a panic")
 	default:
 	}
@@ -134,8 +134,8 @@ func TestDedupSkipsDuplicateDelivery(t *testing.T) {
 	handled := make(chan string, 8)
 	var failFirst atomic.Bool
 	failFirst.Store(true)
-	h.router.Use(metrics.Middleware(), middleware.Dedup(store))
-	if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+	h.Router.Use(metrics.Middleware(), middleware.Dedup(store))
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 		if m.Event.ID() == "flaky" && failFirst.Swap(false) {
 			return errTransient // no record: the redelivery must be handled
 		}
@@ -144,10 +144,10 @@ func TestDedupSkipsDuplicateDelivery(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 	other := newEvent("o-1")
 	other.SetSource("urn:other")
-	h.publish(h.topic("orders"), newEvent("o-1"), newEvent("o-1"), other, newEvent("flaky"), newEvent("o-1"), newEvent("flaky"), newEvent("end"))
+	h.Publish(h.Topic("orders"), newEvent("o-1"), newEvent("o-1"), other, newEvent("flaky"), newEvent("o-1"), newEvent("flaky"), newEvent("end"))
 	var got []string
 	for len(got) < 4 {
 		got = append(got, wait(t, handled, "handled events"))

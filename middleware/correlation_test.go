@@ -10,24 +10,24 @@ import (
 
 func TestCorrelationAcrossHandlers(t *testing.T) {
 	h := newHarness(t)
-	pub := middleware.CorrelationPublisher(h.bus)
-	h.router.Use(middleware.Correlation())
-	if err := h.router.HandleFunc(h.topic("a"), func(ctx context.Context, m *eventkit.Message) error {
-		return pub.Publish(ctx, h.topic("b"), newEvent("b-of-"+m.Event.ID()))
+	pub := middleware.CorrelationPublisher(h.Bus)
+	h.Router.Use(middleware.Correlation())
+	if err := h.Router.HandleFunc(h.Topic("a"), func(ctx context.Context, m *eventkit.Message) error {
+		return pub.Publish(ctx, h.Topic("b"), newEvent("b-of-"+m.Event.ID()))
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.router.HandleFunc(h.topic("b"), func(ctx context.Context, m *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("b"), func(ctx context.Context, m *eventkit.Message) error {
 		preset := newEvent("c-preset")
 		preset.SetExtension(middleware.ExtCorrelationID, "mine")
-		return pub.Publish(ctx, h.topic("c"), newEvent("c-of-"+m.Event.ID()), preset)
+		return pub.Publish(ctx, h.Topic("c"), newEvent("c-of-"+m.Event.ID()), preset)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	sb, sc := h.subscribe(h.topic("b")), h.subscribe(h.topic("c"))
-	h.start()
+	sb, sc := h.Subscribe(h.Topic("b")), h.Subscribe(h.Topic("c"))
+	h.Start()
 	root := newEvent("root")
-	if err := pub.Publish(context.Background(), h.topic("a"), root); err != nil { // no handled message: unchanged
+	if err := pub.Publish(context.Background(), h.Topic("a"), root); err != nil { // no handled message: unchanged
 		t.Fatal(err)
 	}
 	b := receive(t, sb).Event

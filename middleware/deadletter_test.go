@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
 	"github.com/eventkit/eventkit/middleware/prom"
@@ -26,35 +27,35 @@ func TestPermanentErrorGoesStraightToDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlq := h.subscribe(h.topic("orders.dlq"))
+	dlq := h.Subscribe(h.Topic("orders.dlq"))
 	var calls atomic.Int32
-	h.router.Use(metrics.Middleware(),
-		middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
+	h.Router.Use(metrics.Middleware(),
+		middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger)),
 		middleware.Retry(middleware.MaxAttempts(5), middleware.Backoff(time.Millisecond, time.Millisecond, 1)))
-	if err := h.router.HandleFunc(h.topic("orders"), func(context.Context, *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(context.Context, *eventkit.Message) error {
 		calls.Add(1)
 		return middleware.Permanent(errPoison)
 	}, eventkit.RouteName("orders-route")); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 	before := time.Now().UTC().Add(-time.Second)
 	orig := newEvent("o-1")
 	orig.SetExtension("partitionkey", "customer-7")
-	h.publish(h.topic("orders"), orig)
+	h.Publish(h.Topic("orders"), orig)
 	m := receive(t, dlq)
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler called %d times; want 1 (a permanent error is not retried)", n)
 	}
-	if m.Topic != h.topic("orders.dlq") || m.Event.ID() != "o-1" || m.Event.Type() != orig.Type() || string(m.Event.Data()) != string(orig.Data()) {
-		t.Fatalf("dead letter = %q on %q; want the original event on %q", m.Event.ID(), m.Topic, h.topic("orders.dlq"))
+	if m.Topic != h.Topic("orders.dlq") || m.Event.ID() != "o-1" || m.Event.Type() != orig.Type() || string(m.Event.Data()) != string(orig.Data()) {
+		t.Fatalf("dead letter = %q on %q; want the original event on %q", m.Event.ID(), m.Topic, h.Topic("orders.dlq"))
 	}
 	ext := m.Event.Extensions()
 	if ext["partitionkey"] != "customer-7" {
 		t.Errorf("original extension lost: %v", ext)
 	}
-	if ext[middleware.ExtDLQTopic] != h.topic("orders") {
-		t.Errorf("dlqtopic = %v, want %q", ext[middleware.ExtDLQTopic], h.topic("orders"))
+	if ext[middleware.ExtDLQTopic] != h.Topic("orders") {
+		t.Errorf("dlqtopic = %v, want %q", ext[middleware.ExtDLQTopic], h.Topic("orders"))
 	}
 	if ext[middleware.ExtDLQHandler] != "orders-route" {
 		t.Errorf("dlqhandler = %v, want orders-route", ext[middleware.ExtDLQHandler])
@@ -109,19 +110,19 @@ func TestDeadLetterPublishFailureNacksOriginal(t *testing.T) {
 	})
 	t.Run("EndToEnd", func(t *testing.T) {
 		h := newHarness(t)
-		dlq := h.subscribe(h.topic("orders.dlq"))
-		pub := &flakyPublisher{Publisher: h.bus, fails: 1}
+		dlq := h.Subscribe(h.Topic("orders.dlq"))
+		pub := &flakyPublisher{Publisher: h.Bus, fails: 1}
 		attempts := make(chan int, 8)
-		h.router.Use(middleware.DeadLetter(pub, middleware.DeadLetterRetryDelay(10*time.Millisecond), middleware.DeadLetterLogger(quietLogger)),
+		h.Router.Use(middleware.DeadLetter(pub, middleware.DeadLetterRetryDelay(10*time.Millisecond), middleware.DeadLetterLogger(quietLogger)),
 			middleware.Retry(middleware.MaxAttempts(1)))
-		if err := h.router.HandleFunc(h.topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
+		if err := h.Router.HandleFunc(h.Topic("orders"), func(ctx context.Context, m *eventkit.Message) error {
 			send(ctx, attempts, m.Attempt)
 			return errTransient
 		}); err != nil {
 			t.Fatal(err)
 		}
-		h.start()
-		h.publish(h.topic("orders"), newEvent("o-1"))
+		h.Start()
+		h.Publish(h.Topic("orders"), newEvent("o-1"))
 		if a := wait(t, attempts, "first delivery"); a != 1 {
 			t.Fatalf("first delivery attempt %d", a)
 		}
@@ -158,17 +159,18 @@ func TestDeadLetterPassesOtherErrors(t *testing.T) {
 
 func TestDeadLetterOptions(t *testing.T) {
 	h := newHarness(t)
-	dlq := h.subscribe("parking." + h.ns)
-	h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger),
-		middleware.DeadLetterTopic(func(string) string { return "parking." + h.ns }),
+	ns := eventkittest.UniqueName("mw")
+	dlq := h.Subscribe("parking." + ns)
+	h.Router.Use(middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger),
+		middleware.DeadLetterTopic(func(string) string { return "parking." + ns }),
 		middleware.DeadLetterIf(func(err error) bool { return errors.Is(err, errTransient) })))
-	if err := h.router.HandleFunc(h.topic("orders"), func(context.Context, *eventkit.Message) error {
+	if err := h.Router.HandleFunc(h.Topic("orders"), func(context.Context, *eventkit.Message) error {
 		return fmt.Errorf("unclipped %s: %w", strings.Repeat("é", middleware.MaxDLQErrorLen), errTransient)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
-	h.publish(h.topic("orders"), newEvent("o-1"))
+	h.Start()
+	h.Publish(h.Topic("orders"), newEvent("o-1"))
 	m := receive(t, dlq)
 	s := m.Event.Extensions()[middleware.ExtDLQError].(string)
 	if len(s) > middleware.MaxDLQErrorLen || !strings.HasPrefix(s, "unclipped é") || strings.ContainsRune(s, '\uFFFD') {

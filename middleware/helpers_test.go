@@ -12,7 +12,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
-	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -22,63 +21,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// harness is a memory bus and a router running on it.
-type harness struct {
-	t      *testing.T
-	bus    *memory.Bus
-	router *eventkit.Router
-	ns     string
-	errc   chan error
-}
+// harness is a memory bus and a router running on it (mwtest's, shared
+// with the middleware subpackages' tests).
+type harness = mwtest.Harness
 
-func newHarness(t *testing.T) *harness {
-	t.Helper()
-	bus := memory.New()
-	h := &harness{t: t, bus: bus, ns: eventkittest.UniqueName("mw"),
-		router: eventkit.NewRouter(bus, eventkit.WithLogger(quietLogger), eventkit.WithShutdownTimeout(5*time.Second)),
-		errc:   make(chan error, 1)}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.router.Shutdown(ctx); err != nil {
-			t.Errorf("router shutdown: %v", err)
-		}
-		_ = bus.Close()
-	})
-	return h
-}
-
-func (h *harness) topic(s string) string { return h.ns + "." + s }
-
-func (h *harness) start() {
-	h.t.Helper()
-	go func() { h.errc <- h.router.Run(context.Background()) }()
-	select {
-	case <-h.router.Running():
-	case err := <-h.errc:
-		h.t.Fatalf("router: %v", err)
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("router did not start")
-	}
-}
-
-func (h *harness) publish(topic string, events ...event.Event) {
-	h.t.Helper()
-	if err := h.bus.Publish(context.Background(), topic, events...); err != nil {
-		h.t.Fatalf("publish: %v", err)
-	}
-}
-
-// subscribe returns a subscription that the test reads directly (a DLQ).
-func (h *harness) subscribe(pattern string) eventkit.Subscription {
-	h.t.Helper()
-	s, err := h.bus.Subscribe(context.Background(), pattern)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { _ = s.Close() })
-	return s
-}
+func newHarness(t *testing.T) *harness { return mwtest.NewHarness(t) }
 
 // receive returns the next message of s, acked.
 func receive(t *testing.T, s eventkit.Subscription) *eventkit.Message {

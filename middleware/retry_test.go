@@ -57,18 +57,18 @@ func TestRetryInPlaceFailTwiceThenSucceed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlq := h.subscribe(h.topic("orders.dlq"))
+	dlq := h.Subscribe(h.Topic("orders.dlq"))
 	f := newFailN(2)
-	h.router.Use(metrics.Middleware(),
-		middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
+	h.Router.Use(metrics.Middleware(),
+		middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger)),
 		middleware.Retry(middleware.Backoff(time.Millisecond, 5*time.Millisecond, 2), middleware.RetryLogger(quietLogger)))
-	if err := h.router.Handle(h.topic("orders"), f, eventkit.RouteName("orders")); err != nil {
+	if err := h.Router.Handle(h.Topic("orders"), f, eventkit.RouteName("orders")); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
-	h.publish(h.topic("orders"), newEvent("o-1"))
+	h.Start()
+	h.Publish(h.Topic("orders"), newEvent("o-1"))
 	wait(t, f.done, "success")
-	labels := map[string]string{"topic": h.topic("orders"), "handler": "orders"}
+	labels := map[string]string{"topic": h.Topic("orders"), "handler": "orders"}
 	eventually(t, "the ok outcome", func() bool {
 		return metricValue(t, reg, "eventkit_handled_total", map[string]string{"handler": "orders", "outcome": "ok"}) == 1
 	})
@@ -95,14 +95,14 @@ func TestRetryByNackFailTwiceThenSucceed(t *testing.T) {
 	}
 	f := newFailN(2)
 	const initial = 30 * time.Millisecond
-	h.router.Use(metrics.Middleware(),
-		middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)),
+	h.Router.Use(metrics.Middleware(),
+		middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger)),
 		middleware.Retry(middleware.RetryByNack(), middleware.Jitter(0), middleware.Backoff(initial, time.Second, 2)))
-	if err := h.router.Handle(h.topic("orders"), f, eventkit.RouteName("orders")); err != nil {
+	if err := h.Router.Handle(h.Topic("orders"), f, eventkit.RouteName("orders")); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
-	h.publish(h.topic("orders"), newEvent("o-1"))
+	h.Start()
+	h.Publish(h.Topic("orders"), newEvent("o-1"))
 	wait(t, f.done, "success")
 	if got := f.calls(); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
 		t.Fatalf("handler calls by delivery attempt = %v; want [1 2 3] (one call per delivery)", got)
@@ -134,17 +134,17 @@ func TestRetryExhaustedGoesToDeadLetter(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
-			dlq := h.subscribe(h.topic("orders.dlq"))
+			dlq := h.Subscribe(h.Topic("orders.dlq"))
 			var calls atomic.Int32
-			h.router.Use(middleware.DeadLetter(h.bus, middleware.DeadLetterLogger(quietLogger)), middleware.Retry(opts...))
-			if err := h.router.HandleFunc(h.topic("orders"), func(context.Context, *eventkit.Message) error {
+			h.Router.Use(middleware.DeadLetter(h.Bus, middleware.DeadLetterLogger(quietLogger)), middleware.Retry(opts...))
+			if err := h.Router.HandleFunc(h.Topic("orders"), func(context.Context, *eventkit.Message) error {
 				calls.Add(1)
 				return errTransient
 			}); err != nil {
 				t.Fatal(err)
 			}
-			h.start()
-			h.publish(h.topic("orders"), newEvent("o-1"))
+			h.Start()
+			h.Publish(h.Topic("orders"), newEvent("o-1"))
 			m := receive(t, dlq)
 			if n := calls.Load(); n != 3 {
 				t.Errorf("handler called %d times, want 3", n)
