@@ -136,46 +136,19 @@ func (s *Subscription) Capabilities() eventkit.Capabilities { return s.owner.cap
 
 func (s *Subscription) name() string { return s.owner.cfg.name }
 
+// receive is the receive loop for a driver that observes deliveries: it
+// hands whole batches to handOver, which feeds Messages.
 func (s *Subscription) receive() {
 	defer close(s.recvDone)
 	defer close(s.batches)
-	backoff := minBackoff
-	for {
-		msgs, err := s.ds.ReceiveBatch(s.ctx, s.max)
-		if s.ctx.Err() != nil {
-			return // what was received stays in flight, for the broker
-		}
-		if err != nil {
-			if !driver.IsRetryable(err) {
-				s.mu.Lock()
-				s.err = fmt.Errorf("%s: subscription %q: %w", s.name(), s.pattern, err)
-				s.mu.Unlock()
-				return
-			}
-			s.owner.cfg.logger.Warn(s.name()+": receive failed; retrying", "pattern", s.pattern, "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			backoff = min(2*backoff, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		if len(msgs) == 0 {
-			continue
-		}
-		batch := make([]inflight, len(msgs))
-		for i, dm := range msgs {
-			batch[i] = inflight{s: s, id: dm.ID}
-			batch[i].m = eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), &batch[i], dm.Raw)
-		}
+	s.receiveLoop(func(batch []inflight) bool {
 		select {
 		case s.batches <- batch:
+			return true
 		case <-s.ctx.Done():
-			return
+			return false // what was received stays in flight, for the broker
 		}
-	}
+	}, func() {})
 }
 
 // receiveDirect is receive for a driver that does not observe deliveries:
@@ -186,11 +159,35 @@ func (s *Subscription) receive() {
 func (s *Subscription) receiveDirect() {
 	defer close(s.recvDone)
 	defer close(s.out)
+	s.receiveLoop(func(batch []inflight) bool {
+		for i := range batch {
+			m := batch[i].m
+			select {
+			case s.out <- m:
+				continue
+			default:
+			}
+			select {
+			case s.out <- m:
+			case <-s.ctx.Done():
+				return false
+			}
+		}
+		return true
+	}, s.drain)
+}
+
+// receiveLoop receives batches from the driver, retrying transient
+// failures with a capped exponential backoff, and passes each batch to
+// deliver until deliver returns false or the subscription's context ends;
+// it then calls stopped. A permanent failure ends the loop with the
+// subscription's error set, without calling stopped.
+func (s *Subscription) receiveLoop(deliver func([]inflight) bool, stopped func()) {
 	backoff := minBackoff
 	for {
 		msgs, err := s.ds.ReceiveBatch(s.ctx, s.max)
 		if s.ctx.Err() != nil {
-			s.drain()
+			stopped() // what was received stays in flight, for the broker
 			return
 		}
 		if err != nil {
@@ -204,7 +201,7 @@ func (s *Subscription) receiveDirect() {
 			select {
 			case <-time.After(backoff):
 			case <-s.ctx.Done():
-				s.drain()
+				stopped()
 				return
 			}
 			backoff = min(2*backoff, maxBackoff)
@@ -218,18 +215,11 @@ func (s *Subscription) receiveDirect() {
 		for i, dm := range msgs {
 			f := &batch[i]
 			f.s, f.id = s, dm.ID
-			m := eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), f, dm.Raw)
-			select {
-			case s.out <- m:
-				continue
-			default:
-			}
-			select {
-			case s.out <- m:
-			case <-s.ctx.Done():
-				s.drain()
-				return
-			}
+			f.m = eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), f, dm.Raw)
+		}
+		if !deliver(batch) {
+			stopped()
+			return
 		}
 	}
 }
