@@ -219,13 +219,11 @@ func run(ctx context.Context, out io.Writer, n int) (Summary, error) {
 	must(r.Handle("payments.declined", notify("declined"), append(ordered, eventkit.RouteName("notify-declined"))...))
 	must(r.Handle("payments.refunded", notify("refunded"), append(ordered, eventkit.RouteName("notify-refunded"))...))
 
-	runErr := make(chan error, 1)
+	// Start returns once every route is subscribed: no order placed below
+	// can be missed. The router runs until rctx ends.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { runErr <- r.Run(rctx) }()
-	select {
-	case <-r.Running():
-	case err := <-runErr:
+	if err := r.Start(rctx); err != nil {
 		return Summary{}, err
 	}
 
@@ -258,13 +256,13 @@ func run(ctx context.Context, out io.Writer, n int) (Summary, error) {
 	case <-d.allDone:
 	case <-ctx.Done():
 		cancel()
-		<-runErr
+		_ = r.Wait() // the run ends because ctx did: ctx.Err() says why
 		return Summary{}, ctx.Err()
-	case err := <-runErr:
-		return Summary{}, fmt.Errorf("router stopped: %w", err)
+	case <-r.Done():
+		return Summary{}, fmt.Errorf("router stopped: %w", r.Wait())
 	}
 	cancel()
-	if err := <-runErr; err != nil {
+	if err := r.Wait(); err != nil {
 		return Summary{}, err
 	}
 	d.mu.Lock()
