@@ -9,6 +9,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
+	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -85,7 +86,34 @@ func connectServer(t *testing.T) *nats.Conn {
 }
 
 func TestTransportEmbedded(t *testing.T) {
-	eventkittest.TestTransport(t, factory(connectEmbedded), features)
+	f := features
+	f.Restart = restartable
+	eventkittest.TestTransport(t, factory(connectEmbedded), f)
+}
+
+// restartable is the restart feature: transports on an embedded server of
+// the test's own, which restart restarts on the same store directory.
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
+	if err != nil {
+		t.Fatalf("natsserver.Run: %v", err)
+	}
+	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
+	connect := func(t *testing.T) *nats.Conn {
+		nc, err := emb.Connect()
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		return nc
+	}
+	restart := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := emb.Restart(ctx); err != nil {
+			t.Fatalf("Restart: %v", err)
+		}
+	}
+	return factory(connect), restart
 }
 
 func TestTransportServer(t *testing.T) {
