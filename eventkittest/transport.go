@@ -429,11 +429,7 @@ func testDeliveryIsolation(t *testing.T, factory Factory, f Features) {
 func testRedeliveryOriginal(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("redeliveryoriginal")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "original")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("original")...)
 	ev, _ := isolationEvent("orig-1")
 	want := ev.Clone()
 	e.publish(tp, ev)
@@ -635,6 +631,15 @@ func clipIDs(ids []string) string {
 }
 
 func eventkittestGroup(e *env, name string) string { return e.ns + "-" + name }
+
+// groupOpts subscribes to the test's group name when the transport has
+// groups, and without a group otherwise.
+func (e *env) groupOpts(name string) []eventkit.SubscribeOption {
+	if !e.f.ConsumerGroups {
+		return nil
+	}
+	return []eventkit.SubscribeOption{eventkit.WithGroup(eventkittestGroup(e, name))}
+}
 
 func testPayloads(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
@@ -945,11 +950,7 @@ func testGroups(t *testing.T, factory Factory, f Features) {
 func testOrderPerKey(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("order")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "order")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("order")...)
 	const publishers, keysEach, perKey = 4, 4, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, publishers)
@@ -997,11 +998,7 @@ func testOrderPerKey(t *testing.T, factory Factory, f Features) {
 func testNack(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("nack")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "nack")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("nack")...)
 	e.publish(tp, NewEvent("nack-me"))
 	timer := time.NewTimer(f.timeout())
 	defer timer.Stop()
@@ -1147,11 +1144,7 @@ func testUnsettledAfterClose(t *testing.T, factory Factory, f Features) {
 func testUnacked(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("unacked")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "unacked")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("unacked")...)
 	e.publish(tp, NewEvent("forgotten"))
 	m := e.receiveOne(s)
 	_ = m // never settled
@@ -1183,11 +1176,7 @@ func testRestart(t *testing.T, _ Factory, f Features) {
 	factory, restart := f.Restart(t)
 	e := newEnv(t, factory, f)
 	tp := e.topic("restart")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "restart")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("restart")...)
 	e.publish(tp, NewEvent("before"))
 	e.receive(s, 1)
 	// From here until after the restart, nobody reads s.

@@ -64,7 +64,7 @@ func TestTransport(t *testing.T) {
 // restartable is the restart feature: transports on a mosquitto of the
 // test's own, configured as scripts/services.sh configures the shared one.
 func restartable(t *testing.T) (eventkittest.Factory, func()) {
-	srv := eventkittest.StartServerProcess(t, "mosquitto", func(port int, dir string) []string {
+	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "mosquitto", Args: func(port int, dir string) []string {
 		conf := filepath.Join(dir, "mosquitto.conf")
 		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n", port, dir)
 		if os.Geteuid() == 0 {
@@ -74,7 +74,7 @@ func restartable(t *testing.T) (eventkittest.Factory, func()) {
 			t.Fatal(err)
 		}
 		return []string{"-c", conf}
-	})
+	}})
 	f := func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
 		tr := dialURL(t, "mqtt://"+srv.Addr())
 		return tr, tr

@@ -109,10 +109,11 @@ func TestTransport(t *testing.T) {
 // test's own, whose append-only file is synced at every write (a restart
 // keeps every acknowledged write).
 func restartable(t *testing.T) (eventkittest.Factory, func()) {
-	srv := eventkittest.StartServerProcess(t, "redis-server", func(port int, dir string) []string {
-		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"}
-	})
+	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "redis-server",
+		Args: func(port int, dir string) []string {
+			return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+				"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"}
+		}})
 	client := func(t *testing.T) *goredis.Client {
 		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() { _ = c.Close() })

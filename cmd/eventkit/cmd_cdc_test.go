@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
-
-// cdcSyncBuffer is a bytes.Buffer safe for a writer and a reader.
-type cdcSyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *cdcSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *cdcSyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 func TestCDCCommandStdout(t *testing.T) {
 	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
@@ -54,7 +35,7 @@ func TestCDCCommandStdout(t *testing.T) {
 	}
 	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 
-	var stdout, stderr cdcSyncBuffer
+	var stdout, stderr eventkittest.SyncBuffer
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() {
@@ -76,7 +57,7 @@ func TestCDCCommandStdout(t *testing.T) {
 		// The slot retains WAL until dropped: drop it with the command
 		// (retried while the walsender of the stopped source exits).
 		for i := 0; ; i++ {
-			var dropErr cdcSyncBuffer
+			var dropErr eventkittest.SyncBuffer
 			code := run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, &stdout, &dropErr)
 			if code == 0 {
 				break
@@ -254,7 +235,7 @@ func TestCDCCommandNATS(t *testing.T) {
 func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, where string, args ...string) *eventkit.Message {
 	t.Helper()
 	ctx := context.Background()
-	var stderr cdcSyncBuffer
+	var stderr eventkittest.SyncBuffer
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan int, 1)
@@ -315,7 +296,7 @@ func TestCDCCommandConfigErrorExits(t *testing.T) {
 		{"no REPLICATION attribute", []string{"--dsn", noRepl, "--tables", table}, []string{"42501", "REPLICATION", "not retried"}},
 		{"unknown table", []string{"--dsn", dsn, "--tables", name + "_nosuch", "--publication", "eventkit_" + name + "_nosuch"}, []string{"42P01", "tables", "not retried"}},
 	} {
-		var stderr cdcSyncBuffer
+		var stderr eventkittest.SyncBuffer
 		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		start := time.Now()
 		code := run(rctx, append([]string{"cdc", "--name", name, "--progress", "0"}, c.args...), io.Discard, &stderr)
@@ -363,7 +344,7 @@ func TestCDCCommandSecondRunOtherTable(t *testing.T) {
 	// runUntil runs the command on table until stdout has a line with
 	// want, then stops it (it must exit 0) and returns stderr.
 	runUntil := func(table, want string) string {
-		var stdout, stderr cdcSyncBuffer
+		var stdout, stderr eventkittest.SyncBuffer
 		rctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		done := make(chan int, 1)

@@ -107,7 +107,12 @@ func testDSN(t testing.TB) string {
 // publication and its slot at the end of the test.
 func newCDCEnv(t *testing.T, columns string) *testEnv {
 	t.Helper()
-	dsn := testDSN(t)
+	return newCDCEnvAt(t, testDSN(t), columns)
+}
+
+// newCDCEnvAt is newCDCEnv on the server at dsn.
+func newCDCEnvAt(t *testing.T, dsn, columns string) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
