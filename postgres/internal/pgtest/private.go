@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Private is a PostgreSQL server of one test's own (initdb and postgres
@@ -57,6 +58,17 @@ func StartPrivate(t testing.TB) *Private {
 // URL returns the server's connection string, as user postgres.
 func (p *Private) URL() string {
 	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", p.Addr())
+}
+
+// Pool connects to the server and closes the pool at the end of t.
+func (p *Private) Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), p.URL())
+	if err != nil {
+		t.Fatalf("pgxpool.New: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // binDir returns the directory of the newest installed PostgreSQL's
