@@ -465,25 +465,14 @@ func testConcurrent(t *testing.T, factory Factory, f Features) {
 		sinks["group"] = collect(e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)))
 	}
 	deadline := time.Now().Add(f.timeout())
-	var wg sync.WaitGroup
-	errs := make(chan error, publishers)
-	for p := 0; p < publishers; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perPublisher; i += 10 {
-				if err := e.pub.Publish(e.ctx, tp, numbered(fmt.Sprintf("p%d-", p), i, min(i+10, perPublisher))...); err != nil {
-					errs <- err
-					return
-				}
+	e.publishConcurrently(publishers, func(p int) error {
+		for i := 0; i < perPublisher; i += 10 {
+			if err := e.pub.Publish(e.ctx, tp, numbered(fmt.Sprintf("p%d-", p), i, min(i+10, perPublisher))...); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("concurrent Publish: %v", err)
-	}
+		}
+		return nil
+	})
 	for name, c := range sinks {
 		c.waitFor(deadline, func() bool { return c.deliveries >= total })
 		c.close()
@@ -501,6 +490,28 @@ func testConcurrent(t *testing.T, factory Factory, f Features) {
 		for _, s := range c.subs {
 			e.quiet(s, 100*time.Millisecond)
 		}
+	}
+}
+
+// publishConcurrently runs publish(0), ..., publish(n-1) at the same time,
+// each in its own goroutine, and fails the test with the first error.
+func (e *env) publishConcurrently(n int, publish func(p int) error) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for p := 0; p < n; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := publish(p); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.t.Fatalf("concurrent Publish: %v", err)
 	}
 }
 
@@ -952,30 +963,19 @@ func testOrderPerKey(t *testing.T, factory Factory, f Features) {
 	tp := e.topic("order")
 	s := e.subscribe(tp, e.groupOpts("order")...)
 	const publishers, keysEach, perKey = 4, 4, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, publishers)
-	for p := 0; p < publishers; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perKey; i++ {
-				for k := 0; k < keysEach; k++ {
-					ev := NewEvent(fmt.Sprintf("p%d-k%d-%d", p, k, i))
-					ev.SetExtension("partitionkey", fmt.Sprintf("key-%d-%d", p, k))
-					ev.SetExtension("seq", int32(i))
-					if err := e.pub.Publish(e.ctx, tp, ev); err != nil {
-						errs <- err
-						return
-					}
+	e.publishConcurrently(publishers, func(p int) error {
+		for i := 0; i < perKey; i++ {
+			for k := 0; k < keysEach; k++ {
+				ev := NewEvent(fmt.Sprintf("p%d-k%d-%d", p, k, i))
+				ev.SetExtension("partitionkey", fmt.Sprintf("key-%d-%d", p, k))
+				ev.SetExtension("seq", int32(i))
+				if err := e.pub.Publish(e.ctx, tp, ev); err != nil {
+					return err
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Publish: %v", err)
-	}
+		}
+		return nil
+	})
 	total := publishers * keysEach * perKey
 	last := map[string]int{}
 	for _, m := range e.receive(s, total) {
@@ -1052,14 +1052,23 @@ func testNackDelay(t *testing.T, factory Factory, f Features) {
 // receiveOne takes one message without settling it.
 func (e *env) receiveOne(s eventkit.Subscription) *eventkit.Message {
 	e.t.Helper()
+	return Receive(e.t, s, e.f.timeout())
+}
+
+// Receive returns the next message of s, unsettled; it fails t when s ends
+// or when nothing arrives within timeout.
+func Receive(t testing.TB, s eventkit.Subscription, timeout time.Duration) *eventkit.Message {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	select {
 	case m, ok := <-s.Messages():
 		if !ok {
-			e.t.Fatalf("subscription ended: %v", s.Err())
+			t.Fatalf("subscription ended: %v", s.Err())
 		}
 		return m
-	case <-time.After(e.f.timeout()):
-		e.t.Fatalf("no message within %s", e.f.timeout())
+	case <-timer.C:
+		t.Fatalf("no message within %s", timeout)
 	}
 	return nil
 }

@@ -91,17 +91,7 @@ func TestCloseStrandsNothingInFlight(t *testing.T) {
 // made (a settle after its Close would be refused, by package transport's
 // contract). Closing it nacks the filler.
 func TestNackSurvivesServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	emb, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithoutListener())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	nc, err := emb.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	emb, nc := ownServer(t, natsserver.WithoutListener())
 	ctx := context.Background()
 	tr, err := eknats.New(nc, eknats.WithAckWait(time.Minute),
 		eknats.WithStream(eknats.StreamConfig{Name: "RESTART", Subjects: []string{"restart.>"}}))

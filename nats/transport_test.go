@@ -9,7 +9,6 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
-	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -94,11 +93,7 @@ func TestTransportEmbedded(t *testing.T) {
 // restartable is the restart feature: transports on an embedded server of
 // the test's own, which restart restarts on the same store directory.
 func restartable(t *testing.T) (eventkittest.Factory, func()) {
-	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatalf("natsserver.Run: %v", err)
-	}
-	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
+	emb, _ := ownServer(t)
 	connect := func(t *testing.T) *nats.Conn {
 		nc, err := emb.Connect()
 		if err != nil {
