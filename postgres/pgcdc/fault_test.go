@@ -96,8 +96,7 @@ func TestCDCCrashRestart(t *testing.T) {
 	crashRows := crashRowCount()
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	sink := env.name + "_sink"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (seq bigserial PRIMARY KEY, id int, v int, op text, evid text)", sink))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+sink) })
+	env.create(t, "TABLE", sink, "(seq bigserial PRIMARY KEY, id int, v int, op text, evid text)")
 
 	var child *eventkittest.Child
 	startChild := func() {

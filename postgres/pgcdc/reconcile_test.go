@@ -98,8 +98,7 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	a, b := env.table, env.name+"_b"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", b))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+b) })
+	env.create(t, "TABLE", b, "(id int PRIMARY KEY)")
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", a))
 
 	// First run: table a, with its snapshot.
