@@ -157,40 +157,43 @@ func (r *reader) need(n int) bool {
 	return true
 }
 
-func (r *reader) u8() uint8 {
-	if !r.need(1) {
-		return 0
+// next takes the next n bytes (n >= 0), or nil with r.err set when fewer
+// are left.
+func (r *reader) next(n int) []byte {
+	if !r.need(n) {
+		return nil
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
+	v := r.b[:n:n]
+	r.b = r.b[n:]
 	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.next(1); v != nil {
+		return v[0]
+	}
+	return 0
 }
 
 func (r *reader) u16() uint16 {
-	if !r.need(2) {
-		return 0
+	if v := r.next(2); v != nil {
+		return binary.BigEndian.Uint16(v)
 	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 func (r *reader) u32() uint32 {
-	if !r.need(4) {
-		return 0
+	if v := r.next(4); v != nil {
+		return binary.BigEndian.Uint32(v)
 	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 func (r *reader) u64() uint64 {
-	if !r.need(8) {
-		return 0
+	if v := r.next(8); v != nil {
+		return binary.BigEndian.Uint64(v)
 	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
+	return 0
 }
 
 func (r *reader) lsn() LSN        { return LSN(r.u64()) }
@@ -216,12 +219,7 @@ func (r *reader) bytes(n int) []byte {
 		r.err = fmt.Errorf("pgrepl: negative length %d", n)
 		return nil
 	}
-	if !r.need(n) {
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
+	return r.next(n)
 }
 
 // tuple reads a tuple into dst's backing array when it is large enough
