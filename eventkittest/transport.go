@@ -69,6 +69,18 @@ type Features struct {
 	MaxPayload int
 	// Timeout bounds each wait for deliveries; 0 means 30s.
 	Timeout time.Duration
+	// Restart, when set, claims that publishing and consuming survive a
+	// restart of the server: the publisher and the subscription made before
+	// it go on working after it, by themselves, within Timeout; with
+	// Persistent, no event whose Publish returned nil is lost, whether it
+	// was published before, during or after the restart.
+	//
+	// The test "Restart" calls it once. It returns a factory of transports
+	// connected to a server of the test's own (not a shared one, which
+	// other tests use), and restart, which stops that server and starts it
+	// again on the same address and data, returning once it accepts
+	// connections, or failing t.
+	Restart func(t *testing.T) (factory Factory, restart func())
 }
 
 func (f Features) timeout() time.Duration {
@@ -113,6 +125,7 @@ func TestTransport(t *testing.T, factory Factory, f Features) {
 		{"ResumeGroup", f.Persistent && f.ConsumerGroups, testResume},
 		{"UnsettledRedeliveredAfterClose", f.Persistent && f.ConsumerGroups, testUnsettledAfterClose},
 		{"UnackedRedelivered", f.RedeliverUnacked, testUnacked},
+		{"Restart", f.Restart != nil, testRestart},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -416,11 +429,7 @@ func testDeliveryIsolation(t *testing.T, factory Factory, f Features) {
 func testRedeliveryOriginal(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("redeliveryoriginal")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "original")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("original")...)
 	ev, _ := isolationEvent("orig-1")
 	want := ev.Clone()
 	e.publish(tp, ev)
@@ -447,96 +456,201 @@ func testConcurrent(t *testing.T, factory Factory, f Features) {
 	total := publishers * perPublisher
 	// Independent subscriptions each get everything; with groups, a group of
 	// three members shares everything.
-	type sink struct {
-		name string
-		subs []eventkit.Subscription
+	sinks := map[string]*collector{
+		"alone-1": collect(e.subscribe(tp)),
+		"alone-2": collect(e.subscribe(tp)),
 	}
-	sinks := []sink{{name: "alone-1", subs: []eventkit.Subscription{e.subscribe(tp)}},
-		{name: "alone-2", subs: []eventkit.Subscription{e.subscribe(tp)}}}
 	if f.ConsumerGroups {
 		g := eventkittestGroup(e, "many")
-		sinks = append(sinks, sink{name: "group", subs: []eventkit.Subscription{
-			e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g))}})
+		sinks["group"] = collect(e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)), e.subscribe(tp, eventkit.WithGroup(g)))
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, publishers)
-	for p := 0; p < publishers; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perPublisher; i += 10 {
-				batch := make([]event.Event, 0, 10)
-				for j := i; j < i+10 && j < perPublisher; j++ {
-					batch = append(batch, NewEvent(fmt.Sprintf("p%d-%d", p, j)))
-				}
-				if err := e.pub.Publish(e.ctx, tp, batch...); err != nil {
-					errs <- err
-					return
-				}
+	deadline := time.Now().Add(f.timeout())
+	e.publishConcurrently(publishers, func(p int) error {
+		for i := 0; i < perPublisher; i += 10 {
+			if err := e.pub.Publish(e.ctx, tp, numbered(fmt.Sprintf("p%d-", p), i, min(i+10, perPublisher))...); err != nil {
+				return err
 			}
-		}()
-	}
-	results := make([]map[string]int, len(sinks))
-	var rwg sync.WaitGroup
-	for i, sk := range sinks {
-		results[i] = map[string]int{}
-		var mu sync.Mutex
-		count := 0
-		done := make(chan struct{})
-		for _, s := range sk.subs {
-			rwg.Add(1)
-			go func() {
-				defer rwg.Done()
-				timer := time.NewTimer(f.timeout())
-				defer timer.Stop()
-				for {
-					select {
-					case m, ok := <-s.Messages():
-						if !ok {
-							return
-						}
-						_ = m.Ack()
-						mu.Lock()
-						results[i][m.Event.ID()]++
-						count++
-						if count == total {
-							close(done)
-						}
-						mu.Unlock()
-					case <-done:
-						return
-					case <-timer.C:
-						return
-					}
-				}
-			}()
 		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("concurrent Publish: %v", err)
-	}
-	rwg.Wait()
-	for i, sk := range sinks {
-		if len(results[i]) != total {
-			t.Errorf("%s: received %d distinct events, want %d", sk.name, len(results[i]), total)
+		return nil
+	})
+	for name, c := range sinks {
+		c.waitFor(deadline, func() bool { return c.deliveries >= total })
+		c.close()
+		if len(c.ids) != total {
+			t.Errorf("%s: received %d distinct events, want %d", name, len(c.ids), total)
 		}
-		for id, n := range results[i] {
+		for id, n := range c.ids {
 			if n != 1 {
-				t.Errorf("%s: event %s received %d times", sk.name, id, n)
+				t.Errorf("%s: event %s received %d times", name, id, n)
 			}
 		}
 	}
 	// Give a transport time to show a late duplicate.
-	for _, sk := range sinks {
-		for _, s := range sk.subs {
+	for _, c := range sinks {
+		for _, s := range c.subs {
 			e.quiet(s, 100*time.Millisecond)
 		}
 	}
 }
 
+// publishConcurrently runs publish(0), ..., publish(n-1) at the same time,
+// each in its own goroutine, and fails the test with the first error.
+func (e *env) publishConcurrently(n int, publish func(p int) error) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for p := 0; p < n; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := publish(p); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.t.Fatalf("concurrent Publish: %v", err)
+	}
+}
+
+// numbered returns the events prefix+i for i in [from, to).
+func numbered(prefix string, from, to int) []event.Event {
+	evs := make([]event.Event, 0, to-from)
+	for i := from; i < to; i++ {
+		evs = append(evs, NewEvent(prefix+strconv.Itoa(i)))
+	}
+	return evs
+}
+
+// collector receives from subscriptions, one goroutine each, acking every
+// message and counting deliveries per event id, until close.
+type collector struct {
+	subs    []eventkit.Subscription
+	stop    chan struct{}
+	update  chan struct{} // a value after each delivery or end
+	wg      sync.WaitGroup
+	closing sync.Once
+
+	mu         sync.Mutex
+	ids        map[string]int // deliveries per event id
+	deliveries int
+	ended      error // why a subscription ended, when one did
+}
+
+func collect(subs ...eventkit.Subscription) *collector {
+	c := &collector{subs: subs, stop: make(chan struct{}), update: make(chan struct{}, 1), ids: map[string]int{}}
+	for _, s := range subs {
+		c.wg.Add(1)
+		go c.run(s)
+	}
+	return c
+}
+
+func (c *collector) run(s eventkit.Subscription) {
+	defer c.wg.Done()
+	for {
+		select {
+		case m, ok := <-s.Messages():
+			c.mu.Lock()
+			if ok {
+				_ = m.Ack()
+				c.ids[m.Event.ID()]++
+				c.deliveries++
+			} else if c.ended == nil {
+				c.ended = fmt.Errorf("subscription ended: %v", s.Err())
+			}
+			c.mu.Unlock()
+			select {
+			case c.update <- struct{}{}:
+			default:
+			}
+			if !ok {
+				return
+			}
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// waitFor waits until cond, called with c.mu held, holds, or a
+// subscription ends, or the deadline passes; it reports whether cond held.
+func (c *collector) waitFor(deadline time.Time, cond func() bool) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		ok, ended := cond(), c.ended != nil
+		c.mu.Unlock()
+		if ok || ended {
+			return ok
+		}
+		select {
+		case <-c.update:
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// missing returns the ids of events not received yet.
+func (c *collector) missing(evs []event.Event) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, ev := range evs {
+		if c.ids[ev.ID()] == 0 {
+			out = append(out, ev.ID())
+		}
+	}
+	return out
+}
+
+// await fails t unless every event of evs is received within timeout.
+func (c *collector) await(t *testing.T, timeout time.Duration, what string, evs []event.Event) {
+	t.Helper()
+	c.waitFor(time.Now().Add(timeout), func() bool {
+		for _, ev := range evs {
+			if c.ids[ev.ID()] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if miss := c.missing(evs); len(miss) > 0 {
+		c.mu.Lock()
+		ended := c.ended
+		c.mu.Unlock()
+		t.Fatalf("%s: %d of %d events not received within %s (%v): %s", what, len(miss), len(evs), timeout, ended, clipIDs(miss))
+	}
+}
+
+// close stops the receiving goroutines and waits for them; the counts
+// are then stable.
+func (c *collector) close() {
+	c.closing.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}
+
+func clipIDs(ids []string) string {
+	if len(ids) > 10 {
+		return strings.Join(ids[:10], ", ") + ", ..."
+	}
+	return strings.Join(ids, ", ")
+}
+
 func eventkittestGroup(e *env, name string) string { return e.ns + "-" + name }
+
+// groupOpts subscribes to the test's group name when the transport has
+// groups, and without a group otherwise.
+func (e *env) groupOpts(name string) []eventkit.SubscribeOption {
+	if !e.f.ConsumerGroups {
+		return nil
+	}
+	return []eventkit.SubscribeOption{eventkit.WithGroup(eventkittestGroup(e, name))}
+}
 
 func testPayloads(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
@@ -847,36 +961,21 @@ func testGroups(t *testing.T, factory Factory, f Features) {
 func testOrderPerKey(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("order")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "order")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("order")...)
 	const publishers, keysEach, perKey = 4, 4, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, publishers)
-	for p := 0; p < publishers; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perKey; i++ {
-				for k := 0; k < keysEach; k++ {
-					ev := NewEvent(fmt.Sprintf("p%d-k%d-%d", p, k, i))
-					ev.SetExtension("partitionkey", fmt.Sprintf("key-%d-%d", p, k))
-					ev.SetExtension("seq", int32(i))
-					if err := e.pub.Publish(e.ctx, tp, ev); err != nil {
-						errs <- err
-						return
-					}
+	e.publishConcurrently(publishers, func(p int) error {
+		for i := 0; i < perKey; i++ {
+			for k := 0; k < keysEach; k++ {
+				ev := NewEvent(fmt.Sprintf("p%d-k%d-%d", p, k, i))
+				ev.SetExtension("partitionkey", fmt.Sprintf("key-%d-%d", p, k))
+				ev.SetExtension("seq", int32(i))
+				if err := e.pub.Publish(e.ctx, tp, ev); err != nil {
+					return err
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Publish: %v", err)
-	}
+		}
+		return nil
+	})
 	total := publishers * keysEach * perKey
 	last := map[string]int{}
 	for _, m := range e.receive(s, total) {
@@ -899,11 +998,7 @@ func testOrderPerKey(t *testing.T, factory Factory, f Features) {
 func testNack(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("nack")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "nack")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("nack")...)
 	e.publish(tp, NewEvent("nack-me"))
 	timer := time.NewTimer(f.timeout())
 	defer timer.Stop()
@@ -957,14 +1052,23 @@ func testNackDelay(t *testing.T, factory Factory, f Features) {
 // receiveOne takes one message without settling it.
 func (e *env) receiveOne(s eventkit.Subscription) *eventkit.Message {
 	e.t.Helper()
+	return Receive(e.t, s, e.f.timeout())
+}
+
+// Receive returns the next message of s, unsettled; it fails t when s ends
+// or when nothing arrives within timeout.
+func Receive(t testing.TB, s eventkit.Subscription, timeout time.Duration) *eventkit.Message {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	select {
 	case m, ok := <-s.Messages():
 		if !ok {
-			e.t.Fatalf("subscription ended: %v", s.Err())
+			t.Fatalf("subscription ended: %v", s.Err())
 		}
 		return m
-	case <-time.After(e.f.timeout()):
-		e.t.Fatalf("no message within %s", e.f.timeout())
+	case <-timer.C:
+		t.Fatalf("no message within %s", timeout)
 	}
 	return nil
 }
@@ -1049,11 +1153,7 @@ func testUnsettledAfterClose(t *testing.T, factory Factory, f Features) {
 func testUnacked(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
 	tp := e.topic("unacked")
-	var opts []eventkit.SubscribeOption
-	if f.ConsumerGroups {
-		opts = append(opts, eventkit.WithGroup(eventkittestGroup(e, "unacked")))
-	}
-	s := e.subscribe(tp, opts...)
+	s := e.subscribe(tp, e.groupOpts("unacked")...)
 	e.publish(tp, NewEvent("forgotten"))
 	m := e.receiveOne(s)
 	_ = m // never settled
@@ -1072,4 +1172,168 @@ func testUnacked(t *testing.T, factory Factory, f Features) {
 	case <-time.After(f.AckTimeout + f.timeout()):
 		t.Fatalf("an unacked message was not redelivered within the ack timeout %s", f.AckTimeout)
 	}
+}
+
+// testRestart restarts the server mid-stream: with a subscription (of a
+// group, when the transport has groups) open, which nobody reads for a
+// while, so that events wait in the server and in the transport's buffers,
+// and a publisher publishing one event after another. Publishing and
+// consuming must resume on the same publisher and subscription; with
+// Persistent, every event whose Publish returned nil must be delivered.
+// Duplicates are allowed (at-least-once).
+func testRestart(t *testing.T, _ Factory, f Features) {
+	factory, restart := f.Restart(t)
+	e := newEnv(t, factory, f)
+	tp := e.topic("restart")
+	s := e.subscribe(tp, e.groupOpts("restart")...)
+	e.publish(tp, NewEvent("before"))
+	e.receive(s, 1)
+	// From here until after the restart, nobody reads s.
+	pending := numbered("pending-", 0, 200)
+	e.publish(tp, pending...)
+	p := startPublishing(e, tp)
+	p.await(t, 5, "before the restart")
+	restart()
+	p.await(t, p.count()+5, "after the restart")
+	during := p.end()
+
+	c := collect(s)
+	defer c.close()
+	c.awaitProbe(e, tp)
+	after := numbered("after-", 0, 10)
+	e.publish(tp, after...)
+	c.await(t, f.timeout(), "after the restart", after)
+	around := append(pending, during...)
+	if f.Persistent {
+		c.await(t, f.timeout()+f.AckTimeout, "published before and during the restart", around)
+	} else if miss := c.missing(around); len(miss) > 0 {
+		t.Logf("%d of %d events published before and during the restart were lost (the transport claims no persistence)", len(miss), len(around))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Logf("%d events published during the restart (%d calls failed: %v); %d deliveries of %d events",
+		len(during), p.failed, p.lastErr, c.deliveries, len(c.ids))
+}
+
+// awaitProbe waits until consuming has resumed after a restart. An event
+// published before a transport without persistence has subscribed again
+// is lost: it publishes a probe every 100ms until one arrives, failing the
+// test after the suite's timeout.
+func (c *collector) awaitProbe(e *env, tp string) {
+	e.t.Helper()
+	deadline := time.Now().Add(e.f.timeout())
+	var sent []string
+	arrived := func() bool {
+		for _, id := range sent {
+			if c.ids[id] > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for {
+		id := "probe-" + strconv.Itoa(len(sent))
+		e.publish(tp, NewEvent(id))
+		sent = append(sent, id)
+		next := time.Now().Add(100 * time.Millisecond)
+		if next.After(deadline) {
+			next = deadline
+		}
+		if c.waitFor(next, arrived) {
+			return
+		}
+		c.mu.Lock()
+		ended := c.ended
+		c.mu.Unlock()
+		if ended != nil || !time.Now().Before(deadline) {
+			e.t.Fatalf("consuming did not resume: none of %d probes published after the restart arrived within %s (%v)", len(sent), e.f.timeout(), ended)
+		}
+	}
+}
+
+// publishing publishes events "during-N" one after another to a topic,
+// 10ms apart, until end, and keeps the events whose Publish returned nil.
+type publishing struct {
+	e      *env
+	stop   chan struct{}
+	done   chan struct{}
+	update chan struct{} // a value after each call
+	ending sync.Once
+
+	mu        sync.Mutex
+	confirmed []event.Event
+	failed    int
+	lastErr   error
+}
+
+func startPublishing(e *env, tp string) *publishing {
+	p := &publishing{e: e, stop: make(chan struct{}), done: make(chan struct{}), update: make(chan struct{}, 1)}
+	go p.run(tp)
+	e.t.Cleanup(func() { p.end() })
+	return p
+}
+
+func (p *publishing) run(tp string) {
+	defer close(p.done)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		ev := NewEvent("during-" + strconv.Itoa(i))
+		ctx, cancel := context.WithTimeout(p.e.ctx, p.e.f.timeout())
+		err := p.e.pub.Publish(ctx, tp, ev)
+		cancel()
+		p.mu.Lock()
+		if err == nil {
+			p.confirmed = append(p.confirmed, ev)
+		} else {
+			p.failed++
+			p.lastErr = err
+		}
+		p.mu.Unlock()
+		select {
+		case p.update <- struct{}{}:
+		default:
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-p.e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// count returns the number of events published so far.
+func (p *publishing) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.confirmed)
+}
+
+// await fails the test unless n events are published within the suite's
+// timeout.
+func (p *publishing) await(t *testing.T, n int, what string) {
+	t.Helper()
+	timer := time.NewTimer(p.e.f.timeout())
+	defer timer.Stop()
+	for p.count() < n {
+		select {
+		case <-p.update:
+		case <-timer.C:
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("%s: %d of %d events published within %s; %d calls failed, the last with %v",
+				what, len(p.confirmed), n, p.e.f.timeout(), p.failed, p.lastErr)
+		}
+	}
+}
+
+// end stops publishing and returns the events published.
+func (p *publishing) end() []event.Event {
+	p.ending.Do(func() { close(p.stop) })
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.confirmed
 }

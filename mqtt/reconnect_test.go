@@ -1,13 +1,11 @@
 package mqtt_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +21,7 @@ import (
 // reconnects by itself, takes the session back, and receives every event
 // published after the takeover.
 func TestSessionTakeoverReconnect(t *testing.T) {
-	var logs syncBuffer
+	var logs eventkittest.SyncBuffer
 	tr := dial(t, ekmqtt.WithSessionExpiry(30*time.Second), ekmqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -94,21 +92,4 @@ func TestSessionTakeoverReconnect(t *testing.T) {
 	if !strings.Contains(logs.String(), "connection lost") {
 		t.Fatalf("the subscription's connection was not dropped and re-established; log:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

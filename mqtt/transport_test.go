@@ -2,6 +2,9 @@ package mqtt_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,9 +23,14 @@ func brokerURL(t *testing.T) string {
 
 func dial(t *testing.T, opts ...ekmqtt.Option) *ekmqtt.Transport {
 	t.Helper()
+	return dialURL(t, brokerURL(t), opts...)
+}
+
+func dialURL(t *testing.T, url string, opts ...ekmqtt.Option) *ekmqtt.Transport {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := ekmqtt.Dial(ctx, brokerURL(t), opts...)
+	tr, err := ekmqtt.Dial(ctx, url, opts...)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -48,7 +56,30 @@ var features = eventkittest.Features{
 }
 
 func TestTransport(t *testing.T) {
-	eventkittest.TestTransport(t, factory(), features)
+	f := features
+	f.Restart = restartable
+	eventkittest.TestTransport(t, factory(), f)
+}
+
+// restartable is the restart feature: transports on a mosquitto of the
+// test's own, configured as scripts/services.sh configures the shared one.
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "mosquitto", Args: func(port int, dir string) []string {
+		conf := filepath.Join(dir, "mosquitto.conf")
+		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n", port, dir)
+		if os.Geteuid() == 0 {
+			text += "user root\n" // or mosquitto drops to a user that cannot write dir
+		}
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"-c", conf}
+	}})
+	f := func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		tr := dialURL(t, "mqtt://"+srv.Addr())
+		return tr, tr
+	}
+	return f, srv.Restart
 }
 
 func TestTransportStructured(t *testing.T) {

@@ -86,22 +86,15 @@ func TestCloseStrandsNothingInFlight(t *testing.T) {
 // server restart, not after the ack wait: JetStream keeps a plain NAK only
 // in memory, so the transport sends a delayed NAK, which is stored.
 // Nothing may take the message again before the restart: the subscription
-// holds one message (eventkit.WithBuffer(1)), a filler event that it has
-// received and not handed over, so it pulls nothing more while the nack is
-// made (a settle after its Close would be refused, by package transport's
-// contract). Closing it nacks the filler.
+// keeps pull requests outstanding, and the server redelivers a nacked
+// message to them within 10ms, which a Close right after the nack could not
+// always beat (1 failure in 17 runs on a loaded machine, "attempt 3"). So
+// the consumer is paused (JetStream delivers nothing, redeliveries
+// included) from before the nack until after the restart; a settle after
+// Close would be refused, by package transport's contract. Closing the
+// subscription nacks the filler.
 func TestNackSurvivesServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	emb, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithoutListener())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	nc, err := emb.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	emb, nc := ownServer(t, natsserver.WithoutListener())
 	ctx := context.Background()
 	tr, err := eknats.New(nc, eknats.WithAckWait(time.Minute),
 		eknats.WithStream(eknats.StreamConfig{Name: "RESTART", Subjects: []string{"restart.>"}}))
@@ -123,18 +116,33 @@ func TestNackSurvivesServerRestart(t *testing.T) {
 	}
 	// Wait until the filler is delivered to the subscription too.
 	waitAckPending(t, tr, "RESTART", "restart", 2)
+	if _, err := tr.JetStream().PauseConsumer(ctx, "RESTART", "restart", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Both nacks (this one, and the filler's by Close) are confirmed by
+	// the server when they return.
 	if err := m.Nack(nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // let the server take the nack
 	if err := emb.Restart(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// JetStream may still be recovering: retry until the deadline.
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		_, err := tr.JetStream().ResumeConsumer(rctx, "RESTART", "restart")
+		if err == nil {
+			break
+		}
+		select {
+		case <-rctx.Done():
+			t.Fatalf("resume the consumer after the restart: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	next, err := tr.Subscribe(ctx, "restart.x", group)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	eknats "github.com/eventkit/eventkit/nats"
-	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,16 +21,7 @@ import (
 // hold each event once (Nats-Msg-Id drops the re-publishes).
 func TestRestartWhilePublishingAndConsuming(t *testing.T) {
 	const total, batch = 10000, 500
-	e, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	nc, err := e.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	e, nc := ownServer(t)
 	ns := eventkittest.UniqueName("fault")
 	tr, err := eknats.New(nc,
 		eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}}),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -36,6 +37,24 @@ func embedded(t testing.TB) *natsserver.Embedded {
 		t.Fatalf("natsserver.Run: %v", sharedErr)
 	}
 	return shared
+}
+
+// ownServer runs an embedded server of the test's own, on a store
+// directory of its own unless opts name one, and returns it with a
+// connection to it; both end with the test.
+func ownServer(t *testing.T, opts ...natsserver.Option) (*natsserver.Embedded, *nats.Conn) {
+	t.Helper()
+	emb, err := natsserver.Run(append([]natsserver.Option{natsserver.WithStoreDir(t.TempDir())}, opts...)...)
+	if err != nil {
+		t.Fatalf("natsserver.Run: %v", err)
+	}
+	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
+	nc, err := emb.Connect()
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return emb, nc
 }
 
 // anchorStream creates a stream that lives as long as the shared server.

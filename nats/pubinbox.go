@@ -309,18 +309,28 @@ func (p *pubInbox) failAllLocked(c *pubCall, err error) {
 // not passing (pubCall.fatal).
 var errCallFailed = errors.New("publish failed")
 
+// expire times out c's sends that are past their deadline and returns
+// when the next one is due (ok is false when none is in flight), or
+// errCallFailed when a send of c failed for good.
+func (p *pubInbox) expire(c *pubCall) (next time.Duration, ok bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.fatal != nil {
+		return 0, false, errCallFailed
+	}
+	next, ok = p.expireLocked(c, time.Since(c.start))
+	return next, ok, nil
+}
+
 // waitRoom waits for a slot of room and takes it. Meanwhile it times out
 // c's own sends. It fails with ctx's error, errStopped when the transport
 // is closed, or errCallFailed when a send of c failed for good.
 func (p *pubInbox) waitRoom(ctx context.Context, c *pubCall, timer *callTimer) error {
 	for {
-		p.mu.Lock()
-		if c.fatal != nil {
-			p.mu.Unlock()
-			return errCallFailed
+		next, ok, err := p.expire(c)
+		if err != nil {
+			return err
 		}
-		next, ok := p.expireLocked(c, time.Since(c.start))
-		p.mu.Unlock()
 		var expire <-chan time.Time
 		if ok {
 			expire = timer.arm(next - time.Since(c.start))
@@ -343,13 +353,10 @@ func (p *pubInbox) waitRoom(ctx context.Context, c *pubCall, timer *callTimer) e
 // of c failed for good.
 func (p *pubInbox) waitAcks(ctx context.Context, c *pubCall, timer *callTimer) error {
 	for {
-		p.mu.Lock()
-		if c.fatal != nil {
-			p.mu.Unlock()
-			return errCallFailed
+		next, ok, err := p.expire(c)
+		if err != nil {
+			return err
 		}
-		next, ok := p.expireLocked(c, time.Since(c.start))
-		p.mu.Unlock()
 		if !ok {
 			return nil // nothing in flight
 		}

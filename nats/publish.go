@@ -20,10 +20,77 @@ import (
 // An event whose publish failed for a passing reason is sent again with
 // the same Nats-Msg-Id until ctx ends.
 func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []event.Event) error {
+	if err := t.ensureStreams(ctx, topicOf, len(events)); err != nil {
+		return err
+	}
+	// One event (the usual HTTP request) needs no slices on the heap.
+	var msgsBuf [1]*nats.Msg
+	var pendingBuf [1]int
+	b := pubBatch{topicOf: topicOf, events: events, msgs: msgsBuf[:]}
+	pending := pendingBuf[:]
+	if len(events) > 1 {
+		b.msgs = make([]*nats.Msg, len(events))
+		pending = make([]int, len(events))
+	}
+	if err := t.encode(b, pending); err != nil {
+		return err
+	}
+	c, err := t.pub.begin(len(events))
+	if errors.Is(err, errClosedInbox) {
+		return eventkit.ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("nats: publish to %s: %w", b.topics(pending), err)
+	}
+	defer t.pub.end(c)
+	var timer callTimer
+	defer timer.stop()
+	backoff := t.cfg.retryBackoff
+	for attempt := 1; ; attempt++ {
+		retry, lastErr, err := t.sendRound(ctx, c, &timer, b, pending)
+		if err != nil || len(retry) == 0 {
+			return err
+		}
+		if t.closed.Load() {
+			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", b.topics(retry), eventkit.ErrClosed, lastErr)
+		}
+		t.log.Debug("nats: resending events", "topic", topicOf(retry[0]), "count", len(retry), "attempt", attempt, "error", lastErr)
+		select {
+		case <-timer.arm(backoff):
+		case <-ctx.Done():
+			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", b.topics(retry), ctx.Err(), lastErr)
+		}
+		backoff = min(backoff*2, t.cfg.maxRetryBackof)
+		pending = retry
+	}
+}
+
+// pubBatch is the events of one publish call, their topics and their
+// encoded messages.
+type pubBatch struct {
+	topicOf func(int) string
+	events  []event.Event
+	msgs    []*nats.Msg
+}
+
+// topics names the topics of the events idx in error messages.
+func (b pubBatch) topics(idx []int) string {
+	first := b.topicOf(idx[0])
+	for _, i := range idx[1:] {
+		if b.topicOf(i) != first {
+			return fmt.Sprintf("%q and other topics", first)
+		}
+	}
+	return strconv.Quote(first)
+}
+
+// ensureStreams makes sure that a stream stores each of the n topics
+// (looked up once per run of equal topics).
+func (t *drv) ensureStreams(ctx context.Context, topicOf func(int) string, n int) error {
 	if err := t.ensureDeclared(ctx); err != nil {
 		return fmt.Errorf("nats: publish: %w", err)
 	}
-	for i := range events {
+	for i := 0; i < n; i++ {
 		name := topicOf(i)
 		if i > 0 && name == topicOf(i-1) {
 			continue
@@ -34,131 +101,105 @@ func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []ev
 			}
 		}
 	}
-	// One event (the usual HTTP request) needs no slices on the heap.
-	var msgsBuf [1]*nats.Msg
-	var pendingBuf [1]int
-	msgs, pending := msgsBuf[:], pendingBuf[:]
-	if len(events) > 1 {
-		msgs = make([]*nats.Msg, len(events))
-		pending = make([]int, len(events))
-	}
-	for i := range events {
-		name := topicOf(i)
-		m, source, err := encodeMsg(name, events[i], t.cfg.mode, 1)
+	return nil
+}
+
+// encode fills b.msgs with the encoded events, each with its Nats-Msg-Id,
+// and pending with every index.
+func (t *drv) encode(b pubBatch, pending []int) error {
+	for i := range b.events {
+		name := b.topicOf(i)
+		m, source, err := encodeMsg(name, b.events[i], t.cfg.mode, 1)
 		if err != nil {
 			return fmt.Errorf("nats: publish to %q: %w", name, err)
 		}
-		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, events[i].ID(), source)}
-		msgs[i] = m
+		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, b.events[i].ID(), source)}
+		b.msgs[i] = m
 		pending[i] = i
 	}
-	// topics names the topics of the events in error messages.
-	topics := func(idx []int) string {
-		first := topicOf(idx[0])
-		for _, i := range idx[1:] {
-			if topicOf(i) != first {
-				return fmt.Sprintf("%q and other topics", first)
-			}
-		}
-		return strconv.Quote(first)
-	}
+	return nil
+}
+
+// sendRound sends the pending events and waits until each send is
+// resolved (acked, failed, timed out). It returns the events to send
+// again, in the original order (those whose send failed for a passing
+// reason, and those left unsent because the transport was closed), with
+// the last error; or the error that ends the call.
+func (t *drv) sendRound(ctx context.Context, c *pubCall, timer *callTimer, b pubBatch, pending []int) (retry []int, lastErr error, err error) {
 	p := t.pub
-	c, err := p.begin(len(events))
-	if errors.Is(err, errClosedInbox) {
-		return eventkit.ErrClosed
+	unsent, err := t.sendAll(ctx, c, timer, b, pending)
+	if err == nil {
+		err = p.waitAcks(ctx, c, timer)
+	}
+	if errors.Is(err, errCallFailed) {
+		return nil, nil, t.fatal(c, b)
 	}
 	if err != nil {
-		return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
+		return nil, nil, fmt.Errorf("nats: publish to %s: %w", b.topics(pending), err)
 	}
-	defer p.end(c)
-	var timer callTimer
-	defer timer.stop()
-	// fatal reports the first failure that is not passing.
-	fatal := func() error {
-		p.mu.Lock()
-		err, i := c.fatal, c.fatalAt
-		p.mu.Unlock()
-		return fmt.Errorf("nats: publish event %q to %q: %w", events[i].ID(), topicOf(i), err)
+	p.mu.Lock()
+	retry, lastErr = c.failed, c.lastErr
+	c.failed = nil
+	p.mu.Unlock()
+	if len(unsent) > 0 {
+		retry = append(retry, unsent...)
+		if lastErr == nil {
+			lastErr = errStopped
+		}
 	}
-	backoff := t.cfg.retryBackoff
-	for attempt := 1; ; attempt++ {
-		// Send every pending event, each once there is room. Events left
-		// unsent because the transport was closed count as failed.
-		var unsent []int
-	send:
-		for k, i := range pending {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
-			}
-			if t.closed.Load() {
-				unsent = pending[k:]
-				break send
-			}
-			select {
-			case p.room <- struct{}{}:
-			default:
-				switch err := p.waitRoom(ctx, c, &timer); {
-				case errors.Is(err, errStopped):
-					unsent = pending[k:]
-					break send
-				case errors.Is(err, errCallFailed):
-					return fatal()
-				case err != nil:
-					return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
-				}
-			}
-			p.mu.Lock()
-			if c.fatal != nil {
-				p.mu.Unlock()
-				<-p.room
-				return fatal()
-			}
-			n := p.sendLocked(c, i)
-			p.mu.Unlock()
-			m := msgs[i]
-			m.Reply = p.reply(c, n)
-			if err := t.nc.PublishMsg(m); err != nil {
-				p.mu.Lock()
-				if c.cur[i] == uint32(n)+1 {
-					p.resolveLocked(c, i, err)
-				}
-				p.mu.Unlock()
-			}
+	slices.Sort(retry)
+	return retry, lastErr, nil
+}
+
+// sendAll sends every pending event, each once there is room, and returns
+// the events left unsent because the transport was closed. An error
+// errCallFailed means that a send failed for good.
+func (t *drv) sendAll(ctx context.Context, c *pubCall, timer *callTimer, b pubBatch, pending []int) (unsent []int, err error) {
+	p := t.pub
+	for k, i := range pending {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		// Wait until every send is resolved (acked, failed, timed out).
-		if err := p.waitAcks(ctx, c, &timer); err != nil {
-			if errors.Is(err, errCallFailed) {
-				return fatal()
-			}
-			return fmt.Errorf("nats: publish to %s: %w", topics(pending), err)
-		}
-		p.mu.Lock()
-		retry, lastErr := c.failed, c.lastErr
-		c.failed = nil
-		p.mu.Unlock()
-		if len(unsent) > 0 {
-			retry = append(retry, unsent...)
-			if lastErr == nil {
-				lastErr = errStopped
-			}
-		}
-		if len(retry) == 0 {
-			return nil
-		}
-		// Resend in the original order.
-		slices.Sort(retry)
 		if t.closed.Load() {
-			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), eventkit.ErrClosed, lastErr)
+			return pending[k:], nil
 		}
-		t.log.Debug("nats: resending events", "topic", topicOf(retry[0]), "count", len(retry), "attempt", attempt, "error", lastErr)
 		select {
-		case <-timer.arm(backoff):
-		case <-ctx.Done():
-			return fmt.Errorf("nats: publish to %s: %w (last error: %v)", topics(retry), ctx.Err(), lastErr)
+		case p.room <- struct{}{}:
+		default:
+			switch err := p.waitRoom(ctx, c, timer); {
+			case errors.Is(err, errStopped):
+				return pending[k:], nil
+			case err != nil:
+				return nil, err
+			}
 		}
-		backoff = min(backoff*2, t.cfg.maxRetryBackof)
-		pending = retry
+		p.mu.Lock()
+		if c.fatal != nil {
+			p.mu.Unlock()
+			<-p.room
+			return nil, errCallFailed
+		}
+		n := p.sendLocked(c, i)
+		p.mu.Unlock()
+		m := b.msgs[i]
+		m.Reply = p.reply(c, n)
+		if err := t.nc.PublishMsg(m); err != nil {
+			p.mu.Lock()
+			if c.cur[i] == uint32(n)+1 {
+				p.resolveLocked(c, i, err)
+			}
+			p.mu.Unlock()
+		}
 	}
+	return nil, nil
+}
+
+// fatal reports the first failure of call c that is not passing.
+func (t *drv) fatal(c *pubCall, b pubBatch) error {
+	t.pub.mu.Lock()
+	err, i := c.fatal, c.fatalAt
+	t.pub.mu.Unlock()
+	return fmt.Errorf("nats: publish event %q to %q: %w", b.events[i].ID(), b.topicOf(i), err)
 }
 
 // declaredStreamStores reports whether a declared stream stores topic name

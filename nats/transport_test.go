@@ -85,7 +85,30 @@ func connectServer(t *testing.T) *nats.Conn {
 }
 
 func TestTransportEmbedded(t *testing.T) {
-	eventkittest.TestTransport(t, factory(connectEmbedded), features)
+	f := features
+	f.Restart = restartable
+	eventkittest.TestTransport(t, factory(connectEmbedded), f)
+}
+
+// restartable is the restart feature: transports on an embedded server of
+// the test's own, which restart restarts on the same store directory.
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	emb, _ := ownServer(t)
+	connect := func(t *testing.T) *nats.Conn {
+		nc, err := emb.Connect()
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		return nc
+	}
+	restart := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := emb.Restart(ctx); err != nil {
+			t.Fatalf("Restart: %v", err)
+		}
+	}
+	return factory(connect), restart
 }
 
 func TestTransportServer(t *testing.T) {

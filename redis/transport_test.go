@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -66,9 +67,12 @@ func deleteKeys(t *testing.T, c *goredis.Client, prefix string) {
 	}
 }
 
-func factory(opts ...ekredis.Option) eventkittest.Factory {
+func factory(opts ...ekredis.Option) eventkittest.Factory { return factoryOn(newClient, opts...) }
+
+// factoryOn makes transports on clients from client.
+func factoryOn(client func(*testing.T) *goredis.Client, opts ...ekredis.Option) eventkittest.Factory {
 	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		c := newClient(t)
+		c := client(t)
 		prefix := "ektest:" + ns + ":"
 		t.Cleanup(func() { deleteKeys(t, c, prefix) })
 		all := append([]ekredis.Option{
@@ -96,7 +100,26 @@ var features = eventkittest.Features{
 }
 
 func TestTransport(t *testing.T) {
-	eventkittest.TestTransport(t, factory(), features)
+	f := features
+	f.Restart = restartable
+	eventkittest.TestTransport(t, factory(), f)
+}
+
+// restartable is the restart feature: transports on a redis-server of the
+// test's own, whose append-only file is synced at every write (a restart
+// keeps every acknowledged write).
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "redis-server",
+		Args: func(port int, dir string) []string {
+			return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+				"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"}
+		}})
+	client := func(t *testing.T) *goredis.Client {
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	return factoryOn(client), srv.Restart
 }
 
 func TestTransportStructured(t *testing.T) {

@@ -4,8 +4,10 @@
 #
 # Packages that use PostgreSQL run one at a time after the others: the CDC
 # tests create replication slots (which wait for every open transaction on
-# the server) and restart PostgreSQL once, so they must not overlap with the
-# event store's held-open transactions in another package.
+# the server), so they must not overlap with the event store's held-open
+# transactions in another package. Tests that restart a server restart one
+# of their own (eventkittest.ServerProcess, pgtest.StartPrivate), never the
+# shared ones.
 #
 # Usage:
 #   ./scripts/test.sh [extra go test flags]

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,40 +20,49 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// cdcSyncBuffer is a bytes.Buffer safe for a writer and a reader.
-type cdcSyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *cdcSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *cdcSyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func TestCDCCommandStdout(t *testing.T) {
-	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+// cdcDB connects to the test PostgreSQL (skipping without one), runs
+// setup (a format with the unique name as %[1]s), and returns the server's
+// address, the connection and the name; teardown (the same kind of format)
+// runs and the connection closes at the end of t.
+func cdcDB(t *testing.T, prefix, setup, teardown string) (dsn string, conn *pgx.Conn, name string) {
+	t.Helper()
+	dsn = eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	name := eventkittest.UniqueName("cdccli")
-	table := name + "_orders"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, total numeric(10,2)); INSERT INTO %[1]s VALUES (1, 9.50)", table)); err != nil {
+	t.Cleanup(func() { conn.Close(ctx) })
+	name = eventkittest.UniqueName(prefix)
+	if _, err := conn.Exec(ctx, fmt.Sprintf(setup, name)); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+	t.Cleanup(func() { conn.Exec(ctx, fmt.Sprintf(teardown, name)) })
+	return dsn, conn, name
+}
 
-	var stdout, stderr cdcSyncBuffer
+// dropSlotCommand drops the slot of name with "eventkit cdc --drop-slot",
+// retried (up to 30s) while the walsender of a stopped source exits; it
+// returns the last failed run's stderr, or "" once the slot is dropped.
+func dropSlotCommand(dsn, name string) string {
+	var stderr eventkittest.SyncBuffer
+	for i := 0; i < 300; i++ {
+		stderr = eventkittest.SyncBuffer{}
+		if run(context.Background(), []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, &stderr) == 0 {
+			return ""
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "could not drop the slot: " + stderr.String()
+}
+
+func TestCDCCommandStdout(t *testing.T) {
+	dsn, conn, name := cdcDB(t, "cdccli", "CREATE TABLE %[1]s_orders (id int PRIMARY KEY, total numeric(10,2)); INSERT INTO %[1]s_orders VALUES (1, 9.50)",
+		"DROP TABLE IF EXISTS %s_orders")
+	ctx := context.Background()
+	table := name + "_orders"
+
+	var stdout, stderr eventkittest.SyncBuffer
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() {
@@ -73,19 +81,9 @@ func TestCDCCommandStdout(t *testing.T) {
 	}
 	defer func() {
 		stop()
-		// The slot retains WAL until dropped: drop it with the command
-		// (retried while the walsender of the stopped source exits).
-		for i := 0; ; i++ {
-			var dropErr cdcSyncBuffer
-			code := run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, &stdout, &dropErr)
-			if code == 0 {
-				break
-			}
-			if i == 300 {
-				t.Errorf("--drop-slot exited with %d: %s", code, dropErr.String())
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+		// The slot retains WAL until dropped: drop it with the command.
+		if msg := dropSlotCommand(dsn, name); msg != "" {
+			t.Error(msg)
 		}
 		var n int
 		conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", "eventkit_"+name).Scan(&n)
@@ -169,17 +167,8 @@ func TestCDCCommandKafka(t *testing.T) {
 	}
 	defer cluster.Close()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	name := eventkittest.UniqueName("cdcclik")
+	_, _, name := cdcDB(t, "cdcclik", "CREATE TABLE %[1]s_orders (id int PRIMARY KEY); INSERT INTO %[1]s_orders VALUES (7)", "DROP TABLE IF EXISTS %s_orders")
 	table := name + "_orders"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (7)", table)); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 
 	sub, err := kafka.New(kafka.WithBrokers(cluster.ListenAddrs()...), kafka.WithTopicCreation(1, 1, nil))
 	if err != nil {
@@ -205,20 +194,10 @@ func TestCDCCommandKafka(t *testing.T) {
 }
 
 func TestCDCCommandNATS(t *testing.T) {
-	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	natsURL := eventkittest.ServerAddr(t, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	name := eventkittest.UniqueName("cdcclin")
+	dsn, _, name := cdcDB(t, "cdcclin", "CREATE TABLE %[1]s_orders (id int PRIMARY KEY); INSERT INTO %[1]s_orders VALUES (8)", "DROP TABLE IF EXISTS %s_orders")
 	table := name + "_orders"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (8)", table)); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -254,7 +233,7 @@ func TestCDCCommandNATS(t *testing.T) {
 func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, where string, args ...string) *eventkit.Message {
 	t.Helper()
 	ctx := context.Background()
-	var stderr cdcSyncBuffer
+	var stderr eventkittest.SyncBuffer
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan int, 1)
@@ -262,13 +241,9 @@ func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, wh
 		done <- run(rctx, append([]string{"cdc", "--dsn", dsn, "--name", name}, args...), io.Discard, &stderr)
 	}()
 	defer func() {
-		for i := 0; i < 300; i++ {
-			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if msg := dropSlotCommand(dsn, name); msg != "" {
+			t.Error(msg)
 		}
-		t.Error("could not drop the slot")
 	}()
 	var m *eventkit.Message
 	select {
@@ -289,19 +264,11 @@ func cdcCommandFirst(t *testing.T, dsn, name string, s eventkit.Subscription, wh
 // the REPLICATION attribute (it was retried forever, a warning every 5 s,
 // and the command exited 0 when stopped), and an unknown table.
 func TestCDCCommandConfigErrorExits(t *testing.T) {
-	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	dsn, conn, name := cdcDB(t, "cdccfg",
+		"CREATE TABLE %[1]s_orders (id int PRIMARY KEY); CREATE ROLE %[1]s_norepl LOGIN NOREPLICATION NOSUPERUSER; CREATE PUBLICATION eventkit_%[1]s FOR TABLE %[1]s_orders",
+		"DROP PUBLICATION IF EXISTS eventkit_%[1]s; DROP TABLE IF EXISTS %[1]s_orders; DROP ROLE IF EXISTS %[1]s_norepl")
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	name := eventkittest.UniqueName("cdccfg")
 	table, role := name+"_orders", name+"_norepl"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); CREATE ROLE %s LOGIN NOREPLICATION NOSUPERUSER; CREATE PUBLICATION eventkit_%s FOR TABLE %[1]s", table, role, name)); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS eventkit_%s; DROP TABLE IF EXISTS %s; DROP ROLE IF EXISTS %s", name, table, role))
 	user := conn.Config().User
 	noRepl := strings.Replace(dsn, "://"+user+"@", "://"+role+"@", 1)
 	if !strings.Contains(noRepl, role) {
@@ -315,7 +282,7 @@ func TestCDCCommandConfigErrorExits(t *testing.T) {
 		{"no REPLICATION attribute", []string{"--dsn", noRepl, "--tables", table}, []string{"42501", "REPLICATION", "not retried"}},
 		{"unknown table", []string{"--dsn", dsn, "--tables", name + "_nosuch", "--publication", "eventkit_" + name + "_nosuch"}, []string{"42P01", "tables", "not retried"}},
 	} {
-		var stderr cdcSyncBuffer
+		var stderr eventkittest.SyncBuffer
 		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		start := time.Now()
 		code := run(rctx, append([]string{"cdc", "--name", name, "--progress", "0"}, c.args...), io.Discard, &stderr)
@@ -338,32 +305,20 @@ func TestCDCCommandConfigErrorExits(t *testing.T) {
 // "initial snapshot done tables=0", the publication of the first run
 // lacking the table), and says that the publication changed.
 func TestCDCCommandSecondRunOtherTable(t *testing.T) {
-	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	dsn, _, name := cdcDB(t, "cdccli2",
+		"CREATE TABLE %[1]s_first (id int PRIMARY KEY); INSERT INTO %[1]s_first VALUES (1); CREATE TABLE %[1]s_second (id int PRIMARY KEY); INSERT INTO %[1]s_second VALUES (2)",
+		"DROP TABLE IF EXISTS %[1]s_first, %[1]s_second")
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	name := eventkittest.UniqueName("cdccli2")
 	first, second := name+"_first", name+"_second"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[1]s VALUES (1); CREATE TABLE %s (id int PRIMARY KEY); INSERT INTO %[2]s VALUES (2)", first, second)); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS %s, %s", first, second))
 	defer func() {
-		for i := 0; i < 300; i++ {
-			if run(ctx, []string{"cdc", "--dsn", dsn, "--name", name, "--drop-slot"}, io.Discard, io.Discard) == 0 {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if msg := dropSlotCommand(dsn, name); msg != "" {
+			t.Error(msg)
 		}
-		t.Error("could not drop the slot")
 	}()
 	// runUntil runs the command on table until stdout has a line with
 	// want, then stops it (it must exit 0) and returns stderr.
 	runUntil := func(table, want string) string {
-		var stdout, stderr cdcSyncBuffer
+		var stdout, stderr eventkittest.SyncBuffer
 		rctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		done := make(chan int, 1)

@@ -91,16 +91,7 @@ func TestEmbeddedWithoutListener(t *testing.T) {
 // take returns the next message of s, failing the test after 30 s.
 func take(t *testing.T, s eventkit.Subscription) *eventkit.Message {
 	t.Helper()
-	select {
-	case m, ok := <-s.Messages():
-		if !ok {
-			t.Fatalf("subscription ended: %v", s.Err())
-		}
-		return m
-	case <-time.After(30 * time.Second):
-		t.Fatal("no message within 30s")
-	}
-	return nil
+	return eventkittest.Receive(t, s, 30*time.Second)
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -223,8 +223,7 @@ func TestCDCRunFailsFastWithoutReplication(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	role := env.name + "_norepl"
-	env.exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN NOREPLICATION NOSUPERUSER", role))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	env.create(t, "ROLE", role, "LOGIN NOREPLICATION NOSUPERUSER")
 	// The publication exists (created by its owner), so the source gets
 	// as far as the replication connection.
 	env.exec(t, fmt.Sprintf("CREATE PUBLICATION eventkit_%s FOR TABLE %s", env.name, env.table))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -97,8 +96,7 @@ func TestCDCCrashRestart(t *testing.T) {
 	crashRows := crashRowCount()
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	sink := env.name + "_sink"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (seq bigserial PRIMARY KEY, id int, v int, op text, evid text)", sink))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+sink) })
+	env.create(t, "TABLE", sink, "(seq bigserial PRIMARY KEY, id int, v int, op text, evid text)")
 
 	var child *eventkittest.Child
 	startChild := func() {
@@ -205,51 +203,33 @@ func TestCDCCrashRestart(t *testing.T) {
 	t.Logf("%d changes, %d resent after the crash", 2*crashRows, dups)
 }
 
-// TestCDCPostgresRestart restarts PostgreSQL (pg_ctlcluster) while the
-// source streams: the source reconnects and every change arrives, in order
-// per row. It restarts the server once, for a few seconds.
+// TestCDCPostgresRestart restarts PostgreSQL (a server of the test's own,
+// not the shared one) while the source streams: the source reconnects and
+// every change arrives, in order per row.
 func TestCDCPostgresRestart(t *testing.T) {
 	noLeaks(t)
-	ctl, err := exec.LookPath("pg_ctlcluster")
-	if err != nil {
-		t.Skip("pg_ctlcluster is not installed")
-	}
-	versions, _ := filepath.Glob("/etc/postgresql/*")
-	if len(versions) == 0 {
-		t.Skip("no PostgreSQL cluster in /etc/postgresql")
-	}
-	version := filepath.Base(versions[len(versions)-1])
-	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
+	pg := pgtest.StartPrivate(t)
+	env := newCDCEnvAt(t, pg.URL(), "id int PRIMARY KEY, v int")
 	rec := newCDCRecorder()
 	src := env.start(t, rec, WithReconnect(100*time.Millisecond, time.Second))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 2000) g", env.table))
 	rec.wait(t, 1)
 
-	out, err := exec.Command(ctl, "--skip-systemctl-redirect", version, "main", "restart").CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_ctlcluster restart: %v: %s", err, out)
-	}
+	pg.Restart()
 	// The test's own connection died with the server.
 	ctx := context.Background()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := pgx.Connect(ctx, env.dsn)
-		if err == nil {
-			env.conn.Close(ctx)
-			env.conn = c
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PostgreSQL did not come back: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	c, err := pgx.Connect(ctx, env.dsn)
+	if err != nil {
+		t.Fatalf("connect after the restart: %v", err)
 	}
+	env.conn.Close(ctx)
+	env.conn = c
 	env.exec(t, fmt.Sprintf("UPDATE %s SET v = 1", env.table))
 	env.exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, 1 FROM generate_series(2001, 3000) g", env.table))
 
 	// Wait for every row in its final state.
 	final := map[int]int{}
-	deadline = time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for len(final) < 3000 || countV(final, 1) < 3000 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d rows, %d final", len(final), countV(final, 1))

@@ -1,10 +1,10 @@
 package pgcdc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -14,31 +14,14 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/eventkittest"
 )
 
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	os.Stderr.Write(p)
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // runCount runs a source until stop is called, which returns Run's error.
-func runCount(t *testing.T, dsn string, pub *eventRecorder, log *lockedBuffer, opts ...Option) (src *Source, stop func() error) {
+// The source logs to log and to stderr.
+func runCount(t *testing.T, dsn string, pub *eventRecorder, log *eventkittest.SyncBuffer, opts ...Option) (src *Source, stop func() error) {
 	t.Helper()
-	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(log, nil))), WithMessagePrefixes(),
+	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, log), nil))), WithMessagePrefixes(),
 		WithHeartbeat(200 * time.Millisecond), WithReconnect(20*time.Millisecond, 50*time.Millisecond)}, opts...)
 	src, err := New(dsn, pub, opts...)
 	if err != nil {
@@ -115,12 +98,11 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	a, b := env.table, env.name+"_b"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", b))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+b) })
+	env.create(t, "TABLE", b, "(id int PRIMARY KEY)")
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", a))
 
 	// First run: table a, with its snapshot.
-	rec1, log1 := newCDCRecorder(), &lockedBuffer{}
+	rec1, log1 := newCDCRecorder(), &eventkittest.SyncBuffer{}
 	_, stop := runCount(t, env.dsn, rec1, log1, WithName(env.name), WithTables(a))
 	env.waitSlot(t, "eventkit_"+env.name)
 	waitRows(t, rec1, a, cdc.OpRead, []int{1})
@@ -134,7 +116,7 @@ func TestCDCReconcilesPublication(t *testing.T) {
 
 	// Second run: tables a and b. The sink refuses at first, so the
 	// snapshot of b fails and must be taken again.
-	rec2, log2 := newCDCRecorder(), &lockedBuffer{}
+	rec2, log2 := newCDCRecorder(), &eventkittest.SyncBuffer{}
 	rec2.fail = errors.New("sink down")
 	src2, stop := runCount(t, env.dsn, rec2, log2, WithName(env.name), WithTables(a, b))
 	deadline := time.Now().Add(30 * time.Second)
@@ -168,7 +150,7 @@ func TestCDCReconcilesPublication(t *testing.T) {
 	}
 
 	// Third run: table b only; a is dropped from the publication.
-	rec3, log3 := newCDCRecorder(), &lockedBuffer{}
+	rec3, log3 := newCDCRecorder(), &eventkittest.SyncBuffer{}
 	_, stop = runCount(t, env.dsn, rec3, log3, WithName(env.name), WithTables(b))
 	// A change of a committed before the publication changed is streamed
 	// (a was published then): insert only after the change. (waitSlot may

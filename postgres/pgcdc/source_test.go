@@ -107,7 +107,12 @@ func testDSN(t testing.TB) string {
 // publication and its slot at the end of the test.
 func newCDCEnv(t *testing.T, columns string) *testEnv {
 	t.Helper()
-	dsn := testDSN(t)
+	return newCDCEnvAt(t, testDSN(t), columns)
+}
+
+// newCDCEnvAt is newCDCEnv on the server at dsn.
+func newCDCEnvAt(t *testing.T, dsn, columns string) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -140,6 +145,15 @@ func dropSlot(t testing.TB, ctx context.Context, dsn, slot string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("drop slot %s: %v", slot, err)
+}
+
+// create creates the table or role (kind) name with the rest of the
+// statement, dropped at the end of t.
+func (e *testEnv) create(t testing.TB, kind, name, rest string) {
+	t.Helper()
+	e.exec(t, fmt.Sprintf("CREATE %s %s %s", kind, name, rest))
+	// e.conn, read at clean-up: a test may have replaced a dead connection.
+	t.Cleanup(func() { e.conn.Exec(context.Background(), fmt.Sprintf("DROP %s IF EXISTS %s", kind, name)) })
 }
 
 func (e *testEnv) exec(t testing.TB, sql string, args ...any) {
@@ -359,8 +373,7 @@ func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
 	other := env.name + "_o"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", other))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+other) })
+	env.create(t, "TABLE", other, "(id int PRIMARY KEY)")
 	rec := newCDCRecorder()
 	env.start(t, rec, WithTables(other), WithBatch(3))
 
@@ -490,8 +503,7 @@ func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
 	filtered := env.name + "_f"
-	env.exec(t, fmt.Sprintf("CREATE TABLE %s (id int)", filtered))
-	t.Cleanup(func() { env.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+filtered) })
+	env.create(t, "TABLE", filtered, "(id int)")
 	rec := newCDCRecorder()
 	env.start(t, rec)
 	// WAL written by a table outside the publication only.

@@ -24,9 +24,12 @@ func testPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t) }
 // test that created them.
 var queueTestTables sync.Map
 
-func queueTestFactory(opts ...Option) eventkittest.Factory {
+func queueTestFactory(opts ...Option) eventkittest.Factory { return queueFactoryOn(testPool, opts...) }
+
+// queueFactoryOn makes queues on pools from newPool.
+func queueFactoryOn(newPool func(testing.TB) *pgxpool.Pool, opts ...Option) eventkittest.Factory {
 	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		pool := testPool(t)
+		pool := newPool(t)
 		name := "ekq_" + strings.ToLower(ns)
 		q, err := New(pool, append([]Option{WithTable(name),
 			WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
@@ -34,7 +37,7 @@ func queueTestFactory(opts ...Option) eventkittest.Factory {
 			t.Fatalf("New: %v", err)
 		}
 		if _, loaded := queueTestTables.LoadOrStore(name, true); !loaded {
-			url := testURL(t)
+			url := pool.Config().ConnString()
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -50,8 +53,11 @@ func queueTestFactory(opts ...Option) eventkittest.Factory {
 	}
 }
 
+// conformanceOptions are the queue options of the conformance suite.
+var conformanceOptions = []Option{WithVisibilityTimeout(5 * time.Second), WithPollInterval(100 * time.Millisecond)}
+
 func TestQueueConformance(t *testing.T) {
-	eventkittest.TestTransport(t, queueTestFactory(WithVisibilityTimeout(5*time.Second), WithPollInterval(100*time.Millisecond)),
+	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...),
 		eventkittest.Features{
 			Wildcards:        true,
 			ConsumerGroups:   true,
@@ -63,7 +69,15 @@ func TestQueueConformance(t *testing.T) {
 			Persistent:       true,
 			RedeliverUnacked: true,
 			AckTimeout:       5 * time.Second,
+			Restart:          restartable,
 		})
+}
+
+// restartable is the restart feature: queues on a PostgreSQL of the test's
+// own, which restart restarts (fast shutdown).
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	pg := pgtest.StartPrivate(t)
+	return queueFactoryOn(pg.Pool, conformanceOptions...), pg.Restart
 }
 
 // TestQueueLateCommitNotSkipped: a row whose transaction got its id first

@@ -142,8 +142,9 @@ type TupleValue struct {
 var ErrShort = errors.New("pgrepl: message too short")
 
 type reader struct {
-	b   []byte
-	err error
+	b        []byte
+	err      error
+	inStream bool // inside a streamed transaction: messages carry an xid
 }
 
 func (r *reader) need(n int) bool {
@@ -157,40 +158,43 @@ func (r *reader) need(n int) bool {
 	return true
 }
 
-func (r *reader) u8() uint8 {
-	if !r.need(1) {
-		return 0
+// next takes the next n bytes (n >= 0), or nil with r.err set when fewer
+// are left.
+func (r *reader) next(n int) []byte {
+	if !r.need(n) {
+		return nil
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
+	v := r.b[:n:n]
+	r.b = r.b[n:]
 	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.next(1); v != nil {
+		return v[0]
+	}
+	return 0
 }
 
 func (r *reader) u16() uint16 {
-	if !r.need(2) {
-		return 0
+	if v := r.next(2); v != nil {
+		return binary.BigEndian.Uint16(v)
 	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 func (r *reader) u32() uint32 {
-	if !r.need(4) {
-		return 0
+	if v := r.next(4); v != nil {
+		return binary.BigEndian.Uint32(v)
 	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 func (r *reader) u64() uint64 {
-	if !r.need(8) {
-		return 0
+	if v := r.next(8); v != nil {
+		return binary.BigEndian.Uint64(v)
 	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
+	return 0
 }
 
 func (r *reader) lsn() LSN        { return LSN(r.u64()) }
@@ -216,12 +220,7 @@ func (r *reader) bytes(n int) []byte {
 		r.err = fmt.Errorf("pgrepl: negative length %d", n)
 		return nil
 	}
-	if !r.need(n) {
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
+	return r.next(n)
 }
 
 // tuple reads a tuple into dst's backing array when it is large enough
@@ -276,128 +275,36 @@ func parse(data []byte, inStream bool, d *Decoder) (any, error) {
 	if len(data) == 0 {
 		return nil, ErrShort
 	}
-	reuse := d != nil && d.Reuse
-	r := &reader{b: data[1:]}
-	xid := func() uint32 {
-		if inStream {
-			return r.u32()
-		}
-		return 0
+	if d != nil && !d.Reuse {
+		d = nil
 	}
+	r := &reader{b: data[1:], inStream: inStream}
 	var msg any
 	switch data[0] {
 	case 'B':
-		var m *Begin
-		if reuse {
-			m = &d.begin
-		} else {
-			m = new(Begin)
-		}
+		m := reused(d, func(d *Decoder) *Begin { return &d.begin })
 		*m = Begin{FinalLSN: r.lsn(), CommitTime: r.time(), Xid: r.u32()}
 		msg = m
 	case 'C':
-		var m *Commit
-		if reuse {
-			m = &d.commit
-		} else {
-			m = new(Commit)
-		}
+		m := reused(d, func(d *Decoder) *Commit { return &d.commit })
 		*m = Commit{Flags: r.u8(), CommitLSN: r.lsn(), EndLSN: r.lsn(), CommitTime: r.time()}
 		msg = m
 	case 'O':
 		msg = &Origin{CommitLSN: r.lsn(), Name: r.str()}
 	case 'R':
-		m := &Relation{Xid: xid(), OID: r.u32(), Namespace: r.str(), Name: r.str(), ReplicaIdentity: r.u8()}
-		n := int(r.u16())
-		if r.err == nil && n > len(r.b) {
-			r.err = fmt.Errorf("pgrepl: relation of %d columns in %d bytes: %w", n, len(r.b), ErrShort)
-		}
-		if r.err == nil {
-			m.Columns = make([]Column, n)
-			for i := range m.Columns {
-				m.Columns[i] = Column{Key: r.u8()&1 != 0, Name: r.str(), TypeOID: r.u32(), TypeMod: int32(r.u32())}
-			}
-		}
-		msg = m
+		msg = r.relation()
 	case 'Y':
-		msg = &Type{Xid: xid(), OID: r.u32(), Namespace: r.str(), Name: r.str()}
+		msg = &Type{Xid: r.xid(), OID: r.u32(), Namespace: r.str(), Name: r.str()}
 	case 'I':
-		var m *Insert
-		var dst Tuple
-		if reuse {
-			m, dst = &d.insert, d.tuples[0]
-		} else {
-			m = new(Insert)
-		}
-		*m = Insert{Xid: xid(), RelationOID: r.u32()}
-		if k := r.u8(); r.err == nil && k != 'N' {
-			r.err = fmt.Errorf("pgrepl: insert: tuple kind %q, want 'N'", k)
-		}
-		m.New = r.tuple(dst)
-		if reuse && cap(m.New) > cap(dst) {
-			d.tuples[0] = m.New
-		}
-		msg = m
+		msg = r.insert(d)
 	case 'U':
-		var m *Update
-		var dst, dstOld Tuple
-		if reuse {
-			m, dst, dstOld = &d.update, d.tuples[0], d.tuples[1]
-		} else {
-			m = new(Update)
-		}
-		*m = Update{Xid: xid(), RelationOID: r.u32()}
-		k := r.u8()
-		if k == 'K' || k == 'O' {
-			m.OldKind = k
-			m.Old = r.tuple(dstOld)
-			if reuse && cap(m.Old) > cap(dstOld) {
-				d.tuples[1] = m.Old
-			}
-			k = r.u8()
-		}
-		if r.err == nil && k != 'N' {
-			r.err = fmt.Errorf("pgrepl: update: tuple kind %q, want 'N'", k)
-		}
-		m.New = r.tuple(dst)
-		if reuse && cap(m.New) > cap(dst) {
-			d.tuples[0] = m.New
-		}
-		msg = m
+		msg = r.update(d)
 	case 'D':
-		var m *Delete
-		var dst Tuple
-		if reuse {
-			m, dst = &d.delete, d.tuples[1]
-		} else {
-			m = new(Delete)
-		}
-		*m = Delete{Xid: xid(), RelationOID: r.u32()}
-		m.OldKind = r.u8()
-		if r.err == nil && m.OldKind != 'K' && m.OldKind != 'O' {
-			r.err = fmt.Errorf("pgrepl: delete: tuple kind %q, want 'K' or 'O'", m.OldKind)
-		}
-		m.Old = r.tuple(dst)
-		if reuse && cap(m.Old) > cap(dst) {
-			d.tuples[1] = m.Old
-		}
-		msg = m
+		msg = r.delete(d)
 	case 'T':
-		m := &Truncate{Xid: xid()}
-		n := int(r.u32())
-		m.Options = r.u8()
-		if r.err == nil && (n < 0 || n > len(r.b)/4) {
-			r.err = fmt.Errorf("pgrepl: truncate of %d relations in %d bytes: %w", n, len(r.b), ErrShort)
-		}
-		if r.err == nil {
-			m.RelationOIDs = make([]uint32, n)
-			for i := range m.RelationOIDs {
-				m.RelationOIDs[i] = r.u32()
-			}
-		}
-		msg = m
+		msg = r.truncate()
 	case 'M':
-		m := &Message{Xid: xid()}
+		m := &Message{Xid: r.xid()}
 		m.Transactional = r.u8()&1 != 0
 		m.LSN = r.lsn()
 		m.Prefix = r.str()
@@ -426,6 +333,105 @@ func parse(data []byte, inStream bool, d *Decoder) (any, error) {
 		return nil, fmt.Errorf("pgrepl: parse %q message: %d trailing bytes", data[0], len(r.b))
 	}
 	return msg, nil
+}
+
+// reused returns the message of d that field picks, or a new one when d
+// is nil (no reuse).
+func reused[M any](d *Decoder, field func(*Decoder) *M) *M {
+	if d == nil {
+		return new(M)
+	}
+	return field(d)
+}
+
+// xid reads the transaction id that messages carry inside a streamed
+// transaction (0 outside one).
+func (r *reader) xid() uint32 {
+	if r.inStream {
+		return r.u32()
+	}
+	return 0
+}
+
+// tupleInto reads a tuple into d.tuples[i] when d is not nil (keeping the
+// larger array it may have grown), into a new one otherwise.
+func (r *reader) tupleInto(d *Decoder, i int) Tuple {
+	if d == nil {
+		return r.tuple(nil)
+	}
+	t := r.tuple(d.tuples[i])
+	if cap(t) > cap(d.tuples[i]) {
+		d.tuples[i] = t
+	}
+	return t
+}
+
+func (r *reader) relation() *Relation {
+	m := &Relation{Xid: r.xid(), OID: r.u32(), Namespace: r.str(), Name: r.str(), ReplicaIdentity: r.u8()}
+	n := int(r.u16())
+	if r.err == nil && n > len(r.b) {
+		r.err = fmt.Errorf("pgrepl: relation of %d columns in %d bytes: %w", n, len(r.b), ErrShort)
+	}
+	if r.err == nil {
+		m.Columns = make([]Column, n)
+		for i := range m.Columns {
+			m.Columns[i] = Column{Key: r.u8()&1 != 0, Name: r.str(), TypeOID: r.u32(), TypeMod: int32(r.u32())}
+		}
+	}
+	return m
+}
+
+func (r *reader) insert(d *Decoder) *Insert {
+	m := reused(d, func(d *Decoder) *Insert { return &d.insert })
+	*m = Insert{Xid: r.xid(), RelationOID: r.u32()}
+	if k := r.u8(); r.err == nil && k != 'N' {
+		r.err = fmt.Errorf("pgrepl: insert: tuple kind %q, want 'N'", k)
+	}
+	m.New = r.tupleInto(d, 0)
+	return m
+}
+
+func (r *reader) update(d *Decoder) *Update {
+	m := reused(d, func(d *Decoder) *Update { return &d.update })
+	*m = Update{Xid: r.xid(), RelationOID: r.u32()}
+	k := r.u8()
+	if k == 'K' || k == 'O' {
+		m.OldKind = k
+		m.Old = r.tupleInto(d, 1)
+		k = r.u8()
+	}
+	if r.err == nil && k != 'N' {
+		r.err = fmt.Errorf("pgrepl: update: tuple kind %q, want 'N'", k)
+	}
+	m.New = r.tupleInto(d, 0)
+	return m
+}
+
+func (r *reader) delete(d *Decoder) *Delete {
+	m := reused(d, func(d *Decoder) *Delete { return &d.delete })
+	*m = Delete{Xid: r.xid(), RelationOID: r.u32()}
+	m.OldKind = r.u8()
+	if r.err == nil && m.OldKind != 'K' && m.OldKind != 'O' {
+		r.err = fmt.Errorf("pgrepl: delete: tuple kind %q, want 'K' or 'O'", m.OldKind)
+	}
+	m.Old = r.tupleInto(d, 1)
+	return m
+}
+
+func (r *reader) truncate() *Truncate {
+	m := &Truncate{Xid: r.xid()}
+	n := int(r.u32())
+	m.Options = r.u8()
+	if r.err == nil && (n < 0 || n > len(r.b)/4) {
+		r.err = fmt.Errorf("pgrepl: truncate of %d relations in %d bytes: %w", n, len(r.b), ErrShort)
+	}
+	if r.err == nil {
+		m.RelationOIDs = make([]uint32, n)
+		for i := range m.RelationOIDs {
+			m.RelationOIDs[i] = r.u32()
+		}
+	}
+	return m
 }
 
 // Decoder parses a sequence of pgoutput messages, tracking whether it is
