@@ -206,70 +206,95 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		if err := r.store.Release(rctx, r.owner); err != nil {
-			r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
-		}
-		r.held = nil
-		r.partitions.Store(0)
+		r.release(ctx)
 	}()
 	r.held, r.claimedAt = nil, time.Time{}
 	r.floors, r.floorsAt = map[int]int64{}, time.Now()
-	var fails int
-	lastPurge := time.Now()
+	l := loop{lastPurge: time.Now()}
 	for ctx.Err() == nil {
-		if r.claimDue() {
-			if err := r.claim(ctx); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				r.logger.Warn("outbox relay: claiming partitions", "owner", r.owner, "err", err)
-				r.sleep(ctx, r.backoff(fails))
-				fails++
-				continue
-			}
-		}
-		if p, ok := r.store.(Purger); ok && time.Since(lastPurge) >= r.purgeEvery {
-			lastPurge = time.Now()
-			if _, err := p.Purge(ctx); err != nil && ctx.Err() == nil {
-				r.logger.Warn("outbox relay: purging delivered rows", "err", err)
-			}
-		}
-		if len(r.held) == 0 {
-			r.waitWork(ctx)
-			continue
-		}
-		if time.Since(r.floorsAt) > floorReset {
-			// A full sweep now and then: the floors rely on the store's
-			// commit order per partition; this bounds the delay of a row
-			// that broke it.
-			clear(r.floors)
-			r.floorsAt = time.Now()
-		}
-		cursors := r.cursors[:0]
-		for _, p := range r.held {
-			cursors = append(cursors, Cursor{Partition: p, After: r.floors[p]})
-		}
-		r.cursors = cursors
-		recs, err := r.store.Fetch(ctx, cursors, r.batch)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			r.logger.Warn("outbox relay: fetching records", "err", err)
-			r.sleep(ctx, r.backoff(fails))
-			fails++
-			continue
-		}
-		fails = 0
-		if len(recs) == 0 {
-			r.waitWork(ctx)
-			continue
-		}
-		r.deliver(ctx, recs)
+		r.step(ctx, &l)
 	}
 	return nil
+}
+
+// loop is the state of one Run loop between its steps.
+type loop struct {
+	fails     int // store calls failed in a row
+	lastPurge time.Time
+}
+
+// step is one turn of the Run loop: renew the leases when due, purge when
+// due, then fetch a batch of the held partitions and deliver it, or wait
+// for work. A failed store call is retried after a backoff.
+func (r *Relay) step(ctx context.Context, l *loop) {
+	if r.claimDue() {
+		if err := r.claim(ctx); err != nil {
+			r.failed(ctx, l, "outbox relay: claiming partitions", err)
+			return
+		}
+	}
+	if p, ok := r.store.(Purger); ok && time.Since(l.lastPurge) >= r.purgeEvery {
+		l.lastPurge = time.Now()
+		if _, err := p.Purge(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Warn("outbox relay: purging delivered rows", "err", err)
+		}
+	}
+	if len(r.held) == 0 {
+		r.waitWork(ctx)
+		return
+	}
+	recs, err := r.store.Fetch(ctx, r.nextCursors(), r.batch)
+	if err != nil {
+		r.failed(ctx, l, "outbox relay: fetching records", err)
+		return
+	}
+	l.fails = 0
+	if len(recs) == 0 {
+		r.waitWork(ctx)
+		return
+	}
+	r.deliver(ctx, recs)
+}
+
+// failed logs a failed store call and waits the backoff of the failures in
+// a row; when ctx ended (the cause of the failure), it does neither.
+func (r *Relay) failed(ctx context.Context, l *loop, msg string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.logger.Warn(msg, "owner", r.owner, "err", err)
+	r.sleep(ctx, r.backoff(l.fails))
+	l.fails++
+}
+
+// nextCursors returns where to fetch from in each held partition: after its
+// floor.
+func (r *Relay) nextCursors() []Cursor {
+	if time.Since(r.floorsAt) > floorReset {
+		// A full sweep now and then: the floors rely on the store's
+		// commit order per partition; this bounds the delay of a row
+		// that broke it.
+		clear(r.floors)
+		r.floorsAt = time.Now()
+	}
+	cursors := r.cursors[:0]
+	for _, p := range r.held {
+		cursors = append(cursors, Cursor{Partition: p, After: r.floors[p]})
+	}
+	r.cursors = cursors
+	return cursors
+}
+
+// release gives back the relay's leases when Run ends; it is bounded, since
+// ctx has ended by then.
+func (r *Relay) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.store.Release(rctx, r.owner); err != nil {
+		r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
+	}
+	r.held = nil
+	r.partitions.Store(0)
 }
 
 func (r *Relay) listen(ctx context.Context, n Notifier) {
