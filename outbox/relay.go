@@ -18,85 +18,99 @@ import (
 	"github.com/eventkit/eventkit"
 )
 
-// RelayOption configures a Relay.
-type RelayOption func(*Relay)
+// RelayOption configures a Relay. An invalid value makes NewRelay fail with
+// an error wrapping eventkit.ErrInvalidOption.
+type RelayOption func(*Relay) error
 
 // WithOwner names the relay in the store's lease table (default: host name,
-// process id and a random suffix). Two running relays must not share a name.
-func WithOwner(name string) RelayOption { return func(r *Relay) { r.owner = name } }
+// process id and a random suffix); the name must not be empty. Two running
+// relays must not share a name.
+func WithOwner(name string) RelayOption {
+	return func(r *Relay) error {
+		if name == "" {
+			return eventkit.InvalidOption("outbox.WithOwner", "the owner name must not be empty")
+		}
+		r.owner = name
+		return nil
+	}
+}
 
 // WithBatchSize sets how many records a relay fetches and marks at once
-// (default 500).
+// (default 500); n must be positive.
 func WithBatchSize(n int) RelayOption {
-	return func(r *Relay) {
-		if n > 0 {
-			r.batch = n
+	return func(r *Relay) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("outbox.WithBatchSize", fmt.Sprintf("must be positive, got %d", n))
 		}
+		r.batch = n
+		return nil
+	}
+}
+
+// atLeast is an option setting the duration field(r) to d, which must be at
+// least min.
+func atLeast(name string, d, min time.Duration, field func(*Relay) *time.Duration) RelayOption {
+	return func(r *Relay) error {
+		if d < min {
+			return eventkit.InvalidOption(name, "must be at least "+min.String()+", got "+d.String())
+		}
+		*field(r) = d
+		return nil
 	}
 }
 
 // WithPollInterval sets how often a relay looks for new records when it was
 // not woken by the store (default 1s; with a Notifier store, polling is the
-// fallback for lost notifications).
+// fallback for lost notifications). It must be positive.
 func WithPollInterval(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.poll = d
-		}
-	}
+	return atLeast("outbox.WithPollInterval", d, 1, func(r *Relay) *time.Duration { return &r.poll })
 }
 
-// WithLeaseTTL sets the lease time of the relay's partitions (default 15s).
-// The relay renews every third of it; a relay that stops lets another take
-// its partitions after at most this time.
+// WithLeaseTTL sets the lease time of the relay's partitions (default 15s;
+// at least 1ms, the resolution of the stores' clocks). The relay renews
+// every third of it; a relay that stops lets another take its partitions
+// after at most this time.
 func WithLeaseTTL(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.ttl = d
-		}
-	}
+	return atLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
 }
 
 // WithBackoff sets the first and the longest wait between retries of a
 // failing publish or store call (default 100ms and 10s, doubling, with
-// jitter).
+// jitter). first must be positive and max at least first.
 func WithBackoff(first, max time.Duration) RelayOption {
-	return func(r *Relay) {
-		if first > 0 {
-			r.minBackoff = first
+	return func(r *Relay) error {
+		if first <= 0 || max < first {
+			return eventkit.InvalidOption("outbox.WithBackoff",
+				fmt.Sprintf("want 0 < first <= max, got first %s and max %s", first, max))
 		}
-		if max >= r.minBackoff {
-			r.maxBackoff = max
-		}
+		r.minBackoff, r.maxBackoff = first, max
+		return nil
 	}
 }
 
-// WithPublishTimeout bounds each Publish call (default 30s).
+// WithPublishTimeout bounds each Publish call (default 30s); it must be
+// positive.
 func WithPublishTimeout(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.publishTimeout = d
-		}
-	}
+	return atLeast("outbox.WithPublishTimeout", d, 1, func(r *Relay) *time.Duration { return &r.publishTimeout })
 }
 
-// WithLogger sets the relay's logger (default slog.Default()).
+// WithLogger sets the relay's logger (default slog.Default()); it must not
+// be nil.
 func WithLogger(l *slog.Logger) RelayOption {
-	return func(r *Relay) {
-		if l != nil {
-			r.logger = l
+	return func(r *Relay) error {
+		if l == nil {
+			return eventkit.InvalidOption("outbox.WithLogger", "the logger must not be nil")
 		}
+		r.logger = l
+		return nil
 	}
 }
 
 // WithPurgeInterval sets how often the relay asks a Purger store to remove
-// delivered rows past their retention (default 1 minute).
+// delivered rows past their retention (default 1 minute); it must be
+// positive.
 func WithPurgeInterval(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.purgeEvery = d
-		}
-	}
+	return atLeast("outbox.WithPurgeInterval", d, 1, func(r *Relay) *time.Duration { return &r.purgeEvery })
 }
 
 // floorReset is how often a relay forgets its per-partition floors.
@@ -133,8 +147,16 @@ type Relay struct {
 	partitions   atomic.Int64
 }
 
-// NewRelay returns a relay from store to pub.
-func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
+// NewRelay returns a relay from store to pub. It fails, with an error
+// wrapping eventkit.ErrInvalidOption, if store or pub is nil or an option
+// value is invalid.
+func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) (*Relay, error) {
+	if store == nil {
+		return nil, eventkit.InvalidOption("outbox.NewRelay", "the store must not be nil")
+	}
+	if pub == nil {
+		return nil, eventkit.InvalidOption("outbox.NewRelay", "the publisher must not be nil")
+	}
 	r := &Relay{
 		store:          store,
 		pub:            pub,
@@ -149,7 +171,9 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
 		wake:           make(chan struct{}, 1),
 	}
 	for _, o := range opts {
-		o(r)
+		if err := o(r); err != nil {
+			return nil, err
+		}
 	}
 	if r.owner == "" {
 		host, _ := os.Hostname()
@@ -157,7 +181,7 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
 		_, _ = crand.Read(b[:])
 		r.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	return r
+	return r, nil
 }
 
 // Owner returns the relay's name in the lease table.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,6 +156,16 @@ func collect(t *testing.T, bus *memory.Bus) (eventkit.Subscription, func(n int) 
 	}
 }
 
+// newRelay returns a relay with opts, or fails t.
+func newRelay(t *testing.T, st outbox.Store, pub eventkit.Publisher, opts ...outbox.RelayOption) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.NewRelay(st, pub, opts...)
+	if err != nil {
+		t.Fatalf("NewRelay: %v", err)
+	}
+	return r
+}
+
 func run(t *testing.T, r *outbox.Relay) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -176,7 +187,7 @@ func TestRelayOrderPerKeyAndMark(t *testing.T) {
 	for i := range 100 {
 		st.write("app.orders", keyed("k"+strconv.Itoa(i%3)+"-"+strconv.Itoa(i), "k"+strconv.Itoa(i%3)))
 	}
-	stop := run(t, outbox.NewRelay(st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
+	stop := run(t, newRelay(t, st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
 	defer stop()
 	ids := take(100)
 	next := map[string]int{}
@@ -211,7 +222,7 @@ func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 	for i := range 10 {
 		st.write("app.x", keyed(strconv.Itoa(i), "k"))
 	}
-	r := outbox.NewRelay(st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
+	r := newRelay(t, st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
 		outbox.WithPollInterval(5*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
 	stop := run(t, r)
 	defer stop()
@@ -241,7 +252,7 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	st := newMemStore(2)
 	bus := memory.New()
 	defer bus.Close()
-	r := outbox.NewRelay(st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
+	r := newRelay(t, st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
 	stop := run(t, r)
 	for r.Stats().Partitions != 2 {
 		time.Sleep(time.Millisecond)
@@ -253,6 +264,48 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	held, _ := st.Claim(context.Background(), "two", time.Minute)
 	if len(held) != 2 {
 		t.Fatalf("after Run returned, another relay got %v", held)
+	}
+}
+
+// TestRelayRefusesInvalidOptions: each invalid value makes NewRelay fail
+// with eventkit.ErrInvalidOption, naming the option (they were ignored
+// before).
+func TestRelayRefusesInvalidOptions(t *testing.T) {
+	st := newMemStore(1)
+	bus := memory.New()
+	defer bus.Close()
+	for _, c := range []struct {
+		name string
+		opt  outbox.RelayOption
+	}{
+		{"outbox.WithOwner", outbox.WithOwner("")},
+		{"outbox.WithBatchSize", outbox.WithBatchSize(0)},
+		{"outbox.WithBatchSize", outbox.WithBatchSize(-1)},
+		{"outbox.WithPollInterval", outbox.WithPollInterval(0)},
+		{"outbox.WithLeaseTTL", outbox.WithLeaseTTL(-time.Second)},
+		{"outbox.WithLeaseTTL", outbox.WithLeaseTTL(time.Microsecond)},
+		{"outbox.WithBackoff", outbox.WithBackoff(0, time.Second)},
+		{"outbox.WithBackoff", outbox.WithBackoff(time.Second, time.Millisecond)},
+		{"outbox.WithPublishTimeout", outbox.WithPublishTimeout(0)},
+		{"outbox.WithLogger", outbox.WithLogger(nil)},
+		{"outbox.WithPurgeInterval", outbox.WithPurgeInterval(-time.Minute)},
+	} {
+		r, err := outbox.NewRelay(st, bus, outbox.WithOwner("ok"), c.opt)
+		if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || r != nil {
+			t.Errorf("NewRelay with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, r, err)
+		}
+	}
+	if _, err := outbox.NewRelay(nil, bus); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewRelay(nil store) = %v; want ErrInvalidOption", err)
+	}
+	if _, err := outbox.NewRelay(st, nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewRelay(nil publisher) = %v; want ErrInvalidOption", err)
+	}
+	r := newRelay(t, st, bus, outbox.WithOwner("me"), outbox.WithBatchSize(1), outbox.WithPollInterval(time.Millisecond),
+		outbox.WithLeaseTTL(time.Millisecond), outbox.WithBackoff(time.Millisecond, time.Millisecond),
+		outbox.WithPublishTimeout(time.Millisecond), outbox.WithLogger(slog.Default()), outbox.WithPurgeInterval(time.Millisecond))
+	if r.Owner() != "me" {
+		t.Errorf("Owner = %q", r.Owner())
 	}
 }
 
@@ -291,7 +344,11 @@ func ExampleRelay() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = outbox.NewRelay(store, bus).Run(ctx)
+		relay, err := outbox.NewRelay(store, bus)
+		if err != nil {
+			panic(err)
+		}
+		_ = relay.Run(ctx)
 	}()
 	m := <-sub.Messages()
 	_ = m.Ack()
