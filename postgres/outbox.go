@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -30,34 +29,57 @@ const (
 	OutboxKeep
 )
 
-// OutboxOption configures an Outbox.
-type OutboxOption func(*Outbox)
+// OutboxOption configures an Outbox. An invalid value makes NewOutbox fail
+// with an error wrapping eventkit.ErrInvalidOption.
+type OutboxOption func(*Outbox) error
 
 // OutboxTable sets the outbox table's name, optionally schema-qualified
 // ("app.outbox"; default "eventkit_outbox"). Its companion tables are
 // <name>_leases, <name>_relays and, with OutboxArchive, <name>_archive.
-func OutboxTable(name string) OutboxOption { return func(o *Outbox) { o.name = name } }
-
-// OutboxPartitions sets the number of partitions (default 16). It is fixed
-// when the tables are created: changing it later has no effect.
-func OutboxPartitions(n int) OutboxOption {
-	return func(o *Outbox) {
-		if n > 0 {
-			o.partitions = n
+func OutboxTable(name string) OutboxOption {
+	return func(o *Outbox) error {
+		if _, err := pgsql.Ident(name, ""); err != nil {
+			return eventkit.InvalidOption("postgres.OutboxTable", err.Error())
 		}
+		o.name = name
+		return nil
+	}
+}
+
+// OutboxPartitions sets the number of partitions (default 16); n must be
+// positive. It is fixed when the tables are created: changing it later has
+// no effect.
+func OutboxPartitions(n int) OutboxOption {
+	return func(o *Outbox) error {
+		if n <= 0 {
+			return eventkit.InvalidOption("postgres.OutboxPartitions", fmt.Sprintf("must be positive, got %d", n))
+		}
+		o.partitions = n
+		return nil
 	}
 }
 
 // OutboxDeliveredPolicy sets what happens to delivered rows (default
 // OutboxDelete).
-func OutboxDeliveredPolicy(p OutboxPolicy) OutboxOption { return func(o *Outbox) { o.policy = p } }
-
-// OutboxRetention sets how long OutboxKeep keeps delivered rows (default 24h).
-func OutboxRetention(d time.Duration) OutboxOption {
-	return func(o *Outbox) {
-		if d > 0 {
-			o.retention = d
+func OutboxDeliveredPolicy(p OutboxPolicy) OutboxOption {
+	return func(o *Outbox) error {
+		if p < OutboxDelete || p > OutboxKeep {
+			return eventkit.InvalidOption("postgres.OutboxDeliveredPolicy", fmt.Sprintf("unknown policy %d", p))
 		}
+		o.policy = p
+		return nil
+	}
+}
+
+// OutboxRetention sets how long OutboxKeep keeps delivered rows (default
+// 24h); it must be positive.
+func OutboxRetention(d time.Duration) OutboxOption {
+	return func(o *Outbox) error {
+		if d <= 0 {
+			return eventkit.InvalidOption("postgres.OutboxRetention", "must be positive, got "+d.String())
+		}
+		o.retention = d
+		return nil
 	}
 }
 
@@ -65,7 +87,7 @@ func OutboxRetention(d time.Duration) OutboxOption {
 // commit) so that they publish at once instead of at their next poll
 // (default true). A NOTIFY serializes the commits of notifying transactions
 // briefly; turn it off for the highest write rates and rely on polling.
-func OutboxNotify(on bool) OutboxOption { return func(o *Outbox) { o.notify = on } }
+func OutboxNotify(on bool) OutboxOption { return func(o *Outbox) error { o.notify = on; return nil } }
 
 // Outbox is the transactional outbox on PostgreSQL: Write stores events in
 // the caller's transaction, and the Outbox is the outbox.Store (and
@@ -95,16 +117,16 @@ type Outbox struct {
 }
 
 // NewOutbox returns the outbox on pool. Call Migrate once to create its
-// tables.
+// tables. An invalid option value makes it fail with an error wrapping
+// eventkit.ErrInvalidOption.
 func NewOutbox(pool *pgxpool.Pool, opts ...OutboxOption) (*Outbox, error) {
 	o := &Outbox{pool: pool, name: "eventkit_outbox", partitions: 16, retention: 24 * time.Hour, notify: true}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
-	var err error
-	if o.table, err = pgsql.Ident(o.name, ""); err != nil {
-		return nil, err
-	}
+	o.table, _ = pgsql.Ident(o.name, "")
 	o.leases, _ = pgsql.Ident(o.name, "_leases")
 	o.relays, _ = pgsql.Ident(o.name, "_relays")
 	o.archive, _ = pgsql.Ident(o.name, "_archive")
@@ -388,5 +410,4 @@ var (
 	_ outbox.Notifier       = (*Outbox)(nil)
 	_ outbox.Purger         = (*Outbox)(nil)
 	_ outbox.Writer[pgx.Tx] = (*Outbox)(nil)
-	_                       = errors.New
 )

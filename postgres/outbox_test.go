@@ -2,12 +2,15 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres/internal/pgtest"
@@ -74,6 +77,28 @@ func TestOutboxStore(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestOutboxRefusesInvalidOptions: NewOutbox fails with
+// eventkit.ErrInvalidOption, naming the option, for each invalid value
+// (OutboxPartitions, OutboxRetention and OutboxDeliveredPolicy ignored them
+// before).
+func TestOutboxRefusesInvalidOptions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opt  OutboxOption
+	}{
+		{"postgres.OutboxTable", OutboxTable("")},
+		{"postgres.OutboxTable", OutboxTable("a.b.c")},
+		{"postgres.OutboxPartitions", OutboxPartitions(0)},
+		{"postgres.OutboxPartitions", OutboxPartitions(-3)},
+		{"postgres.OutboxRetention", OutboxRetention(0)},
+		{"postgres.OutboxDeliveredPolicy", OutboxDeliveredPolicy(OutboxPolicy(7))},
+	} {
+		if o, err := NewOutbox(nil, c.opt); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || o != nil {
+			t.Errorf("NewOutbox with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, o, err)
+		}
 	}
 }
 
