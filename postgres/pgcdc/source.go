@@ -86,13 +86,22 @@ type settings struct {
 	maxBackoff   time.Duration
 }
 
-// Option configures a Source.
-type Option func(*settings)
+// Option configures a Source. An invalid value makes New fail with an error
+// wrapping eventkit.ErrInvalidOption that names the option.
+type Option func(*settings) error
 
 // WithName sets the logical name of the source (source.name of the
 // envelope, Debezium's topic.prefix; default "eventkit"); it must be a
 // topic token.
-func WithName(name string) Option { return func(o *settings) { o.name = name } }
+func WithName(name string) Option {
+	return func(o *settings) error {
+		if err := topic.ValidateName(name); err != nil || strings.Contains(name, ".") {
+			return eventkit.InvalidOption("pgcdc.WithName", fmt.Sprintf("%q is not a topic token", name))
+		}
+		o.name = name
+		return nil
+	}
+}
 
 // WithTables sets the tables ("schema.table", or "table" for public)
 // that the publication covers. The source creates the publication with
@@ -102,50 +111,114 @@ func WithName(name string) Option { return func(o *settings) { o.name = name } }
 // and the tables dropped are no longer streamed. Without tables, an
 // existing publication is used as it is. The publication's comment records
 // the tables added whose snapshot is not done yet, so that a failure or a
-// crash before it ends does not skip it.
+// crash before it ends does not skip it. A name with an empty part is
+// refused.
 func WithTables(tables ...string) Option {
-	return func(o *settings) { o.tables = append(o.tables, tables...) }
+	return func(o *settings) error {
+		for _, t := range tables {
+			schema, table, qualified := strings.Cut(t, ".")
+			if t == "" || qualified && (schema == "" || table == "") {
+				return eventkit.InvalidOption("pgcdc.WithTables", fmt.Sprintf("invalid table name %q", t))
+			}
+		}
+		o.tables = append(o.tables, tables...)
+		return nil
+	}
+}
+
+// nonEmpty is an option setting the string field(o) to v, which must not
+// be empty.
+func nonEmpty(name, v string, field func(*settings) *string) Option {
+	return func(o *settings) error {
+		if v == "" {
+			return eventkit.InvalidOption(name, "must not be empty")
+		}
+		*field(o) = v
+		return nil
+	}
+}
+
+// positive is an option setting the field(o) to v, which must be positive.
+func positive[T int | time.Duration](name string, v T, field func(*settings) *T) Option {
+	return func(o *settings) error {
+		if v <= 0 {
+			return eventkit.InvalidOption(name, fmt.Sprintf("must be positive, got %v", v))
+		}
+		*field(o) = v
+		return nil
+	}
 }
 
 // WithPublication names the publication (default "eventkit_<name>").
-func WithPublication(name string) Option { return func(o *settings) { o.publication = name } }
+func WithPublication(name string) Option {
+	return nonEmpty("pgcdc.WithPublication", name, func(o *settings) *string { return &o.publication })
+}
 
 // WithSlot names the replication slot (default "eventkit_<name>").
-func WithSlot(name string) Option { return func(o *settings) { o.slot = name } }
+func WithSlot(name string) Option {
+	return nonEmpty("pgcdc.WithSlot", name, func(o *settings) *string { return &o.slot })
+}
 
 // WithSnapshot sets whether the source, when it creates the slot, first
 // emits every row of the published tables as it was at the slot's start
 // (op "r"), read in a REPEATABLE READ transaction on the slot's exported
 // snapshot. Default true.
-func WithSnapshot(on bool) Option { return func(o *settings) { o.snapshot = on } }
+func WithSnapshot(on bool) Option { return func(o *settings) error { o.snapshot = on; return nil } }
 
 // WithProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
 // Transactions are never streamed before their commit.
-func WithProtoVersion(v int) Option { return func(o *settings) { o.protoVersion = v } }
+func WithProtoVersion(v int) Option {
+	return func(o *settings) error {
+		if v != 1 && v != 2 {
+			return eventkit.InvalidOption("pgcdc.WithProtoVersion", fmt.Sprintf("want 1 or 2, got %d", v))
+		}
+		o.protoVersion = v
+		return nil
+	}
+}
 
 // WithHeartbeat sets how often the source reports its position to the
 // server and asks for a keepalive, which lets the slot advance over WAL
 // that holds no change of the published tables (default 10s).
-func WithHeartbeat(d time.Duration) Option { return func(o *settings) { o.heartbeat = d } }
+func WithHeartbeat(d time.Duration) Option {
+	return positive("pgcdc.WithHeartbeat", d, func(o *settings) *time.Duration { return &o.heartbeat })
+}
 
 // WithBatch bounds the events given to one Publish call (default 512).
 // The decoder hands a transaction's events to the publisher at its commit,
 // or every n events of a larger transaction.
-func WithBatch(n int) Option { return func(o *settings) { o.batch = n } }
+func WithBatch(n int) Option {
+	return positive("pgcdc.WithBatch", n, func(o *settings) *int { return &o.batch })
+}
 
 // WithBuffer bounds the changes decoded ahead of the publisher
 // (default 4096; counted in whole batches, at least one, plus the batch
 // being filled).
-func WithBuffer(n int) Option { return func(o *settings) { o.buffer = n } }
-
-// WithType sets the CloudEvents type of each change.
-func WithType(fn func(*cdc.Change) string) Option {
-	return func(o *settings) { o.changeType = fn }
+func WithBuffer(n int) Option {
+	return positive("pgcdc.WithBuffer", n, func(o *settings) *int { return &o.buffer })
 }
 
-// WithTopic sets the topic each change is published to.
+// WithType sets the CloudEvents type of each change; fn must not be nil.
+func WithType(fn func(*cdc.Change) string) Option {
+	return func(o *settings) error {
+		if fn == nil {
+			return eventkit.InvalidOption("pgcdc.WithType", "the function must not be nil")
+		}
+		o.changeType = fn
+		return nil
+	}
+}
+
+// WithTopic sets the topic each change is published to; fn must not be
+// nil.
 func WithTopic(fn func(*cdc.Change) string) Option {
-	return func(o *settings) { o.topicFn = fn }
+	return func(o *settings) error {
+		if fn == nil {
+			return eventkit.InvalidOption("pgcdc.WithTopic", "the function must not be nil")
+		}
+		o.topicFn = fn
+		return nil
+	}
 }
 
 // WithMessagePrefixes delivers only the logical decoding messages
@@ -153,35 +226,54 @@ func WithTopic(fn func(*cdc.Change) string) Option {
 // every message of the database is delivered. With no prefixes, none is
 // (the server is not asked for them).
 func WithMessagePrefixes(prefixes ...string) Option {
-	return func(o *settings) {
+	return func(o *settings) error {
 		o.msgPrefixes = map[string]bool{}
 		for _, p := range prefixes {
 			o.msgPrefixes[p] = true
 		}
+		return nil
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *settings) { o.logger = l } }
+// WithLogger sets the logger (default slog.Default()); it must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *settings) error {
+		if l == nil {
+			return eventkit.InvalidOption("pgcdc.WithLogger", "the logger must not be nil")
+		}
+		o.logger = l
+		return nil
+	}
+}
 
 // WithReconnect sets the bounds of the exponential delay between
-// reconnection attempts (default 100ms to 5s).
+// reconnection attempts (default 100ms to 5s): minDelay must be positive
+// and maxDelay at least minDelay.
 func WithReconnect(minDelay, maxDelay time.Duration) Option {
-	return func(o *settings) { o.minBackoff, o.maxBackoff = minDelay, maxDelay }
+	return func(o *settings) error {
+		if minDelay <= 0 || maxDelay < minDelay {
+			return eventkit.InvalidOption("pgcdc.WithReconnect",
+				fmt.Sprintf("want 0 < minDelay <= maxDelay, got %s and %s", minDelay, maxDelay))
+		}
+		o.minBackoff, o.maxBackoff = minDelay, maxDelay
+		return nil
+	}
 }
 
 // New returns a source that reads the database at dsn and
-// publishes to pub. It connects when Run is called.
+// publishes to pub. It connects when Run is called. An invalid option
+// value, a nil pub or a dsn that does not parse makes it fail with an error
+// wrapping eventkit.ErrInvalidOption.
 func New(dsn string, pub eventkit.Publisher, opts ...Option) (*Source, error) {
 	o := settings{
 		name: "eventkit", snapshot: true, protoVersion: 1, heartbeat: 10 * time.Second,
 		batch: 512, buffer: 4096, minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second,
+		logger: slog.Default(),
 	}
 	for _, opt := range opts {
-		opt(&o)
-	}
-	if err := topic.ValidateName(o.name); err != nil || strings.Contains(o.name, ".") {
-		return nil, fmt.Errorf("postgres: cdc: name %q must be a topic token", o.name)
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
 	if o.publication == "" {
 		o.publication = "eventkit_" + sanitize(o.name)
@@ -189,20 +281,11 @@ func New(dsn string, pub eventkit.Publisher, opts ...Option) (*Source, error) {
 	if o.slot == "" {
 		o.slot = "eventkit_" + sanitize(o.name)
 	}
-	if o.protoVersion != 1 && o.protoVersion != 2 {
-		return nil, fmt.Errorf("postgres: cdc: protocol version %d (want 1 or 2)", o.protoVersion)
-	}
-	if o.heartbeat <= 0 || o.batch <= 0 || o.buffer <= 0 || o.minBackoff <= 0 || o.maxBackoff < o.minBackoff {
-		return nil, errors.New("postgres: cdc: heartbeat, batch, buffer and reconnect delays must be positive")
-	}
 	if pub == nil {
-		return nil, errors.New("postgres: cdc: nil publisher")
+		return nil, eventkit.InvalidOption("pgcdc.New", "the publisher must not be nil")
 	}
 	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return nil, fmt.Errorf("postgres: cdc: %w", err)
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
+		return nil, fmt.Errorf("%w: pgcdc.New: dsn: %w", eventkit.ErrInvalidOption, err)
 	}
 	name := o.name
 	o.customType, o.customTopic = o.changeType != nil, o.topicFn != nil
