@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,9 +11,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/cloudevents/sdk-go/v2/types"
-	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -265,45 +262,13 @@ func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.
 	}
 	r := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
 	for i := range events {
-		row, err := encodeEvent(&events[i])
+		row, err := sqlstore.EncodeEvent(&events[i])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("postgres: append: %w", err)
 		}
 		r.rows = append(r.rows, row)
 	}
 	return r, nil
-}
-
-// encodeEvent returns event_id, source, type, subject, time, content_type,
-// data_schema, extensions, data.
-func encodeEvent(e *event.Event) ([]any, error) {
-	var subject, ct, schema, ext, tm *string
-	if v := e.Subject(); v != "" {
-		subject = &v
-	}
-	if v := e.DataContentType(); v != "" {
-		ct = &v
-	}
-	if v := e.DataSchema(); v != "" {
-		schema = &v
-	}
-	if v := e.Time(); !v.IsZero() {
-		f := v.UTC().Format(time.RFC3339Nano) // text keeps the nanoseconds timestamptz would cut
-		tm = &f
-	}
-	if exts := e.Extensions(); len(exts) > 0 {
-		m := make(map[string]string, len(exts))
-		for k, v := range exts {
-			m[k] = binding.FormatValue(v)
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: encode extensions of %s: %w", e.ID(), err)
-		}
-		v := string(b)
-		ext = &v
-	}
-	return []any{e.ID(), e.Source(), e.Type(), subject, tm, ct, schema, ext, e.Data()}, nil
 }
 
 // commitBatch runs one transaction for batch and completes every request.
@@ -588,19 +553,17 @@ func (p *pendingAppend) Rollback(ctx context.Context) error {
 	return nil
 }
 
-const eventColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
-
 // ReadStream implements es.EventStore.
 func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
 	var q string
 	switch dir {
 	case es.Forward:
-		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+		q = `SELECT ` + sqlstore.EventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
 	case es.Backward:
 		if from == 0 {
 			from = 1 << 62
 		}
-		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+		q = `SELECT ` + sqlstore.EventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
 	default:
 		return nil, fmt.Errorf("postgres: invalid direction %d", dir)
 	}
@@ -616,7 +579,7 @@ func limitArg(limit int) any {
 
 // ReadAll implements es.EventStore.
 func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es.RecordedEvent, error) {
-	return s.query(ctx, `SELECT `+eventColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limitArg(limit))
+	return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limitArg(limit))
 }
 
 func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
@@ -626,7 +589,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	}
 	defer rows.Close()
 	var out []es.RecordedEvent
-	var dec eventDecoder
+	var dec sqlstore.Decoder
 	var (
 		pos, ver                 int64
 		stream, id, source, typ  string
@@ -639,7 +602,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
 			return nil, fmt.Errorf("postgres: read events: %w", err)
 		}
-		e, err := dec.decode(id, source, typ, subject, tm, ct, schema, ext, data)
+		e, err := dec.Decode(id, source, typ, subject, tm, ct, schema, ext, data)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: event at position %d: %w", pos, err)
 		}
@@ -649,58 +612,6 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		return nil, fmt.Errorf("postgres: read events: %w", err)
 	}
 	return out, nil
-}
-
-// eventDecoder rebuilds events from their stored columns; it remembers the
-// last parsed source, which most rows of a page share.
-type eventDecoder struct {
-	source string
-	uri    types.URIRef
-}
-
-func (d *eventDecoder) decode(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
-	if source != d.source || d.source == "" {
-		u, err := url.Parse(source)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("source: %w", err)
-		}
-		d.source, d.uri = source, types.URIRef{URL: *u}
-	}
-	c := &event.EventContextV1{ID: id, Source: d.uri, Type: typ}
-	if subject != nil {
-		v := *subject
-		c.Subject = &v
-	}
-	if ct != nil {
-		v := *ct
-		c.DataContentType = &v
-	}
-	if tm != nil {
-		t, err := time.Parse(time.RFC3339Nano, *tm)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("time: %w", err)
-		}
-		c.Time = &types.Timestamp{Time: t}
-	}
-	if schema != nil {
-		u, err := url.Parse(*schema)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("dataschema: %w", err)
-		}
-		c.DataSchema = &types.URI{URL: *u}
-	}
-	if ext != nil {
-		var m map[string]string
-		if err := json.Unmarshal([]byte(*ext), &m); err != nil {
-			return event.Event{}, fmt.Errorf("extensions: %w", err)
-		}
-		for k, v := range m {
-			if err := c.SetExtension(k, v); err != nil {
-				return event.Event{}, fmt.Errorf("extension %s: %w", k, err)
-			}
-		}
-	}
-	return event.Event{Context: c, DataEncoded: data}, nil
 }
 
 // Head implements es.EventStore.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 )
 
 // EventStore is an es.EventStore in an SQLite database.
@@ -203,9 +202,12 @@ func (s *EventStore) write(ctx context.Context, conn *sql.Conn, stream string, e
 	res = es.AppendResult{Version: cur + uint64(len(events)), Positions: make([]uint64, len(events))}
 	for i := range events {
 		e := &events[i]
-		row, err := esSqlEncode(e)
+		row, err := sqlstore.EncodeEvent(e)
 		if err != nil {
-			return es.AppendResult{}, false, err
+			return es.AppendResult{}, false, fmt.Errorf("sqlite: append: %w", err)
+		}
+		if row[8].([]byte) == nil {
+			row[8] = nil // NULL, not an empty blob
 		}
 		pos := last + uint64(i) + 1
 		args := append([]any{int64(pos), stream, int64(cur + uint64(i) + 1)}, row...)
@@ -263,39 +265,6 @@ func (p *esSqlPending) Rollback(ctx context.Context) error {
 	return nil
 }
 
-// esSqlEncode returns event_id, source, type, subject, time, content_type,
-// data_schema, extensions, data.
-func esSqlEncode(e *event.Event) ([]any, error) {
-	str := func(v string) any {
-		if v == "" {
-			return nil
-		}
-		return v
-	}
-	var tm, ext any
-	if v := e.Time(); !v.IsZero() {
-		tm = v.UTC().Format(time.RFC3339Nano)
-	}
-	if exts := e.Extensions(); len(exts) > 0 {
-		m := make(map[string]string, len(exts))
-		for k, v := range exts {
-			m[k] = binding.FormatValue(v)
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: encode extensions of %s: %w", e.ID(), err)
-		}
-		ext = string(b)
-	}
-	var data any
-	if d := e.Data(); d != nil {
-		data = d
-	}
-	return []any{e.ID(), e.Source(), e.Type(), str(e.Subject()), tm, str(e.DataContentType()), str(e.DataSchema()), ext, data}, nil
-}
-
-const esSqlColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
-
 // ReadStream implements es.EventStore.
 func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
 	lim := int64(limit)
@@ -304,12 +273,12 @@ func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direc
 	}
 	switch dir {
 	case es.Forward:
-		return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`, stream, int64(from), lim)
+		return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`, stream, int64(from), lim)
 	case es.Backward:
 		if from == 0 {
 			from = 1 << 62
 		}
-		return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE stream_id = ? AND version <= ? ORDER BY version DESC LIMIT ?`, stream, int64(from), lim)
+		return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE stream_id = ? AND version <= ? ORDER BY version DESC LIMIT ?`, stream, int64(from), lim)
 	}
 	return nil, fmt.Errorf("sqlite: invalid direction %d", dir)
 }
@@ -320,7 +289,7 @@ func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es
 	if limit <= 0 {
 		lim = -1
 	}
-	return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE position > ? ORDER BY position LIMIT ?`, int64(after), lim)
+	return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE position > ? ORDER BY position LIMIT ?`, int64(after), lim)
 }
 
 func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
@@ -330,49 +299,20 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 	}
 	defer rows.Close()
 	var out []es.RecordedEvent
+	var dec sqlstore.Decoder
 	for rows.Next() {
 		var (
 			pos, ver                          int64
 			stream, id, source, typ, recorded string
-			subject, tm, ct, schema, ext      sql.NullString
+			subject, tm, ct, schema, ext      *string
 			data                              []byte
 		)
 		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
 			return nil, fmt.Errorf("sqlite: read events: %w", err)
 		}
-		e := event.New()
-		e.SetID(id)
-		e.SetSource(source)
-		e.SetType(typ)
-		if subject.Valid {
-			e.SetSubject(subject.String)
-		}
-		if tm.Valid {
-			t, err := time.Parse(time.RFC3339Nano, tm.String)
-			if err != nil {
-				return nil, fmt.Errorf("sqlite: event at position %d: time: %w", pos, err)
-			}
-			e.SetTime(t)
-		}
-		if schema.Valid {
-			e.SetDataSchema(schema.String)
-		}
-		if ext.Valid {
-			var m map[string]string
-			if err := json.Unmarshal([]byte(ext.String), &m); err != nil {
-				return nil, fmt.Errorf("sqlite: event at position %d: extensions: %w", pos, err)
-			}
-			for k, v := range m {
-				if err := e.Context.SetExtension(k, v); err != nil {
-					return nil, fmt.Errorf("sqlite: event at position %d: extension %s: %w", pos, k, err)
-				}
-			}
-		}
-		if ct.Valid {
-			e.SetDataContentType(ct.String)
-		}
-		if data != nil {
-			e.DataEncoded = data
+		e, err := dec.Decode(id, source, typ, subject, tm, ct, schema, ext, data)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: event at position %d: %w", pos, err)
 		}
 		rec, err := time.Parse(time.RFC3339Nano, recorded)
 		if err != nil {
