@@ -325,25 +325,7 @@ func (o *Outbox) Fetch(ctx context.Context, cursors []outbox.Cursor, limit int) 
 		return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
 	}
 	defer rows.Close()
-	var out []outbox.Record
-	var body []byte
-	for rows.Next() {
-		var r outbox.Record
-		if err := rows.Scan(&r.ID, &r.Partition, &r.Topic, &body); err != nil {
-			return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
-		}
-		if r.ID <= after[r.Partition] {
-			continue
-		}
-		if r.Event, err = eventkit.UnmarshalEvent(body); err != nil {
-			return nil, fmt.Errorf("postgres: outbox fetch: row %d: %w", r.ID, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
-	}
-	return out, nil
+	return dialect.OutboxRecords(rows, func(r outbox.Record) bool { return r.ID <= after[r.Partition] })
 }
 
 // MarkDelivered implements outbox.Store: it deletes, archives or stamps the

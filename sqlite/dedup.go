@@ -3,10 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"time"
 
 	"github.com/eventkit/eventkit/dedup"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 )
 
 // DedupStore is a dedup.Store in an SQLite table (default
@@ -36,56 +36,39 @@ func NewDedupStore(db *sql.DB, table string, defaultTTL time.Duration) *DedupSto
 
 // Migrate creates the table if it does not exist (idempotent).
 func (s *DedupStore) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlite: migrate dedup: %w", err)
-	}
-	return nil
+	return dialect.Migrate(ctx, sqlDB{s.db}, "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`)
 }
 
 // Seen implements dedup.Store.
 func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, key, s.now().UnixNano()).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup seen: %w", err)
-	}
-	return n > 0, nil
+	_, err := dialect.Get(ctx, sqlDB{s.db}, "dedup seen", `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, []any{key, s.now().UnixNano()}, &n)
+	return n > 0, err
 }
 
 // Mark implements dedup.Store.
 func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, s.db, key, ttl)
+	return s.mark(ctx, sqlDB{s.db}, key, ttl)
 }
 
 // MarkTx marks key in tx.
 func (s *DedupStore) MarkTx(ctx context.Context, tx *sql.Tx, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, tx, key, ttl)
+	return s.mark(ctx, sqlDB{tx}, key, ttl)
 }
 
-func (s *DedupStore) mark(ctx context.Context, db esSqlExecer, key string, ttl time.Duration) (bool, error) {
+func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		ttl = s.defaultTTL
 	}
 	now := s.now()
 	// One statement: insert, or take over an expired record; a live one is kept.
-	res, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` (key, expires_at) VALUES (?, ?)
+	n, err := dialect.Exec(ctx, db, "dedup mark", `INSERT INTO `+s.table+` (key, expires_at) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
 		key, now.Add(ttl).UnixNano(), now.UnixNano())
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup mark: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup mark: %w", err)
-	}
-	return n == 1, nil
+	return n == 1, err
 }
 
 // Purge deletes the expired records.
 func (s *DedupStore) Purge(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: dedup purge: %w", err)
-	}
-	return res.RowsAffected()
+	return dialect.Exec(ctx, sqlDB{s.db}, "dedup purge", `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
 }

@@ -245,22 +245,7 @@ func (o *Outbox) Fetch(ctx context.Context, cursors []outbox.Cursor, limit int) 
 		return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
 	}
 	defer rows.Close()
-	var out []outbox.Record
-	for rows.Next() {
-		var r outbox.Record
-		var body []byte
-		if err := rows.Scan(&r.ID, &r.Partition, &r.Topic, &body); err != nil {
-			return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
-		}
-		if r.Event, err = eventkit.UnmarshalEvent(body); err != nil {
-			return nil, fmt.Errorf("sqlite: outbox fetch: row %d: %w", r.ID, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
-	}
-	return out, nil
+	return dialect.OutboxRecords(rows, nil)
 }
 
 // MarkDelivered implements outbox.Store: it deletes the rows of partitions

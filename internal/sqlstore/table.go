@@ -1,0 +1,189 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/outbox"
+)
+
+// DB runs statements: each store package adapts its driver's pool,
+// connection or transaction to it.
+type DB interface {
+	// Exec runs a statement and returns the number of rows it affected.
+	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	// QueryRow runs a query that returns at most one row.
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Row is the row of DB.QueryRow.
+type Row interface {
+	// Scan copies the row's columns into dest, or returns the dialect's
+	// NoRows error when there is no row.
+	Scan(dest ...any) error
+}
+
+// Rows are the rows of a query, as both drivers return them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Dialect is what the shared code knows of a database, and the one place
+// that words the stores' errors.
+type Dialect struct {
+	// Name prefixes the errors: "postgres", "sqlite".
+	Name string
+	// NoRows is the error of Row.Scan when there is no row.
+	NoRows error
+}
+
+// Exec runs query on db; what names the operation in the error.
+func (d *Dialect) Exec(ctx context.Context, db DB, what, query string, args ...any) (int64, error) {
+	n, err := db.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", d.Name, what, err)
+	}
+	return n, nil
+}
+
+// Migrate runs the statements of a migration in order.
+func (d *Dialect) Migrate(ctx context.Context, db DB, what string, stmts ...string) error {
+	for _, q := range stmts {
+		if _, err := d.Exec(ctx, db, "migrate "+what, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get scans the row of query into dest; it returns false, and no error,
+// when there is no row.
+func (d *Dialect) Get(ctx context.Context, db DB, what, query string, args []any, dest ...any) (bool, error) {
+	err := db.QueryRow(ctx, query, args...).Scan(dest...)
+	if errors.Is(err, d.NoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %s: %w", d.Name, what, err)
+	}
+	return true, nil
+}
+
+// OutboxRecords reads the rows of an outbox fetch (id, partition, topic,
+// event in the JSON format) until they end, leaving out those for which
+// skip (if not nil) is true.
+func (d *Dialect) OutboxRecords(rows Rows, skip func(outbox.Record) bool) ([]outbox.Record, error) {
+	var out []outbox.Record
+	var body []byte
+	for rows.Next() {
+		var r outbox.Record
+		err := rows.Scan(&r.ID, &r.Partition, &r.Topic, &body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: outbox fetch: %w", d.Name, err)
+		}
+		if skip != nil && skip(r) {
+			continue
+		}
+		if r.Event, err = eventkit.UnmarshalEvent(body); err != nil {
+			return nil, fmt.Errorf("%s: outbox fetch: row %d: %w", d.Name, r.ID, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: outbox fetch: %w", d.Name, err)
+	}
+	return out, nil
+}
+
+// Checkpoints is a checkpoint table (es.CheckpointStore): a projection's
+// name and its position, in the statements of the store's SQL.
+type Checkpoints struct {
+	*Dialect
+	// Create creates the table if it does not exist.
+	Create string
+	// Select returns the position of the name given as first argument.
+	Select string
+	// Upsert sets the position of the name (first argument) to the
+	// second argument.
+	Upsert string
+}
+
+// Migrate creates the table.
+func (c *Checkpoints) Migrate(ctx context.Context, db DB) error {
+	return c.Dialect.Migrate(ctx, db, "checkpoints", c.Create)
+}
+
+// Load returns the position saved for name, and false when there is none.
+func (c *Checkpoints) Load(ctx context.Context, db DB, name string) (uint64, bool, error) {
+	var p int64
+	ok, err := c.Get(ctx, db, "load checkpoint", c.Select, []any{name}, &p)
+	return uint64(p), ok, err
+}
+
+// Save saves the position of name in db (a transaction, or not).
+func (c *Checkpoints) Save(ctx context.Context, db DB, name string, pos uint64) error {
+	_, err := c.Exec(ctx, db, "save checkpoint", c.Upsert, name, int64(pos))
+	return err
+}
+
+// Snapshots is a snapshot table (es.SnapshotStore): the latest snapshot of
+// each stream, in the statements of the store's SQL. The recorded time is
+// stored as Time makes it (nil: as a time.Time) and read back from a
+// time.Time or RFC 3339 text.
+type Snapshots struct {
+	*Dialect
+	// Create creates the table if it does not exist.
+	Create string
+	// Upsert stores the stream id, version, schema version, data and
+	// recorded time given as arguments, replacing the stream's snapshot.
+	Upsert string
+	// Select returns the version, schema version, data and recorded time
+	// of the stream given as argument.
+	Select string
+	// Time converts the recorded time into the value stored.
+	Time func(time.Time) any
+}
+
+// Migrate creates the table.
+func (s *Snapshots) Migrate(ctx context.Context, db DB) error {
+	return s.Dialect.Migrate(ctx, db, "snapshots", s.Create)
+}
+
+// Save stores snap, replacing the stream's snapshot.
+func (s *Snapshots) Save(ctx context.Context, db DB, snap es.Snapshot) error {
+	var at any = snap.RecordedAt
+	if s.Time != nil {
+		at = s.Time(snap.RecordedAt)
+	}
+	_, err := s.Exec(ctx, db, "save snapshot", s.Upsert, snap.StreamID, int64(snap.Version), snap.SchemaVersion, snap.Data, at)
+	return err
+}
+
+// Load returns the snapshot of stream, and false when there is none.
+func (s *Snapshots) Load(ctx context.Context, db DB, stream string) (es.Snapshot, bool, error) {
+	snap := es.Snapshot{StreamID: stream}
+	var v int64
+	var at any
+	ok, err := s.Get(ctx, db, "load snapshot", s.Select, []any{stream}, &v, &snap.SchemaVersion, &snap.Data, &at)
+	if !ok || err != nil {
+		return es.Snapshot{}, false, err
+	}
+	snap.Version = uint64(v)
+	switch at := at.(type) {
+	case time.Time:
+		snap.RecordedAt = at
+	case string:
+		if snap.RecordedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: %w", s.Name, err)
+		}
+	default:
+		return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: recorded_at of type %T", s.Name, at)
+	}
+	return snap, true, nil
+}
