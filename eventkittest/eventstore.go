@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -682,15 +682,22 @@ func (r *esGlobalRun) startWriters(n, each int) {
 	}
 }
 
+// after runs fn in a goroutine of the run, after delay.
+func (r *esGlobalRun) after(delay time.Duration, fn func()) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		time.Sleep(delay)
+		fn()
+	}()
+}
+
 // startHeld starts two held-open writers: they take their place in the
 // global order, then keep the transaction open for seconds before
 // committing.
 func (r *esGlobalRun) startHeld(txa es.TxAppender) {
 	for h := 0; h < 2; h++ {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			time.Sleep(time.Duration(100+300*h) * time.Millisecond)
+		r.after(time.Duration(100+300*h)*time.Millisecond, func() {
 			evs := esEvents(fmt.Sprintf("%s-held%d", r.prefix, h), 3)
 			pa, err := txa.BeginAppend(r.ctx, fmt.Sprintf("%s-held-%d", r.prefix, h), es.Any, evs...)
 			r.heldBegun.Add(1)
@@ -706,7 +713,7 @@ func (r *esGlobalRun) startHeld(txa es.TxAppender) {
 			}
 			r.record(evs, res)
 			r.heldCommitted.Add(1)
-		}()
+		})
 	}
 }
 
@@ -714,10 +721,7 @@ func (r *esGlobalRun) startHeld(txa es.TxAppender) {
 // after holding for a second.
 func (r *esGlobalRun) startRolledBack(txa es.TxAppender) {
 	for i := 0; i < 6; i++ {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			time.Sleep(time.Duration(50+150*i) * time.Millisecond)
+		r.after(time.Duration(50+150*i)*time.Millisecond, func() {
 			evs := esEvents(fmt.Sprintf("%s-rb%d", r.prefix, i), 2)
 			r.mu.Lock()
 			for _, e := range evs {
@@ -737,7 +741,7 @@ func (r *esGlobalRun) startRolledBack(txa es.TxAppender) {
 				return
 			}
 			r.rolled.Add(1)
-		}()
+		})
 	}
 }
 
@@ -765,7 +769,7 @@ func (r *esGlobalRun) check(got []es.RecordedEvent, head uint64) {
 		}
 		positions = append(positions, pos)
 	}
-	if !sort.SliceIsSorted(positions, func(i, j int) bool { return positions[i] < positions[j] }) {
+	if !slices.IsSorted(positions) {
 		t.Fatal("positions not in order")
 	}
 	// The global log read afterwards holds exactly what the subscriber saw.
@@ -815,4 +819,42 @@ func TestSnapshotStore(t *testing.T, newStore func(t *testing.T) es.SnapshotStor
 			t.Fatal("a snapshot of another stream was returned")
 		}
 	})
+}
+
+// BenchmarkEventStoreReadAll fills s with total events, appended 500 at a
+// time to streams streams (newEvent makes them), then replays the global
+// log in pages of 1000, b.N times, and reports the events read per second.
+func BenchmarkEventStoreReadAll(b *testing.B, s es.EventStore, total, streams int, newEvent func(id string) event.Event) {
+	ctx := context.Background()
+	batch := make([]event.Event, 500)
+	for i := 0; i < total/len(batch); i++ {
+		for j := range batch {
+			batch[j] = newEvent(fmt.Sprintf("e%d-%d", i, j))
+		}
+		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%streams), es.Any, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	read := 0
+	for i := 0; i < b.N; i++ {
+		var after uint64
+		for {
+			page, err := s.ReadAll(ctx, after, 1000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			read += len(page)
+			after = page[len(page)-1].Position
+		}
+	}
+	b.StopTimer()
+	if read != b.N*total {
+		b.Fatalf("read %d events; want %d", read, b.N*total)
+	}
+	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
 }

@@ -12,6 +12,16 @@ import (
 	"github.com/eventkit/eventkit/es"
 )
 
+// Migrated calls s.Migrate (which SQL stores have), failing t if it fails,
+// and returns s: the last step of a store suite's factory.
+func Migrated[S interface{ Migrate(context.Context) error }](t testing.TB, s S) S {
+	t.Helper()
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
 // TestDedupStore runs the conformance suite for a dedup.Store: a mark is
 // seen until it expires and then may be taken again, keys (odd ones too) are
 // independent, and of concurrent marks of one key exactly one is new.

@@ -166,18 +166,6 @@ func newRelay(t *testing.T, st outbox.Store, pub eventkit.Publisher, opts ...out
 	return r
 }
 
-func run(t *testing.T, r *outbox.Relay) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-}
-
 func TestRelayOrderPerKeyAndMark(t *testing.T) {
 	st := newMemStore(4)
 	bus := memory.New()
@@ -187,7 +175,7 @@ func TestRelayOrderPerKeyAndMark(t *testing.T) {
 	for i := range 100 {
 		st.write("app.orders", keyed("k"+strconv.Itoa(i%3)+"-"+strconv.Itoa(i), "k"+strconv.Itoa(i%3)))
 	}
-	stop := run(t, newRelay(t, st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
+	stop := eventkittest.RunRelay(t, newRelay(t, st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
 	defer stop()
 	ids := take(100)
 	next := map[string]int{}
@@ -224,7 +212,7 @@ func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 	}
 	r := newRelay(t, st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
 		outbox.WithPollInterval(5*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
-	stop := run(t, r)
+	stop := eventkittest.RunRelay(t, r)
 	defer stop()
 	for pub.fails.Load() < 5 {
 		time.Sleep(time.Millisecond)
@@ -253,7 +241,7 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	r := newRelay(t, st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
-	stop := run(t, r)
+	stop := eventkittest.RunRelay(t, r)
 	for r.Stats().Partitions != 2 {
 		time.Sleep(time.Millisecond)
 	}

@@ -195,14 +195,3 @@ func TestEventStoreLargeAppend(t *testing.T) {
 		t.Fatalf("idempotent re-append of 120 events = %+v, %v", again, err)
 	}
 }
-
-func TestSnapshotStore(t *testing.T) {
-	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore {
-		pool, schema := esTestPool(t)
-		s := postgres.NewSnapshotStore(pool, schema+".snapshots")
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
-}

@@ -43,13 +43,3 @@ func TestEventStore(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
 }
-
-func TestSnapshotStore(t *testing.T) {
-	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore {
-		s := sqlite.NewSnapshotStore(esTestDB(t), "")
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
-}
