@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 )
 
 // RelayOption configures a Relay. An invalid value makes NewRelay fail with
@@ -26,37 +27,19 @@ type RelayOption func(*Relay) error
 // process id and a random suffix); the name must not be empty. Two running
 // relays must not share a name.
 func WithOwner(name string) RelayOption {
-	return func(r *Relay) error {
-		if name == "" {
-			return eventkit.InvalidOption("outbox.WithOwner", "the owner name must not be empty")
-		}
-		r.owner = name
-		return nil
-	}
+	return opt.Set("outbox.WithOwner", name, name == "", "the owner name must not be empty", func(r *Relay) *string { return &r.owner })
 }
 
 // WithBatchSize sets how many records a relay fetches and marks at once
 // (default 500); n must be positive.
 func WithBatchSize(n int) RelayOption {
-	return func(r *Relay) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("outbox.WithBatchSize", fmt.Sprintf("must be positive, got %d", n))
-		}
-		r.batch = n
-		return nil
-	}
+	return opt.Set("outbox.WithBatchSize", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(r *Relay) *int { return &r.batch })
 }
 
 // atLeast is an option setting the duration field(r) to d, which must be at
 // least min.
 func atLeast(name string, d, min time.Duration, field func(*Relay) *time.Duration) RelayOption {
-	return func(r *Relay) error {
-		if d < min {
-			return eventkit.InvalidOption(name, "must be at least "+min.String()+", got "+d.String())
-		}
-		*field(r) = d
-		return nil
-	}
+	return opt.Set(name, d, d < min, "must be at least "+min.String()+", got "+d.String(), field)
 }
 
 // WithPollInterval sets how often a relay looks for new records when it was
@@ -97,13 +80,7 @@ func WithPublishTimeout(d time.Duration) RelayOption {
 // WithLogger sets the relay's logger (default slog.Default()); it must not
 // be nil.
 func WithLogger(l *slog.Logger) RelayOption {
-	return func(r *Relay) error {
-		if l == nil {
-			return eventkit.InvalidOption("outbox.WithLogger", "the logger must not be nil")
-		}
-		r.logger = l
-		return nil
-	}
+	return opt.Set("outbox.WithLogger", l, l == nil, "the logger must not be nil", func(r *Relay) **slog.Logger { return &r.logger })
 }
 
 // WithPurgeInterval sets how often the relay asks a Purger store to remove

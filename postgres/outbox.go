@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/eventkit/eventkit/topic"
@@ -37,50 +38,27 @@ type OutboxOption func(*Outbox) error
 // ("app.outbox"; default "eventkit_outbox"). Its companion tables are
 // <name>_leases, <name>_relays and, with OutboxArchive, <name>_archive.
 func OutboxTable(name string) OutboxOption {
-	return func(o *Outbox) error {
-		if _, err := pgsql.Ident(name, ""); err != nil {
-			return eventkit.InvalidOption("postgres.OutboxTable", err.Error())
-		}
-		o.name = name
-		return nil
-	}
+	_, err := pgsql.Ident(name, "")
+	return opt.Set("postgres.OutboxTable", name, err != nil, fmt.Sprint(err), func(o *Outbox) *string { return &o.name })
 }
 
 // OutboxPartitions sets the number of partitions (default 16); n must be
 // positive. It is fixed when the tables are created: changing it later has
 // no effect.
 func OutboxPartitions(n int) OutboxOption {
-	return func(o *Outbox) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("postgres.OutboxPartitions", fmt.Sprintf("must be positive, got %d", n))
-		}
-		o.partitions = n
-		return nil
-	}
+	return opt.Set("postgres.OutboxPartitions", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(o *Outbox) *int { return &o.partitions })
 }
 
 // OutboxDeliveredPolicy sets what happens to delivered rows (default
 // OutboxDelete).
 func OutboxDeliveredPolicy(p OutboxPolicy) OutboxOption {
-	return func(o *Outbox) error {
-		if p < OutboxDelete || p > OutboxKeep {
-			return eventkit.InvalidOption("postgres.OutboxDeliveredPolicy", fmt.Sprintf("unknown policy %d", p))
-		}
-		o.policy = p
-		return nil
-	}
+	return opt.Set("postgres.OutboxDeliveredPolicy", p, p < OutboxDelete || p > OutboxKeep, fmt.Sprintf("unknown policy %d", p), func(o *Outbox) *OutboxPolicy { return &o.policy })
 }
 
 // OutboxRetention sets how long OutboxKeep keeps delivered rows (default
 // 24h); it must be positive.
 func OutboxRetention(d time.Duration) OutboxOption {
-	return func(o *Outbox) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("postgres.OutboxRetention", "must be positive, got "+d.String())
-		}
-		o.retention = d
-		return nil
-	}
+	return opt.Set("postgres.OutboxRetention", d, d <= 0, "must be positive, got "+d.String(), func(o *Outbox) *time.Duration { return &o.retention })
 }
 
 // OutboxNotify sets whether Write notifies the relays (NOTIFY, delivered at

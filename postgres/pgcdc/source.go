@@ -18,6 +18,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/postgres/pgcdc/internal/pgrepl"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,24 +130,12 @@ func WithTables(tables ...string) Option {
 // nonEmpty is an option setting the string field(o) to v, which must not
 // be empty.
 func nonEmpty(name, v string, field func(*settings) *string) Option {
-	return func(o *settings) error {
-		if v == "" {
-			return eventkit.InvalidOption(name, "must not be empty")
-		}
-		*field(o) = v
-		return nil
-	}
+	return opt.Set(name, v, v == "", "must not be empty", field)
 }
 
 // positive is an option setting the field(o) to v, which must be positive.
 func positive[T int | time.Duration](name string, v T, field func(*settings) *T) Option {
-	return func(o *settings) error {
-		if v <= 0 {
-			return eventkit.InvalidOption(name, fmt.Sprintf("must be positive, got %v", v))
-		}
-		*field(o) = v
-		return nil
-	}
+	return opt.Set(name, v, v <= 0, fmt.Sprintf("must be positive, got %v", v), field)
 }
 
 // WithPublication names the publication (default "eventkit_<name>").
@@ -200,25 +189,13 @@ func WithBuffer(n int) Option {
 
 // WithType sets the CloudEvents type of each change; fn must not be nil.
 func WithType(fn func(*cdc.Change) string) Option {
-	return func(o *settings) error {
-		if fn == nil {
-			return eventkit.InvalidOption("pgcdc.WithType", "the function must not be nil")
-		}
-		o.changeType = fn
-		return nil
-	}
+	return opt.Set("pgcdc.WithType", fn, fn == nil, "the function must not be nil", func(o *settings) *func(*cdc.Change) string { return &o.changeType })
 }
 
 // WithTopic sets the topic each change is published to; fn must not be
 // nil.
 func WithTopic(fn func(*cdc.Change) string) Option {
-	return func(o *settings) error {
-		if fn == nil {
-			return eventkit.InvalidOption("pgcdc.WithTopic", "the function must not be nil")
-		}
-		o.topicFn = fn
-		return nil
-	}
+	return opt.Set("pgcdc.WithTopic", fn, fn == nil, "the function must not be nil", func(o *settings) *func(*cdc.Change) string { return &o.topicFn })
 }
 
 // WithMessagePrefixes delivers only the logical decoding messages
@@ -237,13 +214,7 @@ func WithMessagePrefixes(prefixes ...string) Option {
 
 // WithLogger sets the logger (default slog.Default()); it must not be nil.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *settings) error {
-		if l == nil {
-			return eventkit.InvalidOption("pgcdc.WithLogger", "the logger must not be nil")
-		}
-		o.logger = l
-		return nil
-	}
+	return opt.Set("pgcdc.WithLogger", l, l == nil, "the logger must not be nil", func(o *settings) **slog.Logger { return &o.logger })
 }
 
 // WithReconnect sets the bounds of the exponential delay between
