@@ -588,30 +588,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		return nil, fmt.Errorf("postgres: read events: %w", err)
 	}
 	defer rows.Close()
-	var out []es.RecordedEvent
-	var dec sqlstore.Decoder
-	var (
-		pos, ver                 int64
-		stream, id, source, typ  string
-		subject, ct, schema, ext *string
-		tm                       *string
-		data                     []byte
-		recorded                 time.Time
-	)
-	for rows.Next() {
-		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
-			return nil, fmt.Errorf("postgres: read events: %w", err)
-		}
-		e, err := dec.Decode(id, source, typ, subject, tm, ct, schema, ext, data)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: event at position %d: %w", pos, err)
-		}
-		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: recorded})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: read events: %w", err)
-	}
-	return out, nil
+	return sqlstore.ReadEvents(dialect, rows, func(t time.Time) (time.Time, error) { return t, nil })
 }
 
 // Head implements es.EventStore.

@@ -298,32 +298,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		return nil, fmt.Errorf("sqlite: read events: %w", err)
 	}
 	defer rows.Close()
-	var out []es.RecordedEvent
-	var dec sqlstore.Decoder
-	for rows.Next() {
-		var (
-			pos, ver                          int64
-			stream, id, source, typ, recorded string
-			subject, tm, ct, schema, ext      *string
-			data                              []byte
-		)
-		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
-			return nil, fmt.Errorf("sqlite: read events: %w", err)
-		}
-		e, err := dec.Decode(id, source, typ, subject, tm, ct, schema, ext, data)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: event at position %d: %w", pos, err)
-		}
-		rec, err := time.Parse(time.RFC3339Nano, recorded)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: event at position %d: recorded_at: %w", pos, err)
-		}
-		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: rec})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: read events: %w", err)
-	}
-	return out, nil
+	return sqlstore.ReadEvents(dialect, rows, func(at string) (time.Time, error) { return time.Parse(time.RFC3339Nano, at) })
 }
 
 // Head implements es.EventStore.

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/es"
 )
 
 // EventColumns are the columns of an events table, in the order Decoder
@@ -107,4 +108,37 @@ func (d *Decoder) Decode(id, source, typ string, subject, tm, ct, schema, ext *s
 		}
 	}
 	return event.Event{Context: c, DataEncoded: data}, nil
+}
+
+// ReadEvents reads the rows of an event query (the columns EventColumns)
+// until they end. The driver scans recorded_at into an R, which recordedAt
+// converts.
+func ReadEvents[R any](d *Dialect, rows Rows, recordedAt func(R) (time.Time, error)) ([]es.RecordedEvent, error) {
+	var out []es.RecordedEvent
+	var dec Decoder
+	var (
+		pos, ver                     int64
+		stream, id, source, typ      string
+		subject, tm, ct, schema, ext *string
+		data                         []byte
+		recorded                     R
+	)
+	for rows.Next() {
+		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
+			return nil, fmt.Errorf("%s: read events: %w", d.Name, err)
+		}
+		e, err := dec.Decode(id, source, typ, subject, tm, ct, schema, ext, data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: event at position %d: %w", d.Name, pos, err)
+		}
+		at, err := recordedAt(recorded)
+		if err != nil {
+			return nil, fmt.Errorf("%s: event at position %d: recorded_at: %w", d.Name, pos, err)
+		}
+		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: at})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: read events: %w", d.Name, err)
+	}
+	return out, nil
 }
