@@ -61,14 +61,8 @@ func WithLeaseTTL(d time.Duration) RelayOption {
 // failing publish or store call (default 100ms and 10s, doubling, with
 // jitter). first must be positive and max at least first.
 func WithBackoff(first, max time.Duration) RelayOption {
-	return func(r *Relay) error {
-		if first <= 0 || max < first {
-			return eventkit.InvalidOption("outbox.WithBackoff",
-				fmt.Sprintf("want 0 < first <= max, got first %s and max %s", first, max))
-		}
-		r.minBackoff, r.maxBackoff = first, max
-		return nil
-	}
+	return opt.Check("outbox.WithBackoff", first <= 0 || max < first, fmt.Sprintf("want 0 < first <= max, got first %s and max %s", first, max),
+		func(r *Relay) { r.minBackoff, r.maxBackoff = first, max })
 }
 
 // WithPublishTimeout bounds each Publish call (default 30s); it must be

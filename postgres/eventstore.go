@@ -254,11 +254,8 @@ func (s *EventStore) lead(ctx context.Context) {
 }
 
 func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (*appendRequest, error) {
-	if err := es.ValidateAppend(stream, events); err != nil {
+	if err := sqlstore.ValidateAppend(stream, expected, events); err != nil {
 		return nil, err
-	}
-	if expected < es.Any {
-		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
 	r := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
 	for i := range events {

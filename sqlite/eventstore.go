@@ -91,11 +91,8 @@ func (s *EventStore) Append(ctx context.Context, stream string, expected es.Expe
 // BeginAppend implements es.TxAppender: the append's transaction holds
 // SQLite's write lock until Commit or Rollback.
 func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.PendingAppend, error) {
-	if err := es.ValidateAppend(stream, events); err != nil {
+	if err := sqlstore.ValidateAppend(stream, expected, events); err != nil {
 		return nil, err
-	}
-	if expected < es.Any {
-		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
 	if expected != es.Any {
 		// Fast path without the write lock: a stream's events never change

@@ -6,14 +6,20 @@ package opt
 
 import "github.com/eventkit/eventkit"
 
-// Set returns an option that sets field(c) to v or, if invalid, fails with
+// Check returns an option that calls set or, if invalid, fails with
 // eventkit.InvalidOption(name, why).
-func Set[C, T any](name string, v T, invalid bool, why string, field func(*C) *T) func(*C) error {
+func Check[C any](name string, invalid bool, why string, set func(*C)) func(*C) error {
 	return func(c *C) error {
 		if invalid {
 			return eventkit.InvalidOption(name, why)
 		}
-		*field(c) = v
+		set(c)
 		return nil
 	}
+}
+
+// Set returns an option that sets field(c) to v or, if invalid, fails with
+// eventkit.InvalidOption(name, why).
+func Set[C, T any](name string, v T, invalid bool, why string, field func(*C) *T) func(*C) error {
+	return Check(name, invalid, why, func(c *C) { *field(c) = v })
 }

@@ -142,3 +142,15 @@ func ReadEvents[R any](d *Dialect, rows Rows, recordedAt func(R) (time.Time, err
 	}
 	return out, nil
 }
+
+// ValidateAppend checks the arguments of an append before anything is
+// sent: es.ValidateAppend, and an expected version es defines.
+func ValidateAppend(stream string, expected es.ExpectedVersion, events []event.Event) error {
+	if err := es.ValidateAppend(stream, events); err != nil {
+		return err
+	}
+	if expected < es.Any {
+		return fmt.Errorf("es: invalid expected version %d", int64(expected))
+	}
+	return nil
+}

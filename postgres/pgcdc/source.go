@@ -95,13 +95,8 @@ type Option func(*settings) error
 // envelope, Debezium's topic.prefix; default "eventkit"); it must be a
 // topic token.
 func WithName(name string) Option {
-	return func(o *settings) error {
-		if err := topic.ValidateName(name); err != nil || strings.Contains(name, ".") {
-			return eventkit.InvalidOption("pgcdc.WithName", fmt.Sprintf("%q is not a topic token", name))
-		}
-		o.name = name
-		return nil
-	}
+	invalid := topic.ValidateName(name) != nil || strings.Contains(name, ".")
+	return opt.Set("pgcdc.WithName", name, invalid, fmt.Sprintf("%q is not a topic token", name), func(o *settings) *string { return &o.name })
 }
 
 // WithTables sets the tables ("schema.table", or "table" for public)
@@ -157,13 +152,7 @@ func WithSnapshot(on bool) Option { return func(o *settings) error { o.snapshot 
 // WithProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
 // Transactions are never streamed before their commit.
 func WithProtoVersion(v int) Option {
-	return func(o *settings) error {
-		if v != 1 && v != 2 {
-			return eventkit.InvalidOption("pgcdc.WithProtoVersion", fmt.Sprintf("want 1 or 2, got %d", v))
-		}
-		o.protoVersion = v
-		return nil
-	}
+	return opt.Set("pgcdc.WithProtoVersion", v, v != 1 && v != 2, fmt.Sprintf("want 1 or 2, got %d", v), func(o *settings) *int { return &o.protoVersion })
 }
 
 // WithHeartbeat sets how often the source reports its position to the
@@ -221,14 +210,8 @@ func WithLogger(l *slog.Logger) Option {
 // reconnection attempts (default 100ms to 5s): minDelay must be positive
 // and maxDelay at least minDelay.
 func WithReconnect(minDelay, maxDelay time.Duration) Option {
-	return func(o *settings) error {
-		if minDelay <= 0 || maxDelay < minDelay {
-			return eventkit.InvalidOption("pgcdc.WithReconnect",
-				fmt.Sprintf("want 0 < minDelay <= maxDelay, got %s and %s", minDelay, maxDelay))
-		}
-		o.minBackoff, o.maxBackoff = minDelay, maxDelay
-		return nil
-	}
+	return opt.Check("pgcdc.WithReconnect", minDelay <= 0 || maxDelay < minDelay, fmt.Sprintf("want 0 < minDelay <= maxDelay, got %s and %s", minDelay, maxDelay),
+		func(o *settings) { o.minBackoff, o.maxBackoff = minDelay, maxDelay })
 }
 
 // New returns a source that reads the database at dsn and
