@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -26,13 +27,7 @@ var _ dedup.Store = (*DedupStore)(nil)
 // (<= 0 here: 7 days). Call Migrate once. Expired rows are ignored, and
 // deleted by Purge.
 func NewDedupStore(pool *pgxpool.Pool, table string, defaultTTL time.Duration) *DedupStore {
-	if table == "" {
-		table = "eventkit_dedup"
-	}
-	if defaultTTL <= 0 {
-		defaultTTL = 7 * 24 * time.Hour
-	}
-	return &DedupStore{pool: pool, table: quoteIdent(table), defaultTTL: defaultTTL}
+	return &DedupStore{pool: pool, table: quoteIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL)}
 }
 
 // Migrate creates the table if it does not exist (idempotent).
@@ -58,9 +53,7 @@ func (s *DedupStore) MarkTx(ctx context.Context, tx pgx.Tx, key string, ttl time
 }
 
 func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl time.Duration) (bool, error) {
-	if ttl <= 0 {
-		ttl = s.defaultTTL
-	}
+	ttl = sqlstore.PositiveOr(ttl, s.defaultTTL)
 	// Insert, or take over an expired record; a live record is kept.
 	n, err := dialect.Exec(ctx, db, "dedup mark", `INSERT INTO `+s.table+` (key, expires_at) VALUES ($1, clock_timestamp() + $2 * interval '1 microsecond')
 		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE `+s.table+`.expires_at <= clock_timestamp()`,

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"time"
@@ -25,13 +26,7 @@ var _ dedup.Store = (*DedupStore)(nil)
 // whose records last defaultTTL when Mark gets no TTL (<= 0 here: 7 days).
 // Call Migrate once. Expired rows are ignored, and deleted by Purge.
 func NewDedupStore(db *sql.DB, table string, defaultTTL time.Duration) *DedupStore {
-	if table == "" {
-		table = "eventkit_dedup"
-	}
-	if defaultTTL <= 0 {
-		defaultTTL = 7 * 24 * time.Hour
-	}
-	return &DedupStore{db: db, table: esSqlIdent(table), defaultTTL: defaultTTL, now: time.Now}
+	return &DedupStore{db: db, table: esSqlIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL), now: time.Now}
 }
 
 // Migrate creates the table if it does not exist (idempotent).
@@ -57,9 +52,7 @@ func (s *DedupStore) MarkTx(ctx context.Context, tx *sql.Tx, key string, ttl tim
 }
 
 func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl time.Duration) (bool, error) {
-	if ttl <= 0 {
-		ttl = s.defaultTTL
-	}
+	ttl = sqlstore.PositiveOr(ttl, s.defaultTTL)
 	now := s.now()
 	// One statement: insert, or take over an expired record; a live one is kept.
 	n, err := dialect.Exec(ctx, db, "dedup mark", `INSERT INTO `+s.table+` (key, expires_at) VALUES (?, ?)

@@ -187,3 +187,15 @@ func (s *Snapshots) Load(ctx context.Context, db DB, stream string) (es.Snapshot
 	}
 	return snap, true, nil
 }
+
+// DefaultDedupTTL is how long a dedup record lasts when neither Mark nor
+// the store's default says.
+const DefaultDedupTTL = 7 * 24 * time.Hour
+
+// PositiveOr returns d if it is positive, else def.
+func PositiveOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
