@@ -176,6 +176,16 @@ func obWrite(ctx context.Context, h OutboxHarness, topic string, commit bool, ev
 	return tx.Commit(ctx)
 }
 
+// obBegin begins a business transaction, or fails t.
+func obBegin(t *testing.T, h OutboxHarness) OutboxTx {
+	t.Helper()
+	tx, err := h.Begin(obCtx(t))
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	return tx
+}
+
 func obMustWrite(t *testing.T, h OutboxHarness, topic string, events ...event.Event) {
 	t.Helper()
 	if err := obWrite(obCtx(t), h, topic, true, events...); err != nil {
@@ -249,10 +259,7 @@ func obTestCommitAndRollback(t *testing.T, newOutbox OutboxFactory) {
 func obTestInvisibleUntilCommit(t *testing.T, newOutbox OutboxFactory) {
 	h := newOutbox(t, 4)
 	ctx := obCtx(t)
-	tx, err := h.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := obBegin(t, h)
 	defer func() { _ = tx.Rollback(ctx) }()
 	if err := tx.Write(ctx, "ob.open", OutboxEvent("open-1", "k", 0), OutboxEvent("open-2", "k", 1)); err != nil {
 		t.Fatal(err)
@@ -276,11 +283,8 @@ func obTestInvalidInput(t *testing.T, newOutbox OutboxFactory) {
 	ctx := obCtx(t)
 	// An invalid event writes nothing of the call, even in a transaction
 	// that then commits.
-	tx, err := h.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = tx.Write(ctx, "ob.orders", OutboxEvent("good-before-bad", "", 0), NewEvent(""))
+	tx := obBegin(t, h)
+	err := tx.Write(ctx, "ob.orders", OutboxEvent("good-before-bad", "", 0), NewEvent(""))
 	var ve *eventkit.ValidationError
 	if !errors.As(err, &ve) {
 		_ = tx.Rollback(ctx)
@@ -370,10 +374,7 @@ func obRecords(evs []event.Event) []outbox.Record {
 func obTestCommitOrder(t *testing.T, newOutbox OutboxFactory) {
 	h := newOutbox(t, 4)
 	ctx := obCtx(t)
-	first, err := h.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := obBegin(t, h)
 	if err := first.Write(ctx, "ob.order", OutboxEvent("first", "one-key", 0)); err != nil {
 		t.Fatal(err)
 	}
@@ -547,18 +548,23 @@ func obTestRestart(t *testing.T, newOutbox OutboxFactory) {
 	}
 }
 
-// obSink is a Publisher that records what it was given; while down is set
-// every Publish fails.
-type obSink struct {
-	mu    sync.Mutex
-	got   []event.Event
-	down  atomic.Bool
-	fails atomic.Int64
+// RecordingPublisher is an eventkit.Publisher that records the events it
+// is given; while Down is set, every Publish fails (and counts in Fails).
+// The zero value is ready to use.
+type RecordingPublisher struct {
+	// Down makes Publish fail, as a broker that is down.
+	Down atomic.Bool
+	// Fails counts the Publish calls that failed.
+	Fails atomic.Int64
+
+	mu  sync.Mutex
+	got []event.Event
 }
 
-func (p *obSink) Publish(_ context.Context, _ string, events ...event.Event) error {
-	if p.down.Load() {
-		p.fails.Add(1)
+// Publish records events, or fails while Down is set.
+func (p *RecordingPublisher) Publish(_ context.Context, _ string, events ...event.Event) error {
+	if p.Down.Load() {
+		p.Fails.Add(1)
 		return errors.New("broker unavailable")
 	}
 	p.mu.Lock()
@@ -567,18 +573,20 @@ func (p *obSink) Publish(_ context.Context, _ string, events ...event.Event) err
 	return nil
 }
 
-func (p *obSink) Close() error { return nil }
+// Close does nothing.
+func (p *RecordingPublisher) Close() error { return nil }
 
-func (p *obSink) events() []event.Event {
+// Events returns the events published so far, in order.
+func (p *RecordingPublisher) Events() []event.Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.got)
 }
 
 // distinct returns the number of distinct ids published.
-func (p *obSink) distinct() int {
+func (p *RecordingPublisher) distinct() int {
 	seen := map[string]bool{}
-	for _, e := range p.events() {
+	for _, e := range p.Events() {
 		seen[e.ID()] = true
 	}
 	return len(seen)
@@ -633,7 +641,7 @@ func obCheckOnceInOrder(t *testing.T, got []event.Event, want map[string]bool) {
 // committed events are published, once each, in commit order per key.
 func obTestRelayConcurrent(t *testing.T, newOutbox OutboxFactory) {
 	h := newOutbox(t, 8)
-	pub := &obSink{}
+	pub := &RecordingPublisher{}
 	var stops []func()
 	for i := range 2 {
 		stops = append(stops, RunRelay(t, obRelay(t, h.Store, pub, outbox.WithOwner(fmt.Sprintf("relay-%d", i)))))
@@ -666,7 +674,7 @@ func obTestRelayConcurrent(t *testing.T, newOutbox OutboxFactory) {
 	for _, stop := range stops {
 		stop() // no publish in flight: a late duplicate would show
 	}
-	obCheckOnceInOrder(t, pub.events(), committed)
+	obCheckOnceInOrder(t, pub.Events(), committed)
 }
 
 // obWriteRandomly runs n transactions of 1 to 3 events of the key of
@@ -695,8 +703,8 @@ func obWriteRandomly(ctx context.Context, h OutboxHarness, w, n int) ([]string, 
 // outbox; when it is back, they flow in order, once each.
 func obTestRelayBrokerDown(t *testing.T, newOutbox OutboxFactory) {
 	h := newOutbox(t, 4)
-	pub := &obSink{}
-	pub.down.Store(true)
+	pub := &RecordingPublisher{}
+	pub.Down.Store(true)
 	r := obRelay(t, h.Store, pub, outbox.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
 	stop := RunRelay(t, r)
 	const n = 60
@@ -706,17 +714,17 @@ func obTestRelayBrokerDown(t *testing.T, newOutbox OutboxFactory) {
 		obMustWrite(t, h, "ob.orders", e)
 		want[e.ID()] = true
 	}
-	WaitFor(t, 30*time.Second, "the relay retries", func() bool { return pub.fails.Load() >= 5 })
+	WaitFor(t, 30*time.Second, "the relay retries", func() bool { return pub.Fails.Load() >= 5 })
 	if p := obPending(t, h.Store); p != n {
 		t.Fatalf("Pending while the broker is down = %d; want %d", p, n)
 	}
-	if got := pub.events(); len(got) != 0 {
+	if got := pub.Events(); len(got) != 0 {
 		t.Fatalf("%d events published while the broker was down", len(got))
 	}
-	pub.down.Store(false)
+	pub.Down.Store(false)
 	WaitFor(t, 30*time.Second, "every row marked", func() bool { return obPending(t, h.Store) == 0 })
 	stop()
-	obCheckOnceInOrder(t, pub.events(), want)
+	obCheckOnceInOrder(t, pub.Events(), want)
 	if r.Stats().PublishErrors == 0 {
 		t.Errorf("relay stats show no publish errors")
 	}
@@ -727,7 +735,7 @@ func obTestRelayBrokerDown(t *testing.T, newOutbox OutboxFactory) {
 // each, in order per key, across both hand-overs.
 func obTestRelayFailOver(t *testing.T, newOutbox OutboxFactory) {
 	h := newOutbox(t, 8)
-	pub := &obSink{}
+	pub := &RecordingPublisher{}
 	opts := []outbox.RelayOption{outbox.WithLeaseTTL(3 * time.Second)}
 	a := obRelay(t, h.Store, pub, append(opts, outbox.WithOwner("a"))...)
 	b := obRelay(t, h.Store, pub, append(opts, outbox.WithOwner("b"))...)
@@ -766,5 +774,5 @@ func obTestRelayFailOver(t *testing.T, newOutbox OutboxFactory) {
 	want := <-written
 	WaitFor(t, 60*time.Second, "every row marked", func() bool { return obPending(t, h.Store) == 0 })
 	stopA()
-	obCheckOnceInOrder(t, pub.events(), want)
+	obCheckOnceInOrder(t, pub.Events(), want)
 }

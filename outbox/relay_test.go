@@ -113,20 +113,6 @@ func (s *memStore) MarkDelivered(_ context.Context, owner string, recs []outbox.
 	return nil
 }
 
-type flaky struct {
-	eventkit.Publisher
-	down  atomic.Bool
-	fails atomic.Int64
-}
-
-func (f *flaky) Publish(ctx context.Context, topic string, evs ...event.Event) error {
-	if f.down.Load() {
-		f.fails.Add(1)
-		return errors.New("broker down")
-	}
-	return f.Publisher.Publish(ctx, topic, evs...)
-}
-
 func keyed(id, key string) event.Event {
 	e := eventkittest.NewEvent(id)
 	e.SetExtension("partitionkey", key)
@@ -201,12 +187,8 @@ func TestRelayOrderPerKeyAndMark(t *testing.T) {
 
 func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 	st := newMemStore(1)
-	bus := memory.New()
-	defer bus.Close()
-	sub, take := collect(t, bus)
-	defer sub.Close()
-	pub := &flaky{Publisher: bus}
-	pub.down.Store(true)
+	pub := &eventkittest.RecordingPublisher{}
+	pub.Down.Store(true)
 	for i := range 10 {
 		st.write("app.x", keyed(strconv.Itoa(i), "k"))
 	}
@@ -214,22 +196,19 @@ func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 		outbox.WithPollInterval(5*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
 	stop := eventkittest.RunRelay(t, r)
 	defer stop()
-	for pub.fails.Load() < 5 {
-		time.Sleep(time.Millisecond)
-	}
+	eventkittest.WaitFor(t, 10*time.Second, "the relay retries", func() bool { return pub.Fails.Load() >= 5 })
 	if st.pending() != 10 {
 		t.Fatalf("rows marked while the broker was down: %d pending", st.pending())
 	}
-	pub.down.Store(false)
-	ids := take(10)
-	for i, id := range ids {
-		if id != strconv.Itoa(i) {
-			t.Fatalf("position %d: %s", i, id)
+	pub.Down.Store(false)
+	eventkittest.WaitFor(t, 10*time.Second, "every row marked", func() bool { return st.pending() == 0 })
+	for i, e := range pub.Events() {
+		if e.ID() != strconv.Itoa(i) {
+			t.Fatalf("position %d: %s", i, e.ID())
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Stats().Published != 10 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // counted after Publish returned
+	if n := len(pub.Events()); n != 10 {
+		t.Fatalf("%d events published; want 10", n)
 	}
 	if r.Stats().PublishErrors < 5 || r.Stats().Published != 10 {
 		t.Fatalf("stats %+v", r.Stats())

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/eventkit/eventkit/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
@@ -9,7 +10,11 @@ import (
 )
 
 // dialect is PostgreSQL for the code the stores share with package sqlite.
-var dialect = &sqlstore.Dialect{Name: "postgres", NoRows: pgx.ErrNoRows}
+var dialect = &sqlstore.Dialect{
+	Name: "postgres", NoRows: pgx.ErrNoRows,
+	Param: func(n int) string { return "$" + strconv.Itoa(n) },
+	Text:  "text", Int64: "bigint", Int32: "int", Bytes: "bytea", Time: "timestamptz",
+}
 
 // querier is what a pool, a connection and a transaction share.
 type querier interface {

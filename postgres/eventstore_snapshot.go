@@ -21,17 +21,7 @@ var _ es.SnapshotStore = (*SnapshotStore)(nil)
 // NewSnapshotStore returns a snapshot store in table (may be
 // schema-qualified; "" for the default). Call Migrate once.
 func NewSnapshotStore(pool *pgxpool.Pool, table string) *SnapshotStore {
-	t := quoteIdent(cmp.Or(table, "eventkit_snapshots"))
-	return &SnapshotStore{pool: pool, t: sqlstore.Snapshots{
-		Dialect: dialect,
-		Create: `CREATE TABLE IF NOT EXISTS ` + t + ` (
-			stream_id text PRIMARY KEY, version bigint NOT NULL, schema_version int NOT NULL,
-			data bytea NOT NULL, recorded_at timestamptz NOT NULL)`,
-		Upsert: `INSERT INTO ` + t + ` (stream_id, version, schema_version, data, recorded_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
-			data = EXCLUDED.data, recorded_at = EXCLUDED.recorded_at`,
-		Select: `SELECT version, schema_version, data, recorded_at FROM ` + t + ` WHERE stream_id = $1`,
-	}}
+	return &SnapshotStore{pool: pool, t: sqlstore.NewSnapshots(dialect, quoteIdent(cmp.Or(table, "eventkit_snapshots")))}
 }
 
 // Migrate creates the table if it does not exist (idempotent).

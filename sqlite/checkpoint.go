@@ -34,19 +34,21 @@ func NewCheckpointStore(db *sql.DB, table string) *CheckpointStore {
 }
 
 // Migrate creates the table if it does not exist (idempotent).
-func (s *CheckpointStore) Migrate(ctx context.Context) error { return s.t.Migrate(ctx, sqlDB{s.db}) }
+func (s *CheckpointStore) Migrate(ctx context.Context) error {
+	return s.t.Migrate(ctx, sqlstore.Std(s.db))
+}
 
 // Load implements es.CheckpointStore.
 func (s *CheckpointStore) Load(ctx context.Context, name string) (uint64, bool, error) {
-	return s.t.Load(ctx, sqlDB{s.db}, name)
+	return s.t.Load(ctx, sqlstore.Std(s.db), name)
 }
 
 // Save implements es.CheckpointStore.
 func (s *CheckpointStore) Save(ctx context.Context, name string, pos uint64) error {
-	return s.t.Save(ctx, sqlDB{s.db}, name, pos)
+	return s.t.Save(ctx, sqlstore.Std(s.db), name, pos)
 }
 
 // SaveTx saves the checkpoint in tx: it commits, or not, with tx.
 func (s *CheckpointStore) SaveTx(ctx context.Context, tx *sql.Tx, name string, pos uint64) error {
-	return s.t.Save(ctx, sqlDB{tx}, name, pos)
+	return s.t.Save(ctx, sqlstore.Std(tx), name, pos)
 }

@@ -31,24 +31,24 @@ func NewDedupStore(db *sql.DB, table string, defaultTTL time.Duration) *DedupSto
 
 // Migrate creates the table if it does not exist (idempotent).
 func (s *DedupStore) Migrate(ctx context.Context) error {
-	return dialect.Migrate(ctx, sqlDB{s.db}, "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`)
+	return dialect.Migrate(ctx, sqlstore.Std(s.db), "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`)
 }
 
 // Seen implements dedup.Store.
 func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	var n int
-	_, err := dialect.Get(ctx, sqlDB{s.db}, "dedup seen", `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, []any{key, s.now().UnixNano()}, &n)
+	_, err := dialect.Get(ctx, sqlstore.Std(s.db), "dedup seen", `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, []any{key, s.now().UnixNano()}, &n)
 	return n > 0, err
 }
 
 // Mark implements dedup.Store.
 func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, sqlDB{s.db}, key, ttl)
+	return s.mark(ctx, sqlstore.Std(s.db), key, ttl)
 }
 
 // MarkTx marks key in tx.
 func (s *DedupStore) MarkTx(ctx context.Context, tx *sql.Tx, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, sqlDB{tx}, key, ttl)
+	return s.mark(ctx, sqlstore.Std(tx), key, ttl)
 }
 
 func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl time.Duration) (bool, error) {
@@ -63,5 +63,5 @@ func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl t
 
 // Purge deletes the expired records.
 func (s *DedupStore) Purge(ctx context.Context) (int64, error) {
-	return dialect.Exec(ctx, sqlDB{s.db}, "dedup purge", `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
+	return dialect.Exec(ctx, sqlstore.Std(s.db), "dedup purge", `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
 }

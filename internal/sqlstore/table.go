@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -41,6 +42,15 @@ type Dialect struct {
 	Name string
 	// NoRows is the error of Row.Scan when there is no row.
 	NoRows error
+	// Param returns the placeholder of the n-th parameter (from 1): "$1"
+	// or "?".
+	Param func(n int) string
+	// Text, Int64, Int32, Bytes and Time are the column types of the
+	// shared tables.
+	Text, Int64, Int32, Bytes, Time string
+	// TimeValue converts a time into the value stored in a Time column
+	// (nil: the time.Time itself).
+	TimeValue func(time.Time) any
 }
 
 // Exec runs query on db; what names the operation in the error.
@@ -133,35 +143,40 @@ func (c *Checkpoints) Save(ctx context.Context, db DB, name string, pos uint64) 
 }
 
 // Snapshots is a snapshot table (es.SnapshotStore): the latest snapshot of
-// each stream, in the statements of the store's SQL. The recorded time is
-// stored as Time makes it (nil: as a time.Time) and read back from a
-// time.Time or RFC 3339 text.
+// each stream. The recorded time is stored as the dialect's TimeValue
+// makes it, and read back from a time.Time or RFC 3339 text.
 type Snapshots struct {
-	*Dialect
-	// Create creates the table if it does not exist.
-	Create string
-	// Upsert stores the stream id, version, schema version, data and
-	// recorded time given as arguments, replacing the stream's snapshot.
-	Upsert string
-	// Select returns the version, schema version, data and recorded time
-	// of the stream given as argument.
-	Select string
-	// Time converts the recorded time into the value stored.
-	Time func(time.Time) any
+	d                     *Dialect
+	create, upsert, query string
+}
+
+// NewSnapshots returns the snapshot table table (quoted) in dialect d.
+func NewSnapshots(d *Dialect, table string) Snapshots {
+	return Snapshots{
+		d: d,
+		create: `CREATE TABLE IF NOT EXISTS ` + table + ` (
+			stream_id ` + d.Text + ` PRIMARY KEY, version ` + d.Int64 + ` NOT NULL, schema_version ` + d.Int32 + ` NOT NULL,
+			data ` + d.Bytes + ` NOT NULL, recorded_at ` + d.Time + ` NOT NULL)`,
+		upsert: `INSERT INTO ` + table + ` (stream_id, version, schema_version, data, recorded_at)
+			VALUES (` + d.Param(1) + `, ` + d.Param(2) + `, ` + d.Param(3) + `, ` + d.Param(4) + `, ` + d.Param(5) + `)
+			ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, schema_version = excluded.schema_version,
+			data = excluded.data, recorded_at = excluded.recorded_at`,
+		query: `SELECT version, schema_version, data, recorded_at FROM ` + table + ` WHERE stream_id = ` + d.Param(1),
+	}
 }
 
 // Migrate creates the table.
 func (s *Snapshots) Migrate(ctx context.Context, db DB) error {
-	return s.Dialect.Migrate(ctx, db, "snapshots", s.Create)
+	return s.d.Migrate(ctx, db, "snapshots", s.create)
 }
 
 // Save stores snap, replacing the stream's snapshot.
 func (s *Snapshots) Save(ctx context.Context, db DB, snap es.Snapshot) error {
 	var at any = snap.RecordedAt
-	if s.Time != nil {
-		at = s.Time(snap.RecordedAt)
+	if s.d.TimeValue != nil {
+		at = s.d.TimeValue(snap.RecordedAt)
 	}
-	_, err := s.Exec(ctx, db, "save snapshot", s.Upsert, snap.StreamID, int64(snap.Version), snap.SchemaVersion, snap.Data, at)
+	_, err := s.d.Exec(ctx, db, "save snapshot", s.upsert, snap.StreamID, int64(snap.Version), snap.SchemaVersion, snap.Data, at)
 	return err
 }
 
@@ -170,7 +185,7 @@ func (s *Snapshots) Load(ctx context.Context, db DB, stream string) (es.Snapshot
 	snap := es.Snapshot{StreamID: stream}
 	var v int64
 	var at any
-	ok, err := s.Get(ctx, db, "load snapshot", s.Select, []any{stream}, &v, &snap.SchemaVersion, &snap.Data, &at)
+	ok, err := s.d.Get(ctx, db, "load snapshot", s.query, []any{stream}, &v, &snap.SchemaVersion, &snap.Data, &at)
 	if !ok || err != nil {
 		return es.Snapshot{}, false, err
 	}
@@ -180,10 +195,10 @@ func (s *Snapshots) Load(ctx context.Context, db DB, stream string) (es.Snapshot
 		snap.RecordedAt = at
 	case string:
 		if snap.RecordedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
-			return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: %w", s.Name, err)
+			return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: %w", s.d.Name, err)
 		}
 	default:
-		return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: recorded_at of type %T", s.Name, at)
+		return es.Snapshot{}, false, fmt.Errorf("%s: load snapshot: recorded_at of type %T", s.d.Name, at)
 	}
 	return snap, true, nil
 }
@@ -198,4 +213,27 @@ func PositiveOr(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// StdQuerier is what a database/sql *DB, *Tx and *Conn share.
+type StdQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Std adapts a database/sql *DB, *Tx or *Conn to DB.
+func Std(q StdQuerier) DB { return stdDB{q} }
+
+type stdDB struct{ q StdQuerier }
+
+func (d stdDB) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := d.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (d stdDB) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return d.q.QueryRowContext(ctx, query, args...)
 }
