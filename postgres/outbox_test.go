@@ -71,8 +71,9 @@ func TestOutboxStore(t *testing.T) {
 						tx, err := pool.Begin(ctx)
 						return outboxTx{tx, o}, err
 					},
+					// A restarted process: a pool of its own.
 					Reopen: func(t *testing.T) eventkittest.OutboxStore {
-						return outboxOpen(t, pool, append(opts, OutboxTable(o.name))...)
+						return outboxOpen(t, pgtest.Pool(t), append(opts, OutboxTable(o.name))...)
 					},
 				}
 			})

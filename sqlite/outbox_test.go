@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -37,7 +38,8 @@ func outboxOpen(t *testing.T, db *sql.DB, partitions int) *sqlite.Outbox {
 
 func TestOutboxStore(t *testing.T) {
 	eventkittest.TestOutboxStore(t, func(t *testing.T, partitions int) eventkittest.OutboxHarness {
-		db := esTestDB(t)
+		path := filepath.Join(t.TempDir(), "outbox.db")
+		db := sqliteOpen(t, path)
 		o := outboxOpen(t, db, partitions)
 		return eventkittest.OutboxHarness{
 			Store: o,
@@ -45,7 +47,8 @@ func TestOutboxStore(t *testing.T) {
 				tx, err := db.BeginTx(ctx, nil)
 				return outboxTx{tx, o}, err
 			},
-			Reopen: func(t *testing.T) eventkittest.OutboxStore { return outboxOpen(t, db, partitions) },
+			// A restarted process: a database handle of its own on the file.
+			Reopen: func(t *testing.T) eventkittest.OutboxStore { return outboxOpen(t, sqliteOpen(t, path), partitions) },
 		}
 	})
 }
