@@ -3,10 +3,13 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/sqlite"
 )
@@ -27,7 +30,10 @@ func (t outboxTx) Rollback(context.Context) error { return t.tx.Rollback() }
 // outboxOpen opens and migrates (twice: it is idempotent) the outbox of db.
 func outboxOpen(t *testing.T, db *sql.DB, partitions int) *sqlite.Outbox {
 	t.Helper()
-	o := sqlite.NewOutbox(db, sqlite.OutboxPartitions(partitions))
+	o, err := sqlite.NewOutbox(db, sqlite.OutboxPartitions(partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if err := o.Migrate(context.Background()); err != nil {
 			t.Fatal(err)
@@ -51,4 +57,22 @@ func TestOutboxStore(t *testing.T) {
 			Reopen: func(t *testing.T) eventkittest.OutboxStore { return outboxOpen(t, sqliteOpen(t, path), partitions) },
 		}
 	})
+}
+
+// TestOutboxRefusesInvalidOptions: NewOutbox fails with
+// eventkit.ErrInvalidOption, naming the option (an empty table name and a
+// partition count below 1 were ignored before).
+func TestOutboxRefusesInvalidOptions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opt  sqlite.OutboxOption
+	}{
+		{"sqlite.OutboxTable", sqlite.OutboxTable("")},
+		{"sqlite.OutboxPartitions", sqlite.OutboxPartitions(0)},
+		{"sqlite.OutboxPartitions", sqlite.OutboxPartitions(-1)},
+	} {
+		if o, err := sqlite.NewOutbox(nil, c.opt); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || o != nil {
+			t.Errorf("NewOutbox with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, o, err)
+		}
+	}
 }
