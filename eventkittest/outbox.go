@@ -32,13 +32,16 @@ type OutboxStore interface {
 type OutboxTx interface {
 	// Write is the store's Write (outbox.Writer) in this transaction.
 	Write(ctx context.Context, topic string, events ...event.Event) error
+	// Commit commits the transaction.
 	Commit(ctx context.Context) error
+	// Rollback rolls the transaction back.
 	Rollback(ctx context.Context) error
 }
 
 // OutboxHarness is one outbox, migrated, on tables of its own, and the way
 // to run business transactions in its database.
 type OutboxHarness struct {
+	// Store is the outbox.
 	Store OutboxStore
 	// Begin starts a business transaction.
 	Begin func(ctx context.Context) (OutboxTx, error)
@@ -62,11 +65,13 @@ type OutboxFactory func(t *testing.T, partitions int) OutboxHarness
 //     a row of a partition never becomes visible before a row of the same
 //     partition with a lower ID (the relay's floors rely on it);
 //   - leases: relays share the partitions fairly and never hold one at the
-//     same time; a lease expires after its TTL and another relay takes it;
+//     same time; a lease expires after its TTL and another relay takes it
+//     (relays of one store share one TTL: a store counts as live the relays
+//     seen within the claimer's TTL);
 //     Release gives every lease back; MarkDelivered only marks rows of held
 //     partitions (else outbox.ErrLeaseLost) and a marked row is gone;
 //   - restart: rows fetched and never marked (a relay that crashed) are
-//     fetched again, the same, by the next owner of their partition, also
+//     fetched again, the same, by the next owner of their partition,
 //     through a store reopened on the same tables;
 //   - relays: committed events of concurrent transactions with rollbacks
 //     are published once each, in commit order per key, by two relays;
