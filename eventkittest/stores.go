@@ -2,12 +2,15 @@ package eventkittest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
 )
@@ -196,4 +199,23 @@ func TestCheckpointStore(t *testing.T, newStore func(t *testing.T) es.Checkpoint
 		}
 		wg.Wait()
 	})
+}
+
+// BadOption is an option value that a constructor must refuse, and the
+// option name its error must give.
+type BadOption[O any] struct {
+	Name string
+	Opt  O
+}
+
+// TestBadOptions fails t unless construct(c.Opt) fails with an error that
+// wraps eventkit.ErrInvalidOption and names c.Name, for each case.
+func TestBadOptions[O any](t *testing.T, construct func(O) error, cases ...BadOption[O]) {
+	t.Helper()
+	for _, c := range cases {
+		err := construct(c.Opt)
+		if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.Name) {
+			t.Errorf("an invalid %s: got %v; want an error wrapping eventkit.ErrInvalidOption that names it", c.Name, err)
+		}
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -241,27 +240,23 @@ func TestRelayRefusesInvalidOptions(t *testing.T) {
 	st := newMemStore(1)
 	bus := memory.New()
 	defer bus.Close()
-	for _, c := range []struct {
-		name string
-		opt  outbox.RelayOption
-	}{
-		{"outbox.WithOwner", outbox.WithOwner("")},
-		{"outbox.WithBatchSize", outbox.WithBatchSize(0)},
-		{"outbox.WithBatchSize", outbox.WithBatchSize(-1)},
-		{"outbox.WithPollInterval", outbox.WithPollInterval(0)},
-		{"outbox.WithLeaseTTL", outbox.WithLeaseTTL(-time.Second)},
-		{"outbox.WithLeaseTTL", outbox.WithLeaseTTL(time.Microsecond)},
-		{"outbox.WithBackoff", outbox.WithBackoff(0, time.Second)},
-		{"outbox.WithBackoff", outbox.WithBackoff(time.Second, time.Millisecond)},
-		{"outbox.WithPublishTimeout", outbox.WithPublishTimeout(0)},
-		{"outbox.WithLogger", outbox.WithLogger(nil)},
-		{"outbox.WithPurgeInterval", outbox.WithPurgeInterval(-time.Minute)},
-	} {
-		r, err := outbox.NewRelay(st, bus, outbox.WithOwner("ok"), c.opt)
-		if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || r != nil {
-			t.Errorf("NewRelay with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, r, err)
-		}
-	}
+	type bad = eventkittest.BadOption[outbox.RelayOption]
+	eventkittest.TestBadOptions(t, func(o outbox.RelayOption) error {
+		_, err := outbox.NewRelay(st, bus, outbox.WithOwner("ok"), o)
+		return err
+	},
+		bad{Name: "outbox.WithOwner", Opt: outbox.WithOwner("")},
+		bad{Name: "outbox.WithBatchSize", Opt: outbox.WithBatchSize(0)},
+		bad{Name: "outbox.WithBatchSize", Opt: outbox.WithBatchSize(-1)},
+		bad{Name: "outbox.WithPollInterval", Opt: outbox.WithPollInterval(0)},
+		bad{Name: "outbox.WithLeaseTTL", Opt: outbox.WithLeaseTTL(-time.Second)},
+		bad{Name: "outbox.WithLeaseTTL", Opt: outbox.WithLeaseTTL(time.Microsecond)},
+		bad{Name: "outbox.WithBackoff", Opt: outbox.WithBackoff(0, time.Second)},
+		bad{Name: "outbox.WithBackoff", Opt: outbox.WithBackoff(time.Second, time.Millisecond)},
+		bad{Name: "outbox.WithPublishTimeout", Opt: outbox.WithPublishTimeout(0)},
+		bad{Name: "outbox.WithLogger", Opt: outbox.WithLogger(nil)},
+		bad{Name: "outbox.WithPurgeInterval", Opt: outbox.WithPurgeInterval(-time.Minute)},
+	)
 	if _, err := outbox.NewRelay(nil, bus); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("NewRelay(nil store) = %v; want ErrInvalidOption", err)
 	}

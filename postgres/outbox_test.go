@@ -2,15 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres/internal/pgtest"
@@ -86,21 +83,18 @@ func TestOutboxStore(t *testing.T) {
 // (OutboxPartitions, OutboxRetention and OutboxDeliveredPolicy ignored them
 // before).
 func TestOutboxRefusesInvalidOptions(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		opt  OutboxOption
-	}{
-		{"postgres.OutboxTable", OutboxTable("")},
-		{"postgres.OutboxTable", OutboxTable("a.b.c")},
-		{"postgres.OutboxPartitions", OutboxPartitions(0)},
-		{"postgres.OutboxPartitions", OutboxPartitions(-3)},
-		{"postgres.OutboxRetention", OutboxRetention(0)},
-		{"postgres.OutboxDeliveredPolicy", OutboxDeliveredPolicy(OutboxPolicy(7))},
-	} {
-		if o, err := NewOutbox(nil, c.opt); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || o != nil {
-			t.Errorf("NewOutbox with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, o, err)
-		}
-	}
+	type bad = eventkittest.BadOption[OutboxOption]
+	eventkittest.TestBadOptions(t, func(o OutboxOption) error {
+		_, err := NewOutbox(nil, o)
+		return err
+	},
+		bad{Name: "postgres.OutboxTable", Opt: OutboxTable("")},
+		bad{Name: "postgres.OutboxTable", Opt: OutboxTable("a.b.c")},
+		bad{Name: "postgres.OutboxPartitions", Opt: OutboxPartitions(0)},
+		bad{Name: "postgres.OutboxPartitions", Opt: OutboxPartitions(-3)},
+		bad{Name: "postgres.OutboxRetention", Opt: OutboxRetention(0)},
+		bad{Name: "postgres.OutboxDeliveredPolicy", Opt: OutboxDeliveredPolicy(OutboxPolicy(7))},
+	)
 }
 
 // The crash test: a child process runs a relay whose publisher records the

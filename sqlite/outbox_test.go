@@ -3,13 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/sqlite"
 )
@@ -63,16 +60,13 @@ func TestOutboxStore(t *testing.T) {
 // eventkit.ErrInvalidOption, naming the option (an empty table name and a
 // partition count below 1 were ignored before).
 func TestOutboxRefusesInvalidOptions(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		opt  sqlite.OutboxOption
-	}{
-		{"sqlite.OutboxTable", sqlite.OutboxTable("")},
-		{"sqlite.OutboxPartitions", sqlite.OutboxPartitions(0)},
-		{"sqlite.OutboxPartitions", sqlite.OutboxPartitions(-1)},
-	} {
-		if o, err := sqlite.NewOutbox(nil, c.opt); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || o != nil {
-			t.Errorf("NewOutbox with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, o, err)
-		}
-	}
+	type bad = eventkittest.BadOption[sqlite.OutboxOption]
+	eventkittest.TestBadOptions(t, func(o sqlite.OutboxOption) error {
+		_, err := sqlite.NewOutbox(nil, o)
+		return err
+	},
+		bad{Name: "sqlite.OutboxTable", Opt: sqlite.OutboxTable("")},
+		bad{Name: "sqlite.OutboxPartitions", Opt: sqlite.OutboxPartitions(0)},
+		bad{Name: "sqlite.OutboxPartitions", Opt: sqlite.OutboxPartitions(-1)},
+	)
 }

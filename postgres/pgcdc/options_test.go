@@ -2,11 +2,11 @@ package pgcdc
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
 )
 
 // TestCDCRefusesInvalidOptions: New fails with eventkit.ErrInvalidOption,
@@ -16,32 +16,28 @@ import (
 func TestCDCRefusesInvalidOptions(t *testing.T) {
 	const dsn = "postgres://x@127.0.0.1/db"
 	rec := newCDCRecorder()
-	for _, c := range []struct {
-		name string
-		opt  Option
-	}{
-		{"pgcdc.WithName", WithName("a.b")},
-		{"pgcdc.WithName", WithName("")},
-		{"pgcdc.WithTables", WithTables("orders", "")},
-		{"pgcdc.WithTables", WithTables("public.")},
-		{"pgcdc.WithTables", WithTables(".orders")},
-		{"pgcdc.WithPublication", WithPublication("")},
-		{"pgcdc.WithSlot", WithSlot("")},
-		{"pgcdc.WithProtoVersion", WithProtoVersion(3)},
-		{"pgcdc.WithHeartbeat", WithHeartbeat(0)},
-		{"pgcdc.WithBatch", WithBatch(0)},
-		{"pgcdc.WithBuffer", WithBuffer(-1)},
-		{"pgcdc.WithType", WithType(nil)},
-		{"pgcdc.WithTopic", WithTopic(nil)},
-		{"pgcdc.WithLogger", WithLogger(nil)},
-		{"pgcdc.WithReconnect", WithReconnect(0, time.Second)},
-		{"pgcdc.WithReconnect", WithReconnect(time.Second, time.Millisecond)},
-	} {
-		src, err := New(dsn, rec, c.opt)
-		if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.name) || src != nil {
-			t.Errorf("New with an invalid %s = %v, %v; want nil and an ErrInvalidOption naming it", c.name, src, err)
-		}
-	}
+	type bad = eventkittest.BadOption[Option]
+	eventkittest.TestBadOptions(t, func(o Option) error {
+		_, err := New(dsn, rec, o)
+		return err
+	},
+		bad{Name: "pgcdc.WithName", Opt: WithName("a.b")},
+		bad{Name: "pgcdc.WithName", Opt: WithName("")},
+		bad{Name: "pgcdc.WithTables", Opt: WithTables("orders", "")},
+		bad{Name: "pgcdc.WithTables", Opt: WithTables("public.")},
+		bad{Name: "pgcdc.WithTables", Opt: WithTables(".orders")},
+		bad{Name: "pgcdc.WithPublication", Opt: WithPublication("")},
+		bad{Name: "pgcdc.WithSlot", Opt: WithSlot("")},
+		bad{Name: "pgcdc.WithProtoVersion", Opt: WithProtoVersion(3)},
+		bad{Name: "pgcdc.WithHeartbeat", Opt: WithHeartbeat(0)},
+		bad{Name: "pgcdc.WithBatch", Opt: WithBatch(0)},
+		bad{Name: "pgcdc.WithBuffer", Opt: WithBuffer(-1)},
+		bad{Name: "pgcdc.WithType", Opt: WithType(nil)},
+		bad{Name: "pgcdc.WithTopic", Opt: WithTopic(nil)},
+		bad{Name: "pgcdc.WithLogger", Opt: WithLogger(nil)},
+		bad{Name: "pgcdc.WithReconnect", Opt: WithReconnect(0, time.Second)},
+		bad{Name: "pgcdc.WithReconnect", Opt: WithReconnect(time.Second, time.Millisecond)},
+	)
 	if _, err := New(dsn, nil); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("New with a nil publisher = %v; want ErrInvalidOption", err)
 	}
