@@ -81,11 +81,7 @@ func (s *EventStore) Migrate(ctx context.Context) error {
 
 // Append implements es.EventStore.
 func (s *EventStore) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.AppendResult, error) {
-	p, err := s.BeginAppend(ctx, stream, expected, events...)
-	if err != nil {
-		return es.AppendResult{}, err
-	}
-	return p.Commit(ctx)
+	return sqlstore.BeginCommit(ctx, s, stream, expected, events)
 }
 
 // BeginAppend implements es.TxAppender: the append's transaction holds

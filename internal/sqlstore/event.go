@@ -7,6 +7,7 @@
 package sqlstore
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -153,4 +154,14 @@ func ValidateAppend(stream string, expected es.ExpectedVersion, events []event.E
 		return fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
 	return nil
+}
+
+// BeginCommit appends with BeginAppend and commits at once: Append for a
+// store whose appends are its transactions.
+func BeginCommit(ctx context.Context, s es.TxAppender, stream string, expected es.ExpectedVersion, events []event.Event) (es.AppendResult, error) {
+	p, err := s.BeginAppend(ctx, stream, expected, events...)
+	if err != nil {
+		return es.AppendResult{}, err
+	}
+	return p.Commit(ctx)
 }
