@@ -13,7 +13,7 @@ import (
 var dialect = &sqlstore.Dialect{
 	Name: "postgres", NoRows: pgx.ErrNoRows,
 	Param: func(n int) string { return "$" + strconv.Itoa(n) },
-	Text:  "text", Int64: "bigint", Int32: "int", Bytes: "bytea", Time: "timestamptz",
+	Text:  "text", Int64: "bigint", Int32: "int", Bytes: "bytea", Time: "timestamptz", Now: "now()",
 }
 
 // querier is what a pool, a connection and a transaction share.

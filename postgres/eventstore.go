@@ -135,33 +135,10 @@ func indexName(table, suffix string) string {
 // Migrate creates the store's tables and indexes if they do not exist. It
 // is idempotent.
 func (s *EventStore) Migrate(ctx context.Context) error {
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ` + s.events + ` (
-			position     bigint PRIMARY KEY,
-			stream_id    text NOT NULL,
-			version      bigint NOT NULL,
-			event_id     text NOT NULL,
-			source       text NOT NULL,
-			type         text NOT NULL,
-			subject      text,
-			time         text,
-			content_type text,
-			data_schema  text,
-			extensions   text,
-			data         bytea,
-			recorded_at  timestamptz NOT NULL DEFAULT now()
-		)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_version") + ` ON ` + s.events + ` (stream_id, version)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_event_id") + ` ON ` + s.events + ` (stream_id, event_id)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.positions + ` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
-		`INSERT INTO ` + s.positions + ` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
-	}
-	for _, q := range stmts {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
-			return fmt.Errorf("postgres: migrate event store: %w", err)
-		}
-	}
-	return nil
+	index := func(suffix string) string { return indexName(s.cfg.eventsTable, suffix) }
+	return dialect.Migrate(ctx, pgDB{s.pool}, "event store", append(sqlstore.EventTable(dialect, s.events, index),
+		`CREATE TABLE IF NOT EXISTS `+s.positions+` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
+		`INSERT INTO `+s.positions+` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`)...)
 }
 
 type appendRequest struct {

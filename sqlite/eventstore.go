@@ -52,31 +52,8 @@ func esSqlIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`,
 // (idempotent).
 func (s *EventStore) Migrate(ctx context.Context) error {
 	base := strings.Trim(s.table, `"`)
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ` + s.table + ` (
-			position     INTEGER PRIMARY KEY,
-			stream_id    TEXT NOT NULL,
-			version      INTEGER NOT NULL,
-			event_id     TEXT NOT NULL,
-			source       TEXT NOT NULL,
-			type         TEXT NOT NULL,
-			subject      TEXT,
-			time         TEXT,
-			content_type TEXT,
-			data_schema  TEXT,
-			extensions   TEXT,
-			data         BLOB,
-			recorded_at  TEXT NOT NULL
-		)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esSqlIdent(base+"_stream_version") + ` ON ` + s.table + ` (stream_id, version)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esSqlIdent(base+"_stream_event_id") + ` ON ` + s.table + ` (stream_id, event_id)`,
-	}
-	for _, q := range stmts {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("sqlite: migrate event store: %w", err)
-		}
-	}
-	return nil
+	index := func(suffix string) string { return esSqlIdent(base + suffix) }
+	return dialect.Migrate(ctx, sqlstore.Std(s.db), "event store", sqlstore.EventTable(dialect, s.table, index)...)
 }
 
 // Append implements es.EventStore.

@@ -165,3 +165,33 @@ func BeginCommit(ctx context.Context, s es.TxAppender, stream string, expected e
 	}
 	return p.Commit(ctx)
 }
+
+// EventTable returns the statements that create an events table (quoted
+// name table) and its unique indexes, named by index from their suffix, if
+// they do not exist: the columns EventColumns in the dialect's types, a
+// recorded_at that defaults to the dialect's Now where it has one.
+func EventTable(d *Dialect, table string, index func(suffix string) string) []string {
+	recorded := d.Time + " NOT NULL"
+	if d.Now != "" {
+		recorded += " DEFAULT " + d.Now
+	}
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + table + ` (
+			position     ` + d.Int64 + ` PRIMARY KEY,
+			stream_id    ` + d.Text + ` NOT NULL,
+			version      ` + d.Int64 + ` NOT NULL,
+			event_id     ` + d.Text + ` NOT NULL,
+			source       ` + d.Text + ` NOT NULL,
+			type         ` + d.Text + ` NOT NULL,
+			subject      ` + d.Text + `,
+			time         ` + d.Text + `,
+			content_type ` + d.Text + `,
+			data_schema  ` + d.Text + `,
+			extensions   ` + d.Text + `,
+			data         ` + d.Bytes + `,
+			recorded_at  ` + recorded + `
+		)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + index("_stream_version") + ` ON ` + table + ` (stream_id, version)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ` + index("_stream_event_id") + ` ON ` + table + ` (stream_id, event_id)`,
+	}
+}

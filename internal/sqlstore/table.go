@@ -51,6 +51,9 @@ type Dialect struct {
 	// TimeValue converts a time into the value stored in a Time column
 	// (nil: the time.Time itself).
 	TimeValue func(time.Time) any
+	// Now is the SQL expression of the current time that a Time column
+	// defaults to ("": none, the store writes the time).
+	Now string
 }
 
 // Exec runs query on db; what names the operation in the error.
