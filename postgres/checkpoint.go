@@ -24,14 +24,7 @@ var _ es.CheckpointStore = (*CheckpointStore)(nil)
 // NewCheckpointStore returns a checkpoint store in table (may be
 // schema-qualified; "" for the default). Call Migrate once.
 func NewCheckpointStore(pool *pgxpool.Pool, table string) *CheckpointStore {
-	t := quoteIdent(cmp.Or(table, "eventkit_checkpoints"))
-	return &CheckpointStore{pool: pool, t: sqlstore.Checkpoints{
-		Dialect: dialect,
-		Create:  `CREATE TABLE IF NOT EXISTS ` + t + ` (name text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
-		Select:  `SELECT position FROM ` + t + ` WHERE name = $1`,
-		Upsert: `INSERT INTO ` + t + ` (name, position) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`,
-	}}
+	return &CheckpointStore{pool: pool, t: sqlstore.NewCheckpoints(dialect, quoteIdent(cmp.Or(table, "eventkit_checkpoints")))}
 }
 
 // Migrate creates the table if it does not exist (idempotent).

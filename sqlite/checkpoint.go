@@ -23,14 +23,7 @@ var _ es.CheckpointStore = (*CheckpointStore)(nil)
 // NewCheckpointStore returns a checkpoint store in table of db ("" for the
 // default). Call Migrate once.
 func NewCheckpointStore(db *sql.DB, table string) *CheckpointStore {
-	t := esSqlIdent(cmp.Or(table, "eventkit_checkpoints"))
-	return &CheckpointStore{db: db, t: sqlstore.Checkpoints{
-		Dialect: dialect,
-		Create:  `CREATE TABLE IF NOT EXISTS ` + t + ` (name TEXT PRIMARY KEY, position INTEGER NOT NULL)`,
-		Select:  `SELECT position FROM ` + t + ` WHERE name = ?`,
-		Upsert: `INSERT INTO ` + t + ` (name, position) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
-	}}
+	return &CheckpointStore{db: db, t: sqlstore.NewCheckpoints(dialect, esSqlIdent(cmp.Or(table, "eventkit_checkpoints")))}
 }
 
 // Migrate creates the table if it does not exist (idempotent).

@@ -115,33 +115,43 @@ func (d *Dialect) OutboxRecords(rows Rows, skip func(outbox.Record) bool) ([]out
 }
 
 // Checkpoints is a checkpoint table (es.CheckpointStore): a projection's
-// name and its position, in the statements of the store's SQL.
+// name and its position, with the time of its last save where the dialect
+// has a Now.
 type Checkpoints struct {
-	*Dialect
-	// Create creates the table if it does not exist.
-	Create string
-	// Select returns the position of the name given as first argument.
-	Select string
-	// Upsert sets the position of the name (first argument) to the
-	// second argument.
-	Upsert string
+	d                     *Dialect
+	create, query, upsert string
+}
+
+// NewCheckpoints returns the checkpoint table table (quoted) in dialect d.
+func NewCheckpoints(d *Dialect, table string) Checkpoints {
+	var stampCol, stampSet string
+	if d.Now != "" {
+		stampCol, stampSet = `, updated_at `+d.Time+` NOT NULL DEFAULT `+d.Now, `, updated_at = `+d.Now
+	}
+	return Checkpoints{
+		d:      d,
+		create: `CREATE TABLE IF NOT EXISTS ` + table + ` (name ` + d.Text + ` PRIMARY KEY, position ` + d.Int64 + ` NOT NULL` + stampCol + `)`,
+		query:  `SELECT position FROM ` + table + ` WHERE name = ` + d.Param(1),
+		upsert: `INSERT INTO ` + table + ` (name, position) VALUES (` + d.Param(1) + `, ` + d.Param(2) + `)
+			ON CONFLICT (name) DO UPDATE SET position = excluded.position` + stampSet,
+	}
 }
 
 // Migrate creates the table.
 func (c *Checkpoints) Migrate(ctx context.Context, db DB) error {
-	return c.Dialect.Migrate(ctx, db, "checkpoints", c.Create)
+	return c.d.Migrate(ctx, db, "checkpoints", c.create)
 }
 
 // Load returns the position saved for name, and false when there is none.
 func (c *Checkpoints) Load(ctx context.Context, db DB, name string) (uint64, bool, error) {
 	var p int64
-	ok, err := c.Get(ctx, db, "load checkpoint", c.Select, []any{name}, &p)
+	ok, err := c.d.Get(ctx, db, "load checkpoint", c.query, []any{name}, &p)
 	return uint64(p), ok, err
 }
 
 // Save saves the position of name in db (a transaction, or not).
 func (c *Checkpoints) Save(ctx context.Context, db DB, name string, pos uint64) error {
-	_, err := c.Exec(ctx, db, "save checkpoint", c.Upsert, name, int64(pos))
+	_, err := c.d.Exec(ctx, db, "save checkpoint", c.upsert, name, int64(pos))
 	return err
 }
 
