@@ -12,7 +12,9 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/internal/sqlstore"
+	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -77,45 +79,52 @@ type eventStoreConfig struct {
 
 var copyColumns = []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 
-// EventStoreOption configures an EventStore.
-type EventStoreOption func(*eventStoreConfig)
+// EventStoreOption configures an EventStore. An invalid value makes
+// NewEventStore fail with an error wrapping eventkit.ErrInvalidOption.
+type EventStoreOption func(*eventStoreConfig) error
+
+// table is an option setting the table name field(c) to name, which must
+// be a table name, schema-qualified or not.
+func table(option, name string, field func(*eventStoreConfig) *string) EventStoreOption {
+	_, err := pgsql.Ident(name, "")
+	return opt.Set(option, name, err != nil, fmt.Sprint(err), field)
+}
 
 // WithEventsTable sets the events table (default "eventkit_events"; may be
 // schema-qualified: "myschema.events").
 func WithEventsTable(name string) EventStoreOption {
-	return func(c *eventStoreConfig) { c.eventsTable = name }
+	return table("postgres.WithEventsTable", name, func(c *eventStoreConfig) *string { return &c.eventsTable })
 }
 
 // WithPositionsTable sets the one-row table of the position allocator
 // (default "eventkit_positions"; may be schema-qualified).
 func WithPositionsTable(name string) EventStoreOption {
-	return func(c *eventStoreConfig) { c.positionsTable = name }
+	return table("postgres.WithPositionsTable", name, func(c *eventStoreConfig) *string { return &c.positionsTable })
 }
 
 // WithGroupCommit turns group commit on or off (default on). Off, each
 // append is one transaction of its own.
 func WithGroupCommit(on bool) EventStoreOption {
-	return func(c *eventStoreConfig) { c.groupCommit = on }
+	return func(c *eventStoreConfig) error { c.groupCommit = on; return nil }
 }
 
 // WithMaxBatch sets how many appends group commit puts in one transaction
-// at most (default 256).
+// at most (default 256); n must be positive.
 func WithMaxBatch(n int) EventStoreOption {
-	return func(c *eventStoreConfig) {
-		if n > 0 {
-			c.maxBatch = n
-		}
-	}
+	return opt.Set("postgres.WithMaxBatch", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(c *eventStoreConfig) *int { return &c.maxBatch })
 }
 
 // NewEventStore returns an event store on pool. Call Migrate once to
-// create its tables.
-func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) *EventStore {
+// create its tables. An invalid option value makes it fail with an error
+// wrapping eventkit.ErrInvalidOption.
+func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) (*EventStore, error) {
 	c := eventStoreConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second, copyThreshold: 50}
 	for _, o := range opts {
-		o(&c)
+		if err := o(&c); err != nil {
+			return nil, err
+		}
 	}
-	return &EventStore{pool: pool, cfg: c, events: quoteIdent(c.eventsTable), positions: quoteIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}
+	return &EventStore{pool: pool, cfg: c, events: quoteIdent(c.eventsTable), positions: quoteIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}, nil
 }
 
 var (

@@ -114,10 +114,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 	b.Run("raw-pgx-copy", func(b *testing.B) {
 		ctx := context.Background()
 		pool, schema := esTestPool(b)
-		s := postgres.NewEventStore(pool, postgres.WithEventsTable(schema+".events"), postgres.WithPositionsTable(schema+".positions"))
-		if err := s.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
+		esNewStoreOn(b, pool, schema) // its tables
 		cols := []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 		b.ResetTimer()
 		start := time.Now()
@@ -148,10 +145,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 func BenchmarkReadAll(b *testing.B) {
 	ctx := context.Background()
 	pool, schema := esTestPool(b)
-	s := postgres.NewEventStore(pool, postgres.WithEventsTable(schema+".events"), postgres.WithPositionsTable(schema+".positions"))
-	if err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	s := esNewStoreOn(b, pool, schema)
 	const total = 50_000
 	eventkittest.BenchmarkEventStoreReadAll(b, s, total, 100, esBenchEvent)
 	// The floor in the same run: the same pages read with raw pgx into
