@@ -14,6 +14,8 @@
 //   - StartChild, for crash tests: it re-executes the test binary as a child
 //     process, waits for the marker lines the child prints, and kills it.
 //
-// Suites for the other interfaces (dedup stores, checkpoint stores, event
-// stores) live here too.
+// Suites for the other interfaces live here too: TestEventStore,
+// TestSnapshotStore, TestCheckpointStore, TestDedupStore, and
+// TestOutboxStore for outbox stores (with relays on top), with their
+// helpers (Migrated, RunRelay, RecordingPublisher, WaitFor).
 package eventkittest

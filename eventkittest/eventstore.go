@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,71 +280,8 @@ func esTestConcurrentOneStream(t *testing.T, s es.EventStore) {
 	const G, perG = 16, 4
 	stream := UniqueName("race-")
 	p := UniqueName("x")
-
-	// Round 1: all expect version 0; exactly one wins.
-	var wins, conflicts atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, err := s.Append(ctx, stream, es.NoStream, NewEvent(fmt.Sprintf("%s-first-%d", p, g)))
-			var ce *es.ConflictError
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.As(err, &ce) && ce.Actual == 1:
-				conflicts.Add(1)
-			default:
-				t.Errorf("goroutine %d: %v", g, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 1 || conflicts.Load() != G-1 {
-		t.Fatalf("%d goroutines appending at version 0: %d won, %d conflicts; want 1 and %d", G, wins.Load(), conflicts.Load(), G-1)
-	}
-
-	// Round 2: each goroutine appends perG events, one at a time, at the
-	// version it read, retrying on conflict.
-	var mu sync.Mutex
-	winner := map[uint64]string{}
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perG; i++ {
-				id := fmt.Sprintf("%s-%d-%d", p, g, i)
-				for {
-					last, err := s.ReadStream(ctx, stream, es.Backward, 0, 1)
-					if err != nil || len(last) != 1 {
-						t.Errorf("read version: %v", err)
-						return
-					}
-					res, err := s.Append(ctx, stream, es.Exact(last[0].Version), NewEvent(id))
-					if errors.Is(err, es.ErrConflict) {
-						time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // back off a little
-						continue
-					}
-					if err != nil {
-						t.Errorf("append: %v", err)
-						return
-					}
-					mu.Lock()
-					if prev, dup := winner[res.Version]; dup {
-						t.Errorf("version %d won twice: %s and %s", res.Version, prev, id)
-					}
-					winner[res.Version] = id
-					mu.Unlock()
-					break
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	esRaceFirst(t, ctx, s, stream, p, G)
+	winner := esRaceAppends(t, ctx, s, stream, p, G, perG)
 	if t.Failed() {
 		return
 	}
@@ -370,6 +307,91 @@ func esTestConcurrentOneStream(t *testing.T, s es.EventStore) {
 		if i > 0 && r.Position <= got[i-1].Position {
 			t.Fatalf("positions not increasing along the stream at version %d", r.Version)
 		}
+	}
+}
+
+// esRaceFirst: g goroutines all append at version 0 to the new stream;
+// exactly one wins, every other gets a conflict at version 1.
+func esRaceFirst(t *testing.T, ctx context.Context, s es.EventStore, stream, p string, g int) {
+	var wins, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := s.Append(ctx, stream, es.NoStream, NewEvent(fmt.Sprintf("%s-first-%d", p, i)))
+			var ce *es.ConflictError
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.As(err, &ce) && ce.Actual == 1:
+				conflicts.Add(1)
+			default:
+				t.Errorf("goroutine %d: %v", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 || conflicts.Load() != int32(g-1) {
+		t.Fatalf("%d goroutines appending at version 0: %d won, %d conflicts; want 1 and %d", g, wins.Load(), conflicts.Load(), g-1)
+	}
+}
+
+// esRaceAppends: g goroutines each append perG events, one at a time, at
+// the version they read, retrying on conflict. It returns the event id
+// that won each version, failing t if a version was won twice.
+func esRaceAppends(t *testing.T, ctx context.Context, s es.EventStore, stream, p string, g, perG int) map[uint64]string {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	winner := map[uint64]string{}
+	won := func(v uint64, id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, dup := winner[v]; dup {
+			t.Errorf("version %d won twice: %s and %s", v, prev, id)
+		}
+		winner[v] = id
+	}
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < perG; j++ {
+				id := fmt.Sprintf("%s-%d-%d", p, i, j)
+				v, err := esAppendAtRead(ctx, s, stream, NewEvent(id))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				won(v, id)
+			}
+		}()
+	}
+	wg.Wait()
+	return winner
+}
+
+// esAppendAtRead appends e at the stream's last version as read, reading
+// again after a short random pause on each conflict; it returns the version
+// written.
+func esAppendAtRead(ctx context.Context, s es.EventStore, stream string, e event.Event) (uint64, error) {
+	for {
+		last, err := s.ReadStream(ctx, stream, es.Backward, 0, 1)
+		if err != nil || len(last) != 1 {
+			return 0, fmt.Errorf("read version: %d events, %v", len(last), err)
+		}
+		res, err := s.Append(ctx, stream, es.Exact(last[0].Version), e)
+		if errors.Is(err, es.ErrConflict) {
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // back off a little
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("append: %w", err)
+		}
+		return res.Version, nil
 	}
 }
 
@@ -518,21 +540,82 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := UniqueName("glob-")
+	r := &esGlobalRun{t: t, ctx: ctx, s: s, prefix: UniqueName("glob-"), committed: map[string]uint64{}, rolledBack: map[string]bool{}}
 	sub, err := s.Subscribe(ctx, head, es.WithPollInterval(20*time.Millisecond), es.WithBuffer(16))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	// The subscriber follows the log while the writers run.
-	finalID := prefix + "-final"
-	type subResult struct {
-		got []es.RecordedEvent
-		err string
+	finalID := r.prefix + "-final"
+	consumed := esFollow(sub, head, r.prefix, finalID)
+	txa, isTx := s.(es.TxAppender)
+	if isTx {
+		r.heldWanted = 2
 	}
-	consumed := make(chan subResult, 1)
+	r.startWriters(8, 25)
+	if isTx {
+		r.startHeld(txa)
+		r.startRolledBack(txa)
+	} else {
+		t.Log("store is not an es.TxAppender: no held-open or rolled-back writers")
+	}
+	r.wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// One more append after everything: the subscriber must reach it.
+	final := NewEvent(finalID)
+	res, err := s.Append(ctx, r.prefix+"-final", es.NoStream, final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.record([]event.Event{final}, res)
+	sr := <-consumed
+	if sr.err != "" {
+		t.Fatal(sr.err)
+	}
+	r.check(sr.got, head)
+}
+
+// esGlobalRun is the state of one esTestGlobalOrder: its writers, and what
+// they committed and rolled back.
+type esGlobalRun struct {
+	t      *testing.T
+	ctx    context.Context
+	s      es.EventStore
+	prefix string
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	committed  map[string]uint64 // event id -> position
+	rolledBack map[string]bool
+
+	heldWanted                       int32 // held-open appends to begin
+	heldBegun, heldCommitted, rolled atomic.Int32
+}
+
+func (r *esGlobalRun) record(evs []event.Event, res es.AppendResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, e := range evs {
+		r.committed[e.ID()] = res.Positions[i]
+	}
+}
+
+// esFollowResult is what the follower of the global log received.
+type esFollowResult struct {
+	got []es.RecordedEvent
+	err string
+}
+
+// esFollow reads sub in the background until the event finalID, keeping
+// the events of the streams with prefix; it reports an error if the
+// subscription ends, delivers a position out of order or twice, or stalls
+// for 90s.
+func esFollow(sub es.Subscription, head uint64, prefix, finalID string) <-chan esFollowResult {
+	consumed := make(chan esFollowResult, 1)
 	go func() {
-		var res subResult
+		var res esFollowResult
 		last := head
 		deadline := time.NewTimer(90 * time.Second)
 		defer deadline.Stop()
@@ -562,167 +645,148 @@ func esTestGlobalOrder(t *testing.T, s es.EventStore) {
 			}
 		}
 	}()
+	return consumed
+}
 
-	var mu sync.Mutex
-	committed := map[string]uint64{} // event id -> position
-	record := func(evs []event.Event, res es.AppendResult) {
-		mu.Lock()
-		defer mu.Unlock()
-		for i, e := range evs {
-			committed[e.ID()] = res.Positions[i]
-		}
-	}
-	rolledBack := map[string]bool{}
-	var heldCommitted, rolled atomic.Int32
-
-	const writers, appendsPerWriter = 8, 25
-	txa, isTx := s.(es.TxAppender)
-	// Writers keep appending until both held-open appends have begun, and
-	// a few appends more, so that appends are always attempted while a
-	// transaction holds an earlier place in the order.
-	var heldBegun atomic.Int32
-	heldWanted := int32(0)
-	if isTx {
-		heldWanted = 2
-	}
-	var wg sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
+// startWriters starts n writers of at least each appends to random
+// streams. They keep appending until the held-open appends have begun,
+// and a few appends more, so that appends are always attempted while a
+// transaction holds an earlier place in the order.
+func (r *esGlobalRun) startWriters(n, each int) {
+	for w := 0; w < n; w++ {
+		r.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer r.wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			after := 0
 			for i := 0; ; i++ {
-				if heldBegun.Load() == heldWanted {
+				if r.heldBegun.Load() == r.heldWanted {
 					after++
 				}
-				if i >= appendsPerWriter && after > 3 {
+				if i >= each && after > 3 {
 					break
 				}
 				if i > 0 && i%5 == 0 {
 					time.Sleep(time.Millisecond) // spread the writers over the held-open window
 				}
-				stream := fmt.Sprintf("%s-%d", prefix, rng.IntN(20))
-				evs := esEvents(fmt.Sprintf("%s-w%d-%d", prefix, w, i), 1+rng.IntN(3))
-				res, err := s.Append(ctx, stream, es.Any, evs...)
+				stream := fmt.Sprintf("%s-%d", r.prefix, rng.IntN(20))
+				evs := esEvents(fmt.Sprintf("%s-w%d-%d", r.prefix, w, i), 1+rng.IntN(3))
+				res, err := r.s.Append(r.ctx, stream, es.Any, evs...)
 				if err != nil {
-					t.Errorf("append: %v", err)
+					r.t.Errorf("append: %v", err)
 					return
 				}
-				record(evs, res)
+				r.record(evs, res)
 			}
 		}()
 	}
-	if isTx {
-		// Held-open writers: they take their place in the global order,
-		// then keep the transaction open for seconds before committing.
-		for h := 0; h < 2; h++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				time.Sleep(time.Duration(100+300*h) * time.Millisecond)
-				evs := esEvents(fmt.Sprintf("%s-held%d", prefix, h), 3)
-				pa, err := txa.BeginAppend(ctx, fmt.Sprintf("%s-held-%d", prefix, h), es.Any, evs...)
-				heldBegun.Add(1)
-				if err != nil {
-					t.Errorf("BeginAppend: %v", err)
-					return
-				}
-				time.Sleep(1500 * time.Millisecond)
-				res, err := pa.Commit(ctx)
-				if err != nil {
-					t.Errorf("commit held append: %v", err)
-					return
-				}
-				record(evs, res)
-				heldCommitted.Add(1)
-			}()
-		}
-		// Rolled-back writers: some right away, one after holding for a second.
-		for r := 0; r < 6; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				time.Sleep(time.Duration(50+150*r) * time.Millisecond)
-				evs := esEvents(fmt.Sprintf("%s-rb%d", prefix, r), 2)
-				mu.Lock()
-				for _, e := range evs {
-					rolledBack[e.ID()] = true
-				}
-				mu.Unlock()
-				pa, err := txa.BeginAppend(ctx, fmt.Sprintf("%s-rb-%d", prefix, r%3), es.Any, evs...)
-				if err != nil {
-					t.Errorf("BeginAppend: %v", err)
-					return
-				}
-				if r == 5 {
-					time.Sleep(time.Second)
-				}
-				if err := pa.Rollback(ctx); err != nil {
-					t.Errorf("rollback: %v", err)
-					return
-				}
-				rolled.Add(1)
-			}()
-		}
-	} else {
-		t.Log("store is not an es.TxAppender: no held-open or rolled-back writers")
-	}
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
-	// One more append after everything: the subscriber must reach it.
-	final := NewEvent(finalID)
-	res, err := s.Append(ctx, prefix+"-final", es.NoStream, final)
-	if err != nil {
-		t.Fatal(err)
-	}
-	record([]event.Event{final}, res)
+}
 
-	want := len(committed)
-	sr := <-consumed
-	if sr.err != "" {
-		t.Fatal(sr.err)
+// after runs fn in a goroutine of the run, after delay.
+func (r *esGlobalRun) after(delay time.Duration, fn func()) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		time.Sleep(delay)
+		fn()
+	}()
+}
+
+// startHeld starts two held-open writers: they take their place in the
+// global order, then keep the transaction open for seconds before
+// committing.
+func (r *esGlobalRun) startHeld(txa es.TxAppender) {
+	for h := 0; h < 2; h++ {
+		r.after(time.Duration(100+300*h)*time.Millisecond, func() {
+			evs := esEvents(fmt.Sprintf("%s-held%d", r.prefix, h), 3)
+			pa, err := txa.BeginAppend(r.ctx, fmt.Sprintf("%s-held-%d", r.prefix, h), es.Any, evs...)
+			r.heldBegun.Add(1)
+			if err != nil {
+				r.t.Errorf("BeginAppend: %v", err)
+				return
+			}
+			time.Sleep(1500 * time.Millisecond)
+			res, err := pa.Commit(r.ctx)
+			if err != nil {
+				r.t.Errorf("commit held append: %v", err)
+				return
+			}
+			r.record(evs, res)
+			r.heldCommitted.Add(1)
+		})
 	}
-	got := sr.got
-	for _, r := range got {
-		if rolledBack[r.Event.ID()] {
-			t.Fatalf("subscription delivered rolled-back event %s", r.Event.ID())
+}
+
+// startRolledBack starts six writers that roll back: some right away, one
+// after holding for a second.
+func (r *esGlobalRun) startRolledBack(txa es.TxAppender) {
+	for i := 0; i < 6; i++ {
+		r.after(time.Duration(50+150*i)*time.Millisecond, func() {
+			evs := esEvents(fmt.Sprintf("%s-rb%d", r.prefix, i), 2)
+			r.mu.Lock()
+			for _, e := range evs {
+				r.rolledBack[e.ID()] = true
+			}
+			r.mu.Unlock()
+			pa, err := txa.BeginAppend(r.ctx, fmt.Sprintf("%s-rb-%d", r.prefix, i%3), es.Any, evs...)
+			if err != nil {
+				r.t.Errorf("BeginAppend: %v", err)
+				return
+			}
+			if i == 5 {
+				time.Sleep(time.Second)
+			}
+			if err := pa.Rollback(r.ctx); err != nil {
+				r.t.Errorf("rollback: %v", err)
+				return
+			}
+			r.rolled.Add(1)
+		})
+	}
+}
+
+// check compares what the subscriber got with what was committed, and
+// with the global log read afterwards.
+func (r *esGlobalRun) check(got []es.RecordedEvent, head uint64) {
+	t := r.t
+	want := len(r.committed)
+	for _, e := range got {
+		if r.rolledBack[e.Event.ID()] {
+			t.Fatalf("subscription delivered rolled-back event %s", e.Event.ID())
 		}
 	}
 	if len(got) != want {
 		t.Fatalf("subscriber got %d events up to the final one; %d were committed", len(got), want)
 	}
 	var positions []uint64
-	for _, r := range got {
-		pos, ok := committed[r.Event.ID()]
+	for _, e := range got {
+		pos, ok := r.committed[e.Event.ID()]
 		if !ok {
-			t.Fatalf("subscriber got %s, which no append reported", r.Event.ID())
+			t.Fatalf("subscriber got %s, which no append reported", e.Event.ID())
 		}
-		if pos != r.Position {
-			t.Fatalf("%s delivered at position %d; the append reported %d", r.Event.ID(), r.Position, pos)
+		if pos != e.Position {
+			t.Fatalf("%s delivered at position %d; the append reported %d", e.Event.ID(), e.Position, pos)
 		}
 		positions = append(positions, pos)
 	}
-	if !sort.SliceIsSorted(positions, func(i, j int) bool { return positions[i] < positions[j] }) {
+	if !slices.IsSorted(positions) {
 		t.Fatal("positions not in order")
 	}
 	// The global log read afterwards holds exactly what the subscriber saw.
-	all, err := s.ReadAll(ctx, head, 0)
+	all, err := r.s.ReadAll(r.ctx, head, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logged int
-	for _, r := range all {
-		if strings.HasPrefix(r.StreamID, prefix) {
+	for _, e := range all {
+		if strings.HasPrefix(e.StreamID, r.prefix) {
 			logged++
 		}
 	}
 	if logged != want {
 		t.Fatalf("ReadAll holds %d of the test's events; the subscriber got %d", logged, want)
 	}
-	t.Logf("%d events committed (%d held-open appends, %d rolled back) delivered in order", want, heldCommitted.Load(), rolled.Load())
+	t.Logf("%d events committed (%d held-open appends, %d rolled back) delivered in order", want, r.heldCommitted.Load(), r.rolled.Load())
 }
 
 // TestSnapshotStore runs the conformance suite for an es.SnapshotStore.
@@ -755,4 +819,42 @@ func TestSnapshotStore(t *testing.T, newStore func(t *testing.T) es.SnapshotStor
 			t.Fatal("a snapshot of another stream was returned")
 		}
 	})
+}
+
+// BenchmarkEventStoreReadAll fills s with total events, appended 500 at a
+// time to streams streams (newEvent makes them), then replays the global
+// log in pages of 1000, b.N times, and reports the events read per second.
+func BenchmarkEventStoreReadAll(b *testing.B, s es.EventStore, total, streams int, newEvent func(id string) event.Event) {
+	ctx := context.Background()
+	batch := make([]event.Event, 500)
+	for i := 0; i < total/len(batch); i++ {
+		for j := range batch {
+			batch[j] = newEvent(fmt.Sprintf("e%d-%d", i, j))
+		}
+		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%streams), es.Any, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	read := 0
+	for i := 0; i < b.N; i++ {
+		var after uint64
+		for {
+			page, err := s.ReadAll(ctx, after, 1000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			read += len(page)
+			after = page[len(page)-1].Position
+		}
+	}
+	b.StopTimer()
+	if read != b.N*total {
+		b.Fatalf("read %d events; want %d", read, b.N*total)
+	}
+	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
 }

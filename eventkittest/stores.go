@@ -2,119 +2,141 @@ package eventkittest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
 )
 
-// TestDedupStore runs the conformance suite for a dedup.Store.
+// Migrated calls s.Migrate (which SQL stores have), failing t if it fails,
+// and returns s: the last step of a store suite's factory.
+func Migrated[S interface{ Migrate(context.Context) error }](t testing.TB, s S) S {
+	t.Helper()
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
+// TestDedupStore runs the conformance suite for a dedup.Store: a mark is
+// seen until it expires and then may be taken again, keys (odd ones too) are
+// independent, and of concurrent marks of one key exactly one is new.
 // newStore returns an empty store for each test (isolated: unique names).
 func TestDedupStore(t *testing.T, newStore func(t *testing.T) dedup.Store) {
-	ctx := context.Background()
-	t.Run("MarkThenSeen", func(t *testing.T) {
-		s := newStore(t)
-		key := UniqueName("src/id-")
-		if seen, err := s.Seen(ctx, key); err != nil || seen {
-			t.Fatalf("Seen(new key) = %v, %v; want false, nil", seen, err)
-		}
-		if fresh, err := s.Mark(ctx, key, time.Minute); err != nil || !fresh {
-			t.Fatalf("Mark(new key) = %v, %v; want true, nil", fresh, err)
-		}
-		if seen, err := s.Seen(ctx, key); err != nil || !seen {
-			t.Fatalf("Seen(marked key) = %v, %v; want true, nil", seen, err)
-		}
-		if fresh, err := s.Mark(ctx, key, time.Minute); err != nil || fresh {
-			t.Fatalf("Mark(marked key) = %v, %v; want false, nil", fresh, err)
-		}
-	})
-	t.Run("KeysAreIndependent", func(t *testing.T) {
-		s := newStore(t)
-		a, b := UniqueName("a-"), UniqueName("b-")
-		if _, err := s.Mark(ctx, a, time.Minute); err != nil {
+	for _, c := range []struct {
+		name string
+		test func(*testing.T, dedup.Store)
+	}{
+		{"MarkThenSeen", dedupTestMarkThenSeen},
+		{"KeysAreIndependent", dedupTestKeysIndependent},
+		{"Expiry", dedupTestExpiry},
+		{"ConcurrentMarkOneWinner", dedupTestConcurrentMark},
+		{"ManyKeys", dedupTestManyKeys},
+		{"OddKeys", dedupTestOddKeys},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.test(t, newStore(t)) })
+	}
+}
+
+// dedupMark marks key for ttl and fails t unless Mark reports fresh.
+func dedupMark(t *testing.T, s dedup.Store, key string, ttl time.Duration, fresh bool) {
+	t.Helper()
+	if got, err := s.Mark(context.Background(), key, ttl); err != nil || got != fresh {
+		t.Fatalf("Mark(%q) = %v, %v; want %v, nil", key, got, err, fresh)
+	}
+}
+
+// dedupSeen fails t unless Seen(key) reports seen.
+func dedupSeen(t *testing.T, s dedup.Store, key string, seen bool) {
+	t.Helper()
+	if got, err := s.Seen(context.Background(), key); err != nil || got != seen {
+		t.Fatalf("Seen(%q) = %v, %v; want %v, nil", key, got, err, seen)
+	}
+}
+
+func dedupTestMarkThenSeen(t *testing.T, s dedup.Store) {
+	key := UniqueName("src/id-")
+	dedupSeen(t, s, key, false)
+	dedupMark(t, s, key, time.Minute, true)
+	dedupSeen(t, s, key, true)
+	dedupMark(t, s, key, time.Minute, false)
+}
+
+func dedupTestKeysIndependent(t *testing.T, s dedup.Store) {
+	a, b := UniqueName("a-"), UniqueName("b-")
+	dedupMark(t, s, a, time.Minute, true)
+	dedupSeen(t, s, b, false)
+	dedupMark(t, s, b, time.Minute, true)
+}
+
+func dedupTestExpiry(t *testing.T, s dedup.Store) {
+	key := UniqueName("ttl-")
+	dedupMark(t, s, key, 1100*time.Millisecond, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen, err := s.Seen(context.Background(), key)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if seen, err := s.Seen(ctx, b); err != nil || seen {
-			t.Fatalf("Seen(other key) = %v, %v; want false, nil", seen, err)
+		if !seen {
+			break
 		}
-	})
-	t.Run("Expiry", func(t *testing.T) {
-		s := newStore(t)
-		key := UniqueName("ttl-")
-		if _, err := s.Mark(ctx, key, 1100*time.Millisecond); err != nil {
-			t.Fatal(err)
+		if time.Now().After(deadline) {
+			t.Fatalf("key marked with a TTL of 1.1s still seen after 10s")
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			seen, err := s.Seen(ctx, key)
+		time.Sleep(100 * time.Millisecond)
+	}
+	dedupMark(t, s, key, time.Minute, true)
+}
+
+func dedupTestConcurrentMark(t *testing.T, s dedup.Store) {
+	key := UniqueName("race-")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fresh, err := s.Mark(context.Background(), key, time.Minute)
 			if err != nil {
-				t.Fatal(err)
+				t.Error(err)
 			}
-			if !seen {
-				break
+			if fresh {
+				wins.Add(1)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("key marked with a TTL of 1.1s still seen after 10s")
-			}
-			time.Sleep(100 * time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent Marks of one key reported new; want exactly 1", n)
+	}
+}
+
+func dedupTestManyKeys(t *testing.T, s dedup.Store) {
+	prefix := UniqueName("many-")
+	for i := 0; i < 500; i++ {
+		if _, err := s.Mark(context.Background(), fmt.Sprintf("%s-%d", prefix, i), time.Minute); err != nil {
+			t.Fatal(err)
 		}
-		if fresh, err := s.Mark(ctx, key, time.Minute); err != nil || !fresh {
-			t.Fatalf("Mark(expired key) = %v, %v; want true, nil", fresh, err)
-		}
-	})
-	t.Run("ConcurrentMarkOneWinner", func(t *testing.T) {
-		s := newStore(t)
-		key := UniqueName("race-")
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := 0; i < 16; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				fresh, err := s.Mark(ctx, key, time.Minute)
-				if err != nil {
-					t.Error(err)
-				}
-				if fresh {
-					wins.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
-			t.Fatalf("%d concurrent Marks of one key reported new; want exactly 1", n)
-		}
-	})
-	t.Run("ManyKeys", func(t *testing.T) {
-		s := newStore(t)
-		prefix := UniqueName("many-")
-		for i := 0; i < 500; i++ {
-			if _, err := s.Mark(ctx, fmt.Sprintf("%s-%d", prefix, i), time.Minute); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for i := 0; i < 500; i += 37 {
-			if seen, err := s.Seen(ctx, fmt.Sprintf("%s-%d", prefix, i)); err != nil || !seen {
-				t.Fatalf("key %d: Seen = %v, %v", i, seen, err)
-			}
-		}
-	})
-	t.Run("OddKeys", func(t *testing.T) {
-		s := newStore(t)
-		for _, k := range []string{"https://example.com/src?x=1#frag/id 1", "ünïcødé/✓", "a.b.c*>", "key with\nnewline"} {
-			k = UniqueName("") + k
-			if fresh, err := s.Mark(ctx, k, time.Minute); err != nil || !fresh {
-				t.Fatalf("Mark(%q) = %v, %v", k, fresh, err)
-			}
-			if seen, err := s.Seen(ctx, k); err != nil || !seen {
-				t.Fatalf("Seen(%q) = %v, %v", k, seen, err)
-			}
-		}
-	})
+	}
+	for i := 0; i < 500; i += 37 {
+		dedupSeen(t, s, fmt.Sprintf("%s-%d", prefix, i), true)
+	}
+}
+
+func dedupTestOddKeys(t *testing.T, s dedup.Store) {
+	for _, k := range []string{"https://example.com/src?x=1#frag/id 1", "ünïcødé/✓", "a.b.c*>", "key with\nnewline"} {
+		k = UniqueName("") + k
+		dedupMark(t, s, k, time.Minute, true)
+		dedupSeen(t, s, k, true)
+	}
 }
 
 // TestCheckpointStore runs the conformance suite for an es.CheckpointStore.
@@ -177,4 +199,23 @@ func TestCheckpointStore(t *testing.T, newStore func(t *testing.T) es.Checkpoint
 		}
 		wg.Wait()
 	})
+}
+
+// BadOption is an option value that a constructor must refuse, and the
+// option name its error must give.
+type BadOption[O any] struct {
+	Name string
+	Opt  O
+}
+
+// TestBadOptions fails t unless construct(c.Opt) fails with an error that
+// wraps eventkit.ErrInvalidOption and names c.Name, for each case.
+func TestBadOptions[O any](t *testing.T, construct func(O) error, cases ...BadOption[O]) {
+	t.Helper()
+	for _, c := range cases {
+		err := construct(c.Opt)
+		if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.Name) {
+			t.Errorf("an invalid %s: got %v; want an error wrapping eventkit.ErrInvalidOption that names it", c.Name, err)
+		}
+	}
 }

@@ -16,87 +16,72 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 )
 
-// RelayOption configures a Relay.
-type RelayOption func(*Relay)
+// RelayOption configures a Relay. An invalid value makes NewRelay fail with
+// an error wrapping eventkit.ErrInvalidOption.
+type RelayOption func(*Relay) error
 
 // WithOwner names the relay in the store's lease table (default: host name,
-// process id and a random suffix). Two running relays must not share a name.
-func WithOwner(name string) RelayOption { return func(r *Relay) { r.owner = name } }
+// process id and a random suffix); the name must not be empty. Two running
+// relays must not share a name.
+func WithOwner(name string) RelayOption {
+	return opt.Set("outbox.WithOwner", name, name == "", "the owner name must not be empty", func(r *Relay) *string { return &r.owner })
+}
 
 // WithBatchSize sets how many records a relay fetches and marks at once
-// (default 500).
+// (default 500); n must be positive.
 func WithBatchSize(n int) RelayOption {
-	return func(r *Relay) {
-		if n > 0 {
-			r.batch = n
-		}
-	}
+	return opt.Set("outbox.WithBatchSize", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(r *Relay) *int { return &r.batch })
+}
+
+// atLeast is an option setting the duration field(r) to d, which must be at
+// least min.
+func atLeast(name string, d, min time.Duration, field func(*Relay) *time.Duration) RelayOption {
+	return opt.Set(name, d, d < min, "must be at least "+min.String()+", got "+d.String(), field)
 }
 
 // WithPollInterval sets how often a relay looks for new records when it was
 // not woken by the store (default 1s; with a Notifier store, polling is the
-// fallback for lost notifications).
+// fallback for lost notifications). It must be positive.
 func WithPollInterval(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.poll = d
-		}
-	}
+	return atLeast("outbox.WithPollInterval", d, 1, func(r *Relay) *time.Duration { return &r.poll })
 }
 
-// WithLeaseTTL sets the lease time of the relay's partitions (default 15s).
-// The relay renews every third of it; a relay that stops lets another take
-// its partitions after at most this time.
+// WithLeaseTTL sets the lease time of the relay's partitions (default 15s;
+// at least 1ms, the resolution of the stores' clocks). The relay renews
+// every third of it; a relay that stops lets another take its partitions
+// after at most this time.
 func WithLeaseTTL(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.ttl = d
-		}
-	}
+	return atLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
 }
 
 // WithBackoff sets the first and the longest wait between retries of a
 // failing publish or store call (default 100ms and 10s, doubling, with
-// jitter).
+// jitter). first must be positive and max at least first.
 func WithBackoff(first, max time.Duration) RelayOption {
-	return func(r *Relay) {
-		if first > 0 {
-			r.minBackoff = first
-		}
-		if max >= r.minBackoff {
-			r.maxBackoff = max
-		}
-	}
+	return opt.Check("outbox.WithBackoff", first <= 0 || max < first, fmt.Sprintf("want 0 < first <= max, got first %s and max %s", first, max),
+		func(r *Relay) { r.minBackoff, r.maxBackoff = first, max })
 }
 
-// WithPublishTimeout bounds each Publish call (default 30s).
+// WithPublishTimeout bounds each Publish call (default 30s); it must be
+// positive.
 func WithPublishTimeout(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.publishTimeout = d
-		}
-	}
+	return atLeast("outbox.WithPublishTimeout", d, 1, func(r *Relay) *time.Duration { return &r.publishTimeout })
 }
 
-// WithLogger sets the relay's logger (default slog.Default()).
+// WithLogger sets the relay's logger (default slog.Default()); it must not
+// be nil.
 func WithLogger(l *slog.Logger) RelayOption {
-	return func(r *Relay) {
-		if l != nil {
-			r.logger = l
-		}
-	}
+	return opt.Set("outbox.WithLogger", l, l == nil, "the logger must not be nil", func(r *Relay) **slog.Logger { return &r.logger })
 }
 
 // WithPurgeInterval sets how often the relay asks a Purger store to remove
-// delivered rows past their retention (default 1 minute).
+// delivered rows past their retention (default 1 minute); it must be
+// positive.
 func WithPurgeInterval(d time.Duration) RelayOption {
-	return func(r *Relay) {
-		if d > 0 {
-			r.purgeEvery = d
-		}
-	}
+	return atLeast("outbox.WithPurgeInterval", d, 1, func(r *Relay) *time.Duration { return &r.purgeEvery })
 }
 
 // floorReset is how often a relay forgets its per-partition floors.
@@ -133,8 +118,16 @@ type Relay struct {
 	partitions   atomic.Int64
 }
 
-// NewRelay returns a relay from store to pub.
-func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
+// NewRelay returns a relay from store to pub. It fails, with an error
+// wrapping eventkit.ErrInvalidOption, if store or pub is nil or an option
+// value is invalid.
+func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) (*Relay, error) {
+	if store == nil {
+		return nil, eventkit.InvalidOption("outbox.NewRelay", "the store must not be nil")
+	}
+	if pub == nil {
+		return nil, eventkit.InvalidOption("outbox.NewRelay", "the publisher must not be nil")
+	}
 	r := &Relay{
 		store:          store,
 		pub:            pub,
@@ -149,7 +142,9 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
 		wake:           make(chan struct{}, 1),
 	}
 	for _, o := range opts {
-		o(r)
+		if err := o(r); err != nil {
+			return nil, err
+		}
 	}
 	if r.owner == "" {
 		host, _ := os.Hostname()
@@ -157,7 +152,7 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) *Relay {
 		_, _ = crand.Read(b[:])
 		r.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	return r
+	return r, nil
 }
 
 // Owner returns the relay's name in the lease table.
@@ -206,70 +201,95 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		if err := r.store.Release(rctx, r.owner); err != nil {
-			r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
-		}
-		r.held = nil
-		r.partitions.Store(0)
+		r.release(ctx)
 	}()
 	r.held, r.claimedAt = nil, time.Time{}
 	r.floors, r.floorsAt = map[int]int64{}, time.Now()
-	var fails int
-	lastPurge := time.Now()
+	l := loop{lastPurge: time.Now()}
 	for ctx.Err() == nil {
-		if r.claimDue() {
-			if err := r.claim(ctx); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				r.logger.Warn("outbox relay: claiming partitions", "owner", r.owner, "err", err)
-				r.sleep(ctx, r.backoff(fails))
-				fails++
-				continue
-			}
-		}
-		if p, ok := r.store.(Purger); ok && time.Since(lastPurge) >= r.purgeEvery {
-			lastPurge = time.Now()
-			if _, err := p.Purge(ctx); err != nil && ctx.Err() == nil {
-				r.logger.Warn("outbox relay: purging delivered rows", "err", err)
-			}
-		}
-		if len(r.held) == 0 {
-			r.waitWork(ctx)
-			continue
-		}
-		if time.Since(r.floorsAt) > floorReset {
-			// A full sweep now and then: the floors rely on the store's
-			// commit order per partition; this bounds the delay of a row
-			// that broke it.
-			clear(r.floors)
-			r.floorsAt = time.Now()
-		}
-		cursors := r.cursors[:0]
-		for _, p := range r.held {
-			cursors = append(cursors, Cursor{Partition: p, After: r.floors[p]})
-		}
-		r.cursors = cursors
-		recs, err := r.store.Fetch(ctx, cursors, r.batch)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			r.logger.Warn("outbox relay: fetching records", "err", err)
-			r.sleep(ctx, r.backoff(fails))
-			fails++
-			continue
-		}
-		fails = 0
-		if len(recs) == 0 {
-			r.waitWork(ctx)
-			continue
-		}
-		r.deliver(ctx, recs)
+		r.step(ctx, &l)
 	}
 	return nil
+}
+
+// loop is the state of one Run loop between its steps.
+type loop struct {
+	fails     int // store calls failed in a row
+	lastPurge time.Time
+}
+
+// step is one turn of the Run loop: renew the leases when due, purge when
+// due, then fetch a batch of the held partitions and deliver it, or wait
+// for work. A failed store call is retried after a backoff.
+func (r *Relay) step(ctx context.Context, l *loop) {
+	if r.claimDue() {
+		if err := r.claim(ctx); err != nil {
+			r.failed(ctx, l, "outbox relay: claiming partitions", err)
+			return
+		}
+	}
+	if p, ok := r.store.(Purger); ok && time.Since(l.lastPurge) >= r.purgeEvery {
+		l.lastPurge = time.Now()
+		if _, err := p.Purge(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Warn("outbox relay: purging delivered rows", "err", err)
+		}
+	}
+	if len(r.held) == 0 {
+		r.waitWork(ctx)
+		return
+	}
+	recs, err := r.store.Fetch(ctx, r.nextCursors(), r.batch)
+	if err != nil {
+		r.failed(ctx, l, "outbox relay: fetching records", err)
+		return
+	}
+	l.fails = 0
+	if len(recs) == 0 {
+		r.waitWork(ctx)
+		return
+	}
+	r.deliver(ctx, recs)
+}
+
+// failed logs a failed store call and waits the backoff of the failures in
+// a row; when ctx ended (the cause of the failure), it does neither.
+func (r *Relay) failed(ctx context.Context, l *loop, msg string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.logger.Warn(msg, "owner", r.owner, "err", err)
+	r.sleep(ctx, r.backoff(l.fails))
+	l.fails++
+}
+
+// nextCursors returns where to fetch from in each held partition: after its
+// floor.
+func (r *Relay) nextCursors() []Cursor {
+	if time.Since(r.floorsAt) > floorReset {
+		// A full sweep now and then: the floors rely on the store's
+		// commit order per partition; this bounds the delay of a row
+		// that broke it.
+		clear(r.floors)
+		r.floorsAt = time.Now()
+	}
+	cursors := r.cursors[:0]
+	for _, p := range r.held {
+		cursors = append(cursors, Cursor{Partition: p, After: r.floors[p]})
+	}
+	r.cursors = cursors
+	return cursors
+}
+
+// release gives back the relay's leases when Run ends; it is bounded, since
+// ctx has ended by then.
+func (r *Relay) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.store.Release(rctx, r.owner); err != nil {
+		r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
+	}
+	r.held = nil
+	r.partitions.Store(0)
 }
 
 func (r *Relay) listen(ctx context.Context, n Notifier) {

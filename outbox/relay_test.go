@@ -112,20 +112,6 @@ func (s *memStore) MarkDelivered(_ context.Context, owner string, recs []outbox.
 	return nil
 }
 
-type flaky struct {
-	eventkit.Publisher
-	down  atomic.Bool
-	fails atomic.Int64
-}
-
-func (f *flaky) Publish(ctx context.Context, topic string, evs ...event.Event) error {
-	if f.down.Load() {
-		f.fails.Add(1)
-		return errors.New("broker down")
-	}
-	return f.Publisher.Publish(ctx, topic, evs...)
-}
-
 func keyed(id, key string) event.Event {
 	e := eventkittest.NewEvent(id)
 	e.SetExtension("partitionkey", key)
@@ -155,16 +141,14 @@ func collect(t *testing.T, bus *memory.Bus) (eventkit.Subscription, func(n int) 
 	}
 }
 
-func run(t *testing.T, r *outbox.Relay) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+// newRelay returns a relay with opts, or fails t.
+func newRelay(t *testing.T, st outbox.Store, pub eventkit.Publisher, opts ...outbox.RelayOption) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.NewRelay(st, pub, opts...)
+	if err != nil {
+		t.Fatalf("NewRelay: %v", err)
 	}
+	return r
 }
 
 func TestRelayOrderPerKeyAndMark(t *testing.T) {
@@ -176,7 +160,7 @@ func TestRelayOrderPerKeyAndMark(t *testing.T) {
 	for i := range 100 {
 		st.write("app.orders", keyed("k"+strconv.Itoa(i%3)+"-"+strconv.Itoa(i), "k"+strconv.Itoa(i%3)))
 	}
-	stop := run(t, outbox.NewRelay(st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
+	stop := eventkittest.RunRelay(t, newRelay(t, st, bus, outbox.WithBatchSize(7), outbox.WithPollInterval(10*time.Millisecond)))
 	defer stop()
 	ids := take(100)
 	next := map[string]int{}
@@ -202,35 +186,28 @@ func TestRelayOrderPerKeyAndMark(t *testing.T) {
 
 func TestRelayRetriesWhileBrokerDown(t *testing.T) {
 	st := newMemStore(1)
-	bus := memory.New()
-	defer bus.Close()
-	sub, take := collect(t, bus)
-	defer sub.Close()
-	pub := &flaky{Publisher: bus}
-	pub.down.Store(true)
+	pub := &eventkittest.RecordingPublisher{}
+	pub.Down.Store(true)
 	for i := range 10 {
 		st.write("app.x", keyed(strconv.Itoa(i), "k"))
 	}
-	r := outbox.NewRelay(st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
+	r := newRelay(t, st, pub, outbox.WithBackoff(time.Millisecond, 20*time.Millisecond),
 		outbox.WithPollInterval(5*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
-	stop := run(t, r)
+	stop := eventkittest.RunRelay(t, r)
 	defer stop()
-	for pub.fails.Load() < 5 {
-		time.Sleep(time.Millisecond)
-	}
+	eventkittest.WaitFor(t, 10*time.Second, "the relay retries", func() bool { return pub.Fails.Load() >= 5 })
 	if st.pending() != 10 {
 		t.Fatalf("rows marked while the broker was down: %d pending", st.pending())
 	}
-	pub.down.Store(false)
-	ids := take(10)
-	for i, id := range ids {
-		if id != strconv.Itoa(i) {
-			t.Fatalf("position %d: %s", i, id)
+	pub.Down.Store(false)
+	eventkittest.WaitFor(t, 10*time.Second, "every row marked", func() bool { return st.pending() == 0 })
+	for i, e := range pub.Events() {
+		if e.ID() != strconv.Itoa(i) {
+			t.Fatalf("position %d: %s", i, e.ID())
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Stats().Published != 10 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // counted after Publish returned
+	if n := len(pub.Events()); n != 10 {
+		t.Fatalf("%d events published; want 10", n)
 	}
 	if r.Stats().PublishErrors < 5 || r.Stats().Published != 10 {
 		t.Fatalf("stats %+v", r.Stats())
@@ -241,8 +218,8 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	st := newMemStore(2)
 	bus := memory.New()
 	defer bus.Close()
-	r := outbox.NewRelay(st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
-	stop := run(t, r)
+	r := newRelay(t, st, bus, outbox.WithOwner("one"), outbox.WithPollInterval(5*time.Millisecond))
+	stop := eventkittest.RunRelay(t, r)
 	for r.Stats().Partitions != 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -253,6 +230,44 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	held, _ := st.Claim(context.Background(), "two", time.Minute)
 	if len(held) != 2 {
 		t.Fatalf("after Run returned, another relay got %v", held)
+	}
+}
+
+// TestRelayRefusesInvalidOptions: each invalid value makes NewRelay fail
+// with eventkit.ErrInvalidOption, naming the option (they were ignored
+// before).
+func TestRelayRefusesInvalidOptions(t *testing.T) {
+	st := newMemStore(1)
+	bus := memory.New()
+	defer bus.Close()
+	type bad = eventkittest.BadOption[outbox.RelayOption]
+	eventkittest.TestBadOptions(t, func(o outbox.RelayOption) error {
+		_, err := outbox.NewRelay(st, bus, outbox.WithOwner("ok"), o)
+		return err
+	},
+		bad{Name: "outbox.WithOwner", Opt: outbox.WithOwner("")},
+		bad{Name: "outbox.WithBatchSize", Opt: outbox.WithBatchSize(0)},
+		bad{Name: "outbox.WithBatchSize", Opt: outbox.WithBatchSize(-1)},
+		bad{Name: "outbox.WithPollInterval", Opt: outbox.WithPollInterval(0)},
+		bad{Name: "outbox.WithLeaseTTL", Opt: outbox.WithLeaseTTL(-time.Second)},
+		bad{Name: "outbox.WithLeaseTTL", Opt: outbox.WithLeaseTTL(time.Microsecond)},
+		bad{Name: "outbox.WithBackoff", Opt: outbox.WithBackoff(0, time.Second)},
+		bad{Name: "outbox.WithBackoff", Opt: outbox.WithBackoff(time.Second, time.Millisecond)},
+		bad{Name: "outbox.WithPublishTimeout", Opt: outbox.WithPublishTimeout(0)},
+		bad{Name: "outbox.WithLogger", Opt: outbox.WithLogger(nil)},
+		bad{Name: "outbox.WithPurgeInterval", Opt: outbox.WithPurgeInterval(-time.Minute)},
+	)
+	if _, err := outbox.NewRelay(nil, bus); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewRelay(nil store) = %v; want ErrInvalidOption", err)
+	}
+	if _, err := outbox.NewRelay(st, nil); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("NewRelay(nil publisher) = %v; want ErrInvalidOption", err)
+	}
+	r := newRelay(t, st, bus, outbox.WithOwner("me"), outbox.WithBatchSize(1), outbox.WithPollInterval(time.Millisecond),
+		outbox.WithLeaseTTL(time.Millisecond), outbox.WithBackoff(time.Millisecond, time.Millisecond),
+		outbox.WithPublishTimeout(time.Millisecond), outbox.WithLogger(slog.Default()), outbox.WithPurgeInterval(time.Millisecond))
+	if r.Owner() != "me" {
+		t.Errorf("Owner = %q", r.Owner())
 	}
 }
 
@@ -291,7 +306,11 @@ func ExampleRelay() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = outbox.NewRelay(store, bus).Run(ctx)
+		relay, err := outbox.NewRelay(store, bus)
+		if err != nil {
+			panic(err)
+		}
+		_ = relay.Run(ctx)
 	}()
 	m := <-sub.Messages()
 	_ = m.Ack()

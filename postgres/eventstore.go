@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,9 +11,10 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/cloudevents/sdk-go/v2/types"
-	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/internal/opt"
+	"github.com/eventkit/eventkit/internal/sqlstore"
+	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -80,45 +79,52 @@ type eventStoreConfig struct {
 
 var copyColumns = []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 
-// EventStoreOption configures an EventStore.
-type EventStoreOption func(*eventStoreConfig)
+// EventStoreOption configures an EventStore. An invalid value makes
+// NewEventStore fail with an error wrapping eventkit.ErrInvalidOption.
+type EventStoreOption func(*eventStoreConfig) error
+
+// table is an option setting the table name field(c) to name, which must
+// be a table name, schema-qualified or not.
+func table(option, name string, field func(*eventStoreConfig) *string) EventStoreOption {
+	_, err := pgsql.Ident(name, "")
+	return opt.Set(option, name, err != nil, fmt.Sprint(err), field)
+}
 
 // WithEventsTable sets the events table (default "eventkit_events"; may be
 // schema-qualified: "myschema.events").
 func WithEventsTable(name string) EventStoreOption {
-	return func(c *eventStoreConfig) { c.eventsTable = name }
+	return table("postgres.WithEventsTable", name, func(c *eventStoreConfig) *string { return &c.eventsTable })
 }
 
 // WithPositionsTable sets the one-row table of the position allocator
 // (default "eventkit_positions"; may be schema-qualified).
 func WithPositionsTable(name string) EventStoreOption {
-	return func(c *eventStoreConfig) { c.positionsTable = name }
+	return table("postgres.WithPositionsTable", name, func(c *eventStoreConfig) *string { return &c.positionsTable })
 }
 
 // WithGroupCommit turns group commit on or off (default on). Off, each
 // append is one transaction of its own.
 func WithGroupCommit(on bool) EventStoreOption {
-	return func(c *eventStoreConfig) { c.groupCommit = on }
+	return func(c *eventStoreConfig) error { c.groupCommit = on; return nil }
 }
 
 // WithMaxBatch sets how many appends group commit puts in one transaction
-// at most (default 256).
+// at most (default 256); n must be positive.
 func WithMaxBatch(n int) EventStoreOption {
-	return func(c *eventStoreConfig) {
-		if n > 0 {
-			c.maxBatch = n
-		}
-	}
+	return opt.Set("postgres.WithMaxBatch", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(c *eventStoreConfig) *int { return &c.maxBatch })
 }
 
 // NewEventStore returns an event store on pool. Call Migrate once to
-// create its tables.
-func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) *EventStore {
+// create its tables. An invalid option value makes it fail with an error
+// wrapping eventkit.ErrInvalidOption.
+func NewEventStore(pool *pgxpool.Pool, opts ...EventStoreOption) (*EventStore, error) {
 	c := eventStoreConfig{eventsTable: "eventkit_events", positionsTable: "eventkit_positions", groupCommit: true, maxBatch: 256, commitTimeout: 30 * time.Second, copyThreshold: 50}
 	for _, o := range opts {
-		o(&c)
+		if err := o(&c); err != nil {
+			return nil, err
+		}
 	}
-	return &EventStore{pool: pool, cfg: c, events: quoteIdent(c.eventsTable), positions: quoteIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}
+	return &EventStore{pool: pool, cfg: c, events: quoteIdent(c.eventsTable), positions: quoteIdent(c.positionsTable), eventsIdent: pgx.Identifier(strings.Split(c.eventsTable, "."))}, nil
 }
 
 var (
@@ -138,33 +144,10 @@ func indexName(table, suffix string) string {
 // Migrate creates the store's tables and indexes if they do not exist. It
 // is idempotent.
 func (s *EventStore) Migrate(ctx context.Context) error {
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ` + s.events + ` (
-			position     bigint PRIMARY KEY,
-			stream_id    text NOT NULL,
-			version      bigint NOT NULL,
-			event_id     text NOT NULL,
-			source       text NOT NULL,
-			type         text NOT NULL,
-			subject      text,
-			time         text,
-			content_type text,
-			data_schema  text,
-			extensions   text,
-			data         bytea,
-			recorded_at  timestamptz NOT NULL DEFAULT now()
-		)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_version") + ` ON ` + s.events + ` (stream_id, version)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + indexName(s.cfg.eventsTable, "_stream_event_id") + ` ON ` + s.events + ` (stream_id, event_id)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.positions + ` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
-		`INSERT INTO ` + s.positions + ` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
-	}
-	for _, q := range stmts {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
-			return fmt.Errorf("postgres: migrate event store: %w", err)
-		}
-	}
-	return nil
+	index := func(suffix string) string { return indexName(s.cfg.eventsTable, suffix) }
+	return dialect.Migrate(ctx, pgDB{s.pool}, "event store", append(sqlstore.EventTable(dialect, s.events, index),
+		`CREATE TABLE IF NOT EXISTS `+s.positions+` (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)`,
+		`INSERT INTO `+s.positions+` (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`)...)
 }
 
 type appendRequest struct {
@@ -257,53 +240,18 @@ func (s *EventStore) lead(ctx context.Context) {
 }
 
 func (s *EventStore) newRequest(ctx context.Context, stream string, expected es.ExpectedVersion, events []event.Event) (*appendRequest, error) {
-	if err := es.ValidateAppend(stream, events); err != nil {
+	if err := sqlstore.ValidateAppend(stream, expected, events); err != nil {
 		return nil, err
-	}
-	if expected < es.Any {
-		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
 	r := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{}), promote: make(chan struct{})}
 	for i := range events {
-		row, err := encodeEvent(&events[i])
+		row, err := sqlstore.EncodeEvent(&events[i])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("postgres: append: %w", err)
 		}
 		r.rows = append(r.rows, row)
 	}
 	return r, nil
-}
-
-// encodeEvent returns event_id, source, type, subject, time, content_type,
-// data_schema, extensions, data.
-func encodeEvent(e *event.Event) ([]any, error) {
-	var subject, ct, schema, ext, tm *string
-	if v := e.Subject(); v != "" {
-		subject = &v
-	}
-	if v := e.DataContentType(); v != "" {
-		ct = &v
-	}
-	if v := e.DataSchema(); v != "" {
-		schema = &v
-	}
-	if v := e.Time(); !v.IsZero() {
-		f := v.UTC().Format(time.RFC3339Nano) // text keeps the nanoseconds timestamptz would cut
-		tm = &f
-	}
-	if exts := e.Extensions(); len(exts) > 0 {
-		m := make(map[string]string, len(exts))
-		for k, v := range exts {
-			m[k] = binding.FormatValue(v)
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: encode extensions of %s: %w", e.ID(), err)
-		}
-		v := string(b)
-		ext = &v
-	}
-	return []any{e.ID(), e.Source(), e.Type(), subject, tm, ct, schema, ext, e.Data()}, nil
 }
 
 // commitBatch runs one transaction for batch and completes every request.
@@ -588,19 +536,17 @@ func (p *pendingAppend) Rollback(ctx context.Context) error {
 	return nil
 }
 
-const eventColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
-
 // ReadStream implements es.EventStore.
 func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
 	var q string
 	switch dir {
 	case es.Forward:
-		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+		q = `SELECT ` + sqlstore.EventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
 	case es.Backward:
 		if from == 0 {
 			from = 1 << 62
 		}
-		q = `SELECT ` + eventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+		q = `SELECT ` + sqlstore.EventColumns + ` FROM ` + s.events + ` WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
 	default:
 		return nil, fmt.Errorf("postgres: invalid direction %d", dir)
 	}
@@ -616,7 +562,7 @@ func limitArg(limit int) any {
 
 // ReadAll implements es.EventStore.
 func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es.RecordedEvent, error) {
-	return s.query(ctx, `SELECT `+eventColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limitArg(limit))
+	return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.events+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limitArg(limit))
 }
 
 func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
@@ -625,82 +571,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		return nil, fmt.Errorf("postgres: read events: %w", err)
 	}
 	defer rows.Close()
-	var out []es.RecordedEvent
-	var dec eventDecoder
-	var (
-		pos, ver                 int64
-		stream, id, source, typ  string
-		subject, ct, schema, ext *string
-		tm                       *string
-		data                     []byte
-		recorded                 time.Time
-	)
-	for rows.Next() {
-		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
-			return nil, fmt.Errorf("postgres: read events: %w", err)
-		}
-		e, err := dec.decode(id, source, typ, subject, tm, ct, schema, ext, data)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: event at position %d: %w", pos, err)
-		}
-		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: recorded})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: read events: %w", err)
-	}
-	return out, nil
-}
-
-// eventDecoder rebuilds events from their stored columns; it remembers the
-// last parsed source, which most rows of a page share.
-type eventDecoder struct {
-	source string
-	uri    types.URIRef
-}
-
-func (d *eventDecoder) decode(id, source, typ string, subject, tm, ct, schema, ext *string, data []byte) (event.Event, error) {
-	if source != d.source || d.source == "" {
-		u, err := url.Parse(source)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("source: %w", err)
-		}
-		d.source, d.uri = source, types.URIRef{URL: *u}
-	}
-	c := &event.EventContextV1{ID: id, Source: d.uri, Type: typ}
-	if subject != nil {
-		v := *subject
-		c.Subject = &v
-	}
-	if ct != nil {
-		v := *ct
-		c.DataContentType = &v
-	}
-	if tm != nil {
-		t, err := time.Parse(time.RFC3339Nano, *tm)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("time: %w", err)
-		}
-		c.Time = &types.Timestamp{Time: t}
-	}
-	if schema != nil {
-		u, err := url.Parse(*schema)
-		if err != nil {
-			return event.Event{}, fmt.Errorf("dataschema: %w", err)
-		}
-		c.DataSchema = &types.URI{URL: *u}
-	}
-	if ext != nil {
-		var m map[string]string
-		if err := json.Unmarshal([]byte(*ext), &m); err != nil {
-			return event.Event{}, fmt.Errorf("extensions: %w", err)
-		}
-		for k, v := range m {
-			if err := c.SetExtension(k, v); err != nil {
-				return event.Event{}, fmt.Errorf("extension %s: %w", k, err)
-			}
-		}
-	}
-	return event.Event{Context: c, DataEncoded: data}, nil
+	return sqlstore.ReadEvents(dialect, rows, func(t time.Time) (time.Time, error) { return t, nil })
 }
 
 // Head implements es.EventStore.

@@ -114,10 +114,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 	b.Run("raw-pgx-copy", func(b *testing.B) {
 		ctx := context.Background()
 		pool, schema := esTestPool(b)
-		s := postgres.NewEventStore(pool, postgres.WithEventsTable(schema+".events"), postgres.WithPositionsTable(schema+".positions"))
-		if err := s.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
+		esNewStoreOn(b, pool, schema) // its tables
 		cols := []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 		b.ResetTimer()
 		start := time.Now()
@@ -148,46 +145,13 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 func BenchmarkReadAll(b *testing.B) {
 	ctx := context.Background()
 	pool, schema := esTestPool(b)
-	s := postgres.NewEventStore(pool, postgres.WithEventsTable(schema+".events"), postgres.WithPositionsTable(schema+".positions"))
-	if err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	s := esNewStoreOn(b, pool, schema)
 	const total = 50_000
-	batch := make([]event.Event, 500)
-	for i := 0; i < total/len(batch); i++ {
-		for j := range batch {
-			batch[j] = esBenchEvent(fmt.Sprintf("e%d-%d", i, j))
-		}
-		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%100), es.Any, batch...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	start := time.Now()
-	read := 0
-	for i := 0; i < b.N; i++ {
-		var after uint64
-		for {
-			page, err := s.ReadAll(ctx, after, 1000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(page) == 0 {
-				break
-			}
-			read += len(page)
-			after = page[len(page)-1].Position
-		}
-	}
-	b.StopTimer()
-	if read != b.N*total {
-		b.Fatalf("read %d events; want %d", read, b.N*total)
-	}
-	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
+	eventkittest.BenchmarkEventStoreReadAll(b, s, total, 100, esBenchEvent)
 	// The floor in the same run: the same pages read with raw pgx into
 	// plain values, without building CloudEvents.
 	b.StartTimer()
-	start = time.Now()
+	start := time.Now()
 	raw := 0
 	for i := 0; i < b.N; i++ {
 		var after int64

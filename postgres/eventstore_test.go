@@ -52,15 +52,23 @@ func esTestPool(t testing.TB) (*pgxpool.Pool, string) {
 func esNewStore(t testing.TB, opts ...postgres.EventStoreOption) *postgres.EventStore {
 	t.Helper()
 	pool, schema := esTestPool(t)
-	opts = append([]postgres.EventStoreOption{postgres.WithEventsTable(schema + ".events"), postgres.WithPositionsTable(schema + ".positions")}, opts...)
-	s := postgres.NewEventStore(pool, opts...)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := esNewStoreOn(t, pool, schema, opts...)
 	if err := s.Migrate(context.Background()); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	return s
+}
+
+// esNewStoreOn returns a store with opts on the tables events and
+// positions of schema, migrated.
+func esNewStoreOn(t testing.TB, pool *pgxpool.Pool, schema string, opts ...postgres.EventStoreOption) *postgres.EventStore {
+	t.Helper()
+	opts = append([]postgres.EventStoreOption{postgres.WithEventsTable(schema + ".events"), postgres.WithPositionsTable(schema + ".positions")}, opts...)
+	s, err := postgres.NewEventStore(pool, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eventkittest.Migrated(t, s)
 }
 
 func TestEventStore(t *testing.T) {
@@ -196,13 +204,18 @@ func TestEventStoreLargeAppend(t *testing.T) {
 	}
 }
 
-func TestSnapshotStore(t *testing.T) {
-	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore {
-		pool, schema := esTestPool(t)
-		s := postgres.NewSnapshotStore(pool, schema+".snapshots")
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+// TestEventStoreRefusesInvalidOptions: NewEventStore fails with
+// eventkit.ErrInvalidOption, naming the option (WithMaxBatch(0) was ignored
+// before, and a table name with three parts was quoted as given).
+func TestEventStoreRefusesInvalidOptions(t *testing.T) {
+	type bad = eventkittest.BadOption[postgres.EventStoreOption]
+	eventkittest.TestBadOptions(t, func(o postgres.EventStoreOption) error {
+		_, err := postgres.NewEventStore(nil, o)
+		return err
+	},
+		bad{Name: "postgres.WithEventsTable", Opt: postgres.WithEventsTable("")},
+		bad{Name: "postgres.WithEventsTable", Opt: postgres.WithEventsTable("a.b.c")},
+		bad{Name: "postgres.WithPositionsTable", Opt: postgres.WithPositionsTable("s.")},
+		bad{Name: "postgres.WithMaxBatch", Opt: postgres.WithMaxBatch(0)},
+	)
 }

@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/eventkit/eventkit/topic"
@@ -30,42 +30,42 @@ const (
 	OutboxKeep
 )
 
-// OutboxOption configures an Outbox.
-type OutboxOption func(*Outbox)
+// OutboxOption configures an Outbox. An invalid value makes NewOutbox fail
+// with an error wrapping eventkit.ErrInvalidOption.
+type OutboxOption func(*Outbox) error
 
 // OutboxTable sets the outbox table's name, optionally schema-qualified
 // ("app.outbox"; default "eventkit_outbox"). Its companion tables are
 // <name>_leases, <name>_relays and, with OutboxArchive, <name>_archive.
-func OutboxTable(name string) OutboxOption { return func(o *Outbox) { o.name = name } }
+func OutboxTable(name string) OutboxOption {
+	_, err := pgsql.Ident(name, "")
+	return opt.Set("postgres.OutboxTable", name, err != nil, fmt.Sprint(err), func(o *Outbox) *string { return &o.name })
+}
 
-// OutboxPartitions sets the number of partitions (default 16). It is fixed
-// when the tables are created: changing it later has no effect.
+// OutboxPartitions sets the number of partitions (default 16); n must be
+// positive. It is fixed when the tables are created: changing it later has
+// no effect.
 func OutboxPartitions(n int) OutboxOption {
-	return func(o *Outbox) {
-		if n > 0 {
-			o.partitions = n
-		}
-	}
+	return opt.Set("postgres.OutboxPartitions", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(o *Outbox) *int { return &o.partitions })
 }
 
 // OutboxDeliveredPolicy sets what happens to delivered rows (default
 // OutboxDelete).
-func OutboxDeliveredPolicy(p OutboxPolicy) OutboxOption { return func(o *Outbox) { o.policy = p } }
+func OutboxDeliveredPolicy(p OutboxPolicy) OutboxOption {
+	return opt.Set("postgres.OutboxDeliveredPolicy", p, p < OutboxDelete || p > OutboxKeep, fmt.Sprintf("unknown policy %d", p), func(o *Outbox) *OutboxPolicy { return &o.policy })
+}
 
-// OutboxRetention sets how long OutboxKeep keeps delivered rows (default 24h).
+// OutboxRetention sets how long OutboxKeep keeps delivered rows (default
+// 24h); it must be positive.
 func OutboxRetention(d time.Duration) OutboxOption {
-	return func(o *Outbox) {
-		if d > 0 {
-			o.retention = d
-		}
-	}
+	return opt.Set("postgres.OutboxRetention", d, d <= 0, "must be positive, got "+d.String(), func(o *Outbox) *time.Duration { return &o.retention })
 }
 
 // OutboxNotify sets whether Write notifies the relays (NOTIFY, delivered at
 // commit) so that they publish at once instead of at their next poll
 // (default true). A NOTIFY serializes the commits of notifying transactions
 // briefly; turn it off for the highest write rates and rely on polling.
-func OutboxNotify(on bool) OutboxOption { return func(o *Outbox) { o.notify = on } }
+func OutboxNotify(on bool) OutboxOption { return func(o *Outbox) error { o.notify = on; return nil } }
 
 // Outbox is the transactional outbox on PostgreSQL: Write stores events in
 // the caller's transaction, and the Outbox is the outbox.Store (and
@@ -95,16 +95,16 @@ type Outbox struct {
 }
 
 // NewOutbox returns the outbox on pool. Call Migrate once to create its
-// tables.
+// tables. An invalid option value makes it fail with an error wrapping
+// eventkit.ErrInvalidOption.
 func NewOutbox(pool *pgxpool.Pool, opts ...OutboxOption) (*Outbox, error) {
 	o := &Outbox{pool: pool, name: "eventkit_outbox", partitions: 16, retention: 24 * time.Hour, notify: true}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
-	var err error
-	if o.table, err = pgsql.Ident(o.name, ""); err != nil {
-		return nil, err
-	}
+	o.table, _ = pgsql.Ident(o.name, "")
 	o.leases, _ = pgsql.Ident(o.name, "_leases")
 	o.relays, _ = pgsql.Ident(o.name, "_relays")
 	o.archive, _ = pgsql.Ident(o.name, "_archive")
@@ -303,25 +303,7 @@ func (o *Outbox) Fetch(ctx context.Context, cursors []outbox.Cursor, limit int) 
 		return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
 	}
 	defer rows.Close()
-	var out []outbox.Record
-	var body []byte
-	for rows.Next() {
-		var r outbox.Record
-		if err := rows.Scan(&r.ID, &r.Partition, &r.Topic, &body); err != nil {
-			return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
-		}
-		if r.ID <= after[r.Partition] {
-			continue
-		}
-		if r.Event, err = eventkit.UnmarshalEvent(body); err != nil {
-			return nil, fmt.Errorf("postgres: outbox fetch: row %d: %w", r.ID, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: outbox fetch: %w", err)
-	}
-	return out, nil
+	return dialect.OutboxRecords(rows, func(r outbox.Record) bool { return r.ID <= after[r.Partition] })
 }
 
 // MarkDelivered implements outbox.Store: it deletes, archives or stamps the
@@ -388,5 +370,4 @@ var (
 	_ outbox.Notifier       = (*Outbox)(nil)
 	_ outbox.Purger         = (*Outbox)(nil)
 	_ outbox.Writer[pgx.Tx] = (*Outbox)(nil)
-	_                       = errors.New
 )

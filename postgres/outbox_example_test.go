@@ -44,7 +44,10 @@ func ExampleOutbox() {
 
 	bus := memory.New() // any eventkit.Publisher
 	defer bus.Close()
-	relay := outbox.NewRelay(ob, bus, outbox.WithLeaseTTL(15*time.Second))
+	relay, err := outbox.NewRelay(ob, bus, outbox.WithLeaseTTL(15*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
 	runCtx, stop := context.WithTimeout(ctx, time.Second)
 	defer stop()
 	_ = relay.Run(runCtx) // in a service: until shutdown

@@ -11,16 +11,6 @@ import (
 	"github.com/eventkit/eventkit/sqlite"
 )
 
-func TestCheckpointStore(t *testing.T) {
-	eventkittest.TestCheckpointStore(t, func(t *testing.T) es.CheckpointStore {
-		s := sqlite.NewCheckpointStore(esTestDB(t), "")
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
-}
-
 // TestProjectionCheckpointInTransaction: a projection that writes its read
 // model and its checkpoint in one transaction counts every event exactly
 // once across failures before and after its commits.

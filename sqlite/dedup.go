@@ -1,12 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
-	"fmt"
 	"time"
 
 	"github.com/eventkit/eventkit/dedup"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 )
 
 // DedupStore is a dedup.Store in an SQLite table (default
@@ -25,67 +26,42 @@ var _ dedup.Store = (*DedupStore)(nil)
 // whose records last defaultTTL when Mark gets no TTL (<= 0 here: 7 days).
 // Call Migrate once. Expired rows are ignored, and deleted by Purge.
 func NewDedupStore(db *sql.DB, table string, defaultTTL time.Duration) *DedupStore {
-	if table == "" {
-		table = "eventkit_dedup"
-	}
-	if defaultTTL <= 0 {
-		defaultTTL = 7 * 24 * time.Hour
-	}
-	return &DedupStore{db: db, table: esSqlIdent(table), defaultTTL: defaultTTL, now: time.Now}
+	return &DedupStore{db: db, table: esSqlIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL), now: time.Now}
 }
 
 // Migrate creates the table if it does not exist (idempotent).
 func (s *DedupStore) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlite: migrate dedup: %w", err)
-	}
-	return nil
+	return dialect.Migrate(ctx, sqlstore.Std(s.db), "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`)
 }
 
 // Seen implements dedup.Store.
 func (s *DedupStore) Seen(ctx context.Context, key string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, key, s.now().UnixNano()).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup seen: %w", err)
-	}
-	return n > 0, nil
+	_, err := dialect.Get(ctx, sqlstore.Std(s.db), "dedup seen", `SELECT COUNT(*) FROM `+s.table+` WHERE key = ? AND expires_at > ?`, []any{key, s.now().UnixNano()}, &n)
+	return n > 0, err
 }
 
 // Mark implements dedup.Store.
 func (s *DedupStore) Mark(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, s.db, key, ttl)
+	return s.mark(ctx, sqlstore.Std(s.db), key, ttl)
 }
 
 // MarkTx marks key in tx.
 func (s *DedupStore) MarkTx(ctx context.Context, tx *sql.Tx, key string, ttl time.Duration) (bool, error) {
-	return s.mark(ctx, tx, key, ttl)
+	return s.mark(ctx, sqlstore.Std(tx), key, ttl)
 }
 
-func (s *DedupStore) mark(ctx context.Context, db esSqlExecer, key string, ttl time.Duration) (bool, error) {
-	if ttl <= 0 {
-		ttl = s.defaultTTL
-	}
+func (s *DedupStore) mark(ctx context.Context, db sqlstore.DB, key string, ttl time.Duration) (bool, error) {
+	ttl = sqlstore.PositiveOr(ttl, s.defaultTTL)
 	now := s.now()
 	// One statement: insert, or take over an expired record; a live one is kept.
-	res, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` (key, expires_at) VALUES (?, ?)
+	n, err := dialect.Exec(ctx, db, "dedup mark", `INSERT INTO `+s.table+` (key, expires_at) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE expires_at <= ?`,
 		key, now.Add(ttl).UnixNano(), now.UnixNano())
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup mark: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("sqlite: dedup mark: %w", err)
-	}
-	return n == 1, nil
+	return n == 1, err
 }
 
 // Purge deletes the expired records.
 func (s *DedupStore) Purge(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: dedup purge: %w", err)
-	}
-	return res.RowsAffected()
+	return dialect.Exec(ctx, sqlstore.Std(s.db), "dedup purge", `DELETE FROM `+s.table+` WHERE expires_at <= ?`, s.now().UnixNano())
 }

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 )
 
 // EventStore is an es.EventStore in an SQLite database.
@@ -53,50 +52,20 @@ func esSqlIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`,
 // (idempotent).
 func (s *EventStore) Migrate(ctx context.Context) error {
 	base := strings.Trim(s.table, `"`)
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ` + s.table + ` (
-			position     INTEGER PRIMARY KEY,
-			stream_id    TEXT NOT NULL,
-			version      INTEGER NOT NULL,
-			event_id     TEXT NOT NULL,
-			source       TEXT NOT NULL,
-			type         TEXT NOT NULL,
-			subject      TEXT,
-			time         TEXT,
-			content_type TEXT,
-			data_schema  TEXT,
-			extensions   TEXT,
-			data         BLOB,
-			recorded_at  TEXT NOT NULL
-		)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esSqlIdent(base+"_stream_version") + ` ON ` + s.table + ` (stream_id, version)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS ` + esSqlIdent(base+"_stream_event_id") + ` ON ` + s.table + ` (stream_id, event_id)`,
-	}
-	for _, q := range stmts {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("sqlite: migrate event store: %w", err)
-		}
-	}
-	return nil
+	index := func(suffix string) string { return esSqlIdent(base + suffix) }
+	return dialect.Migrate(ctx, sqlstore.Std(s.db), "event store", sqlstore.EventTable(dialect, s.table, index)...)
 }
 
 // Append implements es.EventStore.
 func (s *EventStore) Append(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.AppendResult, error) {
-	p, err := s.BeginAppend(ctx, stream, expected, events...)
-	if err != nil {
-		return es.AppendResult{}, err
-	}
-	return p.Commit(ctx)
+	return sqlstore.BeginCommit(ctx, s, stream, expected, events)
 }
 
 // BeginAppend implements es.TxAppender: the append's transaction holds
 // SQLite's write lock until Commit or Rollback.
 func (s *EventStore) BeginAppend(ctx context.Context, stream string, expected es.ExpectedVersion, events ...event.Event) (es.PendingAppend, error) {
-	if err := es.ValidateAppend(stream, events); err != nil {
+	if err := sqlstore.ValidateAppend(stream, expected, events); err != nil {
 		return nil, err
-	}
-	if expected < es.Any {
-		return nil, fmt.Errorf("es: invalid expected version %d", int64(expected))
 	}
 	if expected != es.Any {
 		// Fast path without the write lock: a stream's events never change
@@ -203,9 +172,12 @@ func (s *EventStore) write(ctx context.Context, conn *sql.Conn, stream string, e
 	res = es.AppendResult{Version: cur + uint64(len(events)), Positions: make([]uint64, len(events))}
 	for i := range events {
 		e := &events[i]
-		row, err := esSqlEncode(e)
+		row, err := sqlstore.EncodeEvent(e)
 		if err != nil {
-			return es.AppendResult{}, false, err
+			return es.AppendResult{}, false, fmt.Errorf("sqlite: append: %w", err)
+		}
+		if row[8].([]byte) == nil {
+			row[8] = nil // NULL, not an empty blob
 		}
 		pos := last + uint64(i) + 1
 		args := append([]any{int64(pos), stream, int64(cur + uint64(i) + 1)}, row...)
@@ -263,39 +235,6 @@ func (p *esSqlPending) Rollback(ctx context.Context) error {
 	return nil
 }
 
-// esSqlEncode returns event_id, source, type, subject, time, content_type,
-// data_schema, extensions, data.
-func esSqlEncode(e *event.Event) ([]any, error) {
-	str := func(v string) any {
-		if v == "" {
-			return nil
-		}
-		return v
-	}
-	var tm, ext any
-	if v := e.Time(); !v.IsZero() {
-		tm = v.UTC().Format(time.RFC3339Nano)
-	}
-	if exts := e.Extensions(); len(exts) > 0 {
-		m := make(map[string]string, len(exts))
-		for k, v := range exts {
-			m[k] = binding.FormatValue(v)
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: encode extensions of %s: %w", e.ID(), err)
-		}
-		ext = string(b)
-	}
-	var data any
-	if d := e.Data(); d != nil {
-		data = d
-	}
-	return []any{e.ID(), e.Source(), e.Type(), str(e.Subject()), tm, str(e.DataContentType()), str(e.DataSchema()), ext, data}, nil
-}
-
-const esSqlColumns = `position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data, recorded_at`
-
 // ReadStream implements es.EventStore.
 func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direction, from uint64, limit int) ([]es.RecordedEvent, error) {
 	lim := int64(limit)
@@ -304,12 +243,12 @@ func (s *EventStore) ReadStream(ctx context.Context, stream string, dir es.Direc
 	}
 	switch dir {
 	case es.Forward:
-		return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`, stream, int64(from), lim)
+		return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`, stream, int64(from), lim)
 	case es.Backward:
 		if from == 0 {
 			from = 1 << 62
 		}
-		return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE stream_id = ? AND version <= ? ORDER BY version DESC LIMIT ?`, stream, int64(from), lim)
+		return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE stream_id = ? AND version <= ? ORDER BY version DESC LIMIT ?`, stream, int64(from), lim)
 	}
 	return nil, fmt.Errorf("sqlite: invalid direction %d", dir)
 }
@@ -320,7 +259,7 @@ func (s *EventStore) ReadAll(ctx context.Context, after uint64, limit int) ([]es
 	if limit <= 0 {
 		lim = -1
 	}
-	return s.query(ctx, `SELECT `+esSqlColumns+` FROM `+s.table+` WHERE position > ? ORDER BY position LIMIT ?`, int64(after), lim)
+	return s.query(ctx, `SELECT `+sqlstore.EventColumns+` FROM `+s.table+` WHERE position > ? ORDER BY position LIMIT ?`, int64(after), lim)
 }
 
 func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.RecordedEvent, error) {
@@ -329,61 +268,7 @@ func (s *EventStore) query(ctx context.Context, q string, args ...any) ([]es.Rec
 		return nil, fmt.Errorf("sqlite: read events: %w", err)
 	}
 	defer rows.Close()
-	var out []es.RecordedEvent
-	for rows.Next() {
-		var (
-			pos, ver                          int64
-			stream, id, source, typ, recorded string
-			subject, tm, ct, schema, ext      sql.NullString
-			data                              []byte
-		)
-		if err := rows.Scan(&pos, &stream, &ver, &id, &source, &typ, &subject, &tm, &ct, &schema, &ext, &data, &recorded); err != nil {
-			return nil, fmt.Errorf("sqlite: read events: %w", err)
-		}
-		e := event.New()
-		e.SetID(id)
-		e.SetSource(source)
-		e.SetType(typ)
-		if subject.Valid {
-			e.SetSubject(subject.String)
-		}
-		if tm.Valid {
-			t, err := time.Parse(time.RFC3339Nano, tm.String)
-			if err != nil {
-				return nil, fmt.Errorf("sqlite: event at position %d: time: %w", pos, err)
-			}
-			e.SetTime(t)
-		}
-		if schema.Valid {
-			e.SetDataSchema(schema.String)
-		}
-		if ext.Valid {
-			var m map[string]string
-			if err := json.Unmarshal([]byte(ext.String), &m); err != nil {
-				return nil, fmt.Errorf("sqlite: event at position %d: extensions: %w", pos, err)
-			}
-			for k, v := range m {
-				if err := e.Context.SetExtension(k, v); err != nil {
-					return nil, fmt.Errorf("sqlite: event at position %d: extension %s: %w", pos, k, err)
-				}
-			}
-		}
-		if ct.Valid {
-			e.SetDataContentType(ct.String)
-		}
-		if data != nil {
-			e.DataEncoded = data
-		}
-		rec, err := time.Parse(time.RFC3339Nano, recorded)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: event at position %d: recorded_at: %w", pos, err)
-		}
-		out = append(out, es.RecordedEvent{Event: e, StreamID: stream, Version: uint64(ver), Position: uint64(pos), RecordedAt: rec})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: read events: %w", err)
-	}
-	return out, nil
+	return sqlstore.ReadEvents(dialect, rows, func(at string) (time.Time, error) { return time.Parse(time.RFC3339Nano, at) })
 }
 
 // Head implements es.EventStore.

@@ -41,35 +41,5 @@ func BenchmarkSQLiteAppend(b *testing.B) {
 
 // BenchmarkSQLiteReadAll replays the global log in pages of 1000 events.
 func BenchmarkSQLiteReadAll(b *testing.B) {
-	ctx := context.Background()
-	s := esNewStore(b)
-	const total = 20_000
-	batch := make([]event.Event, 500)
-	for i := 0; i < total/len(batch); i++ {
-		for j := range batch {
-			batch[j] = eventkittest.NewEvent(fmt.Sprintf("e%d-%d", i, j))
-		}
-		if _, err := s.Append(ctx, fmt.Sprintf("s%d", i%10), es.Any, batch...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	start := time.Now()
-	read := 0
-	for i := 0; i < b.N; i++ {
-		var after uint64
-		for {
-			page, err := s.ReadAll(ctx, after, 1000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(page) == 0 {
-				break
-			}
-			read += len(page)
-			after = page[len(page)-1].Position
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "events/s")
+	eventkittest.BenchmarkEventStoreReadAll(b, esNewStore(b), 20_000, 10, eventkittest.NewEvent)
 }

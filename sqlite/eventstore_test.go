@@ -15,8 +15,13 @@ import (
 
 // esTestDB opens a fresh SQLite database file in WAL mode for one test.
 func esTestDB(t testing.TB) *sql.DB {
+	return sqliteOpen(t, filepath.Join(t.TempDir(), "test.db"))
+}
+
+// sqliteOpen opens the database file at path in WAL mode, closed at the end
+// of t.
+func sqliteOpen(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.db")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +47,4 @@ func TestEventStore(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	eventkittest.TestEventStore(t, func(t *testing.T) es.EventStore { return esNewStore(t) })
-}
-
-func TestSnapshotStore(t *testing.T) {
-	eventkittest.TestSnapshotStore(t, func(t *testing.T) es.SnapshotStore {
-		s := sqlite.NewSnapshotStore(esTestDB(t), "")
-		if err := s.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/topic"
 )
@@ -33,33 +34,35 @@ type Outbox struct {
 	relays     string
 }
 
-// OutboxOption configures an Outbox.
-type OutboxOption func(*Outbox)
+// OutboxOption configures an Outbox. An invalid value makes NewOutbox fail
+// with an error wrapping eventkit.ErrInvalidOption.
+type OutboxOption func(*Outbox) error
 
 // OutboxTable sets the outbox table's name (default "eventkit_outbox"); its
-// companions are <name>_leases and <name>_relays.
-func OutboxTable(name string) OutboxOption { return func(o *Outbox) { o.name = name } }
-
-// OutboxPartitions sets the number of partitions (default 16), fixed when
-// the tables are created.
-func OutboxPartitions(n int) OutboxOption {
-	return func(o *Outbox) {
-		if n > 0 {
-			o.partitions = n
-		}
-	}
+// companions are <name>_leases and <name>_relays. It must not be empty.
+func OutboxTable(name string) OutboxOption {
+	return opt.Set("sqlite.OutboxTable", name, name == "", "must not be empty", func(o *Outbox) *string { return &o.name })
 }
 
-// NewOutbox returns the outbox in db. Call Migrate once.
-func NewOutbox(db *sql.DB, opts ...OutboxOption) *Outbox {
+// OutboxPartitions sets the number of partitions (default 16), fixed when
+// the tables are created; n must be positive.
+func OutboxPartitions(n int) OutboxOption {
+	return opt.Set("sqlite.OutboxPartitions", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(o *Outbox) *int { return &o.partitions })
+}
+
+// NewOutbox returns the outbox in db. Call Migrate once. An invalid option
+// value makes it fail with an error wrapping eventkit.ErrInvalidOption.
+func NewOutbox(db *sql.DB, opts ...OutboxOption) (*Outbox, error) {
 	o := &Outbox{db: db, name: "eventkit_outbox", partitions: 16}
 	for _, opt := range opts {
-		opt(o)
+		if err := opt(o); err != nil {
+			return nil, err
+		}
 	}
 	o.table = esSqlIdent(o.name)
 	o.leases = esSqlIdent(o.name + "_leases")
 	o.relays = esSqlIdent(o.name + "_relays")
-	return o
+	return o, nil
 }
 
 // Migrate creates the outbox's tables if they do not exist.
@@ -245,22 +248,7 @@ func (o *Outbox) Fetch(ctx context.Context, cursors []outbox.Cursor, limit int) 
 		return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
 	}
 	defer rows.Close()
-	var out []outbox.Record
-	for rows.Next() {
-		var r outbox.Record
-		var body []byte
-		if err := rows.Scan(&r.ID, &r.Partition, &r.Topic, &body); err != nil {
-			return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
-		}
-		if r.Event, err = eventkit.UnmarshalEvent(body); err != nil {
-			return nil, fmt.Errorf("sqlite: outbox fetch: row %d: %w", r.ID, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: outbox fetch: %w", err)
-	}
-	return out, nil
+	return dialect.OutboxRecords(rows, nil)
 }
 
 // MarkDelivered implements outbox.Store: it deletes the rows of partitions

@@ -303,7 +303,10 @@ func benchRelay(ctx context.Context, pool *pgxpool.Pool, suffix string) (float64
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	ts := &timedStore{Outbox: o}
-	r := outbox.NewRelay(ts, bus, outbox.WithBatchSize(1000))
+	r, err := outbox.NewRelay(ts, bus, outbox.WithBatchSize(1000))
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
 	start, cpu0 := time.Now(), cpuTime()
 	go func() { defer close(done); _ = r.Run(rctx) }()
@@ -332,7 +335,10 @@ func benchLatency(ctx context.Context, pool *pgxpool.Pool, suffix string) (p50, 
 		log.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	r := outbox.NewRelay(o, bus)
+	r, err := outbox.NewRelay(o, bus)
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(rctx) }()
 	var sent sync.Map

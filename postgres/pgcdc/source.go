@@ -18,6 +18,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/postgres/pgcdc/internal/pgrepl"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -86,13 +87,17 @@ type settings struct {
 	maxBackoff   time.Duration
 }
 
-// Option configures a Source.
-type Option func(*settings)
+// Option configures a Source. An invalid value makes New fail with an error
+// wrapping eventkit.ErrInvalidOption that names the option.
+type Option func(*settings) error
 
 // WithName sets the logical name of the source (source.name of the
 // envelope, Debezium's topic.prefix; default "eventkit"); it must be a
 // topic token.
-func WithName(name string) Option { return func(o *settings) { o.name = name } }
+func WithName(name string) Option {
+	invalid := topic.ValidateName(name) != nil || strings.Contains(name, ".")
+	return opt.Set("pgcdc.WithName", name, invalid, fmt.Sprintf("%q is not a topic token", name), func(o *settings) *string { return &o.name })
+}
 
 // WithTables sets the tables ("schema.table", or "table" for public)
 // that the publication covers. The source creates the publication with
@@ -102,50 +107,84 @@ func WithName(name string) Option { return func(o *settings) { o.name = name } }
 // and the tables dropped are no longer streamed. Without tables, an
 // existing publication is used as it is. The publication's comment records
 // the tables added whose snapshot is not done yet, so that a failure or a
-// crash before it ends does not skip it.
+// crash before it ends does not skip it. A name with an empty part is
+// refused.
 func WithTables(tables ...string) Option {
-	return func(o *settings) { o.tables = append(o.tables, tables...) }
+	return func(o *settings) error {
+		for _, t := range tables {
+			schema, table, qualified := strings.Cut(t, ".")
+			if t == "" || qualified && (schema == "" || table == "") {
+				return eventkit.InvalidOption("pgcdc.WithTables", fmt.Sprintf("invalid table name %q", t))
+			}
+		}
+		o.tables = append(o.tables, tables...)
+		return nil
+	}
+}
+
+// nonEmpty is an option setting the string field(o) to v, which must not
+// be empty.
+func nonEmpty(name, v string, field func(*settings) *string) Option {
+	return opt.Set(name, v, v == "", "must not be empty", field)
+}
+
+// positive is an option setting the field(o) to v, which must be positive.
+func positive[T int | time.Duration](name string, v T, field func(*settings) *T) Option {
+	return opt.Set(name, v, v <= 0, fmt.Sprintf("must be positive, got %v", v), field)
 }
 
 // WithPublication names the publication (default "eventkit_<name>").
-func WithPublication(name string) Option { return func(o *settings) { o.publication = name } }
+func WithPublication(name string) Option {
+	return nonEmpty("pgcdc.WithPublication", name, func(o *settings) *string { return &o.publication })
+}
 
 // WithSlot names the replication slot (default "eventkit_<name>").
-func WithSlot(name string) Option { return func(o *settings) { o.slot = name } }
+func WithSlot(name string) Option {
+	return nonEmpty("pgcdc.WithSlot", name, func(o *settings) *string { return &o.slot })
+}
 
 // WithSnapshot sets whether the source, when it creates the slot, first
 // emits every row of the published tables as it was at the slot's start
 // (op "r"), read in a REPEATABLE READ transaction on the slot's exported
 // snapshot. Default true.
-func WithSnapshot(on bool) Option { return func(o *settings) { o.snapshot = on } }
+func WithSnapshot(on bool) Option { return func(o *settings) error { o.snapshot = on; return nil } }
 
 // WithProtoVersion sets the pgoutput protocol version, 1 (default) or 2.
 // Transactions are never streamed before their commit.
-func WithProtoVersion(v int) Option { return func(o *settings) { o.protoVersion = v } }
+func WithProtoVersion(v int) Option {
+	return opt.Set("pgcdc.WithProtoVersion", v, v != 1 && v != 2, fmt.Sprintf("want 1 or 2, got %d", v), func(o *settings) *int { return &o.protoVersion })
+}
 
 // WithHeartbeat sets how often the source reports its position to the
 // server and asks for a keepalive, which lets the slot advance over WAL
 // that holds no change of the published tables (default 10s).
-func WithHeartbeat(d time.Duration) Option { return func(o *settings) { o.heartbeat = d } }
+func WithHeartbeat(d time.Duration) Option {
+	return positive("pgcdc.WithHeartbeat", d, func(o *settings) *time.Duration { return &o.heartbeat })
+}
 
 // WithBatch bounds the events given to one Publish call (default 512).
 // The decoder hands a transaction's events to the publisher at its commit,
 // or every n events of a larger transaction.
-func WithBatch(n int) Option { return func(o *settings) { o.batch = n } }
+func WithBatch(n int) Option {
+	return positive("pgcdc.WithBatch", n, func(o *settings) *int { return &o.batch })
+}
 
 // WithBuffer bounds the changes decoded ahead of the publisher
 // (default 4096; counted in whole batches, at least one, plus the batch
 // being filled).
-func WithBuffer(n int) Option { return func(o *settings) { o.buffer = n } }
-
-// WithType sets the CloudEvents type of each change.
-func WithType(fn func(*cdc.Change) string) Option {
-	return func(o *settings) { o.changeType = fn }
+func WithBuffer(n int) Option {
+	return positive("pgcdc.WithBuffer", n, func(o *settings) *int { return &o.buffer })
 }
 
-// WithTopic sets the topic each change is published to.
+// WithType sets the CloudEvents type of each change; fn must not be nil.
+func WithType(fn func(*cdc.Change) string) Option {
+	return opt.Set("pgcdc.WithType", fn, fn == nil, "the function must not be nil", func(o *settings) *func(*cdc.Change) string { return &o.changeType })
+}
+
+// WithTopic sets the topic each change is published to; fn must not be
+// nil.
 func WithTopic(fn func(*cdc.Change) string) Option {
-	return func(o *settings) { o.topicFn = fn }
+	return opt.Set("pgcdc.WithTopic", fn, fn == nil, "the function must not be nil", func(o *settings) *func(*cdc.Change) string { return &o.topicFn })
 }
 
 // WithMessagePrefixes delivers only the logical decoding messages
@@ -153,35 +192,42 @@ func WithTopic(fn func(*cdc.Change) string) Option {
 // every message of the database is delivered. With no prefixes, none is
 // (the server is not asked for them).
 func WithMessagePrefixes(prefixes ...string) Option {
-	return func(o *settings) {
+	return func(o *settings) error {
 		o.msgPrefixes = map[string]bool{}
 		for _, p := range prefixes {
 			o.msgPrefixes[p] = true
 		}
+		return nil
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *settings) { o.logger = l } }
+// WithLogger sets the logger (default slog.Default()); it must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return opt.Set("pgcdc.WithLogger", l, l == nil, "the logger must not be nil", func(o *settings) **slog.Logger { return &o.logger })
+}
 
 // WithReconnect sets the bounds of the exponential delay between
-// reconnection attempts (default 100ms to 5s).
+// reconnection attempts (default 100ms to 5s): minDelay must be positive
+// and maxDelay at least minDelay.
 func WithReconnect(minDelay, maxDelay time.Duration) Option {
-	return func(o *settings) { o.minBackoff, o.maxBackoff = minDelay, maxDelay }
+	return opt.Check("pgcdc.WithReconnect", minDelay <= 0 || maxDelay < minDelay, fmt.Sprintf("want 0 < minDelay <= maxDelay, got %s and %s", minDelay, maxDelay),
+		func(o *settings) { o.minBackoff, o.maxBackoff = minDelay, maxDelay })
 }
 
 // New returns a source that reads the database at dsn and
-// publishes to pub. It connects when Run is called.
+// publishes to pub. It connects when Run is called. An invalid option
+// value, a nil pub or a dsn that does not parse makes it fail with an error
+// wrapping eventkit.ErrInvalidOption.
 func New(dsn string, pub eventkit.Publisher, opts ...Option) (*Source, error) {
 	o := settings{
 		name: "eventkit", snapshot: true, protoVersion: 1, heartbeat: 10 * time.Second,
 		batch: 512, buffer: 4096, minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second,
+		logger: slog.Default(),
 	}
 	for _, opt := range opts {
-		opt(&o)
-	}
-	if err := topic.ValidateName(o.name); err != nil || strings.Contains(o.name, ".") {
-		return nil, fmt.Errorf("postgres: cdc: name %q must be a topic token", o.name)
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
 	if o.publication == "" {
 		o.publication = "eventkit_" + sanitize(o.name)
@@ -189,20 +235,11 @@ func New(dsn string, pub eventkit.Publisher, opts ...Option) (*Source, error) {
 	if o.slot == "" {
 		o.slot = "eventkit_" + sanitize(o.name)
 	}
-	if o.protoVersion != 1 && o.protoVersion != 2 {
-		return nil, fmt.Errorf("postgres: cdc: protocol version %d (want 1 or 2)", o.protoVersion)
-	}
-	if o.heartbeat <= 0 || o.batch <= 0 || o.buffer <= 0 || o.minBackoff <= 0 || o.maxBackoff < o.minBackoff {
-		return nil, errors.New("postgres: cdc: heartbeat, batch, buffer and reconnect delays must be positive")
-	}
 	if pub == nil {
-		return nil, errors.New("postgres: cdc: nil publisher")
+		return nil, eventkit.InvalidOption("pgcdc.New", "the publisher must not be nil")
 	}
 	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return nil, fmt.Errorf("postgres: cdc: %w", err)
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
+		return nil, fmt.Errorf("%w: pgcdc.New: dsn: %w", eventkit.ErrInvalidOption, err)
 	}
 	name := o.name
 	o.customType, o.customTopic = o.changeType != nil, o.topicFn != nil
