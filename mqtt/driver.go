@@ -82,11 +82,11 @@ func (d *drv) connect(ctx context.Context, clientID string, persistent bool,
 		ConnectPassword:               d.o.password,
 		OnConnectionUp:                onUp,
 		OnConnectionDown: func() bool {
-			d.o.logger.Warn("mqtt: connection lost; reconnecting", "client", clientID)
+			d.o.Logger.Warn("mqtt: connection lost; reconnecting", "client", clientID)
 			return true
 		},
 		OnConnectError: func(err error) {
-			d.o.logger.Warn("mqtt: connect failed", "client", clientID, "err", err)
+			d.o.Logger.Warn("mqtt: connect failed", "client", clientID, "err", err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: clientID},
 	}
@@ -118,6 +118,15 @@ func (d *drv) Capabilities() eventkit.Capabilities { return capabilities }
 // eventkit.ErrClosed: the transport is stopping.
 func (d *drv) stopping() { d.stopOnce.Do(func() { close(d.stop) }) }
 
+// Stopping implements driver.Stopper: the publishes waiting for a
+// reconnect return eventkit.ErrClosed at once, and those waiting for their
+// acknowledgement when ctx ends.
+func (d *drv) Stopping(ctx context.Context) {
+	d.stopping()
+	// Not stopped: once the stop is over, aborting is harmless.
+	context.AfterFunc(ctx, d.abort)
+}
+
 // SendBatch publishes the events one after another, each acknowledged by
 // the broker before the next is sent. While the connection is down it
 // waits for the reconnect.
@@ -127,7 +136,7 @@ func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) 
 	defer context.AfterFunc(d.abortCtx, cancel)()
 	mt := topic.ToMQTT(name)
 	for i := range events {
-		props, payload, err := encode(events[i], d.o.mode == eventkit.Structured)
+		props, payload, err := encode(events[i], d.o.Mode == eventkit.Structured)
 		if err != nil {
 			return fmt.Errorf("mqtt: publish: encode event %q: %w", events[i].ID(), err)
 		}
@@ -213,4 +222,5 @@ var (
 	_ driver.Publisher  = (*drv)(nil)
 	_ driver.Subscriber = (*drv)(nil)
 	_ driver.Shutdowner = (*drv)(nil)
+	_ driver.Stopper    = (*drv)(nil)
 )

@@ -63,13 +63,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithCloseTimeout bounds Close: Close is Shutdown with a context that ends
 // after d (default DefaultCloseTimeout). d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("transport.WithCloseTimeout", "must be positive, got "+d.String())
-		}
-		c.closeTimeout = d
-		return nil
-	}
+	return func(c *config) error { return Positive("transport.WithCloseTimeout", d, &c.closeTimeout) }
 }
 
 // subscribeConfig checks the eventkit options of a Subscribe, and returns
