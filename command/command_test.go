@@ -73,6 +73,19 @@ func newEnv(t *testing.T, register func(h *command.Handlers), opts ...command.Op
 func sum(_ context.Context, a Add) (int, error) { return a.A + a.B, nil }
 
 // waitFor polls cond until it holds or 5s pass.
+// newCountingEnv is newEnv with a calc.add handler that counts its calls.
+func newCountingEnv(t *testing.T) (*env, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
+			calls.Add(1)
+			return sum(ctx, a)
+		})
+	})
+	return e, calls
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -129,13 +142,7 @@ func TestUnknownCommandGetsErrorReply(t *testing.T) {
 }
 
 func TestValidationFailureIsRepliedNotRetried(t *testing.T) {
-	var calls atomic.Int32
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
-			calls.Add(1)
-			return sum(ctx, a)
-		})
-	})
+	e, calls := newCountingEnv(t)
 	ctx := context.Background()
 	_, err := e.client.Request(ctx, "calc.add", Add{A: -1, B: 2})
 	if !errors.Is(err, command.ErrInvalid) || !strings.Contains(err.Error(), "must not be negative") {
@@ -698,13 +705,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 // dead-letter topic "<topic>.dlq") is not a command: it is not handled
 // again.
 func TestEventOffItsTopicIgnored(t *testing.T) {
-	var calls atomic.Int32
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
-			calls.Add(1)
-			return sum(ctx, a)
-		})
-	})
+	e, calls := newCountingEnv(t)
 	ctx := context.Background()
 	ev, _ := e.client.NewCommand("calc.add", Add{A: 1})
 	if err := e.bus.Publish(ctx, "commands.calc.add.dlq", ev); err != nil {

@@ -10,32 +10,14 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
-	"github.com/eventkit/eventkit/eventkittest"
 	ekredis "github.com/eventkit/eventkit/redis"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // TestRedis runs commands over the Redis Streams transport.
 func TestRedis(t *testing.T) {
-	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
-	keyPrefix := eventkittest.UniqueName("ekcmd") + ":"
+	tr := dialRedis(t, ekredis.WithDiscoverInterval(50*time.Millisecond), ekredis.WithBlock(100*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	tr, err := ekredis.Dial(ctx, "redis://"+addr, ekredis.WithPrefix(keyPrefix),
-		ekredis.WithDiscoverInterval(50*time.Millisecond), ekredis.WithBlock(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = tr.Close()
-		c := goredis.NewClient(&goredis.Options{Addr: addr})
-		defer c.Close()
-		iter := c.Scan(context.Background(), 0, keyPrefix+"*", 500).Iterator()
-		for iter.Next(context.Background()) {
-			c.Del(context.Background(), iter.Val())
-		}
-	}()
-
 	runOverTransport(t, ctx, tr, tr, tr, tr)
 }
 
