@@ -88,14 +88,8 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion (or %sspecversion) header: %w", SpecHeaderPrefix, HeaderPrefix, eventkit.ErrNotCloudEvent)
 	}
 	e := event.New()
-	headerCT, err := setAttributes(&e, d.Headers)
-	if err != nil {
+	if err := setAttributes(&e, d.Headers, d.ContentType); err != nil {
 		return event.Event{}, err
-	}
-	if ct := d.ContentType; ct != "" {
-		e.SetDataContentType(ct)
-	} else if headerCT != "" {
-		e.SetDataContentType(headerCT)
 	}
 	if len(d.Body) > 0 {
 		e.DataEncoded = d.Body
@@ -107,11 +101,11 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 }
 
 // setAttributes sets e's attributes from the headers of a binary-mode
-// message, except datacontenttype, whose header value it returns (the
-// content-type property wins over it, section 3.1.1). Both prefixes may
-// name the same attribute: they must then agree. Headers are visited in
-// sorted order so that the outcome does not depend on the map's order.
-func setAttributes(e *event.Event, headers amqp.Table) (string, error) {
+// message and its content-type property ct, which wins over a
+// datacontenttype header (section 3.1.1). Both prefixes may name the same
+// attribute: they must then agree. Headers are visited in sorted order so
+// that the outcome does not depend on the map's order.
+func setAttributes(e *event.Event, headers amqp.Table, ct string) error {
 	keys := make([]string, 0, len(headers))
 	for k := range headers {
 		if _, ok := attributeName(k); ok {
@@ -125,18 +119,18 @@ func setAttributes(e *event.Event, headers amqp.Table) (string, error) {
 		name, _ := attributeName(k)
 		raw := headers[k]
 		if !binding.IsAttributeName(name) || name == "data" {
-			return "", &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
+			return &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
 		}
 		if raw == nil {
 			continue // AMQP null: the attribute is absent
 		}
 		v, err := attributeValue(name, raw)
 		if err != nil {
-			return "", err
+			return err
 		}
 		first, err := firstValue(seen, name, v)
 		if err != nil {
-			return "", err
+			return err
 		}
 		if !first {
 			continue // the same value under the other prefix
@@ -144,16 +138,22 @@ func setAttributes(e *event.Event, headers amqp.Table) (string, error) {
 		if name == "datacontenttype" {
 			s, ok := v.(string)
 			if !ok {
-				return "", &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
+				return &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
 			}
 			headerCT = s
 			continue
 		}
 		if err := setAttribute(e, name, v); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return headerCT, nil
+	if ct == "" {
+		ct = headerCT
+	}
+	if ct != "" {
+		e.SetDataContentType(ct)
+	}
+	return nil
 }
 
 // firstValue records the value v of attribute name in seen, by its

@@ -73,6 +73,37 @@ func newEnv(t *testing.T, register func(h *command.Handlers), opts ...command.Op
 func sum(_ context.Context, a Add) (int, error) { return a.A + a.B, nil }
 
 // waitFor polls cond until it holds or 5s pass.
+// slowOp is a "slow.op" handler that tells each start and returns once
+// block is closed.
+type slowOp struct {
+	started chan struct{}
+	block   chan struct{}
+}
+
+func newSlowOp() *slowOp {
+	return &slowOp{started: make(chan struct{}, 1), block: make(chan struct{})}
+}
+
+func (s *slowOp) register(h *command.Handlers) {
+	_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
+		s.started <- struct{}{}
+		<-s.block
+		return nil
+	})
+}
+
+// request sends a slow.op request through c in a goroutine, waits until
+// the handler runs, and returns the channel of the request's error.
+func (s *slowOp) request(ctx context.Context, c *command.Client) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Request(ctx, "slow.op", Add{})
+		errc <- err
+	}()
+	<-s.started
+	return errc
+}
+
 // newCountingEnv is newEnv with a calc.add handler that counts its calls.
 func newCountingEnv(t *testing.T) (*env, *atomic.Int32) {
 	t.Helper()
@@ -232,11 +263,9 @@ func TestTimeoutAndLateReplyDropped(t *testing.T) {
 }
 
 func TestCallerDeadlineIsATimeout(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error { <-block; return nil })
-	})
+	op := newSlowOp()
+	defer close(op.block)
+	e := newEnv(t, op.register)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	_, err := e.client.Request(ctx, "slow.op", Add{})
@@ -246,22 +275,10 @@ func TestCallerDeadlineIsATimeout(t *testing.T) {
 }
 
 func TestCancellationRemovesPending(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	})
+	op := newSlowOp()
+	e := newEnv(t, op.register)
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(ctx, "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	errc := op.request(ctx, e.client)
 	if p := e.client.Stats().Pending; p != 1 {
 		t.Fatalf("pending %d while waiting, want 1", p)
 	}
@@ -273,7 +290,7 @@ func TestCancellationRemovesPending(t *testing.T) {
 	if p := e.client.Stats().Pending; p != 0 {
 		t.Fatalf("pending %d after cancellation, want 0", p)
 	}
-	close(block)
+	close(op.block)
 	waitFor(t, "the reply after cancellation to be dropped", func() bool { return e.client.Stats().DroppedReplies == 1 })
 }
 
@@ -356,47 +373,23 @@ func TestForeignReplyDropped(t *testing.T) {
 }
 
 func TestMaxPending(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	}, command.WithMaxPending(1))
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	op := newSlowOp()
+	e := newEnv(t, op.register, command.WithMaxPending(1))
+	errc := op.request(context.Background(), e.client)
 	if _, err := e.client.Request(context.Background(), "slow.op", Add{}); !errors.Is(err, command.ErrTooManyPending) {
 		t.Fatalf("err = %v, want ErrTooManyPending", err)
 	}
-	close(block)
+	close(op.block)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestCloseFailsPending(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	op := newSlowOp()
+	defer close(op.block)
+	e := newEnv(t, op.register)
+	errc := op.request(context.Background(), e.client)
 	if err := e.client.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -664,14 +657,9 @@ func (f *failingSub) Subscribe(ctx context.Context, pattern string, opts ...even
 }
 
 func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
+	op := newSlowOp()
 	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
+		op.register(h)
 		_ = command.HandleReply(h, "calc.add", sum)
 	})
 	fs := &failingSub{Bus: e.bus}
@@ -680,12 +668,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	errc := op.request(context.Background(), c)
 	fs.mu.Lock()
 	lost := fs.subs[0]
 	fs.mu.Unlock()
@@ -693,7 +676,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 	if err := <-errc; err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("pending request: %v, want the subscription's error", err)
 	}
-	close(block)
+	close(op.block)
 	// The next request subscribes again and is answered.
 	if got, err := command.Request[int](context.Background(), c, "calc.add", Add{A: 1, B: 1}); err != nil || got != 2 {
 		t.Fatalf("after the loss: %d, %v", got, err)
