@@ -18,16 +18,7 @@ import (
 func TestDeadLetter(t *testing.T) {
 	url := brokerURL(t)
 	ns := eventkittest.UniqueName("ekdl")
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := channel(t, url)
 	dlx, dlq := ns+"-dlx", ns+"-dlq"
 	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		t.Fatal(err)

@@ -28,16 +28,7 @@ func TestNativeTypedHeaders(t *testing.T) {
 	}
 	defer sub.Close()
 
-	conn, err := amqp.Dial(brokerURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := channel(t, brokerURL(t))
 	ts := time.Date(2018, 4, 5, 3, 56, 24, 0, time.UTC)
 	bin := []byte{0, 0xff, 0xfe, 'a'}
 	for _, prefix := range []string{"cloudEvents:", "cloudEvents_"} {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 )
 
@@ -16,18 +17,15 @@ import (
 func TestInvalidOptionsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for name, o := range map[string]ekmqtt.Option{
-		"WithQoS":           ekmqtt.WithQoS(3),
-		"WithMode":          ekmqtt.WithMode(eventkit.Mode(7)),
-		"WithSessionExpiry": ekmqtt.WithSessionExpiry(10 * time.Millisecond),
-		"WithLogger":        ekmqtt.WithLogger(nil),
-		"WithCloseTimeout":  ekmqtt.WithCloseTimeout(-time.Second),
-	} {
+	testkit.InvalidOptionsRefused(t, func(o ekmqtt.Option) error {
 		// Port 1 is never dialled: the option is refused first.
-		if _, err := ekmqtt.Dial(ctx, "mqtt://127.0.0.1:1", o); !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("Dial with an invalid %s: err %v, want ErrInvalidOption", name, err)
-		}
-	}
+		_, err := ekmqtt.Dial(ctx, "mqtt://127.0.0.1:1", o)
+		return err
+	}, testkit.CommonOptions[ekmqtt.Option]{WithMode: ekmqtt.WithMode, WithLogger: ekmqtt.WithLogger, WithCloseTimeout: ekmqtt.WithCloseTimeout},
+		map[string]ekmqtt.Option{
+			"WithQoS":           ekmqtt.WithQoS(3),
+			"WithSessionExpiry": ekmqtt.WithSessionExpiry(10 * time.Millisecond),
+		})
 }
 
 // TestCapabilitiesDeclared checks what the transport declares, and that

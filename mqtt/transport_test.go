@@ -7,6 +7,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 	"go.uber.org/goleak"
 )
@@ -30,13 +31,6 @@ func dial(t *testing.T, opts ...ekmqtt.Option) *ekmqtt.Transport {
 	return tr
 }
 
-func factory(opts ...ekmqtt.Option) eventkittest.Factory {
-	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := dial(t, opts...)
-		return tr, tr
-	}
-}
-
 // MQTT keeps events for a group only while a member's session exists, has
 // no nack and no attempt count, and gives no order across a shared
 // subscription: none of those is claimed.
@@ -47,12 +41,11 @@ var features = eventkittest.Features{
 	ExtensionsAsStrings: true,
 }
 
+// TestTransport runs the conformance suite in binary and structured mode.
 func TestTransport(t *testing.T) {
-	eventkittest.TestTransport(t, factory(), features)
-}
-
-func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekmqtt.WithMode(eventkit.Structured)), features)
+	testkit.TestModes(t, features, func(t *testing.T, ns string, mode eventkit.Mode) testkit.PubSub {
+		return dial(t, ekmqtt.WithMode(mode))
+	})
 }
 
 // TestPersistentSession checks that a subscription with a persistent

@@ -7,6 +7,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -66,20 +67,19 @@ func deleteKeys(t *testing.T, c *goredis.Client, prefix string) {
 	}
 }
 
-func factory(opts ...ekredis.Option) eventkittest.Factory {
-	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		c := newClient(t)
-		prefix := "ektest:" + ns + ":"
-		t.Cleanup(func() { deleteKeys(t, c, prefix) })
-		all := append([]ekredis.Option{
-			ekredis.WithPrefix(prefix),
-			ekredis.WithClaimIdle(claimIdle),
-			ekredis.WithBlock(200 * time.Millisecond),
-			ekredis.WithDiscoverInterval(200 * time.Millisecond),
-		}, opts...)
-		tr := mustNew(t, c, all...)
-		return tr, tr
-	}
+// newTestTransport returns a transport on the test server whose keys,
+// under a prefix of ns, are deleted when t ends.
+func newTestTransport(t *testing.T, ns string, opts ...ekredis.Option) *ekredis.Transport {
+	c := newClient(t)
+	prefix := "ektest:" + ns + ":"
+	t.Cleanup(func() { deleteKeys(t, c, prefix) })
+	all := append([]ekredis.Option{
+		ekredis.WithPrefix(prefix),
+		ekredis.WithClaimIdle(claimIdle),
+		ekredis.WithBlock(200 * time.Millisecond),
+		ekredis.WithDiscoverInterval(200 * time.Millisecond),
+	}, opts...)
+	return mustNew(t, c, all...)
 }
 
 var features = eventkittest.Features{
@@ -95,10 +95,9 @@ var features = eventkittest.Features{
 	ExtensionsAsStrings: true,
 }
 
+// TestTransport runs the conformance suite in binary and structured mode.
 func TestTransport(t *testing.T) {
-	eventkittest.TestTransport(t, factory(), features)
-}
-
-func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekredis.WithMode(eventkit.Structured)), features)
+	testkit.TestModes(t, features, func(t *testing.T, ns string, mode eventkit.Mode) testkit.PubSub {
+		return newTestTransport(t, ns, ekredis.WithMode(mode))
+	})
 }
