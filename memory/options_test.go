@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -95,13 +96,8 @@ func TestCloseWakesBlockedPublisher(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Close took %s", el)
 	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, eventkit.ErrClosed) {
-			t.Fatalf("blocked Publish returned %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("blocked Publish not woken by Close")
+	if err := testkit.Receive(t, errc, 5*time.Second, "the blocked Publish, woken by Close"); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("blocked Publish returned %v, want ErrClosed", err)
 	}
 }
 

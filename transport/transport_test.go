@@ -636,3 +636,53 @@ func TestPublishDoesNotAllocate(t *testing.T) {
 		t.Errorf("Publish of one event: %v allocations, want 0", n)
 	}
 }
+
+// stoppingDriver is a fake driver whose publishes wait until the stop
+// begins, as a publish waiting for a reconnect does.
+type stoppingDriver struct {
+	*fakeDriver
+	entered  chan struct{} // closed by SendBatch
+	stopping chan struct{} // closed by the first Stopping
+	calls    int
+}
+
+func (d *stoppingDriver) Stopping(context.Context) {
+	d.calls++
+	if d.calls == 1 {
+		close(d.stopping)
+	}
+}
+
+func (d *stoppingDriver) SendBatch(ctx context.Context, name string, events []event.Event) error {
+	close(d.entered)
+	<-d.stopping
+	return eventkit.ErrClosed
+}
+
+var _ driver.Stopper = (*stoppingDriver)(nil)
+
+// TestShutdownTellsStopper: Shutdown calls a driver.Stopper's Stopping (once
+// for a driver that is both publisher and subscriber) before it waits for
+// the publishes in flight, so a publish the driver holds returns, and the
+// stop ends well within its bound.
+func TestShutdownTellsStopper(t *testing.T) {
+	d := &stoppingDriver{fakeDriver: newFake(allCaps), entered: make(chan struct{}), stopping: make(chan struct{})}
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error, 1)
+	go func() { published <- tr.Publish(context.Background(), "a.b", newEvent("1")) }()
+	<-d.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if err := <-published; !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("the held publish returned %v, want ErrClosed", err)
+	}
+	if d.calls != 1 {
+		t.Fatalf("Stopping called %d times, want 1", d.calls)
+	}
+}

@@ -31,6 +31,19 @@ func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// Receive returns the next value of c, and fails tb (naming what it
+// waited for) if none comes within d.
+func Receive[T any](tb testing.TB, c <-chan T, d time.Duration, what string) T {
+	tb.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(d):
+		tb.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("not reached")
+	}
+}
+
 // PubSub is a transport: a Publisher and a Subscriber in one value.
 type PubSub interface {
 	eventkit.Publisher
@@ -71,13 +84,8 @@ func PublishEndedByShutdown(t *testing.T, tr interface {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	_ = tr.Shutdown(ctx)
-	select {
-	case err := <-done:
-		if !errors.Is(err, eventkit.ErrClosed) {
-			t.Fatalf("Publish waiting for a reconnect: %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Publish still waiting for a reconnect after Shutdown")
+	if err := Receive(t, done, 5*time.Second, "the publish waiting for a reconnect, after Shutdown"); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish waiting for a reconnect: %v, want ErrClosed", err)
 	}
 }
 
