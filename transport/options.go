@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -64,6 +65,14 @@ func WithLogger(l *slog.Logger) Option {
 // after d (default DefaultCloseTimeout). d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
 	return func(c *config) error { return Positive("transport.WithCloseTimeout", d, &c.closeTimeout) }
+}
+
+// bounded calls shutdown with a context that ends after the close
+// timeout: Close is Shutdown so bounded.
+func (c *config) bounded(shutdown func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.closeTimeout)
+	defer cancel()
+	return shutdown(ctx)
 }
 
 // subscribeConfig checks the eventkit options of a Subscribe, and returns

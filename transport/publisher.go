@@ -109,9 +109,7 @@ func (p *Publisher) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (p *Publisher) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeTimeout)
-	defer cancel()
-	return p.Shutdown(ctx)
+	return p.cfg.bounded(p.Shutdown)
 }
 
 var _ eventkit.Publisher = (*Publisher)(nil)

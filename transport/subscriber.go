@@ -127,9 +127,7 @@ func (s *Subscriber) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (s *Subscriber) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
-	defer cancel()
-	return s.Shutdown(ctx)
+	return s.cfg.bounded(s.Shutdown)
 }
 
 var _ eventkit.Subscriber = (*Subscriber)(nil)

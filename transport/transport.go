@@ -105,9 +105,7 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.closeTimeout)
-	defer cancel()
-	return t.Shutdown(ctx)
+	return t.cfg.bounded(t.Shutdown)
 }
 
 var (

@@ -227,20 +227,27 @@ func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	return out
 }
 
-// TestNackRefusedWithoutCapability checks that a Nack on a transport that
-// cannot nack is refused, and neither nacks nor acks the message.
-func TestNackRefusedWithoutCapability(t *testing.T) {
+// deliverOne subscribes to name, publishes event "1" to it, and returns
+// the subscription and the message it received.
+func deliverOne(t *testing.T, tr *transport.Transport, name string) (eventkit.Subscription, *eventkit.Message) {
+	t.Helper()
 	ctx := context.Background()
-	d := newFake(0)
-	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "n.a")
+	s, err := tr.Subscribe(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Publish(ctx, "n.a", newEvent("1")); err != nil {
+	if err := tr.Publish(ctx, name, newEvent("1")); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, s, 1)[0]
+	return s, receive(t, s, 1)[0]
+}
+
+// TestNackRefusedWithoutCapability checks that a Nack on a transport that
+// cannot nack is refused, and neither nacks nor acks the message.
+func TestNackRefusedWithoutCapability(t *testing.T) {
+	d := newFake(0)
+	tr := newTransport(t, d)
+	s, m := deliverOne(t, tr, "n.a")
 	if err := m.Nack(errBoom); !errors.Is(err, eventkit.ErrUnsupported) {
 		t.Fatalf("Nack: %v, want ErrUnsupported", err)
 	}
@@ -257,14 +264,7 @@ func TestNackDelayRefusedWithoutCapability(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(eventkit.CapNack)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "n.b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Publish(ctx, "n.b", newEvent("1")); err != nil {
-		t.Fatal(err)
-	}
-	m := receive(t, s, 1)[0]
+	s, m := deliverOne(t, tr, "n.b")
 	if err := m.NackAfter(errBoom, time.Second); !errors.Is(err, eventkit.ErrUnsupported) {
 		t.Fatalf("NackAfter: %v, want ErrUnsupported", err)
 	}
