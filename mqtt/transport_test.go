@@ -2,9 +2,12 @@ package mqtt_test
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/internal/testkit"
@@ -104,20 +107,49 @@ func TestPersistentSession(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s2.Close()
-			want := map[string]bool{"before-2": true, "away-1": true, "away-2": true, "away-3": true}
-			got := map[string]bool{}
-			for len(got) < len(want) {
-				select {
-				case m := <-s2.Messages():
-					if !want[m.Event.ID()] {
-						t.Fatalf("unexpected %q after resuming the session", m.Event.ID())
-					}
-					got[m.Event.ID()] = true
-					_ = m.Ack()
-				case <-ctx.Done():
-					t.Fatalf("after resuming the session got %v, want %v", got, want)
-				}
-			}
+			receiveIDs(t, ctx, s2, "after resuming the session", map[string]bool{"before-2": true, "away-1": true, "away-2": true, "away-3": true})
 		})
+	}
+}
+
+// pahoConnect connects a plain paho client to the test broker with
+// connect, and returns it with the broker's CONNACK.
+func pahoConnect(t *testing.T, ctx context.Context, connect *paho.Connect) (*paho.Client, *paho.Connack) {
+	t.Helper()
+	u, err := url.Parse(brokerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: connect.ClientID, Conn: conn})
+	ack, err := c.Connect(ctx, connect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ack
+}
+
+// receiveIDs receives and acks messages from s until it got each event id
+// of want, and fails t on another id, on the end of s or when ctx ends.
+func receiveIDs(t *testing.T, ctx context.Context, s eventkit.Subscription, when string, want map[string]bool) {
+	t.Helper()
+	got := map[string]bool{}
+	for len(got) < len(want) {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("%s: subscription ended", when)
+			}
+			if !want[m.Event.ID()] {
+				t.Fatalf("unexpected %q %s", m.Event.ID(), when)
+			}
+			got[m.Event.ID()] = true
+			_ = m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("%s got %v, want %v", when, got, want)
+		}
 	}
 }
