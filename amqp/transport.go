@@ -46,13 +46,7 @@ type options struct {
 // durable if it does not exist. The name must not be empty (that is
 // AMQP's default exchange, which is not a topic exchange).
 func WithExchange(name string) Option {
-	return func(o *options) error {
-		if name == "" {
-			return eventkit.InvalidOption("amqp.WithExchange", "the exchange name must not be empty")
-		}
-		o.exchange = name
-		return nil
-	}
+	return func(o *options) error { return transport.NotEmpty("amqp.WithExchange", name, &o.exchange) }
 }
 
 // WithMode sets how events are written: eventkit.Binary (the default,

@@ -44,10 +44,15 @@ func (c *Common) SetMode(m eventkit.Mode) error {
 
 // SetLogger sets Logger; l must not be nil.
 func (c *Common) SetLogger(l *slog.Logger) error {
+	return setLogger(c.Name+".WithLogger", l, &c.Logger)
+}
+
+// setLogger sets *dst to l, which must not be nil.
+func setLogger(option string, l *slog.Logger, dst **slog.Logger) error {
 	if l == nil {
-		return eventkit.InvalidOption(c.Name+".WithLogger", "the logger must not be nil")
+		return eventkit.InvalidOption(option, "the logger must not be nil")
 	}
-	c.Logger = l
+	*dst = l
 	return nil
 }
 
@@ -107,6 +112,16 @@ func NotNegative[N number](option string, v N, dst *N) error {
 func AtLeast[N number](option string, v, least N, dst *N) error {
 	if v < least {
 		return eventkit.InvalidOption(option, "must be at least "+fmt.Sprint(least)+", got "+fmt.Sprint(v))
+	}
+	*dst = v
+	return nil
+}
+
+// NotEmpty sets *dst to v if v is not empty; otherwise it returns an error
+// wrapping eventkit.ErrInvalidOption that names option.
+func NotEmpty(option, v string, dst *string) error {
+	if v == "" {
+		return eventkit.InvalidOption(option, "must not be empty")
 	}
 	*dst = v
 	return nil

@@ -16,6 +16,7 @@ type options struct {
 	transport.Common
 	count int
 	wait  time.Duration
+	label string
 }
 
 type option func(*options) error
@@ -65,12 +66,15 @@ func TestApplyAndValidators(t *testing.T) {
 	withLongWait := func(d time.Duration) option {
 		return func(o *options) error { return transport.AtLeast("fake.WithLongWait", d, time.Second, &o.wait) }
 	}
+	withLabel := func(s string) option {
+		return func(o *options) error { return transport.NotEmpty("fake.WithLabel", s, &o.label) }
+	}
 	o := options{Common: transport.NewCommon("fake")}
-	if err := transport.Apply(&o, []option{withCount(0), nil, withCount(3), withWait(time.Millisecond), withLongWait(time.Second)}); err != nil {
+	if err := transport.Apply(&o, []option{withCount(0), nil, withCount(3), withWait(time.Millisecond), withLongWait(time.Second), withLabel("x")}); err != nil {
 		t.Fatal(err)
 	}
-	if o.count != 3 || o.wait != time.Second {
-		t.Fatalf("after Apply: count %d, wait %v", o.count, o.wait)
+	if o.count != 3 || o.wait != time.Second || o.label != "x" {
+		t.Fatalf("after Apply: count %d, wait %v, label %q", o.count, o.wait, o.label)
 	}
 	for _, c := range []struct {
 		opt  option
@@ -79,13 +83,14 @@ func TestApplyAndValidators(t *testing.T) {
 		{withCount(-1), "fake.WithCount: must not be negative, got -1"},
 		{withWait(0), "fake.WithWait: must be positive, got 0s"},
 		{withLongWait(999 * time.Millisecond), "fake.WithLongWait: must be at least 1s, got 999ms"},
+		{withLabel(""), "fake.WithLabel: must not be empty"},
 	} {
-		o := options{count: 5, wait: time.Minute}
+		o := options{count: 5, wait: time.Minute, label: "y"}
 		err := transport.Apply(&o, []option{c.opt, withCount(9)})
 		if !errors.Is(err, eventkit.ErrInvalidOption) || err.Error() != eventkit.ErrInvalidOption.Error()+": "+c.want {
 			t.Errorf("err %v, want ErrInvalidOption with %q", err, c.want)
 		}
-		if o.count != 5 || o.wait != time.Minute {
+		if o.count != 5 || o.wait != time.Minute || o.label != "y" {
 			t.Errorf("%q: the refused option or a later one was applied: %+v", c.want, o)
 		}
 	}
