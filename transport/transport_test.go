@@ -92,10 +92,7 @@ func TestStopTakesBackBufferedMessages(t *testing.T) {
 	d := newFake(allCaps)
 	d.unobserved = true
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "b.a", eventkit.WithBuffer(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "b.a", eventkit.WithBuffer(10))
 	fs := d.lastSub(t)
 	events := make([]event.Event, 25)
 	for i := range events {
@@ -227,16 +224,22 @@ func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	return out
 }
 
+// subscribe subscribes tr to pattern, with opts.
+func subscribe(t *testing.T, tr *transport.Transport, pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
+	t.Helper()
+	s, err := tr.Subscribe(context.Background(), pattern, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // deliverOne subscribes to name, publishes event "1" to it, and returns
 // the subscription and the message it received.
 func deliverOne(t *testing.T, tr *transport.Transport, name string) (eventkit.Subscription, *eventkit.Message) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := tr.Subscribe(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Publish(ctx, name, newEvent("1")); err != nil {
+	s := subscribe(t, tr, name)
+	if err := tr.Publish(context.Background(), name, newEvent("1")); err != nil {
 		t.Fatal(err)
 	}
 	return s, receive(t, s, 1)[0]
@@ -294,10 +297,7 @@ func TestTransientReceiveErrorRetried(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "r.a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "r.a")
 	fs := d.lastSub(t)
 	fs.recvErrs <- errBoom
 	fs.recvErrs <- context.DeadlineExceeded // a driver's own timeout is transient
@@ -314,10 +314,7 @@ func TestPermanentReceiveErrorEndsSubscription(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "r.b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "r.b")
 	d.lastSub(t).recvErrs <- driver.Permanent(errBoom)
 	if err := tr.Publish(ctx, "r.b", newEvent("1")); err != nil {
 		t.Fatal(err)
@@ -348,10 +345,7 @@ func TestCloseFlushesAcks(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "c.a", eventkit.WithBuffer(7))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "c.a", eventkit.WithBuffer(7))
 	fs := d.lastSub(t)
 	const n = 500
 	events := make([]event.Event, n)
