@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -22,10 +23,7 @@ func TestNativeTypedHeaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tp := ns + ".typed"
-	sub, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := testkit.Subscribe(t, ctx, tr, tp)
 	defer sub.Close()
 
 	ch := channel(t, brokerURL(t))

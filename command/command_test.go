@@ -74,6 +74,27 @@ func newEnv(t *testing.T, register func(h *command.Handlers), opts ...command.Op
 func sum(_ context.Context, a Add) (int, error) { return a.A + a.B, nil }
 
 // waitFor polls cond until it holds or 5s pass.
+// requestConcurrently sends n calc.add requests through c at once, and
+// reports each that failed or got the wrong sum.
+func requestConcurrently(t *testing.T, ctx context.Context, c *command.Client, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			got, err := command.Request[int](ctx, c, "calc.add", Add{A: i, B: 1000})
+			if err != nil || got != i+1000 {
+				errs <- fmt.Errorf("request %d: got %d, %v", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
 // slowOp is a "slow.op" handler that tells each start and returns once
 // block is closed.
 type slowOp struct {
@@ -299,21 +320,7 @@ func TestConcurrentRequestsGetTheirOwnReply(t *testing.T) {
 		})
 	})
 	const n = 200
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			got, err := command.Request[int](context.Background(), e.client, "calc.add", Add{A: i, B: 1000})
-			if err != nil || got != i+1000 {
-				errs <- fmt.Errorf("request %d: got %d, %v", i, got, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	requestConcurrently(t, context.Background(), e.client, n)
 	if s := e.client.Stats(); s.Replies != n || s.DroppedReplies != 0 || s.Pending != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -423,10 +430,7 @@ func TestRejectedTopic(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	dlq, err := bus.Subscribe(ctx, "rejected")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dlq := testkit.Subscribe(t, ctx, bus, "rejected")
 	defer dlq.Close()
 	h, err := command.NewHandlers(bus, command.WithRejectedTopic("rejected"))
 	if err != nil {

@@ -3,8 +3,6 @@ package command_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,21 +79,7 @@ func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher,
 		t.Fatalf("err = %v, want ErrUnknownCommand", err)
 	}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			got, err := command.Request[int](ctx, client, "calc.add", Add{A: i, B: 1000})
-			if err != nil || got != i+1000 {
-				errs <- fmt.Errorf("request %d: %d, %v", i, got, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	requestConcurrently(t, ctx, client, 50)
 	if s := client.Stats(); s.DroppedReplies != 0 || s.Pending != 0 {
 		t.Fatalf("stats %+v", s)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -54,10 +55,7 @@ func BenchmarkMemoryPublishConsume(b *testing.B) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	sub, err := bus.Subscribe(ctx, "bench.orders")
-	if err != nil {
-		b.Fatal(err)
-	}
+	sub := testkit.Subscribe(b, ctx, bus, "bench.orders")
 	done := make(chan int)
 	go func() {
 		n := 0

@@ -118,10 +118,7 @@ func TestMemberCloseGivesBackUntaken(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	m1, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := testkit.Subscribe(t, ctx, bus, "g", eventkit.WithGroup("g"))
 	const n = 6
 	for i := 0; i < n; i++ {
 		if err := bus.Publish(ctx, "g", eventkittest.NewEvent("g-"+strconv.Itoa(i))); err != nil {
@@ -130,10 +127,7 @@ func TestMemberCloseGivesBackUntaken(t *testing.T) {
 	}
 	first := <-m1.Messages()
 	_ = first.Ack()
-	m2, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := testkit.Subscribe(t, ctx, bus, "g", eventkit.WithGroup("g"))
 	if err := m1.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -67,15 +67,12 @@ func TestNackRefused(t *testing.T) {
 	ns := eventkittest.UniqueName("eknack")
 	tp := ns + ".orders"
 	opt := eventkit.WithTransportOption(ekmqtt.Session(ns + "-session"))
-	s1, err := tr.Subscribe(ctx, tp, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := testkit.Subscribe(t, ctx, tr, tp, opt)
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("failed")); err != nil {
 		t.Fatal(err)
 	}
 	m := <-s1.Messages()
-	err = m.Nack(errors.New("handler failed"))
+	err := m.Nack(errors.New("handler failed"))
 	var ce *eventkit.CapabilityError
 	if !errors.As(err, &ce) || !errors.Is(err, eventkit.ErrUnsupported) || ce.Missing != eventkit.CapNack {
 		t.Fatalf("Nack: %v, want a CapabilityError missing nack", err)
@@ -83,10 +80,7 @@ func TestNackRefused(t *testing.T) {
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := tr.Subscribe(ctx, tp, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := testkit.Subscribe(t, ctx, tr, tp, opt)
 	defer s2.Close()
 	select {
 	case m := <-s2.Messages():

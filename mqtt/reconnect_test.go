@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 )
 
@@ -27,10 +28,7 @@ func TestSessionTakeoverReconnect(t *testing.T) {
 	defer cancel()
 	ns := eventkittest.UniqueName("ektake")
 	tp, session := ns+".orders", ns+"-session"
-	s, err := tr.Subscribe(ctx, tp, eventkit.WithTransportOption(ekmqtt.Session(session)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithTransportOption(ekmqtt.Session(session)))
 	defer s.Close()
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("before")); err != nil {
 		t.Fatal(err)

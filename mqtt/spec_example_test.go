@@ -7,6 +7,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 )
 
 // TestSpecExampleThroughBroker publishes the MQTT binding's binary-mode
@@ -19,10 +20,7 @@ func TestSpecExampleThroughBroker(t *testing.T) {
 	defer cancel()
 	ns := eventkittest.UniqueName("ekspec")
 	tp := ns + ".mytopic"
-	s, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp)
 	defer s.Close()
 
 	c, _ := pahoConnect(t, ctx, &paho.Connect{ClientID: ns + "-pub", CleanStart: true, KeepAlive: 10})

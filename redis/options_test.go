@@ -64,10 +64,7 @@ func TestDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := tr.Subscribe(ctx, ns+".d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, ns+".d")
 	if err := tr.Publish(ctx, ns+".d", eventkittest.NewEvent("d-1")); err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +94,7 @@ func TestPrivateGroupDestroyedOnClose(t *testing.T) {
 	tr, ns, ctx := setup(t)
 	c := newClient(t)
 	tp := ns + ".private"
-	s, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp)
 	groups, err := c.XInfoGroups(ctx, tr.StreamKey(tp)).Result()
 	if err != nil || len(groups) != 1 {
 		t.Fatalf("groups while subscribed: %v, %v", groups, err)

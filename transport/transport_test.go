@@ -14,6 +14,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/transport"
 	"go.uber.org/goleak"
 )
@@ -187,10 +188,7 @@ func TestCapabilitiesRefused(t *testing.T) {
 		}
 	}
 	// What the transport has is granted; Require is not passed on.
-	s, err := tr.Subscribe(ctx, "a.b", eventkit.Require(eventkit.CapNack))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, "a.b", eventkit.Require(eventkit.CapNack))
 	_ = s.Close()
 	// FromStart is refused only by a persistent transport that cannot seek.
 	if s, err := tr.Subscribe(ctx, "a.b", eventkit.FromStart()); err != nil {
@@ -227,11 +225,7 @@ func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 // subscribe subscribes tr to pattern, with opts.
 func subscribe(t *testing.T, tr *transport.Transport, pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
 	t.Helper()
-	s, err := tr.Subscribe(context.Background(), pattern, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.Subscribe(t, context.Background(), tr, pattern, opts...)
 }
 
 // deliverOne subscribes to name, publishes event "1" to it, and returns
@@ -531,10 +525,7 @@ func TestContextEndsSubscription(t *testing.T) {
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := tr.Subscribe(ctx, "x.y")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, "x.y")
 	cancel()
 	for range s.Messages() {
 	}
@@ -595,10 +586,7 @@ func TestOpenErrorReturned(t *testing.T) {
 		t.Fatalf("Subscribe: %v, want the driver's error", err)
 	}
 	d.openErr = nil
-	s, err := tr.Subscribe(context.Background(), "a.b", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, context.Background(), tr, "a.b", eventkit.WithGroup("g"))
 	if c := eventkit.CapabilitiesOf(s); c != allCaps {
 		t.Errorf("CapabilitiesOf(subscription) = %s", c)
 	}

@@ -117,3 +117,16 @@ func InvalidOptionsRefused[O any](t *testing.T, construct func(O) error, common 
 		check(name, o)
 	}
 }
+
+// Subscribe subscribes s to pattern within ctx (the subscription ends
+// with ctx), fails tb if that fails, and closes the subscription when tb
+// ends.
+func Subscribe(tb testing.TB, ctx context.Context, s eventkit.Subscriber, pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
+	tb.Helper()
+	sub, err := s.Subscribe(ctx, pattern, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
