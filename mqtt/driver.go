@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
@@ -162,12 +163,36 @@ func (d *drv) publish(ctx context.Context, p *paho.Publish) error {
 		}
 		// Down: wait for the reconnect. Another error may be the
 		// connection dropping mid-publish: a few more tries.
-		if !errors.Is(err, autopaho.ConnectionDownError) && tries >= 3 {
+		// session.ErrNoConnection is the connection lost before autopaho
+		// noticed: AwaitConnection returns at once until it does, so
+		// the wait for it backs off (bounded by ctx and the stop).
+		lost := errors.Is(err, session.ErrNoConnection)
+		if !errors.Is(err, autopaho.ConnectionDownError) && !lost && tries >= 3 {
 			return err
+		}
+		if lost {
+			if err := d.pause(ctx, min(time.Millisecond<<min(tries, 7), 100*time.Millisecond)); err != nil {
+				return err
+			}
 		}
 		if err := d.awaitConnection(ctx); err != nil {
 			return err
 		}
+	}
+}
+
+// pause waits for d, until ctx ends or the transport stops
+// (eventkit.ErrClosed).
+func (d *drv) pause(ctx context.Context, wait time.Duration) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-d.stop:
+		return eventkit.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
