@@ -150,8 +150,8 @@ type member struct {
 
 // decodeObject decodes one valid JSON object holding an event.
 func decodeObject(b []byte) (event.Event, error) {
-	var members [16]member
-	ms := members[:0]
+	var arr [16]member
+	ms := members(arr[:0])
 	i := skipSpace(b, 1)
 	for b[i] != '}' {
 		end := skipString(b, i)
@@ -221,113 +221,150 @@ func commonString(in []byte) (string, bool) {
 	return "", false
 }
 
-func eventFromMembers(ms []member) (event.Event, error) {
+// eventFromMembers makes the event of a decoded JSON object, checking each
+// attribute as the CloudEvents JSON format requires.
+func eventFromMembers(ms members) (event.Event, error) {
 	e := event.New(event.CloudEventsVersionV1)
 	ec := e.Context.(*event.EventContextV1)
-	get := func(name string) ([]byte, bool) {
-		var v []byte
-		ok := false
-		for _, m := range ms { // the last of duplicate names wins, as in encoding/json
-			if m.name == name {
-				v, ok = m.raw, true
-			}
-		}
-		if ok && string(v) == "null" {
-			return nil, false
-		}
-		return v, ok
+	if err := ms.required(ec); err != nil {
+		return e, err
 	}
-	str := func(name string, required bool) (string, bool, error) {
-		v, ok := get(name)
-		if !ok {
-			if required {
-				return "", false, &ValidationError{Attribute: name, Reason: "required"}
-			}
-			return "", false, nil
-		}
-		if v[0] != '"' {
-			return "", false, &ValidationError{Attribute: name, Reason: "must be a JSON string, got " + string(v)}
-		}
-		s, err := jsonString(v)
-		if err != nil {
-			return "", false, &ValidationError{Attribute: name, Reason: err.Error()}
-		}
-		if blank(s) {
-			return "", false, &ValidationError{Attribute: name, Reason: "must not be empty or blank"}
-		}
-		return s, true, nil
-	}
-	sv, _, err := str("specversion", true)
+	ct, hasCT, err := ms.optional(ec)
 	if err != nil {
 		return e, err
+	}
+	if err := ms.data(&e, ct, hasCT); err != nil {
+		return e, err
+	}
+	return e, ms.extensions(ec)
+}
+
+// members are the name/value pairs of an event's JSON object.
+type members []member
+
+// get returns the value of the member name, and whether it is there and
+// not null. The last of duplicate names wins, as in encoding/json.
+func (ms members) get(name string) ([]byte, bool) {
+	var v []byte
+	ok := false
+	for _, m := range ms {
+		if m.name == name {
+			v, ok = m.raw, true
+		}
+	}
+	if ok && string(v) == "null" {
+		return nil, false
+	}
+	return v, ok
+}
+
+// str returns the string attribute name, and whether it is there: a JSON
+// string that is not blank.
+func (ms members) str(name string, required bool) (string, bool, error) {
+	v, ok := ms.get(name)
+	if !ok {
+		if required {
+			return "", false, &ValidationError{Attribute: name, Reason: "required"}
+		}
+		return "", false, nil
+	}
+	if v[0] != '"' {
+		return "", false, &ValidationError{Attribute: name, Reason: "must be a JSON string, got " + string(v)}
+	}
+	s, err := jsonString(v)
+	if err != nil {
+		return "", false, &ValidationError{Attribute: name, Reason: err.Error()}
+	}
+	if blank(s) {
+		return "", false, &ValidationError{Attribute: name, Reason: "must not be empty or blank"}
+	}
+	return s, true, nil
+}
+
+// required reads the required attributes: specversion, id, source, type.
+func (ms members) required(ec *event.EventContextV1) error {
+	sv, _, err := ms.str("specversion", true)
+	if err != nil {
+		return err
 	}
 	if sv != event.CloudEventsVersionV1 {
-		return e, &ValidationError{Attribute: "specversion", Reason: "unsupported version " + quote(sv) + " (want \"1.0\")"}
+		return &ValidationError{Attribute: "specversion", Reason: "unsupported version " + quote(sv) + " (want \"1.0\")"}
 	}
-	if ec.ID, _, err = str("id", true); err != nil {
-		return e, err
+	if ec.ID, _, err = ms.str("id", true); err != nil {
+		return err
 	}
-	src, _, err := str("source", true)
+	src, _, err := ms.str("source", true)
 	if err != nil {
-		return e, err
+		return err
 	}
 	u, perr := url.Parse(src)
 	if perr != nil {
-		return e, &ValidationError{Attribute: "source", Reason: "must be a URI-reference: " + perr.Error()}
+		return &ValidationError{Attribute: "source", Reason: "must be a URI-reference: " + perr.Error()}
 	}
 	ec.Source = types.URIRef{URL: *u}
-	if ec.Type, _, err = str("type", true); err != nil {
-		return e, err
-	}
-	if s, ok, err := str("subject", false); err != nil {
-		return e, err
+	ec.Type, _, err = ms.str("type", true)
+	return err
+}
+
+// optional reads the optional attributes (subject, time, datacontenttype,
+// dataschema), and returns the content type and whether there is one.
+func (ms members) optional(ec *event.EventContextV1) (string, bool, error) {
+	if s, ok, err := ms.str("subject", false); err != nil {
+		return "", false, err
 	} else if ok {
 		ec.Subject = &s
 	}
-	if s, ok, err := str("time", false); err != nil {
-		return e, err
+	if s, ok, err := ms.str("time", false); err != nil {
+		return "", false, err
 	} else if ok {
 		t, err := ParseTime(s)
 		if err != nil {
-			return e, &ValidationError{Attribute: "time", Reason: err.Error()}
+			return "", false, &ValidationError{Attribute: "time", Reason: err.Error()}
 		}
 		ec.Time = &types.Timestamp{Time: t}
 	}
-	ct, hasCT, err := str("datacontenttype", false)
+	ct, hasCT, err := ms.str("datacontenttype", false)
 	if err != nil {
-		return e, err
+		return "", false, err
 	}
 	if hasCT {
 		if r := checkMediaType(ct); r != "" {
-			return e, &ValidationError{Attribute: "datacontenttype", Reason: r}
+			return "", false, &ValidationError{Attribute: "datacontenttype", Reason: r}
 		}
 		ec.DataContentType = &ct
 	}
-	if s, ok, err := str("dataschema", false); err != nil {
-		return e, err
+	if s, ok, err := ms.str("dataschema", false); err != nil {
+		return "", false, err
 	} else if ok {
 		u, perr := url.Parse(s)
 		if perr != nil || !u.IsAbs() {
-			return e, &ValidationError{Attribute: "dataschema", Reason: "must be an absolute URI, got " + quote(s)}
+			return "", false, &ValidationError{Attribute: "dataschema", Reason: "must be an absolute URI, got " + quote(s)}
 		}
 		ec.DataSchema = &types.URI{URL: *u}
 	}
-	data, hasData := get("data")
-	b64, hasB64 := get("data_base64")
+	return ct, hasCT, nil
+}
+
+// data sets e's data from data or data_base64: JSON data (by its content
+// type ct, JSON without one) as sent, a JSON string of another type as its
+// text.
+func (ms members) data(e *event.Event, ct string, hasCT bool) error {
+	data, hasData := ms.get("data")
+	b64, hasB64 := ms.get("data_base64")
 	switch {
 	case hasData && hasB64:
-		return e, &ValidationError{Attribute: "data_base64", Reason: "data and data_base64 must not both be present"}
+		return &ValidationError{Attribute: "data_base64", Reason: "data and data_base64 must not both be present"}
 	case hasB64:
 		if b64[0] != '"' {
-			return e, &ValidationError{Attribute: "data_base64", Reason: "must be a JSON string"}
+			return &ValidationError{Attribute: "data_base64", Reason: "must be a JSON string"}
 		}
 		s, err := jsonString(b64)
 		if err != nil {
-			return e, &ValidationError{Attribute: "data_base64", Reason: err.Error()}
+			return &ValidationError{Attribute: "data_base64", Reason: err.Error()}
 		}
 		dec, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return e, &ValidationError{Attribute: "data_base64", Reason: "invalid base64: " + err.Error()}
+			return &ValidationError{Attribute: "data_base64", Reason: "invalid base64: " + err.Error()}
 		}
 		e.DataEncoded = dec
 		e.DataBase64 = true
@@ -337,21 +374,27 @@ func eventFromMembers(ms []member) (event.Event, error) {
 		} else {
 			s, err := jsonString(data)
 			if err != nil {
-				return e, &ValidationError{Attribute: "data", Reason: err.Error()}
+				return &ValidationError{Attribute: "data", Reason: err.Error()}
 			}
 			e.DataEncoded = []byte(s)
 		}
 	}
+	return nil
+}
+
+// extensions reads every member that is not a context attribute nor data
+// as an extension; a null one is absent.
+func (ms members) extensions(ec *event.EventContextV1) error {
 	for _, m := range ms {
 		if reservedNames[m.name] {
 			continue
 		}
 		if r := checkExtensionName(m.name); r != "" {
-			return e, &ValidationError{Attribute: m.name, Reason: r}
+			return &ValidationError{Attribute: m.name, Reason: r}
 		}
 		val, err := extensionValue(m.raw)
 		if err != nil {
-			return e, &ValidationError{Attribute: m.name, Reason: err.Error()}
+			return &ValidationError{Attribute: m.name, Reason: err.Error()}
 		}
 		if val == nil {
 			delete(ec.Extensions, m.name)
@@ -362,7 +405,7 @@ func eventFromMembers(ms []member) (event.Event, error) {
 		}
 		ec.Extensions[m.name] = val
 	}
-	return e, nil
+	return nil
 }
 
 func extensionValue(v []byte) (any, error) {

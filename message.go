@@ -53,16 +53,23 @@ func (m *Message) Raw() any { return m.raw }
 // Ack confirms the message. A second Ack is a no-op; an Ack after Nack
 // returns ErrAlreadySettled.
 func (m *Message) Ack() error {
-	if !m.state.CompareAndSwap(statePending, stateAcked) {
-		if m.state.Load() == stateAcked {
-			return nil
-		}
-		return ErrAlreadySettled
-	}
-	if m.acker == nil {
-		return nil
+	if ok, err := m.settle(stateAcked); !ok || m.acker == nil {
+		return err
 	}
 	return m.acker.Ack(m)
+}
+
+// settle moves the message from pending to state to, and reports whether
+// it did: not when it was settled before, and with ErrAlreadySettled when
+// that was the other way.
+func (m *Message) settle(to uint32) (bool, error) {
+	if m.state.CompareAndSwap(statePending, to) {
+		return true, nil
+	}
+	if m.state.Load() == to {
+		return false, nil
+	}
+	return false, ErrAlreadySettled
 }
 
 // Nack reports that handling failed, asking for redelivery as soon as the
@@ -77,14 +84,8 @@ func (m *Message) Nack(reason error) error { return m.NackAfter(reason, 0) }
 // error wrapping ErrUnsupported; the message then stays unsettled, so that
 // the caller can still Ack it (or nack it without a delay).
 func (m *Message) NackAfter(reason error, delay time.Duration) error {
-	if !m.state.CompareAndSwap(statePending, stateNacked) {
-		if m.state.Load() == stateNacked {
-			return nil
-		}
-		return ErrAlreadySettled
-	}
-	if m.acker == nil {
-		return nil
+	if ok, err := m.settle(stateNacked); !ok || m.acker == nil {
+		return err
 	}
 	err := m.acker.Nack(m, reason, delay)
 	if err != nil && errors.Is(err, ErrUnsupported) {

@@ -383,24 +383,12 @@ func (r *Router) closeSubs(routes []*route) {
 }
 
 func (r *Router) start(rt *route) {
-	msgs := rt.sub.Messages()
 	if !rt.ordered || rt.concurrency == 1 {
 		for i := 0; i < rt.concurrency; i++ {
 			r.workers.Add(1)
 			go func() {
 				defer r.workers.Done()
-				for {
-					select {
-					case <-r.stopTake:
-						return
-					case m, ok := <-msgs:
-						if !ok {
-							r.subscriptionEnded(rt)
-							return
-						}
-						r.handle(rt, m)
-					}
-				}
+				r.take(rt, func(m *Message) bool { r.handle(rt, m); return true })
 			}()
 		}
 		return
@@ -424,25 +412,37 @@ func (r *Router) start(rt *route) {
 				close(l)
 			}
 		}()
-		for {
+		r.take(rt, func(m *Message) bool {
+			lane := lanes[keyHash(m.Key())%uint32(len(lanes))]
 			select {
+			case lane <- m:
+				return true
 			case <-r.stopTake:
+				lane <- m // the lane's worker drains it: taken means in flight
+				return false
+			}
+		})
+	}()
+}
+
+// take gives each message of rt's subscription to deliver, until the
+// router stops taking, deliver returns false, or the subscription ends.
+func (r *Router) take(rt *route, deliver func(*Message) bool) {
+	msgs := rt.sub.Messages()
+	for {
+		select {
+		case <-r.stopTake:
+			return
+		case m, ok := <-msgs:
+			if !ok {
+				r.subscriptionEnded(rt)
 				return
-			case m, ok := <-msgs:
-				if !ok {
-					r.subscriptionEnded(rt)
-					return
-				}
-				lane := lanes[keyHash(m.Key())%uint32(len(lanes))]
-				select {
-				case lane <- m:
-				case <-r.stopTake:
-					lane <- m // the lane's worker drains it: taken means in flight
-					return
-				}
+			}
+			if !deliver(m) {
+				return
 			}
 		}
-	}()
+	}
 }
 
 func keyHash(s string) uint32 {

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"go.uber.org/goleak"
 )
@@ -67,15 +68,10 @@ func publishN(t *testing.T, p eventkit.Publisher, topic string, n int, mutate fu
 	}
 }
 
+// waitFor polls cond until it holds or 10s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, what, cond)
 }
 
 func TestRouterAcksAndNacks(t *testing.T) {
@@ -353,30 +349,45 @@ func TestRouterGracefulShutdownFinishesInFlight(t *testing.T) {
 	}
 }
 
+// Shutdown's deadline cancels the handlers, whether the router was started
+// with Run or with Start; after Start, Wait returns the deadline error.
 func TestRouterShutdownDeadlineCancelsHandlers(t *testing.T) {
-	bus := memory.New()
-	defer bus.Close()
-	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
-	started := make(chan struct{})
-	cancelled := make(chan struct{})
-	_ = r.HandleFunc("stuck", func(ctx context.Context, m *eventkit.Message) error {
-		close(started)
-		<-ctx.Done()
-		close(cancelled)
-		return ctx.Err()
-	})
-	startRouter(t, r)
-	publishN(t, bus, "stuck", 1, nil)
-	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want a deadline error", err)
-	}
-	select {
-	case <-cancelled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("handler context not cancelled after the shutdown deadline")
+	for _, start := range []string{"Run", "Start"} {
+		t.Run(start, func(t *testing.T) {
+			bus := memory.New()
+			defer bus.Close()
+			r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
+			started := make(chan struct{})
+			cancelled := make(chan struct{})
+			_ = r.HandleFunc("stuck", func(ctx context.Context, m *eventkit.Message) error {
+				close(started)
+				<-ctx.Done()
+				close(cancelled)
+				return ctx.Err()
+			})
+			if start == "Run" {
+				startRouter(t, r)
+			} else if err := r.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			publishN(t, bus, "stuck", 1, nil)
+			<-started
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown = %v, want a deadline error", err)
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(5 * time.Second):
+				t.Fatal("handler context not cancelled after the shutdown deadline")
+			}
+			if start == "Start" {
+				if err := r.Wait(); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Wait = %v, want the shutdown's deadline error", err)
+				}
+			}
+		})
 	}
 }
 
@@ -525,40 +536,6 @@ func TestRouterStartErrors(t *testing.T) {
 	}
 	if err := r.Start(context.Background()); err == nil {
 		t.Error("Start after Shutdown succeeded")
-	}
-}
-
-// Shutdown's deadline cancels the handlers when the router was started with
-// Start, as with Run, and Wait returns the deadline error.
-func TestRouterStartShutdownDeadlineCancelsHandlers(t *testing.T) {
-	bus := memory.New()
-	defer bus.Close()
-	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLog))
-	started := make(chan struct{})
-	cancelled := make(chan struct{})
-	_ = r.HandleFunc("stuck", func(ctx context.Context, m *eventkit.Message) error {
-		close(started)
-		<-ctx.Done()
-		close(cancelled)
-		return ctx.Err()
-	})
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	publishN(t, bus, "stuck", 1, nil)
-	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown = %v, want a deadline error", err)
-	}
-	select {
-	case <-cancelled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("handler context not cancelled after the shutdown deadline")
-	}
-	if err := r.Wait(); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait = %v, want the shutdown's deadline error", err)
 	}
 }
 

@@ -88,11 +88,26 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("amqp: message has no %sspecversion (or %sspecversion) header: %w", SpecHeaderPrefix, HeaderPrefix, eventkit.ErrNotCloudEvent)
 	}
 	e := event.New()
-	// Both prefixes may name the same attribute: they must then agree.
-	// Headers are visited in sorted order so that the outcome does not
-	// depend on the map's order.
-	keys := make([]string, 0, len(d.Headers))
-	for k := range d.Headers {
+	if err := setAttributes(&e, d.Headers, d.ContentType); err != nil {
+		return event.Event{}, err
+	}
+	if len(d.Body) > 0 {
+		e.DataEncoded = d.Body
+	}
+	if err := eventkit.ValidateEvent(e); err != nil {
+		return event.Event{}, err
+	}
+	return e, nil
+}
+
+// setAttributes sets e's attributes from the headers of a binary-mode
+// message and its content-type property ct, which wins over a
+// datacontenttype header (section 3.1.1). Both prefixes may name the same
+// attribute: they must then agree. Headers are visited in sorted order so
+// that the outcome does not depend on the map's order.
+func setAttributes(e *event.Event, headers amqp.Table, ct string) error {
+	keys := make([]string, 0, len(headers))
+	for k := range headers {
 		if _, ok := attributeName(k); ok {
 			keys = append(keys, k)
 		}
@@ -102,70 +117,83 @@ func decode(d *amqp.Delivery) (event.Event, error) {
 	headerCT := ""
 	for _, k := range keys {
 		name, _ := attributeName(k)
-		raw := d.Headers[k]
+		raw := headers[k]
 		if !binding.IsAttributeName(name) || name == "data" {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
+			return &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("not a valid attribute name in header %q", k)}
 		}
 		if raw == nil {
 			continue // AMQP null: the attribute is absent
 		}
 		v, err := attributeValue(name, raw)
 		if err != nil {
-			return event.Event{}, err
+			return err
 		}
-		canonical := binding.FormatValue(v)
-		if s, ok := v.(string); ok && name == "time" {
-			if t, err := eventkit.ParseTime(s); err == nil {
-				canonical = binding.FormatValue(t) // the same instant in either form
-			}
+		first, err := firstValue(seen, name, v)
+		if err != nil {
+			return err
 		}
-		if prev, ok := seen[name]; ok {
-			if prev != canonical {
-				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("given twice with different values (%q and %q)", prev, canonical)}
-			}
-			continue
+		if !first {
+			continue // the same value under the other prefix
 		}
-		seen[name] = canonical
 		if name == "datacontenttype" {
-			// The content-type property wins (section 3.1.1); the header
-			// stands in only when the property is absent.
 			s, ok := v.(string)
 			if !ok {
-				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
+				return &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("must be a string, not %T", raw)}
 			}
 			headerCT = s
 			continue
 		}
-		if s, ok := v.(string); ok {
-			if name == "specversion" && s == event.CloudEventsVersionV1 {
-				continue
-			}
-			if err := binding.Set(&e, name, s); err != nil {
-				return event.Event{}, err
-			}
-			continue
-		}
-		if name == "time" {
-			e.SetTime(v.(time.Time))
-			continue
-		}
-		e.SetExtension(name, v)
-		if err, ok := e.FieldErrors["extension:"+name]; ok {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
+		if err := setAttribute(e, name, v); err != nil {
+			return err
 		}
 	}
-	if ct := d.ContentType; ct != "" {
+	if ct == "" {
+		ct = headerCT
+	}
+	if ct != "" {
 		e.SetDataContentType(ct)
-	} else if headerCT != "" {
-		e.SetDataContentType(headerCT)
 	}
-	if len(d.Body) > 0 {
-		e.DataEncoded = d.Body
+	return nil
+}
+
+// firstValue records the value v of attribute name in seen, by its
+// canonical string, and reports whether it is the first: a later one must
+// be the same value (the same instant, for time), or it is an error.
+func firstValue(seen map[string]string, name string, v any) (bool, error) {
+	canonical := binding.FormatValue(v)
+	if s, ok := v.(string); ok && name == "time" {
+		if t, err := eventkit.ParseTime(s); err == nil {
+			canonical = binding.FormatValue(t) // the same instant in either form
+		}
 	}
-	if err := eventkit.ValidateEvent(e); err != nil {
-		return event.Event{}, err
+	if prev, ok := seen[name]; ok {
+		if prev != canonical {
+			return false, &eventkit.ValidationError{Attribute: name, Reason: fmt.Sprintf("given twice with different values (%q and %q)", prev, canonical)}
+		}
+		return false, nil
 	}
-	return e, nil
+	seen[name] = canonical
+	return true, nil
+}
+
+// setAttribute sets the attribute name of e (not datacontenttype) to the
+// header value v, as attributeValue returned it.
+func setAttribute(e *event.Event, name string, v any) error {
+	if s, ok := v.(string); ok {
+		if name == "specversion" && s == event.CloudEventsVersionV1 {
+			return nil
+		}
+		return binding.Set(e, name, s)
+	}
+	if name == "time" {
+		e.SetTime(v.(time.Time))
+		return nil
+	}
+	e.SetExtension(name, v)
+	if err, ok := e.FieldErrors["extension:"+name]; ok {
+		return &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
+	}
+	return nil
 }
 
 // attributeValue maps a header value to the CloudEvents type system, as the

@@ -9,6 +9,7 @@ import (
 	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -18,16 +19,7 @@ import (
 func TestDeadLetter(t *testing.T) {
 	url := brokerURL(t)
 	ns := eventkittest.UniqueName("ekdl")
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := channel(t, url)
 	dlx, dlq := ns+"-dlx", ns+"-dlq"
 	if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -43,10 +35,7 @@ func TestDeadLetter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tp := ns + ".orders"
-	sub, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(ns+"-g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithGroup(ns+"-g"))
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("poison"), eventkittest.NewEvent("flaky")); err != nil {
 		t.Fatal(err)
 	}

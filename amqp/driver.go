@@ -13,6 +13,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/transport"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -107,7 +108,7 @@ func (d *drv) manage(conn *amqp.Connection) {
 			_ = conn.Close()
 			return
 		case e := <-notify:
-			d.o.logger.Warn("amqp: connection lost; reconnecting", "err", e)
+			d.o.Logger.Warn("amqp: connection lost; reconnecting", "err", e)
 		}
 		d.mu.Lock()
 		d.conn = nil
@@ -140,7 +141,7 @@ func (d *drv) reconnect() *amqp.Connection {
 			}
 			return c
 		}
-		d.o.logger.Warn("amqp: reconnect failed", "err", err, "backoff", backoff)
+		d.o.Logger.Warn("amqp: reconnect failed", "err", err, "backoff", backoff)
 		select {
 		case <-d.life.Done():
 			return nil
@@ -153,6 +154,9 @@ func (d *drv) reconnect() *amqp.Connection {
 // stopping makes the calls waiting for a connection return
 // eventkit.ErrClosed: the transport is stopping.
 func (d *drv) stopping() { d.stopOnce.Do(func() { close(d.stop) }) }
+
+// Stopping implements driver.Stopper.
+func (d *drv) Stopping(context.Context) { d.stopping() }
 
 // connection returns the live connection, waiting for a reconnect until
 // ctx ends or the transport stops.
@@ -236,7 +240,7 @@ func (d *drv) pubChannel(ctx context.Context) (*amqp.Channel, error) {
 func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) error {
 	msgs := make([]amqp.Publishing, len(events))
 	for i := range events {
-		p, err := encode(events[i], d.o.mode == eventkit.Structured)
+		p, err := encode(events[i], d.o.Mode == eventkit.Structured)
 		if err != nil {
 			return fmt.Errorf("amqp: publish: encode event %q: %w", events[i].ID(), err)
 		}
@@ -332,8 +336,8 @@ func (d *drv) publishOnce(ctx context.Context, name string, msgs []amqp.Publishi
 // OpenSubscription declares and binds the subscription's queue and starts
 // consuming it.
 func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.Config) (driver.Subscription, error) {
-	if len(cfg.Options) > 0 {
-		return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("the amqp transport has no subscription option of type %T", cfg.Options[0]))
+	if err := transport.NoSubscribeOptions("amqp", cfg.Options); err != nil {
+		return nil, err
 	}
 	s := newSubscription(d, pattern, cfg)
 	if err := s.open(ctx); err != nil {
@@ -380,4 +384,5 @@ var (
 	_ driver.Publisher  = (*drv)(nil)
 	_ driver.Subscriber = (*drv)(nil)
 	_ driver.Shutdowner = (*drv)(nil)
+	_ driver.Stopper    = (*drv)(nil)
 )

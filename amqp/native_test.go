@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -22,22 +23,10 @@ func TestNativeTypedHeaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tp := ns + ".typed"
-	sub, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := testkit.Subscribe(t, ctx, tr, tp)
 	defer sub.Close()
 
-	conn, err := amqp.Dial(brokerURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := channel(t, brokerURL(t))
 	ts := time.Date(2018, 4, 5, 3, 56, 24, 0, time.UTC)
 	bin := []byte{0, 0xff, 0xfe, 'a'}
 	for _, prefix := range []string{"cloudEvents:", "cloudEvents_"} {

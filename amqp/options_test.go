@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
+	"github.com/eventkit/eventkit/internal/testkit"
 )
 
 // TestInvalidOptionsRefused checks that Dial fails on an invalid option
@@ -15,19 +16,16 @@ import (
 func TestInvalidOptionsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for name, o := range map[string]ekamqp.Option{
-		"WithExchange":           ekamqp.WithExchange(""),
-		"WithMode":               ekamqp.WithMode(eventkit.Mode(7)),
-		"WithDeliveryLimit":      ekamqp.WithDeliveryLimit(-1),
-		"WithPrivateQueueExpiry": ekamqp.WithPrivateQueueExpiry(time.Millisecond),
-		"WithLogger":             ekamqp.WithLogger(nil),
-		"WithCloseTimeout":       ekamqp.WithCloseTimeout(0),
-	} {
+	testkit.InvalidOptionsRefused(t, func(o ekamqp.Option) error {
 		// Port 1 is never dialled: the option is refused first.
-		if _, err := ekamqp.Dial(ctx, "amqp://guest:guest@127.0.0.1:1/", o); !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("Dial with an invalid %s: err %v, want ErrInvalidOption", name, err)
-		}
-	}
+		_, err := ekamqp.Dial(ctx, "amqp://guest:guest@127.0.0.1:1/", o)
+		return err
+	}, testkit.CommonOptions[ekamqp.Option]{WithMode: ekamqp.WithMode, WithLogger: ekamqp.WithLogger, WithCloseTimeout: ekamqp.WithCloseTimeout},
+		map[string]ekamqp.Option{
+			"WithExchange":           ekamqp.WithExchange(""),
+			"WithDeliveryLimit":      ekamqp.WithDeliveryLimit(-1),
+			"WithPrivateQueueExpiry": ekamqp.WithPrivateQueueExpiry(time.Millisecond),
+		})
 }
 
 func TestCapabilitiesAndUnknownOption(t *testing.T) {

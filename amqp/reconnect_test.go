@@ -12,6 +12,7 @@ import (
 	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -48,10 +49,7 @@ func TestReconnectNoConfirmedLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tp := ns + ".orders"
-	sub, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(ns+"-g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithGroup(ns+"-g"))
 
 	var mu sync.Mutex
 	confirmed := map[string]bool{}

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -52,25 +52,7 @@ func TestShutdownEndsPublishWaitingForReconnect(t *testing.T) {
 		_ = c.Close()
 	}
 	mu.Unlock()
-
-	done := make(chan error, 1)
-	go func() { done <- tr.Publish(context.Background(), ns+".x", eventkittest.NewEvent("down")) }()
 	// The publish is waiting for the reconnect (or failing on the cut
 	// channel first); either way it must not have returned nil.
-	select {
-	case err := <-done:
-		t.Fatalf("Publish on a cut connection returned %v before the shutdown", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer scancel()
-	_ = tr.Shutdown(sctx)
-	select {
-	case err := <-done:
-		if !errors.Is(err, eventkit.ErrClosed) {
-			t.Fatalf("Publish waiting for a reconnect: %v, want ErrClosed", err)
-		}
-	case <-sctx.Done():
-		t.Fatal("Publish still waiting for a reconnect after Shutdown")
-	}
+	testkit.PublishEndedByShutdown(t, tr, ns+".x", 20*time.Second)
 }

@@ -152,7 +152,7 @@ func (s *subscription) take(out []*driver.Message, d *amqp.Delivery) []*driver.M
 		if !errors.Is(err, eventkit.ErrNotCloudEvent) {
 			err = fmt.Errorf("%w: %w", eventkit.ErrNotCloudEvent, err)
 		}
-		s.d.o.logger.Error("amqp: rejecting a message that is not a valid CloudEvent", "queue", s.queue, "routing_key", d.RoutingKey, "err", err)
+		s.d.o.Logger.Error("amqp: rejecting a message that is not a valid CloudEvent", "queue", s.queue, "routing_key", d.RoutingKey, "err", err)
 		_ = d.Reject(false)
 		return out
 	}
@@ -230,7 +230,7 @@ func (s *subscription) nack(n driver.Nack) error {
 		delete(s.timers, tm)
 		s.tmu.Unlock()
 		if err := d.Nack(false, true); err != nil {
-			s.d.o.logger.Warn("amqp: delayed nack failed; the broker requeues the message with its channel", "err", err)
+			s.d.o.Logger.Warn("amqp: delayed nack failed; the broker requeues the message with its channel", "err", err)
 		}
 	})
 	s.timers[tm] = struct{}{}

@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/transport"
@@ -36,13 +34,11 @@ const minPrivateExpiry = time.Second
 type Option func(*options) error
 
 type options struct {
+	transport.Common
 	exchange      string
-	mode          eventkit.Mode
 	dlx           string
 	deliveryLimit int
 	privateExpiry time.Duration
-	logger        *slog.Logger
-	closeTimeout  time.Duration
 	config        amqp.Config
 }
 
@@ -50,27 +46,13 @@ type options struct {
 // durable if it does not exist. The name must not be empty (that is
 // AMQP's default exchange, which is not a topic exchange).
 func WithExchange(name string) Option {
-	return func(o *options) error {
-		if name == "" {
-			return eventkit.InvalidOption("amqp.WithExchange", "the exchange name must not be empty")
-		}
-		o.exchange = name
-		return nil
-	}
+	return func(o *options) error { return transport.NotEmpty("amqp.WithExchange", name, &o.exchange) }
 }
 
 // WithMode sets how events are written: eventkit.Binary (the default,
 // attributes as headers), or eventkit.Structured (the CloudEvents JSON
 // format as the body). Subscribers read both modes.
-func WithMode(m eventkit.Mode) Option {
-	return func(o *options) error {
-		if !m.Valid() {
-			return eventkit.InvalidOption("amqp.WithMode", "unknown mode "+m.String())
-		}
-		o.mode = m
-		return nil
-	}
-}
+func WithMode(m eventkit.Mode) Option { return func(o *options) error { return o.SetMode(m) } }
 
 // WithStructured is WithMode(eventkit.Structured).
 //
@@ -91,13 +73,7 @@ func WithDeadLetterExchange(name string) Option {
 // dead-lettered by the broker (or dropped without a dead-letter exchange).
 // 0, the default, sets no limit; n must not be negative.
 func WithDeliveryLimit(n int) Option {
-	return func(o *options) error {
-		if n < 0 {
-			return eventkit.InvalidOption("amqp.WithDeliveryLimit", fmt.Sprintf("must not be negative, got %d", n))
-		}
-		o.deliveryLimit = n
-		return nil
-	}
+	return func(o *options) error { return transport.NotNegative("amqp.WithDeliveryLimit", n, &o.deliveryLimit) }
 }
 
 // WithPrivateQueueExpiry sets how long the private queue of a subscription
@@ -105,11 +81,7 @@ func WithDeliveryLimit(n int) Option {
 // must be at least a second.
 func WithPrivateQueueExpiry(d time.Duration) Option {
 	return func(o *options) error {
-		if d < minPrivateExpiry {
-			return eventkit.InvalidOption("amqp.WithPrivateQueueExpiry", "must be at least 1s, got "+d.String())
-		}
-		o.privateExpiry = d
-		return nil
+		return transport.AtLeast("amqp.WithPrivateQueueExpiry", d, minPrivateExpiry, &o.privateExpiry)
 	}
 }
 
@@ -118,42 +90,22 @@ func WithPrivateQueueExpiry(d time.Duration) Option {
 func WithConfig(c amqp.Config) Option { return func(o *options) error { o.config = c; return nil } }
 
 // WithLogger sets the logger (default slog.Default()); it must not be nil.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return eventkit.InvalidOption("amqp.WithLogger", "the logger must not be nil")
-		}
-		o.logger = l
-		return nil
-	}
-}
+func WithLogger(l *slog.Logger) Option { return func(o *options) error { return o.SetLogger(l) } }
 
 // WithCloseTimeout bounds Close (default transport.DefaultCloseTimeout);
 // use Shutdown to give the bound with a context. d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("amqp.WithCloseTimeout", "must be positive, got "+d.String())
-		}
-		o.closeTimeout = d
-		return nil
-	}
+	return func(o *options) error { return o.SetCloseTimeout(d) }
 }
 
 func newOptions(opts []Option) (options, error) {
 	o := options{
+		Common:        transport.NewCommon("amqp"),
 		exchange:      DefaultExchange,
 		privateExpiry: DefaultPrivateExpiry,
-		logger:        slog.Default(),
-		closeTimeout:  transport.DefaultCloseTimeout,
 	}
-	for _, f := range opts {
-		if f == nil {
-			continue
-		}
-		if err := f(&o); err != nil {
-			return options{}, err
-		}
+	if err := transport.Apply(&o, opts); err != nil {
+		return options{}, err
 	}
 	if o.config.Heartbeat == 0 {
 		o.config.Heartbeat = DefaultHeartbeat
@@ -162,13 +114,33 @@ func newOptions(opts []Option) (options, error) {
 }
 
 // Transport publishes to and subscribes to a RabbitMQ topic exchange. It
-// implements eventkit.Publisher and eventkit.Subscriber, is built on
-// package transport (which gives it its validation, closed state,
-// settle-once messages and graceful stop), is safe for concurrent use, and
-// reconnects by itself.
+// implements eventkit.Publisher and eventkit.Subscriber, is safe for
+// concurrent use, and reconnects by itself. Its Publish, Subscribe,
+// Capabilities, Shutdown and Close are those of the transport.Transport it
+// is built on (which gives it its validation, closed state, settle-once
+// messages and graceful stop); on RabbitMQ they do this:
+//
+//   - Publish sends the events, in order, to the exchange with the topic as
+//     routing key, and returns when the broker has confirmed all of them.
+//     If the connection is lost meanwhile, it waits for the reconnect
+//     (until ctx ends, or the transport stops) and publishes again what was
+//     not confirmed.
+//   - Subscribe binds a queue to the exchange with the pattern's binding
+//     key and starts consuming; see the package documentation for groups
+//     and private queues. eventkit.WithBuffer sets the prefetch (default
+//     DefaultPrefetch). It returns once the queue is bound, so every event
+//     published afterwards is delivered.
+//   - Capabilities: wildcards, consumer groups, nack (with a delay),
+//     attempt counts, persistent group queues and pipelined batches.
+//   - Shutdown ends every subscription (their unsettled messages are
+//     requeued, private queues deleted) and makes later publishes return
+//     eventkit.ErrClosed; publishes waiting for a reconnect return
+//     eventkit.ErrClosed at once. Then it closes the connection. All
+//     within ctx; it returns every error met. Close is Shutdown bounded by
+//     WithCloseTimeout.
 type Transport struct {
-	pt *transport.Transport
-	d  *drv
+	*transport.Transport
+	d *drv
 }
 
 // Dial checks the options, connects to the broker at url
@@ -183,11 +155,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt, err := transport.New(d, d, transport.WithName("amqp"), transport.WithLogger(o.logger), transport.WithCloseTimeout(o.closeTimeout))
+	pt, err := transport.New(d, d, o.Options()...)
 	if err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
-	return &Transport{pt: pt, d: d}, nil
+	return &Transport{Transport: pt, d: d}, nil
 }
 
 // Reconnects returns how many times the connection was re-established.
@@ -198,46 +170,6 @@ func (t *Transport) Queues() []string { return t.d.groupQueues() }
 
 // Exchange returns the name of the transport's exchange.
 func (t *Transport) Exchange() string { return t.d.o.exchange }
-
-// Capabilities returns what the transport guarantees: wildcards, consumer
-// groups, nack (with a delay), attempt counts, persistent group queues and
-// pipelined batches.
-func (t *Transport) Capabilities() eventkit.Capabilities { return t.pt.Capabilities() }
-
-// Publish sends the events, in order, to the exchange with the topic as
-// routing key, and returns when the broker has confirmed all of them. If
-// the connection is lost meanwhile, it waits for the reconnect (until ctx
-// ends, or the transport stops) and publishes again what was not
-// confirmed.
-func (t *Transport) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	return t.pt.Publish(ctx, topic, events...)
-}
-
-// Subscribe binds a queue to the exchange with the pattern's binding key and
-// starts consuming; see the package documentation for groups and private
-// queues. eventkit.WithBuffer sets the prefetch (default DefaultPrefetch).
-// It returns once the queue is bound, so every event published afterwards
-// is delivered.
-func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	return t.pt.Subscribe(ctx, pattern, opts...)
-}
-
-// Shutdown ends every subscription (their unsettled messages are
-// requeued, private queues deleted) and makes later publishes return
-// eventkit.ErrClosed; publishes waiting for a reconnect return
-// eventkit.ErrClosed at once. Then it closes the connection. All within
-// ctx; it returns every error met.
-func (t *Transport) Shutdown(ctx context.Context) error {
-	t.d.stopping()
-	return t.pt.Shutdown(ctx)
-}
-
-// Close is Shutdown bounded by WithCloseTimeout.
-func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.d.o.closeTimeout)
-	defer cancel()
-	return t.Shutdown(ctx)
-}
 
 func randomHex(n int) string {
 	b := make([]byte, n)

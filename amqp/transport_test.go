@@ -8,6 +8,7 @@ import (
 	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 )
@@ -37,6 +38,23 @@ func dial(t *testing.T, exchange string, opts ...ekamqp.Option) *ekamqp.Transpor
 	return tr
 }
 
+// channel opens a connection to the broker at url and a channel on it,
+// both closed when t ends.
+func channel(t *testing.T, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ch.Close() })
+	return ch
+}
+
 func cleanup(t *testing.T, url, exchange string, queues []string) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -61,13 +79,6 @@ func cleanup(t *testing.T, url, exchange string, queues []string) {
 	}
 }
 
-func factory(opts ...ekamqp.Option) eventkittest.Factory {
-	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := dial(t, "ektest-"+ns, opts...)
-		return tr, tr
-	}
-}
-
 var features = eventkittest.Features{
 	Wildcards:           true,
 	ConsumerGroups:      true,
@@ -79,10 +90,9 @@ var features = eventkittest.Features{
 	ExtensionsAsStrings: true,
 }
 
+// TestTransport runs the conformance suite in binary and structured mode.
 func TestTransport(t *testing.T) {
-	eventkittest.TestTransport(t, factory(), features)
-}
-
-func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekamqp.WithMode(eventkit.Structured)), features)
+	testkit.TestModes(t, features, func(t *testing.T, ns string, mode eventkit.Mode) testkit.PubSub {
+		return dial(t, "ektest-"+ns, ekamqp.WithMode(mode))
+	})
 }

@@ -8,13 +8,9 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
 	"github.com/eventkit/eventkit/command/natsreply"
-	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
-	eknats "github.com/eventkit/eventkit/nats"
 	ekredis "github.com/eventkit/eventkit/redis"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // benchRequests measures concurrent request/reply round trips.
@@ -64,43 +60,18 @@ func BenchmarkRequestMemory(b *testing.B) {
 // BenchmarkRequestNATS: commands through JetStream, replies through core
 // NATS (natsreply), on the server of EVENTKIT_NATS_URL.
 func BenchmarkRequestNATS(b *testing.B) {
-	url := eventkittest.ServerAddr(b, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		eventkittest.Unavailable(b, "EVENTKIT_NATS_URL", url, err)
-	}
-	defer nc.Close()
-	prefix, replies := eventkittest.UniqueName("cmd"), eventkittest.UniqueName("rpl")
-	tr, err := eknats.New(nc, eknats.WithAutoStreams(eknats.StreamConfig{Storage: jetstream.FileStorage, MaxAge: time.Hour}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	core := natsreply.New(nc)
+	e := newNATSEnv(b, jetstream.FileStorage)
+	core := natsreply.New(e.nc)
 	defer func() {
-		_ = tr.JetStream().DeleteStream(context.Background(), "EVENTKIT_"+prefix)
+		e.deleteStreams(b, e.prefix)
 		_ = core.Close()
-		_ = tr.Close()
 	}()
-	benchRequests(b, tr, tr, core, core, command.WithPrefix(prefix), command.WithReplyPrefix(replies))
+	benchRequests(b, e.tr, e.tr, core, core, command.WithPrefix(e.prefix), command.WithReplyPrefix(e.replies))
 }
 
 // BenchmarkRequestRedis: commands and replies through Redis Streams, on the
 // server of EVENTKIT_REDIS_ADDR.
 func BenchmarkRequestRedis(b *testing.B) {
-	addr := eventkittest.ServerAddr(b, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
-	keyPrefix := eventkittest.UniqueName("ekcmdb") + ":"
-	tr, err := ekredis.Dial(context.Background(), "redis://"+addr, ekredis.WithPrefix(keyPrefix), ekredis.WithBlock(100*time.Millisecond))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = tr.Close()
-		c := goredis.NewClient(&goredis.Options{Addr: addr})
-		defer c.Close()
-		iter := c.Scan(context.Background(), 0, keyPrefix+"*", 500).Iterator()
-		for iter.Next(context.Background()) {
-			c.Del(context.Background(), iter.Val())
-		}
-	}()
+	tr := dialRedis(b, ekredis.WithBlock(100*time.Millisecond))
 	benchRequests(b, tr, tr, tr, tr)
 }

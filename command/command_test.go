@@ -13,6 +13,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"go.uber.org/goleak"
 )
@@ -73,15 +74,75 @@ func newEnv(t *testing.T, register func(h *command.Handlers), opts ...command.Op
 func sum(_ context.Context, a Add) (int, error) { return a.A + a.B, nil }
 
 // waitFor polls cond until it holds or 5s pass.
+// requestConcurrently sends n calc.add requests through c at once, and
+// reports each that failed or got the wrong sum.
+func requestConcurrently(t *testing.T, ctx context.Context, c *command.Client, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			got, err := command.Request[int](ctx, c, "calc.add", Add{A: i, B: 1000})
+			if err != nil || got != i+1000 {
+				errs <- fmt.Errorf("request %d: got %d, %v", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// slowOp is a "slow.op" handler that tells each start and returns once
+// block is closed.
+type slowOp struct {
+	started chan struct{}
+	block   chan struct{}
+}
+
+func newSlowOp() *slowOp {
+	return &slowOp{started: make(chan struct{}, 1), block: make(chan struct{})}
+}
+
+func (s *slowOp) register(h *command.Handlers) {
+	_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
+		s.started <- struct{}{}
+		<-s.block
+		return nil
+	})
+}
+
+// request sends a slow.op request through c in a goroutine, waits until
+// the handler runs, and returns the channel of the request's error.
+func (s *slowOp) request(ctx context.Context, c *command.Client) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Request(ctx, "slow.op", Add{})
+		errc <- err
+	}()
+	<-s.started
+	return errc
+}
+
+// newCountingEnv is newEnv with a calc.add handler that counts its calls.
+func newCountingEnv(t *testing.T) (*env, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	e := newEnv(t, func(h *command.Handlers) {
+		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
+			calls.Add(1)
+			return sum(ctx, a)
+		})
+	})
+	return e, calls
+}
+
+// waitFor polls cond until it holds or 5s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 5*time.Second, what, cond)
 }
 
 func TestRequestReply(t *testing.T) {
@@ -129,13 +190,7 @@ func TestUnknownCommandGetsErrorReply(t *testing.T) {
 }
 
 func TestValidationFailureIsRepliedNotRetried(t *testing.T) {
-	var calls atomic.Int32
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
-			calls.Add(1)
-			return sum(ctx, a)
-		})
-	})
+	e, calls := newCountingEnv(t)
 	ctx := context.Background()
 	_, err := e.client.Request(ctx, "calc.add", Add{A: -1, B: 2})
 	if !errors.Is(err, command.ErrInvalid) || !strings.Contains(err.Error(), "must not be negative") {
@@ -225,11 +280,9 @@ func TestTimeoutAndLateReplyDropped(t *testing.T) {
 }
 
 func TestCallerDeadlineIsATimeout(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error { <-block; return nil })
-	})
+	op := newSlowOp()
+	defer close(op.block)
+	e := newEnv(t, op.register)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	_, err := e.client.Request(ctx, "slow.op", Add{})
@@ -239,22 +292,10 @@ func TestCallerDeadlineIsATimeout(t *testing.T) {
 }
 
 func TestCancellationRemovesPending(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	})
+	op := newSlowOp()
+	e := newEnv(t, op.register)
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(ctx, "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	errc := op.request(ctx, e.client)
 	if p := e.client.Stats().Pending; p != 1 {
 		t.Fatalf("pending %d while waiting, want 1", p)
 	}
@@ -266,7 +307,7 @@ func TestCancellationRemovesPending(t *testing.T) {
 	if p := e.client.Stats().Pending; p != 0 {
 		t.Fatalf("pending %d after cancellation, want 0", p)
 	}
-	close(block)
+	close(op.block)
 	waitFor(t, "the reply after cancellation to be dropped", func() bool { return e.client.Stats().DroppedReplies == 1 })
 }
 
@@ -279,21 +320,7 @@ func TestConcurrentRequestsGetTheirOwnReply(t *testing.T) {
 		})
 	})
 	const n = 200
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			got, err := command.Request[int](context.Background(), e.client, "calc.add", Add{A: i, B: 1000})
-			if err != nil || got != i+1000 {
-				errs <- fmt.Errorf("request %d: got %d, %v", i, got, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	requestConcurrently(t, context.Background(), e.client, n)
 	if s := e.client.Stats(); s.Replies != n || s.DroppedReplies != 0 || s.Pending != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -349,47 +376,23 @@ func TestForeignReplyDropped(t *testing.T) {
 }
 
 func TestMaxPending(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	}, command.WithMaxPending(1))
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	op := newSlowOp()
+	e := newEnv(t, op.register, command.WithMaxPending(1))
+	errc := op.request(context.Background(), e.client)
 	if _, err := e.client.Request(context.Background(), "slow.op", Add{}); !errors.Is(err, command.ErrTooManyPending) {
 		t.Fatalf("err = %v, want ErrTooManyPending", err)
 	}
-	close(block)
+	close(op.block)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestCloseFailsPending(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	started := make(chan struct{}, 1)
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
-	})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := e.client.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	op := newSlowOp()
+	defer close(op.block)
+	e := newEnv(t, op.register)
+	errc := op.request(context.Background(), e.client)
 	if err := e.client.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -427,10 +430,7 @@ func TestRejectedTopic(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	dlq, err := bus.Subscribe(ctx, "rejected")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dlq := testkit.Subscribe(t, ctx, bus, "rejected")
 	defer dlq.Close()
 	h, err := command.NewHandlers(bus, command.WithRejectedTopic("rejected"))
 	if err != nil {
@@ -657,14 +657,9 @@ func (f *failingSub) Subscribe(ctx context.Context, pattern string, opts ...even
 }
 
 func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
-	block := make(chan struct{})
-	started := make(chan struct{}, 1)
+	op := newSlowOp()
 	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.Handle(h, "slow.op", func(ctx context.Context, a Add) error {
-			started <- struct{}{}
-			<-block
-			return nil
-		})
+		op.register(h)
 		_ = command.HandleReply(h, "calc.add", sum)
 	})
 	fs := &failingSub{Bus: e.bus}
@@ -673,12 +668,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Request(context.Background(), "slow.op", Add{})
-		errc <- err
-	}()
-	<-started
+	errc := op.request(context.Background(), c)
 	fs.mu.Lock()
 	lost := fs.subs[0]
 	fs.mu.Unlock()
@@ -686,7 +676,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 	if err := <-errc; err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("pending request: %v, want the subscription's error", err)
 	}
-	close(block)
+	close(op.block)
 	// The next request subscribes again and is answered.
 	if got, err := command.Request[int](context.Background(), c, "calc.add", Add{A: 1, B: 1}); err != nil || got != 2 {
 		t.Fatalf("after the loss: %d, %v", got, err)
@@ -698,13 +688,7 @@ func TestReplySubscriptionLostFailsPendingAndRecovers(t *testing.T) {
 // dead-letter topic "<topic>.dlq") is not a command: it is not handled
 // again.
 func TestEventOffItsTopicIgnored(t *testing.T) {
-	var calls atomic.Int32
-	e := newEnv(t, func(h *command.Handlers) {
-		_ = command.HandleReply(h, "calc.add", func(ctx context.Context, a Add) (int, error) {
-			calls.Add(1)
-			return sum(ctx, a)
-		})
-	})
+	e, calls := newCountingEnv(t)
 	ctx := context.Background()
 	ev, _ := e.client.NewCommand("calc.add", Add{A: 1})
 	if err := e.bus.Publish(ctx, "commands.calc.add.dlq", ev); err != nil {

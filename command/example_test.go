@@ -75,39 +75,20 @@ func Example() {
 	// true
 }
 
-type Credited struct {
-	Amount int `json:"amount"`
-}
-
-type Wallet struct {
-	es.Root
-	Balance int
-}
-
-func (w *Wallet) Apply(data any) error {
-	if c, ok := data.(Credited); ok {
-		w.Balance += c.Amount
-	}
-	return nil
-}
-
-type Credit struct {
-	Amount int `json:"amount"`
-}
-
-// A command handled by an event-sourced aggregate: the command's subject
-// names the wallet; a version conflict reloads it and runs again.
+// A command handled by an event-sourced aggregate (Account, raising
+// Deposited on a Deposit): the command's subject names the account; a
+// version conflict reloads it and runs again.
 func ExampleHandleAggregate() {
 	ctx := context.Background()
 	reg := es.NewRegistry()
-	es.Register[Credited](reg, "wallet.credited")
-	wallets := es.NewRepository(memory.NewEventStore(), reg, func(string) *Wallet { return &Wallet{} })
+	es.Register[Deposited](reg, "bank.deposited")
+	accounts := es.NewRepository(memory.NewEventStore(), reg, func(string) *Account { return &Account{} })
 
 	bus := memory.New()
 	defer bus.Close()
 	h, _ := command.NewHandlers(bus)
-	_ = command.Handle(h, "wallet.credit", command.HandleAggregate(wallets, nil,
-		func(w *Wallet, c Credit) error { return es.Raise(w, Credited(c)) }))
+	_ = command.Handle(h, "bank.deposit", command.HandleAggregate(accounts, nil,
+		func(a *Account, d Deposit) error { return es.Raise(a, Deposited{Amount: d.Amount}) }))
 	r := eventkit.NewRouter(bus)
 	_ = h.Mount(r)
 	_ = r.Start(ctx)
@@ -116,12 +97,12 @@ func ExampleHandleAggregate() {
 	c, _ := command.NewClient(bus, bus)
 	defer c.Close()
 	for _, amount := range []int{5, 7} {
-		if _, err := c.Request(ctx, "wallet.credit", Credit{Amount: amount}, command.WithSubject("w1")); err != nil {
+		if _, err := c.Request(ctx, "bank.deposit", Deposit{Amount: amount}, command.WithSubject("a1")); err != nil {
 			fmt.Println(err)
 		}
 	}
-	w, _ := wallets.Load(ctx, "w1")
-	fmt.Println(w.Balance, w.Version())
+	a, _ := accounts.Load(ctx, "a1")
+	fmt.Println(a.Balance, a.Version())
 	// Output: 12 2
 }
 

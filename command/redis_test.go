@@ -3,39 +3,19 @@ package command_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command"
-	"github.com/eventkit/eventkit/eventkittest"
 	ekredis "github.com/eventkit/eventkit/redis"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // TestRedis runs commands over the Redis Streams transport.
 func TestRedis(t *testing.T) {
-	addr := eventkittest.ServerAddr(t, "EVENTKIT_REDIS_ADDR", eventkittest.DefaultRedisAddr, eventkittest.DialProbe)
-	keyPrefix := eventkittest.UniqueName("ekcmd") + ":"
+	tr := dialRedis(t, ekredis.WithDiscoverInterval(50*time.Millisecond), ekredis.WithBlock(100*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	tr, err := ekredis.Dial(ctx, "redis://"+addr, ekredis.WithPrefix(keyPrefix),
-		ekredis.WithDiscoverInterval(50*time.Millisecond), ekredis.WithBlock(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = tr.Close()
-		c := goredis.NewClient(&goredis.Options{Addr: addr})
-		defer c.Close()
-		iter := c.Scan(context.Background(), 0, keyPrefix+"*", 500).Iterator()
-		for iter.Next(context.Background()) {
-			c.Del(context.Background(), iter.Val())
-		}
-	}()
-
 	runOverTransport(t, ctx, tr, tr, tr, tr)
 }
 
@@ -99,21 +79,7 @@ func runOverTransport(t *testing.T, ctx context.Context, pub eventkit.Publisher,
 		t.Fatalf("err = %v, want ErrUnknownCommand", err)
 	}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			got, err := command.Request[int](ctx, client, "calc.add", Add{A: i, B: 1000})
-			if err != nil || got != i+1000 {
-				errs <- fmt.Errorf("request %d: %d, %v", i, got, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	requestConcurrently(t, ctx, client, 50)
 	if s := client.Stats(); s.DroppedReplies != 0 || s.Pending != 0 {
 		t.Fatalf("stats %+v", s)
 	}

@@ -184,6 +184,16 @@ type Shutdowner interface {
 	Shutdown(ctx context.Context) error
 }
 
+// Stopper is implemented by a driver (the Publisher or Subscriber given to
+// transport.New) that must know when a stop begins, before package
+// transport waits for the publishes in flight: for example, to make a
+// publish that waits for a reconnect return eventkit.ErrClosed at once.
+// transport.Transport calls Stopping at the start of each Shutdown (and
+// Close), with the context that bounds it; Stopping must not block.
+type Stopper interface {
+	Stopping(ctx context.Context)
+}
+
 // DeliveryObserver is implemented by a Subscription that needs to know
 // when a received message reaches the application: for example, to keep
 // it from being reclaimed by another group member while it waits in a

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -26,6 +27,25 @@ func benchEvent() event.Event {
 	return e
 }
 
+// publishAll publishes b.N times the benchmark event to bench.orders,
+// calls wait (which returns once they are consumed), and reports events/s
+// over both.
+func publishAll(b *testing.B, ctx context.Context, bus *memory.Bus, wait func()) {
+	e := benchEvent()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if err := bus.Publish(ctx, "bench.orders", e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
+}
+
 // BenchmarkMemoryPublishConsume: one publisher, one subscriber that acks
 // every message, 256-byte JSON data. Reports events/s.
 func BenchmarkMemoryPublishConsume(b *testing.B) {
@@ -35,11 +55,7 @@ func BenchmarkMemoryPublishConsume(b *testing.B) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	sub, err := bus.Subscribe(ctx, "bench.orders")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := benchEvent()
+	sub := testkit.Subscribe(b, ctx, bus, "bench.orders")
 	done := make(chan int)
 	go func() {
 		n := 0
@@ -52,18 +68,7 @@ func BenchmarkMemoryPublishConsume(b *testing.B) {
 		}
 		done <- n
 	}()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if err := bus.Publish(ctx, "bench.orders", e); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-done
-	el := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
+	publishAll(b, ctx, bus, func() { <-done })
 	_ = sub.Close()
 }
 
@@ -86,19 +91,7 @@ func BenchmarkMemoryRouter(b *testing.B) {
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx) }()
 	<-r.Running()
-	e := benchEvent()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if err := bus.Publish(ctx, "bench.orders", e); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-done
-	el := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
+	publishAll(b, ctx, bus, func() { <-done })
 	cancel()
 	if err := <-errc; err != nil {
 		b.Fatal(err)

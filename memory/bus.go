@@ -33,10 +33,8 @@
 package memory
 
 import (
-	"context"
 	"fmt"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/transport"
 )
@@ -82,9 +80,28 @@ func WithPolicy(p Policy) eventkit.SubscribeOption {
 const DefaultBuffer = 1024
 
 // Bus is an in-process publisher and subscriber. The zero value is not
-// usable; create one with New. A Bus is safe for concurrent use.
+// usable; create one with New. A Bus is safe for concurrent use. Its
+// Publish, Subscribe, Capabilities, Shutdown and Close are those of the
+// transport.Transport it is built on; in memory they do this:
+//
+//   - Publish delivers each event to every subscription (or group) whose
+//     pattern matches topic. With the Block policy it waits for room; it
+//     returns ctx's error if ctx ends first, and eventkit.ErrClosed once
+//     the bus is closed.
+//   - Subscribe starts a subscription to pattern. Subscriptions of one
+//     group must use the same pattern. Besides eventkit's options, it
+//     takes WithPolicy.
+//   - Capabilities: wildcards, consumer groups, nacks with a delay,
+//     attempt counts, order per key and batch publishing. The bus is not
+//     persistent.
+//   - Shutdown wakes every blocked publisher (which returns
+//     eventkit.ErrClosed), ends every subscription and waits for pending
+//     redeliveries to stop, all within ctx. Messages delivered and not
+//     settled are gone. Close is Shutdown bounded by
+//     transport.DefaultCloseTimeout; the bus does no I/O, so it returns as
+//     soon as every subscription's goroutines ended.
 type Bus struct {
-	t *transport.Transport
+	*transport.Transport
 	d *bus
 }
 
@@ -97,7 +114,7 @@ func New() *Bus {
 	if err != nil { // constant, valid options: not reached
 		panic(err)
 	}
-	return &Bus{t: t, d: d}
+	return &Bus{Transport: t, d: d}
 }
 
 // Stats are counters of a bus.
@@ -109,41 +126,6 @@ type Stats struct {
 // Stats returns the bus's counters.
 func (b *Bus) Stats() Stats {
 	return Stats{Published: b.d.published.Load(), Dropped: b.d.dropped.Load()}
-}
-
-// Capabilities returns what the bus guarantees: wildcards, consumer groups,
-// nacks with a delay, attempt counts, order per key and batch publishing.
-// It is not persistent.
-func (b *Bus) Capabilities() eventkit.Capabilities { return b.t.Capabilities() }
-
-// Publish delivers each event to every subscription (or group) whose pattern
-// matches topic. With the Block policy it waits for room; it returns
-// ctx's error if ctx ends first, and eventkit.ErrClosed once the bus is
-// closed.
-func (b *Bus) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	return b.t.Publish(ctx, topic, events...)
-}
-
-// Subscribe starts a subscription to pattern. Subscriptions of one group
-// must use the same pattern. Besides eventkit's options, it takes
-// WithPolicy.
-func (b *Bus) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	return b.t.Subscribe(ctx, pattern, opts...)
-}
-
-// Shutdown wakes every blocked publisher (which returns eventkit.ErrClosed),
-// ends every subscription and waits for pending redeliveries to stop, all
-// within ctx. Messages delivered and not settled are gone.
-func (b *Bus) Shutdown(ctx context.Context) error {
-	b.d.shut()
-	return b.t.Shutdown(ctx)
-}
-
-// Close is Shutdown bounded by transport.DefaultCloseTimeout; the bus does
-// no I/O, so it returns as soon as every subscription's goroutines ended.
-func (b *Bus) Close() error {
-	b.d.shut()
-	return b.t.Close()
 }
 
 var (

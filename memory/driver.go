@@ -141,9 +141,12 @@ func (b *bus) OpenSubscription(_ context.Context, pattern string, cfg driver.Con
 	return s, nil
 }
 
+// Stopping implements driver.Stopper: see shut.
+func (b *bus) Stopping(context.Context) { b.shut() }
+
 // shut wakes every blocked publisher, which returns eventkit.ErrClosed, and
-// refuses every later SendBatch: Bus.Close calls it before package
-// transport waits for the publishes in flight.
+// refuses every later SendBatch: package transport calls it (Stopping)
+// before it waits for the publishes in flight.
 func (b *bus) shut() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -289,6 +292,7 @@ func (q *queue) requeue(d *delivery, delay time.Duration) error {
 var (
 	_ driver.Publisher        = (*bus)(nil)
 	_ driver.Subscriber       = (*bus)(nil)
+	_ driver.Stopper          = (*bus)(nil)
 	_ driver.Subscription     = (*sub)(nil)
 	_ driver.Subscription     = (*member)(nil)
 	_ driver.DeliveryObserver = (*member)(nil)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -95,13 +96,8 @@ func TestCloseWakesBlockedPublisher(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Close took %s", el)
 	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, eventkit.ErrClosed) {
-			t.Fatalf("blocked Publish returned %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("blocked Publish not woken by Close")
+	if err := testkit.Receive(t, errc, 5*time.Second, "the blocked Publish, woken by Close"); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("blocked Publish returned %v, want ErrClosed", err)
 	}
 }
 
@@ -122,10 +118,7 @@ func TestMemberCloseGivesBackUntaken(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	m1, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := testkit.Subscribe(t, ctx, bus, "g", eventkit.WithGroup("g"))
 	const n = 6
 	for i := 0; i < n; i++ {
 		if err := bus.Publish(ctx, "g", eventkittest.NewEvent("g-"+strconv.Itoa(i))); err != nil {
@@ -134,10 +127,7 @@ func TestMemberCloseGivesBackUntaken(t *testing.T) {
 	}
 	first := <-m1.Messages()
 	_ = first.Ack()
-	m2, err := bus.Subscribe(ctx, "g", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := testkit.Subscribe(t, ctx, bus, "g", eventkit.WithGroup("g"))
 	if err := m1.Close(); err != nil {
 		t.Fatal(err)
 	}

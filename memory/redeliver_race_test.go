@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -47,10 +48,7 @@ func TestAckedMessageKeepsItsEvent(t *testing.T) {
 	bus := memory.New()
 	defer bus.Close()
 	ctx := context.Background()
-	s, err := bus.Subscribe(ctx, "keep")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, bus, "keep")
 	var held []*eventkit.Message
 	for i := 0; i < 100; i++ {
 		ev := eventkittest.NewEvent("keep-" + strconv.Itoa(i))

@@ -12,8 +12,6 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
-	"github.com/eventkit/eventkit/middleware/prom"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -125,11 +123,7 @@ func TestRateLimit(t *testing.T) {
 
 func TestDedupSkipsDuplicateDelivery(t *testing.T) {
 	h := newHarness(t)
-	reg := prometheus.NewRegistry()
-	metrics, err := prom.New(prom.WithRegisterer(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reg := newMetrics(t)
 	store := memory.NewDedupStore()
 	handled := make(chan string, 8)
 	var failFirst atomic.Bool

@@ -43,6 +43,25 @@ func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktr
 	return chain, func() { _ = tp.Shutdown(context.Background()) }
 }
 
+// bare is the handler the benchmarked middleware wrap: it does nothing.
+var bare = eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })
+
+// handleLoop calls h b.N times with a message of e, and reports the CPU
+// time per call.
+func handleLoop(b *testing.B, h eventkit.Handler, e event.Event) {
+	m := eventkit.NewMessage("bench.orders", e, 1, nil, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if err := h.Handle(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
+}
+
 // BenchmarkMiddlewareChain measures the cost of the recommended chain per
 // event, against a bare handler, in the same run:
 //
@@ -54,19 +73,7 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 	direct := func(b *testing.B, sampler sdktrace.Sampler, e event.Event) {
 		chain, stop := recommendedChainSampled(b, memory.New(), sampler)
 		defer stop()
-		bare := eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil })
-		wrapped := chain(bare)
-		m := eventkit.NewMessage("bench.orders", e, 1, nil, nil)
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.ResetTimer()
-		cpu := cpuTime()
-		for i := 0; i < b.N; i++ {
-			if err := wrapped.Handle(ctx, m); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
+		handleLoop(b, chain(bare), e)
 	}
 	b.Run("direct", func(b *testing.B) { direct(b, sdktrace.AlwaysSample(), newEvent("e-1")) })
 	// The same with an event that carries a traceparent, as events published
@@ -78,39 +85,24 @@ func BenchmarkMiddlewareChain(b *testing.B) {
 	// Each middleware alone, called directly: where the cost of the chain goes.
 	for _, part := range chainParts(b) {
 		b.Run("direct/"+part.name, func(b *testing.B) {
-			h := part.mw(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
-			m := eventkit.NewMessage("bench.orders", newEvent("e-1"), 1, nil, nil)
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if err := h.Handle(ctx, m); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
+			handleLoop(b, part.mw(bare), newEvent("e-1"))
 		})
 	}
-	b.Run("bus", func(b *testing.B) {
-		bareNs, bareCPU := runBus(b, false, false)
-		chainNs, chainCPU := runBus(b, true, false)
-		b.ReportMetric(bareNs, "bare-ns/event")
-		b.ReportMetric(chainNs, "chain-ns/event")
-		b.ReportMetric(chainNs-bareNs, "overhead-ns/event")
-		b.ReportMetric(chainCPU-bareCPU, "overhead-cpu-ns/event")
-	})
-	// The same with the publishing side traced too: events are published
-	// through a TracingPublisher (a producer span each, traceparent injected)
-	// and the chain extracts it. The overhead is both sides together.
-	b.Run("bus-traced", func(b *testing.B) {
-		bareNs, bareCPU := runBus(b, false, false)
-		chainNs, chainCPU := runBus(b, true, true)
-		b.ReportMetric(bareNs, "bare-ns/event")
-		b.ReportMetric(chainNs, "chain-ns/event")
-		b.ReportMetric(chainNs-bareNs, "overhead-ns/event")
-		b.ReportMetric(chainCPU-bareCPU, "overhead-cpu-ns/event")
-	})
+	// "bus-traced" is the same with the publishing side traced too: events
+	// are published through a TracingPublisher (a producer span each,
+	// traceparent injected) and the chain extracts it. The overhead is both
+	// sides together.
+	for _, traced := range []bool{false, true} {
+		name := map[bool]string{false: "bus", true: "bus-traced"}[traced]
+		b.Run(name, func(b *testing.B) {
+			bareNs, bareCPU := runBus(b, false, false)
+			chainNs, chainCPU := runBus(b, true, traced)
+			b.ReportMetric(bareNs, "bare-ns/event")
+			b.ReportMetric(chainNs, "chain-ns/event")
+			b.ReportMetric(chainNs-bareNs, "overhead-ns/event")
+			b.ReportMetric(chainCPU-bareCPU, "overhead-cpu-ns/event")
+		})
+	}
 }
 
 // tracedEvent returns an event carrying the traceparent of a sampled span,

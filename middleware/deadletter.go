@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,9 +136,7 @@ func DeadLetter(pub eventkit.Publisher, opts ...DeadLetterOption) eventkit.Middl
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.logger == nil {
-		c.logger = slog.Default()
-	}
+	c.logger = cmp.Or(c.logger, slog.Default())
 	return func(next eventkit.Handler) eventkit.Handler {
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 			err := next.Handle(ctx, m)

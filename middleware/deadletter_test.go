@@ -14,19 +14,13 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
-	"github.com/eventkit/eventkit/middleware/prom"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 var errPoison = errors.New("poison: cannot parse order")
 
 func TestPermanentErrorGoesStraightToDeadLetter(t *testing.T) {
 	h := newHarness(t)
-	reg := prometheus.NewRegistry()
-	metrics, err := prom.New(prom.WithRegisterer(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reg := newMetrics(t)
 	dlq := h.Subscribe(h.Topic("orders.dlq"))
 	var calls atomic.Int32
 	h.Router.Use(metrics.Middleware(),

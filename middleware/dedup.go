@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -67,9 +68,7 @@ func Dedup(store dedup.Store, opts ...DedupOption) eventkit.Middleware {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.logger == nil {
-		c.logger = slog.Default()
-	}
+	c.logger = cmp.Or(c.logger, slog.Default())
 	return func(next eventkit.Handler) eventkit.Handler {
 		return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 			key := c.key(m)

@@ -13,6 +13,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/middleware/internal/mwtest"
+	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
@@ -31,6 +32,17 @@ func newHarness(t *testing.T) *harness { return mwtest.NewHarness(t) }
 func receive(t *testing.T, s eventkit.Subscription) *eventkit.Message {
 	t.Helper()
 	return mwtest.Receive(t, s)
+}
+
+// newMetrics returns prom metrics on a registry of their own.
+func newMetrics(t *testing.T) (*prom.Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	metrics, err := prom.New(prom.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metrics, reg
 }
 
 func quiet(t *testing.T, s eventkit.Subscription, d time.Duration) {

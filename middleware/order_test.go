@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
 )
@@ -85,10 +86,7 @@ func testNoHotLoop(t *testing.T, order []string, kind string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	dlq, err := bus.Subscribe(context.Background(), "orders.dlq")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dlq := testkit.Subscribe(t, context.Background(), bus, "orders.dlq")
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -158,9 +159,7 @@ func Retry(opts ...RetryOption) eventkit.Middleware {
 		c.maxInterval = c.initial
 	}
 	c.randomFactor = min(max(c.randomFactor, 0), 0.99)
-	if c.logger == nil {
-		c.logger = slog.Default()
-	}
+	c.logger = cmp.Or(c.logger, slog.Default())
 	return func(next eventkit.Handler) eventkit.Handler {
 		if c.byNack {
 			return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {

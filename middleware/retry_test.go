@@ -11,8 +11,6 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
-	"github.com/eventkit/eventkit/middleware/prom"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 var errTransient = errors.New("transient failure")
@@ -52,11 +50,7 @@ func (f *failN) calls() []int {
 
 func TestRetryInPlaceFailTwiceThenSucceed(t *testing.T) {
 	h := newHarness(t)
-	reg := prometheus.NewRegistry()
-	metrics, err := prom.New(prom.WithRegisterer(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reg := newMetrics(t)
 	dlq := h.Subscribe(h.Topic("orders.dlq"))
 	f := newFailN(2)
 	h.Router.Use(metrics.Middleware(),
@@ -88,11 +82,7 @@ func TestRetryInPlaceFailTwiceThenSucceed(t *testing.T) {
 
 func TestRetryByNackFailTwiceThenSucceed(t *testing.T) {
 	h := newHarness(t)
-	reg := prometheus.NewRegistry()
-	metrics, err := prom.New(prom.WithRegisterer(reg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reg := newMetrics(t)
 	f := newFailN(2)
 	const initial = 30 * time.Millisecond
 	h.Router.Use(metrics.Middleware(),

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
@@ -82,11 +83,11 @@ func (d *drv) connect(ctx context.Context, clientID string, persistent bool,
 		ConnectPassword:               d.o.password,
 		OnConnectionUp:                onUp,
 		OnConnectionDown: func() bool {
-			d.o.logger.Warn("mqtt: connection lost; reconnecting", "client", clientID)
+			d.o.Logger.Warn("mqtt: connection lost; reconnecting", "client", clientID)
 			return true
 		},
 		OnConnectError: func(err error) {
-			d.o.logger.Warn("mqtt: connect failed", "client", clientID, "err", err)
+			d.o.Logger.Warn("mqtt: connect failed", "client", clientID, "err", err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: clientID},
 	}
@@ -118,6 +119,15 @@ func (d *drv) Capabilities() eventkit.Capabilities { return capabilities }
 // eventkit.ErrClosed: the transport is stopping.
 func (d *drv) stopping() { d.stopOnce.Do(func() { close(d.stop) }) }
 
+// Stopping implements driver.Stopper: the publishes waiting for a
+// reconnect return eventkit.ErrClosed at once, and those waiting for their
+// acknowledgement when ctx ends.
+func (d *drv) Stopping(ctx context.Context) {
+	d.stopping()
+	// Not stopped: once the stop is over, aborting is harmless.
+	context.AfterFunc(ctx, d.abort)
+}
+
 // SendBatch publishes the events one after another, each acknowledged by
 // the broker before the next is sent. While the connection is down it
 // waits for the reconnect.
@@ -127,7 +137,7 @@ func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) 
 	defer context.AfterFunc(d.abortCtx, cancel)()
 	mt := topic.ToMQTT(name)
 	for i := range events {
-		props, payload, err := encode(events[i], d.o.mode == eventkit.Structured)
+		props, payload, err := encode(events[i], d.o.Mode == eventkit.Structured)
 		if err != nil {
 			return fmt.Errorf("mqtt: publish: encode event %q: %w", events[i].ID(), err)
 		}
@@ -153,12 +163,36 @@ func (d *drv) publish(ctx context.Context, p *paho.Publish) error {
 		}
 		// Down: wait for the reconnect. Another error may be the
 		// connection dropping mid-publish: a few more tries.
-		if !errors.Is(err, autopaho.ConnectionDownError) && tries >= 3 {
+		// session.ErrNoConnection is the connection lost before autopaho
+		// noticed: AwaitConnection returns at once until it does, so
+		// the wait for it backs off (bounded by ctx and the stop).
+		lost := errors.Is(err, session.ErrNoConnection)
+		if !errors.Is(err, autopaho.ConnectionDownError) && !lost && tries >= 3 {
 			return err
+		}
+		if lost {
+			if err := d.pause(ctx, min(time.Millisecond<<min(tries, 7), 100*time.Millisecond)); err != nil {
+				return err
+			}
 		}
 		if err := d.awaitConnection(ctx); err != nil {
 			return err
 		}
+	}
+}
+
+// pause waits for d, until ctx ends or the transport stops
+// (eventkit.ErrClosed).
+func (d *drv) pause(ctx context.Context, wait time.Duration) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-d.stop:
+		return eventkit.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -213,4 +247,5 @@ var (
 	_ driver.Publisher  = (*drv)(nil)
 	_ driver.Subscriber = (*drv)(nil)
 	_ driver.Shutdowner = (*drv)(nil)
+	_ driver.Stopper    = (*drv)(nil)
 )

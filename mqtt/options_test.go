@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 )
 
@@ -16,18 +17,15 @@ import (
 func TestInvalidOptionsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for name, o := range map[string]ekmqtt.Option{
-		"WithQoS":           ekmqtt.WithQoS(3),
-		"WithMode":          ekmqtt.WithMode(eventkit.Mode(7)),
-		"WithSessionExpiry": ekmqtt.WithSessionExpiry(10 * time.Millisecond),
-		"WithLogger":        ekmqtt.WithLogger(nil),
-		"WithCloseTimeout":  ekmqtt.WithCloseTimeout(-time.Second),
-	} {
+	testkit.InvalidOptionsRefused(t, func(o ekmqtt.Option) error {
 		// Port 1 is never dialled: the option is refused first.
-		if _, err := ekmqtt.Dial(ctx, "mqtt://127.0.0.1:1", o); !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("Dial with an invalid %s: err %v, want ErrInvalidOption", name, err)
-		}
-	}
+		_, err := ekmqtt.Dial(ctx, "mqtt://127.0.0.1:1", o)
+		return err
+	}, testkit.CommonOptions[ekmqtt.Option]{WithMode: ekmqtt.WithMode, WithLogger: ekmqtt.WithLogger, WithCloseTimeout: ekmqtt.WithCloseTimeout},
+		map[string]ekmqtt.Option{
+			"WithQoS":           ekmqtt.WithQoS(3),
+			"WithSessionExpiry": ekmqtt.WithSessionExpiry(10 * time.Millisecond),
+		})
 }
 
 // TestCapabilitiesDeclared checks what the transport declares, and that
@@ -69,15 +67,12 @@ func TestNackRefused(t *testing.T) {
 	ns := eventkittest.UniqueName("eknack")
 	tp := ns + ".orders"
 	opt := eventkit.WithTransportOption(ekmqtt.Session(ns + "-session"))
-	s1, err := tr.Subscribe(ctx, tp, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := testkit.Subscribe(t, ctx, tr, tp, opt)
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("failed")); err != nil {
 		t.Fatal(err)
 	}
 	m := <-s1.Messages()
-	err = m.Nack(errors.New("handler failed"))
+	err := m.Nack(errors.New("handler failed"))
 	var ce *eventkit.CapabilityError
 	if !errors.As(err, &ce) || !errors.Is(err, eventkit.ErrUnsupported) || ce.Missing != eventkit.CapNack {
 		t.Fatalf("Nack: %v, want a CapabilityError missing nack", err)
@@ -85,10 +80,7 @@ func TestNackRefused(t *testing.T) {
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := tr.Subscribe(ctx, tp, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := testkit.Subscribe(t, ctx, tr, tp, opt)
 	defer s2.Close()
 	select {
 	case m := <-s2.Messages():

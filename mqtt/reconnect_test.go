@@ -3,8 +3,6 @@ package mqtt_test
 import (
 	"context"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 )
 
@@ -27,10 +26,7 @@ func TestSessionTakeoverReconnect(t *testing.T) {
 	defer cancel()
 	ns := eventkittest.UniqueName("ektake")
 	tp, session := ns+".orders", ns+"-session"
-	s, err := tr.Subscribe(ctx, tp, eventkit.WithTransportOption(ekmqtt.Session(session)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithTransportOption(ekmqtt.Session(session)))
 	defer s.Close()
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("before")); err != nil {
 		t.Fatal(err)
@@ -44,21 +40,9 @@ func TestSessionTakeoverReconnect(t *testing.T) {
 	// session rightly delivers "before" again.
 	time.Sleep(300 * time.Millisecond)
 
-	u, err := url.Parse(brokerURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := paho.NewClient(paho.ClientConfig{ClientID: session, Conn: conn})
 	expiry := uint32(30)
-	ack, err := other.Connect(ctx, &paho.Connect{ClientID: session, CleanStart: false, KeepAlive: 10,
+	other, ack := pahoConnect(t, ctx, &paho.Connect{ClientID: session, CleanStart: false, KeepAlive: 10,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !ack.SessionPresent {
 		t.Fatalf("the second client did not take the session over (no session present)")
 	}
@@ -73,22 +57,7 @@ func TestSessionTakeoverReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := map[string]bool{}
-	for len(got) < len(want) {
-		select {
-		case m, ok := <-s.Messages():
-			if !ok {
-				t.Fatal("subscription ended")
-			}
-			if !want[m.Event.ID()] {
-				t.Fatalf("unexpected %q", m.Event.ID())
-			}
-			got[m.Event.ID()] = true
-			_ = m.Ack()
-		case <-ctx.Done():
-			t.Fatalf("after the takeover got %v, want %v", got, want)
-		}
-	}
+	receiveIDs(t, ctx, s, "after the takeover", want)
 	if !strings.Contains(logs.String(), "connection lost") {
 		t.Fatalf("the subscription's connection was not dropped and re-established; log:\n%s", logs.String())
 	}

@@ -2,7 +2,6 @@ package mqtt_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -11,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 )
 
@@ -90,25 +89,8 @@ func TestShutdownEndsPublishWaitingForReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.cut()
-	done := make(chan error, 1)
-	go func() { done <- pt.Publish(context.Background(), ns+".x", eventkittest.NewEvent("down")) }()
-	select {
-	case err := <-done:
-		t.Fatalf("Publish on a cut connection returned %v before the shutdown", err)
-	case <-time.After(200 * time.Millisecond):
-	}
 	// The publish in flight when the connection was cut waits for its
 	// PUBACK (paho gives up after its packet timeout, 10s); Shutdown's
 	// bound ends that wait, then the publish does not wait for a reconnect.
-	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
-	defer scancel()
-	_ = pt.Shutdown(sctx)
-	select {
-	case err := <-done:
-		if !errors.Is(err, eventkit.ErrClosed) {
-			t.Fatalf("Publish waiting for a reconnect: %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Publish still waiting after Shutdown")
-	}
+	testkit.PublishEndedByShutdown(t, pt, ns+".x", time.Second)
 }

@@ -2,13 +2,12 @@ package mqtt_test
 
 import (
 	"context"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 )
 
 // TestSpecExampleThroughBroker publishes the MQTT binding's binary-mode
@@ -21,24 +20,10 @@ func TestSpecExampleThroughBroker(t *testing.T) {
 	defer cancel()
 	ns := eventkittest.UniqueName("ekspec")
 	tp := ns + ".mytopic"
-	s, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp)
 	defer s.Close()
 
-	u, err := url.Parse(brokerURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{ClientID: ns + "-pub", Conn: conn})
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: ns + "-pub", CleanStart: true, KeepAlive: 10}); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := pahoConnect(t, ctx, &paho.Connect{ClientID: ns + "-pub", CleanStart: true, KeepAlive: 10})
 	defer c.Disconnect(&paho.Disconnect{})
 	const ct = "application/json; charset=utf-8"
 	if _, err := c.Publish(ctx, &paho.Publish{Topic: ns + "/mytopic", QoS: 1, Payload: []byte(`{"a":1}`),

@@ -112,7 +112,7 @@ func (s *subscription) onUp(_ *autopaho.ConnectionManager, c *paho.Connack) {
 			if err == nil {
 				return
 			}
-			s.d.o.logger.Warn("mqtt: subscribe after reconnect failed", "filter", s.filter, "err", err)
+			s.d.o.Logger.Warn("mqtt: subscribe after reconnect failed", "filter", s.filter, "err", err)
 			select {
 			case <-time.After(resubscribeEvery):
 			case <-s.ctx.Done():
@@ -137,7 +137,7 @@ func (s *subscription) onPublish(pr paho.PublishReceived) (bool, error) {
 		if !errors.Is(err, eventkit.ErrNotCloudEvent) {
 			err = fmt.Errorf("%w: %w", eventkit.ErrNotCloudEvent, err)
 		}
-		s.d.o.logger.Error("mqtt: dropping a message that is not a valid CloudEvent", "topic", p.Topic, "err", err)
+		s.d.o.Logger.Error("mqtt: dropping a message that is not a valid CloudEvent", "topic", p.Topic, "err", err)
 		_ = pr.Client.Ack(p)
 		return true, nil
 	}

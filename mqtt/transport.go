@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/transport"
@@ -30,14 +29,12 @@ const (
 type Option func(*options) error
 
 type options struct {
+	transport.Common
 	qos           byte
-	mode          eventkit.Mode
 	sessionExpiry time.Duration
 	keepAlive     uint16
 	username      string
 	password      []byte
-	logger        *slog.Logger
-	closeTimeout  time.Duration
 }
 
 // WithQoS sets the QoS of publishes and subscriptions: 0 (at most once:
@@ -57,15 +54,7 @@ func WithQoS(q byte) Option {
 // WithMode sets how events are written: eventkit.Binary (the default, MQTT
 // 5 properties), or eventkit.Structured (the CloudEvents JSON format as the
 // payload, for MQTT 3.1.1 consumers). Subscribers read both modes.
-func WithMode(m eventkit.Mode) Option {
-	return func(o *options) error {
-		if !m.Valid() {
-			return eventkit.InvalidOption("mqtt.WithMode", "unknown mode "+m.String())
-		}
-		o.mode = m
-		return nil
-	}
-}
+func WithMode(m eventkit.Mode) Option { return func(o *options) error { return o.SetMode(m) } }
 
 // WithStructured is WithMode(eventkit.Structured).
 //
@@ -78,11 +67,7 @@ func WithStructured() Option { return WithMode(eventkit.Structured) }
 // least a second (MQTT counts it in seconds).
 func WithSessionExpiry(d time.Duration) Option {
 	return func(o *options) error {
-		if d < time.Second {
-			return eventkit.InvalidOption("mqtt.WithSessionExpiry", "must be at least 1s, got "+d.String())
-		}
-		o.sessionExpiry = d
-		return nil
+		return transport.AtLeast("mqtt.WithSessionExpiry", d, time.Second, &o.sessionExpiry)
 	}
 }
 
@@ -92,26 +77,12 @@ func WithCredentials(user string, password []byte) Option {
 }
 
 // WithLogger sets the logger (default slog.Default()); it must not be nil.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return eventkit.InvalidOption("mqtt.WithLogger", "the logger must not be nil")
-		}
-		o.logger = l
-		return nil
-	}
-}
+func WithLogger(l *slog.Logger) Option { return func(o *options) error { return o.SetLogger(l) } }
 
 // WithCloseTimeout bounds Close (default transport.DefaultCloseTimeout);
 // use Shutdown to give the bound with a context. d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("mqtt.WithCloseTimeout", "must be positive, got "+d.String())
-		}
-		o.closeTimeout = d
-		return nil
-	}
+	return func(o *options) error { return o.SetCloseTimeout(d) }
 }
 
 type sessionOption string
@@ -125,29 +96,42 @@ type sessionOption string
 // ErrInvalidOption), since the broker would keep nothing for the session.
 func Session(id string) any { return sessionOption(id) }
 
-// Transport publishes to and subscribes to an MQTT 5 broker. It implements
-// eventkit.Publisher and eventkit.Subscriber, is built on package
-// transport (which gives it its validation, closed state, settle-once
-// messages, capability refusals and graceful stop) and is safe for
-// concurrent use.
+// Transport publishes to and subscribes to an MQTT 5 broker. It
+// implements eventkit.Publisher and eventkit.Subscriber and is safe for
+// concurrent use. Its Publish, Subscribe, Capabilities, Shutdown and Close
+// are those of the transport.Transport it is built on (which gives it its
+// validation, closed state, settle-once messages, capability refusals and
+// graceful stop); on MQTT they do this:
+//
+//   - Publish sends the events, in order, to the topic's MQTT topic name,
+//     and returns when the broker acknowledged each (QoS 1: PUBACK, QoS 2:
+//     PUBCOMP; at once for QoS 0). While the connection is down it waits
+//     for the reconnect until ctx ends or the transport stops.
+//   - Subscribe subscribes to pattern on a connection of its own; with
+//     eventkit.WithGroup, as a shared subscription. It returns once the
+//     broker acknowledged the subscription (SUBACK).
+//   - Capabilities: wildcards and consumer groups (shared subscriptions).
+//     MQTT has no nack (a Nack is refused, see the package documentation),
+//     no attempt count, keeps no events for a group without members, and
+//     gives no order across a shared subscription.
+//   - Shutdown ends every subscription (sending the acks already made,
+//     then disconnecting), makes later publishes return eventkit.ErrClosed
+//     (those waiting for a reconnect return it at once, those waiting for
+//     their acknowledgement when ctx ends too) and disconnects the
+//     publisher, all within ctx. It returns every error met. Close is
+//     Shutdown bounded by WithCloseTimeout.
 type Transport struct {
-	pt *transport.Transport
-	d  *drv
+	*transport.Transport
+	d *drv
 }
 
 // Dial checks the options, connects a publisher to the broker at rawURL
 // (mqtt://host:port, tls://...) within ctx, and returns a transport;
 // connections are re-established automatically until Close.
 func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error) {
-	o := options{qos: DefaultQoS, sessionExpiry: DefaultSessionExpiry, keepAlive: 20,
-		logger: slog.Default(), closeTimeout: transport.DefaultCloseTimeout}
-	for _, f := range opts {
-		if f == nil {
-			continue
-		}
-		if err := f(&o); err != nil {
-			return nil, err
-		}
+	o := options{Common: transport.NewCommon("mqtt"), qos: DefaultQoS, sessionExpiry: DefaultSessionExpiry, keepAlive: 20}
+	if err := transport.Apply(&o, opts); err != nil {
+		return nil, err
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -157,52 +141,11 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error
 	if err != nil {
 		return nil, err
 	}
-	pt, err := transport.New(d, d, transport.WithName("mqtt"), transport.WithLogger(o.logger), transport.WithCloseTimeout(o.closeTimeout))
+	pt, err := transport.New(d, d, o.Options()...)
 	if err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
-	return &Transport{pt: pt, d: d}, nil
-}
-
-// Capabilities returns what the transport guarantees: wildcards and
-// consumer groups (shared subscriptions). MQTT has no nack (a Nack is
-// refused, see the package documentation), no attempt count, keeps no
-// events for a group without members, and gives no order across a shared
-// subscription.
-func (t *Transport) Capabilities() eventkit.Capabilities { return t.pt.Capabilities() }
-
-// Publish sends the events, in order, to the topic's MQTT topic name, and
-// returns when the broker acknowledged each (QoS 1: PUBACK, QoS 2:
-// PUBCOMP; at once for QoS 0). While the connection is down it waits for
-// the reconnect until ctx ends or the transport stops.
-func (t *Transport) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	return t.pt.Publish(ctx, topic, events...)
-}
-
-// Subscribe subscribes to pattern on a connection of its own; with
-// eventkit.WithGroup, as a shared subscription. It returns once the broker
-// acknowledged the subscription (SUBACK).
-func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	return t.pt.Subscribe(ctx, pattern, opts...)
-}
-
-// Shutdown ends every subscription (sending the acks already made, then
-// disconnecting), makes later publishes return eventkit.ErrClosed (those
-// waiting for a reconnect return it at once, those waiting for their
-// acknowledgement when ctx ends too) and disconnects the publisher, all
-// within ctx. It returns every error met.
-func (t *Transport) Shutdown(ctx context.Context) error {
-	t.d.stopping()
-	// Not stopped: once the stop is over, aborting is harmless.
-	context.AfterFunc(ctx, t.d.abort)
-	return t.pt.Shutdown(ctx)
-}
-
-// Close is Shutdown bounded by WithCloseTimeout.
-func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.d.o.closeTimeout)
-	defer cancel()
-	return t.Shutdown(ctx)
+	return &Transport{Transport: pt, d: d}, nil
 }
 
 func randomHex(n int) string {

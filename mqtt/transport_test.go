@@ -3,13 +3,17 @@ package mqtt_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 	"go.uber.org/goleak"
 )
@@ -26,6 +30,8 @@ func dial(t *testing.T, opts ...ekmqtt.Option) *ekmqtt.Transport {
 	return dialURL(t, brokerURL(t), opts...)
 }
 
+// dialURL dials the broker at url; the transport is closed at the end of
+// the test.
 func dialURL(t *testing.T, url string, opts ...ekmqtt.Option) *ekmqtt.Transport {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -38,13 +44,6 @@ func dialURL(t *testing.T, url string, opts ...ekmqtt.Option) *ekmqtt.Transport 
 	return tr
 }
 
-func factory(opts ...ekmqtt.Option) eventkittest.Factory {
-	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := dial(t, opts...)
-		return tr, tr
-	}
-}
-
 // MQTT keeps events for a group only while a member's session exists, has
 // no nack and no attempt count, and gives no order across a shared
 // subscription: none of those is claimed.
@@ -55,35 +54,13 @@ var features = eventkittest.Features{
 	ExtensionsAsStrings: true,
 }
 
+// TestTransport runs the conformance suite in binary and structured mode.
 func TestTransport(t *testing.T) {
 	f := features
 	f.Restart = restartable
-	eventkittest.TestTransport(t, factory(), f)
-}
-
-// restartable is the restart feature: transports on a mosquitto of the
-// test's own, configured as scripts/services.sh configures the shared one.
-func restartable(t *testing.T) (eventkittest.Factory, func()) {
-	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "mosquitto", Args: func(port int, dir string) []string {
-		conf := filepath.Join(dir, "mosquitto.conf")
-		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n", port, dir)
-		if os.Geteuid() == 0 {
-			text += "user root\n" // or mosquitto drops to a user that cannot write dir
-		}
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return []string{"-c", conf}
-	}})
-	f := func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr := dialURL(t, "mqtt://"+srv.Addr())
-		return tr, tr
-	}
-	return f, srv.Restart
-}
-
-func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekmqtt.WithMode(eventkit.Structured)), features)
+	testkit.TestModes(t, f, func(t *testing.T, ns string, mode eventkit.Mode) testkit.PubSub {
+		return dial(t, ekmqtt.WithMode(mode))
+	})
 }
 
 // TestPersistentSession checks that a subscription with a persistent
@@ -142,20 +119,69 @@ func TestPersistentSession(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s2.Close()
-			want := map[string]bool{"before-2": true, "away-1": true, "away-2": true, "away-3": true}
-			got := map[string]bool{}
-			for len(got) < len(want) {
-				select {
-				case m := <-s2.Messages():
-					if !want[m.Event.ID()] {
-						t.Fatalf("unexpected %q after resuming the session", m.Event.ID())
-					}
-					got[m.Event.ID()] = true
-					_ = m.Ack()
-				case <-ctx.Done():
-					t.Fatalf("after resuming the session got %v, want %v", got, want)
-				}
-			}
+			receiveIDs(t, ctx, s2, "after resuming the session", map[string]bool{"before-2": true, "away-1": true, "away-2": true, "away-3": true})
 		})
 	}
+}
+
+// pahoConnect connects a plain paho client to the test broker with
+// connect, and returns it with the broker's CONNACK.
+func pahoConnect(t *testing.T, ctx context.Context, connect *paho.Connect) (*paho.Client, *paho.Connack) {
+	t.Helper()
+	u, err := url.Parse(brokerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: connect.ClientID, Conn: conn})
+	ack, err := c.Connect(ctx, connect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ack
+}
+
+// receiveIDs receives and acks messages from s until it got each event id
+// of want, and fails t on another id, on the end of s or when ctx ends.
+func receiveIDs(t *testing.T, ctx context.Context, s eventkit.Subscription, when string, want map[string]bool) {
+	t.Helper()
+	got := map[string]bool{}
+	for len(got) < len(want) {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				t.Fatalf("%s: subscription ended", when)
+			}
+			if !want[m.Event.ID()] {
+				t.Fatalf("unexpected %q %s", m.Event.ID(), when)
+			}
+			got[m.Event.ID()] = true
+			_ = m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("%s got %v, want %v", when, got, want)
+		}
+	}
+}
+
+// restartable is the restart feature: transports on a mosquitto of the
+// test's own, configured as scripts/services.sh configures the shared one.
+func restartable(t *testing.T) (eventkittest.Factory, func()) {
+	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "mosquitto", Args: func(port int, dir string) []string {
+		conf := filepath.Join(dir, "mosquitto.conf")
+		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n", port, dir)
+		if os.Geteuid() == 0 {
+			text += "user root\n" // or mosquitto drops to a user that cannot write dir
+		}
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"-c", conf}
+	}})
+	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+		tr := dialURL(t, "mqtt://"+srv.Addr())
+		return tr, tr
+	}, srv.Restart
 }

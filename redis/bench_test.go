@@ -9,6 +9,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 )
 
@@ -41,10 +42,7 @@ func BenchmarkPublishConsume(b *testing.B) {
 		_ = e.SetData("application/json", data)
 		events[i] = e
 	}
-	sub, err := tr.Subscribe(ctx, tp, eventkit.WithGroup("bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	sub := testkit.Subscribe(b, ctx, tr, tp, eventkit.WithGroup("bench"))
 	b.ResetTimer()
 	for i := 0; i < b.N; i += 100 {
 		if err := tr.Publish(ctx, tp, events[:min(100, b.N-i)]...); err != nil {

@@ -29,16 +29,7 @@ func FuzzDecode(f *testing.F) {
 			if err != nil {
 				t.Fatalf("encode: %v", err)
 			}
-			m := map[string]any{}
-			for i := 0; i < len(vals); i += 2 {
-				switch v := vals[i+1].(type) {
-				case []byte:
-					m[vals[i].(string)] = string(v)
-				default:
-					m[vals[i].(string)] = v
-				}
-			}
-			e2, err := decode(m)
+			e2, err := decode(asRead(vals))
 			if err != nil {
 				t.Fatalf("re-decode (structured=%v): %v", structured, err)
 			}
@@ -60,4 +51,19 @@ func TestDecodeNotCloudEvent(t *testing.T) {
 			t.Errorf("decode(%v) = %v, want ErrNotCloudEvent", fields, err)
 		}
 	}
+}
+
+// asRead returns the fields that XADD writes from vals (name, value, ...)
+// as go-redis reads them back: every value a string.
+func asRead(vals []any) map[string]any {
+	m := make(map[string]any, len(vals)/2)
+	for i := 0; i < len(vals); i += 2 {
+		switch v := vals[i+1].(type) {
+		case []byte:
+			m[vals[i].(string)] = string(v)
+		default:
+			m[vals[i].(string)] = v
+		}
+	}
+	return m
 }

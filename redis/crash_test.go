@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -103,10 +104,7 @@ func TestCrashedConsumerEntriesReclaimed(t *testing.T) {
 
 	// A second consumer of the group, in this process.
 	tr := mustNew(t, c, ekredis.WithPrefix(prefix), ekredis.WithClaimIdle(time.Second), ekredis.WithBlock(200*time.Millisecond))
-	s, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(group))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithGroup(group))
 	got := map[string]int{}
 	reclaimed := map[string]bool{}
 	for len(got) < total {

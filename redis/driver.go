@@ -8,6 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/transport"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -44,7 +45,7 @@ func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) 
 			reg = p.SAdd(ctx, d.registryKey(), name)
 		}
 		for i := range events {
-			vals, err := encode(events[i], d.o.mode == eventkit.Structured)
+			vals, err := encode(events[i], d.o.Mode == eventkit.Structured)
 			if err != nil {
 				return fmt.Errorf("redis: publish: encode event %q: %w", events[i].ID(), err)
 			}
@@ -68,8 +69,8 @@ func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) 
 // OpenSubscription creates the subscription's group on the streams its
 // pattern covers now, and starts keeping its held entries claimed.
 func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.Config) (driver.Subscription, error) {
-	if len(cfg.Options) > 0 {
-		return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("the redis transport has no subscription option of type %T", cfg.Options[0]))
+	if err := transport.NoSubscribeOptions("redis", cfg.Options); err != nil {
+		return nil, err
 	}
 	s := newSubscription(d, pattern, cfg)
 	if err := s.start(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -17,19 +18,16 @@ import (
 func TestInvalidOptionsRefused(t *testing.T) {
 	c := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}) // never dialled
 	defer c.Close()
-	for name, o := range map[string]ekredis.Option{
-		"WithMaxLen":           ekredis.WithMaxLen(-1),
-		"WithMode":             ekredis.WithMode(eventkit.Mode(9)),
-		"WithClaimIdle":        ekredis.WithClaimIdle(0),
-		"WithBlock":            ekredis.WithBlock(-time.Second),
-		"WithDiscoverInterval": ekredis.WithDiscoverInterval(0),
-		"WithCloseTimeout":     ekredis.WithCloseTimeout(0),
-		"WithLogger":           ekredis.WithLogger(nil),
-	} {
-		if _, err := ekredis.New(c, o); !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("New with an invalid %s: err %v, want ErrInvalidOption", name, err)
-		}
-	}
+	testkit.InvalidOptionsRefused(t, func(o ekredis.Option) error {
+		_, err := ekredis.New(c, o)
+		return err
+	}, testkit.CommonOptions[ekredis.Option]{WithMode: ekredis.WithMode, WithLogger: ekredis.WithLogger, WithCloseTimeout: ekredis.WithCloseTimeout},
+		map[string]ekredis.Option{
+			"WithMaxLen":           ekredis.WithMaxLen(-1),
+			"WithClaimIdle":        ekredis.WithClaimIdle(0),
+			"WithBlock":            ekredis.WithBlock(-time.Second),
+			"WithDiscoverInterval": ekredis.WithDiscoverInterval(0),
+		})
 	if _, err := ekredis.New(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("New(nil): %v, want ErrInvalidOption", err)
 	}
@@ -66,10 +64,7 @@ func TestDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := tr.Subscribe(ctx, ns+".d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, ns+".d")
 	if err := tr.Publish(ctx, ns+".d", eventkittest.NewEvent("d-1")); err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +94,7 @@ func TestPrivateGroupDestroyedOnClose(t *testing.T) {
 	tr, ns, ctx := setup(t)
 	c := newClient(t)
 	tp := ns + ".private"
-	s, err := tr.Subscribe(ctx, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, tp)
 	groups, err := c.XInfoGroups(ctx, tr.StreamKey(tp)).Result()
 	if err != nil || len(groups) != 1 {
 		t.Fatalf("groups while subscribed: %v, %v", groups, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 )
 
@@ -103,19 +104,13 @@ func TestNackDelayLongerThanClaimIdle(t *testing.T) {
 	const idle, delay = 300 * time.Millisecond, 1500 * time.Millisecond
 	tr, ns, ctx := setup(t, ekredis.WithClaimIdle(idle))
 	tp, g := ns+".nack", ns+"-g"
-	a, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(g))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithGroup(g))
 	if err := tr.Publish(ctx, tp, eventkittest.NewEvent("n-1")); err != nil {
 		t.Fatal(err)
 	}
 	m := <-a.Messages()
 	// A second member joins once the first holds the message.
-	b, err := tr.Subscribe(ctx, tp, eventkit.WithGroup(g))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testkit.Subscribe(t, ctx, tr, tp, eventkit.WithGroup(g))
 	start := time.Now()
 	if err := m.NackAfter(errors.New("later"), delay); err != nil {
 		t.Fatal(err)
@@ -149,10 +144,7 @@ func TestNackDelayLongerThanClaimIdle(t *testing.T) {
 // after a pattern subscription started is found and read from its start.
 func TestWildcardNewTopicAfterSubscribe(t *testing.T) {
 	tr, ns, ctx := setup(t, ekredis.WithDiscoverInterval(100*time.Millisecond))
-	s, err := tr.Subscribe(ctx, ns+".orders.>", eventkit.WithGroup(ns+"-g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, ns+".orders.>", eventkit.WithGroup(ns+"-g"))
 	// Published by another transport, so the subscriber's process learns
 	// the topic only from the registry.
 	other := mustNew(t, newClient(t), ekredis.WithPrefix("ektest:"+ns+":"))

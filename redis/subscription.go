@@ -170,10 +170,10 @@ func (s *subscription) decode(entries []entry) []*driver.Message {
 // is best effort: a failed one leaves the entry to be read (and dropped)
 // again.
 func (s *subscription) drop(en entry, err error) {
-	s.d.o.logger.Error("redis: dropping an entry that is not a valid CloudEvent", "stream", en.stream, "id", en.msg.ID, "err", err)
+	s.d.o.Logger.Error("redis: dropping an entry that is not a valid CloudEvent", "stream", en.stream, "id", en.msg.ID, "err", err)
 	s.release(en.stream, en.msg.ID)
 	if err := s.d.client.XAck(s.stopCtx, en.stream, s.group, en.msg.ID).Err(); err != nil {
-		s.d.o.logger.Warn("redis: ack of a dropped entry failed", "stream", en.stream, "id", en.msg.ID, "err", err)
+		s.d.o.Logger.Warn("redis: ack of a dropped entry failed", "stream", en.stream, "id", en.msg.ID, "err", err)
 	}
 }
 
@@ -353,7 +353,7 @@ func (s *subscription) startKeeper() {
 			select {
 			case <-t.C:
 				if err := s.touch(s.stopCtx); err != nil && s.stopCtx.Err() == nil {
-					s.d.o.logger.Warn("redis: keeping entries claimed failed", "group", s.group, "err", err)
+					s.d.o.Logger.Warn("redis: keeping entries claimed failed", "group", s.group, "err", err)
 				}
 			case <-s.stopCtx.Done():
 				return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekredis "github.com/eventkit/eventkit/redis"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -67,23 +68,24 @@ func deleteKeys(t *testing.T, c *goredis.Client, prefix string) {
 	}
 }
 
-func factory(opts ...ekredis.Option) eventkittest.Factory { return factoryOn(newClient, opts...) }
+// newTestTransport returns a transport on the test server whose keys,
+// under a prefix of ns, are deleted when t ends.
+func newTestTransport(t *testing.T, ns string, opts ...ekredis.Option) *ekredis.Transport {
+	return newTestTransportOn(t, newClient(t), ns, opts...)
+}
 
-// factoryOn makes transports on clients from client.
-func factoryOn(client func(*testing.T) *goredis.Client, opts ...ekredis.Option) eventkittest.Factory {
-	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		c := client(t)
-		prefix := "ektest:" + ns + ":"
-		t.Cleanup(func() { deleteKeys(t, c, prefix) })
-		all := append([]ekredis.Option{
-			ekredis.WithPrefix(prefix),
-			ekredis.WithClaimIdle(claimIdle),
-			ekredis.WithBlock(200 * time.Millisecond),
-			ekredis.WithDiscoverInterval(200 * time.Millisecond),
-		}, opts...)
-		tr := mustNew(t, c, all...)
-		return tr, tr
-	}
+// newTestTransportOn makes a transport on c whose keys are removed at the
+// end of the test.
+func newTestTransportOn(t *testing.T, c *goredis.Client, ns string, opts ...ekredis.Option) *ekredis.Transport {
+	prefix := "ektest:" + ns + ":"
+	t.Cleanup(func() { deleteKeys(t, c, prefix) })
+	all := append([]ekredis.Option{
+		ekredis.WithPrefix(prefix),
+		ekredis.WithClaimIdle(claimIdle),
+		ekredis.WithBlock(200 * time.Millisecond),
+		ekredis.WithDiscoverInterval(200 * time.Millisecond),
+	}, opts...)
+	return mustNew(t, c, all...)
 }
 
 var features = eventkittest.Features{
@@ -99,29 +101,27 @@ var features = eventkittest.Features{
 	ExtensionsAsStrings: true,
 }
 
+// TestTransport runs the conformance suite in binary and structured mode.
 func TestTransport(t *testing.T) {
 	f := features
 	f.Restart = restartable
-	eventkittest.TestTransport(t, factory(), f)
+	testkit.TestModes(t, f, func(t *testing.T, ns string, mode eventkit.Mode) testkit.PubSub {
+		return newTestTransport(t, ns, ekredis.WithMode(mode))
+	})
 }
 
 // restartable is the restart feature: transports on a redis-server of the
-// test's own, whose append-only file is synced at every write (a restart
-// keeps every acknowledged write).
+// test's own (append-only file, fsync on every write), which it restarts.
 func restartable(t *testing.T) (eventkittest.Factory, func()) {
 	srv := eventkittest.StartServerProcess(t, eventkittest.ServerCommand{Program: "redis-server",
 		Args: func(port int, dir string) []string {
 			return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 				"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"}
 		}})
-	client := func(t *testing.T) *goredis.Client {
+	return func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
 		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	return factoryOn(client), srv.Restart
-}
-
-func TestTransportStructured(t *testing.T) {
-	eventkittest.TestTransport(t, factory(ekredis.WithMode(eventkit.Structured)), features)
+		tr := newTestTransportOn(t, c, ns)
+		return tr, tr
+	}, srv.Restart
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -23,6 +24,15 @@ type config struct {
 	closeTimeout time.Duration
 }
 
+// driverConfig checks the driver d and the options of the constructor
+// ctor.
+func driverConfig(ctor string, d any, opts []Option) (config, error) {
+	if d == nil {
+		return config{}, eventkit.InvalidOption(ctor, "the driver must not be nil")
+	}
+	return newConfig(opts)
+}
+
 func newConfig(opts []Option) (config, error) {
 	c := config{name: "eventkit", logger: slog.Default(), closeTimeout: DefaultCloseTimeout}
 	for _, o := range opts {
@@ -39,37 +49,27 @@ func newConfig(opts []Option) (config, error) {
 // WithName names the transport in errors and logs ("redis: publish: ...");
 // default "eventkit". The name must not be empty.
 func WithName(name string) Option {
-	return func(c *config) error {
-		if name == "" {
-			return eventkit.InvalidOption("transport.WithName", "the name must not be empty")
-		}
-		c.name = name
-		return nil
-	}
+	return func(c *config) error { return NotEmpty("transport.WithName", name, &c.name) }
 }
 
 // WithLogger sets the logger of transient failures and dropped messages
 // (default slog.Default()). The logger must not be nil.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return eventkit.InvalidOption("transport.WithLogger", "the logger must not be nil")
-		}
-		c.logger = l
-		return nil
-	}
+	return func(c *config) error { return setLogger("transport.WithLogger", l, &c.logger) }
 }
 
 // WithCloseTimeout bounds Close: Close is Shutdown with a context that ends
 // after d (default DefaultCloseTimeout). d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return eventkit.InvalidOption("transport.WithCloseTimeout", "must be positive, got "+d.String())
-		}
-		c.closeTimeout = d
-		return nil
-	}
+	return func(c *config) error { return Positive("transport.WithCloseTimeout", d, &c.closeTimeout) }
+}
+
+// bounded calls shutdown with a context that ends after the close
+// timeout: Close is Shutdown so bounded.
+func (c *config) bounded(shutdown func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.closeTimeout)
+	defer cancel()
+	return shutdown(ctx)
 }
 
 // subscribeConfig checks the eventkit options of a Subscribe, and returns

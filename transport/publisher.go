@@ -17,19 +17,13 @@ type Publisher struct {
 	d    driver.Publisher
 	cfg  config
 	caps eventkit.Capabilities
-
-	mu       sync.Mutex
-	closed   bool
-	inflight sync.WaitGroup
-	stop     stopper
+	gate // publishes in flight
+	stop stopper
 }
 
 // NewPublisher returns a publisher on d, which it owns: Close closes d.
 func NewPublisher(d driver.Publisher, opts ...Option) (*Publisher, error) {
-	if d == nil {
-		return nil, eventkit.InvalidOption("transport.NewPublisher", "the driver must not be nil")
-	}
-	cfg, err := newConfig(opts)
+	cfg, err := driverConfig("transport.NewPublisher", d, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +47,7 @@ func (p *Publisher) Publish(ctx context.Context, name string, events ...event.Ev
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !p.begin() {
+	if !p.enter() {
 		return eventkit.ErrClosed
 	}
 	defer p.inflight.Done()
@@ -80,24 +74,10 @@ const maxPooledBatch = 64
 
 var eventSlices = sync.Pool{New: func() any { return new([]event.Event) }}
 
-// begin counts a publish in flight, or reports false once the publisher is
-// closed.
-func (p *Publisher) begin() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.inflight.Add(1)
-	return true
-}
-
 // Shutdown refuses new publishes, waits for those in flight, then shuts the
 // driver down, all within ctx.
 func (p *Publisher) Shutdown(ctx context.Context) error {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
+	p.close()
 	return p.stop.stop(ctx, p.cfg.name, func(ctx context.Context) error {
 		p.inflight.Wait()
 		if err := closeDriver(ctx, p.d); err != nil {
@@ -109,9 +89,7 @@ func (p *Publisher) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (p *Publisher) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeTimeout)
-	defer cancel()
-	return p.Shutdown(ctx)
+	return p.cfg.bounded(p.Shutdown)
 }
 
 var _ eventkit.Publisher = (*Publisher)(nil)

@@ -16,6 +16,33 @@ type stopper struct {
 	err  error
 }
 
+// gate admits calls until it is closed, and counts the calls admitted
+// that are not done yet.
+type gate struct {
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // Done by each admitted call
+}
+
+// enter admits a call (in inflight until its Done), or reports false once
+// the gate is closed.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.inflight.Add(1)
+	return true
+}
+
+// close admits no more calls.
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
 func newStopper() stopper { return stopper{done: make(chan struct{})} }
 
 // stop runs fn(ctx) in its own goroutine the first time, and waits until

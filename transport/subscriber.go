@@ -18,19 +18,14 @@ type Subscriber struct {
 	cfg  config
 	caps eventkit.Capabilities
 
-	mu      sync.Mutex
-	closed  bool
-	opening sync.WaitGroup // Subscribes between their closed check and their registration
-	live    map[*Subscription]struct{}
-	stop    stopper
+	gate // Subscribes between their closed check and their registration; its mu guards live
+	live map[*Subscription]struct{}
+	stop stopper
 }
 
 // NewSubscriber returns a subscriber on d, which it owns: Close closes d.
 func NewSubscriber(d driver.Subscriber, opts ...Option) (*Subscriber, error) {
-	if d == nil {
-		return nil, eventkit.InvalidOption("transport.NewSubscriber", "the driver must not be nil")
-	}
-	cfg, err := newConfig(opts)
+	cfg, err := driverConfig("transport.NewSubscriber", d, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -56,10 +51,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, pattern string, opts ...even
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !s.begin() {
+	if !s.enter() {
 		return nil, eventkit.ErrClosed
 	}
-	defer s.opening.Done()
+	defer s.inflight.Done()
 	ds, err := s.d.OpenSubscription(ctx, pattern, dc)
 	if err != nil {
 		return nil, err
@@ -76,16 +71,6 @@ func (s *Subscriber) Subscribe(ctx context.Context, pattern string, opts ...even
 	return sub, nil
 }
 
-func (s *Subscriber) begin() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.opening.Add(1)
-	return true
-}
-
 func (s *Subscriber) forget(sub *Subscription) {
 	s.mu.Lock()
 	delete(s.live, sub)
@@ -96,11 +81,9 @@ func (s *Subscriber) forget(sub *Subscription) {
 // concurrently (see Subscription.Shutdown), then shuts the driver down, all
 // within ctx. It returns every error met.
 func (s *Subscriber) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.close()
 	return s.stop.stop(ctx, s.cfg.name, func(ctx context.Context) error {
-		s.opening.Wait()
+		s.inflight.Wait()
 		s.mu.Lock()
 		live := make([]*Subscription, 0, len(s.live))
 		for sub := range s.live {
@@ -127,9 +110,7 @@ func (s *Subscriber) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (s *Subscriber) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
-	defer cancel()
-	return s.Shutdown(ctx)
+	return s.cfg.bounded(s.Shutdown)
 }
 
 var _ eventkit.Subscriber = (*Subscriber)(nil)

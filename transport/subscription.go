@@ -350,9 +350,7 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (s *Subscription) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.owner.cfg.closeTimeout)
-	defer cancel()
-	return s.Shutdown(ctx)
+	return s.owner.cfg.bounded(s.Shutdown)
 }
 
 var _ eventkit.Subscription = (*Subscription)(nil)

@@ -14,14 +14,16 @@ import (
 // eventkit.Publisher and eventkit.Subscriber and is safe for concurrent
 // use.
 type Transport struct {
-	pub *Publisher
-	sub *Subscriber
-	cfg config
+	pub      *Publisher
+	sub      *Subscriber
+	cfg      config
+	stoppers []driver.Stopper
 }
 
 // New returns a transport on p and s, which it owns. p and s may be one
 // pointer: it is then closed once, by the subscriber, after every publish
-// has returned.
+// has returned. Each of them that is a driver.Stopper is told when a
+// Shutdown begins.
 func New(p driver.Publisher, s driver.Subscriber, opts ...Option) (*Transport, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -39,7 +41,14 @@ func New(p driver.Publisher, s driver.Subscriber, opts ...Option) (*Transport, e
 		pub.d = noClose{p}
 		sub.d = closeAfter{s, pub}
 	}
-	return &Transport{pub: pub, sub: sub, cfg: cfg}, nil
+	t := &Transport{pub: pub, sub: sub, cfg: cfg}
+	if st, ok := p.(driver.Stopper); ok {
+		t.stoppers = append(t.stoppers, st)
+	}
+	if st, ok := s.(driver.Stopper); ok && any(p) != any(s) {
+		t.stoppers = append(t.stoppers, st)
+	}
+	return t, nil
 }
 
 // noClose is a driver.Publisher whose Close is done by the subscriber.
@@ -84,17 +93,19 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	return t.sub.Subscribe(ctx, pattern, opts...)
 }
 
-// Shutdown shuts the publisher down (waiting for the publishes in
-// flight), then the subscriber, within ctx, and returns every error met.
+// Shutdown tells the drivers that are a driver.Stopper that the stop
+// begins, shuts the publisher down (waiting for the publishes in flight),
+// then the subscriber, within ctx, and returns every error met.
 func (t *Transport) Shutdown(ctx context.Context) error {
+	for _, st := range t.stoppers {
+		st.Stopping(ctx)
+	}
 	return errors.Join(t.pub.Shutdown(ctx), t.sub.Shutdown(ctx))
 }
 
 // Close is Shutdown bounded by the close timeout (WithCloseTimeout).
 func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.closeTimeout)
-	defer cancel()
-	return t.Shutdown(ctx)
+	return t.cfg.bounded(t.Shutdown)
 }
 
 var (

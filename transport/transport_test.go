@@ -14,6 +14,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/transport"
 	"go.uber.org/goleak"
 )
@@ -92,10 +93,7 @@ func TestStopTakesBackBufferedMessages(t *testing.T) {
 	d := newFake(allCaps)
 	d.unobserved = true
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "b.a", eventkit.WithBuffer(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "b.a", eventkit.WithBuffer(10))
 	fs := d.lastSub(t)
 	events := make([]event.Event, 25)
 	for i := range events {
@@ -190,10 +188,7 @@ func TestCapabilitiesRefused(t *testing.T) {
 		}
 	}
 	// What the transport has is granted; Require is not passed on.
-	s, err := tr.Subscribe(ctx, "a.b", eventkit.Require(eventkit.CapNack))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, "a.b", eventkit.Require(eventkit.CapNack))
 	_ = s.Close()
 	// FromStart is refused only by a persistent transport that cannot seek.
 	if s, err := tr.Subscribe(ctx, "a.b", eventkit.FromStart()); err != nil {
@@ -227,20 +222,29 @@ func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	return out
 }
 
+// subscribe subscribes tr to pattern, with opts.
+func subscribe(t *testing.T, tr *transport.Transport, pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
+	t.Helper()
+	return testkit.Subscribe(t, context.Background(), tr, pattern, opts...)
+}
+
+// deliverOne subscribes to name, publishes event "1" to it, and returns
+// the subscription and the message it received.
+func deliverOne(t *testing.T, tr *transport.Transport, name string) (eventkit.Subscription, *eventkit.Message) {
+	t.Helper()
+	s := subscribe(t, tr, name)
+	if err := tr.Publish(context.Background(), name, newEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	return s, receive(t, s, 1)[0]
+}
+
 // TestNackRefusedWithoutCapability checks that a Nack on a transport that
 // cannot nack is refused, and neither nacks nor acks the message.
 func TestNackRefusedWithoutCapability(t *testing.T) {
-	ctx := context.Background()
 	d := newFake(0)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "n.a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Publish(ctx, "n.a", newEvent("1")); err != nil {
-		t.Fatal(err)
-	}
-	m := receive(t, s, 1)[0]
+	s, m := deliverOne(t, tr, "n.a")
 	if err := m.Nack(errBoom); !errors.Is(err, eventkit.ErrUnsupported) {
 		t.Fatalf("Nack: %v, want ErrUnsupported", err)
 	}
@@ -257,14 +261,7 @@ func TestNackDelayRefusedWithoutCapability(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(eventkit.CapNack)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "n.b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Publish(ctx, "n.b", newEvent("1")); err != nil {
-		t.Fatal(err)
-	}
-	m := receive(t, s, 1)[0]
+	s, m := deliverOne(t, tr, "n.b")
 	if err := m.NackAfter(errBoom, time.Second); !errors.Is(err, eventkit.ErrUnsupported) {
 		t.Fatalf("NackAfter: %v, want ErrUnsupported", err)
 	}
@@ -294,10 +291,7 @@ func TestTransientReceiveErrorRetried(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "r.a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "r.a")
 	fs := d.lastSub(t)
 	fs.recvErrs <- errBoom
 	fs.recvErrs <- context.DeadlineExceeded // a driver's own timeout is transient
@@ -314,10 +308,7 @@ func TestPermanentReceiveErrorEndsSubscription(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "r.b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "r.b")
 	d.lastSub(t).recvErrs <- driver.Permanent(errBoom)
 	if err := tr.Publish(ctx, "r.b", newEvent("1")); err != nil {
 		t.Fatal(err)
@@ -348,10 +339,7 @@ func TestCloseFlushesAcks(t *testing.T) {
 	ctx := context.Background()
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
-	s, err := tr.Subscribe(ctx, "c.a", eventkit.WithBuffer(7))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := subscribe(t, tr, "c.a", eventkit.WithBuffer(7))
 	fs := d.lastSub(t)
 	const n = 500
 	events := make([]event.Event, n)
@@ -537,10 +525,7 @@ func TestContextEndsSubscription(t *testing.T) {
 	d := newFake(allCaps)
 	tr := newTransport(t, d)
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := tr.Subscribe(ctx, "x.y")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, ctx, tr, "x.y")
 	cancel()
 	for range s.Messages() {
 	}
@@ -601,10 +586,7 @@ func TestOpenErrorReturned(t *testing.T) {
 		t.Fatalf("Subscribe: %v, want the driver's error", err)
 	}
 	d.openErr = nil
-	s, err := tr.Subscribe(context.Background(), "a.b", eventkit.WithGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testkit.Subscribe(t, context.Background(), tr, "a.b", eventkit.WithGroup("g"))
 	if c := eventkit.CapabilitiesOf(s); c != allCaps {
 		t.Errorf("CapabilitiesOf(subscription) = %s", c)
 	}
@@ -634,5 +616,55 @@ func TestPublishDoesNotAllocate(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("Publish of one event: %v allocations, want 0", n)
+	}
+}
+
+// stoppingDriver is a fake driver whose publishes wait until the stop
+// begins, as a publish waiting for a reconnect does.
+type stoppingDriver struct {
+	*fakeDriver
+	entered  chan struct{} // closed by SendBatch
+	stopping chan struct{} // closed by the first Stopping
+	calls    int
+}
+
+func (d *stoppingDriver) Stopping(context.Context) {
+	d.calls++
+	if d.calls == 1 {
+		close(d.stopping)
+	}
+}
+
+func (d *stoppingDriver) SendBatch(ctx context.Context, name string, events []event.Event) error {
+	close(d.entered)
+	<-d.stopping
+	return eventkit.ErrClosed
+}
+
+var _ driver.Stopper = (*stoppingDriver)(nil)
+
+// TestShutdownTellsStopper: Shutdown calls a driver.Stopper's Stopping (once
+// for a driver that is both publisher and subscriber) before it waits for
+// the publishes in flight, so a publish the driver holds returns, and the
+// stop ends well within its bound.
+func TestShutdownTellsStopper(t *testing.T) {
+	d := &stoppingDriver{fakeDriver: newFake(allCaps), entered: make(chan struct{}), stopping: make(chan struct{})}
+	tr, err := transport.New(d, d, transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error, 1)
+	go func() { published <- tr.Publish(context.Background(), "a.b", newEvent("1")) }()
+	<-d.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if err := <-published; !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("the held publish returned %v, want ErrClosed", err)
+	}
+	if d.calls != 1 {
+		t.Fatalf("Stopping called %d times, want 1", d.calls)
 	}
 }

@@ -33,27 +33,8 @@ value:
 			goto key
 		}
 		goto value
-	case '"':
-		if i, ok = scanString(b, i); !ok {
-			return false
-		}
-	case 't':
-		if !hasLiteral(b, i, "true") {
-			return false
-		}
-		i += 4
-	case 'f':
-		if !hasLiteral(b, i, "false") {
-			return false
-		}
-		i += 5
-	case 'n':
-		if !hasLiteral(b, i, "null") {
-			return false
-		}
-		i += 4
 	default:
-		if i, ok = scanNumber(b, i); !ok {
+		if i, ok = scanScalar(b, i); !ok {
 			return false
 		}
 	}
@@ -92,6 +73,22 @@ key:
 	}
 	i++
 	goto value
+}
+
+// scanScalar scans the string, literal or number at b[i], and returns the
+// index after it.
+func scanScalar(b []byte, i int) (int, bool) {
+	switch b[i] {
+	case '"':
+		return scanString(b, i)
+	case 't':
+		return i + 4, hasLiteral(b, i, "true")
+	case 'f':
+		return i + 5, hasLiteral(b, i, "false")
+	case 'n':
+		return i + 4, hasLiteral(b, i, "null")
+	}
+	return scanNumber(b, i)
 }
 
 // maxDepth is encoding/json's bound on nesting.

@@ -1,0 +1,132 @@
+// Package testkit holds the helpers that eventkit's own tests share across
+// packages, so that each is written once: polling for a condition with a
+// deadline, and the per-broker set-ups of the transports' tests. It is
+// imported by tests only.
+package testkit
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+)
+
+// Eventually polls cond until it holds, and fails tb (naming what it
+// waited for) if it does not hold within d. It never sleeps longer than a
+// millisecond at a time: a test waits by polling with a deadline, not by a
+// sleep that guesses how long things take.
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Receive returns the next value of c, and fails tb (naming what it
+// waited for) if none comes within d.
+func Receive[T any](tb testing.TB, c <-chan T, d time.Duration, what string) T {
+	tb.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(d):
+		tb.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("not reached")
+	}
+}
+
+// PubSub is a transport: a Publisher and a Subscriber in one value.
+type PubSub interface {
+	eventkit.Publisher
+	eventkit.Subscriber
+}
+
+// TestModes runs eventkittest.TestTransport with features in each mode
+// (subtests "binary" and "structured"), on the transports that
+// newTransport makes for a test of the suite and its namespace.
+func TestModes(t *testing.T, features eventkittest.Features, newTransport func(t *testing.T, ns string, mode eventkit.Mode) PubSub) {
+	for _, mode := range []eventkit.Mode{eventkit.Binary, eventkit.Structured} {
+		t.Run(mode.String(), func(t *testing.T) {
+			eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
+				tr := newTransport(t, ns, mode)
+				return tr, tr
+			}, features)
+		})
+	}
+}
+
+// PublishEndedByShutdown is the end of the transports' tests of a publish
+// waiting for a reconnect, once tr's connection is cut and reconnects are
+// refused: a Publish to topic without a deadline must not return within
+// 200ms (it waits), and Shutdown (bounded by bound) must make it return
+// eventkit.ErrClosed, at the latest 5s after Shutdown returned.
+func PublishEndedByShutdown(t *testing.T, tr interface {
+	eventkit.Publisher
+	Shutdown(context.Context) error
+}, topic string, bound time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- tr.Publish(context.Background(), topic, eventkittest.NewEvent("down")) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Publish on a cut connection returned %v before the shutdown", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	_ = tr.Shutdown(ctx)
+	if err := Receive(t, done, 5*time.Second, "the publish waiting for a reconnect, after Shutdown"); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish waiting for a reconnect: %v, want ErrClosed", err)
+	}
+}
+
+// CommonOptions are a transport's spellings of the options that every
+// transport shares (transport.Common).
+type CommonOptions[O any] struct {
+	WithMode         func(eventkit.Mode) O
+	WithLogger       func(*slog.Logger) O
+	WithCloseTimeout func(time.Duration) O
+}
+
+// InvalidOptionsRefused checks that construct fails, with an error
+// wrapping eventkit.ErrInvalidOption that names the option, for each
+// invalid value: an unknown mode, a nil logger, a zero and a negative
+// close timeout, and each option of own (by its name).
+func InvalidOptionsRefused[O any](t *testing.T, construct func(O) error, common CommonOptions[O], own map[string]O) {
+	t.Helper()
+	check := func(name string, o O) {
+		t.Helper()
+		if err := construct(o); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), name) {
+			t.Errorf("an invalid %s: err %v, want ErrInvalidOption naming the option", name, err)
+		}
+	}
+	check("WithMode", common.WithMode(eventkit.Mode(7)))
+	check("WithLogger", common.WithLogger(nil))
+	check("WithCloseTimeout", common.WithCloseTimeout(0))
+	check("WithCloseTimeout", common.WithCloseTimeout(-time.Second))
+	for name, o := range own {
+		check(name, o)
+	}
+}
+
+// Subscribe subscribes s to pattern within ctx (the subscription ends
+// with ctx), fails tb if that fails, and closes the subscription when tb
+// ends.
+func Subscribe(tb testing.TB, ctx context.Context, s eventkit.Subscriber, pattern string, opts ...eventkit.SubscribeOption) eventkit.Subscription {
+	tb.Helper()
+	sub, err := s.Subscribe(ctx, pattern, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
