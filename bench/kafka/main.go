@@ -304,16 +304,16 @@ func eventkitMode(n int, structured bool) (result, error) {
 		return result{}, err
 	}
 	defer c.Close()
-	opts := []kafka.Option{kafka.WithBrokers(brokers...)}
+	var opts []kafka.Option
 	if structured {
 		opts = append(opts, kafka.WithMode(eventkit.Structured))
 	}
-	tr, err := kafka.New(opts...)
+	ctx := context.Background()
+	tr, err := kafka.Dial(ctx, strings.Join(brokers, ","), opts...)
 	if err != nil {
 		return result{}, err
 	}
 	defer tr.Close()
-	ctx := context.Background()
 	const batch = 100
 	evs := make([]event.Event, n)
 	for i := range evs {

@@ -181,7 +181,7 @@ func TestCDCCommandKafka(t *testing.T) {
 	}
 	defer conn.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 
-	sub, err := kafka.New(kafka.WithBrokers(cluster.ListenAddrs()...), kafka.WithTopicCreation(1, 1, nil))
+	sub, err := kafka.Dial(ctx, strings.Join(cluster.ListenAddrs(), ","), kafka.WithTopicCreation(1, 1, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
