@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -42,13 +41,7 @@ func WithTxFromStart() TxOption { return func(c *txConfig) error { c.fromStart =
 // WithTxBatch bounds the records handled in one transaction (default 500);
 // n must be positive.
 func WithTxBatch(n int) TxOption {
-	return func(c *txConfig) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithTxBatch", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.batch = n
-		return nil
-	}
+	return positive("kafka.WithTxBatch", n, func(c *txConfig) { c.batch = n })
 }
 
 // WithTxMaxAttempts sets how many times a record whose handler fails is
@@ -56,13 +49,7 @@ func WithTxBatch(n int) TxOption {
 // (default 10). A handler error marked eventkit.Permanent ends Run at once.
 // n must be positive.
 func WithTxMaxAttempts(n int) TxOption {
-	return func(c *txConfig) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithTxMaxAttempts", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.maxAttempts = n
-		return nil
-	}
+	return positive("kafka.WithTxMaxAttempts", n, func(c *txConfig) { c.maxAttempts = n })
 }
 
 // WithTxClientOptions adds franz-go options to the transactional client
