@@ -162,8 +162,3 @@ func (t *Transport) Close() error {
 	defer cancel()
 	return t.Shutdown(ctx)
 }
-
-var (
-	_ eventkit.Publisher  = (*Transport)(nil)
-	_ eventkit.Subscriber = (*Transport)(nil)
-)
