@@ -31,9 +31,10 @@
 // partition's commit back until it is acked. When a rebalance revokes a
 // partition, the subscription stops delivering it, waits (up to
 // WithRevokeTimeout) until the messages of that partition it has handed out
-// (those taken, and at most one batch of eventkit.WithBuffer messages
-// waiting to be taken) are settled, commits, and only then gives the
-// partition up.
+// (those taken, and those waiting to be taken: about one batch of
+// eventkit.WithBuffer messages, or up to two batches of
+// driver.DefaultMaxBatch without it) are settled, commits, and only then
+// gives the partition up.
 //
 // Transactor is the exactly-once consume-transform-produce helper on
 // franz-go's GroupTransactSession: the events a handler publishes and the

@@ -15,9 +15,8 @@ const (
 	// DefaultMaxInFlight bounds the records published and waiting for an
 	// acknowledgement.
 	DefaultMaxInFlight = 50000
-	// DefaultBuffer is the number of messages a subscription holds
-	// delivered but not yet taken (the Messages channel's buffer), and the
-	// size of the batches in which it decodes the records it fetched.
+	// DefaultBuffer is the size of the batches in which a subscription
+	// without eventkit.WithBuffer decodes the records it fetched.
 	DefaultBuffer = 256
 	// DefaultCommitInterval is how often a subscription commits the offsets
 	// of finished records.
@@ -206,9 +205,10 @@ func WithTopicCreation(partitions int32, replicationFactor int16, configs map[st
 	}
 }
 
-// WithDefaultBuffer sets how many messages a subscription holds delivered
-// but not yet taken, for subscriptions that do not set eventkit.WithBuffer.
-// n must be positive.
+// WithDefaultBuffer sets the size of the batches in which a subscription
+// that does not set eventkit.WithBuffer decodes the records it fetched
+// (the messages it holds are package transport's bound: two batches of
+// driver.DefaultMaxBatch). n must be positive.
 func WithDefaultBuffer(n int) Option {
 	return positive("kafka.WithDefaultBuffer", n, func(c *config) { c.buffer = n })
 }

@@ -201,12 +201,12 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 // ReceiveBatch implements driver.Subscription: it returns the entries
 // fetched, in partition order, redeliveries first, dropping those of
 // partitions being revoked or given up. An entry is in flight from the
-// moment it is returned: a revocation waits for it to be settled. While
-// max messages or more that it returned are still waiting for the
-// application, it waits (see Delivered).
+// moment it is returned: a revocation waits for it to be settled. In an
+// observed subscription, it waits while max messages or more that it
+// returned are still waiting for the application (see observed).
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	for {
-		if s.pending.Load() < s.gate {
+		if !s.observe || s.pending.Load() < s.gate {
 			if out := s.take(max); len(out) > 0 {
 				return out, nil
 			}
@@ -249,7 +249,9 @@ func (s *subscription) take(max int) []*driver.Message {
 	if n == 0 {
 		return nil
 	}
-	s.pending.Add(int64(n))
+	if s.observe {
+		s.pending.Add(int64(n))
+	}
 	msgs := make([]driver.Message, n)
 	out := make([]*driver.Message, n)
 	for i, e := range taken {
@@ -281,14 +283,6 @@ func (s *subscription) offerLocked(e *entry) bool {
 	}
 	e.p.inflight++
 	return true
-}
-
-// Delivered implements driver.DeliveryObserver: the application took a
-// message, so that ReceiveBatch may hand out more.
-func (s *subscription) Delivered(driver.AckID) {
-	if s.pending.Add(-1) == s.gate-1 {
-		s.signal()
-	}
 }
 
 // advance pops the finished prefix of p's entries and moves the commit

@@ -434,8 +434,8 @@ func testRegainedPartitionLosesNothing(t *testing.T, brokers []string) {
 	waitCommitted(t, ctx, tr, group, name, n)
 }
 
-// A revocation waits for the messages taken and for those handed out ahead
-// of the application (one batch of eventkit.WithBuffer), and for no more:
+// With eventkit.WithBuffer, a revocation waits for the messages taken and
+// for those handed out ahead of the application (one batch), and no more:
 // once they are settled the rebalance goes on at once, well before the
 // revoke timeout, and the records not handed out are left to the group.
 func TestRevocationWaitsForOneBatchAhead(t *testing.T) {
