@@ -59,18 +59,17 @@ func TestDialRejectsInvalidOptions(t *testing.T) {
 // TestDialChecksTheCluster: Dial fails, within its ctx, when no broker
 // answers; New (deprecated) does no I/O and succeeds.
 func TestDialChecksTheCluster(t *testing.T) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	tr, err := kafka.Dial(ctx, "127.0.0.1:1")
-	if err == nil {
+	if tr, err := kafka.Dial(ctx, "127.0.0.1:1"); err == nil {
 		_ = tr.Close()
 		t.Fatal("Dial to a port where no broker listens succeeded")
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Dial took %v with a 500ms ctx", d)
 	}
-	tr, err = kafka.New(kafka.WithBrokers("127.0.0.1:1"))
+	tr, err := kafka.New(kafka.WithBrokers("127.0.0.1:1"))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
