@@ -176,18 +176,26 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	// One string holds every attribute value and the content type: one
-	// allocation, not one each. The Builder's buffer never moves after
-	// Grow, so the substrings taken as it fills stay valid.
-	var sb strings.Builder
-	sb.Grow(size + len(ct))
-	value := func(b []byte) string {
-		start := sb.Len()
-		sb.Write(b)
-		return sb.String()[start:]
-	}
-	ec := &d.ec
-	e := event.Event{Context: ec}
+	return d.decodeBinary(r, ct, size)
+}
+
+// values copies header values into one string: one allocation, not one
+// each. The Builder's buffer never moves after Grow, so the substrings
+// taken as it fills stay valid.
+type values struct{ sb strings.Builder }
+
+func (v *values) add(b []byte) string {
+	start := v.sb.Len()
+	v.sb.Write(b)
+	return v.sb.String()[start:]
+}
+
+// decodeBinary decodes a binary-mode record, whose content type is ct and
+// whose ce_ header values take size bytes.
+func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, size int) (event.Event, error) {
+	var v values
+	v.sb.Grow(size + len(ct))
+	e := event.Event{Context: &d.ec}
 	seenVersion := false
 	for i := range r.Headers {
 		h := &r.Headers[i]
@@ -195,31 +203,8 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 		if !ok {
 			continue
 		}
-		var err error
-		switch name {
-		case "datacontenttype":
-			continue // carried by content-type in binary mode
-		case "specversion":
-			seenVersion = true
-			if string(h.Value) != event.CloudEventsVersionV1 {
-				err = &eventkit.ValidationError{Attribute: "specversion", Reason: "unsupported version \"" + string(h.Value) + "\" (want \"1.0\")"}
-			}
-		case "id":
-			ec.ID = value(h.Value)
-		case "type":
-			ec.Type = value(h.Value)
-		case "source":
-			ec.Source, err = parseSource(h.Value)
-		case "subject":
-			sub := value(h.Value)
-			ec.Subject = &sub
-		default:
-			if !binding.IsAttributeName(name) {
-				return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "header " + h.Key + " does not name a CloudEvents attribute"}
-			}
-			err = binding.Set(&e, name, value(h.Value))
-		}
-		if err != nil {
+		seenVersion = seenVersion || name == "specversion"
+		if err := d.set(&e, name, h.Value, &v); err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 	}
@@ -227,8 +212,8 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
 	if len(ct) > 0 {
-		d.ct = value(ct)
-		ec.DataContentType = &d.ct
+		d.ct = v.add(ct)
+		d.ec.DataContentType = &d.ct
 	}
 	if len(r.Value) > 0 {
 		e.DataEncoded = r.Value
@@ -237,6 +222,35 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	return e, nil
+}
+
+// set sets the attribute name of e, whose context is d's, from a ce_
+// header's value.
+func (d *decoded) set(e *event.Event, name string, value []byte, v *values) error {
+	ec := &d.ec
+	var err error
+	switch name {
+	case "datacontenttype": // carried by content-type in binary mode
+	case "specversion":
+		if string(value) != event.CloudEventsVersionV1 {
+			err = &eventkit.ValidationError{Attribute: "specversion", Reason: "unsupported version \"" + string(value) + "\" (want \"1.0\")"}
+		}
+	case "id":
+		ec.ID = v.add(value)
+	case "type":
+		ec.Type = v.add(value)
+	case "source":
+		ec.Source, err = parseSource(value)
+	case "subject":
+		sub := v.add(value)
+		ec.Subject = &sub
+	default:
+		if !binding.IsAttributeName(name) {
+			return &eventkit.ValidationError{Attribute: name, Reason: "header " + HeaderPrefix + name + " does not name a CloudEvents attribute"}
+		}
+		err = binding.Set(e, name, v.add(value))
+	}
+	return err
 }
 
 // specVersionValue is the one value of ce_specversion, shared by records.

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -233,17 +232,7 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := 0; i < inputs; i += 100 {
-		batch := make([]event.Event, 0, 100)
-		for j := i; j < i+100; j++ {
-			ev := eventkittest.NewEvent("in-" + strconv.Itoa(j))
-			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
-			batch = append(batch, ev)
-		}
-		if err := tr.Publish(ctx, names.in, batch...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishInputs(t, ctx, tr, names.in, inputs)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -323,16 +312,7 @@ func TestKafkaRealBrokerClusterExactlyOnceBrokerKilled(t *testing.T) {
 			alive = append(alive, n.addr())
 		}
 	}
-	committed := readAll(t, ctx, alive, names.out, kgo.ReadCommitted(), inputs)
-	if len(committed) != inputs {
-		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), inputs)
-	}
-	for i := 0; i < inputs; i++ {
-		id := "out-in-" + strconv.Itoa(i)
-		if committed[id] != 1 {
-			t.Errorf("read_committed: %s appears %d times, want once", id, committed[id])
-		}
-	}
+	outputsOnce(t, readAll(t, ctx, alive, names.out, kgo.ReadCommitted(), inputs), inputs)
 	uncommitted := readAll(t, ctx, alive, names.out, kgo.ReadUncommitted(), inputs)
 	total := 0
 	for _, n := range uncommitted {

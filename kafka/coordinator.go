@@ -15,10 +15,10 @@ import (
 // have loaded the broker answers COORDINATOR_NOT_AVAILABLE (or
 // COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR), which the client hands back
 // instead of retrying. It gives up when ctx ends.
-func (t *Transport) fetchGroupOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error) {
+func (d *drv) fetchGroupOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error) {
 	backoff := 10 * time.Millisecond
 	for {
-		offs, err := t.adm.FetchOffsets(ctx, group)
+		offs, err := d.adm.FetchOffsets(ctx, group)
 		if !coordinatorNotReady(err) {
 			return offs, err
 		}

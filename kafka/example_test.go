@@ -12,14 +12,14 @@ import (
 )
 
 // Publish and subscribe through a consumer group. The example runs on
-// franz-go's in-process kfake cluster; give a real cluster's brokers to
-// WithBrokers instead.
+// franz-go's in-process kfake cluster; give Dial a real cluster's brokers
+// ("host1:9092,host2:9092") instead.
 func Example() {
 	cluster, _ := kfake.NewCluster(kfake.NumBrokers(1))
 	defer cluster.Close()
+	ctx := context.Background()
 
-	tr, err := kafka.New(
-		kafka.WithBrokers(cluster.ListenAddrs()...),
+	tr, err := kafka.Dial(ctx, cluster.ListenAddrs()[0],
 		kafka.WithTopicCreation(8, 1, nil), // 8 partitions, replication factor 1
 		kafka.WithHeartbeatInterval(100*time.Millisecond),
 	)
@@ -28,7 +28,6 @@ func Example() {
 		return
 	}
 	defer tr.Close()
-	ctx := context.Background()
 
 	sub, err := tr.Subscribe(ctx, "orders.*.created", eventkit.WithGroup("billing"))
 	if err != nil {
@@ -54,11 +53,11 @@ func Example() {
 func ExampleTransport_NewTransactor() {
 	cluster, _ := kfake.NewCluster(kfake.NumBrokers(1))
 	defer cluster.Close()
-	tr, _ := kafka.New(kafka.WithBrokers(cluster.ListenAddrs()...), kafka.WithTopicCreation(4, 1, nil),
-		kafka.WithHeartbeatInterval(100*time.Millisecond))
-	defer tr.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	tr, _ := kafka.Dial(ctx, cluster.ListenAddrs()[0], kafka.WithTopicCreation(4, 1, nil),
+		kafka.WithHeartbeatInterval(100*time.Millisecond))
+	defer tr.Close()
 
 	_ = tr.Publish(ctx, "payments.in", eventkittest.NewEvent("p-1"))
 	x, _ := tr.NewTransactor("payments.in", "enricher", "enricher-0",

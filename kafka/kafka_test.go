@@ -1,6 +1,8 @@
 package kafka_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +28,8 @@ func newCluster(t testing.TB) []string {
 }
 
 // testOptions are the fast timings the tests use.
-func testOptions(brokers []string) []kafka.Option {
+func testOptions() []kafka.Option {
 	return []kafka.Option{
-		kafka.WithBrokers(brokers...),
 		// Kafka's default record batch limit is 1 MB including headers; the
 		// suite carries 1 MiB of data, so topics take 2 MiB.
 		kafka.WithTopicCreation(8, 1, map[string]*string{"max.message.bytes": ptr("2097152")}),
@@ -42,14 +43,23 @@ func testOptions(brokers []string) []kafka.Option {
 
 func ptr(s string) *string { return &s }
 
-func newTransport(t testing.TB, brokers []string, opts ...kafka.Option) *kafka.Transport {
+// dial is kafka.Dial on brokers with opts, closed when the test ends.
+func dial(t testing.TB, brokers []string, opts ...kafka.Option) *kafka.Transport {
 	t.Helper()
-	tr, err := kafka.New(append(testOptions(brokers), opts...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := kafka.Dial(ctx, strings.Join(brokers, ","), opts...)
 	if err != nil {
-		t.Fatalf("kafka.New: %v", err)
+		t.Fatalf("kafka.Dial: %v", err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
 	return tr
+}
+
+// newTransport is dial with the test options, then opts.
+func newTransport(t testing.TB, brokers []string, opts ...kafka.Option) *kafka.Transport {
+	t.Helper()
+	return dial(t, brokers, append(testOptions(), opts...)...)
 }
 
 var features = eventkittest.Features{
@@ -65,26 +75,22 @@ var features = eventkittest.Features{
 	Timeout:             20 * time.Second,
 }
 
-func TestTransport(t *testing.T) {
-	brokers := newCluster(t)
+// testSuite runs the conformance suite on transports dialled to brokers
+// with opts, publishing in mode.
+func testSuite(t *testing.T, brokers []string, mode eventkit.Mode, opts ...kafka.Option) {
+	f := features
+	f.ExtensionsAsStrings = mode == eventkit.Binary
+	opts = append(opts[:len(opts):len(opts)], kafka.WithMode(mode))
 	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(testOptions(brokers)...)
-		if err != nil {
-			t.Fatalf("kafka.New: %v", err)
-		}
+		tr := dial(t, brokers, opts...)
 		return tr, tr
-	}, features)
+	}, f)
+}
+
+func TestTransport(t *testing.T) {
+	testSuite(t, newCluster(t), eventkit.Binary, testOptions()...)
 }
 
 func TestTransportStructured(t *testing.T) {
-	brokers := newCluster(t)
-	f := features
-	f.ExtensionsAsStrings = false
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(append(testOptions(brokers), kafka.WithMode(eventkit.Structured))...)
-		if err != nil {
-			t.Fatalf("kafka.New: %v", err)
-		}
-		return tr, tr
-	}, f)
+	testSuite(t, newCluster(t), eventkit.Structured, testOptions()...)
 }

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -14,9 +15,8 @@ const (
 	// DefaultMaxInFlight bounds the records published and waiting for an
 	// acknowledgement.
 	DefaultMaxInFlight = 50000
-	// DefaultBuffer is the number of messages a subscription holds
-	// delivered but not yet taken (the Messages channel's buffer), and the
-	// size of the batches in which it decodes the records it fetched.
+	// DefaultBuffer is the size of the batches in which a subscription
+	// without eventkit.WithBuffer decodes the records it fetched.
 	DefaultBuffer = 256
 	// DefaultCommitInterval is how often a subscription commits the offsets
 	// of finished records.
@@ -77,12 +77,16 @@ func defaults() config {
 // silently replaced by its default.
 type Option func(*config) error
 
-// positive refuses a non-positive duration for the named option.
-func positive(option string, d time.Duration) error {
-	if d <= 0 {
-		return eventkit.InvalidOption(option, "must be positive, got "+d.String())
+// positive returns an option (of a Transport or a Transactor) that
+// refuses a value v that is not positive, and otherwise calls set.
+func positive[C any, N int | int32 | time.Duration](option string, v N, set func(*C)) func(*C) error {
+	return func(c *C) error {
+		if v <= 0 {
+			return eventkit.InvalidOption(option, "must be positive, got "+fmt.Sprint(v))
+		}
+		set(c)
+		return nil
 	}
-	return nil
 }
 
 // WithBrokers sets the seed brokers ("host:port"); an empty address is
@@ -163,13 +167,7 @@ func WithLinger(d time.Duration) Option {
 // WithBatchMaxBytes bounds the size of a produced record batch; n must be
 // positive.
 func WithBatchMaxBytes(n int32) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithBatchMaxBytes", "must be positive, got "+strconv.Itoa(int(n)))
-		}
-		c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n))
-		return nil
-	}
+	return positive("kafka.WithBatchMaxBytes", n, func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n)) })
 }
 
 // WithCompression sets the producer's compression codecs in order of
@@ -185,13 +183,7 @@ func WithCompression(codecs ...kgo.CompressionCodec) Option {
 // (default DefaultMaxInFlight, franz-go's MaxBufferedRecords); Publish and
 // PublishAsync wait for room. n must be positive.
 func WithMaxInFlight(n int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithMaxInFlight", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.maxInFlight = n
-		return nil
-	}
+	return positive("kafka.WithMaxInFlight", n, func(c *config) { c.maxInFlight = n })
 }
 
 // WithTopicCreation makes the transport create each Kafka topic it
@@ -213,42 +205,25 @@ func WithTopicCreation(partitions int32, replicationFactor int16, configs map[st
 	}
 }
 
-// WithDefaultBuffer sets how many messages a subscription holds delivered
-// but not yet taken, for subscriptions that do not set eventkit.WithBuffer.
-// n must be positive.
+// WithDefaultBuffer sets the size of the batches in which a subscription
+// that does not set eventkit.WithBuffer decodes the records it fetched
+// (the messages it holds are package transport's bound: two batches of
+// driver.DefaultMaxBatch). n must be positive.
 func WithDefaultBuffer(n int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithDefaultBuffer", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.buffer = n
-		return nil
-	}
+	return positive("kafka.WithDefaultBuffer", n, func(c *config) { c.buffer = n })
 }
 
 // WithCommitInterval sets how often subscriptions commit finished offsets;
 // d must be positive.
 func WithCommitInterval(d time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("kafka.WithCommitInterval", d); err != nil {
-			return err
-		}
-		c.commitInterval = d
-		return nil
-	}
+	return positive("kafka.WithCommitInterval", d, func(c *config) { c.commitInterval = d })
 }
 
 // WithRevokeTimeout bounds the wait of a revoked partition for its taken
 // messages to be settled (default DefaultRevokeTimeout); d must be
 // positive.
 func WithRevokeTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("kafka.WithRevokeTimeout", d); err != nil {
-			return err
-		}
-		c.revokeTimeout = d
-		return nil
-	}
+	return positive("kafka.WithRevokeTimeout", d, func(c *config) { c.revokeTimeout = d })
 }
 
 // WithMetadataMaxAge sets how often subscriptions refresh metadata: how
@@ -256,25 +231,13 @@ func WithRevokeTimeout(d time.Duration) Option {
 // Topics created through this transport are seen at once. d must be
 // positive.
 func WithMetadataMaxAge(d time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("kafka.WithMetadataMaxAge", d); err != nil {
-			return err
-		}
-		c.metadataMaxAge = d
-		return nil
-	}
+	return positive("kafka.WithMetadataMaxAge", d, func(c *config) { c.metadataMaxAge = d })
 }
 
 // WithHeartbeatInterval sets the consumer-group heartbeat interval (default
 // DefaultHeartbeatInterval); d must be positive.
 func WithHeartbeatInterval(d time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("kafka.WithHeartbeatInterval", d); err != nil {
-			return err
-		}
-		c.heartbeat = d
-		return nil
-	}
+	return positive("kafka.WithHeartbeatInterval", d, func(c *config) { c.heartbeat = d })
 }
 
 // WithCloseTimeout bounds Close, of the transport and of each subscription
@@ -282,13 +245,7 @@ func WithHeartbeatInterval(d time.Duration) Option {
 // ephemeral groups and the flush of the producer. Close is Shutdown with a
 // context that ends after d. d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("kafka.WithCloseTimeout", d); err != nil {
-			return err
-		}
-		c.closeTimeout = d
-		return nil
-	}
+	return positive("kafka.WithCloseTimeout", d, func(c *config) { c.closeTimeout = d })
 }
 
 // WithLogger sets the logger (slog.Default() otherwise); nil is refused.

@@ -8,14 +8,16 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestNewRejectsInvalidOptions: an invalid option value makes New fail
-// with ErrInvalidOption instead of being replaced by the default (issue 15).
-func TestNewRejectsInvalidOptions(t *testing.T) {
+// TestDialRejectsInvalidOptions: an invalid option value makes Dial fail
+// with ErrInvalidOption, before any I/O, instead of being replaced by the
+// default (issue 15).
+func TestDialRejectsInvalidOptions(t *testing.T) {
 	cases := map[string]kafka.Option{
 		"max in flight 0":      kafka.WithMaxInFlight(0),
 		"default buffer -1":    kafka.WithDefaultBuffer(-1),
@@ -34,22 +36,42 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		"empty broker":         kafka.WithBrokers(""),
 		"nil option":           nil,
 	}
+	ctx := context.Background()
 	for name, o := range cases {
-		tr, err := kafka.New(kafka.WithBrokers("127.0.0.1:1"), o)
+		tr, err := kafka.Dial(ctx, "127.0.0.1:1", o)
 		if !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("%s: New returned %v, want ErrInvalidOption", name, err)
+			t.Errorf("%s: Dial returned %v, want ErrInvalidOption", name, err)
 		}
 		if tr != nil {
 			_ = tr.Close()
 		}
 	}
-	if _, err := kafka.New(); !errors.Is(err, eventkit.ErrInvalidOption) {
+	if _, err := kafka.Dial(ctx, " , "); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("no brokers: %v, want ErrInvalidOption", err)
 	}
-	tr, err := kafka.New(kafka.WithBrokers("127.0.0.1:1"), kafka.WithTopicCreation(-1, -1, nil),
+	tr := dial(t, newCluster(t), kafka.WithTopicCreation(-1, -1, nil),
 		kafka.WithMode(eventkit.Structured), kafka.WithLinger(0), kafka.WithCloseTimeout(time.Second))
+	if err := tr.Close(); err != nil {
+		t.Errorf("Close of an unused transport: %v", err)
+	}
+}
+
+// TestDialChecksTheCluster: Dial fails, within its ctx, when no broker
+// answers; New (deprecated) does no I/O and succeeds.
+func TestDialChecksTheCluster(t *testing.T) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if tr, err := kafka.Dial(ctx, "127.0.0.1:1"); err == nil {
+		_ = tr.Close()
+		t.Fatal("Dial to a port where no broker listens succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Dial took %v with a 500ms ctx", d)
+	}
+	tr, err := kafka.New(kafka.WithBrokers("127.0.0.1:1"))
 	if err != nil {
-		t.Fatalf("valid options: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	if err := tr.Close(); err != nil {
 		t.Errorf("Close of an unused transport: %v", err)
@@ -57,11 +79,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 }
 
 func TestNewTransactorRejectsInvalidOptions(t *testing.T) {
-	tr, err := kafka.New(kafka.WithBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := dial(t, newCluster(t))
 	fn := func(context.Context, *eventkit.Message, eventkit.Publisher) error { return nil }
 	for name, o := range map[string]kafka.TxOption{
 		"batch 0":        kafka.WithTxBatch(0),
@@ -89,7 +107,7 @@ func unflushable(t *testing.T, opts ...kafka.Option) *kafka.Transport {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	tr, err := kafka.New(append([]kafka.Option{kafka.WithBrokers(c.ListenAddrs()...), kafka.WithTopicCreation(1, 1, nil)}, opts...)...)
+	tr, err := kafka.Dial(context.Background(), c.ListenAddrs()[0], append([]kafka.Option{kafka.WithTopicCreation(1, 1, nil)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +152,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown: %v, want ctx's error", err)
 	}
-	if err := tr.Publish(context.Background(), "flush", event.New()); !errors.Is(err, eventkit.ErrClosed) {
+	if err := tr.Publish(context.Background(), "flush", eventkittest.NewEvent("late")); !errors.Is(err, eventkit.ErrClosed) {
 		t.Errorf("Publish after Shutdown: %v, want ErrClosed", err)
 	}
 }

@@ -392,7 +392,7 @@ func testRegainedPartitionLosesNothing(t *testing.T, brokers []string) {
 	}()
 
 	// The revocation waits for the messages handed out: the two taken and
-	// the two in the Messages buffer.
+	// the batch of two handed to package transport ahead of them.
 	select {
 	case err := <-joined:
 		t.Fatalf("the rebalance finished with messages in flight (err %v)", err)
@@ -432,4 +432,52 @@ func testRegainedPartitionLosesNothing(t *testing.T, brokers []string) {
 		}
 	}
 	waitCommitted(t, ctx, tr, group, name, n)
+}
+
+// With eventkit.WithBuffer, a revocation waits for the messages taken and
+// for those handed out ahead of the application (one batch), and no more:
+// once they are settled the rebalance goes on at once, well before the
+// revoke timeout, and the records not handed out are left to the group.
+func TestRevocationWaitsForOneBatchAhead(t *testing.T) {
+	brokers := newCluster(t)
+	tr, name, ctx := setupOn(t, brokers, 1)
+	group := eventkittest.UniqueName("g")
+	if err := tr.Publish(ctx, name, events("w-", 40)...); err != nil {
+		t.Fatal(err)
+	}
+	const revokeTimeout = 20 * time.Second
+	sub := newTransport(t, brokers, kafka.WithRevokeTimeout(revokeTimeout))
+	a, err := sub.Subscribe(ctx, name, eventkit.WithGroup(group), eventkit.FromStart(), eventkit.WithBuffer(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	held := take(t, a, 2)
+
+	tr2 := newTransport(t, brokers)
+	joined := make(chan error, 1)
+	go func() {
+		_, err := tr2.Subscribe(ctx, name, eventkit.WithGroup(group)) // closed with tr2
+		joined <- err
+	}()
+	select {
+	case err := <-joined:
+		t.Fatalf("the rebalance finished with two messages taken and not settled (err %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	start := time.Now()
+	for _, m := range append(held, take(t, a, 2)...) {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatalf("second member: %v", err)
+		}
+	case <-time.After(revokeTimeout / 2):
+		t.Fatalf("the rebalance still waits %v after the messages handed out were settled", revokeTimeout/2)
+	}
+	t.Logf("the rebalance went on %v after the settlement", time.Since(start))
 }

@@ -75,18 +75,18 @@ func (t *Transport) CreateTopic(ctx context.Context, name string, partitions int
 	if err := topic.ValidateName(name); err != nil {
 		return err
 	}
-	k, err := t.cfg.mapper.ToKafka(name)
+	k, err := t.d.cfg.mapper.ToKafka(name)
 	if err != nil {
 		return err
 	}
-	return t.createKafkaTopic(ctx, k, partitions, replicationFactor, configs)
+	return t.d.createKafkaTopic(ctx, k, partitions, replicationFactor, configs)
 }
 
-func (t *Transport) createKafkaTopic(ctx context.Context, k string, partitions int32, rf int16, configs map[string]*string) error {
-	if _, ok := t.known.Load(k); ok {
+func (d *drv) createKafkaTopic(ctx context.Context, k string, partitions int32, rf int16, configs map[string]*string) error {
+	if _, ok := d.known.Load(k); ok {
 		return nil
 	}
-	resp, err := t.adm.CreateTopic(ctx, partitions, rf, configs, k)
+	resp, err := d.adm.CreateTopic(ctx, partitions, rf, configs, k)
 	if err == nil {
 		err = resp.Err
 	}
@@ -98,23 +98,23 @@ func (t *Transport) createKafkaTopic(ctx context.Context, k string, partitions i
 	// UNKNOWN_TOPIC_OR_PARTITION once the client's few retries are used up.
 	// So the topic is usable when this returns, wait for its leaders (also
 	// when another client created it a moment ago).
-	if werr := t.waitTopicReady(ctx, k); werr != nil {
+	if werr := d.waitTopicReady(ctx, k); werr != nil {
 		return fmt.Errorf("kafka: create topic %q: %w", k, werr)
 	}
-	t.known.Store(k, struct{}{})
+	d.known.Store(k, struct{}{})
 	if err == nil {
 		// Let this transport's pattern subscriptions see the topic now.
-		t.refreshSubscriptions()
+		d.refreshSubscriptions()
 	}
 	return nil
 }
 
 // waitTopicReady polls the metadata of topic k until every partition has a
 // leader, or ctx ends.
-func (t *Transport) waitTopicReady(ctx context.Context, k string) error {
+func (d *drv) waitTopicReady(ctx context.Context, k string) error {
 	backoff := 10 * time.Millisecond
 	for {
-		details, err := t.adm.ListTopics(ctx, k)
+		details, err := d.adm.ListTopics(ctx, k)
 		if err == nil {
 			err = topicNotReady(details, k)
 		}
@@ -155,13 +155,9 @@ func topicNotReady(details kadm.TopicDetails, k string) error {
 }
 
 // ensureTopic creates k when the transport creates topics.
-func (t *Transport) ensureTopic(ctx context.Context, k string) error {
-	if !t.cfg.create {
+func (d *drv) ensureTopic(ctx context.Context, k string) error {
+	if !d.cfg.create {
 		return nil
 	}
-	return t.createKafkaTopic(ctx, k, t.cfg.partitions, t.cfg.replication, t.cfg.topicConfigs)
+	return d.createKafkaTopic(ctx, k, d.cfg.partitions, d.cfg.replication, d.cfg.topicConfigs)
 }
-
-// Admin returns a kadm client on the transport's producer connection, for
-// administration eventkit does not wrap.
-func (t *Transport) Admin() *kadm.Client { return t.adm }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"sync"
 	"time"
 
@@ -43,13 +41,7 @@ func WithTxFromStart() TxOption { return func(c *txConfig) error { c.fromStart =
 // WithTxBatch bounds the records handled in one transaction (default 500);
 // n must be positive.
 func WithTxBatch(n int) TxOption {
-	return func(c *txConfig) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithTxBatch", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.batch = n
-		return nil
-	}
+	return positive("kafka.WithTxBatch", n, func(c *txConfig) { c.batch = n })
 }
 
 // WithTxMaxAttempts sets how many times a record whose handler fails is
@@ -57,13 +49,7 @@ func WithTxBatch(n int) TxOption {
 // (default 10). A handler error marked eventkit.Permanent ends Run at once.
 // n must be positive.
 func WithTxMaxAttempts(n int) TxOption {
-	return func(c *txConfig) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("kafka.WithTxMaxAttempts", "must be positive, got "+strconv.Itoa(n))
-		}
-		c.maxAttempts = n
-		return nil
-	}
+	return positive("kafka.WithTxMaxAttempts", n, func(c *txConfig) { c.maxAttempts = n })
 }
 
 // WithTxClientOptions adds franz-go options to the transactional client
@@ -81,7 +67,7 @@ func WithTxClientOptions(opts ...kgo.Opt) TxOption {
 // so the output topics, read with read_committed isolation (the default of
 // this package's subscriptions), hold each output exactly once.
 type Transactor struct {
-	t       *Transport
+	d       *drv
 	pattern string
 	group   string
 	txnID   string
@@ -111,7 +97,7 @@ func (t *Transport) NewTransactor(pattern, group, txnID string, fn TransformFunc
 			return nil, err
 		}
 	}
-	return &Transactor{t: t, pattern: pattern, group: group, txnID: txnID, fn: fn, cfg: cfg}, nil
+	return &Transactor{d: t.d, pattern: pattern, group: group, txnID: txnID, fn: fn, cfg: cfg}, nil
 }
 
 // Run consumes, transforms and produces until ctx ends (then it returns
@@ -120,64 +106,11 @@ func (t *Transport) NewTransactor(pattern, group, txnID string, fn TransformFunc
 func (x *Transactor) Run(ctx context.Context) error {
 	x.runMu.Lock()
 	defer x.runMu.Unlock()
-	t := x.t
-	if t.closed.Load() {
-		return eventkit.ErrClosed
-	}
-	var (
-		consume  []kgo.Opt
-		existing []string
-	)
-	if topic.IsPattern(x.pattern) {
-		re := t.cfg.mapper.Regexp(x.pattern)
-		rx := regexp.MustCompile(re)
-		consume = []kgo.Opt{kgo.ConsumeTopics(re), kgo.ConsumeRegex()}
-		if !x.cfg.fromStart {
-			td, err := t.adm.ListTopics(ctx)
-			if err != nil {
-				return fmt.Errorf("kafka: transactor: list topics: %w", err)
-			}
-			for _, n := range td.Names() {
-				if rx.MatchString(n) {
-					existing = append(existing, n)
-				}
-			}
-		}
-	} else {
-		k, err := t.cfg.mapper.ToKafka(x.pattern)
-		if err != nil {
-			return err
-		}
-		if err := t.ensureTopic(ctx, k); err != nil {
-			return err
-		}
-		consume = []kgo.Opt{kgo.ConsumeTopics(k)}
-		existing = []string{k}
-	}
-	if !x.cfg.fromStart && len(existing) > 0 {
-		if err := t.initGroup(ctx, x.group, existing); err != nil {
-			return err
-		}
-	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(t.cfg.brokers...)}, t.cfg.clientOpts...)
-	opts = append(opts, consume...)
-	opts = append(opts,
-		kgo.ConsumerGroup(x.group),
-		kgo.TransactionalID(x.txnID),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.HeartbeatInterval(t.cfg.heartbeat),
-		kgo.MetadataMaxAge(t.cfg.metadataMaxAge),
-		kgo.FetchMaxWait(500*time.Millisecond),
-	)
-	opts = append(opts, t.cfg.producerOpts...)
-	opts = append(opts, x.cfg.opts...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	sess, err := x.session(ctx)
 	if err != nil {
-		return fmt.Errorf("kafka: transactor: %w", err)
+		return err
 	}
 	defer sess.Close()
-
 	failures := map[recordKey]int{}
 	for {
 		fs := sess.PollRecords(ctx, x.cfg.batch)
@@ -185,69 +118,113 @@ func (x *Transactor) Run(ctx context.Context) error {
 			return nil
 		}
 		fs.EachError(func(tp string, p int32, err error) {
-			t.cfg.logger.Warn("kafka: transactor fetch error", "group", x.group, "topic", tp, "partition", p, "err", err)
+			x.d.cfg.logger.Warn("kafka: transactor fetch error", "group", x.group, "topic", tp, "partition", p, "err", err)
 		})
 		if fs.NumRecords() == 0 {
 			continue
 		}
-		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("kafka: transactor: begin: %w", err)
+		if end, err := x.transact(ctx, sess, fs, failures); end {
+			return err
 		}
-		out := &txPublisher{t: t, sess: sess}
-		var (
-			herr   error
-			failed recordKey
-		)
-		fs.EachRecord(func(r *kgo.Record) {
-			if herr != nil {
-				return
-			}
-			name, ok := t.cfg.mapper.FromKafka(r.Topic)
-			if !ok {
-				return
-			}
-			ev, err := Decode(r)
-			if err != nil {
-				t.cfg.logger.Warn("kafka: transactor skips a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			k := recordKey{r.Topic, r.Partition, r.Offset}
-			m := eventkit.NewMessage(name, ev, 1+failures[k], nil, r)
-			if err := safeTransform(ctx, x.fn, m, out); err != nil {
-				herr, failed = err, k
-			}
-		})
-		if herr == nil {
-			herr = out.failure()
+	}
+}
+
+// session joins the group in a transactional session, the group starting
+// at the end offsets of the topics that exist unless WithTxFromStart.
+func (x *Transactor) session(ctx context.Context) (*kgo.GroupTransactSession, error) {
+	d := x.d
+	if d.closed.Load() {
+		return nil, eventkit.ErrClosed
+	}
+	consume, existing, err := d.consumeTopics(ctx, x.pattern)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: transactor: %w", err)
+	}
+	if !x.cfg.fromStart && len(existing) > 0 {
+		if err := d.initGroup(ctx, x.group, existing); err != nil {
+			return nil, err
 		}
-		// End is not given ctx: cancelling it mid-request would leave the
-		// outcome of the commit unknown (franz-go's warning).
-		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		committed, err := sess.End(endCtx, kgo.TransactionEndTry(herr == nil && ctx.Err() == nil))
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("kafka: transactor: end transaction: %w", err)
-		}
+	}
+	opts := append(d.groupOptions(x.group, consume), kgo.TransactionalID(x.txnID))
+	opts = append(opts, d.cfg.producerOpts...)
+	opts = append(opts, x.cfg.opts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: transactor: %w", err)
+	}
+	return sess, nil
+}
+
+// transact handles the records of fs in one transaction, and ends it:
+// committed when every handler succeeded, aborted otherwise. It reports
+// whether Run ends, and with which error.
+func (x *Transactor) transact(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches, failures map[recordKey]int) (bool, error) {
+	if err := sess.Begin(); err != nil {
+		return true, fmt.Errorf("kafka: transactor: begin: %w", err)
+	}
+	out := &txPublisher{d: x.d, sess: sess}
+	failed, herr := x.handle(ctx, fs, out, failures)
+	if herr == nil {
+		herr = out.failure()
+	}
+	// End is not given ctx: cancelling it mid-request would leave the
+	// outcome of the commit unknown (franz-go's warning).
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	committed, err := sess.End(endCtx, kgo.TransactionEndTry(herr == nil && ctx.Err() == nil))
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return true, nil
+	case err != nil:
+		return true, fmt.Errorf("kafka: transactor: end transaction: %w", err)
+	case herr != nil:
+		return x.retry(ctx, herr, failed, failures)
+	}
+	if committed {
+		clear(failures)
+	}
+	return false, nil
+}
+
+// handle runs the handler on each record of fs, up to the first failure,
+// which it returns with its record.
+func (x *Transactor) handle(ctx context.Context, fs kgo.Fetches, out *txPublisher, failures map[recordKey]int) (failed recordKey, herr error) {
+	fs.EachRecord(func(r *kgo.Record) {
 		if herr != nil {
-			failures[failed]++
-			if eventkit.IsPermanent(herr) || failures[failed] >= x.cfg.maxAttempts {
-				return fmt.Errorf("kafka: transactor: record %s/%d@%d: %w", failed.topic, failed.part, failed.offset, herr)
-			}
-			t.cfg.logger.Warn("kafka: transactor handler failed; transaction aborted", "group", x.group, "attempt", failures[failed], "err", herr)
-			d := x.cfg.backoff << min(failures[failed]-1, 6)
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return nil
-			}
-			continue
+			return
 		}
-		if committed {
-			clear(failures)
+		name, ok := x.d.cfg.mapper.FromKafka(r.Topic)
+		if !ok {
+			return
 		}
+		ev, err := Decode(r)
+		if err != nil {
+			x.d.cfg.logger.Warn("kafka: transactor skips a record that is not a valid CloudEvent", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			return
+		}
+		k := recordKey{r.Topic, r.Partition, r.Offset}
+		m := eventkit.NewMessage(name, ev, 1+failures[k], nil, r)
+		if err := safeTransform(ctx, x.fn, m, out); err != nil {
+			herr, failed = err, k
+		}
+	})
+	return failed, herr
+}
+
+// retry counts the failure of the handler on the record failed, and ends
+// Run when the error is permanent or the record has had its attempts;
+// otherwise it waits for the attempt's backoff.
+func (x *Transactor) retry(ctx context.Context, herr error, failed recordKey, failures map[recordKey]int) (bool, error) {
+	failures[failed]++
+	if eventkit.IsPermanent(herr) || failures[failed] >= x.cfg.maxAttempts {
+		return true, fmt.Errorf("kafka: transactor: record %s/%d@%d: %w", failed.topic, failed.part, failed.offset, herr)
+	}
+	x.d.cfg.logger.Warn("kafka: transactor handler failed; transaction aborted", "group", x.group, "attempt", failures[failed], "err", herr)
+	select {
+	case <-time.After(x.cfg.backoff << min(failures[failed]-1, 6)):
+		return false, nil
+	case <-ctx.Done():
+		return true, nil
 	}
 }
 
@@ -268,14 +245,14 @@ func safeTransform(ctx context.Context, fn TransformFunc, m *eventkit.Message, o
 
 // txPublisher publishes into the open transaction of a Transactor.
 type txPublisher struct {
-	t    *Transport
+	d    *drv
 	sess *kgo.GroupTransactSession
 	mu   sync.Mutex
 	err  error
 }
 
 func (p *txPublisher) Publish(ctx context.Context, name string, events ...event.Event) error {
-	rs, err := p.t.records(ctx, name, events)
+	rs, err := p.d.checkedRecords(ctx, name, events)
 	if err != nil {
 		return err
 	}

@@ -120,17 +120,7 @@ func exactlyOnceAfterKill(t *testing.T, brokers []string, names eosNames, rf int
 	if err := tr.CreateTopic(ctx, names.out, 4, rf, nil); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < eosInputs; i += 100 {
-		batch := make([]event.Event, 0, 100)
-		for j := i; j < i+100; j++ {
-			ev := eventkittest.NewEvent("in-" + strconv.Itoa(j))
-			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
-			batch = append(batch, ev)
-		}
-		if err := tr.Publish(ctx, names.in, batch...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishInputs(t, ctx, tr, names.in, eosInputs)
 
 	// 1. The first instance, in a subprocess, is killed mid-transaction.
 	child := eventkittest.StartChild(t, "^TestEOSHelperProcess$", eosHelperEnv+"="+strings.Join(append([]string{strings.Join(brokers, ",")}, names.in, names.out, names.group, names.txn), ";"))
@@ -169,16 +159,7 @@ func exactlyOnceAfterKill(t *testing.T, brokers []string, names eosNames, rf int
 	}
 
 	// 3. read_committed: every output exactly once.
-	committed := readAll(t, ctx, brokers, names.out, kgo.ReadCommitted(), eosInputs)
-	if len(committed) != eosInputs {
-		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), eosInputs)
-	}
-	for i := 0; i < eosInputs; i++ {
-		id := "out-in-" + strconv.Itoa(i)
-		if committed[id] != 1 {
-			t.Errorf("read_committed: %s appears %d times, want once", id, committed[id])
-		}
-	}
+	outputsOnce(t, readAll(t, ctx, brokers, names.out, kgo.ReadCommitted(), eosInputs), eosInputs)
 	// The killed transaction's outputs did reach the log: read_uncommitted
 	// sees more records than inputs, so the test exercised an abort.
 	uncommitted := readAll(t, ctx, brokers, names.out, kgo.ReadUncommitted(), eosInputs+1)
@@ -190,6 +171,38 @@ func exactlyOnceAfterKill(t *testing.T, brokers []string, names eosNames, rf int
 		t.Errorf("read_uncommitted: %d records; want more than %d (the aborted transaction's)", total, eosInputs)
 	}
 	t.Logf("killed instance committed %d inputs; log holds %d output records, %d committed", committedBefore, total, eosInputs)
+}
+
+// publishInputs publishes the inputs in-0 … in-(n-1) to topic, in batches
+// of 100, keyed over 32 keys.
+func publishInputs(t *testing.T, ctx context.Context, tr *kafka.Transport, topic string, n int) {
+	t.Helper()
+	for i := 0; i < n; i += 100 {
+		batch := make([]event.Event, 0, 100)
+		for j := i; j < min(i+100, n); j++ {
+			ev := eventkittest.NewEvent("in-" + strconv.Itoa(j))
+			ev.SetExtension("partitionkey", "k"+strconv.Itoa(j%32))
+			batch = append(batch, ev)
+		}
+		if err := tr.Publish(ctx, topic, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// outputsOnce checks that the read_committed counts of the outputs hold
+// each of the n outputs exactly once.
+func outputsOnce(t *testing.T, committed map[string]int, n int) {
+	t.Helper()
+	if len(committed) != n {
+		t.Errorf("read_committed: %d distinct outputs, want %d", len(committed), n)
+	}
+	for i := 0; i < n; i++ {
+		id := "out-in-" + strconv.Itoa(i)
+		if committed[id] != 1 {
+			t.Errorf("read_committed: %s appears %d times, want once", id, committed[id])
+		}
+	}
 }
 
 // groupProgress returns the inputs the group has committed.

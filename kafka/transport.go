@@ -2,36 +2,63 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
+	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
-	"github.com/eventkit/eventkit/topic"
+	"github.com/eventkit/eventkit/transport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Transport is a Kafka publisher and subscriber. Create one with New; it is
-// safe for concurrent use.
+// Transport is a Kafka publisher and subscriber. It implements
+// eventkit.Publisher and eventkit.Subscriber, is built on package
+// transport (which gives it its validation, closed state, settle-once
+// messages and graceful stop) and is safe for concurrent use. Create one
+// with Dial.
 type Transport struct {
-	cfg  config
-	prod *kgo.Client
-	adm  *kadm.Client
-
-	known sync.Map // Kafka topics known to exist
-
-	closed atomic.Bool
-	mu     sync.Mutex
-	subs   map[*subscription]struct{}
+	pt *transport.Transport
+	d  *drv
 }
 
-// New returns a transport. It needs at least one broker (WithBrokers). It
-// does not connect until first used. An option with an invalid value, or no
-// broker, makes it fail with an error wrapping eventkit.ErrInvalidOption.
-func New(opts ...Option) (*Transport, error) {
+// Dial returns a transport on the Kafka cluster whose seed brokers are
+// listed in brokers ("host:port", comma-separated, as Kafka's
+// bootstrap.servers; WithBrokers adds more). It checks within ctx that a
+// broker answers, and fails otherwise. The transport owns the clients it
+// makes (its producer, and a consumer per subscription): Close closes
+// them. An option with an invalid value makes it fail with an error
+// wrapping eventkit.ErrInvalidOption.
+//
+// There is no New(client): a subscription is a consumer-group member,
+// which in franz-go is a client of its own, so the transport makes its
+// clients itself (WithClientOptions, WithProducerOptions and
+// WithConsumerOptions configure them).
+func Dial(ctx context.Context, brokers string, opts ...Option) (*Transport, error) {
+	var seeds []string
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			seeds = append(seeds, b)
+		}
+	}
+	t, err := newTransport(append([]Option{WithBrokers(seeds...)}, opts...))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.d.prod.Ping(ctx); err != nil {
+		_ = t.Shutdown(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("kafka: dial %s: %w", brokers, err)
+	}
+	return t, nil
+}
+
+// New returns a transport on the brokers of WithBrokers, without checking
+// that one answers (franz-go clients connect when first used).
+//
+// Deprecated: use Dial, which checks the cluster within its ctx.
+func New(opts ...Option) (*Transport, error) { return newTransport(opts) }
+
+func newTransport(opts []Option) (*Transport, error) {
 	cfg := defaults()
 	for _, o := range opts {
 		if o == nil {
@@ -44,103 +71,37 @@ func New(opts ...Option) (*Transport, error) {
 	if len(cfg.brokers) == 0 {
 		return nil, eventkit.InvalidOption("kafka.WithBrokers", "no brokers")
 	}
-	popts := append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.clientOpts...)
-	popts = append(popts, kgo.MaxBufferedRecords(cfg.maxInFlight))
-	popts = append(popts, cfg.producerOpts...)
-	prod, err := kgo.NewClient(popts...)
+	d, err := newDriver(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: producer client: %w", err)
+		return nil, err
 	}
-	return &Transport{
-		cfg:  cfg,
-		prod: prod,
-		adm:  kadm.NewClient(prod),
-		subs: make(map[*subscription]struct{}),
-	}, nil
+	pt, err := transport.New(d, d, transport.WithName("kafka"), transport.WithLogger(cfg.logger), transport.WithCloseTimeout(cfg.closeTimeout))
+	if err != nil {
+		d.prod.Close()
+		return nil, err
+	}
+	return &Transport{pt: pt, d: d}, nil
 }
 
 // Client returns the transport's producer client.
-func (t *Transport) Client() *kgo.Client { return t.prod }
+func (t *Transport) Client() *kgo.Client { return t.d.prod }
 
-// records validates and encodes events for the eventkit topic name.
-func (t *Transport) records(ctx context.Context, name string, events []event.Event) ([]*kgo.Record, error) {
-	if t.closed.Load() {
-		return nil, eventkit.ErrClosed
-	}
-	if err := topic.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if err := eventkit.ValidateEvents(events); err != nil {
-		return nil, err
-	}
-	k, err := t.cfg.mapper.ToKafka(name)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.ensureTopic(ctx, k); err != nil {
-		return nil, err
-	}
-	// The records, their headers and header values are allocated together
-	// for the call: the pieces stay alive until the call's last record is
-	// acknowledged.
-	rs := make([]*kgo.Record, len(events))
-	recs := make([]kgo.Record, len(events))
-	a := arena{left: len(events)}
-	for i := range events {
-		if err := a.encode(&recs[i], k, events[i], t.cfg.mode == eventkit.Structured); err != nil {
-			return nil, err
-		}
-		rs[i] = &recs[i]
-	}
-	return rs, nil
-}
+// Admin returns a kadm client on the transport's producer connection, for
+// administration eventkit does not wrap.
+func (t *Transport) Admin() *kadm.Client { return t.d.adm }
+
+// Capabilities returns what the transport guarantees: wildcards, consumer
+// groups, nack with a delay, attempt counts, order per key (partition),
+// persistence, FromStart and pipelined batches.
+func (t *Transport) Capabilities() eventkit.Capabilities { return t.pt.Capabilities() }
 
 // Publish validates every event and produces them to the Kafka topic of
 // name, in order (events of one key go to one partition). It returns when
 // the broker acknowledged every record (acks=all, idempotent producer), or
-// with the first error.
+// with the first error. Nothing is sent if the topic or one event is
+// invalid.
 func (t *Transport) Publish(ctx context.Context, name string, events ...event.Event) error {
-	rs, err := t.records(ctx, name, events)
-	if err != nil {
-		return err
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	var (
-		left  atomic.Int64
-		first atomic.Pointer[error]
-		done  = make(chan struct{})
-	)
-	left.Store(int64(len(rs)))
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = t.produceErr(err)
-			first.CompareAndSwap(nil, &err)
-		}
-		if left.Add(-1) == 0 {
-			close(done)
-		}
-	}
-	for _, r := range rs {
-		t.prod.Produce(ctx, r, promise)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("kafka: publish to %q: %w", name, ctx.Err())
-	}
-	if p := first.Load(); p != nil {
-		return fmt.Errorf("kafka: publish to %q: %w", name, *p)
-	}
-	return nil
-}
-
-func (t *Transport) produceErr(err error) error {
-	if errors.Is(err, kgo.ErrClientClosed) {
-		return fmt.Errorf("%w: %w", eventkit.ErrClosed, err)
-	}
-	return err
+	return t.pt.Publish(ctx, name, events...)
 }
 
 // PublishAsync validates the events and hands them to the producer without
@@ -151,90 +112,53 @@ func (t *Transport) produceErr(err error) error {
 // is acknowledged (nil) or failed (the first error). Use Flush to wait for
 // everything published so far.
 func (t *Transport) PublishAsync(ctx context.Context, name string, events []event.Event, done func(error)) error {
-	rs, err := t.records(ctx, name, events)
-	if err != nil {
-		return err
-	}
-	if len(rs) == 0 {
-		if done != nil {
-			done(nil)
-		}
-		return nil
-	}
-	var (
-		left  atomic.Int64
-		first atomic.Pointer[error]
-	)
-	left.Store(int64(len(rs)))
-	finish := func(n int64) {
-		if left.Add(-n) == 0 && done != nil {
-			var err error
-			if p := first.Load(); p != nil {
-				err = *p
-			}
-			done(err)
-		}
-	}
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = t.produceErr(err)
-			first.CompareAndSwap(nil, &err)
-		}
-		finish(1)
-	}
-	for _, r := range rs {
-		// Produce waits while WithMaxInFlight records are buffered and not
-		// acknowledged (kgo.MaxBufferedRecords); if ctx ends first, the
-		// record fails with ctx's error through promise.
-		t.prod.Produce(ctx, r, promise)
-	}
-	return ctx.Err()
+	return t.d.publishAsync(ctx, name, events, done)
 }
 
 // Flush waits until every record published so far is acknowledged or
 // failed.
-func (t *Transport) Flush(ctx context.Context) error { return t.prod.Flush(ctx) }
+func (t *Transport) Flush(ctx context.Context) error { return t.d.prod.Flush(ctx) }
+
+// Subscribe starts a subscription to pattern (a topic name, or a pattern
+// with "*" and ">" consumed through a Kafka topic regex). With
+// eventkit.WithGroup it joins that consumer group; otherwise it joins a new
+// ephemeral group of its own, deleted when it closes. A group that has no
+// committed offsets for a topic starts at the end offsets resolved during
+// Subscribe (at the start with eventkit.FromStart); topics that appear
+// later are read from their start. When matching topics exist, Subscribe
+// returns once the member has its first assignment. Either way every event
+// published after Subscribe returns is delivered.
+//
+// Records of a partition are delivered in offset order; the offset
+// committed for a partition never passes a record that is not acked. Close
+// commits the offsets of finished records, leaves the group (deleting an
+// ephemeral one) within WithCloseTimeout; messages taken and not settled
+// are not committed, and the group delivers them again.
+func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
+	return t.pt.Subscribe(ctx, pattern, opts...)
+}
 
 // Shutdown ends every subscription (each commits its finished offsets,
-// leaves its group and deletes its ephemeral group), flushes what was
-// published and closes the producer, all within ctx. It returns every
-// error met on the way (a failed flush or commit, ctx's error when it ended
-// first); the producer is closed either way, and records not yet
-// acknowledged then fail. Later publishes return eventkit.ErrClosed; a
-// second call returns nil.
+// leaves its group and deletes its ephemeral group), waits for the
+// publishes in progress, flushes what was published and closes the
+// producer, all within ctx. It returns every error met on the way (a failed
+// flush or commit, ctx's error when it ended first); the producer is closed
+// either way, and records not yet acknowledged then fail. Later publishes
+// return eventkit.ErrClosed. A second call returns nil at once, even while
+// the stop that the first one began goes on past that one's ctx (closing a
+// client whose brokers are gone takes about a second more).
 func (t *Transport) Shutdown(ctx context.Context) error {
-	if t.closed.Swap(true) {
+	if t.d.stopping.Swap(true) {
 		return nil
 	}
-	t.mu.Lock()
-	subs := make([]*subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	var errs []error
-	for _, s := range subs {
-		errs = append(errs, s.Shutdown(ctx))
-	}
-	if err := t.prod.Flush(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("kafka: flush: %w", err))
-	}
-	t.prod.Close()
-	return errors.Join(errs...)
+	t.d.closed.Store(true)
+	return t.pt.Shutdown(ctx)
 }
 
 // Close is Shutdown bounded by WithCloseTimeout (default
 // DefaultCloseTimeout).
 func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.closeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), t.d.cfg.closeTimeout)
 	defer cancel()
 	return t.Shutdown(ctx)
-}
-
-func (t *Transport) refreshSubscriptions() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for s := range t.subs {
-		s.cl.ForceMetadataRefresh()
-	}
 }

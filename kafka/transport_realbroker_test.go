@@ -71,33 +71,17 @@ func pingKafka(brokers []string) error {
 
 // realOptions are testOptions for a real broker: topics take the broker's
 // default replication factor.
-func realOptions(brokers []string) []kafka.Option {
-	return append(testOptions(brokers),
+func realOptions() []kafka.Option {
+	return append(testOptions(),
 		kafka.WithTopicCreation(8, -1, map[string]*string{"max.message.bytes": ptr("2097152")}))
 }
 
 func TestKafkaRealBrokerTransport(t *testing.T) {
-	brokers := realBrokers(t)
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(realOptions(brokers)...)
-		if err != nil {
-			t.Fatalf("kafka.New: %v", err)
-		}
-		return tr, tr
-	}, features)
+	testSuite(t, realBrokers(t), eventkit.Binary, realOptions()...)
 }
 
 func TestKafkaRealBrokerTransportStructured(t *testing.T) {
-	brokers := realBrokers(t)
-	f := features
-	f.ExtensionsAsStrings = false
-	eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
-		tr, err := kafka.New(append(realOptions(brokers), kafka.WithMode(eventkit.Structured))...)
-		if err != nil {
-			t.Fatalf("kafka.New: %v", err)
-		}
-		return tr, tr
-	}, f)
+	testSuite(t, realBrokers(t), eventkit.Structured, realOptions()...)
 }
 
 func TestKafkaRealBrokerRevokeFinishesInFlightAndCommits(t *testing.T) {

@@ -20,14 +20,19 @@
 // kfake is not a production broker: it keeps the log in memory and serves
 // it from one goroutine, so the absolute rates say little about a real
 // cluster; the ratios between clients in the same run are what matters.
+// -brokers runs every round on a real cluster instead (Apache Kafka, as
+// scripts/services.sh starts it on 127.0.0.1:9092), each round on a new
+// topic of 8 partitions that is deleted after it.
 //
 //	cd bench/kafka && go run . -n 200000 -rounds 7
+//	cd bench/kafka && go run . -brokers 127.0.0.1:9092 -n 50000 -rounds 5
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -42,6 +47,7 @@ import (
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -49,9 +55,11 @@ import (
 	"github.com/eventkit/eventkit/kafka"
 )
 
-const (
-	topicName  = "bench.events"
-	partitions = 8
+const partitions = 8
+
+var (
+	topicName   = "bench.events" // a new name per round with -brokers
+	realBrokers string           // -brokers
 )
 
 var payload = func() []byte {
@@ -121,10 +129,15 @@ func main() {
 	n := flag.Int("n", 200_000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system (the median is printed)")
 	only := flag.String("only", "", "comma-separated systems to run (eventkit,eventkit-structured,raw,raw+headers,raw+hdr+settings,watermill-kafka); all when empty")
+	flag.StringVar(&realBrokers, "brokers", "", "comma-separated brokers of a real Kafka cluster to run on instead of kfake")
 	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
-	fmt.Printf("# %d events of %d bytes per round, topic of %d partitions on kfake, %d rounds, GOMAXPROCS=%d, %s\n",
-		*n, len(payload), partitions, *rounds, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	on := "kfake"
+	if realBrokers != "" {
+		on = realBrokers
+	}
+	fmt.Printf("# %d events of %d bytes per round, topic of %d partitions on %s, %d rounds, GOMAXPROCS=%d, %s\n",
+		*n, len(payload), partitions, on, *rounds, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
 	systems := []struct {
 		name string
 		fn   func(int) (result, error)
@@ -211,13 +224,68 @@ func rates(n int, p, c, pcpu, ccpu, first time.Duration) result {
 		cpuProduce: float64(n) / pcpu.Seconds(), cpuConsume: float64(n) / ccpu.Seconds(), first: first}
 }
 
-// cluster starts a kfake cluster with the benchmark topic.
-func cluster() (*kfake.Cluster, []string, error) {
+// cluster starts a kfake cluster with the benchmark topic or, with
+// -brokers, creates a new benchmark topic on the real cluster; Close ends
+// the one or deletes the other.
+func cluster() (io.Closer, []string, error) {
+	if realBrokers != "" {
+		return realTopic(strings.Split(realBrokers, ","))
+	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topicName))
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, c.ListenAddrs(), nil
+	return closer(func() error { c.Close(); return nil }), c.ListenAddrs(), nil
+}
+
+type closer func() error
+
+func (c closer) Close() error { return c() }
+
+var rounds int
+
+// realTopic creates the round's topic on brokers (the broker's default
+// replication factor) and waits until every partition has a leader.
+func realTopic(brokers []string) (io.Closer, []string, error) {
+	rounds++
+	topicName = fmt.Sprintf("bench.events.%d.%d", time.Now().UnixNano(), rounds)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, nil, err
+	}
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, partitions, -1, nil, topicName); err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	for {
+		td, err := adm.ListTopics(ctx, topicName)
+		if err == nil && td[topicName].Err == nil && len(td[topicName].Partitions) == partitions {
+			ready := true
+			for _, p := range td[topicName].Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+			if ready {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			cl.Close()
+			return nil, nil, fmt.Errorf("topic %s not ready: %w", topicName, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	name := topicName
+	return closer(func() error {
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := adm.DeleteTopics(ctx, name)
+		return err
+	}), brokers, nil
 }
 
 func eventkitRound(n int) (result, error) { return eventkitMode(n, false) }
@@ -236,16 +304,16 @@ func eventkitMode(n int, structured bool) (result, error) {
 		return result{}, err
 	}
 	defer c.Close()
-	opts := []kafka.Option{kafka.WithBrokers(brokers...)}
+	var opts []kafka.Option
 	if structured {
 		opts = append(opts, kafka.WithMode(eventkit.Structured))
 	}
-	tr, err := kafka.New(opts...)
+	ctx := context.Background()
+	tr, err := kafka.Dial(ctx, strings.Join(brokers, ","), opts...)
 	if err != nil {
 		return result{}, err
 	}
 	defer tr.Close()
-	ctx := context.Background()
 	const batch = 100
 	evs := make([]event.Event, n)
 	for i := range evs {

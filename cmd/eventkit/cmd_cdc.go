@@ -155,13 +155,13 @@ func cdcPublisher(ctx context.Context, to string, stdout io.Writer, kafkaPartiti
 		}
 		return t, nil
 	case "kafka":
-		opts := []kafka.Option{kafka.WithBrokers(strings.Split(u.Host, ",")...)}
+		var opts []kafka.Option
 		if kafkaPartitions > 0 {
 			opts = append(opts, kafka.WithTopicCreation(int32(kafkaPartitions), -1, nil))
 		}
-		t, err := kafka.New(opts...)
+		t, err := kafka.Dial(ctx, u.Host, opts...) // Close closes its clients
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("cdc: %w", err)
 		}
 		return t, nil
 	}

@@ -170,7 +170,7 @@ func TestCDCCommandKafka(t *testing.T) {
 	_, _, name := cdcDB(t, "cdcclik", "CREATE TABLE %[1]s_orders (id int PRIMARY KEY); INSERT INTO %[1]s_orders VALUES (7)", "DROP TABLE IF EXISTS %s_orders")
 	table := name + "_orders"
 
-	sub, err := kafka.New(kafka.WithBrokers(cluster.ListenAddrs()...), kafka.WithTopicCreation(1, 1, nil))
+	sub, err := kafka.Dial(ctx, strings.Join(cluster.ListenAddrs(), ","), kafka.WithTopicCreation(1, 1, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
