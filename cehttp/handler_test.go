@@ -268,6 +268,7 @@ func TestBearerToken(t *testing.T) {
 		t.Errorf("401 without WWW-Authenticate: Bearer")
 	}
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Basic czNjcmV0"}))), http.StatusUnauthorized)
+	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer "}))), http.StatusUnauthorized)
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer wrong"}))), http.StatusForbidden)
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer s3cret2"}))), http.StatusForbidden)
 	if _, got := rec.got(); len(got) != 0 {
@@ -276,11 +277,15 @@ func TestBearerToken(t *testing.T) {
 	wantStatus(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer s3cret"}))), http.StatusNoContent)
 }
 
+// TestHMACSignature: the body-only signature of earlier versions is
+// refused unless the legacy switch is on; with it, it is checked.
 func TestHMACSignature(t *testing.T) {
 	rec := &recorder{}
 	secret := []byte("shared")
-	h := cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret))
 	body := `{"a":1}`
+	legacyOK := binaryHeaders(map[string]string{cehttp.SignatureHeader: cehttp.Sign(secret, []byte(body))})
+	problem(t, do(t, cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret)), post("application/json", body, legacyOK)), http.StatusUnauthorized)
+	h := cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret), cehttp.WithLegacyBodySignature(secret))
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(nil))), http.StatusUnauthorized)
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(map[string]string{cehttp.SignatureHeader: cehttp.Sign([]byte("other"), []byte(body))}))), http.StatusForbidden)
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(map[string]string{cehttp.SignatureHeader: "sha256=zz"}))), http.StatusForbidden)

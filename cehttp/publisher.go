@@ -88,8 +88,11 @@ func WithToken(token string) PublisherOption {
 	}
 }
 
-// WithSigningSecret signs every body with HMAC-SHA256 in SignatureHeader;
-// the secret must not be empty.
+// WithSigningSecret signs every request with HMAC-SHA256 under secret as
+// RFC 9421 describes (SignRequest: the method, the path, the content type,
+// Eventkit-Topic, every ce- header and the body's Content-Digest, with a
+// creation time and a nonce), so that a Handler given WithHMACSecret(secret)
+// accepts it; the secret must not be empty.
 func WithSigningSecret(secret []byte) PublisherOption {
 	return func(p *poster) error {
 		if len(secret) == 0 {
@@ -98,6 +101,13 @@ func WithSigningSecret(secret []byte) PublisherOption {
 		p.secret = append([]byte(nil), secret...)
 		return nil
 	}
+}
+
+// WithLegacySignature also sends SignatureHeader, the HMAC-SHA256 of the
+// body alone under the signing secret, for receivers of earlier versions.
+// It needs WithSigningSecret.
+func WithLegacySignature() PublisherOption {
+	return func(p *poster) error { p.legacy = true; return nil }
 }
 
 // WithHeader adds a header to every request. The name must be a valid
@@ -166,6 +176,7 @@ type poster struct {
 	timeout      time.Duration
 	token        string
 	secret       []byte
+	legacy       bool
 	header       http.Header
 	noTopic      bool
 	closeTimeout time.Duration
@@ -187,6 +198,9 @@ func NewPublisher(target string, opts ...PublisherOption) (*Publisher, error) {
 		if err := o(d); err != nil {
 			return nil, err
 		}
+	}
+	if d.legacy && d.secret == nil {
+		return nil, eventkit.InvalidOption("cehttp.WithLegacySignature", "needs WithSigningSecret")
 	}
 	if d.client == nil {
 		d.client, d.ownClient = &http.Client{Timeout: d.timeout}, true
@@ -302,7 +316,12 @@ func (p *poster) post(ctx context.Context, name string, h http.Header, body []by
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	if p.secret != nil {
-		req.Header.Set(SignatureHeader, Sign(p.secret, body))
+		if p.legacy {
+			req.Header.Set(SignatureHeader, Sign(p.secret, body))
+		}
+		if err := SignRequest(req, body, signatureLabel, p.secret); err != nil {
+			return fmt.Errorf("cehttp: sign: %w", err)
+		}
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -384,6 +403,11 @@ func (p *Publisher) Handshake(ctx context.Context, origin string, rate int) erro
 	}
 	if p.d.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.d.token)
+	}
+	if p.d.secret != nil {
+		if err := SignRequest(req, nil, signatureLabel, p.d.secret); err != nil {
+			return fmt.Errorf("cehttp: handshake: %w", err)
+		}
 	}
 	resp, err := p.d.client.Do(req)
 	if err != nil {
