@@ -85,7 +85,6 @@ func TestSignatureCoversTheWholeEvent(t *testing.T) {
 	}
 }
 
-
 // TestSignatureClockSkewAndReplayCache: a signature created beyond the
 // clock skew is refused; a full replay cache refuses with 503 instead of
 // forgetting nonces; nonces are forgotten once their signatures are stale.
