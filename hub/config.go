@@ -70,13 +70,33 @@ type BrokerConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
-// AuthConfig holds the credentials of the ingress. Values of the form
-// "env:NAME" are read from the environment variable NAME.
+// AuthConfig holds the credentials of the server. When any is set, every
+// route but /healthz and /readyz requires it: each configured scheme (a
+// bearer token, a request signature) is required, and must grant the
+// route's scope (ScopePublish, ScopeRead, ScopeAdmin, ScopeMetrics).
+// Values of the form "env:NAME" are read from the environment variable
+// NAME.
 type AuthConfig struct {
-	// Token, when set, is required as "Authorization: Bearer <token>".
+	// Token, when set, is required as "Authorization: Bearer <token>"; it
+	// grants every scope.
 	Token string `yaml:"token"`
-	// HMACSecret, when set, requires the X-Eventkit-Signature header.
+	// Tokens are more bearer tokens, each with its scopes.
+	Tokens []TokenConfig `yaml:"tokens"`
+	// HMACSecret, when set, requires requests signed as RFC 9421 describes
+	// with hmac-sha256 (see cehttp.SignRequest).
 	HMACSecret string `yaml:"hmac_secret"`
+	// HMACScopes are the scopes a signature grants (every scope when
+	// empty).
+	HMACScopes []string `yaml:"hmac_scopes"`
+	// LegacyBodySignature also accepts, on POST /events, the body-only
+	// X-Eventkit-Signature of earlier versions (no protection of the
+	// attributes nor from replays).
+	LegacyBodySignature bool `yaml:"legacy_body_signature"`
+	// ClockSkew bounds the age of a signature (cehttp.DefaultClockSkew).
+	ClockSkew Duration `yaml:"clock_skew"`
+	// ReplayCacheSize bounds the nonces remembered
+	// (cehttp.DefaultReplayCacheSize); when full, signed requests get 503.
+	ReplayCacheSize int `yaml:"replay_cache_size"`
 	// AllowedOrigins limits the webhook handshake (default: any origin).
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
@@ -101,9 +121,15 @@ type SubscriptionConfig struct {
 	URL string `yaml:"url"`
 	// Mode is "binary" (the default), "structured" or "batch".
 	Mode string `yaml:"mode"`
-	// Token is sent as a bearer token; HMACSecret signs the body.
+	// Token is sent as a bearer token; HMACSecret signs each request as
+	// RFC 9421 describes (hmac-sha256 over the method, the path, the
+	// content type, every ce- header and the body's Content-Digest, with a
+	// creation time and a nonce), so that another eventkit verifies it.
 	Token      string `yaml:"token"`
 	HMACSecret string `yaml:"hmac_secret"`
+	// LegacySignature also sends the body-only X-Eventkit-Signature of
+	// earlier versions (needs HMACSecret).
+	LegacySignature bool `yaml:"legacy_signature"`
 	// Timeout bounds each request (10s).
 	Timeout Duration `yaml:"timeout"`
 	// MaxAttempts is the number of deliveries before the event is
@@ -235,6 +261,9 @@ func (c *Config) Validate() error {
 			return bad("broker.listen %q: %v", c.Broker.Listen, err)
 		}
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
 	if !nameRE.MatchString(c.Broker.Stream) {
 		return bad("broker.stream %q: use letters, digits, '-' and '_'", c.Broker.Stream)
 	}
@@ -267,11 +296,33 @@ func (c *Config) Validate() error {
 		if topic.Match(s.Topic, s.DeadLetter) {
 			return bad("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
 		}
+		if s.LegacySignature && s.HMACSecret == "" {
+			return bad("subscription %s: legacy_signature needs hmac_secret", s.Name)
+		}
 		if s.MaxAttempts < 1 || s.Concurrency < 1 {
 			return bad("subscription %s: max_attempts and concurrency must be positive", s.Name)
 		}
 	}
 	return nil
+}
+
+func (c *Config) validateAuth() error {
+	a := c.Auth
+	for i, t := range a.Tokens {
+		if t.Token == "" {
+			return fmt.Errorf("hub: config: auth.tokens[%d]: the token is empty", i)
+		}
+		if err := validScopes(fmt.Sprintf("auth.tokens[%d].scopes", i), t.Scopes); err != nil {
+			return err
+		}
+	}
+	if a.LegacyBodySignature && a.HMACSecret == "" {
+		return errors.New("hub: config: auth.legacy_body_signature needs auth.hmac_secret")
+	}
+	if a.ClockSkew < 0 || a.ReplayCacheSize < 0 {
+		return errors.New("hub: config: auth.clock_skew and auth.replay_cache_size must not be negative")
+	}
+	return validScopes("auth.hmac_scopes", a.HMACScopes)
 }
 
 // secret resolves "env:NAME" values.

@@ -102,11 +102,14 @@ func postEvent(t *testing.T, base, id, typ string, hdr ...string) *http.Response
 
 // sse connects to the stream endpoint and returns the items it receives,
 // once the subscription is in place.
-func sse(t *testing.T, base, pattern string) <-chan hub.StreamItem {
+func sse(t *testing.T, base, pattern string, hdr ...string) <-chan hub.StreamItem {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/stream?topic="+pattern, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET /events/stream: %v", err)

@@ -91,6 +91,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	router  *eventkit.Router
+	auth    *authn
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -107,7 +108,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{cfg: cfg, log: o.log, streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
+	s := &Server{cfg: cfg, log: o.log, auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -264,16 +265,12 @@ func (s *Server) Publisher() eventkit.Publisher { return s.pub }
 // them).
 func (s *Server) Subscriber() eventkit.Subscriber { return s.sub }
 
-// Handler returns the server's HTTP routes.
+// Handler returns the server's HTTP routes, each behind the configured
+// credentials (see AuthConfig), every error answered as
+// application/problem+json.
 func (s *Server) Handler() http.Handler {
-	hopts := []cehttp.Option{cehttp.WithLogger(s.log)}
+	hopts := append([]cehttp.Option{cehttp.WithLogger(s.log)}, s.auth.ingressOptions()...)
 	a := s.cfg.Auth
-	if tok := secret(a.Token); tok != "" {
-		hopts = append(hopts, cehttp.WithBearerToken(tok))
-	}
-	if sec := secret(a.HMACSecret); sec != "" {
-		hopts = append(hopts, cehttp.WithHMACSecret([]byte(sec)))
-	}
 	if len(a.AllowedOrigins) > 0 {
 		hopts = append(hopts, cehttp.WithAllowedOrigins(a.AllowedOrigins...))
 	}
@@ -290,12 +287,43 @@ func (s *Server) Handler() http.Handler {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
 	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics}, hopts...)
-	mux := http.NewServeMux()
-	mux.Handle("/events", s.metrics.instrument(ingress))
-	mux.HandleFunc("GET /events/stream", s.stream)
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
-	return mux
+	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The ingress checks a POST's signature itself, with its body.
+		if s.auth.allow(w, r, ScopePublish, r.Method == http.MethodPost) {
+			ingress.ServeHTTP(w, r)
+		}
+	}))
+	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			events.ServeHTTP(w, r)
+		case "/events/stream":
+			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
+				s.stream(w, r)
+			}
+		case "/metrics":
+			if getOnly(w, r) && s.auth.allow(w, r, ScopeMetrics, false) {
+				metricsH.ServeHTTP(w, r)
+			}
+		case "/healthz", "/readyz":
+			if getOnly(w, r) {
+				s.healthz(w, r)
+			}
+		default:
+			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
+		}
+	})
+}
+
+// getOnly answers 405 to a method other than GET or HEAD.
+func getOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	problem(w, http.StatusMethodNotAllowed, r.URL.Path+" answers GET")
+	return false
 }
 
 // Health is the body of GET /healthz.

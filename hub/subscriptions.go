@@ -36,6 +36,9 @@ func (s *Server) setupSubscriptions() error {
 		}
 		if sec := secret(sc.HMACSecret); sec != "" {
 			popts = append(popts, cehttp.WithSigningSecret([]byte(sec)))
+			if sc.LegacySignature {
+				popts = append(popts, cehttp.WithLegacySignature())
+			}
 		}
 		hook, err := cehttp.NewPublisher(sc.URL, popts...)
 		if err != nil {
