@@ -111,4 +111,3 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 func sseLine(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
-
