@@ -46,7 +46,8 @@ func WithMode(m eventkit.Mode) PublisherOption {
 func WithBatch() PublisherOption { return func(p *poster) error { p.batch = true; return nil } }
 
 // WithHTTPClient sets the client, which the caller owns: Close does not
-// close its idle connections. By default the Publisher makes its own, with
+// close its idle connections, and its redirect policy and dialer apply
+// (WithPublicTargetsOnly and WithSameOriginRedirects do not). By default the Publisher makes its own, with
 // the request timeout. The client must not be nil.
 func WithHTTPClient(c *http.Client) PublisherOption {
 	return func(p *poster) error {
@@ -168,18 +169,21 @@ type Publisher struct {
 
 // poster is the Publisher's driver: it encodes and posts a batch.
 type poster struct {
-	url          string
-	structured   bool
-	batch        bool
-	client       *http.Client
-	ownClient    bool
-	timeout      time.Duration
-	token        string
-	secret       []byte
-	legacy       bool
-	header       http.Header
-	noTopic      bool
-	closeTimeout time.Duration
+	url        string
+	structured bool
+	batch      bool
+	client     *http.Client
+	ownClient  bool
+	timeout    time.Duration
+	token      string
+	secret     []byte
+	legacy     bool
+	publicOnly bool
+	// sameOriginRedirects follows 307/308 to the same origin.
+	sameOriginRedirects bool
+	header              http.Header
+	noTopic             bool
+	closeTimeout        time.Duration
 }
 
 // NewPublisher returns a publisher posting to target, an http or https URL.
@@ -203,7 +207,7 @@ func NewPublisher(target string, opts ...PublisherOption) (*Publisher, error) {
 		return nil, eventkit.InvalidOption("cehttp.WithLegacySignature", "needs WithSigningSecret")
 	}
 	if d.client == nil {
-		d.client, d.ownClient = &http.Client{Timeout: d.timeout}, true
+		d.client, d.ownClient = d.newClient(), true
 	}
 	t, err := transport.NewPublisher(d, transport.WithName("cehttp"), transport.WithCloseTimeout(d.closeTimeout))
 	if err != nil {
