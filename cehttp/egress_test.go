@@ -115,4 +115,3 @@ func TestPublisherPublicTargetsOnly(t *testing.T) {
 		t.Fatalf("without WithPublicTargetsOnly: %v", err)
 	}
 }
-
