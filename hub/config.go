@@ -146,6 +146,14 @@ type SubscriptionConfig struct {
 	// FromStart makes a new subscription start with the oldest stored
 	// event instead of the next one.
 	FromStart bool `yaml:"from_start"`
+	// AllowPrivateTargets lets the webhook be on a loopback, link-local or
+	// private address (refused by default, checked at connect time, so a
+	// name resolving to one is refused too).
+	AllowPrivateTargets bool `yaml:"allow_private_targets"`
+	// FollowRedirects is "none" (the default: a 3xx fails the delivery)
+	// or "same_origin" (307 and 308 to the same scheme, host and port are
+	// followed).
+	FollowRedirects string `yaml:"follow_redirects"`
 	// HandshakeOrigin, when set, makes the server perform the CloudEvents
 	// Web Hook validation handshake with this origin at startup; a webhook
 	// that does not grant it stops the start.
@@ -239,6 +247,9 @@ func (c *Config) Defaults() {
 		if s.Concurrency == 0 {
 			s.Concurrency = 1
 		}
+		if s.FollowRedirects == "" {
+			s.FollowRedirects = "none"
+		}
 	}
 }
 
@@ -295,6 +306,9 @@ func (c *Config) Validate() error {
 		}
 		if topic.Match(s.Topic, s.DeadLetter) {
 			return bad("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
+		}
+		if s.FollowRedirects != "none" && s.FollowRedirects != "same_origin" {
+			return bad("subscription %s: follow_redirects %q (want none or same_origin)", s.Name, s.FollowRedirects)
 		}
 		if s.LegacySignature && s.HMACSecret == "" {
 			return bad("subscription %s: legacy_signature needs hmac_secret", s.Name)

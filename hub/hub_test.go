@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,19 @@ type started struct {
 	stop func() error
 }
 
+// start runs a server on cfg, its subscriptions allowed to deliver to the
+// tests' webhooks on loopback.
 func start(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
+	t.Helper()
+	cfg.Subscriptions = slices.Clone(cfg.Subscriptions)
+	for i := range cfg.Subscriptions {
+		cfg.Subscriptions[i].AllowPrivateTargets = true
+	}
+	return startAsIs(t, cfg, opts...)
+}
+
+// startAsIs runs a server on cfg as it is.
+func startAsIs(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	s, err := hub.New(cfg, append([]hub.Option{hub.WithLogger(quiet)}, opts...)...)
@@ -369,7 +382,7 @@ func TestSubscriptionHandshake(t *testing.T) {
 	defer hook.Close()
 	bus := memory.New()
 	defer bus.Close()
-	cfg := hub.Config{Listen: "127.0.0.1:0", Subscriptions: []hub.SubscriptionConfig{{Name: "h", Topic: "a.>", URL: hook.URL, HandshakeOrigin: "evil.example"}}}
+	cfg := hub.Config{Listen: "127.0.0.1:0", Subscriptions: []hub.SubscriptionConfig{{Name: "h", Topic: "a.>", URL: hook.URL, HandshakeOrigin: "evil.example", AllowPrivateTargets: true}}}
 	if _, err := hub.New(cfg, hub.WithBroker(bus, bus), hub.WithLogger(quiet)); err == nil || !strings.Contains(err.Error(), "handshake") {
 		t.Fatalf("refused handshake: %v", err)
 	}

@@ -25,6 +25,12 @@ func (s *Server) setupSubscriptions() error {
 		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)))
 	for _, sc := range s.cfg.Subscriptions {
 		popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Duration(sc.Timeout))}
+		if !sc.AllowPrivateTargets {
+			popts = append(popts, cehttp.WithPublicTargetsOnly())
+		}
+		if sc.FollowRedirects == "same_origin" {
+			popts = append(popts, cehttp.WithSameOriginRedirects())
+		}
 		switch sc.Mode {
 		case "structured":
 			popts = append(popts, cehttp.WithMode(eventkit.Structured))
