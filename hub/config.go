@@ -101,11 +101,25 @@ type AuthConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
-// LimitsConfig bounds requests (zero values take cehttp's defaults).
+// LimitsConfig bounds requests and resources (zero values take the
+// defaults: cehttp's for the sizes, DefaultMax… for the others). Each is
+// visible as eventkit_limit{name}.
 type LimitsConfig struct {
 	MaxEventBytes  int64 `yaml:"max_event_bytes"`
 	MaxBatchBytes  int64 `yaml:"max_batch_bytes"`
 	MaxBatchEvents int   `yaml:"max_batch_events"`
+	// MaxHeaderBytes bounds a request's header (431 above it).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConcurrentRequests bounds the requests to /events in progress
+	// (503 with Retry-After above it).
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// MaxBufferedBytes bounds the request bodies held at once, each
+	// counted at its Content-Length, or at its limit when the length is
+	// unknown (503 with Retry-After above it).
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+	// StreamWriteTimeout bounds each write to a stream client: a client
+	// that does not read for that long is dropped.
+	StreamWriteTimeout Duration `yaml:"stream_write_timeout"`
 }
 
 // SubscriptionConfig delivers the events of the topics matching Topic to
@@ -218,6 +232,18 @@ func (c *Config) Defaults() {
 	if c.Broker.Retention == 0 {
 		c.Broker.Retention = Duration(DefaultRetention)
 	}
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Limits.MaxConcurrentRequests == 0 {
+		c.Limits.MaxConcurrentRequests = DefaultMaxConcurrentRequests
+	}
+	if c.Limits.MaxBufferedBytes == 0 {
+		c.Limits.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.Limits.StreamWriteTimeout == 0 {
+		c.Limits.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
 	if c.MaxStreamClients == 0 {
 		c.MaxStreamClients = 64
 	}
@@ -271,6 +297,10 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
 			return bad("broker.listen %q: %v", c.Broker.Listen, err)
 		}
+	}
+	if l := c.Limits; l.MaxEventBytes < 0 || l.MaxBatchBytes < 0 || l.MaxBatchEvents < 0 || l.MaxHeaderBytes < 0 ||
+		l.MaxConcurrentRequests < 0 || l.MaxBufferedBytes < 0 || l.StreamWriteTimeout < 0 || c.MaxStreamClients < 0 {
+		return bad("limits and max_stream_clients must not be negative")
 	}
 	if err := c.validateAuth(); err != nil {
 		return err

@@ -23,7 +23,15 @@ type metrics struct {
 	deliveries   *prometheus.CounterVec
 	streams      prometheus.Gauge
 	streamed     prometheus.Counter
+	dropped      prometheus.Counter
+	inflight     prometheus.Gauge
+	buffered     prometheus.Gauge
+	rejected     *prometheus.CounterVec
+	limits       *prometheus.GaugeVec
 }
+
+// limit makes the configured bound name visible as eventkit_limit{name}.
+func (m *metrics) limit(name string, v float64) { m.limits.WithLabelValues(name).Set(v) }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -52,6 +60,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "eventkit", Subsystem: "stream", Name: "events_total",
 			Help: "Events sent to stream clients.",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "stream", Name: "dropped_total",
+			Help: "Stream clients dropped because they did not read within the write timeout.",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "requests_in_flight",
+			Help: "Requests to /events being served (bounded by max_concurrent_requests).",
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "buffered_bytes",
+			Help: "Request body bytes reserved by the requests in flight (bounded by max_buffered_bytes).",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "eventkit", Subsystem: "ingress", Name: "rejected_total",
+			Help: "Requests refused with 503 at a bound, by reason (concurrency, buffer).",
+		}, []string{"reason"}),
+		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "eventkit", Name: "limit",
+			Help: "The configured bounds of the server, by name.",
+		}, []string{"name"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "eventkit", Name: "build_info",
@@ -59,7 +87,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ConstLabels: prometheus.Labels{"version": version.Get(), "goversion": version.GoVersion()},
 	})
 	buildInfo.Set(1)
-	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo)
+	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo,
+		m.dropped, m.inflight, m.buffered, m.rejected, m.limits)
 	m.ok200 = m.requests.WithLabelValues(strconv.Itoa(http.StatusOK))
 	m.ok204 = m.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent))
 	return m

@@ -146,6 +146,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own 431 (text/plain) only far beyond the limit the
+		// handler answers with problem+json.
+		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -287,14 +290,15 @@ func (s *Server) Handler() http.Handler {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
 	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics}, hopts...)
+	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
 		if s.auth.allow(w, r, ScopePublish, r.Method == http.MethodPost) {
-			ingress.ServeHTTP(w, r)
+			admitted.ServeHTTP(w, r)
 		}
 	}))
 	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/events":
 			events.ServeHTTP(w, r)
@@ -313,7 +317,7 @@ func (s *Server) Handler() http.Handler {
 		default:
 			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
 		}
-	})
+	}))
 }
 
 // getOnly answers 405 to a method other than GET or HEAD.
