@@ -149,9 +149,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		// net/http's own 431 (text/plain) only far beyond the limit the
 		// handler answers with problem+json.
 		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadTimeout:    2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if o.ln != nil {
 		s.ln = o.ln

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
