@@ -157,6 +157,9 @@ func WithAllowedOrigins(origins ...string) Option {
 // (requests per minute); 0 (the default) answers "*".
 func WithAllowedRate(perMinute int) Option { return func(h *Handler) { h.rate = perMinute } }
 
+// A publish error that holds a *Problem (errors.As) is answered with that
+// problem; any other publish error is answered 503 with Retry-After.
+
 // WithPublishTimeout bounds the wait for the publisher's confirmation
 // (DefaultPublishTimeout by default); a request whose events are not
 // confirmed in time gets 503.
@@ -538,6 +541,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *eventkit.ValidationError
 	if errors.As(err, &ve) {
 		invalid(w, err, -1)
+		return
+	}
+	if isProblem(err) {
+		// The publisher said how to answer (507 when the store is full).
+		if r.Context().Err() == nil {
+			h.log.Warn("cehttp: publish refused", "err", err, "remote", r.RemoteAddr)
+		}
+		writeError(w, err)
 		return
 	}
 	// Always answer, even when the client seems gone: a handler that

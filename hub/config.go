@@ -68,6 +68,13 @@ type BrokerConfig struct {
 	Retention Duration `yaml:"retention"`
 	// MaxBytes bounds the stream's size (0: no bound).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// Discard is what happens at MaxBytes: "new" (the default) refuses
+	// new events with 507 Insufficient Storage, so that nothing accepted
+	// is dropped; "old" drops the oldest events to make room, each drop
+	// counted (eventkit_broker_discarded_total), logged, and for each
+	// subscription that had not delivered them,
+	// eventkit_subscription_lost_total.
+	Discard string `yaml:"discard"`
 }
 
 // AuthConfig holds the credentials of the server. When any is set, every
@@ -229,6 +236,9 @@ func (c *Config) Defaults() {
 	if c.Broker.SubjectPrefix == "" {
 		c.Broker.SubjectPrefix = "events"
 	}
+	if c.Broker.Discard == "" {
+		c.Broker.Discard = "new"
+	}
 	if c.Broker.Retention == 0 {
 		c.Broker.Retention = Duration(DefaultRetention)
 	}
@@ -304,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateAuth(); err != nil {
 		return err
+	}
+	if c.Broker.Discard != "new" && c.Broker.Discard != "old" {
+		return bad("broker.discard %q (want new or old)", c.Broker.Discard)
 	}
 	if !nameRE.MatchString(c.Broker.Stream) {
 		return bad("broker.stream %q: use letters, digits, '-' and '_'", c.Broker.Stream)

@@ -155,7 +155,7 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 	if !ok {
 		return cehttp.PublishRuns(ctx, p, topics, events) // counts run by run
 	}
-	err := ep.PublishEach(ctx, topics, events)
+	err := insufficientStorage(ep.PublishEach(ctx, topics, events))
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}
@@ -163,7 +163,7 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 }
 
 func (p *countingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	err := p.Publisher.Publish(ctx, topic, events...)
+	err := insufficientStorage(p.Publisher.Publish(ctx, topic, events...))
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}

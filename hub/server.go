@@ -220,6 +220,7 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
+		Discard:   discardPolicy(s.cfg.Broker.Discard),
 	}), eknats.WithStreamUpdate(),
 		// The CloudEvents JSON format keeps what binary mode's headers
 		// cannot: the type of integer and boolean extensions, and whether
