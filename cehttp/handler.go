@@ -433,6 +433,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if !h.checkLegacy(w, sig, body) {
 		return
 	}
+	if m != modeBinary && !utf8.Valid(body) {
+		// JSON text is UTF-8 (RFC 8259); decoding would silently replace
+		// the bad bytes with U+FFFD, which binary mode refuses.
+		invalid(w, errors.New("the body is not valid UTF-8, as JSON text must be (RFC 8259)"), -1)
+		return
+	}
 	var events []event.Event
 	switch m {
 	case modeBinary:

@@ -317,3 +317,32 @@ func TestNoAnswerBeforeConfirmation(t *testing.T) {
 		t.Fatalf("a request whose client left was answered %d", resp.StatusCode)
 	}
 }
+
+// TestInvalidUTF8AndControlCharactersRefused: bytes that are not UTF-8 in
+// an attribute, and control characters, are refused the same way in
+// binary, structured and batch mode, and nothing is published.
+func TestInvalidUTF8AndControlCharactersRefused(t *testing.T) {
+	rec := &recorder{}
+	h := cehttp.NewHandler(rec)
+	for name, bad := range map[string]struct{ header, json string }{
+		"invalid UTF-8": {"%FF", `\xff`},
+		"ESC":           {"%1B[2J", `\u001b[2J`},
+		"NUL":           {"%00", `\u0000`},
+		"CR LF":         {"%0D%0A", `\r\n`},
+	} {
+		js := strings.ReplaceAll(`{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"a`+bad.json+`b"}`, `\xff`, "\xff")
+		for mode, req := range map[string]*http.Request{
+			"binary":     post("application/json", "{}", binaryHeaders(map[string]string{"ce-subject": "a" + bad.header + "b"})),
+			"structured": post("application/cloudevents+json", js, nil),
+			"batch":      post("application/cloudevents-batch+json", "["+js+"]", nil),
+		} {
+			resp := do(t, h, req)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s in %s mode: %d, want 400", name, mode, resp.StatusCode)
+			}
+		}
+	}
+	if _, got := rec.got(); len(got) != 0 {
+		t.Fatalf("%d events published", len(got))
+	}
+}
