@@ -105,3 +105,52 @@ func TestSubscriptionsInPlaceBeforeServing(t *testing.T) {
 	}
 	waitFor(t, "the early event delivered by both subscriptions", func() bool { _, n := hook.count(); return n == 2 })
 }
+
+// TestBatchBeyondBrokerLimitsStoresNothing: a batch holding one event the
+// broker cannot store (a de-duplication header over NATS's 64 KiB, a
+// message over its max payload) is refused whole with a 4xx, not 503 with
+// a Retry-After no retry can satisfy, and none of its events is stored.
+func TestBatchBeyondBrokerLimitsStoresNothing(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir()})
+	ev := func(id, extra string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"/s","type":"limits.t"` + extra + `}`
+	}
+	for name, c := range map[string]struct {
+		bad  string
+		want int
+	}{
+		"70 KiB id":  {ev(strings.Repeat("i", 70<<10), ""), http.StatusRequestHeaderFieldsTooLarge},
+		"9 MiB data": {ev("big", `,"data":"`+strings.Repeat("d", 9<<20)+`"`), http.StatusRequestEntityTooLarge},
+	} {
+		body := "[" + ev("ok-"+name, "") + "," + c.bad + "]"
+		resp, err := http.Post(s.URL()+"/events", "application/cloudevents-batch+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.Header.Get("Retry-After") != "" {
+			t.Errorf("%s: %d (Retry-After %q) %s, want %d", name, resp.StatusCode, resp.Header.Get("Retry-After"), b, c.want)
+		}
+	}
+	// Nothing of either batch is stored: the first event stored is the
+	// sentinel posted after them.
+	if r := postEvent(t, s.URL(), "sentinel", "limits.t"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("sentinel: %d", r.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := s.Subscriber().Subscribe(ctx, "limits.t", eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	select {
+	case m := <-sub.Messages():
+		if m.Event.ID() != "sentinel" {
+			t.Fatalf("stored from a refused batch: %s", m.Event.ID())
+		}
+	case <-ctx.Done():
+		t.Fatal("sentinel not stored")
+	}
+}

@@ -141,21 +141,31 @@ func (m *metrics) requestCounter(code int) prometheus.Counter {
 	return m.requests.WithLabelValues(strconv.Itoa(code))
 }
 
-// countingPublisher counts the events the broker confirmed.
+// countingPublisher checks the events of a request against the broker's
+// limits before publishing any, translates the broker's refusals into the
+// answers the ingress gives (507 when the store is full, 4xx when no retry
+// can succeed) and counts the events the broker confirmed.
 type countingPublisher struct {
 	eventkit.Publisher
-	m *metrics
+	m      *metrics
+	limits *brokerLimits // nil: unknown (WithBroker)
 }
+
+// answerable classifies a publish error for the ingress.
+func answerable(err error) error { return brokerRefused(insufficientStorage(err)) }
 
 // PublishEach publishes events[i] to topics[i], in one call when the
 // publisher is a cehttp.EachPublisher, and counts them once all are
 // confirmed.
 func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+	if err := p.limits.check(topics, events); err != nil {
+		return err
+	}
 	ep, ok := p.Publisher.(cehttp.EachPublisher)
 	if !ok {
-		return cehttp.PublishRuns(ctx, p, topics, events) // counts run by run
+		return cehttp.PublishRuns(ctx, countingRuns{p}, topics, events) // counts run by run
 	}
-	err := insufficientStorage(ep.PublishEach(ctx, topics, events))
+	err := answerable(ep.PublishEach(ctx, topics, events))
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}
@@ -163,7 +173,26 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 }
 
 func (p *countingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	err := insufficientStorage(p.Publisher.Publish(ctx, topic, events...))
+	if p.limits != nil {
+		topics := make([]string, len(events))
+		for i := range topics {
+			topics[i] = topic
+		}
+		if err := p.limits.check(topics, events); err != nil {
+			return err
+		}
+	}
+	return countingRuns{p}.Publish(ctx, topic, events...)
+}
+
+// countingRuns publishes runs of events already checked.
+type countingRuns struct{ p *countingPublisher }
+
+func (c countingRuns) Close() error { return nil }
+
+func (c countingRuns) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	p := c.p
+	err := answerable(p.Publisher.Publish(ctx, topic, events...))
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}

@@ -92,6 +92,7 @@ type Server struct {
 	metrics *metrics
 	router  *eventkit.Router
 	auth    *authn
+	limits  *brokerLimits // nil with WithBroker
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -232,6 +233,7 @@ func (s *Server) openNATS() error {
 	}
 	s.closers = append(s.closers, func(context.Context) error { return t.Close() })
 	p := &prefixed{pub: t, sub: t, prefix: prefix + "."}
+	s.limits = &brokerLimits{prefix: p.prefix, maxPayload: nc.MaxPayload()}
 	s.pub, s.sub = p, p
 	s.health = func() error {
 		if !nc.IsConnected() {
@@ -290,7 +292,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
