@@ -411,17 +411,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.log.Info("eventkit hub shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
-	defer cancel()
 	close(s.streamStop)
-	if serving {
-		if err := s.http.Shutdown(sctx); err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
-		}
-	} else {
-		// Never served: Shutdown would not close the listener.
-		_ = s.ln.Close()
-	}
+	s.stopHTTP(serving)
 	s.streams.Wait()
 	stopRouter()
 	if s.router != nil && !routerEnded {
@@ -429,11 +420,40 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
 		}
 	}
-	if err := s.closeBroker(sctx); err != nil {
+	// The broker gets its own share of the budget, whatever the clients
+	// took: it flushes what was acknowledged.
+	bctx, cancel := context.WithTimeout(context.Background(), s.brokerShutdownBudget())
+	defer cancel()
+	if err := s.closeBroker(bctx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("hub: broker: %w", err))
 	}
 	s.log.Info("eventkit hub stopped")
 	return runErr
+}
+
+// stopHTTP stops serving: requests in flight get half of the shutdown
+// budget to finish (each is answered only once its events are stored);
+// the connections still open then (a client sending its body slowly, one
+// not reading its answer) are cut, their requests unanswered and so not
+// acknowledged. Cutting them is the bound working, not a failure.
+func (s *Server) stopHTTP(serving bool) {
+	if !serving {
+		// Never served: Shutdown would not close the listener.
+		_ = s.ln.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/2)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Warn("eventkit hub: cutting the connections still open at the shutdown deadline", "err", err)
+		_ = s.http.Close()
+	}
+}
+
+// brokerShutdownBudget is the time the broker has to close: a quarter of
+// the shutdown budget, at least 5 seconds.
+func (s *Server) brokerShutdownBudget() time.Duration {
+	return max(time.Duration(s.cfg.ShutdownTimeout)/4, 5*time.Second)
 }
 
 func (s *Server) dataDirOrBroker() string {

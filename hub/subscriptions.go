@@ -22,7 +22,9 @@ func (s *Server) setupSubscriptions() error {
 		return nil
 	}
 	r := eventkit.NewRouter(s.sub, eventkit.WithLogger(s.log.With("component", "subscriptions")),
-		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)))
+		// A quarter of the shutdown budget: the clients have half, the
+		// broker the last quarter.
+		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)/4))
 	for _, sc := range s.cfg.Subscriptions {
 		popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Duration(sc.Timeout))}
 		if !sc.AllowPrivateTargets {
