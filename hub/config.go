@@ -57,8 +57,13 @@ type BrokerConfig struct {
 	// the embedded server.
 	URL string `yaml:"url"`
 	// Listen makes the embedded server accept NATS clients on this address
-	// too (host:port); empty keeps it in-process only.
+	// too (host:port); empty keeps it in-process only. It needs Token.
 	Listen string `yaml:"listen"`
+	// Token is the credential NATS clients of the embedded server's
+	// listener must present (nats.Token; "env:NAME" reads the
+	// environment). Required with Listen: without it, anyone reaching the
+	// port could publish, read and delete the stored events.
+	Token string `yaml:"token"`
 	// Stream is the JetStream stream holding the events ("EVENTKIT").
 	Stream string `yaml:"stream"`
 	// SubjectPrefix is prepended to topics to make NATS subjects
@@ -306,6 +311,9 @@ func (c *Config) Validate() error {
 	if c.Broker.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
 			return bad("broker.listen %q: %v", c.Broker.Listen, err)
+		}
+		if c.Broker.Token == "" {
+			return bad("broker.listen needs broker.token: NATS clients of the listener must authenticate")
 		}
 	}
 	if l := c.Limits; l.MaxEventBytes < 0 || l.MaxBatchBytes < 0 || l.MaxBatchEvents < 0 || l.MaxHeaderBytes < 0 ||

@@ -187,7 +187,11 @@ func (s *Server) openNATS() error {
 			if err != nil {
 				return fmt.Errorf("hub: broker.listen: %w", err)
 			}
-			eopts = append(eopts, natsserver.WithListen(host, p))
+			tok := secret(s.cfg.Broker.Token)
+			if tok == "" {
+				return errors.New("hub: broker.listen needs broker.token, and " + s.cfg.Broker.Token + " is empty")
+			}
+			eopts = append(eopts, natsserver.WithListen(host, p), natsserver.WithAuthToken(tok))
 		} else {
 			eopts = append(eopts, natsserver.WithoutListener())
 		}
