@@ -149,6 +149,7 @@ type countingPublisher struct {
 	eventkit.Publisher
 	m      *metrics
 	limits *brokerLimits // nil: unknown (WithBroker)
+	store  *storeState
 }
 
 // answerable classifies a publish error for the ingress.
@@ -165,7 +166,9 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 	if !ok {
 		return cehttp.PublishRuns(ctx, countingRuns{p}, topics, events) // counts run by run
 	}
-	err := answerable(ep.PublishEach(ctx, topics, events))
+	err := ep.PublishEach(ctx, topics, events)
+	p.store.note(err)
+	err = answerable(err)
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}
@@ -192,7 +195,9 @@ func (c countingRuns) Close() error { return nil }
 
 func (c countingRuns) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	p := c.p
-	err := answerable(p.Publisher.Publish(ctx, topic, events...))
+	err := p.Publisher.Publish(ctx, topic, events...)
+	p.store.note(err)
+	err = answerable(err)
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}

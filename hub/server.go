@@ -93,6 +93,7 @@ type Server struct {
 	router  *eventkit.Router
 	auth    *authn
 	limits  *brokerLimits // nil with WithBroker
+	store   storeState
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -238,6 +239,13 @@ func (s *Server) openNATS() error {
 	s.closers = append(s.closers, func(context.Context) error { return t.Close() })
 	p := &prefixed{pub: t, sub: t, prefix: prefix + "."}
 	s.limits = &brokerLimits{prefix: p.prefix, maxPayload: nc.MaxPayload()}
+	if js, err := jetstream.New(nc); err == nil {
+		maxEvent := s.cfg.Limits.MaxEventBytes
+		if maxEvent <= 0 {
+			maxEvent = cehttp.DefaultMaxEventSize
+		}
+		s.store.room = streamRoom(js, s.cfg.Broker.Stream, s.cfg.Broker.MaxBytes, maxEvent)
+	}
 	s.pub, s.sub = p, p
 	s.health = func() error {
 		if !nc.IsConnected() {
@@ -296,7 +304,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
@@ -349,12 +357,18 @@ type Health struct {
 	Error string `json:"error,omitempty"`
 }
 
-// healthz answers GET /healthz: 200 while the broker is connected, else
-// 503, with a Health body.
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+// healthz answers GET /healthz and /readyz: 200 while the broker is
+// connected and its store has room, else 503, with a Health body. A store
+// found full is asked again at each probe, so the server is ready again by
+// itself once room returns.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", Name: "eventkit", Version: version.Get()}
 	code := http.StatusOK
-	if err := s.health(); err != nil {
+	err := s.health()
+	if err == nil {
+		err = s.store.check(r.Context())
+	}
+	if err != nil {
 		h.Status, h.Error, code = "unavailable", err.Error(), http.StatusServiceUnavailable
 	}
 	b, _ := json.Marshal(h)

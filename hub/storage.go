@@ -1,9 +1,13 @@
 package hub
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,4 +62,68 @@ type storageError struct {
 func (e *storageError) Error() string { return e.err.Error() }
 func (e *storageError) Unwrap() []error {
 	return []error{e.err, e.p}
+}
+
+// storeState remembers that the broker's store refused an event for want
+// of room, until it has room again: /healthz and /readyz report it.
+type storeState struct {
+	mu   sync.Mutex
+	full error
+	// room reports whether the store has room again (nil when it cannot
+	// be asked: the next successful publish clears the state).
+	room func(context.Context) error
+}
+
+// note records the outcome of a publish.
+func (st *storeState) note(err error) {
+	if err != nil && !storageFull(err) {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err != nil {
+		st.full = err
+	} else {
+		st.full = nil
+	}
+}
+
+// check returns why the store cannot take events, or nil; a store found
+// full is asked again, so that the server is ready again by itself once
+// retention (or an operator) frees room.
+func (st *storeState) check(ctx context.Context) error {
+	st.mu.Lock()
+	full, room := st.full, st.room
+	st.mu.Unlock()
+	if full == nil {
+		return nil
+	}
+	if room != nil {
+		if err := room(ctx); err == nil {
+			st.note(nil)
+			return nil
+		}
+	}
+	return fmt.Errorf("event store full: %w", full)
+}
+
+// streamRoom asks JetStream whether the stream has room again: for an
+// event of maxEvent bytes, or an eighth of the stream if that is less.
+func streamRoom(js jetstream.JetStream, name string, maxBytes, maxEvent int64) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if maxBytes > 0 && int64(info.State.Bytes)+min(maxEvent, maxBytes/8) > maxBytes {
+			return fmt.Errorf("stream %s holds %d of its %d bytes", name, info.State.Bytes, maxBytes)
+		}
+		return nil
+	}
 }
