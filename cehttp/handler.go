@@ -433,53 +433,13 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if !h.checkLegacy(w, sig, body) {
 		return
 	}
-	if m != modeBinary && !utf8.Valid(body) {
-		// JSON text is UTF-8 (RFC 8259); decoding would silently replace
-		// the bad bytes with U+FFFD, which binary mode refuses.
-		invalid(w, errors.New("the body is not valid UTF-8, as JSON text must be (RFC 8259)"), -1)
+	events, ok := h.decode(w, r, m, body)
+	if !ok {
 		return
 	}
-	var events []event.Event
-	switch m {
-	case modeBinary:
-		e, err := decodeBinary(r.Header, body)
-		if err != nil {
-			invalid(w, err, -1)
-			return
-		}
-		events = []event.Event{e}
-	case modeStructured:
-		e, err := eventkit.UnmarshalEvent(body)
-		if err != nil {
-			invalid(w, err, -1)
-			return
-		}
-		events = []event.Event{e}
-	case modeBatch:
-		evs, err := eventkit.UnmarshalBatch(body)
-		if err != nil {
-			invalid(w, err, badIndex(body))
-			return
-		}
-		if len(evs) > h.maxBatchEvents {
-			writeProblem(w, &Problem{Type: problemBase + "too-large", Status: http.StatusRequestEntityTooLarge,
-				Detail: fmt.Sprintf("a batch holds at most %d events, got %d", h.maxBatchEvents, len(evs))})
-			return
-		}
-		events = evs
-	}
-	topics := make([]string, len(events))
-	for i := range events {
-		t, err := h.topic(r, events[i])
-		if err != nil {
-			idx := -1
-			if m == modeBatch {
-				idx = i
-			}
-			invalid(w, err, idx)
-			return
-		}
-		topics[i] = t
+	topics, ok := h.topics(w, r, m, events)
+	if !ok {
+		return
 	}
 	// An empty batch publishes nothing and is answered {"accepted":0}.
 	if len(events) > 0 {
@@ -497,6 +457,60 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// decode returns the events of body in mode m, answering 400 (or 413 for
+// a batch of too many events) when it cannot.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, m mode, body []byte) ([]event.Event, bool) {
+	if m != modeBinary && !utf8.Valid(body) {
+		// JSON text is UTF-8 (RFC 8259); decoding would silently replace
+		// the bad bytes with U+FFFD, which binary mode refuses.
+		invalid(w, errors.New("the body is not valid UTF-8, as JSON text must be (RFC 8259)"), -1)
+		return nil, false
+	}
+	var e event.Event
+	var err error
+	switch m {
+	case modeBinary:
+		e, err = decodeBinary(r.Header, body)
+	case modeStructured:
+		e, err = eventkit.UnmarshalEvent(body)
+	case modeBatch:
+		evs, err := eventkit.UnmarshalBatch(body)
+		if err != nil {
+			invalid(w, err, badIndex(body))
+			return nil, false
+		}
+		if len(evs) > h.maxBatchEvents {
+			writeProblem(w, &Problem{Type: problemBase + "too-large", Status: http.StatusRequestEntityTooLarge,
+				Detail: fmt.Sprintf("a batch holds at most %d events, got %d", h.maxBatchEvents, len(evs))})
+			return nil, false
+		}
+		return evs, true
+	}
+	if err != nil {
+		invalid(w, err, -1)
+		return nil, false
+	}
+	return []event.Event{e}, true
+}
+
+// topics chooses the topic of each event, answering 400 when it cannot.
+func (h *Handler) topics(w http.ResponseWriter, r *http.Request, m mode, events []event.Event) ([]string, bool) {
+	topics := make([]string, len(events))
+	for i := range events {
+		t, err := h.topic(r, events[i])
+		if err != nil {
+			idx := -1
+			if m == modeBatch {
+				idx = i
+			}
+			invalid(w, err, idx)
+			return nil, false
+		}
+		topics[i] = t
+	}
+	return topics, true
 }
 
 // EachPublisher is implemented by publishers that publish events to a

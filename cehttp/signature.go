@@ -313,26 +313,34 @@ func (p *sfParser) next() (more bool, err error) {
 	return true, nil
 }
 
+// dict reads a dictionary, label=value, …; value reads each member's value.
+func (p *sfParser) dict(value func(label string) error) error {
+	for more := p.i < len(p.s); more; {
+		label, err := p.key()
+		if err != nil || p.i >= len(p.s) || p.s[p.i] != '=' {
+			return errSF
+		}
+		p.i++
+		if err := value(label); err != nil {
+			return err
+		}
+		if more, err = p.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // parseSignatureInput returns the members of a Signature-Input field.
 func parseSignatureInput(v string) (map[string]sigParams, error) {
 	out := map[string]sigParams{}
 	p := &sfParser{s: strings.Trim(v, " ")}
-	for more := p.i < len(p.s); more; {
-		label, err := p.key()
-		if err != nil || p.i >= len(p.s) || p.s[p.i] != '=' {
-			return nil, errSF
-		}
-		p.i++
+	err := p.dict(func(label string) error {
 		sp, err := p.params()
-		if err != nil {
-			return nil, err
-		}
 		out[label] = sp
-		if more, err = p.next(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 // params reads `("a" "b");name=value…`.
@@ -390,22 +398,15 @@ func (p *sfParser) params() (sigParams, error) {
 func parseByteDict(v string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	p := &sfParser{s: strings.Trim(v, " ")}
-	for more := p.i < len(p.s); more; {
-		k, err := p.key()
-		if err != nil || p.i >= len(p.s) || p.s[p.i] != '=' {
-			return nil, errSF
-		}
-		p.i++
+	err := p.dict(func(label string) error {
 		b, err := p.bytes()
 		if err != nil {
-			return nil, errSF
+			return errSF
 		}
-		out[k] = b
-		if more, err = p.next(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+		out[label] = b
+		return nil
+	})
+	return out, err
 }
 
 // VerifierOption configures a Verifier.

@@ -76,6 +76,20 @@ func startAsIs(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	return &started{Server: s, stop: stop}
 }
 
+// storedFromStart subscribes to the events stored under pattern, from
+// the oldest; ctx bounds the wait for them (30 s). Both end with the test.
+func storedFromStart(t *testing.T, s *started, pattern string) (eventkit.Subscription, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sub, err := s.Subscriber().Subscribe(ctx, pattern, eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub, ctx
+}
+
 func waitHealthy(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -388,4 +402,64 @@ func TestSubscriptionHandshake(t *testing.T) {
 	}
 	cfg.Subscriptions[0].HandshakeOrigin = "hub.example"
 	start(t, cfg, hub.WithBroker(memory.New(), memory.New()))
+}
+
+// TestSubscriptionEgressIsSafe: a webhook on loopback is refused unless
+// allowed, and a webhook answering with a redirect to another host is a
+// failed delivery (dead-lettered), never a delivered one; the other host
+// receives nothing.
+func TestSubscriptionEgressIsSafe(t *testing.T) {
+	other := newWebhook(t, 0, http.StatusNoContent) // counts what reaches it
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusFound
+		if strings.HasSuffix(r.URL.Path, "307") {
+			code = http.StatusTemporaryRedirect
+		}
+		http.Redirect(w, r, other.srv.URL, code)
+	}))
+	defer redirect.Close()
+	fast := hub.Duration(10 * time.Millisecond)
+	cfg := hub.Config{Subscriptions: []hub.SubscriptionConfig{
+		{Name: "loopback", Topic: "orders.>", URL: other.srv.URL, MaxAttempts: 2, Backoff: fast},
+		{Name: "r302", Topic: "orders.>", URL: redirect.URL + "/302", MaxAttempts: 2, Backoff: fast, AllowPrivateTargets: true},
+		{Name: "r307", Topic: "orders.>", URL: redirect.URL + "/307", MaxAttempts: 2, Backoff: fast, AllowPrivateTargets: true, FollowRedirects: "same_origin"},
+	}}
+	bus := memory.New()
+	s := startAsIs(t, cfg, hub.WithBroker(bus, bus))
+	dlq := sse(t, s.URL(), "deadletter.*")
+	if r := postEvent(t, s.URL(), "1", "orders.created"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	got := map[string]bool{}
+	for len(got) < 3 {
+		select {
+		case it := <-dlq:
+			got[it.Topic] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dead letters: %v", got)
+		}
+	}
+	resp, err := http.Get(s.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), `outcome="delivered"`) {
+		t.Errorf("a refused or redirected delivery was counted delivered:\n%s", grep(string(b), "deliveries_total"))
+	}
+	if n := other.attempts.Load(); n != 0 {
+		t.Errorf("%d requests reached the loopback or redirect target", n)
+	}
+}
+
+// grep returns the lines of s containing sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

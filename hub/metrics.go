@@ -33,49 +33,34 @@ type metrics struct {
 // limit makes the configured bound name visible as eventkit_limit{name}.
 func (m *metrics) limit(name string, v float64) { m.limits.WithLabelValues(name).Set(v) }
 
+func counter(subsystem, name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help})
+}
+
+func counterVec(subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help}, labels)
+}
+
+func gauge(subsystem, name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help})
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "requests_total",
-			Help: "HTTP requests to /events by status code.",
-		}, []string{"code"}),
+		requests: counterVec("ingress", "requests_total", "HTTP requests to /events by status code.", "code"),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "eventkit", Subsystem: "ingress", Name: "request_duration_seconds",
 			Help:    "Time to answer POST /events (events stored before the answer).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
-		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "events_total",
-			Help: "Events stored by the broker and acknowledged to clients.",
-		}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "subscription", Name: "deliveries_total",
-			Help: "Webhook deliveries by subscription and outcome (delivered, failed, dead_lettered).",
-		}, []string{"subscription", "outcome"}),
-		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "eventkit", Subsystem: "stream", Name: "clients",
-			Help: "Clients connected to GET /events/stream.",
-		}),
-		streamed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "stream", Name: "events_total",
-			Help: "Events sent to stream clients.",
-		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "stream", Name: "dropped_total",
-			Help: "Stream clients dropped because they did not read within the write timeout.",
-		}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "requests_in_flight",
-			Help: "Requests to /events being served (bounded by max_concurrent_requests).",
-		}),
-		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "buffered_bytes",
-			Help: "Request body bytes reserved by the requests in flight (bounded by max_buffered_bytes).",
-		}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "rejected_total",
-			Help: "Requests refused with 503 at a bound, by reason (concurrency, buffer).",
-		}, []string{"reason"}),
+		events:     counter("ingress", "events_total", "Events stored by the broker and acknowledged to clients."),
+		deliveries: counterVec("subscription", "deliveries_total", "Webhook deliveries by subscription and outcome (delivered, failed, dead_lettered).", "subscription", "outcome"),
+		streams:    gauge("stream", "clients", "Clients connected to GET /events/stream."),
+		streamed:   counter("stream", "events_total", "Events sent to stream clients."),
+		dropped:    counter("stream", "dropped_total", "Stream clients dropped because they did not read within the write timeout."),
+		inflight:   gauge("ingress", "requests_in_flight", "Requests to /events being served (bounded by max_concurrent_requests)."),
+		buffered:   gauge("ingress", "buffered_bytes", "Request body bytes reserved by the requests in flight (bounded by max_buffered_bytes)."),
+		rejected:   counterVec("ingress", "rejected_total", "Requests refused with 503 at a bound, by reason (concurrency, buffer).", "reason"),
 		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "eventkit", Name: "limit",
 			Help: "The configured bounds of the server, by name.",

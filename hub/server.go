@@ -171,46 +171,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 // openNATS starts the embedded server (or connects to Broker.URL) and
 // makes the transport, with one stream for every topic.
 func (s *Server) openNATS() error {
-	var nc *natsgo.Conn
-	if s.cfg.Broker.URL == "" {
-		dir, err := filepath.Abs(s.cfg.DataDir)
-		if err != nil {
-			return fmt.Errorf("hub: data directory: %w", err)
-		}
-		s.dataDir = dir
-		// The broker's notices (its banner) stay out of the log; its
-		// warnings and errors go in.
-		natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
-		eopts := []natsserver.Option{natsserver.WithStoreDir(filepath.Join(dir, "nats")), natsserver.WithServerLogger(natsLog)}
-		if s.cfg.Broker.Listen != "" {
-			host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
-			p, err := strconv.Atoi(port)
-			if err != nil {
-				return fmt.Errorf("hub: broker.listen: %w", err)
-			}
-			tok := secret(s.cfg.Broker.Token)
-			if tok == "" {
-				return errors.New("hub: broker.listen needs broker.token, and " + s.cfg.Broker.Token + " is empty")
-			}
-			eopts = append(eopts, natsserver.WithListen(host, p), natsserver.WithAuthToken(tok))
-		} else {
-			eopts = append(eopts, natsserver.WithoutListener())
-		}
-		emb, err := natsserver.Run(eopts...)
-		if err != nil {
-			return fmt.Errorf("hub: embedded broker: %w", err)
-		}
-		s.closers = append(s.closers, emb.Shutdown)
-		nc, err = emb.Connect()
-		if err != nil {
-			return fmt.Errorf("hub: embedded broker: %w", err)
-		}
-	} else {
-		var err error
-		nc, err = natsgo.Connect(s.cfg.Broker.URL, natsgo.Name("eventkit-hub"), natsgo.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("hub: connect to %s: %w", s.cfg.Broker.URL, err)
-		}
+	nc, err := s.connectNATS()
+	if err != nil {
+		return err
 	}
 	s.closers = append(s.closers, func(context.Context) error {
 		// Flush what the connection buffered, then close it.
@@ -254,6 +217,50 @@ func (s *Server) openNATS() error {
 		return nil
 	}
 	return nil
+}
+
+// connectNATS starts the embedded server, or connects to Broker.URL.
+func (s *Server) connectNATS() (*natsgo.Conn, error) {
+	if s.cfg.Broker.URL != "" {
+		nc, err := natsgo.Connect(s.cfg.Broker.URL, natsgo.Name("eventkit-hub"), natsgo.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("hub: connect to %s: %w", s.cfg.Broker.URL, err)
+		}
+		return nc, nil
+	}
+	dir, err := filepath.Abs(s.cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("hub: data directory: %w", err)
+	}
+	s.dataDir = dir
+	// The broker's notices (its banner) stay out of the log; its
+	// warnings and errors go in.
+	natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
+	eopts := []natsserver.Option{natsserver.WithStoreDir(filepath.Join(dir, "nats")), natsserver.WithServerLogger(natsLog)}
+	if s.cfg.Broker.Listen != "" {
+		host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("hub: broker.listen: %w", err)
+		}
+		tok := secret(s.cfg.Broker.Token)
+		if tok == "" {
+			return nil, errors.New("hub: broker.listen needs broker.token, and " + s.cfg.Broker.Token + " is empty")
+		}
+		eopts = append(eopts, natsserver.WithListen(host, p), natsserver.WithAuthToken(tok))
+	} else {
+		eopts = append(eopts, natsserver.WithoutListener())
+	}
+	emb, err := natsserver.Run(eopts...)
+	if err != nil {
+		return nil, fmt.Errorf("hub: embedded broker: %w", err)
+	}
+	s.closers = append(s.closers, emb.Shutdown)
+	nc, err := emb.Connect()
+	if err != nil {
+		return nil, fmt.Errorf("hub: embedded broker: %w", err)
+	}
+	return nc, nil
 }
 
 // closeBroker runs the closers in reverse order.
