@@ -206,8 +206,14 @@ func (p sigParams) serialize() string {
 	return b.String()
 }
 
+// sfEscaper escapes an RFC 8941 string's backslashes and quotes.
+var sfEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 func sfString(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	if strings.ContainsAny(s, `\"`) {
+		s = sfEscaper.Replace(s)
+	}
+	return `"` + s + `"`
 }
 
 // sfParser reads the subset of RFC 8941 structured fields that signatures
