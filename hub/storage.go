@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventkit/eventkit/cehttp"
@@ -67,8 +68,9 @@ func (e *storageError) Unwrap() []error {
 // storeState remembers that the broker's store refused an event for want
 // of room, until it has room again: /healthz and /readyz report it.
 type storeState struct {
-	mu   sync.Mutex
-	full error
+	isFull atomic.Bool // mirrors full != nil: a success costs no lock
+	mu     sync.Mutex
+	full   error
 	// room reports whether the store has room again (nil when it cannot
 	// be asked: the next successful publish clears the state).
 	room func(context.Context) error
@@ -76,16 +78,13 @@ type storeState struct {
 
 // note records the outcome of a publish.
 func (st *storeState) note(err error) {
-	if err != nil && !storageFull(err) {
+	if err != nil && !storageFull(err) || err == nil && !st.isFull.Load() {
 		return
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err != nil {
-		st.full = err
-	} else {
-		st.full = nil
-	}
+	st.full = err
+	st.isFull.Store(err != nil)
 }
 
 // check returns why the store cannot take events, or nil; a store found
