@@ -79,9 +79,6 @@ func newAuthn(a AuthConfig) *authn {
 	return n
 }
 
-// enabled reports whether any credential is configured.
-func (n *authn) enabled() bool { return n.tokens != nil || n.verifier != nil }
-
 // ingressOptions are the cehttp options that make the ingress check what
 // allow leaves to it: the signature and the body's digest.
 func (n *authn) ingressOptions() []cehttp.Option {
