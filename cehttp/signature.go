@@ -121,14 +121,20 @@ func hmacSum(secret []byte, base string) []byte {
 // signatureBase builds the RFC 9421 signature base of r over components.
 func signatureBase(r *http.Request, components []string, params string) (string, error) {
 	var b strings.Builder
+	b.Grow(256 + len(params))
 	for _, c := range components {
 		v, err := componentValue(r, c)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(`"` + c + `": ` + v + "\n")
+		b.WriteByte('"')
+		b.WriteString(c)
+		b.WriteString(`": `)
+		b.WriteString(v)
+		b.WriteByte('\n')
 	}
-	b.WriteString(`"@signature-params": ` + params)
+	b.WriteString(`"@signature-params": `)
+	b.WriteString(params)
 	return b.String(), nil
 }
 
@@ -154,13 +160,17 @@ func componentValue(r *http.Request, c string) (string, error) {
 		return "", errors.New("unsupported component " + strconv.Quote(c))
 	}
 	vs := r.Header.Values(c)
-	if len(vs) == 0 {
+	switch len(vs) {
+	case 0:
 		return "", errSigMissingComponent
+	case 1:
+		return strings.Trim(vs[0], " \t"), nil
 	}
-	for i := range vs {
-		vs[i] = strings.Trim(vs[i], " \t")
+	trimmed := make([]string, len(vs))
+	for i, v := range vs {
+		trimmed[i] = strings.Trim(v, " \t")
 	}
-	return strings.Join(vs, ", "), nil
+	return strings.Join(trimmed, ", "), nil
 }
 
 // sigParams are the signature parameters of a Signature-Input member.
@@ -177,12 +187,13 @@ type sigParams struct {
 // serialize writes the inner list and its parameters as RFC 8941 does.
 func (p sigParams) serialize() string {
 	var b strings.Builder
+	b.Grow(160)
 	b.WriteByte('(')
 	for i, c := range p.components {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(sfString(c))
+		writeSFString(&b, c)
 	}
 	b.WriteByte(')')
 	order := p.order
@@ -196,11 +207,14 @@ func (p sigParams) serialize() string {
 		case "expires":
 			b.WriteString(";expires=" + strconv.FormatInt(p.expires, 10))
 		case "nonce":
-			b.WriteString(";nonce=" + sfString(p.nonce))
+			b.WriteString(";nonce=")
+			writeSFString(&b, p.nonce)
 		case "keyid":
-			b.WriteString(";keyid=" + sfString(p.keyID))
+			b.WriteString(";keyid=")
+			writeSFString(&b, p.keyID)
 		case "alg":
-			b.WriteString(";alg=" + sfString(p.alg))
+			b.WriteString(";alg=")
+			writeSFString(&b, p.alg)
 		}
 	}
 	return b.String()
@@ -209,11 +223,15 @@ func (p sigParams) serialize() string {
 // sfEscaper escapes an RFC 8941 string's backslashes and quotes.
 var sfEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
-func sfString(s string) string {
+// writeSFString writes s as an RFC 8941 string.
+func writeSFString(b *strings.Builder, s string) {
+	b.WriteByte('"')
 	if strings.ContainsAny(s, `\"`) {
-		s = sfEscaper.Replace(s)
+		_, _ = sfEscaper.WriteString(b, s)
+	} else {
+		b.WriteString(s)
 	}
-	return `"` + s + `"`
+	b.WriteByte('"')
 }
 
 // sfParser reads the subset of RFC 8941 structured fields that signatures
