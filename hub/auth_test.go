@@ -2,10 +2,12 @@ package hub_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/hub"
@@ -114,5 +116,49 @@ auth:
 	}
 	if it := <-items; !strings.Contains(string(it.Event), `"id":"2"`) {
 		t.Fatalf("stream item %s", it.Event)
+	}
+}
+
+// TestHubToHubSignedDelivery: one eventkit verifies another's deliveries:
+// a subscription with hmac_secret posts to a second server that requires
+// signatures under the same secret, which stores the event; under another
+// secret the delivery is refused (and dead-lettered, not counted
+// delivered).
+func TestHubToHubSignedDelivery(t *testing.T) {
+	busB := memory.New()
+	b := start(t, hub.Config{Auth: hub.AuthConfig{HMACSecret: "shared"}}, hub.WithBroker(busB, busB))
+	got, err := busB.Subscribe(t.Context(), "orders.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	busA := memory.New()
+	a := start(t, hub.Config{Subscriptions: []hub.SubscriptionConfig{
+		{Name: "tob", Topic: "orders.>", URL: b.URL() + "/events", HMACSecret: "shared"},
+		{Name: "wrong", Topic: "orders.>", URL: b.URL() + "/events", HMACSecret: "other", MaxAttempts: 1},
+	}}, hub.WithBroker(busA, busA))
+	dlq, err := busA.Subscribe(t.Context(), "deadletter.wrong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dlq.Close()
+	if r := postEvent(t, a.URL(), "h2h", "orders.created"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST to A: %d", r.StatusCode)
+	}
+	select {
+	case m := <-got.Messages():
+		if m.Event.ID() != "h2h" {
+			t.Fatalf("B stored %q", m.Event.ID())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("B did not store the signed delivery")
+	}
+	select {
+	case m := <-dlq.Messages():
+		if !strings.Contains(fmt.Sprint(m.Event.Extensions()["dlqerror"]), "403") {
+			t.Errorf("dead letter for the wrong secret: %v", m.Event.Extensions()["dlqerror"])
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the delivery under the wrong secret was not dead-lettered")
 	}
 }
