@@ -9,8 +9,8 @@
 //	POST    /events                     ingress (binary, structured, batch; see package cehttp)
 //	OPTIONS /events                     webhook validation handshake
 //	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
-//	GET     /healthz                    200 when the broker is connected, 503 otherwise; a Health body
-//	                                    ({"status":"ok","name":"eventkit","version":"v0.1.0"})
+//	GET     /healthz, /readyz           200 when the broker is connected and its store has room, 503
+//	                                    otherwise; a Health body ({"status":"ok","name":"eventkit","version":"v0.1.0"})
 //	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
@@ -19,6 +19,16 @@
 // were accepted: integer and boolean extensions and binary data
 // (data_base64) keep their form on structured and batch webhooks and on
 // the live tail.
+//
+// With credentials configured (AuthConfig), every route but the probes
+// requires them, with its scope. Every error is application/problem+json.
+// Resources are bounded (LimitsConfig: concurrent requests, buffered body
+// bytes, header size, stream write timeout; 503 with Retry-After at a
+// bound). A request is checked whole, against the broker's limits too,
+// before any of its events is published; a full store is answered 507 and
+// never makes room by dropping acknowledged events unless configured to
+// (BrokerConfig.Discard). Webhooks are refused on non-public addresses and
+// redirects unless allowed. docs/security.md states the threat model.
 package hub
 
 import (
