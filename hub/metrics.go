@@ -135,6 +135,7 @@ type countingPublisher struct {
 	m      *metrics
 	limits *brokerLimits // nil: unknown (WithBroker)
 	store  *storeState
+	js     *jsGuard // nil: not the embedded broker
 }
 
 // answerable classifies a publish error for the ingress.
@@ -145,6 +146,9 @@ func answerable(err error) error { return brokerRefused(insufficientStorage(err)
 // confirmed.
 func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
 	if err := p.limits.check(topics, events); err != nil {
+		return err
+	}
+	if err := p.js.check(); err != nil {
 		return err
 	}
 	ep, ok := p.Publisher.(cehttp.EachPublisher)
@@ -169,6 +173,9 @@ func (p *countingPublisher) Publish(ctx context.Context, topic string, events ..
 		if err := p.limits.check(topics, events); err != nil {
 			return err
 		}
+	}
+	if err := p.js.check(); err != nil {
+		return err
 	}
 	return countingRuns{p}.Publish(ctx, topic, events...)
 }

@@ -104,6 +104,7 @@ type Server struct {
 	auth    *authn
 	limits  *brokerLimits // nil with WithBroker
 	store   storeState
+	js      *jsGuard // the embedded JetStream (nil otherwise)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -224,6 +225,9 @@ func (s *Server) openNATS() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("broker connection %s", nc.Status())
 		}
+		if err := s.js.check(); err != nil {
+			return fmt.Errorf("event store full: %w", errJSDisabled)
+		}
 		return nil
 	}
 	return nil
@@ -266,6 +270,7 @@ func (s *Server) connectNATS() (*natsgo.Conn, error) {
 		return nil, fmt.Errorf("hub: embedded broker: %w", err)
 	}
 	s.closers = append(s.closers, emb.Shutdown)
+	s.js = newJSGuard(emb)
 	nc, err := emb.Connect()
 	if err != nil {
 		return nil, fmt.Errorf("hub: embedded broker: %w", err)
@@ -321,7 +326,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store, js: s.js}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
