@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -41,9 +42,17 @@ func ValidateEvent(e event.Event) error {
 	if ec.Subject != nil && blank(*ec.Subject) {
 		return &ValidationError{Attribute: "subject", Reason: "if present, must be a non-empty string"}
 	}
-	for name := range ec.Extensions {
+	if err := checkTexts(ec); err != nil {
+		return err
+	}
+	for name, v := range ec.Extensions {
 		if r := checkExtensionName(name); r != "" {
 			return &ValidationError{Attribute: name, Reason: r}
+		}
+		if sv, ok := v.(string); ok {
+			if r := badText(sv); r != "" {
+				return &ValidationError{Attribute: name, Reason: r}
+			}
 		}
 	}
 	for name, err := range e.FieldErrors {
@@ -148,6 +157,56 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkTexts checks the String attributes (and the parts of source) for
+// characters the CloudEvents type system forbids.
+func checkTexts(ec *event.EventContextV1) error {
+	for _, a := range [...]struct{ name, v string }{
+		{"id", ec.ID}, {"type", ec.Type},
+		{"source", ec.Source.Host}, {"source", ec.Source.Path}, {"source", ec.Source.Opaque},
+		{"source", ec.Source.RawQuery}, {"source", ec.Source.Fragment},
+	} {
+		if r := badText(a.v); r != "" {
+			return &ValidationError{Attribute: a.name, Reason: r}
+		}
+	}
+	if ec.Subject != nil {
+		if r := badText(*ec.Subject); r != "" {
+			return &ValidationError{Attribute: "subject", Reason: r}
+		}
+	}
+	return nil
+}
+
+// badText says why s is not a CloudEvents String ("" when it is): the
+// specification forbids the control characters U+0000–U+001F and
+// U+007F–U+009F, and a String is Unicode, so bytes that are not UTF-8 are
+// refused too.
+func badText(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			continue
+		}
+		if c < 0x80 {
+			return "must not contain control characters (U+" + hex4(rune(c)) + ")"
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return "must be valid UTF-8"
+		}
+		if r <= 0x9f {
+			return "must not contain control characters (U+" + hex4(r) + ")"
+		}
+		i += size - 1
+	}
+	return ""
+}
+
+func hex4(r rune) string {
+	const digits = "0123456789ABCDEF"
+	return string([]byte{digits[r>>12&15], digits[r>>8&15], digits[r>>4&15], digits[r&15]})
 }
 
 // blank reports whether s is empty or only white space, without allocating.

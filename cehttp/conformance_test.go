@@ -408,7 +408,17 @@ func scalarText(doc yaml.Node, key string) map[string]any {
 			k, v := m.Content[j].Value, m.Content[j+1]
 			if k == "Extensions" {
 				for x := 0; x+1 < len(v.Content); x += 2 {
-					out[v.Content[x].Value] = v.Content[x+1].Value
+					val := v.Content[x+1]
+					// A literal block scalar ("|") ends with the line
+					// break YAML's clip chomping keeps. It is not part
+					// of the value: a CloudEvents String must not hold
+					// control characters (U+000A included), and an HTTP
+					// header (binary mode) cannot carry one.
+					text := val.Value
+					if val.Style == yaml.LiteralStyle {
+						text = strings.TrimSuffix(text, "\n")
+					}
+					out[v.Content[x].Value] = text
 				}
 				continue
 			}

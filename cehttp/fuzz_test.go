@@ -1,18 +1,16 @@
 package cehttp_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/headerlines"
 )
 
 // checkAnswer asserts what every answer of the handler must be: 2xx only
@@ -135,15 +133,7 @@ func FuzzIngressBinary(f *testing.F) {
 	f.Add("ce-specversion: 1.0\nce-id: 1\nce-source: /s\nce-type: t\nce-subject: %C0%A0", "", []byte(nil))
 	f.Add("ce-specversion: 1.0\nce-id: \"q%22\"\nce-source: /s\nce-type: t\nce-time: 2018-04-05T17:31:00Z", "text/plain; charset=utf-8", []byte("hi"))
 	f.Fuzz(func(t *testing.T, headers, contentType string, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(body))
-		for _, l := range strings.Split(headers, "\n") {
-			k, v, ok := strings.Cut(l, ":")
-			k = strings.TrimSpace(k)
-			if !ok || k == "" || strings.ContainsAny(k, " \t\r\x00") {
-				continue
-			}
-			req.Header.Add(k, strings.TrimSpace(v))
-		}
+		req := headerlines.Post(headers, body)
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}

@@ -114,11 +114,31 @@ func WithBearerToken(token string) Option {
 	}
 }
 
-// WithHMACSecret requires every POST to carry SignatureHeader with the
-// HMAC-SHA256 of its body under secret. Without it a request gets 401, with
-// a wrong signature 403.
-func WithHMACSecret(secret []byte) Option {
-	return func(h *Handler) { h.secret = append([]byte(nil), secret...) }
+// WithHMACSecret requires every POST to be signed under secret as RFC 9421
+// describes, with hmac-sha256 (SignRequest makes such signatures): the
+// signature covers the method, the path, the content type, every ce-
+// header and the body's Content-Digest, and carries a creation time and a
+// nonce, so that a captured request can be neither altered nor replayed
+// (see Verifier). Without a signature a request gets 401, with a wrong,
+// stale, replayed or partial one 403. The body-only signature of earlier
+// versions (SignatureHeader) is refused unless WithLegacyBodySignature is
+// given too.
+func WithHMACSecret(secret []byte, opts ...VerifierOption) Option {
+	return func(h *Handler) { h.verifier = NewVerifier(secret, opts...) }
+}
+
+// WithVerifier requires every POST to be signed, checked by v (share one
+// Verifier between the routes of a server, so that a nonce used on one is
+// refused on all).
+func WithVerifier(v *Verifier) Option { return func(h *Handler) { h.verifier = v } }
+
+// WithLegacyBodySignature also accepts the signature of earlier versions:
+// SignatureHeader with the HMAC-SHA256 of the body alone under secret. It
+// does not cover the attributes of a binary-mode event, nor protect from
+// replays: a captured request can be replayed, or its ce- headers changed.
+// Use it only while senders move to RFC 9421 signatures.
+func WithLegacyBodySignature(secret []byte) Option {
+	return func(h *Handler) { h.legacySecret = append([]byte(nil), secret...) }
 }
 
 // WithAllowedOrigins limits the origins granted by the webhook validation
@@ -137,6 +157,9 @@ func WithAllowedOrigins(origins ...string) Option {
 // (requests per minute); 0 (the default) answers "*".
 func WithAllowedRate(perMinute int) Option { return func(h *Handler) { h.rate = perMinute } }
 
+// A publish error that holds a *Problem (errors.As) is answered with that
+// problem; any other publish error is answered 503 with Retry-After.
+
 // WithPublishTimeout bounds the wait for the publisher's confirmation
 // (DefaultPublishTimeout by default); a request whose events are not
 // confirmed in time gets 503.
@@ -153,7 +176,8 @@ type Handler struct {
 	maxBatch       int64
 	maxBatchEvents int
 	token          []byte // sha256 of the bearer token
-	secret         []byte
+	verifier       *Verifier
+	legacySecret   []byte
 	origins        map[string]bool
 	rate           int
 	timeout        time.Duration
@@ -210,6 +234,10 @@ func (p *Problem) Error() string {
 
 // problem types
 const problemBase = "https://eventkit.dev/problems/"
+
+// WriteProblem answers p as application/problem+json (RFC 9457), its
+// Title defaulting to the status text and its Type to "about:blank".
+func WriteProblem(w http.ResponseWriter, p *Problem) { writeProblem(w, p) }
 
 func writeProblem(w http.ResponseWriter, p *Problem) {
 	if p.Type == "" {
@@ -290,12 +318,13 @@ func (h *Handler) checkToken(w http.ResponseWriter, r *http.Request) bool {
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, tok, _ := strings.Cut(auth, " ")
-	if auth == "" || !strings.EqualFold(scheme, "Bearer") {
+	tok = strings.TrimSpace(tok)
+	if tok == "" || !strings.EqualFold(scheme, "Bearer") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="eventkit"`)
 		writeProblem(w, &Problem{Type: problemBase + "unauthenticated", Status: http.StatusUnauthorized, Detail: "a bearer token is required"})
 		return false
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	sum := sha256.Sum256([]byte(tok))
 	if subtle.ConstantTimeCompare(sum[:], h.token) != 1 {
 		writeProblem(w, &Problem{Type: problemBase + "forbidden", Status: http.StatusForbidden, Detail: "the bearer token is not valid"})
 		return false
@@ -303,14 +332,56 @@ func (h *Handler) checkToken(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// checkSignature verifies SignatureHeader against body.
-func (h *Handler) checkSignature(w http.ResponseWriter, sig string, body []byte) bool {
-	if h.secret == nil {
+// checkSignature checks the signature of r before its body is read: an RFC
+// 9421 signature's headers (its Content-Digest is checked as the body is
+// read), or, with WithLegacyBodySignature, the presence of SignatureHeader
+// (returned, to be checked against the body by checkLegacy).
+func (h *Handler) checkSignature(w http.ResponseWriter, r *http.Request) (legacy string, ok bool) {
+	if h.verifier == nil && h.legacySecret == nil {
+		return "", true
+	}
+	if h.verifier != nil && Signed(r) {
+		if err := h.verifier.Verify(r); err != nil {
+			writeError(w, err)
+			return "", false
+		}
+		return "", true
+	}
+	if sig := r.Header.Get(SignatureHeader); sig != "" {
+		if h.legacySecret != nil {
+			return sig, true
+		}
+		writeProblem(w, &Problem{Type: problemBase + "unauthenticated", Status: http.StatusUnauthorized,
+			Detail: "the body-only signature " + SignatureHeader + " is not accepted (it covers neither the attributes nor replays); sign the request as RFC 9421 describes (Signature-Input, Signature, Content-Digest)"})
+		return "", false
+	}
+	detail := "a request signature (RFC 9421 Signature-Input, Signature, Content-Digest) is required"
+	if h.verifier == nil {
+		detail = "the body signature header " + SignatureHeader + " is required"
+	}
+	writeProblem(w, &Problem{Type: problemBase + "unauthenticated", Status: http.StatusUnauthorized, Detail: detail})
+	return "", false
+}
+
+// writeError answers err: its *Problem when it holds one, else 400.
+func writeError(w http.ResponseWriter, err error) {
+	var p *Problem
+	if errors.As(err, &p) {
+		cp := *p
+		writeProblem(w, &cp)
+		return
+	}
+	writeProblem(w, &Problem{Status: http.StatusBadRequest, Detail: err.Error()})
+}
+
+// checkLegacy verifies the legacy SignatureHeader against body.
+func (h *Handler) checkLegacy(w http.ResponseWriter, sig string, body []byte) bool {
+	if sig == "" {
 		return true
 	}
 	hexSum, ok := strings.CutPrefix(sig, "sha256=")
 	got, err := hex.DecodeString(hexSum)
-	want := Sign(h.secret, body)
+	want := Sign(h.legacySecret, body)
 	wantRaw, _ := hex.DecodeString(strings.TrimPrefix(want, "sha256="))
 	if !ok || err != nil || !hmac.Equal(got, wantRaw) {
 		writeProblem(w, &Problem{Type: problemBase + "forbidden", Status: http.StatusForbidden, Detail: "the body signature (" + SignatureHeader + ") does not match"})
@@ -339,9 +410,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if !h.checkToken(w, r) {
 		return
 	}
-	sig := r.Header.Get(SignatureHeader)
-	if h.secret != nil && sig == "" {
-		writeProblem(w, &Problem{Type: problemBase + "unauthenticated", Status: http.StatusUnauthorized, Detail: "the body signature header " + SignatureHeader + " is required"})
+	sig, ok := h.checkSignature(w, r)
+	if !ok {
 		return
 	}
 	m, ok := h.mode(w, r)
@@ -356,50 +426,20 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !h.checkSignature(w, sig, body) {
+	if err := CheckBody(r); err != nil {
+		writeError(w, err)
 		return
 	}
-	var events []event.Event
-	switch m {
-	case modeBinary:
-		e, err := decodeBinary(r.Header, body)
-		if err != nil {
-			invalid(w, err, -1)
-			return
-		}
-		events = []event.Event{e}
-	case modeStructured:
-		e, err := eventkit.UnmarshalEvent(body)
-		if err != nil {
-			invalid(w, err, -1)
-			return
-		}
-		events = []event.Event{e}
-	case modeBatch:
-		evs, err := eventkit.UnmarshalBatch(body)
-		if err != nil {
-			invalid(w, err, badIndex(body))
-			return
-		}
-		if len(evs) > h.maxBatchEvents {
-			writeProblem(w, &Problem{Type: problemBase + "too-large", Status: http.StatusRequestEntityTooLarge,
-				Detail: fmt.Sprintf("a batch holds at most %d events, got %d", h.maxBatchEvents, len(evs))})
-			return
-		}
-		events = evs
+	if !h.checkLegacy(w, sig, body) {
+		return
 	}
-	topics := make([]string, len(events))
-	for i := range events {
-		t, err := h.topic(r, events[i])
-		if err != nil {
-			idx := -1
-			if m == modeBatch {
-				idx = i
-			}
-			invalid(w, err, idx)
-			return
-		}
-		topics[i] = t
+	events, ok := h.decode(w, r, m, body)
+	if !ok {
+		return
+	}
+	topics, ok := h.topics(w, r, m, events)
+	if !ok {
+		return
 	}
 	// An empty batch publishes nothing and is answered {"accepted":0}.
 	if len(events) > 0 {
@@ -417,6 +457,60 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// decode returns the events of body in mode m, answering 400 (or 413 for
+// a batch of too many events) when it cannot.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, m mode, body []byte) ([]event.Event, bool) {
+	if m != modeBinary && !utf8.Valid(body) {
+		// JSON text is UTF-8 (RFC 8259); decoding would silently replace
+		// the bad bytes with U+FFFD, which binary mode refuses.
+		invalid(w, errors.New("the body is not valid UTF-8, as JSON text must be (RFC 8259)"), -1)
+		return nil, false
+	}
+	var e event.Event
+	var err error
+	switch m {
+	case modeBinary:
+		e, err = decodeBinary(r.Header, body)
+	case modeStructured:
+		e, err = eventkit.UnmarshalEvent(body)
+	case modeBatch:
+		evs, err := eventkit.UnmarshalBatch(body)
+		if err != nil {
+			invalid(w, err, badIndex(body))
+			return nil, false
+		}
+		if len(evs) > h.maxBatchEvents {
+			writeProblem(w, &Problem{Type: problemBase + "too-large", Status: http.StatusRequestEntityTooLarge,
+				Detail: fmt.Sprintf("a batch holds at most %d events, got %d", h.maxBatchEvents, len(evs))})
+			return nil, false
+		}
+		return evs, true
+	}
+	if err != nil {
+		invalid(w, err, -1)
+		return nil, false
+	}
+	return []event.Event{e}, true
+}
+
+// topics chooses the topic of each event, answering 400 when it cannot.
+func (h *Handler) topics(w http.ResponseWriter, r *http.Request, m mode, events []event.Event) ([]string, bool) {
+	topics := make([]string, len(events))
+	for i := range events {
+		t, err := h.topic(r, events[i])
+		if err != nil {
+			idx := -1
+			if m == modeBatch {
+				idx = i
+			}
+			invalid(w, err, idx)
+			return nil, false
+		}
+		topics[i] = t
+	}
+	return topics, true
 }
 
 // EachPublisher is implemented by publishers that publish events to a
@@ -467,6 +561,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *eventkit.ValidationError
 	if errors.As(err, &ve) {
 		invalid(w, err, -1)
+		return
+	}
+	if isProblem(err) {
+		// The publisher said how to answer (507 when the store is full).
+		if r.Context().Err() == nil {
+			h.log.Warn("cehttp: publish refused", "err", err, "remote", r.RemoteAddr)
+		}
+		writeError(w, err)
 		return
 	}
 	// Always answer, even when the client seems gone: a handler that
@@ -558,6 +660,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 		buf := make([]byte, r.ContentLength)
 		n, err := io.ReadFull(r.Body, buf)
 		if err != nil {
+			if isProblem(err) {
+				writeError(w, err)
+				return nil, false
+			}
 			writeProblem(w, &Problem{Status: http.StatusBadRequest, Detail: fmt.Sprintf("reading the body: %v (%d of the %d bytes of Content-Length)", err, n, r.ContentLength)})
 			return nil, false
 		}
@@ -566,6 +672,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
+		if isProblem(err) {
+			writeError(w, err)
+			return nil, false
+		}
 		writeProblem(w, &Problem{Status: http.StatusBadRequest, Detail: "reading the body: " + err.Error()})
 		return nil, false
 	}
@@ -574,6 +684,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 		return nil, false
 	}
 	return buf.Bytes(), true
+}
+
+func isProblem(err error) bool {
+	var p *Problem
+	return errors.As(err, &p)
 }
 
 // decodeBinary builds the event of a binary-mode request.

@@ -268,6 +268,7 @@ func TestBearerToken(t *testing.T) {
 		t.Errorf("401 without WWW-Authenticate: Bearer")
 	}
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Basic czNjcmV0"}))), http.StatusUnauthorized)
+	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer "}))), http.StatusUnauthorized)
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer wrong"}))), http.StatusForbidden)
 	problem(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer s3cret2"}))), http.StatusForbidden)
 	if _, got := rec.got(); len(got) != 0 {
@@ -276,11 +277,15 @@ func TestBearerToken(t *testing.T) {
 	wantStatus(t, do(t, h, post("", "", binaryHeaders(map[string]string{"Authorization": "Bearer s3cret"}))), http.StatusNoContent)
 }
 
+// TestHMACSignature: the body-only signature of earlier versions is
+// refused unless the legacy switch is on; with it, it is checked.
 func TestHMACSignature(t *testing.T) {
 	rec := &recorder{}
 	secret := []byte("shared")
-	h := cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret))
 	body := `{"a":1}`
+	legacyOK := binaryHeaders(map[string]string{cehttp.SignatureHeader: cehttp.Sign(secret, []byte(body))})
+	problem(t, do(t, cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret)), post("application/json", body, legacyOK)), http.StatusUnauthorized)
+	h := cehttp.NewHandler(rec, cehttp.WithHMACSecret(secret), cehttp.WithLegacyBodySignature(secret))
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(nil))), http.StatusUnauthorized)
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(map[string]string{cehttp.SignatureHeader: cehttp.Sign([]byte("other"), []byte(body))}))), http.StatusForbidden)
 	problem(t, do(t, h, post("application/json", body, binaryHeaders(map[string]string{cehttp.SignatureHeader: "sha256=zz"}))), http.StatusForbidden)
@@ -310,5 +315,34 @@ func TestNoAnswerBeforeConfirmation(t *testing.T) {
 	req := post("", "", binaryHeaders(nil)).WithContext(ctx)
 	if resp := do(t, h, req); resp.StatusCode/100 == 2 {
 		t.Fatalf("a request whose client left was answered %d", resp.StatusCode)
+	}
+}
+
+// TestInvalidUTF8AndControlCharactersRefused: bytes that are not UTF-8 in
+// an attribute, and control characters, are refused the same way in
+// binary, structured and batch mode, and nothing is published.
+func TestInvalidUTF8AndControlCharactersRefused(t *testing.T) {
+	rec := &recorder{}
+	h := cehttp.NewHandler(rec)
+	for name, bad := range map[string]struct{ header, json string }{
+		"invalid UTF-8": {"%FF", `\xff`},
+		"ESC":           {"%1B[2J", `\u001b[2J`},
+		"NUL":           {"%00", `\u0000`},
+		"CR LF":         {"%0D%0A", `\r\n`},
+	} {
+		js := strings.ReplaceAll(`{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"a`+bad.json+`b"}`, `\xff`, "\xff")
+		for mode, req := range map[string]*http.Request{
+			"binary":     post("application/json", "{}", binaryHeaders(map[string]string{"ce-subject": "a" + bad.header + "b"})),
+			"structured": post("application/cloudevents+json", js, nil),
+			"batch":      post("application/cloudevents-batch+json", "["+js+"]", nil),
+		} {
+			resp := do(t, h, req)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s in %s mode: %d, want 400", name, mode, resp.StatusCode)
+			}
+		}
+	}
+	if _, got := rec.got(); len(got) != 0 {
+		t.Fatalf("%d events published", len(got))
 	}
 }

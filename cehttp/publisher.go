@@ -46,7 +46,8 @@ func WithMode(m eventkit.Mode) PublisherOption {
 func WithBatch() PublisherOption { return func(p *poster) error { p.batch = true; return nil } }
 
 // WithHTTPClient sets the client, which the caller owns: Close does not
-// close its idle connections. By default the Publisher makes its own, with
+// close its idle connections, and its redirect policy and dialer apply
+// (WithPublicTargetsOnly and WithSameOriginRedirects do not). By default the Publisher makes its own, with
 // the request timeout. The client must not be nil.
 func WithHTTPClient(c *http.Client) PublisherOption {
 	return func(p *poster) error {
@@ -88,8 +89,11 @@ func WithToken(token string) PublisherOption {
 	}
 }
 
-// WithSigningSecret signs every body with HMAC-SHA256 in SignatureHeader;
-// the secret must not be empty.
+// WithSigningSecret signs every request with HMAC-SHA256 under secret as
+// RFC 9421 describes (SignRequest: the method, the path, the content type,
+// Eventkit-Topic, every ce- header and the body's Content-Digest, with a
+// creation time and a nonce), so that a Handler given WithHMACSecret(secret)
+// accepts it; the secret must not be empty.
 func WithSigningSecret(secret []byte) PublisherOption {
 	return func(p *poster) error {
 		if len(secret) == 0 {
@@ -98,6 +102,13 @@ func WithSigningSecret(secret []byte) PublisherOption {
 		p.secret = append([]byte(nil), secret...)
 		return nil
 	}
+}
+
+// WithLegacySignature also sends SignatureHeader, the HMAC-SHA256 of the
+// body alone under the signing secret, for receivers of earlier versions.
+// It needs WithSigningSecret.
+func WithLegacySignature() PublisherOption {
+	return func(p *poster) error { p.legacy = true; return nil }
 }
 
 // WithHeader adds a header to every request. The name must be a valid
@@ -158,17 +169,21 @@ type Publisher struct {
 
 // poster is the Publisher's driver: it encodes and posts a batch.
 type poster struct {
-	url          string
-	structured   bool
-	batch        bool
-	client       *http.Client
-	ownClient    bool
-	timeout      time.Duration
-	token        string
-	secret       []byte
-	header       http.Header
-	noTopic      bool
-	closeTimeout time.Duration
+	url        string
+	structured bool
+	batch      bool
+	client     *http.Client
+	ownClient  bool
+	timeout    time.Duration
+	token      string
+	secret     []byte
+	legacy     bool
+	publicOnly bool
+	// sameOriginRedirects follows 307/308 to the same origin.
+	sameOriginRedirects bool
+	header              http.Header
+	noTopic             bool
+	closeTimeout        time.Duration
 }
 
 // NewPublisher returns a publisher posting to target, an http or https URL.
@@ -188,8 +203,11 @@ func NewPublisher(target string, opts ...PublisherOption) (*Publisher, error) {
 			return nil, err
 		}
 	}
+	if d.legacy && d.secret == nil {
+		return nil, eventkit.InvalidOption("cehttp.WithLegacySignature", "needs WithSigningSecret")
+	}
 	if d.client == nil {
-		d.client, d.ownClient = &http.Client{Timeout: d.timeout}, true
+		d.client, d.ownClient = d.newClient(), true
 	}
 	t, err := transport.NewPublisher(d, transport.WithName("cehttp"), transport.WithCloseTimeout(d.closeTimeout))
 	if err != nil {
@@ -302,7 +320,12 @@ func (p *poster) post(ctx context.Context, name string, h http.Header, body []by
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	if p.secret != nil {
-		req.Header.Set(SignatureHeader, Sign(p.secret, body))
+		if p.legacy {
+			req.Header.Set(SignatureHeader, Sign(p.secret, body))
+		}
+		if err := SignRequest(req, body, signatureLabel, p.secret); err != nil {
+			return fmt.Errorf("cehttp: sign: %w", err)
+		}
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -384,6 +407,11 @@ func (p *Publisher) Handshake(ctx context.Context, origin string, rate int) erro
 	}
 	if p.d.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.d.token)
+	}
+	if p.d.secret != nil {
+		if err := SignRequest(req, nil, signatureLabel, p.d.secret); err != nil {
+			return fmt.Errorf("cehttp: handshake: %w", err)
+		}
 	}
 	resp, err := p.d.client.Do(req)
 	if err != nil {

@@ -57,8 +57,13 @@ type BrokerConfig struct {
 	// the embedded server.
 	URL string `yaml:"url"`
 	// Listen makes the embedded server accept NATS clients on this address
-	// too (host:port); empty keeps it in-process only.
+	// too (host:port); empty keeps it in-process only. It needs Token.
 	Listen string `yaml:"listen"`
+	// Token is the credential NATS clients of the embedded server's
+	// listener must present (nats.Token; "env:NAME" reads the
+	// environment). Required with Listen: without it, anyone reaching the
+	// port could publish, read and delete the stored events.
+	Token string `yaml:"token"`
 	// Stream is the JetStream stream holding the events ("EVENTKIT").
 	Stream string `yaml:"stream"`
 	// SubjectPrefix is prepended to topics to make NATS subjects
@@ -68,24 +73,65 @@ type BrokerConfig struct {
 	Retention Duration `yaml:"retention"`
 	// MaxBytes bounds the stream's size (0: no bound).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// Discard is what happens at MaxBytes: "new" (the default) refuses
+	// new events with 507 Insufficient Storage, so that nothing accepted
+	// is dropped; "old" drops the oldest events to make room, each drop
+	// counted (eventkit_broker_discarded_total), logged, and for each
+	// subscription that had not delivered them,
+	// eventkit_subscription_lost_total.
+	Discard string `yaml:"discard"`
 }
 
-// AuthConfig holds the credentials of the ingress. Values of the form
-// "env:NAME" are read from the environment variable NAME.
+// AuthConfig holds the credentials of the server. When any is set, every
+// route but /healthz and /readyz requires it: each configured scheme (a
+// bearer token, a request signature) is required, and must grant the
+// route's scope (ScopePublish, ScopeRead, ScopeAdmin, ScopeMetrics).
+// Values of the form "env:NAME" are read from the environment variable
+// NAME.
 type AuthConfig struct {
-	// Token, when set, is required as "Authorization: Bearer <token>".
+	// Token, when set, is required as "Authorization: Bearer <token>"; it
+	// grants every scope.
 	Token string `yaml:"token"`
-	// HMACSecret, when set, requires the X-Eventkit-Signature header.
+	// Tokens are more bearer tokens, each with its scopes.
+	Tokens []TokenConfig `yaml:"tokens"`
+	// HMACSecret, when set, requires requests signed as RFC 9421 describes
+	// with hmac-sha256 (see cehttp.SignRequest).
 	HMACSecret string `yaml:"hmac_secret"`
+	// HMACScopes are the scopes a signature grants (every scope when
+	// empty).
+	HMACScopes []string `yaml:"hmac_scopes"`
+	// LegacyBodySignature also accepts, on POST /events, the body-only
+	// X-Eventkit-Signature of earlier versions (no protection of the
+	// attributes nor from replays).
+	LegacyBodySignature bool `yaml:"legacy_body_signature"`
+	// ClockSkew bounds the age of a signature (cehttp.DefaultClockSkew).
+	ClockSkew Duration `yaml:"clock_skew"`
+	// ReplayCacheSize bounds the nonces remembered
+	// (cehttp.DefaultReplayCacheSize); when full, signed requests get 503.
+	ReplayCacheSize int `yaml:"replay_cache_size"`
 	// AllowedOrigins limits the webhook handshake (default: any origin).
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
-// LimitsConfig bounds requests (zero values take cehttp's defaults).
+// LimitsConfig bounds requests and resources (zero values take the
+// defaults: cehttp's for the sizes, DefaultMax… for the others). Each is
+// visible as eventkit_limit{name}.
 type LimitsConfig struct {
 	MaxEventBytes  int64 `yaml:"max_event_bytes"`
 	MaxBatchBytes  int64 `yaml:"max_batch_bytes"`
 	MaxBatchEvents int   `yaml:"max_batch_events"`
+	// MaxHeaderBytes bounds a request's header (431 above it).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConcurrentRequests bounds the requests to /events in progress
+	// (503 with Retry-After above it).
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// MaxBufferedBytes bounds the request bodies held at once, each
+	// counted at its Content-Length, or at its limit when the length is
+	// unknown (503 with Retry-After above it).
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+	// StreamWriteTimeout bounds each write to a stream client: a client
+	// that does not read for that long is dropped.
+	StreamWriteTimeout Duration `yaml:"stream_write_timeout"`
 }
 
 // SubscriptionConfig delivers the events of the topics matching Topic to
@@ -101,9 +147,15 @@ type SubscriptionConfig struct {
 	URL string `yaml:"url"`
 	// Mode is "binary" (the default), "structured" or "batch".
 	Mode string `yaml:"mode"`
-	// Token is sent as a bearer token; HMACSecret signs the body.
+	// Token is sent as a bearer token; HMACSecret signs each request as
+	// RFC 9421 describes (hmac-sha256 over the method, the path, the
+	// content type, every ce- header and the body's Content-Digest, with a
+	// creation time and a nonce), so that another eventkit verifies it.
 	Token      string `yaml:"token"`
 	HMACSecret string `yaml:"hmac_secret"`
+	// LegacySignature also sends the body-only X-Eventkit-Signature of
+	// earlier versions (needs HMACSecret).
+	LegacySignature bool `yaml:"legacy_signature"`
 	// Timeout bounds each request (10s).
 	Timeout Duration `yaml:"timeout"`
 	// MaxAttempts is the number of deliveries before the event is
@@ -120,6 +172,14 @@ type SubscriptionConfig struct {
 	// FromStart makes a new subscription start with the oldest stored
 	// event instead of the next one.
 	FromStart bool `yaml:"from_start"`
+	// AllowPrivateTargets lets the webhook be on a loopback, link-local or
+	// private address (refused by default, checked at connect time, so a
+	// name resolving to one is refused too).
+	AllowPrivateTargets bool `yaml:"allow_private_targets"`
+	// FollowRedirects is "none" (the default: a 3xx fails the delivery)
+	// or "same_origin" (307 and 308 to the same scheme, host and port are
+	// followed).
+	FollowRedirects string `yaml:"follow_redirects"`
 	// HandshakeOrigin, when set, makes the server perform the CloudEvents
 	// Web Hook validation handshake with this origin at startup; a webhook
 	// that does not grant it stops the start.
@@ -181,8 +241,23 @@ func (c *Config) Defaults() {
 	if c.Broker.SubjectPrefix == "" {
 		c.Broker.SubjectPrefix = "events"
 	}
+	if c.Broker.Discard == "" {
+		c.Broker.Discard = "new"
+	}
 	if c.Broker.Retention == 0 {
 		c.Broker.Retention = Duration(DefaultRetention)
+	}
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Limits.MaxConcurrentRequests == 0 {
+		c.Limits.MaxConcurrentRequests = DefaultMaxConcurrentRequests
+	}
+	if c.Limits.MaxBufferedBytes == 0 {
+		c.Limits.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.Limits.StreamWriteTimeout == 0 {
+		c.Limits.StreamWriteTimeout = DefaultStreamWriteTimeout
 	}
 	if c.MaxStreamClients == 0 {
 		c.MaxStreamClients = 64
@@ -213,6 +288,9 @@ func (c *Config) Defaults() {
 		if s.Concurrency == 0 {
 			s.Concurrency = 1
 		}
+		if s.FollowRedirects == "" {
+			s.FollowRedirects = "none"
+		}
 	}
 }
 
@@ -234,6 +312,19 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
 			return bad("broker.listen %q: %v", c.Broker.Listen, err)
 		}
+		if c.Broker.Token == "" {
+			return bad("broker.listen needs broker.token: NATS clients of the listener must authenticate")
+		}
+	}
+	if l := c.Limits; l.MaxEventBytes < 0 || l.MaxBatchBytes < 0 || l.MaxBatchEvents < 0 || l.MaxHeaderBytes < 0 ||
+		l.MaxConcurrentRequests < 0 || l.MaxBufferedBytes < 0 || l.StreamWriteTimeout < 0 || c.MaxStreamClients < 0 {
+		return bad("limits and max_stream_clients must not be negative")
+	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	if c.Broker.Discard != "new" && c.Broker.Discard != "old" {
+		return bad("broker.discard %q (want new or old)", c.Broker.Discard)
 	}
 	if !nameRE.MatchString(c.Broker.Stream) {
 		return bad("broker.stream %q: use letters, digits, '-' and '_'", c.Broker.Stream)
@@ -267,11 +358,36 @@ func (c *Config) Validate() error {
 		if topic.Match(s.Topic, s.DeadLetter) {
 			return bad("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
 		}
+		if s.FollowRedirects != "none" && s.FollowRedirects != "same_origin" {
+			return bad("subscription %s: follow_redirects %q (want none or same_origin)", s.Name, s.FollowRedirects)
+		}
+		if s.LegacySignature && s.HMACSecret == "" {
+			return bad("subscription %s: legacy_signature needs hmac_secret", s.Name)
+		}
 		if s.MaxAttempts < 1 || s.Concurrency < 1 {
 			return bad("subscription %s: max_attempts and concurrency must be positive", s.Name)
 		}
 	}
 	return nil
+}
+
+func (c *Config) validateAuth() error {
+	a := c.Auth
+	for i, t := range a.Tokens {
+		if t.Token == "" {
+			return fmt.Errorf("hub: config: auth.tokens[%d]: the token is empty", i)
+		}
+		if err := validScopes(fmt.Sprintf("auth.tokens[%d].scopes", i), t.Scopes); err != nil {
+			return err
+		}
+	}
+	if a.LegacyBodySignature && a.HMACSecret == "" {
+		return errors.New("hub: config: auth.legacy_body_signature needs auth.hmac_secret")
+	}
+	if a.ClockSkew < 0 || a.ReplayCacheSize < 0 {
+		return errors.New("hub: config: auth.clock_skew and auth.replay_cache_size must not be negative")
+	}
+	return validScopes("auth.hmac_scopes", a.HMACScopes)
 }
 
 // secret resolves "env:NAME" values.

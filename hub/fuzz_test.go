@@ -1,13 +1,11 @@
 package hub_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/internal/headerlines"
 )
 
 // FuzzIngress posts arbitrary requests (header lines "name: value", then
@@ -49,18 +48,7 @@ func FuzzIngress(f *testing.F) {
 	h := s.Handler()
 	stored := map[string]bool{} // the de-duplication keys stored so far
 	f.Fuzz(func(t *testing.T, headers string, body []byte) {
-		newReq := func() *http.Request {
-			req := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(body))
-			for _, l := range strings.Split(headers, "\n") {
-				k, v, ok := strings.Cut(l, ":")
-				k = strings.TrimSpace(k)
-				if !ok || k == "" || strings.ContainsAny(k, " \t\r\x00") {
-					continue
-				}
-				req.Header.Add(k, strings.TrimSpace(v))
-			}
-			return req
-		}
+		newReq := func() *http.Request { return headerlines.Post(headers, body) }
 		// The reference: what the ingress decodes from this request.
 		var want []event.Event
 		var wantTopics []string

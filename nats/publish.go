@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
@@ -231,7 +232,22 @@ func retryable(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == 503
+		return apiErr.Code == 503 && !storeFull(apiErr)
+	}
+	return false
+}
+
+// storeFull reports whether a JetStream error says the store cannot take
+// the event: the stream at its limit with DiscardNew, JetStream out of
+// resources, the disk full. Resending would wait the whole publish
+// timeout for nothing, so the publish fails at once.
+func storeFull(e *jetstream.APIError) bool {
+	const insufficientResources, storeFailed = 10023, 10077
+	switch e.ErrorCode {
+	case insufficientResources:
+		return true
+	case storeFailed:
+		return strings.Contains(e.Description, "maximum bytes") || strings.Contains(e.Description, "no space")
 	}
 	return false
 }

@@ -29,8 +29,8 @@ type StreamConfig struct {
 	Retention jetstream.RetentionPolicy
 	// MaxAge drops events older than this (0: no limit).
 	MaxAge time.Duration
-	// MaxBytes bounds the stream's size; the oldest events go first (0 or
-	// negative: no limit).
+	// MaxBytes bounds the stream's size; at the bound, Discard decides (0
+	// or negative: no limit).
 	MaxBytes int64
 	// MaxMsgs bounds the number of events kept (0 or negative: no limit).
 	MaxMsgs int64
@@ -41,6 +41,10 @@ type StreamConfig struct {
 	// Duplicates is the window in which a re-published event (same
 	// Nats-Msg-Id) is dropped (0: the server's default of two minutes).
 	Duplicates time.Duration
+	// Discard is what a full stream does: jetstream.DiscardOld (the zero
+	// value) drops the oldest events, jetstream.DiscardNew refuses new
+	// ones (the publish fails).
+	Discard jetstream.DiscardPolicy
 }
 
 func (c StreamConfig) js() jetstream.StreamConfig {
@@ -54,7 +58,7 @@ func (c StreamConfig) js() jetstream.StreamConfig {
 		Replicas:   max(c.Replicas, 1),
 		Storage:    c.Storage,
 		Duplicates: c.Duplicates,
-		Discard:    jetstream.DiscardOld,
+		Discard:    c.Discard,
 	}
 }
 

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/hub"
 )
 
@@ -54,7 +55,9 @@ func main() {
 	spawn := flag.String("spawn", "", "run the server as a separate process: path of the eventkit binary, started as \"serve\" on a free port and a temporary data directory (its CPU time is reported per event)")
 	clientKind := flag.String("client", "raw", "load generator: raw (HTTP/1.1 keep-alive over net.Conn, requests built in a reused buffer, light) or nethttp (net/http.Client)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file`")
+	hmacFlag := flag.String("hmac", "", "in-process server: require RFC 9421 request signatures under this secret (auth.hmac_secret); single mode signs each request before the timed run")
 	flag.Parse()
+	hmacSecret = *hmacFlag
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -93,7 +96,7 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
-		s, err := hub.New(hub.Config{DataDir: dir}, hub.WithListener(ln),
+		s, err := hub.New(hub.Config{DataDir: dir, Auth: hub.AuthConfig{HMACSecret: *hmacFlag}}, hub.WithListener(ln),
 			hub.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 		if err != nil {
 			fatal(err)
@@ -132,7 +135,8 @@ func main() {
 			default:
 				fatal(fmt.Errorf("unknown mode %q", m))
 			}
-			res.selfCPU = processCPU() - cpu0
+			res.selfCPU = processCPU() - cpu0 - signCPU
+			signCPU = 0
 			if pid != 0 {
 				res.serverCPU = pidCPU(pid) - scpu0
 			}
@@ -367,9 +371,51 @@ func drive(kind, base string, conc, requests int, build func(w, i int, req *requ
 	return result{events: ok.Load(), failed: failed.Load(), elapsed: el, rate: float64(ok.Load()) / el.Seconds(), p50: pct(.50), p99: pct(.99)}
 }
 
+// hmacSecret signs the single-mode requests when not empty (-hmac).
+var hmacSecret string
+
+// signCPU is the CPU time the last signatures call took (not counted in
+// the run's CPU: the signing is the load generator's, before the run).
+var signCPU time.Duration
+
+// signatures returns the signature headers of the n single-mode requests,
+// made before the timed run (the load generator shares the CPU).
+func signatures(base, prefix string, n int, body []byte) [][3][2]string {
+	if hmacSecret == "" {
+		return nil
+	}
+	cpu0 := processCPU()
+	defer func() { signCPU = processCPU() - cpu0 }()
+	out := make([][3][2]string, n)
+	for i := range out {
+		req, _ := http.NewRequest(http.MethodPost, base+"/events", bytes.NewReader(body))
+		for _, h := range singleHeaders(prefix, i) {
+			req.Header.Set(h[0], h[1])
+		}
+		if err := cehttp.SignRequest(req, body, "bench", []byte(hmacSecret)); err != nil {
+			fatal(err)
+		}
+		for j, k := range []string{cehttp.ContentDigestHeader, cehttp.SignatureInputHeader, cehttp.SignatureValueHeader} {
+			out[i][j] = [2]string{k, req.Header.Get(k)}
+		}
+	}
+	return out
+}
+
+func singleHeaders(prefix string, i int) [][2]string {
+	return [][2]string{
+		{"Content-Type", "application/json"},
+		{"Ce-Specversion", "1.0"},
+		{"Ce-Id", prefix + strconv.Itoa(i)},
+		{"Ce-Source", "/bench/ingress"},
+		{"Ce-Type", "bench.ingress.single"},
+	}
+}
+
 func runSingle(kind, base string, n, conc int, data string, run int) result {
 	body := []byte(data)
 	prefix := "s" + strconv.Itoa(run) + "-"
+	sigs := signatures(base, prefix, n, body)
 	res := drive(kind, base, conc, n, func(_, i int, req *request) int {
 		req.body = body
 		req.headers = append(req.headers[:0],
@@ -378,6 +424,9 @@ func runSingle(kind, base string, n, conc int, data string, run int) result {
 			[2]string{"Ce-Id", prefix + strconv.Itoa(i)},
 			[2]string{"Ce-Source", "/bench/ingress"},
 			[2]string{"Ce-Type", "bench.ingress.single"})
+		if sigs != nil {
+			req.headers = append(req.headers, sigs[i][:]...)
+		}
 		return 1
 	}, http.StatusNoContent)
 	res.perReq = 1

@@ -37,6 +37,7 @@ type config struct {
 	maxStore   int64
 	maxPayload int32
 	ready      time.Duration
+	token      string
 }
 
 // WithStoreDir sets the directory where JetStream keeps its streams. The
@@ -88,6 +89,12 @@ func WithJetStreamLimits(maxMemory, maxStore int64) Option {
 func WithMaxPayload(n int32) Option {
 	return func(c *config) { c.maxPayload = n }
 }
+
+// WithAuthToken requires every client, the connections Connect makes
+// included, to present token (nats.Token). Use it whenever the server
+// listens on a port: without it, anyone who reaches the port can publish,
+// read and delete the streams.
+func WithAuthToken(token string) Option { return func(c *config) { c.token = token } }
 
 // WithReadyTimeout bounds how long Run and Restart wait for the
 // server to accept connections (default 30s).
@@ -152,6 +159,7 @@ func (e *Embedded) start() (*server.Server, error) {
 		MaxPayload:         e.cfg.maxPayload,
 		NoSigs:             true,
 		NoLog:              e.cfg.logger == nil,
+		Authorization:      e.cfg.token,
 	}
 	if e.cfg.listen {
 		o.Host, o.Port = e.cfg.host, e.port
@@ -247,6 +255,9 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 			slog.Warn("nats: asynchronous error", "subject", subject, "error", err)
 		}),
 	}, opts...)
+	if e.cfg.token != "" {
+		all = append([]nats.Option{nats.Token(e.cfg.token)}, all...)
+	}
 	nc, err := nats.Connect("nats://in-process", all...)
 	if err != nil {
 		return nil, fmt.Errorf("natsserver: connect: %w", err)
