@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,7 +159,8 @@ func sagaTestSeen(t *testing.T, newStore SagaStoreFactory) {
 }
 
 // sagaOutbox returns the pending records of o whose event ids start with
-// prefix, in order.
+// prefix, by event id (the outbox orders the events of one key, not events
+// of different keys).
 func sagaOutbox(t *testing.T, o outbox.Store, prefix string) []outbox.Record {
 	t.Helper()
 	ctx := sagaCtx(t)
@@ -181,11 +183,11 @@ func sagaOutbox(t *testing.T, o outbox.Store, prefix string) []outbox.Record {
 	}
 	var out []outbox.Record
 	for _, r := range recs {
-		if len(r.Event.ID()) >= len(prefix) && r.Event.ID()[:len(prefix)] == prefix {
+		if strings.HasPrefix(r.Event.ID(), prefix) {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b outbox.Record) int { return int(a.ID - b.ID) })
+	slices.SortFunc(out, func(a, b outbox.Record) int { return strings.Compare(a.Event.ID(), b.Event.ID()) })
 	return out
 }
 
