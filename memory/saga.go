@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/saga"
+	"github.com/eventkit/eventkit/topic"
 )
 
 // SagaStore is an in-process saga.Store: instances live in memory, and the
@@ -127,4 +129,15 @@ func (s *SagaStore) List(_ context.Context, name string, f saga.Filter) ([]saga.
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out[:min(len(out), limit)], nil
+}
+
+// checkOutboxEvents validates what an Outbox is given to write.
+func checkOutboxEvents(topicName string, events []event.Event) error {
+	if err := topic.ValidateName(topicName); err != nil {
+		return fmt.Errorf("memory: outbox write: %w", err)
+	}
+	if err := eventkit.ValidateEvents(events); err != nil {
+		return fmt.Errorf("memory: outbox write: %w", err)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,8 +27,6 @@ type SagaStore struct {
 	wake   string
 }
 
-var _ saga.Store = (*SagaStore)(nil)
-
 // NewSagaStore returns a saga store in pool whose steps' messages go to ob
 // (an outbox of the same database), in table ("" for the default). Call
 // Migrate once (it migrates ob too).
@@ -40,6 +37,12 @@ func NewSagaStore(pool *pgxpool.Pool, ob *Outbox, table string) *SagaStore {
 	return &SagaStore{pool: pool, outbox: ob, table: quoteIdent(table), seen: quoteIdent(table + "_seen"),
 		wake: quoteIdent(indexName(table, "wake"))}
 }
+
+var _ saga.Store = (*SagaStore)(nil)
+
+// Outbox returns the outbox that receives the messages of saga steps, for
+// an outbox.Relay.
+func (s *SagaStore) Outbox() *Outbox { return s.outbox }
 
 // Migrate creates the store's tables, and its outbox's, if they do not
 // exist.
@@ -93,10 +96,7 @@ func pgWake(t time.Time) *time.Time {
 // partition locks in a cycle.
 func (s *SagaStore) Save(ctx context.Context, c saga.Change) error {
 	r := c.Record
-	if r.Version == 0 {
-		return fmt.Errorf("postgres: saga %s %q version 0: %w", r.Saga, r.ID, saga.ErrConflict)
-	}
-	data, err := json.Marshal(r)
+	data, err := saga.MarshalRecord(r)
 	if err != nil {
 		return fmt.Errorf("postgres: saga save: %w", err)
 	}

@@ -2,12 +2,9 @@ package saga_test
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,36 +12,20 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/saga"
-	"github.com/eventkit/eventkit/sqlite"
-	_ "modernc.org/sqlite"
 )
 
-// The crash tests run the order saga in a child process on an SQLite
-// database, SIGKILL it at a chosen point, then run a new child that handles
+// The crash tests run the order saga in a child process on a database
+// store, SIGKILL it at a chosen point, then run a new child that handles
 // every event again (a transport redelivers what was not acked; here:
 // everything) and fires the timers until every instance is final. The
 // outbox then must hold each effect exactly once.
 const (
-	crashEnvDB    = "EVENTKIT_SAGA_CRASH_DB"
-	crashEnvHang  = "EVENTKIT_SAGA_CRASH_HANG" // "step", "compensation" or "" (finish)
-	crashInstance = 20
-	crashVictim   = "o07" // odd: its payment fails, so it compensates
+	crashEnvBackend = "EVENTKIT_SAGA_CRASH_BACKEND"
+	crashEnvPlace   = "EVENTKIT_SAGA_CRASH_PLACE"
+	crashEnvHang    = "EVENTKIT_SAGA_CRASH_HANG" // "step", "compensation" or "" (finish)
+	crashInstance   = 20
+	crashVictim     = "o07" // odd: its payment fails, so it compensates
 )
-
-func crashOpen(t *testing.T, path string) (*sql.DB, *sqlite.SagaStore, *sqlite.Outbox) {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ob := sqlite.NewOutbox(db, sqlite.OutboxPartitions(4))
-	store := sqlite.NewSagaStore(db, ob, "")
-	if err := store.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return db, store, ob
-}
 
 // crashEvents are the events of every instance, interleaved: all
 // placements, all reservations, then the payment outcome (odd instances
@@ -64,86 +45,38 @@ func crashEvents() []event.Event {
 	return out
 }
 
-// crashHang makes the step or compensation named by the environment hang
-// for the victim instance, after it emitted its message: the parent kills
-// the child there.
+// crashHang makes the step or compensation "charge" hang, at the point
+// named by the environment, for the victim instance, after it emitted its
+// message: the parent kills the child there.
 func crashHang(point, id string) {
-	if os.Getenv(crashEnvHang) == point && id == crashVictim {
+	if point == os.Getenv(crashEnvHang)+":charge" && id == crashVictim {
 		fmt.Println("HANG " + point)
 		select {}
 	}
 }
 
 func TestSagaCrashChild(t *testing.T) {
-	path := os.Getenv(crashEnvDB)
-	if path == "" {
+	name, place := os.Getenv(crashEnvBackend), os.Getenv(crashEnvPlace)
+	if name == "" {
 		t.Skip("helper process of the saga crash tests")
 	}
-	_, store, _ := crashOpen(t, path)
-	wrapped, err := saga.New[order]("orders", store, saga.WithCompensationBackoff(time.Millisecond, time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crashSteps(t, wrapped)
+	i := slices.IndexFunc(backends, func(b backend) bool { return b.name == name })
+	store, _ := backends[i].open(t, place)
+	s := hookedOrderSaga(t, store, crashHang, saga.WithCompensationBackoff(time.Millisecond, time.Millisecond))
 	ctx := context.Background()
 	for i, e := range crashEvents() {
-		if err := wrapped.HandleEvent(ctx, e); err != nil {
+		if err := s.HandleEvent(ctx, e); err != nil {
 			t.Fatalf("HandleEvent(%s): %v", e.ID(), err)
 		}
 		fmt.Println("HANDLED", i)
 	}
-	for {
-		n, err := wrapped.FireDue(ctx)
-		if err != nil {
+	for n := 1; n > 0; {
+		var err error
+		if n, err = s.FireDue(ctx); err != nil {
 			t.Fatal(err)
-		}
-		if n == 0 {
-			break
 		}
 	}
 	fmt.Println("DONE")
-}
-
-// crashSteps adds the order saga's steps to s, with the hang points.
-func crashSteps(t *testing.T, s *saga.Saga[order]) {
-	t.Helper()
-	emitStep := func(topic, typ string, starts, complete bool, undo string) saga.Step[order] {
-		st := saga.Step[order]{Name: typ, Starts: starts,
-			Do: func(_ context.Context, c *saga.Context[order], e event.Event) error {
-				if typ == "" {
-					return errors.New("payment failed")
-				}
-				c.Emit(topic, cmd(typ))
-				if typ == "payment.charge" {
-					crashHang("step", c.ID) // the instance's second step
-				}
-				if complete {
-					c.Complete()
-				}
-				return nil
-			}}
-		if undo != "" {
-			st.Compensate = func(_ context.Context, c *saga.Context[order]) error {
-				c.Emit(topic, cmd(undo))
-				crashHang("compensation", c.ID)
-				return nil
-			}
-		}
-		return st
-	}
-	for typ, st := range map[string]saga.Step[order]{
-		"order.placed":    emitStep("stock", "stock.reserve", true, false, "stock.release"),
-		"stock.reserved":  emitStep("payments", "payment.charge", false, false, "payment.refund"),
-		"payment.charged": emitStep("orders", "order.confirm", false, true, ""),
-		"payment.failed":  emitStep("orders", "", false, false, ""),
-	} {
-		if st.Name == "" {
-			st.Name = "fail"
-		}
-		if err := s.On(typ, st); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // crashCount returns how many times each "instance type" message is in
@@ -170,9 +103,9 @@ func crashCount(t *testing.T, ob outbox.Store) map[string]int {
 	return counts
 }
 
-func crashCheck(t *testing.T, path string) {
+func crashCheck(t *testing.T, b backend, place string) {
 	t.Helper()
-	_, store, ob := crashOpen(t, path)
+	store, ob := b.open(t, place)
 	counts := crashCount(t, ob)
 	want := 0
 	for i := range crashInstance {
@@ -203,51 +136,55 @@ func crashCheck(t *testing.T, path string) {
 	}
 }
 
-func crashFinish(t *testing.T, path string) {
+// crashRun runs a child on the backend's place; with hang and line set, it
+// makes the child hang at that point, waits for the line the child prints
+// there and kills the child; else it waits for the child to finish.
+func crashRun(t *testing.T, b backend, place, hang, line string) {
 	t.Helper()
-	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvDB+"="+path)
-	child.WaitLine(t, "DONE", 2*time.Minute)
-	if err := child.Wait(); err != nil {
-		t.Fatalf("the finishing child failed: %v", err)
-	}
-	crashCheck(t, path)
-}
-
-func TestCrashMidStepResumes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "saga.db")
-	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvDB+"="+path, crashEnvHang+"=step")
-	child.WaitLine(t, "HANG step", 2*time.Minute)
-	if err := child.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	crashFinish(t, path)
-}
-
-func TestCrashMidCompensationResumes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "saga.db")
-	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvDB+"="+path, crashEnvHang+"=compensation")
-	child.WaitLine(t, "HANG compensation", 2*time.Minute)
-	if err := child.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_, store, _ := crashOpen(t, path)
-	if rec, err := store.Load(context.Background(), "orders", crashVictim); err != nil || rec.Status != saga.Compensating {
-		t.Fatalf("victim after the kill: %s, %v; want compensating", rec.Status, err)
-	}
-	crashFinish(t, path)
-}
-
-// TestCrashAnywhereResumes kills the child at points that the test does not
-// choose (after some events, while it goes on), three times, then
-// finishes.
-func TestCrashAnywhereResumes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "saga.db")
-	for _, after := range []int{5, 23, 47} {
-		child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvDB+"="+path)
-		child.WaitLine(t, "HANDLED "+strconv.Itoa(after), 2*time.Minute)
-		if err := child.Kill(); err != nil {
-			t.Fatal(err)
+	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvBackend+"="+b.name, crashEnvPlace+"="+place, crashEnvHang+"="+hang)
+	if line == "" {
+		child.WaitLine(t, "DONE", 2*time.Minute)
+		if err := child.Wait(); err != nil {
+			t.Fatalf("the finishing child failed: %v", err)
 		}
+		return
 	}
-	crashFinish(t, path)
+	child.WaitLine(t, line, 2*time.Minute)
+	if err := child.Kill(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrashResumes kills a child mid-step, mid-compensation, and three
+// times at points that the test does not choose (after some events, while
+// the child goes on); a new child then finishes, and each effect is in the
+// outbox once.
+func TestCrashResumes(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, c := range []struct {
+				name  string
+				kills [][2]string // hang point, line to kill at
+			}{
+				{"MidStep", [][2]string{{"step", "HANG step:charge"}}},
+				{"MidCompensation", [][2]string{{"compensation", "HANG compensation:charge"}}},
+				{"Anywhere", [][2]string{{"", "HANDLED 5"}, {"", "HANDLED 23"}, {"", "HANDLED 47"}}},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					place := b.place(t)
+					for _, k := range c.kills {
+						crashRun(t, b, place, k[0], k[1])
+					}
+					if c.name == "MidCompensation" {
+						store, _ := b.open(t, place)
+						if rec, err := store.Load(context.Background(), "orders", crashVictim); err != nil || rec.Status != saga.Compensating {
+							t.Fatalf("victim after the kill: %s, %v; want compensating", rec.Status, err)
+						}
+					}
+					crashRun(t, b, place, "", "")
+					crashCheck(t, b, place)
+				})
+			}
+		})
+	}
 }

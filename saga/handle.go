@@ -8,7 +8,17 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 )
+
+// Handler returns an eventkit.Handler that feeds the saga (for
+// Router.Handle): it acks once the event was handled or ignored, and nacks
+// when it must be redelivered.
+func (s *Saga[S]) Handler() eventkit.Handler {
+	return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+		return s.HandleEvent(ctx, m.Event)
+	})
+}
 
 // HandleEvent handles one event: it runs the step for the event's type on
 // the instance the event correlates to, and saves the result. It returns

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 )
 
 // Step is one step of a saga, triggered by an event type (Saga.On).
@@ -39,11 +38,11 @@ type Context[S any] struct {
 	// State is the instance's state; changes are saved with the step.
 	State *S
 
-	defaults   func(*event.Event)
-	out        []Message
-	deadline   time.Time
-	setDL      bool
-	completed  bool
+	defaults  func(*event.Event)
+	out       []Message
+	deadline  time.Time
+	setDL     bool
+	completed bool
 }
 
 // Emit records a message to publish to topic when the step commits. An
@@ -201,15 +200,6 @@ func (s *Saga[S]) On(eventType string, step Step[S]) error {
 	}
 	s.steps[eventType], s.byName[step.Name] = &step, &step
 	return nil
-}
-
-// Handler returns an eventkit.Handler that feeds the saga (for
-// Router.Handle): it acks once the event was handled or ignored, and nacks
-// when it must be redelivered.
-func (s *Saga[S]) Handler() eventkit.Handler {
-	return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
-		return s.HandleEvent(ctx, m.Event)
-	})
 }
 
 func extensionString(e event.Event, name string) string {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,54 +71,79 @@ func evData(id, typ, key string, data any) event.Event {
 	return e
 }
 
-// orderSaga returns the test saga: placed → reserve stock (undo: release);
-// stock.reserved → charge (undo: refund); payment.charged → confirm and
-// complete; payment.failed → fail (after emitting a message that must be
-// dropped).
+// orderStep is a step of the test saga: apply changes the state, then the
+// step emits its message, calls the hook (the crash tests hang there) and
+// fails with fail or completes; undo is its compensation's message.
+type orderStep struct {
+	typ, name        string
+	starts, complete bool
+	apply            func(*order, event.Event)
+	emit, undo       [2]string // topic and type; "" for none
+	fail             error
+}
+
+// hook is called by the test saga's steps and compensations after they
+// emitted, with "step:<name>" or "compensation:<name>" and the instance.
+type hook func(point, id string)
+
+func (st orderStep) step(h hook) saga.Step[order] {
+	out := saga.Step[order]{Name: st.name, Starts: st.starts,
+		Do: func(_ context.Context, c *saga.Context[order], e event.Event) error {
+			st.apply(c.State, e)
+			c.Emit(st.emit[0], cmd(st.emit[1]))
+			h("step:"+st.name, c.ID)
+			if st.complete {
+				c.Complete()
+			}
+			return st.fail
+		}}
+	if st.undo[0] != "" {
+		out.Compensate = func(_ context.Context, c *saga.Context[order]) error {
+			c.Emit(st.undo[0], cmd(st.undo[1]))
+			h("compensation:"+st.name, c.ID)
+			return nil
+		}
+	}
+	return out
+}
+
+// orderSteps: placed → reserve stock (undo: release); stock.reserved →
+// charge (undo: refund); payment.charged → confirm and complete;
+// payment.failed → fail (after changing the state and emitting a message,
+// both to be dropped).
+var orderSteps = []orderStep{
+	{typ: "order.placed", name: "reserve", starts: true, emit: [2]string{"stock", "stock.reserve"}, undo: [2]string{"stock", "stock.release"},
+		apply: func(o *order, e event.Event) {
+			var in struct{ Items int }
+			_ = e.DataAs(&in)
+			o.Items = in.Items
+		}},
+	{typ: "stock.reserved", name: "charge", emit: [2]string{"payments", "payment.charge"}, undo: [2]string{"payments", "payment.refund"},
+		apply: func(o *order, _ event.Event) { o.Reserved = true }},
+	{typ: "payment.charged", name: "confirm", complete: true, emit: [2]string{"orders", "order.confirm"},
+		apply: func(o *order, _ event.Event) { o.Charged = true }},
+	{typ: "payment.failed", name: "payment-failed", emit: [2]string{"orders", "order.dropped"}, fail: errors.New("card declined"),
+		apply: func(o *order, _ event.Event) { o.Notes = append(o.Notes, "dropped") }},
+}
+
+// orderSaga returns the test saga (orderSteps).
 func orderSaga(t *testing.T, store saga.Store, opts ...saga.Option) *saga.Saga[order] {
+	t.Helper()
+	return hookedOrderSaga(t, store, func(string, string) {}, opts...)
+}
+
+// hookedOrderSaga returns the test saga, whose steps call h.
+func hookedOrderSaga(t *testing.T, store saga.Store, h hook, opts ...saga.Option) *saga.Saga[order] {
 	t.Helper()
 	s, err := saga.New[order]("orders", store, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
+	for _, st := range orderSteps {
+		if err := s.On(st.typ, st.step(h)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	emit := func(topic, typ string) func(context.Context, *saga.Context[order]) error {
-		return func(_ context.Context, c *saga.Context[order]) error { c.Emit(topic, cmd(typ)); return nil }
-	}
-	must(s.On("order.placed", saga.Step[order]{Name: "reserve", Starts: true,
-		Do: func(_ context.Context, c *saga.Context[order], e event.Event) error {
-			var in struct{ Items int }
-			_ = e.DataAs(&in)
-			c.State.Items = in.Items
-			c.Emit("stock", cmd("stock.reserve"))
-			return nil
-		},
-		Compensate: emit("stock", "stock.release")}))
-	must(s.On("stock.reserved", saga.Step[order]{Name: "charge",
-		Do: func(_ context.Context, c *saga.Context[order], _ event.Event) error {
-			c.State.Reserved = true
-			c.Emit("payments", cmd("payment.charge"))
-			return nil
-		},
-		Compensate: emit("payments", "payment.refund")}))
-	must(s.On("payment.charged", saga.Step[order]{Name: "confirm",
-		Do: func(_ context.Context, c *saga.Context[order], _ event.Event) error {
-			c.State.Charged = true
-			c.Emit("orders", cmd("order.confirm"))
-			c.Complete()
-			return nil
-		}}))
-	must(s.On("payment.failed", saga.Step[order]{Name: "payment-failed",
-		Do: func(_ context.Context, c *saga.Context[order], _ event.Event) error {
-			c.State.Notes = append(c.State.Notes, "dropped")
-			c.Emit("orders", cmd("order.dropped"))
-			return errors.New("card declined")
-		}}))
 	return s
 }
 
@@ -286,85 +310,12 @@ func TestStepDeadline(t *testing.T) {
 	}
 }
 
-// barrierStore makes the first n Loads wait for each other, so that n
-// handlers read the same version and all but one conflict.
-type barrierStore struct {
-	saga.Store
-	wg        sync.WaitGroup
-	loads     atomic.Int32
-	n         int32
-	conflicts atomic.Int32
-}
-
-func (b *barrierStore) Load(ctx context.Context, name, id string) (saga.Record, error) {
-	r, err := b.Store.Load(ctx, name, id)
-	if b.loads.Add(1) <= b.n {
-		b.wg.Done()
-		b.wg.Wait()
-	}
-	return r, err
-}
-
-func (b *barrierStore) Save(ctx context.Context, c saga.Change) error {
-	err := b.Store.Save(ctx, c)
-	if errors.Is(err, saga.ErrConflict) {
-		b.conflicts.Add(1)
-	}
-	return err
-}
-
-func TestConflictRetriesEvent(t *testing.T) {
-	const n = 8
-	mem := memory.NewSagaStore()
-	setup := orderSaga(t, mem)
-	handle(t, setup, ev("e0", "order.placed", "o1"))
-	store := &barrierStore{Store: mem, n: n}
-	store.wg.Add(n)
-	s, _ := saga.New[order]("orders", store)
-	_ = s.On("note", saga.Step[order]{Do: func(_ context.Context, c *saga.Context[order], e event.Event) error {
-		c.State.Notes = append(c.State.Notes, e.ID())
-		return nil
-	}})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			if err := s.HandleEvent(context.Background(), ev(fmt.Sprint("n", i), "note", "o1")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	in := get(t, s, "o1")
-	if len(in.State.Notes) != n || in.Version != n+1 {
-		t.Fatalf("notes %v at version %d; want all %d events applied once", in.State.Notes, in.Version, n)
-	}
-	if c := store.conflicts.Load(); c < n-1 {
-		t.Fatalf("%d conflicts; want at least %d (the barrier makes them)", c, n-1)
-	}
-}
-
-func TestConflictRetriesExhausted(t *testing.T) {
-	mem := memory.NewSagaStore()
-	handle(t, orderSaga(t, mem), ev("e0", "order.placed", "o1"))
-	store := &barrierStore{Store: mem, n: 2}
-	store.wg.Add(2)
-	s := orderSaga(t, store, saga.WithConflictRetries(0))
-	errs := make(chan error, 2)
-	for _, id := range []string{"a", "b"} {
-		go func() { errs <- s.HandleEvent(context.Background(), ev(id, "stock.reserved", "o1")) }()
-	}
-	e1, e2 := <-errs, <-errs
-	if (e1 == nil) == (e2 == nil) || !errors.Is(errors.Join(e1, e2), saga.ErrConflict) {
-		t.Fatalf("errors %v, %v; want one success and one ErrConflict with no retries", e1, e2)
-	}
-}
-
 func TestTransientErrorRedelivers(t *testing.T) {
 	store := memory.NewSagaStore()
 	s, _ := saga.New[order]("t", store)
-	var calls atomic.Int32
+	calls := 0
 	_ = s.On("start", saga.Step[order]{Starts: true, Do: func(_ context.Context, c *saga.Context[order], _ event.Event) error {
-		if calls.Add(1) == 1 {
+		if calls++; calls == 1 {
 			return saga.Transient(errors.New("database busy"))
 		}
 		c.Emit("x", cmd("done"))
@@ -388,12 +339,11 @@ func TestTransientErrorRedelivers(t *testing.T) {
 func TestCompensationErrorBacksOff(t *testing.T) {
 	store, clk := memory.NewSagaStore(), newClock()
 	s, _ := saga.New[order]("c", store, saga.WithClock(clk.Now), saga.WithCompensationBackoff(time.Second, 4*time.Second))
-	var fails atomic.Int32
-	fails.Store(3)
+	fails := 3
 	_ = s.On("start", saga.Step[order]{Starts: true,
 		Do: func(context.Context, *saga.Context[order], event.Event) error { return nil },
 		Compensate: func(_ context.Context, c *saga.Context[order]) error {
-			if fails.Add(-1) >= 0 {
+			if fails--; fails >= 0 {
 				c.Emit("x", cmd("not.committed"))
 				return errors.New("broker down")
 			}

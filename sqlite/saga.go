@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -37,6 +36,10 @@ func NewSagaStore(db *sql.DB, ob *Outbox, table string) *SagaStore {
 	return &SagaStore{db: db, outbox: ob, name: table, table: esSqlIdent(table), seen: esSqlIdent(table + "_seen")}
 }
 
+// Outbox returns the outbox that receives the messages of saga steps, for
+// an outbox.Relay.
+func (s *SagaStore) Outbox() *Outbox { return s.outbox }
+
 // Migrate creates the store's tables, and its outbox's, if they do not
 // exist.
 func (s *SagaStore) Migrate(ctx context.Context) error {
@@ -63,7 +66,7 @@ func (s *SagaStore) Load(ctx context.Context, name, id string) (saga.Record, err
 	}
 	var r saga.Record
 	if err == nil {
-		err = json.Unmarshal(data, &r)
+		r, err = saga.UnmarshalRecord(data)
 	}
 	if err != nil {
 		return saga.Record{}, fmt.Errorf("sqlite: saga load: %w", err)
@@ -93,10 +96,7 @@ func sqlWake(t time.Time) any {
 // Save implements saga.Store: one transaction.
 func (s *SagaStore) Save(ctx context.Context, c saga.Change) error {
 	r := c.Record
-	if r.Version == 0 {
-		return fmt.Errorf("sqlite: saga %s %q version 0: %w", r.Saga, r.ID, saga.ErrConflict)
-	}
-	data, err := json.Marshal(r)
+	data, err := saga.MarshalRecord(r)
 	if err != nil {
 		return fmt.Errorf("sqlite: saga save: %w", err)
 	}
@@ -181,11 +181,11 @@ func (s *SagaStore) List(ctx context.Context, name string, f saga.Filter) ([]sag
 	var out []saga.Record
 	for rows.Next() {
 		var data []byte
-		var r saga.Record
 		if err := rows.Scan(&data); err != nil {
 			return nil, fmt.Errorf("sqlite: saga list: %w", err)
 		}
-		if err := json.Unmarshal(data, &r); err != nil {
+		r, err := saga.UnmarshalRecord(data)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: saga list: %w", err)
 		}
 		out = append(out, r)
