@@ -2,6 +2,7 @@ package eventkittest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -94,6 +95,11 @@ func sagaEqual(a, b saga.Record) bool {
 	if len(a.Done) == 0 && len(b.Done) == 0 {
 		a.Done, b.Done = nil, nil
 	}
+	var sa, sb any
+	if json.Unmarshal(a.State, &sa) != nil || json.Unmarshal(b.State, &sb) != nil || !reflect.DeepEqual(sa, sb) {
+		return false
+	}
+	a.State, b.State = nil, nil
 	return ta == tb && reflect.DeepEqual(a, b)
 }
 

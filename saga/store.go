@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -55,31 +56,35 @@ type Entry struct {
 	Error     string    `json:"error,omitempty"`
 }
 
-// Record is an instance as a Store keeps it: its state is JSON.
+// Record is an instance as a Store keeps it, its state as JSON. Its JSON
+// encoding (MarshalRecord) is the stored document of the database stores.
 type Record struct {
 	// Saga is the name of the saga; ID the instance's correlation key.
-	Saga, ID string
+	Saga string `json:"saga"`
+	ID   string `json:"id"`
 	// Version counts the saves of the instance: 1 after the first.
-	Version uint64
+	Version uint64 `json:"version"`
 	// Status is where the instance is in its life.
-	Status Status
-	// State is the instance's state, encoded as JSON.
-	State []byte
+	Status Status `json:"status"`
+	// State is the instance's state as JSON (a store may reformat it:
+	// compare decoded values).
+	State json.RawMessage `json:"state,omitempty"`
 	// Done lists the completed steps, in order (compensation runs them
 	// from the end).
-	Done []string
+	Done []string `json:"done,omitempty"`
 	// Deadline is when the instance times out (zero: never).
-	Deadline time.Time
+	Deadline time.Time `json:"deadline,omitzero"`
 	// Wake is when the timer loop must look at the instance (zero: never):
 	// the deadline while running, the next compensation while
 	// compensating. Stores index it (Store.Due).
-	Wake time.Time
+	Wake time.Time `json:"wake,omitzero"`
 	// Attempts counts the failed attempts of the next compensation.
-	Attempts int
+	Attempts int `json:"attempts,omitempty"`
 	// History is what happened to the instance, oldest first.
-	History []Entry
+	History []Entry `json:"history,omitempty"`
 	// Created and Updated are the times of the first and last saves.
-	Created, Updated time.Time
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }
 
 // Message is an event to publish to a topic, emitted by a step.
