@@ -22,7 +22,9 @@ import (
 const (
 	crashEnvBackend = "EVENTKIT_SAGA_CRASH_BACKEND"
 	crashEnvPlace   = "EVENTKIT_SAGA_CRASH_PLACE"
-	crashEnvHang    = "EVENTKIT_SAGA_CRASH_HANG" // "step", "compensation" or "" (finish)
+	crashEnvHang    = "EVENTKIT_SAGA_CRASH_HANG"  // "step", "compensation" or "" (finish)
+	crashEnvOnly    = "EVENTKIT_SAGA_CRASH_ONLY"  // handle only events of this type ("none": no event)
+	crashEnvLater   = "EVENTKIT_SAGA_CRASH_LATER" // the child's clock runs this much ahead
 	crashInstance   = 20
 	crashVictim     = "o07" // odd: its payment fails, so it compensates
 )
@@ -62,9 +64,13 @@ func TestSagaCrashChild(t *testing.T) {
 	}
 	i := slices.IndexFunc(backends, func(b backend) bool { return b.name == name })
 	store, _ := backends[i].open(t, place)
-	s := hookedOrderSaga(t, store, crashHang, saga.WithCompensationBackoff(time.Millisecond, time.Millisecond))
+	later, _ := time.ParseDuration(os.Getenv(crashEnvLater))
+	s := hookedOrderSaga(t, store, crashHang, saga.WithCompensationBackoff(time.Millisecond, time.Millisecond),
+		saga.WithTimeout(time.Hour), saga.WithClock(func() time.Time { return time.Now().Add(later) }))
 	ctx := context.Background()
-	for i, e := range crashEvents() {
+	only := os.Getenv(crashEnvOnly)
+	events := slices.DeleteFunc(crashEvents(), func(e event.Event) bool { return only != "" && e.Type() != only })
+	for i, e := range events {
 		if err := s.HandleEvent(ctx, e); err != nil {
 			t.Fatalf("HandleEvent(%s): %v", e.ID(), err)
 		}
@@ -103,7 +109,7 @@ func crashCount(t *testing.T, ob outbox.Store) map[string]int {
 	return counts
 }
 
-func crashCheck(t *testing.T, b backend, place string) {
+func crashCheck(t *testing.T, b backend, place string, timedOut bool) {
 	t.Helper()
 	store, ob := b.open(t, place)
 	counts := crashCount(t, ob)
@@ -112,7 +118,10 @@ func crashCheck(t *testing.T, b backend, place string) {
 		id := fmt.Sprintf("o%02d", i)
 		effects := []string{"stock.reserve", "payment.charge", "order.confirm"}
 		status := saga.Completed
-		if i%2 == 1 {
+		switch {
+		case timedOut:
+			effects, status = []string{"stock.reserve", "stock.release"}, saga.Compensated
+		case i%2 == 1:
 			effects = []string{"stock.reserve", "payment.charge", "payment.refund", "stock.release"}
 			status = saga.Compensated
 		}
@@ -136,12 +145,13 @@ func crashCheck(t *testing.T, b backend, place string) {
 	}
 }
 
-// crashRun runs a child on the backend's place; with hang and line set, it
-// makes the child hang at that point, waits for the line the child prints
-// there and kills the child; else it waits for the child to finish.
-func crashRun(t *testing.T, b backend, place, hang, line string) {
+// crashRun runs a child on the backend's place with env added; with line
+// set, it waits for that line and kills the child; else it waits for the
+// child to finish.
+func crashRun(t *testing.T, b backend, place, line string, env ...string) {
 	t.Helper()
-	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", crashEnvBackend+"="+b.name, crashEnvPlace+"="+place, crashEnvHang+"="+hang)
+	env = append(env, crashEnvBackend+"="+b.name, crashEnvPlace+"="+place)
+	child := eventkittest.StartChild(t, "^TestSagaCrashChild$", env...)
 	if line == "" {
 		child.WaitLine(t, "DONE", 2*time.Minute)
 		if err := child.Wait(); err != nil {
@@ -155,25 +165,35 @@ func crashRun(t *testing.T, b backend, place, hang, line string) {
 	}
 }
 
-// TestCrashResumes kills a child mid-step, mid-compensation, and three
-// times at points that the test does not choose (after some events, while
-// the child goes on); a new child then finishes, and each effect is in the
-// outbox once.
+// crashKill is one child killed: its environment and the line it is
+// killed at.
+type crashKill struct {
+	env, line string
+}
+
+// TestCrashResumes kills a child mid-step, mid-compensation, three times
+// at points that the test does not choose (after some events, while the
+// child goes on), and after it started instances whose deadline a later
+// child fires; a new child then finishes, and each effect is in the outbox
+// once.
 func TestCrashResumes(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			for _, c := range []struct {
-				name  string
-				kills [][2]string // hang point, line to kill at
+				name   string
+				kills  []crashKill
+				finish []string // environment of the finishing child
 			}{
-				{"MidStep", [][2]string{{"step", "HANG step:charge"}}},
-				{"MidCompensation", [][2]string{{"compensation", "HANG compensation:charge"}}},
-				{"Anywhere", [][2]string{{"", "HANDLED 5"}, {"", "HANDLED 23"}, {"", "HANDLED 47"}}},
+				{name: "MidStep", kills: []crashKill{{crashEnvHang + "=step", "HANG step:charge"}}},
+				{name: "MidCompensation", kills: []crashKill{{crashEnvHang + "=compensation", "HANG compensation:charge"}}},
+				{name: "Anywhere", kills: []crashKill{{"", "HANDLED 5"}, {"", "HANDLED 23"}, {"", "HANDLED 47"}}},
+				{name: "Deadline", kills: []crashKill{{crashEnvOnly + "=order.placed", "HANDLED 19"}},
+					finish: []string{crashEnvOnly + "=none", crashEnvLater + "=2h"}},
 			} {
 				t.Run(c.name, func(t *testing.T) {
 					place := b.place(t)
 					for _, k := range c.kills {
-						crashRun(t, b, place, k[0], k[1])
+						crashRun(t, b, place, k.line, k.env)
 					}
 					if c.name == "MidCompensation" {
 						store, _ := b.open(t, place)
@@ -181,8 +201,8 @@ func TestCrashResumes(t *testing.T) {
 							t.Fatalf("victim after the kill: %s, %v; want compensating", rec.Status, err)
 						}
 					}
-					crashRun(t, b, place, "", "")
-					crashCheck(t, b, place)
+					crashRun(t, b, place, "", c.finish...)
+					crashCheck(t, b, place, c.finish != nil)
 				})
 			}
 		})
