@@ -23,21 +23,34 @@ func init() {
 	}
 }
 
-// runSaga lists the instances of a saga, or shows one, read from a
-// postgres.SagaStore.
-func runSaga(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// sagaOptions are the flags of eventkit saga.
+type sagaOptions struct {
+	dsn, table, name, status, after string
+	limit                           int
+}
+
+// flags returns the flag set that fills o.
+func (o *sagaOptions) flags(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("saga", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dsn := fs.String("dsn", os.Getenv("EVENTKIT_POSTGRES_URL"), "PostgreSQL `URL` of the saga store (default: $EVENTKIT_POSTGRES_URL)")
-	table := fs.String("table", "eventkit_sagas", "the store's `table` (may be schema-qualified)")
-	name := fs.String("saga", "", "the saga's `name` (required)")
-	status := fs.String("status", "", "list only the instances in this `status` (running, compensating, completed, compensated)")
-	after := fs.String("after", "", "list the instances whose id sorts after `id` (paging)")
-	limit := fs.Int("limit", 100, "list at most `n` instances")
+	fs.StringVar(&o.dsn, "dsn", os.Getenv("EVENTKIT_POSTGRES_URL"), "PostgreSQL `URL` of the saga store (default: $EVENTKIT_POSTGRES_URL)")
+	fs.StringVar(&o.table, "table", "eventkit_sagas", "the store's `table` (may be schema-qualified)")
+	fs.StringVar(&o.name, "saga", "", "the saga's `name` (required)")
+	fs.StringVar(&o.status, "status", "", "list only the instances in this `status` (running, compensating, completed, compensated)")
+	fs.StringVar(&o.after, "after", "", "list the instances whose id sorts after `id` (paging)")
+	fs.IntVar(&o.limit, "limit", 100, "list at most `n` instances")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit saga list --saga NAME [--status S] [--after ID] [--limit N] [--dsn URL] [--table T]\n       eventkit saga show --saga NAME [--dsn URL] [--table T] ID\n\nshow prints the instance as JSON: status, state, completed steps, deadline and history.")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// runSaga lists the instances of a saga, or shows one, read from a
+// postgres.SagaStore.
+func runSaga(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o sagaOptions
+	fs := o.flags(stderr)
 	if len(args) == 0 || (args[0] != "list" && args[0] != "show") {
 		fs.Usage()
 		return fmt.Errorf("%w: want list or show", errUsage)
@@ -50,10 +63,10 @@ func runSaga(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch {
 	case fs.NArg() != wantArgs:
 		return fmt.Errorf("%w: saga %s takes %d argument(s)", errUsage, verb, wantArgs)
-	case *name == "" || *dsn == "":
+	case o.name == "" || o.dsn == "":
 		return fmt.Errorf("%w: --saga and --dsn (or EVENTKIT_POSTGRES_URL) are required", errUsage)
 	}
-	pool, err := pgxpool.New(ctx, *dsn)
+	pool, err := pgxpool.New(ctx, o.dsn)
 	if err != nil {
 		return err
 	}
@@ -62,11 +75,11 @@ func runSaga(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	store := postgres.NewSagaStore(pool, ob, *table)
+	store := postgres.NewSagaStore(pool, ob, o.table)
 	if verb == "show" {
-		return sagaShow(ctx, store, *name, fs.Arg(0), stdout)
+		return sagaShow(ctx, store, o.name, fs.Arg(0), stdout)
 	}
-	recs, err := store.List(ctx, *name, saga.Filter{Status: saga.Status(*status), After: *after, Limit: *limit})
+	recs, err := store.List(ctx, o.name, saga.Filter{Status: saga.Status(o.status), After: o.after, Limit: o.limit})
 	if err != nil {
 		return err
 	}
