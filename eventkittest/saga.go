@@ -25,7 +25,8 @@ type SagaStoreFactory func(t *testing.T) (saga.Store, outbox.Store)
 
 // TestSagaStore runs the conformance suite for a saga.Store: a round trip of
 // every field; creation and update with optimistic concurrency (one winner
-// among 16 concurrent saves); handled event ids; the outgoing messages
+// among 16 concurrent saves); handled event ids, forgotten when the
+// instance is final; the outgoing messages
 // written to the outbox with the change, and not at all with a refused
 // change; due timers in order; listing with filters and pages; isolation
 // between sagas.
@@ -161,6 +162,14 @@ func sagaTestSeen(t *testing.T, newStore SagaStoreFactory) {
 	sagaSave(t, s, saga.Change{Record: sagaRecord(name, id, 2), EventID: "e2"})
 	if seen, err := s.Seen(ctx, name, id, "e2"); err != nil || !seen {
 		t.Fatalf("Seen(e2) after its save = %v, %v; want true", seen, err)
+	}
+	final := sagaRecord(name, id, 3)
+	final.Status = saga.Completed
+	sagaSave(t, s, saga.Change{Record: final, EventID: "e3"})
+	for _, e := range []string{"e1", "e2", "e3"} {
+		if seen, err := s.Seen(ctx, name, id, e); err != nil || seen {
+			t.Fatalf("Seen(%s) after the instance completed = %v, %v; want false (a final instance forgets them)", e, seen, err)
+		}
 	}
 }
 

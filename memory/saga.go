@@ -22,13 +22,13 @@ import (
 type SagaStore struct {
 	mu     sync.Mutex
 	recs   map[[2]string]saga.Record
-	seen   map[[3]string]struct{}
+	seen   map[[2]string]map[string]bool // handled event ids by instance
 	outbox *Outbox
 }
 
 // NewSagaStore returns an empty store with its own outbox.
 func NewSagaStore() *SagaStore {
-	return &SagaStore{recs: map[[2]string]saga.Record{}, seen: map[[3]string]struct{}{}, outbox: NewOutbox()}
+	return &SagaStore{recs: map[[2]string]saga.Record{}, seen: map[[2]string]map[string]bool{}, outbox: NewOutbox()}
 }
 
 // Outbox returns the outbox that receives the messages of saga steps.
@@ -56,8 +56,7 @@ func (s *SagaStore) Load(_ context.Context, name, id string) (saga.Record, error
 func (s *SagaStore) Seen(_ context.Context, name, id, eventID string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.seen[[3]string{name, id, eventID}]
-	return ok, nil
+	return s.seen[[2]string{name, id}][eventID], nil
 }
 
 // Save implements saga.Store.
@@ -74,12 +73,16 @@ func (s *SagaStore) Save(_ context.Context, c saga.Change) error {
 	if cur, ok := s.recs[key]; r.Version == 0 || ok && cur.Version != r.Version-1 || !ok && r.Version != 1 {
 		return fmt.Errorf("memory: saga %s %q version %d: %w", r.Saga, r.ID, r.Version, saga.ErrConflict)
 	}
-	seenKey := [3]string{r.Saga, r.ID, c.EventID}
-	if _, dup := s.seen[seenKey]; dup && c.EventID != "" {
+	if c.EventID != "" && s.seen[key][c.EventID] {
 		return fmt.Errorf("memory: saga %s %q event %q: %w", r.Saga, r.ID, c.EventID, saga.ErrConflict)
 	}
-	if c.EventID != "" {
-		s.seen[seenKey] = struct{}{}
+	switch {
+	case r.Status.Final(): // a final instance handles no event: forget their ids
+		delete(s.seen, key)
+	case c.EventID != "" && s.seen[key] == nil:
+		s.seen[key] = map[string]bool{c.EventID: true}
+	case c.EventID != "":
+		s.seen[key][c.EventID] = true
 	}
 	s.recs[key] = cloneSagaRecord(r)
 	s.outbox.mu.Lock()

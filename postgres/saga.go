@@ -120,6 +120,11 @@ func (s *SagaStore) Save(ctx context.Context, c saga.Change) error {
 				return err
 			}
 		}
+		if r.Status.Final() { // a final instance handles no event: forget their ids
+			if _, err := tx.Exec(ctx, `DELETE FROM `+s.seen+` WHERE saga = $1 AND id = $2`, r.Saga, r.ID); err != nil {
+				return fmt.Errorf("postgres: saga save: %w", err)
+			}
+		}
 		out := slices.Clone(c.Outgoing)
 		n := s.outbox.Partitions()
 		slices.SortStableFunc(out, func(a, b saga.Message) int {

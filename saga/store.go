@@ -126,7 +126,9 @@ type Store interface {
 	Seen(ctx context.Context, saga, id, eventID string) (bool, error)
 	// Save applies a change atomically: the record, the handled event id
 	// and the outgoing messages, or none of them (ErrConflict, wrapped, on
-	// a version or event id conflict).
+	// a version or event id conflict). A save whose record has a final
+	// status forgets the instance's handled event ids (Seen then reports
+	// false): a final instance handles no event, so they are not needed.
 	Save(ctx context.Context, c Change) error
 	// Due returns up to limit ids of the saga's instances whose Wake is set
 	// and not after now, earliest first.

@@ -122,6 +122,11 @@ func (s *SagaStore) Save(ctx context.Context, c saga.Change) error {
 			return err
 		}
 	}
+	if r.Status.Final() { // a final instance handles no event: forget their ids
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.seen+` WHERE saga = ? AND id = ?`, r.Saga, r.ID); err != nil {
+			return fmt.Errorf("sqlite: saga save: %w", err)
+		}
+	}
 	for _, m := range c.Outgoing {
 		if err := s.outbox.Write(ctx, tx, m.Topic, m.Event); err != nil {
 			return fmt.Errorf("sqlite: saga save: %w", err)
