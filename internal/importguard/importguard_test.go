@@ -132,6 +132,8 @@ func rules() []rule {
 			why: "each middleware subpackage pulls only its own library"},
 		rule{pkg: "es/esprom", forbid: join(drivers, without(middlewareLibs, prometheus)),
 			why: "es's Prometheus gauge pulls Prometheus and nothing else heavy"},
+		rule{pkg: "saga/sagaprom", forbid: join(drivers, without(middlewareLibs, prometheus)),
+			why: "the saga metrics on Prometheus pull Prometheus and nothing else heavy"},
 		rule{pkg: "eventkittest", forbid: join(drivers, middlewareLibs),
 			why: "the conformance suites, which third-party transports import, pull no driver and no heavy library"},
 		rule{pkg: "driver", forbid: join(drivers, middlewareLibs), ifPresent: true,
