@@ -54,7 +54,11 @@ func (s *Saga[S]) compensateOnce(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cerr := step.Compensate(ctx, c); cerr != nil {
+	cerr := step.Compensate(ctx, c)
+	if cerr == nil {
+		cerr = c.checkOut()
+	}
+	if cerr != nil {
 		next.Attempts++
 		next.Wake = now.Add(s.backoff(next.Attempts))
 		if err := s.save(ctx, rec, next, "", nil); err != nil {

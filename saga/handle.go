@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
 )
 
 // Handler returns an eventkit.Handler that feeds the saga (for
@@ -84,6 +85,9 @@ func (s *Saga[S]) handleOnce(ctx context.Context, step *Step[S], id string, e ev
 	}
 	start := time.Now()
 	err = step.Do(ctx, c, e)
+	if err == nil {
+		err = c.checkOut() // an invalid message would block the instance: fail it
+	}
 	s.cfg.metrics.StepDone(s.name, step.Name, time.Since(start), err)
 	var transient *transientError
 	if errors.As(err, &transient) {
@@ -190,6 +194,20 @@ func (s *Saga[S]) save(ctx context.Context, prev, next Record, eventID string, o
 	err := s.store.Save(ctx, Change{Record: next, EventID: eventID, Outgoing: out})
 	if err != nil {
 		return fmt.Errorf("saga %s: saving %q: %w", s.name, next.ID, err)
+	}
+	return nil
+}
+
+// checkOut validates the emitted messages (topic and event), so that an
+// invalid one fails the step rather than every save of it.
+func (c *Context[S]) checkOut() error {
+	for _, m := range c.out {
+		if err := topic.ValidateName(m.Topic); err != nil {
+			return fmt.Errorf("saga: emitted to an invalid topic: %w", err)
+		}
+		if err := eventkit.ValidateEvent(m.Event); err != nil {
+			return fmt.Errorf("saga: emitted an invalid event: %w", err)
+		}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ type Instance[S any] struct {
 	Done     []string // completed steps not compensated, in order
 	Deadline time.Time
 	Wake     time.Time
+	Attempts int // failed attempts of the next compensation
 	History  []Entry
 	Created  time.Time
 	Updated  time.Time
@@ -50,7 +51,7 @@ func (s *Saga[S]) List(ctx context.Context, f Filter) ([]Instance[S], error) {
 
 func (s *Saga[S]) instance(r Record) (Instance[S], error) {
 	in := Instance[S]{ID: r.ID, Version: r.Version, Status: r.Status, Done: r.Done,
-		Deadline: r.Deadline, Wake: r.Wake, History: r.History, Created: r.Created, Updated: r.Updated}
+		Deadline: r.Deadline, Wake: r.Wake, Attempts: r.Attempts, History: r.History, Created: r.Created, Updated: r.Updated}
 	if len(r.State) > 0 {
 		if err := json.Unmarshal(r.State, &in.State); err != nil {
 			return in, fmt.Errorf("saga %s: decoding the state of %q: %w", s.name, r.ID, err)

@@ -55,11 +55,12 @@ func (c *Context[S]) Emit(topic string, e event.Event) {
 	c.out = append(c.out, Message{Topic: topic, Event: e})
 }
 
-// Complete ends the instance successfully when the step commits.
+// Complete ends the instance successfully when the step commits (no effect
+// in a compensation).
 func (c *Context[S]) Complete() { c.completed = true }
 
 // SetDeadline sets when the instance times out and compensates (zero:
-// never).
+// never; no effect in a compensation).
 func (c *Context[S]) SetDeadline(t time.Time) { c.deadline, c.setDL = t, true }
 
 // Transient wraps err so that a step returning it is retried (the event is

@@ -469,3 +469,39 @@ func idSuffix(e event.Event) string {
 	}
 	return k
 }
+
+// A step or compensation that emits an invalid message fails (the step's
+// instance compensates; the compensation is retried) instead of making
+// every save of the instance fail.
+func TestInvalidEmittedMessageFailsTheStep(t *testing.T) {
+	store := memory.NewSagaStore()
+	s, _ := saga.New[order]("bad", store)
+	undo := 0
+	_ = s.On("start", saga.Step[order]{Starts: true,
+		Do: func(context.Context, *saga.Context[order], event.Event) error { return nil },
+		Compensate: func(_ context.Context, c *saga.Context[order]) error {
+			if undo++; undo == 1 {
+				c.Emit("not a topic", cmd("undo"))
+			} else {
+				c.Emit("x", cmd("undo"))
+			}
+			return nil
+		}})
+	_ = s.On("bad", saga.Step[order]{Do: func(_ context.Context, c *saga.Context[order], _ event.Event) error {
+		c.Emit("x", event.New()) // no type
+		return nil
+	}})
+	if err := s.HandleEvent(context.Background(), ev("e1", "start", "k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HandleEvent(context.Background(), ev("e2", "bad", "k")); err != nil {
+		t.Fatalf("HandleEvent(step emitting an invalid event) = %v; want nil (the step fails, the event is acked)", err)
+	}
+	in := get(t, s, "k")
+	if in.Status != saga.Compensating || in.Attempts != 1 || !strings.Contains(in.History[1].Error, "invalid event") {
+		t.Fatalf("instance %s, attempts %d, history %+v; want compensating after a failed step and a failed compensation", in.Status, in.Attempts, in.History)
+	}
+	if got := emitted(store, "k"); len(got) != 0 {
+		t.Fatalf("emitted %v; want nothing yet", got)
+	}
+}
