@@ -127,13 +127,13 @@ var orderSteps = []orderStep{
 }
 
 // orderSaga returns the test saga (orderSteps).
-func orderSaga(t *testing.T, store saga.Store, opts ...saga.Option) *saga.Saga[order] {
+func orderSaga(t testing.TB, store saga.Store, opts ...saga.Option) *saga.Saga[order] {
 	t.Helper()
 	return hookedOrderSaga(t, store, func(string, string) {}, opts...)
 }
 
 // hookedOrderSaga returns the test saga, whose steps call h.
-func hookedOrderSaga(t *testing.T, store saga.Store, h hook, opts ...saga.Option) *saga.Saga[order] {
+func hookedOrderSaga(t testing.TB, store saga.Store, h hook, opts ...saga.Option) *saga.Saga[order] {
 	t.Helper()
 	s, err := saga.New[order]("orders", store, opts...)
 	if err != nil {

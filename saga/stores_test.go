@@ -22,16 +22,16 @@ import (
 // PostgreSQL schema), and open opens the store there, from any process.
 type backend struct {
 	name  string
-	place func(t *testing.T) string
-	open  func(t *testing.T, place string) (saga.Store, outbox.Store)
+	place func(t testing.TB) string
+	open  func(t testing.TB, place string) (saga.Store, outbox.Store)
 }
 
 var backends = []backend{
-	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "saga.db") }, openSQLite},
+	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "saga.db") }, openSQLite},
 	{"postgres", postgresSchema, openPostgres},
 }
 
-func openSQLite(t *testing.T, path string) (saga.Store, outbox.Store) {
+func openSQLite(t testing.TB, path string) (saga.Store, outbox.Store) {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)")
 	if err != nil {
@@ -48,7 +48,7 @@ func openSQLite(t *testing.T, path string) (saga.Store, outbox.Store) {
 	return store, store.Outbox()
 }
 
-func postgresPool(t *testing.T) *pgxpool.Pool {
+func postgresPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	url := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
 	pool, err := pgxpool.New(context.Background(), url)
@@ -63,7 +63,7 @@ func postgresPool(t *testing.T) *pgxpool.Pool {
 }
 
 // postgresSchema creates a schema that the test's cleanup drops.
-func postgresSchema(t *testing.T) string {
+func postgresSchema(t testing.TB) string {
 	pool := postgresPool(t)
 	schema := eventkittest.UniqueName("eksaga_")
 	if _, err := pool.Exec(context.Background(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
@@ -75,7 +75,7 @@ func postgresSchema(t *testing.T) string {
 	return schema
 }
 
-func openPostgres(t *testing.T, schema string) (saga.Store, outbox.Store) {
+func openPostgres(t testing.TB, schema string) (saga.Store, outbox.Store) {
 	t.Helper()
 	pool := postgresPool(t)
 	ob, err := postgres.NewOutbox(pool, postgres.OutboxTable(schema+".outbox"), postgres.OutboxPartitions(4))
