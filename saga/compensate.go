@@ -54,9 +54,12 @@ func (s *Saga[S]) compensateOnce(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cerr := step.Compensate(ctx, c)
+	cerr := guard(func() error { return step.Compensate(ctx, c) })
 	if cerr == nil {
 		cerr = c.checkOut()
+	}
+	if cerr != nil && ctx.Err() != nil {
+		return false, cerr // again later; a shutdown is no failed attempt
 	}
 	if cerr != nil {
 		next.Attempts++

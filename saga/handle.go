@@ -84,14 +84,14 @@ func (s *Saga[S]) handleOnce(ctx context.Context, step *Step[S], id string, e ev
 		return false, err
 	}
 	start := time.Now()
-	err = step.Do(ctx, c, e)
+	err = guard(func() error { return step.Do(ctx, c, e) })
 	if err == nil {
 		err = c.checkOut() // an invalid message would block the instance: fail it
 	}
 	s.cfg.metrics.StepDone(s.name, step.Name, time.Since(start), err)
 	var transient *transientError
-	if errors.As(err, &transient) {
-		return false, err
+	if errors.As(err, &transient) || err != nil && ctx.Err() != nil {
+		return false, err // again later; a shutdown fails no instance
 	}
 	now := s.cfg.now()
 	entry := Entry{Time: now, Kind: EntryStep, Step: step.Name, EventID: e.ID(), EventType: e.Type()}
@@ -210,4 +210,14 @@ func (c *Context[S]) checkOut() error {
 		}
 	}
 	return nil
+}
+
+// guard runs fn and returns its error, or its panic as an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("saga: panic: %v", p)
+		}
+	}()
+	return fn()
 }

@@ -19,14 +19,14 @@ type Step[S any] struct {
 	// are ignored.
 	Starts bool
 	// Do runs the step: it reads the event, changes c.State and emits
-	// messages (c.Emit). An error fails the instance and starts its
-	// compensation, unless it is Transient (the event is then handled
-	// again later). Do must have no other effect: it may run more than
+	// messages (c.Emit). An error (or a panic) fails the instance and
+	// starts its compensation, unless it is Transient or ctx ended (the
+	// event is then handled again later). Do must have no other effect: it may run more than
 	// once for one event (only one run is committed).
 	Do func(ctx context.Context, c *Context[S], e event.Event) error
 	// Compensate, if set, undoes the step during compensation, by emitting
-	// messages and changing the state. An error makes it run again later,
-	// with backoff.
+	// messages and changing the state. An error (or a panic) makes it run
+	// again later, with backoff.
 	Compensate func(ctx context.Context, c *Context[S]) error
 }
 

@@ -505,3 +505,43 @@ func TestInvalidEmittedMessageFailsTheStep(t *testing.T) {
 		t.Fatalf("emitted %v; want nothing yet", got)
 	}
 }
+
+// A step that panics fails its instance (which compensates) and a
+// compensation that panics is retried: no panic leaves HandleEvent or
+// FireDue.
+func TestPanicsBecomeFailures(t *testing.T) {
+	store, clk := memory.NewSagaStore(), newClock()
+	s, _ := saga.New[order]("p", store, saga.WithClock(clk.Now))
+	_ = s.On("start", saga.Step[order]{Starts: true,
+		Do:         func(context.Context, *saga.Context[order], event.Event) error { return nil },
+		Compensate: func(context.Context, *saga.Context[order]) error { panic("undo bug") }})
+	_ = s.On("boom", saga.Step[order]{Do: func(context.Context, *saga.Context[order], event.Event) error { panic("step bug") }})
+	handle(t, s, ev("e1", "start", "k"), ev("e2", "boom", "k"))
+	in := get(t, s, "k")
+	if in.Status != saga.Compensating || in.Attempts != 1 || !strings.Contains(in.History[1].Error, "step bug") {
+		t.Fatalf("instance %s, attempts %d, history %+v; want compensating, the step's panic as its error, one failed compensation", in.Status, in.Attempts, in.History)
+	}
+	clk.Add(time.Hour)
+	if _, err := s.FireDue(context.Background()); err == nil || !strings.Contains(err.Error(), "undo bug") {
+		t.Fatalf("FireDue with a panicking compensation = %v; want its panic as an error", err)
+	}
+}
+
+// A step that fails because its context ended (a shutdown) does not fail
+// the instance: the event is handled again later.
+func TestCanceledStepIsRetried(t *testing.T) {
+	store := memory.NewSagaStore()
+	s, _ := saga.New[order]("c", store)
+	_ = s.On("start", saga.Step[order]{Starts: true, Do: func(ctx context.Context, _ *saga.Context[order], _ event.Event) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.HandleEvent(ctx, ev("e1", "start", "k")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("HandleEvent with an ended context = %v; want context.Canceled", err)
+	}
+	if _, err := s.Get(context.Background(), "k"); !errors.Is(err, saga.ErrNotFound) {
+		t.Fatalf("Get = %v; want ErrNotFound: nothing saved, the event comes again", err)
+	}
+}
