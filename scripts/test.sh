@@ -22,7 +22,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-all_pg_pkgs() { go list ./postgres/... ./cmd/eventkit; }
+all_pg_pkgs() { go list ./postgres/... ./cmd/eventkit ./saga; }
 
 if [ "${1-}" != "-stress" ]; then
   bash scripts/services.sh || echo "services: some servers are not up; their tests skip (or fail under CI=true)"

@@ -1,8 +1,8 @@
 // Command eventkit is eventkit's command line: it runs the server
 // (serve), publishes events to it (pub), prints them live as they arrive
 // (tail), checks CloudEvents in the JSON format (validate), streams the
-// changes of PostgreSQL tables as events (cdc) and prints its version
-// (version).
+// changes of PostgreSQL tables as events (cdc), lists saga instances and
+// shows their state and history (saga) and prints its version (version).
 //
 // Everything it prints for people is escaped: control characters sent by
 // a producer are shown, never acted on by the terminal.

@@ -14,7 +14,7 @@
 //     kafka, amqp, mqtt, cehttp) pull no OpenTelemetry, Prometheus,
 //     jsonschema, gobreaker, backoff or nats-server, and no driver but
 //     their own (nats does not link the embedded server);
-//   - the logic packages (dedup, topic, binding, es, outbox, cdc,
+//   - the logic packages (dedup, topic, binding, es, outbox, cdc, saga,
 //     middleware) pull no driver, and none of the heavy modules except
 //     middleware's own backoff and rate limiter;
 //   - each middleware subpackage (tracing, prom, breaker, schema),

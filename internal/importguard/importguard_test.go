@@ -115,7 +115,7 @@ func rules() []rule {
 			why: "a store or transport pulls its own driver and nothing else heavy"})
 	}
 	// Logic packages: no driver; nothing heavy but middleware's own two.
-	for _, pkg := range []string{"dedup", "topic", "binding", "es", "outbox", "cdc"} {
+	for _, pkg := range []string{"dedup", "topic", "binding", "es", "outbox", "cdc", "saga"} {
 		rs = append(rs, rule{pkg: pkg, forbid: join(drivers, middlewareLibs),
 			why: "a logic package imports no driver and no heavy library"})
 	}
@@ -132,6 +132,8 @@ func rules() []rule {
 			why: "each middleware subpackage pulls only its own library"},
 		rule{pkg: "es/esprom", forbid: join(drivers, without(middlewareLibs, prometheus)),
 			why: "es's Prometheus gauge pulls Prometheus and nothing else heavy"},
+		rule{pkg: "saga/sagaprom", forbid: join(drivers, without(middlewareLibs, prometheus)),
+			why: "the saga metrics on Prometheus pull Prometheus and nothing else heavy"},
 		rule{pkg: "eventkittest", forbid: join(drivers, middlewareLibs),
 			why: "the conformance suites, which third-party transports import, pull no driver and no heavy library"},
 		rule{pkg: "driver", forbid: join(drivers, middlewareLibs), ifPresent: true,

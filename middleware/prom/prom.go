@@ -8,13 +8,13 @@ package prom
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/promreg"
 	"github.com/eventkit/eventkit/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -149,16 +149,7 @@ func New(opts ...Option) (*Metrics, error) {
 // register registers c, or returns the collector of the same description
 // already registered.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
+	return promreg.Register(reg, c)
 }
 
 func (m *Metrics) seriesFor(topic, handler string) *series {
