@@ -128,7 +128,8 @@ func TestCDCCommandStdout(t *testing.T) {
 	want := []struct {
 		op    cdc.Op
 		after string
-	}{{cdc.OpRead, `{"id":1,"total":"9.50"}`}, {cdc.OpCreate, `{"id":2,"total":"20.00"}`}}
+	}{ // numeric(10,2) as Debezium's default: the unscaled 950 and 2000 in base64
+		{cdc.OpRead, `{"id":1,"total":"A7Y="}`}, {cdc.OpCreate, `{"id":2,"total":"B9A="}`}}
 	got := lines()
 	if len(got) != 2 {
 		t.Fatalf("%d lines: %q", len(got), got)
