@@ -259,3 +259,5 @@ func opOf(p json.RawMessage) string {
 	_ = json.Unmarshal(p, &v)
 	return v.Op
 }
+
+func slicesContains(s []string, v string) bool { return slices.Contains(s, v) }

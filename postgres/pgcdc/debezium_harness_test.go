@@ -300,6 +300,12 @@ func (d *debezium) waitSnapshot(t *testing.T) []dbzRecord {
 			if json.Unmarshal(payload(r.Value), &v) == nil && v.Source.Snapshot == "last" {
 				return true
 			}
+			var ce struct { // Debezium's CloudEvents converter
+				Snapshot string `json:"iodebeziumsnapshot"`
+			}
+			if json.Unmarshal(r.Value, &ce) == nil && ce.Snapshot == "last" {
+				return true
+			}
 		}
 		return false
 	})

@@ -166,3 +166,76 @@ func TestDebeziumParityChanges(t *testing.T) {
 	compareStreams(t, recs, evs)
 	checkTombstones(t, recs)
 }
+
+// TestDebeziumParityCloudEvents compares the source's CloudEvents with
+// those of Debezium's CloudEvents converter for the same changes: the
+// attributes both have are equal (source, type, specversion,
+// datacontenttype, time: the commit time in milliseconds), Debezium's
+// before and after (its data) are the envelope's, and its iodebezium*
+// extensions carry the envelope's op and source block. The id and where
+// the source block goes (extensions there, the data here) differ, as
+// docs/cdc.md says.
+func TestDebeziumParityCloudEvents(t *testing.T) {
+	pe := newParityEnv(t, [][2]string{{"", "id int PRIMARY KEY, v text, d date"}}, "(1, 'a', '2024-02-29')",
+		map[string]string{"eventkit.format": "cloudevents"})
+	a := pe.table(0)
+	pe.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (2, 'b', NULL)", a))
+	pe.exec(t, fmt.Sprintf("UPDATE %s SET v = 'c' WHERE id = 2", a))
+	pe.exec(t, fmt.Sprintf("DELETE FROM %s WHERE id = 1", a))
+	recs := pe.dbz.waitRecords(t, 5) // snapshot row, c, u, d, tombstone
+	evs := pe.rec.wait(t, 4)
+	var values []dbzRecord
+	for _, r := range recs {
+		if len(r.Value) > 0 && string(r.Value) != "null" {
+			values = append(values, r)
+		}
+	}
+	if len(values) != len(evs) {
+		t.Fatalf("Debezium sent %d CloudEvents, eventkit %d", len(values), len(evs))
+	}
+	var diffs []string
+	for i, r := range values {
+		ce, _ := decodeJSON(t, "Debezium CloudEvent", r.Value).(map[string]any)
+		e := evs[i].ev
+		env, _ := decodeJSON(t, "eventkit data", e.Data()).(map[string]any)
+		src, _ := env["source"].(map[string]any)
+		snapshot := env["op"] == "r"
+		attrs := map[string]any{"source": e.Source(), "type": e.Type(), "specversion": e.SpecVersion(),
+			"datacontenttype": e.DataContentType(), "time": e.Time().UTC().Format("2006-01-02T15:04:05.000Z")}
+		for k, v := range attrs {
+			if k == "time" && snapshot {
+				continue // per snapshot (see TestDebeziumParityTypes)
+			}
+			if ce[k] != v {
+				diffs = append(diffs, fmt.Sprintf("event %d: attribute %s: Debezium %s, eventkit %s", i, k, show(ce[k]), show(v)))
+			}
+		}
+		// Debezium's data: {"schema":...,"payload":{"before":...,"after":...}}.
+		data, _ := ce["data"].(map[string]any)
+		p, _ := data["payload"].(map[string]any)
+		for _, f := range []string{"before", "after"} {
+			diffs = jsonDiff(diffs, fmt.Sprintf("event %d: %s", i, f), p[f], env[f])
+		}
+		// The extensions carry the source block, as strings.
+		ext := map[string]any{"iodebeziumop": env["op"]}
+		for k, v := range src {
+			if k == "version" || k == "origin_lsn" || snapshot && slicesContains(perSnapshot, k) {
+				continue
+			}
+			ext["iodebezium"+strings.ReplaceAll(k, "_", "")] = v
+		}
+		for k, v := range ext {
+			got := ce[k]
+			if v == nil && got == nil {
+				continue
+			}
+			if s, ok := got.(string); !ok || s != fmt.Sprint(v) {
+				diffs = append(diffs, fmt.Sprintf("event %d: %s: Debezium %s, eventkit's envelope %s", i, k, show(got), show(v)))
+			}
+		}
+		t.Logf("event %d: Debezium id %v, eventkit id %s", i, ce["id"], e.ID())
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("%d differences from Debezium's CloudEvents:\n%s", len(diffs), strings.Join(diffs, "\n"))
+	}
+}
