@@ -2,6 +2,7 @@ package pgcdc
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -16,92 +17,33 @@ import (
 // without them, failed under CI=true) and a PostgreSQL with
 // wal_level=logical.
 
-// parityTypes are the columns of Debezium's default type-mapping table,
-// and a row of values for them (after the id) that reaches the corners of
-// each mapping.
-var parityTypes = []struct{ col, typ, val string }{
-	{"b", "boolean", "true"},
-	{"bit1", "bit(1)", "B'1'"},
-	{"bit10", "bit(10)", "B'1000000001'"},
-	{"bit8z", "bit(8)", "B'00000001'"},
-	{"vbit", "bit varying", "B'1010101010101'"},
-	{"vbitz", "bit varying(20)", "B'0001'"},
-	{"i2", "smallint", "-32768"},
-	{"i4", "integer", "2147483647"},
-	{"i8", "bigint", "9223372036854775807"},
-	{"oi", "oid", "4294967295"},
-	{"f4", "real", "1.1"},
-	{"f8", "double precision", "0.1"},
-	{"f8i", "double precision", "2"},
-	{"f8nan", "double precision", "'NaN'"},
-	{"f4inf", "real", "'-Infinity'"},
-	{"c5", "char(5)", "'ab'"},
-	{"vc", "varchar(10)", `'h"é'`},
-	{"txt", "text", `E'line\nbreak \\ "q"'`},
-	{"tstz", "timestamptz", "'2024-02-29 13:14:15.123456+02'"},
-	{"tstz0", "timestamptz(0)", "'2024-02-29 13:14:15+02'"},
-	{"tstz3", "timestamptz(3)", "'2024-02-29 13:14:15.1+02'"},
-	{"tstzz", "timestamptz", "'1969-12-31 23:59:59+00'"},
-	{"tz", "timetz", "'13:14:15.123456-05:30'"},
-	{"tz3", "timetz(3)", "'13:14:15.5+01'"},
-	{"tzw", "timetz", "'23:30:00-02'"},
-	{"iv", "interval", "'1 year 2 mons 3 days 04:05:06.5'"},
-	{"ivn", "interval", "'-1 year -2 mons +3 days -04:05:06.000007'"},
-	{"ivs", "interval second(3)", "'12.345678 seconds'"},
-	{"d", "date", "'2024-02-29'"},
-	{"dn", "date", "'1960-01-01'"},
-	{"t", "time", "'13:14:15.123456'"},
-	{"t0", "time(0)", "'13:14:15'"},
-	{"t3", "time(3)", "'13:14:15.123'"},
-	{"t24", "time", "'24:00:00'"},
-	{"ts", "timestamp", "'2024-02-29 13:14:15.123456'"},
-	{"ts0", "timestamp(0)", "'2024-02-29 13:14:15'"},
-	{"ts3", "timestamp(3)", "'2024-02-29 13:14:15.124'"},
-	{"tsn", "timestamp", "'1960-01-01 00:00:00.5'"},
-	{"js", "json", `'[1, {"b": 2}]'`},
-	{"jb", "jsonb", `'{"a": [1, 2.50, null]}'`},
-	{"x", "xml", "'<a>1</a>'"},
-	{"u", "uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"},
-	{"pt", "point", "'(1.5,-2)'"},
-	{"ir", "int4range", "'[1,5)'"},
-	{"i8r", "int8range", "'[1,50)'"},
-	{"nr", "numrange", "'(1.5,2.5]'"},
-	{"tsr", "tsrange", "'[2024-01-01 00:00,2024-01-02 00:00)'"},
-	{"tstzr", "tstzrange", "'[2024-01-01 00:00+00,2024-01-02 00:00+00)'"},
-	{"dr", "daterange", "'[2024-01-01,2024-01-05)'"},
-	{"en", "%[1]s_mood", "'happy'"},
-	{"ip", "inet", "'192.168.0.1/24'"},
-	{"cidr", "cidr", "'10.0.0.0/8'"},
-	{"mac", "macaddr", "'08:00:2b:01:02:03'"},
-	{"mac8", "macaddr8", "'08:00:2b:01:02:03:04:05'"},
-	{"ba", "bytea", `'\xdeadbeef00'`},
-	{"n", "numeric(10,2)", "-12.5"},
-	{"n0", "numeric(5)", "42"},
-	{"nv", "numeric", "'123456789012345678901234567890.123456789'"},
-	{"nvi", "numeric", "'1.2345e3'"},
-	{"dec", "decimal(20,5)", "'123456789012345.12345'"},
-	{"m", "money", "-12.34"},
-	{"mb", "money", "92233720368547758.07"},
-	{"ai", "integer[]", "'{1,NULL,3}'"},
-	{"a2", "integer[][]", "'{{1,2},{3,4}}'"},
-	{"at", "text[]", `'{"a b","c\"d",NULL}'`},
-	{"ab", "boolean[]", "'{t,f}'"},
-	{"af", "double precision[]", "'{1.5,2}'"},
-	{"ad", "date[]", "'{2024-02-29,NULL}'"},
-	{"ats", "timestamp[]", `'{"2024-02-29 13:14:15"}'`},
-	{"atstz", "timestamptz[]", `'{"2024-02-29 13:14:15+02"}'`},
-	{"ajb", "jsonb[]", `ARRAY['{"x":1}'::jsonb]`},
-	{"au", "uuid[]", "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'"},
-	{"aba", "bytea[]", `'{"\\x0102"}'`},
-	{"aen", "%[1]s_mood[]", "'{sad,happy}'"},
-	{"avc", "varchar(5)[]", "'{ab,cd}'"},
-	{"tsv", "tsvector", "'a fat cat'"},
-	{"ch", `"char"`, "'x'"},
+// parityColumn is a line of parityTypes.
+type parityColumn struct{ col, typ, val string }
+
+// parityTypeList reads testdata/debezium_types.txt: the columns of
+// Debezium's default type-mapping table and a row of values for them.
+func parityTypeList(t *testing.T) []parityColumn {
+	b, err := os.ReadFile("testdata/debezium_types.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols []parityColumn
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.SplitN(line, " | ", 3)
+		if len(f) != 3 {
+			t.Fatalf("testdata/debezium_types.txt: %q", line)
+		}
+		cols = append(cols, parityColumn{f[0], f[1], f[2]})
+	}
+	return cols
 }
 
-func parityColumns(name string) (ddl, values, nulls string) {
+func parityColumns(t *testing.T, name string) (ddl, values, nulls string) {
 	var d, v, n []string
-	for _, c := range parityTypes {
+	for _, c := range parityTypeList(t) {
 		d = append(d, c.col+" "+strings.ReplaceAll(c.typ, "%[1]s", name))
 		v = append(v, c.val)
 		n = append(n, "NULL")
@@ -114,7 +56,7 @@ func parityColumns(name string) (ddl, values, nulls string) {
 func TestDebeziumParityTypes(t *testing.T) {
 	name := eventkittest.UniqueName("dbzt")
 	createEnum(t, name+"_mood", "sad", "happy")
-	ddl, values, nulls := parityColumns(name)
+	ddl, values, nulls := parityColumns(t, name)
 	pe := newParityEnv(t, [][2]string{{"", ddl}}, "(1, "+values+")", nil)
 	pe.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (2, %s)", pe.table(0), values))
 	pe.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (3, %s)", pe.table(0), nulls))

@@ -120,7 +120,16 @@ type valueConv struct {
 	elem    *valueConv // kArray
 }
 
-// typeMod returns the precision of time types (6 when not given).
+// adaptive picks the milliseconds form for a precision of 0 to 3 digits,
+// the microseconds form else (Debezium's time.precision.mode adaptive).
+func adaptive(mod int32, millis, micros valueKind) valueKind {
+	if timePrecision(mod) <= 3 {
+		return millis
+	}
+	return micros
+}
+
+// timePrecision returns the precision of time types (6 when not given).
 func timePrecision(mod int32) int {
 	if mod < 0 {
 		return 6
@@ -156,15 +165,9 @@ func newValueConv(typ uint32, mod int32, dec DecimalHandling) *valueConv {
 	case oidDate:
 		c.kind = kDate
 	case oidTime:
-		c.kind = kTimeMicros
-		if timePrecision(mod) <= 3 {
-			c.kind = kTimeMillis
-		}
+		c.kind = adaptive(mod, kTimeMillis, kTimeMicros)
 	case oidTimestamp:
-		c.kind = kTimestampMicros
-		if timePrecision(mod) <= 3 {
-			c.kind = kTimestampMillis
-		}
+		c.kind = adaptive(mod, kTimestampMillis, kTimestampMicros)
 	case oidTimestamptz:
 		c.kind, c.digits = kTimestamptz, timePrecision(mod)
 	case oidTimetz:
