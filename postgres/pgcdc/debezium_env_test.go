@@ -24,7 +24,7 @@ import (
 // resolved Debezium's classpath. When the script reports that Java or Maven
 // is missing (exit status 3), it skips t with the script's message, and
 // fails t under CI=true.
-func debeziumRunScript(t *testing.T) string {
+func debeziumRunScript(t testing.TB) string {
 	t.Helper()
 	script, err := filepath.Abs("../../scripts/debezium/run.sh")
 	if err != nil {
@@ -45,7 +45,7 @@ func debeziumRunScript(t *testing.T) string {
 // temporary directory: pgoutput, its own slot and publication "dbz_<name>",
 // topic.prefix name, the tables, the JsonConverter with schemas, a file
 // offset store; props add or override properties.
-func debeziumProperties(t *testing.T, dsn, name string, tables []string, props map[string]string) string {
+func debeziumProperties(t testing.TB, dsn, name string, tables []string, props map[string]string) string {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
@@ -94,7 +94,7 @@ func debeziumProperties(t *testing.T, dsn, name string, tables []string, props m
 }
 
 // dropDebeziumSlot drops Debezium's slot and publication.
-func dropDebeziumSlot(t *testing.T, dsn, name string) {
+func dropDebeziumSlot(t testing.TB, dsn, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dropSlot(t, ctx, dsn, "dbz_"+name)
@@ -135,7 +135,7 @@ func newParityEnv(t *testing.T, ddl [][2]string, seed string, dbzProps map[strin
 		pe.tables = append(pe.tables, tb)
 	}
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES %s", env.table, seed))
-	pe.dbz = startDebezium(t, dsn, env.name, pe.tables, dbzProps)
+	pe.dbz = startDebezium(t, dsn, env.name, pe.tables, dbzProps, dbzRun{})
 	pe.dbz.waitSnapshot(t)
 	pe.rec = newCDCRecorder()
 	// Messages of the test's prefixes only, as Debezium's

@@ -7,12 +7,15 @@ package pgcdc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,6 +51,9 @@ type debezium struct {
 	stdin  io.WriteCloser
 	stderr *strings.Builder
 
+	countOnly bool         // records are counted, not kept
+	count     atomic.Int64 // records read
+
 	mu      sync.Mutex
 	records []dbzRecord
 	started bool
@@ -55,16 +61,25 @@ type debezium struct {
 	notify  chan struct{}
 }
 
+// dbzRun are settings of the engine's process.
+type dbzRun struct {
+	jvmOpts   string // DEBEZIUM_JVM_OPTS ("": run.sh's default)
+	countOnly bool   // count the records, do not keep them
+}
+
 // startDebezium runs Debezium's PostgreSQL connector (pgoutput, its own
 // slot and publication "dbz_<name>", topic.prefix name) on tables until
 // the end of the test; props add or override connector properties.
-func startDebezium(t *testing.T, dsn, name string, tables []string, props map[string]string) *debezium {
+func startDebezium(t testing.TB, dsn, name string, tables []string, props map[string]string, run dbzRun) *debezium {
 	t.Helper()
 	script := debeziumRunScript(t)
 	propsFile := debeziumProperties(t, dsn, name, tables, props)
 
-	d := &debezium{stderr: &strings.Builder{}, notify: make(chan struct{}, 1)}
+	d := &debezium{stderr: &strings.Builder{}, notify: make(chan struct{}, 1), countOnly: run.countOnly}
 	d.cmd = exec.Command("bash", script, propsFile)
+	if run.jvmOpts != "" {
+		d.cmd.Env = append(os.Environ(), "DEBEZIUM_JVM_OPTS="+run.jvmOpts)
+	}
 	d.cmd.Stderr = &lockedWriter{w: d.stderr}
 	var err error
 	if d.stdin, err = d.cmd.StdinPipe(); err != nil {
@@ -135,6 +150,12 @@ func (d *debezium) read(r io.Reader) {
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte(`{"destination":`)) {
+			d.count.Add(1)
+			if d.countOnly {
+				continue
+			}
+		}
 		var ctl struct {
 			Started   bool   `json:"started"`
 			Completed *bool  `json:"completed"`
@@ -176,7 +197,7 @@ func (d *debezium) read(r io.Reader) {
 // waitFor returns the records once cond holds for them; it fails t if the
 // engine stops or after three minutes (the JVM starts slowly on the
 // shared machine).
-func (d *debezium) waitFor(t *testing.T, what string, cond func([]dbzRecord) bool) []dbzRecord {
+func (d *debezium) waitFor(t testing.TB, what string, cond func([]dbzRecord) bool) []dbzRecord {
 	t.Helper()
 	deadline := time.After(3 * time.Minute)
 	for {
@@ -199,14 +220,14 @@ func (d *debezium) waitFor(t *testing.T, what string, cond func([]dbzRecord) boo
 }
 
 // waitRecords waits for at least n records.
-func (d *debezium) waitRecords(t *testing.T, n int) []dbzRecord {
+func (d *debezium) waitRecords(t testing.TB, n int) []dbzRecord {
 	t.Helper()
 	return d.waitFor(t, fmt.Sprintf("%d records", n), func(r []dbzRecord) bool { return len(r) >= n })
 }
 
 // waitSnapshot waits for the last record of the snapshot (snapshot
 // "last"), which every test gets by giving its first table a row.
-func (d *debezium) waitSnapshot(t *testing.T) []dbzRecord {
+func (d *debezium) waitSnapshot(t testing.TB) []dbzRecord {
 	t.Helper()
 	return d.waitFor(t, "end of the snapshot", func(recs []dbzRecord) bool {
 		for _, r := range recs {

@@ -31,11 +31,23 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 public class Runner {
-    static final PrintStream out = new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), false, StandardCharsets.UTF_8);
+    static final PrintStream out = new PrintStream(
+            new java.io.BufferedOutputStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), 1 << 16),
+            false, StandardCharsets.UTF_8);
 
     static synchronized void line(String s) {
         out.print(s);
         out.print('\n');
+        out.flush();
+    }
+
+    // record writes a record's line; the batch's end flushes them.
+    static synchronized void record(String s) {
+        out.print(s);
+        out.print('\n');
+    }
+
+    static synchronized void flush() {
         out.flush();
     }
 
@@ -90,7 +102,7 @@ public class Runner {
             }
         }
         b.append("}}");
-        line(b.toString());
+        record(b.toString());
     }
 
     public static void main(String[] args) throws Exception {
@@ -127,6 +139,7 @@ public class Runner {
                         write(e);
                         committer.markProcessed(e);
                     }
+                    flush();
                     committer.markBatchFinished();
                 })
                 .build();
