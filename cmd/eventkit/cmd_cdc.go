@@ -42,6 +42,8 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	kafkaPartitions := fs.Int("kafka-partitions", 0, "with kafka://, create missing topics with `n` partitions (broker's default replication); 0: topics must exist or be auto-created")
 	dropSlot := fs.Bool("drop-slot", false, "drop the replication slot (and the publication) and exit")
 	decimal := fs.String("decimal-handling", "precise", "numeric and money values as Debezium's decimal.handling.mode: `precise` (bytes of the unscaled value), string or double")
+	timePrecision := fs.String("time-precision", "adaptive", "time and timestamp values as Debezium's time.precision.mode: `adaptive`, adaptive_time_microseconds or connect")
+	binary := fs.String("binary-handling", "bytes", "bytea values as Debezium's binary.handling.mode: `bytes` (base64), base64, base64-url-safe or hex")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
 		fs.PrintDefaults()
@@ -55,7 +57,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *dsn == "" {
 		return fmt.Errorf("%w: --dsn is required", errUsage)
 	}
-	decimalMode, err := pgcdc.ParseDecimalHandling(*decimal)
+	modes, err := cdcValueModes(*decimal, *timePrecision, *binary)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -83,9 +85,10 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer pub.Close()
 	opts := []pgcdc.Option{
 		pgcdc.WithName(*name), pgcdc.WithSlot(*slot), pgcdc.WithPublication(*pubName),
-		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat), pgcdc.WithDecimalHandling(decimalMode),
+		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat),
 		pgcdc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))),
 	}
+	opts = append(opts, modes...)
 	if *messages != "*" {
 		var prefixes []string
 		for _, p := range strings.Split(*messages, ",") {
@@ -213,4 +216,22 @@ func (s *cdcStdout) Close() error {
 	}
 	s.closed = true
 	return s.w.Flush()
+}
+
+// cdcValueModes returns the options of Debezium's value modes named by the
+// flags.
+func cdcValueModes(decimal, timePrecision, binary string) ([]pgcdc.Option, error) {
+	d, err := pgcdc.ParseDecimalHandling(decimal)
+	if err != nil {
+		return nil, err
+	}
+	tp, err := pgcdc.ParseTimePrecision(timePrecision)
+	if err != nil {
+		return nil, err
+	}
+	b, err := pgcdc.ParseBinaryHandling(binary)
+	if err != nil {
+		return nil, err
+	}
+	return []pgcdc.Option{pgcdc.WithDecimalHandling(d), pgcdc.WithTimePrecision(tp), pgcdc.WithBinaryHandling(b)}, nil
 }

@@ -243,6 +243,9 @@ func compareStreams(t *testing.T, recs []dbzRecord, evs []recordedEvent) {
 			t.Logf("event %d\n Debezium %s\n eventkit %s", i, payload(r.Value), evs[i].ev.Data())
 		}
 	}
+	if testing.Verbose() && len(values) > 0 {
+		t.Logf("first event, Debezium: %s", payload(values[0].Value))
+	}
 	slices.Sort(allKnown)
 	for _, k := range slices.Compact(allKnown) {
 		t.Logf("known difference: %s", k)

@@ -53,11 +53,34 @@ func parityColumns(t *testing.T, name string) (ddl, values, nulls string) {
 
 // TestDebeziumParityTypes: every type of Debezium's default type mapping,
 // in a snapshot row (op r), a streamed insert (c) and a row of NULLs.
-func TestDebeziumParityTypes(t *testing.T) {
+func TestDebeziumParityTypes(t *testing.T) { typesParity(t, nil) }
+
+// TestDebeziumParityModes: the same with Debezium's other modes of
+// decimal.handling.mode, time.precision.mode and binary.handling.mode, and
+// the Source's options that select them.
+func TestDebeziumParityModes(t *testing.T) {
+	for _, m := range []struct {
+		decimal, time, binary string
+		opts                  []Option
+	}{
+		{"string", "connect", "hex", []Option{WithDecimalHandling(DecimalString), WithTimePrecision(TimeConnect), WithBinaryHandling(BinaryHex)}},
+		{"double", "adaptive_time_microseconds", "base64-url-safe", []Option{WithDecimalHandling(DecimalDouble),
+			WithTimePrecision(TimeAdaptiveMicroseconds), WithBinaryHandling(BinaryBase64URL)}},
+	} {
+		t.Run(m.decimal+","+m.time+","+m.binary, func(t *testing.T) {
+			typesParity(t, map[string]string{"decimal.handling.mode": m.decimal, "time.precision.mode": m.time,
+				"binary.handling.mode": m.binary}, m.opts...)
+		})
+	}
+}
+
+// typesParity compares the events of the types table under Debezium's
+// properties dbzProps and the Source's opts.
+func typesParity(t *testing.T, dbzProps map[string]string, opts ...Option) {
 	name := eventkittest.UniqueName("dbzt")
 	createEnum(t, name+"_mood", "sad", "happy")
 	ddl, values, nulls := parityColumns(t, name)
-	pe := newParityEnv(t, [][2]string{{"", ddl}}, "(1, "+values+")", nil)
+	pe := newParityEnv(t, [][2]string{{"", ddl}}, "(1, "+values+")", dbzProps, opts...)
 	pe.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (2, %s)", pe.table(0), values))
 	pe.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (3, %s)", pe.table(0), nulls))
 	recs := pe.dbz.waitRecords(t, 3)

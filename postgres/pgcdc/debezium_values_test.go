@@ -6,17 +6,18 @@ package pgcdc
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
 // appendValue and appendText map a value of a type without a modifier,
 // at the default settings.
 func appendValue(b []byte, typ uint32, text string) []byte {
-	return newValueConv(typ, -1, DecimalPrecise).appendValue(b, text)
+	return newValueConv(typ, -1, valueModes{}).appendValue(b, text)
 }
 
 func appendText(b []byte, typ uint32, v []byte) []byte {
-	return newValueConv(typ, -1, DecimalPrecise).appendText(b, v)
+	return newValueConv(typ, -1, valueModes{}).appendText(b, v)
 }
 
 // numericMod is the type modifier of numeric(p,s).
@@ -94,7 +95,7 @@ var debeziumVectors = []struct {
 // Debezium's, on both paths (text and tuple bytes).
 func TestDebeziumValueVectors(t *testing.T) {
 	for _, v := range debeziumVectors {
-		c := newValueConv(v.typ, v.mod, DecimalPrecise)
+		c := newValueConv(v.typ, v.mod, valueModes{})
 		got := string(c.appendValue(nil, v.text))
 		if got != v.want {
 			t.Errorf("type %d(%d) %q: got %s, want %s", v.typ, v.mod, v.text, got, v.want)
@@ -126,20 +127,36 @@ func TestDecimalHandlingModes(t *testing.T) {
 		{DecimalDouble, oidMoney, -1, "($12.34)", `-12.34`},
 		{DecimalPrecise, 1231, -1, "{1.50,NaN}", `["1.50","NaN"]`}, // arrays of numeric: exact strings
 	} {
-		got := string(newValueConv(v.typ, v.mod, v.mode).appendValue(nil, v.text))
+		got := string(newValueConv(v.typ, v.mod, valueModes{decimal: v.mode}).appendValue(nil, v.text))
 		if got != v.want {
 			t.Errorf("mode %d, type %d %q: got %s, want %s", v.mode, v.typ, v.text, got, v.want)
 		}
 	}
 }
 
-func TestParseDecimalHandling(t *testing.T) {
+func TestParseModes(t *testing.T) {
 	for s, want := range map[string]DecimalHandling{"precise": DecimalPrecise, "string": DecimalString, "double": DecimalDouble} {
 		if got, err := ParseDecimalHandling(s); err != nil || got != want {
 			t.Errorf("ParseDecimalHandling(%q) = %v, %v", s, got, err)
 		}
 	}
-	if _, err := ParseDecimalHandling("exact"); err == nil {
-		t.Error("ParseDecimalHandling accepted exact")
+	for s, want := range map[string]TimePrecision{"adaptive": TimeAdaptive, "adaptive_time_microseconds": TimeAdaptiveMicroseconds, "connect": TimeConnect} {
+		if got, err := ParseTimePrecision(s); err != nil || got != want {
+			t.Errorf("ParseTimePrecision(%q) = %v, %v", s, got, err)
+		}
+	}
+	for s, want := range map[string]BinaryHandling{"bytes": BinaryBytes, "base64": BinaryBase64, "base64-url-safe": BinaryBase64URL, "hex": BinaryHex} {
+		if got, err := ParseBinaryHandling(s); err != nil || got != want {
+			t.Errorf("ParseBinaryHandling(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseDecimalHandling("exact"); err == nil || !strings.Contains(err.Error(), "double, precise, string") {
+		t.Errorf("ParseDecimalHandling(exact): %v", err)
+	}
+	if _, err := ParseTimePrecision("micro"); err == nil {
+		t.Error("ParseTimePrecision accepted micro")
+	}
+	if _, err := ParseBinaryHandling("base32"); err == nil {
+		t.Error("ParseBinaryHandling accepted base32")
 	}
 }

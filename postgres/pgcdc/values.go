@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,21 +68,40 @@ const (
 // ParseDecimalHandling parses Debezium's names of the modes: "precise",
 // "string", "double".
 func ParseDecimalHandling(s string) (DecimalHandling, error) {
-	switch s {
-	case "precise":
-		return DecimalPrecise, nil
-	case "string":
-		return DecimalString, nil
-	case "double":
-		return DecimalDouble, nil
+	return parseMode(s, "decimal handling", map[string]DecimalHandling{
+		"precise": DecimalPrecise, "string": DecimalString, "double": DecimalDouble})
+}
+
+// ParseTimePrecision parses Debezium's names of the modes: "adaptive",
+// "adaptive_time_microseconds", "connect".
+func ParseTimePrecision(s string) (TimePrecision, error) {
+	return parseMode(s, "time precision", map[string]TimePrecision{
+		"adaptive": TimeAdaptive, "adaptive_time_microseconds": TimeAdaptiveMicroseconds, "connect": TimeConnect})
+}
+
+// ParseBinaryHandling parses Debezium's names of the modes: "bytes",
+// "base64", "base64-url-safe", "hex".
+func ParseBinaryHandling(s string) (BinaryHandling, error) {
+	return parseMode(s, "binary handling", map[string]BinaryHandling{
+		"bytes": BinaryBytes, "base64": BinaryBase64, "base64-url-safe": BinaryBase64URL, "hex": BinaryHex})
+}
+
+func parseMode[M ~int](s, what string, names map[string]M) (M, error) {
+	if m, ok := names[s]; ok {
+		return m, nil
 	}
-	return 0, fmt.Errorf("postgres: cdc: decimal handling %q (want precise, string or double)", s)
+	keys := make([]string, 0, len(names))
+	for k := range names {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return 0, fmt.Errorf("postgres: cdc: %s %q (want one of %s)", what, s, strings.Join(keys, ", "))
 }
 
 // WithDecimalHandling sets how numeric and money values are written
 // (default DecimalPrecise, Debezium's default).
 func WithDecimalHandling(m DecimalHandling) Option {
-	return func(o *settings) { o.decimal = m }
+	return func(o *settings) { o.values.decimal = m }
 }
 
 // valueKind is how a column's text is turned into JSON.
@@ -110,6 +130,57 @@ const (
 	kArray                            // a JSON array of the element's mapping
 )
 
+// TimePrecision is how time and timestamp values are written: Debezium's
+// time.precision.mode.
+type TimePrecision int
+
+const (
+	// TimeAdaptive (the default, as Debezium's): milliseconds for a
+	// precision of 0 to 3 digits, microseconds else.
+	TimeAdaptive TimePrecision = iota
+	// TimeAdaptiveMicroseconds: time always in microseconds, timestamp as
+	// TimeAdaptive.
+	TimeAdaptiveMicroseconds
+	// TimeConnect: Kafka Connect's Time and Timestamp, in milliseconds
+	// whatever the precision (finer digits are dropped).
+	TimeConnect
+)
+
+// WithTimePrecision sets how time and timestamp values are written
+// (default TimeAdaptive, Debezium's default).
+func WithTimePrecision(m TimePrecision) Option {
+	return func(o *settings) { o.values.time = m }
+}
+
+// BinaryHandling is how bytea values are written: Debezium's
+// binary.handling.mode.
+type BinaryHandling int
+
+const (
+	// BinaryBytes (the default, as Debezium's): Kafka Connect bytes, which
+	// JSON writes in base64.
+	BinaryBytes BinaryHandling = iota
+	// BinaryBase64: a base64 string (the same JSON as BinaryBytes).
+	BinaryBase64
+	// BinaryBase64URL: base64 with the URL-safe alphabet.
+	BinaryBase64URL
+	// BinaryHex: lower-case hexadecimal.
+	BinaryHex
+)
+
+// WithBinaryHandling sets how bytea values are written (default
+// BinaryBytes, Debezium's default).
+func WithBinaryHandling(m BinaryHandling) Option {
+	return func(o *settings) { o.values.binary = m }
+}
+
+// valueModes are the Debezium modes of the value mapping.
+type valueModes struct {
+	decimal DecimalHandling
+	time    TimePrecision
+	binary  BinaryHandling
+}
+
 // valueConv is the mapping of one column (or array element) type.
 type valueConv struct {
 	kind    valueKind
@@ -117,13 +188,19 @@ type valueConv struct {
 	digits  int // timestamptz: fraction digits
 	fixed   int // bit(n): n; 0 for varbit
 	decimal DecimalHandling
+	binary  BinaryHandling
 	elem    *valueConv // kArray
 }
 
-// adaptive picks the milliseconds form for a precision of 0 to 3 digits,
-// the microseconds form else (Debezium's time.precision.mode adaptive).
-func adaptive(mod int32, millis, micros valueKind) valueKind {
-	if timePrecision(mod) <= 3 {
+// timeKind picks the milliseconds or the microseconds form by the mode
+// and, in the adaptive modes, the precision (0 to 3 digits: milliseconds).
+func timeKind(mod int32, mode TimePrecision, isTime bool, millis, micros valueKind) valueKind {
+	switch {
+	case mode == TimeConnect:
+		return millis
+	case mode == TimeAdaptiveMicroseconds && isTime:
+		return micros
+	case timePrecision(mod) <= 3:
 		return millis
 	}
 	return micros
@@ -138,11 +215,10 @@ func timePrecision(mod int32) int {
 }
 
 // newValueConv returns the mapping of a type (with its type modifier, -1
-// when none), by Debezium's defaults: decimal.handling.mode as given,
-// time.precision.mode adaptive, binary.handling.mode bytes,
-// interval.handling.mode numeric.
-func newValueConv(typ uint32, mod int32, dec DecimalHandling) *valueConv {
-	c := &valueConv{decimal: dec, scale: -1}
+// when none) by Debezium's modes as given (interval.handling.mode
+// numeric).
+func newValueConv(typ uint32, mod int32, m valueModes) *valueConv {
+	c := &valueConv{decimal: m.decimal, binary: m.binary, scale: -1}
 	switch typ {
 	case oidInt2, oidInt4, oidInt8, oidOID:
 		c.kind = kInt
@@ -165,9 +241,9 @@ func newValueConv(typ uint32, mod int32, dec DecimalHandling) *valueConv {
 	case oidDate:
 		c.kind = kDate
 	case oidTime:
-		c.kind = adaptive(mod, kTimeMillis, kTimeMicros)
+		c.kind = timeKind(mod, m.time, true, kTimeMillis, kTimeMicros)
 	case oidTimestamp:
-		c.kind = adaptive(mod, kTimestampMillis, kTimestampMicros)
+		c.kind = timeKind(mod, m.time, false, kTimestampMillis, kTimestampMicros)
 	case oidTimestamptz:
 		c.kind, c.digits = kTimestamptz, timePrecision(mod)
 	case oidTimetz:
@@ -186,7 +262,7 @@ func newValueConv(typ uint32, mod int32, dec DecimalHandling) *valueConv {
 	default:
 		if elem, ok := arrayElem(typ); ok {
 			c.kind = kArray
-			c.elem = newValueConv(elem, mod, dec)
+			c.elem = newValueConv(elem, mod, m)
 			if c.elem.kind == kNumeric || c.elem.kind == kMoney {
 				// Debezium sends null for arrays of numbers with decimals;
 				// eventkit keeps their values, exact, as strings.
@@ -289,7 +365,7 @@ func (c *valueConv) appendValue(b []byte, text string) []byte {
 	case kBytea:
 		if strings.HasPrefix(text, `\x`) {
 			if raw, err := hex.DecodeString(text[2:]); err == nil {
-				return appendBase64(b, raw)
+				return appendBinary(b, raw, c.binary)
 			}
 		}
 	case kBits:
@@ -339,6 +415,20 @@ func (c *valueConv) appendValue(b []byte, text string) []byte {
 		}
 	}
 	return cdc.AppendString(b, text)
+}
+
+// appendBinary appends bytes by the binary handling mode.
+func appendBinary(b, raw []byte, m BinaryHandling) []byte {
+	b = append(b, '"')
+	switch m {
+	case BinaryHex:
+		b = hex.AppendEncode(b, raw)
+	case BinaryBase64URL:
+		b = base64.URLEncoding.AppendEncode(b, raw)
+	default:
+		b = base64.StdEncoding.AppendEncode(b, raw)
+	}
+	return append(b, '"')
 }
 
 func appendBase64(b, raw []byte) []byte {
