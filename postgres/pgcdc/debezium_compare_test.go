@@ -151,6 +151,15 @@ func envelopeDiffs(t *testing.T, dbz, ek []byte) (diffs, known []string) {
 			delete(m, f)
 		}
 		src, _ := m["source"].(map[string]any)
+		if m["op"] == "m" && src != nil && src["txId"] == nil {
+			// A message outside transactions has no commit time: each
+			// connector gives its own clock's.
+			for _, f := range processingTimes {
+				if v, ok := src[f]; ok {
+					src[f] = fmt.Sprintf("<%T>", v)
+				}
+			}
+		}
 		if m["op"] == "r" && src != nil {
 			checkSequence(t, src)
 			for _, f := range perSnapshot {

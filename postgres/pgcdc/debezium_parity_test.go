@@ -90,8 +90,8 @@ func typesParity(t *testing.T, dbzProps map[string]string, opts ...Option) {
 
 // TestDebeziumParityChanges: the envelope of every operation — snapshot
 // rows of two tables, insert, update, key update, delete, an unchanged
-// TOASTed value, REPLICA IDENTITY FULL, truncate and a logical decoding
-// message — with Debezium's tombstones.
+// TOASTed value, REPLICA IDENTITY FULL, truncate and logical decoding
+// messages in and outside a transaction — with Debezium's tombstones.
 func TestDebeziumParityChanges(t *testing.T) {
 	pe := newParityEnv(t, [][2]string{
 		{"", "id int PRIMARY KEY, note text, big text"},
@@ -114,13 +114,18 @@ func TestDebeziumParityChanges(t *testing.T) {
 		fmt.Sprintf("DELETE FROM %s WHERE k2 = 'x'", b),
 		fmt.Sprintf("BEGIN; INSERT INTO %[1]s VALUES (5, 'e', NULL); SELECT pg_logical_emit_message(true, '%[2]s_msg', 'hello'); UPDATE %[1]s SET note = 'f' WHERE id = 5; COMMIT", a, pe.name),
 		fmt.Sprintf("TRUNCATE %s", b),
+		// A message outside any transaction, then a change (whose
+		// sequence follows the message's).
+		fmt.Sprintf("SELECT pg_logical_emit_message(false, '%s_msg', 'now')", pe.name),
+		fmt.Sprintf("INSERT INTO %s VALUES (6, 'g', NULL)", a),
 	} {
 		pe.exec(t, sql)
 	}
 	// Debezium: 2 snapshot rows; insert, update, key update (delete,
 	// tombstone, create), delete and tombstone; 2 inserts, 2 updates,
-	// delete and tombstone; insert, message, update; truncate.
-	recs := pe.dbz.waitRecords(t, 19)
+	// delete and tombstone; insert, message, update; truncate; message;
+	// insert.
+	recs := pe.dbz.waitRecords(t, 21)
 	nonTombstones := 0
 	for _, r := range recs {
 		if payload(r.Value) != nil {

@@ -442,6 +442,9 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 					// Messages have ts_ms only, as Debezium's.
 					c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content},
 						TsMs: envChange(t, got[len(want)].Data()).TsMs}
+					if !m.Transactional {
+						r.lastCommit = m.LSN // as Debezium: the message is the last commit
+					}
 					c.Source = r.source(m.LSN, "", "")
 					if !m.Transactional {
 						// Before, a message outside transactions took the txId

@@ -1002,7 +1002,11 @@ func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error
 		c.Source = st.source(m.LSN, "", "")
 		if !m.Transactional {
 			// Sent outside any transaction: no transaction id (the id is
-			// then "<name>:<LSN>:m").
+			// then "<name>:<LSN>:m"); as Debezium, the message counts as
+			// the last commit (source.sequence ["<LSN>","<LSN>"], and of
+			// the next changes).
+			st.lastCommit = m.LSN
+			c.Source.Sequence = sequence(int64(m.LSN), int64(m.LSN))
 			c.Source.TxID, c.Source.TsMs, c.Source.TsUs, c.Source.TsNs = 0, c.TsMs, c.TsMs*1000, c.TsMs*1e6
 		}
 		topic, ev := st.changeEvent(c, m.Prefix, m.Prefix)
