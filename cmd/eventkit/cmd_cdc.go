@@ -44,6 +44,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	decimal := fs.String("decimal-handling", "precise", "numeric and money values as Debezium's decimal.handling.mode: `precise` (bytes of the unscaled value), string or double")
 	timePrecision := fs.String("time-precision", "adaptive", "time and timestamp values as Debezium's time.precision.mode: `adaptive`, adaptive_time_microseconds or connect")
 	binary := fs.String("binary-handling", "bytes", "bytea values as Debezium's binary.handling.mode: `bytes` (base64), base64, base64-url-safe or hex")
+	interval := fs.String("interval-handling", "numeric", "interval values as Debezium's interval.handling.mode: `numeric` (microseconds) or string")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
 		fs.PrintDefaults()
@@ -57,7 +58,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *dsn == "" {
 		return fmt.Errorf("%w: --dsn is required", errUsage)
 	}
-	modes, err := cdcValueModes(*decimal, *timePrecision, *binary)
+	modes, err := pgcdc.ParseValueModes(*decimal, *timePrecision, *binary, *interval)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -85,10 +86,9 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer pub.Close()
 	opts := []pgcdc.Option{
 		pgcdc.WithName(*name), pgcdc.WithSlot(*slot), pgcdc.WithPublication(*pubName),
-		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat),
+		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat), pgcdc.WithValueModes(modes),
 		pgcdc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))),
 	}
-	opts = append(opts, modes...)
 	if *messages != "*" {
 		var prefixes []string
 		for _, p := range strings.Split(*messages, ",") {
@@ -216,22 +216,4 @@ func (s *cdcStdout) Close() error {
 	}
 	s.closed = true
 	return s.w.Flush()
-}
-
-// cdcValueModes returns the options of Debezium's value modes named by the
-// flags.
-func cdcValueModes(decimal, timePrecision, binary string) ([]pgcdc.Option, error) {
-	d, err := pgcdc.ParseDecimalHandling(decimal)
-	if err != nil {
-		return nil, err
-	}
-	tp, err := pgcdc.ParseTimePrecision(timePrecision)
-	if err != nil {
-		return nil, err
-	}
-	b, err := pgcdc.ParseBinaryHandling(binary)
-	if err != nil {
-		return nil, err
-	}
-	return []pgcdc.Option{pgcdc.WithDecimalHandling(d), pgcdc.WithTimePrecision(tp), pgcdc.WithBinaryHandling(b)}, nil
 }

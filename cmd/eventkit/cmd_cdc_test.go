@@ -160,7 +160,7 @@ func TestCDCCommandUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", "--to", "mqtt://x"}, &out, &errb); code != 2 {
 		t.Fatalf("bad --to: exit %d, want 2 (%s)", code, errb.String())
 	}
-	for _, flag := range []string{"--decimal-handling", "--time-precision", "--binary-handling"} {
+	for _, flag := range []string{"--decimal-handling", "--time-precision", "--binary-handling", "--interval-handling"} {
 		errb.Reset()
 		if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", flag, "nano"}, &out, &errb); code != 2 ||
 			!strings.Contains(errb.String(), `"nano"`) {

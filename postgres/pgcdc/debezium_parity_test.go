@@ -56,20 +56,20 @@ func parityColumns(t *testing.T, name string) (ddl, values, nulls string) {
 func TestDebeziumParityTypes(t *testing.T) { typesParity(t, nil) }
 
 // TestDebeziumParityModes: the same with Debezium's other modes of
-// decimal.handling.mode, time.precision.mode and binary.handling.mode, and
-// the Source's options that select them.
+// decimal.handling.mode, time.precision.mode, binary.handling.mode and
+// interval.handling.mode, and the Source's options that select them.
 func TestDebeziumParityModes(t *testing.T) {
 	for _, m := range []struct {
 		decimal, time, binary string
 		opts                  []Option
 	}{
-		{"string", "connect", "hex", []Option{WithDecimalHandling(DecimalString), WithTimePrecision(TimeConnect), WithBinaryHandling(BinaryHex)}},
-		{"double", "adaptive_time_microseconds", "base64-url-safe", []Option{WithDecimalHandling(DecimalDouble),
-			WithTimePrecision(TimeAdaptiveMicroseconds), WithBinaryHandling(BinaryBase64URL)}},
+		{"string", "connect", "hex", []Option{WithValueModes(ValueModes{DecimalString, TimeConnect, BinaryHex, IntervalString})}},
+		{"double", "adaptive_time_microseconds", "base64-url-safe", []Option{
+			WithValueModes(ValueModes{DecimalDouble, TimeAdaptiveMicroseconds, BinaryBase64URL, IntervalString})}},
 	} {
 		t.Run(m.decimal+","+m.time+","+m.binary, func(t *testing.T) {
 			typesParity(t, map[string]string{"decimal.handling.mode": m.decimal, "time.precision.mode": m.time,
-				"binary.handling.mode": m.binary}, m.opts...)
+				"binary.handling.mode": m.binary, "interval.handling.mode": "string"}, m.opts...)
 		})
 	}
 }

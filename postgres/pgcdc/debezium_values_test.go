@@ -13,11 +13,11 @@ import (
 // appendValue and appendText map a value of a type without a modifier,
 // at the default settings.
 func appendValue(b []byte, typ uint32, text string) []byte {
-	return newValueConv(typ, -1, valueModes{}).appendValue(b, text)
+	return newValueConv(typ, -1, ValueModes{}).appendValue(b, text)
 }
 
 func appendText(b []byte, typ uint32, v []byte) []byte {
-	return newValueConv(typ, -1, valueModes{}).appendText(b, v)
+	return newValueConv(typ, -1, ValueModes{}).appendText(b, v)
 }
 
 // numericMod is the type modifier of numeric(p,s).
@@ -95,7 +95,7 @@ var debeziumVectors = []struct {
 // Debezium's, on both paths (text and tuple bytes).
 func TestDebeziumValueVectors(t *testing.T) {
 	for _, v := range debeziumVectors {
-		c := newValueConv(v.typ, v.mod, valueModes{})
+		c := newValueConv(v.typ, v.mod, ValueModes{})
 		got := string(c.appendValue(nil, v.text))
 		if got != v.want {
 			t.Errorf("type %d(%d) %q: got %s, want %s", v.typ, v.mod, v.text, got, v.want)
@@ -127,36 +127,50 @@ func TestDecimalHandlingModes(t *testing.T) {
 		{DecimalDouble, oidMoney, -1, "($12.34)", `-12.34`},
 		{DecimalPrecise, 1231, -1, "{1.50,NaN}", `["1.50","NaN"]`}, // arrays of numeric: exact strings
 	} {
-		got := string(newValueConv(v.typ, v.mod, valueModes{decimal: v.mode}).appendValue(nil, v.text))
+		got := string(newValueConv(v.typ, v.mod, ValueModes{Decimal: v.mode}).appendValue(nil, v.text))
 		if got != v.want {
 			t.Errorf("mode %d, type %d %q: got %s, want %s", v.mode, v.typ, v.text, got, v.want)
 		}
 	}
 }
 
-func TestParseModes(t *testing.T) {
-	for s, want := range map[string]DecimalHandling{"precise": DecimalPrecise, "string": DecimalString, "double": DecimalDouble} {
-		if got, err := ParseDecimalHandling(s); err != nil || got != want {
-			t.Errorf("ParseDecimalHandling(%q) = %v, %v", s, got, err)
+func TestParseValueModes(t *testing.T) {
+	for _, c := range []struct {
+		names [4]string
+		want  ValueModes
+	}{
+		{[4]string{"", "", "", ""}, ValueModes{}},
+		{[4]string{"precise", "adaptive", "bytes", "numeric"}, ValueModes{}},
+		{[4]string{"string", "adaptive_time_microseconds", "base64", "string"}, ValueModes{DecimalString, TimeAdaptiveMicroseconds, BinaryBase64, IntervalString}},
+		{[4]string{"double", "connect", "base64-url-safe", ""}, ValueModes{DecimalDouble, TimeConnect, BinaryBase64URL, IntervalNumeric}},
+		{[4]string{"", "", "hex", ""}, ValueModes{Binary: BinaryHex}},
+	} {
+		got, err := ParseValueModes(c.names[0], c.names[1], c.names[2], c.names[3])
+		if err != nil || got != c.want {
+			t.Errorf("ParseValueModes(%q) = %+v, %v; want %+v", c.names, got, err, c.want)
 		}
 	}
-	for s, want := range map[string]TimePrecision{"adaptive": TimeAdaptive, "adaptive_time_microseconds": TimeAdaptiveMicroseconds, "connect": TimeConnect} {
-		if got, err := ParseTimePrecision(s); err != nil || got != want {
-			t.Errorf("ParseTimePrecision(%q) = %v, %v", s, got, err)
+	_, err := ParseValueModes("exact", "micro", "base32", "iso")
+	for _, want := range []string{`decimal.handling.mode "exact" (want one of precise, string, double)`,
+		`time.precision.mode "micro"`, `binary.handling.mode "base32"`, `interval.handling.mode "iso"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseValueModes of unknown names: %v, want %s", err, want)
 		}
 	}
-	for s, want := range map[string]BinaryHandling{"bytes": BinaryBytes, "base64": BinaryBase64, "base64-url-safe": BinaryBase64URL, "hex": BinaryHex} {
-		if got, err := ParseBinaryHandling(s); err != nil || got != want {
-			t.Errorf("ParseBinaryHandling(%q) = %v, %v", s, got, err)
+}
+
+// TestIntervalString: interval.handling.mode string, as Debezium wrote it.
+func TestIntervalString(t *testing.T) {
+	c := newValueConv(oidInterval, -1, ValueModes{Interval: IntervalString})
+	for text, want := range map[string]string{
+		"P1Y2M3DT4H5M6.5S":           `"P1Y2M3DT4H5M6.5S"`,
+		"P-1Y-2M3DT-4H-5M-6.000007S": `"P-1Y-2M3DT-4H-5M-6.000007S"`,
+		"PT12.346S":                  `"P0Y0M0DT0H0M12.346S"`,
+		"PT0S":                       `"P0Y0M0DT0H0M0S"`,
+		"1 day":                      `"1 day"`, // not ISO: kept as text
+	} {
+		if got := string(c.appendValue(nil, text)); got != want {
+			t.Errorf("%q: got %s, want %s", text, got, want)
 		}
-	}
-	if _, err := ParseDecimalHandling("exact"); err == nil || !strings.Contains(err.Error(), "double, precise, string") {
-		t.Errorf("ParseDecimalHandling(exact): %v", err)
-	}
-	if _, err := ParseTimePrecision("micro"); err == nil {
-		t.Error("ParseTimePrecision accepted micro")
-	}
-	if _, err := ParseBinaryHandling("base32"); err == nil {
-		t.Error("ParseBinaryHandling accepted base32")
 	}
 }

@@ -7,9 +7,9 @@
 // The envelopes are, field by field and value for value, those Debezium
 // 3.6's PostgreSQL connector writes at its default settings
 // (decimal.handling.mode precise, time.precision.mode adaptive,
-// binary.handling.mode bytes; WithDecimalHandling, WithTimePrecision and
-// WithBinaryHandling select the other modes): dates in days, times and timestamps in
-// milli- or microseconds, timestamptz and timetz in UTC text, intervals in
+// binary.handling.mode bytes, interval.handling.mode numeric;
+// WithValueModes selects the other modes): dates in days, times and
+// timestamps in milli- or microseconds, timestamptz and timetz in UTC text, intervals in
 // microseconds, numeric as unscaled bytes, json as text; a change of the
 // primary key is a delete and a create. docs/cdc.md lists the mapping and
 // the few differences, each with its reason (no tombstones: they have no

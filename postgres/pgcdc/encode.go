@@ -49,7 +49,7 @@ func (st *replStream) newRelation(schema, table string, cols []pgrepl.Column, pk
 		rel.colKeys[i] = append(cdc.AppendString(nil, c.Name), ':')
 		rel.convs[i] = newValueConv(c.TypeOID, c.TypeMod, st.src.opts.values)
 		if elem := st.userArrays[c.TypeOID]; elem != 0 && rel.convs[i].kind == kString {
-			rel.convs[i] = &valueConv{kind: kArray, elem: newValueConv(elem, c.TypeMod, valueModes{decimal: DecimalString})}
+			rel.convs[i] = &valueConv{kind: kArray, elem: newValueConv(elem, c.TypeMod, ValueModes{Decimal: DecimalString})}
 		}
 	}
 	rel.srcSnap[0] = st.appendSrcSnap(nil, cdc.SnapshotFalse)

@@ -82,7 +82,7 @@ type settings struct {
 	customTopic  bool // topicFn was given
 	logger       *slog.Logger
 	msgPrefixes  map[string]bool // nil: every prefix
-	values       valueModes      // Debezium's modes of the value mapping
+	values       ValueModes      // Debezium's modes of the value mapping
 	minBackoff   time.Duration
 	maxBackoff   time.Duration
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -45,63 +46,82 @@ const (
 	oidJSONB       = 3802
 )
 
-// DecimalHandling is how numeric (and money) values are written: Debezium's
-// decimal.handling.mode.
-type DecimalHandling int
-
-const (
-	// DecimalPrecise (the default, as Debezium's): the unscaled value as
-	// big-endian two's-complement bytes in base64, Kafka Connect's Decimal,
-	// for numeric(p,s) and money (scale 2); for numeric without a scale,
-	// {"scale":s,"value":"<bytes>"} (Debezium's VariableScaleDecimal).
-	// NaN and infinities are null.
-	DecimalPrecise DecimalHandling = iota
-	// DecimalString: the exact decimal as a JSON string ("-12.50"), NaN
-	// and infinities as their text. eventkit's form before it matched
-	// Debezium's default.
-	DecimalString
-	// DecimalDouble: a JSON number (a float64), NaN and infinities as
+// The modes of the value mapping, Debezium's: each type is the values of
+// one of its connector properties, the zero value its default.
+type (
+	// DecimalHandling is decimal.handling.mode, for numeric and money
+	// values. DecimalPrecise ("precise", the default): the unscaled value
+	// as big-endian two's-complement bytes in base64 (Kafka Connect's
+	// Decimal) for numeric(p,s) and money (scale 2); for numeric without
+	// a scale, {"scale":s,"value":"<bytes>"} (VariableScaleDecimal); NaN
+	// and infinities null. DecimalString ("string"): the exact decimal as
+	// a JSON string ("-12.50"), NaN and infinities as their text
+	// (eventkit's form before it matched Debezium's default).
+	// DecimalDouble ("double"): a JSON number, NaN and infinities as
 	// strings.
-	DecimalDouble
+	DecimalHandling int
+	// TimePrecision is time.precision.mode, for time and timestamp values.
+	// TimeAdaptive ("adaptive", the default): milliseconds for a
+	// precision of 0 to 3 digits, microseconds else.
+	// TimeAdaptiveMicroseconds ("adaptive_time_microseconds"): time always
+	// in microseconds, timestamp as TimeAdaptive. TimeConnect ("connect"):
+	// milliseconds whatever the precision (finer digits dropped).
+	TimePrecision int
+	// BinaryHandling is binary.handling.mode, for bytea values.
+	// BinaryBytes ("bytes", the default) and BinaryBase64 ("base64"):
+	// base64 in JSON; BinaryBase64URL ("base64-url-safe"): base64 with the
+	// URL-safe alphabet; BinaryHex ("hex"): lower-case hexadecimal.
+	BinaryHandling int
+	// IntervalHandling is interval.handling.mode, for interval values.
+	// IntervalNumeric ("numeric", the default): microseconds, a month
+	// counted as 30.4375 days (MicroDuration). IntervalString ("string"):
+	// "P<y>Y<m>M<d>DT<h>H<m>M<s>S" with every part, exact.
+	IntervalHandling int
 )
 
-// ParseDecimalHandling parses Debezium's names of the modes: "precise",
-// "string", "double".
-func ParseDecimalHandling(s string) (DecimalHandling, error) {
-	return parseMode(s, "decimal handling", map[string]DecimalHandling{
-		"precise": DecimalPrecise, "string": DecimalString, "double": DecimalDouble})
+// The modes, in the order of Debezium's names (see their types).
+const (
+	DecimalPrecise, DecimalString, DecimalDouble          DecimalHandling  = 0, 1, 2
+	TimeAdaptive, TimeAdaptiveMicroseconds, TimeConnect   TimePrecision    = 0, 1, 2
+	BinaryBytes, BinaryBase64, BinaryBase64URL, BinaryHex BinaryHandling   = 0, 1, 2, 3
+	IntervalNumeric, IntervalString                       IntervalHandling = 0, 1
+)
+
+// ValueModes are Debezium's modes of the value mapping; the zero value is
+// Debezium's defaults (precise, adaptive, bytes, numeric).
+type ValueModes struct {
+	Decimal  DecimalHandling  // decimal.handling.mode
+	Time     TimePrecision    // time.precision.mode
+	Binary   BinaryHandling   // binary.handling.mode
+	Interval IntervalHandling // interval.handling.mode
 }
 
-// ParseTimePrecision parses Debezium's names of the modes: "adaptive",
-// "adaptive_time_microseconds", "connect".
-func ParseTimePrecision(s string) (TimePrecision, error) {
-	return parseMode(s, "time precision", map[string]TimePrecision{
-		"adaptive": TimeAdaptive, "adaptive_time_microseconds": TimeAdaptiveMicroseconds, "connect": TimeConnect})
+// WithValueModes sets the modes of the value mapping (default: Debezium's
+// defaults).
+func WithValueModes(m ValueModes) Option { return func(o *settings) { o.values = m } }
+
+// ParseValueModes returns the modes named by the values of Debezium's
+// decimal.handling.mode, time.precision.mode, binary.handling.mode and
+// interval.handling.mode properties ("" for a default).
+func ParseValueModes(decimal, timePrecision, binary, interval string) (ValueModes, error) {
+	var m ValueModes
+	var errs [4]error
+	m.Decimal, errs[0] = parseMode[DecimalHandling](decimal, "decimal.handling.mode", "precise", "string", "double")
+	m.Time, errs[1] = parseMode[TimePrecision](timePrecision, "time.precision.mode", "adaptive", "adaptive_time_microseconds", "connect")
+	m.Binary, errs[2] = parseMode[BinaryHandling](binary, "binary.handling.mode", "bytes", "base64", "base64-url-safe", "hex")
+	m.Interval, errs[3] = parseMode[IntervalHandling](interval, "interval.handling.mode", "numeric", "string")
+	return m, errors.Join(errs[:]...)
 }
 
-// ParseBinaryHandling parses Debezium's names of the modes: "bytes",
-// "base64", "base64-url-safe", "hex".
-func ParseBinaryHandling(s string) (BinaryHandling, error) {
-	return parseMode(s, "binary handling", map[string]BinaryHandling{
-		"bytes": BinaryBytes, "base64": BinaryBase64, "base64-url-safe": BinaryBase64URL, "hex": BinaryHex})
-}
-
-func parseMode[M ~int](s, what string, names map[string]M) (M, error) {
-	if m, ok := names[s]; ok {
-		return m, nil
+// parseMode returns the mode of name: its index in names.
+func parseMode[M ~int](name, property string, names ...string) (M, error) {
+	if name == "" {
+		return 0, nil
 	}
-	keys := make([]string, 0, len(names))
-	for k := range names {
-		keys = append(keys, k)
+	if i := slices.Index(names, name); i >= 0 {
+		return M(i), nil
 	}
-	slices.Sort(keys)
-	return 0, fmt.Errorf("postgres: cdc: %s %q (want one of %s)", what, s, strings.Join(keys, ", "))
-}
-
-// WithDecimalHandling sets how numeric and money values are written
-// (default DecimalPrecise, Debezium's default).
-func WithDecimalHandling(m DecimalHandling) Option {
-	return func(o *settings) { o.values.decimal = m }
+	return 0, fmt.Errorf("postgres: cdc: %s %q (want one of %s)", property, name, strings.Join(names, ", "))
 }
 
 // valueKind is how a column's text is turned into JSON.
@@ -124,62 +144,12 @@ const (
 	kTimestamptz                      // RFC 3339 in UTC with the column's digits
 	kTimetz                           // HH:MM:SS[.f]Z in UTC
 	kInterval                         // microseconds (months of 30.4375 days)
+	kIntervalString                   // P<y>Y<m>M<d>DT<h>H<m>M<s>S
 	kNumeric                          // by DecimalHandling
 	kMoney                            // by DecimalHandling, scale 2
 	kPoint                            // {"x","y","wkb","srid"}
 	kArray                            // a JSON array of the element's mapping
 )
-
-// TimePrecision is how time and timestamp values are written: Debezium's
-// time.precision.mode.
-type TimePrecision int
-
-const (
-	// TimeAdaptive (the default, as Debezium's): milliseconds for a
-	// precision of 0 to 3 digits, microseconds else.
-	TimeAdaptive TimePrecision = iota
-	// TimeAdaptiveMicroseconds: time always in microseconds, timestamp as
-	// TimeAdaptive.
-	TimeAdaptiveMicroseconds
-	// TimeConnect: Kafka Connect's Time and Timestamp, in milliseconds
-	// whatever the precision (finer digits are dropped).
-	TimeConnect
-)
-
-// WithTimePrecision sets how time and timestamp values are written
-// (default TimeAdaptive, Debezium's default).
-func WithTimePrecision(m TimePrecision) Option {
-	return func(o *settings) { o.values.time = m }
-}
-
-// BinaryHandling is how bytea values are written: Debezium's
-// binary.handling.mode.
-type BinaryHandling int
-
-const (
-	// BinaryBytes (the default, as Debezium's): Kafka Connect bytes, which
-	// JSON writes in base64.
-	BinaryBytes BinaryHandling = iota
-	// BinaryBase64: a base64 string (the same JSON as BinaryBytes).
-	BinaryBase64
-	// BinaryBase64URL: base64 with the URL-safe alphabet.
-	BinaryBase64URL
-	// BinaryHex: lower-case hexadecimal.
-	BinaryHex
-)
-
-// WithBinaryHandling sets how bytea values are written (default
-// BinaryBytes, Debezium's default).
-func WithBinaryHandling(m BinaryHandling) Option {
-	return func(o *settings) { o.values.binary = m }
-}
-
-// valueModes are the Debezium modes of the value mapping.
-type valueModes struct {
-	decimal DecimalHandling
-	time    TimePrecision
-	binary  BinaryHandling
-}
 
 // valueConv is the mapping of one column (or array element) type.
 type valueConv struct {
@@ -217,8 +187,8 @@ func timePrecision(mod int32) int {
 // newValueConv returns the mapping of a type (with its type modifier, -1
 // when none) by Debezium's modes as given (interval.handling.mode
 // numeric).
-func newValueConv(typ uint32, mod int32, m valueModes) *valueConv {
-	c := &valueConv{decimal: m.decimal, binary: m.binary, scale: -1}
+func newValueConv(typ uint32, mod int32, m ValueModes) *valueConv {
+	c := &valueConv{decimal: m.Decimal, binary: m.Binary, scale: -1}
 	switch typ {
 	case oidInt2, oidInt4, oidInt8, oidOID:
 		c.kind = kInt
@@ -241,15 +211,18 @@ func newValueConv(typ uint32, mod int32, m valueModes) *valueConv {
 	case oidDate:
 		c.kind = kDate
 	case oidTime:
-		c.kind = timeKind(mod, m.time, true, kTimeMillis, kTimeMicros)
+		c.kind = timeKind(mod, m.Time, true, kTimeMillis, kTimeMicros)
 	case oidTimestamp:
-		c.kind = timeKind(mod, m.time, false, kTimestampMillis, kTimestampMicros)
+		c.kind = timeKind(mod, m.Time, false, kTimestampMillis, kTimestampMicros)
 	case oidTimestamptz:
 		c.kind, c.digits = kTimestamptz, timePrecision(mod)
 	case oidTimetz:
 		c.kind = kTimetz
 	case oidInterval:
 		c.kind = kInterval
+		if m.Interval == IntervalString {
+			c.kind = kIntervalString
+		}
 	case oidNumeric:
 		c.kind = kNumeric
 		if mod >= 4 {
@@ -402,6 +375,10 @@ func (c *valueConv) appendValue(b []byte, text string) []byte {
 	case kInterval:
 		if us, ok := parseInterval(text); ok {
 			return strconv.AppendInt(b, us, 10)
+		}
+	case kIntervalString:
+		if parts, ok := intervalParts(text); ok {
+			return cdc.AppendString(b, "P"+parts[0]+"Y"+parts[1]+"M"+parts[2]+"DT"+parts[3]+"H"+parts[4]+"M"+parts[5]+"S")
 		}
 	case kNumeric, kMoney:
 		return c.appendDecimal(b, text)
@@ -684,10 +661,32 @@ func zonedTime(s string) (string, bool) {
 // ("P1Y2M3DT4H5M6.5S", each part possibly negative), with a month of
 // 30.4375 days (365.25/12), as Debezium's MicroDuration.
 func parseInterval(s string) (int64, bool) {
-	if len(s) < 3 || s[0] != 'P' {
+	parts, ok := intervalParts(s)
+	if !ok {
 		return 0, false
 	}
+	// Microseconds per year, month (30.4375 days), day, hour, minute.
+	per := [5]int64{12 * 2629800e6, 2629800e6, 86400e6, 3600e6, 60e6}
 	var total int64
+	for i, p := range parts[:5] {
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += v * per[i]
+	}
+	us, ok := secondsMicros(parts[5])
+	return total + us, ok
+}
+
+// intervalParts returns the years, months, days, hours, minutes and
+// seconds of an ISO 8601 interval as PostgreSQL writes it ("PT12.346S"),
+// "0" for those it leaves out.
+func intervalParts(s string) ([6]string, bool) {
+	parts := [6]string{"0", "0", "0", "0", "0", "0"}
+	if len(s) < 3 || s[0] != 'P' {
+		return parts, false
+	}
 	inTime := false
 	for i := 1; i < len(s); {
 		if s[i] == 'T' {
@@ -700,42 +699,22 @@ func parseInterval(s string) (int64, bool) {
 			j++
 		}
 		if j == i || j >= len(s) {
-			return 0, false
+			return parts, false
 		}
-		num, unit := s[i:j], s[j]
-		i = j + 1
-		if unit == 'S' {
-			us, ok := secondsMicros(num)
-			if !ok || !inTime {
-				return 0, false
+		k := strings.IndexByte("YMD", s[j])
+		if inTime {
+			k = strings.IndexByte("HMS", s[j])
+			if k >= 0 {
+				k += 3
 			}
-			total += us
-			continue
 		}
-		v, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			return 0, false
+		if k < 0 {
+			return parts, false
 		}
-		var per int64
-		switch {
-		case unit == 'Y' && !inTime:
-			per = 12 * 2629800e6
-		case unit == 'M' && !inTime:
-			per = 2629800e6 // 30.4375 days
-		case unit == 'W' && !inTime:
-			per = 7 * 86400e6
-		case unit == 'D' && !inTime:
-			per = 86400e6
-		case unit == 'H' && inTime:
-			per = 3600e6
-		case unit == 'M' && inTime:
-			per = 60e6
-		default:
-			return 0, false
-		}
-		total += v * per
+		parts[k] = s[i:j]
+		i = j + 1
 	}
-	return total, true
+	return parts, true
 }
 
 // secondsMicros returns the microseconds of "-6.000007".
