@@ -55,6 +55,13 @@ const (
 	SnapshotFalse = "false" // a streamed change
 	SnapshotTrue  = "true"  // a snapshot row
 	SnapshotLast  = "last"  // the last row of the snapshot
+	// SnapshotFirst marks the first row of the snapshot, and
+	// SnapshotFirstInTable and SnapshotLastInTable the first and last rows
+	// of each later table (Debezium's "first_in_data_collection" and
+	// "last_in_data_collection").
+	SnapshotFirst        = "first"
+	SnapshotFirstInTable = "first_in_data_collection"
+	SnapshotLastInTable  = "last_in_data_collection"
 )
 
 // UnavailableValue stands for a column value that the database did not send:
@@ -71,11 +78,18 @@ type Source struct {
 	Snapshot  string `json:"snapshot"`  // SnapshotFalse, SnapshotTrue, SnapshotLast, …
 	DB        string `json:"db"`
 	Sequence  string `json:"sequence,omitempty"` // Debezium's ["lastCommittedLsn","lsn"], as a string
+	TsUs      int64  `json:"ts_us,omitempty"`    // commit time, Unix microseconds (0: not written)
+	TsNs      int64  `json:"ts_ns,omitempty"`    // commit time, Unix nanoseconds (0: not written)
 	Schema    string `json:"schema"`
 	Table     string `json:"table"`
 	TxID      int64  `json:"txId"` // transaction id; 0 when none
 	LSN       int64  `json:"lsn"`  // WAL position of the change; 0 when none
 	Xmin      *int64 `json:"xmin"`
+	// Origin and OriginLSN are the replication origin of the change
+	// (Debezium 3's origin and origin_lsn; empty and 0 when none, written
+	// as null).
+	Origin    string `json:"origin,omitempty"`
+	OriginLSN int64  `json:"origin_lsn,omitempty"`
 }
 
 // Message is the "message" block of a logical decoding message (op "m").
@@ -102,6 +116,8 @@ type Change struct {
 	After       json.RawMessage
 	Source      Source
 	TsMs        int64 // when the connector processed the change, Unix milliseconds
+	TsUs        int64 // the same instant in microseconds (0: not written)
+	TsNs        int64 // the same instant in nanoseconds (0: not written)
 	Message     *Message
 	Transaction *Transaction
 }
@@ -160,8 +176,13 @@ func Decode(data []byte) (Change, error) {
 			return Change{}, err
 		}
 	}
-	if err := unmarshalField(top, "ts_ms", &c.TsMs); err != nil {
-		return Change{}, err
+	for _, f := range []struct {
+		name string
+		v    *int64
+	}{{"ts_ms", &c.TsMs}, {"ts_us", &c.TsUs}, {"ts_ns", &c.TsNs}} {
+		if err := unmarshalField(top, f.name, f.v); err != nil {
+			return Change{}, err
+		}
 	}
 	if m, ok := top["message"]; ok && !isNull(m) {
 		c.Message = new(Message)
@@ -242,8 +263,11 @@ func decodeSource(b json.RawMessage, s *Source) error {
 	return nil
 }
 
-// Encode returns the envelope of c (the payload, without a schema part).
-// Before and After must be JSON objects or nil.
+// Encode returns the envelope of c (the payload, without a schema part),
+// in the shape of Debezium 3's: "transaction" is null when c has none,
+// ts_us and ts_ns (of the envelope and the source block) are written when
+// not 0, and a message (op "m") has no "before" and "after". Before and
+// After must be JSON objects or nil.
 func Encode(c *Change) ([]byte, error) {
 	return AppendEncode(nil, c)
 }
@@ -258,16 +282,24 @@ func AppendEncode(dst []byte, c *Change) ([]byte, error) {
 			return dst, fmt.Errorf("cdc: encode: row image is not a JSON object")
 		}
 	}
-	b := append(dst, `{"before":`...)
-	b = appendRaw(b, c.Before)
-	b = append(b, `,"after":`...)
-	b = appendRaw(b, c.After)
-	b = append(b, `,"source":`...)
+	b := append(dst, '{')
+	if c.Op != OpMessage {
+		b = append(b, `"before":`...)
+		b = appendRaw(b, c.Before)
+		b = append(b, `,"after":`...)
+		b = appendRaw(b, c.After)
+		b = append(b, ',')
+	}
+	b = append(b, `"source":`...)
 	b = appendSource(b, &c.Source)
+	if c.Transaction == nil {
+		b = append(b, `,"transaction":null`...)
+	}
 	b = append(b, `,"op":"`...)
 	b = append(b, c.Op...)
 	b = append(b, `","ts_ms":`...)
 	b = strconv.AppendInt(b, c.TsMs, 10)
+	b = AppendTimes(b, c.TsUs, c.TsNs)
 	if c.Message != nil {
 		b = append(b, `,"message":{"prefix":`...)
 		b = AppendString(b, c.Message.Prefix)
@@ -315,6 +347,7 @@ func appendSource(b []byte, s *Source) []byte {
 		b = append(b, `,"sequence":`...)
 		b = AppendString(b, s.Sequence)
 	}
+	b = AppendTimes(b, s.TsUs, s.TsNs)
 	b = append(b, `,"schema":`...)
 	b = AppendString(b, s.Schema)
 	b = append(b, `,"table":`...)
@@ -329,7 +362,28 @@ func appendSource(b []byte, s *Source) []byte {
 	} else {
 		b = strconv.AppendInt(b, *s.Xmin, 10)
 	}
+	b = append(b, `,"origin":`...)
+	if s.Origin == "" {
+		b = append(b, "null"...)
+	} else {
+		b = AppendString(b, s.Origin)
+	}
+	b = append(b, `,"origin_lsn":`...)
+	b = appendOptInt(b, s.OriginLSN)
 	return append(b, '}')
+}
+
+// AppendTimes appends `,"ts_us":us,"ts_ns":ns`, each when not 0.
+func AppendTimes(b []byte, us, ns int64) []byte {
+	if us != 0 {
+		b = append(b, `,"ts_us":`...)
+		b = strconv.AppendInt(b, us, 10)
+	}
+	if ns != 0 {
+		b = append(b, `,"ts_ns":`...)
+		b = strconv.AppendInt(b, ns, 10)
+	}
+	return b
 }
 
 func appendOptInt(b []byte, v int64) []byte {

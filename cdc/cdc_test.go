@@ -185,13 +185,15 @@ func TestDecodeInvalid(t *testing.T) {
 }
 
 func TestEncodeShape(t *testing.T) {
-	c := Change{Op: OpCreate, After: json.RawMessage(`{"id":1,"note":"a\"b"}`), TsMs: 5,
-		Source: Source{Version: "v", Connector: "postgresql", Name: "n", TsMs: 4, DB: "postgres", Schema: "public", Table: "t", TxID: 9, LSN: 100}}
+	c := Change{Op: OpCreate, After: json.RawMessage(`{"id":1,"note":"a\"b"}`), TsMs: 5, TsUs: 5001, TsNs: 5001002,
+		Source: Source{Version: "v", Connector: "postgresql", Name: "n", TsMs: 4, TsUs: 4003, TsNs: 4003000, DB: "postgres",
+			Sequence: `[null,"100"]`, Schema: "public", Table: "t", TxID: 9, LSN: 100}}
 	got, err := Encode(&c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"before":null,"after":{"id":1,"note":"a\"b"},"source":{"version":"v","connector":"postgresql","name":"n","ts_ms":4,"snapshot":"false","db":"postgres","schema":"public","table":"t","txId":9,"lsn":100,"xmin":null},"op":"c","ts_ms":5}`
+	// Debezium 3's shape: the times in µs and ns, origin, transaction.
+	want := `{"before":null,"after":{"id":1,"note":"a\"b"},"source":{"version":"v","connector":"postgresql","name":"n","ts_ms":4,"snapshot":"false","db":"postgres","sequence":"[null,\"100\"]","ts_us":4003,"ts_ns":4003000,"schema":"public","table":"t","txId":9,"lsn":100,"xmin":null,"origin":null,"origin_lsn":null},"transaction":null,"op":"c","ts_ms":5,"ts_us":5001,"ts_ns":5001002}`
 	if string(got) != want {
 		t.Fatalf("Encode =\n%s\nwant\n%s", got, want)
 	}

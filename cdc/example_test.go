@@ -44,5 +44,5 @@ func ExampleEncode() {
 	}
 	b, _ := cdc.Encode(&c)
 	fmt.Println(string(b))
-	// Output: {"before":null,"after":{"id":1,"note":"b","big":"__debezium_unavailable_value"},"source":{"version":"eventkit-cdc/1","connector":"postgresql","name":"shop","ts_ms":1700000000000,"snapshot":"false","db":"shop","schema":"public","table":"notes","txId":771,"lsn":24023128,"xmin":null},"op":"u","ts_ms":1700000000042}
+	// Output: {"before":null,"after":{"id":1,"note":"b","big":"__debezium_unavailable_value"},"source":{"version":"eventkit-cdc/1","connector":"postgresql","name":"shop","ts_ms":1700000000000,"snapshot":"false","db":"shop","schema":"public","table":"notes","txId":771,"lsn":24023128,"xmin":null,"origin":null,"origin_lsn":null},"transaction":null,"op":"u","ts_ms":1700000000042}
 }

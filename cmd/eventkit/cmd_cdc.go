@@ -41,6 +41,10 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	messages := fs.String("messages", "*", "comma-separated `prefixes` of the logical decoding messages to deliver (\"*\": all, \"\": none)")
 	kafkaPartitions := fs.Int("kafka-partitions", 0, "with kafka://, create missing topics with `n` partitions (broker's default replication); 0: topics must exist or be auto-created")
 	dropSlot := fs.Bool("drop-slot", false, "drop the replication slot (and the publication) and exit")
+	decimal := fs.String("decimal-handling", "precise", "numeric and money values as Debezium's decimal.handling.mode: `precise` (bytes of the unscaled value), string or double")
+	timePrecision := fs.String("time-precision", "adaptive", "time and timestamp values as Debezium's time.precision.mode: `adaptive`, adaptive_time_microseconds or connect")
+	binary := fs.String("binary-handling", "bytes", "bytea values as Debezium's binary.handling.mode: `bytes` (base64), base64, base64-url-safe or hex")
+	interval := fs.String("interval-handling", "numeric", "interval values as Debezium's interval.handling.mode: `numeric` (microseconds) or string")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit cdc --dsn URL --tables public.orders[,...] [--to stdout|nats://...|kafka://...] [flags]\n       eventkit cdc --dsn URL --drop-slot [--name N | --slot S]")
 		fs.PrintDefaults()
@@ -53,6 +57,10 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *dsn == "" {
 		return fmt.Errorf("%w: --dsn is required", errUsage)
+	}
+	modes, err := pgcdc.ParseValueModes(*decimal, *timePrecision, *binary, *interval)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if *slot == "" {
 		*slot = "eventkit_" + *name
@@ -78,7 +86,7 @@ func runCDC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer pub.Close()
 	opts := []pgcdc.Option{
 		pgcdc.WithName(*name), pgcdc.WithSlot(*slot), pgcdc.WithPublication(*pubName),
-		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat),
+		pgcdc.WithSnapshot(*snapshot), pgcdc.WithHeartbeat(*heartbeat), pgcdc.WithValueModes(modes),
 		pgcdc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))),
 	}
 	if *messages != "*" {

@@ -126,7 +126,8 @@ func TestCDCCommandStdout(t *testing.T) {
 	want := []struct {
 		op    cdc.Op
 		after string
-	}{{cdc.OpRead, `{"id":1,"total":"9.50"}`}, {cdc.OpCreate, `{"id":2,"total":"20.00"}`}}
+	}{ // numeric(10,2) as Debezium's default: the unscaled 950 and 2000 in base64
+		{cdc.OpRead, `{"id":1,"total":"A7Y="}`}, {cdc.OpCreate, `{"id":2,"total":"B9A="}`}}
 	got := lines()
 	if len(got) != 2 {
 		t.Fatalf("%d lines: %q", len(got), got)
@@ -156,6 +157,13 @@ func TestCDCCommandUsage(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", "--to", "mqtt://x"}, &out, &errb); code != 2 {
 		t.Fatalf("bad --to: exit %d, want 2 (%s)", code, errb.String())
+	}
+	for _, flag := range []string{"--decimal-handling", "--time-precision", "--binary-handling", "--interval-handling"} {
+		errb.Reset()
+		if code := run(context.Background(), []string{"cdc", "--dsn", "postgres://x@127.0.0.1/db", flag, "nano"}, &out, &errb); code != 2 ||
+			!strings.Contains(errb.String(), `"nano"`) {
+			t.Fatalf("bad %s: exit %d, want 2 (%s)", flag, code, errb.String())
+		}
 	}
 }
 

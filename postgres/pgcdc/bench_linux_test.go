@@ -22,7 +22,11 @@ func selfCPU() (time.Duration, bool) {
 
 // procCPU returns the CPU time of process pid, when it is a PostgreSQL
 // process of this machine.
-func procCPU(pid int) (time.Duration, bool) {
+func procCPU(pid int) (time.Duration, bool) { return processCPU(pid, "postgres") }
+
+// processCPU returns the CPU time of process pid (all its threads), when
+// its command starts with command.
+func processCPU(pid int, command string) (time.Duration, bool) {
 	if pid <= 0 {
 		return 0, false
 	}
@@ -32,7 +36,7 @@ func procCPU(pid int) (time.Duration, bool) {
 	}
 	s := string(b)
 	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open || !strings.HasPrefix(s[open+1:closing], "postgres") {
+	if open < 0 || closing < open || !strings.HasPrefix(s[open+1:closing], command) {
 		return 0, false
 	}
 	f := strings.Fields(s[closing+1:])

@@ -4,6 +4,18 @@
 // CloudEvents carrying Debezium-compatible envelopes (package cdc), in
 // commit order and at least once (see Source for what is guaranteed).
 //
+// The envelopes are, field by field and value for value, those Debezium
+// 3.6's PostgreSQL connector writes at its default settings
+// (decimal.handling.mode precise, time.precision.mode adaptive,
+// binary.handling.mode bytes, interval.handling.mode numeric;
+// WithValueModes selects the other modes): dates in days, times and
+// timestamps in milli- or microseconds, timestamptz and timetz in UTC text, intervals in
+// microseconds, numeric as unscaled bytes, json as text; a change of the
+// primary key is a delete and a create. docs/cdc.md lists the mapping and
+// the few differences, each with its reason (no tombstones: they have no
+// CloudEvents form); the TestDebeziumParity tests run Debezium itself
+// (scripts/debezium) beside the source and compare.
+//
 // The package is named pgcdc, not cdc, so that it can be imported next to
 // github.com/eventkit/eventkit/cdc (the driver-free envelope format, which
 // consumers use) without an alias. The replication protocol lives in its

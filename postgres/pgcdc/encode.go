@@ -1,8 +1,10 @@
 package pgcdc
 
 import (
-	"encoding/base64"
+	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -26,11 +28,13 @@ type relInfo struct {
 	subjectPtr    *string // &subject, shared by the relation's events
 	topic         string  // the default topic ("" when WithTopic is set)
 	cols          []pgrepl.Column
-	colKeys       [][]byte // `"<name>":` per column
-	pk            []int    // indexes of the primary key columns (or the replica identity key)
-	// srcMid is the source block from "snapshot" to "txId" (the value of
-	// txId excluded), for snapshot "false" and "true".
-	srcMid [2][]byte
+	convs         []*valueConv // the value mapping of each column
+	colKeys       [][]byte     // `"<name>":` per column
+	pk            []int        // indexes of the primary key columns (or the replica identity key)
+	// srcSnap is the source block's `,"snapshot":...,"db":...` for
+	// snapshot "false" and "true"; srcTable its `,"schema":...,"table":...,"txId":`.
+	srcSnap  [2][]byte
+	srcTable []byte
 }
 
 func (st *replStream) newRelation(schema, table string, cols []pgrepl.Column, pk []int) *relInfo {
@@ -40,13 +44,59 @@ func (st *replStream) newRelation(schema, table string, cols []pgrepl.Column, pk
 		rel.topic = st.src.opts.name + "." + sanitize(schema) + "." + sanitize(table)
 	}
 	rel.colKeys = make([][]byte, len(cols))
+	rel.convs = make([]*valueConv, len(cols))
 	for i, c := range cols {
 		rel.colKeys[i] = append(cdc.AppendString(nil, c.Name), ':')
+		rel.convs[i] = newValueConv(c.TypeOID, c.TypeMod, st.src.opts.values)
+		if elem := st.userArrays[c.TypeOID]; elem != 0 && rel.convs[i].kind == kString {
+			rel.convs[i] = &valueConv{kind: kArray, elem: newValueConv(elem, c.TypeMod, ValueModes{Decimal: DecimalString})}
+		}
 	}
-	rel.srcMid[0] = st.appendSrcMid(nil, cdc.SnapshotFalse, schema, table)
-	rel.srcMid[1] = st.appendSrcMid(nil, cdc.SnapshotTrue, schema, table)
+	rel.srcSnap[0] = st.appendSrcSnap(nil, cdc.SnapshotFalse)
+	rel.srcSnap[1] = st.appendSrcSnap(nil, cdc.SnapshotTrue)
+	rel.srcTable = appendSrcTable(nil, schema, table)
 	return rel
 }
+
+// lookupTypes learns which of the columns' types that the mapping does
+// not know are arrays (of enums, of domains, of other types created in
+// the database), and of what, for newRelation.
+func (st *replStream) lookupTypes(ctx context.Context, cols []pgrepl.Column) error {
+	if st.meta == nil {
+		return nil
+	}
+	var unknown []string
+	for _, c := range cols {
+		if _, seen := st.userArrays[c.TypeOID]; !seen && c.TypeOID >= firstUserOID {
+			unknown = append(unknown, strconv.FormatUint(uint64(c.TypeOID), 10))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	if st.userArrays == nil {
+		st.userArrays = map[uint32]uint32{}
+	}
+	for _, oid := range unknown {
+		n, _ := strconv.ParseUint(oid, 10, 32)
+		st.userArrays[uint32(n)] = 0
+	}
+	rr := st.meta.ExecParams(ctx, `SELECT oid, typelem FROM pg_type WHERE oid = ANY($1::oid[]) AND typcategory = 'A'`,
+		[][]byte{[]byte("{" + strings.Join(unknown, ",") + "}")}, nil, nil, nil)
+	for rr.NextRow() {
+		oid, _ := strconv.ParseUint(string(rr.Values()[0]), 10, 32)
+		elem, _ := strconv.ParseUint(string(rr.Values()[1]), 10, 32)
+		st.userArrays[uint32(oid)] = uint32(elem)
+	}
+	if _, err := rr.Close(); err != nil {
+		return fmt.Errorf("postgres: cdc: column types: %w", err)
+	}
+	return nil
+}
+
+// firstUserOID is the first OID of objects created in a database
+// (FirstNormalObjectId).
+const firstUserOID = 16384
 
 // appendSrcHead appends the start of the source block up to the value of
 // its ts_ms.
@@ -58,11 +108,14 @@ func appendSrcHead(b []byte, name string) []byte {
 	return append(b, `,"ts_ms":`...)
 }
 
-func (st *replStream) appendSrcMid(b []byte, snapshot, schema, table string) []byte {
+func (st *replStream) appendSrcSnap(b []byte, snapshot string) []byte {
 	b = append(b, `,"snapshot":`...)
 	b = cdc.AppendString(b, snapshot)
 	b = append(b, `,"db":`...)
-	b = cdc.AppendString(b, st.db)
+	return cdc.AppendString(b, st.db)
+}
+
+func appendSrcTable(b []byte, schema, table string) []byte {
 	b = append(b, `,"schema":`...)
 	b = cdc.AppendString(b, schema)
 	b = append(b, `,"table":`...)
@@ -70,17 +123,43 @@ func (st *replStream) appendSrcMid(b []byte, snapshot, schema, table string) []b
 	return append(b, `,"txId":`...)
 }
 
+// sequence returns Debezium's source.sequence, the JSON array
+// ["<end of the last commit before>","<lsn>"] (null when no commit was
+// seen before) as a string.
+func sequence(lastCommit, lsn int64) string {
+	return string(appendSequence(nil, lastCommit, lsn, `"`))
+}
+
+// appendSequence appends the sequence with q for its quotes (`\"` inside
+// a JSON string).
+func appendSequence(b []byte, lastCommit, lsn int64, q string) []byte {
+	b = append(b, '[')
+	if lastCommit == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, q...)
+		b = strconv.AppendInt(b, lastCommit, 10)
+		b = append(b, q...)
+	}
+	b = append(b, ',')
+	b = append(b, q...)
+	b = strconv.AppendInt(b, lsn, 10)
+	b = append(b, q...)
+	return append(b, ']')
+}
+
 // changeRow is one row change to encode.
 type changeRow struct {
-	op       cdc.Op
-	rel      *relInfo
-	snapshot string // cdc.SnapshotFalse, SnapshotTrue or SnapshotLast
-	srcMs    int64  // source.ts_ms
-	txID     int64  // source.txId (0: null)
-	lsn      int64  // source.lsn (0: null)
-	nowMs    int64  // ts_ms
-	oldKind  byte   // 0: no before image; 'K': key columns only; 'O': the whole row
-	old, new pgrepl.Tuple
+	op         cdc.Op
+	rel        *relInfo
+	snapshot   string // cdc.SnapshotFalse, SnapshotTrue or SnapshotLast
+	srcUs      int64  // source.ts_us (ts_ms and ts_ns follow)
+	txID       int64  // source.txId (0: null)
+	lsn        int64  // source.lsn (0: null)
+	lastCommit int64  // the end of the last commit before (source.sequence; 0: null)
+	nowNs      int64  // ts_ns (ts_ms and ts_us follow)
+	oldKind    byte   // 0: no before image; 'K': key columns only; 'O': the whole row
+	old, new   pgrepl.Tuple
 }
 
 // appendRowEnvelope appends the envelope of r, and reports where its
@@ -89,7 +168,7 @@ func (st *replStream) appendRowEnvelope(b []byte, r *changeRow) (_ []byte, befor
 	b = append(b, `{"before":`...)
 	if r.oldKind != 0 {
 		before[0] = len(b)
-		b = appendImage(b, r.rel, r.old, r.oldKind == 'K')
+		b = appendImage(b, r.rel, r.old)
 		before[1] = len(b)
 	} else {
 		b = append(b, "null"...)
@@ -97,28 +176,34 @@ func (st *replStream) appendRowEnvelope(b []byte, r *changeRow) (_ []byte, befor
 	b = append(b, `,"after":`...)
 	if r.new != nil {
 		after[0] = len(b)
-		b = appendImage(b, r.rel, r.new, false)
+		b = appendImage(b, r.rel, r.new)
 		after[1] = len(b)
 	} else {
 		b = append(b, "null"...)
 	}
 	b = append(b, st.srcHead...)
-	b = strconv.AppendInt(b, r.srcMs, 10)
+	b = strconv.AppendInt(b, r.srcUs/1000, 10)
 	switch r.snapshot {
 	case cdc.SnapshotFalse:
-		b = append(b, r.rel.srcMid[0]...)
+		b = append(b, r.rel.srcSnap[0]...)
 	case cdc.SnapshotTrue:
-		b = append(b, r.rel.srcMid[1]...)
+		b = append(b, r.rel.srcSnap[1]...)
 	default:
-		b = st.appendSrcMid(b, r.snapshot, r.rel.schema, r.rel.table)
+		b = st.appendSrcSnap(b, r.snapshot)
 	}
+	b = append(b, `,"sequence":"`...)
+	b = appendSequence(b, r.lastCommit, r.lsn, `\"`)
+	b = append(b, '"')
+	b = cdc.AppendTimes(b, r.srcUs, r.srcUs*1000)
+	b = append(b, r.rel.srcTable...)
 	b = appendOptInt(b, r.txID)
 	b = append(b, `,"lsn":`...)
 	b = appendOptInt(b, r.lsn)
-	b = append(b, `,"xmin":null},"op":"`...)
+	b = append(b, `,"xmin":null,"origin":null,"origin_lsn":null},"transaction":null,"op":"`...)
 	b = append(b, r.op...)
 	b = append(b, `","ts_ms":`...)
-	b = strconv.AppendInt(b, r.nowMs, 10)
+	b = strconv.AppendInt(b, r.nowNs/1e6, 10)
+	b = cdc.AppendTimes(b, r.nowNs/1000, r.nowNs)
 	return append(b, '}'), before, after
 }
 
@@ -129,40 +214,34 @@ func appendOptInt(b []byte, v int64) []byte {
 	return strconv.AppendInt(b, v, 10)
 }
 
-// appendImage appends the JSON object of a row; keyOnly keeps the key
-// columns.
-func appendImage(b []byte, rel *relInfo, t pgrepl.Tuple, keyOnly bool) []byte {
+// appendImage appends the JSON object of a row, every column (those the
+// server did not send, as in an old key tuple, are null).
+func appendImage(b []byte, rel *relInfo, t pgrepl.Tuple) []byte {
 	b = append(b, '{')
-	first := true
-	for i, col := range rel.cols {
-		if i >= len(t) {
-			break
-		}
-		if keyOnly && !col.Key {
-			continue
-		}
-		if !first {
+	for i := range rel.cols {
+		if i > 0 {
 			b = append(b, ',')
 		}
-		first = false
 		b = append(b, rel.colKeys[i]...)
-		b = appendTupleValue(b, col.TypeOID, t[i])
+		if i < len(t) {
+			b = appendTupleValue(b, rel.convs[i], t[i])
+		} else {
+			b = append(b, "null"...)
+		}
 	}
 	return append(b, '}')
 }
 
-func appendTupleValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
+func appendTupleValue(b []byte, conv *valueConv, v pgrepl.TupleValue) []byte {
 	switch v.Kind {
 	case pgrepl.ValueNull:
 		return append(b, "null"...)
 	case pgrepl.ValueUnchanged:
 		return cdc.AppendString(b, cdc.UnavailableValue)
 	case pgrepl.ValueBinary: // not requested; kept as base64
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v.Data)
-		return append(b, '"')
+		return appendBase64(b, v.Data)
 	}
-	return appendText(b, typ, v.Data)
+	return conv.appendText(b, v.Data)
 }
 
 // appendKey appends the partition key of a row: subject ":" the key as
@@ -179,7 +258,7 @@ func appendKey(b []byte, rel *relInfo, t pgrepl.Tuple) []byte {
 		}
 		b = append(b, rel.colKeys[i]...)
 		if i < len(t) {
-			b = appendTupleValue(b, rel.cols[i].TypeOID, t[i])
+			b = appendTupleValue(b, rel.convs[i], t[i])
 		} else {
 			b = append(b, "null"...)
 		}
@@ -228,9 +307,10 @@ func (st *replStream) rowEvent(r *changeRow) (string, event.Event) {
 
 	typ, topic := ChangeType, r.rel.topic
 	if o.customType || o.customTopic {
-		c := &cdc.Change{Op: r.op, TsMs: r.nowMs, Source: cdc.Source{
-			Version: SourceVersion, Connector: "postgresql", Name: o.name, TsMs: r.srcMs, Snapshot: r.snapshot,
-			DB: st.db, Schema: r.rel.schema, Table: r.rel.table, TxID: r.txID, LSN: r.lsn,
+		c := &cdc.Change{Op: r.op, TsMs: r.nowNs / 1e6, TsUs: r.nowNs / 1000, TsNs: r.nowNs, Source: cdc.Source{
+			Version: SourceVersion, Connector: "postgresql", Name: o.name, TsMs: r.srcUs / 1000, Snapshot: r.snapshot,
+			DB: st.db, Sequence: sequence(r.lastCommit, r.lsn), TsUs: r.srcUs, TsNs: r.srcUs * 1000,
+			Schema: r.rel.schema, Table: r.rel.table, TxID: r.txID, LSN: r.lsn,
 		}}
 		if before[1] > 0 {
 			c.Before = data[before[0]:before[1]:before[1]]
@@ -286,4 +366,28 @@ func (st *replStream) newEvent(id, typ string, subject *string, tm *types.Timest
 		ec.Extensions = map[string]any{"partitionkey": key}
 	}
 	return event.Event{Context: ec, DataEncoded: data}
+}
+
+// keyChanged reports whether an update changed the row's primary key:
+// the server sends the old key ('K') only then; with the whole old row
+// ('O', REPLICA IDENTITY FULL) the key columns are compared.
+func keyChanged(rel *relInfo, oldKind byte, old, new pgrepl.Tuple) bool {
+	switch oldKind {
+	case 'K':
+		return true
+	case 'O':
+		for _, i := range rel.pk {
+			if i >= len(old) || i >= len(new) {
+				return false
+			}
+			o, n := old[i], new[i]
+			if n.Kind == pgrepl.ValueUnchanged {
+				continue
+			}
+			if o.Kind != n.Kind || string(o.Data) != string(n.Data) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -33,6 +33,8 @@ type refModel struct {
 	txEnd    pgrepl.LSN
 	txCommit time.Time
 	txSeq    int
+	// lastCommit is the end of the last commit (source.sequence).
+	lastCommit pgrepl.LSN
 }
 
 type refEvent struct {
@@ -42,40 +44,49 @@ type refEvent struct {
 }
 
 func (r *refModel) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
+	seq := "[null"
+	if r.lastCommit != 0 {
+		seq = fmt.Sprintf(`["%d"`, r.lastCommit)
+	}
 	return cdc.Source{
 		Version: SourceVersion, Connector: "postgresql", Name: r.o.name,
 		TsMs: r.txCommit.UnixMilli(), Snapshot: cdc.SnapshotFalse, DB: r.db,
+		Sequence: fmt.Sprintf(`%s,"%d"]`, seq, lsn), TsUs: r.txCommit.UnixMicro(), TsNs: r.txCommit.UnixMicro() * 1000,
 		Schema: schema, Table: table, TxID: int64(r.txID), LSN: int64(lsn),
 	}
 }
 
-func (r *refModel) image(rel *relInfo, t pgrepl.Tuple, keyOnly bool) []byte {
+// now sets the envelope's times from ns (read back from the encoder's).
+func now(c *cdc.Change, ns int64) *cdc.Change {
+	c.TsMs, c.TsUs, c.TsNs = ns/1e6, ns/1000, ns
+	return c
+}
+
+// image is the JSON object of a row: every column, those not in t null
+// (as Debezium writes an old key).
+func (r *refModel) image(rel *relInfo, t pgrepl.Tuple) []byte {
 	b := []byte{'{'}
-	first := true
 	for i, col := range rel.cols {
-		if i >= len(t) {
-			break
-		}
-		if keyOnly && !col.Key {
-			continue
-		}
-		if !first {
+		if i > 0 {
 			b = append(b, ',')
 		}
-		first = false
 		b = cdc.AppendString(b, col.Name)
 		b = append(b, ':')
-		b = refValue(b, col.TypeOID, t[i])
+		if i < len(t) {
+			b = refValue(b, rel.convs[i], t[i])
+		} else {
+			b = append(b, "null"...)
+		}
 	}
 	return append(b, '}')
 }
 
-func refValue(b []byte, typ uint32, v pgrepl.TupleValue) []byte {
+func refValue(b []byte, conv *valueConv, v pgrepl.TupleValue) []byte {
 	switch v.Kind {
 	case pgrepl.ValueNull, pgrepl.ValueUnchanged, pgrepl.ValueBinary:
-		return appendTupleValue(b, typ, v)
+		return appendTupleValue(b, conv, v)
 	}
-	return appendValue(b, typ, string(v.Data))
+	return conv.appendValue(b, string(v.Data))
 }
 
 func (r *refModel) key(rel *relInfo, t pgrepl.Tuple) string {
@@ -90,7 +101,7 @@ func (r *refModel) key(rel *relInfo, t pgrepl.Tuple) string {
 		b = cdc.AppendString(b, rel.cols[i].Name)
 		b = append(b, ':')
 		if i < len(t) {
-			b = refValue(b, rel.cols[i].TypeOID, t[i])
+			b = refValue(b, rel.convs[i], t[i])
 		} else {
 			b = append(b, "null"...)
 		}
@@ -132,15 +143,15 @@ func (r *refModel) event(c *cdc.Change, subject, key string) refEvent {
 	return refEvent{topic: r.o.topicFn(c), ev: event.Event{Context: ec, DataEncoded: data}, change: *c}
 }
 
-// row is the reference event of a row change; nowMs is the ts_ms the
+// row is the reference event of a row change; nowNs is the ts_ns the
 // encoder used (read back from its envelope).
-func (r *refModel) row(op cdc.Op, lsn pgrepl.LSN, rel *relInfo, oldKind byte, old, new pgrepl.Tuple, nowMs int64) refEvent {
-	c := &cdc.Change{Op: op, Source: r.source(lsn, rel.schema, rel.table), TsMs: nowMs}
+func (r *refModel) row(op cdc.Op, lsn pgrepl.LSN, rel *relInfo, oldKind byte, old, new pgrepl.Tuple, nowNs int64) refEvent {
+	c := now(&cdc.Change{Op: op, Source: r.source(lsn, rel.schema, rel.table)}, nowNs)
 	if oldKind != 0 {
-		c.Before = r.image(rel, old, oldKind == 'K')
+		c.Before = r.image(rel, old)
 	}
 	if new != nil {
-		c.After = r.image(rel, new, false)
+		c.After = r.image(rel, new)
 	}
 	k := new
 	if k == nil {
@@ -166,14 +177,14 @@ func sameEvent(t *testing.T, what string, gotTopic string, got event.Event, want
 	}
 }
 
-// envTsMs returns the top-level ts_ms of an envelope.
-func envTsMs(t *testing.T, data []byte) int64 {
+// envChange decodes an envelope (for its ts_ms, ts_ns).
+func envChange(t *testing.T, data []byte) cdc.Change {
 	t.Helper()
 	c, err := cdc.Decode(data)
 	if err != nil {
 		t.Fatalf("%v in %s", err, data)
 	}
-	return c.TsMs
+	return c
 }
 
 // testValues are text forms of values, some for their type, some not.
@@ -233,6 +244,8 @@ func TestCDCArrayElem(t *testing.T) {
 		1115: oidTimestamp, 1185: oidTimestamptz, 1231: oidNumeric,
 		1009: 25, 1015: 1043, 1014: 1042, 1003: 19, 2951: 2950, 1182: 1082, 1183: 1083, 1270: 1266,
 		1187: 1186, 1041: 869, 651: 650, 1040: 829,
+		// Added with Debezium's mapping: money[], point[], bit[], varbit[].
+		791: oidMoney, 1017: oidPoint, 1561: oidBit, 1563: oidVarbit,
 	}
 	for typ := uint32(0); typ < 10000; typ++ {
 		e, ok := arrayElem(typ)
@@ -392,38 +405,52 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 				}
 			}
 			seenByEncoder := append([]*cdc.Change(nil), seen...)
-			// The reference events, in the same order, ts_ms taken from the
+			// The reference events, in the same order, ts_ns taken from the
 			// encoder's (the only value that depends on the clock).
-			now := func() int64 { return envTsMs(t, got[len(want)].Data()) }
+			nowNs := func() int64 { return envChange(t, got[len(want)].Data()).TsNs }
 			r := ref
 			begin := func(b *pgrepl.Begin) { r.txID, r.txEnd, r.txCommit, r.txSeq = b.Xid, b.FinalLSN, b.CommitTime, 0 }
 			for _, s := range steps {
 				switch m := s.msg.(type) {
 				case *pgrepl.Begin:
 					begin(m)
+				case *pgrepl.Commit:
+					r.lastCommit = m.EndLSN
 				case *pgrepl.Insert:
-					want = append(want, r.row(cdc.OpCreate, s.lsn, st.rels[m.RelationOID], 0, nil, m.New, now()))
+					want = append(want, r.row(cdc.OpCreate, s.lsn, st.rels[m.RelationOID], 0, nil, m.New, nowNs()))
 				case *pgrepl.Update:
-					want = append(want, r.row(cdc.OpUpdate, s.lsn, st.rels[m.RelationOID], m.OldKind, m.Old, m.New, now()))
+					rel := st.rels[m.RelationOID]
+					if m.OldKind == 'K' || m.OldKind == 'O' && string(m.Old[0].Data) != string(m.New[0].Data) {
+						// A key change: a delete of the old key, then a create.
+						want = append(want, r.row(cdc.OpDelete, s.lsn, rel, m.OldKind, m.Old, nil, nowNs()))
+						want = append(want, r.row(cdc.OpCreate, s.lsn, rel, 0, nil, m.New, nowNs()))
+						continue
+					}
+					want = append(want, r.row(cdc.OpUpdate, s.lsn, rel, m.OldKind, m.Old, m.New, nowNs()))
 				case *pgrepl.Delete:
-					want = append(want, r.row(cdc.OpDelete, s.lsn, st.rels[m.RelationOID], m.OldKind, m.Old, nil, now()))
+					want = append(want, r.row(cdc.OpDelete, s.lsn, st.rels[m.RelationOID], m.OldKind, m.Old, nil, nowNs()))
 				case *pgrepl.Truncate:
 					for _, oid := range m.RelationOIDs {
 						rel := st.rels[oid]
-						c := &cdc.Change{Op: cdc.OpTruncate, Source: r.source(s.lsn, rel.schema, rel.table), TsMs: now()}
+						c := now(&cdc.Change{Op: cdc.OpTruncate, Source: r.source(s.lsn, rel.schema, rel.table)}, nowNs())
 						want = append(want, r.event(c, rel.subject, rel.subject))
 					}
 				case *pgrepl.Message:
 					if m.Prefix != "keep" {
 						continue
 					}
-					c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content}, TsMs: now()}
+					// Messages have ts_ms only, as Debezium's.
+					c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: m.Content},
+						TsMs: envChange(t, got[len(want)].Data()).TsMs}
+					if !m.Transactional {
+						r.lastCommit = m.LSN // as Debezium: the message is the last commit
+					}
 					c.Source = r.source(m.LSN, "", "")
 					if !m.Transactional {
 						// Before, a message outside transactions took the txId
 						// of the previous transaction, and an id from it that a
 						// resend after a restart did not repeat.
-						c.Source.TxID, c.Source.TsMs = 0, c.TsMs
+						c.Source.TxID, c.Source.TsMs, c.Source.TsUs, c.Source.TsNs = 0, c.TsMs, c.TsMs*1000, c.TsMs*1e6
 					}
 					want = append(want, r.event(c, m.Prefix, m.Prefix))
 				}
@@ -442,7 +469,7 @@ func TestCDCEnvelopeSameAsCDCEncode(t *testing.T) {
 				for i, c := range seenByEncoder {
 					w := want[i].change
 					if c.Op != w.Op || string(c.Before) != string(w.Before) || string(c.After) != string(w.After) ||
-						c.Source != w.Source || c.TsMs != w.TsMs || !reflect.DeepEqual(c.Message, w.Message) {
+						c.Source != w.Source || c.TsMs != w.TsMs || c.TsUs != w.TsUs || c.TsNs != w.TsNs || !reflect.DeepEqual(c.Message, w.Message) {
 						t.Fatalf("change %d given to the type function:\n got %+v\nwant %+v", i, c, w)
 					}
 				}
@@ -560,9 +587,9 @@ func TestCDCSnapshotRowSameAsCDCEncode(t *testing.T) {
 	r.txID, r.txEnd, r.txCommit, r.txSeq = 0, lsn, start, 0
 	for i, snap := range []string{cdc.SnapshotTrue, cdc.SnapshotTrue, cdc.SnapshotLast} {
 		tup := tuple(strconv.Itoa(i), "v"+strconv.Itoa(i))
-		row := changeRow{op: cdc.OpRead, rel: rel, snapshot: snap, srcMs: start.UnixMilli(), lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
+		row := changeRow{op: cdc.OpRead, rel: rel, snapshot: snap, srcUs: start.UnixMicro(), lsn: int64(lsn), nowNs: time.Now().UnixNano(), new: tup}
 		topic, ev := st.rowEvent(&row)
-		c := &cdc.Change{Op: cdc.OpRead, Source: r.source(lsn, rel.schema, rel.table), TsMs: row.nowMs, After: r.image(rel, tup, false)}
+		c := now(&cdc.Change{Op: cdc.OpRead, Source: r.source(lsn, rel.schema, rel.table), After: r.image(rel, tup)}, row.nowNs)
 		c.Source.Snapshot = snap
 		sameEvent(t, fmt.Sprintf("row %d", i), topic, ev, r.event(c, rel.subject, r.key(rel, tup)))
 	}
@@ -577,7 +604,7 @@ func TestCDCRowEventAllocs(t *testing.T) {
 		{Name: "customer", TypeOID: 25}, {Name: "amount", TypeOID: 1700}, {Name: "created", TypeOID: 1184}}, []int{0})
 	st.begin(771, 0x100, time.Now(), false)
 	tup := tuple("100001", "customer-100001", "125001.25", "2026-11-22 21:06:01.123456+00")
-	row := changeRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: 1, txID: 771, lsn: 0x90, nowMs: 2, new: tup}
+	row := changeRow{op: cdc.OpCreate, rel: rel, snapshot: cdc.SnapshotFalse, srcUs: 1000, txID: 771, lsn: 0x90, nowNs: 2e6, new: tup}
 	st.rowEvent(&row) // the buffers grow once
 	n := testing.AllocsPerRun(1000, func() { st.rowEvent(&row) })
 	t.Logf("%v allocations per row event", n)

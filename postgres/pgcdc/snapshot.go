@@ -34,7 +34,13 @@ func (st *replStream) snapshotTables(ctx context.Context, snapshotName string, l
 	if err != nil {
 		return err
 	}
-	st.begin(0, lsn, time.Now(), true)
+	// The snapshot's transaction id is its rows' source.txId, as Debezium's.
+	res, err := conn.Exec(ctx, "SELECT txid_current() % 4294967296").ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+		return fmt.Errorf("postgres: cdc: snapshot: transaction id: %w", err)
+	}
+	xid, _ := strconv.ParseUint(string(res[0].Rows[0][0]), 10, 32)
+	st.begin(uint32(xid), lsn, time.Now(), true)
 	w := &snapshotWriter{st: st}
 	for _, t := range tables {
 		if err := w.table(ctx, conn, t, lsn); err != nil {
@@ -125,6 +131,7 @@ type snapshotWriter struct {
 	heldVals []byte
 	heldTup  pgrepl.Tuple
 	holding  bool
+	rows     int // rows held so far
 }
 
 func (w *snapshotWriter) flush(ctx context.Context) error {
@@ -151,7 +158,11 @@ func (w *snapshotWriter) add(ctx context.Context, topic string, ev event.Event) 
 	return nil
 }
 
-// release adds the held row, if any, marked "last" if last.
+// release adds the held row, if any, marked "last" if last: the
+// snapshot's rows are marked as Debezium marks them, "first" (the first
+// row), "first_in_data_collection" (the first row of each later table),
+// "last_in_data_collection" (the last row of a table), "last" (the last
+// row), else "true".
 func (w *snapshotWriter) release(ctx context.Context, last bool) error {
 	if !w.holding {
 		return nil
@@ -165,7 +176,7 @@ func (w *snapshotWriter) release(ctx context.Context, last bool) error {
 }
 
 // hold copies the row vals of rel and holds it back.
-func (w *snapshotWriter) hold(rel *relInfo, vals [][]byte, lsn pgrepl.LSN) {
+func (w *snapshotWriter) hold(rel *relInfo, vals [][]byte, lsn pgrepl.LSN, first bool) {
 	w.heldVals = w.heldVals[:0]
 	for _, v := range vals {
 		w.heldVals = append(w.heldVals, v...)
@@ -182,8 +193,16 @@ func (w *snapshotWriter) hold(rel *relInfo, vals [][]byte, lsn pgrepl.LSN) {
 	}
 	w.heldTup = tup
 	st := w.st
-	w.held = changeRow{op: cdc.OpRead, rel: rel, snapshot: cdc.SnapshotTrue, srcMs: st.txCommit.UnixMilli(),
-		lsn: int64(lsn), nowMs: time.Now().UnixMilli(), new: tup}
+	mark := cdc.SnapshotTrue
+	switch {
+	case w.rows == 0:
+		mark = cdc.SnapshotFirst
+	case first:
+		mark = cdc.SnapshotFirstInTable
+	}
+	w.rows++
+	w.held = changeRow{op: cdc.OpRead, rel: rel, snapshot: mark, srcUs: st.txCommit.UnixMicro(),
+		txID: int64(st.txID), lsn: int64(lsn), nowNs: time.Now().UnixNano(), new: tup}
 	w.holding = true
 }
 
@@ -200,18 +219,25 @@ func (w *snapshotWriter) table(ctx context.Context, conn *pgconn.PgConn, t snapT
 		var cols []pgrepl.Column
 		var pk []int
 		for _, f := range r.FieldDescriptions() {
-			cols = append(cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, Key: pkNames[f.Name]})
+			cols = append(cols, pgrepl.Column{Name: f.Name, TypeOID: f.DataTypeOID, TypeMod: f.TypeModifier, Key: pkNames[f.Name]})
 			if pkNames[f.Name] {
 				pk = append(pk, len(cols)-1)
 			}
 		}
+		if err := w.st.lookupTypes(ctx, cols); err != nil {
+			mrr.Close()
+			return err
+		}
 		rel := w.st.newRelation(t.schema, t.name, cols, pk)
-		for r.NextRow() {
+		for first := true; r.NextRow(); first = false {
 			if err := w.release(ctx, false); err != nil {
 				mrr.Close()
 				return err
 			}
-			w.hold(rel, r.Values(), lsn)
+			w.hold(rel, r.Values(), lsn, first)
+		}
+		if w.holding && w.held.rel == rel && w.held.snapshot == cdc.SnapshotTrue {
+			w.held.snapshot = cdc.SnapshotLastInTable
 		}
 		if _, err := r.Close(); err != nil {
 			mrr.Close()

@@ -83,6 +83,7 @@ type settings struct {
 	customTopic  bool // topicFn was given
 	logger       *slog.Logger
 	msgPrefixes  map[string]bool // nil: every prefix
+	values       ValueModes      // Debezium's modes of the value mapping
 	minBackoff   time.Duration
 	maxBackoff   time.Duration
 }
@@ -711,7 +712,13 @@ type replStream struct {
 	txCommit time.Time
 	txSeq    int
 	txTime   *types.Timestamp // the events' time: the commit time (ms), shared
-	txIDHead []byte           // "<name>:<end LSN>:"
+	// lastCommit is the end of the last transaction received, for
+	// source.sequence (0 before the first).
+	lastCommit pgrepl.LSN
+	// userArrays maps the OIDs of types created in the database to their
+	// element type when they are arrays, else 0 (lookupTypes).
+	userArrays map[uint32]uint32
+	txIDHead   []byte // "<name>:<end LSN>:"
 
 	// encoding (decoder goroutine)
 	srcHead    []byte // the source block up to the value of ts_ms
@@ -994,6 +1001,7 @@ func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error
 		st.begin(m.Xid, m.FinalLSN, m.CommitTime, false)
 	case *pgrepl.Commit:
 		st.inTx = false
+		st.lastCommit = m.EndLSN
 		st.received.Store(max(st.received.Load(), uint64(m.EndLSN)))
 		return st.position(ctx, m.EndLSN, true, m.CommitTime)
 	case *pgrepl.Relation:
@@ -1010,7 +1018,8 @@ func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error
 			if !ok {
 				return &permanentError{fmt.Errorf("postgres: cdc: truncate of unknown relation %d", oid)}
 			}
-			c := &cdc.Change{Op: cdc.OpTruncate, Source: st.source(lsn, rel.schema, rel.table), TsMs: time.Now().UnixMilli()}
+			c := &cdc.Change{Op: cdc.OpTruncate, Source: st.source(lsn, rel.schema, rel.table)}
+			setNow(c)
 			topic, ev := st.changeEvent(c, rel.subject, rel.subject)
 			if err := st.emit(ctx, topic, ev); err != nil {
 				return err
@@ -1024,13 +1033,18 @@ func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error
 			return nil
 		}
 		// The content is copied: the Change may outlive the message.
+		// Debezium's messages have ts_ms only.
 		c := &cdc.Change{Op: cdc.OpMessage, Message: &cdc.Message{Prefix: m.Prefix, Content: append([]byte{}, m.Content...)},
 			TsMs: time.Now().UnixMilli()}
 		c.Source = st.source(m.LSN, "", "")
 		if !m.Transactional {
 			// Sent outside any transaction: no transaction id (the id is
-			// then "<name>:<LSN>:m").
-			c.Source.TxID, c.Source.TsMs = 0, c.TsMs
+			// then "<name>:<LSN>:m"); as Debezium, the message counts as
+			// the last commit (source.sequence ["<LSN>","<LSN>"], and of
+			// the next changes).
+			st.lastCommit = m.LSN
+			c.Source.Sequence = sequence(int64(m.LSN), int64(m.LSN))
+			c.Source.TxID, c.Source.TsMs, c.Source.TsUs, c.Source.TsNs = 0, c.TsMs, c.TsMs*1000, c.TsMs*1e6
 		}
 		topic, ev := st.changeEvent(c, m.Prefix, m.Prefix)
 		if err := st.emit(ctx, topic, ev); err != nil {
@@ -1047,11 +1061,19 @@ func (st *replStream) handle(ctx context.Context, lsn pgrepl.LSN, msg any) error
 }
 
 func (st *replStream) source(lsn pgrepl.LSN, schema, table string) cdc.Source {
+	us := st.txCommit.UnixMicro()
 	return cdc.Source{
 		Version: SourceVersion, Connector: "postgresql", Name: st.src.opts.name,
-		TsMs: st.txCommit.UnixMilli(), Snapshot: cdc.SnapshotFalse, DB: st.db,
+		TsMs: us / 1000, Snapshot: cdc.SnapshotFalse, DB: st.db,
+		Sequence: sequence(int64(st.lastCommit), int64(lsn)), TsUs: us, TsNs: us * 1000,
 		Schema: schema, Table: table, TxID: int64(st.txID), LSN: int64(lsn),
 	}
+}
+
+// setNow sets the envelope's processing time (ts_ms, ts_us, ts_ns).
+func setNow(c *cdc.Change) {
+	ns := time.Now().UnixNano()
+	c.TsMs, c.TsUs, c.TsNs = ns/1e6, ns/1000, ns
 }
 
 func (st *replStream) relation(ctx context.Context, m *pgrepl.Relation) error {
@@ -1066,6 +1088,9 @@ func (st *replStream) relation(ctx context.Context, m *pgrepl.Relation) error {
 		if pkNames[c.Name] || (len(pkNames) == 0 && c.Key && m.ReplicaIdentity != 'f') {
 			pk = append(pk, i)
 		}
+	}
+	if err := st.lookupTypes(ctx, m.Columns); err != nil {
+		return err
 	}
 	st.rels[m.OID] = st.newRelation(m.Namespace, m.Name, m.Columns, pk)
 	st.lastRel = nil
@@ -1096,8 +1121,19 @@ func (st *replStream) change(ctx context.Context, op cdc.Op, lsn pgrepl.LSN, oid
 		}
 		st.lastRel, st.lastOID = rel, oid
 	}
-	r := changeRow{op: op, rel: rel, snapshot: cdc.SnapshotFalse, srcMs: st.txCommit.UnixMilli(), txID: int64(st.txID),
-		lsn: int64(lsn), nowMs: time.Now().UnixMilli(), oldKind: oldKind, old: old, new: new}
+	r := changeRow{op: op, rel: rel, snapshot: cdc.SnapshotFalse, srcUs: st.txCommit.UnixMicro(), txID: int64(st.txID),
+		lsn: int64(lsn), lastCommit: int64(st.lastCommit), nowNs: time.Now().UnixNano(), oldKind: oldKind, old: old, new: new}
+	if op == cdc.OpUpdate && keyChanged(rel, oldKind, old, new) {
+		// As Debezium: a change of the primary key is a delete of the old
+		// key, then a create of the new one.
+		d := r
+		d.op, d.new = cdc.OpDelete, nil
+		topic, ev := st.rowEvent(&d)
+		if err := st.emit(ctx, topic, ev); err != nil {
+			return err
+		}
+		r.op, r.oldKind, r.old = cdc.OpCreate, 0, nil
+	}
 	topic, ev := st.rowEvent(&r)
 	return st.emit(ctx, topic, ev)
 }
