@@ -30,7 +30,11 @@ func ExampleSaga_Handler() {
 		fmt.Println(err)
 		return
 	}
-	relay := outbox.NewRelay(store.Outbox(), bus, outbox.WithPollInterval(10*time.Millisecond))
+	relay, err := outbox.NewRelay(store.Outbox(), bus, outbox.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (deferred calls run last first)
 	defer cancel()

@@ -39,7 +39,11 @@ func openSQLite(t testing.TB, path string) (saga.Store, outbox.Store) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	db.SetMaxIdleConns(16)
-	store := sqlite.NewSagaStore(db, sqlite.NewOutbox(db, sqlite.OutboxPartitions(4)), "")
+	ob, err := sqlite.NewOutbox(db, sqlite.OutboxPartitions(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := sqlite.NewSagaStore(db, ob, "")
 	for range 2 { // Migrate is idempotent
 		if err := store.Migrate(context.Background()); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/eventkit/eventkit"
 	"math"
 	"math/big"
 	"slices"
@@ -97,8 +98,17 @@ type ValueModes struct {
 }
 
 // WithValueModes sets the modes of the value mapping (default: Debezium's
-// defaults).
-func WithValueModes(m ValueModes) Option { return func(o *settings) { o.values = m } }
+// defaults). A mode outside the constants above is an invalid option.
+func WithValueModes(m ValueModes) Option {
+	return func(o *settings) error {
+		if m.Decimal < 0 || m.Decimal > DecimalDouble || m.Time < 0 || m.Time > TimeConnect ||
+			m.Binary < 0 || m.Binary > BinaryHex || m.Interval < 0 || m.Interval > IntervalString {
+			return eventkit.InvalidOption("pgcdc.WithValueModes", fmt.Sprintf("unknown mode in %+v", m))
+		}
+		o.values = m
+		return nil
+	}
+}
 
 // ParseValueModes returns the modes named by the values of Debezium's
 // decimal.handling.mode, time.precision.mode, binary.handling.mode and
