@@ -22,7 +22,7 @@ type Order struct{ ID string }
 // the README's go:prelude declares.
 func tour(ctx context.Context, order Order, charge func(context.Context, Order) error) error {
 	// tour:begin
-	bus := memory.New() // or nats.New(...), kafka.New(...), ...
+	bus := memory.New() // or nats.New(...), kafka.Dial(...), ...
 	defer bus.Close()
 
 	r := eventkit.NewRouter(bus)
