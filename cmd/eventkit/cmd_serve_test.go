@@ -14,25 +14,8 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -51,7 +34,7 @@ func TestServePubTail(t *testing.T) {
 	dir := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var serveErr syncBuffer
+	var serveErr eventkittest.SyncBuffer
 	served := make(chan error, 1)
 	go func() {
 		served <- runServe(ctx, []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data")}, io.Discard, &serveErr)
@@ -71,7 +54,7 @@ func TestServePubTail(t *testing.T) {
 
 	tailCtx, stopTail := context.WithCancel(ctx)
 	defer stopTail()
-	var lines, full syncBuffer
+	var lines, full eventkittest.SyncBuffer
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
