@@ -222,14 +222,19 @@ func appendImage(b []byte, rel *relInfo, t pgrepl.Tuple) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, rel.colKeys[i]...)
-		if i < len(t) {
-			b = appendTupleValue(b, rel.convs[i], t[i])
-		} else {
-			b = append(b, "null"...)
-		}
+		b = appendColumn(b, rel, t, i)
 	}
 	return append(b, '}')
+}
+
+// appendColumn appends `"name":value` for column i of a row; a column the
+// server did not send (as in an old key tuple) is null.
+func appendColumn(b []byte, rel *relInfo, t pgrepl.Tuple, i int) []byte {
+	b = append(b, rel.colKeys[i]...)
+	if i < len(t) {
+		return appendTupleValue(b, rel.convs[i], t[i])
+	}
+	return append(b, "null"...)
 }
 
 func appendTupleValue(b []byte, conv *valueConv, v pgrepl.TupleValue) []byte {
@@ -256,12 +261,7 @@ func appendKey(b []byte, rel *relInfo, t pgrepl.Tuple) []byte {
 		if j > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, rel.colKeys[i]...)
-		if i < len(t) {
-			b = appendTupleValue(b, rel.convs[i], t[i])
-		} else {
-			b = append(b, "null"...)
-		}
+		b = appendColumn(b, rel, t, i)
 	}
 	return append(b, '}')
 }
