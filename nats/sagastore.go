@@ -178,7 +178,11 @@ func (s *SagaStore) Save(ctx context.Context, c saga.Change) error {
 	inst := nats.NewMsg(s.subj + sagaKey(r.Saga, r.ID))
 	inst.Data = val
 	inst.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
-	err = s.publishAtomic(ctx, append(msgs, inst))
+	if len(msgs) == 0 {
+		err = s.publish(ctx, inst) // one message is atomic by itself
+	} else {
+		err = s.publishAtomic(ctx, append(msgs, inst))
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return conflict("changed concurrently")
@@ -215,6 +219,32 @@ func (s *SagaStore) outgoing(out []saga.Message) ([]*nats.Msg, error) {
 	return msgs, nil
 }
 
+// publish publishes one message and returns the stream's error, if any.
+func (s *SagaStore) publish(ctx context.Context, m *nats.Msg) error {
+	resp, err := s.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return err
+	}
+	_, err = pubAckError(resp.Data)
+	return err
+}
+
+// pubAckError decodes a JetStream publish acknowledgement: the number of
+// messages of its batch, or the stream's error.
+func pubAckError(data []byte) (int, error) {
+	var ack struct {
+		Error *jetstream.APIError `json:"error"`
+		Count int                 `json:"count"`
+	}
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return 0, fmt.Errorf("bad publish acknowledgement %q: %w", data, err)
+	}
+	if ack.Error != nil {
+		return 0, ack.Error
+	}
+	return ack.Count, nil
+}
+
 // publishAtomic publishes msgs as one JetStream atomic batch: the server
 // stores all of them or none. The last message commits the batch; its
 // acknowledgement, or error, is the batch's.
@@ -235,20 +265,11 @@ func (s *SagaStore) publishAtomic(ctx context.Context, msgs []*nats.Msg) error {
 	if err != nil {
 		return err
 	}
-	var ack struct {
-		Error *jetstream.APIError `json:"error"`
-		Count int                 `json:"count"`
+	n, err := pubAckError(resp.Data)
+	if err == nil && n != len(msgs) {
+		err = fmt.Errorf("atomic batch: %d messages acknowledged, %d sent", n, len(msgs))
 	}
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return fmt.Errorf("atomic batch: bad acknowledgement %q: %w", resp.Data, err)
-	}
-	if ack.Error != nil {
-		return ack.Error
-	}
-	if ack.Count != len(msgs) {
-		return fmt.Errorf("atomic batch: %d messages acknowledged, %d sent", ack.Count, len(msgs))
-	}
-	return nil
+	return err
 }
 
 // scan returns every instance of the saga.
