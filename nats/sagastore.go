@@ -1,13 +1,13 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -304,34 +304,29 @@ func (s *SagaStore) Due(ctx context.Context, name string, now time.Time, limit i
 		return nil, err
 	}
 	recs = slices.DeleteFunc(recs, func(r saga.Record) bool { return r.Wake.IsZero() || r.Wake.After(now) })
-	slices.SortFunc(recs, func(a, b saga.Record) int {
-		if c := a.Wake.Compare(b.Wake); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	ids := make([]string, 0, min(len(recs), limit))
-	for _, r := range recs[:min(len(recs), limit)] {
-		ids = append(ids, r.ID)
+	slices.SortFunc(recs, func(a, b saga.Record) int { return cmp.Or(a.Wake.Compare(b.Wake), cmp.Compare(a.ID, b.ID)) })
+	recs = recs[:min(len(recs), limit)]
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
 	}
 	return ids, nil
 }
 
 // List implements saga.Store.
 func (s *SagaStore) List(ctx context.Context, name string, f saga.Filter) ([]saga.Record, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
 	recs, err := s.scan(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
 	recs = slices.DeleteFunc(recs, func(r saga.Record) bool {
 		return r.ID <= f.After || f.Status != "" && r.Status != f.Status
 	})
-	slices.SortFunc(recs, func(a, b saga.Record) int { return strings.Compare(a.ID, b.ID) })
-	return recs[:min(len(recs), limit)], nil
+	slices.SortFunc(recs, func(a, b saga.Record) int { return cmp.Compare(a.ID, b.ID) })
+	return recs[:min(len(recs), f.Limit)], nil
 }
 
 // SagaOutbox is the outbox of a SagaStore, as an outbox.Relay reads it: one

@@ -51,6 +51,27 @@ func newSagaStore(t *testing.T) (*eknats.SagaStore, jetstream.JetStream, string)
 	return s, js, name
 }
 
+// embeddedSagaStore returns a store on a bucket of its own on the embedded
+// server, for tests and benchmarks alike; the bucket is deleted at the end.
+func embeddedSagaStore(tb testing.TB, opts ...eknats.KVOption) *eknats.SagaStore {
+	tb.Helper()
+	nc, err := embedded(tb).Connect()
+	var js jetstream.JetStream
+	if err == nil {
+		tb.Cleanup(nc.Close)
+		js, err = jetstream.New(nc)
+	}
+	var s *eknats.SagaStore
+	if name := eventkittest.UniqueName("ekkv"); err == nil {
+		tb.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), name) })
+		s, err = eknats.NewSagaStore(tb.Context(), js, name, opts...)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 func sagaRecord(id string, v uint64) saga.Record {
 	return saga.Record{Saga: "checkout", ID: id, Version: v, Status: saga.Running, State: []byte(`{}`)}
 }

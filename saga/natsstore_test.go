@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit/natskit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/saga"
@@ -21,13 +21,7 @@ func init() { backends = append(backends, backend{"nats", natsBucket, openNATS})
 
 func natsJetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	url := eventkittest.ServerAddr(t, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		eventkittest.Unavailable(t, "EVENTKIT_NATS_URL", url, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natskit.Conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
