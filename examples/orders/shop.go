@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func NewShop(cfg Config) (*Shop, error) {
 	s.router = eventkit.NewRouter(s.bus, eventkit.WithLogger(quiet))
 	log := logTo(cfg.Log)
 	svc := func(name string) service { return service{name: name, pub: s.bus, log: log} }
-	s.inventory = &Inventory{service: svc(stockService), levels: cfg.Stock, reserved: map[string]Stock{}}
+	s.inventory = &Inventory{service: svc(stockService), levels: maps.Clone(cfg.Stock), reserved: map[string]Stock{}}
 	s.payments = &Payments{service: svc(paymentsService), limit: cfg.CardLimit, charged: map[string]int64{}}
 	err := errors.Join(
 		(&Orders{svc(ordersService)}).mount(s.router),
