@@ -141,3 +141,24 @@ func FuzzParseList(f *testing.F) {
 		flt.Match(e) // must not panic
 	})
 }
+
+func BenchmarkMatch(b *testing.B) {
+	e := testEvent()
+	for _, bc := range []struct{ name, filter string }{
+		{"prefix", `{"prefix": {"type": "com.example."}}`},
+		{"all3", `{"all": [{"prefix": {"type": "com."}}, {"exact": {"tenant": "acme"}}, {"not": {"suffix": {"subject": ".tmp"}}}]}`},
+		{"sql", `{"sql": "type LIKE 'com.example.%' AND tenant = 'acme'"}`},
+	} {
+		f, err := cefilter.Parse(json.RawMessage(bc.filter), "filter")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if !f.Match(e) {
+					b.Fatal("no match")
+				}
+			}
+		})
+	}
+}
