@@ -5,21 +5,21 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cefilter"
 )
 
+// testEvent has every kind of attribute: required, optional, a string
+// and an integer extension.
 func testEvent() event.Event {
-	e := event.New()
-	e.SetID("id-1")
-	e.SetSource("/orders/eu")
-	e.SetType("com.example.order.created")
-	e.SetSubject("orders/42.json")
-	e.SetTime(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
-	e.SetExtension("tenant", "acme")
-	e.SetExtension("priority", 7)
+	e, err := eventkit.UnmarshalEvent([]byte(`{"specversion": "1.0", "id": "id-1", "source": "/orders/eu",
+		"type": "com.example.order.created", "subject": "orders/42.json", "time": "2026-12-03T10:00:00Z",
+		"tenant": "acme", "priority": 7}`))
+	if err != nil {
+		panic(err)
+	}
 	return e
 }
 

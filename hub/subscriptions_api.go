@@ -575,13 +575,20 @@ func (a *apiSubs) list(w http.ResponseWriter) {
 
 func (a *apiSubs) get(w http.ResponseWriter, id string) {
 	a.mu.Lock()
-	ls, ok := a.live[id]
+	ls, ok := a.found(w, id)
 	a.mu.Unlock()
+	if ok {
+		writeJSON(w, http.StatusOK, ls.public)
+	}
+}
+
+// found returns the subscription id, or answers 404. a.mu is held.
+func (a *apiSubs) found(w http.ResponseWriter, id string) (*liveSub, bool) {
+	ls, ok := a.live[id]
 	if !ok {
 		problem(w, http.StatusNotFound, "no subscription "+strconv.Quote(id))
-		return
 	}
-	writeJSON(w, http.StatusOK, ls.public)
+	return ls, ok
 }
 
 func (a *apiSubs) create(w http.ResponseWriter, r *http.Request) {
@@ -626,12 +633,8 @@ func (a *apiSubs) update(w http.ResponseWriter, r *http.Request, id string) {
 	sub.ID = id
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	old, exists := a.live[id]
-	if !exists {
-		problem(w, http.StatusNotFound, "no subscription "+strconv.Quote(id))
-		return
-	}
-	if !a.check(w, r, sub) {
+	old, ok := a.found(w, id)
+	if !ok || !a.check(w, r, sub) {
 		return
 	}
 	ctx, cancel := a.haltCtx()
@@ -683,9 +686,8 @@ func topicOf(sub APISubscription) string {
 func (a *apiSubs) remove(w http.ResponseWriter, r *http.Request, id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ls, ok := a.live[id]
+	ls, ok := a.found(w, id)
 	if !ok {
-		problem(w, http.StatusNotFound, "no subscription "+strconv.Quote(id))
 		return
 	}
 	ctx, cancel := a.haltCtx()

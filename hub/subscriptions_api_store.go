@@ -75,39 +75,31 @@ func (k *kvStore) del(ctx context.Context, id string) error {
 // cannot store them in): they end with the process.
 type memStore struct {
 	mu   sync.Mutex
-	subs map[string][]byte
+	subs map[string]APISubscription
 }
 
-func newMemStore() *memStore { return &memStore{subs: map[string][]byte{}} }
+func newMemStore() *memStore { return &memStore{subs: map[string]APISubscription{}} }
 
 func (m *memStore) all(context.Context) ([]APISubscription, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]APISubscription, 0, len(m.subs))
-	for _, b := range m.subs {
-		var sub APISubscription
-		if err := json.Unmarshal(b, &sub); err != nil {
-			return nil, err
-		}
+	for _, sub := range m.subs {
 		out = append(out, sub)
 	}
 	return out, nil
 }
 
 func (m *memStore) put(_ context.Context, sub APISubscription) error {
-	b, err := json.Marshal(sub)
-	if err != nil {
-		return err
-	}
 	m.mu.Lock()
-	m.subs[sub.ID] = b
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	m.subs[sub.ID] = sub
 	return nil
 }
 
 func (m *memStore) del(_ context.Context, id string) error {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.subs, id)
-	m.mu.Unlock()
 	return nil
 }
