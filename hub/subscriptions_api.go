@@ -391,9 +391,10 @@ type apiSubs struct {
 	cfg   SubscriptionsAPIConfig
 	store subStore
 
-	mu   sync.Mutex
-	live map[string]*liveSub
-	wg   sync.WaitGroup // the goroutines watching the routers
+	mu     sync.Mutex
+	live   map[string]*liveSub
+	closed bool           // stop was called: nothing starts any more
+	wg     sync.WaitGroup // the goroutines watching the routers
 }
 
 // liveSub is a subscription of the API and its router.
@@ -453,6 +454,7 @@ func (a *apiSubs) start(ctx context.Context) error {
 // deliveries in flight finish or are redelivered later.
 func (a *apiSubs) stop(ctx context.Context) error {
 	a.mu.Lock()
+	a.closed = true
 	var err error
 	for _, ls := range a.live {
 		err = errors.Join(err, ls.halt(ctx))
@@ -462,8 +464,15 @@ func (a *apiSubs) stop(ctx context.Context) error {
 	return err
 }
 
+// errStopped is the error of a subscription started after stop (a
+// request still running when the server cut its connection).
+var errStopped = errors.New("hub: the server is shutting down")
+
 // run starts the router of sub. a.mu is held.
 func (a *apiSubs) run(sub APISubscription) (*liveSub, error) {
+	if a.closed {
+		return nil, errStopped
+	}
 	rz, err := a.realize(sub)
 	if err != nil {
 		return nil, err
@@ -701,6 +710,7 @@ func (a *apiSubs) remove(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	delete(a.live, id)
+	a.s.metrics.deliveries.DeletePartialMatch(map[string]string{"subscription": id})
 	if err := a.forgetProgress(ctx, id); err != nil {
 		a.s.log.Warn("eventkit hub: the deleted subscription's consumer is left", "subscription", id, "err", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,6 +221,13 @@ func TestSubscriptionsAPIRetryAndDeadLetter(t *testing.T) {
 	if v := metricValue(t, s.URL(), dead); v != 4 {
 		t.Fatalf("%s = %v, want 4", dead, v)
 	}
+	// A deleted subscription's series go with it.
+	if code, b := call(t, http.MethodDelete, s.URL()+"/subscriptions/"+sub.ID, ""); code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	if m := metricsText(t, s.URL()); strings.Contains(m, sub.ID) {
+		t.Fatalf("/metrics still has the deleted subscription:\n%s", grep(m, sub.ID))
+	}
 }
 
 // TestSubscriptionsAPIUpdateAndSecrets: PUT replaces the filter; the access
@@ -394,5 +402,29 @@ func TestSubscriptionsAPIScopes(t *testing.T) {
 	}
 	if code, _ := call(t, http.MethodDelete, base+"/subscriptions/"+sub.ID, "", admin...); code != http.StatusOK {
 		t.Fatalf("DELETE with the admin scope: %d", code)
+	}
+}
+
+// TestSubscriptionsAPISurvivesKill9: a subscription answered 201 is in the
+// store of a server process killed with SIGKILL right after.
+func TestSubscriptionsAPISurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	dir := t.TempDir()
+	c1 := startChild(t, dir)
+	// A public sink (the child refuses private ones) that no event reaches.
+	sub := createSub(t, c1.url, `{"protocol": "HTTP", "sink": "https://93.184.215.14/hook", "types": ["never.sent"]}`)
+	if err := c1.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := startChild(t, dir)
+	code, b := call(t, http.MethodGet, c2.url+"/subscriptions/"+sub.ID, "")
+	if code != http.StatusOK || !bytes.Contains(b, []byte(`"never.sent"`)) {
+		t.Fatalf("after SIGKILL and restart: %d %s", code, b)
+	}
+	_ = c2.Signal(syscall.SIGTERM)
+	if err := c2.Wait(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
 	}
 }
