@@ -125,7 +125,7 @@ type realized struct {
 	public  APISubscription // as answered: defaults applied, no secret
 }
 
-// realize checks a and makes its SubscriptionConfig, its filter and the
+// realize checks sub and makes its SubscriptionConfig, its filter and the
 // subscription as the API answers it. Every error is a *fieldError.
 func (a *apiSubs) realize(sub APISubscription) (*realized, error) {
 	if sub.Protocol != "HTTP" {
@@ -355,12 +355,8 @@ func (s sourceAndTypes) Match(e event.Event) bool {
 // publicView is sub as answered: its config with every default, and no
 // secret.
 func publicView(sub APISubscription, sc SubscriptionConfig) APISubscription {
-	topicValue := sc.Topic
-	if sub.Config["topic"] == nil {
-		topicValue = ">"
-	}
 	sub.Config = map[string]any{
-		"topic":            topicValue,
+		"topic":            sc.Topic,
 		"mode":             sc.Mode,
 		"max_attempts":     strconv.Itoa(sc.MaxAttempts),
 		"backoff":          time.Duration(sc.Backoff).String(),
@@ -401,7 +397,6 @@ type apiSubs struct {
 type liveSub struct {
 	stored APISubscription // as stored, secrets included
 	public APISubscription
-	sc     SubscriptionConfig
 	router *eventkit.Router
 	hook   *cehttp.Publisher
 }
@@ -495,7 +490,7 @@ func (a *apiSubs) run(sub APISubscription) (*liveSub, error) {
 			s.log.Error("eventkit hub: subscription ended", "subscription", sub.ID, "err", err)
 		}
 	}()
-	return &liveSub{stored: sub, public: rz.public, sc: rz.sc, router: r, hook: hook}, nil
+	return &liveSub{stored: sub, public: rz.public, router: r, hook: hook}, nil
 }
 
 // halt stops the router of ls (when it runs) and its webhook publisher.
