@@ -434,6 +434,9 @@ func (a *apiSubs) start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, sub := range subs {
+		if _, ok := a.live[sub.ID]; ok {
+			continue // made through the API already (Handler used before Run)
+		}
 		ls, err := a.run(sub)
 		if err != nil {
 			a.s.log.Error("eventkit hub: stored subscription not started", "subscription", sub.ID, "err", err)

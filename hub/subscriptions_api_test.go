@@ -428,3 +428,22 @@ func TestSubscriptionsAPISurvivesKill9(t *testing.T) {
 		t.Fatalf("graceful stop: %v", err)
 	}
 }
+
+// TestSubscriptionsAPITopicChange: on the embedded broker, whose consumer
+// group is bound to its pattern, a PUT may change config.topic.
+func TestSubscriptionsAPITopicChange(t *testing.T) {
+	snk := newSink(t)
+	s := start(t, hub.Config{DataDir: t.TempDir(), SubscriptionsAPI: hub.SubscriptionsAPIConfig{AllowPrivateSinks: true}})
+	sub := createSub(t, s.URL(), `{"protocol": "HTTP", "sink": "`+snk.srv.URL+`"}`)
+	code, b := call(t, http.MethodPut, s.URL()+"/subscriptions/"+sub.ID, `{"protocol": "HTTP", "sink": "`+snk.srv.URL+`",
+		"config": {"topic": "orders.>"}}`)
+	if code != http.StatusOK || !bytes.Contains(b, []byte(`"topic":"orders.\u003e"`)) {
+		t.Fatalf("PUT: %d %s", code, b)
+	}
+	postEvent(t, s.URL(), "p-1", "payments.done")
+	postEvent(t, s.URL(), "o-1", "orders.created")
+	waitFor(t, "o-1", func() bool { return snk.has("o-1") })
+	if ids, _ := snk.got(); fmt.Sprint(ids) != "[o-1]" {
+		t.Fatalf("the sink got %v, want [o-1]", ids)
+	}
+}
