@@ -65,7 +65,8 @@ type APISubscription struct {
 	// (binary, structured or batch), max_attempts, backoff, max_backoff,
 	// timeout, concurrency, dead_letter, from_start and follow_redirects,
 	// as in SubscriptionConfig. A subscription returned by the server has
-	// every one, defaults applied.
+	// every one, defaults applied; one of the configuration file, which the
+	// API lists but does not change, has from_configuration "true" too.
 	Config map[string]any `json:"config,omitempty"`
 	// Filters pass an event when every one does (see package cefilter for
 	// the dialects).
@@ -387,6 +388,8 @@ type apiSubs struct {
 	cfg   SubscriptionsAPIConfig
 	store subStore
 
+	fixed map[string]APISubscription // the configuration file's, read-only
+
 	mu     sync.Mutex
 	live   map[string]*liveSub
 	closed bool           // stop was called: nothing starts any more
@@ -409,7 +412,16 @@ func (s *Server) setupSubscriptionsAPI() error {
 	if cfg.MaxSubscriptions == 0 {
 		cfg.MaxSubscriptions = DefaultMaxAPISubscriptions
 	}
-	a := &apiSubs{s: s, cfg: cfg, live: map[string]*liveSub{}, store: newMemStore()}
+	a := &apiSubs{s: s, cfg: cfg, live: map[string]*liveSub{}, store: newMemStore(), fixed: map[string]APISubscription{}}
+	for _, sc := range s.cfg.Subscriptions {
+		sub := APISubscription{ID: sc.Name, Sink: sc.URL, Protocol: "HTTP"}
+		if sc.Token != "" {
+			sub.SinkCredential = &SinkCredential{CredentialType: "ACCESSTOKEN"}
+		}
+		sub = publicView(sub, sc)
+		sub.Config["from_configuration"] = "true"
+		a.fixed[sc.Name] = sub
+	}
 	if s.jsAPI != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -571,7 +583,10 @@ func (a *apiSubs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *apiSubs) list(w http.ResponseWriter) {
 	a.mu.Lock()
-	out := make([]APISubscription, 0, len(a.live))
+	out := make([]APISubscription, 0, len(a.fixed)+len(a.live))
+	for _, sub := range a.fixed {
+		out = append(out, sub)
+	}
 	for _, ls := range a.live {
 		out = append(out, ls.public)
 	}
@@ -581,6 +596,10 @@ func (a *apiSubs) list(w http.ResponseWriter) {
 }
 
 func (a *apiSubs) get(w http.ResponseWriter, id string) {
+	if sub, ok := a.fixed[id]; ok {
+		writeJSON(w, http.StatusOK, sub)
+		return
+	}
 	a.mu.Lock()
 	ls, ok := a.found(w, id)
 	a.mu.Unlock()
@@ -589,10 +608,15 @@ func (a *apiSubs) get(w http.ResponseWriter, id string) {
 	}
 }
 
-// found returns the subscription id, or answers 404. a.mu is held.
+// found returns the subscription id of the API, or answers 404 (409 for
+// one of the configuration file). a.mu is held.
 func (a *apiSubs) found(w http.ResponseWriter, id string) (*liveSub, bool) {
 	ls, ok := a.live[id]
-	if !ok {
+	switch {
+	case ok:
+	case a.fixed[id].ID != "":
+		problem(w, http.StatusConflict, "the subscription "+strconv.Quote(id)+" is defined in the configuration file: change it there")
+	default:
 		problem(w, http.StatusNotFound, "no subscription "+strconv.Quote(id))
 	}
 	return ls, ok
@@ -610,6 +634,7 @@ func (a *apiSubs) create(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.live) >= a.cfg.MaxSubscriptions {
+		// The configuration file's are not counted.
 		problem(w, http.StatusConflict, fmt.Sprintf("the server holds its limit of %d subscriptions (subscriptions_api.max_subscriptions)", a.cfg.MaxSubscriptions))
 		return
 	}

@@ -2,13 +2,12 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/eventkit/eventkit/memory"
@@ -21,7 +20,7 @@ import (
 func TestSubscriptionsAPINothingStartsAfterStop(t *testing.T) {
 	bus := memory.New()
 	s, err := New(Config{Listen: "127.0.0.1:0", SubscriptionsAPI: SubscriptionsAPIConfig{AllowPrivateSinks: true}},
-		WithBroker(bus, bus), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		WithBroker(bus, bus), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,40 +42,49 @@ func TestSubscriptionsAPINothingStartsAfterStop(t *testing.T) {
 	}
 }
 
+// serve runs s until the test ends.
+func serve(t *testing.T, s *Server) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() { runErr = s.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if runErr != nil {
+			t.Errorf("Run: %v", runErr)
+		}
+	})
+	return ctx
+}
+
 // TestSubscriptionsAPIDeleteForgetsProgress: DELETE removes the durable
 // consumer that kept the subscription's position.
 func TestSubscriptionsAPIDeleteForgetsProgress(t *testing.T) {
 	s, err := New(Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", SubscriptionsAPI: SubscriptionsAPIConfig{AllowPrivateSinks: true}},
-		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := serve(t, s)
 	req := httptest.NewRequest(http.MethodPost, "/subscriptions", strings.NewReader(`{"protocol": "HTTP", "sink": "http://127.0.0.1:9/"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
-	var sub APISubscription
-	if rec.Code != http.StatusCreated || json.Unmarshal(rec.Body.Bytes(), &sub) != nil {
+	id, ok := strings.CutPrefix(rec.Header().Get("Location"), "/subscriptions/")
+	if rec.Code != http.StatusCreated || !ok {
 		t.Fatalf("POST: %d %s", rec.Code, rec.Body)
 	}
-	if _, err := s.jsAPI.Consumer(ctx, s.cfg.Broker.Stream, "hub-"+sub.ID); err != nil {
+	consumer := "hub-" + id
+	if _, err := s.jsAPI.Consumer(ctx, s.cfg.Broker.Stream, consumer); err != nil {
 		t.Fatalf("the subscription's consumer: %v", err)
 	}
 	rec = httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/subscriptions/"+sub.ID, nil))
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/subscriptions/"+id, nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
 	}
-	if _, err := s.jsAPI.Consumer(ctx, s.cfg.Broker.Stream, "hub-"+sub.ID); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := s.jsAPI.Consumer(ctx, s.cfg.Broker.Stream, consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("the consumer after DELETE: %v, want ErrConsumerNotFound", err)
 	}
 }

@@ -444,3 +444,29 @@ func TestSubscriptionsAPITopicChange(t *testing.T) {
 		t.Fatalf("the sink got %v, want [o-1]", ids)
 	}
 }
+
+// TestSubscriptionsAPIListsTheConfigurationFile: the subscriptions of the
+// configuration file are listed, read-only.
+func TestSubscriptionsAPIListsTheConfigurationFile(t *testing.T) {
+	bus := memory.New()
+	s := start(t, hub.Config{Subscriptions: []hub.SubscriptionConfig{
+		{Name: "yaml-hook", Topic: "orders.>", URL: "https://93.184.215.14/hook", Token: "s3cret", MaxAttempts: 3},
+	}}, hub.WithBroker(bus, bus))
+	code, b := call(t, http.MethodGet, s.URL()+"/subscriptions/yaml-hook", "")
+	var sub hub.APISubscription
+	if code != http.StatusOK || json.Unmarshal(b, &sub) != nil || bytes.Contains(b, []byte("s3cret")) {
+		t.Fatalf("GET: %d %s", code, b)
+	}
+	if sub.Config["from_configuration"] != "true" || sub.Config["topic"] != "orders.>" || sub.Config["max_attempts"] != "3" ||
+		sub.SinkCredential == nil || sub.Sink != "https://93.184.215.14/hook" {
+		t.Fatalf("GET: %s", b)
+	}
+	if code, b := call(t, http.MethodGet, s.URL()+"/subscriptions", ""); code != http.StatusOK || !bytes.Contains(b, []byte(`"id":"yaml-hook"`)) {
+		t.Fatalf("GET /subscriptions: %d %s", code, b)
+	}
+	for _, m := range []string{http.MethodPut, http.MethodDelete} {
+		if code, b := call(t, m, s.URL()+"/subscriptions/yaml-hook", `{"protocol": "HTTP", "sink": "https://93.184.215.14/x"}`); code != http.StatusConflict {
+			t.Fatalf("%s of a subscription of the configuration file: %d %s, want 409", m, code, b)
+		}
+	}
+}
