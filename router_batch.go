@@ -23,7 +23,9 @@ import (
 //
 // With OrderedByKey, a message is never acked after an earlier message of
 // the same key in the batch was nacked: the Router nacks it too, so that the
-// key's messages are redelivered in order.
+// key's messages are redelivered in order. The handler should therefore
+// not apply the messages that follow a failed one of their key (see
+// BatchError.KeyFailed): they come back.
 type BatchHandler interface {
 	HandleBatch(ctx context.Context, msgs []*Message) error
 }
@@ -61,6 +63,22 @@ func (e *BatchError) Fail(m *Message, err error) {
 		e.Failed = make(map[*Message]error)
 	}
 	e.Failed[m] = err
+}
+
+// KeyFailed reports whether a message of key (Message.Key) failed. With
+// OrderedByKey the Router nacks the messages that follow a failed message
+// of their key, so a handler may skip them:
+//
+//	if failed.KeyFailed(m.Key()) {
+//		continue // nacked by the Router, handled again after the failed one
+//	}
+func (e *BatchError) KeyFailed(key string) bool {
+	for m := range e.Failed {
+		if m.Key() == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Err returns e if a message failed, else nil.

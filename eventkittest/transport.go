@@ -125,6 +125,7 @@ func TestTransport(t *testing.T, factory Factory, f Features) {
 		{"ResumeGroup", f.Persistent && f.ConsumerGroups, testResume},
 		{"UnsettledRedeliveredAfterClose", f.Persistent && f.ConsumerGroups, testUnsettledAfterClose},
 		{"UnackedRedelivered", f.RedeliverUnacked, testUnacked},
+		{"BatchRoute", true, testBatchRoute},
 		{"Restart", f.Restart != nil, testRestart},
 	}
 	for _, tc := range tests {
