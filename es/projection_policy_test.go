@@ -146,7 +146,7 @@ func TestProjectionStopsOnError(t *testing.T) {
 			if parallel == 1 {
 				opts, wantCalls = append(opts, es.WithErrorPolicy(es.StopOnError().WithRetry(1, time.Millisecond, time.Millisecond))), 2
 			}
-			p, err := es.NewProjector("stop", store, cps, rec.handle, quiet, opts...)
+			p, err := es.NewProjector("stop", store, cps, rec.handle, append(opts, quiet)...)
 			if err != nil {
 				t.Fatal(err)
 			}
