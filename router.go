@@ -166,10 +166,7 @@ func (r *Router) Use(mw ...Middleware) {
 // Handle binds pattern to h. It returns an error for an invalid pattern or
 // option, or after Start (or Run); Start and Run report the same errors.
 func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
-	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, h: h, concurrency: 1}
-	for _, o := range opts {
-		o(rt)
-	}
+	rt := newRoute(pattern, opts, func(rt *route) { rt.h = h })
 	var err error
 	switch {
 	case h == nil:
@@ -178,6 +175,17 @@ func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
 		err = InvalidOption("BatchSize/BatchWait", "only for a batch route (HandleBatch)")
 	}
 	return r.add(rt, err)
+}
+
+// newRoute returns a route of pattern with the defaults, then what init
+// sets, then the options applied.
+func newRoute(pattern string, opts []RouteOption, init func(*route)) *route {
+	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, concurrency: 1}
+	init(rt)
+	for _, o := range opts {
+		o(rt)
+	}
+	return rt
 }
 
 // add checks what every route needs and adds rt, or records err (the

@@ -159,11 +159,9 @@ func BatchWait(d time.Duration) RouteOption {
 // HandleBatch returns an error for an invalid pattern or option, or after
 // Start (or Run); Start and Run report the same errors.
 func (r *Router) HandleBatch(pattern string, h BatchHandler, opts ...RouteOption) error {
-	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, bh: h, batch: true, concurrency: 1,
-		batchSize: DefaultBatchSize, batchWait: DefaultBatchWait}
-	for _, o := range opts {
-		o(rt)
-	}
+	rt := newRoute(pattern, opts, func(rt *route) {
+		rt.bh, rt.batch, rt.batchSize, rt.batchWait = h, true, DefaultBatchSize, DefaultBatchWait
+	})
 	var err error
 	switch {
 	case h == nil:

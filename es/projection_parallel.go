@@ -3,6 +3,7 @@ package es
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,7 @@ func (p *Projector) runParallel(ctx context.Context, sub Subscription, ck *check
 				break
 			}
 			select {
-			case pr.lanes[keyHash(p.cfg.key(r))%uint32(len(pr.lanes))] <- r:
+			case pr.lanes[laneOf(p.cfg.key(r), len(pr.lanes))] <- r:
 			case <-ctx.Done():
 				return pr.finish(ctx, ck, nil)
 			}
@@ -175,11 +176,9 @@ func (pr *parallelRun) stop() {
 	pr.cancel()
 }
 
-func keyHash(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
+// laneOf returns the lane of key among n: the same for a key in every run.
+func laneOf(key string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
 }
