@@ -5,20 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/es/esprom"
-	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +70,14 @@ func newRegistry() *es.Registry {
 }
 
 func newAccount(id string) *Account { return &Account{} }
+
+// update runs repo.Update on the account id and fails t on an error.
+func update(t *testing.T, repo *es.Repository[*Account], id string, fn func(a *Account) error) {
+	t.Helper()
+	if _, err := repo.Update(context.Background(), id, fn); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestRepositorySaveLoadConflict(t *testing.T) {
 	ctx := context.Background()
@@ -253,13 +254,9 @@ func TestSnapshots(t *testing.T) {
 	snaps := memory.NewSnapshotStore()
 	reg := newRegistry()
 	repo := es.NewRepository(store, reg, newAccount, es.WithSnapshots(snaps, 10, 1))
-	if _, err := repo.Update(ctx, "s", func(a *Account) error { return es.Raise(a, Opened{Owner: "bo"}) }); err != nil {
-		t.Fatal(err)
-	}
+	update(t, repo, "s", func(a *Account) error { return es.Raise(a, Opened{Owner: "bo"}) })
 	for i := 0; i < 24; i++ {
-		if _, err := repo.Update(ctx, "s", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-			t.Fatal(err)
-		}
+		update(t, repo, "s", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	}
 	snap, ok, _ := snaps.LoadSnapshot(ctx, "s")
 	if !ok || snap.Version != 20 || snap.SchemaVersion != 1 {
@@ -294,12 +291,10 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 	repo := es.NewRepository(store, reg, newAccount, es.WithStreamIDPrefix("acc-"))
 	for i := 0; i < 10; i++ {
 		id := fmt.Sprint(i)
-		if _, err := repo.Update(ctx, id, func(a *Account) error {
+		update(t, repo, id, func(a *Account) error {
 			_ = es.Raise(a, Opened{Owner: id})
 			return es.Raise(a, Deposited{Amount: i})
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 	totals := map[string]int{}
 	var handled int
@@ -336,9 +331,7 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 	}
 	// New events: a restarted projector resumes from the checkpoint.
 	for i := 0; i < 3; i++ {
-		if _, err := repo.Update(ctx, "9", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-			t.Fatal(err)
-		}
+		update(t, repo, "9", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	}
 	lag2, err := esprom.LagGauge(promReg, "totals") // the same gauge
 	if err != nil {
@@ -355,9 +348,7 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 		t.Fatalf("lag gauge %v; want 0", v)
 	}
 	// Lag: with the projection stopped, the head moves on.
-	if _, err := repo.Update(ctx, "1", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-		t.Fatal(err)
-	}
+	update(t, repo, "1", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	if err := p2.MeasureLag(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +452,7 @@ func appendStreams(t *testing.T, store es.EventStore, streams, perStream int) in
 			e.SetID(fmt.Sprintf("s%d-%d", j, v))
 			e.SetSource("/test")
 			e.SetType("test.happened")
-			if _, err := store.Append(context.Background(), "s"+strconv.Itoa(j), es.Any, e); err != nil {
+			if _, err := store.Append(context.Background(), fmt.Sprint("s", j), es.Any, e); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -504,27 +495,12 @@ func (r *recorder) count(m map[string]int, id string) int {
 
 var errPoison = errors.New("cannot project this event")
 
-// quiet discards the projections' logs.
-var quiet = es.WithProjectionLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-
-// deadLetterEnv returns an event store, a checkpoint store and a bus, all
-// in memory, and a subscription to topic on the bus.
-func deadLetterEnv(t *testing.T, topic string) (*memory.EventStore, *memory.CheckpointStore, *memory.Bus, eventkit.Subscription) {
-	bus := memory.New()
-	t.Cleanup(func() { _ = bus.Close() })
-	dlq, err := bus.Subscribe(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return memory.NewEventStore(), memory.NewCheckpointStore(), bus, dlq
-}
-
 // One poison event in the middle of the log: the others are projected, the
 // poison is dead-lettered with the error, and the checkpoint advances past
 // it; sequential and parallel.
 func TestProjectionPoisonIsDeadLettered(t *testing.T) {
 	for _, parallel := range []int{1, 4} {
-		t.Run("parallel="+strconv.Itoa(parallel), func(t *testing.T) {
+		t.Run(fmt.Sprint("parallel=", parallel), func(t *testing.T) {
 			ctx := context.Background()
 			store, cps, bus, dlq := deadLetterEnv(t, "projections.dlq")
 			total := appendStreams(t, store, 3, 3) // s1-2 is at position 5
@@ -554,7 +530,7 @@ func TestProjectionPoisonIsDeadLettered(t *testing.T) {
 			if p.DeadLettered() != 1 {
 				t.Fatalf("DeadLettered %d, want 1", p.DeadLettered())
 			}
-			m := eventkittest.Receive(t, dlq, 10*time.Second)
+			m := testkit.Receive(t, dlq.Messages(), 10*time.Second, "the dead letter")
 			ext := m.Event.Extensions()
 			if m.Event.ID() != "s1-2" || ext["dlqposition"] != "5" || ext["dlqstream"] != "s1" ||
 				ext["dlqhandler"] != "balances" || ext["dlqattempts"] != int32(3) || ext["dlqerror"] != errPoison.Error() {
@@ -568,13 +544,13 @@ func TestProjectionPoisonIsDeadLettered(t *testing.T) {
 // retries; the checkpoint stays before it, and the next run handles it.
 func TestProjectionStopsOnError(t *testing.T) {
 	for _, parallel := range []int{1, 4} {
-		t.Run("parallel="+strconv.Itoa(parallel), func(t *testing.T) {
+		t.Run(fmt.Sprint("parallel=", parallel), func(t *testing.T) {
 			ctx := context.Background()
 			store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
 			total := appendStreams(t, store, 3, 3)
-			var healed atomic.Bool
+			healed := false // set between runs: CatchUp returns once its handlers have
 			rec := newRecorder(func(id string, _ int) error {
-				if id == "s1-2" && !healed.Load() {
+				if id == "s1-2" && !healed {
 					return errPoison
 				}
 				return nil
@@ -588,7 +564,7 @@ func TestProjectionStopsOnError(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = p.CatchUp(ctx)
-			if !errors.Is(err, errPoison) || !strings.Contains(err.Error(), "position 5") {
+			if !errors.Is(err, errPoison) || !contains(err.Error(), "position 5") {
 				t.Fatalf("CatchUp: %v, want the poison's error at position 5", err)
 			}
 			if cp, _, _ := cps.Load(ctx, "stop"); cp >= 5 {
@@ -597,7 +573,7 @@ func TestProjectionStopsOnError(t *testing.T) {
 			if c := rec.count(rec.calls, "s1-2"); c != wantCalls {
 				t.Fatalf("poison handled %d times, want %d", c, wantCalls)
 			}
-			healed.Store(true)
+			healed = true
 			if err := p.CatchUp(ctx); err != nil {
 				t.Fatalf("CatchUp after the fix: %v", err)
 			}
@@ -667,7 +643,7 @@ func TestProjectionRetryEndsWithContext(t *testing.T) {
 // once.
 func TestProjectionPermanentErrorsAndPanicsNotRetried(t *testing.T) {
 	for name, fail := range map[string]func() error{
-		"permanent": func() error { return eventkit.Permanent(errPoison) },
+		"permanent": func() error { return permanent(errPoison) },
 		"panic":     func() error { panic("bad event") },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -691,8 +667,8 @@ func TestProjectionPermanentErrorsAndPanicsNotRetried(t *testing.T) {
 			if rec.count(rec.calls, "s0-2") != 1 || len(rec.handled) != total-1 {
 				t.Fatalf("s0-2 called %d times, %d projected", rec.count(rec.calls, "s0-2"), len(rec.handled))
 			}
-			m := eventkittest.Receive(t, dlq, 10*time.Second)
-			if s, _ := m.Event.Extensions()["dlqerror"].(string); !strings.Contains(s, map[string]string{"permanent": errPoison.Error(), "panic": "bad event"}[name]) {
+			m := testkit.Receive(t, dlq.Messages(), 10*time.Second, "the dead letter")
+			if s, _ := m.Event.Extensions()["dlqerror"].(string); !contains(s, map[string]string{"permanent": errPoison.Error(), "panic": "bad event"}[name]) {
 				t.Fatalf("dlqerror %q", s)
 			}
 		})
@@ -724,7 +700,7 @@ func TestProjectionStopsWhenDeadLetterFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.CatchUp(ctx)
-	if !errors.Is(err, errPoison) || !strings.Contains(err.Error(), "broker down") {
+	if !errors.Is(err, errPoison) || !contains(err.Error(), "broker down") {
 		t.Fatalf("CatchUp: %v, want the handler's and the publisher's errors", err)
 	}
 	if cp, _, _ := cps.Load(ctx, "dlq-down"); cp != 1 || p.DeadLettered() != 0 {
@@ -744,7 +720,7 @@ func TestProjectionParallelByStream(t *testing.T) {
 	last := map[string]uint64{}
 	busy := map[string]bool{}
 	var problems []string
-	var inFlight atomic.Int32
+	inFlight := 0
 	concurrent := make(chan struct{})
 	var once sync.Once
 	handled := 0
@@ -759,10 +735,10 @@ func TestProjectionParallelByStream(t *testing.T) {
 		}
 		last[r.StreamID] = r.Version
 		handled++
-		mu.Unlock()
-		if inFlight.Add(1) >= 2 {
+		if inFlight++; inFlight >= 2 {
 			once.Do(func() { close(concurrent) })
 		}
+		mu.Unlock()
 		if r.Version == 1 {
 			// The first event of each stream waits until two handlers run
 			// at once: the streams are handled concurrently.
@@ -774,8 +750,8 @@ func TestProjectionParallelByStream(t *testing.T) {
 				mu.Unlock()
 			}
 		}
-		inFlight.Add(-1)
 		mu.Lock()
+		inFlight--
 		busy[r.StreamID] = false
 		mu.Unlock()
 		return nil
@@ -818,13 +794,13 @@ func TestProjectorBadOptions(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := es.NewProjector("p", store, cps, h, c.opt)
-			if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			if !isInvalidOption(err) || !contains(err.Error(), c.want) {
 				t.Fatalf("NewProjector: %v, want an invalid %s", err, c.want)
 			}
 		})
 	}
 	_, err := es.NewProjector("p", store, cps, h, es.WithParallel(2), es.WithHandlerCheckpoint())
-	if !errors.Is(err, eventkit.ErrInvalidOption) {
+	if !isInvalidOption(err) {
 		t.Fatalf("WithParallel and WithHandlerCheckpoint: %v, want ErrInvalidOption", err)
 	}
 	if _, err := es.NewProjector("p", store, cps, nil); err == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -1351,7 +1350,7 @@ func testBatchRoute(t *testing.T, factory Factory, f Features) {
 	tp := e.topic("batch")
 	const n, keys = 60, 6
 	probe := &batchProbe{f: f, keys: keys, seen: map[string]int{}, handled: map[string]int{}, next: map[string]int{}}
-	r := eventkit.NewRouter(e.sub, eventkit.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	r := eventkit.NewRouter(e.sub, eventkit.WithLogger(slog.New(slog.DiscardHandler)),
 		eventkit.WithRedeliveryBackoff(10*time.Millisecond, 50*time.Millisecond))
 	err := r.HandleBatchFunc(tp, probe.handle, eventkit.BatchSize(16), eventkit.BatchWait(20*time.Millisecond),
 		eventkit.OrderedByKey(), eventkit.Concurrency(3), eventkit.RouteSubscribeOptions(e.groupOpts("batch")...))
