@@ -59,6 +59,13 @@ type route struct {
 	subOpts     []SubscribeOption
 	sub         Subscription
 	ctx         context.Context
+
+	// batch routes (HandleBatch)
+	batch     bool
+	bh        BatchHandler
+	batchSize int
+	batchWait time.Duration
+	batchOpt  bool // BatchSize or BatchWait was given
 }
 
 // RouteInfo describes the route handling a message; middleware reads it with
@@ -159,14 +166,35 @@ func (r *Router) Use(mw ...Middleware) {
 // Handle binds pattern to h. It returns an error for an invalid pattern or
 // option, or after Start (or Run); Start and Run report the same errors.
 func (r *Router) Handle(pattern string, h Handler, opts ...RouteOption) error {
-	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, h: h, concurrency: 1}
-	for _, o := range opts {
-		o(rt)
-	}
+	rt := newRoute(pattern, opts, func(rt *route) { rt.h = h })
 	var err error
 	switch {
 	case h == nil:
-		err = fmt.Errorf("eventkit: route %q: nil handler", pattern)
+		err = errors.New("nil handler")
+	case rt.batchOpt:
+		err = InvalidOption("BatchSize/BatchWait", "only for a batch route (HandleBatch)")
+	}
+	return r.add(rt, err)
+}
+
+// newRoute returns a route of pattern with the defaults, then what init
+// sets, then the options applied.
+func newRoute(pattern string, opts []RouteOption, init func(*route)) *route {
+	rt := &route{info: RouteInfo{Pattern: pattern, Name: pattern}, concurrency: 1}
+	init(rt)
+	for _, o := range opts {
+		o(rt)
+	}
+	return rt
+}
+
+// add checks what every route needs and adds rt, or records err (the
+// error of the route's own checks, or nil).
+func (r *Router) add(rt *route, err error) error {
+	pattern := rt.info.Pattern
+	switch {
+	case err != nil:
+		err = fmt.Errorf("eventkit: route %q: %w", pattern, err)
 	case rt.concurrency < 1:
 		err = fmt.Errorf("eventkit: route %q: concurrency must be at least 1, got %d", pattern, rt.concurrency)
 	default:
@@ -232,11 +260,13 @@ func (r *Router) Start(ctx context.Context) error {
 		return fail(errors.New("eventkit: router has no routes"))
 	}
 	for _, rt := range routes {
-		all := make([]Middleware, 0, len(mw)+len(rt.mw))
-		all = append(append(all, mw...), rt.mw...)
-		// The handler's panics are recovered innermost, so that every
-		// middleware sees a permanent *PanicError, whatever its order.
-		rt.h = Chain(all...)(recoverPanics(rt.h))
+		if !rt.batch {
+			all := make([]Middleware, 0, len(mw)+len(rt.mw))
+			all = append(append(all, mw...), rt.mw...)
+			// The handler's panics are recovered innermost, so that every
+			// middleware sees a permanent *PanicError, whatever its order.
+			rt.h = Chain(all...)(recoverPanics(rt.h))
+		}
 		info := rt.info
 		rt.ctx = context.WithValue(r.handlerCtx, routeKey{}, &info)
 		sub, err := r.sub.Subscribe(r.handlerCtx, rt.info.Pattern, rt.subOpts...)
@@ -383,6 +413,10 @@ func (r *Router) closeSubs(routes []*route) {
 }
 
 func (r *Router) start(rt *route) {
+	if rt.batch {
+		r.startBatch(rt)
+		return
+	}
 	if !rt.ordered || rt.concurrency == 1 {
 		for i := 0; i < rt.concurrency; i++ {
 			r.workers.Add(1)
@@ -393,15 +427,24 @@ func (r *Router) start(rt *route) {
 		}
 		return
 	}
+	r.startLanes(rt, func(lane <-chan *Message) {
+		for m := range lane {
+			r.handle(rt, m)
+		}
+	})
+}
+
+// startLanes starts one worker per Concurrency, each running work on its
+// lane, and a dispatcher that gives each message of rt's subscription to the
+// lane of its key; the lanes are closed when the dispatcher stops taking.
+func (r *Router) startLanes(rt *route, work func(lane <-chan *Message)) {
 	lanes := make([]chan *Message, rt.concurrency)
 	for i := range lanes {
 		lanes[i] = make(chan *Message, 8)
 		r.workers.Add(1)
-		go func(lane chan *Message) {
+		go func(lane <-chan *Message) {
 			defer r.workers.Done()
-			for m := range lane {
-				r.handle(rt, m)
-			}
+			work(lane)
 		}(lanes[i])
 	}
 	r.workers.Add(1)
@@ -488,6 +531,13 @@ func (r *Router) handle(rt *route, m *Message) {
 		attrs = append(attrs, "stack", string(pe.Stack))
 	}
 	r.logger.Warn("eventkit: handler failed", attrs...)
+	r.nackFailed(rt, m, err)
+}
+
+// nackFailed settles m, whose handling failed with err: a nack after the
+// delay of a *RetryAfterError or the redelivery backoff, or what the
+// transport can do instead.
+func (r *Router) nackFailed(rt *route, m *Message, err error) {
 	var delay time.Duration
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {

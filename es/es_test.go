@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/es/esprom"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -69,6 +70,14 @@ func newRegistry() *es.Registry {
 }
 
 func newAccount(id string) *Account { return &Account{} }
+
+// update runs repo.Update on the account id and fails t on an error.
+func update(t *testing.T, repo *es.Repository[*Account], id string, fn func(a *Account) error) {
+	t.Helper()
+	if _, err := repo.Update(context.Background(), id, fn); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestRepositorySaveLoadConflict(t *testing.T) {
 	ctx := context.Background()
@@ -245,13 +254,9 @@ func TestSnapshots(t *testing.T) {
 	snaps := memory.NewSnapshotStore()
 	reg := newRegistry()
 	repo := es.NewRepository(store, reg, newAccount, es.WithSnapshots(snaps, 10, 1))
-	if _, err := repo.Update(ctx, "s", func(a *Account) error { return es.Raise(a, Opened{Owner: "bo"}) }); err != nil {
-		t.Fatal(err)
-	}
+	update(t, repo, "s", func(a *Account) error { return es.Raise(a, Opened{Owner: "bo"}) })
 	for i := 0; i < 24; i++ {
-		if _, err := repo.Update(ctx, "s", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-			t.Fatal(err)
-		}
+		update(t, repo, "s", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	}
 	snap, ok, _ := snaps.LoadSnapshot(ctx, "s")
 	if !ok || snap.Version != 20 || snap.SchemaVersion != 1 {
@@ -286,12 +291,10 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 	repo := es.NewRepository(store, reg, newAccount, es.WithStreamIDPrefix("acc-"))
 	for i := 0; i < 10; i++ {
 		id := fmt.Sprint(i)
-		if _, err := repo.Update(ctx, id, func(a *Account) error {
+		update(t, repo, id, func(a *Account) error {
 			_ = es.Raise(a, Opened{Owner: id})
 			return es.Raise(a, Deposited{Amount: i})
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 	totals := map[string]int{}
 	var handled int
@@ -328,9 +331,7 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 	}
 	// New events: a restarted projector resumes from the checkpoint.
 	for i := 0; i < 3; i++ {
-		if _, err := repo.Update(ctx, "9", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-			t.Fatal(err)
-		}
+		update(t, repo, "9", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	}
 	lag2, err := esprom.LagGauge(promReg, "totals") // the same gauge
 	if err != nil {
@@ -347,9 +348,7 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 		t.Fatalf("lag gauge %v; want 0", v)
 	}
 	// Lag: with the projection stopped, the head moves on.
-	if _, err := repo.Update(ctx, "1", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) }); err != nil {
-		t.Fatal(err)
-	}
+	update(t, repo, "1", func(a *Account) error { return es.Raise(a, Deposited{Amount: 1}) })
 	if err := p2.MeasureLag(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -366,16 +365,15 @@ func TestProjectorCheckpointRebuildLag(t *testing.T) {
 }
 
 func TestProjectorRunLive(t *testing.T) {
+	ctx := context.Background()
 	store := memory.NewEventStore()
 	cps := memory.NewCheckpointStore()
-	ctx, cancel := context.WithCancel(context.Background())
 	seen := make(chan uint64, 100)
 	p, _ := es.NewProjector("live", store, cps, func(ctx context.Context, r es.RecordedEvent) error {
 		seen <- r.Position
 		return nil
 	})
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	stop := runProjector(p)
 	for i := 0; i < 5; i++ {
 		e := event.New()
 		e.SetID(fmt.Sprint(i))
@@ -386,21 +384,27 @@ func TestProjectorRunLive(t *testing.T) {
 		}
 	}
 	for want := uint64(1); want <= 5; want++ {
-		select {
-		case got := <-seen:
-			if got != want {
-				t.Fatalf("projection got position %d; want %d", got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("projection did not receive the live events")
+		if got := testkit.Receive(t, seen, 10*time.Second, "a live event"); got != want {
+			t.Fatalf("projection got position %d; want %d", got, want)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel = %v", err)
 	}
-	if cp, _, _ := cps.Load(context.Background(), "live"); cp != 5 {
+	if cp, _, _ := cps.Load(ctx, "live"); cp != 5 {
 		t.Fatalf("checkpoint after stop = %d; want 5", cp)
+	}
+}
+
+// runProjector runs p in the background; stop cancels its context and
+// returns what Run returned.
+func runProjector(p *es.Projector) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
 	}
 }
 
@@ -435,4 +439,418 @@ func TestCheckAppend(t *testing.T) {
 			t.Errorf("repeat result %+v", res)
 		}
 	}
+}
+
+// appendStreams appends perStream events to each of streams streams
+// (s0, s1, ...), round-robin, so that the global log interleaves them; the
+// event of stream j with version v has the id "sj-v".
+func appendStreams(t *testing.T, store es.EventStore, streams, perStream int) int {
+	t.Helper()
+	for v := 1; v <= perStream; v++ {
+		for j := 0; j < streams; j++ {
+			e := event.New()
+			e.SetID(fmt.Sprintf("s%d-%d", j, v))
+			e.SetSource("/test")
+			e.SetType("test.happened")
+			if _, err := store.Append(context.Background(), fmt.Sprint("s", j), es.Any, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return streams * perStream
+}
+
+// recorder is a projection handler that records what it handled and fails
+// on the events poison selects.
+type recorder struct {
+	mu      sync.Mutex
+	handled map[string]int
+	calls   map[string]int
+	poison  func(id string, call int) error
+}
+
+func newRecorder(poison func(id string, call int) error) *recorder {
+	return &recorder{handled: map[string]int{}, calls: map[string]int{}, poison: poison}
+}
+
+func (r *recorder) handle(_ context.Context, ev es.RecordedEvent) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := ev.Event.ID()
+	r.calls[id]++
+	if r.poison != nil {
+		if err := r.poison(id, r.calls[id]); err != nil {
+			return err
+		}
+	}
+	r.handled[id]++
+	return nil
+}
+
+func (r *recorder) count(m map[string]int, id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return m[id]
+}
+
+var errPoison = errors.New("cannot project this event")
+
+// One poison event in the middle of the log: the others are projected, the
+// poison is dead-lettered with the error, and the checkpoint advances past
+// it; sequential and parallel.
+func TestProjectionPoisonIsDeadLettered(t *testing.T) {
+	for _, parallel := range []int{1, 4} {
+		t.Run(fmt.Sprint("parallel=", parallel), func(t *testing.T) {
+			ctx := context.Background()
+			store, cps, bus, dlq := deadLetterEnv(t, "projections.dlq")
+			total := appendStreams(t, store, 3, 3) // s1-2 is at position 5
+			rec := newRecorder(func(id string, _ int) error {
+				if id == "s1-2" {
+					return errPoison
+				}
+				return nil
+			})
+			policy := es.DeadLetterOnError(bus, "projections.dlq").WithRetry(2, time.Millisecond, 2*time.Millisecond)
+			p, err := es.NewProjector("balances", store, cps, rec.handle, quiet, es.WithErrorPolicy(policy), es.WithParallel(parallel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.CatchUp(ctx); err != nil {
+				t.Fatalf("CatchUp: %v", err)
+			}
+			if n := len(rec.handled); n != total-1 {
+				t.Fatalf("%d events projected, want %d", n, total-1)
+			}
+			if c := rec.count(rec.calls, "s1-2"); c != 3 {
+				t.Fatalf("poison handled %d times, want 3 (1 + 2 retries)", c)
+			}
+			if cp, _, _ := cps.Load(ctx, "balances"); cp != uint64(total) || p.Position() != uint64(total) {
+				t.Fatalf("checkpoint %d, position %d, want %d", cp, p.Position(), total)
+			}
+			if p.DeadLettered() != 1 {
+				t.Fatalf("DeadLettered %d, want 1", p.DeadLettered())
+			}
+			m := testkit.Receive(t, dlq.Messages(), 10*time.Second, "the dead letter")
+			ext := m.Event.Extensions()
+			if m.Event.ID() != "s1-2" || ext["dlqposition"] != "5" || ext["dlqstream"] != "s1" ||
+				ext["dlqhandler"] != "balances" || ext["dlqattempts"] != int32(3) || ext["dlqerror"] != errPoison.Error() {
+				t.Fatalf("dead letter %s with extensions %v", m.Event.ID(), ext)
+			}
+		})
+	}
+}
+
+// StopOnError (the default) stops at the failing event, after the
+// retries; the checkpoint stays before it, and the next run handles it.
+func TestProjectionStopsOnError(t *testing.T) {
+	for _, parallel := range []int{1, 4} {
+		t.Run(fmt.Sprint("parallel=", parallel), func(t *testing.T) {
+			ctx := context.Background()
+			store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+			total := appendStreams(t, store, 3, 3)
+			healed := false // set between runs: CatchUp returns once its handlers have
+			rec := newRecorder(func(id string, _ int) error {
+				if id == "s1-2" && !healed {
+					return errPoison
+				}
+				return nil
+			})
+			opts, wantCalls := []es.ProjectionOption{es.WithParallel(parallel)}, 1
+			if parallel == 1 {
+				opts, wantCalls = append(opts, es.WithErrorPolicy(es.StopOnError().WithRetry(1, time.Millisecond, time.Millisecond))), 2
+			}
+			p, err := es.NewProjector("stop", store, cps, rec.handle, append(opts, quiet)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.CatchUp(ctx)
+			if !errors.Is(err, errPoison) || !contains(err.Error(), "position 5") {
+				t.Fatalf("CatchUp: %v, want the poison's error at position 5", err)
+			}
+			if cp, _, _ := cps.Load(ctx, "stop"); cp >= 5 {
+				t.Fatalf("checkpoint %d passed the failed event at 5", cp)
+			}
+			if c := rec.count(rec.calls, "s1-2"); c != wantCalls {
+				t.Fatalf("poison handled %d times, want %d", c, wantCalls)
+			}
+			healed = true
+			if err := p.CatchUp(ctx); err != nil {
+				t.Fatalf("CatchUp after the fix: %v", err)
+			}
+			if len(rec.handled) != total || rec.count(rec.handled, "s1-2") != 1 {
+				t.Fatalf("%d events projected (the poison %d times), want %d", len(rec.handled), rec.count(rec.handled, "s1-2"), total)
+			}
+			if cp, _, _ := cps.Load(ctx, "stop"); cp != uint64(total) {
+				t.Fatalf("checkpoint %d, want %d", cp, total)
+			}
+		})
+	}
+}
+
+// RetryOnError waits out a transient failure: nothing is skipped.
+func TestProjectionRetriesTransientFailure(t *testing.T) {
+	ctx := context.Background()
+	store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+	total := appendStreams(t, store, 2, 2)
+	rec := newRecorder(func(id string, call int) error {
+		if id == "s0-2" && call <= 3 {
+			return errors.New("database unavailable")
+		}
+		return nil
+	})
+	p, err := es.NewProjector("retry", store, cps, rec.handle, quiet, es.WithErrorPolicy(es.RetryOnError(time.Millisecond, 4*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.handled) != total || rec.count(rec.calls, "s0-2") != 4 {
+		t.Fatalf("%d projected, s0-2 called %d times; want %d and 4", len(rec.handled), rec.count(rec.calls, "s0-2"), total)
+	}
+}
+
+// A retry without limit ends with the context: Run returns nil, and the
+// checkpoint stays before the failing event.
+func TestProjectionRetryEndsWithContext(t *testing.T) {
+	store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+	appendStreams(t, store, 1, 3)
+	failing := make(chan struct{}, 100)
+	rec := newRecorder(func(id string, _ int) error {
+		if id == "s0-2" {
+			failing <- struct{}{}
+			return errors.New("down")
+		}
+		return nil
+	})
+	p, err := es.NewProjector("retry-ctx", store, cps, rec.handle, quiet, es.WithErrorPolicy(es.RetryOnError(time.Millisecond, time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runProjector(p)
+	for i := 0; i < 3; i++ {
+		testkit.Receive(t, failing, 10*time.Second, "a retry of the failing event")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if cp, _, _ := cps.Load(context.Background(), "retry-ctx"); cp != 1 {
+		t.Fatalf("checkpoint %d, want 1", cp)
+	}
+}
+
+// Permanent errors and panics are not retried: the last step applies at
+// once.
+func TestProjectionPermanentErrorsAndPanicsNotRetried(t *testing.T) {
+	for name, fail := range map[string]func() error{
+		"permanent": func() error { return permanent(errPoison) },
+		"panic":     func() error { panic("bad event") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store, cps, bus, dlq := deadLetterEnv(t, "dlq")
+			total := appendStreams(t, store, 1, 3)
+			rec := newRecorder(func(id string, _ int) error {
+				if id == "s0-2" {
+					return fail()
+				}
+				return nil
+			})
+			policy := es.DeadLetterOnError(bus, "dlq").WithRetry(5, time.Hour, time.Hour)
+			p, err := es.NewProjector("perm", store, cps, rec.handle, quiet, es.WithErrorPolicy(policy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.CatchUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rec.count(rec.calls, "s0-2") != 1 || len(rec.handled) != total-1 {
+				t.Fatalf("s0-2 called %d times, %d projected", rec.count(rec.calls, "s0-2"), len(rec.handled))
+			}
+			m := testkit.Receive(t, dlq.Messages(), 10*time.Second, "the dead letter")
+			if s, _ := m.Event.Extensions()["dlqerror"].(string); !contains(s, map[string]string{"permanent": errPoison.Error(), "panic": "bad event"}[name]) {
+				t.Fatalf("dlqerror %q", s)
+			}
+		})
+	}
+}
+
+// failingPublisher refuses every publish.
+type failingPublisher struct{}
+
+func (failingPublisher) Publish(context.Context, string, ...event.Event) error {
+	return errors.New("broker down")
+}
+func (failingPublisher) Close() error { return nil }
+
+// A dead letter that cannot be published stops the projection: no event is
+// skipped without a record.
+func TestProjectionStopsWhenDeadLetterFails(t *testing.T) {
+	ctx := context.Background()
+	store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+	appendStreams(t, store, 1, 3)
+	rec := newRecorder(func(id string, _ int) error {
+		if id == "s0-2" {
+			return errPoison
+		}
+		return nil
+	})
+	p, err := es.NewProjector("dlq-down", store, cps, rec.handle, quiet, es.WithErrorPolicy(es.DeadLetterOnError(failingPublisher{}, "dlq")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.CatchUp(ctx)
+	if !errors.Is(err, errPoison) || !contains(err.Error(), "broker down") {
+		t.Fatalf("CatchUp: %v, want the handler's and the publisher's errors", err)
+	}
+	if cp, _, _ := cps.Load(ctx, "dlq-down"); cp != 1 || p.DeadLettered() != 0 {
+		t.Fatalf("checkpoint %d, dead-lettered %d; want 1 and 0", cp, p.DeadLettered())
+	}
+}
+
+// WithParallel: the events of one stream are handled in order, one at a
+// time; different streams at once; each event once; the checkpoint ends
+// at the head.
+func TestProjectionParallelByStream(t *testing.T) {
+	ctx := context.Background()
+	store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+	const streams, per = 7, 40 // 7 streams on 4 workers: a stream's positions fall on every residue
+	total := appendStreams(t, store, streams, per)
+	var mu sync.Mutex
+	last := map[string]uint64{}
+	busy := map[string]bool{}
+	var problems []string
+	inFlight := 0
+	concurrent := make(chan struct{})
+	var once sync.Once
+	handled := 0
+	handler := func(_ context.Context, r es.RecordedEvent) error {
+		mu.Lock()
+		if busy[r.StreamID] {
+			problems = append(problems, "two events of "+r.StreamID+" at once")
+		}
+		busy[r.StreamID] = true
+		if r.Version != last[r.StreamID]+1 {
+			problems = append(problems, fmt.Sprintf("%s: version %d after %d", r.StreamID, r.Version, last[r.StreamID]))
+		}
+		last[r.StreamID] = r.Version
+		handled++
+		if inFlight++; inFlight >= 2 {
+			once.Do(func() { close(concurrent) })
+		}
+		mu.Unlock()
+		if r.Version == 1 {
+			// The first event of each stream waits until two handlers run
+			// at once: the streams are handled concurrently.
+			select {
+			case <-concurrent:
+			case <-time.After(10 * time.Second):
+				mu.Lock()
+				problems = append(problems, "no two streams handled at once")
+				mu.Unlock()
+			}
+		}
+		mu.Lock()
+		inFlight--
+		busy[r.StreamID] = false
+		mu.Unlock()
+		return nil
+	}
+	p, err := es.NewProjector("parallel", store, cps, handler, quiet, es.WithParallel(4), es.WithCheckpointEvery(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatalf("%d problems, first: %v", len(problems), problems[:min(5, len(problems))])
+	}
+	if handled != total {
+		t.Fatalf("handled %d, want %d", handled, total)
+	}
+	if cp, _, _ := cps.Load(ctx, "parallel"); cp != uint64(total) {
+		t.Fatalf("checkpoint %d, want %d", cp, total)
+	}
+}
+
+func TestProjectorBadOptions(t *testing.T) {
+	store, cps := memory.NewEventStore(), memory.NewCheckpointStore()
+	h := func(context.Context, es.RecordedEvent) error { return nil }
+	cases := map[string]struct {
+		opt  es.ProjectionOption
+		want string
+	}{
+		"parallel 0":            {es.WithParallel(0), "WithParallel"},
+		"nil key":               {es.WithProjectionKey(nil), "WithProjectionKey"},
+		"nil dead-letter pub":   {es.WithErrorPolicy(es.DeadLetterOnError(nil, "dlq")), "DeadLetterOnError"},
+		"bad dead-letter topic": {es.WithErrorPolicy(es.DeadLetterOnError(memory.New(), "a..b")), "DeadLetterOnError"},
+		"retry initial 0":       {es.WithErrorPolicy(es.RetryOnError(0, time.Second)), "RetryOnError"},
+		"retry max below":       {es.WithErrorPolicy(es.StopOnError().WithRetry(3, time.Second, time.Millisecond)), "WithRetry"},
+		"negative retries":      {es.WithErrorPolicy(es.StopOnError().WithRetry(-1, time.Second, time.Second)), "WithRetry"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := es.NewProjector("p", store, cps, h, c.opt)
+			if !isInvalidOption(err) || !contains(err.Error(), c.want) {
+				t.Fatalf("NewProjector: %v, want an invalid %s", err, c.want)
+			}
+		})
+	}
+	_, err := es.NewProjector("p", store, cps, h, es.WithParallel(2), es.WithHandlerCheckpoint())
+	if !isInvalidOption(err) {
+		t.Fatalf("WithParallel and WithHandlerCheckpoint: %v, want ErrInvalidOption", err)
+	}
+	if _, err := es.NewProjector("p", store, cps, nil); err == nil {
+		t.Fatal("NewProjector with a nil handler: no error")
+	}
+}
+
+// A projection that survives a poison event: the handler fails on it,
+// twice more after a short wait, then the event is published to a
+// dead-letter topic and the read model goes on; the checkpoint passes it.
+func ExampleDeadLetterOnError() {
+	ctx := context.Background()
+	store, checkpoints, bus := memory.NewEventStore(), memory.NewCheckpointStore(), memory.New()
+	defer bus.Close()
+	dead, _ := bus.Subscribe(ctx, "projections.dlq")
+	for i, sku := range []string{"apple", "???", "pear"} {
+		e := event.New()
+		e.SetID(fmt.Sprintf("e%d", i+1))
+		e.SetSource("urn:example:shop")
+		e.SetType("example.item.sold")
+		e.SetSubject(sku)
+		if _, err := store.Append(ctx, "sales", es.Any, e); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+
+	sold := map[string]int{}
+	handler := func(ctx context.Context, r es.RecordedEvent) error {
+		if r.Event.Subject() == "???" {
+			return errors.New("unknown sku")
+		}
+		sold[r.Event.Subject()]++
+		return nil
+	}
+	policy := es.DeadLetterOnError(bus, "projections.dlq").WithRetry(2, 10*time.Millisecond, 100*time.Millisecond)
+	p, err := es.NewProjector("sales", store, checkpoints, handler, es.WithErrorPolicy(policy), quiet)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := p.CatchUp(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	m := <-dead.Messages()
+	ext := m.Event.Extensions()
+	fmt.Println("sold:", sold, "position:", p.Position())
+	fmt.Println("dead letter:", m.Event.ID(), "at position", ext["dlqposition"], "after", ext["dlqattempts"], "attempts:", ext["dlqerror"])
+	// Output:
+	// sold: map[apple:1 pear:1] position: 3
+	// dead letter: e2 at position 2 after 3 attempts: unknown sku
 }

@@ -2,21 +2,32 @@ package es
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventkit/eventkit"
 )
 
 // ProjectionHandler handles one event of the global log for a projection.
-// Returning an error stops the projection (Run returns it); the event is
-// handled again when the projection runs next, so handlers are idempotent
-// or save the checkpoint themselves in the read model's transaction (see
-// WithHandlerCheckpoint).
+// What an error does is the projection's ErrorPolicy: by default it stops
+// the projection (Run returns it) and the event is handled again when the
+// projection runs next, so handlers are idempotent or save the checkpoint
+// themselves in the read model's transaction (see WithHandlerCheckpoint). A
+// panic becomes an *eventkit.PanicError.
 type ProjectionHandler func(ctx context.Context, r RecordedEvent) error
 
 // Projector feeds a read model from the global log: it reads from its
 // checkpoint, calls the handler for each event, and saves the checkpoint.
+//
+// Guarantees: the checkpoint never passes an event that was not handled or
+// dead-lettered (at-least-once; effectively-once with
+// WithHandlerCheckpoint); events of one stream (one key, WithParallel) are
+// handled one at a time in log order; a failing event is handled by the
+// ErrorPolicy, so that with DeadLetterOnError one poison event does not
+// stop the read model.
 type Projector struct {
 	name        string
 	store       EventStore
@@ -26,6 +37,8 @@ type Projector struct {
 	position    atomic.Uint64
 	head        atomic.Uint64
 	lag         Gauge
+
+	deadLettered atomic.Uint64
 }
 
 type projConfig struct {
@@ -36,6 +49,10 @@ type projConfig struct {
 	logger       *slog.Logger
 	headInterval time.Duration
 	filter       Filter
+	policy       ErrorPolicy
+	parallel     int
+	key          func(RecordedEvent) string
+	errs         []error
 }
 
 // ProjectionOption configures a Projector.
@@ -87,11 +104,60 @@ func WithProjectionLogger(l *slog.Logger) ProjectionOption {
 	return func(c *projConfig) { c.logger = l }
 }
 
-// NewProjector returns a projector named name (the checkpoint's key).
+// WithParallel handles up to n events at once (default 1): events are
+// spread over n workers by key (the stream id, or WithProjectionKey), so
+// that the events of one key are handled one at a time, in log order, while
+// different keys are handled concurrently. The checkpoint advances to a
+// position only once every event up to it was handled. It cannot be
+// combined with WithHandlerCheckpoint (a handler cannot know the position
+// every worker has reached).
+func WithParallel(n int) ProjectionOption {
+	return func(c *projConfig) {
+		if n < 1 || n > maxParallel {
+			c.errs = append(c.errs, eventkit.InvalidOption("WithParallel", fmt.Sprintf("must be between 1 and %d, got %d", maxParallel, n)))
+			return
+		}
+		c.parallel = n
+	}
+}
+
+// maxParallel bounds WithParallel.
+const maxParallel = 1024
+
+// WithProjectionKey sets the key that orders events under WithParallel
+// (default: the stream id). Events with the same key are handled in log
+// order; a key that spans streams (a tenant, a customer) keeps their
+// relative order too.
+func WithProjectionKey(key func(RecordedEvent) string) ProjectionOption {
+	return func(c *projConfig) {
+		if key == nil {
+			c.errs = append(c.errs, eventkit.InvalidOption("WithProjectionKey", "nil function"))
+			return
+		}
+		c.key = key
+	}
+}
+
+// NewProjector returns a projector named name (the checkpoint's key). It
+// returns an error wrapping eventkit.ErrInvalidOption for an invalid
+// option or a missing argument.
 func NewProjector(name string, store EventStore, checkpoints CheckpointStore, handler ProjectionHandler, opts ...ProjectionOption) (*Projector, error) {
-	c := projConfig{saveEvery: 1, logger: slog.Default(), headInterval: time.Second}
+	c := projConfig{saveEvery: 1, logger: slog.Default(), headInterval: time.Second, parallel: 1,
+		key: func(r RecordedEvent) string { return r.StreamID }}
 	for _, o := range opts {
 		o(&c)
+	}
+	errs := append(c.errs, c.policy.err)
+	switch {
+	case name == "":
+		errs = append(errs, errors.New("es: NewProjector: empty name"))
+	case store == nil || checkpoints == nil || handler == nil:
+		errs = append(errs, errors.New("es: NewProjector: nil store, checkpoint store or handler"))
+	case c.parallel > 1 && c.handlerSaves:
+		errs = append(errs, eventkit.InvalidOption("WithParallel", "cannot be combined with WithHandlerCheckpoint"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("es: projection %s: %w", name, err)
 	}
 	p := &Projector{name: name, store: store, checkpoints: checkpoints, handler: handler, cfg: c, lag: c.lag}
 	return p, nil
@@ -173,60 +239,110 @@ func (p *Projector) run(ctx context.Context, untilHead bool) error {
 		return fmt.Errorf("es: subscribe %s: %w", p.name, err)
 	}
 	defer sub.Close()
-	saved, unsaved := start, 0
-	save := func() error {
-		pos := p.position.Load()
-		if p.cfg.handlerSaves || pos == saved {
-			return nil
-		}
-		// A detached context: a checkpoint is still worth saving when ctx ends.
-		sc, c := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer c()
-		if err := p.checkpoints.Save(sc, p.name, pos); err != nil {
-			return fmt.Errorf("es: save checkpoint of %s: %w", p.name, err)
-		}
-		saved, unsaved = pos, 0
+	ck := &checkpointer{p: p, saved: start}
+	if !untilHead {
+		head = 0
+	}
+	if p.cfg.parallel > 1 {
+		return p.runParallel(ctx, sub, ck, head)
+	}
+	return p.runSequential(ctx, sub, ck, head)
+}
+
+// checkpointer saves a projection's position.
+type checkpointer struct {
+	p       *Projector
+	saved   uint64
+	unsaved int
+}
+
+// save saves the projection's position if it moved.
+func (c *checkpointer) save(ctx context.Context) error {
+	p := c.p
+	pos := p.position.Load()
+	if p.cfg.handlerSaves || pos == c.saved {
 		return nil
 	}
+	// A detached context: a checkpoint is still worth saving when ctx ends.
+	sc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.checkpoints.Save(sc, p.name, pos); err != nil {
+		return fmt.Errorf("es: save checkpoint of %s: %w", p.name, err)
+	}
+	c.saved, c.unsaved = pos, 0
+	return nil
+}
+
+// advance records that every event up to pos was handled, and saves the
+// checkpoint every saveEvery events or when idle is true (nothing more is
+// waiting).
+func (c *checkpointer) advance(ctx context.Context, pos uint64, idle bool) error {
+	c.p.position.Store(pos)
+	c.p.observe(pos)
+	c.unsaved++
+	if c.unsaved >= c.p.cfg.saveEvery || idle {
+		return c.save(ctx)
+	}
+	return nil
+}
+
+// stopped saves the checkpoint of a projection that stops with err (a
+// handler's or the store's), and returns err; if ctx ended, it returns nil.
+func (c *checkpointer) stopped(ctx context.Context, err error) error {
+	serr := c.save(ctx)
+	if ctx.Err() != nil {
+		return serr
+	}
+	if serr != nil {
+		c.p.cfg.logger.Error("es: checkpoint not saved", "projection", c.p.name, "err", serr)
+	}
+	return err
+}
+
+// ended saves the checkpoint of a projection whose subscription ended and
+// returns why it ended.
+func (c *checkpointer) ended(ctx context.Context, sub Subscription) error {
+	if err := c.save(ctx); err != nil {
+		return err
+	}
+	if err := sub.Err(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// runSequential handles the events one at a time. head > 0: stop there
+// (CatchUp).
+func (p *Projector) runSequential(ctx context.Context, sub Subscription, ck *checkpointer, head uint64) error {
 	headTick := time.NewTicker(p.cfg.headInterval)
 	defer headTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return save()
+			return ck.save(ctx)
 		case <-headTick.C:
-			if h, err := p.store.Head(ctx); err == nil {
-				p.observe(h)
-			}
+			p.measureHead(ctx)
 		case r, ok := <-sub.Events():
 			if !ok {
-				if err := save(); err != nil {
-					return err
-				}
-				if err := sub.Err(); err != nil {
-					return err
-				}
-				return ctx.Err()
+				return ck.ended(ctx, sub)
 			}
-			if !p.cfg.filter.Match(&r) {
-				// skipped, but the position advances
-			} else if err := p.handler(ctx, r); err != nil {
-				if serr := save(); serr != nil {
-					p.cfg.logger.Error("es: checkpoint not saved", "projection", p.name, "err", serr)
-				}
-				return fmt.Errorf("es: projection %s at position %d: %w", p.name, r.Position, err)
-			}
-			p.position.Store(r.Position)
-			p.observe(r.Position)
-			unsaved++
-			if unsaved >= p.cfg.saveEvery || len(sub.Events()) == 0 {
-				if err := save(); err != nil {
-					return err
+			if p.cfg.filter.Match(&r) {
+				if err := p.project(ctx, r); err != nil {
+					return ck.stopped(ctx, err)
 				}
 			}
-			if untilHead && r.Position >= head {
-				return save()
+			if err := ck.advance(ctx, r.Position, len(sub.Events()) == 0); err != nil {
+				return err
+			}
+			if head > 0 && r.Position >= head {
+				return ck.save(ctx)
 			}
 		}
+	}
+}
+
+func (p *Projector) measureHead(ctx context.Context) {
+	if h, err := p.store.Head(ctx); err == nil {
+		p.observe(h)
 	}
 }

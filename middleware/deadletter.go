@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/dlq"
 )
 
 // Extensions that DeadLetter sets on a dead-lettered event.
@@ -186,22 +186,4 @@ func (c *deadLetterConfig) deadLetter(ctx context.Context, pub eventkit.Publishe
 	return nil
 }
 
-func clipError(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	// A CloudEvents String holds no control characters (multi-line
-	// errors, such as a schema's, would make the dead letter invalid).
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f && r <= 0x9f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) <= MaxDLQErrorLen {
-		return s
-	}
-	cut := MaxDLQErrorLen
-	for cut > 0 && (s[cut]&0xC0) == 0x80 { // do not split a rune
-		cut--
-	}
-	return s[:cut]
-}
+func clipError(s string) string { return dlq.Clip(s, MaxDLQErrorLen) }
