@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/internal/testkit"
@@ -99,11 +98,7 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	e := event.New()
-	e.SetID("poison")
-	e.SetSource("/test")
-	e.SetType("test.poison")
-	if err := tr.Publish(ctx, ns+".in", e); err != nil {
+	if err := tr.Publish(ctx, ns+".in", eventkittest.NewEvent("poison")); err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 1; attempt <= 2; attempt++ {

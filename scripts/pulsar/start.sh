@@ -19,35 +19,28 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${EVENTKIT_PULSAR_DIR:-/tmp/eventkit-pulsar}
-port=6650
-http=8091
+port=6650 http=8091
 mkdir -p "$dir"
 say() { printf 'pulsar: %s\n' "$*" >&2; }
 up() { (echo >"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
 
 case "${1:-start}" in
+start) ;;
 stop)
-  pid=$(cat "$dir/pulsar.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
-    for _ in $(seq 240); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$pid" 2>/dev/null || true
+  # SIGTERM, then SIGKILL if it has not ended within 60 s.
+  if pid=$(cat "$dir/pulsar.pid" 2>/dev/null) && kill "$pid" 2>/dev/null; then
+    timeout 60 tail --pid="$pid" -f /dev/null || kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/pulsar.pid"
   exit 0
   ;;
-start) ;;
-*)
-  echo "usage: $0 [start|stop]" >&2
-  exit 2
-  ;;
+*) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
 esac
 
-if up $port; then
-  say "something already answers on 127.0.0.1:$port"
-  exit 0
-fi
-command -v java >/dev/null 2>&1 || { say "java not found: install Java 17 or newer"; exit 1; }
-command -v mvn >/dev/null 2>&1 || { say "mvn not found: install Maven"; exit 1; }
+up $port && { say "something already answers on 127.0.0.1:$port"; exit 0; }
+for tool in java mvn; do
+  command -v $tool >/dev/null 2>&1 || { say "$tool not found: install Java 17+ and Maven"; exit 1; }
+done
 sum=$(sha256sum "$here/pom.xml" | cut -d' ' -f1)
 if [ ! -s "$dir/classpath.txt" ] || [ "$(cat "$dir/classpath.sum" 2>/dev/null)" != "$sum" ]; then
   say "resolving Pulsar from Maven Central (mvn dependency:build-classpath)"
