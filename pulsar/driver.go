@@ -55,21 +55,23 @@ func (d *drv) producer(full string) (ps.Producer, error) {
 	return p, nil
 }
 
-// SendBatch sends the events in order on the topic's producer and waits
-// until the broker acknowledged each.
+// SendBatch encodes every event, then sends them in order on the topic's
+// producer and waits until the broker acknowledged each.
 func (d *drv) SendBatch(ctx context.Context, name string, events []event.Event) error {
 	full := d.topic(name)
 	p, err := d.producer(full)
 	if err != nil {
 		return fmt.Errorf("pulsar: producer of %q: %w", full, err)
 	}
-	errs := make([]error, len(events))
-	var wg sync.WaitGroup
+	msgs := make([]*ps.ProducerMessage, len(events))
 	for i := range events {
-		msg, err := encode(events[i])
-		if err != nil {
+		if msgs[i], err = encode(events[i]); err != nil {
 			return driver.Permanent(fmt.Errorf("pulsar: publish: encode event %q: %w", events[i].ID(), err))
 		}
+	}
+	errs := make([]error, len(events))
+	var wg sync.WaitGroup
+	for i, msg := range msgs {
 		wg.Add(1)
 		p.SendAsync(ctx, msg, func(_ ps.MessageID, _ *ps.ProducerMessage, err error) {
 			errs[i] = err
