@@ -179,17 +179,28 @@ func (p *ServerProcess) start() {
 	}
 }
 
+// Kill kills the server with SIGKILL, as a crash would, and waits for it
+// to end; Restart starts it again. It does nothing when the server is not
+// running.
+func (p *ServerProcess) Kill() { p.halt(syscall.SIGKILL) }
+
 func (p *ServerProcess) stop() {
+	sig := p.c.Stop
+	if sig == nil {
+		sig = syscall.SIGTERM
+	}
+	p.halt(sig)
+}
+
+// halt sends sig to the server and waits for it to end (SIGKILL after
+// 60s).
+func (p *ServerProcess) halt(sig os.Signal) {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.cmd = nil
 	p.mu.Unlock()
 	if cmd == nil {
 		return
-	}
-	sig := p.c.Stop
-	if sig == nil {
-		sig = syscall.SIGTERM
 	}
 	_ = cmd.Process.Signal(sig)
 	select {

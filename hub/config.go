@@ -59,8 +59,15 @@ type Config struct {
 // (URL empty, the default) or a NATS server at URL.
 type BrokerConfig struct {
 	// URL of a NATS server with JetStream ("nats://host:4222"); empty runs
-	// the embedded server.
+	// the embedded server. For a cluster, list several servers separated
+	// by commas ("nats://a:4222,nats://b:4222"): the connection starts
+	// with any that answers and moves to another when it fails.
 	URL string `yaml:"url"`
+	// Replicas is the number of copies of the stream in a NATS cluster
+	// (1 to 5; 0 means 1). An event is answered 2xx only after a majority
+	// of the replicas stored it, so with 3 the stream survives the loss of
+	// one server. Needs URL: the embedded server is a single node.
+	Replicas int `yaml:"replicas"`
 	// Listen makes the embedded server accept NATS clients on this address
 	// too (host:port); empty keeps it in-process only. It needs Token.
 	Listen string `yaml:"listen"`
@@ -312,6 +319,12 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "nats+tls") {
 			return bad("broker.url %q must be a nats:// URL", c.Broker.URL)
 		}
+	}
+	if c.Broker.Replicas < 0 || c.Broker.Replicas > 5 {
+		return bad("broker.replicas %d (want 1 to 5)", c.Broker.Replicas)
+	}
+	if c.Broker.Replicas > 1 && c.Broker.URL == "" {
+		return bad("broker.replicas %d needs broker.url: the embedded server is a single node", c.Broker.Replicas)
 	}
 	if c.Broker.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {

@@ -217,6 +217,7 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
+		Replicas:  s.cfg.Broker.Replicas,
 		Discard:   discardPolicy(s.cfg.Broker.Discard),
 	}), eknats.WithStreamUpdate(),
 		// The CloudEvents JSON format keeps what binary mode's headers
