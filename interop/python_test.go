@@ -117,7 +117,7 @@ func TestInteropPython(t *testing.T) {
 		}
 		c := startScript(t, py, "write")
 		c.send(t, map[string]any{"sends": sends})
-		c.waitLine(t, "done", wait)
+		c.waitLine(t, "done", "", wait)
 		c.finish(t)
 		for _, mode := range []string{"binary", "structured"} {
 			cmp := pythonComparison(mode)
@@ -133,7 +133,7 @@ func TestInteropPython(t *testing.T) {
 	t.Run("eventkit-to-python", func(t *testing.T) {
 		c := startScript(t, py, "read")
 		var url string
-		must(json.Unmarshal(c.waitLine(t, "listening", wait), &url))
+		must(json.Unmarshal(c.waitLine(t, "listening", "", wait), &url))
 		var hooks []hub.SubscriptionConfig
 		for _, mode := range []string{"binary", "structured", "batch"} {
 			hooks = append(hooks, hub.SubscriptionConfig{Name: mode, Topic: "interop.>", URL: url, Mode: mode})

@@ -136,16 +136,17 @@ func (c *child) log() string {
 	return c.stderr.String()
 }
 
-// waitLine waits for a line with key, and returns its value; it fails t
-// if the child ends first or nothing comes within d.
-func (c *child) waitLine(t *testing.T, key string, d time.Duration) json.RawMessage {
+// waitLine waits for a line with key (and, unless match is "", the JSON
+// string match as its value), and returns its value; it fails t if the
+// child ends first or nothing comes within d.
+func (c *child) waitLine(t *testing.T, key, match string, d time.Duration) json.RawMessage {
 	t.Helper()
 	var v json.RawMessage
 	deadline := time.Now().Add(d)
 	for {
 		c.mu.Lock()
 		for _, l := range c.lines {
-			if x, ok := l[key]; ok {
+			if x, ok := l[key]; ok && (match == "" || string(x) == string(mustJSON(match))) {
 				v = x
 				break
 			}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs Interop.java beside this file, the CloudEvents Java SDK side of
+# eventkit's interop tests (interop/java_test.go), on the classpath of
+# pom.xml, resolved by Maven from Maven Central into ~/.m2 (nothing is
+# downloaded from anywhere else). One JVM serves every case: it reads
+# commands on stdin and answers on stdout (see Interop.java).
+#
+# Usage:
+#   scripts/interop/run-java.sh run        run the program until stdin closes
+#   scripts/interop/run-java.sh classpath  resolve the classpath, print the
+#                                          path of its file
+#   scripts/interop/run-java.sh version    the SDK's version
+#
+# Exit status 3: java or mvn is missing (the message names them); the tests
+# skip then (fail under CI=true).
+#
+# Environment:
+#   EVENTKIT_INTEROP_DIR   working directory (default /tmp/eventkit-interop):
+#                          the classpath file and Maven's log
+#   INTEROP_JVM_OPTS       the JVM's options (default: -Xmx256m, serial GC,
+#                          the first JIT tier only: the test machines are
+#                          small and the program is short)
+# Needs java (17 or newer) and mvn on PATH.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${EVENTKIT_INTEROP_DIR:-/tmp/eventkit-interop}
+mkdir -p "$dir"
+
+say() { printf 'interop-java: %s\n' "$*" >&2; }
+version() { sed -n 's:.*<cloudevents.version>\(.*\)</cloudevents.version>.*:\1:p' "$here/pom.xml"; }
+
+missing=
+for tool in java mvn; do
+  command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ] && [ "${1:-}" != version ]; then
+  say "missing:$missing (Java 17+ and Maven)"
+  exit 3
+fi
+
+# classpath writes $dir/classpath.txt, unless it is newer than pom.xml and
+# its jars are there: Maven resolves pom.xml from ~/.m2 (offline), else from
+# Maven Central.
+classpath() {
+  local f=$dir/classpath.txt
+  if [ -s "$f" ] && [ "$f" -nt "$here/pom.xml" ] && ls $(tr : ' ' <"$f") >/dev/null 2>&1; then
+    return 0
+  fi
+  local args=(-q -B -f "$here/pom.xml" dependency:build-classpath -Dmdep.outputFile="$f")
+  mvn -o "${args[@]}" >"$dir/mvn.log" 2>&1 && return 0
+  say "resolving the CloudEvents Java SDK $(version) from Maven Central (mvn dependency:build-classpath)"
+  mvn "${args[@]}" >"$dir/mvn.log" 2>&1 || { tail -20 "$dir/mvn.log" >&2; return 1; }
+}
+
+run() {
+  classpath
+  local jvm=${INTEROP_JVM_OPTS:--Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}
+  # exec: the test's signal reaches the JVM. Logs (SLF4J simple) go to
+  # stderr.
+  # shellcheck disable=SC2086 # the options are a list of words
+  exec java $jvm -Djava.awt.headless=true \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -cp "$(cat "$dir/classpath.txt")" "$here/Interop.java"
+}
+
+case "${1:-}" in
+classpath) classpath && echo "$dir/classpath.txt" ;;
+version) version ;;
+run) run ;;
+*) echo "usage: $0 run | classpath | version" >&2 && exit 2 ;;
+esac
