@@ -77,4 +77,3 @@ func TestInteropJava(t *testing.T) {
 	})
 	c.finish(t)
 }
-
