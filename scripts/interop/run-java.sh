@@ -29,28 +29,10 @@ mkdir -p "$dir"
 say() { printf 'interop-java: %s\n' "$*" >&2; }
 version() { sed -n 's:.*<cloudevents.version>\(.*\)</cloudevents.version>.*:\1:p' "$here/pom.xml"; }
 
-missing=
-for tool in java mvn; do
-  command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
-done
-if [ -n "$missing" ] && [ "${1:-}" != version ]; then
-  say "missing:$missing (Java 17+ and Maven)"
-  exit 3
-fi
-
-# classpath writes $dir/classpath.txt, unless it is newer than pom.xml and
-# its jars are there: Maven resolves pom.xml from ~/.m2 (offline), else from
-# Maven Central.
-classpath() {
-  local f=$dir/classpath.txt
-  if [ -s "$f" ] && [ "$f" -nt "$here/pom.xml" ] && ls $(tr : ' ' <"$f") >/dev/null 2>&1; then
-    return 0
-  fi
-  local args=(-q -B -f "$here/pom.xml" dependency:build-classpath -Dmdep.outputFile="$f")
-  mvn -o "${args[@]}" >"$dir/mvn.log" 2>&1 && return 0
-  say "resolving the CloudEvents Java SDK $(version) from Maven Central (mvn dependency:build-classpath)"
-  mvn "${args[@]}" >"$dir/mvn.log" 2>&1 || { tail -20 "$dir/mvn.log" >&2; return 1; }
-}
+what="the CloudEvents Java SDK $(version)"
+# shellcheck source=../lib/maven.sh
+. "$here/../lib/maven.sh"
+need_java_mvn "${1:-}"
 
 run() {
   classpath

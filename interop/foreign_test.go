@@ -1,62 +1,15 @@
 package interop
 
+// The Python and Java SDKs, each in one program of scripts/interop.
+
 import (
-	"context"
-	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
-	"github.com/eventkit/eventkit/hub"
-	"github.com/eventkit/eventkit/kafka"
 )
-
-// kafkaBrokers returns the shared Apache Kafka (EVENTKIT_KAFKA_BROKERS,
-// 127.0.0.1:9092 by default), or skips t (fails it under CI=true).
-func kafkaBrokers(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_KAFKA_BROKERS", "127.0.0.1:9092", func(addr string) error {
-		return eventkittest.DialProbe(strings.Split(addr, ",")[0])
-	})
-}
-
-// kafkaTransport is an eventkit Kafka transport in mode on the real
-// broker, creating its topics (one partition each).
-func kafkaTransport(t *testing.T, brokers string, mode eventkit.Mode) *kafka.Transport {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	tr, err := kafka.Dial(ctx, brokers, kafka.WithMode(mode), kafka.WithLogger(quiet),
-		kafka.WithTopicCreation(1, -1, nil), kafka.WithHeartbeatInterval(500*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	return tr
-}
-
-// kafkaTopic creates a topic of one partition on tr's broker, deleted at
-// the end of the test, and returns its name.
-func kafkaTopic(t *testing.T, tr *kafka.Transport, prefix string) string {
-	t.Helper()
-	name := eventkittest.UniqueName(prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := tr.CreateTopic(ctx, name, 1, -1, nil); err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if _, err := tr.Admin().DeleteTopics(ctx, name); err != nil {
-			t.Logf("delete topic %s: %v", name, err)
-		}
-	})
-	return name
-}
 
 // pythonComparison is what the Python SDK keeps of an event: its datetime
 // has microseconds; it re-encodes JSON data (it hands the application a
@@ -132,30 +85,67 @@ func TestInteropPython(t *testing.T) {
 
 	t.Run("eventkit-to-python", func(t *testing.T) {
 		c := startScript(t, py, "read")
-		var url string
-		must(json.Unmarshal(c.waitLine(t, "listening", "", wait), &url))
-		var hooks []hub.SubscriptionConfig
-		for _, mode := range []string{"binary", "structured", "batch"} {
-			hooks = append(hooks, hub.SubscriptionConfig{Name: mode, Topic: "interop.>", URL: url, Mode: mode})
-		}
-		s := startHub(t, hooks...)
-		want := testEvents("ek-py")
-		publish(t, s.Publisher(), "interop.py", want...)
-		for _, mode := range []string{"binary", "structured", "batch"} {
-			checkEvents(t, "eventkit serve "+mode+" webhook → Python SDK", pythonComparison(mode), want, c.waitEvents(t, "http", mode, len(want)))
-		}
-		for _, mode := range []eventkit.Mode{eventkit.Binary, eventkit.Structured} {
-			tr := kafkaTransport(t, brokers, mode)
-			topic := kafkaTopic(t, tr, "interop-ekpy-")
-			want := testEvents("ek-py-kafka-" + mode.String())
-			publish(t, tr, topic, want...)
-			c.send(t, map[string]any{"via": "kafka", "bootstrap": brokers, "topic": topic, "count": len(want)})
-			cmp := pythonComparison(mode.String())
+		readerCases(t, c, "Python SDK", func(mode string) comparison {
+			cmp := pythonComparison(mode)
 			// The Python SDK reads the record key as the partitionkey
 			// attribute; eventkit's key is partitionkey, else the subject.
 			cmp.keyAsPartitionKey = true
-			checkEvents(t, "eventkit Kafka "+mode.String()+" → Python SDK", cmp, want, c.waitEvents(t, "kafka", mode.String(), len(want)))
-		}
+			return cmp
+		}, func(brokers, topic string, n int) {
+			c.send(t, map[string]any{"via": "kafka", "bootstrap": brokers, "topic": topic, "count": n})
+		})
 		c.finish(t)
 	})
+}
+
+// javaComparison is what the Java SDK keeps of an event, by mode: its
+// HTTP binding does not percent-decode header values.
+func javaComparison(mode string) comparison {
+	c := modeComparison(mode)
+	c.pctEncoded = mode == "binary"
+	return c
+}
+
+// The Java SDK (Maven io.cloudevents, pinned in scripts/interop/pom.xml)
+// writes to eventkit (HTTP to eventkit serve with cloudevents-http-basic;
+// Kafka with cloudevents-kafka, binary and structured) and reads what
+// eventkit writes (serve's webhooks in binary, structured and batch mode;
+// Kafka in both modes). One JVM for every case.
+func TestInteropJava(t *testing.T) {
+	java := script(t, "run-java.sh", "classpath")
+	brokers := kafkaBrokers(t)
+	c := startScript(t, java, "run")
+
+	t.Run("java-to-eventkit", func(t *testing.T) {
+		s := startHub(t)
+		hubSub := subscribe(t, s.Subscriber(), "com.example.interop.>")
+		for _, mode := range []eventkit.Mode{eventkit.Binary, eventkit.Structured} {
+			m := mode.String()
+			want := testEvents("java-http-" + m)
+			if mode == eventkit.Binary {
+				// The Java SDK does not percent-encode header values.
+				want = asciiHeaders(want)
+			}
+			c.send(t, map[string]any{"cmd": "send", "tag": "http-" + m, "via": "http", "url": s.URL() + "/events", "mode": m, "events": describeAll(want)})
+			c.waitLine(t, "sent", "http-"+m, wait)
+			checkEvents(t, "Java SDK HTTP "+m+" → eventkit serve", javaComparison(m), want, receive(t, hubSub, len(want)))
+
+			tr := kafkaTransport(t, brokers, mode)
+			topic := kafkaTopic(t, tr, "interop-java-")
+			sub := subscribe(t, tr, topic, eventkit.WithGroup(eventkittest.UniqueName("g")), eventkit.FromStart())
+			want = testEvents("java-kafka-" + m)
+			c.send(t, map[string]any{"cmd": "send", "tag": "kafka-" + m, "via": "kafka", "bootstrap": brokers, "topic": topic, "mode": m, "events": describeAll(want)})
+			c.waitLine(t, "sent", "kafka-"+m, wait)
+			checkEvents(t, "Java SDK Kafka "+m+" → eventkit", javaComparison(m), want, receive(t, sub, len(want)))
+		}
+	})
+
+	t.Run("eventkit-to-java", func(t *testing.T) {
+		c.send(t, map[string]any{"cmd": "listen"})
+		readerCases(t, c, "Java SDK", javaComparison, func(brokers, topic string, n int) {
+			c.send(t, map[string]any{"cmd": "consume", "bootstrap": brokers, "topic": topic, "count": n})
+			c.waitLine(t, "consumed", topic, wait)
+		})
+	})
+	c.finish(t)
 }
