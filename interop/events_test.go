@@ -5,6 +5,7 @@ package interop
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/eventkit/eventkit"
 	ekbinding "github.com/eventkit/eventkit/binding"
 )
 
@@ -419,4 +421,14 @@ func describeAll(evs []event.Event) []described {
 		out[i] = describe(e)
 	}
 	return out
+}
+
+// publish publishes evs to topic on pub.
+func publish(t *testing.T, pub eventkit.Publisher, topic string, evs ...event.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := pub.Publish(ctx, topic, evs...); err != nil {
+		t.Fatalf("publish to %s: %v", topic, err)
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
@@ -97,16 +96,6 @@ func receive(t *testing.T, s eventkit.Subscription, n int) []described {
 		}
 	}
 	return out
-}
-
-// publish publishes evs to topic on pub.
-func publish(t *testing.T, pub eventkit.Publisher, topic string, evs ...event.Event) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := pub.Publish(ctx, topic, evs...); err != nil {
-		t.Fatalf("publish to %s: %v", topic, err)
-	}
 }
 
 // collector gathers what a receiver (an HTTP handler, an SDK's

@@ -23,16 +23,16 @@
 # Needs java (17 or newer) and mvn on PATH.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-dir=${EVENTKIT_INTEROP_DIR:-/tmp/eventkit-interop}
-mkdir -p "$dir"
-
 say() { printf 'interop-java: %s\n' "$*" >&2; }
 version() { sed -n 's:.*<cloudevents.version>\(.*\)</cloudevents.version>.*:\1:p' "$here/pom.xml"; }
 
+# The working directory and the classpath step (scripts/lib/maven.sh).
+dir=${EVENTKIT_INTEROP_DIR:-/tmp/eventkit-interop}
 what="the CloudEvents Java SDK $(version)"
 # shellcheck source=../lib/maven.sh
 . "$here/../lib/maven.sh"
 need_java_mvn "${1:-}"
+mkdir -p "$dir"
 
 run() {
   classpath
