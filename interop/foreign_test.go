@@ -3,13 +3,34 @@ package interop
 // The Python and Java SDKs, each in one program of scripts/interop.
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
 )
+
+// amqpAddr is the shared RabbitMQ (EVENTKIT_AMQP_URL).
+func amqpAddr(t *testing.T) string {
+	t.Helper()
+	return eventkittest.ServerAddr(t, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
+}
+
+// amqpTransport is an eventkit AMQP transport on url.
+func amqpTransport(t *testing.T, url string, opts ...ekamqp.Option) *ekamqp.Transport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	tr, err := ekamqp.Dial(ctx, url, append([]ekamqp.Option{ekamqp.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
 
 // pythonComparison is what the Python SDK keeps of an event: its datetime
 // has microseconds; it re-encodes JSON data (it hands the application a
@@ -68,6 +89,14 @@ func TestInteropPython(t *testing.T) {
 			want["kafka-"+mode] = pythonSendable(testEvents("py-kafka-" + mode))
 			sends = append(sends, map[string]any{"via": "kafka", "bootstrap": brokers, "topic": topics[mode], "mode": mode, "events": describeAll(want["kafka-"+mode])})
 		}
+		// RabbitMQ: structured mode only (docs/interop.md: the SDK's binary
+		// mode names its headers "ce-" + attribute).
+		amqpURL := amqpAddr(t)
+		amqpTr := amqpTransport(t, amqpURL)
+		rk := eventkittest.UniqueName("interop.py")
+		amqpSub := subscribe(t, amqpTr, rk)
+		want["amqp-structured"] = pythonSendable(testEvents("py-amqp-structured"))
+		sends = append(sends, map[string]any{"via": "amqp", "url": amqpURL, "exchange": ekamqp.DefaultExchange, "routing_key": rk, "mode": "structured", "events": describeAll(want["amqp-structured"])})
 		c := startScript(t, py, "write")
 		c.send(t, map[string]any{"sends": sends})
 		c.waitLine(t, "done", "", wait)
@@ -81,6 +110,8 @@ func TestInteropPython(t *testing.T) {
 			w = want["kafka-"+mode]
 			checkEvents(t, "Python SDK Kafka "+mode+" → eventkit", cmp, w, receive(t, subs[mode], len(w)))
 		}
+		w := want["amqp-structured"]
+		checkEvents(t, "Python SDK RabbitMQ structured → eventkit", pythonComparison("structured"), w, receive(t, amqpSub, len(w)))
 	})
 
 	t.Run("eventkit-to-python", func(t *testing.T) {
@@ -94,6 +125,16 @@ func TestInteropPython(t *testing.T) {
 		}, func(brokers, topic string, n int) {
 			c.send(t, map[string]any{"via": "kafka", "bootstrap": brokers, "topic": topic, "count": n})
 		})
+
+		// RabbitMQ: eventkit's structured mode to the SDK's RabbitMQ binding.
+		amqpURL := amqpAddr(t)
+		tr := amqpTransport(t, amqpURL, ekamqp.WithMode(eventkit.Structured))
+		rk := eventkittest.UniqueName("interop.ekpy")
+		want := testEvents("ek-amqp")
+		c.send(t, map[string]any{"via": "amqp", "url": amqpURL, "exchange": ekamqp.DefaultExchange, "routing_key": rk, "count": len(want)})
+		c.waitLine(t, "bound", rk, wait)
+		publish(t, tr, rk, want...)
+		checkEvents(t, "eventkit RabbitMQ structured → Python SDK", pythonComparison("structured"), want, c.waitEvents(t, "amqp", "structured", len(want)))
 		c.finish(t)
 	})
 }

@@ -9,7 +9,8 @@ description (interop/events_test.go, type "described"):
 
 write: reads one JSON line on stdin,
     {"sends": [{"via": "http", "url": U, "mode": "binary"|"structured", "events": [...]},
-               {"via": "kafka", "bootstrap": B, "topic": T, "mode": ..., "events": [...]}]}
+               {"via": "kafka", "bootstrap": B, "topic": T, "mode": ..., "events": [...]},
+               {"via": "amqp", "url": U, "exchange": X, "routing_key": K, "mode": ..., "events": [...]}]}
   builds each event with the SDK from its description (native Python types:
   int, bool, datetime, bytes for binary data, dict for JSON data, str for
   text), sends it with the SDK's binding, and prints {"done": true}.
@@ -20,7 +21,10 @@ read: serves HTTP on a free loopback port and prints {"listening": URL};
   event printed as {"via": "http", "mode": M, "event": <description>}. Each
   stdin line {"via": "kafka", "bootstrap": B, "topic": T, "count": N}
   consumes N records of topic T from its start and prints each the same way
-  (via "kafka"). It stops when stdin closes.
+  (via "kafka"). Each stdin line {"via": "amqp", "url": U, "exchange": X,
+  "routing_key": K, "count": N} binds a queue of its own to X with K, prints
+  {"bound": K}, and reads N messages with the SDK's RabbitMQ binding. It
+  stops when stdin closes.
 """
 
 import base64
@@ -35,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cloudevents.core.bindings import http as cehttp
 from cloudevents.core.bindings import kafka as cekafka
+from cloudevents.core.bindings import rabbitmq as cerabbit
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -153,6 +158,20 @@ def send_kafka(s, producers):
         p.send(s["topic"], value=msg.value, key=key, headers=list(msg.headers.items())).get(timeout=30)
 
 
+def send_amqp(s):
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(s["url"]))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for d in s["events"]:
+        ev = build(d)
+        msg = cerabbit.to_binary(ev, FORMAT) if s["mode"] == "binary" else cerabbit.to_structured(ev, FORMAT)
+        props = pika.BasicProperties(content_type=msg.content_type, headers=msg.headers or None, delivery_mode=2)
+        ch.basic_publish(s["exchange"], s["routing_key"], msg.body, props, mandatory=True)
+    conn.close()
+
+
 def write():
     spec = json.loads(sys.stdin.readline())
     producers = {}
@@ -161,6 +180,8 @@ def write():
             send_http(s)
         elif s["via"] == "kafka":
             send_kafka(s, producers)
+        elif s["via"] == "amqp":
+            send_amqp(s)
         else:
             raise SystemExit("unknown via " + s["via"])
     for p in producers.values():
@@ -215,14 +236,46 @@ def read_kafka(req):
     c.close()
 
 
+def read_amqp(req):
+    """Binds a queue of its own to the exchange, prints {"bound": key}, then
+    reads count messages with the SDK's RabbitMQ binding."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(req["url"]))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, req["exchange"], req["routing_key"])
+    emit({"bound": req["routing_key"]})
+    n = 0
+    for method, props, body in ch.consume(q, inactivity_timeout=60):
+        if method is None:
+            raise SystemExit("no AMQP message within 60 s")
+        msg = cerabbit.RabbitMQMessage(headers={k: str(v) for k, v in (props.headers or {}).items()},
+                                       content_type=props.content_type, body=body)
+        ct = props.content_type or ""
+        mode = "structured" if ct.startswith("application/cloudevents") else "binary"
+        try:
+            emit({"via": "amqp", "mode": mode, "event": describe(cerabbit.from_rabbitmq(msg, FORMAT))})
+        except Exception as e:  # the test prints what the SDK refused
+            emit({"via": "amqp", "error": "%s: %s" % (type(e).__name__, e)})
+        ch.basic_ack(method.delivery_tag)
+        n += 1
+        if n == req["count"]:
+            break
+    conn.close()
+
+
 def read():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     emit({"listening": "http://127.0.0.1:%d/" % srv.server_address[1]})
     for line in sys.stdin:
         if line.strip():
-            read_kafka(json.loads(line))
-            emit({"kafka_done": json.loads(line)["topic"]})
+            req = json.loads(line)
+            if req["via"] == "amqp":
+                read_amqp(req)
+            else:
+                read_kafka(req)
     srv.shutdown()
 
 
