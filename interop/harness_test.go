@@ -192,8 +192,15 @@ type child struct {
 	stderr eventkittest.SyncBuffer
 }
 
-// startScript starts bash path args..., and stops it at the end of the
-// test (closing its stdin, then killing it if it does not end).
+// startWait bounds a program's start, until it prints {"ready": ...}:
+// starting a JVM that compiles Interop.java, or Python importing the SDK,
+// takes long on a busy machine, and the waits for events (wait) start
+// after it.
+const startWait = 3 * time.Minute
+
+// startScript starts bash path args..., waits until it is ready, and stops
+// it at the end of the test (closing its stdin, then killing it if it does
+// not end).
 func startScript(t *testing.T, path string, args ...string) *child {
 	t.Helper()
 	c := &child{done: make(chan struct{})}
@@ -237,6 +244,7 @@ func startScript(t *testing.T, path string, args ...string) *child {
 			<-c.done
 		}
 	})
+	c.waitLine(t, "ready", "", startWait)
 	return c
 }
 

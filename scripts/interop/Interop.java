@@ -1,12 +1,12 @@
 // Interop is the CloudEvents Java SDK side of eventkit's interop tests
-// (interop/java_test.go): one JVM for every case, driven by JSON lines on
+// (interop/foreign_test.go): one JVM for every case, driven by JSON lines on
 // stdin, answering with JSON lines on stdout. Events travel in the typed
 // description of interop/events_test.go:
 //
 //   {"attributes": {"<name>": {"type": "<CloudEvents type>", "value": "<canonical string>"}, ...},
 //    "data_base64": "<the data's bytes>"}
 //
-// Commands:
+// It prints {"ready":"java"} once it runs. Commands:
 //   {"cmd":"send","tag":T,"via":"http","url":U,"mode":"binary"|"structured","events":[...]}
 //   {"cmd":"send","tag":T,"via":"kafka","bootstrap":B,"topic":K,"mode":...,"events":[...]}
 //       builds each event with the SDK (CloudEventBuilder, native Java types:
@@ -75,6 +75,9 @@ public class Interop {
     }
 
     public static void main(String[] args) throws Exception {
+        // The test times each command from here: starting the JVM and
+        // compiling this file take long on a busy machine.
+        emit(json.createObjectNode().put("ready", "java"));
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = in.readLine()) != null) {

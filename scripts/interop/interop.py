@@ -1,7 +1,7 @@
 """The CloudEvents Python SDK side of eventkit's interop tests.
 
-Run by run-python.sh (interop/python_test.go starts it), one process per
-direction. Events travel between the Go test and this program in a typed
+Run by run-python.sh (interop/foreign_test.go starts it), one process per
+direction; it prints {"ready": "python"} once the SDK is imported. Events travel between the Go test and this program in a typed
 description (interop/events_test.go, type "described"):
 
     {"attributes": {"<name>": {"type": "<CloudEvents type>", "value": "<canonical string>"}, ...},
@@ -280,4 +280,7 @@ def read():
 
 
 if __name__ == "__main__":
+    # The test times each step from here: starting Python and importing
+    # the SDK take long on a busy machine.
+    emit({"ready": "python"})
     {"read": read, "write": write}[sys.argv[1]]()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Interop.java beside this file, the CloudEvents Java SDK side of
-# eventkit's interop tests (interop/java_test.go), on the classpath of
+# eventkit's interop tests (interop/foreign_test.go), on the classpath of
 # pom.xml, resolved by Maven from Maven Central into ~/.m2 (nothing is
 # downloaded from anywhere else). One JVM serves every case: it reads
 # commands on stdin and answers on stdout (see Interop.java).

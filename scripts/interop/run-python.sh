@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs interop.py beside this file, the CloudEvents Python SDK side of
-# eventkit's interop tests (interop/python_test.go), in a virtualenv made
+# eventkit's interop tests (interop/foreign_test.go), in a virtualenv made
 # from requirements.txt (pinned versions, from PyPI; nothing is downloaded
 # from anywhere else).
 #
