@@ -65,7 +65,9 @@ func pythonSendable(evs []event.Event) []event.Event {
 // requirements.txt) writes to eventkit (HTTP to eventkit serve in binary and
 // structured mode; Kafka in both modes with kafka-python), and reads what
 // eventkit writes (serve's webhooks in binary, structured and batch mode;
-// Kafka in both modes). One Python process per direction.
+// Kafka in both modes); on RabbitMQ, its rabbitmq binding (with pika) and
+// eventkit meet in structured mode, both ways. One Python process per
+// direction.
 func TestInteropPython(t *testing.T) {
 	py := script(t, "run-python.sh", "setup")
 	brokers := kafkaBrokers(t)

@@ -88,17 +88,16 @@ func TestInteropServeWebhooksToGoSDK(t *testing.T) {
 	type hook struct {
 		mode string
 		cmp  comparison
-		srv  func(*testing.T) (string, *collector)
 	}
 	hooks := []hook{
 		// In binary mode every extension is a header string, and the SDK
 		// does not know the extension types: it keeps strings.
 		// The Go SDK does not percent-decode header values.
-		{"binary", comparison{untyped: true, pctEncoded: true}, nil},
+		{"binary", comparison{untyped: true, pctEncoded: true}},
 		// The JSON format tells integers and booleans from strings, and
 		// nothing else.
-		{"structured", comparison{jsonLike: true}, nil},
-		{"batch", comparison{jsonLike: true}, nil},
+		{"structured", comparison{jsonLike: true}},
+		{"batch", comparison{jsonLike: true}},
 	}
 	var subs []hub.SubscriptionConfig
 	cols := map[string]*collector{}
