@@ -4,6 +4,8 @@ package interop
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/eventkit/eventkit"
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/kafka"
 )
 
 // amqpAddr is the shared RabbitMQ (EVENTKIT_AMQP_URL).
@@ -191,4 +195,78 @@ func TestInteropJava(t *testing.T) {
 		})
 	})
 	c.finish(t)
+}
+
+// readerCases runs the eventkit-to-SDK cases on a program that reads
+// (c, which printed {"listening": URL}): serve's binary, structured and
+// batch webhooks to its HTTP server, then eventkit's Kafka transport in
+// both modes, consume asking the program to read n records of a topic.
+// cmp gives the differences the SDK makes, by mode.
+func readerCases(t *testing.T, c *child, sdk string, cmp func(mode string) comparison, consume func(brokers, topic string, n int)) {
+	t.Helper()
+	var url string
+	must(json.Unmarshal(c.waitLine(t, "listening", "", wait), &url))
+	var hooks []hub.SubscriptionConfig
+	for _, mode := range []string{"binary", "structured", "batch"} {
+		hooks = append(hooks, hub.SubscriptionConfig{Name: mode, Topic: "interop.>", URL: url, Mode: mode})
+	}
+	s := startHub(t, hooks...)
+	want := testEvents("ek-webhook")
+	publish(t, s.Publisher(), "interop.sdk", want...)
+	for _, mode := range []string{"binary", "structured", "batch"} {
+		checkEvents(t, "eventkit serve "+mode+" webhook → "+sdk, cmp(mode), want, c.waitEvents(t, "http", mode, len(want)))
+	}
+	brokers := kafkaBrokers(t)
+	for _, mode := range []eventkit.Mode{eventkit.Binary, eventkit.Structured} {
+		tr := kafkaTransport(t, brokers, mode)
+		topic := kafkaTopic(t, tr, "interop-ek-")
+		want := testEvents("ek-kafka-" + mode.String())
+		publish(t, tr, topic, want...)
+		consume(brokers, topic, len(want))
+		checkEvents(t, "eventkit Kafka "+mode.String()+" → "+sdk, cmp(mode.String()), want, c.waitEvents(t, "kafka", mode.String(), len(want)))
+	}
+}
+
+// kafkaBrokers returns the shared Apache Kafka (EVENTKIT_KAFKA_BROKERS,
+// 127.0.0.1:9092 by default), or skips t (fails it under CI=true).
+func kafkaBrokers(t *testing.T) string {
+	t.Helper()
+	return eventkittest.ServerAddr(t, "EVENTKIT_KAFKA_BROKERS", "127.0.0.1:9092", func(addr string) error {
+		return eventkittest.DialProbe(strings.Split(addr, ",")[0])
+	})
+}
+
+// kafkaTransport is an eventkit Kafka transport in mode on the real
+// broker, creating its topics (one partition each).
+func kafkaTransport(t *testing.T, brokers string, mode eventkit.Mode) *kafka.Transport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	tr, err := kafka.Dial(ctx, brokers, kafka.WithMode(mode), kafka.WithLogger(quiet),
+		kafka.WithTopicCreation(1, -1, nil), kafka.WithHeartbeatInterval(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// kafkaTopic creates a topic of one partition on tr's broker, deleted at
+// the end of the test, and returns its name.
+func kafkaTopic(t *testing.T, tr *kafka.Transport, prefix string) string {
+	t.Helper()
+	name := eventkittest.UniqueName(prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := tr.CreateTopic(ctx, name, 1, -1, nil); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if _, err := tr.Admin().DeleteTopics(ctx, name); err != nil {
+			t.Logf("delete topic %s: %v", name, err)
+		}
+	})
+	return name
 }
