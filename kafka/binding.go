@@ -106,11 +106,19 @@ func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structur
 	} else {
 		r.Headers = a.binaryHeaders(ec, k, &r.Key)
 	}
+	// An event without data has an empty value, never a null one: a null
+	// value is a tombstone, which compaction treats as a delete of its key
+	// and which consumers such as the Java SDK's deserializer read as no
+	// event at all.
+	r.Value = emptyValue
 	if d := e.Data(); len(d) > 0 {
 		r.Value = d
 	}
 	return nil
 }
+
+// emptyValue is the value of a binary-mode record whose event has no data.
+var emptyValue = []byte{}
 
 // Decode returns the CloudEvent a record carries, in binary or structured
 // mode (told apart by the content-type header). The event is validated

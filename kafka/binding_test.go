@@ -72,6 +72,29 @@ func TestKeyFallsBackToSubject(t *testing.T) {
 	}
 }
 
+// An event without data is a record with an empty value, not a null one:
+// a null value is a tombstone (compaction deletes its key; the Java SDK's
+// deserializer reads no event). TestInteropJava found it.
+func TestNoDataIsNoTombstone(t *testing.T) {
+	ev := eventkittest.NewEvent("nd-1")
+	_ = ev.SetData("", nil)
+	ev.SetDataContentType("")
+	r, err := kafka.Encode("t", ev, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Value == nil || len(r.Value) != 0 {
+		t.Errorf("value = %#v, want empty and not nil", r.Value)
+	}
+	back, err := kafka.Decode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Data() != nil {
+		t.Errorf("decoded data = %q, want none", back.Data())
+	}
+}
+
 func TestStructuredMode(t *testing.T) {
 	ev := eventkittest.NewEvent("st-1")
 	ev.SetExtension("partitionkey", "k")

@@ -34,6 +34,23 @@ func encode(e event.Event, structured bool) (*paho.PublishProperties, []byte, er
 	return props, e.Data(), nil
 }
 
+// sdkPrefix starts the user properties of the CloudEvents Go SDK's MQTT
+// binding (mqtt_paho), which names each attribute "ce-" + name where the
+// MQTT binding names it after the attribute alone.
+const sdkPrefix = "ce-"
+
+// unprefixed returns the user properties named sdkPrefix + attribute, as
+// the attributes they carry; the others belong to other applications.
+func unprefixed(user paho.UserProperties) paho.UserProperties {
+	out := make(paho.UserProperties, 0, len(user))
+	for _, u := range user {
+		if len(u.Key) > len(sdkPrefix) && u.Key[:len(sdkPrefix)] == sdkPrefix {
+			out = append(out, paho.UserProperty{Key: u.Key[len(sdkPrefix):], Value: u.Value})
+		}
+	}
+	return out
+}
+
 func decode(p *paho.Publish) (event.Event, error) {
 	var ct string
 	var user paho.UserProperties
@@ -42,6 +59,9 @@ func decode(p *paho.Publish) (event.Event, error) {
 	}
 	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == StructuredContentType {
 		return eventkit.UnmarshalEvent(p.Payload)
+	}
+	if user.Get("specversion") == "" && user.Get(sdkPrefix+"specversion") != "" {
+		user = unprefixed(user)
 	}
 	if user.Get("specversion") == "" {
 		// Without user properties the payload may still be a structured

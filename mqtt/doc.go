@@ -15,7 +15,10 @@
 // datacontenttype user property (the binding's own example carries one
 // beside Content Type) is accepted: the Content Type property wins whenever
 // it is present, even when the two differ; the user property is used only
-// when Content Type is absent. Output carries Content Type only.
+// when Content Type is absent. Output carries Content Type only. A message
+// whose user properties are named "ce-" + attribute, as the CloudEvents Go
+// SDK's MQTT binding writes them, is read too when it has no specversion
+// property of the binding's own style.
 //
 // Events are published at QoS 1 by default (WithQoS: 0, 1 or 2); Publish
 // returns when the broker acknowledged each (PUBACK or PUBCOMP; at once for

@@ -8,6 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 	"github.com/nats-io/nats.go"
 )
 
@@ -122,7 +123,10 @@ func headerName(attr string) string {
 var errNotCloudEvent = fmt.Errorf("%w (no ce-specversion header, no structured content-type)", eventkit.ErrNotCloudEvent)
 
 // DecodeMsg returns the CloudEvent carried by a NATS message (header and
-// payload) in either mode. The result passes eventkit.ValidateEvent. A
+// payload) in either mode. A message without any "ce-" header nor
+// content-type whose payload is JSON is read as the JSON format: structured
+// mode as version 1.0.2 of the NATS binding has it, which the CloudEvents
+// Go SDK writes. The result passes eventkit.ValidateEvent. A
 // message that is a CloudEvent in neither mode gets an error wrapping
 // eventkit.ErrNotCloudEvent.
 func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
@@ -133,11 +137,12 @@ func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
 		return eventkit.UnmarshalEvent(data)
 	}
 	e := event.New()
-	sawVersion := false
+	sawVersion, sawAttr := false, false
 	for k, vs := range h {
 		if len(k) <= len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || len(vs) == 0 {
 			continue
 		}
+		sawAttr = true
 		name := strings.ToLower(k[len(HeaderPrefix):])
 		v, err := binding.DecodeHeaderValue(vs[0])
 		if err != nil {
@@ -154,6 +159,16 @@ func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
 		}
 	}
 	if !sawVersion {
+		if !sawAttr && jsonvalid.Valid(data) {
+			// Structured mode as version 1.0.2 of the binding has it (and
+			// the Go SDK writes it): the JSON format as the payload, no
+			// headers (NATS before 2.2 had none).
+			e, err := eventkit.UnmarshalEvent(data)
+			if err != nil {
+				return event.Event{}, fmt.Errorf("%w; as the JSON format: %w", errNotCloudEvent, err)
+			}
+			return e, nil
+		}
 		return event.Event{}, errNotCloudEvent
 	}
 	if len(data) > 0 {

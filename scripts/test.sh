@@ -32,6 +32,10 @@ if [ "${1-}" != "-stress" ]; then
   status=0
   go test -race -count=1 -timeout 25m "$@" $other_pkgs || status=$?
   go test -race -count=1 -timeout 25m -p 1 "$@" $pg_pkgs || status=$?
+  # The interop tests with the official CloudEvents SDKs: a module of its
+  # own (interop/go.mod), so that the SDKs never become our users'
+  # dependencies (docs/interop.md).
+  (cd interop && go vet ./... && go test -race -count=1 -timeout 25m "$@" ./...) || status=$?
   exit $status
 fi
 

@@ -31,28 +31,10 @@ mkdir -p "$dir"
 say() { printf 'debezium: %s\n' "$*" >&2; }
 version() { sed -n 's:.*<debezium.version>\(.*\)</debezium.version>.*:\1:p' "$here/pom.xml"; }
 
-missing=
-for tool in java mvn; do
-  command -v $tool >/dev/null 2>&1 || missing="$missing $tool"
-done
-if [ -n "$missing" ] && [ "${1:-}" != version ]; then
-  say "missing:$missing (Java 17+ and Maven)"
-  exit 3
-fi
-
-# classpath writes $dir/classpath.txt, unless it is newer than pom.xml and
-# its jars are there: Maven resolves pom.xml from ~/.m2 (offline), else from
-# Maven Central. (Maven takes seconds even offline: its answer is kept.)
-classpath() {
-  local f=$dir/classpath.txt
-  if [ -s "$f" ] && [ "$f" -nt "$here/pom.xml" ] && ls $(tr : ' ' <"$f") >/dev/null 2>&1; then
-    return 0
-  fi
-  local args=(-q -B -f "$here/pom.xml" dependency:build-classpath -Dmdep.outputFile="$dir/classpath.txt")
-  mvn -o "${args[@]}" >"$dir/mvn.log" 2>&1 && return 0
-  say "resolving Debezium $(version) from Maven Central (mvn dependency:build-classpath)"
-  mvn "${args[@]}" >"$dir/mvn.log" 2>&1 || { tail -20 "$dir/mvn.log" >&2; return 1; }
-}
+what="Debezium $(version)"
+# shellcheck source=../lib/maven.sh
+. "$here/../lib/maven.sh"
+need_java_mvn "${1:-}"
 
 # run runs the engine on a properties file.
 run() {
