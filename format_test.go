@@ -30,7 +30,7 @@ type vectorFile struct {
 	} `json:"tests"`
 }
 
-// samples are the golden events of the conformance suite's FORMAT-README.
+// samples are the golden events the conformance vectors name (sampleId).
 func samples() map[string]event.Event {
 	base := func(id string) event.Event {
 		e := event.New()

@@ -36,7 +36,7 @@ func readConformance(t *testing.T, name string) []byte {
 	return b
 }
 
-// golden returns the sample events of the conformance FORMAT-README.
+// golden returns the golden sample events the conformance vectors name.
 func golden(t *testing.T, id string) event.Event {
 	t.Helper()
 	e := event.New()
