@@ -18,6 +18,7 @@ const (
 	DefaultAMQPURL     = "amqp://guest:guest@127.0.0.1:5672/"
 	DefaultMQTTURL     = "mqtt://127.0.0.1:1883"
 	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	DefaultPulsarURL   = "pulsar://127.0.0.1:6650"
 )
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
@@ -85,5 +86,5 @@ func DialProbe(addr string) error {
 
 var defaultPorts = map[string]string{
 	"postgres": "5432", "postgresql": "5432", "amqp": "5672", "mqtt": "1883",
-	"tcp": "1883", "nats": "4222", "redis": "6379",
+	"tcp": "1883", "nats": "4222", "redis": "6379", "pulsar": "6650",
 }

@@ -38,6 +38,11 @@ func newSubscription(ctx context.Context, d *drv, name string, cfg driver.Config
 		Topic: d.topic(name), SubscriptionName: sub, Type: typ,
 		SubscriptionInitialPosition: pos, SubscriptionMode: mode, NackRedeliveryDelay: d.o.nackDelay,
 		ReceiverQueueSize: max(cfg.MaxBatch, 1),
+		// Producers batch by key: without acks per batch index, a nack of
+		// one message of a batch brings back the whole batch, the messages
+		// already acked included (the broker's setting must agree:
+		// acknowledgmentAtBatchIndexLevelEnabled).
+		EnableBatchIndexAcknowledgment: true,
 	}
 	if !private && d.o.dlqMax > 0 {
 		opts.DLQ = &ps.DLQPolicy{MaxDeliveries: uint32(d.o.dlqMax), DeadLetterTopic: d.topic(d.o.dlqTopic)}

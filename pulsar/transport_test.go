@@ -21,17 +21,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/apache/pulsar-client-go/pulsar.(*partitionProducer).failTimeoutMessages"))
 }
 
-// urlEnv names the Pulsar service of the tests. They run only when it is
-// set (scripts/pulsar/start.sh runs Pulsar standalone on
-// pulsar://127.0.0.1:6650): services.sh does not start Pulsar yet.
+// urlEnv names the Pulsar service of the tests (default
+// eventkittest.DefaultPulsarURL, where scripts/services.sh starts Pulsar
+// standalone through scripts/pulsar/start.sh).
 const urlEnv = "EVENTKIT_PULSAR_URL"
 
 func serviceURL(t *testing.T) string {
 	t.Helper()
-	if eventkittest.Env(urlEnv, "") == "" {
-		t.Skipf("set %s (scripts/pulsar/start.sh runs Pulsar standalone on pulsar://127.0.0.1:6650)", urlEnv)
-	}
-	return eventkittest.ServerAddr(t, urlEnv, "", eventkittest.DialProbe)
+	return eventkittest.ServerAddr(t, urlEnv, eventkittest.DefaultPulsarURL, eventkittest.DialProbe)
 }
 
 func dial(t *testing.T, opts ...ekpulsar.Option) *ekpulsar.Transport {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts every server the tests use, on this machine:
 # PostgreSQL (wal_level=logical, for CDC), Redis, RabbitMQ, Mosquitto, NATS
-# with JetStream and Apache Kafka (one KRaft node). It is safe to run again: a server that already answers
+# with JetStream, Apache Kafka (one KRaft node) and Apache Pulsar
+# (standalone). It is safe to run again: a server that already answers
 # on its port is left as it is.
 #
 # What it changes on a machine, when run as root:
@@ -15,6 +16,9 @@
 #     scripts/kafka/start.sh (data and log in /tmp/eventkit-kafka; each
 #     start is a new, empty node). Java and Maven are apt-get installed when
 #     missing;
+#   - Apache Pulsar is resolved from Maven Central by scripts/pulsar/pom.xml
+#     and run standalone (broker, bookie and metadata store in one JVM) by
+#     scripts/pulsar/start.sh (data and log in /tmp/eventkit-pulsar);
 #   - PostgreSQL's main cluster gets conf.d/eventkit.conf (wal_level=logical,
 #     replication slots, connections) and pg_hba.conf lines that trust local
 #     TCP connections (127.0.0.1 and ::1), so the tests connect as `postgres`
@@ -29,6 +33,9 @@
 #   EVENTKIT_SKIP_KAFKA=1     leave Kafka out (its JVM takes ~350 MB; the
 #                             Kafka tests that need it skip, or fail under CI)
 #   KAFKA_HEAP_OPTS           the Kafka JVM's heap (default -Xmx512m -Xms128m)
+#   EVENTKIT_SKIP_PULSAR=1    leave Pulsar out (its JVM takes ~400 MB; the
+#                             pulsar package's tests skip, or fail under CI)
+#   PULSAR_HEAP_OPTS          the Pulsar JVM's memory (scripts/pulsar/start.sh)
 # Exit status: 0 when every server answers at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -90,6 +97,12 @@ if [ "${EVENTKIT_SKIP_KAFKA:-}" != 1 ] && ! up 9092 &&
   [ $can_install = 1 ] || offline=1
   EVENTKIT_KAFKA_MVN_OFFLINE=$offline bash scripts/kafka/start.sh >/tmp/eventkit-kafka-start.log 2>&1 &
   kafka_pid=$!
+fi
+pulsar_pid=
+if [ "${EVENTKIT_SKIP_PULSAR:-}" != 1 ] && ! up 6650 &&
+  command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+  bash scripts/pulsar/start.sh >/tmp/eventkit-pulsar-start.log 2>&1 &
+  pulsar_pid=$!
 fi
 
 # PostgreSQL
@@ -189,6 +202,10 @@ if [ -n "$kafka_pid" ]; then
   wait "$kafka_pid" || say "Kafka did not start (scripts/kafka/start.sh):"
   sed 's/^/  /' /tmp/eventkit-kafka-start.log
 fi
+if [ -n "$pulsar_pid" ]; then
+  wait "$pulsar_pid" || say "Pulsar did not start (scripts/pulsar/start.sh):"
+  sed 's/^/  /' /tmp/eventkit-pulsar-start.log
+fi
 
 # One line per server, with its version.
 report() { # name port version
@@ -206,5 +223,10 @@ if [ "${EVENTKIT_SKIP_KAFKA:-}" = 1 ]; then
   say "Kafka skipped (EVENTKIT_SKIP_KAFKA=1)"
 else
   report Kafka 9092 "$(bash scripts/kafka/start.sh version 2>/dev/null), KRaft"
+fi
+if [ "${EVENTKIT_SKIP_PULSAR:-}" = 1 ]; then
+  say "Pulsar skipped (EVENTKIT_SKIP_PULSAR=1)"
+else
+  report Pulsar 6650 "standalone, $(sed -n 's/.*<pulsar.version>\(.*\)<\/pulsar.version>.*/\1/p' scripts/pulsar/pom.xml)"
 fi
 exit $status

@@ -69,6 +69,7 @@ dbStorage_writeCacheMaxSizeMb=32
 dbStorage_readAheadCacheMaxSizeMb=32
 dbStorage_rocksDB_blockCacheSize=16777216
 journalMaxGroupWaitMSec=1
+acknowledgmentAtBatchIndexLevelEnabled=true
 EOF
 
 heap=${PULSAR_HEAP_OPTS:--Xmx512m -Xms128m -XX:MaxDirectMemorySize=256m}
