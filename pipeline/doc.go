@@ -33,8 +33,9 @@
 //   - Graceful drain. Shutdown (or the end of Run's context) stops taking
 //     messages, lets every event taken flow to the end (open batches are
 //     flushed) and settles its source message, then closes the
-//     subscriptions; if its context ends first, what is unsettled stays so
-//     and a durable transport redelivers it.
+//     subscriptions; if its context ends first, the stages' context is
+//     cancelled and what is not settled is nacked or left unsettled: a
+//     durable transport redelivers it.
 //
 // Each delivery to a fan-out branch carries its own copy of the event.
 // A panic in a stage function becomes a permanent *eventkit.PanicError.

@@ -52,7 +52,9 @@ type runNode struct {
 }
 
 type nodeStats struct {
-	blocked  atomic.Int64 // ns
+	blocked  atomic.Int64 // ns, of the waits that ended
+	waiters  atomic.Int64 // senders waiting now
+	since    atomic.Int64 // sum of their start times (unix ns)
 	in, out  atomic.Uint64
 	failed   atomic.Uint64
 	acked    atomic.Uint64 // sources
@@ -283,8 +285,7 @@ func (rs *runState) acquire(src *runSource) bool {
 		return true
 	default:
 	}
-	start := time.Now()
-	defer func() { src.stats.blocked.Add(int64(time.Since(start))) }()
+	defer src.stats.wait()()
 	select {
 	case src.slots <- struct{}{}:
 		return true
@@ -325,12 +326,32 @@ func (rs *runState) send(rn *runNode, it *item) {
 		return
 	default:
 	}
-	start := time.Now()
+	defer rn.stats.wait()()
 	select {
 	case rn.in <- it:
 	case <-rs.kill: // abandoned: its source messages stay unsettled
 	}
-	rn.stats.blocked.Add(int64(time.Since(start)))
+}
+
+// wait counts a sender blocked from now until the returned function is
+// called.
+func (s *nodeStats) wait() func() {
+	start := time.Now().UnixNano()
+	s.waiters.Add(1)
+	s.since.Add(start)
+	return func() {
+		s.blocked.Add(time.Now().UnixNano() - start)
+		s.since.Add(-start)
+		s.waiters.Add(-1)
+	}
+}
+
+// blockedNow returns the blocked time, the waits going on included, and
+// how many senders wait now.
+func (s *nodeStats) blockedNow() (time.Duration, int) {
+	n := s.waiters.Load()
+	ongoing := n*time.Now().UnixNano() - s.since.Load()
+	return time.Duration(s.blocked.Load() + max(ongoing, 0)), int(n)
 }
 
 // finishedSending tells n's successors that n sends no more.

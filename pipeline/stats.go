@@ -16,6 +16,9 @@ type StageStats struct {
 	// time it did not pull from its subscription because the pipeline
 	// was full).
 	Blocked time.Duration
+	// Waiting is the number of senders blocked now (upstream workers, or
+	// the source waiting for a slot).
+	Waiting int
 	// In counts the events the stage handled (a source: messages taken),
 	// Out the events it emitted (a source: messages acked), Failed the
 	// events that failed in it (a source: messages nacked).
@@ -33,7 +36,8 @@ func (p *Pipeline) Stats() []StageStats {
 	out := make([]StageStats, 0, len(nodes))
 	for _, n := range nodes {
 		s := n.stats
-		st := StageStats{Name: n.name, Source: n.src != nil, Blocked: time.Duration(s.blocked.Load()), In: s.in.Load()}
+		st := StageStats{Name: n.name, Source: n.src != nil, In: s.in.Load()}
+		st.Blocked, st.Waiting = s.blockedNow()
 		if st.Source {
 			st.Queue, st.QueueCap = int(s.inFlight.Load()), maxInFlight
 			st.Out, st.Failed = s.acked.Load(), s.nacked.Load()
