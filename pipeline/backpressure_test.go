@@ -168,7 +168,9 @@ func TestRunDrainsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	eventually(t, "subscribed", func() bool { return b.Publish(context.Background(), "in", eventkittest.NewEvent("e0")) == nil && c.len() > 0 })
+	eventually(t, "subscribed", func() bool {
+		return b.Publish(context.Background(), "in", eventkittest.NewEvent("e0")) == nil && c.len() > 0
+	})
 	cancel()
 	select {
 	case err := <-done:
