@@ -144,6 +144,8 @@ func rules() []rule {
 			why: "a user of the PostgreSQL stores does not link the CDC source or its replication protocol"},
 		rule{pkg: "postgres/pgqueue", forbid: cdcSource,
 			why: "a user of the PostgreSQL queue does not link the CDC source or its replication protocol"},
+		rule{pkg: "pipeline", forbid: join(drivers, middlewareLibs), ifPresent: true,
+			why: "the pipeline core is logic: no driver, no heavy library (CEL, WASM, YAML and metrics live in its subpackages)"},
 		rule{pkg: "nats/natsserver", forbid: join(observability, without(drivers, natsServer, natsgo), []heavy{jsonschema, gobreaker, backoff}),
 			why: "the embedded server pulls nats-server and nats.go, nothing else heavy"},
 	)
