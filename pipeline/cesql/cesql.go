@@ -59,8 +59,8 @@ func Filter(name, expr string, opts ...pipeline.Option) (*pipeline.Stage, error)
 
 // Kind is the "sql" processor kind of package pipeconf:
 //
-//	- name: big-orders
-//	  sql: {where: "type = 'order.placed' AND total > 100"}
+//   - name: big-orders
+//     sql: {where: "type = 'order.placed' AND total > 100"}
 func Kind(name string, n *pipeconf.Node, opts []pipeline.Option) *pipeline.Stage {
 	expr := n.String("where", true)
 	if expr == "" {
