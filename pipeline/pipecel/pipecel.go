@@ -147,7 +147,7 @@ func Map(name, expr, typ string, opts ...pipeline.Option) (*pipeline.Stage, erro
 		if typ != "" {
 			out.SetType(typ)
 		}
-		if err := out.SetData(event.ApplicationJSON, b); err != nil {
+		if err := out.SetData(event.ApplicationJSON, json.RawMessage(b)); err != nil { // not []byte: that is data_base64
 			return e, eventkit.Permanent(err)
 		}
 		return out, nil
