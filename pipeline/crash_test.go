@@ -137,15 +137,12 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	// Finishes, and drains on SIGTERM.
 	c = eventkittest.StartChild(t, "^TestPipelineCrashChild$", env...)
 	c.WaitLine(t, "STARTED", time.Minute)
-	var counts map[string]int
-	lines := 0
-	deadline := time.Now().Add(time.Minute)
-	for {
-		counts, lines = readCounts(t, out)
-		if len(counts) == crashEvents || time.Now().After(deadline) {
+	// Poll with a deadline until every event is out (the check below
+	// reports what is missing if the deadline passes first).
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if counts, _ := readCounts(t, out); len(counts) == crashEvents {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	if err := c.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -154,7 +151,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	if err := c.Wait(); err != nil {
 		t.Fatalf("the last child: %v", err)
 	}
-	counts, lines = readCounts(t, out)
+	counts, lines := readCounts(t, out)
 	var missing []string
 	for i := range crashEvents {
 		if id := fmt.Sprintf("e%04d", i); counts[id] == 0 {
