@@ -264,7 +264,9 @@ func (rs *runState) read(src *runSource) {
 			src.stats.inFlight.Add(1)
 			t := &tracker{rs: rs, src: src, msg: m}
 			t.refs.Store(1)
-			outs := make([]eventItem, 0, len(src.node.next))
+			t.self[0] = t
+			var buf [1]eventItem
+			outs := buf[:0]
 			for i, n := range src.node.next {
 				e := m.Event
 				if i > 0 {
@@ -272,7 +274,7 @@ func (rs *runState) read(src *runSource) {
 				}
 				outs = append(outs, eventItem{ev: e, node: n})
 			}
-			rs.emit([]*tracker{t}, m.Topic, m.Attempt, outs)
+			rs.emit(t.self[:], m.Topic, m.Attempt, outs)
 		}
 	}
 }
@@ -391,7 +393,7 @@ func (rs *runState) runNode(rn *runNode) {
 			lanes[i] = make(chan *item, max(1, cap(rn.in)/s.workers))
 			work(func() {
 				for it := range lanes[i] {
-					rs.handle(rn, &unit{items: []*item{it}})
+					rs.handleOne(rn, it)
 				}
 			})
 		}
@@ -409,7 +411,7 @@ func (rs *runState) runNode(rn *runNode) {
 		for range s.workers {
 			work(func() {
 				for it := range rn.in {
-					rs.handle(rn, &unit{items: []*item{it}})
+					rs.handleOne(rn, it)
 				}
 			})
 		}
@@ -456,6 +458,14 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 }
 
+// handleOne handles a single item.
+func (rs *runState) handleOne(rn *runNode, it *item) {
+	u := &unit{}
+	u.one[0] = it
+	u.items = u.one[:]
+	rs.handle(rn, u)
+}
+
 // handle runs the stage's handler (with its middleware) on u and applies
 // the outcome to u's source messages.
 func (rs *runState) handle(rn *runNode, u *unit) {
@@ -491,7 +501,7 @@ func (rs *runState) handle(rn *runNode, u *unit) {
 func (rn *runNode) core(ctx context.Context, m *eventkit.Message) error {
 	u := m.Raw().(*unit)
 	s, n := rn.n.stage, rn.n
-	u.outs = u.outs[:0]
+	u.outs = u.out1[:0]
 	for _, it := range u.items {
 		if !s.accepts(it.ev.Type()) {
 			return eventkit.Permanent(&ContractError{Stage: s.name, Type: it.ev.Type(), What: "consumes"})

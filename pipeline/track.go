@@ -19,6 +19,7 @@ type tracker struct {
 	msg    *eventkit.Message
 	refs   atomic.Int64
 	failed atomic.Bool
+	self   [1]*tracker // the srcs of the source's items, without an allocation
 }
 
 // add gives the tracker n more references.
@@ -74,6 +75,8 @@ func transfer(srcs []*tracker, n int) {
 type unit struct {
 	items []*item
 	outs  []eventItem
+	one   [1]*item     // items of a single-item unit
+	out1  [1]eventItem // outs of a one-output unit
 
 	acked     bool
 	nacked    bool

@@ -188,13 +188,7 @@ func runEventkit(n int, stages []*pipeline.Stage) (result, error) {
 	}
 	events := make([]event.Event, n)
 	for i := range events {
-		e := event.New()
-		e.SetID(strconv.Itoa(i))
-		e.SetSource("bench")
-		e.SetType("order.placed")
-		e.SetDataContentType(event.ApplicationJSON)
-		e.DataEncoded = payload(i)
-		events[i] = e
+		events[i] = orderEvent(i)
 	}
 	r, err := measure(n, func() error {
 		for i := 0; i < n; i += 64 {
@@ -212,6 +206,17 @@ func runEventkit(n int, stages []*pipeline.Stage) (result, error) {
 	}
 	return r, err
 }
+
+// orderEvent is the i-th input event of eventkit's runs.
+func orderEvent(i int) event.Event {
+	e := event.New()
+	e.Context = &event.EventContextV1{ID: strconv.Itoa(i), Type: "order.placed", DataContentType: ptr(event.ApplicationJSON)}
+	e.SetSource("bench")
+	e.DataEncoded = payload(i)
+	return e
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func stats(p *pipeline.Pipeline) pipeline.StageStats { return p.Stats()[0] }
 
