@@ -149,6 +149,8 @@ func rules() []rule {
 			why: "a user of the PostgreSQL queue does not link the CDC source or its replication protocol"},
 		rule{pkg: "pipeline", forbid: join(drivers, middlewareLibs, []heavy{celgo, cesqlLib, yamlv3}), ifPresent: true,
 			why: "the pipeline core is logic: no driver, no heavy library (CEL, SQL, YAML live in its subpackages)"},
+		rule{pkg: "pipeline/pipeprom", forbid: join(drivers, without(middlewareLibs, prometheus), []heavy{celgo, cesqlLib, yamlv3}), ifPresent: true,
+			why: "the pipeline metrics pull Prometheus and nothing else heavy"},
 		rule{pkg: "pipeline/pipeconf", forbid: join(drivers, []heavy{celgo, cesqlLib, otel, prometheus}), ifPresent: true,
 			why: "the YAML loader pulls yaml.v3 and middleware, never CEL, SQL or a driver: kinds and transports are plugged in"},
 		rule{pkg: "nats/natsserver", forbid: join(observability, without(drivers, natsServer, natsgo), []heavy{jsonschema, gobreaker, backoff}),
