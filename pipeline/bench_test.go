@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -43,7 +44,8 @@ func BenchmarkPipelineOverhead(b *testing.B) {
 		}
 		sent += k
 	}
-	for p.Stats()[0].Out < uint64(b.N) {
+	for p.Stats()[0].Out < uint64(b.N) { // every source message acked
+		runtime.Gosched()
 	}
 	b.StopTimer()
 	if err := p.Shutdown(context.Background()); err != nil {
