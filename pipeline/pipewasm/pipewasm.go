@@ -34,7 +34,8 @@ type Config struct {
 	// MemoryPages bounds each instance's memory, in 64 KiB pages (default 16,
 	// 1 MiB).
 	MemoryPages uint32
-	// Timeout bounds each call (default 100ms).
+	// Timeout bounds each call, in wall-clock time: on a loaded machine a
+	// call also waits for the CPU (default 1s).
 	Timeout time.Duration
 }
 
@@ -53,7 +54,7 @@ func Compile(ctx context.Context, name string, wasm []byte, cfg Config) (*Module
 		cfg.MemoryPages = 16
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 100 * time.Millisecond
+		cfg.Timeout = time.Second
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(cfg.MemoryPages).WithCloseOnContextDone(true))

@@ -59,7 +59,9 @@ var spin = module(1, []byte{0}, []byte{0x03, 0x40, 0x0c, 0, 0x0b, 0x42, 0, 0x0b}
 
 func TestUpper(t *testing.T) {
 	ctx := context.Background()
-	m, err := pipewasm.Compile(ctx, "upper", upper, pipewasm.Config{})
+	// A generous limit: this test is about the output, TestTimeLimit
+	// about the limit.
+	m, err := pipewasm.Compile(ctx, "upper", upper, pipewasm.Config{Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func TestMemoryLimit(t *testing.T) {
 // The cost per event of a WASM stage (bench/pipeline/RESULTS.md).
 func BenchmarkCall(b *testing.B) {
 	ctx := context.Background()
-	m, err := pipewasm.Compile(ctx, "upper", upper, pipewasm.Config{})
+	m, err := pipewasm.Compile(ctx, "upper", upper, pipewasm.Config{Timeout: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
