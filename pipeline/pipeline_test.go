@@ -235,29 +235,54 @@ func keyHashForTest(s string) uint32 {
 	return h
 }
 
-// Batches close at their size, and the rest after the wait.
+// Batches close at their size, or after their wait, or when the pipeline
+// drains.
 func TestBatchBySizeAndTime(t *testing.T) {
-	b := bus(t)
-	var c collector
-	sizes := make(chan int, 10)
-	p := pipeline.New()
-	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
-		Then(pipeline.Batch("batch", 10, 50*time.Millisecond, func(_ context.Context, evs []event.Event) ([]event.Event, error) {
-			sizes <- len(evs)
-			return evs, nil
-		})).
-		Then(c.sink("end"))
-	start(t, p)
-	publishN(t, b, "in", 25)
-	eventually(t, "25 events out", func() bool { return c.len() == 25 })
-	var got []int
-	for len(got) < 3 {
-		got = append(got, <-sizes)
+	run := func(t *testing.T, size int, wait time.Duration, n int) (*pipeline.Pipeline, *collector, chan int) {
+		b := bus(t)
+		var c collector
+		sizes := make(chan int, 10)
+		p := pipeline.New()
+		p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+			Then(pipeline.Batch("batch", size, wait, func(_ context.Context, evs []event.Event) ([]event.Event, error) {
+				sizes <- len(evs)
+				return evs, nil
+			})).
+			Then(c.sink("end"))
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, b, "in", n)
+		return p, &c, sizes
 	}
-	if !slices.Equal(got, []int{10, 10, 5}) {
-		t.Fatalf("batch sizes %v; want [10 10 5]", got)
-	}
-	eventually(t, "every source message acked", func() bool { return stats(t, p, "source").Out == 25 })
+	t.Run("size, then the drain", func(t *testing.T) {
+		p, c, sizes := run(t, 10, time.Hour, 25) // the wait never ends a batch here
+		eventually(t, "20 events out", func() bool { return c.len() == 20 })
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		close(sizes)
+		var got []int
+		for n := range sizes {
+			got = append(got, n)
+		}
+		if !slices.Equal(got, []int{10, 10, 5}) || c.len() != 25 {
+			t.Fatalf("batch sizes %v, %d out; want [10 10 5], 25", got, c.len())
+		}
+		if s := stats(t, p, "source"); s.Out != 25 {
+			t.Fatalf("source %+v; want 25 acked", s)
+		}
+	})
+	t.Run("time", func(t *testing.T) {
+		p, c, sizes := run(t, 100, 20*time.Millisecond, 3) // never full
+		defer p.Shutdown(context.Background())
+		// Out before any drain, though no batch can fill: the wait ended
+		// them (one batch, or more if the publisher was slow).
+		eventually(t, "3 events out", func() bool { return c.len() == 3 })
+		for total := 0; total < 3; {
+			total += <-sizes
+		}
+	})
 }
 
 // Several Then on one node fan out, each branch with its own copy; Merge
