@@ -257,7 +257,8 @@ func TestBatchBySizeAndTime(t *testing.T) {
 	}
 	t.Run("size, then the drain", func(t *testing.T) {
 		p, c, sizes := run(t, 10, time.Hour, 25) // the wait never ends a batch here
-		eventually(t, "20 events out", func() bool { return c.len() == 20 })
+		// Every event taken (a drain takes no more), two batches out.
+		eventually(t, "25 taken, 20 out", func() bool { return stats(t, p, "source").In == 25 && c.len() == 20 })
 		if err := p.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}
