@@ -18,6 +18,7 @@ import (
 	"github.com/eventkit/eventkit/pipeline/cesql"
 	"github.com/eventkit/eventkit/pipeline/pipecel"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
+	"github.com/eventkit/eventkit/pipeline/pipewasm"
 )
 
 func init() {
@@ -39,7 +40,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"are finished and acked before the command exits. Inputs and outputs are\n"+
 			"URLs: nats://host:port, kafka://host:port, memory:// (in the process)\n"+
 			"and, for outputs, stdout (CloudEvents JSON, one per line).\n"+
-			"Processor kinds: filter, route, batch, sql (CloudEvents SQL), cel;\n"+
+			"Processor kinds: filter, route, batch, sql (CloudEvents SQL), cel, wasm;\n"+
 			"see docs/pipelines.md.")
 		fs.PrintDefaults()
 	}
@@ -59,7 +60,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer tr.mem.Close()
 	loader := &pipeconf.Loader{
 		Transports: tr,
-		Kinds:      map[string]pipeconf.Kind{"sql": cesql.Kind, "cel": pipecel.Kind},
+		Kinds:      map[string]pipeconf.Kind{"sql": cesql.Kind, "cel": pipecel.Kind, "wasm": pipewasm.Kind},
 	}
 	loaded, err := loader.Load(ctx, file, data)
 	if err != nil {

@@ -26,12 +26,18 @@ func (e *Error) Error() string {
 // processor kinds: it reads fields and reports errors that name the line
 // and the field.
 type Node struct {
-	file string
-	path string
-	n    *yaml.Node
-	errs *[]error
-	used map[string]bool
+	file    string
+	path    string
+	n       *yaml.Node
+	errs    *[]error
+	used    map[string]bool
+	closers *[]func() error
 }
+
+// OnClose registers release to run when the loaded pipeline is closed
+// (Loaded.Close), or at once if the definition is refused: for kinds that
+// hold resources (a WebAssembly runtime).
+func (n *Node) OnClose(release func() error) { *n.closers = append(*n.closers, release) }
 
 // Path returns the field path of the node.
 func (n *Node) Path() string { return n.path }
@@ -216,7 +222,7 @@ func (n *Node) List(key string) []*Node {
 }
 
 func (n *Node) child(path string, v *yaml.Node) *Node {
-	return &Node{file: n.file, path: path, n: v, errs: n.errs, used: map[string]bool{}}
+	return &Node{file: n.file, path: path, n: v, errs: n.errs, used: map[string]bool{}, closers: n.closers}
 }
 
 // Done reports the keys of the node that nothing read: a misspelt field

@@ -83,8 +83,8 @@ func (l *Loader) Load(ctx context.Context, file string, data []byte) (*Loaded, e
 		return nil, &Error{File: file, Line: max(doc.Line, 1), Field: "(document)", Msg: "want a mapping with input, processors and outputs"}
 	}
 	var errs []error
-	root := &Node{file: file, n: doc.Content[0], errs: &errs, used: map[string]bool{}}
 	b := &build{l: l, ctx: ctx, loaded: &Loaded{}}
+	root := &Node{file: file, n: doc.Content[0], errs: &errs, used: map[string]bool{}, closers: &b.loaded.closers}
 	b.loaded.Pipeline = b.pipelineSettings(root.Map("pipeline"))
 	src := b.input(root)
 	outs := b.outputs(root)

@@ -20,11 +20,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/pipeline"
+	"github.com/eventkit/eventkit/pipeline/pipeconf"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -159,3 +161,41 @@ func Map(m *Module, typ string, opts ...pipeline.Option) *pipeline.Stage {
 		return e, nil
 	}, opts...)
 }
+
+// Kind is the "wasm" processor kind of package pipeconf:
+//
+//   - name: redact
+//     wasm: {module: redact.wasm, memory_pages: 16, timeout: 1s, type: order.redacted}
+//
+// The module file is read and compiled when the definition is loaded, and
+// released when the loaded pipeline is closed.
+func Kind(name string, n *pipeconf.Node, opts []pipeline.Option) *pipeline.Stage {
+	path := n.String("module", true)
+	pages := n.Int("memory_pages", 16)
+	timeout := n.Duration("timeout", time.Second)
+	typ := n.String("type", false)
+	if path == "" {
+		return nil
+	}
+	if pages < 1 {
+		n.Errorf("memory_pages", "must be at least 1, got %d", pages)
+		return nil
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		n.Errorf("module", "%v", err)
+		return nil
+	}
+	m, err := Compile(context.Background(), name, wasm, Config{MemoryPages: uint32(pages), Timeout: timeout})
+	if err != nil {
+		n.Errorf("module", "%v", err)
+		return nil
+	}
+	n.OnClose(func() error { return m.Close(context.Background()) })
+	if typ != "" {
+		opts = append(opts, pipeline.Produces(pipeline.EventType{Type: typ}))
+	}
+	return Map(m, typ, opts...)
+}
+
+var _ pipeconf.Kind = Kind
