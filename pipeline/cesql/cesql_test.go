@@ -8,7 +8,6 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
-	"github.com/eventkit/eventkit/pipeline"
 	"github.com/eventkit/eventkit/pipeline/cesql"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
 )
@@ -37,20 +36,14 @@ func TestCompile(t *testing.T) {
 	}
 }
 
-type transports struct{ b *memory.Bus }
-
-func (t transports) Subscriber(context.Context, string) (eventkit.Subscriber, error) { return t.b, nil }
-func (t transports) Publisher(context.Context, string) (eventkit.Publisher, error)   { return t.b, nil }
-
 // A bad expression in a definition names its line and field.
 func TestKindInDefinition(t *testing.T) {
 	b := memory.New()
 	defer b.Close()
-	l := &pipeconf.Loader{Transports: transports{b}, Kinds: map[string]pipeconf.Kind{"sql": cesql.Kind}}
+	l := &pipeconf.Loader{Transports: pipeconf.Fixed{Sub: b, Pub: b}, Kinds: map[string]pipeconf.Kind{"sql": cesql.Kind}}
 	def := "input: {url: m, topic: in}\nprocessors:\n  - name: f\n    sql: {where: \"type = = 'x'\"}\noutputs:\n  - {url: m, topic: out}\n"
 	_, err := l.Load(context.Background(), "f.yaml", []byte(def))
 	if err == nil || !strings.Contains(err.Error(), "f.yaml:4: processors[0].sql.where: cesql:") {
 		t.Fatalf("Load = %v", err)
 	}
-	_ = pipeline.DefaultQueue
 }

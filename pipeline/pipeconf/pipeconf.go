@@ -443,3 +443,29 @@ func (b *build) wire(src *pipeline.Node, procs []proc, outs []output) {
 		cur.Then(o.stage)
 	}
 }
+
+// Fixed is Transports that opens every URL on the same Subscriber and
+// Publisher (one bus in a test, or a program that has its transports
+// already). What it returns does not close them: the caller does.
+type Fixed struct {
+	Sub eventkit.Subscriber
+	Pub eventkit.Publisher
+}
+
+type keptSubscriber struct{ eventkit.Subscriber }
+
+func (keptSubscriber) Close() error { return nil }
+
+type keptPublisher struct{ eventkit.Publisher }
+
+func (keptPublisher) Close() error { return nil }
+
+// Subscriber returns f.Sub, whatever the URL.
+func (f Fixed) Subscriber(context.Context, string) (eventkit.Subscriber, error) {
+	return keptSubscriber{f.Sub}, nil
+}
+
+// Publisher returns f.Pub, whatever the URL.
+func (f Fixed) Publisher(context.Context, string) (eventkit.Publisher, error) {
+	return keptPublisher{f.Pub}, nil
+}

@@ -9,17 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
 	"github.com/eventkit/eventkit/pipeline/pipewasm"
 )
-
-type transports struct{ b *memory.Bus }
-
-func (t transports) Subscriber(context.Context, string) (eventkit.Subscriber, error) { return t.b, nil }
-func (t transports) Publisher(context.Context, string) (eventkit.Publisher, error)   { return t.b, nil }
 
 // The "wasm" kind in a definition: the module maps the data; a missing
 // module names its line and field.
@@ -31,7 +25,7 @@ func TestKind(t *testing.T) {
 	if err := os.WriteFile(path, upper, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &pipeconf.Loader{Transports: transports{bus}, Kinds: map[string]pipeconf.Kind{"wasm": pipewasm.Kind}}
+	l := &pipeconf.Loader{Transports: pipeconf.Fixed{Sub: bus, Pub: bus}, Kinds: map[string]pipeconf.Kind{"wasm": pipewasm.Kind}}
 	def := fmt.Sprintf("input: {url: m, topic: in}\nprocessors:\n  - name: up\n    wasm: {module: %q, timeout: 1m, type: shouted}\noutputs:\n  - {url: m, topic: out}\n", path)
 	loaded, err := l.Load(ctx, "w.yaml", []byte(def))
 	if err != nil {
