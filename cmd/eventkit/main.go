@@ -2,7 +2,8 @@
 // (serve), publishes events to it (pub), prints them live as they arrive
 // (tail), checks CloudEvents in the JSON format (validate), streams the
 // changes of PostgreSQL tables as events (cdc), lists saga instances and
-// shows their state and history (saga) and prints its version (version).
+// shows their state and history (saga), runs pipelines defined in YAML
+// (run) and prints its version (version).
 //
 // Everything it prints for people is escaped: control characters sent by
 // a producer are shown, never acted on by the terminal.

@@ -30,6 +30,10 @@ var (
 	backoff    = heavy{"backoff", "github.com/cenkalti/backoff"}
 	xrate      = heavy{"golang.org/x/time/rate", "golang.org/x/time"}
 	natsServer = heavy{"nats-server", "github.com/nats-io/nats-server"}
+	celgo      = heavy{"cel-go", "github.com/google/cel-go"}
+	cesqlLib   = heavy{"CloudEvents SQL", "github.com/cloudevents/sdk-go/sql"}
+	yamlv3     = heavy{"yaml.v3", "gopkg.in/yaml.v3"}
+	wazero     = heavy{"wazero", "github.com/tetratelabs/wazero"}
 
 	pgx      = heavy{"pgx (PostgreSQL)", "github.com/jackc/"}
 	sqlite   = heavy{"modernc.org/sqlite", "modernc.org/"}
@@ -144,6 +148,12 @@ func rules() []rule {
 			why: "a user of the PostgreSQL stores does not link the CDC source or its replication protocol"},
 		rule{pkg: "postgres/pgqueue", forbid: cdcSource,
 			why: "a user of the PostgreSQL queue does not link the CDC source or its replication protocol"},
+		rule{pkg: "pipeline", forbid: join(drivers, middlewareLibs, []heavy{celgo, cesqlLib, yamlv3, wazero}), ifPresent: true,
+			why: "the pipeline core is logic: no driver, no heavy library (CEL, SQL, WASM, YAML live in its subpackages)"},
+		rule{pkg: "pipeline/pipeprom", forbid: join(drivers, without(middlewareLibs, prometheus), []heavy{celgo, cesqlLib, yamlv3}), ifPresent: true,
+			why: "the pipeline metrics pull Prometheus and nothing else heavy"},
+		rule{pkg: "pipeline/pipeconf", forbid: join(drivers, []heavy{celgo, cesqlLib, wazero, otel, prometheus}), ifPresent: true,
+			why: "the YAML loader pulls yaml.v3 and middleware, never CEL, SQL or a driver: kinds and transports are plugged in"},
 		rule{pkg: "nats/natsserver", forbid: join(observability, without(drivers, natsServer, natsgo), []heavy{jsonschema, gobreaker, backoff}),
 			why: "the embedded server pulls nats-server and nats.go, nothing else heavy"},
 	)

@@ -1,0 +1,304 @@
+// Command pipeline compares eventkit's pipeline package with Benthos v4
+// (github.com/redpanda-data/benthos/v4, used as a library) on the same
+// in-memory flow, in one process and one run, systems interleaved round by
+// round:
+//
+//	in-memory input → filter (total >= 100: half the events)
+//	                → transform (total doubled, "big": true) → counting output
+//
+// Event data is JSON {"id": "o-<i>", "total": i % 200}. eventkit runs it two
+// ways: Go functions (encoding/json) and CEL (pipeline/pipecel); Benthos
+// runs it with Bloblang mappings. Both get the same parallelism: 2 workers per eventkit stage,
+// 2 pipeline threads for Benthos. Benthos's input is its batch producer
+// function, fed by 16 goroutines in batches of 64; eventkit's is a
+// memory-bus subscription fed by one publisher in batches of 64.
+//
+// It prints each round, the medians, and
+//
+//	RATIO eventkit/benthos throughput=<x> cpu=<y>
+//
+// (Go functions against Bloblang; cpu is eventkit's CPU per event over
+// Benthos's, lower is better), and the same for CEL. -quick runs a short
+// version.
+//
+//	cd bench/pipeline && go run . -n 200000 -rounds 3
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/pipeline"
+	"github.com/eventkit/eventkit/pipeline/pipecel"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+)
+
+// result is one round of one system: events in per second, and the
+// process's CPU time per input event.
+type result struct{ rate, cpu float64 }
+
+func main() {
+	n := flag.Int("n", 200000, "events per round")
+	rounds := flag.Int("rounds", 3, "rounds per system")
+	quick := flag.Bool("quick", false, "a short run: 20,000 events, 1 round")
+	flag.Parse()
+	if *quick {
+		*n, *rounds = 20000, 1
+	}
+	systems := []struct {
+		name string
+		run  func(n int) (result, error)
+	}{
+		{"eventkit-go", func(n int) (result, error) { return runEventkit(n, goStages()) }},
+		{"eventkit-cel", func(n int) (result, error) { return runEventkit(n, celStages()) }},
+		{"benthos", runBenthos},
+	}
+	res := map[string][]result{}
+	for r := range *rounds {
+		for _, s := range systems {
+			out, err := s.run(*n)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, s.name+":", err)
+				os.Exit(1)
+			}
+			res[s.name] = append(res[s.name], out)
+			fmt.Printf("round %d %-13s %10.0f events/s %8.2f µs CPU/event\n", r+1, s.name, out.rate, out.cpu)
+		}
+	}
+	med := map[string]result{}
+	for _, s := range systems {
+		med[s.name] = median(res[s.name])
+		fmt.Printf("median  %-13s %10.0f events/s %8.2f µs CPU/event\n", s.name, med[s.name].rate, med[s.name].cpu)
+	}
+	b := med["benthos"]
+	fmt.Printf("RATIO eventkit/benthos throughput=%.2f cpu=%.2f\n", med["eventkit-go"].rate/b.rate, med["eventkit-go"].cpu/b.cpu)
+	fmt.Printf("RATIO eventkit-cel/benthos throughput=%.2f cpu=%.2f\n", med["eventkit-cel"].rate/b.rate, med["eventkit-cel"].cpu/b.cpu)
+}
+
+func median(rs []result) result {
+	rates, cpus := make([]float64, len(rs)), make([]float64, len(rs))
+	for i, r := range rs {
+		rates[i], cpus[i] = r.rate, r.cpu
+	}
+	slices.Sort(rates)
+	slices.Sort(cpus)
+	return result{rates[len(rates)/2], cpus[len(cpus)/2]}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs f and returns the rate and CPU per event of n events.
+func measure(n int, f func() error) (result, error) {
+	cpu0, t0 := cpuTime(), time.Now()
+	if err := f(); err != nil {
+		return result{}, err
+	}
+	wall, cpu := time.Since(t0), cpuTime()-cpu0
+	return result{rate: float64(n) / wall.Seconds(), cpu: float64(cpu.Microseconds()) / float64(n)}, nil
+}
+
+type order struct {
+	ID    string `json:"id"`
+	Total int    `json:"total"`
+	Big   bool   `json:"big,omitempty"`
+}
+
+// kept is the number of events of n the filter keeps.
+func kept(n int) int {
+	k := 0
+	for i := range n {
+		if i%200 >= 100 {
+			k++
+		}
+	}
+	return k
+}
+
+func payload(i int) []byte {
+	return []byte(`{"id":"o-` + strconv.Itoa(i) + `","total":` + strconv.Itoa(i%200) + `}`)
+}
+
+// goStages are the filter and the transform as Go functions.
+func goStages() []*pipeline.Stage {
+	return []*pipeline.Stage{
+		pipeline.Filter("filter", func(e event.Event) (bool, error) {
+			var o order
+			if err := json.Unmarshal(e.Data(), &o); err != nil {
+				return false, err
+			}
+			return o.Total >= 100, nil
+		}, pipeline.Workers(2)),
+		pipeline.Map("transform", func(_ context.Context, e event.Event) (event.Event, error) {
+			var o order
+			if err := json.Unmarshal(e.Data(), &o); err != nil {
+				return e, err
+			}
+			o.Total *= 2
+			o.Big = true
+			b, err := json.Marshal(o)
+			if err != nil {
+				return e, err
+			}
+			e.DataEncoded = b
+			return e, nil
+		}, pipeline.Workers(2)),
+	}
+}
+
+// celStages are the filter and the transform as CEL expressions.
+func celStages() []*pipeline.Stage {
+	f, err := pipecel.Filter("filter", "data.total >= 100.0", pipeline.Workers(2))
+	check(err)
+	m, err := pipecel.Map("transform", "{'id': data.id, 'total': data.total * 2.0, 'big': true}", "", pipeline.Workers(2))
+	check(err)
+	return []*pipeline.Stage{f, m}
+}
+
+func runEventkit(n int, stages []*pipeline.Stage) (result, error) {
+	bus := memory.New()
+	defer bus.Close()
+	var out atomic.Int64
+	p := pipeline.New(pipeline.WithMaxInFlight(1024))
+	node := p.From(pipeline.Source{Subscriber: bus, Pattern: "in", Options: []eventkit.SubscribeOption{eventkit.WithBuffer(1024)}})
+	for _, s := range stages {
+		node = node.Then(s)
+	}
+	node.Then(pipeline.Sink("count", func(context.Context, event.Event) error { out.Add(1); return nil }))
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		return result{}, err
+	}
+	events := make([]event.Event, n)
+	for i := range events {
+		events[i] = orderEvent(i)
+	}
+	r, err := measure(n, func() error {
+		for i := 0; i < n; i += 64 {
+			if err := bus.Publish(ctx, "in", events[i:min(i+64, n)]...); err != nil {
+				return err
+			}
+		}
+		for stats(p).Out < uint64(n) { // every source message acked
+			time.Sleep(100 * time.Microsecond)
+		}
+		return p.Shutdown(ctx)
+	})
+	if err == nil && out.Load() != int64(kept(n)) {
+		err = fmt.Errorf("eventkit: %d events out, want %d", out.Load(), kept(n))
+	}
+	return r, err
+}
+
+// orderEvent is the i-th input event of eventkit's runs.
+func orderEvent(i int) event.Event {
+	e := event.New()
+	e.Context = &event.EventContextV1{ID: strconv.Itoa(i), Type: "order.placed", DataContentType: ptr(event.ApplicationJSON)}
+	e.SetSource("bench")
+	e.DataEncoded = payload(i)
+	return e
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func stats(p *pipeline.Pipeline) pipeline.StageStats { return p.Stats()[0] }
+
+// The Benthos processors: Bloblang mappings.
+var benthosProcessors = []string{
+	`mapping: 'root = if this.total < 100 { deleted() } else { this }'`,
+	"mapping: |\n  root = this\n  root.total = this.total * 2\n  root.big = true\n",
+}
+
+func runBenthos(n int) (result, error) {
+	b := service.NewStreamBuilder()
+	b.SetThreads(2)
+	if err := b.SetLoggerYAML("level: none"); err != nil {
+		return result{}, err
+	}
+	for _, p := range benthosProcessors {
+		if err := b.AddProcessorYAML(p); err != nil {
+			return result{}, err
+		}
+	}
+	produce, err := b.AddBatchProducerFunc()
+	if err != nil {
+		return result{}, err
+	}
+	var out atomic.Int64
+	if err := b.AddConsumerFunc(func(context.Context, *service.Message) error { out.Add(1); return nil }); err != nil {
+		return result{}, err
+	}
+	stream, err := b.Build()
+	if err != nil {
+		return result{}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(ctx) }()
+	batches := make([]service.MessageBatch, 0, n/64+1)
+	for i := 0; i < n; i += 64 {
+		var batch service.MessageBatch
+		for j := i; j < min(i+64, n); j++ {
+			batch = append(batch, service.NewMessage(payload(j)))
+		}
+		batches = append(batches, batch)
+	}
+	r, err := measure(n, func() error {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(batches) {
+						return
+					}
+					if err := produce(ctx, batches[i]); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	})
+	if err != nil {
+		return r, err
+	}
+	if err := stream.StopWithin(10 * time.Second); err != nil {
+		return r, err
+	}
+	<-done
+	if out.Load() != int64(kept(n)) {
+		return r, fmt.Errorf("benthos: %d events out, want %d", out.Load(), kept(n))
+	}
+	return r, nil
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

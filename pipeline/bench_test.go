@@ -1,0 +1,54 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/pipeline"
+)
+
+// BenchmarkPipelineOverhead: memory bus → two pass-through stages with 2
+// workers each → a counting sink; the cost of the pipeline itself per
+// event.
+func BenchmarkPipelineOverhead(b *testing.B) {
+	bus := memory.New()
+	defer bus.Close()
+	var out atomic.Int64
+	pass := func(_ context.Context, e event.Event) (event.Event, error) { return e, nil }
+	p := pipeline.New(pipeline.WithMaxInFlight(1024))
+	p.From(pipeline.Source{Subscriber: bus, Pattern: "in", Options: []eventkit.SubscribeOption{eventkit.WithBuffer(1024)}}).
+		Then(pipeline.Map("one", pass, pipeline.Workers(2))).
+		Then(pipeline.Map("two", pass, pipeline.Workers(2))).
+		Then(pipeline.Sink("count", func(context.Context, event.Event) error { out.Add(1); return nil }))
+	if err := p.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	evs := make([]event.Event, 64)
+	for i := range evs {
+		evs[i] = eventkittest.NewEvent(fmt.Sprint(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := 0
+	for sent < b.N {
+		k := min(64, b.N-sent)
+		if err := bus.Publish(context.Background(), "in", evs[:k]...); err != nil {
+			b.Fatal(err)
+		}
+		sent += k
+	}
+	for p.Stats()[0].Out < uint64(b.N) { // every source message acked
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	if err := p.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,189 @@
+// Package pipecel filters and maps pipeline events with CEL expressions
+// (github.com/google/cel-go), in its own package so that only its users
+// link CEL.
+//
+// An expression sees two variables: event, the context attributes and
+// extensions as a map of strings (event.type, event.subject,
+// event.partitionkey, ...), and data, the event's data decoded as JSON
+// (null when the event has none). Expressions are compiled and
+// type-checked once, when the stage is made; each evaluation is bounded by
+// a cost limit (DefaultCostLimit), so that no expression can run away.
+// An evaluation that fails (a missing field, the cost limit) fails the
+// event with a permanent error.
+package pipecel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/pipeline"
+	"github.com/eventkit/eventkit/pipeline/pipeconf"
+	"github.com/google/cel-go/cel"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// DefaultCostLimit bounds the cost of one evaluation (CEL's cost units).
+const DefaultCostLimit = 1_000_000
+
+var env = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("event", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("data", cel.DynType),
+	)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}()
+
+// Program is a compiled expression.
+type Program struct {
+	expr string
+	prg  cel.Program
+}
+
+// Compile compiles and checks expr; want is the result type it must have
+// (cel.BoolType for a filter, cel.DynType for anything).
+func Compile(expr string, want *cel.Type, costLimit uint64) (*Program, error) {
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("cel: %q: %w", expr, iss.Err())
+	}
+	if want != cel.DynType && !ast.OutputType().IsAssignableType(want) && ast.OutputType() != cel.DynType {
+		return nil, fmt.Errorf("cel: %q gives %s, want %s", expr, ast.OutputType(), want)
+	}
+	prg, err := env.Program(ast, cel.CostLimit(costLimit))
+	if err != nil {
+		return nil, fmt.Errorf("cel: %q: %w", expr, err)
+	}
+	return &Program{expr: expr, prg: prg}, nil
+}
+
+// vars returns the variables of e.
+func vars(e event.Event) (map[string]any, error) {
+	attrs := map[string]string{
+		"id": e.ID(), "source": e.Source(), "type": e.Type(), "subject": e.Subject(),
+		"specversion": e.SpecVersion(), "datacontenttype": e.DataContentType(), "dataschema": e.DataSchema(),
+	}
+	if !e.Time().IsZero() {
+		attrs["time"] = e.Time().Format("2006-01-02T15:04:05.999999999Z07:00")
+	}
+	for k, v := range e.Extensions() {
+		attrs[k] = fmt.Sprint(v)
+	}
+	var data any
+	if len(e.Data()) > 0 {
+		if err := json.Unmarshal(e.Data(), &data); err != nil {
+			return nil, eventkit.Permanent(fmt.Errorf("cel: event %s: data is not JSON: %w", e.ID(), err))
+		}
+	}
+	return map[string]any{"event": attrs, "data": data}, nil
+}
+
+// Eval evaluates the program on e.
+func (p *Program) Eval(e event.Event) (any, error) {
+	v, err := vars(e)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := p.prg.Eval(v)
+	if err != nil {
+		return nil, eventkit.Permanent(fmt.Errorf("cel: %q on event %s: %w", p.expr, e.ID(), err))
+	}
+	if b, ok := out.Value().(bool); ok {
+		return b, nil
+	}
+	native, err := out.ConvertToNative(reflect.TypeFor[*structpb.Value]())
+	if err != nil {
+		return nil, eventkit.Permanent(fmt.Errorf("cel: %q on event %s: result: %w", p.expr, e.ID(), err))
+	}
+	return native, nil
+}
+
+// Filter returns a stage that passes the events for which expr (a
+// boolean CEL expression) is true.
+func Filter(name, expr string, opts ...pipeline.Option) (*pipeline.Stage, error) {
+	p, err := Compile(expr, cel.BoolType, DefaultCostLimit)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.Filter(name, func(e event.Event) (bool, error) {
+		v, err := p.Eval(e)
+		if err != nil {
+			return false, err
+		}
+		b, ok := v.(bool)
+		if !ok {
+			return false, eventkit.Permanent(fmt.Errorf("cel: %q gives no boolean", expr))
+		}
+		return b, nil
+	}, opts...), nil
+}
+
+// Map returns a stage that replaces each event's data by the value of expr
+// (as JSON), and its type by typ unless typ is "".
+func Map(name, expr, typ string, opts ...pipeline.Option) (*pipeline.Stage, error) {
+	p, err := Compile(expr, cel.DynType, DefaultCostLimit)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.Map(name, func(_ context.Context, e event.Event) (event.Event, error) {
+		v, err := p.Eval(e)
+		if err != nil {
+			return e, err
+		}
+		if sv, ok := v.(*structpb.Value); ok {
+			v = sv.AsInterface() // encoding/json: stable output, unlike protojson
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return e, eventkit.Permanent(fmt.Errorf("cel: %q: encode: %w", expr, err))
+		}
+		out := e.Clone()
+		if typ != "" {
+			out.SetType(typ)
+		}
+		if err := out.SetData(event.ApplicationJSON, json.RawMessage(b)); err != nil { // not []byte: that is data_base64
+			return e, eventkit.Permanent(err)
+		}
+		return out, nil
+	}, opts...), nil
+}
+
+// Kind is the "cel" processor kind of package pipeconf: a filter or a map.
+//
+//   - name: big
+//     cel: {filter: "data.total > 100 && event.type == 'order.placed'"}
+//   - name: summary
+//     cel: {map: "{'id': data.id, 'total': data.total}", type: order.summary}
+func Kind(name string, n *pipeconf.Node, opts []pipeline.Option) *pipeline.Stage {
+	filter, mapExpr, typ := n.String("filter", false), n.String("map", false), n.String("type", false)
+	switch {
+	case (filter == "") == (mapExpr == ""):
+		n.Errorf("", "want one of filter or map")
+		return nil
+	case filter != "":
+		if typ != "" {
+			n.Errorf("type", "a filter keeps the type")
+		}
+		s, err := Filter(name, filter, opts...)
+		if err != nil {
+			n.Errorf("filter", "%v", err)
+		}
+		return s
+	}
+	if typ != "" {
+		opts = append(opts, pipeline.Produces(pipeline.EventType{Type: typ}))
+	}
+	s, err := Map(name, mapExpr, typ, opts...)
+	if err != nil {
+		n.Errorf("map", "%v", err)
+	}
+	return s
+}
+
+var _ pipeconf.Kind = Kind

@@ -1,0 +1,409 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/pipeline"
+)
+
+type order struct {
+	ID    string `json:"id"`
+	Total int    `json:"total,omitempty"`
+}
+
+type priced struct {
+	ID    string `json:"id"`
+	Total int    `json:"total"`
+	Big   bool   `json:"big"`
+}
+
+// A typed map, a filter and a publish: every event that passes reaches the
+// output topic, transformed, and every source message is acked.
+func TestLinearTypedPipeline(t *testing.T) {
+	b := bus(t)
+	out, err := b.Subscribe(context.Background(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pipeline.New()
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in", Produces: []pipeline.EventType{{Type: "dev.eventkit.test"}}}).
+		Then(pipeline.Typed("price", "dev.eventkit.test", "dev.eventkit.priced", func(_ context.Context, o order) (priced, error) {
+			n := len(o.ID)
+			return priced{ID: o.ID, Total: n * 10, Big: n > 2}, nil
+		}, pipeline.Workers(4))).
+		Then(pipeline.Filter("big", func(e event.Event) (bool, error) {
+			var p priced
+			err := e.DataAs(&p)
+			return p.Big, err
+		})).
+		Then(pipeline.Publish("out", b, "out"))
+	start(t, p)
+	publishN(t, b, "in", 20) // e0..e9 are small, e10..e19 big
+	var got []string
+	for len(got) < 10 {
+		select {
+		case m := <-out.Messages():
+			var pr priced
+			if err := m.Event.DataAs(&pr); err != nil || m.Event.Type() != "dev.eventkit.priced" || pr.Total != 30 {
+				t.Fatalf("output %s: type %q data %s (%v)", m.Event.ID(), m.Event.Type(), m.Event.Data(), err)
+			}
+			got = append(got, m.Event.ID())
+			_ = m.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %v; want e10..e19", got)
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"e10", "e11", "e12", "e13", "e14", "e15", "e16", "e17", "e18", "e19"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v; want %v", got, want)
+	}
+	eventually(t, "every source message acked", func() bool { return stats(t, p, "source").Out == 20 })
+	if s := stats(t, p, "big"); s.In != 20 || s.Out != 10 {
+		t.Fatalf("filter stats %+v; want In 20, Out 10", s)
+	}
+}
+
+// Contracts between stages are checked when the pipeline is built: a type
+// no downstream stage consumes, or another dataschema, is refused with the
+// names of both stages.
+func TestContractMismatchRefusedAtBuild(t *testing.T) {
+	b := bus(t)
+	ty := func(name string) pipeline.EventType { return pipeline.EventType{Type: name} }
+	noop := func(context.Context, order) (order, error) { return order{}, nil }
+	for _, c := range []struct {
+		name  string
+		build func(p *pipeline.Pipeline)
+		want  []string
+	}{
+		{"type", func(p *pipeline.Pipeline) {
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+				Then(pipeline.Typed("a", "x", "y", noop)).
+				Then(pipeline.Typed("b", "z", "w", noop)).
+				Then(pipeline.Discard("end"))
+		}, []string{`stage "b" consumes [z] but ["a"] produces "y"`}},
+		{"source", func(p *pipeline.Pipeline) {
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in", Produces: []pipeline.EventType{ty("x"), ty("q")}}).
+				Then(pipeline.Typed("a", "x", "y", noop)).
+				Then(pipeline.Discard("end"))
+		}, []string{`stage "a" consumes [x] but ["source"] produces "q"`}},
+		{"through filter", func(p *pipeline.Pipeline) {
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+				Then(pipeline.Typed("a", "x", "y", noop)).
+				Then(pipeline.Filter("f", func(event.Event) (bool, error) { return true, nil })).
+				Then(pipeline.Discard("end", pipeline.Consumes(ty("x"))))
+		}, []string{`stage "end" consumes [x] but ["f"] produces "y"`}},
+		{"dataschema", func(p *pipeline.Pipeline) {
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in", Produces: []pipeline.EventType{{Type: "x", DataSchema: "s1"}}}).
+				Then(pipeline.Discard("end", pipeline.Consumes(pipeline.EventType{Type: "x", DataSchema: "s2"})))
+		}, []string{`stage "end" consumes "x" with dataschema "s2" but ["source"] produces it with dataschema "s1"`}},
+		{"shape", func(p *pipeline.Pipeline) {
+			src := p.From(pipeline.Source{Subscriber: b, Pattern: "in"})
+			src.Then(pipeline.Typed("a", "x", "y", noop))
+			src.Then(pipeline.Discard("end")).Then(pipeline.Discard("after"))
+			src.Then(pipeline.Route("r", func(event.Event) string { return "" })).Then(pipeline.Discard("bad"))
+			p.From(pipeline.Source{Subscriber: b, Pattern: "x", Name: "lonely"})
+		}, []string{
+			`stage "a" ends its branch`, `sink "end" has stages after it`,
+			`stage "bad" follows the Route stage "r"`, `source "lonely" has no stage after it`,
+		}},
+		{"options", func(p *pipeline.Pipeline) {
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+				Then(pipeline.Batch("b", 0, 0, nil, pipeline.Workers(2), pipeline.OrderedByKey())).
+				Then(pipeline.Discard("end", pipeline.Workers(0)))
+		}, []string{
+			`batch size must be at least 1`, `batch wait must be positive`, `an ordered batch stage needs Workers(1)`,
+			`stage "end": workers must be at least 1`,
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := pipeline.New()
+			c.build(p)
+			err := p.Build()
+			if err == nil {
+				t.Fatal("Build accepted the pipeline")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Build error %q does not say %q", err, w)
+				}
+			}
+			if err := p.Run(context.Background()); err == nil {
+				t.Fatal("Run accepted the pipeline")
+			}
+		})
+	}
+}
+
+// At run time an event of a type the stage does not consume, and an output
+// it does not declare, fail with a permanent *ContractError: dead-letter
+// middleware takes them at once.
+func TestContractCheckedAtRunTime(t *testing.T) {
+	b := bus(t)
+	dlq, err := b.Subscribe(context.Background(), "dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	dl := middleware.DeadLetter(b, middleware.DeadLetterTopic(func(string) string { return "dlq" }))
+	p := pipeline.New()
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Map("m", func(_ context.Context, e event.Event) (event.Event, error) {
+			calls.Add(1)
+			if e.ID() == "bad-out" {
+				e.SetType("undeclared")
+			}
+			return e, nil
+		}, pipeline.Consumes(pipeline.EventType{Type: "dev.eventkit.test"}),
+			pipeline.Produces(pipeline.EventType{Type: "dev.eventkit.test"}), pipeline.Use(dl, middleware.Retry()))).
+		Then(pipeline.Discard("end"))
+	start(t, p)
+	wrong := eventkittest.NewEvent("bad-in")
+	wrong.SetType("other")
+	for _, e := range []event.Event{wrong, eventkittest.NewEvent("bad-out")} {
+		if err := b.Publish(context.Background(), "in", e); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-dlq.Messages():
+			if m.Event.ID() != e.ID() {
+				t.Fatalf("dead letter %s; want %s", m.Event.ID(), e.ID())
+			}
+			_ = m.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not dead-lettered", e.ID())
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the stage function ran %d times; want 1 (never for the wrong input, no retry of a contract error)", n)
+	}
+	eventually(t, "both source messages acked", func() bool { return stats(t, p, "source").Out == 2 })
+}
+
+// With OrderedByKey on every stage, the events of one key leave in the
+// order they came, though each stage has several workers.
+func TestOrderPerKeyAcrossStages(t *testing.T) {
+	b := bus(t)
+	var c collector
+	jitter := func(_ context.Context, e event.Event) (event.Event, error) {
+		// uneven work, so that unordered workers would overtake each other
+		for range int(keyHashForTest(e.ID()) % 2000) {
+			_ = e.ID()
+		}
+		return e, nil
+	}
+	p := pipeline.New(pipeline.WithQueue(8))
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Map("one", jitter, pipeline.Workers(4), pipeline.OrderedByKey())).
+		Then(pipeline.Map("two", jitter, pipeline.Workers(3), pipeline.OrderedByKey())).
+		Then(c.sink("end", pipeline.Workers(4), pipeline.OrderedByKey()))
+	start(t, p)
+	const keys, per = 8, 50
+	for i := range per {
+		for k := range keys {
+			if err := b.Publish(context.Background(), "in", keyed(fmt.Sprintf("k%d-%03d", k, i), fmt.Sprint("k", k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, "every event out", func() bool { return c.len() == keys*per })
+	last := map[string]string{}
+	for _, e := range c.snapshot() {
+		k := eventkit.EventKey(e)
+		if e.ID() <= last[k] {
+			t.Fatalf("key %s: %s after %s", k, e.ID(), last[k])
+		}
+		last[k] = e.ID()
+	}
+}
+
+func keyHashForTest(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// Batches close at their size, or after their wait, or when the pipeline
+// drains.
+func TestBatchBySizeAndTime(t *testing.T) {
+	run := func(t *testing.T, size int, wait time.Duration, n int) (*pipeline.Pipeline, *collector, chan int) {
+		b := bus(t)
+		var c collector
+		sizes := make(chan int, 10)
+		p := pipeline.New()
+		p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+			Then(pipeline.Batch("batch", size, wait, func(_ context.Context, evs []event.Event) ([]event.Event, error) {
+				sizes <- len(evs)
+				return evs, nil
+			})).
+			Then(c.sink("end"))
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, b, "in", n)
+		return p, &c, sizes
+	}
+	t.Run("size, then the drain", func(t *testing.T) {
+		p, c, sizes := run(t, 10, time.Hour, 25) // the wait never ends a batch here
+		// Every event taken (a drain takes no more), two batches out.
+		eventually(t, "25 taken, 20 out", func() bool { return stats(t, p, "source").In == 25 && c.len() == 20 })
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		close(sizes)
+		var got []int
+		for n := range sizes {
+			got = append(got, n)
+		}
+		if !slices.Equal(got, []int{10, 10, 5}) || c.len() != 25 {
+			t.Fatalf("batch sizes %v, %d out; want [10 10 5], 25", got, c.len())
+		}
+		if s := stats(t, p, "source"); s.Out != 25 {
+			t.Fatalf("source %+v; want 25 acked", s)
+		}
+	})
+	t.Run("time", func(t *testing.T) {
+		p, c, sizes := run(t, 100, 20*time.Millisecond, 3) // never full
+		defer p.Shutdown(context.Background())
+		// Out before any drain, though no batch can fill: the wait ended
+		// them (one batch, or more if the publisher was slow).
+		eventually(t, "3 events out", func() bool { return c.len() == 3 })
+		for total := 0; total < 3; {
+			total += <-sizes
+		}
+	})
+}
+
+// Several Then on one node fan out, each branch with its own copy; Merge
+// fans in.
+func TestFanOutFanIn(t *testing.T) {
+	b := bus(t)
+	var c collector
+	tag := func(name string) *pipeline.Stage {
+		return pipeline.Map(name, func(_ context.Context, e event.Event) (event.Event, error) {
+			e.SetExtension("branch", name)
+			e.SetID(e.ID() + "/" + name)
+			return e, nil
+		})
+	}
+	p := pipeline.New()
+	src := p.From(pipeline.Source{Subscriber: b, Pattern: "in"})
+	pipeline.Merge(c.sink("end"), src.Then(tag("left")), src.Then(tag("right")))
+	start(t, p)
+	publishN(t, b, "in", 10)
+	eventually(t, "20 events out", func() bool { return c.len() == 20 })
+	for _, e := range c.snapshot() {
+		if br := e.Extensions()["branch"]; !strings.HasSuffix(e.ID(), fmt.Sprint("/", br)) {
+			t.Fatalf("event %s carries branch %v: the branches share an event", e.ID(), br)
+		}
+	}
+	eventually(t, "every source message acked", func() bool { return stats(t, p, "source").Out == 10 })
+}
+
+// Route sends each event to the case its key names, else to the default.
+func TestRoute(t *testing.T) {
+	b := bus(t)
+	var a, d collector
+	p := pipeline.New()
+	r := p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Route("by-id", func(e event.Event) string { return e.ID()[:2] }))
+	r.Case("e1", a.sink("ones"))
+	r.Default(d.sink("others"))
+	start(t, p)
+	publishN(t, b, "in", 20)
+	eventually(t, "20 events out", func() bool { return a.len()+d.len() == 20 })
+	for _, e := range a.snapshot() {
+		if !strings.HasPrefix(e.ID(), "e1") {
+			t.Fatalf("%s routed to ones", e.ID())
+		}
+	}
+	if n := a.len(); n != 11 { // e1, e10..e19
+		t.Fatalf("ones got %d: %v", n, ids(a.snapshot()))
+	}
+}
+
+// A failing stage nacks the source message, which the transport
+// redelivers; the event reaches the output on the next attempt, and only
+// then is the message acked.
+func TestFailureNacksSourceMessage(t *testing.T) {
+	b := bus(t)
+	var c collector
+	var fails atomic.Int32
+	p := pipeline.New(pipeline.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Map("flaky", func(_ context.Context, e event.Event) (event.Event, error) {
+			if e.ID() == "e3" && fails.Add(1) <= 2 {
+				return e, errors.New("not yet")
+			}
+			return e, nil
+		})).
+		Then(c.sink("end"))
+	start(t, p)
+	publishN(t, b, "in", 5)
+	eventually(t, "5 events out", func() bool { return c.len() == 5 })
+	eventually(t, "5 acks", func() bool { return stats(t, p, "source").Out == 5 })
+	if s := stats(t, p, "source"); s.Failed != 2 || s.In != 7 {
+		t.Fatalf("source stats %+v; want 7 taken, 2 nacked", s)
+	}
+	if s := stats(t, p, "flaky"); s.Failed != 2 {
+		t.Fatalf("stage stats %+v; want 2 failed", s)
+	}
+}
+
+// Per-stage middleware: Retry retries in place, DeadLetter keeps what Retry
+// gives up on and acks the source message.
+func TestStageMiddlewareRetryAndDeadLetter(t *testing.T) {
+	b := bus(t)
+	dlq, err := b.Subscribe(context.Background(), "dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	var calls atomic.Int32
+	p := pipeline.New()
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Map("broken", func(_ context.Context, e event.Event) (event.Event, error) {
+			if e.ID() == "e1" {
+				calls.Add(1)
+				return e, errors.New("always")
+			}
+			return e, nil
+		}, pipeline.Use(
+			middleware.DeadLetter(b, middleware.DeadLetterTopic(func(string) string { return "dlq" })),
+			middleware.Retry(middleware.MaxAttempts(3), middleware.Backoff(time.Millisecond, time.Millisecond, 1)),
+		))).
+		Then(c.sink("end"))
+	start(t, p)
+	publishN(t, b, "in", 3)
+	select {
+	case m := <-dlq.Messages():
+		if m.Event.ID() != "e1" {
+			t.Fatalf("dead letter %s", m.Event.ID())
+		}
+		_ = m.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead letter")
+	}
+	eventually(t, "3 acks", func() bool { return stats(t, p, "source").Out == 3 })
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("e1 tried %d times; want 3", n)
+	}
+	if got := ids(c.snapshot()); !slices.Equal(got, []string{"e0", "e2"}) {
+		t.Fatalf("output %v; want [e0 e2]", got)
+	}
+	if s := stats(t, p, "source"); s.Failed != 0 {
+		t.Fatalf("source stats %+v: nothing should be nacked", s)
+	}
+}

@@ -1,0 +1,598 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit"
+)
+
+// runState is a started pipeline.
+type runState struct {
+	p       *Pipeline
+	ctx     context.Context // the stages' context, cancelled when the drain is cut short
+	cancel  context.CancelFunc
+	sources []*runSource
+	nodes   []*runNode
+
+	stopPull chan struct{} // closed: the sources take no more messages
+	stopOnce sync.Once
+	kill     chan struct{} // closed: the drain is cut short
+	killOnce sync.Once
+	drained  chan struct{} // closed when every goroutine of the pipeline ended
+	failed   chan error    // a subscription that ended by itself
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	finished     chan struct{} // closed when the shutdown is over
+	waitErr      error
+	waited       chan struct{} // closed when Run's result is known
+}
+
+type runSource struct {
+	Source
+	node  *Node
+	sub   eventkit.Subscription
+	slots chan struct{}
+	stats *nodeStats
+}
+
+type runNode struct {
+	n       *Node
+	in      chan *item
+	handler eventkit.Handler
+	senders atomic.Int64 // upstream nodes still running
+	stats   *nodeStats
+}
+
+type nodeStats struct {
+	blocked  atomic.Int64 // ns, of the waits that ended
+	waiters  atomic.Int64 // senders waiting now
+	since    atomic.Int64 // sum of their start times (unix ns)
+	in, out  atomic.Uint64
+	failed   atomic.Uint64
+	acked    atomic.Uint64 // sources
+	nacked   atomic.Uint64 // sources
+	inFlight atomic.Int64  // sources
+	run      *runNode      // set by Start, before the pipeline's run is published
+}
+
+// Start builds the pipeline (Build), subscribes every source and starts
+// moving events in the background. It returns once every source is
+// subscribed, or with the first error. The pipeline then runs until ctx
+// ends (it then drains, bounded by WithShutdownTimeout), Shutdown is called
+// or a subscription fails; Wait waits for that end. Start may be called
+// once.
+func (p *Pipeline) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		return errors.New("pipeline: already started")
+	}
+	p.started = true
+	p.mu.Unlock()
+	if err := p.Build(); err != nil {
+		return err
+	}
+	rs := &runState{
+		p:        p,
+		stopPull: make(chan struct{}),
+		kill:     make(chan struct{}),
+		drained:  make(chan struct{}),
+		failed:   make(chan error, 1),
+		finished: make(chan struct{}),
+		waited:   make(chan struct{}),
+	}
+	rs.ctx, rs.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, n := range p.nodes {
+		if n.stage != nil {
+			rs.addNode(n)
+		}
+	}
+	for _, s := range p.sources {
+		sub, err := s.Subscriber.Subscribe(rs.ctx, s.Pattern, s.Options...)
+		if err != nil {
+			for _, o := range rs.sources {
+				_ = o.sub.Close()
+			}
+			rs.cancel()
+			return fmt.Errorf("pipeline: subscribe source %q to %q: %w", s.Name, s.Pattern, err)
+		}
+		rs.sources = append(rs.sources, &runSource{Source: s.Source, node: s.node, sub: sub,
+			slots: make(chan struct{}, p.maxInFlight), stats: s.node.stats})
+	}
+	p.mu.Lock()
+	p.run = rs
+	p.mu.Unlock()
+	rs.launch()
+	go rs.watch(ctx)
+	return nil
+}
+
+func (rs *runState) addNode(n *Node) {
+	s := n.stage
+	q := s.queue
+	if q == 0 {
+		q = rs.p.queue
+	}
+	rn := &runNode{n: n, in: make(chan *item, q), stats: n.stats}
+	rn.stats.run = rn
+	rn.senders.Store(int64(len(n.up)))
+	rn.handler = eventkit.Chain(s.mw...)(recoverPanics(eventkit.HandlerFunc(rn.core)))
+	rs.nodes = append(rs.nodes, rn)
+}
+
+// launch starts every goroutine; drained is closed when they all ended.
+func (rs *runState) launch() {
+	var all sync.WaitGroup
+	for _, rn := range rs.nodes {
+		all.Add(1)
+		go func() { defer all.Done(); rs.runNode(rn) }()
+	}
+	for _, src := range rs.sources {
+		all.Add(1)
+		go func() { defer all.Done(); rs.read(src) }()
+	}
+	go func() { all.Wait(); close(rs.drained) }()
+}
+
+// watch ends the pipeline when ctx ends or a subscription fails.
+func (rs *runState) watch(ctx context.Context) {
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-rs.failed:
+	case <-rs.stopPull: // Shutdown was called
+		<-rs.finished
+		rs.waitErr = rs.shutdownErr
+		close(rs.waited)
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), rs.p.shutdownTimeout)
+	defer cancel()
+	rs.waitErr = errors.Join(runErr, rs.shutdown(sctx))
+	close(rs.waited)
+}
+
+// Wait waits until the pipeline started by Start has ended and returns
+// what Run returns.
+func (p *Pipeline) Wait() error {
+	p.mu.Lock()
+	rs := p.run
+	p.mu.Unlock()
+	if rs == nil {
+		return errors.New("pipeline: Wait before a successful Start")
+	}
+	<-rs.waited
+	return rs.waitErr
+}
+
+// Run is Start followed by Wait: it moves events until ctx ends, then
+// drains (bounded by WithShutdownTimeout) and returns. It returns an error
+// if the pipeline does not build, a subscription failed, or the drain did
+// not finish in time.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// Shutdown drains the pipeline: the sources take no more messages, every
+// event already taken goes through the remaining stages (open batches are
+// flushed) and its source message is settled, then the subscriptions are
+// closed. If ctx ends first the stages' context is cancelled, events not
+// yet settled are left unsettled (a durable transport redelivers them) and
+// ctx's error is returned. It is safe to call more than once.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	rs := p.run
+	p.started = true
+	p.mu.Unlock()
+	if rs == nil {
+		return nil
+	}
+	return rs.shutdown(ctx)
+}
+
+func (rs *runState) shutdown(ctx context.Context) error {
+	rs.stopOnce.Do(func() { close(rs.stopPull) })
+	ran := false
+	rs.shutdownOnce.Do(func() {
+		ran = true
+		select {
+		case <-rs.drained:
+		case <-ctx.Done():
+			rs.killOnce.Do(func() { close(rs.kill) })
+			rs.cancel()
+			<-rs.drained
+			rs.shutdownErr = fmt.Errorf("pipeline: drain cut short: %w", ctx.Err())
+		}
+		for _, s := range rs.sources {
+			if err := s.sub.Close(); err != nil && !errors.Is(err, eventkit.ErrClosed) {
+				rs.p.logger.Warn("pipeline: close subscription", "source", s.Name, "err", err)
+			}
+		}
+		rs.cancel()
+		close(rs.finished)
+	})
+	if ran {
+		return rs.shutdownErr
+	}
+	select {
+	case <-rs.finished:
+		return rs.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (rs *runState) killed() bool {
+	select {
+	case <-rs.kill:
+		return true
+	default:
+		return false
+	}
+}
+
+// read takes the messages of one source while it may.
+func (rs *runState) read(src *runSource) {
+	defer rs.finishedSending(src.node)
+	msgs := src.sub.Messages()
+	for {
+		if !rs.acquire(src) {
+			return
+		}
+		select {
+		case <-rs.stopPull:
+			<-src.slots
+			return
+		case m, ok := <-msgs:
+			if !ok {
+				<-src.slots
+				rs.subscriptionEnded(src)
+				return
+			}
+			src.stats.in.Add(1)
+			src.stats.inFlight.Add(1)
+			t := &tracker{rs: rs, src: src, msg: m}
+			t.refs.Store(1)
+			t.self[0] = t
+			var buf [1]eventItem
+			outs := buf[:0]
+			for i, n := range src.node.next {
+				e := m.Event
+				if i > 0 {
+					e = m.Event.Clone()
+				}
+				outs = append(outs, eventItem{ev: e, node: n})
+			}
+			rs.emit(t.self[:], m.Topic, m.Attempt, outs)
+		}
+	}
+}
+
+// acquire takes an in-flight slot of src, waiting while the pipeline is
+// full; false when the sources stop.
+func (rs *runState) acquire(src *runSource) bool {
+	select {
+	case src.slots <- struct{}{}:
+		return true
+	default:
+	}
+	defer src.stats.wait()()
+	select {
+	case src.slots <- struct{}{}:
+		return true
+	case <-rs.stopPull:
+		return false
+	}
+}
+
+func (rs *runState) subscriptionEnded(src *runSource) {
+	select {
+	case <-rs.stopPull:
+		return
+	default:
+	}
+	err := src.sub.Err()
+	if err == nil {
+		err = errors.New("subscription ended")
+	}
+	select {
+	case rs.failed <- fmt.Errorf("pipeline: source %q: %w", src.Name, err):
+	default:
+	}
+}
+
+// emit hands outs to their nodes; the items share srcs, whose references
+// move to them.
+func (rs *runState) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
+	transfer(srcs, len(outs))
+	for _, o := range outs {
+		rs.send(o.node.stats.run, &item{ev: o.ev, topic: topic, attempt: attempt, srcs: srcs})
+	}
+}
+
+// send puts it in rn's queue, counting the time it waited for room.
+func (rs *runState) send(rn *runNode, it *item) {
+	select {
+	case rn.in <- it:
+		return
+	default:
+	}
+	defer rn.stats.wait()()
+	select {
+	case rn.in <- it:
+	case <-rs.kill: // abandoned: its source messages stay unsettled
+	}
+}
+
+// wait counts a sender blocked from now until the returned function is
+// called.
+func (s *nodeStats) wait() func() {
+	start := time.Now().UnixNano()
+	s.waiters.Add(1)
+	s.since.Add(start)
+	return func() {
+		s.blocked.Add(time.Now().UnixNano() - start)
+		s.since.Add(-start)
+		s.waiters.Add(-1)
+	}
+}
+
+// blockedNow returns the blocked time, the waits going on included, and
+// how many senders wait now.
+func (s *nodeStats) blockedNow() (time.Duration, int) {
+	n := s.waiters.Load()
+	ongoing := n*time.Now().UnixNano() - s.since.Load()
+	return time.Duration(s.blocked.Load() + max(ongoing, 0)), int(n)
+}
+
+// finishedSending tells n's successors that n sends no more.
+func (rs *runState) finishedSending(n *Node) {
+	for _, s := range n.successors() {
+		rn := s.stats.run
+		if rn.senders.Add(-1) == 0 {
+			close(rn.in)
+		}
+	}
+}
+
+// runNode runs the workers of one stage until its queue is closed and
+// empty.
+func (rs *runState) runNode(rn *runNode) {
+	defer rs.finishedSending(rn.n)
+	s := rn.n.stage
+	var wg sync.WaitGroup
+	work := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	switch {
+	case s.batch != nil:
+		batches := make(chan []*item, s.workers)
+		work(func() { rs.collect(rn, batches) })
+		for range s.workers {
+			work(func() {
+				for b := range batches {
+					rs.handle(rn, &unit{items: b})
+				}
+			})
+		}
+	case s.ordered && s.workers > 1:
+		lanes := make([]chan *item, s.workers)
+		for i := range lanes {
+			lanes[i] = make(chan *item, max(1, cap(rn.in)/s.workers))
+			work(func() {
+				for it := range lanes[i] {
+					rs.handleOne(rn, it)
+				}
+			})
+		}
+		work(func() {
+			defer func() {
+				for _, l := range lanes {
+					close(l)
+				}
+			}()
+			for it := range rn.in {
+				lanes[keyHash(eventkit.EventKey(it.ev))%uint32(len(lanes))] <- it
+			}
+		})
+	default:
+		for range s.workers {
+			work(func() {
+				for it := range rn.in {
+					rs.handleOne(rn, it)
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// collect gathers rn's queue into batches of the stage's size or wait.
+func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
+	defer close(batches)
+	s := rn.n.stage
+	var cur []*item
+	var timer *time.Timer
+	var fire <-chan time.Time
+	flush := func() {
+		if timer != nil {
+			timer.Stop()
+			fire = nil
+		}
+		if len(cur) > 0 {
+			batches <- cur
+			cur = nil
+		}
+	}
+	for {
+		select {
+		case it, ok := <-rn.in:
+			if !ok {
+				flush()
+				return
+			}
+			cur = append(cur, it)
+			if len(cur) == 1 {
+				timer = time.NewTimer(s.batchWait)
+				fire = timer.C
+			}
+			if len(cur) >= s.batchSize {
+				flush()
+			}
+		case <-fire:
+			fire = nil
+			flush()
+		}
+	}
+}
+
+// handleOne handles a single item.
+func (rs *runState) handleOne(rn *runNode, it *item) {
+	u := &unit{}
+	u.one[0] = it
+	u.items = u.one[:]
+	rs.handle(rn, u)
+}
+
+// handle runs the stage's handler (with its middleware) on u and applies
+// the outcome to u's source messages.
+func (rs *runState) handle(rn *runNode, u *unit) {
+	if rs.killed() {
+		return // abandoned: its source messages stay unsettled
+	}
+	name := rn.n.name
+	first := u.items[0]
+	attempt := first.attempt
+	for _, it := range u.items[1:] {
+		attempt = max(attempt, it.attempt)
+	}
+	rn.stats.in.Add(uint64(len(u.items)))
+	m := eventkit.NewMessage(first.topic, first.ev, attempt, unitAcker{}, u)
+	err := rn.handler.Handle(rs.ctx, m)
+	switch {
+	case u.nacked:
+		rn.stats.failed.Add(uint64(len(u.items)))
+		u.fail(name, u.nackErr, u.nackDelay)
+	case u.acked:
+		transfer(u.srcs(), 0)
+	case err != nil:
+		rn.stats.failed.Add(uint64(len(u.items)))
+		u.fail(name, err, retryDelay(err))
+	default:
+		rn.stats.out.Add(uint64(len(u.outs)))
+		rs.emit(u.srcs(), first.topic, attempt, u.outs)
+	}
+}
+
+// core is the innermost handler of a stage: the contract checks, the
+// stage's function and the choice of the next nodes.
+func (rn *runNode) core(ctx context.Context, m *eventkit.Message) error {
+	u := m.Raw().(*unit)
+	s, n := rn.n.stage, rn.n
+	u.outs = u.out1[:0]
+	for _, it := range u.items {
+		if !s.accepts(it.ev.Type()) {
+			return eventkit.Permanent(&ContractError{Stage: s.name, Type: it.ev.Type(), What: "consumes"})
+		}
+	}
+	var evs []event.Event
+	var err error
+	if s.batch != nil {
+		in := make([]*eventkit.Message, len(u.items))
+		for i, it := range u.items {
+			in[i] = eventkit.NewMessage(it.topic, it.ev, it.attempt, nil, nil)
+		}
+		evs, err = s.batch(ctx, in)
+	} else {
+		evs, err = s.proc(ctx, m)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if !s.emits(e.Type()) {
+			return eventkit.Permanent(&ContractError{Stage: s.name, Type: e.Type(), What: "produces"})
+		}
+	}
+	for _, e := range evs {
+		if s.kind == kindRoute {
+			to := n.cases[s.route(e)]
+			if to == nil {
+				to = n.dflt
+			}
+			if to != nil {
+				u.outs = append(u.outs, eventItem{ev: e, node: to})
+			}
+			continue
+		}
+		for i, to := range n.next {
+			if i > 0 {
+				e = e.Clone()
+			}
+			u.outs = append(u.outs, eventItem{ev: e, node: to})
+		}
+	}
+	return nil
+}
+
+// nack nacks a source message after a failure.
+func (rs *runState) nack(t *tracker, stage string, err error, delay time.Duration) {
+	m, log := t.msg, rs.p.logger
+	if delay <= 0 {
+		delay = rs.p.redeliveryDelay(m.Attempt)
+	}
+	log.Warn("pipeline: stage failed; the source message is nacked", "stage", stage, "source", t.src.Name,
+		"topic", m.Topic, "id", m.Event.ID(), "attempt", m.Attempt, "err", err)
+	nerr := m.NackAfter(err, delay)
+	if errors.Is(nerr, eventkit.ErrUnsupported) {
+		nerr = m.Nack(err)
+	}
+	if errors.Is(nerr, eventkit.ErrUnsupported) {
+		log.Error("pipeline: the source cannot redeliver; the failed event is acked (add middleware.DeadLetter to the stage to keep it)",
+			"stage", stage, "source", t.src.Name, "id", m.Event.ID(), "err", err)
+		nerr = m.Ack()
+	}
+	if nerr != nil {
+		log.Warn("pipeline: nack failed", "source", t.src.Name, "id", m.Event.ID(), "err", nerr)
+	}
+}
+
+func (p *Pipeline) redeliveryDelay(attempt int) time.Duration {
+	d := p.redeliveryInitial
+	for i := 1; i < attempt && d < p.redeliveryMax; i++ {
+		d *= 2
+	}
+	return min(d, max(p.redeliveryMax, p.redeliveryInitial))
+}
+
+func recoverPanics(h eventkit.Handler) eventkit.Handler {
+	return eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = &eventkit.PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
+		return h.Handle(ctx, m)
+	})
+}
+
+func keyHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
