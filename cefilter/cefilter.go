@@ -24,6 +24,7 @@ package cefilter
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -265,7 +266,7 @@ type not struct{ f Filter }
 
 func (n not) Match(e event.Event) bool { return !n.f.Match(e) }
 
-type sqlFilter struct{ expr cesql.Expression }
+type sqlFilter struct{ q *SQL }
 
 func parseSQL(body json.RawMessage, field string) (Filter, error) {
 	var src string
@@ -275,45 +276,76 @@ func parseSQL(body json.RawMessage, field string) (Filter, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &Error{field, "the expression is empty"}
 	}
-	expr, err := parseCESQL(src)
-	if err != nil || expr == nil {
+	q, err := ParseSQL(src)
+	if err != nil {
 		reason := "the expression does not parse"
 		if err != nil {
 			reason += ": " + err.Error()
 		}
 		return nil, &Error{field, reason}
 	}
-	return sqlFilter{expr}, nil
+	return sqlFilter{q}, nil
 }
 
-// parseCESQL parses src with the SDK's parser, which panics on some
-// incomplete expressions ("type = "): a panic is a parse error.
-func parseCESQL(src string) (expr cesql.Expression, err error) {
+// SQL is a parsed CloudEvents SQL expression, safe for concurrent use.
+type SQL struct {
+	src  string
+	expr cesql.Expression
+}
+
+// ParseSQL parses src with the CloudEvents Go SDK's parser. The parser
+// panics on some incomplete expressions ("type = ", "type = = 'x'"): such a
+// panic is returned as an error, as is an expression the parser returns
+// nothing for.
+func ParseSQL(src string) (q *SQL, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			expr, err = nil, fmt.Errorf("%v", p)
+			q, err = nil, fmt.Errorf("%v", p)
 		}
 	}()
-	return cesqlparser.Parse(src)
+	expr, err := cesqlparser.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	if expr == nil {
+		return nil, errors.New("no expression")
+	}
+	return &SQL{src: src, expr: expr}, nil
 }
 
-// Match is true when the expression evaluates, without error, to TRUE
-// (or to a string that reads as true, as CloudEvents SQL coerces it).
-func (f sqlFilter) Match(e event.Event) (ok bool) {
+// String returns the expression as it was parsed.
+func (q *SQL) String() string { return q.src }
+
+// Eval evaluates the expression on e as a condition: its boolean value,
+// or the value of a string that reads true or false (CloudEvents SQL
+// coerces to a boolean so). An evaluation error, another result type, or a
+// panic of the evaluator is an error.
+func (q *SQL) Eval(e event.Event) (ok bool, err error) {
 	defer func() {
-		if recover() != nil {
-			ok = false
+		if p := recover(); p != nil {
+			ok, err = false, fmt.Errorf("evaluation failed: %v", p)
 		}
 	}()
-	v, err := f.expr.Evaluate(e)
+	v, err := q.expr.Evaluate(e)
 	if err != nil {
-		return false
+		return false, err
 	}
 	switch v := v.(type) {
 	case bool:
-		return v
+		return v, nil
 	case string:
-		return strings.EqualFold(v, "true")
+		switch {
+		case strings.EqualFold(v, "true"):
+			return true, nil
+		case strings.EqualFold(v, "false"):
+			return false, nil
+		}
 	}
-	return false
+	return false, fmt.Errorf("the expression gives %T %v, not a boolean", v, v)
+}
+
+// Match is true when the expression evaluates, without error, to true.
+func (f sqlFilter) Match(e event.Event) bool {
+	ok, err := f.q.Eval(e)
+	return err == nil && ok
 }

@@ -13,39 +13,27 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cefilter"
 	"github.com/eventkit/eventkit/pipeline"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
-
-	cesql "github.com/cloudevents/sdk-go/sql/v2"
-	cesqlparser "github.com/cloudevents/sdk-go/sql/v2/parser"
 )
 
-// Compile parses a CloudEvents SQL expression into a predicate.
-// Some malformed expressions make the SQL parser panic (sdk-go/sql
-// v2.16.2, for "type = = 'x'"); Compile returns that as an error.
+// Compile parses a CloudEvents SQL expression into a predicate (with
+// cefilter.ParseSQL, which the Subscriptions API's "sql" filter uses too:
+// a parser panic is an error, a string reading true or false counts as a
+// boolean).
 func Compile(expr string) (keep func(e event.Event) (bool, error), err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			keep, err = nil, fmt.Errorf("cesql: %q: the parser failed: %v", expr, v)
-		}
-	}()
-	x, err := cesqlparser.Parse(expr)
+	q, err := cefilter.ParseSQL(expr)
 	if err != nil {
 		return nil, fmt.Errorf("cesql: %q: %w", expr, err)
 	}
-	return func(e event.Event) (bool, error) { return eval(x, expr, e) }, nil
-}
-
-func eval(x cesql.Expression, expr string, e event.Event) (bool, error) {
-	v, err := x.Evaluate(e)
-	if err != nil {
-		return false, eventkit.Permanent(fmt.Errorf("cesql: %q on event %s: %w", expr, e.ID(), err))
-	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, eventkit.Permanent(fmt.Errorf("cesql: %q gives %T, not a boolean", expr, v))
-	}
-	return b, nil
+	return func(e event.Event) (bool, error) {
+		ok, err := q.Eval(e)
+		if err != nil {
+			return false, eventkit.Permanent(fmt.Errorf("cesql: %q on event %s: %w", expr, e.ID(), err))
+		}
+		return ok, nil
+	}, nil
 }
 
 // Filter returns a stage that passes the events for which expr is true.
