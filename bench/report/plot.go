@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"github.com/eventkit/eventkit/internal/benchkit"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// A chart is one bar chart: the RESULT values of one unit from one
+// program, grouped by measure, one bar per system.
+type chart struct {
+	title, unit, file string
+	measures          []string
+	systems           []string
+	values            map[[2]string]float64 // [system, measure] → value
+}
+
+// kinds are the charts drawn per program: which unit, and its title.
+var kinds = []struct{ unit, what string }{
+	{"events/s", "throughput"},
+	{"µs/event", "CPU per event"},
+	{"µs", "latency"},
+}
+
+// drawPlots writes one PNG per program and kind that has values, and
+// returns their paths relative to bench/report.
+func drawPlots(runs []run, dir string) ([]string, error) {
+	var files []string
+	for _, r := range runs {
+		if r.err != nil {
+			continue
+		}
+		for _, k := range kinds {
+			c := collect(r.name, r.lines, k.unit, k.what)
+			if len(c.values) == 0 {
+				continue
+			}
+			c.file = filepath.Join(dir, fmt.Sprintf("%s-%s.png", r.name, slugs[k.what]))
+			if err := c.draw(); err != nil {
+				return files, fmt.Errorf("%s: %w", c.file, err)
+			}
+			files = append(files, c.file)
+		}
+	}
+	return files, nil
+}
+
+var slugs = map[string]string{"throughput": "throughput", "CPU per event": "cpu", "latency": "latency"}
+
+func collect(name string, lines []benchkit.Line, unit, what string) chart {
+	c := chart{title: name + ": " + what + " (" + unit + ")", unit: unit, values: map[[2]string]float64{}}
+	for _, l := range lines {
+		if l.Kind != "RESULT" || l.Unit != unit {
+			continue
+		}
+		if !slices.Contains(c.systems, l.System) {
+			c.systems = append(c.systems, l.System)
+		}
+		if !slices.Contains(c.measures, l.Measure) {
+			c.measures = append(c.measures, l.Measure)
+		}
+		c.values[[2]string{l.System, l.Measure}] = l.Value
+	}
+	return c
+}
+
+func (c chart) draw() error {
+	p := plot.New()
+	p.Title.Text = c.title
+	p.Y.Label.Text = c.unit
+	w := vg.Points(min(18, 120/float64(max(1, len(c.systems)))))
+	for i, s := range c.systems {
+		vals := make(plotter.Values, len(c.measures))
+		for j, m := range c.measures {
+			vals[j] = c.values[[2]string{s, m}]
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		bars.LineStyle.Width = 0
+		bars.Color = plotutil.Color(i)
+		bars.Offset = w * vg.Length(float64(i)-float64(len(c.systems)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(s, bars)
+	}
+	p.Legend.Top = true
+	top := 0.0
+	for _, v := range c.values {
+		top = max(top, v)
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.3 // room for the legend above the bars
+	p.NominalX(c.measures...)
+	width := vg.Length(max(6, 1.2*float64(len(c.measures)*len(c.systems)/2+2))) * vg.Inch
+	return p.Save(width, 4*vg.Inch, c.file)
+}
