@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/eventkit/eventkit/internal/benchkit"
 	"gonum.org/v1/plot"
@@ -21,11 +22,16 @@ type chart struct {
 	values            map[[2]string]float64 // [system, measure] → value
 }
 
-// kinds are the charts drawn per program: which unit, and its title.
-var kinds = []struct{ unit, what string }{
-	{"events/s", "throughput"},
-	{"µs/event", "CPU per event"},
-	{"µs", "latency"},
+// kinds are the charts drawn per program: its title, the file name's
+// suffix, and which units it takes.
+var kinds = []struct {
+	what, slug string
+	takes      func(unit string) bool
+}{
+	{"throughput", "throughput", func(u string) bool { return strings.HasSuffix(u, "/s") }},
+	{"CPU per event", "cpu", func(u string) bool { return u == "µs/event" }},
+	{"CPU per event", "cpu-ns", func(u string) bool { return u == "cpu-ns/event" }},
+	{"latency", "latency", func(u string) bool { return u == "µs" }},
 }
 
 // drawPlots writes one PNG per program and kind that has values, and
@@ -37,11 +43,11 @@ func drawPlots(runs []run, dir string) ([]string, error) {
 			continue
 		}
 		for _, k := range kinds {
-			c := collect(r.name, r.lines, k.unit, k.what)
+			c := collect(r.name, r.lines, k.takes, k.what)
 			if len(c.values) == 0 {
 				continue
 			}
-			c.file = filepath.Join(dir, fmt.Sprintf("%s-%s.png", r.name, slugs[k.what]))
+			c.file = filepath.Join(dir, fmt.Sprintf("%s-%s.png", r.name, k.slug))
 			if err := c.draw(); err != nil {
 				return files, fmt.Errorf("%s: %w", c.file, err)
 			}
@@ -51,13 +57,16 @@ func drawPlots(runs []run, dir string) ([]string, error) {
 	return files, nil
 }
 
-var slugs = map[string]string{"throughput": "throughput", "CPU per event": "cpu", "latency": "latency"}
-
-func collect(name string, lines []benchkit.Line, unit, what string) chart {
-	c := chart{title: name + ": " + what + " (" + unit + ")", unit: unit, values: map[[2]string]float64{}}
+func collect(name string, lines []benchkit.Line, takes func(string) bool, what string) chart {
+	c := chart{title: name + ": " + what, values: map[[2]string]float64{}}
 	for _, l := range lines {
-		if l.Kind != "RESULT" || l.Unit != unit {
+		if l.Kind != "RESULT" || !takes(l.Unit) {
 			continue
+		}
+		if c.unit == "" {
+			c.unit = l.Unit
+		} else if c.unit != l.Unit && !strings.HasSuffix(c.unit, " (mixed)") {
+			c.unit = strings.TrimSuffix(c.unit, "/s") + "… /s (mixed)"
 		}
 		if !slices.Contains(c.systems, l.System) {
 			c.systems = append(c.systems, l.System)

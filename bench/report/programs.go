@@ -21,6 +21,12 @@ type program struct {
 	args  []string // arguments after "go run ."
 	needs string   // host:port of the server it needs ("" for none)
 	about string   // what it compares, one line
+
+	// A `go test -bench` program instead of a bench/ program: the package
+	// (run from the repository's root), the benchmarks' pattern, and the
+	// ratios the report computes from its results.
+	pkg, bench, benchtime string
+	ratios                []ratioSpec
 }
 
 // programs lists the peer comparisons, with shorter loads in quick mode.
@@ -52,6 +58,18 @@ func programs(quick bool) []program {
 			about: "PostgreSQL queue against watermill-sql; the outbox relay's rate and latency"},
 		{name: "ingress", dir: "ingress", args: []string{"-mode", "all", "-n", pick("10000", "100000"), "-runs", pick("1", "3")},
 			about: "HTTP ingress into the embedded store, against the store's own ceiling (raw nats.go)"},
+		{name: "tracing", pkg: "./middleware", bench: "BenchmarkMiddlewareChain/direct|BenchmarkSpanReference", benchtime: pick("20000x", "200000x"),
+			about:  "the tracing middleware and the rest of the recommended chain, against one bare OpenTelemetry SDK span",
+			ratios: []ratioSpec{{"tracing", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}}}},
+		{name: "eventstore", pkg: "./postgres", bench: "BenchmarkPostgresAppendBatch", benchtime: pick("200x", "2000x"), needs: "127.0.0.1:5432",
+			about: "PostgreSQL event store, 100 events per append, against raw pgx COPY into the same schema",
+			ratios: []ratioSpec{
+				{"eventkit", "raw-pgx-copy", "append-100", figure{"PostgresAppendBatch/writers=1", "events/s"}, figure{"PostgresAppendBatch/raw-pgx-copy", "events/s"}},
+				{"eventkit-4-writers", "raw-pgx-copy", "append-100", figure{"PostgresAppendBatch/writers=4", "events/s"}, figure{"PostgresAppendBatch/raw-pgx-copy", "events/s"}},
+			}},
+		{name: "cdc", pkg: "./postgres/pgcdc", bench: "BenchmarkCDCBulkLoad", benchtime: "1x", needs: "127.0.0.1:5432",
+			about:  "CDC of a bulk load, against PostgreSQL's own decoding of the same changes (a peer slot read after the load, as pg_recvlogical does)",
+			ratios: []ratioSpec{{"eventkit", "pg-logical-decoding", "rows/s", figure{"CDCBulkLoad", "cdc-rows/s"}, figure{"CDCBulkLoad", "pg-decode-rows/s"}}}},
 	}
 }
 
@@ -66,6 +84,9 @@ func selectPrograms(all []program, names []string) []program {
 }
 
 func (p program) command() string {
+	if p.pkg != "" {
+		return "go test -run '^$' -bench '" + p.bench + "' -benchtime " + p.benchtime + " " + p.pkg
+	}
 	return "cd bench/" + p.dir + " && go run . " + strings.Join(p.args, " ")
 }
 
@@ -92,6 +113,10 @@ func (p program) run(file string) (r run) {
 	var out bytes.Buffer
 	cmd := exec.Command("go", append([]string{"run", "."}, p.args...)...)
 	cmd.Dir = "../" + p.dir
+	if p.pkg != "" {
+		cmd = exec.Command("go", "test", "-run", "^$", "-bench", p.bench, "-benchtime", p.benchtime, p.pkg)
+		cmd.Dir = "../.."
+	}
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	r.err = cmd.Run()
@@ -99,6 +124,9 @@ func (p program) run(file string) (r run) {
 		r.err = werr
 	}
 	lines, perr := benchkit.Parse(bytes.NewReader(out.Bytes()))
+	if p.pkg != "" {
+		lines = addRatios(parseGoBench(out.Bytes()), p.ratios)
+	}
 	r.lines = lines
 	if r.err == nil {
 		r.err = perr

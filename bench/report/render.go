@@ -73,7 +73,7 @@ func renderRun(b *strings.Builder, r run) {
 	var ratios []string
 	for _, l := range r.lines {
 		if l.Kind == "RATIO" {
-			ratios = append(ratios, fmt.Sprintf("`RATIO %s/%s %s=%g`", l.System, l.Peer, l.Measure, l.Value))
+			ratios = append(ratios, fmt.Sprintf("`RATIO %s/%s %s=%.3g`", l.System, l.Peer, l.Measure, l.Value))
 		}
 	}
 	if len(ratios) > 0 {

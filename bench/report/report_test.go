@@ -69,3 +69,23 @@ func TestDrawPlots(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGoBench(t *testing.T) {
+	out := []byte(`goos: linux
+BenchmarkMiddlewareChain/direct/tracing-2             	    3000	      5000 ns/op	      3310 cpu-ns/event	    1377 B/op	       5 allocs/op
+BenchmarkSpanReference-2                              	    3000	       769.9 ns/op	       692.7 cpu-ns/event	     944 B/op	       3 allocs/op
+PASS
+`)
+	lines := addRatios(parseGoBench(out), []ratioSpec{{"tracing", "bare-span", "cpu-per-event",
+		figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}}})
+	if len(lines) != 9 {
+		t.Fatalf("got %d lines, want 8 RESULT and 1 RATIO: %+v", len(lines), lines)
+	}
+	r := lines[8]
+	if r.Kind != "RATIO" || r.System != "tracing" || r.Peer != "bare-span" || r.Value < 4.77 || r.Value > 4.79 {
+		t.Errorf("ratio = %+v, want tracing/bare-span 3310/692.7", r)
+	}
+	if l := lines[1]; l.System != "MiddlewareChain/direct/tracing" || l.Measure != "cpu-ns/event" || l.Value != 3310 {
+		t.Errorf("second line = %+v", l)
+	}
+}
