@@ -60,7 +60,10 @@ func programs(quick bool) []program {
 			about: "HTTP ingress into the embedded store, against the store's own ceiling (raw nats.go)"},
 		{name: "tracing", pkg: "./middleware", bench: "BenchmarkMiddlewareChain/direct|BenchmarkSpanReference", benchtime: pick("20000x", "200000x"),
 			about:  "the tracing middleware and the rest of the recommended chain, against one bare OpenTelemetry SDK span",
-			ratios: []ratioSpec{{"tracing", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}}}},
+			ratios: []ratioSpec{
+				{"tracing", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}},
+				{"tracing", "span-same-attributes", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReferenceAttributes", "cpu-ns/event"}},
+			}},
 		{name: "eventstore", pkg: "./postgres", bench: "BenchmarkPostgresAppendBatch", benchtime: pick("200x", "2000x"), needs: "127.0.0.1:5432",
 			about: "PostgreSQL event store, 100 events per append, against raw pgx COPY into the same schema",
 			ratios: []ratioSpec{
