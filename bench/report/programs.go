@@ -59,7 +59,7 @@ func programs(quick bool) []program {
 		{name: "ingress", dir: "ingress", args: []string{"-mode", "all", "-n", pick("10000", "100000"), "-runs", pick("1", "3")},
 			about: "HTTP ingress into the embedded store, against the store's own ceiling (raw nats.go)"},
 		{name: "tracing", pkg: "./middleware", bench: "BenchmarkMiddlewareChain/direct|BenchmarkSpanReference", benchtime: pick("20000x", "200000x"),
-			about:  "the tracing middleware and the rest of the recommended chain, against one bare OpenTelemetry SDK span",
+			about: "the tracing middleware and the rest of the recommended chain, against one bare OpenTelemetry SDK span",
 			ratios: []ratioSpec{
 				{"tracing", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}},
 				{"tracing", "span-same-attributes", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReferenceAttributes", "cpu-ns/event"}},
