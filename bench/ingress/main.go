@@ -43,7 +43,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, both, all (store, then both: the batch rate as a fraction of the store's ceiling), or store (raw nats.go async publish into the embedded JetStream file store, no HTTP: the store's ceiling)")
+	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, both, all (store, then both: the batch rate as a fraction of the store's ceiling), webhook (delivery from the store to a local sink through a subscription with -c in flight, against a raw net/http client posting the same events), or store (raw nats.go async publish into the embedded JetStream file store, no HTTP: the store's ceiling)")
 	n := flag.Int("n", 100000, "events per run")
 	conc := flag.Int("c", 64, "concurrent clients (single mode)")
 	bconc := flag.Int("bc", 8, "concurrent clients (batch mode)")
@@ -75,6 +75,10 @@ func main() {
 	data := `{"pad":"` + strings.Repeat("x", max(*size-10, 0)) + `"}`
 	if *mode == "store" {
 		runStoreMode(*n, *runs, data)
+		return
+	}
+	if *mode == "webhook" {
+		runWebhookMode(*n, *conc, *runs, data)
 		return
 	}
 	var ceiling float64 // the store's own rate, measured first with -mode all
