@@ -24,9 +24,10 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/eventkit/eventkit/internal/benchkit"
 )
 
 var payload = func() []byte {
@@ -58,10 +59,7 @@ func main() {
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+		benchkit.Check(err)
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
@@ -93,8 +91,7 @@ func main() {
 		for i, s := range systems { // alternate so that load drift hits all
 			x, err := s.fn(*n, *batch)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
-				os.Exit(1)
+				benchkit.Check(fmt.Errorf("%s: %w", s.name, err))
 			}
 			fmt.Printf("#   round %d %-22s produce %9.0f/s consume %9.0f/s total %9.0f/s\n", r+1, s.name, x.produce, x.consume, x.total)
 			res[i] = append(res[i], x)
@@ -105,8 +102,7 @@ func main() {
 		for i, r := range rs {
 			v[i] = f(r)
 		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return benchkit.Median(v)
 	}
 	fmt.Printf("%-22s %12s %12s %12s\n", "system", "produce/s", "consume/s", "total/s")
 	meds := make([]result, len(systems))
@@ -124,6 +120,16 @@ func main() {
 		}
 		fmt.Printf("%s / %s: produce %.2f, consume %.2f, total %.2f\n", s.name, systems[1].name,
 			meds[i].produce/raw.produce, meds[i].consume/raw.consume, meds[i].total/raw.total)
+	}
+	for i, s := range systems {
+		benchkit.Result(s.name, "produce", meds[i].produce, "events/s")
+		benchkit.Result(s.name, "consume", meds[i].consume, "events/s")
+		benchkit.Result(s.name, "end-to-end", meds[i].total, "events/s")
+		if i != 1 {
+			benchkit.Ratio(s.name, systems[1].name, "produce", meds[i].produce, raw.produce)
+			benchkit.Ratio(s.name, systems[1].name, "consume", meds[i].consume, raw.consume)
+			benchkit.Ratio(s.name, systems[1].name, "end-to-end", meds[i].total, raw.total)
+		}
 	}
 }
 

@@ -39,10 +39,11 @@ import (
 
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/internal/benchkit"
 )
 
 func main() {
-	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, both, or store (raw nats.go async publish into the embedded JetStream file store, no HTTP: the store's ceiling)")
+	mode := flag.String("mode", "both", "single (one binary-mode event per request), batch, both, all (store, then both: the batch rate as a fraction of the store's ceiling), webhook (delivery from the store to a local sink through a subscription with -c in flight, against a raw net/http client posting the same events), or store (raw nats.go async publish into the embedded JetStream file store, no HTTP: the store's ceiling)")
 	n := flag.Int("n", 100000, "events per run")
 	conc := flag.Int("c", 64, "concurrent clients (single mode)")
 	bconc := flag.Int("bc", 8, "concurrent clients (batch mode)")
@@ -75,6 +76,14 @@ func main() {
 	if *mode == "store" {
 		runStoreMode(*n, *runs, data)
 		return
+	}
+	if *mode == "webhook" {
+		runWebhookMode(*n, *conc, *runs, data)
+		return
+	}
+	var ceiling float64 // the store's own rate, measured first with -mode all
+	if *mode == "all" {
+		ceiling = runStoreMode(*n, *runs, data)
 	}
 
 	base := *server
@@ -119,14 +128,14 @@ func main() {
 	fmt.Printf("# server %s, %s; %s client; %d events per run, data %d bytes, GOMAXPROCS %d, load average %s\n",
 		base, where, *clientKind, *n, len(data), runtime.GOMAXPROCS(0), loadavg())
 	modes := []string{*mode}
-	if *mode == "both" {
+	if *mode == "both" || *mode == "all" {
 		modes = []string{"single", "batch"}
 	}
 	for _, m := range modes {
 		var results []result
 		for r := 0; r < *runs; r++ {
 			var res result
-			cpu0, scpu0 := processCPU(), pidCPU(pid)
+			cpu0, scpu0 := benchkit.CPUTime(), pidCPU(pid)
 			switch m {
 			case "single":
 				res = runSingle(*clientKind, base, *n, *conc, data, r)
@@ -135,7 +144,7 @@ func main() {
 			default:
 				fatal(fmt.Errorf("unknown mode %q", m))
 			}
-			res.selfCPU = processCPU() - cpu0 - signCPU
+			res.selfCPU = benchkit.CPUTime() - cpu0 - signCPU
 			signCPU = 0
 			if pid != 0 {
 				res.serverCPU = pidCPU(pid) - scpu0
@@ -147,6 +156,15 @@ func main() {
 		slices.SortFunc(results, func(a, b result) int { return cmp.Compare(a.rate, b.rate) })
 		med := results[len(results)/2]
 		fmt.Printf("%-6s median: %s   [load average %s]\n", m, med, loadavg())
+		benchkit.Result("eventkit", "ingress-"+m, med.rate, "events/s")
+		benchkit.Result("eventkit", "ingress-"+m+"-p50", float64(med.p50)/1e3, "µs")
+		benchkit.Result("eventkit", "ingress-"+m+"-p99", float64(med.p99)/1e3, "µs")
+		if med.events > 0 {
+			benchkit.Result("eventkit", "ingress-"+m+"-cpu", float64((med.selfCPU+med.serverCPU).Microseconds())/float64(med.events), "µs/event")
+		}
+		if m == "batch" {
+			benchkit.Ratio("eventkit", "store-ceiling", "ingress-batch", med.rate, ceiling)
+		}
 	}
 	if stored, ok := storedEvents(base); ok {
 		fmt.Printf("# server counted %d events stored and acknowledged (eventkit_ingress_events_total)\n", stored)
@@ -384,8 +402,8 @@ func signatures(base, prefix string, n int, body []byte) [][3][2]string {
 	if hmacSecret == "" {
 		return nil
 	}
-	cpu0 := processCPU()
-	defer func() { signCPU = processCPU() - cpu0 }()
+	cpu0 := benchkit.CPUTime()
+	defer func() { signCPU = benchkit.CPUTime() - cpu0 }()
 	out := make([][3][2]string, n)
 	for i := range out {
 		req, _ := http.NewRequest(http.MethodPost, base+"/events", bytes.NewReader(body))
@@ -497,15 +515,6 @@ func spawnServer(bin string) (base string, pid int, stop func()) {
 		_ = cmd.Wait()
 		os.RemoveAll(dir)
 	}
-}
-
-// processCPU returns the user+system CPU time of this process.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // pidCPU returns utime+stime of process pid from /proc (0 for pid 0).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/benchkit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
@@ -30,7 +31,7 @@ import (
 //   - transport: eventkit's nats Transport.Publish of the same events as
 //     event.Event values, 500 per call from 8 goroutines (what the batch
 //     mode does after decoding the HTTP requests).
-func runStoreMode(n, runs int, data string) {
+func runStoreMode(n, runs int, data string) (ceiling float64) {
 	dir, err := os.MkdirTemp("", "eventkit-bench-store-")
 	if err != nil {
 		fatal(err)
@@ -96,7 +97,7 @@ func runStoreMode(n, runs int, data string) {
 					msgs[i] = m
 				}
 				runtime.GC()
-				start, cpu0 = time.Now(), processCPU()
+				start, cpu0 = time.Now(), benchkit.CPUTime()
 				futures := make([]jetstream.PubAckFuture, n)
 				for i := range msgs {
 					f, err := js.PublishMsgAsync(msgs[i], jetstream.WithStallWait(time.Minute))
@@ -114,7 +115,7 @@ func runStoreMode(n, runs int, data string) {
 				}
 			case "transport":
 				runtime.GC()
-				start, cpu0 = time.Now(), processCPU()
+				start, cpu0 = time.Now(), benchkit.CPUTime()
 				var wg sync.WaitGroup
 				var next sync.Mutex
 				pos := 0
@@ -140,7 +141,7 @@ func runStoreMode(n, runs int, data string) {
 				wg.Wait()
 			}
 			el := time.Since(start)
-			cpu := processCPU() - cpu0
+			cpu := benchkit.CPUTime() - cpu0
 			rate := float64(n) / el.Seconds()
 			perEvent := float64(cpu.Microseconds()) / float64(n)
 			rates, cpus = append(rates, rate), append(cpus, perEvent)
@@ -149,5 +150,12 @@ func runStoreMode(n, runs int, data string) {
 		slices.SortFunc(rates, cmp.Compare)
 		slices.SortFunc(cpus, cmp.Compare)
 		fmt.Printf("store %-9s median: %9.0f events/s, process CPU %.1f µs/event   [load average %s]\n", kind, rates[len(rates)/2], cpus[len(cpus)/2], loadavg())
+		system := map[string]string{"raw": "store-ceiling", "transport": "eventkit-nats-transport"}[kind]
+		benchkit.Result(system, "store", rates[len(rates)/2], "events/s")
+		benchkit.Result(system, "store-cpu", cpus[len(cpus)/2], "µs/event")
+		if kind == "raw" {
+			ceiling = rates[len(rates)/2]
+		}
 	}
+	return ceiling
 }

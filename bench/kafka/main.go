@@ -39,7 +39,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -52,6 +51,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/benchkit"
 	"github.com/eventkit/eventkit/kafka"
 )
 
@@ -73,13 +73,6 @@ var payload = func() []byte {
 type result struct {
 	produce, consume, total, cpuProduce, cpuConsume float64
 	first                                           time.Duration // from the start of consuming to the first record in hand
-}
-
-// cpuTime returns the CPU time (user+system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // phase measures wall and CPU time from its creation, and the heap
@@ -109,12 +102,12 @@ func begin(system, name string) phase {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	p.mallocs, p.bytes = ms.Mallocs, ms.TotalAlloc
-	p.wall, p.cpu = time.Now(), cpuTime()
+	p.wall, p.cpu = time.Now(), benchkit.CPUTime()
 	return p
 }
 
 func (p phase) end(system, name string, n int) (wall, cpu time.Duration) {
-	wall, cpu = time.Since(p.wall), cpuTime()-p.cpu
+	wall, cpu = time.Since(p.wall), benchkit.CPUTime()-p.cpu
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	allocs[system+"/"+name] = [2]float64{float64(ms.Mallocs-p.mallocs) / float64(n), float64(ms.TotalAlloc-p.bytes) / float64(n)}
@@ -188,6 +181,7 @@ func main() {
 	// ratios of each round, whose systems ran back to back, which drift in
 	// the machine's load disturbs less than a ratio of medians.
 	fmt.Println("ratios (median of the per-round ratios):")
+	var ratios []func() // the RATIO lines, written after the RESULT lines
 	for i, a := range systems {
 		if !strings.HasPrefix(a.name, "eventkit") || len(res[i]) == 0 {
 			continue
@@ -206,7 +200,36 @@ func main() {
 			fmt.Printf("%-48s produce %s  consume %s  end-to-end %s  | per CPU-second: produce %s  consume %s\n", a.name+" / "+b.name+":",
 				m(func(r result) float64 { return r.produce }), m(func(r result) float64 { return r.consume }), m(func(r result) float64 { return r.total }),
 				m(func(r result) float64 { return r.cpuProduce }), m(func(r result) float64 { return r.cpuConsume }))
+			ratios = append(ratios, func() {
+				an, bn := strings.Fields(a.name)[0], strings.Fields(b.name)[0]
+				for _, x := range []struct {
+					measure string
+					f       func(result) float64
+				}{
+					{"produce", func(r result) float64 { return r.produce }},
+					{"consume", func(r result) float64 { return r.consume }},
+					{"end-to-end", func(r result) float64 { return r.total }},
+					{"produce-per-cpu", func(r result) float64 { return r.cpuProduce }},
+					{"consume-per-cpu", func(r result) float64 { return r.cpuConsume }},
+				} {
+					benchkit.Ratio(an, bn, x.measure, median(rr, x.f), 1)
+				}
+			})
 		}
+	}
+	for i, s := range systems {
+		if len(res[i]) == 0 {
+			continue
+		}
+		name := strings.Fields(s.name)[0]
+		benchkit.Result(name, "produce", med[i].produce, "events/s")
+		benchkit.Result(name, "consume", med[i].consume, "events/s")
+		benchkit.Result(name, "end-to-end", med[i].total, "events/s")
+		benchkit.Result(name, "produce-cpu", 1e6/med[i].cpuProduce, "µs/event")
+		benchkit.Result(name, "consume-cpu", 1e6/med[i].cpuConsume, "µs/event")
+	}
+	for _, r := range ratios {
+		r()
 	}
 }
 
@@ -215,8 +238,7 @@ func median(rs []result, f func(result) float64) float64 {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
-	slices.Sort(v)
-	return v[len(v)/2]
+	return benchkit.Median(v)
 }
 
 func rates(n int, p, c, pcpu, ccpu, first time.Duration) result {

@@ -10,9 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/eventkit/eventkit/internal/benchkit"
 	"github.com/eventkit/eventkit/memory"
 )
 
@@ -41,24 +40,18 @@ func main() {
 		ek = append(ek, must(eventkitRound(*n)))
 		wm = append(wm, must(watermillRound(*n)))
 	}
-	e, w := median(ek), median(wm)
+	e, w := benchkit.Median(ek), benchkit.Median(wm)
 	fmt.Printf("eventkit memory bus     %12.0f events/s  (rounds: %s)\n", e, list(ek))
 	fmt.Printf("watermill gochannel     %12.0f events/s  (rounds: %s)\n", w, list(wm))
 	fmt.Printf("ratio eventkit/watermill %11.1fx\n", e/w)
+	benchkit.Result("eventkit", "end-to-end", e, "events/s")
+	benchkit.Result("watermill", "end-to-end", w, "events/s")
+	benchkit.Ratio("eventkit", "watermill", "end-to-end", e, w)
 }
 
 func must(v float64, err error) float64 {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	benchkit.Check(err)
 	return v
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func list(xs []float64) string {

@@ -17,10 +17,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -31,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/benchkit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/nats/natsserver"
 )
@@ -57,16 +56,16 @@ func main() {
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
-		check(err)
-		check(pprof.StartCPUProfile(f))
+		benchkit.Check(err)
+		benchkit.Check(pprof.StartCPUProfile(f))
 		defer pprof.StopCPUProfile()
 	}
 
 	dir, err := os.MkdirTemp("", "bench-nats-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	srv, err := natsserver.Run(natsserver.WithStoreDir(dir), natsserver.WithListen("127.0.0.1", 0))
-	check(err)
+	benchkit.Check(err)
 	defer srv.Shutdown(context.Background())
 	url := srv.ClientURL()
 
@@ -87,7 +86,7 @@ func main() {
 			case "watermill":
 				x = runWatermill(url, *n, *batch, r)
 			default:
-				check(fmt.Errorf("unknown system %q", name))
+				benchkit.Check(fmt.Errorf("unknown system %q", name))
 			}
 			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", r+1, name, x.pub, x.sub, x.pubCPU)
 			res[name] = append(res[name], x)
@@ -100,7 +99,7 @@ func main() {
 		for _, x := range res[name] {
 			p, s, c = append(p, x.pub), append(s, x.sub), append(c, x.pubCPU)
 		}
-		med[name] = result{median(p), median(s), median(c)}
+		med[name] = result{benchkit.Median(p), benchkit.Median(s), benchkit.Median(c)}
 		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", name, med[name].pub, med[name].sub, med[name].pubCPU)
 	}
 	if e, ok := med["eventkit"]; ok {
@@ -111,47 +110,37 @@ func main() {
 			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f\n", e.pub/w.pub, e.sub/w.sub)
 		}
 	}
-}
-
-func median(v []float64) float64 {
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	for _, name := range names {
+		benchkit.Result(name, "publish", med[name].pub, "events/s")
+		benchkit.Result(name, "consume", med[name].sub, "events/s")
+		benchkit.Result(name, "publish-cpu", med[name].pubCPU, "µs/event")
+	}
+	for _, peer := range names[1:] {
+		benchkit.Ratio(names[0], peer, "publish", med[names[0]].pub, med[peer].pub)
+		benchkit.Ratio(names[0], peer, "consume", med[names[0]].sub, med[peer].sub)
 	}
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
-// cpuTime is the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func perEvent(n int, d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 
 func deleteStream(nc *nats.Conn, name string) {
 	js, err := jetstream.New(nc)
-	check(err)
+	benchkit.Check(err)
 	_ = js.DeleteStream(context.Background(), name)
 }
 
 func runEventkit(url string, n, batch, round int) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
-	check(err)
+	benchkit.Check(err)
 	defer nc.Close()
 	stream := "EK_BENCH_" + strconv.Itoa(round)
 	subject := "ekbench" + strconv.Itoa(round)
 	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}))
-	check(err)
-	check(tr.EnsureStreams(ctx)) // New does no I/O: make the stream before the clock starts
+	benchkit.Check(err)
+	benchkit.Check(tr.EnsureStreams(ctx)) // New does no I/O: make the stream before the clock starts
 	defer deleteStream(nc, stream)
 	defer tr.Close()
 	events := make([]event.Event, n)
@@ -160,25 +149,25 @@ func runEventkit(url string, n, batch, round int) result {
 		e.SetID("ev-" + strconv.Itoa(i))
 		e.SetSource("urn:bench")
 		e.SetType("bench.event")
-		check(e.SetData("application/json", payload))
+		benchkit.Check(e.SetData("application/json", payload))
 		events[i] = e
 	}
 	topic := subject + ".events"
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), benchkit.CPUTime()
 	for i := 0; i < n; i += batch {
-		check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
+		benchkit.Check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
 	}
-	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
+	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
 
 	start = time.Now()
 	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
-	check(err)
+	benchkit.Check(err)
 	for got := 0; got < n; got++ {
 		m := <-s.Messages()
-		check(m.Ack())
+		benchkit.Check(m.Ack())
 	}
 	sub := rate(n, time.Since(start))
-	check(s.Close())
+	benchkit.Check(s.Close())
 	return result{pub, sub, pubCPU}
 }
 
@@ -190,14 +179,14 @@ func runEventkit(url string, n, batch, round int) result {
 func runRaw(url string, n, round int, ce bool) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
-	check(err)
+	benchkit.Check(err)
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	check(err)
+	benchkit.Check(err)
 	stream := "RAW_BENCH_" + strconv.Itoa(round) + strconv.FormatBool(ce)
 	subject := "rawbench" + strconv.Itoa(round) + strconv.FormatBool(ce)
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}, Storage: jetstream.FileStorage})
-	check(err)
+	benchkit.Check(err)
 	defer deleteStream(nc, stream)
 	topic := subject + ".events"
 	msgs := make([]*nats.Msg, n)
@@ -208,20 +197,20 @@ func runRaw(url string, n, round int, ce bool) result {
 			e.SetID(id)
 			e.SetSource("urn:bench")
 			e.SetType("bench.event")
-			check(e.SetData("application/json", payload))
+			benchkit.Check(e.SetData("application/json", payload))
 			m, err := eknats.EncodeMsg(topic, e, eventkit.Binary)
-			check(err)
+			benchkit.Check(err)
 			m.Header.Set(nats.MsgIdHdr, eknats.DefaultMsgID(topic, id, "urn:bench"))
 			msgs[i] = m
 		} else {
 			msgs[i] = &nats.Msg{Subject: topic, Data: payload, Header: nats.Header{nats.MsgIdHdr: []string{id}}}
 		}
 	}
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), benchkit.CPUTime()
 	futures := make([]jetstream.PubAckFuture, n)
 	for i := 0; i < n; i++ {
 		f, err := js.PublishMsgAsync(msgs[i], jetstream.WithStallWait(10*time.Second))
-		check(err)
+		benchkit.Check(err)
 		futures[i] = f
 	}
 	<-js.PublishAsyncComplete()
@@ -229,22 +218,22 @@ func runRaw(url string, n, round int, ce bool) result {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			check(err)
+			benchkit.Check(err)
 		}
 	}
-	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
+	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
 
 	start = time.Now()
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: topic,
 	})
-	check(err)
+	benchkit.Check(err)
 	it, err := cons.Messages()
-	check(err)
+	benchkit.Check(err)
 	for got := 0; got < n; got++ {
 		msg, err := it.Next()
-		check(err)
-		check(msg.Ack())
+		benchkit.Check(err)
+		benchkit.Check(msg.Ack())
 	}
 	sub := rate(n, time.Since(start))
 	it.Stop()
@@ -263,34 +252,34 @@ func runWatermill(url string, n, batch, round int) result {
 		},
 	}
 	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{URL: url, Marshaler: &wmnats.NATSMarshaler{}, JetStream: jsCfg}, logger)
-	check(err)
+	benchkit.Check(err)
 	defer pub.Close()
 	msgs := make([]*message.Message, n)
 	for i := range msgs {
 		msgs[i] = message.NewMessage("ev-"+strconv.Itoa(i), payload)
 	}
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), benchkit.CPUTime()
 	for i := 0; i < n; i += batch {
-		check(pub.Publish(topic, msgs[i:min(i+batch, n)]...))
+		benchkit.Check(pub.Publish(topic, msgs[i:min(i+batch, n)]...))
 	}
-	pubRate, pubCPU := rate(n, time.Since(start)), perEvent(n, cpuTime()-cpu0)
+	pubRate, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
 
 	start = time.Now()
 	sub, err := wmnats.NewSubscriber(wmnats.SubscriberConfig{
 		URL: url, Unmarshaler: &wmnats.NATSMarshaler{}, JetStream: jsCfg,
 		SubscribersCount: 1, AckWaitTimeout: 30 * time.Second, CloseTimeout: 10 * time.Second,
 	}, logger)
-	check(err)
+	benchkit.Check(err)
 	ch, err := sub.Subscribe(context.Background(), topic)
-	check(err)
+	benchkit.Check(err)
 	for got := 0; got < n; got++ {
 		m := <-ch
 		m.Ack()
 	}
 	subRate := rate(n, time.Since(start))
-	check(sub.Close())
+	benchkit.Check(sub.Close())
 	nc, err := nats.Connect(url)
-	check(err)
+	benchkit.Check(err)
 	deleteStream(nc, topic)
 	nc.Close()
 	return result{pubRate, subRate, pubCPU}

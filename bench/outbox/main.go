@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -27,6 +26,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/benchkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/postgres"
@@ -122,10 +122,19 @@ func main() {
 			rP, rS = append(rP, a/b), append(rS, c/d)
 		}
 		fmt.Printf("queue publish  (%d events, %d publishers, %d per call), medians of %d rounds: eventkit %8.0f events/s   watermill-sql %8.0f events/s   ratio %.2fx\n",
-			*n, *publishers, *batch, *rounds, median(ekP), median(wmP), median(rP))
+			*n, *publishers, *batch, *rounds, benchkit.Median(ekP), benchkit.Median(wmP), benchkit.Median(rP))
 		fmt.Printf("queue consume  (%d events, one consumer, ack each), medians of %d rounds:      eventkit %8.0f events/s   watermill-sql %8.0f events/s   ratio %.2fx\n",
-			*n, *rounds, median(ekS), median(wmS), median(rS))
-		fmt.Printf("eventkit queue CPU of this process (publish + consume), median of %d rounds: %.1f µs/event\n", *rounds, median(ekCPU))
+			*n, *rounds, benchkit.Median(ekS), benchkit.Median(wmS), benchkit.Median(rS))
+		fmt.Printf("eventkit queue CPU of this process (publish + consume), median of %d rounds: %.1f µs/event\n", *rounds, benchkit.Median(ekCPU))
+		benchkit.Result("eventkit", "queue-publish", benchkit.Median(ekP), "events/s")
+		benchkit.Result("eventkit", "queue-consume", benchkit.Median(ekS), "events/s")
+		benchkit.Result("eventkit", "queue-cpu", benchkit.Median(ekCPU), "µs/event")
+		if *peer {
+			benchkit.Result("watermill-sql", "queue-publish", benchkit.Median(wmP), "events/s")
+			benchkit.Result("watermill-sql", "queue-consume", benchkit.Median(wmS), "events/s")
+			benchkit.Ratio("eventkit", "watermill-sql", "queue-publish", benchkit.Median(rP), 1)
+			benchkit.Ratio("eventkit", "watermill-sql", "queue-consume", benchkit.Median(rS), 1)
+		}
 	}
 	if *only == "" || *only == "relay" {
 		var rates, perCPU []float64
@@ -135,11 +144,15 @@ func main() {
 			fmt.Printf("round %d: relay %8.0f events/s (%8.0f events per CPU-second of this process)\n", r+1, rate, float64(*relayN)/cpu.Seconds())
 		}
 		fmt.Printf("outbox relay   (%d events pre-written, outbox -> memory bus), medians of %d rounds: %8.0f events/s, %8.0f events per CPU-second of the relay process\n",
-			*relayN, *rounds, median(rates), median(perCPU))
+			*relayN, *rounds, benchkit.Median(rates), benchkit.Median(perCPU))
+		benchkit.Result("eventkit", "relay", benchkit.Median(rates), "events/s")
+		benchkit.Result("eventkit", "relay-cpu", 1e6/benchkit.Median(perCPU), "µs/event")
 	}
 	if *only == "" || *only == "latency" {
 		p50, p99 := benchLatency(ctx, pool, suffix)
 		fmt.Printf("outbox latency (%d single-event transactions, commit -> published on the bus): p50 %s  p99 %s\n", *latN, p50, p99)
+		benchkit.Result("eventkit", "relay-latency-p50", float64(p50)/1e3, "µs")
+		benchkit.Result("eventkit", "relay-latency-p99", float64(p99)/1e3, "µs")
 	}
 }
 
@@ -180,7 +193,7 @@ func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) 
 		_, _ = pool.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s_groups, %s_work, %s_claims`, table, table, table, table))
 	}()
 	total := *n / *publishers * *publishers
-	cpu0 := cpuTime()
+	cpu0 := benchkit.CPUTime()
 	el := publishAll(total, *publishers, *batch, func(from, to int) error {
 		evs := make([]event.Event, 0, to-from)
 		for i := from; i < to; i++ {
@@ -202,7 +215,7 @@ func benchEventkitQueue(ctx context.Context, pool *pgxpool.Pool, suffix string) 
 	}
 	subRate = float64(total) / time.Since(start).Seconds()
 	_ = s.Close()
-	ekCPU = append(ekCPU, float64((cpuTime()-cpu0).Microseconds())/float64(total))
+	ekCPU = append(ekCPU, float64((benchkit.CPUTime()-cpu0).Microseconds())/float64(total))
 	return pubRate, subRate
 }
 
@@ -273,12 +286,6 @@ func dropOutbox(ctx context.Context, pool *pgxpool.Pool, table string) {
 	_, _ = pool.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s_leases, %s_relays, %s_archive`, table, table, table, table))
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func benchRelay(ctx context.Context, pool *pgxpool.Pool, suffix string) (float64, time.Duration) {
 	table := "bench_ekob_" + suffix
 	o := newOutbox(ctx, pool, table)
@@ -308,13 +315,13 @@ func benchRelay(ctx context.Context, pool *pgxpool.Pool, suffix string) (float64
 		log.Fatal(err)
 	}
 	done := make(chan struct{})
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), benchkit.CPUTime()
 	go func() { defer close(done); _ = r.Run(rctx) }()
 	for got := 0; got < *relayN; got++ {
 		m := <-s.Messages()
 		_ = m.Ack()
 	}
-	el, cpu := time.Since(start), cpuTime()-cpu0
+	el, cpu := time.Since(start), benchkit.CPUTime()-cpu0
 	cancel()
 	<-done
 	if *verbose {
@@ -378,18 +385,6 @@ func benchLatency(ctx context.Context, pool *pgxpool.Pool, suffix string) (p50, 
 	<-done
 	slices.Sort(lat)
 	return lat[len(lat)/2].Round(10 * time.Microsecond), lat[len(lat)*99/100].Round(10 * time.Microsecond)
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // timedStore measures the relay's time in the store.
