@@ -13,13 +13,15 @@
 // function, fed by 16 goroutines in batches of 64; eventkit's is a
 // memory-bus subscription fed by one publisher in batches of 64.
 //
-// It prints each round, the medians, and
+// It prints each round, the medians, and the lines bench/report reads
+// (internal/benchkit):
 //
-//	RATIO eventkit/benthos throughput=<x> cpu=<y>
+//	RATIO eventkit/benthos throughput=<x>
+//	RATIO eventkit/benthos cpu=<y>
 //
 // (Go functions against Bloblang; cpu is eventkit's CPU per event over
-// Benthos's, lower is better), and the same for CEL. -quick runs a short
-// version.
+// Benthos's, lower is better), and the same for CEL (eventkit-cel).
+// -quick runs a short version.
 //
 //	cd bench/pipeline && go run . -n 200000 -rounds 3
 package main
@@ -30,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/benchkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/pipeline"
 	"github.com/eventkit/eventkit/pipeline/pipecel"
@@ -84,9 +86,15 @@ func main() {
 		med[s.name] = median(res[s.name])
 		fmt.Printf("median  %-13s %10.0f events/s %8.2f µs CPU/event\n", s.name, med[s.name].rate, med[s.name].cpu)
 	}
+	for _, s := range systems {
+		benchkit.Result(s.name, "throughput", med[s.name].rate, "events/s")
+		benchkit.Result(s.name, "cpu", med[s.name].cpu, "µs/event")
+	}
 	b := med["benthos"]
-	fmt.Printf("RATIO eventkit/benthos throughput=%.2f cpu=%.2f\n", med["eventkit-go"].rate/b.rate, med["eventkit-go"].cpu/b.cpu)
-	fmt.Printf("RATIO eventkit-cel/benthos throughput=%.2f cpu=%.2f\n", med["eventkit-cel"].rate/b.rate, med["eventkit-cel"].cpu/b.cpu)
+	for _, x := range [][2]string{{"eventkit-go", "eventkit"}, {"eventkit-cel", "eventkit-cel"}} {
+		benchkit.Ratio(x[1], "benthos", "throughput", med[x[0]].rate, b.rate)
+		benchkit.Ratio(x[1], "benthos", "cpu", med[x[0]].cpu, b.cpu)
+	}
 }
 
 func median(rs []result) result {
@@ -94,9 +102,7 @@ func median(rs []result) result {
 	for i, r := range rs {
 		rates[i], cpus[i] = r.rate, r.cpu
 	}
-	slices.Sort(rates)
-	slices.Sort(cpus)
-	return result{rates[len(rates)/2], cpus[len(cpus)/2]}
+	return result{benchkit.Median(rates), benchkit.Median(cpus)}
 }
 
 func cpuTime() time.Duration {

@@ -58,6 +58,8 @@ func programs(quick bool) []program {
 			about: "PostgreSQL queue against watermill-sql; the outbox relay's rate and latency"},
 		{name: "ingress", dir: "ingress", args: []string{"-mode", "all", "-n", pick("10000", "100000"), "-runs", pick("1", "3")},
 			about: "HTTP ingress into the embedded store, against the store's own ceiling (raw nats.go)"},
+		{name: "pipeline", dir: "pipeline", args: []string{"-n", pick("50000", "200000"), "-rounds", pick("2", "3")},
+			about: "a filter → transform pipeline in memory against Benthos v4 (Bloblang), with Go functions and with CEL"},
 		{name: "webhook", dir: "ingress", args: []string{"-mode", "webhook", "-n", pick("10000", "50000"), "-c", "8", "-runs", pick("1", "3")},
 			about: "webhook delivery from the embedded store to a local sink (8 in flight), against a raw net/http client posting the same events"},
 		{name: "tracing", pkg: "./middleware", bench: "BenchmarkMiddlewareChain/direct|BenchmarkSpanReference", benchtime: pick("20000x", "200000x"),
