@@ -104,7 +104,8 @@ type Server struct {
 	auth    *authn
 	limits  *brokerLimits // nil with WithBroker
 	store   storeState
-	js      *jsGuard // the embedded JetStream (nil otherwise)
+	js      *jsGuard   // the embedded JetStream (nil otherwise)
+	discard *discarder // broker.discard old (nil otherwise)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -152,6 +153,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(s.reg)
+	if s.discard != nil {
+		s.discard.dropped, s.discard.lost = s.metrics.discarded, s.metrics.lost
+	}
 
 	if err := s.setupSubscriptions(); err != nil {
 		return nil, err
@@ -200,7 +204,9 @@ func (s *Server) openNATS() error {
 		Retention: jetstream.LimitsPolicy,
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
-		Discard:   discardPolicy(s.cfg.Broker.Discard),
+		// At the bound the stream refuses; with discard old the hub
+		// drops the oldest events itself, reporting them (discarder).
+		Discard: jetstream.DiscardNew,
 	}), eknats.WithStreamUpdate(),
 		// The CloudEvents JSON format keeps what binary mode's headers
 		// cannot: the type of integer and boolean extensions, and whether
@@ -219,6 +225,13 @@ func (s *Server) openNATS() error {
 			maxEvent = cehttp.DefaultMaxEventSize
 		}
 		s.store.room = streamRoom(js, s.cfg.Broker.Stream, s.cfg.Broker.MaxBytes, maxEvent)
+		if s.cfg.Broker.Discard == "old" && s.cfg.Broker.MaxBytes > 0 {
+			s.discard = &discarder{js: js, stream: s.cfg.Broker.Stream, prefix: p.prefix, maxBytes: s.cfg.Broker.MaxBytes,
+				log: s.log.With("component", "store")}
+			for _, sc := range s.cfg.Subscriptions {
+				s.discard.subs = append(s.discard.subs, discardSub{name: sc.Name, pattern: sc.Topic, consumer: "hub-" + sc.Name})
+			}
+		}
 	}
 	s.pub, s.sub = p, p
 	s.health = func() error {
@@ -326,7 +339,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store, js: s.js}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.

@@ -1,0 +1,111 @@
+package hub_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/hub"
+)
+
+// TestDiscardOldCountsAndReportsLoss: with broker.discard old, the events
+// dropped to make room are counted, logged, and reported to the
+// subscriptions that had not delivered them, and only to those: every
+// acknowledged event is either still stored or counted as dropped.
+func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
+	down := newWebhook(t, 0, http.StatusServiceUnavailable) // never delivers
+	ok := newWebhook(t, 0, 0)
+	logs := &eventkittest.SyncBuffer{}
+	slow := hub.Duration(time.Hour) // the failed delivery waits, its event undelivered
+	s := start(t, hub.Config{
+		DataDir: t.TempDir(),
+		Broker:  hub.BrokerConfig{MaxBytes: 64 << 10, Discard: "old"},
+		Subscriptions: []hub.SubscriptionConfig{
+			{Name: "down", Topic: "full.>", URL: down.srv.URL, Backoff: slow, MaxBackoff: slow, MaxAttempts: 100},
+			{Name: "elsewhere", Topic: "other.>", URL: ok.srv.URL},
+		},
+	}, hub.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	const n = 1000 // about 200 KiB stored: three times the bound
+	for i := range n {
+		if r := postEvent(t, s.URL(), strconv.Itoa(i), "full.t"); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("event %d: status %d", i, r.StatusCode)
+		}
+	}
+	sub, ctx := storedFromStart(t, s, "full.>")
+	stored := 0
+	for stored < n {
+		select {
+		case m := <-sub.Messages():
+			_ = m.Ack()
+			stored++
+			continue
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+		break
+	}
+	m := scrape(t, s.URL())
+	discarded := metric(m, `eventkit_broker_discarded_total`)
+	if stored == n || discarded == 0 {
+		t.Fatalf("%d of %d events still stored, %v counted dropped; want some dropped and counted", stored, n, discarded)
+	}
+	if got := float64(stored) + discarded; got != n {
+		t.Errorf("stored %d + dropped %v = %v; want the %d acknowledged", stored, discarded, got, n)
+	}
+	if lost := metric(m, `eventkit_subscription_lost_total{subscription="down"}`); lost != discarded {
+		t.Errorf("subscription down lost %v; want the %v dropped (it delivered none)", lost, discarded)
+	}
+	if lost := metric(m, `eventkit_subscription_lost_total{subscription="elsewhere"}`); lost != 0 {
+		t.Errorf("subscription elsewhere (other.>) lost %v; want 0", lost)
+	}
+	var logged float64
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "subscription=down") && strings.Contains(l, "lost") {
+			v := regexp.MustCompile(`events=(\d+)`).FindStringSubmatch(l)
+			if v == nil {
+				t.Fatalf("log line names no count: %s", l)
+			}
+			c, _ := strconv.Atoi(v[1])
+			logged += float64(c)
+		}
+		if strings.Contains(l, "subscription=elsewhere") && strings.Contains(l, "lost") {
+			t.Errorf("loss logged for a subscription that lost nothing: %s", l)
+		}
+	}
+	if logged != discarded {
+		t.Errorf("the log names %v events lost by subscription down; want %v:\n%s", logged, discarded, logs.String())
+	}
+}
+
+// scrape returns the server's metrics in the text format.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metric returns the value of the sample named (with its labels) series
+// in the text format m, 0 when absent.
+func metric(m, series string) float64 {
+	for _, l := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
