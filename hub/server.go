@@ -21,7 +21,11 @@
 // the live tail.
 //
 // With credentials configured (AuthConfig), every route but the probes
-// requires them, with its scope. Every error is application/problem+json.
+// requires them, with its scope. Every error is application/problem+json,
+// but net/http's own answers to requests it cannot parse (a malformed
+// request line or header, an unknown transfer coding, headers beyond twice
+// the limit), which http.Server writes as text/plain before any handler
+// runs (docs/security.md says why they stay so).
 // Resources are bounded (LimitsConfig: concurrent requests, buffered body
 // bytes, header size, stream write timeout; 503 with Retry-After at a
 // bound). A request is checked whole, against the broker's limits too,
