@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -50,7 +49,7 @@ func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
 		}
 		break
 	}
-	m := scrape(t, s.URL())
+	m := metricsText(t, s.URL())
 	discarded := metric(m, `eventkit_broker_discarded_total`)
 	if stored == n || discarded == 0 {
 		t.Fatalf("%d of %d events still stored, %v counted dropped; want some dropped and counted", stored, n, discarded)
@@ -81,21 +80,6 @@ func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
 	if logged != discarded {
 		t.Errorf("the log names %v events lost by subscription down; want %v:\n%s", logged, discarded, logs.String())
 	}
-}
-
-// scrape returns the server's metrics in the text format.
-func scrape(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // metric returns the value of the sample named (with its labels) series

@@ -17,15 +17,10 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 )
 
+// eventually fails t unless cond holds within a minute.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventkittest.WaitFor(t, time.Minute, what, cond)
 }
 
 // TestServePubTail runs "eventkit serve" on the embedded default (in a
