@@ -77,36 +77,39 @@ func (d *discarder) storedSize(topics []string, events []event.Event) int64 {
 
 // makeRoom drops the oldest events until the stream has room for need
 // bytes and a hundredth of its bound more (so that a full stream does not
-// make every request drop events), and reports what it dropped. It
-// returns whether it dropped anything.
-func (d *discarder) makeRoom(ctx context.Context, need int64) (bool, error) {
+// make every request drop events), and reports what it dropped. A request
+// that would not fit in the empty stream drops nothing.
+func (d *discarder) makeRoom(ctx context.Context, need int64) error {
+	if need+d.maxBytes/100 > d.maxBytes {
+		return fmt.Errorf("the request takes about %d bytes stored, more than broker.max_bytes (%d): nothing dropped for it", need, d.maxBytes)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := d.js.Stream(ctx, d.stream)
 	if err != nil {
-		return false, err
+		return err
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	free := int64(info.State.Bytes) + need + d.maxBytes/100 - d.maxBytes
 	if free <= 0 || info.State.Msgs == 0 {
-		return free <= 0, nil // a drop made room meanwhile
+		return nil // a drop made room meanwhile
 	}
 	msgs, err := d.oldest(ctx, info.State.FirstSeq, free)
 	if err != nil || len(msgs) == 0 {
-		return false, err
+		return err
 	}
 	floors := d.ackFloors(ctx)
 	cut := msgs[len(msgs)-1].seq + 1
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(cut)); err != nil {
-		return false, fmt.Errorf("drop the oldest events: %w", err)
+		return fmt.Errorf("drop the oldest events: %w", err)
 	}
 	d.report(msgs, floors)
-	return true, nil
+	return nil
 }
 
 // oldest reads, headers only, the oldest events from first on until they

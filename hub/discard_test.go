@@ -93,3 +93,41 @@ func metric(m, series string) float64 {
 	}
 	return 0
 }
+
+// TestDiscardOldDropsNothingForARequestThatCannotFit: with discard old, a
+// request larger than the whole store is refused (507) without dropping
+// the stored events for it.
+func TestDiscardOldDropsNothingForARequestThatCannotFit(t *testing.T) {
+	s := start(t, hub.Config{DataDir: t.TempDir(), Broker: hub.BrokerConfig{MaxBytes: 64 << 10, Discard: "old"}})
+	const n = 10
+	for i := range n {
+		if r := postEvent(t, s.URL(), strconv.Itoa(i), "fit.t"); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("event %d: status %d", i, r.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/events", strings.NewReader(`"`+strings.Repeat("x", 70<<10)+`"`))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": "huge", "ce-source": "/t", "ce-type": "fit.t"} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage {
+		t.Fatalf("a request larger than the store: %d, want 507", resp.StatusCode)
+	}
+	if d := metric(metricsText(t, s.URL()), "eventkit_broker_discarded_total"); d != 0 {
+		t.Fatalf("%v events dropped for a request that cannot fit", d)
+	}
+	sub, ctx := storedFromStart(t, s, "fit.>")
+	for got := 0; got < n; got++ {
+		select {
+		case m := <-sub.Messages():
+			_ = m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("%d of the %d stored events left", got, n)
+		}
+	}
+}

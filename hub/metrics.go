@@ -219,8 +219,8 @@ func (c countingRuns) Publish(ctx context.Context, topic string, events ...event
 func (p *countingPublisher) withRoom(ctx context.Context, topics []string, events []event.Event, publish func() error) error {
 	err := publish()
 	for try := 0; try < 3 && p.discard != nil && err != nil && maxBytesReached(err); try++ {
-		if _, derr := p.discard.makeRoom(ctx, p.discard.storedSize(topics, events)); derr != nil {
-			p.discard.log.Error("broker.discard old: cannot make room", "err", derr)
+		if derr := p.discard.makeRoom(ctx, p.discard.storedSize(topics, events)); derr != nil {
+			p.discard.log.Warn("broker.discard old: cannot make room", "err", derr)
 			return err
 		}
 		err = publish()
