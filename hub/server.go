@@ -31,7 +31,8 @@
 // bound). A request is checked whole, against the broker's limits too,
 // before any of its events is published; a full store is answered 507 and
 // never makes room by dropping acknowledged events unless configured to
-// (BrokerConfig.Discard). Webhooks are refused on non-public addresses and
+// (BrokerConfig.Discard), and then each drop is counted, logged and
+// reported to the subscriptions that had not delivered the event. Webhooks are refused on non-public addresses and
 // redirects unless allowed. docs/security.md states the threat model.
 package hub
 
