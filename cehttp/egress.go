@@ -1,11 +1,13 @@
 package cehttp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"syscall"
 	"time"
 )
@@ -57,6 +59,35 @@ func refusedAddr(a netip.Addr) string {
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// CheckPublicTarget resolves the host of the URL rawURL and returns an
+// error wrapping ErrTargetRefused when it, or any address it resolves to,
+// is one WithPublicTargetsOnly refuses. It lets a URL be refused when it
+// is configured (an API request, say); the connection is still checked
+// when it is made, since a name can resolve differently later. A host
+// that does not resolve is an error that does not wrap ErrTargetRefused.
+func CheckPublicTarget(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("cehttp: target %q: %w", rawURL, err)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return fmt.Errorf("cehttp: target %q has no host", rawURL)
+	}
+	addrs := []netip.Addr{}
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = append(addrs, a)
+	} else if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return fmt.Errorf("cehttp: target %q: %w", rawURL, err)
+	}
+	for _, a := range addrs {
+		if why := refusedAddr(a); why != "" {
+			return fmt.Errorf("%w: %s resolves to %s, a %s address", ErrTargetRefused, host, a, why)
+		}
+	}
+	return nil
+}
 
 // publicOnlyControl is a net.Dialer Control refusing non-public addresses.
 func publicOnlyControl(_, address string, _ syscall.RawConn) error {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit/natskit"
 	eknats "github.com/eventkit/eventkit/nats"
 	ekredis "github.com/eventkit/eventkit/redis"
 	"github.com/nats-io/nats.go"
@@ -25,12 +26,7 @@ type natsEnv struct {
 // the transport and the connection are closed when tb ends.
 func newNATSEnv(tb testing.TB, storage jetstream.StorageType) natsEnv {
 	tb.Helper()
-	url := eventkittest.ServerAddr(tb, "EVENTKIT_NATS_URL", eventkittest.DefaultNATSURL, eventkittest.DialProbe)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		eventkittest.Unavailable(tb, "EVENTKIT_NATS_URL", url, err)
-	}
-	tb.Cleanup(nc.Close)
+	nc := natskit.Conn(tb)
 	tr, err := eknats.New(nc, eknats.WithAutoStreams(eknats.StreamConfig{Storage: storage, MaxAge: time.Hour}))
 	if err != nil {
 		tb.Fatal(err)

@@ -44,6 +44,11 @@ type Config struct {
 	TopicHeader bool `yaml:"topic_header"`
 	// Subscriptions deliver topics to webhooks.
 	Subscriptions []SubscriptionConfig `yaml:"subscriptions"`
+	// SubscriptionsAPI configures the CloudEvents Subscriptions API
+	// (/subscriptions).
+	SubscriptionsAPI SubscriptionsAPIConfig `yaml:"subscriptions_api"`
+	// Discovery bounds the Discovery API (/discovery).
+	Discovery DiscoveryConfig `yaml:"discovery"`
 	// MaxStreamClients bounds concurrent GET /events/stream clients.
 	MaxStreamClients int `yaml:"max_stream_clients"`
 	// ShutdownTimeout bounds the graceful shutdown.
@@ -322,6 +327,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateAuth(); err != nil {
 		return err
+	}
+	if c.SubscriptionsAPI.MaxSubscriptions < 0 || c.Discovery.MaxTypes < 0 || c.Discovery.MaxExampleBytes < 0 {
+		return bad("subscriptions_api.max_subscriptions, discovery.max_types and discovery.max_example_bytes must not be negative")
 	}
 	if c.Broker.Discard != "new" && c.Broker.Discard != "old" {
 		return bad("broker.discard %q (want new or old)", c.Broker.Discard)

@@ -31,19 +31,50 @@ import (
 // An event is taken as not yet acknowledged by a subscription when its
 // sequence is above the subscription's ack floor as read just before the
 // drop: with concurrency above 1 an event acknowledged out of order, or
-// one acknowledged while the drop runs, can be counted lost too. The
-// count errs on the side of reporting a loss, never of hiding one.
+// one acknowledged while the drop runs, can be counted lost too, and so
+// can an event a Subscriptions API filter would have skipped. The count
+// errs on the side of reporting a loss, never of hiding one. Every
+// subscription made by addSubscription (of the configuration or of the
+// Subscriptions API) is tracked.
 type discarder struct {
 	js       jetstream.JetStream
 	stream   string
 	prefix   string // of subjects: "events."
 	maxBytes int64
 	log      *slog.Logger
-	subs     []discardSub
 	dropped  prometheus.Counter
 	lost     *prometheus.CounterVec
 
 	mu sync.Mutex // one drop at a time
+
+	subsMu sync.Mutex
+	subs   map[string]discardSub // by name: those of the configuration and of the API
+}
+
+// track makes the discarder report to the subscription name, on pattern
+// (again: its new pattern). A subscription deleted since has no consumer
+// left and is not reported to. A nil discarder does nothing.
+func (d *discarder) track(name, pattern string) {
+	if d == nil {
+		return
+	}
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	if d.subs == nil {
+		d.subs = map[string]discardSub{}
+	}
+	d.subs[name] = discardSub{name: name, pattern: pattern, consumer: "hub-" + name}
+}
+
+// tracked returns the subscriptions to report to.
+func (d *discarder) tracked() []discardSub {
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	out := make([]discardSub, 0, len(d.subs))
+	for _, s := range d.subs {
+		out = append(out, s)
+	}
+	return out
 }
 
 // discardSub is a subscription, as the discarder sees it.
@@ -103,12 +134,13 @@ func (d *discarder) makeRoom(ctx context.Context, need int64) error {
 	if err != nil || len(msgs) == 0 {
 		return err
 	}
-	floors := d.ackFloors(ctx)
+	subs := d.tracked()
+	floors := d.ackFloors(ctx, subs)
 	cut := msgs[len(msgs)-1].seq + 1
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(cut)); err != nil {
 		return fmt.Errorf("drop the oldest events: %w", err)
 	}
-	d.report(msgs, floors)
+	d.report(msgs, subs, floors)
 	return nil
 }
 
@@ -161,9 +193,9 @@ func (d *discarder) oldest(ctx context.Context, first uint64, free int64) ([]dro
 
 // ackFloors returns, for each subscription whose consumer exists, the
 // stream sequence up to which it acknowledged every event.
-func (d *discarder) ackFloors(ctx context.Context) map[string]uint64 {
-	floors := make(map[string]uint64, len(d.subs))
-	for _, s := range d.subs {
+func (d *discarder) ackFloors(ctx context.Context, subs []discardSub) map[string]uint64 {
+	floors := make(map[string]uint64, len(subs))
+	for _, s := range subs {
 		c, err := d.js.Consumer(ctx, d.stream, s.consumer)
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -186,12 +218,12 @@ func (d *discarder) ackFloors(ctx context.Context) map[string]uint64 {
 }
 
 // report counts, logs and attributes the dropped events.
-func (d *discarder) report(msgs []droppedMsg, floors map[string]uint64) {
+func (d *discarder) report(msgs []droppedMsg, subs []discardSub, floors map[string]uint64) {
 	n := len(msgs)
 	d.dropped.Add(float64(n))
 	d.log.Warn("broker.discard old: dropped the oldest events to make room",
 		"events", n, "first_seq", msgs[0].seq, "last_seq", msgs[len(msgs)-1].seq, "max_bytes", d.maxBytes)
-	for _, s := range d.subs {
+	for _, s := range subs {
 		floor, ok := floors[s.name]
 		if !ok {
 			continue

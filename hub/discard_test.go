@@ -29,7 +29,11 @@ func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
 			{Name: "down", Topic: "full.>", URL: down.srv.URL, Backoff: slow, MaxBackoff: slow, MaxAttempts: 100},
 			{Name: "elsewhere", Topic: "other.>", URL: ok.srv.URL},
 		},
+		SubscriptionsAPI: hub.SubscriptionsAPIConfig{AllowPrivateSinks: true},
 	}, hub.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	// A subscription of the Subscriptions API is told the same.
+	api := createSub(t, s.URL(), `{"protocol": "HTTP", "sink": "`+down.srv.URL+`",
+		"config": {"topic": "full.>", "backoff": "1h", "max_backoff": "1h", "max_attempts": 100}}`)
 	const n = 1000 // about 200 KiB stored: three times the bound
 	for i := range n {
 		if r := postEvent(t, s.URL(), strconv.Itoa(i), "full.t"); r.StatusCode != http.StatusNoContent {
@@ -49,18 +53,19 @@ func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
 		}
 		break
 	}
-	m := metricsText(t, s.URL())
-	discarded := metric(m, `eventkit_broker_discarded_total`)
+	discarded := metricValue(t, s.URL(), `eventkit_broker_discarded_total`)
 	if stored == n || discarded == 0 {
 		t.Fatalf("%d of %d events still stored, %v counted dropped; want some dropped and counted", stored, n, discarded)
 	}
 	if got := float64(stored) + discarded; got != n {
 		t.Errorf("stored %d + dropped %v = %v; want the %d acknowledged", stored, discarded, got, n)
 	}
-	if lost := metric(m, `eventkit_subscription_lost_total{subscription="down"}`); lost != discarded {
-		t.Errorf("subscription down lost %v; want the %v dropped (it delivered none)", lost, discarded)
+	for _, name := range []string{"down", api.ID} {
+		if lost := metricValue(t, s.URL(), `eventkit_subscription_lost_total{subscription="`+name+`"}`); lost != discarded {
+			t.Errorf("subscription %s lost %v; want the %v dropped (it delivered none)", name, lost, discarded)
+		}
 	}
-	if lost := metric(m, `eventkit_subscription_lost_total{subscription="elsewhere"}`); lost != 0 {
+	if lost := metricValue(t, s.URL(), `eventkit_subscription_lost_total{subscription="elsewhere"}`); lost != 0 {
 		t.Errorf("subscription elsewhere (other.>) lost %v; want 0", lost)
 	}
 	var logged float64
@@ -80,18 +85,6 @@ func TestDiscardOldCountsAndReportsLoss(t *testing.T) {
 	if logged != discarded {
 		t.Errorf("the log names %v events lost by subscription down; want %v:\n%s", logged, discarded, logs.String())
 	}
-}
-
-// metric returns the value of the sample named (with its labels) series
-// in the text format m, 0 when absent.
-func metric(m, series string) float64 {
-	for _, l := range strings.Split(m, "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
 }
 
 // TestDiscardOldDropsNothingForARequestThatCannotFit: with discard old, a
@@ -118,7 +111,7 @@ func TestDiscardOldDropsNothingForARequestThatCannotFit(t *testing.T) {
 	if resp.StatusCode != http.StatusInsufficientStorage {
 		t.Fatalf("a request larger than the store: %d, want 507", resp.StatusCode)
 	}
-	if d := metric(metricsText(t, s.URL()), "eventkit_broker_discarded_total"); d != 0 {
+	if d := metricValue(t, s.URL(), "eventkit_broker_discarded_total"); d != 0 {
 		t.Fatalf("%v events dropped for a request that cannot fit", d)
 	}
 	sub, ctx := storedFromStart(t, s, "fit.>")

@@ -125,7 +125,15 @@ type child struct {
 	url string
 }
 
-func startChild(t *testing.T, dir string, secret []byte) *child {
+// startChild starts a server process on dir, requests unsigned.
+func startChild(t *testing.T, dir string) *child {
+	t.Helper()
+	return startSigningChild(t, dir, nil)
+}
+
+// startSigningChild starts a server process on dir that requires
+// requests signed with secret (none when nil).
+func startSigningChild(t *testing.T, dir string, secret []byte) *child {
 	t.Helper()
 	c := eventkittest.StartChild(t, "^$", childEnv+"="+dir, childSecretEnv+"="+string(secret))
 	u := c.WaitLine(t, "LISTENING ", 60*time.Second)
@@ -229,7 +237,7 @@ func kill9Round(t *testing.T, secret []byte) {
 	const total, clients = 10000, 16
 	l := &crashLoad{secret: secret, client: &http.Client{Timeout: 30 * time.Second}}
 
-	c1 := startChild(t, dir, secret)
+	c1 := startSigningChild(t, dir, secret)
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
@@ -246,7 +254,7 @@ func kill9Round(t *testing.T, secret []byte) {
 		t.Fatalf("the server was killed after every event was acknowledged; the test proves nothing")
 	}
 
-	c2 := startChild(t, dir, secret)
+	c2 := startSigningChild(t, dir, secret)
 	// Retry what was not acknowledged, then post the rest.
 	var ids []string
 	l.retry.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })

@@ -12,6 +12,15 @@
 //	GET     /healthz, /readyz           200 when the broker is connected and its store has room, 503
 //	                                    otherwise; a Health body ({"status":"ok","name":"eventkit","version":"v0.1.0"})
 //	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
+//	GET     /subscriptions              the CloudEvents Subscriptions API: list (read scope)
+//	POST    /subscriptions              create (admin scope); 201 with Location
+//	GET, PUT, DELETE /subscriptions/{id} retrieve (read), update, delete (admin)
+//	GET     /discovery                  the event types accepted, per source, with an example of each (read)
+//
+// Subscriptions made through the API are kept in the embedded store (a
+// JetStream key-value bucket), survive a restart, and are delivered by the
+// same code as those of the configuration file (retry, dead letter,
+// ordering); see APISubscription and docs/operate.md.
 //
 // An event is answered 2xx only after the broker stored it (a JetStream
 // publish ack), so an acknowledged event survives a crash of the process.
@@ -46,6 +55,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,8 +119,11 @@ type Server struct {
 	auth    *authn
 	limits  *brokerLimits // nil with WithBroker
 	store   storeState
-	js      *jsGuard   // the embedded JetStream (nil otherwise)
-	discard *discarder // broker.discard old (nil otherwise)
+	js      *jsGuard            // the embedded JetStream (nil otherwise)
+	jsAPI   jetstream.JetStream // the broker's JetStream API (nil with WithBroker)
+	api     *apiSubs            // the Subscriptions API
+	disc    *discovery          // the Discovery API
+	discard *discarder          // broker.discard old (nil otherwise)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -165,6 +178,10 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := s.setupSubscriptions(); err != nil {
 		return nil, err
 	}
+	if err := s.setupSubscriptionsAPI(); err != nil {
+		return nil, err
+	}
+	s.disc = newDiscovery(cfg.Discovery)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -225,6 +242,7 @@ func (s *Server) openNATS() error {
 	p := &prefixed{pub: t, sub: t, prefix: prefix + "."}
 	s.limits = &brokerLimits{prefix: p.prefix, maxPayload: nc.MaxPayload()}
 	if js, err := jetstream.New(nc); err == nil {
+		s.jsAPI = js
 		maxEvent := s.cfg.Limits.MaxEventBytes
 		if maxEvent <= 0 {
 			maxEvent = cehttp.DefaultMaxEventSize
@@ -233,9 +251,6 @@ func (s *Server) openNATS() error {
 		if s.cfg.Broker.Discard == "old" && s.cfg.Broker.MaxBytes > 0 {
 			s.discard = &discarder{js: js, stream: s.cfg.Broker.Stream, prefix: p.prefix, maxBytes: s.cfg.Broker.MaxBytes,
 				log: s.log.With("component", "store")}
-			for _, sc := range s.cfg.Subscriptions {
-				s.discard.subs = append(s.discard.subs, discardSub{name: sc.Name, pattern: sc.Topic, consumer: "hub-" + sc.Name})
-			}
 		}
 	}
 	s.pub, s.sub = p, p
@@ -344,7 +359,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.pub, m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
@@ -365,11 +380,21 @@ func (s *Server) Handler() http.Handler {
 			if getOnly(w, r) && s.auth.allow(w, r, ScopeMetrics, false) {
 				metricsH.ServeHTTP(w, r)
 			}
+		case "/subscriptions":
+			s.api.ServeHTTP(w, r)
+		case "/discovery":
+			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
+				s.disc.ServeHTTP(w, r)
+			}
 		case "/healthz", "/readyz":
 			if getOnly(w, r) {
 				s.healthz(w, r)
 			}
 		default:
+			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
+				s.api.ServeHTTP(w, r)
+				return
+			}
 			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
 		}
 	}))
@@ -446,6 +471,11 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	if runErr == nil && ctx.Err() == nil {
+		if err := s.api.start(ctx); err != nil {
+			runErr = err
+		}
+	}
 	serving := runErr == nil && ctx.Err() == nil
 	if serving {
 		s.log.Info("eventkit hub ready",
@@ -478,6 +508,11 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
 		}
 	}
+	actx, cancelAPI := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
+	if err := s.api.stop(actx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions API: %w", err))
+	}
+	cancelAPI()
 	// The broker gets its own share of the budget, whatever the clients
 	// took: it flushes what was acknowledged.
 	bctx, cancel := context.WithTimeout(context.Background(), s.brokerShutdownBudget())

@@ -26,9 +26,9 @@ func (s *Server) setupSubscriptions() error {
 		// broker the last quarter.
 		eventkit.WithShutdownTimeout(time.Duration(s.cfg.ShutdownTimeout)/4))
 	for _, sc := range s.cfg.Subscriptions {
-		hook, err := cehttp.NewPublisher(sc.URL, hookOptions(sc)...)
+		hook, err := s.addSubscription(r, sc, nil)
 		if err != nil {
-			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+			return err
 		}
 		s.closers = append(s.closers, hook.Shutdown)
 		if sc.HandshakeOrigin != "" {
@@ -39,44 +39,66 @@ func (s *Server) setupSubscriptions() error {
 				return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
 			}
 		}
-		name, dlq := sc.Name, sc.DeadLetter
-		deliveries := s.metrics.deliveries
-		h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
-			err := hook.Publish(ctx, m.Topic, m.Event)
-			outcome := "delivered"
-			if err != nil {
-				outcome = "failed"
-			}
-			deliveries.WithLabelValues(name, outcome).Inc()
-			return err
-		})
-		subOpts := []eventkit.SubscribeOption{}
-		if sc.FromStart {
-			subOpts = append(subOpts, eventkit.FromStart())
-		}
-		routeOpts := []eventkit.RouteOption{
-			eventkit.RouteName(sc.Name),
-			eventkit.RouteGroup("hub-" + sc.Name),
-			eventkit.Concurrency(sc.Concurrency),
-			eventkit.RouteSubscribeOptions(subOpts...),
-			eventkit.RouteMiddleware(
-				middleware.DeadLetter(s.pub, middleware.DeadLetterTopic(func(string) string { return dlq }),
-					middleware.DeadLetterLogger(s.log.With("subscription", name))),
-				countDeadLetters(deliveries.WithLabelValues(name, "dead_lettered")),
-				middleware.Retry(middleware.RetryByNack(), middleware.MaxAttempts(sc.MaxAttempts),
-					middleware.Backoff(time.Duration(sc.Backoff), time.Duration(sc.MaxBackoff), 2),
-					middleware.RetryLogger(s.log.With("subscription", name))),
-			),
-		}
-		if sc.Concurrency == 1 {
-			routeOpts = append(routeOpts, eventkit.OrderedByKey())
-		}
-		if err := r.Handle(sc.Topic, h, routeOpts...); err != nil {
-			return fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
-		}
 	}
 	s.router = r
 	return nil
+}
+
+// addSubscription adds the route of sc to r: a durable group
+// "hub-<name>" on the topic pattern, whose handler posts each event to the
+// webhook it returns (the caller shuts it down), with retry, dead letter
+// and, at concurrency 1, ordering. The subscriptions of the configuration
+// and those of the Subscriptions API are made here alike. skip, when not
+// nil, is asked first: a message it is true for is acknowledged without
+// being delivered (counted as outcome "filtered"); extra are more options
+// of the webhook publisher.
+func (s *Server) addSubscription(r *eventkit.Router, sc SubscriptionConfig, skip func(*eventkit.Message) bool, extra ...cehttp.PublisherOption) (*cehttp.Publisher, error) {
+	hook, err := cehttp.NewPublisher(sc.URL, append(hookOptions(sc), extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+	}
+	s.discard.track(sc.Name, sc.Topic)
+	name, dlq := sc.Name, sc.DeadLetter
+	deliveries := s.metrics.deliveries
+	h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
+		if skip != nil && skip(m) {
+			deliveries.WithLabelValues(name, "filtered").Inc()
+			return nil
+		}
+		err := hook.Publish(ctx, m.Topic, m.Event)
+		outcome := "delivered"
+		if err != nil {
+			outcome = "failed"
+		}
+		deliveries.WithLabelValues(name, outcome).Inc()
+		return err
+	})
+	subOpts := []eventkit.SubscribeOption{}
+	if sc.FromStart {
+		subOpts = append(subOpts, eventkit.FromStart())
+	}
+	routeOpts := []eventkit.RouteOption{
+		eventkit.RouteName(sc.Name),
+		eventkit.RouteGroup("hub-" + sc.Name),
+		eventkit.Concurrency(sc.Concurrency),
+		eventkit.RouteSubscribeOptions(subOpts...),
+		eventkit.RouteMiddleware(
+			middleware.DeadLetter(s.pub, middleware.DeadLetterTopic(func(string) string { return dlq }),
+				middleware.DeadLetterLogger(s.log.With("subscription", name))),
+			countDeadLetters(deliveries.WithLabelValues(name, "dead_lettered")),
+			middleware.Retry(middleware.RetryByNack(), middleware.MaxAttempts(sc.MaxAttempts),
+				middleware.Backoff(time.Duration(sc.Backoff), time.Duration(sc.MaxBackoff), 2),
+				middleware.RetryLogger(s.log.With("subscription", name))),
+		),
+	}
+	if sc.Concurrency == 1 {
+		routeOpts = append(routeOpts, eventkit.OrderedByKey())
+	}
+	if err := r.Handle(sc.Topic, h, routeOpts...); err != nil {
+		_ = hook.Shutdown(context.Background())
+		return nil, fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
+	}
+	return hook, nil
 }
 
 // hookOptions are the options of the webhook publisher of sc: its mode,

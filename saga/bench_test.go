@@ -2,10 +2,9 @@ package saga_test
 
 import (
 	"context"
-	"strconv"
-	"sync/atomic"
 	"testing"
 
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/saga"
 )
@@ -27,19 +26,9 @@ func BenchmarkStep(b *testing.B) {
 	for _, o := range opens {
 		b.Run(o.name, func(b *testing.B) {
 			s := orderSaga(b, o.open(b))
-			var n atomic.Int64
-			b.SetParallelism(8)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					id := strconv.FormatInt(n.Add(1), 10)
-					if err := s.HandleEvent(context.Background(), ev(id, "order.placed", id)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			testkit.ParallelRate(b, "steps/s", func(id string) error {
+				return s.HandleEvent(context.Background(), ev(id, "order.placed", id))
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
 		})
 	}
 }

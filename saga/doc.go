@@ -14,8 +14,9 @@
 // # Guarantees
 //
 // The package holds no driver: a Store keeps the instances (memory,
-// sqlite and postgres implement it, and eventkittest.TestSagaStore checks
-// any implementation). What it guarantees, with any conforming store:
+// sqlite, postgres and nats implement it, and eventkittest.TestSagaStore
+// checks any implementation). What it guarantees, with any conforming
+// store:
 //
 //   - Atomic steps. A step's state change, its history entry, the id of the
 //     event that triggered it and the messages it emitted (Context.Emit) are
