@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/topic"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,17 +91,6 @@ type droppedMsg struct {
 func maxBytesReached(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && api.ErrorCode == jsStoreFailed && strings.Contains(api.Description, "maximum bytes")
-}
-
-// storedSize estimates the bytes the events take stored: what
-// JetStream's file store counts (subject, header, body and its framing).
-func (d *discarder) storedSize(topics []string, events []event.Event) int64 {
-	var n int64
-	for i := range events {
-		b, _ := eventkit.MarshalEvent(events[i])
-		n += int64(len(b)+len(d.prefix)+len(topics[i])+len(events[i].ID())) + headerOverhead
-	}
-	return n
 }
 
 // makeRoom drops the oldest events until the stream has room for need

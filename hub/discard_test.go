@@ -98,18 +98,8 @@ func TestDiscardOldDropsNothingForARequestThatCannotFit(t *testing.T) {
 			t.Fatalf("event %d: status %d", i, r.StatusCode)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/events", strings.NewReader(`"`+strings.Repeat("x", 70<<10)+`"`))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": "huge", "ce-source": "/t", "ce-type": "fit.t"} {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusInsufficientStorage {
-		t.Fatalf("a request larger than the store: %d, want 507", resp.StatusCode)
+	if code := <-postAsync(s.URL(), 70<<10); code != http.StatusInsufficientStorage {
+		t.Fatalf("a request larger than the store: %d, want 507", code)
 	}
 	if d := metricValue(t, s.URL(), "eventkit_broker_discarded_total"); d != 0 {
 		t.Fatalf("%v events dropped for a request that cannot fit", d)

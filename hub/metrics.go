@@ -227,3 +227,14 @@ func (p *countingPublisher) withRoom(ctx context.Context, topics []string, event
 	}
 	return err
 }
+
+// storedSize estimates the bytes the events take stored: what
+// JetStream's file store counts (subject, header, body and its framing).
+func (d *discarder) storedSize(topics []string, events []event.Event) int64 {
+	var n int64
+	for i := range events {
+		b, _ := eventkit.MarshalEvent(events[i])
+		n += int64(len(b)+len(d.prefix)+len(topics[i])+len(events[i].ID())) + headerOverhead
+	}
+	return n
+}
