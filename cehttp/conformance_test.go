@@ -249,27 +249,36 @@ func TestConformanceHTTPFeature(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parsing the scenario's request: %v", err)
 			}
-			wantStatus(t, do(t, h, req), http.StatusNoContent)
-			_, got := rec.got()
-			if len(got) != 1 {
-				t.Fatalf("published %d events", len(got))
-			}
-			attrs := map[string]string{}
-			binding.Attributes(got[0], true, func(k, v string) { attrs[k] = v })
-			for k, v := range sc.attrs {
-				g := attrs[k]
-				if k == "time" {
-					g = got[0].Time().UTC().Format(time.RFC3339)
-				}
-				if g != v {
-					t.Errorf("attribute %s = %q, want %q", k, g, v)
-				}
-			}
+			got := publishedOne(t, h, rec, req, sc.attrs)
 			if !jsonEqual(t, got[0].Data(), []byte(sc.data)) {
 				t.Errorf("data %s, want %s", got[0].Data(), sc.data)
 			}
 		})
 	}
+}
+
+// publishedOne serves req, which must be answered 204 with one event
+// published, whose attributes must be want (time compared in RFC 3339,
+// UTC); it returns the published events.
+func publishedOne(t *testing.T, h http.Handler, rec *recorder, req *http.Request, want map[string]string) []event.Event {
+	t.Helper()
+	wantStatus(t, do(t, h, req), http.StatusNoContent)
+	_, got := rec.got()
+	if len(got) != 1 {
+		t.Fatalf("published %d events", len(got))
+	}
+	attrs := map[string]string{}
+	binding.Attributes(got[0], true, func(k, v string) { attrs[k] = v })
+	for k, v := range want {
+		g := attrs[k]
+		if k == "time" {
+			g = got[0].Time().UTC().Format(time.RFC3339)
+		}
+		if g != v {
+			t.Errorf("attribute %s = %q, want %q", k, g, v)
+		}
+	}
+	return got
 }
 
 type featureScenario struct {
@@ -446,22 +455,11 @@ func TestConformanceYAML(t *testing.T) {
 				t.Run(file+"/"+strconv.Itoa(i)+"/"+mode, func(t *testing.T) {
 					rec.reset()
 					req := yamlRequest(t, c, mode)
-					wantStatus(t, do(t, h, req), http.StatusNoContent)
-					_, got := rec.got()
-					if len(got) != 1 {
-						t.Fatalf("published %d events", len(got))
-					}
-					attrs := map[string]string{}
-					binding.Attributes(got[0], true, func(k, v string) { attrs[k] = v })
+					want := map[string]string{}
 					for k, v := range c.ContextAttributes {
-						g := attrs[k]
-						if k == "time" {
-							g = got[0].Time().UTC().Format(time.RFC3339)
-						}
-						if g != v.(string) {
-							t.Errorf("attribute %s = %q, want %q", k, g, v)
-						}
+						want[k] = v.(string)
 					}
+					got := publishedOne(t, h, rec, req, want)
 					ct, _ := c.ContextAttributes["datacontenttype"].(string)
 					// Structured mode carries JSON data as JSON (compacted);
 					// binary mode carries the bytes as they are.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
 	eknats "github.com/eventkit/eventkit/nats"
@@ -95,8 +96,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// childSecretEnv, when set, makes the crash test's child require requests
+// signed with its value (auth.hmac_secret).
+const childSecretEnv = "EVENTKIT_HUB_TEST_CHILD_SECRET"
+
 func runChild(dir string) int {
-	s, err := hub.New(hub.Config{DataDir: dir, Listen: "127.0.0.1:0"}, hub.WithLogger(quiet))
+	cfg := hub.Config{DataDir: dir, Listen: "127.0.0.1:0"}
+	if os.Getenv(childSecretEnv) != "" {
+		cfg.Auth.HMACSecret = "env:" + childSecretEnv
+	}
+	s, err := hub.New(cfg, hub.WithLogger(quiet))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -116,104 +125,147 @@ type child struct {
 	url string
 }
 
+// startChild starts a server process on dir, requests unsigned.
 func startChild(t *testing.T, dir string) *child {
 	t.Helper()
-	c := eventkittest.StartChild(t, "^$", childEnv+"="+dir)
+	return startSigningChild(t, dir, nil)
+}
+
+// startSigningChild starts a server process on dir that requires
+// requests signed with secret (none when nil).
+func startSigningChild(t *testing.T, dir string, secret []byte) *child {
+	t.Helper()
+	c := eventkittest.StartChild(t, "^$", childEnv+"="+dir, childSecretEnv+"="+string(secret))
 	u := c.WaitLine(t, "LISTENING ", 60*time.Second)
 	waitHealthy(t, u)
 	return &child{Child: c, url: u}
 }
 
+// crashLoad posts the events e-0 … e-(total-1) from several clients,
+// signed when secret is set, and records which were acknowledged.
+type crashLoad struct {
+	secret  []byte
+	client  *http.Client
+	next    atomic.Int64
+	acked   sync.Map // id → true: answered 204
+	retry   sync.Map // id → true: not answered (the server died)
+	nacked  atomic.Int64
+	refused atomic.Int64 // answered, but not 204
+}
+
+// request is the signed (when l.secret is set) POST of event id.
+func (l *crashLoad) request(base, id string) *http.Request {
+	body := `{"id":"` + id + `"}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/events", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("ce-specversion", "1.0")
+	req.Header.Set("ce-id", id)
+	req.Header.Set("ce-source", "/crash-test")
+	req.Header.Set("ce-type", "crash.test")
+	if l.secret != nil {
+		if err := cehttp.SignRequest(req, []byte(body), "", l.secret); err != nil {
+			panic(err)
+		}
+	}
+	return req
+}
+
+// post sends one event; it reports whether the server answered.
+func (l *crashLoad) post(base, id string) bool {
+	resp, err := l.client.Do(l.request(base, id))
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	switch {
+	case err == nil && resp.StatusCode == http.StatusNoContent:
+		l.acked.Store(id, true)
+		l.retry.Delete(id)
+	case err == nil:
+		l.refused.Add(1)
+	default:
+		// Not acknowledged (the server died): the client would retry;
+		// this one does after the restart.
+		l.nacked.Add(1)
+		l.retry.Store(id, true)
+	}
+	return err == nil
+}
+
+// run posts from clients goroutines until stopAt events were taken or the
+// server stops answering.
+func (l *crashLoad) run(base string, clients int, stopAt int64) {
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				i := l.next.Add(1) - 1
+				if i >= stopAt {
+					l.next.Add(-1) // not taken
+					return
+				}
+				if !l.post(base, "e-"+strconv.FormatInt(i, 10)) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestKill9LosesNothingAcknowledged posts 10,000 events from 16 clients to
 // a server process and kills it with SIGKILL while they are posting; a
-// restarted server takes the rest; every event that was answered 2xx is
-// in the store afterwards.
+// restarted server takes the rest and the retries of what was not
+// answered; every event that was answered 2xx is in the store afterwards,
+// once. The signed variant runs the same load with RFC 9421 signatures
+// required: a retry is signed anew (a new nonce), and the restarted
+// server's empty replay cache takes nothing twice.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
+	for _, tc := range []struct {
+		name   string
+		secret []byte
+	}{{"unsigned", nil}, {"signed", []byte("crash-test-secret")}} {
+		t.Run(tc.name, func(t *testing.T) { kill9Round(t, tc.secret) })
+	}
+}
+
+func kill9Round(t *testing.T, secret []byte) {
 	dir := t.TempDir()
 	const total, clients = 10000, 16
-	var acked sync.Map
-	var nacked atomic.Int64
-	var next atomic.Int64
-	client := &http.Client{Timeout: 30 * time.Second}
-	post := func(base string, stopAt int64) {
-		var wg sync.WaitGroup
-		for c := 0; c < clients; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= stopAt {
-						next.Add(-1) // not taken
-						return
-					}
-					id := "e-" + strconv.FormatInt(i, 10)
-					req, _ := http.NewRequest(http.MethodPost, base+"/events", strings.NewReader(`{"i":`+strconv.FormatInt(i, 10)+`}`))
-					req.Header.Set("Content-Type", "application/json")
-					req.Header.Set("ce-specversion", "1.0")
-					req.Header.Set("ce-id", id)
-					req.Header.Set("ce-source", "/crash-test")
-					req.Header.Set("ce-type", "crash.test")
-					resp, err := client.Do(req)
-					if err == nil {
-						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-					}
-					if err == nil && resp.StatusCode == http.StatusNoContent {
-						acked.Store(id, true)
-						continue
-					}
-					// Not acknowledged (the server died): the client would
-					// retry; this one does after the restart.
-					nacked.Add(1)
-					retry.Store(id, true)
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	retry = sync.Map{}
+	l := &crashLoad{secret: secret, client: &http.Client{Timeout: 30 * time.Second}}
 
-	c1 := startChild(t, dir)
+	c1 := startSigningChild(t, dir, secret)
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
-		for countMap(&acked) < 3000 {
+		for countMap(&l.acked) < 3000 {
 			time.Sleep(5 * time.Millisecond)
 		}
 		_ = c1.Kill()
 	}()
-	post(c1.url, total)
+	l.run(c1.url, clients, total)
 	<-killed
-	first := countMap(&acked)
-	t.Logf("acknowledged before SIGKILL: %d (%d requests unanswered)", first, nacked.Load())
+	first := countMap(&l.acked)
+	t.Logf("acknowledged before SIGKILL: %d (%d requests unanswered)", first, l.nacked.Load())
 	if first >= total {
 		t.Fatalf("the server was killed after every event was acknowledged; the test proves nothing")
 	}
 
-	c2 := startChild(t, dir)
+	c2 := startSigningChild(t, dir, secret)
 	// Retry what was not acknowledged, then post the rest.
 	var ids []string
-	retry.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	l.retry.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
 	for _, id := range ids {
-		if _, ok := acked.Load(id); ok {
-			continue
+		if !l.post(c2.url, id) {
+			t.Fatalf("retry of %s: no answer", id)
 		}
-		r := postEvent(t, c2.url, id, "crash.test")
-		if r.StatusCode != http.StatusNoContent {
-			t.Fatalf("retry POST: %d", r.StatusCode)
-		}
-		acked.Store(id, true)
 	}
-	post(c2.url, total)
-	if n := countMap(&acked); n != total {
-		t.Fatalf("acknowledged %d of %d events", n, total)
+	l.run(c2.url, clients, total)
+	if n, r := countMap(&l.acked), l.refused.Load(); n != total || r != 0 {
+		t.Fatalf("acknowledged %d of %d events, %d refused", n, total, r)
 	}
 	// Stop the second server gracefully and count what the store holds.
 	_ = c2.Signal(syscall.SIGTERM)
@@ -221,20 +273,21 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("graceful stop: %v", err)
 	}
 	stored := readStore(t, filepath.Join(dir, "nats"))
-	missing := 0
-	acked.Range(func(k, _ any) bool {
-		if !stored[k.(string)] {
+	missing, dup := 0, 0
+	l.acked.Range(func(k, _ any) bool {
+		if stored[k.(string)] == 0 {
 			missing++
 		}
 		return true
 	})
-	if missing > 0 {
-		t.Fatalf("%d acknowledged events are missing from the store (%d stored)", missing, len(stored))
+	for _, n := range stored {
+		dup += n - 1
 	}
-	t.Logf("all %d acknowledged events stored (%d distinct in the store)", total, len(stored))
+	if missing > 0 || dup > 0 {
+		t.Fatalf("%d acknowledged events are missing from the store, %d stored twice (%d distinct stored)", missing, dup, len(stored))
+	}
+	t.Logf("all %d acknowledged events stored once", total)
 }
-
-var retry sync.Map
 
 func countMap(m *sync.Map) int {
 	n := 0
@@ -243,8 +296,9 @@ func countMap(m *sync.Map) int {
 }
 
 // readStore opens the store directory with an embedded server and returns
-// the ids of every event in the hub's stream.
-func readStore(t *testing.T, dir string) map[string]bool {
+// the ids of every event in the hub's stream, each with the number of
+// times it is stored.
+func readStore(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	emb, err := natsserver.Run(natsserver.WithStoreDir(dir))
 	if err != nil {
@@ -273,12 +327,12 @@ func readStore(t *testing.T, dir string) map[string]bool {
 		t.Fatal(err)
 	}
 	want := info.CachedInfo().State.Msgs
-	got := map[string]bool{}
+	got := map[string]int{}
 	var n uint64
 	for n < want {
 		select {
 		case m := <-sub.Messages():
-			got[m.Event.ID()] = true
+			got[m.Event.ID()]++
 			_ = m.Ack()
 			n++
 		case <-ctx.Done():

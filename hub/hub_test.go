@@ -20,6 +20,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
 	"github.com/eventkit/eventkit/memory"
 )
@@ -90,22 +91,18 @@ func storedFromStart(t *testing.T, s *started, pattern string) (eventkit.Subscri
 	return sub, ctx
 }
 
+// waitHealthy fails t unless the server at base answers /healthz 200
+// within 30 seconds.
 func waitHealthy(t testing.TB, base string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventkittest.WaitFor(t, 30*time.Second, "server at "+base+" healthy", func() bool {
 		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server at %s not healthy: %v", base, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func postEvent(t *testing.T, base, id, typ string, hdr ...string) *http.Response {
@@ -197,14 +194,9 @@ func TestServerOnMemoryBus(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("empty id: %d", resp.StatusCode)
 	}
-	resp, err := http.Get(s.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	m := metricsText(t, s.URL())
 	for _, want := range []string{"eventkit_ingress_events_total 3", `eventkit_ingress_requests_total{code="204"} 3`, `eventkit_ingress_requests_total{code="400"} 1`, "eventkit_stream_clients 1"} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
@@ -289,15 +281,10 @@ func (w *webhook) count() (distinct, total int) {
 	return len(w.got), total
 }
 
+// waitFor fails t unless cond holds within a minute.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventkittest.WaitFor(t, time.Minute, what, cond)
 }
 
 func TestSubscriptionsRetryAndDeadLetter(t *testing.T) {
@@ -439,14 +426,8 @@ func TestSubscriptionEgressIsSafe(t *testing.T) {
 			t.Fatalf("dead letters: %v", got)
 		}
 	}
-	resp, err := http.Get(s.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if strings.Contains(string(b), `outcome="delivered"`) {
-		t.Errorf("a refused or redirected delivery was counted delivered:\n%s", grep(string(b), "deliveries_total"))
+	if m := metricsText(t, s.URL()); strings.Contains(m, `outcome="delivered"`) {
+		t.Errorf("a refused or redirected delivery was counted delivered:\n%s", grep(m, "deliveries_total"))
 	}
 	if n := other.attempts.Load(); n != 0 {
 		t.Errorf("%d requests reached the loopback or redirect target", n)

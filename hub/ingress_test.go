@@ -54,13 +54,7 @@ func TestEmbeddedBrokerMixedTopicBatch(t *testing.T) {
 		next[m.Topic] = i + 3
 		_ = m.Ack()
 	}
-	mresp, err := http.Get(s.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(mresp.Body)
-	mresp.Body.Close()
-	if !strings.Contains(string(mb), "eventkit_ingress_events_total 30\n") {
+	if !strings.Contains(metricsText(t, s.URL()), "eventkit_ingress_events_total 30\n") {
 		t.Fatalf("metrics lack eventkit_ingress_events_total 30")
 	}
 }

@@ -28,6 +28,8 @@ type metrics struct {
 	buffered     prometheus.Gauge
 	rejected     *prometheus.CounterVec
 	limits       *prometheus.GaugeVec
+	discarded    prometheus.Counter
+	lost         *prometheus.CounterVec
 }
 
 // limit makes the configured bound name visible as eventkit_limit{name}.
@@ -61,6 +63,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inflight:   gauge("ingress", "requests_in_flight", "Requests to /events being served (bounded by max_concurrent_requests)."),
 		buffered:   gauge("ingress", "buffered_bytes", "Request body bytes reserved by the requests in flight (bounded by max_buffered_bytes)."),
 		rejected:   counterVec("ingress", "rejected_total", "Requests refused with 503 at a bound, by reason (concurrency, buffer).", "reason"),
+		discarded:  counter("broker", "discarded_total", "Stored events dropped to make room (broker.discard old)."),
+		lost:       counterVec("subscription", "lost_total", "Events dropped from the store (broker.discard old) before the subscription delivered or dead-lettered them.", "subscription"),
 		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "eventkit", Name: "limit",
 			Help: "The configured bounds of the server, by name.",
@@ -73,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.requests, m.latency, m.events, m.deliveries, m.streams, m.streamed, buildInfo,
-		m.dropped, m.inflight, m.buffered, m.rejected, m.limits)
+		m.dropped, m.inflight, m.buffered, m.rejected, m.limits, m.discarded, m.lost)
 	m.ok200 = m.requests.WithLabelValues(strconv.Itoa(http.StatusOK))
 	m.ok204 = m.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent))
 	return m
@@ -136,6 +140,8 @@ type countingPublisher struct {
 	limits *brokerLimits // nil: unknown (WithBroker)
 	store  *storeState
 	js     *jsGuard // nil: not the embedded broker
+	// discard makes room at max_bytes (broker.discard old; nil otherwise).
+	discard *discarder
 }
 
 // answerable classifies a publish error for the ingress.
@@ -155,7 +161,7 @@ func (p *countingPublisher) PublishEach(ctx context.Context, topics []string, ev
 	if !ok {
 		return cehttp.PublishRuns(ctx, countingRuns{p}, topics, events) // counts run by run
 	}
-	err := ep.PublishEach(ctx, topics, events)
+	err := p.withRoom(ctx, topics, events, func() error { return ep.PublishEach(ctx, topics, events) })
 	p.store.note(err)
 	err = answerable(err)
 	if err == nil {
@@ -187,11 +193,48 @@ func (c countingRuns) Close() error { return nil }
 
 func (c countingRuns) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	p := c.p
-	err := p.Publisher.Publish(ctx, topic, events...)
+	publish := func() error { return p.Publisher.Publish(ctx, topic, events...) }
+	var err error
+	if p.discard == nil {
+		err = publish()
+	} else {
+		topics := make([]string, len(events))
+		for i := range topics {
+			topics[i] = topic
+		}
+		err = p.withRoom(ctx, topics, events, publish)
+	}
 	p.store.note(err)
 	err = answerable(err)
 	if err == nil {
 		p.m.events.Add(float64(len(events)))
 	}
 	return err
+}
+
+// withRoom runs publish; with broker.discard old, when the stream is at its
+// max_bytes, it drops the oldest events (counted and reported, see
+// discarder) and publishes again. Events of a batch stored before the
+// refusal are not stored twice: the broker de-duplicates them by id.
+func (p *countingPublisher) withRoom(ctx context.Context, topics []string, events []event.Event, publish func() error) error {
+	err := publish()
+	for try := 0; try < 3 && p.discard != nil && err != nil && maxBytesReached(err); try++ {
+		if derr := p.discard.makeRoom(ctx, p.discard.storedSize(topics, events)); derr != nil {
+			p.discard.log.Warn("broker.discard old: cannot make room", "err", derr)
+			return err
+		}
+		err = publish()
+	}
+	return err
+}
+
+// storedSize estimates the bytes the events take stored: what
+// JetStream's file store counts (subject, header, body and its framing).
+func (d *discarder) storedSize(topics []string, events []event.Event) int64 {
+	var n int64
+	for i := range events {
+		b, _ := eventkit.MarshalEvent(events[i])
+		n += int64(len(b)+len(d.prefix)+len(topics[i])+len(events[i].ID())) + headerOverhead
+	}
+	return n
 }

@@ -30,13 +30,18 @@
 // the live tail.
 //
 // With credentials configured (AuthConfig), every route but the probes
-// requires them, with its scope. Every error is application/problem+json.
+// requires them, with its scope. Every error is application/problem+json,
+// but net/http's own answers to requests it cannot parse (a malformed
+// request line or header, an unknown transfer coding, headers beyond twice
+// the limit), which http.Server writes as text/plain before any handler
+// runs (docs/security.md says why they stay so).
 // Resources are bounded (LimitsConfig: concurrent requests, buffered body
 // bytes, header size, stream write timeout; 503 with Retry-After at a
 // bound). A request is checked whole, against the broker's limits too,
 // before any of its events is published; a full store is answered 507 and
 // never makes room by dropping acknowledged events unless configured to
-// (BrokerConfig.Discard). Webhooks are refused on non-public addresses and
+// (BrokerConfig.Discard), and then each drop is counted, logged and
+// reported to the subscriptions that had not delivered the event. Webhooks are refused on non-public addresses and
 // redirects unless allowed. docs/security.md states the threat model.
 package hub
 
@@ -118,6 +123,7 @@ type Server struct {
 	jsAPI   jetstream.JetStream // the broker's JetStream API (nil with WithBroker)
 	api     *apiSubs            // the Subscriptions API
 	disc    *discovery          // the Discovery API
+	discard *discarder          // broker.discard old (nil otherwise)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -165,6 +171,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(s.reg)
+	if s.discard != nil {
+		s.discard.dropped, s.discard.lost = s.metrics.discarded, s.metrics.lost
+	}
 
 	if err := s.setupSubscriptions(); err != nil {
 		return nil, err
@@ -218,7 +227,9 @@ func (s *Server) openNATS() error {
 		MaxAge:    time.Duration(s.cfg.Broker.Retention),
 		MaxBytes:  s.cfg.Broker.MaxBytes,
 		Replicas:  s.cfg.Broker.Replicas,
-		Discard:   discardPolicy(s.cfg.Broker.Discard),
+		// At the bound the stream refuses; with discard old the hub
+		// drops the oldest events itself, reporting them (discarder).
+		Discard: jetstream.DiscardNew,
 	}), eknats.WithStreamUpdate(),
 		// The CloudEvents JSON format keeps what binary mode's headers
 		// cannot: the type of integer and boolean extensions, and whether
@@ -238,6 +249,10 @@ func (s *Server) openNATS() error {
 			maxEvent = cehttp.DefaultMaxEventSize
 		}
 		s.store.room = streamRoom(js, s.cfg.Broker.Stream, s.cfg.Broker.MaxBytes, maxEvent)
+		if s.cfg.Broker.Discard == "old" && s.cfg.Broker.MaxBytes > 0 {
+			s.discard = &discarder{js: js, stream: s.cfg.Broker.Stream, prefix: p.prefix, maxBytes: s.cfg.Broker.MaxBytes,
+				log: s.log.With("component", "store")}
+		}
 	}
 	s.pub, s.sub = p, p
 	s.health = func() error {
@@ -345,7 +360,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.

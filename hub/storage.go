@@ -14,13 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func discardPolicy(s string) jetstream.DiscardPolicy {
-	if s == "old" {
-		return jetstream.DiscardOld
-	}
-	return jetstream.DiscardNew
-}
-
 // JetStream's error codes of a store that cannot take more.
 const (
 	jsInsufficientResources = 10023

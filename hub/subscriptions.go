@@ -57,6 +57,7 @@ func (s *Server) addSubscription(r *eventkit.Router, sc SubscriptionConfig, skip
 	if err != nil {
 		return nil, fmt.Errorf("hub: subscription %s: %w", sc.Name, err)
 	}
+	s.discard.track(sc.Name, sc.Topic)
 	name, dlq := sc.Name, sc.DeadLetter
 	deliveries := s.metrics.deliveries
 	h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {

@@ -35,14 +35,8 @@ func TestHealthzAndBuildInfo(t *testing.T) {
 		t.Fatalf("healthz: %s, want status ok, name eventkit, version %s", b, version.Get())
 	}
 
-	resp, err = http.Get(s.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
 	want := `eventkit_build_info{goversion="` + runtime.Version() + `",version="` + version.Get() + `"} 1`
-	if !strings.Contains(string(b), want+"\n") {
+	if !strings.Contains(metricsText(t, s.URL()), want+"\n") {
 		t.Fatalf("metrics lack %s", want)
 	}
 }

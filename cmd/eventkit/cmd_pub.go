@@ -36,6 +36,38 @@ func defaultServer() string {
 	return "http://127.0.0.1:8080"
 }
 
+// secretEnv holds the HMAC secret of pub and tail, when no file names it.
+const secretEnv = "EVENTKIT_HMAC_SECRET"
+
+// secretFlag declares --hmac-secret-file on fs. There is no flag taking
+// the secret itself: a command line is visible to every user of the
+// machine (ps, /proc), an environment variable or a file is not.
+func secretFlag(fs *flag.FlagSet) *string {
+	return fs.String("hmac-secret-file", os.Getenv(secretEnv+"_FILE"),
+		"sign requests (RFC 9421 hmac-sha256, as the server's auth.hmac_secret requires) with the secret in `FILE` ($"+secretEnv+"_FILE; or the secret itself in $"+secretEnv+")")
+}
+
+// signingSecret returns the HMAC secret: the content of file (without its
+// final line break) when given, else $EVENTKIT_HMAC_SECRET; nil when
+// neither is set.
+func signingSecret(file string) ([]byte, error) {
+	if file == "" {
+		if v := os.Getenv(secretEnv); v != "" {
+			return []byte(v), nil
+		}
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("hmac secret: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("hmac secret: %s is empty", file)
+	}
+	return b, nil
+}
+
 // stringList is a repeatable flag.
 type stringList []string
 
@@ -50,6 +82,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
 	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
+	secretFile := secretFlag(fs)
 	typ := fs.String("type", "", "event `type` (also the topic, unless the server says otherwise)")
 	source := fs.String("source", "eventkit-cli", "event `source`")
 	id := fs.String("id", "", "event `id` (default: a new UUID)")
@@ -142,6 +175,13 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *token != "" {
 		popts = append(popts, cehttp.WithToken(*token))
+	}
+	secret, err := signingSecret(*secretFile)
+	if err != nil {
+		return err
+	}
+	if secret != nil {
+		popts = append(popts, cehttp.WithSigningSecret(secret))
 	}
 	if *topic == "" {
 		popts = append(popts, cehttp.WithoutTopicHeader())

@@ -17,15 +17,10 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 )
 
+// eventually fails t unless cond holds within a minute.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventkittest.WaitFor(t, time.Minute, what, cond)
 }
 
 // TestServePubTail runs "eventkit serve" on the embedded default (in a
@@ -34,20 +29,7 @@ func TestServePubTail(t *testing.T) {
 	dir := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var serveErr eventkittest.SyncBuffer
-	served := make(chan error, 1)
-	go func() {
-		served <- runServe(ctx, []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data")}, io.Discard, &serveErr)
-	}()
-	urlRE := regexp.MustCompile(`events="POST (http://[^ ]+)/events"`)
-	var base string
-	eventually(t, "the startup line", func() bool {
-		m := urlRE.FindStringSubmatch(serveErr.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base, serveErr, served := startServe(t, ctx, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
 	if !strings.Contains(serveErr.String(), "data="+filepath.Join(dir, "data")) {
 		t.Errorf("startup line does not say where data lives: %s", serveErr.String())
 	}
@@ -128,6 +110,25 @@ func TestServePubTail(t *testing.T) {
 	if !strings.Contains(serveErr.String(), "eventkit hub stopped") {
 		t.Errorf("no shutdown log line:\n%s", serveErr.String())
 	}
+}
+
+// startServe runs "eventkit serve" with args until ctx ends, and returns
+// its base URL once it logged its startup line, its log, and its result.
+func startServe(t *testing.T, ctx context.Context, args ...string) (string, *eventkittest.SyncBuffer, <-chan error) {
+	t.Helper()
+	serveErr := &eventkittest.SyncBuffer{}
+	served := make(chan error, 1)
+	go func() { served <- runServe(ctx, args, io.Discard, serveErr) }()
+	urlRE := regexp.MustCompile(`events="POST (http://[^ ]+)/events"`)
+	var base string
+	eventually(t, "the startup line", func() bool {
+		m := urlRE.FindStringSubmatch(serveErr.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	return base, serveErr, served
 }
 
 func TestPubUsage(t *testing.T) {

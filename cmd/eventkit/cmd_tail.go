@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/hub"
 )
 
@@ -31,6 +32,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
 	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
+	secretFile := secretFlag(fs)
 	asJSON := fs.Bool("json", false, "print each event in full, in the CloudEvents JSON format (one per line)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit tail [flags] [PATTERN]\n\nPATTERN is a topic pattern (default \">\": every topic); \"*\" matches one token, \">\" the rest.")
@@ -54,10 +56,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if pattern == "" {
 		pattern = ">"
 	}
+	secret, err := signingSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	u := strings.TrimSuffix(*server, "/") + "/events/stream?topic=" + url.QueryEscape(pattern)
 	backoff := 250 * time.Millisecond
 	for {
-		connected, err := tailOnce(ctx, u, *token, *asJSON, stdout)
+		connected, err := tailOnce(ctx, u, *token, secret, *asJSON, stdout)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -83,8 +89,9 @@ type permanentTailError struct{ msg string }
 func (e *permanentTailError) Error() string { return e.msg }
 
 // tailOnce reads the stream until it ends; connected reports whether the
-// server accepted the subscription.
-func tailOnce(ctx context.Context, u, token string, asJSON bool, stdout io.Writer) (connected bool, err error) {
+// server accepted the subscription. With secret, the request is signed
+// (each connection anew: a signature is good once).
+func tailOnce(ctx context.Context, u, token string, secret []byte, asJSON bool, stdout io.Writer) (connected bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false, &permanentTailError{err.Error()}
@@ -92,6 +99,11 @@ func tailOnce(ctx context.Context, u, token string, asJSON bool, stdout io.Write
 	req.Header.Set("Accept", "text/event-stream")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if secret != nil {
+		if err := cehttp.SignRequest(req, nil, "", secret); err != nil {
+			return false, &permanentTailError{err.Error()}
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
