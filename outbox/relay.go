@@ -27,26 +27,20 @@ type RelayOption func(*Relay) error
 // process id and a random suffix); the name must not be empty. Two running
 // relays must not share a name.
 func WithOwner(name string) RelayOption {
-	return opt.Set("outbox.WithOwner", name, name == "", "the owner name must not be empty", func(r *Relay) *string { return &r.owner })
+	return opt.NotEmpty("outbox.WithOwner", name, func(r *Relay) *string { return &r.owner })
 }
 
 // WithBatchSize sets how many records a relay fetches and marks at once
 // (default 500); n must be positive.
 func WithBatchSize(n int) RelayOption {
-	return opt.Set("outbox.WithBatchSize", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(r *Relay) *int { return &r.batch })
-}
-
-// atLeast is an option setting the duration field(r) to d, which must be at
-// least min.
-func atLeast(name string, d, min time.Duration, field func(*Relay) *time.Duration) RelayOption {
-	return opt.Set(name, d, d < min, "must be at least "+min.String()+", got "+d.String(), field)
+	return opt.Positive("outbox.WithBatchSize", n, func(r *Relay) *int { return &r.batch })
 }
 
 // WithPollInterval sets how often a relay looks for new records when it was
 // not woken by the store (default 1s; with a Notifier store, polling is the
 // fallback for lost notifications). It must be positive.
 func WithPollInterval(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPollInterval", d, 1, func(r *Relay) *time.Duration { return &r.poll })
+	return opt.Positive("outbox.WithPollInterval", d, func(r *Relay) *time.Duration { return &r.poll })
 }
 
 // WithLeaseTTL sets the lease time of the relay's partitions (default 15s;
@@ -54,7 +48,7 @@ func WithPollInterval(d time.Duration) RelayOption {
 // every third of it; a relay that stops lets another take its partitions
 // after at most this time.
 func WithLeaseTTL(d time.Duration) RelayOption {
-	return atLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
+	return opt.AtLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
 }
 
 // WithBackoff sets the first and the longest wait between retries of a
@@ -68,20 +62,20 @@ func WithBackoff(first, max time.Duration) RelayOption {
 // WithPublishTimeout bounds each Publish call (default 30s); it must be
 // positive.
 func WithPublishTimeout(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPublishTimeout", d, 1, func(r *Relay) *time.Duration { return &r.publishTimeout })
+	return opt.Positive("outbox.WithPublishTimeout", d, func(r *Relay) *time.Duration { return &r.publishTimeout })
 }
 
 // WithLogger sets the relay's logger (default slog.Default()); it must not
 // be nil.
 func WithLogger(l *slog.Logger) RelayOption {
-	return opt.Set("outbox.WithLogger", l, l == nil, "the logger must not be nil", func(r *Relay) **slog.Logger { return &r.logger })
+	return opt.NotNil("outbox.WithLogger", "the logger", l, func(r *Relay) **slog.Logger { return &r.logger })
 }
 
 // WithPurgeInterval sets how often the relay asks a Purger store to remove
 // delivered rows past their retention (default 1 minute); it must be
 // positive.
 func WithPurgeInterval(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPurgeInterval", d, 1, func(r *Relay) *time.Duration { return &r.purgeEvery })
+	return opt.Positive("outbox.WithPurgeInterval", d, func(r *Relay) *time.Duration { return &r.purgeEvery })
 }
 
 // floorReset is how often a relay forgets its per-partition floors.
