@@ -225,7 +225,7 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
-	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.name,
+	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.table,
 		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+testURL(t))
 	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
 	_ = child.Kill()
