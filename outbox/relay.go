@@ -78,6 +78,20 @@ func WithPurgeInterval(d time.Duration) RelayOption {
 	return opt.Positive("outbox.WithPurgeInterval", d, func(r *Relay) *time.Duration { return &r.purgeEvery })
 }
 
+// DefaultShutdownTimeout bounds what a relay does after its Run's context
+// ended (see WithShutdownTimeout).
+const DefaultShutdownTimeout = 10 * time.Second
+
+// WithShutdownTimeout bounds what a relay does after the context of its
+// Run ended (default DefaultShutdownTimeout): marking delivered the
+// records it published and giving back its leases. Records published and
+// not marked when it runs out are published again by the next owner of
+// their partitions; leases not given back expire after WithLeaseTTL. It
+// must be positive.
+func WithShutdownTimeout(d time.Duration) RelayOption {
+	return opt.Positive("outbox.WithShutdownTimeout", d, func(r *Relay) *time.Duration { return &r.shutdownTimeout })
+}
+
 // floorReset is how often a relay forgets its per-partition floors.
 const floorReset = 30 * time.Second
 
@@ -96,6 +110,12 @@ type Relay struct {
 	publishTimeout time.Duration
 	purgeEvery     time.Duration
 	logger         *slog.Logger
+
+	shutdownTimeout time.Duration
+	// final is Run's context, not cancelled with it but
+	// shutdownTimeout after it ended: the bound of the store calls that
+	// finish a stop (the last mark, the release).
+	final context.Context
 
 	wake    chan struct{}
 	running atomic.Bool
@@ -133,6 +153,8 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) (*Relay,
 		publishTimeout: 30 * time.Second,
 		purgeEvery:     time.Minute,
 		logger:         slog.Default(),
+
+		shutdownTimeout: DefaultShutdownTimeout,
 		wake:           make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -175,14 +197,18 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends, then gives back its leases and returns nil. It
-// returns an error only if the relay is already running. Store and publisher
-// errors are logged and retried with backoff.
+// Run relays until ctx ends, then marks what it published and gives back
+// its leases, within WithShutdownTimeout, and returns nil. It returns an
+// error only if the relay is already running. Store and publisher errors
+// are logged and retried with backoff.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("outbox: relay already running")
 	}
 	defer r.running.Store(false)
+	final, stopFinal := graceContext(ctx, r.shutdownTimeout)
+	defer stopFinal()
+	r.final = final
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if n, ok := r.store.(Notifier); ok {
@@ -195,7 +221,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
-		r.release(ctx)
+		r.release()
 	}()
 	r.held, r.claimedAt = nil, time.Time{}
 	r.floors, r.floorsAt = map[int]int64{}, time.Now()
@@ -274,12 +300,21 @@ func (r *Relay) nextCursors() []Cursor {
 	return cursors
 }
 
-// release gives back the relay's leases when Run ends; it is bounded, since
-// ctx has ended by then.
-func (r *Relay) release(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := r.store.Release(rctx, r.owner); err != nil {
+// graceContext returns a context with ctx's values that ends d after ctx
+// ended, and its cancel function.
+func graceContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	grace, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d, cancel)
+		context.AfterFunc(grace, func() { t.Stop() })
+	})
+	return grace, func() { stop(); cancel() }
+}
+
+// release gives back the relay's leases when Run ends, within
+// WithShutdownTimeout of the end of its context.
+func (r *Relay) release() {
+	if err := r.store.Release(r.final, r.owner); err != nil {
 		r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
 	}
 	r.held = nil
@@ -461,9 +496,8 @@ func (r *Relay) deliver(ctx context.Context, recs []Record) {
 // are fetched (and published again) before anything after them.
 func (r *Relay) mark(ctx context.Context, recs []Record) bool {
 	// A shutting-down relay still marks what was published, to spare the
-	// next owner the duplicates.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+	// next owner the duplicates, within WithShutdownTimeout.
+	mctx := r.final
 	for attempt := 0; ; attempt++ {
 		err := r.store.MarkDelivered(mctx, r.owner, recs)
 		if err == nil {
