@@ -155,7 +155,7 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) (*Relay,
 		logger:         slog.Default(),
 
 		shutdownTimeout: DefaultShutdownTimeout,
-		wake:           make(chan struct{}, 1),
+		wake:            make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		if err := o(r); err != nil {
