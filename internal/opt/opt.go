@@ -13,6 +13,7 @@ package opt
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/eventkit/eventkit"
 )
@@ -69,4 +70,46 @@ func NotEmpty[C any](name, v string, field func(*C) *string) func(*C) error {
 // what names the value in the error ("the logger must not be nil").
 func NotNil[C, T any](name, what string, v *T, field func(*C) **T) func(*C) error {
 	return Set(name, v, v == nil, what+" must not be nil", field)
+}
+
+// maxIdent is the longest SQL identifier: PostgreSQL's NAMEDATALEN-1.
+const maxIdent = 63
+
+// SQLTable checks the table name given to the option (or constructor)
+// named name: one SQL identifier (an ASCII letter or underscore, then
+// letters, digits and underscores, at most 63 bytes) or, if qualified,
+// two joined by a dot (schema.table). Anything else, spaces, quotes and
+// semicolons included, is refused with an error wrapping
+// eventkit.ErrInvalidOption that names the option and the table; nil
+// otherwise.
+func SQLTable(name, table string, qualified bool) error {
+	parts := []string{table}
+	if qualified {
+		if schema, rest, ok := strings.Cut(table, "."); ok {
+			parts = []string{schema, rest}
+		}
+	}
+	for _, p := range parts {
+		if !isIdent(p) {
+			want := "a table name of letters, digits and underscores (not starting with a digit, at most 63 bytes)"
+			if qualified {
+				want += ", optionally schema-qualified"
+			}
+			return eventkit.InvalidOption(name, fmt.Sprintf("want %s, got %q", want, table))
+		}
+	}
+	return nil
+}
+
+func isIdent(s string) bool {
+	if s == "" || len(s) > maxIdent || ('0' <= s[0] && s[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '_' && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && !('0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,36 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/postgres"
+)
+
+// TestStoreTableNames: the checkpoint, snapshot and dedup stores refuse a
+// table name that is not a plain SQL identifier, naming the constructor
+// and the name (they quoted any name before); the check needs no database.
+func TestStoreTableNames(t *testing.T) {
+	migrators := map[string]func(table string) interface{ Migrate(context.Context) error }{
+		"postgres.NewCheckpointStore": func(table string) interface{ Migrate(context.Context) error } {
+			return postgres.NewCheckpointStore(nil, table)
+		},
+		"postgres.NewSnapshotStore": func(table string) interface{ Migrate(context.Context) error } {
+			return postgres.NewSnapshotStore(nil, table)
+		},
+		"postgres.NewDedupStore": func(table string) interface{ Migrate(context.Context) error } {
+			return postgres.NewDedupStore(nil, table, 0)
+		},
+	}
+	for ctor, newStore := range migrators {
+		for _, bad := range []string{`t"; DROP TABLE x; --`, "a.b.c", "t-1"} {
+			err := newStore(bad).Migrate(context.Background())
+			if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), ctor) {
+				t.Errorf("%s(%q).Migrate = %v, want ErrInvalidOption naming %s", ctor, bad, err, ctor)
+			}
+		}
+	}
+}
