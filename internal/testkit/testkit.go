@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,4 +130,31 @@ func Subscribe(tb testing.TB, ctx context.Context, s eventkit.Subscriber, patter
 	}
 	tb.Cleanup(func() { _ = sub.Close() })
 	return sub
+}
+
+// Migrator is a store whose Migrate creates its tables.
+type Migrator interface{ Migrate(context.Context) error }
+
+// TableNamesRefused checks, for each constructor of stores (by its name)
+// and each bad table name, that the store it makes fails Migrate with an
+// error wrapping eventkit.ErrInvalidOption that names the constructor.
+func TableNamesRefused(t *testing.T, bad []string, stores map[string]func(table string) Migrator) {
+	t.Helper()
+	for ctor, newStore := range stores {
+		for _, table := range bad {
+			err := newStore(table).Migrate(context.Background())
+			if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), ctor) {
+				t.Errorf("%s(%q).Migrate = %v, want ErrInvalidOption naming %s", ctor, table, err, ctor)
+			}
+		}
+	}
+}
+
+// CPUTime is the process's user and system CPU time: a benchmark on a
+// machine shared with other work reports CPU per operation, steadier than
+// its ns/op.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -139,15 +139,8 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Transport, error) {
 	if pool == nil {
 		return nil, eventkit.InvalidOption("pgqueue.New", "the pool must not be nil")
 	}
-	o := options{
-		Common:     transport.NewCommon("pgqueue"),
-		table:      DefaultTable,
-		visibility: DefaultVisibilityTimeout,
-		poll:       DefaultPollInterval,
-		batch:      DefaultBatchSize,
-		retention:  DefaultRetention,
-	}
-	if err := transport.Apply(&o, opts); err != nil {
+	o, err := newOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	d := newDriver(pool, o)
@@ -156,6 +149,20 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Transport, error) {
 		return nil, err
 	}
 	return &Transport{Transport: pt, d: d}, nil
+}
+
+// newOptions applies opts to the defaults.
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		Common:     transport.NewCommon("pgqueue"),
+		table:      DefaultTable,
+		visibility: DefaultVisibilityTimeout,
+		poll:       DefaultPollInterval,
+		batch:      DefaultBatchSize,
+		retention:  DefaultRetention,
+	}
+	err := transport.Apply(&o, opts)
+	return o, err
 }
 
 // Migrate creates the queue's tables if they do not exist (idempotent, safe
