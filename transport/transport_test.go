@@ -207,20 +207,7 @@ func newEvent(id string) event.Event { return eventkittest.NewEvent(id) }
 
 func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	t.Helper()
-	var out []*eventkit.Message
-	timeout := time.After(10 * time.Second)
-	for len(out) < n {
-		select {
-		case m, ok := <-s.Messages():
-			if !ok {
-				t.Fatalf("subscription ended after %d of %d: %v", len(out), n, s.Err())
-			}
-			out = append(out, m)
-		case <-timeout:
-			t.Fatalf("got %d of %d messages", len(out), n)
-		}
-	}
-	return out
+	return testkit.Take(t, s, n, 10*time.Second)
 }
 
 // subscribe subscribes tr to pattern, with opts.

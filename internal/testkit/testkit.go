@@ -158,3 +158,33 @@ func CPUTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Take takes n messages from s within d, and fails tb, saying how many it
+// got (and why s ended, if it did), otherwise.
+func Take(tb testing.TB, s eventkit.Subscription, n int, d time.Duration) []*eventkit.Message {
+	tb.Helper()
+	out := make([]*eventkit.Message, 0, n)
+	timeout := time.After(d)
+	for len(out) < n {
+		select {
+		case m, ok := <-s.Messages():
+			if !ok {
+				tb.Fatalf("subscription ended after %d of %d messages: %v", len(out), n, s.Err())
+			}
+			out = append(out, m)
+		case <-timeout:
+			tb.Fatalf("took %d of %d messages within %s", len(out), n, d)
+		}
+	}
+	return out
+}
+
+// DurableFeatures are the conformance features of a broker whose consumer
+// groups persist and redeliver what was not acked (NATS JetStream, the
+// PostgreSQL queue); a test adds its timeouts and the broker's own.
+func DurableFeatures() eventkittest.Features {
+	return eventkittest.Features{
+		Wildcards: true, ConsumerGroups: true, GroupBalance: true, OrderPerKey: true,
+		Redelivery: true, AttemptCount: true, NackDelay: true, Persistent: true, RedeliverUnacked: true,
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -57,20 +58,10 @@ func queueFactoryOn(newPool func(testing.TB) *pgxpool.Pool, opts ...Option) even
 var conformanceOptions = []Option{WithVisibilityTimeout(5 * time.Second), WithPollInterval(100 * time.Millisecond)}
 
 func TestQueueConformance(t *testing.T) {
-	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...),
-		eventkittest.Features{
-			Wildcards:        true,
-			ConsumerGroups:   true,
-			GroupBalance:     true,
-			OrderPerKey:      true,
-			Redelivery:       true,
-			AttemptCount:     true,
-			NackDelay:        true,
-			Persistent:       true,
-			RedeliverUnacked: true,
-			AckTimeout:       5 * time.Second,
-			Restart:          restartable,
-		})
+	features := testkit.DurableFeatures()
+	features.AckTimeout = 5 * time.Second
+	features.Restart = restartable
+	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...), features)
 }
 
 // restartable is the restart feature: queues on a PostgreSQL of the test's
