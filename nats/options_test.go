@@ -65,10 +65,7 @@ func TestUnknownSubscriptionOption(t *testing.T) {
 // New does no I/O: the declared stream is made by EnsureStreams (or the
 // first publish), not by New, which made it on context.Background().
 func TestNewDoesNoIO(t *testing.T) {
-	nc := connectEmbedded(t)
-	t.Cleanup(nc.Close)
-	ns := eventkittest.UniqueName("eknio")
-	t.Cleanup(func() { deleteStream(t, nc, ns) })
+	nc, ns := embeddedStream(t, "eknio")
 	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}}))
 	if err != nil {
 		t.Fatal(err)

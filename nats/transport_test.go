@@ -61,6 +61,18 @@ func deleteStream(t *testing.T, nc *nats.Conn, name string) {
 	}
 }
 
+// embeddedStream connects to the embedded server and names a stream of its
+// own, prefix then a unique suffix, deleted (if made) when t ends, before
+// the connection is closed.
+func embeddedStream(t *testing.T, prefix string) (*nats.Conn, string) {
+	t.Helper()
+	nc := connectEmbedded(t)
+	t.Cleanup(nc.Close)
+	ns := eventkittest.UniqueName(prefix)
+	t.Cleanup(func() { deleteStream(t, nc, ns) })
+	return nc, ns
+}
+
 func connectEmbedded(t *testing.T) *nats.Conn {
 	nc, err := embedded(t).Connect()
 	if err != nil {
