@@ -7,6 +7,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"syscall"
@@ -164,17 +165,14 @@ func CPUTime() time.Duration {
 func Take(tb testing.TB, s eventkit.Subscription, n int, d time.Duration) []*eventkit.Message {
 	tb.Helper()
 	out := make([]*eventkit.Message, 0, n)
-	timeout := time.After(d)
+	deadline := time.Now().Add(d)
 	for len(out) < n {
-		select {
-		case m, ok := <-s.Messages():
-			if !ok {
-				tb.Fatalf("subscription ended after %d of %d messages: %v", len(out), n, s.Err())
-			}
-			out = append(out, m)
-		case <-timeout:
-			tb.Fatalf("took %d of %d messages within %s", len(out), n, d)
+		what := fmt.Sprintf("message %d of %d", len(out)+1, n)
+		m := Receive(tb, s.Messages(), max(time.Until(deadline), 0), what)
+		if m == nil { // the channel is closed
+			tb.Fatalf("subscription ended after %d of %d messages: %v", len(out), n, s.Err())
 		}
+		out = append(out, m)
 	}
 	return out
 }
