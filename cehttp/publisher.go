@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/internal/version"
 	"github.com/eventkit/eventkit/transport"
 )
@@ -62,19 +63,7 @@ func WithHTTPClient(c *http.Client) PublisherOption {
 // WithTimeout bounds each request (DefaultTimeout by default); it must be
 // positive.
 func WithTimeout(d time.Duration) PublisherOption {
-	return positive("cehttp.WithTimeout", d, func(p *poster) *time.Duration { return &p.timeout })
-}
-
-// positive is an option setting the duration field(p) to d, which must be
-// positive.
-func positive(name string, d time.Duration, field func(*poster) *time.Duration) PublisherOption {
-	return func(p *poster) error {
-		if d <= 0 {
-			return eventkit.InvalidOption(name, "must be positive, got "+d.String())
-		}
-		*field(p) = d
-		return nil
-	}
+	return opt.Positive("cehttp.WithTimeout", d, func(p *poster) *time.Duration { return &p.timeout })
 }
 
 // WithToken sends "Authorization: Bearer token" with every request; the
@@ -147,7 +136,7 @@ func WithoutTopicHeader() PublisherOption {
 // Close waits that long for the requests in flight. It must be positive;
 // use Shutdown to give the bound with a context.
 func WithCloseTimeout(d time.Duration) PublisherOption {
-	return positive("cehttp.WithCloseTimeout", d, func(p *poster) *time.Duration { return &p.closeTimeout })
+	return opt.Positive("cehttp.WithCloseTimeout", d, func(p *poster) *time.Duration { return &p.closeTimeout })
 }
 
 // userAgent names the egress publisher in its requests.

@@ -205,6 +205,20 @@ type DeliveryObserver interface {
 	Delivered(id AckID)
 }
 
+// InlineAcker is implemented by a Subscription whose ack is cheap and
+// does not wait on the network: it records the ack in memory (a later
+// commit sends it, as Kafka's offsets) or hands it to a client that
+// queues it. Package transport then settles each eventkit.Message.Ack by
+// calling AckInline from the caller's goroutine and returns its error
+// to that caller, instead of queueing the ack for an ack goroutine that
+// calls SendAcks with a batch. The rules of SendAcks hold: AckInline may
+// run concurrently with itself, ReceiveBatch and SendNacks, receives
+// each ID once, and is not called after the subscription's Close began.
+// It must not block on I/O.
+type InlineAcker interface {
+	AckInline(id AckID) error
+}
+
 // permanentError marks a driver error that retrying cannot fix.
 type permanentError struct{ err error }
 

@@ -1,12 +1,12 @@
 package kafka
 
 import (
-	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -77,18 +77,6 @@ func defaults() config {
 // silently replaced by its default.
 type Option func(*config) error
 
-// positive returns an option (of a Transport or a Transactor) that
-// refuses a value v that is not positive, and otherwise calls set.
-func positive[C any, N int | int32 | time.Duration](option string, v N, set func(*C)) func(*C) error {
-	return func(c *C) error {
-		if v <= 0 {
-			return eventkit.InvalidOption(option, "must be positive, got "+fmt.Sprint(v))
-		}
-		set(c)
-		return nil
-	}
-}
-
 // WithBrokers sets the seed brokers ("host:port"); an empty address is
 // refused.
 func WithBrokers(addrs ...string) Option {
@@ -123,13 +111,7 @@ func WithConsumerOptions(opts ...kgo.Opt) Option {
 // WithTopicMapper sets how eventkit topics map to Kafka topics (default
 // PrefixMapper("")); nil is refused.
 func WithTopicMapper(m TopicMapper) Option {
-	return func(c *config) error {
-		if m == nil {
-			return eventkit.InvalidOption("kafka.WithTopicMapper", "the mapper must not be nil")
-		}
-		c.mapper = m
-		return nil
-	}
+	return opt.Set("kafka.WithTopicMapper", m, m == nil, "the mapper must not be nil", func(c *config) *TopicMapper { return &c.mapper })
 }
 
 // WithMode sets the binding mode the transport publishes in:
@@ -137,13 +119,7 @@ func WithTopicMapper(m TopicMapper) Option {
 // eventkit.Structured (the JSON event format as the record value).
 // Subscriptions read both modes whatever this says.
 func WithMode(m eventkit.Mode) Option {
-	return func(c *config) error {
-		if !m.Valid() {
-			return eventkit.InvalidOption("kafka.WithMode", "unknown mode "+m.String())
-		}
-		c.mode = m
-		return nil
-	}
+	return opt.Set("kafka.WithMode", m, !m.Valid(), "unknown mode "+m.String(), func(c *config) *eventkit.Mode { return &c.mode })
 }
 
 // WithStructuredMode publishes in the binding's structured mode.
@@ -155,19 +131,15 @@ func WithStructuredMode() Option { return WithMode(eventkit.Structured) }
 // sends a batch (franz-go's default: 10 ms); d must not be negative (0
 // sends at once).
 func WithLinger(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return eventkit.InvalidOption("kafka.WithLinger", "must not be negative, got "+d.String())
-		}
-		c.producerOpts = append(c.producerOpts, kgo.ProducerLinger(d))
-		return nil
-	}
+	return opt.Check("kafka.WithLinger", d < 0, "must not be negative, got "+d.String(),
+		func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerLinger(d)) })
 }
 
 // WithBatchMaxBytes bounds the size of a produced record batch; n must be
 // positive.
 func WithBatchMaxBytes(n int32) Option {
-	return positive("kafka.WithBatchMaxBytes", n, func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n)) })
+	return opt.Check("kafka.WithBatchMaxBytes", n <= 0, "must be positive, got "+strconv.Itoa(int(n)),
+		func(c *config) { c.producerOpts = append(c.producerOpts, kgo.ProducerBatchMaxBytes(n)) })
 }
 
 // WithCompression sets the producer's compression codecs in order of
@@ -183,7 +155,7 @@ func WithCompression(codecs ...kgo.CompressionCodec) Option {
 // (default DefaultMaxInFlight, franz-go's MaxBufferedRecords); Publish and
 // PublishAsync wait for room. n must be positive.
 func WithMaxInFlight(n int) Option {
-	return positive("kafka.WithMaxInFlight", n, func(c *config) { c.maxInFlight = n })
+	return opt.Positive("kafka.WithMaxInFlight", n, func(c *config) *int { return &c.maxInFlight })
 }
 
 // WithTopicCreation makes the transport create each Kafka topic it
@@ -210,20 +182,20 @@ func WithTopicCreation(partitions int32, replicationFactor int16, configs map[st
 // (the messages it holds are package transport's bound: two batches of
 // driver.DefaultMaxBatch). n must be positive.
 func WithDefaultBuffer(n int) Option {
-	return positive("kafka.WithDefaultBuffer", n, func(c *config) { c.buffer = n })
+	return opt.Positive("kafka.WithDefaultBuffer", n, func(c *config) *int { return &c.buffer })
 }
 
 // WithCommitInterval sets how often subscriptions commit finished offsets;
 // d must be positive.
 func WithCommitInterval(d time.Duration) Option {
-	return positive("kafka.WithCommitInterval", d, func(c *config) { c.commitInterval = d })
+	return opt.Positive("kafka.WithCommitInterval", d, func(c *config) *time.Duration { return &c.commitInterval })
 }
 
 // WithRevokeTimeout bounds the wait of a revoked partition for its taken
 // messages to be settled (default DefaultRevokeTimeout); d must be
 // positive.
 func WithRevokeTimeout(d time.Duration) Option {
-	return positive("kafka.WithRevokeTimeout", d, func(c *config) { c.revokeTimeout = d })
+	return opt.Positive("kafka.WithRevokeTimeout", d, func(c *config) *time.Duration { return &c.revokeTimeout })
 }
 
 // WithMetadataMaxAge sets how often subscriptions refresh metadata: how
@@ -231,13 +203,13 @@ func WithRevokeTimeout(d time.Duration) Option {
 // Topics created through this transport are seen at once. d must be
 // positive.
 func WithMetadataMaxAge(d time.Duration) Option {
-	return positive("kafka.WithMetadataMaxAge", d, func(c *config) { c.metadataMaxAge = d })
+	return opt.Positive("kafka.WithMetadataMaxAge", d, func(c *config) *time.Duration { return &c.metadataMaxAge })
 }
 
 // WithHeartbeatInterval sets the consumer-group heartbeat interval (default
 // DefaultHeartbeatInterval); d must be positive.
 func WithHeartbeatInterval(d time.Duration) Option {
-	return positive("kafka.WithHeartbeatInterval", d, func(c *config) { c.heartbeat = d })
+	return opt.Positive("kafka.WithHeartbeatInterval", d, func(c *config) *time.Duration { return &c.heartbeat })
 }
 
 // WithCloseTimeout bounds Close, of the transport and of each subscription
@@ -245,18 +217,12 @@ func WithHeartbeatInterval(d time.Duration) Option {
 // ephemeral groups and the flush of the producer. Close is Shutdown with a
 // context that ends after d. d must be positive.
 func WithCloseTimeout(d time.Duration) Option {
-	return positive("kafka.WithCloseTimeout", d, func(c *config) { c.closeTimeout = d })
+	return opt.Positive("kafka.WithCloseTimeout", d, func(c *config) *time.Duration { return &c.closeTimeout })
 }
 
 // WithLogger sets the logger (slog.Default() otherwise); nil is refused.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return eventkit.InvalidOption("kafka.WithLogger", "the logger must not be nil")
-		}
-		c.logger = l
-		return nil
-	}
+	return opt.NotNil("kafka.WithLogger", "the logger", l, func(c *config) **slog.Logger { return &c.logger })
 }
 
 var _ eventkit.Publisher = (*Transport)(nil)

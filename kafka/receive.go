@@ -323,18 +323,34 @@ func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
 	defer s.mu.Unlock()
 	late := 0
 	for _, id := range ids {
-		e := id.(*entry)
-		p, err := s.settleLocked(e)
-		if err != nil {
+		if s.ackLocked(id.(*entry)) != nil {
 			late++
-			continue
 		}
-		e.done = true
-		p.advance()
 	}
 	if late > 0 {
 		return fmt.Errorf("%d of %d acks: %w", late, len(ids), ErrRevoked)
 	}
+	return nil
+}
+
+// AckInline implements driver.InlineAcker: an ack only marks the record
+// finished and moves its partition's commit offset, in memory, so package
+// transport calls it from eventkit.Message.Ack, which returns ErrRevoked
+// when the partition was given up first.
+func (s *subscription) AckInline(id driver.AckID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ackLocked(id.(*entry))
+}
+
+// ackLocked finishes e, or returns ErrRevoked. s.mu is held.
+func (s *subscription) ackLocked(e *entry) error {
+	p, err := s.settleLocked(e)
+	if err != nil {
+		return err
+	}
+	e.done = true
+	p.advance()
 	return nil
 }
 
@@ -403,3 +419,5 @@ func redecode(r *kgo.Record) (event.Event, error) {
 	}
 	return ev, nil
 }
+
+var _ driver.InlineAcker = (*subscription)(nil)

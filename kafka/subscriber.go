@@ -17,8 +17,7 @@ import (
 
 // ErrRevoked is the error of a settlement of a message whose partition was
 // revoked (or lost) before it: the settlement is not recorded, and the
-// partition's new owner delivers the record again. Nack returns it; an Ack
-// is sent after it returned, so its ErrRevoked is logged.
+// partition's new owner delivers the record again. Ack and Nack return it.
 var ErrRevoked = errors.New("kafka: partition revoked before the message was settled")
 
 // EphemeralGroupPrefix starts the name of the consumer group of a

@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -51,20 +52,7 @@ func waitCommitted(t *testing.T, ctx context.Context, tr *kafka.Transport, group
 
 func take(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	t.Helper()
-	out := make([]*eventkit.Message, 0, n)
-	timeout := time.After(20 * time.Second)
-	for len(out) < n {
-		select {
-		case m, ok := <-s.Messages():
-			if !ok {
-				t.Fatalf("subscription ended after %d of %d: %v", len(out), n, s.Err())
-			}
-			out = append(out, m)
-		case <-timeout:
-			t.Fatalf("took %d of %d messages", len(out), n)
-		}
-	}
-	return out
+	return testkit.Take(t, s, n, 20*time.Second)
 }
 
 func events(prefix string, n int) []event.Event {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -41,7 +42,7 @@ func WithTxFromStart() TxOption { return func(c *txConfig) error { c.fromStart =
 // WithTxBatch bounds the records handled in one transaction (default 500);
 // n must be positive.
 func WithTxBatch(n int) TxOption {
-	return positive("kafka.WithTxBatch", n, func(c *txConfig) { c.batch = n })
+	return opt.Positive("kafka.WithTxBatch", n, func(c *txConfig) *int { return &c.batch })
 }
 
 // WithTxMaxAttempts sets how many times a record whose handler fails is
@@ -49,7 +50,7 @@ func WithTxBatch(n int) TxOption {
 // (default 10). A handler error marked eventkit.Permanent ends Run at once.
 // n must be positive.
 func WithTxMaxAttempts(n int) TxOption {
-	return positive("kafka.WithTxMaxAttempts", n, func(c *txConfig) { c.maxAttempts = n })
+	return opt.Positive("kafka.WithTxMaxAttempts", n, func(c *txConfig) *int { return &c.maxAttempts })
 }
 
 // WithTxClientOptions adds franz-go options to the transactional client

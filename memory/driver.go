@@ -296,4 +296,5 @@ var (
 	_ driver.Subscription     = (*sub)(nil)
 	_ driver.Subscription     = (*member)(nil)
 	_ driver.DeliveryObserver = (*member)(nil)
+	_ driver.InlineAcker      = (*sub)(nil)
 )

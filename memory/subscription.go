@@ -53,6 +53,14 @@ func (s *sub) SendAcks(_ context.Context, ids []driver.AckID) error {
 	return nil
 }
 
+// AckInline implements driver.InlineAcker: an ack only returns the
+// delivery to its pool, so package transport calls it from
+// eventkit.Message.Ack.
+func (s *sub) AckInline(id driver.AckID) error {
+	id.(*delivery).release()
+	return nil
+}
+
 // SendNacks implements driver.Subscription: each event, as published, is
 // queued again to the same subscription or group, with its attempt
 // incremented, after the nack's delay.

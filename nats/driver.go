@@ -44,7 +44,7 @@ func newDriver(nc *nats.Conn, owned bool, cfg config) (*drv, error) {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	return &drv{
-		nc: nc, ownsConn: owned, js: js, cfg: cfg, log: cfg.logger, apiPrefix: apiPrefix(js.Options()),
+		nc: nc, ownsConn: owned, js: js, cfg: cfg, log: cfg.Logger, apiPrefix: apiPrefix(js.Options()),
 		pub:      newPubInbox(nc, cfg.maxInFlight, cfg.pubAckTimeout),
 		streams:  make(map[string]*jetstream.StreamConfig),
 		autoDone: make(map[string]string),
@@ -117,6 +117,10 @@ func (t *drv) stopPublishing() {
 	}
 }
 
+// Stopping implements driver.Stopper: a Shutdown begins, so publishes
+// stop (see stopPublishing) before package transport waits for them.
+func (t *drv) Stopping(context.Context) { t.stopPublishing() }
+
 // Shutdown stops publishing and, if Dial made the connection, flushes it
 // within ctx and closes it. Package transport calls it after every publish
 // and subscription ended.
@@ -146,4 +150,5 @@ var (
 	_ driver.Publisher  = (*drv)(nil)
 	_ driver.Subscriber = (*drv)(nil)
 	_ driver.Shutdowner = (*drv)(nil)
+	_ driver.Stopper    = (*drv)(nil)
 )

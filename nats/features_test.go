@@ -20,15 +20,12 @@ import (
 // stream for "<ns>.>" (deleted at the end) and the namespace.
 func newTransport(t *testing.T, opts ...eknats.Option) (*eknats.Transport, string) {
 	t.Helper()
-	nc := connectEmbedded(t)
-	t.Cleanup(nc.Close)
-	ns := eventkittest.UniqueName("ekt")
+	nc, ns := embeddedStream(t, "ekt")
 	all := append([]eknats.Option{eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}})}, opts...)
 	tr, err := eknats.New(nc, all...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deleteStream(t, nc, ns) })
 	t.Cleanup(func() { _ = tr.Close() })
 	if err := tr.EnsureStreams(context.Background()); err != nil { // New does no I/O
 		t.Fatal(err)
@@ -114,10 +111,7 @@ func TestRepublishIsDropped(t *testing.T) {
 }
 
 func TestStreamNotChangedSilently(t *testing.T) {
-	nc := connectEmbedded(t)
-	t.Cleanup(nc.Close)
-	ns := eventkittest.UniqueName("ekm")
-	t.Cleanup(func() { deleteStream(t, nc, ns) })
+	nc, ns := embeddedStream(t, "ekm")
 	cfg := eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}, MaxAge: time.Hour}
 	// New does no I/O: EnsureStreams creates or checks the streams.
 	ensured := func(opts ...eknats.Option) (*eknats.Transport, error) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,7 +92,7 @@ var _ dedup.Store = (*DedupStore)(nil)
 func NewDedupStore(ctx context.Context, js jetstream.JetStream, bucketName string, opts ...KVOption) (*DedupStore, error) {
 	cfg := newKVConfig(opts)
 	if cfg.retention <= 0 {
-		return nil, errors.New("nats: dedup store: retention must be positive")
+		return nil, eventkit.InvalidOption("nats.WithRetention", "must be positive, got "+cfg.retention.String())
 	}
 	kv, err := bucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket: bucketName, Description: "eventkit dedup records", History: 1,

@@ -2,9 +2,12 @@ package nats_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/dedup"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/eventkittest"
@@ -59,6 +62,16 @@ func TestStoresEmbedded(t *testing.T) { testStores(t, connectEmbedded) }
 func TestStoresServer(t *testing.T) {
 	connectServer(t).Close()
 	testStores(t, connectServer)
+}
+
+// TestDedupRetentionRefused: a retention that is not positive fails with
+// ErrInvalidOption naming the option (a plain error before).
+func TestDedupRetentionRefused(t *testing.T) {
+	js, name := kvJetStream(t, connectEmbedded)
+	_, err := eknats.NewDedupStore(context.Background(), js, name, eknats.WithRetention(0))
+	if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), "nats.WithRetention") {
+		t.Fatalf("NewDedupStore(WithRetention(0)) = %v, want ErrInvalidOption naming nats.WithRetention", err)
+	}
 }
 
 func TestDedupBucketNotChangedSilently(t *testing.T) {

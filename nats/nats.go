@@ -13,12 +13,54 @@ import (
 )
 
 // Transport publishes and subscribes through NATS JetStream. It implements
-// eventkit.Publisher and eventkit.Subscriber, is built on package
-// transport (which gives it its validation, closed state, settle-once
-// messages and graceful stop) and is safe for concurrent use.
+// eventkit.Publisher and eventkit.Subscriber and is safe for concurrent
+// use. Its Publish, Subscribe, Capabilities, Shutdown and Close are those
+// of the transport.Transport it is built on (which gives it its
+// validation, closed state, settle-once messages and graceful stop); on
+// NATS they do this:
+//
+//   - Publish publishes the events to the subject topic asynchronously, at
+//     most WithMaxInFlight awaiting their ack at once, and returns when
+//     JetStream acked every one of them (or with an error). Nothing is
+//     sent if the topic or one event is invalid. An event whose publish
+//     failed for a passing reason (disconnection, server restart, ack
+//     timeout) is sent again with the same Nats-Msg-Id, so that the stream
+//     keeps one copy; this goes on until ctx ends. Events of one call are
+//     stored in order unless such a resend happens. A publish that the
+//     stream's duplicate window drops counts as a success.
+//   - Subscribe starts a subscription to pattern (a NATS subject: "*"
+//     matches one token, ">" the rest), which must fall in one stream.
+//     With eventkit.WithGroup, the subscription is a member of a durable
+//     pull consumer named after the group: members share its messages,
+//     and the consumer keeps its position while no member runs. Without
+//     group, the subscription has a consumer of its own, deleted when it
+//     closes (and by the server after WithInactiveThreshold if the process
+//     dies). A new consumer starts at the next event published, or at the
+//     oldest retained one with eventkit.FromStart. Every message is acked
+//     explicitly; Nack and NackAfter send a negative ack (with the delay),
+//     and Message.Attempt is JetStream's delivery count.
+//     eventkit.WithBuffer bounds the messages held received and not yet
+//     taken (default WithSubscriptionBuffer). While JetStream is
+//     unavailable (the server restarting, or recovering its streams),
+//     Subscribe waits for it until ctx ends, as Publish does; each
+//     management call to the server is bounded by WithSetupTimeout.
+//     Closing the subscription nacks the messages received and not yet
+//     taken, so that they come back at once (to another member of the
+//     group); messages taken and not settled come back after the ack wait.
+//   - Capabilities: wildcards, consumer groups, nack with a delay, attempt
+//     counts, order per subject, persistence, FromStart and pipelined
+//     batches.
+//   - Shutdown ends every subscription (nacking what they hold, deleting
+//     their own consumers), makes later publishes fail with
+//     eventkit.ErrClosed, and waits for the publishes in progress, all
+//     within ctx. Publish calls in progress keep the acks of the events
+//     they sent, send no more, and fail with eventkit.ErrClosed if an
+//     event is left unacked. It closes the connection only if Dial made
+//     it, and returns every error met. Close is Shutdown bounded by
+//     WithCloseTimeout.
 type Transport struct {
-	pt *transport.Transport
-	d  *drv
+	*transport.Transport
+	d *drv
 }
 
 // New returns a transport on nc, which the caller owns: Close does not
@@ -46,7 +88,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	t, err := newTransport(nc, true, opts)
 	if err == nil {
 		if err = t.EnsureStreams(ctx); err != nil {
-			_ = t.pt.Close()
+			_ = t.Close()
 		}
 	}
 	if err != nil {
@@ -96,11 +138,11 @@ func newTransport(nc *nats.Conn, owned bool, opts []Option) (*Transport, error) 
 	if err != nil {
 		return nil, err
 	}
-	pt, err := transport.New(d, d, transport.WithName("nats"), transport.WithLogger(cfg.logger), transport.WithCloseTimeout(cfg.closeTimeout))
+	pt, err := transport.New(d, d, cfg.Options()...)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{pt: pt, d: d}, nil
+	return &Transport{Transport: pt, d: d}, nil
 }
 
 // EnsureStreams creates the declared streams (WithStream) that are
@@ -113,24 +155,6 @@ func (t *Transport) EnsureStreams(ctx context.Context) error { return t.d.ensure
 // JetStream returns the transport's JetStream context (for administration).
 func (t *Transport) JetStream() jetstream.JetStream { return t.d.js }
 
-// Capabilities returns what the transport guarantees: wildcards, consumer
-// groups, nack with a delay, attempt counts, order per subject,
-// persistence, FromStart and pipelined batches.
-func (t *Transport) Capabilities() eventkit.Capabilities { return t.pt.Capabilities() }
-
-// Publish publishes the events to the subject topic asynchronously, at
-// most WithMaxInFlight awaiting their ack at once, and returns when
-// JetStream acked every one of them (or with an error). Nothing is sent if
-// the topic or one event is invalid. An event whose publish failed for a
-// passing reason (disconnection, server restart, ack timeout) is sent
-// again with the same Nats-Msg-Id, so that the stream keeps one copy; this
-// goes on until ctx ends. Events of one call are stored in order unless
-// such a resend happens. A publish that the stream's duplicate window
-// drops counts as a success.
-func (t *Transport) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	return t.pt.Publish(ctx, topic, events...)
-}
-
 // PublishEach is Publish with a topic per event: events[i] goes to
 // topics[i]. Every event is sent before the first ack is awaited, so a
 // call costs one round trip to the server whatever the number of topics
@@ -138,49 +162,6 @@ func (t *Transport) Publish(ctx context.Context, topic string, events ...event.E
 // stored in their order in events unless a resend happens.
 func (t *Transport) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
 	return t.d.publishEach(ctx, topics, events)
-}
-
-// Subscribe starts a subscription to pattern (a NATS subject: "*" matches
-// one token, ">" the rest), which must fall in one stream.
-//
-// With eventkit.WithGroup, the subscription is a member of a durable pull
-// consumer named after the group: members share its messages, and the
-// consumer keeps its position while no member runs. Without group, the
-// subscription has a consumer of its own, deleted when it closes (and by
-// the server after WithInactiveThreshold if the process dies). A new
-// consumer starts at the next event published, or at the oldest retained
-// one with eventkit.FromStart. Every message is acked explicitly; Nack and
-// NackAfter send a negative ack (with the delay), and Message.Attempt is
-// JetStream's delivery count. eventkit.WithBuffer bounds the messages
-// held received and not yet taken (default WithSubscriptionBuffer).
-//
-// While JetStream is unavailable (the server restarting, or recovering its
-// streams), Subscribe waits for it until ctx ends, as Publish does; each
-// management call to the server is bounded by WithSetupTimeout.
-//
-// Closing the subscription nacks the messages received and not yet taken,
-// so that they come back at once (to another member of the group);
-// messages taken and not settled come back after the ack wait.
-func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	return t.pt.Subscribe(ctx, pattern, opts...)
-}
-
-// Shutdown ends every subscription (nacking what they hold, deleting
-// their own consumers), makes later publishes fail with eventkit.ErrClosed,
-// and waits for the publishes in progress, all within ctx. Publish calls in
-// progress keep the acks of the events they sent, send no more, and fail
-// with eventkit.ErrClosed if an event is left unacked. It closes the
-// connection only if Dial made it. It returns every error met.
-func (t *Transport) Shutdown(ctx context.Context) error {
-	t.d.stopPublishing()
-	return t.pt.Shutdown(ctx)
-}
-
-// Close is Shutdown bounded by WithCloseTimeout.
-func (t *Transport) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.d.cfg.closeTimeout)
-	defer cancel()
-	return t.Shutdown(ctx)
 }
 
 var (

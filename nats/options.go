@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/transport"
 	"github.com/nats-io/nats.go"
 )
@@ -31,11 +32,11 @@ const (
 type Option func(*config) error
 
 type config struct {
+	transport.Common
 	streams        []StreamConfig
 	auto           *StreamConfig
 	autoPrefix     string
 	updateStreams  bool
-	mode           eventkit.Mode
 	maxInFlight    int
 	pubAckTimeout  time.Duration
 	ackWait        time.Duration
@@ -46,8 +47,6 @@ type config struct {
 	ackExtension   time.Duration
 	inactive       time.Duration
 	setupTimeout   time.Duration
-	closeTimeout   time.Duration
-	logger         *slog.Logger
 	connect        []nats.Option
 	msgID          func(topic string, id, source string) string
 	retryBackoff   time.Duration
@@ -56,6 +55,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
+		Common:         transport.NewCommon("nats"),
 		maxInFlight:    DefaultMaxInFlight,
 		pubAckTimeout:  DefaultPublishAckTimeout,
 		ackWait:        DefaultAckWait,
@@ -66,8 +66,6 @@ func defaultConfig() config {
 		ackExtension:   DefaultAckExtension,
 		inactive:       DefaultInactiveThreshold,
 		setupTimeout:   DefaultSetupTimeout,
-		closeTimeout:   transport.DefaultCloseTimeout,
-		logger:         slog.Default(),
 		msgID:          DefaultMsgID,
 		retryBackoff:   50 * time.Millisecond,
 		maxRetryBackof: time.Second,
@@ -78,13 +76,8 @@ func defaultConfig() config {
 // newConfig applies opts to the defaults.
 func newConfig(opts []Option) (config, error) {
 	cfg := defaultConfig()
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			return config{}, err
-		}
+	if err := transport.Apply(&cfg, opts); err != nil {
+		return config{}, err
 	}
 	if cfg.auto == nil && len(cfg.streams) == 0 {
 		d := DefaultStreamConfig
@@ -127,56 +120,27 @@ func WithStreamUpdate() Option { return func(c *config) error { c.updateStreams 
 // WithMode sets how events are encoded: eventkit.Binary (the default) or
 // eventkit.Structured. Subscribers read both modes.
 func WithMode(m eventkit.Mode) Option {
-	return func(c *config) error {
-		if !m.Valid() {
-			return eventkit.InvalidOption("nats.WithMode", "unknown mode "+m.String())
-		}
-		c.mode = m
-		return nil
-	}
-}
-
-// positiveInt is an option setting the field to n, which must be positive.
-func positiveInt(name string, n int, field func(*config) *int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return eventkit.InvalidOption(name, fmt.Sprintf("must be positive, got %d", n))
-		}
-		*field(c) = n
-		return nil
-	}
-}
-
-// positiveDuration is an option setting the field to d, which must be
-// positive.
-func positiveDuration(name string, d time.Duration, field func(*config) *time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return eventkit.InvalidOption(name, "must be positive, got "+d.String())
-		}
-		*field(c) = d
-		return nil
-	}
+	return func(c *config) error { return c.SetMode(m) }
 }
 
 // WithMaxInFlight bounds the publishes awaiting their JetStream ack
 // (default 4096, positive), over all the transport's Publish calls; a
 // publisher waits for room.
 func WithMaxInFlight(n int) Option {
-	return positiveInt("nats.WithMaxInFlight", n, func(c *config) *int { return &c.maxInFlight })
+	return opt.Positive("nats.WithMaxInFlight", n, func(c *config) *int { return &c.maxInFlight })
 }
 
 // WithPublishAckTimeout bounds the wait for one publish ack before the
 // event is sent again (default 5s, positive).
 func WithPublishAckTimeout(d time.Duration) Option {
-	return positiveDuration("nats.WithPublishAckTimeout", d, func(c *config) *time.Duration { return &c.pubAckTimeout })
+	return opt.Positive("nats.WithPublishAckTimeout", d, func(c *config) *time.Duration { return &c.pubAckTimeout })
 }
 
 // WithAckWait sets the consumers' ack wait: a delivered message that is
 // neither settled nor extended for this long is delivered again (default
 // 30s, positive). See WithAckExtension.
 func WithAckWait(d time.Duration) Option {
-	return positiveDuration("nats.WithAckWait", d, func(c *config) *time.Duration { return &c.ackWait })
+	return opt.Positive("nats.WithAckWait", d, func(c *config) *time.Duration { return &c.ackWait })
 }
 
 // WithAckExtension keeps a delivered, unsettled message from being
@@ -192,20 +156,14 @@ func WithAckExtension(d time.Duration) Option {
 // the last delivery JetStream stops delivering it to the consumer. n must
 // be positive or -1.
 func WithMaxDeliver(n int) Option {
-	return func(c *config) error {
-		if n <= 0 && n != -1 {
-			return eventkit.InvalidOption("nats.WithMaxDeliver", fmt.Sprintf("must be positive or -1, got %d", n))
-		}
-		c.maxDeliver = n
-		return nil
-	}
+	return opt.Set("nats.WithMaxDeliver", n, n <= 0 && n != -1, fmt.Sprintf("must be positive or -1, got %d", n), func(c *config) *int { return &c.maxDeliver })
 }
 
 // WithMaxAckPending bounds the messages a consumer (a group, or a
 // subscription without group) has delivered and not yet settled (default
 // 2048, positive).
 func WithMaxAckPending(n int) Option {
-	return positiveInt("nats.WithMaxAckPending", n, func(c *config) *int { return &c.maxAckPending })
+	return opt.Positive("nats.WithMaxAckPending", n, func(c *config) *int { return &c.maxAckPending })
 }
 
 // WithFetchBatch sets the most messages one pull request asks for
@@ -213,7 +171,7 @@ func WithMaxAckPending(n int) Option {
 // subscription's buffer has room for, so the messages it requests ahead
 // stay within its buffer.
 func WithFetchBatch(n int) Option {
-	return positiveInt("nats.WithFetchBatch", n, func(c *config) *int { return &c.fetchBatch })
+	return opt.Positive("nats.WithFetchBatch", n, func(c *config) *int { return &c.fetchBatch })
 }
 
 // WithSubscriptionBuffer sets the buffer of subscriptions that do not set
@@ -224,20 +182,14 @@ func WithFetchBatch(n int) Option {
 // eventkit.WithBuffer(100), which is driver.DefaultMaxBatch, cannot be told
 // from no WithBuffer: the transport's buffer applies.
 func WithSubscriptionBuffer(n int) Option {
-	return func(c *config) error {
-		if n < 0 {
-			return eventkit.InvalidOption("nats.WithSubscriptionBuffer", fmt.Sprintf("must not be negative, got %d", n))
-		}
-		c.buffer = n
-		return nil
-	}
+	return opt.NotNegative("nats.WithSubscriptionBuffer", n, func(c *config) *int { return &c.buffer })
 }
 
 // WithInactiveThreshold sets how long the server keeps the consumer of a
 // subscription without group after its client disappears without closing
 // it (default 1 minute, positive). Group consumers are durable and kept.
 func WithInactiveThreshold(d time.Duration) Option {
-	return positiveDuration("nats.WithInactiveThreshold", d, func(c *config) *time.Duration { return &c.inactive })
+	return opt.Positive("nats.WithInactiveThreshold", d, func(c *config) *time.Duration { return &c.inactive })
 }
 
 // WithSetupTimeout bounds each stream and consumer management call
@@ -245,36 +197,24 @@ func WithInactiveThreshold(d time.Duration) Option {
 // a call that timed out (or met JetStream unavailable) until their ctx
 // ends.
 func WithSetupTimeout(d time.Duration) Option {
-	return positiveDuration("nats.WithSetupTimeout", d, func(c *config) *time.Duration { return &c.setupTimeout })
+	return opt.Positive("nats.WithSetupTimeout", d, func(c *config) *time.Duration { return &c.setupTimeout })
 }
 
 // WithCloseTimeout bounds Close (default transport.DefaultCloseTimeout,
 // positive); use Shutdown to give the bound with a context.
 func WithCloseTimeout(d time.Duration) Option {
-	return positiveDuration("nats.WithCloseTimeout", d, func(c *config) *time.Duration { return &c.closeTimeout })
+	return func(c *config) error { return c.SetCloseTimeout(d) }
 }
 
 // WithLogger sets the logger (default slog.Default()); it must not be nil.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return eventkit.InvalidOption("nats.WithLogger", "the logger must not be nil")
-		}
-		c.logger = l
-		return nil
-	}
+	return func(c *config) error { return c.SetLogger(l) }
 }
 
 // WithMsgID replaces how the JetStream de-duplication id (Nats-Msg-Id) of
 // an event is made (not nil). The default is DefaultMsgID.
 func WithMsgID(fn func(topic, id, source string) string) Option {
-	return func(c *config) error {
-		if fn == nil {
-			return eventkit.InvalidOption("nats.WithMsgID", "the function must not be nil")
-		}
-		c.msgID = fn
-		return nil
-	}
+	return opt.Set("nats.WithMsgID", fn, fn == nil, "the function must not be nil", func(c *config) *func(topic, id, source string) string { return &c.msgID })
 }
 
 // WithConnectOptions gives Dial the options of the connection it makes

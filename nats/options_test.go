@@ -3,41 +3,45 @@ package nats_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Invalid option values fail New (before, most were replaced by defaults
-// or failed late), with an error wrapping eventkit.ErrInvalidOption.
+// or failed late), with an error wrapping eventkit.ErrInvalidOption that
+// names the option.
 func TestInvalidOptions(t *testing.T) {
 	nc := connectEmbedded(t)
 	t.Cleanup(nc.Close)
-	cases := map[string]eknats.Option{
-		"mode":           eknats.WithMode(eventkit.Mode(7)),
-		"max in flight":  eknats.WithMaxInFlight(0),
-		"ack timeout":    eknats.WithPublishAckTimeout(-time.Second),
-		"ack wait":       eknats.WithAckWait(0),
-		"max deliver":    eknats.WithMaxDeliver(0),
-		"max ack":        eknats.WithMaxAckPending(-1),
-		"fetch batch":    eknats.WithFetchBatch(0),
-		"buffer":         eknats.WithSubscriptionBuffer(-1),
-		"inactive":       eknats.WithInactiveThreshold(0),
-		"setup timeout":  eknats.WithSetupTimeout(0),
-		"close timeout":  eknats.WithCloseTimeout(0),
-		"logger":         eknats.WithLogger(nil),
-		"msg id":         eknats.WithMsgID(nil),
-		"stream name":    eknats.WithStream(eknats.StreamConfig{Name: "a.b", Subjects: []string{"x"}}),
-		"stream subject": eknats.WithStream(eknats.StreamConfig{Name: "S"}),
+	construct := func(o eknats.Option) error {
+		_, err := eknats.New(nc, o)
+		return err
 	}
-	for name, o := range cases {
-		if _, err := eknats.New(nc, o); !errors.Is(err, eventkit.ErrInvalidOption) {
-			t.Errorf("%s: got %v, want ErrInvalidOption", name, err)
+	testkit.InvalidOptionsRefused(t, construct,
+		testkit.CommonOptions[eknats.Option]{WithMode: eknats.WithMode, WithLogger: eknats.WithLogger, WithCloseTimeout: eknats.WithCloseTimeout},
+		map[string]eknats.Option{
+			"WithMaxInFlight":        eknats.WithMaxInFlight(0),
+			"WithPublishAckTimeout":  eknats.WithPublishAckTimeout(-time.Second),
+			"WithAckWait":            eknats.WithAckWait(0),
+			"WithMaxDeliver":         eknats.WithMaxDeliver(0),
+			"WithMaxAckPending":      eknats.WithMaxAckPending(-1),
+			"WithFetchBatch":         eknats.WithFetchBatch(0),
+			"WithSubscriptionBuffer": eknats.WithSubscriptionBuffer(-1),
+			"WithInactiveThreshold":  eknats.WithInactiveThreshold(0),
+			"WithSetupTimeout":       eknats.WithSetupTimeout(0),
+			"WithMsgID":              eknats.WithMsgID(nil),
+		})
+	for _, c := range []eknats.StreamConfig{{Name: "a.b", Subjects: []string{"x"}}, {Name: "S"}} {
+		if err := construct(eknats.WithStream(c)); !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), "nats.WithStream") {
+			t.Errorf("WithStream(%+v): got %v, want ErrInvalidOption naming nats.WithStream", c, err)
 		}
 	}
 	if _, err := eknats.New(nil); !errors.Is(err, eventkit.ErrInvalidOption) {
@@ -61,10 +65,7 @@ func TestUnknownSubscriptionOption(t *testing.T) {
 // New does no I/O: the declared stream is made by EnsureStreams (or the
 // first publish), not by New, which made it on context.Background().
 func TestNewDoesNoIO(t *testing.T) {
-	nc := connectEmbedded(t)
-	t.Cleanup(nc.Close)
-	ns := eventkittest.UniqueName("eknio")
-	t.Cleanup(func() { deleteStream(t, nc, ns) })
+	nc, ns := embeddedStream(t, "eknio")
 	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: ns, Subjects: []string{ns + ".>"}}))
 	if err != nil {
 		t.Fatal(err)

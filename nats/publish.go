@@ -110,7 +110,7 @@ func (t *drv) ensureStreams(ctx context.Context, topicOf func(int) string, n int
 func (t *drv) encode(b pubBatch, pending []int) error {
 	for i := range b.events {
 		name := b.topicOf(i)
-		m, source, err := encodeMsg(name, b.events[i], t.cfg.mode, 1)
+		m, source, err := encodeMsg(name, b.events[i], t.cfg.Mode, 1)
 		if err != nil {
 			return fmt.Errorf("nats: publish to %q: %w", name, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,19 +21,12 @@ const (
 	testAckExtension = 5 * time.Second
 )
 
-var features = eventkittest.Features{
-	Wildcards:           true,
-	ConsumerGroups:      true,
-	GroupBalance:        true,
-	OrderPerKey:         true,
-	Redelivery:          true,
-	AttemptCount:        true,
-	NackDelay:           true,
-	Persistent:          true,
-	RedeliverUnacked:    true,
-	AckTimeout:          testAckWait + testAckExtension + testAckWait,
-	ExtensionsAsStrings: true,
-}
+var features = func() eventkittest.Features {
+	f := testkit.DurableFeatures()
+	f.AckTimeout = testAckWait + testAckExtension + testAckWait
+	f.ExtensionsAsStrings = true
+	return f
+}()
 
 // factory makes transports on connections from connect, each test with its
 // own stream "<namespace>" for "<namespace>.>", deleted at the end.
@@ -65,6 +59,18 @@ func deleteStream(t *testing.T, nc *nats.Conn, name string) {
 	if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("delete stream %s: %v", name, err)
 	}
+}
+
+// embeddedStream connects to the embedded server and names a stream of its
+// own, prefix then a unique suffix, deleted (if made) when t ends, before
+// the connection is closed.
+func embeddedStream(t *testing.T, prefix string) (*nats.Conn, string) {
+	t.Helper()
+	nc := connectEmbedded(t)
+	t.Cleanup(nc.Close)
+	ns := eventkittest.UniqueName(prefix)
+	t.Cleanup(func() { deleteStream(t, nc, ns) })
+	return nc, ns
 }
 
 func connectEmbedded(t *testing.T) *nats.Conn {

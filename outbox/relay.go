@@ -27,26 +27,20 @@ type RelayOption func(*Relay) error
 // process id and a random suffix); the name must not be empty. Two running
 // relays must not share a name.
 func WithOwner(name string) RelayOption {
-	return opt.Set("outbox.WithOwner", name, name == "", "the owner name must not be empty", func(r *Relay) *string { return &r.owner })
+	return opt.NotEmpty("outbox.WithOwner", name, func(r *Relay) *string { return &r.owner })
 }
 
 // WithBatchSize sets how many records a relay fetches and marks at once
 // (default 500); n must be positive.
 func WithBatchSize(n int) RelayOption {
-	return opt.Set("outbox.WithBatchSize", n, n <= 0, fmt.Sprintf("must be positive, got %d", n), func(r *Relay) *int { return &r.batch })
-}
-
-// atLeast is an option setting the duration field(r) to d, which must be at
-// least min.
-func atLeast(name string, d, min time.Duration, field func(*Relay) *time.Duration) RelayOption {
-	return opt.Set(name, d, d < min, "must be at least "+min.String()+", got "+d.String(), field)
+	return opt.Positive("outbox.WithBatchSize", n, func(r *Relay) *int { return &r.batch })
 }
 
 // WithPollInterval sets how often a relay looks for new records when it was
 // not woken by the store (default 1s; with a Notifier store, polling is the
 // fallback for lost notifications). It must be positive.
 func WithPollInterval(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPollInterval", d, 1, func(r *Relay) *time.Duration { return &r.poll })
+	return opt.Positive("outbox.WithPollInterval", d, func(r *Relay) *time.Duration { return &r.poll })
 }
 
 // WithLeaseTTL sets the lease time of the relay's partitions (default 15s;
@@ -54,7 +48,7 @@ func WithPollInterval(d time.Duration) RelayOption {
 // every third of it; a relay that stops lets another take its partitions
 // after at most this time.
 func WithLeaseTTL(d time.Duration) RelayOption {
-	return atLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
+	return opt.AtLeast("outbox.WithLeaseTTL", d, time.Millisecond, func(r *Relay) *time.Duration { return &r.ttl })
 }
 
 // WithBackoff sets the first and the longest wait between retries of a
@@ -68,20 +62,34 @@ func WithBackoff(first, max time.Duration) RelayOption {
 // WithPublishTimeout bounds each Publish call (default 30s); it must be
 // positive.
 func WithPublishTimeout(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPublishTimeout", d, 1, func(r *Relay) *time.Duration { return &r.publishTimeout })
+	return opt.Positive("outbox.WithPublishTimeout", d, func(r *Relay) *time.Duration { return &r.publishTimeout })
 }
 
 // WithLogger sets the relay's logger (default slog.Default()); it must not
 // be nil.
 func WithLogger(l *slog.Logger) RelayOption {
-	return opt.Set("outbox.WithLogger", l, l == nil, "the logger must not be nil", func(r *Relay) **slog.Logger { return &r.logger })
+	return opt.NotNil("outbox.WithLogger", "the logger", l, func(r *Relay) **slog.Logger { return &r.logger })
 }
 
 // WithPurgeInterval sets how often the relay asks a Purger store to remove
 // delivered rows past their retention (default 1 minute); it must be
 // positive.
 func WithPurgeInterval(d time.Duration) RelayOption {
-	return atLeast("outbox.WithPurgeInterval", d, 1, func(r *Relay) *time.Duration { return &r.purgeEvery })
+	return opt.Positive("outbox.WithPurgeInterval", d, func(r *Relay) *time.Duration { return &r.purgeEvery })
+}
+
+// DefaultShutdownTimeout bounds what a relay does after its Run's context
+// ended (see WithShutdownTimeout).
+const DefaultShutdownTimeout = 10 * time.Second
+
+// WithShutdownTimeout bounds what a relay does after the context of its
+// Run ended (default DefaultShutdownTimeout): marking delivered the
+// records it published and giving back its leases. Records published and
+// not marked when it runs out are published again by the next owner of
+// their partitions; leases not given back expire after WithLeaseTTL. It
+// must be positive.
+func WithShutdownTimeout(d time.Duration) RelayOption {
+	return opt.Positive("outbox.WithShutdownTimeout", d, func(r *Relay) *time.Duration { return &r.shutdownTimeout })
 }
 
 // floorReset is how often a relay forgets its per-partition floors.
@@ -102,6 +110,12 @@ type Relay struct {
 	publishTimeout time.Duration
 	purgeEvery     time.Duration
 	logger         *slog.Logger
+
+	shutdownTimeout time.Duration
+	// final is Run's context, not cancelled with it but
+	// shutdownTimeout after it ended: the bound of the store calls that
+	// finish a stop (the last mark, the release).
+	final context.Context
 
 	wake    chan struct{}
 	running atomic.Bool
@@ -139,7 +153,9 @@ func NewRelay(store Store, pub eventkit.Publisher, opts ...RelayOption) (*Relay,
 		publishTimeout: 30 * time.Second,
 		purgeEvery:     time.Minute,
 		logger:         slog.Default(),
-		wake:           make(chan struct{}, 1),
+
+		shutdownTimeout: DefaultShutdownTimeout,
+		wake:            make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		if err := o(r); err != nil {
@@ -181,14 +197,18 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends, then gives back its leases and returns nil. It
-// returns an error only if the relay is already running. Store and publisher
-// errors are logged and retried with backoff.
+// Run relays until ctx ends, then marks what it published and gives back
+// its leases, within WithShutdownTimeout, and returns nil. It returns an
+// error only if the relay is already running. Store and publisher errors
+// are logged and retried with backoff.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("outbox: relay already running")
 	}
 	defer r.running.Store(false)
+	final, stopFinal := graceContext(ctx, r.shutdownTimeout)
+	defer stopFinal()
+	r.final = final
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if n, ok := r.store.(Notifier); ok {
@@ -201,7 +221,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
-		r.release(ctx)
+		r.release()
 	}()
 	r.held, r.claimedAt = nil, time.Time{}
 	r.floors, r.floorsAt = map[int]int64{}, time.Now()
@@ -280,12 +300,21 @@ func (r *Relay) nextCursors() []Cursor {
 	return cursors
 }
 
-// release gives back the relay's leases when Run ends; it is bounded, since
-// ctx has ended by then.
-func (r *Relay) release(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := r.store.Release(rctx, r.owner); err != nil {
+// graceContext returns a context with ctx's values that ends d after ctx
+// ended, and its cancel function.
+func graceContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	grace, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d, cancel)
+		context.AfterFunc(grace, func() { t.Stop() })
+	})
+	return grace, func() { stop(); cancel() }
+}
+
+// release gives back the relay's leases when Run ends, within
+// WithShutdownTimeout of the end of its context.
+func (r *Relay) release() {
+	if err := r.store.Release(r.final, r.owner); err != nil {
 		r.logger.Warn("outbox relay: releasing leases", "owner", r.owner, "err", err)
 	}
 	r.held = nil
@@ -467,9 +496,8 @@ func (r *Relay) deliver(ctx context.Context, recs []Record) {
 // are fetched (and published again) before anything after them.
 func (r *Relay) mark(ctx context.Context, recs []Record) bool {
 	// A shutting-down relay still marks what was published, to spare the
-	// next owner the duplicates.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+	// next owner the duplicates, within WithShutdownTimeout.
+	mctx := r.final
 	for attempt := 0; ; attempt++ {
 		err := r.store.MarkDelivered(mctx, r.owner, recs)
 		if err == nil {

@@ -233,6 +233,53 @@ func TestRelayReleasesOnStop(t *testing.T) {
 	}
 }
 
+// stuckStore is a memStore whose Release and MarkDelivered wait for the
+// end of their context, as on a store that stopped answering.
+type stuckStore struct {
+	*memStore
+	published chan struct{} // closed by the first MarkDelivered
+	once      sync.Once
+}
+
+func (s *stuckStore) Release(ctx context.Context, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stuckStore) MarkDelivered(ctx context.Context, _ string, _ []outbox.Record) error {
+	s.once.Do(func() { close(s.published) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestRelayShutdownTimeout: after Run's context ends, the last mark and
+// the release of the leases on a store that does not answer are bounded
+// by WithShutdownTimeout (they waited a hard-coded 10 s and 5 s before).
+func TestRelayShutdownTimeout(t *testing.T) {
+	st := &stuckStore{memStore: newMemStore(1), published: make(chan struct{})}
+	st.write("r.a", keyed("1", "k"))
+	bus := memory.New()
+	defer bus.Close()
+	r := newRelay(t, st, bus, outbox.WithPollInterval(5*time.Millisecond), outbox.WithShutdownTimeout(50*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	<-st.published
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Run took %s to stop, want about the shutdown timeout (50ms)", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("Run did not stop within 4s of its context's end, with a shutdown timeout of 50ms")
+	}
+}
+
 // TestRelayRefusesInvalidOptions: each invalid value makes NewRelay fail
 // with eventkit.ErrInvalidOption, naming the option (they were ignored
 // before).
@@ -256,6 +303,7 @@ func TestRelayRefusesInvalidOptions(t *testing.T) {
 		bad{Name: "outbox.WithPublishTimeout", Opt: outbox.WithPublishTimeout(0)},
 		bad{Name: "outbox.WithLogger", Opt: outbox.WithLogger(nil)},
 		bad{Name: "outbox.WithPurgeInterval", Opt: outbox.WithPurgeInterval(-time.Minute)},
+		bad{Name: "outbox.WithShutdownTimeout", Opt: outbox.WithShutdownTimeout(0)},
 	)
 	if _, err := outbox.NewRelay(nil, bus); !errors.Is(err, eventkit.ErrInvalidOption) {
 		t.Errorf("NewRelay(nil store) = %v; want ErrInvalidOption", err)

@@ -17,6 +17,7 @@ import (
 type CheckpointStore struct {
 	pool *pgxpool.Pool
 	t    sqlstore.Checkpoints
+	err  error // an invalid table name, returned by Migrate
 }
 
 var _ es.CheckpointStore = (*CheckpointStore)(nil)
@@ -24,11 +25,18 @@ var _ es.CheckpointStore = (*CheckpointStore)(nil)
 // NewCheckpointStore returns a checkpoint store in table (may be
 // schema-qualified; "" for the default). Call Migrate once.
 func NewCheckpointStore(pool *pgxpool.Pool, table string) *CheckpointStore {
-	return &CheckpointStore{pool: pool, t: sqlstore.NewCheckpoints(dialect, quoteIdent(cmp.Or(table, "eventkit_checkpoints")))}
+	return &CheckpointStore{err: checkTable("postgres.NewCheckpointStore", table), pool: pool, t: sqlstore.NewCheckpoints(dialect, quoteIdent(cmp.Or(table, "eventkit_checkpoints")))}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
-func (s *CheckpointStore) Migrate(ctx context.Context) error { return s.t.Migrate(ctx, pgDB{s.pool}) }
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
+func (s *CheckpointStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.t.Migrate(ctx, pgDB{s.pool})
+}
 
 // Load implements es.CheckpointStore.
 func (s *CheckpointStore) Load(ctx context.Context, name string) (uint64, bool, error) {

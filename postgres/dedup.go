@@ -18,6 +18,7 @@ type DedupStore struct {
 	pool       *pgxpool.Pool
 	table      string
 	defaultTTL time.Duration
+	err        error // an invalid table name, returned by Migrate
 }
 
 var _ dedup.Store = (*DedupStore)(nil)
@@ -27,11 +28,16 @@ var _ dedup.Store = (*DedupStore)(nil)
 // (<= 0 here: 7 days). Call Migrate once. Expired rows are ignored, and
 // deleted by Purge.
 func NewDedupStore(pool *pgxpool.Pool, table string, defaultTTL time.Duration) *DedupStore {
-	return &DedupStore{pool: pool, table: quoteIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL)}
+	return &DedupStore{err: checkTable("postgres.NewDedupStore", table), pool: pool, table: quoteIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL)}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
 func (s *DedupStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
 	return dialect.Migrate(ctx, pgDB{s.pool}, "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key text PRIMARY KEY, expires_at timestamptz NOT NULL)`)
 }
 

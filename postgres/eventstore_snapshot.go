@@ -14,6 +14,7 @@ import (
 type SnapshotStore struct {
 	pool *pgxpool.Pool
 	t    sqlstore.Snapshots
+	err  error // an invalid table name, returned by Migrate
 }
 
 var _ es.SnapshotStore = (*SnapshotStore)(nil)
@@ -21,11 +22,18 @@ var _ es.SnapshotStore = (*SnapshotStore)(nil)
 // NewSnapshotStore returns a snapshot store in table (may be
 // schema-qualified; "" for the default). Call Migrate once.
 func NewSnapshotStore(pool *pgxpool.Pool, table string) *SnapshotStore {
-	return &SnapshotStore{pool: pool, t: sqlstore.NewSnapshots(dialect, quoteIdent(cmp.Or(table, "eventkit_snapshots")))}
+	return &SnapshotStore{err: checkTable("postgres.NewSnapshotStore", table), pool: pool, t: sqlstore.NewSnapshots(dialect, quoteIdent(cmp.Or(table, "eventkit_snapshots")))}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
-func (s *SnapshotStore) Migrate(ctx context.Context) error { return s.t.Migrate(ctx, pgDB{s.pool}) }
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
+func (s *SnapshotStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.t.Migrate(ctx, pgDB{s.pool})
+}
 
 // SaveSnapshot implements es.SnapshotStore.
 func (s *SnapshotStore) SaveSnapshot(ctx context.Context, snap es.Snapshot) error {

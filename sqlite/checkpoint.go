@@ -14,8 +14,9 @@ import (
 // transaction, so a projection commits its read model and its position
 // together (effectively-once).
 type CheckpointStore struct {
-	db *sql.DB
-	t  sqlstore.Checkpoints
+	db  *sql.DB
+	t   sqlstore.Checkpoints
+	err error // an invalid table name, returned by Migrate
 }
 
 var _ es.CheckpointStore = (*CheckpointStore)(nil)
@@ -23,11 +24,16 @@ var _ es.CheckpointStore = (*CheckpointStore)(nil)
 // NewCheckpointStore returns a checkpoint store in table of db ("" for the
 // default). Call Migrate once.
 func NewCheckpointStore(db *sql.DB, table string) *CheckpointStore {
-	return &CheckpointStore{db: db, t: sqlstore.NewCheckpoints(dialect, esSqlIdent(cmp.Or(table, "eventkit_checkpoints")))}
+	return &CheckpointStore{err: checkTable("sqlite.NewCheckpointStore", table), db: db, t: sqlstore.NewCheckpoints(dialect, esSqlIdent(cmp.Or(table, "eventkit_checkpoints")))}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
 func (s *CheckpointStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
 	return s.t.Migrate(ctx, sqlstore.Std(s.db))
 }
 

@@ -18,6 +18,7 @@ type DedupStore struct {
 	table      string
 	defaultTTL time.Duration
 	now        func() time.Time
+	err        error // an invalid table name, returned by Migrate
 }
 
 var _ dedup.Store = (*DedupStore)(nil)
@@ -26,11 +27,16 @@ var _ dedup.Store = (*DedupStore)(nil)
 // whose records last defaultTTL when Mark gets no TTL (<= 0 here: 7 days).
 // Call Migrate once. Expired rows are ignored, and deleted by Purge.
 func NewDedupStore(db *sql.DB, table string, defaultTTL time.Duration) *DedupStore {
-	return &DedupStore{db: db, table: esSqlIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL), now: time.Now}
+	return &DedupStore{err: checkTable("sqlite.NewDedupStore", table), db: db, table: esSqlIdent(cmp.Or(table, "eventkit_dedup")), defaultTTL: sqlstore.PositiveOr(defaultTTL, sqlstore.DefaultDedupTTL), now: time.Now}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
 func (s *DedupStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
 	return dialect.Migrate(ctx, sqlstore.Std(s.db), "dedup", `CREATE TABLE IF NOT EXISTS `+s.table+` (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)`)
 }
 

@@ -12,8 +12,9 @@ import (
 // SnapshotStore is an es.SnapshotStore in an SQLite table (default
 // "eventkit_snapshots"): the latest snapshot of each stream.
 type SnapshotStore struct {
-	db *sql.DB
-	t  sqlstore.Snapshots
+	db  *sql.DB
+	t   sqlstore.Snapshots
+	err error // an invalid table name, returned by Migrate
 }
 
 var _ es.SnapshotStore = (*SnapshotStore)(nil)
@@ -21,11 +22,16 @@ var _ es.SnapshotStore = (*SnapshotStore)(nil)
 // NewSnapshotStore returns a snapshot store in table of db ("" for the
 // default). Call Migrate once.
 func NewSnapshotStore(db *sql.DB, table string) *SnapshotStore {
-	return &SnapshotStore{db: db, t: sqlstore.NewSnapshots(dialect, esSqlIdent(cmp.Or(table, "eventkit_snapshots")))}
+	return &SnapshotStore{err: checkTable("sqlite.NewSnapshotStore", table), db: db, t: sqlstore.NewSnapshots(dialect, esSqlIdent(cmp.Or(table, "eventkit_snapshots")))}
 }
 
-// Migrate creates the table if it does not exist (idempotent).
+// Migrate creates the table if it does not exist (idempotent). It fails
+// with an error wrapping eventkit.ErrInvalidOption if the table name given
+// to the constructor is not a plain SQL identifier.
 func (s *SnapshotStore) Migrate(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
 	return s.t.Migrate(ctx, sqlstore.Std(s.db))
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/opt"
 )
 
 // Common is the configuration that every transport package's options
@@ -49,11 +50,7 @@ func (c *Common) SetLogger(l *slog.Logger) error {
 
 // setLogger sets *dst to l, which must not be nil.
 func setLogger(option string, l *slog.Logger, dst **slog.Logger) error {
-	if l == nil {
-		return eventkit.InvalidOption(option, "the logger must not be nil")
-	}
-	*dst = l
-	return nil
+	return opt.NotNil(option, "the logger", l, self[*slog.Logger])(dst)
 }
 
 // SetCloseTimeout sets CloseTimeout; d must be positive.
@@ -82,50 +79,36 @@ func Apply[O any, F ~func(*O) error](o *O, opts []F) error {
 	return nil
 }
 
-// number is what the validating setters take: counts and durations.
-type number interface {
-	~int | ~int64 | ~uint16
-}
+// The validating setters below are internal/opt's checks (one mechanism
+// for every option of eventkit) in the shape of a setter: they write *dst
+// themselves, for an option of a transport's own type.
 
 // Positive sets *dst to v if v is positive; otherwise it returns an error
-// wrapping eventkit.ErrInvalidOption that names option.
-func Positive[N number](option string, v N, dst *N) error {
-	if v <= 0 {
-		return eventkit.InvalidOption(option, "must be positive, got "+fmt.Sprint(v))
-	}
-	*dst = v
-	return nil
+// wrapping eventkit.ErrInvalidOption that names option and v.
+func Positive[N opt.Number](option string, v N, dst *N) error {
+	return opt.Positive(option, v, self[N])(dst)
 }
 
 // NotNegative sets *dst to v if v is zero or more; otherwise it returns an
-// error wrapping eventkit.ErrInvalidOption that names option.
-func NotNegative[N number](option string, v N, dst *N) error {
-	if v < 0 {
-		return eventkit.InvalidOption(option, "must not be negative, got "+fmt.Sprint(v))
-	}
-	*dst = v
-	return nil
+// error wrapping eventkit.ErrInvalidOption that names option and v.
+func NotNegative[N opt.Number](option string, v N, dst *N) error {
+	return opt.NotNegative(option, v, self[N])(dst)
 }
 
 // AtLeast sets *dst to v if v is at least least; otherwise it returns an
-// error wrapping eventkit.ErrInvalidOption that names option.
-func AtLeast[N number](option string, v, least N, dst *N) error {
-	if v < least {
-		return eventkit.InvalidOption(option, "must be at least "+fmt.Sprint(least)+", got "+fmt.Sprint(v))
-	}
-	*dst = v
-	return nil
+// error wrapping eventkit.ErrInvalidOption that names option and v.
+func AtLeast[N opt.Number](option string, v, least N, dst *N) error {
+	return opt.AtLeast(option, v, least, self[N])(dst)
 }
 
 // NotEmpty sets *dst to v if v is not empty; otherwise it returns an error
 // wrapping eventkit.ErrInvalidOption that names option.
 func NotEmpty(option, v string, dst *string) error {
-	if v == "" {
-		return eventkit.InvalidOption(option, "must not be empty")
-	}
-	*dst = v
-	return nil
+	return opt.NotEmpty(option, v, self[string])(dst)
 }
+
+// self is the field of a setter: the destination itself.
+func self[T any](p *T) *T { return p }
 
 // NoSubscribeOptions is a driver's refusal of the transport options
 // (eventkit.WithTransportOption) of a subscription when it takes none: nil

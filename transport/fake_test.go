@@ -35,6 +35,10 @@ type fakeDriver struct {
 	// unobserved hides fakeSub's Delivered: the transport package then
 	// takes its path for drivers without driver.DeliveryObserver.
 	unobserved bool
+	// inline makes the subscriptions driver.InlineAckers, whose
+	// AckInline returns ackErr.
+	inline bool
+	ackErr error
 
 	sending    atomic.Int32
 	closeCalls atomic.Int32
@@ -116,10 +120,29 @@ func (d *fakeDriver) OpenSubscription(ctx context.Context, pattern string, cfg d
 	d.subs[s] = struct{}{}
 	d.last = s
 	d.cfg = cfg
-	if d.unobserved {
+	switch {
+	case d.inline:
+		return inlineSub{s}, nil
+	case d.unobserved:
 		return plainSub{s}, nil
 	}
 	return s, nil
+}
+
+// inlineSub is a fakeSub that is a driver.InlineAcker: package transport
+// must not call its SendAcks.
+type inlineSub struct{ *fakeSub }
+
+func (s inlineSub) AckInline(id driver.AckID) error {
+	if err := s.fakeSub.SendAcks(context.Background(), []driver.AckID{id}); err != nil {
+		return err
+	}
+	return s.d.ackErr
+}
+
+func (s inlineSub) SendAcks(context.Context, []driver.AckID) error {
+	s.d.violations.Add(1)
+	return nil
 }
 
 // plainSub is a fakeSub that is not a driver.DeliveryObserver.

@@ -25,7 +25,8 @@ const (
 
 // Subscription is an eventkit.Subscription on a driver.Subscription. One
 // goroutine receives batches from the driver, another sends the acks in
-// batches. When the driver does not observe deliveries, the receiving
+// batches, unless the driver acks inline (driver.InlineAcker): an Ack then
+// calls the driver directly, with no channel and no goroutine. When the driver does not observe deliveries, the receiving
 // goroutine fills Messages, a channel buffered with one batch (so that the
 // next receive overlaps with the delivery of the last batch). When it
 // observes them (driver.DeliveryObserver), Messages is unbuffered and a
@@ -35,6 +36,7 @@ type Subscription struct {
 	owner   *Subscriber
 	ds      driver.Subscription
 	obs     driver.DeliveryObserver // nil unless ds implements it
+	inline  driver.InlineAcker      // nil unless ds implements it
 	pattern string
 	max     int
 
@@ -51,8 +53,8 @@ type Subscription struct {
 	settleCancel context.CancelFunc
 	ackMu        sync.RWMutex // ack and nack hold it shared; the stop takes it to close acks
 	ackClosed    bool
-	acks         chan driver.AckID
-	ackDone      chan struct{}
+	acks         chan driver.AckID // nil when inline is set
+	ackDone      chan struct{}     // closed at once when inline is set
 	nacking      sync.WaitGroup
 	flushing     atomic.Bool
 	flushErrs    []error // owned by ackLoop until ackDone
@@ -84,9 +86,14 @@ func newSubscription(owner *Subscriber, ds driver.Subscription, pattern string, 
 		max:      max,
 		recvDone: make(chan struct{}),
 		handDone: make(chan struct{}),
-		acks:     make(chan driver.AckID, ackQueue),
 		ackDone:  make(chan struct{}),
 		stop:     newStopper(),
+	}
+	s.inline, _ = ds.(driver.InlineAcker)
+	if s.inline != nil {
+		close(s.ackDone)
+	} else {
+		s.acks = make(chan driver.AckID, ackQueue)
 	}
 	s.obs, _ = ds.(driver.DeliveryObserver)
 	if s.obs != nil {
@@ -112,7 +119,9 @@ func (s *Subscription) start(ctx context.Context) {
 	} else {
 		go s.receiveDirect()
 	}
-	go s.ackLoop()
+	if s.inline == nil {
+		go s.ackLoop()
+	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
 	s.mu.Lock()
 	s.stopCtx = stop
@@ -252,13 +261,20 @@ func (s *Subscription) handOver() {
 	}
 }
 
+// ack settles id inline (driver.InlineAcker) or queues it for ackLoop.
 func (s *Subscription) ack(id driver.AckID) error {
 	s.ackMu.RLock()
 	defer s.ackMu.RUnlock()
 	if s.ackClosed {
 		return eventkit.ErrClosed
 	}
-	s.acks <- id
+	if s.inline == nil {
+		s.acks <- id
+		return nil
+	}
+	if err := s.inline.AckInline(id); err != nil {
+		return fmt.Errorf("%s: subscription %q: ack: %w", s.name(), s.pattern, err)
+	}
 	return nil
 }
 
@@ -336,7 +352,9 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 		s.flushing.Store(true)
 		s.ackMu.Lock()
 		s.ackClosed = true
-		close(s.acks)
+		if s.acks != nil {
+			close(s.acks)
+		}
 		s.ackMu.Unlock()
 		<-s.ackDone
 		s.nacking.Wait()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,11 +43,11 @@ func newTransport(t *testing.T, d *fakeDriver, opts ...transport.Option) *transp
 // driver: what this package owns (validation, closed state, ctx, settle-once,
 // nack redelivery through the driver) passes it.
 func TestConformance(t *testing.T) {
-	for _, unobserved := range []bool{false, true} {
-		t.Run(fmt.Sprintf("unobserved=%t", unobserved), func(t *testing.T) {
+	for _, v := range []struct{ unobserved, inline bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("unobserved=%t,inline=%t", v.unobserved, v.inline), func(t *testing.T) {
 			eventkittest.TestTransport(t, func(t *testing.T, ns string) (eventkit.Publisher, eventkit.Subscriber) {
 				d := newFake(allCaps)
-				d.unobserved = unobserved
+				d.unobserved, d.inline = v.unobserved, v.inline
 				tr := newTransport(t, d)
 				return tr, tr
 			}, eventkittest.Features{Wildcards: true, ConsumerGroups: true, Redelivery: true, AttemptCount: true, NackDelay: true, Timeout: 10 * time.Second})
@@ -206,20 +207,7 @@ func newEvent(id string) event.Event { return eventkittest.NewEvent(id) }
 
 func receive(t *testing.T, s eventkit.Subscription, n int) []*eventkit.Message {
 	t.Helper()
-	var out []*eventkit.Message
-	timeout := time.After(10 * time.Second)
-	for len(out) < n {
-		select {
-		case m, ok := <-s.Messages():
-			if !ok {
-				t.Fatalf("subscription ended after %d of %d: %v", len(out), n, s.Err())
-			}
-			out = append(out, m)
-		case <-timeout:
-			t.Fatalf("got %d of %d messages", len(out), n)
-		}
-	}
-	return out
+	return testkit.Take(t, s, n, 10*time.Second)
 }
 
 // subscribe subscribes tr to pattern, with opts.
@@ -374,6 +362,41 @@ func TestCloseFlushesAcks(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestInlineAck: a driver.InlineAcker is acked from Ack itself (the ack is
+// the driver's when Ack returns, and its error is Ack's), never through
+// SendAcks, and not after Close.
+func TestInlineAck(t *testing.T) {
+	ctx := context.Background()
+	d := newFake(allCaps)
+	d.inline = true
+	tr := newTransport(t, d)
+	s := subscribe(t, tr, "i.a")
+	fs := d.lastSub(t)
+	if err := tr.Publish(ctx, "i.a", newEvent("1"), newEvent("2"), newEvent("3")); err != nil {
+		t.Fatal(err)
+	}
+	ms := receive(t, s, 3)
+	if err := ms[0].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, _ := fs.counts(); a != 1 {
+		t.Fatalf("driver has %d acks when Ack returned, want 1", a)
+	}
+	d.ackErr = errBoom
+	if err := ms[1].Ack(); !errors.Is(err, errBoom) || !strings.Contains(err.Error(), `subscription "i.a": ack`) {
+		t.Errorf("Ack with a failing driver: %v, want errBoom naming the subscription", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[2].Ack(); !errors.Is(err, eventkit.ErrClosed) {
+		t.Errorf("Ack after Close: %v, want ErrClosed", err)
+	}
+	if a, _, _ := fs.counts(); a != 2 {
+		t.Errorf("driver got %d acks, want 2", a)
 	}
 }
 

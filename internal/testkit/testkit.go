@@ -7,8 +7,10 @@ package testkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,4 +131,58 @@ func Subscribe(tb testing.TB, ctx context.Context, s eventkit.Subscriber, patter
 	}
 	tb.Cleanup(func() { _ = sub.Close() })
 	return sub
+}
+
+// Migrator is a store whose Migrate creates its tables.
+type Migrator interface{ Migrate(context.Context) error }
+
+// TableNamesRefused checks, for each constructor of stores (by its name)
+// and each bad table name, that the store it makes fails Migrate with an
+// error wrapping eventkit.ErrInvalidOption that names the constructor.
+func TableNamesRefused(t *testing.T, bad []string, stores map[string]func(table string) Migrator) {
+	t.Helper()
+	for ctor, newStore := range stores {
+		for _, table := range bad {
+			err := newStore(table).Migrate(context.Background())
+			if !errors.Is(err, eventkit.ErrInvalidOption) || !strings.Contains(err.Error(), ctor) {
+				t.Errorf("%s(%q).Migrate = %v, want ErrInvalidOption naming %s", ctor, table, err, ctor)
+			}
+		}
+	}
+}
+
+// CPUTime is the process's user and system CPU time: a benchmark on a
+// machine shared with other work reports CPU per operation, steadier than
+// its ns/op.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Take takes n messages from s within d, and fails tb, saying how many it
+// got (and why s ended, if it did), otherwise.
+func Take(tb testing.TB, s eventkit.Subscription, n int, d time.Duration) []*eventkit.Message {
+	tb.Helper()
+	out := make([]*eventkit.Message, 0, n)
+	deadline := time.Now().Add(d)
+	for len(out) < n {
+		what := fmt.Sprintf("message %d of %d", len(out)+1, n)
+		m := Receive(tb, s.Messages(), max(time.Until(deadline), 0), what)
+		if m == nil { // the channel is closed
+			tb.Fatalf("subscription ended after %d of %d messages: %v", len(out), n, s.Err())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// DurableFeatures are the conformance features of a broker whose consumer
+// groups persist and redeliver what was not acked (NATS JetStream, the
+// PostgreSQL queue); a test adds its timeouts and the broker's own.
+func DurableFeatures() eventkittest.Features {
+	return eventkittest.Features{
+		Wildcards: true, ConsumerGroups: true, GroupBalance: true, OrderPerKey: true,
+		Redelivery: true, AttemptCount: true, NackDelay: true, Persistent: true, RedeliverUnacked: true,
+	}
 }

@@ -123,25 +123,14 @@ func WithTables(tables ...string) Option {
 	}
 }
 
-// nonEmpty is an option setting the string field(o) to v, which must not
-// be empty.
-func nonEmpty(name, v string, field func(*settings) *string) Option {
-	return opt.Set(name, v, v == "", "must not be empty", field)
-}
-
-// positive is an option setting the field(o) to v, which must be positive.
-func positive[T int | time.Duration](name string, v T, field func(*settings) *T) Option {
-	return opt.Set(name, v, v <= 0, fmt.Sprintf("must be positive, got %v", v), field)
-}
-
 // WithPublication names the publication (default "eventkit_<name>").
 func WithPublication(name string) Option {
-	return nonEmpty("pgcdc.WithPublication", name, func(o *settings) *string { return &o.publication })
+	return opt.NotEmpty("pgcdc.WithPublication", name, func(o *settings) *string { return &o.publication })
 }
 
 // WithSlot names the replication slot (default "eventkit_<name>").
 func WithSlot(name string) Option {
-	return nonEmpty("pgcdc.WithSlot", name, func(o *settings) *string { return &o.slot })
+	return opt.NotEmpty("pgcdc.WithSlot", name, func(o *settings) *string { return &o.slot })
 }
 
 // WithSnapshot sets whether the source, when it creates the slot, first
@@ -160,21 +149,21 @@ func WithProtoVersion(v int) Option {
 // server and asks for a keepalive, which lets the slot advance over WAL
 // that holds no change of the published tables (default 10s).
 func WithHeartbeat(d time.Duration) Option {
-	return positive("pgcdc.WithHeartbeat", d, func(o *settings) *time.Duration { return &o.heartbeat })
+	return opt.Positive("pgcdc.WithHeartbeat", d, func(o *settings) *time.Duration { return &o.heartbeat })
 }
 
 // WithBatch bounds the events given to one Publish call (default 512).
 // The decoder hands a transaction's events to the publisher at its commit,
 // or every n events of a larger transaction.
 func WithBatch(n int) Option {
-	return positive("pgcdc.WithBatch", n, func(o *settings) *int { return &o.batch })
+	return opt.Positive("pgcdc.WithBatch", n, func(o *settings) *int { return &o.batch })
 }
 
 // WithBuffer bounds the changes decoded ahead of the publisher
 // (default 4096; counted in whole batches, at least one, plus the batch
 // being filled).
 func WithBuffer(n int) Option {
-	return positive("pgcdc.WithBuffer", n, func(o *settings) *int { return &o.buffer })
+	return opt.Positive("pgcdc.WithBuffer", n, func(o *settings) *int { return &o.buffer })
 }
 
 // WithType sets the CloudEvents type of each change; fn must not be nil.
@@ -204,7 +193,7 @@ func WithMessagePrefixes(prefixes ...string) Option {
 
 // WithLogger sets the logger (default slog.Default()); it must not be nil.
 func WithLogger(l *slog.Logger) Option {
-	return opt.Set("pgcdc.WithLogger", l, l == nil, "the logger must not be nil", func(o *settings) **slog.Logger { return &o.logger })
+	return opt.NotNil("pgcdc.WithLogger", "the logger", l, func(o *settings) **slog.Logger { return &o.logger })
 }
 
 // WithReconnect sets the bounds of the exponential delay between

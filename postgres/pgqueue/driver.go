@@ -49,11 +49,11 @@ type drv struct {
 
 func newDriver(pool *pgxpool.Pool, o options) *drv {
 	d := &drv{pool: pool, o: o, subs: map[*subscription]struct{}{}, notifyCh: make(chan struct{}, 1)}
-	d.table, _ = pgsql.Ident(o.name, "") // WithTable checked it
-	d.groups, _ = pgsql.Ident(o.name, "_groups")
-	d.work, _ = pgsql.Ident(o.name, "_work")
-	d.claims, _ = pgsql.Ident(o.name, "_claims")
-	d.channel, d.lockKey = pgsql.Channel("eventkit_queue", o.name)
+	d.table, _ = pgsql.Ident(o.table, "") // WithTable checked it
+	d.groups, _ = pgsql.Ident(o.table, "_groups")
+	d.work, _ = pgsql.Ident(o.table, "_work")
+	d.claims, _ = pgsql.Ident(o.table, "_claims")
+	d.channel, d.lockKey = pgsql.Channel("eventkit_queue", o.table)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d
 }
@@ -85,7 +85,7 @@ func (d *drv) migrate(ctx context.Context) error {
 			topic text NOT NULL,
 			event bytea NOT NULL,
 			created_at timestamptz NOT NULL DEFAULT now())`,
-		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.name, "_xid") + ` ON ` + d.table + ` (xid, id)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.table, "_xid") + ` ON ` + d.table + ` (xid, id)`,
 		`CREATE TABLE IF NOT EXISTS ` + d.groups + ` (
 			name text PRIMARY KEY,
 			pattern text NOT NULL,
@@ -100,14 +100,14 @@ func (d *drv) migrate(ctx context.Context) error {
 			msg_id bigint NOT NULL,
 			visible_at timestamptz NOT NULL DEFAULT now(),
 			attempt int NOT NULL DEFAULT 0)`,
-		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.name, "_work_group") + ` ON ` + d.work + ` (group_name, seq)`,
-		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.name, "_work_msg") + ` ON ` + d.work + ` (msg_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.table, "_work_group") + ` ON ` + d.work + ` (group_name, seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.table, "_work_msg") + ` ON ` + d.work + ` (msg_id)`,
 		`CREATE TABLE IF NOT EXISTS ` + d.claims + ` (
 			id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 			group_name text NOT NULL,
 			msg_ids bigint[] NOT NULL,
 			expires_at timestamptz NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.name, "_claims_group") + ` ON ` + d.claims + ` (group_name, expires_at)`,
+		`CREATE INDEX IF NOT EXISTS ` + pgsql.IndexName(d.o.table, "_claims_group") + ` ON ` + d.claims + ` (group_name, expires_at)`,
 	}
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, -1)`, d.lockKey); err != nil {
@@ -175,7 +175,7 @@ func (d *drv) notifier() {
 		// good; the subscribers poll meanwhile.
 		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 		if _, err := d.pool.Exec(ctx, `SELECT pg_notify($1, '')`, d.channel); err != nil && d.ctx.Err() == nil {
-			d.o.logger.Warn("pgqueue: NOTIFY failed; subscribers of other processes poll", "err", err)
+			d.o.Logger.Warn("pgqueue: NOTIFY failed; subscribers of other processes poll", "err", err)
 		}
 		cancel()
 	}
@@ -248,7 +248,7 @@ func (d *drv) listen() {
 		if d.ctx.Err() != nil {
 			return
 		}
-		d.o.logger.Warn("pgqueue: LISTEN failed; polling meanwhile", "err", err)
+		d.o.Logger.Warn("pgqueue: LISTEN failed; polling meanwhile", "err", err)
 		fails = min(fails+1, 6)
 		t := time.NewTimer(time.Duration(1<<fails) * 50 * time.Millisecond)
 		select {
@@ -302,7 +302,7 @@ func (d *drv) housekeep(ctx context.Context) {
 	b.Queue(`DELETE FROM ` + d.work + ` WHERE group_name IN (SELECT name FROM ` + d.groups + ` WHERE ephemeral AND seen_at < now() - interval '10 minutes')`)
 	b.Queue(`DELETE FROM ` + d.groups + ` WHERE ephemeral AND seen_at < now() - interval '10 minutes'`)
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
-		d.o.logger.Warn("pgqueue: housekeeping", "err", err)
+		d.o.Logger.Warn("pgqueue: housekeeping", "err", err)
 	}
 	// Expired messages, oldest first through the primary key (no index on
 	// created_at to slow publishing), in bounded steps.
@@ -313,7 +313,7 @@ func (d *drv) housekeep(ctx context.Context) {
 			DELETE FROM `+d.table+` WHERE id IN (SELECT id FROM o)`, d.o.retention)
 		if err != nil {
 			if ctx.Err() == nil {
-				d.o.logger.Warn("pgqueue: deleting expired messages", "err", err)
+				d.o.Logger.Warn("pgqueue: deleting expired messages", "err", err)
 			}
 			return
 		}

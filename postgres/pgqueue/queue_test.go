@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -57,20 +58,10 @@ func queueFactoryOn(newPool func(testing.TB) *pgxpool.Pool, opts ...Option) even
 var conformanceOptions = []Option{WithVisibilityTimeout(5 * time.Second), WithPollInterval(100 * time.Millisecond)}
 
 func TestQueueConformance(t *testing.T) {
-	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...),
-		eventkittest.Features{
-			Wildcards:        true,
-			ConsumerGroups:   true,
-			GroupBalance:     true,
-			OrderPerKey:      true,
-			Redelivery:       true,
-			AttemptCount:     true,
-			NackDelay:        true,
-			Persistent:       true,
-			RedeliverUnacked: true,
-			AckTimeout:       5 * time.Second,
-			Restart:          restartable,
-		})
+	features := testkit.DurableFeatures()
+	features.AckTimeout = 5 * time.Second
+	features.Restart = restartable
+	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...), features)
 }
 
 // restartable is the restart feature: queues on a PostgreSQL of the test's
@@ -225,7 +216,7 @@ func TestQueueDeadConsumer(t *testing.T) {
 	if err := pub.Publish(ctx, tp, eventkittest.NewEvent("a"), eventkittest.NewEvent("b")); err != nil {
 		t.Fatal(err)
 	}
-	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.name,
+	child := eventkittest.StartChild(t, "^TestQueueDeadConsumerChild$", queueDeadEnv+"=1", "EVENTKIT_QUEUE_TABLE="+q.d.o.table,
 		"EVENTKIT_QUEUE_TOPIC="+tp, "EVENTKIT_POSTGRES_URL="+testURL(t))
 	child.WaitLine(t, "TAKEN", 90*time.Second) // no shorter than ctx's bound
 	_ = child.Kill()

@@ -159,7 +159,7 @@ func (s *subscription) keep() {
 		if time.Since(lastSeen) > 30*time.Second {
 			lastSeen = time.Now()
 			if _, err := s.d.pool.Exec(ctx, `UPDATE `+s.d.groups+` SET seen_at = now() WHERE name = $1`, s.group); err != nil && ctx.Err() == nil {
-				s.d.o.logger.Warn("pgqueue: group heartbeat", "group", s.group, "err", err)
+				s.d.o.Logger.Warn("pgqueue: group heartbeat", "group", s.group, "err", err)
 			}
 			s.d.housekeep(ctx)
 		}
@@ -180,7 +180,7 @@ func (s *subscription) renew(ctx context.Context) {
 	}
 	if _, err := s.d.pool.Exec(ctx, `UPDATE `+s.d.claims+` SET expires_at = now() + $2::interval WHERE id = ANY($1)`,
 		ids, s.d.o.visibility); err != nil && ctx.Err() == nil {
-		s.d.o.logger.Warn("pgqueue: renewing claims", "group", s.group, "err", err)
+		s.d.o.Logger.Warn("pgqueue: renewing claims", "group", s.group, "err", err)
 	}
 }
 
@@ -215,7 +215,7 @@ func (s *subscription) expire(ctx context.Context) {
 		SELECT $1, m, now(), a FROM unnest($2::bigint[], $3::int[]) AS u(m, a)`, s.group, msgIDs, attempts)
 	b.Queue(`DELETE FROM `+s.d.claims+` WHERE id = ANY($1)`, done)
 	if err := s.d.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
-		s.d.o.logger.Warn("pgqueue: returning timed-out messages", "group", s.group, "err", err)
+		s.d.o.Logger.Warn("pgqueue: returning timed-out messages", "group", s.group, "err", err)
 	}
 }
 
@@ -257,7 +257,7 @@ func (s *subscription) fetch(ctx context.Context, n int) ([]*driver.Message, err
 		if err != nil {
 			// Cannot happen for rows written by Publish; ack it rather than
 			// block the group.
-			s.d.o.logger.Error("pgqueue: message dropped", "group", s.group, "id", r.msgID,
+			s.d.o.Logger.Error("pgqueue: message dropped", "group", s.group, "id", r.msgID,
 				"err", fmt.Errorf("%w: %w", eventkit.ErrNotCloudEvent, err))
 			bad = append(bad, ref)
 			continue
@@ -267,7 +267,7 @@ func (s *subscription) fetch(ctx context.Context, n int) ([]*driver.Message, err
 	s.mu.Unlock()
 	if len(bad) > 0 {
 		if err := s.SendAcks(ctx, bad); err != nil {
-			s.d.o.logger.Warn("pgqueue: acking dropped messages", "group", s.group, "err", err)
+			s.d.o.Logger.Warn("pgqueue: acking dropped messages", "group", s.group, "err", err)
 		}
 	}
 	return out, nil

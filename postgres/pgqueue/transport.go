@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/eventkit/eventkit/transport"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,45 +31,27 @@ const (
 type Option func(*options) error
 
 type options struct {
-	name         string
-	visibility   time.Duration
-	poll         time.Duration
-	batch        int
-	retention    time.Duration
-	logger       *slog.Logger
-	closeTimeout time.Duration
+	transport.Common
+	table      string
+	visibility time.Duration
+	poll       time.Duration
+	batch      int
+	retention  time.Duration
 }
 
 // WithTable sets the name of the queue's table, optionally
 // schema-qualified, "schema.table" (default "eventkit_queue"); its
 // companion tables are <name>_groups, <name>_work and <name>_claims.
 func WithTable(name string) Option {
-	return func(o *options) error {
-		if _, err := pgsql.Ident(name, ""); err != nil {
-			return eventkit.InvalidOption("pgqueue.WithTable", err.Error())
-		}
-		o.name = name
-		return nil
-	}
-}
-
-// positive is an option setting the duration field(o) to d, which must be
-// positive.
-func positive(name string, d time.Duration, field func(*options) *time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return eventkit.InvalidOption(name, "must be positive, got "+d.String())
-		}
-		*field(o) = d
-		return nil
-	}
+	_, err := pgsql.Ident(name, "")
+	return opt.Set("pgqueue.WithTable", name, err != nil, fmt.Sprint(err), func(o *options) *string { return &o.table })
 }
 
 // WithVisibilityTimeout sets how long a claimed message stays invisible to
 // other consumers (default 30s). A message neither acked nor nacked within
 // it, for example because its consumer died, is delivered again.
 func WithVisibilityTimeout(d time.Duration) Option {
-	return positive("pgqueue.WithVisibilityTimeout", d, func(o *options) *time.Duration { return &o.visibility })
+	return opt.Positive("pgqueue.WithVisibilityTimeout", d, func(o *options) *time.Duration { return &o.visibility })
 }
 
 // WithPollInterval sets how often an idle subscription looks for messages
@@ -77,43 +59,31 @@ func WithVisibilityTimeout(d time.Duration) Option {
 // notifications, and the pace at which nacked and timed-out messages come
 // back.
 func WithPollInterval(d time.Duration) Option {
-	return positive("pgqueue.WithPollInterval", d, func(o *options) *time.Duration { return &o.poll })
+	return opt.Positive("pgqueue.WithPollInterval", d, func(o *options) *time.Duration { return &o.poll })
 }
 
 // WithRetention sets how long published messages are kept (default 7
 // days); older ones are deleted, consumed or not.
 func WithRetention(d time.Duration) Option {
-	return positive("pgqueue.WithRetention", d, func(o *options) *time.Duration { return &o.retention })
+	return opt.Positive("pgqueue.WithRetention", d, func(o *options) *time.Duration { return &o.retention })
 }
 
 // WithCloseTimeout bounds Close (default transport.DefaultCloseTimeout);
 // use Shutdown to give the bound with a context.
 func WithCloseTimeout(d time.Duration) Option {
-	return positive("pgqueue.WithCloseTimeout", d, func(o *options) *time.Duration { return &o.closeTimeout })
+	return func(o *options) error { return o.SetCloseTimeout(d) }
 }
 
 // WithBatchSize sets how many messages a subscription claims at once
 // (default 100, never more than its free buffer); n must be positive.
 func WithBatchSize(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return eventkit.InvalidOption("pgqueue.WithBatchSize", fmt.Sprintf("must be positive, got %d", n))
-		}
-		o.batch = n
-		return nil
-	}
+	return opt.Positive("pgqueue.WithBatchSize", n, func(o *options) *int { return &o.batch })
 }
 
 // WithLogger sets the logger of database errors that are retried (default
 // slog.Default()); it must not be nil.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return eventkit.InvalidOption("pgqueue.WithLogger", "the logger must not be nil")
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return o.SetLogger(l) }
 }
 
 // Transport is an eventkit transport on PostgreSQL tables: Publish inserts, and
@@ -141,9 +111,25 @@ func WithLogger(l *slog.Logger) Option {
 // Events with a key are delivered to a group in publish order (a later
 // redelivery, after a nack or a timeout, can overtake); several members of
 // a group process in parallel, so strict per-key processing needs one member.
+//
+// Its Publish, Subscribe, Capabilities, Shutdown and Close are those of the
+// transport.Transport it is built on; here they do this:
+//
+//   - Publish inserts the events, in order, in one statement, and notifies
+//     the subscribers after its commit.
+//   - Subscribe starts a subscription. With eventkit.WithGroup it joins (or
+//     creates) a persistent consumer group; members of one group must use
+//     the same pattern. eventkit.WithBuffer bounds the messages the
+//     subscription holds, claimed and not settled (default DefaultBuffer).
+//   - Capabilities: wildcards, consumer groups, nack with a delay, attempt
+//     counts, order per key, persistence, FromStart and batched publishes.
+//   - Shutdown ends every subscription (flushing their acks and giving back
+//     the messages they hold) and makes later publishes return
+//     eventkit.ErrClosed, within ctx. It does not close the pool. Close is
+//     Shutdown bounded by WithCloseTimeout.
 type Transport struct {
-	pt *transport.Transport
-	d  *drv
+	*transport.Transport
+	d *drv
 }
 
 // New returns a queue transport on pool, which the caller owns: Close does
@@ -153,62 +139,36 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Transport, error) {
 	if pool == nil {
 		return nil, eventkit.InvalidOption("pgqueue.New", "the pool must not be nil")
 	}
-	o := options{
-		name:         DefaultTable,
-		visibility:   DefaultVisibilityTimeout,
-		poll:         DefaultPollInterval,
-		batch:        DefaultBatchSize,
-		retention:    DefaultRetention,
-		logger:       slog.Default(),
-		closeTimeout: transport.DefaultCloseTimeout,
-	}
-	for _, f := range opts {
-		if f == nil {
-			continue
-		}
-		if err := f(&o); err != nil {
-			return nil, err
-		}
-	}
-	d := newDriver(pool, o)
-	pt, err := transport.New(d, d, transport.WithName("pgqueue"), transport.WithLogger(o.logger), transport.WithCloseTimeout(o.closeTimeout))
+	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{pt: pt, d: d}, nil
+	d := newDriver(pool, o)
+	pt, err := transport.New(d, d, o.Options()...)
+	if err != nil {
+		return nil, err
+	}
+	return &Transport{Transport: pt, d: d}, nil
+}
+
+// newOptions applies opts to the defaults.
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		Common:     transport.NewCommon("pgqueue"),
+		table:      DefaultTable,
+		visibility: DefaultVisibilityTimeout,
+		poll:       DefaultPollInterval,
+		batch:      DefaultBatchSize,
+		retention:  DefaultRetention,
+	}
+	err := transport.Apply(&o, opts)
+	return o, err
 }
 
 // Migrate creates the queue's tables if they do not exist (idempotent, safe
 // to run from several processes at once). Publish and Subscribe run it
 // once themselves if it was not called.
 func (t *Transport) Migrate(ctx context.Context) error { return t.d.ensureTables(ctx) }
-
-// Capabilities returns what the transport guarantees: wildcards, consumer
-// groups, nack with a delay, attempt counts, order per key, persistence,
-// FromStart and batched publishes.
-func (t *Transport) Capabilities() eventkit.Capabilities { return t.pt.Capabilities() }
-
-// Publish inserts the events, in order, in one statement, and notifies the
-// subscribers after its commit.
-func (t *Transport) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	return t.pt.Publish(ctx, topic, events...)
-}
-
-// Subscribe starts a subscription. With eventkit.WithGroup it joins (or
-// creates) a persistent consumer group; members of one group must use the
-// same pattern. eventkit.WithBuffer bounds the messages the subscription
-// holds, claimed and not settled (default DefaultBuffer).
-func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
-	return t.pt.Subscribe(ctx, pattern, opts...)
-}
-
-// Shutdown ends every subscription (flushing their acks and giving back the
-// messages they hold) and makes later publishes return eventkit.ErrClosed,
-// within ctx. It does not close the pool.
-func (t *Transport) Shutdown(ctx context.Context) error { return t.pt.Shutdown(ctx) }
-
-// Close is Shutdown bounded by WithCloseTimeout.
-func (t *Transport) Close() error { return t.pt.Close() }
 
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
