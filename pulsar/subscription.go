@@ -43,6 +43,13 @@ func newSubscription(ctx context.Context, d *drv, name string, cfg driver.Config
 		// already acked included (the broker's setting must agree:
 		// acknowledgmentAtBatchIndexLevelEnabled).
 		EnableBatchIndexAcknowledgment: true,
+		// SendAcks returns once the broker has the acks: grouped acks
+		// (the client's default, flushed every 100 ms) could still be on
+		// the client when a nacked neighbour of the same batch is
+		// redelivered, and the broker would send the acked ones again.
+		// The transport hands acks over in batches, so this is one round
+		// trip per batch, not per message.
+		AckWithResponse: true,
 	}
 	if !private && d.o.dlqMax > 0 {
 		opts.DLQ = &ps.DLQPolicy{MaxDeliveries: uint32(d.o.dlqMax), DeadLetterTopic: d.topic(d.o.dlqTopic)}
