@@ -310,84 +310,103 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	bad := func(format string, a ...any) error { return fmt.Errorf("hub: config: "+format, a...) }
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return bad("listen %q: %v", c.Listen, err)
+		return configError("listen %q: %v", c.Listen, err)
 	}
-	if c.Broker.URL != "" {
-		u, err := url.Parse(c.Broker.URL)
-		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "nats+tls") {
-			return bad("broker.url %q must be a nats:// URL", c.Broker.URL)
-		}
-	}
-	if c.Broker.Replicas < 0 || c.Broker.Replicas > 5 {
-		return bad("broker.replicas %d (want 1 to 5)", c.Broker.Replicas)
-	}
-	if c.Broker.Replicas > 1 && c.Broker.URL == "" {
-		return bad("broker.replicas %d needs broker.url: the embedded server is a single node", c.Broker.Replicas)
-	}
-	if c.Broker.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
-			return bad("broker.listen %q: %v", c.Broker.Listen, err)
-		}
-		if c.Broker.Token == "" {
-			return bad("broker.listen needs broker.token: NATS clients of the listener must authenticate")
-		}
+	if err := c.validateBroker(); err != nil {
+		return err
 	}
 	if l := c.Limits; l.MaxEventBytes < 0 || l.MaxBatchBytes < 0 || l.MaxBatchEvents < 0 || l.MaxHeaderBytes < 0 ||
 		l.MaxConcurrentRequests < 0 || l.MaxBufferedBytes < 0 || l.StreamWriteTimeout < 0 || c.MaxStreamClients < 0 {
-		return bad("limits and max_stream_clients must not be negative")
+		return configError("limits and max_stream_clients must not be negative")
 	}
 	if err := c.validateAuth(); err != nil {
 		return err
 	}
 	if c.SubscriptionsAPI.MaxSubscriptions < 0 || c.Discovery.MaxTypes < 0 || c.Discovery.MaxExampleBytes < 0 {
-		return bad("subscriptions_api.max_subscriptions, discovery.max_types and discovery.max_example_bytes must not be negative")
-	}
-	if c.Broker.Discard != "new" && c.Broker.Discard != "old" {
-		return bad("broker.discard %q (want new or old)", c.Broker.Discard)
-	}
-	if !nameRE.MatchString(c.Broker.Stream) {
-		return bad("broker.stream %q: use letters, digits, '-' and '_'", c.Broker.Stream)
-	}
-	if err := topic.ValidateName(c.Broker.SubjectPrefix); err != nil {
-		return bad("broker.subject_prefix: %v", err)
+		return configError("subscriptions_api.max_subscriptions, discovery.max_types and discovery.max_example_bytes must not be negative")
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Subscriptions {
 		if !nameRE.MatchString(s.Name) {
-			return bad("subscriptions[%d].name %q: use letters, digits, '-' and '_'", i, s.Name)
+			return configError("subscriptions[%d].name %q: use letters, digits, '-' and '_'", i, s.Name)
 		}
 		if seen[s.Name] {
-			return bad("subscriptions[%d].name %q is used twice", i, s.Name)
+			return configError("subscriptions[%d].name %q is used twice", i, s.Name)
 		}
 		seen[s.Name] = true
-		if err := topic.ValidatePattern(s.Topic); err != nil {
-			return bad("subscription %s: topic: %v", s.Name, err)
+		if err := s.validate(); err != nil {
+			return err
 		}
-		if _, err := cehttp.NewPublisher(s.URL); err != nil {
-			return bad("subscription %s: %v", s.Name, err)
+	}
+	return nil
+}
+
+// configError is an error of Validate.
+func configError(format string, a ...any) error { return fmt.Errorf("hub: config: "+format, a...) }
+
+func (c *Config) validateBroker() error {
+	b := c.Broker
+	if b.URL != "" {
+		u, err := url.Parse(b.URL)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "nats+tls") {
+			return configError("broker.url %q must be a nats:// URL", b.URL)
 		}
-		switch s.Mode {
-		case "binary", "structured", "batch":
-		default:
-			return bad("subscription %s: mode %q (want binary, structured or batch)", s.Name, s.Mode)
+	}
+	if b.Replicas < 0 || b.Replicas > 5 {
+		return configError("broker.replicas %d (want 1 to 5)", b.Replicas)
+	}
+	if b.Replicas > 1 && b.URL == "" {
+		return configError("broker.replicas %d needs broker.url: the embedded server is a single node", b.Replicas)
+	}
+	if b.Listen != "" {
+		if _, _, err := net.SplitHostPort(b.Listen); err != nil {
+			return configError("broker.listen %q: %v", b.Listen, err)
 		}
-		if err := topic.ValidateName(s.DeadLetter); err != nil {
-			return bad("subscription %s: dead_letter: %v", s.Name, err)
+		if b.Token == "" {
+			return configError("broker.listen needs broker.token: NATS clients of the listener must authenticate")
 		}
-		if topic.Match(s.Topic, s.DeadLetter) {
-			return bad("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
-		}
-		if s.FollowRedirects != "none" && s.FollowRedirects != "same_origin" {
-			return bad("subscription %s: follow_redirects %q (want none or same_origin)", s.Name, s.FollowRedirects)
-		}
-		if s.LegacySignature && s.HMACSecret == "" {
-			return bad("subscription %s: legacy_signature needs hmac_secret", s.Name)
-		}
-		if s.MaxAttempts < 1 || s.Concurrency < 1 {
-			return bad("subscription %s: max_attempts and concurrency must be positive", s.Name)
-		}
+	}
+	if b.Discard != "new" && b.Discard != "old" {
+		return configError("broker.discard %q (want new or old)", b.Discard)
+	}
+	if !nameRE.MatchString(b.Stream) {
+		return configError("broker.stream %q: use letters, digits, '-' and '_'", b.Stream)
+	}
+	if err := topic.ValidateName(b.SubjectPrefix); err != nil {
+		return configError("broker.subject_prefix: %v", err)
+	}
+	return nil
+}
+
+// validate checks one subscription of the configuration file (its name
+// is checked by Validate, which sees them all).
+func (s SubscriptionConfig) validate() error {
+	if err := topic.ValidatePattern(s.Topic); err != nil {
+		return configError("subscription %s: topic: %v", s.Name, err)
+	}
+	if _, err := cehttp.NewPublisher(s.URL); err != nil {
+		return configError("subscription %s: %v", s.Name, err)
+	}
+	switch s.Mode {
+	case "binary", "structured", "batch":
+	default:
+		return configError("subscription %s: mode %q (want binary, structured or batch)", s.Name, s.Mode)
+	}
+	if err := topic.ValidateName(s.DeadLetter); err != nil {
+		return configError("subscription %s: dead_letter: %v", s.Name, err)
+	}
+	if topic.Match(s.Topic, s.DeadLetter) {
+		return configError("subscription %s: its dead-letter topic %q matches its own pattern", s.Name, s.DeadLetter)
+	}
+	if s.FollowRedirects != "none" && s.FollowRedirects != "same_origin" {
+		return configError("subscription %s: follow_redirects %q (want none or same_origin)", s.Name, s.FollowRedirects)
+	}
+	if s.LegacySignature && s.HMACSecret == "" {
+		return configError("subscription %s: legacy_signature needs hmac_secret", s.Name)
+	}
+	if s.MaxAttempts < 1 || s.Concurrency < 1 {
+		return configError("subscription %s: max_attempts and concurrency must be positive", s.Name)
 	}
 	return nil
 }
