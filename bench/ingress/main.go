@@ -16,12 +16,10 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -101,25 +99,9 @@ func main() {
 			fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			fatal(err)
-		}
-		s, err := hub.New(hub.Config{DataDir: dir, Auth: hub.AuthConfig{HMACSecret: *hmacFlag}}, hub.WithListener(ln),
-			hub.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-		if err != nil {
-			fatal(err)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		defer func() {
-			stop()
-			if err := <-done; err != nil {
-				fmt.Fprintln(os.Stderr, "server:", err)
-			}
-		}()
-		base = s.URL()
+		u, stop := startHub(hub.Config{DataDir: dir, Auth: hub.AuthConfig{HMACSecret: *hmacFlag}})
+		defer stop()
+		base = u
 	}
 	where := "a separate process"
 	if inProcess {

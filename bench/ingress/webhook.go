@@ -66,13 +66,14 @@ func newSink() *sink {
 
 func (s *sink) close() { _ = s.srv.Close() }
 
-// startHub runs a server on dir with subs until stop is called.
-func startHub(dir string, subs []hub.SubscriptionConfig) (base string, stop func()) {
+// startHub runs an in-process server with cfg on a free loopback port
+// until stop is called.
+func startHub(cfg hub.Config) (base string, stop func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fatal(err)
 	}
-	s, err := hub.New(hub.Config{DataDir: dir, Subscriptions: subs}, hub.WithListener(ln),
+	s, err := hub.New(cfg, hub.WithListener(ln),
 		hub.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	if err != nil {
 		fatal(err)
@@ -94,7 +95,7 @@ func webhookRun(n, conc int, data string, run int) float64 {
 		fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	base, stop := startHub(dir, nil)
+	base, stop := startHub(hub.Config{DataDir: dir})
 	if res := runBatch("raw", base, n, 500, 8, 1, data, run); res.failed > 0 {
 		fatal(fmt.Errorf("webhook: %d of %d events not stored", res.failed, n))
 	}
@@ -102,8 +103,8 @@ func webhookRun(n, conc int, data string, run int) float64 {
 	sk := newSink()
 	defer sk.close()
 	start := time.Now()
-	_, stop = startHub(dir, []hub.SubscriptionConfig{{Name: "bench", Topic: "bench.>", URL: sk.url,
-		Concurrency: conc, FromStart: true, AllowPrivateTargets: true}})
+	_, stop = startHub(hub.Config{DataDir: dir, Subscriptions: []hub.SubscriptionConfig{{Name: "bench", Topic: "bench.>", URL: sk.url,
+		Concurrency: conc, FromStart: true, AllowPrivateTargets: true}}})
 	defer stop()
 	deadline := time.Now().Add(10 * time.Minute)
 	for sk.count.Load() < int64(n) {
