@@ -65,8 +65,8 @@ func collect(name string, lines []benchkit.Line, takes func(string) bool, what s
 		}
 		if c.unit == "" {
 			c.unit = l.Unit
-		} else if c.unit != l.Unit && !strings.HasSuffix(c.unit, " (mixed)") {
-			c.unit = strings.TrimSuffix(c.unit, "/s") + "… /s (mixed)"
+		} else if c.unit != l.Unit {
+			c.unit = "various units (see the table)" // e.g. cdc's rows/s beside events/s
 		}
 		if !slices.Contains(c.systems, l.System) {
 			c.systems = append(c.systems, l.System)
