@@ -44,6 +44,14 @@ const (
 	// CapBatchPublish: a Publish of many events costs about one round trip
 	// to the broker, not one per event.
 	CapBatchPublish
+	// CapStartAtTime: a new group or subscription can start at the first
+	// event stored at or after a time (StartAt), and a Seeker can move an
+	// existing group there.
+	CapStartAtTime
+	// CapStartAtPosition: a new group or subscription can start at a
+	// position the transport gave in Message.Position (StartAtPosition),
+	// and a Seeker can move an existing group there.
+	CapStartAtPosition
 
 	capEnd // one past the last capability
 )
@@ -51,6 +59,7 @@ const (
 var capNames = [...]string{
 	"wildcards", "consumer-groups", "nack", "nack-delay", "attempt-count",
 	"order-per-key", "persistent", "from-start", "batch-publish",
+	"start-at-time", "start-at-position",
 }
 
 // Has reports whether c holds every capability of want.

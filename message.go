@@ -28,6 +28,11 @@ type Message struct {
 	Topic string
 	// Attempt is the delivery attempt, 1 for the first delivery.
 	Attempt int
+	// Position is where the event is stored on the transport (a JetStream
+	// stream sequence, a Kafka partition and offset, a Redis stream ID, a
+	// queue row), as a string StartAtPosition accepts; "" when the
+	// transport has no positions.
+	Position string
 
 	acker Acknowledger
 	raw   any

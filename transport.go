@@ -2,6 +2,7 @@ package eventkit
 
 import (
 	"context"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -53,6 +54,14 @@ type SubscribeConfig struct {
 	// transport to start at the oldest retained event instead of the next
 	// one published.
 	FromStart bool
+	// StartTime, when not zero, asks a new group (or subscription) to start
+	// at the first event stored at or after it (StartAt). It needs
+	// CapStartAtTime.
+	StartTime time.Time
+	// StartPosition, when not empty, asks a new group (or subscription) to
+	// start at the event at this position, as the transport gave it in
+	// Message.Position (StartAtPosition). It needs CapStartAtPosition.
+	StartPosition string
 	// Buffer is the number of messages the subscription may hold delivered
 	// but not yet taken; 0 lets the transport choose.
 	Buffer int
@@ -69,6 +78,20 @@ func WithGroup(name string) SubscribeOption { return func(c *SubscribeConfig) { 
 
 // FromStart starts a new group or subscription at the oldest retained event.
 func FromStart() SubscribeOption { return func(c *SubscribeConfig) { c.FromStart = true } }
+
+// StartAt starts a new group or subscription at the first event stored at
+// or after t (by the broker's clock: the time it stored the event, not the
+// event's own time attribute). It needs CapStartAtTime; a subscriber that
+// lacks it refuses the subscription with a *CapabilityError.
+func StartAt(t time.Time) SubscribeOption { return func(c *SubscribeConfig) { c.StartTime = t } }
+
+// StartAtPosition starts a new group or subscription at the event at
+// position pos, a Message.Position given by the same transport (and, for a
+// partitioned transport, the positions it documents). It needs
+// CapStartAtPosition.
+func StartAtPosition(pos string) SubscribeOption {
+	return func(c *SubscribeConfig) { c.StartPosition = pos }
+}
 
 // WithBuffer bounds the messages held for the subscription.
 func WithBuffer(n int) SubscribeOption { return func(c *SubscribeConfig) { c.Buffer = n } }

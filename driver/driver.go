@@ -90,6 +90,12 @@ type Config struct {
 	// FromStart asks a new group (or subscription) to start at the oldest
 	// retained event instead of the next one published.
 	FromStart bool
+	// StartTime and StartPosition are eventkit.StartAt and
+	// eventkit.StartAtPosition. They are set only if the driver declares
+	// eventkit.CapStartAtTime (eventkit.CapStartAtPosition); at most one of
+	// FromStart, StartTime and StartPosition is set.
+	StartTime     time.Time
+	StartPosition string
 	// MaxBatch is the most messages one ReceiveBatch returns, and the most
 	// the driver should fetch from the broker at once (eventkit.WithBuffer,
 	// else DefaultMaxBatch). It is positive.
@@ -124,6 +130,9 @@ type Message struct {
 	// Attempt is the delivery attempt, 1 for the first delivery. A driver
 	// that does not count (no eventkit.CapAttemptCount) sets 1.
 	Attempt int
+	// Position is where the event is stored (eventkit.Message.Position),
+	// or "".
+	Position string
 	// ID identifies the message for SendAcks and SendNacks.
 	ID AckID
 	// Raw is the broker's native message (returned by

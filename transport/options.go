@@ -79,7 +79,16 @@ func (c *config) subscribeConfig(pattern string, wildcard bool, caps eventkit.Ca
 	if sc.Buffer < 0 {
 		return driver.Config{}, eventkit.InvalidOption("eventkit.WithBuffer", "must not be negative, got "+strconv.Itoa(sc.Buffer))
 	}
-	dc := driver.Config{Group: sc.Group, FromStart: sc.FromStart, MaxBatch: sc.Buffer, Buffer: sc.Buffer}
+	starts := 0
+	for _, set := range []bool{sc.FromStart, !sc.StartTime.IsZero(), sc.StartPosition != ""} {
+		if set {
+			starts++
+		}
+	}
+	if starts > 1 {
+		return driver.Config{}, eventkit.InvalidOption("eventkit.FromStart, StartAt, StartAtPosition", "at most one may be given")
+	}
+	dc := driver.Config{Group: sc.Group, FromStart: sc.FromStart, StartTime: sc.StartTime, StartPosition: sc.StartPosition, MaxBatch: sc.Buffer, Buffer: sc.Buffer}
 	if dc.MaxBatch == 0 {
 		dc.MaxBatch = driver.DefaultMaxBatch
 	}
@@ -104,6 +113,14 @@ func (c *config) subscribeConfig(pattern string, wildcard bool, caps eventkit.Ca
 	if sc.FromStart && caps.Has(eventkit.CapPersistent) {
 		need |= eventkit.CapFromStart
 		ops = append(ops, "FromStart")
+	}
+	if !sc.StartTime.IsZero() {
+		need |= eventkit.CapStartAtTime
+		ops = append(ops, "StartAt")
+	}
+	if sc.StartPosition != "" {
+		need |= eventkit.CapStartAtPosition
+		ops = append(ops, "StartAtPosition")
 	}
 	if m := caps.Missing(need); m != 0 {
 		return driver.Config{}, &eventkit.CapabilityError{Transport: c.name, Op: "subscribe " + strconv.Quote(pattern) + " with " + joinOps(ops), Missing: m}

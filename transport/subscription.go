@@ -225,6 +225,7 @@ func (s *Subscription) receiveLoop(deliver func([]inflight) bool, stopped func()
 			f := &batch[i]
 			f.s, f.id = s, dm.ID
 			f.m = eventkit.NewMessage(dm.Topic, dm.Event, max(dm.Attempt, 1), f, dm.Raw)
+			f.m.Position = dm.Position
 		}
 		if !deliver(batch) {
 			stopped()

@@ -181,6 +181,8 @@ func TestCapabilitiesRefused(t *testing.T) {
 		{"a.b", []eventkit.SubscribeOption{eventkit.WithGroup("g")}, eventkit.CapConsumerGroups},
 		{"a.>", []eventkit.SubscribeOption{eventkit.WithGroup("g")}, eventkit.CapWildcards | eventkit.CapConsumerGroups},
 		{"a.b", []eventkit.SubscribeOption{eventkit.Require(eventkit.CapNack | eventkit.CapNackDelay)}, eventkit.CapNackDelay},
+		{"a.b", []eventkit.SubscribeOption{eventkit.StartAt(time.Unix(1, 0))}, eventkit.CapStartAtTime},
+		{"a.b", []eventkit.SubscribeOption{eventkit.StartAtPosition("7")}, eventkit.CapStartAtPosition},
 	} {
 		_, err := tr.Subscribe(ctx, tc.pattern, tc.opts...)
 		var ce *eventkit.CapabilityError
@@ -200,6 +202,14 @@ func TestCapabilitiesRefused(t *testing.T) {
 	ptr := newTransport(t, newFake(eventkit.CapPersistent))
 	if _, err := ptr.Subscribe(ctx, "a.b", eventkit.FromStart()); !errors.Is(err, eventkit.ErrUnsupported) {
 		t.Errorf("FromStart on a persistent transport without from-start: %v", err)
+	}
+	// Two starting points are a mistake, whatever the transport can do.
+	all := newTransport(t, newFake(eventkit.CapPersistent|eventkit.CapFromStart|eventkit.CapStartAtTime|eventkit.CapStartAtPosition))
+	if _, err := all.Subscribe(ctx, "a.b", eventkit.FromStart(), eventkit.StartAt(time.Unix(1, 0))); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("FromStart with StartAt: %v, want ErrInvalidOption", err)
+	}
+	if _, err := all.Subscribe(ctx, "a.b", eventkit.StartAtPosition("1"), eventkit.StartAt(time.Unix(1, 0))); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("StartAtPosition with StartAt: %v, want ErrInvalidOption", err)
 	}
 }
 
