@@ -176,33 +176,37 @@ func Key(position string) string { return "redrive " + position }
 
 // Redrive re-publishes the dead letter at position to its original topic
 // (see Prepare) and then deletes it; it returns the event as re-published.
-// A dead letter deleted meanwhile (by a concurrent re-drive) is not an
-// error once the event was re-published.
-func Redrive(ctx context.Context, s Store, position string) (Item, error) {
-	it, err := s.Get(ctx, position)
+// A dead letter deleted meanwhile (by a concurrent re-drive of it) is not
+// an error once the event was re-published: repeated then reports that
+// this call was not the one that re-drove it (the store published the
+// event once, under its key).
+func Redrive(ctx context.Context, s Store, position string) (it Item, repeated bool, err error) {
+	dl, err := s.Get(ctx, position)
 	if err != nil {
-		return Item{}, err
+		return Item{}, false, err
 	}
-	return redriveItem(ctx, s, it)
+	return redriveItem(ctx, s, dl)
 }
 
-func redriveItem(ctx context.Context, s Store, it Item) (Item, error) {
+func redriveItem(ctx context.Context, s Store, it Item) (Item, bool, error) {
 	e, err := it.Decode()
 	if err != nil {
-		return Item{}, fmt.Errorf("deadletter: %s: %w", it.Position, err)
+		return Item{}, false, fmt.Errorf("deadletter: %s: %w", it.Position, err)
 	}
 	t, out, err := Prepare(e)
 	if err != nil {
-		return Item{}, fmt.Errorf("deadletter: %s: %w", it.Position, err)
+		return Item{}, false, fmt.Errorf("deadletter: %s: %w", it.Position, err)
 	}
 	pub, err := s.Republish(ctx, t, out, Key(it.Position))
 	if err != nil {
-		return Item{}, fmt.Errorf("deadletter: re-drive %s to %q: %w", it.Position, t, err)
+		return Item{}, false, fmt.Errorf("deadletter: re-drive %s to %q: %w", it.Position, t, err)
 	}
-	if err := s.Delete(ctx, it.Position); err != nil && !errors.Is(err, ErrNotFound) {
-		return pub, fmt.Errorf("deadletter: re-drove %s, but could not delete it: %w", it.Position, err)
+	if err := s.Delete(ctx, it.Position); errors.Is(err, ErrNotFound) {
+		return pub, true, nil
+	} else if err != nil {
+		return pub, false, fmt.Errorf("deadletter: re-drove %s, but could not delete it: %w", it.Position, err)
 	}
-	return pub, nil
+	return pub, false, nil
 }
 
 // RedriveAll re-drives the dead letters of subscription ("": all) stored
@@ -211,7 +215,7 @@ func redriveItem(ctx context.Context, s Store, it Item) (Item, error) {
 // left for the next call.
 func RedriveAll(ctx context.Context, s Store, subscription string) (int, error) {
 	return each(ctx, s, subscription, func(it Item) error {
-		_, err := redriveItem(ctx, s, it)
+		_, _, err := redriveItem(ctx, s, it)
 		return err
 	})
 }

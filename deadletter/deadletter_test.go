@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,8 +177,8 @@ func TestRedrive(t *testing.T) {
 	ctx := context.Background()
 	m := &memStore{}
 	dl := m.add(t, "deadletter.hook", deadLetterOf("id-1", "orders", "hook"))
-	it, err := deadletter.Redrive(ctx, m, dl.Position)
-	if err != nil {
+	it, repeated, err := deadletter.Redrive(ctx, m, dl.Position)
+	if err != nil || repeated {
 		t.Fatal(err)
 	}
 	if it.Topic != "orders" {
@@ -191,7 +192,7 @@ func TestRedrive(t *testing.T) {
 		t.Errorf("dead letters left: %v", left)
 	}
 	// Again (a client that did not see the answer): the dead letter is gone.
-	if _, err := deadletter.Redrive(ctx, m, dl.Position); !errors.Is(err, deadletter.ErrNotFound) {
+	if _, _, err := deadletter.Redrive(ctx, m, dl.Position); !errors.Is(err, deadletter.ErrNotFound) {
 		t.Errorf("second re-drive: %v", err)
 	}
 	if n := len(m.published("orders")); n != 1 {
@@ -203,7 +204,7 @@ func TestRedriveFailureKeepsTheDeadLetter(t *testing.T) {
 	ctx := context.Background()
 	m := &memStore{fail: errors.New("broker down")}
 	dl := m.add(t, "deadletter.hook", deadLetterOf("id-1", "orders", "hook"))
-	if _, err := deadletter.Redrive(ctx, m, dl.Position); err == nil {
+	if _, _, err := deadletter.Redrive(ctx, m, dl.Position); err == nil {
 		t.Fatal("no error")
 	}
 	if _, err := m.Get(ctx, dl.Position); err != nil {
@@ -216,10 +217,18 @@ func TestConcurrentRedrivesPublishOnce(t *testing.T) {
 	m := &memStore{}
 	dl := m.add(t, "deadletter.hook", deadLetterOf("id-1", "orders", "hook"))
 	var wg sync.WaitGroup
+	var firsts atomic.Int32
 	for range 8 {
-		wg.Go(func() { _, _ = deadletter.Redrive(ctx, m, dl.Position) })
+		wg.Go(func() {
+			if _, repeated, err := deadletter.Redrive(ctx, m, dl.Position); err == nil && !repeated {
+				firsts.Add(1)
+			}
+		})
 	}
 	wg.Wait()
+	if firsts.Load() != 1 {
+		t.Errorf("%d re-drives report they re-drove it, want 1", firsts.Load())
+	}
 	if n := len(m.published("orders")); n != 1 {
 		t.Errorf("published %d times", n)
 	}

@@ -7,7 +7,8 @@
 //
 // Guarantees: a Timeline's items are in the order of their store time (then
 // of their event time, then of their position), each event once even when
-// two sources hold it (same source and id, first kept); at most Limit items
+// two sources hold it (same source and id: the first source's kept; within
+// one source every stored copy stays, a re-driven event too); at most Limit items
 // (the earliest). The HTML page loads nothing: it has no external URL, no
 // script, and a Content-Security-Policy that forbids loading anything; every
 // value of an event is escaped.
@@ -155,38 +156,58 @@ func Run(ctx context.Context, q Query, sources ...Source) (Timeline, error) {
 	}
 	q.Limit = min(q.Limit, MaxLimit)
 	tl := Timeline{Key: q.Key, Items: []Item{}}
+	seen := map[[2]string]bool{} // the events of the sources asked before
 	for _, s := range sources {
 		items, more, err := s.Probe(ctx, q)
 		if err != nil {
 			return Timeline{}, err
 		}
-		tl.Items = append(tl.Items, items...)
+		var mine [][2]string
+		for _, it := range items {
+			k, ok := identity(it)
+			if ok && seen[k] {
+				continue
+			}
+			tl.Items = append(tl.Items, it)
+			if ok {
+				mine = append(mine, k)
+			}
+		}
+		for _, k := range mine {
+			seen[k] = true
+		}
 		tl.Truncated = tl.Truncated || more
 	}
-	tl.Items = Merge(tl.Items)
+	tl.Items = Sort(tl.Items)
 	if len(tl.Items) > q.Limit {
 		tl.Items, tl.Truncated = tl.Items[:q.Limit], true
 	}
 	return tl, nil
 }
 
-// Merge sorts items into time order and drops the repeats of an event (same
-// source and id) held by two stores, keeping the first.
-func Merge(items []Item) []Item {
+// identity is the source and id of an item's event.
+func identity(it Item) ([2]string, bool) {
+	e, err := eventkit.UnmarshalEvent(it.Event)
+	if err != nil {
+		return [2]string{}, false
+	}
+	return [2]string{e.Source(), e.ID()}, true
+}
+
+// Sort sorts items into time order: by store time (event time when it has
+// none), then position within one store.
+func Sort(items []Item) []Item {
 	type parsed struct {
-		it        Item
-		at        time.Time
-		pos       uint64
-		src, id   string
-		decodable bool
+		it  Item
+		at  time.Time
+		pos uint64
 	}
 	ps := make([]parsed, len(items))
 	for i, it := range items {
 		p := parsed{it: it, at: it.Stored}
 		p.pos, _ = strconv.ParseUint(it.Position, 10, 64)
-		if e, err := eventkit.UnmarshalEvent(it.Event); err == nil {
-			p.src, p.id, p.decodable = e.Source(), e.ID(), true
-			if p.at.IsZero() {
+		if p.at.IsZero() {
+			if e, err := eventkit.UnmarshalEvent(it.Event); err == nil {
 				p.at = e.Time()
 			}
 		}
@@ -203,17 +224,9 @@ func Merge(items []Item) []Item {
 		}
 		return cmpUint(a.pos, b.pos)
 	})
-	seen := map[[2]string]bool{}
-	out := make([]Item, 0, len(ps))
-	for _, p := range ps {
-		if p.decodable {
-			k := [2]string{p.src, p.id}
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-		}
-		out = append(out, p.it)
+	out := make([]Item, len(ps))
+	for i, p := range ps {
+		out[i] = p.it
 	}
 	return out
 }

@@ -166,3 +166,17 @@ func TestEventStoreSource(t *testing.T) {
 		}
 	}
 }
+
+// TestRunKeepsCopiesWithinASource: a re-driven event is stored again under
+// its id; both copies are part of the flow.
+func TestRunKeepsCopiesWithinASource(t *testing.T) {
+	t0 := time.Now()
+	e := ev("1", "order.created", "c-1")
+	again := e.Clone()
+	again.SetExtension("redrivecount", int32(1))
+	src := fixed(item(t, 1, "orders", t0, e), item(t, 3, "orders", t0.Add(time.Second), again))
+	tl, err := probe.Run(context.Background(), probe.Query{Key: probe.Key{CorrelationID: "c-1"}}, src)
+	if err != nil || len(tl.Items) != 2 {
+		t.Fatalf("%d items, %v", len(tl.Items), err)
+	}
+}
