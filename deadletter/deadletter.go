@@ -31,6 +31,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/ceext"
 )
 
 // Extensions of a dead letter (set by middleware.DeadLetter) and of a
@@ -258,13 +259,8 @@ func each(ctx context.Context, s Store, subscription string, fn func(Item) error
 	}
 }
 
+// extString returns the string extension name of e ("" when absent).
 func extString(e *event.Event, name string) string {
-	v, ok := e.Extensions()[name]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
+	s, _ := ceext.String(e, name)
+	return s
 }

@@ -15,6 +15,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -222,7 +223,7 @@ func Sort(items []Item) []Item {
 		if c := cmpBool(strings.HasPrefix(a.it.Topic, "es:"), strings.HasPrefix(b.it.Topic, "es:")); c != 0 {
 			return c
 		}
-		return cmpUint(a.pos, b.pos)
+		return cmp.Compare(a.pos, b.pos)
 	})
 	out := make([]Item, len(ps))
 	for i, p := range ps {
@@ -239,16 +240,6 @@ func cmpBool(a, b bool) int {
 		return 1
 	}
 	return -1
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // EventStoreSource is a Source on an event store: for an aggregate key,

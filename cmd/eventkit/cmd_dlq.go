@@ -109,10 +109,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	after := fs.String("after", "", "list the dead letters after this `position` (paging)")
 	limit := fs.Int("limit", deadletter.DefaultLimit, "list at most `n` dead letters")
 	asJSON := fs.Bool("json", false, "list each dead letter in full, one JSON item per line")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, dlqUsage)
-		fs.PrintDefaults()
-	}
+	usageOf(fs, stderr, dlqUsage)
 	if len(args) == 0 || !strings.Contains(" list show redrive purge ", " "+args[0]+" ") {
 		fs.Usage()
 		return fmt.Errorf("%w: want list, show, redrive or purge", errUsage)
@@ -243,6 +240,14 @@ func dlqAct(ctx context.Context, c *apiClient, verb, sub string, positions []str
 		fmt.Fprintln(stdout, printable(fmt.Sprintf("re-drove %s to %s as %s (id %s, redrive %d)", p, it.Topic, it.Position, e.ID(), deadletter.RedriveCount(&e))))
 	}
 	return nil
+}
+
+// usageOf makes fs print text, then its flags, as its usage.
+func usageOf(fs *flag.FlagSet, stderr io.Writer, text string) {
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, text)
+		fs.PrintDefaults()
+	}
 }
 
 // writeIndented writes the JSON b indented, escaped for a terminal.

@@ -13,14 +13,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/deadletter"
 	"github.com/eventkit/eventkit/es"
 	"github.com/eventkit/eventkit/eventkittest"
-	"github.com/eventkit/eventkit/hub"
 	"github.com/eventkit/eventkit/postgres"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -69,32 +67,29 @@ func (h *cliHook) deliveries(id string) []int {
 	return append([]int(nil), h.got[id]...)
 }
 
-// startHub runs an embedded hub until the test ends and returns its URL.
-func startHub(t *testing.T, subs ...hub.SubscriptionConfig) string {
+// startHub runs "eventkit serve" on the embedded store with the
+// configuration config (YAML, may be "") until the test ends, and returns
+// its URL.
+func startHub(t *testing.T, config string) string {
 	t.Helper()
-	s, err := hub.New(hub.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Subscriptions: subs},
-		hub.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	args := []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data")}
+	if config != "" {
+		f := filepath.Join(dir, "eventkit.yaml")
+		if err := os.WriteFile(f, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", f)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	ctx, stop := context.WithCancel(context.Background())
+	base, _, served := startServe(t, ctx, args...)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub: %v", err)
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
 		}
 	})
-	eventually(t, "the hub healthy", func() bool {
-		resp, err := http.Get(s.URL() + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return s.URL()
+	return base
 }
 
 // postCE posts one structured event to base.
@@ -124,8 +119,15 @@ func cli(t *testing.T, run func(context.Context, []string, io.Writer, io.Writer)
 // redrivecount of 1, and the DLQ is then empty; "dlq purge" empties it.
 func TestDLQCommand(t *testing.T) {
 	hook := newCLIHook(t)
-	base := startHub(t, hub.SubscriptionConfig{Name: "hook", Topic: "orders.>", URL: hook.url, MaxAttempts: 2,
-		Backoff: hub.Duration(10 * time.Millisecond), AllowPrivateTargets: true})
+	base := startHub(t, `
+subscriptions:
+  - name: hook
+    topic: orders.>
+    url: `+hook.url+`
+    max_attempts: 2
+    backoff: 10ms
+    allow_private_targets: true
+`)
 	postCE(t, base, `{"specversion":"1.0","id":"e-1","source":"/t","type":"orders.created","subject":"o-\u202e1"}`)
 	var out string
 	eventually(t, "the dead letter listed", func() bool {
@@ -180,7 +182,7 @@ func TestDLQCommand(t *testing.T) {
 // three topics in order and writes a Mermaid diagram and an HTML page that
 // holds no URL.
 func TestProbeCommand(t *testing.T) {
-	base := startHub(t)
+	base := startHub(t, "")
 	for _, e := range []string{
 		`{"specversion":"1.0","id":"1","source":"https://shop.example.com","type":"orders.created","correlationid":"c-9"}`,
 		`{"specversion":"1.0","id":"x","source":"https://shop.example.com","type":"orders.created","correlationid":"c-8"}`,
@@ -214,23 +216,31 @@ func TestProbeCommand(t *testing.T) {
 	}
 }
 
-// TestProbeCommandEventStore: with --store, probe reads a PostgreSQL event
-// store: an aggregate's stream, or the global log for a correlation id.
-func TestProbeCommandEventStore(t *testing.T) {
-	dsn := eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dsn)
+// pgSchema makes a new schema on the test server, dropped when the test
+// ends, and returns the server's URL, the schema's name and a pool.
+func pgSchema(t *testing.T, prefix string) (dsn, schema string, pool *pgxpool.Pool) {
+	t.Helper()
+	dsn = eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	pool, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	schema := eventkittest.UniqueName("probecli_")
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+	schema = eventkittest.UniqueName(prefix)
+	if _, err := pool.Exec(context.Background(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
 		eventkittest.Unavailable(t, "EVENTKIT_POSTGRES_URL", dsn, err)
 	}
 	t.Cleanup(func() {
 		_, _ = pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	})
+	return dsn, schema, pool
+}
+
+// TestProbeCommandEventStore: with --store, probe reads a PostgreSQL event
+// store: an aggregate's stream, or the global log for a correlation id.
+func TestProbeCommandEventStore(t *testing.T) {
+	dsn, schema, pool := pgSchema(t, "probecli_")
+	ctx := context.Background()
 	st, err := postgres.NewEventStore(pool, postgres.WithEventsTable(schema+".events"), postgres.WithPositionsTable(schema+".positions"))
 	if err != nil {
 		t.Fatal(err)

@@ -75,16 +75,19 @@ func (o *probeOptions) query() (probe.Query, error) {
 	return q, nil
 }
 
+const probeUsage = `Usage: eventkit probe (--correlation-id ID | --subject S | --aggregate A) [--since T] [--until T]
+       [--mermaid FILE] [--html FILE] [--store postgres://...] [--json]
+
+Prints, in time order, every stored event linked to the key: on the
+server's topics and, with --store, in a PostgreSQL event store.`
+
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := apiFlags(fs)
 	var o probeOptions
 	o.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: eventkit probe (--correlation-id ID | --subject S | --aggregate A) [--since T] [--until T] [--mermaid FILE] [--html FILE] [--store postgres://...] [--json]\n\nPrints, in time order, every stored event linked to the key: on the server's topics and, with --store, in a PostgreSQL event store.")
-		fs.PrintDefaults()
-	}
+	usageOf(fs, stderr, probeUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
