@@ -106,7 +106,8 @@ func (s *Server) probeTopics(ctx context.Context, q probe.Query) ([]probe.Item, 
 	if info.State.Msgs == 0 {
 		return nil, false, nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// The consumer is the broker's to drop once the probe stops fetching.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 30 * time.Second}
 	if !q.Since.IsZero() {
 		since := q.Since
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
