@@ -223,6 +223,14 @@ func TestDeadLetterPurgeAndRedriveAll(t *testing.T) {
 	if code, _ := call(t, http.MethodDelete, s.URL()+"/deadletters?subscription=hook", "", reader...); code != http.StatusForbidden {
 		t.Errorf("purge with a read token: %d", code)
 	}
+	for _, path := range []string{"/deadletters", "/deadletters/1", "/probe?subject=a"} {
+		if code, _ := call(t, http.MethodGet, s.URL()+path, ""); code != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: %d, want 401", path, code)
+		}
+	}
+	if code, _ := call(t, http.MethodPost, s.URL()+"/deadletters/1/redrive", "", reader...); code != http.StatusForbidden {
+		t.Errorf("re-drive with a read token: %d, want 403", code)
+	}
 	if code, _ := call(t, http.MethodDelete, s.URL()+"/deadletters", "", all...); code != http.StatusBadRequest {
 		t.Errorf("purge without subscription: %d", code)
 	}
