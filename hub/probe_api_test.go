@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/memory"
 	ekprobe "github.com/eventkit/eventkit/probe"
 )
 
@@ -63,6 +64,19 @@ func TestProbeFollowsCorrelationID(t *testing.T) {
 	for _, q := range []string{"", "correlationid=a&subject=b", "correlationid=a&format=pdf", "subject=a&since=yesterday"} {
 		if code, _ := call(t, http.MethodGet, s.URL()+"/probe?"+q, ""); code != http.StatusBadRequest {
 			t.Errorf("GET /probe?%s: %d, want 400", q, code)
+		}
+	}
+}
+
+// TestInspectionNeedsTheEmbeddedStore: on another broker the dead letters
+// and the probe answer 501, as problem+json.
+func TestInspectionNeedsTheEmbeddedStore(t *testing.T) {
+	bus := memory.New()
+	s := start(t, hub.Config{}, hub.WithBroker(bus, bus))
+	for _, path := range []string{"/deadletters", "/deadletters/1", "/probe?subject=a"} {
+		code, b := call(t, http.MethodGet, s.URL()+path, "")
+		if code != http.StatusNotImplemented || !strings.Contains(string(b), `"status":501`) {
+			t.Errorf("GET %s: %d %s", path, code, b)
 		}
 	}
 }
