@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/postgres/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestEventStoreExistingQueryGenericPlan checks that the idempotency lookup
@@ -47,15 +48,8 @@ func TestEventStoreExistingQueryGenericPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, line)
-	}
-	if err := rows.Err(); err != nil {
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	text := strings.Join(plan, "\n")
