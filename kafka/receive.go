@@ -36,12 +36,15 @@ type entry struct {
 	owner   *pstate // the state of the record's partition when it was polled
 	p       *pstate // owner, once handed out (nil before)
 	rec     *kgo.Record
-	ev      event.Event
 	topic   string
 	attempt int
 	bad     bool // not a CloudEvent, or outside the topic mapping: finished at once
 	done    bool
-	dec     decoded // what ev points to (binary mode)
+	dec     decoded // what dm.Event points to (binary mode)
+	// dm is the message handed out; its Event is set when the record is
+	// decoded, the rest by each take, so that ReceiveBatch returns a
+	// pointer to it without copying the event or allocating.
+	dm driver.Message
 }
 
 // mapped is the eventkit topic of a Kafka topic.
@@ -193,7 +196,7 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 			data = append(data, ev.DataEncoded...)
 			ev.DataEncoded = data[start:len(data):len(data)]
 		}
-		e.ev = ev
+		e.dm.Event = ev
 	}
 	return batch
 }
@@ -252,11 +255,12 @@ func (s *subscription) take(max int) []*driver.Message {
 	if s.observe {
 		s.pending.Add(int64(n))
 	}
-	msgs := make([]driver.Message, n)
 	out := make([]*driver.Message, n)
 	for i, e := range taken {
-		msgs[i] = driver.Message{Topic: e.topic, Event: e.ev, Attempt: e.attempt, ID: e, Raw: e.rec}
-		out[i] = &msgs[i]
+		// Package transport copies what it needs before it delivers the
+		// message, so before the entry can be nacked and taken again.
+		e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = e.topic, e.attempt, e, e.rec
+		out[i] = &e.dm
 	}
 	return out
 }
@@ -378,7 +382,7 @@ func (s *subscription) nack(e *entry, delay time.Duration) error {
 	}
 	e.attempt++
 	if ferr == nil {
-		e.ev = fresh
+		e.dm.Event = fresh
 	} else { // it decoded before: not expected
 		s.d.cfg.logger.Warn("kafka: decoding a nacked record again failed; redelivering the event as handled", "topic", e.rec.Topic, "partition", e.rec.Partition, "offset", e.rec.Offset, "err", ferr)
 	}

@@ -468,6 +468,21 @@ func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
 	return nil
 }
 
+// AckInline implements driver.InlineAcker: the ack is handed to nats.go,
+// which queues it for its flusher (as SendAcks does), so package transport
+// calls it from eventkit.Message.Ack instead of passing the ack to a
+// goroutine of its own.
+func (s *subscription) AckInline(id driver.AckID) error {
+	d := id.(*delivery)
+	s.mu.Lock()
+	delete(s.unsettled, d)
+	s.mu.Unlock()
+	if err := s.t.nc.Publish(d.msg.Reply, ackAck); err != nil {
+		return fmt.Errorf("nats: ack not sent: %w", err)
+	}
+	return nil
+}
+
 // SendNacks sends a negative ack for each message, with its delay, and
 // returns when the server has taken them: JetStream processes
 // acknowledgements asynchronously and drops those still queued when it
@@ -645,6 +660,7 @@ var (
 	_ driver.Subscription     = (*subscription)(nil)
 	_ driver.Shutdowner       = (*subscription)(nil)
 	_ driver.DeliveryObserver = (*subscription)(nil)
+	_ driver.InlineAcker      = (*subscription)(nil)
 )
 
 // fifo is a queue of deliveries, reusing its array.

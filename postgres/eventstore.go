@@ -360,9 +360,7 @@ func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, re
 		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { st.versions[id] = v; return nil })
 		return err
 	})
-	b.Queue(`SELECT e.stream_id, e.event_id, e.version, e.position FROM `+s.events+` e
-		JOIN unnest($1::text[], $2::text[]) AS k(stream_id, event_id) ON e.stream_id = k.stream_id AND e.event_id = k.event_id`,
-		idStreams, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(existingQuery(s.events), idStreams, ids).Query(func(rows pgx.Rows) error {
 		var stream, id string
 		var v, p uint64
 		_, err := pgx.ForEachRow(rows, []any{&stream, &id, &v, &p}, func() error {
@@ -375,6 +373,23 @@ func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, re
 		return nil, fmt.Errorf("postgres: append: %w", err)
 	}
 	return st, nil
+}
+
+// existingQuery selects the events of table with the given stream and event
+// ids ($1, $2): (stream id, event id, version, position).
+//
+// It probes the (stream_id, event_id) index once per id whatever the plan.
+// pgx prepares the statement once per connection, and PostgreSQL settles
+// on a generic plan after five executions; a join of the table with the
+// unnested arrays planned while the table was small is a hash join over a
+// sequential scan, which stays cached as the table grows (8.5 ms instead
+// of 0.25 ms per 100 ids at 30,000 events). The LIMIT keeps the lateral
+// subquery from being flattened into such a join.
+func existingQuery(table string) string {
+	return `SELECT k.stream_id, k.event_id, e.version, e.position
+		FROM unnest($1::text[], $2::text[]) AS k(stream_id, event_id)
+		CROSS JOIN LATERAL (SELECT x.version, x.position FROM ` + table + ` x
+			WHERE x.stream_id = k.stream_id AND x.event_id = k.event_id LIMIT 1) e`
 }
 
 // stored returns the stored events of stream, creating its map.

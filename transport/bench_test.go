@@ -14,7 +14,7 @@ import (
 // benchDriver is a driver whose subscription returns full batches of one
 // event at once: what BenchmarkConsume measures is package transport's own
 // work per message (the hand-over to Messages and the ack).
-type benchDriver struct{ inline bool }
+type benchDriver struct{ inline, observed bool }
 
 func (benchDriver) Capabilities() eventkit.Capabilities { return eventkit.CapNack }
 func (benchDriver) Close() error                        { return nil }
@@ -25,8 +25,13 @@ func (d benchDriver) OpenSubscription(context.Context, string, driver.Config) (d
 	e.SetSource("bench")
 	e.SetType("bench.event")
 	s := &benchSub{ev: e}
-	if d.inline {
+	switch {
+	case d.inline && d.observed:
+		return observedInlineBenchSub{inlineBenchSub{s}}, nil
+	case d.inline:
 		return inlineBenchSub{s}, nil
+	case d.observed:
+		return observedBenchSub{s}, nil
 	}
 	return s, nil
 }
@@ -54,17 +59,26 @@ type inlineBenchSub struct{ *benchSub }
 
 func (inlineBenchSub) AckInline(driver.AckID) error { return nil }
 
+type observedBenchSub struct{ *benchSub }
+
+func (observedBenchSub) Delivered(driver.AckID) {}
+
+type observedInlineBenchSub struct{ inlineBenchSub }
+
+func (observedInlineBenchSub) Delivered(driver.AckID) {}
+
 // BenchmarkConsume takes and acks b.N messages from a subscription whose
 // driver costs nothing: package transport's cost per message, with the
 // acks queued for the ack goroutine (queued) or made inline
-// (driver.InlineAcker).
+// (driver.InlineAcker), and for a driver that observes deliveries
+// (driver.DeliveryObserver, as NATS's).
 func BenchmarkConsume(b *testing.B) {
 	for _, c := range []struct {
-		name   string
-		inline bool
-	}{{"queued", false}, {"inline", true}} {
+		name             string
+		inline, observed bool
+	}{{"queued", false, false}, {"inline", true, false}, {"observed-queued", false, true}, {"observed-inline", true, true}} {
 		b.Run(c.name, func(b *testing.B) {
-			sub, err := transport.NewSubscriber(benchDriver{inline: c.inline}, transport.WithLogger(quietLogger()))
+			sub, err := transport.NewSubscriber(benchDriver{inline: c.inline, observed: c.observed}, transport.WithLogger(quietLogger()))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -40,25 +40,59 @@ var payload = func() []byte {
 }()
 
 // result is a round's rates in events per second, and the process's CPU
-// time per event while publishing (client and embedded server together:
-// steadier than rates on a shared machine).
-type result struct{ pub, sub, pubCPU float64 }
+// time per event while publishing and while consuming (client and
+// embedded server together: steadier than rates on a shared machine).
+type result struct{ pub, sub, pubCPU, subCPU float64 }
+
+// profPrefix is -cpuprofile; profRound the round being run.
+var (
+	profPrefix string
+	profRound  int
+	ekBuffer   int // -ekbuffer
+)
+
+// clock measures one timed phase: wall and process CPU time from its
+// start, and with -cpuprofile a CPU profile of the phase alone, written to
+// PREFIX.SYSTEM.PHASE.rROUND.prof.
+type clock struct {
+	wall time.Time
+	cpu  time.Duration
+	prof *os.File
+}
+
+func startClock(system, phase string) clock {
+	var c clock
+	if profPrefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%s.%s.r%d.prof", profPrefix, system, phase, profRound+1))
+		benchkit.Check(err)
+		benchkit.Check(pprof.StartCPUProfile(f))
+		c.prof = f
+	}
+	c.wall, c.cpu = time.Now(), benchkit.CPUTime()
+	return c
+}
+
+// stop returns the rate of n events in events per second and the CPU
+// time per event in microseconds.
+func (c clock) stop(n int) (rate, cpu float64) {
+	wall, used := time.Since(c.wall), benchkit.CPUTime()-c.cpu
+	if c.prof != nil {
+		pprof.StopCPUProfile()
+		benchkit.Check(c.prof.Close())
+	}
+	return float64(n) / wall.Seconds(), float64(used.Nanoseconds()) / 1e3 / float64(n)
+}
 
 func main() {
 	n := flag.Int("n", 100000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system")
 	batch := flag.Int("batch", 0, "events per Publish call for eventkit and Watermill (0: all in one call, like raw's one async burst)")
+	flag.IntVar(&ekBuffer, "ekbuffer", 0, "eventkit's subscription buffer and fetch batch (nats.WithSubscriptionBuffer, nats.WithFetchBatch); 0: the transport's defaults")
 	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, in order")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
 	if *batch <= 0 {
 		*batch = *n
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		benchkit.Check(err)
-		benchkit.Check(pprof.StartCPUProfile(f))
-		defer pprof.StopCPUProfile()
 	}
 
 	dir, err := os.MkdirTemp("", "bench-nats-")
@@ -74,6 +108,7 @@ func main() {
 	res := map[string][]result{}
 	names := strings.Split(*systems, ",")
 	for r := 0; r < *rounds; r++ {
+		profRound = r
 		for _, name := range names {
 			var x result
 			switch name {
@@ -88,42 +123,40 @@ func main() {
 			default:
 				benchkit.Check(fmt.Errorf("unknown system %q", name))
 			}
-			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", r+1, name, x.pub, x.sub, x.pubCPU)
+			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", r+1, name, x.pub, x.sub, x.pubCPU, x.subCPU)
 			res[name] = append(res[name], x)
 		}
 	}
 	med := map[string]result{}
 	fmt.Println("medians:")
 	for _, name := range names {
-		var p, s, c []float64
+		var p, s, c, sc []float64
 		for _, x := range res[name] {
-			p, s, c = append(p, x.pub), append(s, x.sub), append(c, x.pubCPU)
+			p, s, c, sc = append(p, x.pub), append(s, x.sub), append(c, x.pubCPU), append(sc, x.subCPU)
 		}
-		med[name] = result{benchkit.Median(p), benchkit.Median(s), benchkit.Median(c)}
-		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   publish CPU %5.1f µs/event\n", name, med[name].pub, med[name].sub, med[name].pubCPU)
+		med[name] = result{benchkit.Median(p), benchkit.Median(s), benchkit.Median(c), benchkit.Median(sc)}
+		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", name, med[name].pub, med[name].sub, med[name].pubCPU, med[name].subCPU)
 	}
 	if e, ok := med["eventkit"]; ok {
 		if r, ok := med["raw"]; ok {
-			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f   publish CPU per event %.2f\n", e.pub/r.pub, e.sub/r.sub, e.pubCPU/r.pubCPU)
+			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f   CPU per event: publish %.2f consume %.2f\n", e.pub/r.pub, e.sub/r.sub, e.pubCPU/r.pubCPU, e.subCPU/r.subCPU)
 		}
 		if w, ok := med["watermill"]; ok {
-			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f\n", e.pub/w.pub, e.sub/w.sub)
+			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f   CPU per event: publish %.2f consume %.2f\n", e.pub/w.pub, e.sub/w.sub, e.pubCPU/w.pubCPU, e.subCPU/w.subCPU)
 		}
 	}
 	for _, name := range names {
 		benchkit.Result(name, "publish", med[name].pub, "events/s")
 		benchkit.Result(name, "consume", med[name].sub, "events/s")
 		benchkit.Result(name, "publish-cpu", med[name].pubCPU, "µs/event")
+		benchkit.Result(name, "consume-cpu", med[name].subCPU, "µs/event")
 	}
 	for _, peer := range names[1:] {
 		benchkit.Ratio(names[0], peer, "publish", med[names[0]].pub, med[peer].pub)
 		benchkit.Ratio(names[0], peer, "consume", med[names[0]].sub, med[peer].sub)
+		benchkit.Ratio(names[0], peer, "consume-cpu", med[names[0]].subCPU, med[peer].subCPU)
 	}
 }
-
-func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
-
-func perEvent(n int, d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 
 func deleteStream(nc *nats.Conn, name string) {
 	js, err := jetstream.New(nc)
@@ -138,7 +171,11 @@ func runEventkit(url string, n, batch, round int) result {
 	defer nc.Close()
 	stream := "EK_BENCH_" + strconv.Itoa(round)
 	subject := "ekbench" + strconv.Itoa(round)
-	tr, err := eknats.New(nc, eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}}))
+	opts := []eknats.Option{eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}})}
+	if ekBuffer > 0 {
+		opts = append(opts, eknats.WithSubscriptionBuffer(ekBuffer), eknats.WithFetchBatch(ekBuffer))
+	}
+	tr, err := eknats.New(nc, opts...)
 	benchkit.Check(err)
 	benchkit.Check(tr.EnsureStreams(ctx)) // New does no I/O: make the stream before the clock starts
 	defer deleteStream(nc, stream)
@@ -153,22 +190,22 @@ func runEventkit(url string, n, batch, round int) result {
 		events[i] = e
 	}
 	topic := subject + ".events"
-	start, cpu0 := time.Now(), benchkit.CPUTime()
+	c := startClock("eventkit", "publish")
 	for i := 0; i < n; i += batch {
 		benchkit.Check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
 	}
-	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
+	pub, pubCPU := c.stop(n)
 
-	start = time.Now()
+	c = startClock("eventkit", "consume")
 	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
 	benchkit.Check(err)
 	for got := 0; got < n; got++ {
 		m := <-s.Messages()
 		benchkit.Check(m.Ack())
 	}
-	sub := rate(n, time.Since(start))
+	sub, subCPU := c.stop(n)
 	benchkit.Check(s.Close())
-	return result{pub, sub, pubCPU}
+	return result{pub, sub, pubCPU, subCPU}
 }
 
 // runRaw publishes with nats.go jetstream's PublishAsync and consumes with
@@ -206,7 +243,11 @@ func runRaw(url string, n, round int, ce bool) result {
 			msgs[i] = &nats.Msg{Subject: topic, Data: payload, Header: nats.Header{nats.MsgIdHdr: []string{id}}}
 		}
 	}
-	start, cpu0 := time.Now(), benchkit.CPUTime()
+	system := "raw"
+	if ce {
+		system = "rawce"
+	}
+	c := startClock(system, "publish")
 	futures := make([]jetstream.PubAckFuture, n)
 	for i := 0; i < n; i++ {
 		f, err := js.PublishMsgAsync(msgs[i], jetstream.WithStallWait(10*time.Second))
@@ -221,9 +262,9 @@ func runRaw(url string, n, round int, ce bool) result {
 			benchkit.Check(err)
 		}
 	}
-	pub, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
+	pub, pubCPU := c.stop(n)
 
-	start = time.Now()
+	c = startClock(system, "consume")
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: topic,
 	})
@@ -235,9 +276,9 @@ func runRaw(url string, n, round int, ce bool) result {
 		benchkit.Check(err)
 		benchkit.Check(msg.Ack())
 	}
-	sub := rate(n, time.Since(start))
+	sub, subCPU := c.stop(n)
 	it.Stop()
-	return result{pub, sub, pubCPU}
+	return result{pub, sub, pubCPU, subCPU}
 }
 
 func runWatermill(url string, n, batch, round int) result {
@@ -258,13 +299,13 @@ func runWatermill(url string, n, batch, round int) result {
 	for i := range msgs {
 		msgs[i] = message.NewMessage("ev-"+strconv.Itoa(i), payload)
 	}
-	start, cpu0 := time.Now(), benchkit.CPUTime()
+	c := startClock("watermill", "publish")
 	for i := 0; i < n; i += batch {
 		benchkit.Check(pub.Publish(topic, msgs[i:min(i+batch, n)]...))
 	}
-	pubRate, pubCPU := rate(n, time.Since(start)), perEvent(n, benchkit.CPUTime()-cpu0)
+	pubRate, pubCPU := c.stop(n)
 
-	start = time.Now()
+	c = startClock("watermill", "consume")
 	sub, err := wmnats.NewSubscriber(wmnats.SubscriberConfig{
 		URL: url, Unmarshaler: &wmnats.NATSMarshaler{}, JetStream: jsCfg,
 		SubscribersCount: 1, AckWaitTimeout: 30 * time.Second, CloseTimeout: 10 * time.Second,
@@ -276,11 +317,11 @@ func runWatermill(url string, n, batch, round int) result {
 		m := <-ch
 		m.Ack()
 	}
-	subRate := rate(n, time.Since(start))
+	subRate, subCPU := c.stop(n)
 	benchkit.Check(sub.Close())
 	nc, err := nats.Connect(url)
 	benchkit.Check(err)
 	deleteStream(nc, topic)
 	nc.Close()
-	return result{pubRate, subRate, pubCPU}
+	return result{pubRate, subRate, pubCPU, subCPU}
 }
