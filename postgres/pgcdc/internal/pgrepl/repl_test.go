@@ -91,6 +91,20 @@ func setup(t *testing.T, params map[string]string) (dsn, table, pub, slot string
 }
 
 // collect receives pgoutput messages until stop returns true.
+// startStream starts replication from slot with o, within a context that
+// ends after 30 s; the stream is closed when the test ends.
+func startStream(t *testing.T, rc *Conn, slot string, o PgoutputOptions) (context.Context, *Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := rc.StartReplication(ctx, slot, 0, o.Args())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return ctx, s
+}
+
 func collect(t *testing.T, s *Stream, stop func(any) bool) []any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -131,13 +145,7 @@ func TestReplicationV1(t *testing.T) {
 	// connection runs no other command.
 	mustExec(t, sq, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+info.SnapshotName+"'; COMMIT")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{ProtoVersion: 1, Publications: []string{pub}, Messages: true}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := startStream(t, rc, slot, PgoutputOptions{ProtoVersion: 1, Publications: []string{pub}, Messages: true})
 	for _, sql := range []string{`BEGIN;
 		INSERT INTO %[1]s VALUES (1, 'a');
 		UPDATE %[1]s SET note = 'b' WHERE id = 1;
@@ -247,13 +255,7 @@ func TestReplicationV2Streaming(t *testing.T) {
 	// A small logical_decoding_work_mem makes the server stream the big
 	// transaction before it commits.
 	_, table, pub, slot, sq, rc, _ := setup(t, map[string]string{"logical_decoding_work_mem": "64kB"})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{ProtoVersion: 2, Publications: []string{pub}, Streaming: true}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := startStream(t, rc, slot, PgoutputOptions{ProtoVersion: 2, Publications: []string{pub}, Streaming: true})
 	mustExec(t, sq, fmt.Sprintf(`BEGIN; INSERT INTO %[1]s SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g; ROLLBACK;
 		BEGIN; INSERT INTO %[1]s SELECT g, repeat('y', 100) FROM generate_series(1, 5000) g; COMMIT;`, table))
 	var starts, stops int
@@ -294,14 +296,8 @@ func TestKeepaliveReplyAndTimer(t *testing.T) {
 	// With a short wal_sender_timeout, the server asks for replies; the
 	// stream must keep working across several of them.
 	_, table, pub, slot, sq, rc, _ := setup(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	mustExec(t, sq, "SELECT 1")
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{Publications: []string{pub}}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := startStream(t, rc, slot, PgoutputOptions{Publications: []string{pub}})
 	// Ask the server for a keepalive: it answers a status update that
 	// requests a reply.
 	if err := s.SendStatus(ctx, StandbyStatus{ReplyRequested: true}); err != nil {
