@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -185,4 +187,22 @@ func DurableFeatures() eventkittest.Features {
 		Wildcards: true, ConsumerGroups: true, GroupBalance: true, OrderPerKey: true,
 		Redelivery: true, AttemptCount: true, NackDelay: true, Persistent: true, RedeliverUnacked: true,
 	}
+}
+
+// StartPiped starts cmd with a pipe to its standard input and one from its
+// standard output, and fails tb if it cannot. The caller reads stdout to
+// its end before it waits for cmd, and closes stdin to tell cmd to stop.
+func StartPiped(tb testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser) {
+	tb.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return stdin, stdout
 }
