@@ -138,11 +138,9 @@ func TestRepositoryRetryOnConflict(t *testing.T) {
 	var wg sync.WaitGroup
 	var conflicts int
 	var mu sync.Mutex
-	for i := 0; i < 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 5; j++ {
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
 				if _, err := retrying.Update(ctx, "a", func(a *Account) error { return a.Withdraw(10) }); err != nil {
 					mu.Lock()
 					conflicts++
@@ -150,7 +148,7 @@ func TestRepositoryRetryOnConflict(t *testing.T) {
 					t.Error(err)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	a, _ := plain.Load(ctx, "a")

@@ -2,11 +2,42 @@ package binding
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 )
+
+// The remembered source must never stand in for another value, valid or
+// not, and must be safe under concurrent decoding.
+func TestSetSourceRemembersOnlyTheSame(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				for _, src := range []string{"urn:a", "https://example.com/b?x=1", "urn:a", "/relative/c"} {
+					e := event.New()
+					if err := Set(&e, "source", src); err != nil {
+						t.Errorf("Set(source, %q): %v", src, err)
+						return
+					}
+					if got := e.Source(); got != src {
+						t.Errorf("source %q, want %q", got, src)
+						return
+					}
+				}
+				e := event.New()
+				_ = Set(&e, "source", "urn:a")
+				if err := Set(&e, "source", "http://[::1"); err == nil {
+					t.Error("an invalid source was accepted after a valid one was remembered")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
 
 // TestMarshalStructured: JSON data travels as the JSON value; data that is
 // not JSON (another content type, or bytes that do not parse whatever the
