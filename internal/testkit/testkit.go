@@ -122,6 +122,21 @@ func InvalidOptionsRefused[O any](t *testing.T, construct func(O) error, common 
 	}
 }
 
+// AMQPURL returns the address of the RabbitMQ of the tests,
+// EVENTKIT_AMQP_URL (default eventkittest.DefaultAMQPURL); it skips tb when
+// nothing answers there (fails it under CI=true).
+func AMQPURL(tb testing.TB) string {
+	tb.Helper()
+	return eventkittest.ServerAddr(tb, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
+}
+
+// MQTTURL returns the address of the MQTT broker of the tests,
+// EVENTKIT_MQTT_URL (default eventkittest.DefaultMQTTURL), as AMQPURL.
+func MQTTURL(tb testing.TB) string {
+	tb.Helper()
+	return eventkittest.ServerAddr(tb, "EVENTKIT_MQTT_URL", eventkittest.DefaultMQTTURL, eventkittest.DialProbe)
+}
+
 // Subscribe subscribes s to pattern within ctx (the subscription ends
 // with ctx), fails tb if that fails, and closes the subscription when tb
 // ends.

@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 )
@@ -99,15 +100,11 @@ type testEnv struct {
 	table string
 }
 
-func testDSN(t testing.TB) string {
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
-
 // newCDCEnv creates a table (with ddl's columns) and drops it, its
 // publication and its slot at the end of the test.
 func newCDCEnv(t *testing.T, columns string) *testEnv {
 	t.Helper()
-	return newCDCEnvAt(t, testDSN(t), columns)
+	return newCDCEnvAt(t, pgtest.URL(t), columns)
 }
 
 // newCDCEnvAt is newCDCEnv on the server at dsn.
@@ -597,7 +594,7 @@ func TestCDCConfiguration(t *testing.T) {
 	}
 	// A missing publication without tables is a configuration error: Run
 	// returns it instead of retrying.
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	src, err := New(dsn, rec, WithName(eventkittest.UniqueName("cdcnone")))
 	if err != nil {
 		t.Fatal(err)

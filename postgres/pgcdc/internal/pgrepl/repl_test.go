@@ -9,13 +9,9 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-func testDSN(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
 
 func sqlConn(t *testing.T, dsn string) *pgconn.PgConn {
 	t.Helper()
@@ -44,7 +40,7 @@ func mustExec(t *testing.T, c *pgconn.PgConn, sql string) []*pgconn.Result {
 // connection with a slot that is dropped at the end of the test.
 func setup(t *testing.T, params map[string]string) (dsn, table, pub, slot string, sq *pgconn.PgConn, rc *Conn, info Slot) {
 	t.Helper()
-	dsn = testDSN(t)
+	dsn = pgtest.URL(t)
 	sq = sqlConn(t, dsn)
 	table = eventkittest.UniqueName("pgrepl_t_")
 	pub = eventkittest.UniqueName("pgrepl_p_")
@@ -334,7 +330,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestCreateDropTemporarySlot(t *testing.T) {
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rc, err := Connect(ctx, dsn, nil)
