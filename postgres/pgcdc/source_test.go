@@ -153,6 +153,15 @@ func (e *testEnv) create(t testing.TB, kind, name, rest string) {
 	t.Cleanup(func() { e.conn.Exec(context.Background(), fmt.Sprintf("DROP %s IF EXISTS %s", kind, name)) })
 }
 
+// otherTable creates the table named e.name+suffix with columns, dropped at
+// the end of the test, and returns its name.
+func (e *testEnv) otherTable(t testing.TB, suffix, columns string) string {
+	t.Helper()
+	name := e.name + suffix
+	e.create(t, "TABLE", name, "("+columns+")")
+	return name
+}
+
 func (e *testEnv) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -374,8 +383,7 @@ func TestCDCReplicaIdentityAndToast(t *testing.T) {
 func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
-	other := env.name + "_o"
-	env.create(t, "TABLE", other, "(id int PRIMARY KEY)")
+	other := env.otherTable(t, "_o", "id int PRIMARY KEY")
 	rec := newCDCRecorder()
 	env.start(t, rec, WithTables(other), WithBatch(3))
 
@@ -508,8 +516,7 @@ func TestCDCInitialSnapshot(t *testing.T) {
 func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
-	filtered := env.name + "_f"
-	env.create(t, "TABLE", filtered, "(id int)")
+	filtered := env.otherTable(t, "_f", "id int")
 	rec := newCDCRecorder()
 	env.start(t, rec)
 	// WAL written by a table outside the publication only.
