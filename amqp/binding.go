@@ -14,7 +14,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/binding"
-	"github.com/eventkit/eventkit/internal/jsonvalid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -36,10 +35,7 @@ func init() {
 func encode(e event.Event, structured bool) (amqp.Publishing, error) {
 	p := amqp.Publishing{DeliveryMode: amqp.Persistent}
 	if structured {
-		if d := e.Data(); len(d) > 0 {
-			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
-		}
-		b, err := eventkit.MarshalEvent(e)
+		b, err := binding.MarshalStructured(e)
 		if err != nil {
 			return p, err
 		}

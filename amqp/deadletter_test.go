@@ -17,7 +17,7 @@ import (
 // message into the dead-letter exchange, with its CloudEvents headers, and
 // that the delivery limit dead-letters a message nacked again and again.
 func TestDeadLetter(t *testing.T) {
-	url := brokerURL(t)
+	url := testkit.AMQPURL(t)
 	ns := eventkittest.UniqueName("ekdl")
 	ch := channel(t, url)
 	dlx, dlq := ns+"-dlx", ns+"-dlq"

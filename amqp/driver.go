@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,11 +205,7 @@ func (d *drv) addQueue(q string) {
 func (d *drv) groupQueues() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]string, 0, len(d.queues))
-	for q := range d.queues {
-		out = append(out, q)
-	}
-	return out
+	return slices.Collect(maps.Keys(d.queues))
 }
 
 func (d *drv) Capabilities() eventkit.Capabilities { return capabilities }

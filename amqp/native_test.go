@@ -26,7 +26,7 @@ func TestNativeTypedHeaders(t *testing.T) {
 	sub := testkit.Subscribe(t, ctx, tr, tp)
 	defer sub.Close()
 
-	ch := channel(t, brokerURL(t))
+	ch := channel(t, testkit.AMQPURL(t))
 	ts := time.Date(2018, 4, 5, 3, 56, 24, 0, time.UTC)
 	bin := []byte{0, 0xff, 0xfe, 'a'}
 	for _, prefix := range []string{"cloudEvents:", "cloudEvents_"} {

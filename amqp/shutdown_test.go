@@ -20,7 +20,7 @@ import (
 // for the reconnect, and Shutdown makes it return eventkit.ErrClosed
 // instead of waiting for it (or for its own bound) forever.
 func TestShutdownEndsPublishWaitingForReconnect(t *testing.T) {
-	u, err := url.Parse(brokerURL(t))
+	u, err := url.Parse(testkit.AMQPURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/internal/randid"
 	"github.com/eventkit/eventkit/topic"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -43,10 +44,10 @@ type subscription struct {
 
 func newSubscription(d *drv, pattern string, cfg driver.Config) *subscription {
 	s := &subscription{d: d, pattern: pattern, key: topic.ToAMQP(pattern), queue: cfg.Group, prefetch: cfg.MaxBatch,
-		tag: "eventkit-" + randomHex(6), timers: map[*time.Timer]struct{}{}}
+		tag: "eventkit-" + randid.Hex(6), timers: map[*time.Timer]struct{}{}}
 	if s.queue == "" {
 		s.private = true
-		s.queue = "eventkit-private-" + randomHex(8)
+		s.queue = "eventkit-private-" + randid.Hex(8)
 	}
 	return s
 }

@@ -2,8 +2,6 @@ package amqp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"time"
@@ -170,12 +168,6 @@ func (t *Transport) Queues() []string { return t.d.groupQueues() }
 
 // Exchange returns the name of the transport's exchange.
 func (t *Transport) Exchange() string { return t.d.o.exchange }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)

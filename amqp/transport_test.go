@@ -15,16 +15,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func brokerURL(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
-}
-
 // dial returns a transport on the test broker with its own exchange, whose
 // exchange and group queues are deleted when the test ends.
 func dial(t *testing.T, exchange string, opts ...ekamqp.Option) *ekamqp.Transport {
 	t.Helper()
-	url := brokerURL(t)
+	url := testkit.AMQPURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tr, err := ekamqp.Dial(ctx, url, append([]ekamqp.Option{ekamqp.WithExchange(exchange)}, opts...)...)

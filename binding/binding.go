@@ -1,7 +1,8 @@
 // Package binding holds what every CloudEvents protocol binding in eventkit
 // shares: the attributes of an event as (name, string) pairs in binary mode,
-// setting an attribute back from its string form, and the percent-encoding
-// of header values that the HTTP and NATS bindings prescribe.
+// setting an attribute back from its string form, the percent-encoding
+// of header values that the HTTP and NATS bindings prescribe, and the
+// event's JSON form in structured mode.
 //
 // Transports (nats, kafka, amqp, mqtt, redis, cehttp) add their own prefix
 // ("ce-", "ce_", "cloudEvents_", none) and carry data and datacontenttype in
@@ -21,7 +22,19 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/internal/jsonvalid"
 )
+
+// MarshalStructured returns e in the JSON event format, as the structured
+// mode of a binding carries it: data that is not a JSON value, whatever the
+// content type claims, travels as data_base64, so that the receiver gets
+// the same bytes back; JSON data travels as the value itself.
+func MarshalStructured(e event.Event) ([]byte, error) {
+	if d := e.Data(); len(d) > 0 {
+		e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
+	}
+	return eventkit.MarshalEvent(e)
+}
 
 // Attributes calls fn with each context attribute of e that is set, in a
 // stable order: specversion, id, source, type, subject, time, dataschema,

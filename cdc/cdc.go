@@ -19,6 +19,7 @@ package cdc
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -327,35 +328,20 @@ func appendRaw(b []byte, raw json.RawMessage) []byte {
 }
 
 func appendSource(b []byte, s *Source) []byte {
-	b = append(b, `{"version":`...)
-	b = AppendString(b, s.Version)
-	b = append(b, `,"connector":`...)
-	b = AppendString(b, s.Connector)
-	b = append(b, `,"name":`...)
-	b = AppendString(b, s.Name)
-	b = append(b, `,"ts_ms":`...)
-	b = strconv.AppendInt(b, s.TsMs, 10)
-	b = append(b, `,"snapshot":`...)
-	snap := s.Snapshot
-	if snap == "" {
-		snap = SnapshotFalse
-	}
-	b = AppendString(b, snap)
-	b = append(b, `,"db":`...)
-	b = AppendString(b, s.DB)
+	b = appendStringField(b, `{"version":`, s.Version)
+	b = appendStringField(b, `,"connector":`, s.Connector)
+	b = appendStringField(b, `,"name":`, s.Name)
+	b = strconv.AppendInt(append(b, `,"ts_ms":`...), s.TsMs, 10)
+	b = appendStringField(b, `,"snapshot":`, cmp.Or(s.Snapshot, SnapshotFalse))
+	b = appendStringField(b, `,"db":`, s.DB)
 	if s.Sequence != "" {
-		b = append(b, `,"sequence":`...)
-		b = AppendString(b, s.Sequence)
+		b = appendStringField(b, `,"sequence":`, s.Sequence)
 	}
 	b = AppendTimes(b, s.TsUs, s.TsNs)
-	b = append(b, `,"schema":`...)
-	b = AppendString(b, s.Schema)
-	b = append(b, `,"table":`...)
-	b = AppendString(b, s.Table)
-	b = append(b, `,"txId":`...)
-	b = appendOptInt(b, s.TxID)
-	b = append(b, `,"lsn":`...)
-	b = appendOptInt(b, s.LSN)
+	b = appendStringField(b, `,"schema":`, s.Schema)
+	b = appendStringField(b, `,"table":`, s.Table)
+	b = appendOptInt(append(b, `,"txId":`...), s.TxID)
+	b = appendOptInt(append(b, `,"lsn":`...), s.LSN)
 	b = append(b, `,"xmin":`...)
 	if s.Xmin == nil {
 		b = append(b, "null"...)
@@ -368,9 +354,14 @@ func appendSource(b []byte, s *Source) []byte {
 	} else {
 		b = AppendString(b, s.Origin)
 	}
-	b = append(b, `,"origin_lsn":`...)
-	b = appendOptInt(b, s.OriginLSN)
+	b = appendOptInt(append(b, `,"origin_lsn":`...), s.OriginLSN)
 	return append(b, '}')
+}
+
+// appendStringField appends key (with its leading punctuation and colon)
+// and the JSON string of v.
+func appendStringField(b []byte, key, v string) []byte {
+	return AppendString(append(b, key...), v)
 }
 
 // AppendTimes appends `,"ts_us":us,"ts_ns":ns`, each when not 0.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -107,12 +108,7 @@ func validate[C any](c *C) error {
 func (h *Handlers) Types() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]string, 0, len(h.handlers))
-	for t := range h.handlers {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(h.handlers))
 }
 
 // Mount adds to r one route on every command topic of the prefix

@@ -300,15 +300,16 @@ func (c *checkpointer) stopped(ctx context.Context, err error) error {
 }
 
 // ended saves the checkpoint of a projection whose subscription ended and
-// returns why it ended.
+// returns why it ended: nil if ctx ended (the subscription ends with it, and
+// Run's select may see that before ctx.Done), as when ctx.Done is seen first.
 func (c *checkpointer) ended(ctx context.Context, sub Subscription) error {
 	if err := c.save(ctx); err != nil {
 		return err
 	}
-	if err := sub.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return nil
 	}
-	return ctx.Err()
+	return sub.Err()
 }
 
 // runSequential handles the events one at a time. head > 0: stop there

@@ -14,14 +14,9 @@ import (
 	ekamqp "github.com/eventkit/eventkit/amqp"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/kafka"
 )
-
-// amqpAddr is the shared RabbitMQ (EVENTKIT_AMQP_URL).
-func amqpAddr(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
-}
 
 // amqpTransport is an eventkit AMQP transport on url.
 func amqpTransport(t *testing.T, url string, opts ...ekamqp.Option) *ekamqp.Transport {
@@ -97,7 +92,7 @@ func TestInteropPython(t *testing.T) {
 		}
 		// RabbitMQ: structured mode only (docs/interop.md: the SDK's binary
 		// mode names its headers "ce-" + attribute).
-		amqpURL := amqpAddr(t)
+		amqpURL := testkit.AMQPURL(t)
 		amqpTr := amqpTransport(t, amqpURL)
 		rk := eventkittest.UniqueName("interop.py")
 		amqpSub := subscribe(t, amqpTr, rk)
@@ -133,7 +128,7 @@ func TestInteropPython(t *testing.T) {
 		})
 
 		// RabbitMQ: eventkit's structured mode to the SDK's RabbitMQ binding.
-		amqpURL := amqpAddr(t)
+		amqpURL := testkit.AMQPURL(t)
 		tr := amqpTransport(t, amqpURL, ekamqp.WithMode(eventkit.Structured))
 		rk := eventkittest.UniqueName("interop.ekpy")
 		want := testEvents("ek-amqp")

@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	ekmqtt "github.com/eventkit/eventkit/mqtt"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/nats-io/nats.go"
@@ -117,7 +118,7 @@ func TestInteropGoSDKNATS(t *testing.T) {
 // mqttURL is the shared Mosquitto (EVENTKIT_MQTT_URL).
 func mqttURL(t *testing.T) *url.URL {
 	t.Helper()
-	addr := eventkittest.ServerAddr(t, "EVENTKIT_MQTT_URL", "mqtt://127.0.0.1:1883", eventkittest.DialProbe)
+	addr := testkit.MQTTURL(t)
 	u, err := url.Parse(addr)
 	if err != nil {
 		t.Fatal(err)

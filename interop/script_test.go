@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 )
 
 // installWait bounds a script's setup: the first run installs the SDK
@@ -71,17 +72,8 @@ func startScript(t *testing.T, path string, args ...string) *child {
 	c := &child{done: make(chan struct{})}
 	c.cmd = exec.Command("bash", append([]string{path}, args...)...)
 	c.cmd.Stderr = &c.stderr
-	var err error
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := c.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var stdout io.ReadCloser
+	c.stdin, stdout = testkit.StartPiped(t, c.cmd)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(nil, 16<<20)

@@ -27,9 +27,17 @@ func recommendedChain(b *testing.B, pub eventkit.Publisher) (eventkit.Middleware
 	return recommendedChainSampled(b, pub, sdktrace.AlwaysSample())
 }
 
-func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktrace.Sampler) (eventkit.Middleware, func()) {
+// benchTracerProvider returns a real SDK provider that samples with
+// sampler and exports in batches to a no-op exporter, and the function that
+// shuts it down.
+func benchTracerProvider(sampler sdktrace.Sampler) (*sdktrace.TracerProvider, func()) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	return tp, func() { _ = tp.Shutdown(context.Background()) }
+}
+
+func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktrace.Sampler) (eventkit.Middleware, func()) {
+	tp, stop := benchTracerProvider(sampler)
 	metrics, err := prom.New(prom.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
@@ -42,7 +50,7 @@ func recommendedChainSampled(b *testing.B, pub eventkit.Publisher, sampler sdktr
 		middleware.Timeout(30*time.Second),
 		middleware.Recover(),
 	)
-	return chain, func() { _ = tp.Shutdown(context.Background()) }
+	return chain, stop
 }
 
 // bare is the handler the benchmarked middleware wrap: it does nothing.
@@ -136,9 +144,8 @@ func (publisherFunc) Close() error { return nil }
 // (real SDK provider, sampled, no-op exporter) and the traceparent injected
 // into a copy of the event, in front of a publisher that discards it.
 func BenchmarkTracingPublisher(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tp, stop := benchTracerProvider(sdktrace.AlwaysSample())
+	defer stop()
 	pub := tracing.Publisher(publisherFunc(func(context.Context, string, ...event.Event) error { return nil }),
 		tracing.WithTracerProvider(tp))
 	e := newEvent("e-1")
@@ -170,9 +177,8 @@ type part struct {
 }
 
 func chainParts(b *testing.B) []part {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tp, stop := benchTracerProvider(sdktrace.AlwaysSample())
+	b.Cleanup(stop)
 	metrics, err := prom.New(prom.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
@@ -195,9 +201,8 @@ func runBus(b *testing.B, withChain, tracedPublish bool) (wallNs, cpuNs float64)
 	defer bus.Close()
 	var pub eventkit.Publisher = bus
 	if tracedPublish {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-			sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-		defer func() { _ = tp.Shutdown(context.Background()) }()
+		tp, stop := benchTracerProvider(sdktrace.AlwaysSample())
+		defer stop()
 		pub = tracing.Publisher(bus, tracing.WithTracerProvider(tp))
 	}
 	r := eventkit.NewRouter(bus, eventkit.WithLogger(quietLogger))
@@ -242,9 +247,8 @@ func runBus(b *testing.B, withChain, tracedPublish bool) (wallNs, cpuNs float64)
 // no attributes, no-op exporter): the floor of Tracing's cost, to read the
 // chain's figures against on a loaded machine.
 func BenchmarkSpanReference(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tp, stop := benchTracerProvider(sdktrace.AlwaysSample())
+	defer stop()
 	tr := tp.Tracer("reference")
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -264,9 +268,8 @@ func BenchmarkSpanReference(b *testing.B) {
 // holds the semantic conventions' attributes, whose copying and
 // de-duplication at End the SDK does.
 func BenchmarkSpanReferenceAttributes(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tp, stop := benchTracerProvider(sdktrace.AlwaysSample())
+	defer stop()
 	tr := tp.Tracer("reference")
 	ctx := context.Background()
 	static := []attribute.KeyValue{

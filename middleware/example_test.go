@@ -8,23 +8,14 @@ import (
 	"os"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/prom"
 	"github.com/eventkit/eventkit/middleware/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-func exampleEvent(id, typ string, data string) event.Event {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource("urn:example:shop")
-	e.SetType(typ)
-	_ = e.SetData("application/json", []byte(data))
-	return e
-}
 
 // The recommended chain, outermost first: Tracing, Metrics, DeadLetter,
 // Retry, Timeout, Recover. DeadLetter wraps Retry, so that only what Retry
@@ -66,7 +57,7 @@ func Example() {
 	<-r.Running()
 
 	_ = bus.Publish(context.Background(), "orders.created",
-		exampleEvent("o-1", "shop.order.created", `{}`), exampleEvent("o-2", "shop.order.created", `{}`))
+		mwtest.ExampleEvent("o-1", "shop.order.created", `{}`), mwtest.ExampleEvent("o-2", "shop.order.created", `{}`))
 	<-done
 	_ = r.Shutdown(context.Background())
 	fmt.Println("retries:", counter(reg, "eventkit_retries_total"), "dead letters:", counter(reg, "eventkit_dead_letters_total"))
@@ -108,7 +99,7 @@ func ExampleRetryByNack() {
 	})
 	go func() { _ = r.Run(context.Background()) }()
 	<-r.Running()
-	_ = bus.Publish(context.Background(), "payments.requested", exampleEvent("p-1", "shop.payment.requested", `{}`))
+	_ = bus.Publish(context.Background(), "payments.requested", mwtest.ExampleEvent("p-1", "shop.payment.requested", `{}`))
 	<-done
 	_ = r.Shutdown(context.Background())
 	// Output:
@@ -123,7 +114,7 @@ func ExampleDedup() {
 		fmt.Println("charging for", m.Event.ID())
 		return nil
 	}))
-	e := exampleEvent("o-1", "shop.order.paid", `{}`)
+	e := mwtest.ExampleEvent("o-1", "shop.order.paid", `{}`)
 	for i := 0; i < 3; i++ { // delivered three times
 		_ = h.Handle(context.Background(), eventkit.NewMessage("orders.paid", e, 1, nil, nil))
 	}
@@ -140,7 +131,7 @@ func ExampleCorrelationPublisher() {
 	r.Use(middleware.Correlation())
 	done := make(chan struct{})
 	_ = r.HandleFunc("orders.created", func(ctx context.Context, m *eventkit.Message) error {
-		return pub.Publish(ctx, "invoices.created", exampleEvent("i-1", "shop.invoice.created", `{}`))
+		return pub.Publish(ctx, "invoices.created", mwtest.ExampleEvent("i-1", "shop.invoice.created", `{}`))
 	})
 	_ = r.HandleFunc("invoices.created", func(ctx context.Context, m *eventkit.Message) error {
 		ext := m.Event.Extensions()
@@ -150,7 +141,7 @@ func ExampleCorrelationPublisher() {
 	})
 	go func() { _ = r.Run(context.Background()) }()
 	<-r.Running()
-	_ = bus.Publish(context.Background(), "orders.created", exampleEvent("o-1", "shop.order.created", `{}`))
+	_ = bus.Publish(context.Background(), "orders.created", mwtest.ExampleEvent("o-1", "shop.order.created", `{}`))
 	<-done
 	_ = r.Shutdown(context.Background())
 	// Output:

@@ -3,8 +3,6 @@ package middleware_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quietLogger = mwtest.QuietLogger
 
 // harness is a memory bus and a router running on it (mwtest's, shared
 // with the middleware subpackages' tests).

@@ -10,11 +10,14 @@ import (
 	"github.com/eventkit/eventkit/middleware"
 )
 
-// runWithTimeout runs f as the handler behind Timeout(d) with parent.
-func runWithTimeout(t *testing.T, parent context.Context, d time.Duration, f func(ctx context.Context) error) error {
+// runWithTimeout runs f as the handler behind Timeout(d) with parent, and
+// fails t with the error that f returns (what it found wrong with ctx).
+func runWithTimeout(t *testing.T, parent context.Context, d time.Duration, f func(ctx context.Context) error) {
 	t.Helper()
 	h := middleware.Timeout(d)(eventkit.HandlerFunc(func(ctx context.Context, _ *eventkit.Message) error { return f(ctx) }))
-	return h.Handle(parent, eventkit.NewMessage("t", newEvent("1"), 1, nil, nil))
+	if err := h.Handle(parent, eventkit.NewMessage("t", newEvent("1"), 1, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Timeout's context starts no timer until Done is asked for; these tests
@@ -25,7 +28,7 @@ func TestTimeoutContextSemantics(t *testing.T) {
 		// the parent's (nil) cause.
 		parent, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		err := runWithTimeout(t, parent, 5*time.Millisecond, func(ctx context.Context) error {
+		runWithTimeout(t, parent, 5*time.Millisecond, func(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return errors.New("ended early")
 			}
@@ -40,12 +43,9 @@ func TestTimeoutContextSemantics(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	t.Run("derived context ends at the deadline", func(t *testing.T) {
-		err := runWithTimeout(t, context.Background(), 10*time.Millisecond, func(ctx context.Context) error {
+		runWithTimeout(t, context.Background(), 10*time.Millisecond, func(ctx context.Context) error {
 			child, cancel := context.WithCancel(ctx)
 			defer cancel()
 			select {
@@ -58,14 +58,11 @@ func TestTimeoutContextSemantics(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	t.Run("parent cancelled", func(t *testing.T) {
 		parent, cancel := context.WithCancelCause(context.Background())
 		cause := errors.New("shutting down")
-		err := runWithTimeout(t, parent, time.Hour, func(ctx context.Context) error {
+		runWithTimeout(t, parent, time.Hour, func(ctx context.Context) error {
 			child, stop := context.WithCancel(ctx)
 			defer stop()
 			cancel(cause)
@@ -80,21 +77,16 @@ func TestTimeoutContextSemantics(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	t.Run("ended when the handler returns", func(t *testing.T) {
 		var kept context.Context
-		if err := runWithTimeout(t, context.Background(), time.Hour, func(ctx context.Context) error {
+		runWithTimeout(t, context.Background(), time.Hour, func(ctx context.Context) error {
 			kept = ctx
 			if _, ok := ctx.Deadline(); !ok {
 				return errors.New("no deadline")
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 		if !errors.Is(kept.Err(), context.Canceled) {
 			t.Fatalf("after the handler returned, Err = %v; want Canceled", kept.Err())
 		}
@@ -111,21 +103,17 @@ func TestTimeoutContextSemantics(t *testing.T) {
 		parent, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		want, _ := parent.Deadline()
-		if err := runWithTimeout(t, parent, time.Hour, func(ctx context.Context) error {
+		runWithTimeout(t, parent, time.Hour, func(ctx context.Context) error {
 			if got, _ := ctx.Deadline(); !got.Equal(want) {
 				return errors.New("the parent's earlier deadline was replaced")
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := runWithTimeout(t, parent, time.Millisecond, func(ctx context.Context) error {
+		})
+		runWithTimeout(t, parent, time.Millisecond, func(ctx context.Context) error {
 			if got, _ := ctx.Deadline(); !got.Before(want) {
 				return errors.New("the shorter timeout was not applied")
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 	})
 }

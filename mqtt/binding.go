@@ -17,10 +17,7 @@ const StructuredContentType = "application/cloudevents+json"
 
 func encode(e event.Event, structured bool) (*paho.PublishProperties, []byte, error) {
 	if structured {
-		if d := e.Data(); len(d) > 0 {
-			e.DataBase64 = !eventkit.IsJSONContentType(e.DataContentType()) || !jsonvalid.Valid(d)
-		}
-		b, err := eventkit.MarshalEvent(e)
+		b, err := binding.MarshalStructured(e)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/internal/randid"
 	"github.com/eventkit/eventkit/topic"
 )
 
@@ -61,7 +62,7 @@ type drv struct {
 func dial(ctx context.Context, server *url.URL, o options) (*drv, error) {
 	d := &drv{server: server, o: o, stop: make(chan struct{})}
 	d.abortCtx, d.abort = context.WithCancel(context.Background())
-	cm, cancel, err := d.connect(ctx, "eventkit-pub-"+randomHex(8), false, nil, nil)
+	cm, cancel, err := d.connect(ctx, "eventkit-pub-"+randid.Hex(8), false, nil, nil)
 	if err != nil {
 		return nil, err
 	}

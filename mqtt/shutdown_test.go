@@ -73,7 +73,7 @@ func (p *proxy) cut() {
 // connection and refuses every reconnect: a Publish with no deadline waits
 // for the reconnect, and Shutdown makes it return eventkit.ErrClosed.
 func TestShutdownEndsPublishWaitingForReconnect(t *testing.T) {
-	u, err := url.Parse(brokerURL(t))
+	u, err := url.Parse(testkit.MQTTURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

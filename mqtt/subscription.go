@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/driver"
+	"github.com/eventkit/eventkit/internal/randid"
 	"github.com/eventkit/eventkit/topic"
 )
 
@@ -52,7 +53,7 @@ func newSubscription(ctx context.Context, d *drv, pattern string, cfg driver.Con
 		}
 		s.filter = "$share/" + cfg.Group + "/" + s.filter
 	}
-	clientID, persistent := "eventkit-sub-"+randomHex(8), false
+	clientID, persistent := "eventkit-sub-"+randid.Hex(8), false
 	for _, o := range cfg.Options {
 		id, ok := o.(sessionOption)
 		if !ok {

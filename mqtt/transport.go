@@ -2,8 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,12 +144,6 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error
 		return nil, errors.Join(err, d.Close())
 	}
 	return &Transport{Transport: pt, d: d}, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 var (

@@ -20,14 +20,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func brokerURL(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_MQTT_URL", eventkittest.DefaultMQTTURL, eventkittest.DialProbe)
-}
-
 func dial(t *testing.T, opts ...ekmqtt.Option) *ekmqtt.Transport {
 	t.Helper()
-	return dialURL(t, brokerURL(t), opts...)
+	return dialURL(t, testkit.MQTTURL(t), opts...)
 }
 
 // dialURL dials the broker at url; the transport is closed at the end of
@@ -128,7 +123,7 @@ func TestPersistentSession(t *testing.T) {
 // connect, and returns it with the broker's CONNACK.
 func pahoConnect(t *testing.T, ctx context.Context, connect *paho.Connect) (*paho.Client, *paho.Connack) {
 	t.Helper()
-	u, err := url.Parse(brokerURL(t))
+	u, err := url.Parse(testkit.MQTTURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/command/natsreply"
+	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/eventkit/eventkit/nats/natsserver"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
@@ -33,29 +34,6 @@ func connect(t *testing.T) *nats.Conn {
 	return nc
 }
 
-func ev(id string) event.Event {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource("/test")
-	e.SetType("t")
-	_ = e.SetData(event.ApplicationJSON, map[string]int{"n": 1})
-	return e
-}
-
-func receive(t *testing.T, s eventkit.Subscription) *eventkit.Message {
-	t.Helper()
-	select {
-	case m, ok := <-s.Messages():
-		if !ok {
-			t.Fatal("subscription ended")
-		}
-		return m
-	case <-time.After(5 * time.Second):
-		t.Fatal("nothing received")
-	}
-	return nil
-}
-
 // Publish with a context that has no deadline works (FlushWithContext needs
 // one: Publish gives it its own bound).
 func TestPublishSubscribe(t *testing.T) {
@@ -66,12 +44,12 @@ func TestPublishSubscribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Publish(ctx, "replies.a", ev("1"), ev("2")); err != nil {
+	if err := tr.Publish(ctx, "replies.a", eventkittest.NewEvent("1"), eventkittest.NewEvent("2")); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1", "2"} {
-		m := receive(t, s)
-		if m.Event.ID() != want || m.Topic != "replies.a" || string(m.Event.Data()) != `{"n":1}` {
+	for i, m := range testkit.Take(t, s, 2, 5*time.Second) {
+		want := []string{"1", "2"}[i]
+		if m.Event.ID() != want || m.Topic != "replies.a" || string(m.Event.Data()) != `{"id":"`+want+`"}` {
 			t.Fatalf("got %s on %s: %s", m.Event.ID(), m.Topic, m.Event.Data())
 		}
 		if err := m.Ack(); err != nil {
@@ -93,7 +71,7 @@ func TestGroupShares(t *testing.T) {
 	a, _ := tr.Subscribe(ctx, "x", eventkit.WithGroup("g"))
 	b, _ := tr.Subscribe(ctx, "x", eventkit.WithGroup("g"))
 	for i := range 20 {
-		if err := tr.Publish(ctx, "x", ev(string(rune('a'+i)))); err != nil {
+		if err := tr.Publish(ctx, "x", eventkittest.NewEvent(string(rune('a'+i)))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,13 +115,13 @@ func TestEnds(t *testing.T) {
 	}
 	for range s2.Messages() {
 	}
-	if err := tr.Publish(context.Background(), "y", ev("1")); !errors.Is(err, eventkit.ErrClosed) {
+	if err := tr.Publish(context.Background(), "y", eventkittest.NewEvent("1")); !errors.Is(err, eventkit.ErrClosed) {
 		t.Fatalf("publish after Close: %v", err)
 	}
 	if _, err := tr.Subscribe(context.Background(), "y"); !errors.Is(err, eventkit.ErrClosed) {
 		t.Fatalf("subscribe after Close: %v", err)
 	}
-	if err := tr.Publish(context.Background(), "bad..topic", ev("1")); err == nil {
+	if err := tr.Publish(context.Background(), "bad..topic", eventkittest.NewEvent("1")); err == nil {
 		t.Fatal("an invalid topic was accepted")
 	}
 }

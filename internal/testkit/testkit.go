@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 )
@@ -120,6 +123,21 @@ func InvalidOptionsRefused[O any](t *testing.T, construct func(O) error, common 
 	}
 }
 
+// AMQPURL returns the address of the RabbitMQ of the tests,
+// EVENTKIT_AMQP_URL (default eventkittest.DefaultAMQPURL); it skips tb when
+// nothing answers there (fails it under CI=true).
+func AMQPURL(tb testing.TB) string {
+	tb.Helper()
+	return eventkittest.ServerAddr(tb, "EVENTKIT_AMQP_URL", eventkittest.DefaultAMQPURL, eventkittest.DialProbe)
+}
+
+// MQTTURL returns the address of the MQTT broker of the tests,
+// EVENTKIT_MQTT_URL (default eventkittest.DefaultMQTTURL), as AMQPURL.
+func MQTTURL(tb testing.TB) string {
+	tb.Helper()
+	return eventkittest.ServerAddr(tb, "EVENTKIT_MQTT_URL", eventkittest.DefaultMQTTURL, eventkittest.DialProbe)
+}
+
 // Subscribe subscribes s to pattern within ctx (the subscription ends
 // with ctx), fails tb if that fails, and closes the subscription when tb
 // ends.
@@ -184,5 +202,47 @@ func DurableFeatures() eventkittest.Features {
 	return eventkittest.Features{
 		Wildcards: true, ConsumerGroups: true, GroupBalance: true, OrderPerKey: true,
 		Redelivery: true, AttemptCount: true, NackDelay: true, Persistent: true, RedeliverUnacked: true,
+	}
+}
+
+// StartPiped starts cmd with a pipe to its standard input and one from its
+// standard output, and fails tb if it cannot. The caller reads stdout to
+// its end before it waits for cmd, and closes stdin to tell cmd to stop.
+func StartPiped(tb testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser) {
+	tb.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if stdout, err = cmd.StdoutPipe(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return stdin, stdout
+}
+
+// RoundTrip checks an event that a binding's decoder accepted, as the
+// bindings' fuzz tests do: e is a valid event, and toMessage (the binding's
+// encoder, in binary or structured mode, giving what a receiver gets) then
+// decode give e back in both modes.
+func RoundTrip[M any](tb testing.TB, e event.Event, toMessage func(e event.Event, structured bool) (M, error), decode func(M) (event.Event, error)) {
+	tb.Helper()
+	if err := eventkit.ValidateEvent(e); err != nil {
+		tb.Fatalf("decoded an invalid event: %v", err)
+	}
+	for _, structured := range []bool{false, true} {
+		m, err := toMessage(e, structured)
+		if err != nil {
+			tb.Fatalf("encode (structured=%v): %v", structured, err)
+		}
+		e2, err := decode(m)
+		if err != nil {
+			tb.Fatalf("re-decode (structured=%v): %v", structured, err)
+		}
+		if diff := eventkittest.DiffEvents(e, e2); diff != "" {
+			tb.Fatalf("round trip (structured=%v): %s", structured, diff)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/eventkit/eventkit"
@@ -72,51 +73,58 @@ func TestCircuitBreakerIgnoresPermanentErrors(t *testing.T) {
 	}
 }
 
+// TestCircuitBreakerEndToEndNackedNotDropped runs in a synctest bubble: the
+// second failure opens the breaker and its redelivery comes 200ms later (the
+// Router's backoff), inside the 300ms open period, whatever the machine's
+// load (on real time a loaded machine delivered it after the period, and
+// the breaker, half-open, let it through).
 func TestCircuitBreakerEndToEndNackedNotDropped(t *testing.T) {
-	h := mwtest.NewHarness(t)
-	var mu sync.Mutex
-	var transitions []string
-	var attempts []int
-	done := make(chan struct{})
-	h.Router.Use(breaker.Middleware(breaker.Failures(2), breaker.OpenPeriod(300*time.Millisecond),
-		breaker.RetryDelay(10*time.Millisecond),
-		breaker.Settings(func(s *gobreaker.Settings) {
-			s.OnStateChange = func(_ string, from, to gobreaker.State) {
-				mu.Lock()
-				transitions = append(transitions, from.String()+">"+to.String())
-				mu.Unlock()
+	synctest.Test(t, func(t *testing.T) {
+		h := mwtest.NewHarness(t)
+		var mu sync.Mutex
+		var transitions []string
+		var attempts []int
+		done := make(chan struct{})
+		h.Router.Use(breaker.Middleware(breaker.Failures(2), breaker.OpenPeriod(300*time.Millisecond),
+			breaker.RetryDelay(10*time.Millisecond),
+			breaker.Settings(func(s *gobreaker.Settings) {
+				s.OnStateChange = func(_ string, from, to gobreaker.State) {
+					mu.Lock()
+					transitions = append(transitions, from.String()+">"+to.String())
+					mu.Unlock()
+				}
+			})))
+		if err := h.Router.HandleFunc(h.Topic("pay"), func(_ context.Context, m *eventkit.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts = append(attempts, m.Attempt)
+			if len(attempts) <= 2 {
+				return mwtest.ErrTransient
 			}
-		})))
-	if err := h.Router.HandleFunc(h.Topic("pay"), func(_ context.Context, m *eventkit.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		attempts = append(attempts, m.Attempt)
-		if len(attempts) <= 2 {
-			return mwtest.ErrTransient
+			close(done)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
-		close(done)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	h.Start()
-	h.Publish(h.Topic("pay"), mwtest.NewEvent("p-1"))
-	mwtest.Wait(t, done, "the message handled after the breaker closed")
-	// The breaker records the success, and closes, after the handler returns.
-	mwtest.Eventually(t, "the breaker to close", func() bool {
+		h.Start()
+		h.Publish(h.Topic("pay"), mwtest.NewEvent("p-1"))
+		mwtest.Wait(t, done, "the message handled after the breaker closed")
+		// The breaker records the success, and closes, after the handler returns.
+		mwtest.Eventually(t, "the breaker to close", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(transitions) >= 3
+		})
 		mu.Lock()
 		defer mu.Unlock()
-		return len(transitions) >= 3
+		if len(attempts) != 3 || attempts[0] != 1 || attempts[1] != 2 || attempts[2] < 4 {
+			t.Fatalf("handler saw attempts %v; want [1 2 n>=4]: refused deliveries in between were nacked and redelivered", attempts)
+		}
+		want := []string{"closed>open", "open>half-open", "half-open>closed"}
+		if len(transitions) != 3 || transitions[0] != want[0] || transitions[1] != want[1] || transitions[2] != want[2] {
+			t.Fatalf("transitions %v, want %v", transitions, want)
+		}
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if len(attempts) != 3 || attempts[0] != 1 || attempts[1] != 2 || attempts[2] < 4 {
-		t.Fatalf("handler saw attempts %v; want [1 2 n>=4]: refused deliveries in between were nacked and redelivered", attempts)
-	}
-	want := []string{"closed>open", "open>half-open", "half-open>closed"}
-	if len(transitions) != 3 || transitions[0] != want[0] || transitions[1] != want[1] || transitions[2] != want[2] {
-		t.Fatalf("transitions %v, want %v", transitions, want)
-	}
 }
 
 // recordingReporter is a StateReporter that is not Prometheus.

@@ -4,20 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/middleware"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/schema"
 )
-
-func exampleEvent(id, typ string, data string) event.Event {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource("urn:example:shop")
-	e.SetType(typ)
-	_ = e.SetData("application/json", []byte(data))
-	return e
-}
 
 // An event whose data breaks its schema fails with a permanent error, which
 // DeadLetter dead-letters at once.
@@ -30,7 +21,7 @@ func ExampleMiddleware() {
 	}
 	h := validate(eventkit.HandlerFunc(func(context.Context, *eventkit.Message) error { return nil }))
 	for _, data := range []string{`{"total": 12.5}`, `{"total": "twelve"}`} {
-		err := h.Handle(context.Background(), eventkit.NewMessage("orders", exampleEvent("o-1", "shop.order.created", data), 1, nil, nil))
+		err := h.Handle(context.Background(), eventkit.NewMessage("orders", mwtest.ExampleEvent("o-1", "shop.order.created", data), 1, nil, nil))
 		fmt.Println(data, "valid:", err == nil, "permanent:", middleware.IsPermanent(err))
 	}
 	// Output:

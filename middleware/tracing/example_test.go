@@ -4,23 +4,14 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/middleware/internal/mwtest"
 	"github.com/eventkit/eventkit/middleware/tracing"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
-
-func exampleEvent(id, typ string, data string) event.Event {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource("urn:example:shop")
-	e.SetType(typ)
-	_ = e.SetData("application/json", []byte(data))
-	return e
-}
 
 // The consumer span of a handled event is a child of the span that
 // published it, through the traceparent extension.
@@ -40,7 +31,7 @@ func Example() {
 	})
 	go func() { _ = r.Run(context.Background()) }()
 	<-r.Running()
-	_ = pub.Publish(context.Background(), "orders.created", exampleEvent("o-1", "shop.order.created", `{}`))
+	_ = pub.Publish(context.Background(), "orders.created", mwtest.ExampleEvent("o-1", "shop.order.created", `{}`))
 	<-done
 	_ = r.Shutdown(context.Background()) // the consumer span has ended
 	var producer, consumer tracetest.SpanStub

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/memory"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -76,7 +77,7 @@ func walPos(b *testing.B, ctx context.Context, conn *pgx.Conn) int64 {
 // benchConn connects to the test server (closed when b ends) and
 // returns the connection with its backend's process id.
 func benchConn(b *testing.B, ctx context.Context) (*pgx.Conn, string, int) {
-	dsn := eventkittest.ServerAddr(b, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	dsn := pgtest.URL(b)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		b.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -120,7 +121,7 @@ type parityEnv struct {
 func newParityEnv(t *testing.T, ddl [][2]string, seed string, dbzProps map[string]string, opts ...Option) *parityEnv {
 	t.Helper()
 	noLeaks(t)
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	debeziumRunScript(t) // skip before creating anything
 	env := newCDCEnv(t, ddl[0][1])
 	pe := &parityEnv{testEnv: env, tables: []string{env.table}}
@@ -152,7 +153,7 @@ func (pe *parityEnv) table(i int) string { return pe.tables[i] }
 // server) and drops it at the end.
 func createEnum(t *testing.T, name string, labels ...string) {
 	t.Helper()
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	debeziumRunScript(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)

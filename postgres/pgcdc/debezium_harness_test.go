@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eventkit/eventkit/internal/testkit"
 )
 
 // dbzRecord is one line of scripts/debezium/Runner.java: a record of
@@ -81,17 +83,8 @@ func startDebezium(t testing.TB, dsn, name string, tables []string, props map[st
 		d.cmd.Env = append(os.Environ(), "DEBEZIUM_JVM_OPTS="+run.jvmOpts)
 	}
 	d.cmd.Stderr = &lockedWriter{w: d.stderr}
-	var err error
-	if d.stdin, err = d.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := d.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var stdout io.ReadCloser
+	d.stdin, stdout = testkit.StartPiped(t, d.cmd)
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)

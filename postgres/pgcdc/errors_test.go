@@ -70,6 +70,19 @@ func TestCDCErrorClassification(t *testing.T) {
 	}
 }
 
+// fakeServerSource returns a source on a fakeServer answering code, msg,
+// which reconnects every 10 ms, and the server's connection count.
+func fakeServerSource(t *testing.T, code, msg string) (*Source, func() int) {
+	t.Helper()
+	dsn, conns := fakeServer(t, code, msg)
+	src, err := New(dsn, newCDCRecorder(), WithTables("orders"), WithReconnect(10*time.Millisecond, 10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, conns
+}
+
 // fakeServer is a PostgreSQL server that admits every connection and
 // answers every query with the error code, msg: it injects a server error
 // the shared server cannot be made to give (wal_level is logical there).
@@ -169,15 +182,10 @@ func fakeServe(c net.Conn, code, msg string) {
 // logging a warning every 5 s.
 func TestCDCRunFailsFastOnConfigError(t *testing.T) {
 	noLeaks(t)
-	dsn, conns := fakeServer(t, "55000", "logical decoding requires wal_level >= logical")
-	src, err := New(dsn, newCDCRecorder(), WithTables("orders"), WithReconnect(10*time.Millisecond, 10*time.Millisecond),
-		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, conns := fakeServerSource(t, "55000", "logical decoding requires wal_level >= logical")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = src.Run(ctx)
+	err := src.Run(ctx)
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Code != "55000" || !strings.Contains(err.Error(), "wal_level = logical") {
 		t.Fatalf("Run = %v, want a configuration error (55000, wal_level); %d connections, %d reconnects", err, conns(), src.Stats().Reconnects)
@@ -191,12 +199,7 @@ func TestCDCRunFailsFastOnConfigError(t *testing.T) {
 // retried.
 func TestCDCRunRetriesTransientError(t *testing.T) {
 	noLeaks(t)
-	dsn, conns := fakeServer(t, "57P01", "terminating connection due to administrator command")
-	src, err := New(dsn, newCDCRecorder(), WithTables("orders"), WithReconnect(10*time.Millisecond, 10*time.Millisecond),
-		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, conns := fakeServerSource(t, "57P01", "terminating connection due to administrator command")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()

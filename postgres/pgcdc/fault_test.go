@@ -95,8 +95,7 @@ func TestCDCCrashRestart(t *testing.T) {
 	}
 	crashRows := crashRowCount()
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
-	sink := env.name + "_sink"
-	env.create(t, "TABLE", sink, "(seq bigserial PRIMARY KEY, id int, v int, op text, evid text)")
+	sink := env.otherTable(t, "_sink", "seq bigserial PRIMARY KEY, id int, v int, op text, evid text")
 
 	var child *eventkittest.Child
 	startChild := func() {

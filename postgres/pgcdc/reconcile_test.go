@@ -97,8 +97,7 @@ func (e *testEnv) publicationTables(t *testing.T) []string {
 func TestCDCReconcilesPublication(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
-	a, b := env.table, env.name+"_b"
-	env.create(t, "TABLE", b, "(id int PRIMARY KEY)")
+	a, b := env.table, env.otherTable(t, "_b", "id int PRIMARY KEY")
 	env.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (1)", a))
 
 	// First run: table a, with its snapshot.

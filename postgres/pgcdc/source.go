@@ -391,14 +391,7 @@ func (s *Source) connectSQL(ctx context.Context) (*pgconn.PgConn, error) {
 	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("postgres: cdc: %w", err), Hint: "check the DSN"}
 	}
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	// The same text forms as the replication connection's.
-	cfg.RuntimeParams["DateStyle"] = "ISO"
-	cfg.RuntimeParams["TimeZone"] = "UTC"
-	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
-	cfg.RuntimeParams["extra_float_digits"] = "3"
+	pgrepl.SetTextForms(cfg) // the same text forms as the replication connection's
 	cfg.RuntimeParams["bytea_output"] = "hex"
 	c, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cdc"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 )
@@ -99,15 +100,11 @@ type testEnv struct {
 	table string
 }
 
-func testDSN(t testing.TB) string {
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
-
 // newCDCEnv creates a table (with ddl's columns) and drops it, its
 // publication and its slot at the end of the test.
 func newCDCEnv(t *testing.T, columns string) *testEnv {
 	t.Helper()
-	return newCDCEnvAt(t, testDSN(t), columns)
+	return newCDCEnvAt(t, pgtest.URL(t), columns)
 }
 
 // newCDCEnvAt is newCDCEnv on the server at dsn.
@@ -154,6 +151,15 @@ func (e *testEnv) create(t testing.TB, kind, name, rest string) {
 	e.exec(t, fmt.Sprintf("CREATE %s %s %s", kind, name, rest))
 	// e.conn, read at clean-up: a test may have replaced a dead connection.
 	t.Cleanup(func() { e.conn.Exec(context.Background(), fmt.Sprintf("DROP %s IF EXISTS %s", kind, name)) })
+}
+
+// otherTable creates the table named e.name+suffix with columns, dropped at
+// the end of the test, and returns its name.
+func (e *testEnv) otherTable(t testing.TB, suffix, columns string) string {
+	t.Helper()
+	name := e.name + suffix
+	e.create(t, "TABLE", name, "("+columns+")")
+	return name
 }
 
 func (e *testEnv) exec(t testing.TB, sql string, args ...any) {
@@ -377,8 +383,7 @@ func TestCDCReplicaIdentityAndToast(t *testing.T) {
 func TestCDCTransactionsWholeAndMessages(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY, v int")
-	other := env.name + "_o"
-	env.create(t, "TABLE", other, "(id int PRIMARY KEY)")
+	other := env.otherTable(t, "_o", "id int PRIMARY KEY")
 	rec := newCDCRecorder()
 	env.start(t, rec, WithTables(other), WithBatch(3))
 
@@ -511,8 +516,7 @@ func TestCDCInitialSnapshot(t *testing.T) {
 func TestCDCHeartbeatAdvancesSlot(t *testing.T) {
 	noLeaks(t)
 	env := newCDCEnv(t, "id int PRIMARY KEY")
-	filtered := env.name + "_f"
-	env.create(t, "TABLE", filtered, "(id int)")
+	filtered := env.otherTable(t, "_f", "id int")
 	rec := newCDCRecorder()
 	env.start(t, rec)
 	// WAL written by a table outside the publication only.
@@ -597,7 +601,7 @@ func TestCDCConfiguration(t *testing.T) {
 	}
 	// A missing publication without tables is a configuration error: Run
 	// returns it instead of retrying.
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	src, err := New(dsn, rec, WithName(eventkittest.UniqueName("cdcnone")))
 	if err != nil {
 		t.Fatal(err)

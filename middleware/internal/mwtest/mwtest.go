@@ -89,6 +89,17 @@ func (h *Harness) Subscribe(pattern string) eventkit.Subscription {
 	return s
 }
 
+// ExampleEvent returns the event of the examples: id and type as given,
+// source "urn:example:shop", and data the JSON document data.
+func ExampleEvent(id, typ, data string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("urn:example:shop")
+	e.SetType(typ)
+	_ = e.SetData("application/json", []byte(data))
+	return e
+}
+
 // NewEvent returns a valid event with the given id.
 func NewEvent(id string) event.Event { return eventkittest.NewEvent(id) }
 

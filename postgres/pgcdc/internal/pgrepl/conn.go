@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,22 +33,29 @@ func Connect(ctx context.Context, dsn string, params map[string]string) (*Conn, 
 
 // ConnectConfig is Connect with a parsed configuration, which it modifies.
 func ConnectConfig(ctx context.Context, cfg *pgconn.Config, params map[string]string) (*Conn, error) {
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
+	SetTextForms(cfg)
 	cfg.RuntimeParams["replication"] = "database"
-	cfg.RuntimeParams["DateStyle"] = "ISO"
-	cfg.RuntimeParams["TimeZone"] = "UTC"
-	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
-	cfg.RuntimeParams["extra_float_digits"] = "3"
-	for k, v := range params {
-		cfg.RuntimeParams[k] = v
-	}
+	maps.Copy(cfg.RuntimeParams, params)
 	pg, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgrepl: connect: %w", err)
 	}
 	return &Conn{pg: pg}, nil
+}
+
+// SetTextForms sets, in cfg's startup parameters, the session settings
+// that shape the text output of values (DateStyle ISO, TimeZone UTC,
+// IntervalStyle iso_8601, extra_float_digits 3): a plain connection with
+// them reads values in the same text forms as a replication connection
+// decodes.
+func SetTextForms(cfg *pgconn.Config) {
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["DateStyle"] = "ISO"
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
 }
 
 // Close closes the connection.

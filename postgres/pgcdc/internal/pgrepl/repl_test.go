@@ -9,13 +9,9 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/postgres/internal/pgtest"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-func testDSN(t *testing.T) string {
-	t.Helper()
-	return eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
-}
 
 func sqlConn(t *testing.T, dsn string) *pgconn.PgConn {
 	t.Helper()
@@ -44,7 +40,7 @@ func mustExec(t *testing.T, c *pgconn.PgConn, sql string) []*pgconn.Result {
 // connection with a slot that is dropped at the end of the test.
 func setup(t *testing.T, params map[string]string) (dsn, table, pub, slot string, sq *pgconn.PgConn, rc *Conn, info Slot) {
 	t.Helper()
-	dsn = testDSN(t)
+	dsn = pgtest.URL(t)
 	sq = sqlConn(t, dsn)
 	table = eventkittest.UniqueName("pgrepl_t_")
 	pub = eventkittest.UniqueName("pgrepl_p_")
@@ -91,6 +87,20 @@ func setup(t *testing.T, params map[string]string) (dsn, table, pub, slot string
 }
 
 // collect receives pgoutput messages until stop returns true.
+// startStream starts replication from slot with o, within a context that
+// ends after 30 s; the stream is closed when the test ends.
+func startStream(t *testing.T, rc *Conn, slot string, o PgoutputOptions) (context.Context, *Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := rc.StartReplication(ctx, slot, 0, o.Args())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return ctx, s
+}
+
 func collect(t *testing.T, s *Stream, stop func(any) bool) []any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -131,13 +141,7 @@ func TestReplicationV1(t *testing.T) {
 	// connection runs no other command.
 	mustExec(t, sq, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '"+info.SnapshotName+"'; COMMIT")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{ProtoVersion: 1, Publications: []string{pub}, Messages: true}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := startStream(t, rc, slot, PgoutputOptions{ProtoVersion: 1, Publications: []string{pub}, Messages: true})
 	for _, sql := range []string{`BEGIN;
 		INSERT INTO %[1]s VALUES (1, 'a');
 		UPDATE %[1]s SET note = 'b' WHERE id = 1;
@@ -247,13 +251,7 @@ func TestReplicationV2Streaming(t *testing.T) {
 	// A small logical_decoding_work_mem makes the server stream the big
 	// transaction before it commits.
 	_, table, pub, slot, sq, rc, _ := setup(t, map[string]string{"logical_decoding_work_mem": "64kB"})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{ProtoVersion: 2, Publications: []string{pub}, Streaming: true}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := startStream(t, rc, slot, PgoutputOptions{ProtoVersion: 2, Publications: []string{pub}, Streaming: true})
 	mustExec(t, sq, fmt.Sprintf(`BEGIN; INSERT INTO %[1]s SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g; ROLLBACK;
 		BEGIN; INSERT INTO %[1]s SELECT g, repeat('y', 100) FROM generate_series(1, 5000) g; COMMIT;`, table))
 	var starts, stops int
@@ -294,14 +292,8 @@ func TestKeepaliveReplyAndTimer(t *testing.T) {
 	// With a short wal_sender_timeout, the server asks for replies; the
 	// stream must keep working across several of them.
 	_, table, pub, slot, sq, rc, _ := setup(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	mustExec(t, sq, "SELECT 1")
-	s, err := rc.StartReplication(ctx, slot, 0, PgoutputOptions{Publications: []string{pub}}.Args())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctx, s := startStream(t, rc, slot, PgoutputOptions{Publications: []string{pub}})
 	// Ask the server for a keepalive: it answers a status update that
 	// requests a reply.
 	if err := s.SendStatus(ctx, StandbyStatus{ReplyRequested: true}); err != nil {
@@ -338,7 +330,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestCreateDropTemporarySlot(t *testing.T) {
-	dsn := testDSN(t)
+	dsn := pgtest.URL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rc, err := Connect(ctx, dsn, nil)
@@ -361,5 +353,27 @@ func TestCreateDropTemporarySlot(t *testing.T) {
 	res = mustExec(t, sq, "SELECT 1 FROM pg_replication_slots WHERE slot_name = '"+name+"'")
 	if len(res[0].Rows) != 0 {
 		t.Fatal("slot still exists after DropSlot")
+	}
+}
+
+// TestSetTextForms: the settings that fix the text forms of values are set
+// on a configuration without startup parameters, and replace what a DSN
+// gave, keeping its other parameters.
+func TestSetTextForms(t *testing.T) {
+	cfg, err := pgconn.ParseConfig("postgres://u@127.0.0.1/db?DateStyle=SQL&application_name=app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetTextForms(cfg)
+	want := map[string]string{"DateStyle": "ISO", "TimeZone": "UTC", "IntervalStyle": "iso_8601", "extra_float_digits": "3", "application_name": "app"}
+	for k, v := range want {
+		if cfg.RuntimeParams[k] != v {
+			t.Errorf("%s = %q, want %q", k, cfg.RuntimeParams[k], v)
+		}
+	}
+	empty := &pgconn.Config{}
+	SetTextForms(empty)
+	if empty.RuntimeParams["TimeZone"] != "UTC" {
+		t.Fatalf("no startup parameters: %v", empty.RuntimeParams)
 	}
 }
