@@ -1,6 +1,7 @@
 package eventkittest
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,6 +88,18 @@ func testSeek(t *testing.T, factory Factory, f Features) {
 	}
 	if caps.Has(eventkit.CapFromStart) {
 		seekTo("the start", eventkit.FromStart(), all)
+	}
+	if byPos {
+		const bad = "not-a-position"
+		if s, err := e.sub.Subscribe(e.ctx, tp, eventkit.WithGroup(eventkittestGroup(e, "seek-bad")), eventkit.StartAtPosition(bad)); !errors.Is(err, eventkit.ErrInvalidOption) {
+			if err == nil {
+				_ = s.Close()
+			}
+			t.Errorf("Subscribe with StartAtPosition(%q): %v, want an error wrapping ErrInvalidOption", bad, err)
+		}
+		if err := sk.Seek(e.ctx, tp, g, eventkit.StartAtPosition(bad)); !errors.Is(err, eventkit.ErrInvalidOption) {
+			t.Errorf("Seek to StartAtPosition(%q): %v, want an error wrapping ErrInvalidOption", bad, err)
+		}
 	}
 }
 
