@@ -204,7 +204,7 @@ func (t *drv) consumerConfig(pattern string, cfg driver.Config) (jetstream.Consu
 		at := cfg.StartTime
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
 	case cfg.StartPosition != "":
-		seq, err := ParsePosition(cfg.StartPosition)
+		seq, err := parsePosition(cfg.StartPosition)
 		if err != nil {
 			return cc, err
 		}
@@ -213,10 +213,10 @@ func (t *drv) consumerConfig(pattern string, cfg driver.Config) (jetstream.Consu
 	return cc, nil
 }
 
-// ParsePosition returns the stream sequence of a Message.Position of the
+// parsePosition returns the stream sequence of a Message.Position of the
 // transport (a decimal stream sequence, 1 or more), or an error wrapping
 // eventkit.ErrInvalidOption.
-func ParsePosition(pos string) (uint64, error) {
+func parsePosition(pos string) (uint64, error) {
 	seq, err := strconv.ParseUint(pos, 10, 64)
 	if err != nil || seq == 0 {
 		return 0, eventkit.InvalidOption("eventkit.StartAtPosition", fmt.Sprintf("a NATS position is a stream sequence (1 or more), got %q", pos))
