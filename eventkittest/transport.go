@@ -82,6 +82,11 @@ type Features struct {
 	// again on the same address and data, returning once it accepts
 	// connections, or failing t.
 	Restart func(t *testing.T) (factory Factory, restart func())
+	// SeekMovesMembers: with the capabilities start-at-time or
+	// start-at-position, an eventkit.Seeker moves a group whose members
+	// are connected: they receive the events from the new point, without
+	// subscribing again (test "SeekConnected").
+	SeekMovesMembers bool
 }
 
 func (f Features) timeout() time.Duration {
@@ -128,6 +133,7 @@ func TestTransport(t *testing.T, factory Factory, f Features) {
 		{"UnackedRedelivered", f.RedeliverUnacked, testUnacked},
 		{"BatchRoute", true, testBatchRoute},
 		{"Seek", f.Persistent && f.ConsumerGroups, testSeek},
+		{"SeekConnected", f.SeekMovesMembers, testSeekConnected},
 		{"Restart", f.Restart != nil, testRestart},
 	}
 	for _, tc := range tests {
@@ -1624,4 +1630,24 @@ func positionFields(p string) []uint64 {
 		out[i] = n
 	}
 	return out
+}
+
+// testSeekConnected moves a group to its start while its member is
+// connected: the member receives the group's events again, in order.
+func testSeekConnected(t *testing.T, factory Factory, f Features) {
+	e := newEnv(t, factory, f)
+	tp := e.topic("seeklive")
+	g := eventkittestGroup(e, "seeklive")
+	s := e.subscribe(tp, eventkit.WithGroup(g))
+	evs := seekBatch("c", 5)
+	e.publish(tp, evs...)
+	e.inOrder("before the Seek", e.receive(s, len(evs)), evs)
+	sk, ok := e.sub.(eventkit.Seeker)
+	if !ok {
+		t.Fatalf("the subscriber (%T) is no eventkit.Seeker", e.sub)
+	}
+	if err := sk.Seek(e.ctx, tp, g, eventkit.FromStart()); err != nil {
+		t.Fatalf("Seek: %v", err)
+	}
+	e.inOrder("after the Seek", e.receive(s, len(evs)), evs)
 }

@@ -32,7 +32,10 @@
 //     without them.
 //   - Transport.Seek (eventkit.Seeker) moves a group with a consumer of
 //     its own; the broker disconnects the members connected at the time,
-//     which reconnect and receive from the new point.
+//     which reconnect and receive from the new point (but a member that
+//     itself subscribed with StartAt or StartAtPosition is filtered by the
+//     client, after a rewind, up to the last message it received: stop it
+//     first).
 //   - Nack redelivers (after the consumer's nack delay, WithNackDelay);
 //     Message.Attempt counts the deliveries. With WithDeadLetter, an event
 //     delivered that many times is moved to the dead-letter topic by the

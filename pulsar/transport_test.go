@@ -53,13 +53,14 @@ func TestTransport(t *testing.T) {
 		tr := dial(t)
 		return tr, tr
 	}, eventkittest.Features{
-		ConsumerGroups: true,
-		GroupBalance:   true,
-		OrderPerKey:    true,
-		Redelivery:     true,
-		AttemptCount:   true,
-		Persistent:     true,
-		Timeout:        60 * time.Second,
+		ConsumerGroups:   true,
+		GroupBalance:     true,
+		OrderPerKey:      true,
+		Redelivery:       true,
+		AttemptCount:     true,
+		Persistent:       true,
+		SeekMovesMembers: true,
+		Timeout:          60 * time.Second,
 	})
 }
 
