@@ -181,5 +181,6 @@ func (t *Transport) Migrate(ctx context.Context) error { return t.d.ensureTables
 
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
+	_ eventkit.Seeker     = (*Transport)(nil)
 	_ eventkit.Subscriber = (*Transport)(nil)
 )
