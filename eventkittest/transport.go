@@ -652,6 +652,13 @@ func clipIDs(ids []string) string {
 
 func eventkittestGroup(e *env, name string) string { return e.ns + "-" + name }
 
+// groupMember returns the test's topic and group named name, and a member
+// of the group subscribed to the topic.
+func (e *env) groupMember(name string) (string, string, eventkit.Subscription) {
+	tp, g := e.topic(name), eventkittestGroup(e, name)
+	return tp, g, e.subscribe(tp, eventkit.WithGroup(g))
+}
+
 // groupOpts subscribes to the test's group name when the transport has
 // groups, and without a group otherwise.
 func (e *env) groupOpts(name string) []eventkit.SubscribeOption {
@@ -1084,9 +1091,7 @@ func Receive(t testing.TB, s eventkit.Subscription, timeout time.Duration) *even
 
 func testResume(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
-	tp := e.topic("resume")
-	g := eventkittestGroup(e, "resume")
-	s := e.subscribe(tp, eventkit.WithGroup(g))
+	tp, g, s := e.groupMember("resume")
 	first := make([]event.Event, 10)
 	for i := range first {
 		first[i] = NewEvent("r1-" + strconv.Itoa(i))
@@ -1636,9 +1641,7 @@ func positionFields(p string) []uint64 {
 // connected: the member receives the group's events again, in order.
 func testSeekConnected(t *testing.T, factory Factory, f Features) {
 	e := newEnv(t, factory, f)
-	tp := e.topic("seeklive")
-	g := eventkittestGroup(e, "seeklive")
-	s := e.subscribe(tp, eventkit.WithGroup(g))
+	tp, g, s := e.groupMember("seeklive")
 	evs := seekBatch("c", 5)
 	e.publish(tp, evs...)
 	e.inOrder("before the Seek", e.receive(s, len(evs)), evs)
