@@ -226,4 +226,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 var _ eventkit.Publisher = (*Transport)(nil)
-var _ eventkit.Subscriber = (*Transport)(nil)
+var (
+	_ eventkit.Subscriber = (*Transport)(nil)
+	_ eventkit.Seeker     = (*Transport)(nil)
+)

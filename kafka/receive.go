@@ -260,6 +260,7 @@ func (s *subscription) take(max int) []*driver.Message {
 		// Package transport copies what it needs before it delivers the
 		// message, so before the entry can be nacked and taken again.
 		e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = e.topic, e.attempt, e, e.rec
+		e.dm.Position = position(e.rec.Partition, e.rec.Offset)
 		out[i] = &e.dm
 	}
 	return out

@@ -33,4 +33,12 @@
 //     (NakWithDelay), Message.Attempt is the delivery count, and
 //     in-progress acks keep unsettled messages from being redelivered
 //     while they wait in the buffer or in a handler (WithAckExtension).
+//   - Message.Position is the message's stream sequence ("42"). A new
+//     consumer starts at the next event, at the oldest (eventkit.FromStart),
+//     at the first stored at or after a time (eventkit.StartAt:
+//     DeliverByStartTime) or at a sequence (eventkit.StartAtPosition:
+//     DeliverByStartSequence). Transport.Seek (eventkit.Seeker) replaces a
+//     group's durable consumer with one that starts there; members
+//     connected at the time see their consumer deleted, join the new one
+//     and receive from the new point.
 package nats

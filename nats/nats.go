@@ -167,4 +167,5 @@ func (t *Transport) PublishEach(ctx context.Context, topics []string, events []e
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
 	_ eventkit.Subscriber = (*Transport)(nil)
+	_ eventkit.Seeker     = (*Transport)(nil)
 )

@@ -25,6 +25,7 @@ var features = func() eventkittest.Features {
 	f := testkit.DurableFeatures()
 	f.AckTimeout = testAckWait + testAckExtension + testAckWait
 	f.ExtensionsAsStrings = true
+	f.SeekMovesMembers = true
 	return f
 }()
 

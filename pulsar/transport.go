@@ -137,6 +137,7 @@ var errNotStructured = errors.New("pulsar: the message is not in the CloudEvents
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
 	_ eventkit.Subscriber = (*Transport)(nil)
+	_ eventkit.Seeker     = (*Transport)(nil)
 	_ driver.Publisher    = (*drv)(nil)
 	_ driver.Subscriber   = (*drv)(nil)
 )

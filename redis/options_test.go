@@ -36,7 +36,8 @@ func TestInvalidOptionsRefused(t *testing.T) {
 		t.Fatalf("New with valid options: %v", err)
 	}
 	want := eventkit.CapWildcards | eventkit.CapConsumerGroups | eventkit.CapNack | eventkit.CapNackDelay |
-		eventkit.CapAttemptCount | eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapBatchPublish
+		eventkit.CapAttemptCount | eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapBatchPublish |
+		eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 	if got := eventkit.CapabilitiesOf(tr); got != want {
 		t.Errorf("capabilities %s, want %s", got, want)
 	}

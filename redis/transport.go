@@ -200,4 +200,5 @@ func isNoGroup(err error) bool {
 var (
 	_ eventkit.Publisher  = (*Transport)(nil)
 	_ eventkit.Subscriber = (*Transport)(nil)
+	_ eventkit.Seeker     = (*Transport)(nil)
 )

@@ -99,6 +99,7 @@ var features = eventkittest.Features{
 	RedeliverUnacked:    true,
 	AckTimeout:          claimIdle,
 	ExtensionsAsStrings: true,
+	SeekMovesMembers:    true,
 }
 
 // TestTransport runs the conformance suite in binary and structured mode.

@@ -13,7 +13,15 @@
 //   - A subscription that needs a capability its transport lacks is
 //     refused with a *eventkit.CapabilityError (wrapping
 //     eventkit.ErrUnsupported): wildcards, a group, FromStart on a
-//     persistent transport without it, and whatever eventkit.Require asks.
+//     persistent transport without it, StartAt without
+//     eventkit.CapStartAtTime, StartAtPosition without
+//     eventkit.CapStartAtPosition, and whatever eventkit.Require asks. Two
+//     starting points (FromStart, StartAt, StartAtPosition) are an error
+//     wrapping eventkit.ErrInvalidOption.
+//   - Seek (eventkit.Seeker) checks the pattern, that the group is not
+//     empty and that exactly one starting point is given with its
+//     capability, then calls the driver's driver.Seeker; a driver that is
+//     none refuses it with a *eventkit.CapabilityError.
 //     A Nack on a transport without eventkit.CapNack, and a NackAfter with
 //     a positive delay on one without eventkit.CapNackDelay, return such an
 //     error and leave the message to the broker: nothing is acked in place

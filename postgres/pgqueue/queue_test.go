@@ -61,6 +61,7 @@ func TestQueueConformance(t *testing.T) {
 	features := testkit.DurableFeatures()
 	features.AckTimeout = 5 * time.Second
 	features.Restart = restartable
+	features.SeekMovesMembers = true
 	eventkittest.TestTransport(t, queueTestFactory(conformanceOptions...), features)
 }
 
