@@ -31,10 +31,9 @@
 //
 // With credentials configured (AuthConfig), every route but the probes
 // requires them, with its scope. Every error is application/problem+json,
-// but net/http's own answers to requests it cannot parse (a malformed
+// net/http's own answers to requests it cannot parse included (a malformed
 // request line or header, an unknown transfer coding, headers beyond twice
-// the limit), which http.Server writes as text/plain before any handler
-// runs (docs/security.md says why they stay so).
+// the limit): ProblemListener rewrites them.
 // Resources are bounded (LimitsConfig: concurrent requests, buffered body
 // bytes, header size, stream write timeout; 503 with Retry-After at a
 // bound). A request is checked whole, against the broker's limits too,
@@ -185,8 +184,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// net/http's own 431 (text/plain) only far beyond the limit the
-		// handler answers with problem+json.
+		// net/http's own 431 only far beyond the limit the handler
+		// answers itself (ProblemListener makes it problem+json too).
 		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
 		ReadTimeout:    2 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
@@ -201,6 +200,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		}
 		s.ln = ln
 	}
+	// net/http's own answers (a request it cannot parse) as problem+json.
+	s.ln = ProblemListener(s.ln)
 	ok = true
 	return s, nil
 }
