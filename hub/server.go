@@ -123,6 +123,7 @@ type Server struct {
 	api     *apiSubs            // the Subscriptions API
 	disc    *discovery          // the Discovery API
 	discard *discarder          // broker.discard old (nil otherwise)
+	tel     *telemetry          // OpenTelemetry traces (a no-op without an exporter)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -139,7 +140,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{cfg: cfg, log: o.log, auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
+	s := &Server{cfg: cfg, log: slog.New(traceLog{o.log.Handler()}), auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -167,6 +168,12 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.health == nil {
 		s.health = func() error { return nil }
 	}
+	tel, err := newTelemetry(cfg.Telemetry)
+	if err != nil {
+		return nil, err
+	}
+	s.tel = tel
+	s.closers = append(s.closers, tel.shutdown)
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(s.reg)
@@ -361,14 +368,14 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
+	ingress := cehttp.NewHandler(s.tel.publisher(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}), hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
-	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	events := s.tel.ingress(s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
 		if s.auth.allow(w, r, ScopePublish, r.Method == http.MethodPost) {
 			admitted.ServeHTTP(w, r)
 		}
-	}))
+	})))
 	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
