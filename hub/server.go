@@ -198,19 +198,24 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		IdleTimeout:    2 * time.Minute,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	if o.ln != nil {
-		s.ln = o.ln
-	} else {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("hub: listen: %w", err)
-		}
-		s.ln = ln
+	if err := s.listen(o.ln); err != nil {
+		return nil, err
 	}
-	// net/http's own answers (a request it cannot parse) as problem+json.
-	s.ln = ProblemListener(s.ln)
 	ok = true
 	return s, nil
+}
+
+// listen binds Config.Listen, or takes ln, behind ProblemListener so that
+// net/http's own answers (to a request it cannot parse) are problem+json.
+func (s *Server) listen(ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("hub: listen: %w", err)
+		}
+	}
+	s.ln = ProblemListener(ln)
+	return nil
 }
 
 // openNATS starts the embedded server (or connects to Broker.URL) and
