@@ -1,13 +1,13 @@
 package hub_test
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,16 +20,22 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// otlpReceiver is an in-process OTLP/HTTP trace receiver.
+// otlpReceiver is an in-process OTLP/HTTP trace receiver. Its handler
+// hands each export to the test goroutine, which keeps the spans.
 type otlpReceiver struct {
-	mu     sync.Mutex
+	exports chan export
+	spans   []*tracepb.Span // the test goroutine's
+	apiKey  string          // the last export's x-api-key header
+	srv     *httptest.Server
+}
+
+type export struct {
 	spans  []*tracepb.Span
-	apiKey string // the last x-api-key header
-	srv    *httptest.Server
+	apiKey string
 }
 
 func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	rc := &otlpReceiver{}
+	rc := &otlpReceiver{exports: make(chan export, 1024)}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		var req coltracepb.ExportTraceServiceRequest
@@ -37,14 +43,18 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 			http.Error(w, "not an OTLP/HTTP trace export", http.StatusBadRequest)
 			return
 		}
-		rc.mu.Lock()
-		rc.apiKey = r.Header.Get("x-api-key")
+		ex := export{apiKey: r.Header.Get("x-api-key")}
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
-				rc.spans = append(rc.spans, ss.Spans...)
+				ex.spans = append(ex.spans, ss.Spans...)
 			}
 		}
-		rc.mu.Unlock()
+		select {
+		case rc.exports <- ex:
+		default:
+			http.Error(w, "the test keeps no more exports", http.StatusServiceUnavailable)
+			return
+		}
 		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(out)
@@ -53,10 +63,16 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 	return rc
 }
 
-// span returns the span named name of kind, or nil.
+// span returns the span named name of kind received so far, or nil.
 func (rc *otlpReceiver) span(name string, kind tracepb.Span_SpanKind) *tracepb.Span {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
+	for more := true; more; {
+		select {
+		case ex := <-rc.exports:
+			rc.spans, rc.apiKey = append(rc.spans, ex.spans...), ex.apiKey
+		default:
+			more = false
+		}
+	}
 	for _, s := range rc.spans {
 		if s.Name == name && s.Kind == kind {
 			return s
@@ -72,13 +88,14 @@ func (rc *otlpReceiver) span(name string, kind tracepb.Span_SpanKind) *tracepb.S
 // event the webhook gets (traceparent) and in the dead-letter log record.
 func TestTelemetrySpansFromIngressToDelivery(t *testing.T) {
 	rc := newOTLPReceiver(t)
-	var mu sync.Mutex
-	var delivered []string // trace ids of the events delivered
+	delivered := make(chan string, 16) // trace ids of the events delivered
 	hook := httptest.NewServer(cehttp.NewHandler(recorderFunc(func(_ string, e event.Event) error {
-		mu.Lock()
-		delivered = append(delivered, hub.TraceID(&e))
-		mu.Unlock()
-		return nil
+		select {
+		case delivered <- hub.TraceID(&e):
+			return nil
+		default:
+			return errors.New("delivered more than the test sent")
+		}
 	}), cehttp.WithLogger(quiet)))
 	t.Cleanup(hook.Close)
 	gone := newWebhook(t, 0, http.StatusGone) // dead-lettered at once
@@ -123,23 +140,23 @@ func TestTelemetrySpansFromIngressToDelivery(t *testing.T) {
 	if len(ingress.ParentSpanId) != 0 {
 		t.Errorf("ingress span has a parent %x, the request had no traceparent", ingress.ParentSpanId)
 	}
-	rc.mu.Lock()
 	if rc.apiKey != "k" {
 		t.Errorf("export's x-api-key header %q, want the configured k", rc.apiKey)
 	}
-	rc.mu.Unlock()
 	if item.TraceID != trace {
 		t.Errorf("tail item's trace id %q, want %s", item.TraceID, trace)
 	}
-	waitFor(t, "the delivery to the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) > 0 })
-	mu.Lock()
-	if delivered[0] != trace {
-		t.Errorf("delivered event's trace id %q, want %s", delivered[0], trace)
+	select {
+	case got := <-delivered:
+		if got != trace {
+			t.Errorf("delivered event's trace id %q, want %s", got, trace)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no delivery to the webhook")
 	}
-	mu.Unlock()
 	waitFor(t, "the dead-letter log record with the trace id", func() bool {
-		for _, l := range strings.Split(logs.String(), "\n") {
-			if strings.Contains(l, "dead-lettered") && strings.Contains(l, `"trace_id":"`+trace+`"`) {
+		for _, l := range bytes.Split([]byte(logs.String()), []byte("\n")) {
+			if bytes.Contains(l, []byte("dead-lettered")) && bytes.Contains(l, []byte(`"trace_id":"`+trace+`"`)) {
 				return true
 			}
 		}
