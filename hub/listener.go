@@ -45,8 +45,8 @@ import (
 // never with text/plain), an HTTP/1.1 one wrapped, with ConnectionState so
 // that Request.TLS is set. A plaintext request sent to the TLS port is
 // answered 400 as problem+json, where net/http answers it in text. A
-// failed handshake is logged by nobody and closes the connection, as in
-// net/http (which logs it through ErrorLog).
+// failed handshake closes the connection, as in net/http, but is not
+// logged (net/http logs it through ErrorLog).
 func ProblemListener(ln net.Listener) net.Listener {
 	return &problemListener{Listener: ln, handshakeTimeout: 10 * time.Second}
 }
