@@ -16,6 +16,8 @@
 //	POST    /subscriptions              create (admin scope); 201 with Location
 //	GET, PUT, DELETE /subscriptions/{id} retrieve (read), update, delete (admin)
 //	GET     /discovery                  the event types accepted, per source, with an example of each (read)
+//	GET     /deadletters[/{position}]   dead letters (read); POST .../redrive, DELETE: re-drive, purge (admin)
+//	GET     /probe?correlationid=ID     the timeline of a flow across topics, as JSON, Mermaid or HTML (read)
 //
 // Subscriptions made through the API are kept in the embedded store (a
 // JetStream key-value bucket), survive a restart, and are delivered by the
@@ -123,6 +125,7 @@ type Server struct {
 	api     *apiSubs            // the Subscriptions API
 	disc    *discovery          // the Discovery API
 	discard *discarder          // broker.discard old (nil otherwise)
+	dlq     *deadLetterAPI      // /deadletters
 	tel     *telemetry          // OpenTelemetry traces (a no-op without an exporter)
 
 	streamStop chan struct{}
@@ -188,6 +191,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.disc = newDiscovery(cfg.Discovery)
+	s.dlq = newDeadLetterAPI(s)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -400,6 +404,10 @@ func (s *Server) Handler() http.Handler {
 			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
 				s.disc.ServeHTTP(w, r)
 			}
+		case "/deadletters":
+			s.dlq.ServeHTTP(w, r)
+		case "/probe":
+			s.probe(w, r)
 		case "/healthz", "/readyz":
 			if getOnly(w, r) {
 				s.healthz(w, r)
@@ -407,6 +415,10 @@ func (s *Server) Handler() http.Handler {
 		default:
 			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
 				s.api.ServeHTTP(w, r)
+				return
+			}
+			if strings.HasPrefix(r.URL.Path, "/deadletters/") {
+				s.dlq.ServeHTTP(w, r)
 				return
 			}
 			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cehttp"
+	"github.com/eventkit/eventkit/deadletter"
 	"github.com/eventkit/eventkit/middleware"
 )
 
@@ -61,7 +62,8 @@ func (s *Server) addSubscription(r *eventkit.Router, sc SubscriptionConfig, skip
 	name, dlq := sc.Name, sc.DeadLetter
 	deliveries := s.metrics.deliveries
 	h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
-		if skip != nil && skip(m) {
+		// An event re-driven for another subscription is not ours again.
+		if skip != nil && skip(m) || !deadletter.For(&m.Event, name) {
 			deliveries.WithLabelValues(name, "filtered").Inc()
 			return nil
 		}

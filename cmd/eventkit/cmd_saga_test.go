@@ -8,29 +8,14 @@ import (
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/postgres"
 	"github.com/eventkit/eventkit/saga"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // sagaCLIStore returns a saga store in a new schema of the test server.
 func sagaCLIStore(t *testing.T) (dsn, table string, store *postgres.SagaStore) {
-	dsn = eventkittest.ServerAddr(t, "EVENTKIT_POSTGRES_URL", eventkittest.DefaultPostgresURL, eventkittest.DialProbe)
+	dsn, schema, pool := pgSchema(t, "sagacli_")
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	schema := eventkittest.UniqueName("sagacli_")
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		eventkittest.Unavailable(t, "EVENTKIT_POSTGRES_URL", dsn, err)
-	}
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	})
 	ob, err := postgres.NewOutbox(pool, postgres.OutboxTable(schema+".outbox"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Command eventkit is eventkit's command line: it runs the server
 // (serve), publishes events to it (pub), prints them live as they arrive
-// (tail), checks CloudEvents in the JSON format (validate), streams the
+// (tail), lists and re-drives dead letters (dlq), follows a flow of events
+// across topics (probe), checks CloudEvents in the JSON format (validate), streams the
 // changes of PostgreSQL tables as events (cdc), lists saga instances and
 // shows their state and history (saga), runs pipelines defined in YAML
 // (run) and prints its version (version).
