@@ -3,9 +3,11 @@ package cehttp_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/eventkit/eventkit/binding"
 	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/hub"
 	"gopkg.in/yaml.v3"
 )
 
@@ -158,27 +161,30 @@ func TestConformanceValidEvents(t *testing.T) {
 	}
 }
 
+// invalidEventAttr is the attribute the problem names for each invalid
+// event of the vectors.
+var invalidEventAttr = map[string]string{
+	"invalidNoSpecVersion": "specversion", "invalidNoId": "id", "invalidNoType": "type", "invalidNoSource": "source",
+	"invalidTimeGarbage": "time", "invalidTimeToMinute": "time", "invalidTimeOffsetX": "time",
+	"invalidTimeOffsetOutOfRange": "time", "invalidTimeOffsetNonInteger": "time", "invalidTimeOffsetHourOnly": "time",
+	"invalidEmptyId": "id", "invalidEmptyType": "type", "invalidEmptySource": "source", "invalidEmptySpecVersion": "specversion",
+	"invalidUnknownSpecVersion": "specversion", "invalidNonRfc2046DataContentType": "datacontenttype",
+	"invalidEmptyDataContentType": "datacontenttype", "invalidEmptyDataSchema": "dataschema", "invalidEmptySubject": "subject",
+	"invalidNumericId": "id", "invalidObjectId": "id", "invalidCapitalizedExtension": "MyExtension",
+	"invalidPunctuatedExtension": "my.extension", "invalidNonIntegerExtensionValue": "my.extension",
+	"invalidBothDataAndDataBase64": "data_base64",
+}
+
 // TestConformanceInvalidEvents posts every invalid event of the vectors:
 // each gets 400 problem+json naming an attribute, and nothing is published.
 func TestConformanceInvalidEvents(t *testing.T) {
 	rec := &recorder{}
 	h := cehttp.NewHandler(rec)
-	wantAttr := map[string]string{
-		"invalidNoSpecVersion": "specversion", "invalidNoId": "id", "invalidNoType": "type", "invalidNoSource": "source",
-		"invalidTimeGarbage": "time", "invalidTimeToMinute": "time", "invalidTimeOffsetX": "time",
-		"invalidTimeOffsetOutOfRange": "time", "invalidTimeOffsetNonInteger": "time", "invalidTimeOffsetHourOnly": "time",
-		"invalidEmptyId": "id", "invalidEmptyType": "type", "invalidEmptySource": "source", "invalidEmptySpecVersion": "specversion",
-		"invalidUnknownSpecVersion": "specversion", "invalidNonRfc2046DataContentType": "datacontenttype",
-		"invalidEmptyDataContentType": "datacontenttype", "invalidEmptyDataSchema": "dataschema", "invalidEmptySubject": "subject",
-		"invalidNumericId": "id", "invalidObjectId": "id", "invalidCapitalizedExtension": "MyExtension",
-		"invalidPunctuatedExtension": "my.extension", "invalidNonIntegerExtensionValue": "my.extension",
-		"invalidBothDataAndDataBase64": "data_base64",
-	}
 	for _, tc := range loadFormat(t, "invalid-events.json").Tests {
 		t.Run(tc.ID, func(t *testing.T) {
 			rec.reset()
 			p := problem(t, do(t, h, post("application/cloudevents+json", string(tc.Event), nil)), http.StatusBadRequest)
-			want, ok := wantAttr[tc.ID]
+			want, ok := invalidEventAttr[tc.ID]
 			if !ok {
 				t.Fatalf("no expected attribute for vector %s (new vector?)", tc.ID)
 			}
@@ -267,18 +273,25 @@ func publishedOne(t *testing.T, h http.Handler, rec *recorder, req *http.Request
 	if len(got) != 1 {
 		t.Fatalf("published %d events", len(got))
 	}
+	checkAttrs(t, got[0], want)
+	return got
+}
+
+// checkAttrs fails t unless e has the attributes want (time compared in
+// RFC 3339, UTC).
+func checkAttrs(t *testing.T, e event.Event, want map[string]string) {
+	t.Helper()
 	attrs := map[string]string{}
-	binding.Attributes(got[0], true, func(k, v string) { attrs[k] = v })
+	binding.Attributes(e, true, func(k, v string) { attrs[k] = v })
 	for k, v := range want {
 		g := attrs[k]
 		if k == "time" {
-			g = got[0].Time().UTC().Format(time.RFC3339)
+			g = e.Time().UTC().Format(time.RFC3339)
 		}
 		if g != v {
 			t.Errorf("attribute %s = %q, want %q", k, g, v)
 		}
 	}
-	return got
 }
 
 type featureScenario struct {
@@ -444,6 +457,22 @@ func TestConformanceYAML(t *testing.T) {
 	rec := &recorder{}
 	h := cehttp.NewHandler(rec)
 	n := 0
+	eachYAMLCase(t, func(name string, c yamlCase, mode string) {
+		n++
+		t.Run(name, func(t *testing.T) {
+			rec.reset()
+			got := publishedOne(t, h, rec, yamlRequest(t, c, mode), nil)
+			checkYAMLEvent(t, c, mode, got[0])
+		})
+	})
+	if n < 8 {
+		t.Fatalf("ran %d YAML cases, want at least 8", n)
+	}
+}
+
+// eachYAMLCase calls f with each case of the YAML files in each mode it
+// names (both modes when it names none).
+func eachYAMLCase(t *testing.T, f func(name string, c yamlCase, mode string)) {
 	for _, file := range []string{"v1.yaml", "v1_minimum.yaml"} {
 		for i, c := range loadYAML(t, file) {
 			modes := []string{"binary", "structured"}
@@ -451,31 +480,29 @@ func TestConformanceYAML(t *testing.T) {
 				modes = []string{strings.ToLower(c.Mode)}
 			}
 			for _, mode := range modes {
-				n++
-				t.Run(file+"/"+strconv.Itoa(i)+"/"+mode, func(t *testing.T) {
-					rec.reset()
-					req := yamlRequest(t, c, mode)
-					want := map[string]string{}
-					for k, v := range c.ContextAttributes {
-						want[k] = v.(string)
-					}
-					got := publishedOne(t, h, rec, req, want)
-					ct, _ := c.ContextAttributes["datacontenttype"].(string)
-					// Structured mode carries JSON data as JSON (compacted);
-					// binary mode carries the bytes as they are.
-					if eventkit.IsJSONContentType(ct) && (ct != "" || mode == "structured") {
-						if !jsonEqual(t, got[0].Data(), []byte(c.Data)) {
-							t.Errorf("data %q, want %q", got[0].Data(), c.Data)
-						}
-					} else if string(got[0].Data()) != c.Data {
-						t.Errorf("data %q, want %q", got[0].Data(), c.Data)
-					}
-				})
+				f(file+"/"+strconv.Itoa(i)+"/"+mode, c, mode)
 			}
 		}
 	}
-	if n < 8 {
-		t.Fatalf("ran %d YAML cases, want at least 8", n)
+}
+
+// checkYAMLEvent fails t unless e is the event of case c sent in mode.
+func checkYAMLEvent(t *testing.T, c yamlCase, mode string, e event.Event) {
+	t.Helper()
+	want := map[string]string{}
+	for k, v := range c.ContextAttributes {
+		want[k] = v.(string)
+	}
+	checkAttrs(t, e, want)
+	ct, _ := c.ContextAttributes["datacontenttype"].(string)
+	// Structured mode carries JSON data as JSON (compacted); binary mode
+	// carries the bytes as they are.
+	if eventkit.IsJSONContentType(ct) && (ct != "" || mode == "structured") {
+		if !jsonEqual(t, e.Data(), []byte(c.Data)) {
+			t.Errorf("data %q, want %q", e.Data(), c.Data)
+		}
+	} else if string(e.Data()) != c.Data {
+		t.Errorf("data %q, want %q", e.Data(), c.Data)
 	}
 }
 
@@ -514,4 +541,351 @@ func yamlRequest(t *testing.T, c yamlCase, mode string) *http.Request {
 		req.Header.Set(k, v)
 	}
 	return req
+}
+
+// notApplicableToServe lists the conformance data that
+// TestConformanceAgainstServe does not send, with the reason.
+var notApplicableToServe = map[string]string{
+	"yaml/kafka-protocol-binding.feature": "the Kafka protocol binding: the server takes events over HTTP only (kafka's tests run the Kafka binding)",
+}
+
+// A case's events are stored once per (topic, id, source): JetStream's
+// duplicate window drops an event already stored with the same id and
+// source (CloudEvents: "consumers MAY assume that Events with identical
+// source and id are duplicates"). The vectors reuse ids (the golden
+// "minimal" event is in eight of them), so the cases are spread over as
+// many servers as needed for each to store its events as new, and a batch
+// that repeats an event (valid-batches minimal2) stores it once.
+
+// serveCase is one conformance request sent to a running server.
+type serveCase struct {
+	name string
+	req  *http.Request // built for the handler tests (URL path only)
+	// status is the answer wanted; body, when set, its exact body.
+	status int
+	body   string
+	// check checks the events stored, in order (none for a refusal).
+	stored int
+	check  func(t *testing.T, got []event.Event)
+	// problem checks a refusal's problem (nil: any problem+json).
+	problem func(t *testing.T, p cehttp.Problem)
+}
+
+// TestConformanceAgainstServe runs the cloudevents/conformance data (the
+// JSON format vectors, the HTTP YAML cases and the HTTP binding feature)
+// against "eventkit serve": the hub with its defaults (embedded JetStream
+// on disk) on a real TCP listener. Each case's request goes over the
+// network; each stored event is read back from the live tail
+// (GET /events/stream) and compared with the case's expected event; a
+// refused case must be answered with problem+json and store nothing.
+func TestConformanceAgainstServe(t *testing.T) {
+	cases := serveCases(t)
+	if len(cases) < 50 {
+		t.Fatalf("%d cases, want the whole conformance data (at least 50)", len(cases))
+	}
+	for name, why := range notApplicableToServe {
+		t.Logf("not sent: %s: %s", name, why)
+	}
+	pool := &servePool{parent: t}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := pool.serverFor(t, c)
+			resp, b := srv.send(t, c)
+			if c.status >= 400 {
+				checkServeProblem(t, resp, b, c)
+				srv.nothingStored(t)
+				return
+			}
+			got := make([]event.Event, c.stored)
+			for i := range got {
+				got[i] = srv.next(t)
+			}
+			c.check(t, got)
+		})
+	}
+	t.Logf("%d cases on %d servers", len(cases), len(pool.servers))
+}
+
+func checkServeProblem(t *testing.T, resp *http.Response, body []byte, c serveCase) {
+	t.Helper()
+	var p cehttp.Problem
+	if resp.Header.Get("Content-Type") != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Status != c.status {
+		t.Fatalf("refusal %q %s is not a problem+json of status %d", resp.Header.Get("Content-Type"), body, c.status)
+	}
+	if c.problem != nil {
+		c.problem(t, p)
+	}
+}
+
+// serveCases builds the cases from the conformance data, with the
+// expectations the handler tests use.
+func serveCases(t *testing.T) []serveCase {
+	var out []serveCase
+	for _, tc := range loadFormat(t, "valid-events.json").Tests {
+		want := golden(t, tc.SampleID)
+		out = append(out, serveCase{name: "valid-events/" + tc.ID,
+			req: post("application/cloudevents+json", string(tc.Event), nil), status: http.StatusNoContent,
+			stored: 1, check: diffAll(want)})
+	}
+	for _, tc := range loadFormat(t, "invalid-events.json").Tests {
+		attr := invalidEventAttr[tc.ID]
+		out = append(out, serveCase{name: "invalid-events/" + tc.ID,
+			req: post("application/cloudevents+json", string(tc.Event), nil), status: http.StatusBadRequest,
+			problem: func(t *testing.T, p cehttp.Problem) {
+				if p.Attribute != attr {
+					t.Errorf("problem names attribute %q, want %q (%s)", p.Attribute, attr, p.Detail)
+				}
+			}})
+	}
+	for _, tc := range loadFormat(t, "valid-batches.json").Tests {
+		want := goldenBatch(t, tc.SampleID)
+		out = append(out, serveCase{name: "valid-batches/" + tc.ID,
+			req: post("application/cloudevents-batch+json", string(tc.Batch), nil), status: http.StatusOK,
+			body: `{"accepted":` + strconv.Itoa(len(want)) + `}`, stored: len(distinct(want)), check: diffAll(distinct(want)...)})
+	}
+	for _, tc := range loadFormat(t, "invalid-batches.json").Tests {
+		out = append(out, serveCase{name: "invalid-batches/" + tc.ID,
+			req: post("application/cloudevents-batch+json", string(tc.Batch), nil), status: http.StatusBadRequest})
+	}
+	eachYAMLCase(t, func(name string, c yamlCase, mode string) {
+		out = append(out, serveCase{name: "yaml/" + name, req: yamlRequest(t, c, mode), status: http.StatusNoContent, stored: 1,
+			// The server stores events in the JSON format, where JSON
+			// data is a JSON value: whitespace around it (the line break
+			// a YAML block leaves in binary mode's body) is not kept, so
+			// data compares as JSON, as in structured mode.
+			check: func(t *testing.T, got []event.Event) { checkYAMLEvent(t, c, "structured", got[0]) }})
+	})
+	for _, sc := range parseFeature(t, string(readConformance(t, "yaml/http-protocol-binding.feature"))) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(sc.request)))
+		if err != nil {
+			t.Fatalf("%s: parsing the scenario's request: %v", sc.name, err)
+		}
+		out = append(out, serveCase{name: "feature/" + sc.name, req: req, status: http.StatusNoContent, stored: 1,
+			check: func(t *testing.T, got []event.Event) {
+				checkAttrs(t, got[0], sc.attrs)
+				if !jsonEqual(t, got[0].Data(), []byte(sc.data)) {
+					t.Errorf("data %s, want %s", got[0].Data(), sc.data)
+				}
+			}})
+	}
+	return out
+}
+
+// diffAll checks that the stored events are want, in order.
+func diffAll(want ...event.Event) func(t *testing.T, got []event.Event) {
+	return func(t *testing.T, got []event.Event) {
+		for i := range want {
+			if d := eventkittest.DiffEvents(want[i], got[i]); d != "" {
+				t.Errorf("stored event %d: %s", i, d)
+			}
+		}
+	}
+}
+
+// distinct drops the events whose (type, id, source) came before: the
+// server stores them once.
+func distinct(evs []event.Event) []event.Event {
+	seen := map[string]bool{}
+	var out []event.Event
+	for _, e := range evs {
+		if k := dedupKey(e.Type(), e.ID(), e.Source()); !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func dedupKey(typ, id, source string) string { return typ + "\x00" + id + "\x00" + source }
+
+// toServer is req (made for a handler) sent to the server at base, with
+// its headers and body.
+func toServer(t *testing.T, req *http.Request, base string) *http.Request {
+	t.Helper()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := http.NewRequest(req.Method, base+"/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Header = req.Header.Clone()
+	return out
+}
+
+// servePool starts servers as the cases need them: a case goes to the
+// first server that has stored none of its events yet.
+type servePool struct {
+	parent  *testing.T // the servers live as long as it
+	servers []*liveServer
+}
+
+// liveServer is a running hub read through its live tail.
+type liveServer struct {
+	base      string
+	keys      map[string]bool // (type, id, source) stored
+	items     *bufio.Reader   // the tail stream
+	sentinels int
+}
+
+func (p *servePool) serverFor(t *testing.T, c serveCase) *liveServer {
+	t.Helper()
+	var keys []string
+	if c.status < 400 {
+		keys = requestKeys(t, c.req)
+	}
+	for _, s := range p.servers {
+		if !s.hasAny(keys) {
+			s.add(keys)
+			return s
+		}
+	}
+	s := startLive(t, p.parent)
+	p.servers = append(p.servers, s)
+	s.add(keys)
+	return s
+}
+
+// requestKeys reads the (type, id, source) of the events of req's body or
+// headers, leaving req's body readable again.
+func requestKeys(t *testing.T, req *http.Request) []string {
+	t.Helper()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	var evs []struct{ Type, ID, Source string }
+	switch ct := req.Header.Get("Content-Type"); {
+	case strings.HasPrefix(ct, "application/cloudevents-batch+json"):
+		if err := json.Unmarshal(body, &evs); err != nil {
+			t.Fatalf("batch: %v", err)
+		}
+	case strings.HasPrefix(ct, "application/cloudevents+json"):
+		var e struct{ Type, ID, Source string }
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Fatalf("event: %v", err)
+		}
+		evs = append(evs, e)
+	default:
+		evs = append(evs, struct{ Type, ID, Source string }{req.Header.Get("ce-type"), req.Header.Get("ce-id"), req.Header.Get("ce-source")})
+	}
+	var keys []string
+	for _, e := range evs {
+		keys = append(keys, dedupKey(e.Type, e.ID, e.Source))
+	}
+	return keys
+}
+
+func (s *liveServer) hasAny(keys []string) bool {
+	for _, k := range keys {
+		if s.keys[k] {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *liveServer) add(keys []string) {
+	for _, k := range keys {
+		s.keys[k] = true
+	}
+}
+
+// startLive runs the hub as "eventkit serve --listen 127.0.0.1:0 --data
+// DIR" does, and opens its live tail on every topic; both end with
+// parent, t fails if they do not start.
+func startLive(t, parent *testing.T) *liveServer {
+	t.Helper()
+	s, err := hub.New(hub.Config{Listen: "127.0.0.1:0", DataDir: parent.TempDir()}, hub.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var resp *http.Response
+	eventkittest.WaitFor(t, time.Minute, "the live tail of the server", func() bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/events/stream?topic=>", nil)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		if r.StatusCode != http.StatusOK {
+			r.Body.Close()
+			return false
+		}
+		resp = r
+		return true
+	})
+	parent.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+		if err := <-done; err != nil {
+			parent.Errorf("server: %v", err)
+		}
+	})
+	ls := &liveServer{base: s.URL(), keys: map[string]bool{}, items: bufio.NewReader(resp.Body)}
+	if l, err := ls.items.ReadString('\n'); err != nil || !strings.HasPrefix(l, ": subscribed") {
+		t.Fatalf("tail's first line %q: %v", l, err)
+	}
+	return ls
+}
+
+// next reads the next event of the tail (the server pings every 15 s; a
+// stuck tail ends with the test's deadline).
+func (s *liveServer) next(t *testing.T) event.Event {
+	t.Helper()
+	for {
+		l, err := s.items.ReadString('\n')
+		if err != nil {
+			t.Fatalf("tail: %v", err)
+		}
+		data, ok := strings.CutPrefix(strings.TrimRight(l, "\n"), "data: ")
+		if !ok {
+			continue
+		}
+		var it hub.StreamItem
+		if err := json.Unmarshal([]byte(data), &it); err != nil {
+			t.Fatalf("tail item %q: %v", data, err)
+		}
+		e, err := eventkit.UnmarshalEvent(it.Event)
+		if err != nil {
+			t.Fatalf("tail event %s: %v", it.Event, err)
+		}
+		if it.Topic != e.Type() {
+			t.Errorf("topic %q, want the event type %q", it.Topic, e.Type())
+		}
+		return e
+	}
+}
+
+// send sends c's request to the server, and fails t unless the answer is
+// c's; it returns the answer and its body.
+func (s *liveServer) send(t *testing.T, c serveCase) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(toServer(t, c.req, s.base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != c.status || (c.body != "" && string(b) != c.body) {
+		t.Fatalf("%s: answer %d %s, want %d %s", c.name, resp.StatusCode, b, c.status, c.body)
+	}
+	return resp, b
+}
+
+// nothingStored sends a sentinel event: the next event of the tail must
+// be it, so a refused request stored nothing.
+func (s *liveServer) nothingStored(t *testing.T) {
+	t.Helper()
+	s.sentinels++
+	id := "sentinel-" + strconv.Itoa(s.sentinels)
+	sentinel := `{"specversion":"1.0","id":"` + id + `","source":"/conformance","type":"conformance.sentinel"}`
+	s.send(t, serveCase{name: "sentinel", req: post("application/cloudevents+json", sentinel, nil), status: http.StatusNoContent})
+	if e := s.next(t); e.ID() != id {
+		t.Fatalf("a refused request stored event %s (%s)", e.ID(), e.Type())
+	}
 }

@@ -110,6 +110,10 @@ func (p *poster) newClient() *http.Client {
 		t.Proxy = nil
 	}
 	t.DialContext = d.DialContext
+	// A Publisher posts to one host: keep as many idle connections to it
+	// as concurrent posts need (net/http keeps 2 by default, so a third
+	// concurrent post opened a new connection each time).
+	t.MaxIdleConnsPerHost = t.MaxIdleConns
 	return &http.Client{Timeout: p.timeout, Transport: t, CheckRedirect: p.checkRedirect}
 }
 

@@ -53,6 +53,8 @@ type Config struct {
 	MaxStreamClients int `yaml:"max_stream_clients"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Telemetry exports OpenTelemetry traces (none by default).
+	Telemetry TelemetryConfig `yaml:"telemetry"`
 }
 
 // BrokerConfig selects the broker: the embedded NATS JetStream server
@@ -321,6 +323,9 @@ func (c *Config) Validate() error {
 		return configError("limits and max_stream_clients must not be negative")
 	}
 	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	if err := c.Telemetry.validate(); err != nil {
 		return err
 	}
 	if c.SubscriptionsAPI.MaxSubscriptions < 0 || c.Discovery.MaxTypes < 0 || c.Discovery.MaxExampleBytes < 0 {

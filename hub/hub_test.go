@@ -52,6 +52,13 @@ func startAsIs(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 	if err != nil {
 		t.Fatalf("hub.New: %v", err)
 	}
+	st := runUntilCleanup(t, s)
+	waitHealthy(t, s.URL())
+	return st
+}
+
+// runUntilCleanup runs s until the test ends, and checks its shutdown.
+func runUntilCleanup(t testing.TB, s *hub.Server) *started {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -73,7 +80,6 @@ func startAsIs(t testing.TB, cfg hub.Config, opts ...hub.Option) *started {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	waitHealthy(t, s.URL())
 	return &started{Server: s, stop: stop}
 }
 

@@ -33,10 +33,9 @@
 //
 // With credentials configured (AuthConfig), every route but the probes
 // requires them, with its scope. Every error is application/problem+json,
-// but net/http's own answers to requests it cannot parse (a malformed
+// net/http's own answers to requests it cannot parse included (a malformed
 // request line or header, an unknown transfer coding, headers beyond twice
-// the limit), which http.Server writes as text/plain before any handler
-// runs (docs/security.md says why they stay so).
+// the limit): ProblemListener rewrites them.
 // Resources are bounded (LimitsConfig: concurrent requests, buffered body
 // bytes, header size, stream write timeout; 503 with Retry-After at a
 // bound). A request is checked whole, against the broker's limits too,
@@ -127,6 +126,7 @@ type Server struct {
 	disc    *discovery          // the Discovery API
 	discard *discarder          // broker.discard old (nil otherwise)
 	dlq     *deadLetterAPI      // /deadletters
+	tel     *telemetry          // OpenTelemetry traces (a no-op without an exporter)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -143,7 +143,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	s := &Server{cfg: cfg, log: o.log, auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
+	s := &Server{cfg: cfg, log: slog.New(traceLog{o.log.Handler()}), auth: newAuthn(cfg.Auth), streamStop: make(chan struct{}), streamSem: make(chan struct{}, cfg.MaxStreamClients)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -171,6 +171,12 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.health == nil {
 		s.health = func() error { return nil }
 	}
+	tel, err := newTelemetry(cfg.Telemetry)
+	if err != nil {
+		return nil, err
+	}
+	s.tel = tel
+	s.closers = append(s.closers, tel.shutdown)
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(s.reg)
@@ -189,24 +195,31 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// net/http's own 431 (text/plain) only far beyond the limit the
-		// handler answers with problem+json.
+		// net/http's own 431 only far beyond the limit the handler
+		// answers itself (ProblemListener makes it problem+json too).
 		MaxHeaderBytes: 2 * cfg.Limits.MaxHeaderBytes,
 		ReadTimeout:    2 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	if o.ln != nil {
-		s.ln = o.ln
-	} else {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("hub: listen: %w", err)
-		}
-		s.ln = ln
+	if err := s.listen(o.ln); err != nil {
+		return nil, err
 	}
 	ok = true
 	return s, nil
+}
+
+// listen binds Config.Listen, or takes ln, behind ProblemListener so that
+// net/http's own answers (to a request it cannot parse) are problem+json.
+func (s *Server) listen(ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("hub: listen: %w", err)
+		}
+	}
+	s.ln = ProblemListener(ln)
+	return nil
 }
 
 // openNATS starts the embedded server (or connects to Broker.URL) and
@@ -364,14 +377,14 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
+	ingress := cehttp.NewHandler(s.tel.publisher(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}), hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
-	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	events := s.tel.ingress(s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
 		if s.auth.allow(w, r, ScopePublish, r.Method == http.MethodPost) {
 			admitted.ServeHTTP(w, r)
 		}
-	}))
+	})))
 	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

@@ -18,6 +18,9 @@ import (
 type StreamItem struct {
 	Topic string          `json:"topic"`
 	Event json.RawMessage `json:"event"`
+	// TraceID is the trace id of the event's traceparent extension (see
+	// TraceID), omitted when it has none.
+	TraceID string `json:"traceid,omitempty"`
 }
 
 // heartbeat is the interval of the keep-alive comments of a stream.
@@ -105,7 +108,7 @@ func (s *Server) pump(r *http.Request, sub eventkit.Subscription, out *sseWriter
 				_ = m.Ack()
 				continue
 			}
-			item, _ := json.Marshal(StreamItem{Topic: m.Topic, Event: b})
+			item, _ := json.Marshal(StreamItem{Topic: m.Topic, Event: b, TraceID: TraceID(&m.Event)})
 			sent := out.send("id: " + sseLine(m.Event.ID()) + "\nevent: cloudevent\ndata: " + string(item) + "\n\n")
 			_ = m.Ack()
 			if !sent {

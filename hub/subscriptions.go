@@ -85,6 +85,7 @@ func (s *Server) addSubscription(r *eventkit.Router, sc SubscriptionConfig, skip
 		eventkit.Concurrency(sc.Concurrency),
 		eventkit.RouteSubscribeOptions(subOpts...),
 		eventkit.RouteMiddleware(
+			s.tel.delivery(), // outermost: the retry and dead-letter logs carry its trace id
 			middleware.DeadLetter(s.pub, middleware.DeadLetterTopic(func(string) string { return dlq }),
 				middleware.DeadLetterLogger(s.log.With("subscription", name))),
 			countDeadLetters(deliveries.WithLabelValues(name, "dead_lettered")),
