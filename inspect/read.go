@@ -149,12 +149,12 @@ func (r *reader) take(msg *eventkit.Message) (done bool, err error) {
 
 // probe learns the positions of the events stored at or after the end.
 type probe struct {
-	cancel  context.CancelFunc
-	done    chan struct{}
-	first   chan struct{}
-	mu      sync.Mutex
-	seen    bool
-	after   map[string]struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+	first  chan struct{}
+	mu     sync.Mutex
+	seen   bool
+	after  map[string]struct{}
 }
 
 func startProbe(ctx context.Context, sub eventkit.Subscriber, pattern, group string, end time.Time) (*probe, error) {

@@ -64,7 +64,7 @@ type Replay struct {
 	Save func(Checkpoint) error
 }
 
-// Run replays the events of q, or resumes the replay of from when from
+// Run replays the events of q (at most q.Limit of them, when set), or resumes the replay of from when from
 // is not nil (its Query is then used, and q is ignored). It returns the
 // last checkpoint. A replay interrupted (ctx ended, a publish failed) can
 // be resumed from the last checkpoint saved.
@@ -72,7 +72,6 @@ func (r *Replay) Run(ctx context.Context, q Query, from *Checkpoint) (Checkpoint
 	cp := Checkpoint{Query: q, ToTopic: r.ToTopic}
 	if from != nil {
 		cp = *from
-		cp.Query.Limit = 0
 	}
 	if cp.Finished {
 		return cp, nil
@@ -85,6 +84,13 @@ func (r *Replay) Run(ctx context.Context, q Query, from *Checkpoint) (Checkpoint
 	switch {
 	case cp.Position != "":
 		rq.After, rq.Since = cp.Position, time.Time{}
+		if rq.Limit > 0 {
+			rq.Limit -= int(cp.Done)
+			if rq.Limit <= 0 {
+				cp.Finished = true
+				return cp, r.save(cp)
+			}
+		}
 	case cp.Done > 0:
 		skip = cp.Done // no positions: count from the range's start again
 	}
@@ -95,7 +101,16 @@ func (r *Replay) Run(ctx context.Context, q Query, from *Checkpoint) (Checkpoint
 		rq.Until, cp.Query.Until = now, now
 	}
 	st := &replayState{ctx: ctx, r: r, cp: cp, skip: skip, start: time.Now()}
-	_, err := r.From.Read(ctx, rq, st.add)
+	var err error
+	for {
+		// A source may stop before the end (More), to be continued.
+		var res Result
+		res, err = r.From.Read(ctx, rq, st.add)
+		if err != nil || !res.More || res.Next == "" || rq.Limit > 0 {
+			break
+		}
+		rq.After, rq.Since = res.Next, time.Time{}
+	}
 	if err == nil {
 		err = st.flush()
 	}
