@@ -24,6 +24,8 @@ type Checkpoint struct {
 	// ToTopic is the topic the events are published to ("" keeps each
 	// event's own topic).
 	ToTopic string `json:"to_topic,omitempty"`
+	// ToURL is Replay.ToURL, kept for the caller that resumes.
+	ToURL string `json:"to_url,omitempty"`
 	// Position is the position of the last event published ("" before
 	// the first, or on a transport without positions).
 	Position string `json:"position,omitempty"`
@@ -54,6 +56,9 @@ type Replay struct {
 	// ToTopic is the topic they are published to; "" publishes each to
 	// the topic it was read from.
 	ToTopic string
+	// ToURL, when To posts to a URL, is that URL: Run does not read it
+	// but keeps it in the checkpoint, for the caller that resumes.
+	ToURL string
 	// Rate bounds the events published per second; 0 is no bound.
 	Rate float64
 	// Progress, when set, is called after each batch published.
@@ -69,7 +74,7 @@ type Replay struct {
 // last checkpoint. A replay interrupted (ctx ended, a publish failed) can
 // be resumed from the last checkpoint saved.
 func (r *Replay) Run(ctx context.Context, q Query, from *Checkpoint) (Checkpoint, error) {
-	cp := Checkpoint{Query: q, ToTopic: r.ToTopic}
+	cp := Checkpoint{Query: q, ToTopic: r.ToTopic, ToURL: r.ToURL}
 	if from != nil {
 		cp = *from
 	}
