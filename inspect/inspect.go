@@ -8,19 +8,22 @@
 // Read subscribes without a group (or, with Query.Group, under a group the
 // caller names, such as a throw-away one from ThrowAwayGroup), passes the
 // events that match the query's attribute filters and CloudEvents SQL
-// expression, and stops by itself once it has caught up:
+// expression, and stops by itself once it has caught up. A second
+// subscription, started at Query.Until (or, for "the current end", at the
+// time Read started plus a few milliseconds), learns the positions of the
+// events stored after the end. On one topic, Read stops at the first of
+// them it meets. With a pattern, each topic (a stream, a log) keeps its
+// own order, so an event after the end ends only its topic: Read skips
+// that topic's later events and stops when no event of the range came for
+// Query.Idle. It also stops after Query.Idle without any event: the
+// transport has delivered everything it stored.
 //
-//   - at the end of the range: a second subscription, started at
-//     Query.Until (or at the time Read started, for "the current end"),
-//     learns the positions of the events stored after the end; Read stops
-//     before the first of them that it meets;
-//   - when nothing arrives for Query.Idle: the transport has delivered
-//     everything it stored.
-//
-// On a partitioned transport (Kafka), the events of several partitions
-// interleave and the range's end is the first event after it that Read
-// meets on any partition: events of other partitions stored before the
-// end may remain unread.
+// Read and Replay rely on the transport delivering each topic's events in
+// the order it stored them. On a Kafka topic of several partitions the
+// order holds per partition only: the end of the range is met on one
+// partition, and a resumed replay restarts the other partitions at their
+// oldest events (at least once). Pulsar stores a producer's events in
+// batches per key; Read returns them in that, stored, order.
 //
 // Replay publishes what Read returns, unchanged (same id and source, so
 // that a consumer that deduplicates drops the events a resumed replay

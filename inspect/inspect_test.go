@@ -46,10 +46,18 @@ func TestReadEndsWhileEventsArrive(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer rcancel()
+	// One topic: the first event after the end ends the read.
 	n := 0
-	_, err := inspect.Read(rctx, e.sub, inspect.Query{Idle: time.Hour}, func(inspect.Item) error { n++; return nil })
+	_, err := inspect.Read(rctx, e.sub, inspect.Query{Topic: "t.a", Idle: time.Hour}, func(inspect.Item) error { n++; return nil })
 	if err != nil || n < 5 {
 		t.Fatalf("read: %d events, %v", n, err)
+	}
+	// A pattern: the events after the end do not keep it going; it ends
+	// when no event of the range came for Idle.
+	n = 0
+	_, err = inspect.Read(rctx, e.sub, inspect.Query{Topic: "t.>", Idle: 300 * time.Millisecond}, func(inspect.Item) error { n++; return nil })
+	if err != nil || n < 5 {
+		t.Fatalf("read of a pattern: %d events, %v", n, err)
 	}
 }
 

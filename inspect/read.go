@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/topic"
 )
 
 // Source reads stored events: FromSubscriber on a transport, or the
@@ -51,7 +52,10 @@ func Read(ctx context.Context, sub eventkit.Subscriber, q Query, fn func(Item) e
 	defer cancel()
 	end := q.Until
 	if end.IsZero() {
-		end = time.Now()
+		// A few milliseconds later: brokers that keep milliseconds start
+		// a time at its whole millisecond, which events stored just
+		// before Read started may share.
+		end = time.Now().Add(endMargin)
 	}
 	probe, err := startProbe(ctx, sub, pattern, q.Group, end)
 	if err != nil {
@@ -77,7 +81,7 @@ func Read(ctx context.Context, sub eventkit.Subscriber, q Query, fn func(Item) e
 		return Result{}, fmt.Errorf("inspect: subscribe %s: %w", pattern, err)
 	}
 	defer s.Close()
-	r := reader{q: q, m: m, probe: probe, fn: fn}
+	r := reader{q: q, m: m, probe: probe, fn: fn, ended: map[string]bool{}, pattern: topic.IsPattern(pattern)}
 	return r.run(ctx, s, idle)
 }
 
@@ -95,6 +99,9 @@ type reader struct {
 	fn    func(Item) error
 	res   Result
 	n     int
+	// ended holds the topics on which an event after the end was met.
+	ended   map[string]bool
+	pattern bool // q.Topic has wildcards
 }
 
 // run takes the subscription's messages until the end.
@@ -110,12 +117,15 @@ func (r *reader) run(ctx context.Context, s eventkit.Subscription, idle time.Dur
 				}
 				return r.res, ctx.Err()
 			}
-			done, err := r.take(msg)
+			done, useful, err := r.take(msg)
 			_ = msg.Ack()
 			if done || err != nil {
 				return r.res, err
 			}
-			t.Reset(idle)
+			if useful {
+				// Events after the end do not keep the read going.
+				t.Reset(idle)
+			}
 		case <-t.C:
 			return r.res, nil
 		case <-ctx.Done():
@@ -124,27 +134,35 @@ func (r *reader) run(ctx context.Context, s eventkit.Subscription, idle time.Dur
 	}
 }
 
-// take handles one message: done when the read ends at it.
-func (r *reader) take(msg *eventkit.Message) (done bool, err error) {
+// take handles one message: done when the read ends at it, useful when
+// it was in the range.
+func (r *reader) take(msg *eventkit.Message) (done, useful bool, err error) {
 	if msg.Position != "" && msg.Position == r.q.After {
-		return false, nil // StartAtPosition starts at it; After is after it
+		return false, true, nil // StartAtPosition starts at it; After is after it
 	}
-	if msg.Position != "" && r.probe.isAfterEnd(msg.Position) {
-		return true, nil
+	if msg.Position != "" && r.probe.isAfterEnd(msg.Topic, msg.Position) {
+		// The topic's events that follow are after the end too. On one
+		// topic the read ends here; with a pattern, other topics may
+		// still have events before the end: it ends when idle.
+		r.ended[msg.Topic] = true
+		return !r.pattern, false, nil
+	}
+	if r.ended[msg.Topic] {
+		return false, false, nil
 	}
 	if r.q.Limit > 0 && r.n == r.q.Limit {
 		r.res.More = true
-		return true, nil
+		return true, false, nil
 	}
 	r.res.Next = msg.Position
 	if !r.m.Match(msg.Event) {
-		return false, nil
+		return false, true, nil
 	}
 	r.n++
 	if err := r.fn(Item{Position: msg.Position, Topic: msg.Topic, Event: msg.Event}); err != nil {
-		return true, err
+		return true, true, err
 	}
-	return false, nil
+	return false, true, nil
 }
 
 // probe learns the positions of the events stored at or after the end.
@@ -181,7 +199,7 @@ func startProbe(ctx context.Context, sub eventkit.Subscriber, pattern, group str
 				close(p.first)
 			}
 			if len(p.after) < maxEndPositions && msg.Position != "" {
-				p.after[msg.Position] = struct{}{}
+				p.after[msg.Topic+"\x00"+msg.Position] = struct{}{}
 			}
 			p.mu.Unlock()
 		}
@@ -189,10 +207,10 @@ func startProbe(ctx context.Context, sub eventkit.Subscriber, pattern, group str
 	return p, nil
 }
 
-func (p *probe) isAfterEnd(pos string) bool {
+func (p *probe) isAfterEnd(topic, pos string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.after[pos]
+	_, ok := p.after[topic+"\x00"+pos]
 	return ok
 }
 
@@ -212,3 +230,6 @@ func (p *probe) stop() {
 	p.cancel()
 	<-p.done
 }
+
+// endMargin is added to the time Read starts to make the current end.
+const endMargin = 10 * time.Millisecond
