@@ -3,6 +3,7 @@ package hub_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -159,5 +160,44 @@ func TestEventsAPINeedsReadScope(t *testing.T) {
 	}
 	if code, _ := call(t, http.MethodPost, s.URL()+"/replays", `{"to_topic":"x"}`, "Authorization", "Bearer reader-token-0123456789"); code != http.StatusForbidden {
 		t.Errorf("POST /replays with the read scope: %d, want 403", code)
+	}
+}
+
+// TestStreamSince: the live tail with since= starts with the events
+// stored from that time (JetStream's start time), in order.
+func TestStreamSince(t *testing.T) {
+	s, all := storedServer(t, hub.Config{})
+	for _, tc := range []struct{ since, want string }{
+		{url.QueryEscape(all[3].Stored.Format(time.RFC3339Nano)), "p0 c3 p1 c4 p2"},
+		{"start", "c0 c1 c2 p0 c3 p1 c4 p2"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/events/stream?topic=orders.>&since="+tc.since, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream since=%s: %v %v", tc.since, resp, err)
+		}
+		want := strings.Fields(tc.want)
+		var got []string
+		sc := bufio.NewScanner(resp.Body)
+		for len(got) < len(want) && sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var it hub.StreamItem
+			if err := json.Unmarshal([]byte(data), &it); err != nil {
+				t.Fatal(err)
+			}
+			var ev struct{ ID string }
+			_ = json.Unmarshal(it.Event, &ev)
+			got = append(got, ev.ID)
+		}
+		resp.Body.Close()
+		cancel()
+		wantIDs(t, "since="+tc.since, got, want)
+	}
+	if code, _ := call(t, http.MethodGet, s.URL()+"/events/stream?since=yesterday", ""); code != http.StatusBadRequest {
+		t.Fatalf("since=yesterday: %d, want 400", code)
 	}
 }
