@@ -20,7 +20,6 @@ type storeLog struct {
 	recs   []rec
 	grow   chan struct{} // closed and replaced at each append
 	at     time.Time     // store time of the next events (an hour ago at first)
-	closed bool
 }
 
 type rec struct {
