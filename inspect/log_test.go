@@ -16,10 +16,10 @@ import (
 // chooses, subscriptions starting at the oldest event, a time or a
 // position, as eventkit's seek API says.
 type storeLog struct {
-	mu     sync.Mutex
-	recs   []rec
-	grow   chan struct{} // closed and replaced at each append
-	at     time.Time     // store time of the next events (an hour ago at first)
+	mu   sync.Mutex
+	recs []rec
+	grow chan struct{} // closed and replaced at each append
+	at   time.Time     // store time of the next events (an hour ago at first)
 }
 
 type rec struct {
