@@ -30,12 +30,12 @@ const (
 	maxReplayBody = 64 << 10
 )
 
-// Replay states.
+// Replay states: running, then one of the three others, for good.
 const (
-	ReplayRunning  = "running"
-	ReplayDone     = "done"
-	ReplayFailed   = "failed"
-	ReplayCanceled = "canceled"
+	ReplayRunning  = "running"  // publishing, or to resume at the next start
+	ReplayDone     = "done"     // every event of the range published
+	ReplayFailed   = "failed"   // stopped by an error (Replay.Error)
+	ReplayCanceled = "canceled" // stopped by DELETE /replays/{id}
 )
 
 // ReplayRequest is the body of POST /replays: the stored events of a

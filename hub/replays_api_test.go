@@ -22,14 +22,20 @@ func postReplay(t *testing.T, base, body string) hub.Replay {
 	return r
 }
 
+// getJSON gets url, which must answer 200 with a JSON T.
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	code, b := call(t, http.MethodGet, url, "")
+	var v T
+	if code != http.StatusOK || json.Unmarshal(b, &v) != nil {
+		t.Fatalf("GET %s: %d %s", url, code, b)
+	}
+	return v
+}
+
 func getReplay(t *testing.T, base, id string) hub.Replay {
 	t.Helper()
-	code, b := call(t, http.MethodGet, base+"/replays/"+id, "")
-	var r hub.Replay
-	if code != http.StatusOK || json.Unmarshal(b, &r) != nil {
-		t.Fatalf("GET /replays/%s: %d %s", id, code, b)
-	}
-	return r
+	return getJSON[hub.Replay](t, base+"/replays/"+id)
 }
 
 // waitReplay waits for the replay to end and returns it.

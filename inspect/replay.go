@@ -221,18 +221,10 @@ func (st *replayState) pace(ctx context.Context, n int) error {
 		return nil
 	}
 	due := st.start.Add(time.Duration(float64(st.sent+int64(n)-1) / st.r.Rate * float64(time.Second)))
-	d := time.Until(due)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	wait, cancel := context.WithDeadline(ctx, due)
+	defer cancel()
+	<-wait.Done()
+	return ctx.Err() // nil when due came first
 }
 
 // FileCheckpoint returns a Save function that writes each checkpoint to
