@@ -33,9 +33,10 @@ const (
 // order, with the stream sequence as position and JetStream's store time.
 // It is the inspect.Source of the events and replays APIs.
 type storeReader struct {
-	js     jetstream.JetStream
-	stream string
-	prefix string // with the trailing '.'
+	js        jetstream.JetStream
+	stream    string
+	prefix    string // with the trailing '.'
+	scanLimit int    // stored events one Read looks at (maxScanned when 0)
 }
 
 // errNoStore answers the inspection APIs on a broker the hub cannot read
@@ -127,8 +128,9 @@ func (r *storeReader) Read(ctx context.Context, q inspect.Query, fn func(inspect
 			return res, err
 		}
 	}
+	limit := cmp.Or(r.scanLimit, maxScanned)
 	for n, scanned := 0, 0; seq <= last; scanned++ {
-		if scanned == maxScanned {
+		if scanned == limit {
 			res.More = true
 			return res, nil
 		}

@@ -28,6 +28,9 @@ const (
 	MaxReplays = 100
 	// maxReplayBody bounds the body of POST /replays.
 	maxReplayBody = 64 << 10
+	// maxCounted bounds the stored events looked at to count a replay's
+	// total (left null beyond).
+	maxCounted = 20_000
 )
 
 // Replay states: running, then one of the three others, for good.
@@ -235,7 +238,8 @@ func (rp *replays) target(req ReplayRequest) (eventkit.Publisher, error) {
 	if err != nil || u.Host == "" || !(u.Scheme == "https" || (u.Scheme == "http" && allowPrivate)) {
 		return nil, errors.New("to_url: want an https URL")
 	}
-	var opts []cehttp.PublisherOption
+	// Structured mode keeps the type of integer and boolean extensions.
+	opts := []cehttp.PublisherOption{cehttp.WithMode(eventkit.Structured)}
 	if !allowPrivate {
 		opts = append(opts, cehttp.WithPublicTargetsOnly())
 	}
@@ -300,7 +304,7 @@ func (rp *replays) run(lr *liveReplay, rd *storeReader, pub eventkit.Publisher) 
 }
 
 // count sets the replay's total once: the events of its range, when the
-// range is small enough to count in one pass.
+// range holds at most maxCounted stored events.
 func (rp *replays) count(ctx context.Context, rd *storeReader, lr *liveReplay) {
 	rp.mu.Lock()
 	counted, q := lr.rec.Replay.Total != nil, lr.rec.Checkpoint.Query
@@ -309,7 +313,9 @@ func (rp *replays) count(ctx context.Context, rd *storeReader, lr *liveReplay) {
 		return
 	}
 	var n int64
-	res, err := rd.Read(ctx, q, func(inspect.Item) error { n++; return nil })
+	counter := *rd
+	counter.scanLimit = maxCounted
+	res, err := counter.Read(ctx, q, func(inspect.Item) error { n++; return nil })
 	if err != nil || res.More {
 		return
 	}

@@ -39,7 +39,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	f := replayFlags{inspectFlags: addInspectFlags(fs)}
 	f.toTopic = fs.String("to-topic", "", "publish to `TOPIC` (on the server, or on the --broker)")
-	f.toURL = fs.String("to-url", "", "post each event to `URL` (CloudEvents over HTTP, structured mode)")
+	f.toURL = fs.String("to-url", "", "post each event to `URL` (CloudEvents over HTTP, structured mode; with --broker, a bearer token from $EVENTKIT_REPLAY_TOKEN)")
 	f.rate = fs.Float64("rate", 0, "at most `N` events per second (0: no bound)")
 	f.checkpoint = fs.String("checkpoint", "eventkit-replay.json", "with --broker: write the checkpoint to `FILE` after each batch")
 	f.resume = fs.String("resume", "", "with --broker: resume the replay whose checkpoint is in `FILE` (its range, filters and target)")
@@ -161,7 +161,7 @@ func (f *replayFlags) direct(ctx context.Context, pattern string, prog *progress
 	defer tr.Close()
 	var to eventkit.Publisher = tr
 	if toURL != "" {
-		var opts []cehttp.PublisherOption
+		opts := []cehttp.PublisherOption{cehttp.WithMode(eventkit.Structured)}
 		if tok := os.Getenv("EVENTKIT_REPLAY_TOKEN"); tok != "" {
 			opts = append(opts, cehttp.WithToken(tok))
 		}
