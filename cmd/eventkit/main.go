@@ -1,6 +1,6 @@
 // Command eventkit is eventkit's command line: it runs the server
 // (serve), publishes events to it (pub), prints them live as they arrive
-// (tail), checks CloudEvents in the JSON format (validate), streams the
+// (tail), reads stored events back and replays them (read, replay), checks CloudEvents in the JSON format (validate), streams the
 // changes of PostgreSQL tables as events (cdc), lists saga instances and
 // shows their state and history (saga), runs pipelines defined in YAML
 // (run) and prints its version (version).
