@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,12 +13,7 @@ import (
 
 func discover(t *testing.T, base, query string) hub.Discovery {
 	t.Helper()
-	code, b := call(t, http.MethodGet, base+"/discovery"+query, "")
-	var d hub.Discovery
-	if code != http.StatusOK || json.Unmarshal(b, &d) != nil {
-		t.Fatalf("GET /discovery%s: %d %s", query, code, b)
-	}
-	return d
+	return getJSON[hub.Discovery](t, base+"/discovery"+query)
 }
 
 // TestDiscoveryListsTypesWithExamples: the event types accepted, per

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/deadletter"
 )
 
@@ -28,64 +26,13 @@ func init() {
 	}
 }
 
-// apiClient calls the server's HTTP API with the credentials of pub and
-// tail.
-type apiClient struct {
-	server, token string
-	secret        []byte
-}
-
 // apiFlags declares --server, --token and --hmac-secret-file on fs; the
 // returned function makes the client once fs is parsed.
 func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
 	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
 	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
 	secretFile := secretFlag(fs)
-	return func() (*apiClient, error) {
-		secret, err := signingSecret(*secretFile)
-		if err != nil {
-			return nil, err
-		}
-		return &apiClient{server: strings.TrimSuffix(*server, "/"), token: *token, secret: secret}, nil
-	}
-}
-
-// maxAPIAnswer bounds an answer of the API read whole.
-const maxAPIAnswer = 256 << 20
-
-// do sends method pathQuery and returns the body of a 2xx answer; any
-// other answer is an error carrying the problem's detail (escaped).
-func (c *apiClient) do(ctx context.Context, method, pathQuery string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.server+pathQuery, nil)
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if c.secret != nil {
-		if err := cehttp.SignRequest(req, nil, "", c.secret); err != nil {
-			return nil, err
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIAnswer))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var p struct{ Detail, Title string }
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &p) == nil && (p.Detail != "" || p.Title != "") {
-			msg = strings.TrimSpace(p.Title + ": " + p.Detail)
-		}
-		return nil, errors.New(printable(resp.Status + ": " + msg))
-	}
-	return b, nil
+	return func() (*apiClient, error) { return newAPIClient(*server, *token, *secretFile) }
 }
 
 // dlqUsage is the usage of eventkit dlq.
@@ -140,7 +87,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if len(positions) != 1 {
 			return fmt.Errorf("%w: show takes one position", errUsage)
 		}
-		b, err := c.do(ctx, http.MethodGet, "/deadletters/"+url.PathEscape(positions[0]))
+		b, err := c.fetch(ctx, http.MethodGet, "/deadletters/"+url.PathEscape(positions[0]))
 		if err != nil {
 			return err
 		}
@@ -155,7 +102,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // dlqList prints the dead letters q selects: one line each, or, with
 // asJSON, each item as the server sent it.
 func dlqList(ctx context.Context, c *apiClient, q url.Values, asJSON bool, stdout io.Writer) error {
-	b, err := c.do(ctx, http.MethodGet, "/deadletters?"+q.Encode())
+	b, err := c.fetch(ctx, http.MethodGet, "/deadletters?"+q.Encode())
 	if err != nil {
 		return err
 	}
@@ -208,7 +155,7 @@ func dlqAct(ctx context.Context, c *apiClient, verb, sub string, positions []str
 		if verb == "purge" {
 			method, path = http.MethodDelete, "/deadletters?subscription="
 		}
-		b, err := c.do(ctx, method, path+url.QueryEscape(sub))
+		b, err := c.fetch(ctx, method, path+url.QueryEscape(sub))
 		if err != nil {
 			return err
 		}
@@ -222,13 +169,13 @@ func dlqAct(ctx context.Context, c *apiClient, verb, sub string, positions []str
 	}
 	for _, p := range positions {
 		if verb == "purge" {
-			if _, err := c.do(ctx, http.MethodDelete, "/deadletters/"+url.PathEscape(p)); err != nil {
+			if _, err := c.fetch(ctx, http.MethodDelete, "/deadletters/"+url.PathEscape(p)); err != nil {
 				return fmt.Errorf("%s: %w", printable(p), err)
 			}
 			fmt.Fprintln(stdout, printable("purged "+p))
 			continue
 		}
-		b, err := c.do(ctx, http.MethodPost, "/deadletters/"+url.PathEscape(p)+"/redrive")
+		b, err := c.fetch(ctx, http.MethodPost, "/deadletters/"+url.PathEscape(p)+"/redrive")
 		if err != nil {
 			return fmt.Errorf("%s: %w", printable(p), err)
 		}

@@ -196,7 +196,7 @@ func serverSource(c *apiClient) probe.Source {
 				v.Set(name, t.Format(time.RFC3339Nano))
 			}
 		}
-		b, err := c.do(ctx, http.MethodGet, "/probe?"+v.Encode())
+		b, err := c.fetch(ctx, http.MethodGet, "/probe?"+v.Encode())
 		if err != nil {
 			return nil, false, fmt.Errorf("server: %w", err)
 		}

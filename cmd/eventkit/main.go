@@ -1,10 +1,11 @@
 // Command eventkit is eventkit's command line: it runs the server
 // (serve), publishes events to it (pub), prints them live as they arrive
-// (tail), lists and re-drives dead letters (dlq), follows a flow of events
-// across topics (probe), checks CloudEvents in the JSON format (validate), streams the
-// changes of PostgreSQL tables as events (cdc), lists saga instances and
-// shows their state and history (saga), runs pipelines defined in YAML
-// (run) and prints its version (version).
+// (tail), reads the stored events back (read) and publishes a range of
+// them again (replay), lists and re-drives dead letters (dlq), follows a
+// flow of events across topics (probe), checks CloudEvents in the JSON
+// format (validate), streams the changes of PostgreSQL tables as events
+// (cdc), lists saga instances and shows their state and history (saga),
+// runs pipelines defined in YAML (run) and prints its version (version).
 //
 // Everything it prints for people is escaped: control characters sent by
 // a producer are shown, never acted on by the terminal.
