@@ -16,6 +16,14 @@
 //	POST    /subscriptions              create (admin scope); 201 with Location
 //	GET, PUT, DELETE /subscriptions/{id} retrieve (read), update, delete (admin)
 //	GET     /discovery                  the event types accepted, per source, with an example of each (read)
+//	GET     /console/                   the web console (its assets need no credentials; its data does)
+//	GET     /console/api/topics         the console's topics: stored, accepted, rates and sizes (read)
+//	GET     /console/api/subscriptions  the console's subscriptions: outcomes, lag, latency heatmap (read)
+//
+// A browser's cross-origin write (POST, PUT, DELETE from a page of another
+// origin, told by Sec-Fetch-Site or Origin) is refused with 403 on every
+// route but /events, whose cross-origin use is CORS's to decide: a page
+// elsewhere cannot make an open server re-drive, delete or subscribe.
 //
 // Subscriptions made through the API are kept in the embedded store (a
 // JetStream key-value bucket), survive a restart, and are delivered by the
@@ -124,6 +132,7 @@ type Server struct {
 	api     *apiSubs            // the Subscriptions API
 	disc    *discovery          // the Discovery API
 	discard *discarder          // broker.discard old (nil otherwise)
+	console *console            // the web console (/console/)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -182,6 +191,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.disc = newDiscovery(cfg.Discovery)
+	s.console = newConsole(s)
+	s.closers = append(s.closers, s.console.close)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -360,7 +371,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.console.tally.publisher(s.pub)), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
@@ -370,6 +381,9 @@ func (s *Server) Handler() http.Handler {
 	}))
 	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !sameOriginWrite(w, r) {
+			return
+		}
 		switch r.URL.Path {
 		case "/events":
 			events.ServeHTTP(w, r)
@@ -392,6 +406,10 @@ func (s *Server) Handler() http.Handler {
 				s.healthz(w, r)
 			}
 		default:
+			if r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/") {
+				s.console.ServeHTTP(w, r)
+				return
+			}
 			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
 				s.api.ServeHTTP(w, r)
 				return

@@ -582,17 +582,7 @@ func (a *apiSubs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *apiSubs) list(w http.ResponseWriter) {
-	a.mu.Lock()
-	out := make([]APISubscription, 0, len(a.fixed)+len(a.live))
-	for _, sub := range a.fixed {
-		out = append(out, sub)
-	}
-	for _, ls := range a.live {
-		out = append(out, ls.public)
-	}
-	a.mu.Unlock()
-	slices.SortFunc(out, func(x, y APISubscription) int { return strings.Compare(x.ID, y.ID) })
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, a.all())
 }
 
 func (a *apiSubs) get(w http.ResponseWriter, id string) {
