@@ -76,10 +76,10 @@ func TestHeatmapColumnsAreDifferences(t *testing.T) {
 		{at: at(10), latency: map[string]latencyBuckets{"a": {-3: 5, 1: 1}, "b": {0: 9}}},
 		{at: at(15), latency: map[string]latencyBuckets{"a": {zeroKey: 1, -3: 1}}},
 	}, "a")
-	if want := []float64{0, 0.125, 2}; !slices.Equal(h.Rows, want) {
+	if want := []float64{0, 0.125, 0.25, 0.5, 1, 2}; !slices.Equal(h.Rows, want) {
 		t.Fatalf("rows %v, want %v", h.Rows, want)
 	}
-	want := [][]uint64{{0, 2, 0}, {0, 3, 1}, {1, 1, 0}}
+	want := [][]uint64{{0, 2, 0, 0, 0, 0}, {0, 3, 0, 0, 0, 1}, {1, 1, 0, 0, 0, 0}}
 	if len(h.Columns) != len(want) {
 		t.Fatalf("%d columns, want %d", len(h.Columns), len(want))
 	}

@@ -198,8 +198,13 @@ func (s *sampler) all() []sample {
 
 // snapshot takes the console's sample now.
 func (c *console) snapshot() sample {
-	x := sample{at: time.Now(), topics: c.tally.counts(), latency: map[string]latencyBuckets{}}
 	fams, _ := c.s.reg.Gather()
+	return c.snapshotOf(fams)
+}
+
+// snapshotOf makes the console's sample of the metrics gathered.
+func (c *console) snapshotOf(fams []*dto.MetricFamily) sample {
+	x := sample{at: time.Now(), topics: c.tally.counts(), latency: map[string]latencyBuckets{}}
 	for _, f := range fams {
 		if f.GetName() != "eventkit_subscription_delivery_duration_seconds" {
 			continue

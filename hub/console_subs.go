@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // ConsoleSubscriptions is the body of GET /console/api/subscriptions.
@@ -50,7 +51,7 @@ type ConsoleLag struct {
 
 // Heatmap is a time × latency grid read from a native histogram: one
 // column per sample interval (the last one ends now), one row per power
-// of two of seconds.
+// of two of seconds, every one from the fastest delivery to the slowest.
 type Heatmap struct {
 	// Rows are the upper bounds of the rows in seconds, ascending; 0 is
 	// the zero bucket.
@@ -67,9 +68,9 @@ type HeatmapColumn struct {
 
 func (c *console) subscriptions(ctx context.Context) ConsoleSubscriptions {
 	out := ConsoleSubscriptions{Subscriptions: []ConsoleSubscription{}}
-	now := c.snapshot()
-	history := append(c.sample.all(), now)
-	outcomes := c.outcomes()
+	fams, _ := c.s.reg.Gather()
+	history := append(c.sample.all(), c.snapshotOf(fams))
+	outcomes := outcomes(fams)
 	for _, sub := range c.s.api.all() {
 		cs := ConsoleSubscription{ID: sub.ID, Sink: sub.Sink, Outcomes: outcomes[sub.ID]}
 		cs.Topic, _ = sub.Config["topic"].(string)
@@ -103,9 +104,8 @@ func (a *apiSubs) all() []APISubscription {
 
 // outcomes reads eventkit_subscription_deliveries_total by subscription
 // and outcome.
-func (c *console) outcomes() map[string]map[string]uint64 {
+func outcomes(fams []*dto.MetricFamily) map[string]map[string]uint64 {
 	out := map[string]map[string]uint64{}
-	fams, _ := c.s.reg.Gather()
 	for _, f := range fams {
 		if f.GetName() != "eventkit_subscription_deliveries_total" {
 			continue
@@ -154,11 +154,22 @@ func heatmap(history []sample, id string) Heatmap {
 			keys[k] = true
 		}
 	}
-	rows := make([]int, 0, len(keys))
-	for k := range keys {
-		rows = append(rows, k)
+	// Every power of two from the fastest to the slowest, so that the rows
+	// read as an axis; the zero bucket below them.
+	rows := []int{}
+	if keys[zeroKey] {
+		rows = append(rows, zeroKey)
+		delete(keys, zeroKey)
 	}
-	slices.Sort(rows)
+	if len(keys) > 0 {
+		lo, hi := math.MaxInt, math.MinInt
+		for k := range keys {
+			lo, hi = min(lo, k), max(hi, k)
+		}
+		for k := lo; k <= hi; k++ {
+			rows = append(rows, k)
+		}
+	}
 	for _, k := range rows {
 		if k == zeroKey {
 			h.Rows = append(h.Rows, 0)

@@ -40,7 +40,8 @@ async function api(path, opts) {
   if (!r.ok) {
     let detail = "";
     try { detail = (await r.json()).detail || ""; } catch (e) { /* not problem+json */ }
-    if (r.status === 401) showLogin(detail);
+    // A token refused for reading: ask for another one.
+    if (r.status === 401 || (r.status === 403 && init.method === "GET")) showLogin(detail);
     throw new HTTPError(r.status, detail || (r.status + " " + r.statusText));
   }
   return r;
@@ -377,9 +378,10 @@ $("#dl-redrive-all").addEventListener("click", async () => {
 
 function fmtSeconds(s) {
   if (s === 0) return "0";
-  if (s < 1e-3) return (s * 1e6).toPrecision(2) + " µs";
-  if (s < 1) return (s * 1e3).toPrecision(3).replace(/\.?0+$/, "") + " ms";
-  return s.toPrecision(3).replace(/\.?0+$/, "") + " s";
+  const trim = (x) => String(Number(x.toPrecision(3)));
+  if (s < 1e-3) return trim(s * 1e6) + " µs";
+  if (s < 1) return trim(s * 1e3) + " ms";
+  return trim(s) + " s";
 }
 
 // heatmapTable draws a latency heatmap: one row per power of two of
