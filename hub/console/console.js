@@ -220,6 +220,7 @@ async function loadTopics() {
     const tr = row([x.topic, x.stored === null ? "?" : x.stored, x.rate.toFixed(2), x.accepted, fmtBytes(x.accepted_bytes), mean, fmtTime(x.last_seen)],
       () => { $("#events-topic").value = x.topic; location.hash = "#events"; });
     tr.dataset.topic = x.topic;
+    for (let i = 1; i <= 5; i++) tr.cells[i].className = "num";
     tb.appendChild(tr);
   }
   if (t.truncated) tb.appendChild(row(["more topics exist than are listed"]));
