@@ -1,162 +1,17 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/eventkit/eventkit/hub"
 )
-
-const token = "console-e2e-token"
-
-// webhook answers 410 (a permanent failure: dead-lettered at once) while
-// failing, then takes the events, recording their ids.
-type webhook struct {
-	srv     *httptest.Server
-	failing atomic.Bool
-	mu      sync.Mutex
-	got     []string
-}
-
-func newWebhook(t *testing.T) *webhook {
-	w := &webhook{}
-	w.failing.Store(true)
-	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if w.failing.Load() {
-			rw.WriteHeader(http.StatusGone)
-			return
-		}
-		w.mu.Lock()
-		w.got = append(w.got, r.Header.Get("ce-id"))
-		w.mu.Unlock()
-		rw.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(w.srv.Close)
-	return w
-}
-
-func (w *webhook) has(id string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Contains(w.got, id)
-}
-
-// console is a running hub with a token, a subscription "billing" on
-// order.> to a webhook, and the URL the browser uses.
-type console struct {
-	s    *hub.Server
-	hook *webhook
-	url  string
-}
-
-func startConsole(t *testing.T) *console {
-	t.Helper()
-	hook := newWebhook(t)
-	cfg := hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
-		Auth: hub.AuthConfig{Token: token},
-		Subscriptions: []hub.SubscriptionConfig{{Name: "billing", Topic: "order.>", URL: hook.srv.URL,
-			AllowPrivateTargets: true, Backoff: hub.Duration(10 * time.Millisecond)}}}
-	s, err := hub.New(cfg, hub.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatalf("hub.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("Run did not return a minute after its context ended")
-		}
-	})
-	waitFor(t, "the hub healthy", func() bool {
-		code, _ := request(s.URL(), http.MethodGet, "/healthz", "", "")
-		return code == http.StatusOK
-	})
-	c := &console{s: s, hook: hook, url: s.URL()}
-	// The routes of the inspection API that this server lacks are stood in
-	// for by the stub (stub_test.go).
-	_, ctype := request(s.URL(), http.MethodGet, "/events?limit=1", token, "")
-	haveEvents := strings.HasPrefix(ctype, "application/x-ndjson")
-	code, _ := request(s.URL(), http.MethodGet, "/deadletters?limit=1", token, "")
-	haveDeadLetters := code == http.StatusOK
-	if !haveEvents || !haveDeadLetters {
-		t.Logf("stand-ins for the routes the server lacks: GET /events %v, dead letters %v", !haveEvents, !haveDeadLetters)
-		front := httptest.NewServer(newStub(t, s, token).wrap(s.Handler(), haveEvents, haveDeadLetters))
-		t.Cleanup(front.Close)
-		c.url = front.URL
-	}
-	return c
-}
-
-// request makes one request and returns its status and content type.
-func request(base, method, path, tok, body string) (int, string) {
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-	if err != nil {
-		return 0, err.Error()
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("Content-Type")
-}
-
-// publish posts one event in binary mode; its type is its topic.
-func (c *console) publish(t *testing.T, id, typ, subject, data string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, c.s.URL()+"/events", strings.NewReader(data))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("ce-specversion", "1.0")
-	req.Header.Set("ce-id", id)
-	req.Header.Set("ce-source", "/shop")
-	req.Header.Set("ce-type", typ)
-	req.Header.Set("ce-subject", subject)
-	req.Header.Set("ce-traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("POST /events %s: %d", id, resp.StatusCode)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30 s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestConsole drives every view of the console in headless Chromium
 // against an in-process hub: the token is required, then each view shows
@@ -249,17 +104,11 @@ func checkTopics(t *testing.T, b *browser) {
 
 func checkSubscriptions(t *testing.T, b *browser) {
 	b.goTo("subscriptions")
-	field := func(name string) string {
-		return eval[string](b, `document.querySelector('.sub[data-id="billing"] [data-field="`+name+`"]').textContent`)
-	}
-	if got := field("dead_lettered"); got != "4" {
-		t.Errorf("billing dead lettered %q, want 4", got)
-	}
-	if got := field("delivered"); got != "0" {
-		t.Errorf("billing delivered %q, want 0", got)
-	}
-	if got := field("lag"); got != "0" {
-		t.Errorf("billing lag %q, want 0", got)
+	for field, want := range map[string]string{"dead_lettered": "4", "failed": "4", "delivered": "0", "lag": "0", "ack_pending": "0"} {
+		got := eval[string](b, `document.querySelector('.sub[data-id="billing"] [data-field="`+field+`"]').textContent`)
+		if got != want {
+			t.Errorf("billing %s: %q, want %s", field, got, want)
+		}
 	}
 	// The heatmap holds the 4 attempts.
 	n := eval[int](b, `Array.from(document.querySelectorAll('.sub[data-id="billing"] .heatmap td')).reduce((n, td) => n + Number(td.dataset.count), 0)`)

@@ -93,13 +93,16 @@ type ConsoleTopics struct {
 
 // ConsoleStream describes the broker's store.
 type ConsoleStream struct {
-	Name     string    `json:"name"`
+	// Name is the JetStream stream's, MaxBytes its configured bound (-1
+	// or 0: none).
+	Name     string `json:"name"`
+	MaxBytes int64  `json:"max_bytes"`
+	// Messages and Bytes are what it stores, from First to Last (the
+	// store times of its oldest and newest events).
 	Messages uint64    `json:"messages"`
 	Bytes    uint64    `json:"bytes"`
 	First    time.Time `json:"first"`
 	Last     time.Time `json:"last"`
-	// MaxBytes is the configured bound (-1 or 0: none).
-	MaxBytes int64 `json:"max_bytes"`
 }
 
 // ConsoleTopic is one topic of the console's topic view.
@@ -107,9 +110,9 @@ type ConsoleTopic struct {
 	Topic string `json:"topic"`
 	// Stored is the number of its events in the store (null when unknown).
 	Stored *uint64 `json:"stored"`
-	// Accepted and AcceptedBytes count the events published to it since
-	// the server started (ingress and dead letters) and their size in the
-	// CloudEvents JSON format.
+	// Accepted and AcceptedBytes count the events POST /events stored on
+	// it since the server started, and their size in the CloudEvents JSON
+	// format.
 	Accepted      uint64 `json:"accepted"`
 	AcceptedBytes uint64 `json:"accepted_bytes"`
 	// Rate is the events per second accepted over the last minute (or

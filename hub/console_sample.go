@@ -79,37 +79,45 @@ func (t *topicTally) full() bool {
 	return t.overrun
 }
 
-// publisher wraps p so that the events it publishes without error are
-// counted.
-func (t *topicTally) publisher(p eventkit.Publisher) eventkit.Publisher {
-	return &tallyPublisher{Publisher: p, t: t}
+// record counts events accepted, events[i] on topicOf(i) (an observer of
+// observedPublisher).
+func (t *topicTally) record(topicOf func(int) string, events []event.Event) {
+	for i := 0; i < len(events); {
+		j := i + 1
+		for j < len(events) && topicOf(j) == topicOf(i) {
+			j++
+		}
+		t.add(topicOf(i), events[i:j])
+		i = j
+	}
 }
 
-type tallyPublisher struct {
+// observedPublisher tells seen of the events it published without error,
+// events[i] on topicOf(i): the Discovery API's records and the console's
+// counts.
+type observedPublisher struct {
 	eventkit.Publisher
-	t *topicTally
+	seen func(topicOf func(int) string, events []event.Event)
 }
 
-func (p *tallyPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
+func (p *observedPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
 	err := p.Publisher.Publish(ctx, topic, events...)
 	if err == nil {
-		p.t.add(topic, events)
+		p.seen(func(int) string { return topic }, events)
 	}
 	return err
 }
 
 // PublishEach publishes events[i] to topics[i], in one call when the
 // publisher is a cehttp.EachPublisher.
-func (p *tallyPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
+func (p *observedPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
 	ep, ok := p.Publisher.(cehttp.EachPublisher)
 	if !ok {
 		return cehttp.PublishRuns(ctx, p, topics, events)
 	}
 	err := ep.PublishEach(ctx, topics, events)
 	if err == nil {
-		for i := range events {
-			p.t.add(topics[i], events[i:i+1])
-		}
+		p.seen(func(i int) string { return topics[i] }, events)
 	}
 	return err
 }

@@ -371,7 +371,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(s.console.tally.publisher(s.pub)), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
+	ingress := cehttp.NewHandler(&countingPublisher{Publisher: s.disc.publisher(&observedPublisher{Publisher: s.pub, seen: s.console.tally.record}), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}, hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.

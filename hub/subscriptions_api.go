@@ -724,6 +724,7 @@ func (a *apiSubs) remove(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	delete(a.live, id)
 	a.s.metrics.deliveries.DeletePartialMatch(map[string]string{"subscription": id})
+	a.s.metrics.deliveryTime.DeleteLabelValues(id)
 	if err := a.forgetProgress(ctx, id); err != nil {
 		a.s.log.Warn("eventkit hub: the deleted subscription's consumer is left", "subscription", id, "err", err)
 	}

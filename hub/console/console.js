@@ -86,6 +86,34 @@ function row(cells, onclick) {
   return tr;
 }
 
+// The columns of each table (a name ending in "#" is a number, aligned
+// right).
+const COLUMNS = {
+  "#topics-table": ["Topic", "Stored#", "Events/s#", "Accepted#", "Accepted bytes#", "Mean size#", "Last accepted"],
+  "#tail-table": ["Time", "Topic", "Type", "Source", "Subject", "Id"],
+  "#events-table": ["Position", "Stored", "Topic", "Type", "Subject", "Id"],
+  "#dl-table": ["Position", "Subscription", "Original topic", "Type", "Id", "Attempts", "Error", ""],
+  "#types-table": ["Source", "Type", "Count#", "First seen", "Last seen"],
+};
+
+// tbody returns the body of the table sel, made with its head (and emptied
+// when clear is true).
+function tbody(sel, clear) {
+  const t = $(sel);
+  if (!t.tHead && COLUMNS[sel]) {
+    const tr = t.createTHead().insertRow();
+    for (const c of COLUMNS[sel]) tr.appendChild(el("th", c.replace(/#$/, ""), c.endsWith("#") ? "num" : ""));
+  }
+  const b = t.tBodies[0] || t.createTBody();
+  if (clear) b.replaceChildren();
+  return b;
+}
+
+// numeric marks the cells of tr in numeric columns.
+function numeric(sel, tr) {
+  COLUMNS[sel].forEach((c, i) => { if (c.endsWith("#") && tr.cells[i]) tr.cells[i].className = "num"; });
+}
+
 function setStatus(msg, isError) {
   const s = $("#status");
   s.textContent = msg || "";
@@ -185,8 +213,7 @@ function dataText(ev) {
 // stored?, subscription?}).
 function showDetail(item) {
   const ev = item.event || {};
-  const tb = $("#detail-attrs tbody");
-  tb.replaceChildren();
+  const tb = tbody("#detail-attrs", true);
   const meta = [["topic", item.topic], ["position", item.position], ["stored", item.stored], ["subscription", item.subscription]];
   const tp = attr(ev, "traceparent").split("-");
   if (tp.length === 4) meta.push(["trace id", tp[1]]);
@@ -213,14 +240,13 @@ async function loadTopics() {
     ? "Store " + s.name + ": " + s.messages.toLocaleString("en-US") + " events, " + fmtBytes(s.bytes) +
       (s.max_bytes > 0 ? " of " + fmtBytes(s.max_bytes) : "") + (s.messages ? ", from " + fmtTime(s.first) + " to " + fmtTime(s.last) : "")
     : "The broker's store is not inspectable (not JetStream).";
-  const tb = $("#topics-table tbody");
-  tb.replaceChildren();
+  const tb = tbody("#topics-table", true);
   for (const x of t.topics) {
     const mean = x.accepted ? Math.round(x.accepted_bytes / x.accepted) + " B" : "";
     const tr = row([x.topic, x.stored === null ? "?" : x.stored, x.rate.toFixed(2), x.accepted, fmtBytes(x.accepted_bytes), mean, fmtTime(x.last_seen)],
       () => { $("#events-topic").value = x.topic; location.hash = "#events"; });
     tr.dataset.topic = x.topic;
-    for (let i = 1; i <= 5; i++) tr.cells[i].className = "num";
+    numeric("#topics-table", tr);
     tb.appendChild(tr);
   }
   if (t.truncated) tb.appendChild(row(["more topics exist than are listed"]));
@@ -283,13 +309,13 @@ function tailMessage(msg, filters, pattern) {
   const tr = row([fmtTime(ev.time || new Date().toISOString()), item.topic, attr(ev, "type"), attr(ev, "source"), attr(ev, "subject"), attr(ev, "id")],
     () => showDetail(item));
   tr.dataset.id = attr(ev, "id");
-  const tb = $("#tail-table tbody");
+  const tb = tbody("#tail-table");
   tb.insertBefore(tr, tb.firstChild);
   while (tb.children.length > TAIL_MAX) tb.removeChild(tb.lastChild);
 }
 
-$("#tail-form").addEventListener("submit", (e) => { e.preventDefault(); $("#tail-table tbody").replaceChildren(); startTail(); });
-$("#tail-clear").addEventListener("click", () => $("#tail-table tbody").replaceChildren());
+$("#tail-form").addEventListener("submit", (e) => { e.preventDefault(); tbody("#tail-table", true); startTail(); });
+$("#tail-clear").addEventListener("click", () => tbody("#tail-table", true));
 
 // ---- stored events (GET /events) ------------------------------------------
 
@@ -309,8 +335,7 @@ function eventsQuery(after) {
 
 async function loadEvents(after) {
   const lines = await ndjson(eventsQuery(after));
-  const tb = $("#events-table tbody");
-  if (!after) tb.replaceChildren();
+  const tb = tbody("#events-table", !after);
   eventsNext = null;
   for (const x of lines) {
     if (x.event === undefined) {
@@ -335,8 +360,7 @@ async function loadDeadLetters() {
   const q = new URLSearchParams({ limit: "500" });
   if (sub) q.set("subscription", sub);
   const items = await ndjson("/deadletters?" + q.toString());
-  const tb = $("#dl-table tbody");
-  tb.replaceChildren();
+  const tb = tbody("#dl-table", true);
   for (const x of items) {
     if (x.event === undefined) continue; // a trailer
     const ev = x.event;
@@ -453,12 +477,12 @@ async function loadSubscriptions() {
 async function loadTypes() {
   const d = await apiJSON("/discovery");
   $("#types-summary").textContent = d.types.length + " types" + (d.untrackedevents ? ", " + d.untrackedevents + " events of types not listed" : "");
-  const tb = $("#types-table tbody");
-  tb.replaceChildren();
+  const tb = tbody("#types-table", true);
   for (const t of d.types) {
     const tr = row([t.source, t.type, t.count, fmtTime(t.firstseen), fmtTime(t.lastseen)],
       () => showDetail({ event: t.example || {} }));
     tr.dataset.type = t.type;
+    numeric("#types-table", tr);
     tb.appendChild(tr);
   }
 }

@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +14,106 @@ import (
 
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/internal/testkit"
 )
+
+// The server under test: a hub with a token and one subscription, and in
+// front of it the stand-ins of the routes it lacks.
+
+const token = "console-e2e-token"
+
+// console is a running hub with a token, a subscription "billing" on
+// order.> to a webhook, and the URL the browser uses.
+type console struct {
+	s    *hub.Server
+	hook *webhook
+	url  string
+}
+
+func startConsole(t *testing.T) *console {
+	t.Helper()
+	hook := newWebhook(t)
+	cfg := hub.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+		Auth: hub.AuthConfig{Token: token},
+		Subscriptions: []hub.SubscriptionConfig{{Name: "billing", Topic: "order.>", URL: hook.srv.URL,
+			AllowPrivateTargets: true, Backoff: hub.Duration(10 * time.Millisecond)}}}
+	s, err := hub.New(cfg, hub.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatalf("hub.New: %v", err)
+	}
+	// Run until the test ends (t.Context ends before the cleanups run; go
+	// test's -timeout bounds the shutdown).
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(t.Context()) }()
+	t.Cleanup(func() {
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "the hub healthy", func() bool {
+		code, _ := request(s.URL(), http.MethodGet, "/healthz", "", "")
+		return code == http.StatusOK
+	})
+	c := &console{s: s, hook: hook, url: s.URL()}
+	// The routes of the inspection API that this server lacks are stood in
+	// for by the stub (stub_test.go).
+	_, ctype := request(s.URL(), http.MethodGet, "/events?limit=1", token, "")
+	haveEvents := strings.HasPrefix(ctype, "application/x-ndjson")
+	code, _ := request(s.URL(), http.MethodGet, "/deadletters?limit=1", token, "")
+	haveDeadLetters := code == http.StatusOK
+	if !haveEvents || !haveDeadLetters {
+		t.Logf("stand-ins for the routes the server lacks: GET /events %v, dead letters %v", !haveEvents, !haveDeadLetters)
+		front := httptest.NewServer(newStub(t, s, token).wrap(s.Handler(), haveEvents, haveDeadLetters))
+		t.Cleanup(front.Close)
+		c.url = front.URL
+	}
+	return c
+}
+
+// request makes one request and returns its status and content type.
+func request(base, method, path, tok, body string) (int, string) {
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Content-Type")
+}
+
+// publish posts one event in binary mode; its type is its topic.
+func (c *console) publish(t *testing.T, id, typ, subject, data string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.s.URL()+"/events", strings.NewReader(data))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("ce-specversion", "1.0")
+	req.Header.Set("ce-id", id)
+	req.Header.Set("ce-source", "/shop")
+	req.Header.Set("ce-type", typ)
+	req.Header.Set("ce-subject", subject)
+	req.Header.Set("ce-traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /events %s: %d", id, resp.StatusCode)
+	}
+}
+
+// waitFor fails t unless cond holds within 30 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testkit.Eventually(t, 30*time.Second, what, cond)
+}
 
 // This file is a stand-in, for the tests only, of the inspection routes
 // that other branches build (GET /events and /events/{position}, the dead
@@ -20,13 +121,21 @@ import (
 // yet: it follows the contract of docs/operate.md on the server's own
 // store, read through its Subscriber from the start.
 
-// item is one stored event as the inspection API answers it.
+// item is one stored event (Subscription names the subscription of a dead
+// letter).
 type item struct {
-	Position     string          `json:"position"`
-	Topic        string          `json:"topic"`
-	Stored       time.Time       `json:"stored"`
-	Event        json.RawMessage `json:"event"`
-	Subscription string          `json:"subscription,omitempty"`
+	Position, Topic, Subscription string
+	Stored                        time.Time
+	Event                         json.RawMessage
+}
+
+// MarshalJSON writes the item as the inspection API answers it.
+func (it item) MarshalJSON() ([]byte, error) {
+	m := map[string]any{"position": it.Position, "topic": it.Topic, "stored": it.Stored, "event": it.Event}
+	if it.Subscription != "" {
+		m["subscription"] = it.Subscription
+	}
+	return json.Marshal(m)
 }
 
 type stub struct {
