@@ -45,6 +45,26 @@ type Subscription interface {
 	Close() error
 }
 
+// Seeker is implemented by the subscribers (and transports) that can move
+// an existing consumer group: the next events its members receive are
+// those from the starting point to, which is FromStart(), StartAt(t) or
+// StartAtPosition(pos), and the group's earlier progress is forgotten
+// (events acked after that point are delivered again). A group that does
+// not exist yet is created there, so that its first member starts at that
+// point. pattern is the pattern the group subscribes to.
+//
+// Stop the group's members before a Seek: a member connected at the time
+// may go on from where it was, or fail, depending on the transport (each
+// transport's package says which), and the events it had received and not
+// yet acked are delivered again. A subscriber built with package transport
+// refuses a starting point that its capabilities lack (CapFromStart,
+// CapStartAtTime, CapStartAtPosition) with a *CapabilityError, and
+// anything but exactly one starting point with an error wrapping
+// ErrInvalidOption.
+type Seeker interface {
+	Seek(ctx context.Context, pattern, group string, to SubscribeOption) error
+}
+
 // SubscribeConfig is the result of applying SubscribeOptions; transports
 // read it with NewSubscribeConfig.
 type SubscribeConfig struct {

@@ -184,6 +184,17 @@ type Subscription interface {
 	Close() error
 }
 
+// Seeker is implemented by a Subscriber that can move an existing
+// consumer group (eventkit.Seeker). Package transport calls Seek with a
+// valid pattern and a Config whose Group is not empty and in which exactly
+// one of FromStart, StartTime and StartPosition is set, each only if the
+// driver declares its capability; the other fields are zero. Seek creates
+// the group at that point when it does not exist. Its package documents
+// what members connected at the time see.
+type Seeker interface {
+	Seek(ctx context.Context, pattern string, cfg Config) error
+}
+
 // Shutdowner is implemented by a Subscription, a Subscriber or a Publisher
 // whose stop has work worth waiting for (destroying a private group,
 // flushing a producer). Package transport calls Shutdown instead of Close, with the

@@ -127,6 +127,7 @@ func TestTransport(t *testing.T, factory Factory, f Features) {
 		{"UnsettledRedeliveredAfterClose", f.Persistent && f.ConsumerGroups, testUnsettledAfterClose},
 		{"UnackedRedelivered", f.RedeliverUnacked, testUnacked},
 		{"BatchRoute", true, testBatchRoute},
+		{"Seek", f.Persistent && f.ConsumerGroups, testSeek},
 		{"Restart", f.Restart != nil, testRestart},
 	}
 	for _, tc := range tests {

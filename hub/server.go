@@ -8,7 +8,13 @@
 //
 //	POST    /events                     ingress (binary, structured, batch; see package cehttp)
 //	OPTIONS /events                     webhook validation handshake
-//	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message)
+//	GET     /events/stream?topic=PATTERN live tail (text/event-stream, one structured event per message;
+//	                                    since=TIME|start replays the stored events first)
+//	GET     /events?topic=&since=&until=&after=&limit=&sql=&ATTR=VALUE
+//	                                    stored events as NDJSON items, then {"next","more"} (read)
+//	GET     /events/{position}          one stored event (read)
+//	POST    /replays, GET /replays      replay a range to a topic or a URL (admin); list (read)
+//	GET, DELETE /replays/{id}           a replay's state (read); cancel it (admin)
 //	GET     /healthz, /readyz           200 when the broker is connected and its store has room, 503
 //	                                    otherwise; a Health body ({"status":"ok","name":"eventkit","version":"v0.1.0"})
 //	GET     /metrics                    Prometheus metrics, eventkit_build_info{version,goversion} included
@@ -130,6 +136,7 @@ type Server struct {
 	js      *jsGuard            // the embedded JetStream (nil otherwise)
 	jsAPI   jetstream.JetStream // the broker's JetStream API (nil with WithBroker)
 	api     *apiSubs            // the Subscriptions API
+	replays *replays            // the replays API
 	disc    *discovery          // the Discovery API
 	discard *discarder          // broker.discard old (nil otherwise)
 	console *console            // the web console (/console/)
@@ -188,6 +195,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	if err := s.setupSubscriptionsAPI(); err != nil {
+		return nil, err
+	}
+	if err := s.setupReplays(); err != nil {
 		return nil, err
 	}
 	s.disc = newDiscovery(cfg.Discovery)
@@ -386,6 +396,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		switch r.URL.Path {
 		case "/events":
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				if s.auth.allow(w, r, ScopeRead, false) {
+					s.events(w, r)
+				}
+				return
+			}
 			events.ServeHTTP(w, r)
 		case "/events/stream":
 			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
@@ -397,6 +413,8 @@ func (s *Server) Handler() http.Handler {
 			}
 		case "/subscriptions":
 			s.api.ServeHTTP(w, r)
+		case "/replays":
+			s.replaysAPI(w, r, "")
 		case "/discovery":
 			if getOnly(w, r) && s.auth.allow(w, r, ScopeRead, false) {
 				s.disc.ServeHTTP(w, r)
@@ -412,6 +430,9 @@ func (s *Server) Handler() http.Handler {
 			}
 			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
 				s.api.ServeHTTP(w, r)
+				return
+			}
+			if s.inspectRoute(w, r) {
 				return
 			}
 			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
@@ -493,6 +514,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if runErr == nil && ctx.Err() == nil {
 		if err := s.api.start(ctx); err != nil {
 			runErr = err
+		} else if err := s.replays.start(ctx); err != nil {
+			runErr = err
 		}
 	}
 	serving := runErr == nil && ctx.Err() == nil
@@ -527,6 +550,7 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
 		}
 	}
+	s.replays.stop()
 	actx, cancelAPI := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
 	if err := s.api.stop(actx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions API: %w", err))

@@ -23,8 +23,9 @@ type StreamItem struct {
 // heartbeat is the interval of the keep-alive comments of a stream.
 const heartbeat = 15 * time.Second
 
-// stream serves GET /events/stream?topic=PATTERN: every event published to
-// a matching topic from now on, as "event: cloudevent" messages whose data
+// stream serves GET /events/stream?topic=PATTERN[&since=TIME|start]:
+// every event published to a matching topic from now on (with since, the
+// stored ones from that time or the oldest first), as "event: cloudevent" messages whose data
 // is a StreamItem. A comment line ": subscribed" is sent once the
 // subscription is in place. A client that does not read for
 // Limits.StreamWriteTimeout is dropped.
@@ -37,6 +38,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "topic: "+err.Error())
 		return
 	}
+	opts, err := streamStart(r.URL.Query().Get("since"))
+	if err != nil {
+		problem(w, http.StatusBadRequest, "since: "+err.Error())
+		return
+	}
 	release, ok := s.streamSlot(w)
 	if !ok {
 		return
@@ -46,7 +52,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	// The server's ReadTimeout would end a long stream: lift it for this
 	// request (the client sends nothing more).
 	_ = rc.SetReadDeadline(time.Time{})
-	sub, err := s.sub.Subscribe(r.Context(), pattern, eventkit.WithBuffer(256))
+	sub, err := s.sub.Subscribe(r.Context(), pattern, append(opts, eventkit.WithBuffer(256))...)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		problem(w, http.StatusServiceUnavailable, "subscribe: "+err.Error())
@@ -64,6 +70,22 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if out.send(": subscribed to " + pattern + "\n\n") {
 		s.pump(r, sub, out)
 	}
+}
+
+// streamStart reads the since= of a stream: "" (the next event), "start"
+// (the oldest stored) or an RFC 3339 time.
+func streamStart(since string) ([]eventkit.SubscribeOption, error) {
+	switch since {
+	case "":
+		return nil, nil
+	case "start":
+		return []eventkit.SubscribeOption{eventkit.FromStart()}, nil
+	}
+	t, err := parseTime(since)
+	if err != nil {
+		return nil, err
+	}
+	return []eventkit.SubscribeOption{eventkit.StartAt(t)}, nil
 }
 
 // streamSlot takes one of the MaxStreamClients slots, answering 503 when

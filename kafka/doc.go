@@ -36,6 +36,15 @@
 // driver.DefaultMaxBatch without it) are settled, commits, and only then
 // gives the partition up.
 //
+// A new group starts at the end offsets, at the start (eventkit.FromStart),
+// at the first records at or after a time (eventkit.StartAt, by the
+// records' timestamps) or at positions (eventkit.StartAtPosition).
+// Message.Position is "<partition>:<offset>"; StartAtPosition takes a
+// comma-separated list of them, partitions not listed starting at their
+// start (see Transport.Subscribe). Transport.Seek (eventkit.Seeker) commits
+// such offsets for an existing group, which must have no member: Kafka
+// refuses it otherwise (ErrGroupHasMembers).
+//
 // Transactor is the exactly-once consume-transform-produce helper on
 // franz-go's GroupTransactSession: the events a handler publishes and the
 // input offsets are committed in one Kafka transaction.

@@ -47,7 +47,7 @@ func newDriver(cfg config) (*drv, error) {
 func (d *drv) Capabilities() eventkit.Capabilities {
 	return eventkit.CapWildcards | eventkit.CapConsumerGroups | eventkit.CapNack | eventkit.CapNackDelay |
 		eventkit.CapAttemptCount | eventkit.CapOrderPerKey | eventkit.CapPersistent | eventkit.CapFromStart |
-		eventkit.CapBatchPublish
+		eventkit.CapBatchPublish | eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 }
 
 // Shutdown implements driver.Shutdowner. Package transport calls it once,

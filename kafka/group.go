@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -75,29 +76,27 @@ func (d *drv) groupOptions(group string, consume []kgo.Opt) []kgo.Opt {
 }
 
 // initGroup commits, for each partition of topics that group has no offset
-// for, the current end offset, so that the group starts at the events
-// published from now on.
-func (d *drv) initGroup(ctx context.Context, group string, topics []string) error {
+// for, the offset where cfg starts it (startOffsets): by default the
+// current end offset, so that the group starts at the events published
+// from now on.
+func (d *drv) initGroup(ctx context.Context, group string, topics []string, cfg driver.Config) error {
 	have, err := d.fetchGroupOffsets(ctx, group)
 	if err != nil && !isNoGroup(err) {
 		return fmt.Errorf("kafka: fetch offsets of group %q: %w", group, err)
 	}
-	ends, err := d.adm.ListEndOffsets(ctx, topics...)
+	start, err := d.startOffsets(ctx, topics, cfg, false)
 	if err != nil {
-		return fmt.Errorf("kafka: list end offsets: %w", err)
+		return err
 	}
 	var set kadm.Offsets
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			return
-		}
+	start.Each(func(o kadm.Offset) {
 		if _, ok := have.Lookup(o.Topic, o.Partition); ok {
 			return
 		}
 		if set == nil {
 			set = kadm.Offsets{}
 		}
-		set.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+		set.Add(o)
 	})
 	if len(set) == 0 {
 		return nil

@@ -255,7 +255,7 @@ func (s *subscription) take(max int) []*driver.Message {
 	msgs := make([]driver.Message, n)
 	out := make([]*driver.Message, n)
 	for i, e := range taken {
-		msgs[i] = driver.Message{Topic: e.topic, Event: e.ev, Attempt: e.attempt, ID: e, Raw: e.rec}
+		msgs[i] = driver.Message{Topic: e.topic, Event: e.ev, Attempt: e.attempt, Position: position(e.rec.Partition, e.rec.Offset), ID: e, Raw: e.rec}
 		out[i] = &msgs[i]
 	}
 	return out

@@ -70,13 +70,18 @@ func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.C
 	if len(cfg.Options) > 0 {
 		return nil, eventkit.InvalidOption("eventkit.WithTransportOption", fmt.Sprintf("the kafka transport has no subscription options, got a %T", cfg.Options[0]))
 	}
+	if cfg.StartPosition != "" {
+		if _, err := parsePositions(cfg.StartPosition); err != nil {
+			return nil, err
+		}
+	}
 	s := d.newSubscription(cfg)
 	consume, existing, err := d.consumeTopics(ctx, pattern)
 	if err != nil {
 		return nil, err
 	}
 	if !cfg.FromStart && len(existing) > 0 {
-		if err := d.initGroup(ctx, s.group, existing); err != nil {
+		if err := d.initGroup(ctx, s.group, existing, cfg); err != nil {
 			return nil, err
 		}
 	}

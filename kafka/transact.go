@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/driver"
 	"github.com/eventkit/eventkit/internal/opt"
 	"github.com/eventkit/eventkit/topic"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -142,7 +143,7 @@ func (x *Transactor) session(ctx context.Context) (*kgo.GroupTransactSession, er
 		return nil, fmt.Errorf("kafka: transactor: %w", err)
 	}
 	if !x.cfg.fromStart && len(existing) > 0 {
-		if err := d.initGroup(ctx, x.group, existing); err != nil {
+		if err := d.initGroup(ctx, x.group, existing, driver.Config{}); err != nil {
 			return nil, err
 		}
 	}

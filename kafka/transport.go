@@ -125,7 +125,15 @@ func (t *Transport) Flush(ctx context.Context) error { return t.d.prod.Flush(ctx
 // ephemeral group of its own, deleted when it closes. A group that has no
 // committed offsets for a topic starts at the end offsets resolved during
 // Subscribe (at the start with eventkit.FromStart); topics that appear
-// later are read from their start. When matching topics exist, Subscribe
+// later are read from their start. With eventkit.StartAt(t) such a group
+// starts, on each partition, at the first record whose timestamp is at or
+// after t. Message.Position is "<partition>:<offset>";
+// eventkit.StartAtPosition takes a comma-separated list of them, each
+// optionally prefixed by a Kafka topic and "/" ("orders/3:120") to apply to
+// that topic only: a listed partition starts at its offset, kept within the
+// partition's start and end offsets, and a partition not listed at its
+// start. An offset of a position is the record's own, so that a group that
+// starts there receives that record first. When matching topics exist, Subscribe
 // returns once the member has its first assignment. Either way every event
 // published after Subscribe returns is delivered.
 //
@@ -136,6 +144,19 @@ func (t *Transport) Flush(ctx context.Context) error { return t.d.prod.Flush(ctx
 // are not committed, and the group delivers them again.
 func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...eventkit.SubscribeOption) (eventkit.Subscription, error) {
 	return t.pt.Subscribe(ctx, pattern, opts...)
+}
+
+// Seek implements eventkit.Seeker: it commits, for group, the offsets of
+// the starting point to on every partition of the Kafka topics pattern
+// matches now. With eventkit.FromStart, the start offsets; with
+// eventkit.StartAt(t), the first offset of each partition whose record
+// timestamp is at or after t (the end offset where there is none); with
+// eventkit.StartAtPosition, the offsets it lists (see Subscribe), the
+// other partitions at their start. Kafka moves the offsets of an empty
+// group only: Seek of a group that has members fails with an error
+// wrapping ErrGroupHasMembers.
+func (t *Transport) Seek(ctx context.Context, pattern, group string, to eventkit.SubscribeOption) error {
+	return t.pt.Seek(ctx, pattern, group, to)
 }
 
 // Shutdown ends every subscription (each commits its finished offsets,

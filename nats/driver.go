@@ -56,7 +56,7 @@ func newDriver(nc *nats.Conn, owned bool, cfg config) (*drv, error) {
 func (t *drv) Capabilities() eventkit.Capabilities {
 	return eventkit.CapWildcards | eventkit.CapConsumerGroups | eventkit.CapNack | eventkit.CapNackDelay |
 		eventkit.CapAttemptCount | eventkit.CapOrderPerKey | eventkit.CapPersistent | eventkit.CapFromStart |
-		eventkit.CapBatchPublish
+		eventkit.CapBatchPublish | eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 }
 
 // ensureDeclared creates or checks the declared streams, once.
@@ -151,4 +151,5 @@ var (
 	_ driver.Subscriber = (*drv)(nil)
 	_ driver.Shutdowner = (*drv)(nil)
 	_ driver.Stopper    = (*drv)(nil)
+	_ driver.Seeker     = (*drv)(nil)
 )

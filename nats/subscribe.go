@@ -120,16 +120,9 @@ type delivery struct {
 // A consumer made again after it was lost starts after startAfter.
 func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstream.Consumer, error) {
 	t := s.t
-	cc := jetstream.ConsumerConfig{
-		FilterSubject: s.pattern,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       t.cfg.ackWait,
-		MaxDeliver:    t.cfg.maxDeliver,
-		MaxAckPending: t.cfg.maxAckPending,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-	}
-	if s.cfg.FromStart {
-		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+	cc, err := t.consumerConfig(s.pattern, s.cfg)
+	if err != nil {
+		return nil, err
 	}
 	if startAfter > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, startAfter+1
@@ -188,6 +181,104 @@ func (s *subscription) consumer(ctx context.Context, startAfter uint64) (jetstre
 		}
 		return c, nil
 	}
+}
+
+// consumerConfig is the configuration of the consumer of a subscription
+// (or group) to pattern that starts where cfg says: the next event
+// published, the oldest retained one (FromStart), the first stored at or
+// after StartTime, or the stream sequence StartPosition. An invalid
+// StartPosition wraps eventkit.ErrInvalidOption.
+func (t *drv) consumerConfig(pattern string, cfg driver.Config) (jetstream.ConsumerConfig, error) {
+	cc := jetstream.ConsumerConfig{
+		FilterSubject: pattern,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.cfg.ackWait,
+		MaxDeliver:    t.cfg.maxDeliver,
+		MaxAckPending: t.cfg.maxAckPending,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	}
+	switch {
+	case cfg.FromStart:
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+	case !cfg.StartTime.IsZero():
+		at := cfg.StartTime
+		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &at
+	case cfg.StartPosition != "":
+		seq, err := ParsePosition(cfg.StartPosition)
+		if err != nil {
+			return cc, err
+		}
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	}
+	return cc, nil
+}
+
+// ParsePosition returns the stream sequence of a Message.Position of the
+// transport (a decimal stream sequence, 1 or more), or an error wrapping
+// eventkit.ErrInvalidOption.
+func ParsePosition(pos string) (uint64, error) {
+	seq, err := strconv.ParseUint(pos, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, eventkit.InvalidOption("eventkit.StartAtPosition", fmt.Sprintf("a NATS position is a stream sequence (1 or more), got %q", pos))
+	}
+	return seq, nil
+}
+
+// Seek implements driver.Seeker: it replaces the group's durable consumer
+// with one that starts where cfg says (the consumer's delivery policy
+// cannot be changed in place), creating it when the group has none. A
+// consumer of the group on another pattern is refused. Members connected
+// at the time see their consumer deleted and join the new one: they
+// receive from the new starting point, and what they had not acked is
+// delivered again.
+func (t *drv) Seek(ctx context.Context, pattern string, cfg driver.Config) error {
+	if err := t.ensureDeclared(ctx); err != nil {
+		return fmt.Errorf("nats: seek group %q: %w", cfg.Group, err)
+	}
+	stream, err := t.streamFor(ctx, pattern)
+	if err != nil {
+		return fmt.Errorf("nats: seek group %q: %w", cfg.Group, err)
+	}
+	cc, err := t.consumerConfig(pattern, cfg)
+	if err != nil {
+		return err
+	}
+	cc.Durable = safeName(cfg.Group)
+	err = t.retryJS(ctx, func(ctx context.Context) error {
+		for try := 0; ; try++ {
+			if err := t.dropConsumer(ctx, stream, cc.Durable, pattern); err != nil {
+				return err
+			}
+			_, err := t.js.CreateConsumer(ctx, stream, cc)
+			if errors.Is(err, jetstream.ErrConsumerExists) && try < 3 {
+				continue // a member restored the old one meanwhile
+			}
+			return err
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("nats: seek group %q (consumer %q on stream %q): %w", cfg.Group, cc.Durable, stream, err)
+	}
+	return nil
+}
+
+// dropConsumer deletes the durable consumer name of stream, if there is
+// one, after checking that it is a group's on pattern.
+func (t *drv) dropConsumer(ctx context.Context, stream, name, pattern string) error {
+	c, err := t.js.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if have := c.CachedInfo().Config.FilterSubject; have != pattern {
+		return fmt.Errorf("the group subscribes to %q, not %q", have, pattern)
+	}
+	if err := t.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	return nil
 }
 
 // subscribe makes the inbox subscription that pull requests answer to.
@@ -429,7 +520,7 @@ func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
 		return nil, seq
 	}
 	d := &delivery{msg: msg}
-	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), ID: d, Raw: msg}
+	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), Position: strconv.FormatUint(seq, 10), ID: d, Raw: msg}
 	return d, seq
 }
 

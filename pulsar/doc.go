@@ -22,6 +22,17 @@
 //     settled are delivered again.
 //   - A subscription without a group is a private, exclusive subscription,
 //     removed when it closes.
+//   - Message.Position is the message id, "<ledger>:<entry>" (and
+//     ":<batch index>" for a message of a batch). eventkit.StartAt seeks
+//     the new subscription to the first message published at or after the
+//     time (SeekByTime), eventkit.StartAtPosition to a position, that
+//     message included. Pulsar's client cannot tell a new subscription from
+//     an existing one: a member that subscribes to a group with StartAt or
+//     StartAtPosition moves the group there; members that resume subscribe
+//     without them.
+//   - Transport.Seek (eventkit.Seeker) moves a group with a consumer of
+//     its own; the broker disconnects the members connected at the time,
+//     which reconnect and receive from the new point.
 //   - Nack redelivers (after the consumer's nack delay, WithNackDelay);
 //     Message.Attempt counts the deliveries. With WithDeadLetter, an event
 //     delivered that many times is moved to the dead-letter topic by the

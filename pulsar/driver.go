@@ -16,7 +16,8 @@ import (
 
 // capabilities are what the Pulsar driver guarantees.
 const capabilities = eventkit.CapConsumerGroups | eventkit.CapNack | eventkit.CapAttemptCount |
-	eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapOrderPerKey | eventkit.CapBatchPublish
+	eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapOrderPerKey | eventkit.CapBatchPublish |
+	eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 
 // contentTypeProperty is the message property that holds the content type.
 const contentTypeProperty = "content-type"
@@ -118,6 +119,11 @@ func decode(m ps.Message) (event.Event, error) {
 func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.Config) (driver.Subscription, error) {
 	if err := transport.NoSubscribeOptions("pulsar", cfg.Options); err != nil {
 		return nil, err
+	}
+	if cfg.StartPosition != "" {
+		if _, err := parsePosition(cfg.StartPosition); err != nil {
+			return nil, err
+		}
 	}
 	return newSubscription(ctx, d, pattern, cfg)
 }

@@ -43,6 +43,8 @@ func newSubscription(ctx context.Context, d *drv, name string, cfg driver.Config
 		// already acked included (the broker's setting must agree:
 		// acknowledgmentAtBatchIndexLevelEnabled).
 		EnableBatchIndexAcknowledgment: true,
+		// A consumer that seeks to a position starts at that message.
+		StartMessageIDInclusive: cfg.StartPosition != "",
 		// SendAcks returns once the broker has the acks: grouped acks
 		// (the client's default, flushed every 100 ms) could still be on
 		// the client when a nacked neighbour of the same batch is
@@ -67,6 +69,10 @@ func newSubscription(ctx context.Context, d *drv, name string, cfg driver.Config
 	case r := <-done:
 		if r.err != nil {
 			return nil, fmt.Errorf("pulsar: subscribe to %q as %q: %w", opts.Topic, sub, r.err)
+		}
+		if err := startConsumer(r.c, cfg); err != nil {
+			r.c.Close()
+			return nil, fmt.Errorf("pulsar: subscribe to %q as %q: start: %w", opts.Topic, sub, err)
 		}
 		return &subscription{consumer: r.c, name: name, log: d.o.Logger}, nil
 	case <-ctx.Done():
@@ -120,7 +126,7 @@ func (s *subscription) message(m ps.Message) *driver.Message {
 		_ = s.consumer.Ack(m)
 		return nil
 	}
-	return &driver.Message{Topic: s.name, Event: e, Attempt: int(m.RedeliveryCount()) + 1, ID: m.ID(), Raw: m}
+	return &driver.Message{Topic: s.name, Event: e, Attempt: int(m.RedeliveryCount()) + 1, Position: position(m.ID()), ID: m.ID(), Raw: m}
 }
 
 // SendAcks acknowledges the messages.

@@ -22,7 +22,16 @@
 // Every subscription reads through a consumer group (XREADGROUP). A group
 // named with eventkit.WithGroup is created on demand at the end of the
 // stream as it is when Subscribe runs ("$"), or at its start with
-// eventkit.FromStart, and persists: it resumes where it left off. A
+// eventkit.FromStart, and persists: it resumes where it left off. A new
+// group can also start at a time (eventkit.StartAt: the first entry whose
+// ID, the millisecond Redis stored it at, is at or after it) or at a
+// position (eventkit.StartAtPosition). Message.Position is the entry's
+// stream ID, "<ms>-<seq>"; StartAtPosition takes such an ID (or "<ms>",
+// meaning "<ms>-0") and starts at the first entry at or after it, on each
+// stream the pattern covers. Transport.Seek (eventkit.Seeker) moves an
+// existing group with XGROUP SETID, at once: members connected at the time
+// read on from the new point, and entries they hold unacked stay pending
+// (reclaimed after WithClaimIdle). A
 // subscription without a group gets a private group of its own, destroyed
 // when the subscription closes.
 //

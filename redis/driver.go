@@ -15,7 +15,7 @@ import (
 // capabilities are what the Redis streams driver guarantees.
 const capabilities = eventkit.CapWildcards | eventkit.CapConsumerGroups | eventkit.CapNack |
 	eventkit.CapNackDelay | eventkit.CapAttemptCount | eventkit.CapPersistent |
-	eventkit.CapFromStart | eventkit.CapBatchPublish
+	eventkit.CapFromStart | eventkit.CapBatchPublish | eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 
 // drv is the Redis streams driver: a driver.Publisher and a
 // driver.Subscriber in one value.
@@ -72,7 +72,11 @@ func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.C
 	if err := transport.NoSubscribeOptions("redis", cfg.Options); err != nil {
 		return nil, err
 	}
-	s := newSubscription(d, pattern, cfg)
+	startID, err := groupStart(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := newSubscription(d, pattern, cfg, startID)
 	if err := s.start(ctx); err != nil {
 		return nil, err
 	}

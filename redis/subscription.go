@@ -62,14 +62,14 @@ type entry struct {
 	attempt int
 }
 
-func newSubscription(d *drv, pattern string, cfg driver.Config) *subscription {
+func newSubscription(d *drv, pattern string, cfg driver.Config, startID string) *subscription {
 	s := &subscription{
 		d:          d,
 		pattern:    pattern,
 		wildcard:   topic.IsPattern(pattern),
 		group:      cfg.Group,
 		consumer:   consumerName(),
-		startID:    "$",
+		startID:    startID,
 		batch:      int64(cfg.MaxBatch),
 		held:       make(map[string]map[string]struct{}),
 		known:      make(map[string]string),
@@ -78,9 +78,6 @@ func newSubscription(d *drv, pattern string, cfg driver.Config) *subscription {
 	if s.group == "" {
 		s.private = true
 		s.group = "eventkit-private-" + randomHex(8)
-	}
-	if cfg.FromStart {
-		s.startID = "0"
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	return s
@@ -160,7 +157,7 @@ func (s *subscription) decode(entries []entry) []*driver.Message {
 			continue
 		}
 		ids[i] = ackID{en.stream, en.msg.ID}
-		msgs[i] = driver.Message{Topic: s.known[en.stream], Event: ev, Attempt: en.attempt, ID: &ids[i], Raw: en.msg}
+		msgs[i] = driver.Message{Topic: s.known[en.stream], Event: ev, Attempt: en.attempt, Position: en.msg.ID, ID: &ids[i], Raw: en.msg}
 		out = append(out, &msgs[i])
 	}
 	return out

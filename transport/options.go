@@ -128,6 +128,50 @@ func (c *config) subscribeConfig(pattern string, wildcard bool, caps eventkit.Ca
 	return dc, nil
 }
 
+// seekConf is the driver's configuration of a Seek, and the capability
+// its starting point needs.
+type seekConf struct {
+	driver.Config
+	need eventkit.Capabilities
+}
+
+// seekConfig checks the group and the starting point to of a Seek.
+func (c *config) seekConfig(pattern, group string, caps eventkit.Capabilities, to eventkit.SubscribeOption) (seekConf, error) {
+	if group == "" {
+		return seekConf{}, eventkit.InvalidOption("eventkit.Seeker.Seek", "the group must not be empty")
+	}
+	if to == nil {
+		return seekConf{}, eventkit.InvalidOption("eventkit.Seeker.Seek", "the starting point must not be nil")
+	}
+	sc := eventkit.NewSubscribeConfig(to)
+	dc := seekConf{Config: driver.Config{Group: group, FromStart: sc.FromStart, StartTime: sc.StartTime, StartPosition: sc.StartPosition}}
+	var op string
+	for _, p := range []struct {
+		set  bool
+		cap  eventkit.Capabilities
+		name string
+	}{
+		{sc.FromStart, eventkit.CapFromStart, "FromStart"},
+		{!sc.StartTime.IsZero(), eventkit.CapStartAtTime, "StartAt"},
+		{sc.StartPosition != "", eventkit.CapStartAtPosition, "StartAtPosition"},
+	} {
+		if !p.set {
+			continue
+		}
+		if dc.need != 0 {
+			return seekConf{}, eventkit.InvalidOption("eventkit.Seeker.Seek", "give one of eventkit.FromStart, StartAt and StartAtPosition, not two")
+		}
+		dc.need, op = p.cap, p.name
+	}
+	if dc.need == 0 || sc.Group != "" || sc.Buffer != 0 || len(sc.Transport) > 0 {
+		return seekConf{}, eventkit.InvalidOption("eventkit.Seeker.Seek", "the starting point must be eventkit.FromStart, StartAt or StartAtPosition")
+	}
+	if m := caps.Missing(dc.need | eventkit.CapPersistent | eventkit.CapConsumerGroups); m != 0 {
+		return seekConf{}, &eventkit.CapabilityError{Transport: c.name, Op: "seek group " + strconv.Quote(group) + " of " + strconv.Quote(pattern) + " with " + op, Missing: m}
+	}
+	return dc, nil
+}
+
 func joinOps(ops []string) string {
 	s := ""
 	for i, o := range ops {

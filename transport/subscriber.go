@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/eventkit/eventkit"
@@ -69,6 +70,38 @@ func (s *Subscriber) Subscribe(ctx context.Context, pattern string, opts ...even
 	s.live[sub] = struct{}{}
 	s.mu.Unlock()
 	return sub, nil
+}
+
+// Seek implements eventkit.Seeker on a driver that is a driver.Seeker:
+// it checks pattern, group and the starting point to (exactly one of
+// eventkit.FromStart, StartAt and StartAtPosition, with the capability it
+// needs), then has the driver move the group within ctx. A driver that is
+// no driver.Seeker refuses it with a *eventkit.CapabilityError.
+func (s *Subscriber) Seek(ctx context.Context, pattern, group string, to eventkit.SubscribeOption) error {
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return fmt.Errorf("%s: seek: %w", s.cfg.name, err)
+	}
+	dc, err := s.cfg.seekConfig(pattern, group, s.caps, to)
+	if err != nil {
+		return err
+	}
+	sk, ok := s.d.(driver.Seeker)
+	if !ok {
+		if ca, isCA := s.d.(closeAfter); isCA {
+			sk, ok = ca.Subscriber.(driver.Seeker)
+		}
+	}
+	if !ok {
+		return &eventkit.CapabilityError{Transport: s.cfg.name, Op: "seek group " + strconv.Quote(group), Missing: dc.need}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.enter() {
+		return eventkit.ErrClosed
+	}
+	defer s.inflight.Done()
+	return sk.Seek(ctx, pattern, dc.Config)
 }
 
 func (s *Subscriber) forget(sub *Subscription) {

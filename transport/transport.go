@@ -93,6 +93,11 @@ func (t *Transport) Subscribe(ctx context.Context, pattern string, opts ...event
 	return t.sub.Subscribe(ctx, pattern, opts...)
 }
 
+// Seek is Subscriber.Seek (eventkit.Seeker).
+func (t *Transport) Seek(ctx context.Context, pattern, group string, to eventkit.SubscribeOption) error {
+	return t.sub.Seek(ctx, pattern, group, to)
+}
+
 // Shutdown tells the drivers that are a driver.Stopper that the stop
 // begins, shuts the publisher down (waiting for the publishes in flight),
 // then the subscriber, within ctx, and returns every error met.

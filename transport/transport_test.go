@@ -701,3 +701,89 @@ func TestShutdownTellsStopper(t *testing.T) {
 		t.Fatalf("Stopping called %d times, want 1", d.calls)
 	}
 }
+
+// seekDriver is a fakeDriver that is a driver.Seeker and records its
+// calls.
+type seekDriver struct {
+	*fakeDriver
+	pattern string
+	got     []driver.Config
+}
+
+func (d *seekDriver) Seek(_ context.Context, pattern string, cfg driver.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pattern = pattern
+	d.got = append(d.got, cfg)
+	return nil
+}
+
+func TestSeek(t *testing.T) {
+	ctx := context.Background()
+	at := time.Unix(1700000000, 0)
+	caps := eventkit.CapPersistent | eventkit.CapConsumerGroups | eventkit.CapFromStart | eventkit.CapStartAtTime | eventkit.CapStartAtPosition
+	sd := &seekDriver{fakeDriver: newFake(caps)}
+	tr, err := transport.New(sd, sd, transport.WithName("fake"), transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var _ eventkit.Seeker = tr
+	for _, to := range []eventkit.SubscribeOption{eventkit.FromStart(), eventkit.StartAt(at), eventkit.StartAtPosition("0:7")} {
+		if err := tr.Seek(ctx, "a.b", "g", to); err != nil {
+			t.Fatalf("Seek: %v", err)
+		}
+	}
+	want := []driver.Config{{Group: "g", FromStart: true}, {Group: "g", StartTime: at}, {Group: "g", StartPosition: "0:7"}}
+	if len(sd.got) != len(want) || sd.pattern != "a.b" {
+		t.Fatalf("driver saw %d seeks of %q, want %d of a.b", len(sd.got), sd.pattern, len(want))
+	}
+	for i, w := range want {
+		if g := sd.got[i]; g.Group != w.Group || g.FromStart != w.FromStart || !g.StartTime.Equal(w.StartTime) || g.StartPosition != w.StartPosition || g.MaxBatch != 0 || g.Options != nil {
+			t.Errorf("seek %d: driver got %+v, want %+v", i, g, w)
+		}
+	}
+	// Mistakes are refused before the driver sees them.
+	for _, tc := range []struct {
+		name, pattern, group string
+		to                   eventkit.SubscribeOption
+	}{
+		{"no group", "a.b", "", eventkit.FromStart()},
+		{"no starting point", "a.b", "g", nil},
+		{"not a starting point", "a.b", "g", eventkit.WithBuffer(3)},
+		{"a group as starting point", "a.b", "g", eventkit.WithGroup("h")},
+	} {
+		if err := tr.Seek(ctx, tc.pattern, tc.group, tc.to); !errors.Is(err, eventkit.ErrInvalidOption) {
+			t.Errorf("%s: %v, want ErrInvalidOption", tc.name, err)
+		}
+	}
+	two := func(c *eventkit.SubscribeConfig) { eventkit.FromStart()(c); eventkit.StartAtPosition("1")(c) }
+	if err := tr.Seek(ctx, "a.b", "g", two); !errors.Is(err, eventkit.ErrInvalidOption) {
+		t.Errorf("two starting points: %v, want ErrInvalidOption", err)
+	}
+	if err := tr.Seek(ctx, "a..b", "g", eventkit.FromStart()); err == nil {
+		t.Error("invalid pattern accepted")
+	}
+	if len(sd.got) != len(want) {
+		t.Errorf("the driver saw %d seeks, want %d", len(sd.got), len(want))
+	}
+	// Without the capability, or without a driver.Seeker: refused.
+	timeOnly := &seekDriver{fakeDriver: newFake(eventkit.CapPersistent | eventkit.CapConsumerGroups | eventkit.CapStartAtTime)}
+	tt, err := transport.New(timeOnly, timeOnly, transport.WithName("fake"), transport.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tt.Close()
+	var ce *eventkit.CapabilityError
+	if err := tt.Seek(ctx, "a.b", "g", eventkit.StartAtPosition("1")); !errors.As(err, &ce) || ce.Missing != eventkit.CapStartAtPosition {
+		t.Errorf("StartAtPosition without the capability: %v", err)
+	}
+	plain := newTransport(t, newFake(caps))
+	if err := plain.Seek(ctx, "a.b", "g", eventkit.StartAt(at)); !errors.Is(err, eventkit.ErrUnsupported) {
+		t.Errorf("Seek on a driver that is no driver.Seeker: %v", err)
+	}
+	_ = tr.Close()
+	if err := tr.Seek(ctx, "a.b", "g", eventkit.FromStart()); !errors.Is(err, eventkit.ErrClosed) {
+		t.Errorf("Seek after Close: %v, want ErrClosed", err)
+	}
+}

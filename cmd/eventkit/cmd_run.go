@@ -19,6 +19,10 @@ import (
 	"github.com/eventkit/eventkit/pipeline/pipecel"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
 	"github.com/eventkit/eventkit/pipeline/pipewasm"
+	"github.com/eventkit/eventkit/postgres/pgqueue"
+	"github.com/eventkit/eventkit/pulsar"
+	"github.com/eventkit/eventkit/redis"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func init() {
@@ -117,8 +121,35 @@ func (t *runTransports) open(ctx context.Context, raw string) (interface {
 			return nil, err
 		}
 		return tr, nil
+	case "redis", "rediss", "unix":
+		return redis.Dial(ctx, raw) // Close closes its client
+	case "pulsar", "pulsar+ssl":
+		return pulsar.Dial(ctx, raw) // Close closes its client
+	case "postgres", "postgresql":
+		pool, err := pgxpool.New(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		tr, err := pgqueue.New(pool)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		return &poolQueue{Transport: tr, pool: pool}, nil
 	}
-	return nil, errors.New("want nats://…, kafka://… or memory:// (and stdout for an output)")
+	return nil, errors.New("want nats://…, kafka://…, redis://…, postgres://…, pulsar://… or memory:// (and stdout for an output)")
+}
+
+// poolQueue is a queue transport that owns its pool: Close closes both.
+type poolQueue struct {
+	*pgqueue.Transport
+	pool *pgxpool.Pool
+}
+
+func (q *poolQueue) Close() error {
+	err := q.Transport.Close()
+	q.pool.Close()
+	return err
 }
 
 func (t *runTransports) Subscriber(ctx context.Context, url string) (eventkit.Subscriber, error) {

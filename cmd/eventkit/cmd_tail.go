@@ -34,6 +34,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
 	secretFile := secretFlag(fs)
 	asJSON := fs.Bool("json", false, "print each event in full, in the CloudEvents JSON format (one per line)")
+	from := fs.String("from", "", "print the stored events from `TIME` first: RFC 3339, \"start\" (the oldest) or a duration ago (\"15m\"); a reconnection goes on live")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: eventkit tail [flags] [PATTERN]\n\nPATTERN is a topic pattern (default \">\": every topic); \"*\" matches one token, \">\" the rest.")
 		fs.PrintDefaults()
@@ -61,9 +62,24 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	u := strings.TrimSuffix(*server, "/") + "/events/stream?topic=" + url.QueryEscape(pattern)
+	first := u
+	if *from != "" {
+		t, start, err := parseWhen(*from, time.Now())
+		if err != nil {
+			return err
+		}
+		since := "start"
+		if !start {
+			since = t.Format(time.RFC3339Nano)
+		}
+		first += "&since=" + url.QueryEscape(since)
+	}
 	backoff := 250 * time.Millisecond
 	for {
-		connected, err := tailOnce(ctx, u, *token, secret, *asJSON, stdout)
+		connected, err := tailOnce(ctx, first, *token, secret, *asJSON, stdout)
+		if connected {
+			first = u // a reconnection goes on live, not from --from again
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -119,7 +119,7 @@ func rules() []rule {
 			why: "a store or transport pulls its own driver and nothing else heavy"})
 	}
 	// Logic packages: no driver; nothing heavy but middleware's own two.
-	for _, pkg := range []string{"dedup", "topic", "binding", "es", "outbox", "cdc", "saga", "cefilter"} {
+	for _, pkg := range []string{"dedup", "topic", "binding", "es", "outbox", "cdc", "saga", "cefilter", "inspect"} {
 		rs = append(rs, rule{pkg: pkg, forbid: join(drivers, middlewareLibs),
 			why: "a logic package imports no driver and no heavy library"})
 	}

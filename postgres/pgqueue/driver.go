@@ -21,7 +21,8 @@ import (
 // capabilities are what the queue driver guarantees.
 const capabilities = eventkit.CapWildcards | eventkit.CapConsumerGroups | eventkit.CapNack |
 	eventkit.CapNackDelay | eventkit.CapAttemptCount | eventkit.CapOrderPerKey |
-	eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapBatchPublish
+	eventkit.CapPersistent | eventkit.CapFromStart | eventkit.CapBatchPublish |
+	eventkit.CapStartAtTime | eventkit.CapStartAtPosition
 
 // drv is the queue driver: a driver.Publisher and a driver.Subscriber in
 // one value.
@@ -196,11 +197,15 @@ func (d *drv) OpenSubscription(ctx context.Context, pattern string, cfg driver.C
 		_, _ = rand.Read(b[:])
 		group, ephemeral = "~"+hex.EncodeToString(b[:]), true
 	}
+	start, arg, err := d.startCursor(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var have string
-	err := d.pool.QueryRow(ctx, `INSERT INTO `+d.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral)
-		VALUES ($1, $2, $3, CASE WHEN $4 THEN '0'::xid8 ELSE pg_snapshot_xmin(pg_current_snapshot()) END, 0, $5)
+	err = d.pool.QueryRow(ctx, `INSERT INTO `+d.groups+` (name, pattern, regex, cur_xid, cur_id, ephemeral)
+		SELECT $1, $2, $3, st.xid, st.id, $4 FROM (`+start+`) st
 		ON CONFLICT (name) DO UPDATE SET seen_at = now()
-		RETURNING pattern`, group, pattern, topic.Regexp(pattern).String(), cfg.FromStart, ephemeral).Scan(&have)
+		RETURNING pattern`, group, pattern, topic.Regexp(pattern).String(), ephemeral, arg).Scan(&have)
 	if err != nil {
 		return nil, fmt.Errorf("pgqueue: subscribe: %w", err)
 	}

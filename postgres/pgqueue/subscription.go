@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,7 +263,7 @@ func (s *subscription) fetch(ctx context.Context, n int) ([]*driver.Message, err
 			bad = append(bad, ref)
 			continue
 		}
-		out = append(out, &driver.Message{Topic: r.topic, Event: e, Attempt: r.attempt, ID: ref})
+		out = append(out, &driver.Message{Topic: r.topic, Event: e, Attempt: r.attempt, Position: strconv.FormatInt(r.msgID, 10), ID: ref})
 	}
 	s.mu.Unlock()
 	if len(bad) > 0 {

@@ -107,7 +107,15 @@ func WithLogger(l *slog.Logger) Option {
 // it visible again after the delay; a claimed row not settled within the
 // visibility timeout becomes visible again. A group keeps its offset and work
 // list while it has no member; a group created by Subscribe starts at the
-// current end, or at the oldest retained message with eventkit.FromStart.
+// current end, or at the oldest retained message with eventkit.FromStart,
+// at the first message stored at or after a time with eventkit.StartAt
+// (by created_at, the publishing transaction's start), or at a message with
+// eventkit.StartAtPosition. Message.Position is the message's row id (a
+// decimal number); StartAtPosition(id) starts at that message, or at the
+// first one kept after it, and delivers what follows in the group's
+// (transaction id, row id) order. Seek (eventkit.Seeker) moves an existing
+// group's offset the same way and forgets its work list and claims; members
+// connected at the time claim from the new offset on their next fetch.
 // Events with a key are delivered to a group in publish order (a later
 // redelivery, after a nack or a timeout, can overtake); several members of
 // a group process in parallel, so strict per-key processing needs one member.
@@ -122,7 +130,8 @@ func WithLogger(l *slog.Logger) Option {
 //     the same pattern. eventkit.WithBuffer bounds the messages the
 //     subscription holds, claimed and not settled (default DefaultBuffer).
 //   - Capabilities: wildcards, consumer groups, nack with a delay, attempt
-//     counts, order per key, persistence, FromStart and batched publishes.
+//     counts, order per key, persistence, FromStart, StartAt,
+//     StartAtPosition and batched publishes.
 //   - Shutdown ends every subscription (flushing their acks and giving back
 //     the messages they hold) and makes later publishes return
 //     eventkit.ErrClosed, within ctx. It does not close the pool. Close is
