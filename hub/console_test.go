@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventkit/eventkit/hub"
+	"github.com/eventkit/eventkit/memory"
 )
 
 // consoleGet reads a console API answer into v, with the bearer token tok
@@ -219,4 +220,27 @@ func heatmapTotal(h hub.Heatmap) uint64 {
 		}
 	}
 	return n
+}
+
+// TestConsoleOnAnotherBroker: without JetStream the console says what it
+// cannot know (no store, no stored counts, no lag) and counts the rest.
+func TestConsoleOnAnotherBroker(t *testing.T) {
+	ok := newWebhook(t, 0, 0)
+	bus := memory.New()
+	s := start(t, hub.Config{Subscriptions: []hub.SubscriptionConfig{{Name: "ok", Topic: "order.created", URL: ok.srv.URL}}},
+		hub.WithBroker(bus, bus))
+	postEvent(t, s.URL(), "o1", "order.created")
+	var topics hub.ConsoleTopics
+	consoleGet(t, s.URL()+"/console/api/topics", "", &topics)
+	if topics.Stream != nil || len(topics.Topics) != 1 || topics.Topics[0].Stored != nil || topics.Topics[0].Accepted != 1 {
+		t.Errorf("topics %+v, want order.created accepted once, nothing about a store", topics)
+	}
+	var subs hub.ConsoleSubscriptions
+	waitFor(t, "the delivery counted", func() bool {
+		consoleGet(t, s.URL()+"/console/api/subscriptions", "", &subs)
+		return len(subs.Subscriptions) == 1 && subs.Subscriptions[0].Outcomes["delivered"] == 1
+	})
+	if subs.Subscriptions[0].Lag != nil {
+		t.Errorf("lag %+v without JetStream, want null", subs.Subscriptions[0].Lag)
+	}
 }
