@@ -105,22 +105,20 @@ type ConsoleStream struct {
 	Last     time.Time `json:"last"`
 }
 
-// ConsoleTopic is one topic of the console's topic view.
+// ConsoleTopic is one topic of the console's topic view. Stored is the
+// number of its events in the store (null when the broker is not
+// JetStream). Accepted and AcceptedBytes count the events POST /events
+// stored on it since the server started, and their size in the
+// CloudEvents JSON format; Rate is those per second over the last minute
+// (or since the server started, when sooner), LastSeen when the last one
+// was (absent: none since the server started).
 type ConsoleTopic struct {
-	Topic string `json:"topic"`
-	// Stored is the number of its events in the store (null when unknown).
-	Stored *uint64 `json:"stored"`
-	// Accepted and AcceptedBytes count the events POST /events stored on
-	// it since the server started, and their size in the CloudEvents JSON
-	// format.
-	Accepted      uint64 `json:"accepted"`
-	AcceptedBytes uint64 `json:"accepted_bytes"`
-	// Rate is the events per second accepted over the last minute (or
-	// since the server started, when sooner).
-	Rate float64 `json:"rate"`
-	// LastSeen is when the last event was accepted (zero: never since
-	// the server started).
-	LastSeen time.Time `json:"last_seen,omitzero"`
+	Topic         string    `json:"topic"`
+	Stored        *uint64   `json:"stored"`
+	Accepted      uint64    `json:"accepted"`
+	AcceptedBytes uint64    `json:"accepted_bytes"`
+	Rate          float64   `json:"rate"`
+	LastSeen      time.Time `json:"last_seen,omitzero"`
 }
 
 func (c *console) topics(ctx context.Context) ConsoleTopics {
