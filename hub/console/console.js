@@ -463,8 +463,10 @@ async function loadSubscriptions() {
     }
     div.appendChild(kv);
     if (s.latency.rows.length) {
-      div.appendChild(el("p", "Delivery time, one column per " + "interval (the last ends now):", "muted"));
+      div.appendChild(el("p", "Delivery time: one row per power of two, one column per 5 s interval.", "muted"));
       div.appendChild(heatmapTable(s.latency));
+      const cols = s.latency.columns;
+      div.appendChild(el("p", cols.length + (cols.length === 1 ? " column" : " columns") + ", from the interval ending " + fmtTime(cols[0].end) + " to the one ending now", "muted"));
     } else {
       div.appendChild(el("p", "No delivery yet.", "muted"));
     }
