@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
-	"github.com/eventkit/eventkit/cehttp"
 )
 
 // Defaults of the Discovery API.
@@ -156,32 +154,5 @@ func (d *discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // publisher wraps p so that the events it publishes without error are
 // recorded.
 func (d *discovery) publisher(p eventkit.Publisher) eventkit.Publisher {
-	return &discoveringPublisher{Publisher: p, d: d}
-}
-
-type discoveringPublisher struct {
-	eventkit.Publisher
-	d *discovery
-}
-
-func (p *discoveringPublisher) Publish(ctx context.Context, topic string, events ...event.Event) error {
-	err := p.Publisher.Publish(ctx, topic, events...)
-	if err == nil {
-		p.d.record(events)
-	}
-	return err
-}
-
-// PublishEach publishes events[i] to topics[i], in one call when the
-// publisher is a cehttp.EachPublisher.
-func (p *discoveringPublisher) PublishEach(ctx context.Context, topics []string, events []event.Event) error {
-	ep, ok := p.Publisher.(cehttp.EachPublisher)
-	if !ok {
-		return cehttp.PublishRuns(ctx, p, topics, events)
-	}
-	err := ep.PublishEach(ctx, topics, events)
-	if err == nil {
-		p.d.record(events)
-	}
-	return err
+	return &observedPublisher{Publisher: p, seen: func(_ func(int) string, events []event.Event) { d.record(events) }}
 }

@@ -24,6 +24,14 @@
 //	GET     /discovery                  the event types accepted, per source, with an example of each (read)
 //	GET     /deadletters[/{position}]   dead letters (read); POST .../redrive, DELETE: re-drive, purge (admin)
 //	GET     /probe?correlationid=ID     the timeline of a flow across topics, as JSON, Mermaid or HTML (read)
+//	GET     /console/                   the web console (its assets need no credentials; its data does)
+//	GET     /console/api/topics         the console's topics: stored, accepted, rates and sizes (read)
+//	GET     /console/api/subscriptions  the console's subscriptions: outcomes, lag, latency heatmap (read)
+//
+// A browser's cross-origin write (POST, PUT, DELETE from a page of another
+// origin, told by Sec-Fetch-Site or Origin) is refused with 403 on every
+// route but /events, whose cross-origin use is CORS's to decide: a page
+// elsewhere cannot make an open server re-drive, delete or subscribe.
 //
 // Subscriptions made through the API are kept in the embedded store (a
 // JetStream key-value bucket), survive a restart, and are delivered by the
@@ -134,6 +142,7 @@ type Server struct {
 	discard *discarder          // broker.discard old (nil otherwise)
 	dlq     *deadLetterAPI      // /deadletters
 	tel     *telemetry          // OpenTelemetry traces (a no-op without an exporter)
+	console *console            // the web console (/console/)
 
 	streamStop chan struct{}
 	streams    sync.WaitGroup
@@ -202,6 +211,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s.disc = newDiscovery(cfg.Discovery)
 	s.dlq = newDeadLetterAPI(s)
+	s.console = newConsole(s)
+	s.closers = append(s.closers, s.console.close)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -387,7 +398,7 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.TopicHeader {
 		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
 	}
-	ingress := cehttp.NewHandler(s.tel.publisher(&countingPublisher{Publisher: s.disc.publisher(s.pub), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}), hopts...)
+	ingress := cehttp.NewHandler(s.tel.publisher(&countingPublisher{Publisher: s.disc.publisher(&observedPublisher{Publisher: s.pub, seen: s.console.tally.record}), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}), hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.tel.ingress(s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The ingress checks a POST's signature itself, with its body.
@@ -397,6 +408,9 @@ func (s *Server) Handler() http.Handler {
 	})))
 	metricsH := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	return limitHeaders(s.cfg.Limits.MaxHeaderBytes, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !sameOriginWrite(w, r) {
+			return
+		}
 		switch r.URL.Path {
 		case "/events":
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -431,6 +445,10 @@ func (s *Server) Handler() http.Handler {
 				s.healthz(w, r)
 			}
 		default:
+			if r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/") {
+				s.console.ServeHTTP(w, r)
+				return
+			}
 			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
 				s.api.ServeHTTP(w, r)
 				return

@@ -61,13 +61,16 @@ func (s *Server) addSubscription(r *eventkit.Router, sc SubscriptionConfig, skip
 	s.discard.track(sc.Name, sc.Topic)
 	name, dlq := sc.Name, sc.DeadLetter
 	deliveries := s.metrics.deliveries
+	took := s.metrics.deliveryTime.WithLabelValues(name)
 	h := eventkit.HandlerFunc(func(ctx context.Context, m *eventkit.Message) error {
 		// An event re-driven for another subscription is not ours again.
 		if skip != nil && skip(m) || !deadletter.For(&m.Event, name) {
 			deliveries.WithLabelValues(name, "filtered").Inc()
 			return nil
 		}
+		start := time.Now()
 		err := hook.Publish(ctx, m.Topic, m.Event)
+		took.Observe(time.Since(start).Seconds())
 		outcome := "delivered"
 		if err != nil {
 			outcome = "failed"

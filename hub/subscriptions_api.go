@@ -582,17 +582,7 @@ func (a *apiSubs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *apiSubs) list(w http.ResponseWriter) {
-	a.mu.Lock()
-	out := make([]APISubscription, 0, len(a.fixed)+len(a.live))
-	for _, sub := range a.fixed {
-		out = append(out, sub)
-	}
-	for _, ls := range a.live {
-		out = append(out, ls.public)
-	}
-	a.mu.Unlock()
-	slices.SortFunc(out, func(x, y APISubscription) int { return strings.Compare(x.ID, y.ID) })
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, a.all())
 }
 
 func (a *apiSubs) get(w http.ResponseWriter, id string) {
@@ -734,6 +724,7 @@ func (a *apiSubs) remove(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	delete(a.live, id)
 	a.s.metrics.deliveries.DeletePartialMatch(map[string]string{"subscription": id})
+	a.s.metrics.deliveryTime.DeleteLabelValues(id)
 	if err := a.forgetProgress(ctx, id); err != nil {
 		a.s.log.Warn("eventkit hub: the deleted subscription's consumer is left", "subscription", id, "err", err)
 	}

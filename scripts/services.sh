@@ -7,7 +7,8 @@
 #
 # What it changes on a machine, when run as root:
 #   - apt-get installs postgresql, redis-server, rabbitmq-server and mosquitto
-#     when they are missing (Debian's packages);
+#     when they are missing (Debian's packages), and chromium, the headless
+#     browser of the web console's tests (e2e/);
 #   - nats-server is built with `go install` from the Go module proxy, at the
 #     version go.mod names (the same server the embedded mode runs), into
 #     /usr/local/bin;
@@ -78,6 +79,8 @@ command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+# Headless Chromium for the web console's browser tests (e2e/).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${EVENTKIT_SKIP_KAFKA:-}" != 1 ]; then
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)

@@ -36,6 +36,9 @@ if [ "${1-}" != "-stress" ]; then
   # own (interop/go.mod), so that the SDKs never become our users'
   # dependencies (docs/interop.md).
   (cd interop && go vet ./... && go test -race -count=1 -timeout 25m "$@" ./...) || status=$?
+  # The web console's browser tests in headless Chromium (chromedp): a
+  # module of its own too (e2e/go.mod).
+  (cd e2e && go vet ./... && go test -race -count=1 -timeout 10m "$@" ./...) || status=$?
   exit $status
 fi
 
