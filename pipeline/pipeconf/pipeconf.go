@@ -51,13 +51,44 @@ type Loader struct {
 	Functions map[string]Function
 	// Kinds are the processor kinds besides the built-in ones, by key.
 	Kinds map[string]Kind
+	// Inputs are the input kinds besides a transport URL, by key
+	// (input: {http: {...}}): package pipeline/pipehttp gives "http",
+	// package pipeline/pipepg "cdc" and "outbox".
+	Inputs map[string]InputKind
+}
+
+// InputKind builds a declared input of one kind from its settings (the
+// mapping under the kind's key). It reports problems with n.Errorf and may
+// return nil then; resources it holds are released through n.OnClose.
+type InputKind func(n *Node) *Input
+
+// Input is a declared input: the source the pipeline reads and, for an
+// input that runs a producer of its own (an HTTP server, a CDC reader, an
+// outbox relay, usually pushing into a pipeline.Feed), that producer.
+type Input struct {
+	Source pipeline.Source
+	// Run, when set, runs the producer until ctx ends; Loaded.Start starts
+	// it once the pipeline runs, and Loaded.Shutdown ends it (and waits for
+	// it) before the pipeline drains, so that the producer's last calls
+	// are answered by the pipeline. An error other than ctx's ends the
+	// pipeline.
+	Run func(ctx context.Context) error
+	// Close, when set, releases what the input holds (its feed); Loaded.Close
+	// calls it after the pipeline ended.
+	Close func() error
 }
 
 // Loaded is a pipeline built from a definition, with the transports it
-// opened (Close closes them, after the pipeline has ended).
+// opened (Close closes them, after the pipeline has ended) and the
+// producer of its input, if it has one. Run it with Run, or Start,
+// Shutdown and Wait: they start and stop the producer around the
+// pipeline's own Start and Shutdown.
 type Loaded struct {
 	Pipeline *pipeline.Pipeline
 	closers  []func() error
+	producer func(ctx context.Context) error
+	drain    time.Duration
+	life     *life
 }
 
 // Close closes the transports the definition opened.
@@ -92,6 +123,7 @@ func (l *Loader) Load(ctx context.Context, file string, data []byte) (*Loaded, e
 	root.Done()
 	if len(errs) == 0 {
 		b.wire(src, stages, outs)
+		b.loaded.drain = b.drain
 		if err := b.loaded.Pipeline.Build(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
 		}
@@ -107,6 +139,7 @@ type build struct {
 	l      *Loader
 	ctx    context.Context
 	loaded *Loaded
+	drain  time.Duration
 }
 
 type output struct {
@@ -136,6 +169,7 @@ func (b *build) pipelineSettings(n *Node) *pipeline.Pipeline {
 	}
 	if v := n.Duration("shutdown_timeout", 0); v != 0 {
 		opts = append(opts, pipeline.WithShutdownTimeout(v))
+		b.drain = v
 	}
 	return pipeline.New(opts...)
 }
@@ -147,6 +181,9 @@ func (b *build) input(root *Node) *pipeline.Node {
 		return nil
 	}
 	defer n.Done()
+	if in, ok := b.inputKind(n); ok {
+		return in
+	}
 	url, topic := n.String("url", true), n.String("topic", true)
 	var opts []eventkit.SubscribeOption
 	if g := n.String("group", false); g != "" {
@@ -169,6 +206,43 @@ func (b *build) input(root *Node) *pipeline.Node {
 	}
 	b.loaded.closers = append(b.loaded.closers, sub.Close)
 	return b.loaded.Pipeline.From(pipeline.Source{Name: "input", Subscriber: sub, Pattern: topic, Options: opts, Produces: types})
+}
+
+// inputKind builds an input of a registered kind (input: {http: ...}),
+// or reports false when the input has no kind key (a transport URL).
+func (b *build) inputKind(n *Node) (*pipeline.Node, bool) {
+	var kinds []string
+	for i := 0; i+1 < len(n.n.Content); i += 2 {
+		if k := n.n.Content[i].Value; b.l.Inputs[k] != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, false
+	}
+	if len(kinds) > 1 {
+		n.Errorf("", "want one input kind, got %v", kinds)
+		return nil, true
+	}
+	settings := n.Map(kinds[0])
+	if settings == nil {
+		return nil, true
+	}
+	types := eventTypes(n.Strings("types"))
+	in := b.l.Inputs[kinds[0]](settings)
+	settings.Done()
+	if in == nil {
+		return nil, true
+	}
+	if in.Close != nil {
+		b.loaded.closers = append(b.loaded.closers, in.Close)
+	}
+	in.Source.Name = "input"
+	if types != nil {
+		in.Source.Produces = types
+	}
+	b.loaded.producer = in.Run
+	return b.loaded.Pipeline.From(in.Source), true
 }
 
 func eventTypes(names []string) []pipeline.EventType {
