@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -58,6 +60,16 @@ type Stage struct {
 	produces []EventType
 	declared bool // produces was declared (possibly empty)
 	errs     []error
+
+	log     *slog.Logger  // the pipeline's, set when the stage is added
+	skipped atomic.Uint64 // events a policy passed on or dropped undone
+}
+
+func (s *Stage) logger() *slog.Logger {
+	if s.log == nil {
+		return slog.Default()
+	}
+	return s.log
 }
 
 // Name returns the stage's name.

@@ -49,6 +49,8 @@ type Loader struct {
 	Transports Transports
 	// Functions are the Go functions map and split processors may name.
 	Functions map[string]Function
+	// Lookups are the Go lookups enrich processors may name (function:).
+	Lookups map[string]pipeline.Lookup
 	// Kinds are the processor kinds besides the built-in ones, by key.
 	Kinds map[string]Kind
 	// Inputs are the input kinds besides a transport URL, by key
@@ -100,7 +102,7 @@ func (l *Loaded) Close() error {
 	return errors.Join(errs...)
 }
 
-var builtinKinds = []string{"map", "split", "filter", "route", "batch"}
+var builtinKinds = []string{"map", "split", "filter", "route", "batch", "enrich"}
 
 // Load parses the definition in data (file names it in errors), opens its
 // transports and builds the pipeline (pipeline.Build included). On error
@@ -314,6 +316,11 @@ func (b *build) common(n *Node) []pipeline.Option {
 		opts = append(opts, pipeline.Produces(eventTypes(n.Strings("produces"))...))
 	}
 	var mw []eventkit.Middleware
+	if dl := n.Map("dead_letter"); dl != nil {
+		if m := b.deadLetter(dl); m != nil {
+			mw = append(mw, m)
+		}
+	}
 	if r := n.Map("retry"); r != nil {
 		ropts := []middleware.RetryOption{middleware.MaxAttempts(r.Int("max_attempts", 3))}
 		if d := r.Duration("backoff", 0); d > 0 {
@@ -329,6 +336,31 @@ func (b *build) common(n *Node) []pipeline.Option {
 		opts = append(opts, pipeline.Use(mw...))
 	}
 	return opts
+}
+
+// deadLetter builds the dead_letter setting: {url:, topic:, after:}.
+// It is the outermost middleware: it keeps what retry gave up on and the
+// permanent errors, so that the source message is acked, not lost.
+func (b *build) deadLetter(n *Node) eventkit.Middleware {
+	defer n.Done()
+	url, topic, after := n.String("url", true), n.String("topic", false), n.Int("after", 0)
+	if url == "" {
+		return nil
+	}
+	pub, err := b.l.Transports.Publisher(b.ctx, url)
+	if err != nil {
+		n.Errorf("url", "%v", err)
+		return nil
+	}
+	b.loaded.closers = append(b.loaded.closers, pub.Close)
+	var opts []middleware.DeadLetterOption
+	if topic != "" {
+		opts = append(opts, middleware.DeadLetterTopic(func(string) string { return topic }))
+	}
+	if after > 0 {
+		opts = append(opts, middleware.DeadLetterAfter(after))
+	}
+	return middleware.DeadLetter(pub, opts...)
 }
 
 func (b *build) processors(root *Node, outs []output) []proc {
@@ -387,6 +419,8 @@ func (b *build) processor(name string, n *Node, outs []output, last bool) proc {
 		return proc{stage: pipeline.Process(name, fn, opts...)}
 	case "filter":
 		return proc{stage: filterStage(name, settings, opts)}
+	case "enrich":
+		return proc{stage: b.enrichStage(name, settings, opts)}
 	case "batch":
 		return proc{stage: pipeline.Batch(name, settings.Int("size", 100), settings.Duration("wait", 10*time.Millisecond),
 			func(_ context.Context, evs []event.Event) ([]event.Event, error) { return evs, nil }, opts...)}
