@@ -53,6 +53,8 @@ type Config struct {
 	MaxStreamClients int `yaml:"max_stream_clients"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Pipelines run with the server (see PipelineConfig).
+	Pipelines []PipelineConfig `yaml:"pipelines"`
 }
 
 // BrokerConfig selects the broker: the embedded NATS JetStream server

@@ -68,13 +68,8 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	tr := &runTransports{stdout: stdout, mem: memory.New()}
-	defer tr.mem.Close()
-	loader := &pipeconf.Loader{
-		Transports: tr,
-		Kinds:      runKinds,
-		Inputs:     runInputs,
-	}
+	loader, closeLoader := pipelineLoader(stdout)
+	defer closeLoader()
 	loaded, err := loader.Load(ctx, file, data)
 	if err != nil {
 		return err
@@ -93,6 +88,15 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "  %-16s in %d out %d failed %d blocked %s\n", s.Name, s.In, s.Out, s.Failed, s.Blocked.Round(time.Millisecond))
 	}
 	return err
+}
+
+// pipelineLoader is the loader of `eventkit run` and of the pipelines of
+// `eventkit serve`: every processor and input kind the command knows, and
+// its transports (stdout writes to stdout); release closes its in-process
+// bus.
+func pipelineLoader(stdout io.Writer) (l *pipeconf.Loader, release func()) {
+	tr := &runTransports{stdout: stdout, mem: memory.New()}
+	return &pipeconf.Loader{Transports: tr, Kinds: runKinds, Inputs: runInputs}, func() { _ = tr.mem.Close() }
 }
 
 // runTransports opens the inputs and outputs of `eventkit run` by URL.

@@ -112,12 +112,23 @@ func (l *Loader) Load(ctx context.Context, file string, data []byte) (*Loaded, e
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	if len(doc.Content) == 0 {
 		return nil, &Error{File: file, Line: max(doc.Line, 1), Field: "(document)", Msg: "want a mapping with input, processors and outputs"}
+	}
+	return l.LoadNode(ctx, file, "", doc.Content[0])
+}
+
+// LoadNode is Load for a definition already parsed: def is its mapping,
+// found in file at the field path (a definition inside another file,
+// such as the server's configuration; "" at the top of its own file), so
+// that errors name that file, line and field.
+func (l *Loader) LoadNode(ctx context.Context, file, path string, def *yaml.Node) (*Loaded, error) {
+	if def.Kind != yaml.MappingNode {
+		return nil, &Error{File: file, Line: max(def.Line, 1), Field: cmpOr(path, "(document)"), Msg: "want a mapping with input, processors and outputs"}
 	}
 	var errs []error
 	b := &build{l: l, ctx: ctx, loaded: &Loaded{}}
-	root := &Node{file: file, n: doc.Content[0], errs: &errs, used: map[string]bool{}, closers: &b.loaded.closers}
+	root := &Node{file: file, path: path, n: def, errs: &errs, used: map[string]bool{}, closers: &b.loaded.closers}
 	b.loaded.Pipeline = b.pipelineSettings(root.Map("pipeline"))
 	src := b.input(root)
 	outs := b.outputs(root)
@@ -428,6 +439,13 @@ func (b *build) processor(name string, n *Node, outs []output, last bool) proc {
 		return b.routeStage(name, settings, outs, last, opts)
 	}
 	return proc{stage: b.l.Kinds[k](name, settings, opts)}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
