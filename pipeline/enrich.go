@@ -106,8 +106,7 @@ func Enrich(name string, cfg Enrichment, opts ...Option) *Stage {
 		cfg.CacheTTL = time.Minute
 	}
 	c := newLookupCache(cfg.CacheSize, cfg.CacheTTL)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) {
-		e := m.Event
+	s.proc = func(ctx context.Context, e event.Event, _ string, outs []event.Event) ([]event.Event, error) {
 		key, err := cfg.Key(e)
 		if err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: enrich %q: key of event %s: %w", name, e.ID(), err))
@@ -124,27 +123,27 @@ func Enrich(name string, cfg Enrichment, opts ...Option) *Stage {
 		switch {
 		case err != nil:
 			err = fmt.Errorf("pipeline: enrich %q: lookup %q for event %s: %w", name, key, e.ID(), err)
-			return s.apply(cfg.OnError, e, err, false)
+			return s.apply(cfg.OnError, e, outs, err, false)
 		case !found:
 			err = fmt.Errorf("pipeline: enrich %q: nothing found for key %q of event %s", name, key, e.ID())
-			return s.apply(cfg.OnMissing, e, err, true)
+			return s.apply(cfg.OnMissing, e, outs, err, true)
 		}
 		out := e.Clone()
 		if err := enrichEvent(&out, v, cfg); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: enrich %q: event %s: %w", name, e.ID(), err))
 		}
-		return []event.Event{out}, nil
+		return append(outs, out), nil
 	}
 	return s
 }
 
 // apply carries out policy p for an event that was not enriched.
-func (s *Stage) apply(p Policy, e event.Event, err error, permanent bool) ([]event.Event, error) {
+func (s *Stage) apply(p Policy, e event.Event, outs []event.Event, err error, permanent bool) ([]event.Event, error) {
 	switch p {
 	case Pass:
 		s.skipped.Add(1)
 		s.logger().Warn("pipeline: event passed on without enrichment", "stage", s.name, "id", e.ID(), "err", err)
-		return []event.Event{e}, nil
+		return append(outs, e), nil
 	case Drop:
 		s.skipped.Add(1)
 		s.logger().Warn("pipeline: event dropped: not enriched", "stage", s.name, "id", e.ID(), "err", err)

@@ -407,3 +407,32 @@ func TestStageMiddlewareRetryAndDeadLetter(t *testing.T) {
 		t.Fatalf("source stats %+v: nothing should be nacked", s)
 	}
 }
+
+// A panic in a stage, with or without middleware around it, fails the
+// event (its source message is nacked and redelivered), never the
+// process.
+func TestPanicInStageNacks(t *testing.T) {
+	passThrough := func(next eventkit.Handler) eventkit.Handler { return next }
+	for name, opts := range map[string][]pipeline.Option{"direct": nil, "middleware": {pipeline.Use(passThrough)}} {
+		t.Run(name, func(t *testing.T) {
+			b := bus(t)
+			var c collector
+			var calls atomic.Int32
+			p := pipeline.New(pipeline.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+			p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+				Then(pipeline.Map("boom", func(_ context.Context, e event.Event) (event.Event, error) {
+					if e.ID() == "e1" && calls.Add(1) == 1 {
+						panic("boom")
+					}
+					return e, nil
+				}, opts...)).
+				Then(c.sink("end"))
+			start(t, p)
+			publishN(t, b, "in", 3)
+			eventually(t, "3 events out", func() bool { return c.len() == 3 })
+			if s := stats(t, p, "source"); s.Failed != 1 {
+				t.Fatalf("source stats %+v; want 1 nacked", s)
+			}
+		})
+	}
+}
