@@ -150,22 +150,29 @@ type hubTransports struct {
 
 func isHub(url string) bool { return url == HubURL || strings.HasPrefix(url, HubURL+"://") }
 
-func (t hubTransports) Subscriber(ctx context.Context, url string) (eventkit.Subscriber, error) {
-	if isHub(url) {
-		return pipeconf.Fixed{Sub: t.sub}.Subscriber(ctx, url)
-	}
-	if t.other == nil {
+// pick returns the transports of url: the server's broker for HubURL.
+func (t hubTransports) pick(url string) (pipeconf.Transports, error) {
+	switch {
+	case isHub(url):
+		return pipeconf.Fixed{Sub: t.sub, Pub: t.pub}, nil
+	case t.other == nil:
 		return nil, fmt.Errorf("only %q (the server's broker) is known here", HubURL)
 	}
-	return t.other.Subscriber(ctx, url)
+	return t.other, nil
+}
+
+func (t hubTransports) Subscriber(ctx context.Context, url string) (eventkit.Subscriber, error) {
+	tr, err := t.pick(url)
+	if err != nil {
+		return nil, err
+	}
+	return tr.Subscriber(ctx, url)
 }
 
 func (t hubTransports) Publisher(ctx context.Context, url string) (eventkit.Publisher, error) {
-	if isHub(url) {
-		return pipeconf.Fixed{Pub: t.pub}.Publisher(ctx, url)
+	tr, err := t.pick(url)
+	if err != nil {
+		return nil, err
 	}
-	if t.other == nil {
-		return nil, fmt.Errorf("only %q (the server's broker) is known here", HubURL)
-	}
-	return t.other.Publisher(ctx, url)
+	return tr.Publisher(ctx, url)
 }

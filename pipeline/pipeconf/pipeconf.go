@@ -288,12 +288,10 @@ func (b *build) outputs(root *Node) []output {
 			n.Errorf("name", "output %q given twice", name)
 			continue
 		}
-		pub, err := b.l.Transports.Publisher(b.ctx, url)
-		if err != nil {
-			n.Errorf("url", "%v", err)
+		pub := b.publisher(n, url)
+		if pub == nil {
 			continue
 		}
-		b.loaded.closers = append(b.loaded.closers, pub.Close)
 		var s *pipeline.Stage
 		if batch > 0 {
 			s = pipeline.PublishBatch(name, pub, topic, batch, wait, opts...)
@@ -349,6 +347,18 @@ func (b *build) common(n *Node) []pipeline.Option {
 	return opts
 }
 
+// publisher opens the publisher of n's url, closed with the Loaded; nil
+// (an error of n's url field) when it cannot.
+func (b *build) publisher(n *Node, url string) eventkit.Publisher {
+	pub, err := b.l.Transports.Publisher(b.ctx, url)
+	if err != nil {
+		n.Errorf("url", "%v", err)
+		return nil
+	}
+	b.loaded.closers = append(b.loaded.closers, pub.Close)
+	return pub
+}
+
 // deadLetter builds the dead_letter setting: {url:, topic:, after:}.
 // It is the outermost middleware: it keeps what retry gave up on and the
 // permanent errors, so that the source message is acked, not lost.
@@ -358,12 +368,10 @@ func (b *build) deadLetter(n *Node) eventkit.Middleware {
 	if url == "" {
 		return nil
 	}
-	pub, err := b.l.Transports.Publisher(b.ctx, url)
-	if err != nil {
-		n.Errorf("url", "%v", err)
+	pub := b.publisher(n, url)
+	if pub == nil {
 		return nil
 	}
-	b.loaded.closers = append(b.loaded.closers, pub.Close)
 	var opts []middleware.DeadLetterOption
 	if topic != "" {
 		opts = append(opts, middleware.DeadLetterTopic(func(string) string { return topic }))
