@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,8 +40,8 @@ func post(t *testing.T, url, id string) (int, string) {
 }
 
 // ingress starts a pipeline fed by an HTTP ingress whose only stage calls
-// gate, and returns the ingress's URL.
-func ingress(t *testing.T, capacity int, gate func(e event.Event) error) string {
+// gate, and returns the ingress's URL and its feed.
+func ingress(t *testing.T, capacity int, gate func(e event.Event) error) (string, *pipeline.Feed) {
 	t.Helper()
 	feed := pipeline.NewFeed(pipeline.FeedCapacity(capacity), pipeline.FeedWait(0))
 	srv := httptest.NewServer(pipehttp.NewHandler(feed))
@@ -57,41 +58,35 @@ func ingress(t *testing.T, capacity int, gate func(e event.Event) error) string 
 			t.Error(err)
 		}
 	})
-	return srv.URL
+	return srv.URL, feed
 }
 
 // The answer is 2xx only once the output took the event; a full pipeline
 // answers 429 with Retry-After; an event that fails in a stage gets 503.
 func TestIngressAnswers(t *testing.T) {
 	release := make(chan struct{})
-	url := ingress(t, 1, func(e event.Event) error {
+	url, feed := ingress(t, 1, func(e event.Event) error {
 		if e.ID() == "bad" {
 			return errors.New("output refused it")
 		}
 		<-release
 		return nil
 	})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the pipeline's drain, even when the test fails
 	answered := make(chan int, 1)
 	go func() { code, _ := post(t, url, "a"); answered <- code }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, retry := post(t, url, "b") // the feed holds "a": full
-		if code == http.StatusTooManyRequests {
-			if retry == "" {
-				t.Error("429 without Retry-After")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("full pipeline answered %d, want 429", code)
-		}
+	eventkittest.WaitFor(t, 10*time.Second, "the feed holds a", func() bool { return feed.Held() == 1 })
+	if code, retry := post(t, url, "b"); code != http.StatusTooManyRequests || retry == "" {
+		t.Fatalf("full pipeline answered %d (Retry-After %q), want 429 with Retry-After", code, retry)
 	}
 	select {
 	case code := <-answered:
 		t.Fatalf("answered %d before the output took the event", code)
 	default:
 	}
-	close(release)
+	free()
 	if code := <-answered; code/100 != 2 {
 		t.Fatalf("answered %d after the output took the event", code)
 	}
