@@ -468,10 +468,12 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 // worker's unit and recycles the item: nothing else can hold them once
 // handle returned.
 func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit) {
-	u := &unit{}
+	var u *unit
 	if rn.direct {
 		*scratch = unit{}
 		u = scratch
+	} else {
+		u = &unit{} // the middleware may keep the message, and so the unit
 	}
 	u.one[0] = it
 	u.items = u.one[:]
