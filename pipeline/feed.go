@@ -149,6 +149,15 @@ func (f *Feed) Publish(ctx context.Context, topic string, events ...event.Event)
 		return call.err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-f.closing:
+		// A message queued as Close drained the queue would wait for
+		// ever: no subscription takes it any more.
+		select {
+		case <-call.done:
+			return call.err
+		default:
+			return eventkit.ErrClosed
+		}
 	}
 }
 
