@@ -55,6 +55,8 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// Telemetry exports OpenTelemetry traces (none by default).
 	Telemetry TelemetryConfig `yaml:"telemetry"`
+	// Pipelines run with the server (see PipelineConfig).
+	Pipelines []PipelineConfig `yaml:"pipelines"`
 }
 
 // BrokerConfig selects the broker: the embedded NATS JetStream server

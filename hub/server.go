@@ -79,6 +79,7 @@ import (
 	"github.com/eventkit/eventkit/internal/version"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/nats/natsserver"
+	"github.com/eventkit/eventkit/pipeline/pipeconf"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,8 @@ type options struct {
 	sub    eventkit.Subscriber
 	health func() error
 	ln     net.Listener
+
+	pipeLoader *pipeconf.Loader // pipelines.go
 }
 
 // WithLogger sets the server's logger (slog.Default by default).
@@ -147,6 +150,8 @@ type Server struct {
 	streamStop chan struct{}
 	streams    sync.WaitGroup
 	streamSem  chan struct{}
+
+	pipes pipelines // pipelines.go
 }
 
 // New opens the broker and binds the listener; Run serves.
@@ -213,6 +218,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.dlq = newDeadLetterAPI(s)
 	s.console = newConsole(s)
 	s.closers = append(s.closers, s.console.close)
+	if err := s.loadPipelines(context.Background(), o.pipeLoader); err != nil {
+		return nil, err
+	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -543,6 +551,9 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = err
 		}
 	}
+	if runErr == nil && ctx.Err() == nil {
+		runErr = s.startPipelines(ctx)
+	}
 	serving := runErr == nil && ctx.Err() == nil
 	if serving {
 		s.log.Info("eventkit hub ready",
@@ -576,6 +587,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.replays.stop()
+	pctx, cancelPipes := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
+	runErr = errors.Join(runErr, s.stopPipelines(pctx))
+	cancelPipes()
 	actx, cancelAPI := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
 	if err := s.api.stop(actx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions API: %w", err))

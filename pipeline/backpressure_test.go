@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,9 @@ func TestBackPressureReachesTheSource(t *testing.T) {
 				}, pipeline.Workers(workers))).
 				Then(c2.sink("end"))
 			start(t, p)
+			var once sync.Once
+			free := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(free) // runs before the drain: a failed check must not hang it
 			var published atomic.Int64
 			pubDone := make(chan error, 1)
 			go func() {
@@ -57,9 +61,13 @@ func TestBackPressureReachesTheSource(t *testing.T) {
 				}
 				pubDone <- nil
 			}()
+			// The steady state: a sender waits, and (small queue) the queue
+			// is full. A worker taking an item makes room for a moment
+			// before the waiting sender fills it: poll until it did.
 			eventually(t, "a sender blocked at "+c.blocked, func() bool {
 				s := stats(t, p, c.blocked)
-				return s.Waiting > 0 && s.Blocked > 0
+				full := c.blocked != "slow" || s.Queue == s.QueueCap
+				return s.Waiting > 0 && s.Blocked > 0 && full
 			})
 			src := stats(t, p, "source")
 			if src.In > maxInFlight || src.Queue > maxInFlight {
@@ -78,7 +86,7 @@ func TestBackPressureReachesTheSource(t *testing.T) {
 			if n, bound := published.Load(), int64(maxInFlight+busBuffer+2*busBuffer); n > bound {
 				t.Fatalf("%d events published while the pipeline was full; the bound is %d", n, bound)
 			}
-			close(release)
+			free()
 			if err := <-pubDone; err != nil {
 				t.Fatal(err)
 			}

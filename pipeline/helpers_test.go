@@ -116,3 +116,16 @@ func ids(evs []event.Event) []string {
 	}
 	return out
 }
+
+// flow starts a pipeline from the topic "in" of a new memory bus through s
+// to a collecting sink "end" (redelivery after 1ms), and returns the
+// pipeline, the bus and the sink's collector.
+func flow(t *testing.T, s *pipeline.Stage) (*pipeline.Pipeline, *memory.Bus, *collector) {
+	t.Helper()
+	b := bus(t)
+	c := &collector{}
+	p := pipeline.New(pipeline.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).Then(s).Then(c.sink("end"))
+	start(t, p)
+	return p, b, c
+}

@@ -201,6 +201,7 @@ func (n *Node) Default(s *Stage) *Node {
 
 func (p *Pipeline) addNode(s *Stage) *Node {
 	n := &Node{p: p, stage: s, name: s.name, stats: &nodeStats{}}
+	s.log = p.logger
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.errs = append(p.errs, s.errs...)

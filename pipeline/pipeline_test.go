@@ -2,8 +2,11 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -338,19 +341,13 @@ func TestRoute(t *testing.T) {
 // redelivers; the event reaches the output on the next attempt, and only
 // then is the message acked.
 func TestFailureNacksSourceMessage(t *testing.T) {
-	b := bus(t)
-	var c collector
 	var fails atomic.Int32
-	p := pipeline.New(pipeline.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
-	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
-		Then(pipeline.Map("flaky", func(_ context.Context, e event.Event) (event.Event, error) {
-			if e.ID() == "e3" && fails.Add(1) <= 2 {
-				return e, errors.New("not yet")
-			}
-			return e, nil
-		})).
-		Then(c.sink("end"))
-	start(t, p)
+	p, b, c := flow(t, pipeline.Map("flaky", func(_ context.Context, e event.Event) (event.Event, error) {
+		if e.ID() == "e3" && fails.Add(1) <= 2 {
+			return e, errors.New("not yet")
+		}
+		return e, nil
+	}))
 	publishN(t, b, "in", 5)
 	eventually(t, "5 events out", func() bool { return c.len() == 5 })
 	eventually(t, "5 acks", func() bool { return stats(t, p, "source").Out == 5 })
@@ -405,5 +402,223 @@ func TestStageMiddlewareRetryAndDeadLetter(t *testing.T) {
 	}
 	if s := stats(t, p, "source"); s.Failed != 0 {
 		t.Fatalf("source stats %+v: nothing should be nacked", s)
+	}
+}
+
+// A panic in a stage, with or without middleware around it, fails the
+// event (its source message is nacked and redelivered), never the
+// process.
+func TestPanicInStageNacks(t *testing.T) {
+	passThrough := func(next eventkit.Handler) eventkit.Handler { return next }
+	for name, opts := range map[string][]pipeline.Option{"direct": nil, "middleware": {pipeline.Use(passThrough)}} {
+		t.Run(name, func(t *testing.T) {
+			var calls atomic.Int32
+			p, b, c := flow(t, pipeline.Map("boom", func(_ context.Context, e event.Event) (event.Event, error) {
+				if e.ID() == "e1" && calls.Add(1) == 1 {
+					panic("boom")
+				}
+				return e, nil
+			}, opts...))
+			publishN(t, b, "in", 3)
+			eventually(t, "3 events out", func() bool { return c.len() == 3 })
+			if s := stats(t, p, "source"); s.Failed != 1 {
+				t.Fatalf("source stats %+v; want 1 nacked", s)
+			}
+		})
+	}
+}
+
+// A feed's Publish returns only after the sink took every event, and
+// returns the stage's error when one failed, so that the producer sends
+// again: nothing is acked that did not reach the end.
+func TestFeedPublishWaitsForTheSink(t *testing.T) {
+	feed := pipeline.NewFeed()
+	t.Cleanup(func() { _ = feed.Close() })
+	var c collector
+	release := make(chan struct{})
+	p := pipeline.New()
+	p.From(pipeline.Source{Subscriber: feed, Pattern: ">"}).
+		Then(pipeline.Map("gate", func(_ context.Context, e event.Event) (event.Event, error) {
+			<-release
+			if e.ID() == "bad" {
+				return e, errors.New("lookup down")
+			}
+			return e, nil
+		})).
+		Then(c.sink("out"))
+	start(t, p)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- feed.Publish(ctx, "in", eventkittest.NewEvent("a"), eventkittest.NewEvent("b")) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Publish returned %v before the stage handled its events", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(c.snapshot()); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("sink got %v", got)
+	}
+	err := feed.Publish(ctx, "in", eventkittest.NewEvent("c"), eventkittest.NewEvent("bad"))
+	if err == nil || !strings.Contains(err.Error(), "lookup down") {
+		t.Fatalf("Publish of a failing event: %v; want the stage's error", err)
+	}
+	if feed.Held() != 0 {
+		t.Fatalf("feed holds %d events after every Publish returned", feed.Held())
+	}
+}
+
+// A full feed refuses at once with FeedWait(0): the caller can answer 429
+// instead of holding the request; room made by the pipeline is usable
+// again.
+func TestFeedFullRefuses(t *testing.T) {
+	feed := pipeline.NewFeed(pipeline.FeedCapacity(2), pipeline.FeedWait(0))
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- feed.Publish(ctx, "in", eventkittest.NewEvent("a"), eventkittest.NewEvent("b")) }()
+	eventually(t, "two events held", func() bool { return feed.Held() == 2 })
+	err := feed.Publish(ctx, "in", eventkittest.NewEvent("c"))
+	var ra *eventkit.RetryAfterError
+	if !errors.Is(err, pipeline.ErrFull) || !errors.As(err, &ra) {
+		t.Fatalf("Publish into a full feed: %v; want ErrFull with a retry delay", err)
+	}
+	// No subscription took them: Close fails them, and Publish says so.
+	if err := feed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish of events a closed feed dropped: %v; want ErrClosed", err)
+	}
+	if err := feed.Publish(ctx, "in", eventkittest.NewEvent("d")); !errors.Is(err, eventkit.ErrClosed) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+}
+
+// customerEvent is an order of customer c.
+func customerEvent(id, c string) event.Event {
+	e := eventkittest.NewEvent(id)
+	_ = e.SetData(event.ApplicationJSON, map[string]any{"order": id, "customer": c})
+	return e
+}
+
+// crm is an HTTP service of customers: c1 exists, c-down answers 500,
+// c-slow answers after 2s; it counts its requests.
+func crm(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch strings.TrimPrefix(r.URL.Path, "/customers/") {
+		case "c1":
+			_, _ = w.Write([]byte(`{"name":"Ada","tier":"gold","limit":100}`))
+		case "c-down":
+			w.WriteHeader(http.StatusInternalServerError)
+		case "c-slow":
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+// An enrich stage adds the customer to the data and its tier as an
+// attribute; a second event of the same customer is served by the cache.
+// A customer not found, a service down and a lookup past its timeout each
+// meet their policy: dropped (counted), dead-lettered, passed on.
+func TestEnrich(t *testing.T) {
+	srv, calls := crm(t)
+	b := bus(t)
+	dlq, err := b.Subscribe(context.Background(), "in.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	lookup := pipeline.HTTPLookup(srv.URL+"/customers/{key}", nil, nil)
+	p := pipeline.New()
+	p.From(pipeline.Source{Subscriber: b, Pattern: "in"}).
+		Then(pipeline.Enrich("customer", pipeline.Enrichment{
+			Key: pipeline.DataField("customer"), Lookup: lookup,
+			Into: "customer", Attributes: map[string]string{"tier": "tier"},
+			Timeout: 100 * time.Millisecond, OnMissing: pipeline.Drop,
+		}, pipeline.Use(middleware.DeadLetter(b), middleware.Retry(middleware.MaxAttempts(2), middleware.Backoff(time.Millisecond, time.Millisecond, 1))))).
+		Then(pipeline.Enrich("slow", pipeline.Enrichment{
+			Key: func(e event.Event) (string, error) {
+				if e.ID() == "o5" {
+					return "c-slow", nil
+				}
+				return "", nil
+			}, Lookup: lookup, Into: "slow", Timeout: 50 * time.Millisecond, OnError: pipeline.Pass, OnMissing: pipeline.Pass,
+		})).
+		Then(c.sink("out"))
+	start(t, p)
+	ctx := context.Background()
+	for _, e := range []event.Event{customerEvent("o1", "c1"), customerEvent("o2", "c1"), customerEvent("o3", "nobody"),
+		customerEvent("o4", "c-down"), customerEvent("o5", "c1")} {
+		if err := b.Publish(ctx, "in", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := eventkittest.Receive(t, dlq, 10*time.Second)
+	if m.Event.ID() != "o4" || !strings.Contains(stringExt(m.Event, "dlqerror"), "500") {
+		t.Fatalf("dead letter %s (%v), want o4 with the 500", m.Event.ID(), m.Event.Extensions())
+	}
+	eventually(t, "o1, o2 and o5 out, every source message acked", func() bool {
+		return c.len() == 3 && stats(t, p, "source").Out == 5
+	})
+	for _, e := range c.snapshot() {
+		var d struct {
+			Customer struct{ Name string } `json:"customer"`
+		}
+		if err := json.Unmarshal(e.Data(), &d); err != nil || d.Customer.Name != "Ada" || stringExt(e, "tier") != "gold" {
+			t.Errorf("%s not enriched: %s %v (%v)", e.ID(), e.Data(), e.Extensions(), err)
+		}
+	}
+	if st := stats(t, p, "customer"); st.Skipped != 1 {
+		t.Errorf("customer stage skipped %d, want 1 (o3 dropped)", st.Skipped)
+	}
+	if st := stats(t, p, "slow"); st.Skipped != 3 {
+		t.Errorf("slow stage skipped %d, want 3 (o1 and o2 without key, o5 timed out)", st.Skipped)
+	}
+	// c1 once (o2 and o5 from the cache), nobody once, c-down twice (retry), c-slow once.
+	if n := calls.Load(); n != 5 {
+		t.Errorf("the service got %d requests, want 5", n)
+	}
+}
+
+func stringExt(e event.Event, name string) string {
+	v, _ := e.Extensions()[name].(string)
+	return v
+}
+
+// A failed lookup under the default policy fails the event: its source
+// message is nacked, never acked.
+func TestEnrichFailureNacks(t *testing.T) {
+	var n atomic.Int64
+	p, b, c := flow(t, pipeline.Enrich("e", pipeline.Enrichment{
+		Key: func(e event.Event) (string, error) { return e.ID(), nil },
+		Lookup: func(context.Context, string) (map[string]any, bool, error) {
+			if n.Add(1) == 1 {
+				return nil, false, errors.New("down")
+			}
+			return map[string]any{"x": 1}, true, nil
+		},
+		Attributes: map[string]string{"x": "x"},
+	}))
+	if err := b.Publish(context.Background(), "in", eventkittest.NewEvent("a")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a out after its redelivery", func() bool { return c.len() == 1 })
+	if st := stats(t, p, "source"); st.Failed != 1 {
+		t.Fatalf("source nacked %d, want 1", st.Failed)
+	}
+	if got := stringExt(c.snapshot()[0], "x"); got != "1" {
+		t.Fatalf("x = %q", got)
 	}
 }

@@ -47,6 +47,7 @@ type runNode struct {
 	n       *Node
 	in      chan *item
 	handler eventkit.Handler
+	direct  bool         // no middleware: the stage runs without an eventkit.Message
 	senders atomic.Int64 // upstream nodes still running
 	stats   *nodeStats
 }
@@ -125,6 +126,7 @@ func (rs *runState) addNode(n *Node) {
 	rn.stats.run = rn
 	rn.senders.Store(int64(len(n.up)))
 	rn.handler = eventkit.Chain(s.mw...)(recoverPanics(eventkit.HandlerFunc(rn.core)))
+	rn.direct = len(s.mw) == 0
 	rs.nodes = append(rs.nodes, rn)
 }
 
@@ -317,7 +319,9 @@ func (rs *runState) subscriptionEnded(src *runSource) {
 func (rs *runState) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
 	transfer(srcs, len(outs))
 	for _, o := range outs {
-		rs.send(o.node.stats.run, &item{ev: o.ev, topic: topic, attempt: attempt, srcs: srcs})
+		it := itemPool.Get().(*item)
+		it.ev, it.topic, it.attempt, it.srcs = o.ev, topic, attempt, srcs
+		rs.send(o.node.stats.run, it)
 	}
 }
 
@@ -392,8 +396,9 @@ func (rs *runState) runNode(rn *runNode) {
 		for i := range lanes {
 			lanes[i] = make(chan *item, max(1, cap(rn.in)/s.workers))
 			work(func() {
+				var u unit
 				for it := range lanes[i] {
-					rs.handleOne(rn, it)
+					rs.handleOne(rn, it, &u)
 				}
 			})
 		}
@@ -410,8 +415,9 @@ func (rs *runState) runNode(rn *runNode) {
 	default:
 		for range s.workers {
 			work(func() {
+				var u unit
 				for it := range rn.in {
-					rs.handleOne(rn, it)
+					rs.handleOne(rn, it, &u)
 				}
 			})
 		}
@@ -458,13 +464,28 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 }
 
-// handleOne handles a single item.
-func (rs *runState) handleOne(rn *runNode, it *item) {
-	u := &unit{}
+// handleOne handles a single item. A stage without middleware reuses the
+// worker's unit and recycles the item: nothing else can hold them once
+// handle returned.
+func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit) {
+	var u *unit
+	if rn.direct {
+		*scratch = unit{}
+		u = scratch
+	} else {
+		u = &unit{} // the middleware may keep the message, and so the unit
+	}
 	u.one[0] = it
 	u.items = u.one[:]
 	rs.handle(rn, u)
+	if rn.direct {
+		*it = item{}
+		itemPool.Put(it)
+		u.one[0], u.outs, u.evs[0] = nil, nil, event.Event{}
+	}
 }
+
+var itemPool = sync.Pool{New: func() any { return new(item) }}
 
 // handle runs the stage's handler (with its middleware) on u and applies
 // the outcome to u's source messages.
@@ -479,8 +500,13 @@ func (rs *runState) handle(rn *runNode, u *unit) {
 		attempt = max(attempt, it.attempt)
 	}
 	rn.stats.in.Add(uint64(len(u.items)))
-	m := eventkit.NewMessage(first.topic, first.ev, attempt, unitAcker{}, u)
-	err := rn.handler.Handle(rs.ctx, m)
+	var err error
+	if rn.direct {
+		err = rn.runDirect(rs.ctx, u)
+	} else {
+		m := eventkit.NewMessage(first.topic, first.ev, attempt, unitAcker{}, u)
+		err = rn.handler.Handle(rs.ctx, m)
+	}
 	switch {
 	case u.nacked:
 		rn.stats.failed.Add(uint64(len(u.items)))
@@ -496,15 +522,33 @@ func (rs *runState) handle(rn *runNode, u *unit) {
 	}
 }
 
-// core is the innermost handler of a stage: the contract checks, the
-// stage's function and the choice of the next nodes.
+// runDirect runs the stage on u without middleware, a panic becoming a
+// *eventkit.PanicError.
+func (rn *runNode) runDirect(ctx context.Context, u *unit) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &eventkit.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return rn.run(ctx, u, u.items[0].ev)
+}
+
+// core is the innermost handler of a stage with middleware.
 func (rn *runNode) core(ctx context.Context, m *eventkit.Message) error {
-	u := m.Raw().(*unit)
+	return rn.run(ctx, m.Raw().(*unit), m.Event)
+}
+
+// run is the stage's work on u: the contract checks, the stage's function
+// (on ev, the event the middleware passed on, for a single item) and the
+// choice of the next nodes.
+func (rn *runNode) run(ctx context.Context, u *unit, ev event.Event) error {
 	s, n := rn.n.stage, rn.n
 	u.outs = u.out1[:0]
-	for _, it := range u.items {
-		if !s.accepts(it.ev.Type()) {
-			return eventkit.Permanent(&ContractError{Stage: s.name, Type: it.ev.Type(), What: "consumes"})
+	if s.consumes != nil {
+		for _, it := range u.items {
+			if !s.accepts(it.ev.Type()) {
+				return eventkit.Permanent(&ContractError{Stage: s.name, Type: it.ev.Type(), What: "consumes"})
+			}
 		}
 	}
 	var evs []event.Event
@@ -516,14 +560,16 @@ func (rn *runNode) core(ctx context.Context, m *eventkit.Message) error {
 		}
 		evs, err = s.batch(ctx, in)
 	} else {
-		evs, err = s.proc(ctx, m)
+		evs, err = s.proc(ctx, ev, u.items[0].topic, u.evs[:0])
 	}
 	if err != nil {
 		return err
 	}
-	for _, e := range evs {
-		if !s.emits(e.Type()) {
-			return eventkit.Permanent(&ContractError{Stage: s.name, Type: e.Type(), What: "produces"})
+	if s.declared && s.kind != kindFilter && s.kind != kindRoute {
+		for _, e := range evs {
+			if !s.emits(e.Type()) {
+				return eventkit.Permanent(&ContractError{Stage: s.name, Type: e.Type(), What: "produces"})
+			}
 		}
 	}
 	for _, e := range evs {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -41,9 +43,10 @@ const (
 type Stage struct {
 	name string
 	kind kind
-	// proc handles one message (the input event and its topic) and returns
-	// the output events; batch handles a batch.
-	proc  func(ctx context.Context, m *eventkit.Message) ([]event.Event, error)
+	// proc handles one event (with its topic) and returns the output
+	// events, appended to out (a buffer of the caller's, empty); batch
+	// handles a batch.
+	proc  func(ctx context.Context, e event.Event, topic string, out []event.Event) ([]event.Event, error)
 	batch func(ctx context.Context, in []*eventkit.Message) ([]event.Event, error)
 	route func(e event.Event) string
 
@@ -58,6 +61,16 @@ type Stage struct {
 	produces []EventType
 	declared bool // produces was declared (possibly empty)
 	errs     []error
+
+	log     *slog.Logger  // the pipeline's, set when the stage is added
+	skipped atomic.Uint64 // events a policy passed on or dropped undone
+}
+
+func (s *Stage) logger() *slog.Logger {
+	if s.log == nil {
+		return slog.Default()
+	}
+	return s.log
 }
 
 // Name returns the stage's name.
@@ -141,19 +154,21 @@ func newStage(name string, k kind, opts []Option) *Stage {
 // events fn returns (none, one or more) to its successors, in order.
 func Process(name string, fn func(ctx context.Context, e event.Event) ([]event.Event, error), opts ...Option) *Stage {
 	s := newStage(name, kindProcess, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) { return fn(ctx, m.Event) }
+	s.proc = func(ctx context.Context, e event.Event, _ string, _ []event.Event) ([]event.Event, error) {
+		return fn(ctx, e)
+	}
 	return s
 }
 
 // Map returns a stage that replaces each event by fn's result.
 func Map(name string, fn func(ctx context.Context, e event.Event) (event.Event, error), opts ...Option) *Stage {
 	s := newStage(name, kindProcess, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) {
-		out, err := fn(ctx, m.Event)
+	s.proc = func(ctx context.Context, e event.Event, _ string, out []event.Event) ([]event.Event, error) {
+		r, err := fn(ctx, e)
 		if err != nil {
 			return nil, err
 		}
-		return []event.Event{out}, nil
+		return append(out, r), nil
 	}
 	return s
 }
@@ -169,12 +184,12 @@ func Split(name string, fn func(ctx context.Context, e event.Event) ([]event.Eve
 // branch settled them). It produces what it consumes.
 func Filter(name string, keep func(e event.Event) (bool, error), opts ...Option) *Stage {
 	s := newStage(name, kindFilter, opts)
-	s.proc = func(_ context.Context, m *eventkit.Message) ([]event.Event, error) {
-		ok, err := keep(m.Event)
+	s.proc = func(_ context.Context, e event.Event, _ string, out []event.Event) ([]event.Event, error) {
+		ok, err := keep(e)
 		if err != nil || !ok {
 			return nil, err
 		}
-		return []event.Event{m.Event}, nil
+		return append(out, e), nil
 	}
 	return s
 }
@@ -188,21 +203,21 @@ func Filter(name string, keep func(e event.Event) (bool, error), opts ...Option)
 func Typed[In, Out any](name, inType, outType string, fn func(ctx context.Context, in In) (Out, error), opts ...Option) *Stage {
 	opts = append([]Option{Consumes(EventType{Type: inType}), Produces(EventType{Type: outType})}, opts...)
 	s := newStage(name, kindProcess, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) {
+	s.proc = func(ctx context.Context, ev event.Event, _ string, outs []event.Event) ([]event.Event, error) {
 		var in In
-		if err := json.Unmarshal(m.Event.Data(), &in); err != nil {
+		if err := json.Unmarshal(ev.Data(), &in); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: stage %q: decode %s data: %w", name, inType, err))
 		}
 		out, err := fn(ctx, in)
 		if err != nil {
 			return nil, err
 		}
-		e := m.Event.Clone()
+		e := ev.Clone()
 		e.SetType(outType)
 		if err := e.SetData(event.ApplicationJSON, out); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: stage %q: encode %s data: %w", name, outType, err))
 		}
-		return []event.Event{e}, nil
+		return append(outs, e), nil
 	}
 	return s
 }
@@ -243,8 +258,8 @@ func (s *Stage) setBatch(size int, wait time.Duration, fn func(context.Context, 
 func Route(name string, key func(e event.Event) string, opts ...Option) *Stage {
 	s := newStage(name, kindRoute, opts)
 	s.route = key
-	s.proc = func(_ context.Context, m *eventkit.Message) ([]event.Event, error) {
-		return []event.Event{m.Event}, nil
+	s.proc = func(_ context.Context, e event.Event, _ string, out []event.Event) ([]event.Event, error) {
+		return append(out, e), nil
 	}
 	return s
 }
@@ -254,8 +269,8 @@ func Route(name string, key func(e event.Event) string, opts ...Option) *Stage {
 // Publish returned nil: only then are its source messages acked.
 func Publish(name string, pub eventkit.Publisher, topic string, opts ...Option) *Stage {
 	s := newStage(name, kindSink, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) {
-		return nil, pub.Publish(ctx, pickTopic(topic, m), m.Event)
+	s.proc = func(ctx context.Context, e event.Event, t string, _ []event.Event) ([]event.Event, error) {
+		return nil, pub.Publish(ctx, pickTopic(topic, t), e)
 	}
 	return s
 }
@@ -265,14 +280,14 @@ func Publish(name string, pub eventkit.Publisher, topic string, opts ...Option) 
 // topic, in arrival order.
 func PublishBatch(name string, pub eventkit.Publisher, topic string, size int, wait time.Duration, opts ...Option) *Stage {
 	s := newStage(name, kindSink, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) {
-		return nil, pub.Publish(ctx, pickTopic(topic, m), m.Event)
+	s.proc = func(ctx context.Context, e event.Event, t string, _ []event.Event) ([]event.Event, error) {
+		return nil, pub.Publish(ctx, pickTopic(topic, t), e)
 	}
 	s.setBatch(size, wait, func(ctx context.Context, in []*eventkit.Message) ([]event.Event, error) {
 		for i := 0; i < len(in); {
-			t := pickTopic(topic, in[i])
+			t := pickTopic(topic, in[i].Topic)
 			j := i + 1
-			for j < len(in) && pickTopic(topic, in[j]) == t {
+			for j < len(in) && pickTopic(topic, in[j].Topic) == t {
 				j++
 			}
 			evs := make([]event.Event, 0, j-i)
@@ -289,9 +304,9 @@ func PublishBatch(name string, pub eventkit.Publisher, topic string, size int, w
 	return s
 }
 
-func pickTopic(topic string, m *eventkit.Message) string {
+func pickTopic(topic, from string) string {
 	if topic == "" {
-		return m.Topic
+		return from
 	}
 	return topic
 }
@@ -300,7 +315,7 @@ func pickTopic(topic string, m *eventkit.Message) string {
 // acked): the explicit end of a branch that publishes nothing.
 func Discard(name string, opts ...Option) *Stage {
 	s := newStage(name, kindSink, opts)
-	s.proc = func(context.Context, *eventkit.Message) ([]event.Event, error) { return nil, nil }
+	s.proc = func(context.Context, event.Event, string, []event.Event) ([]event.Event, error) { return nil, nil }
 	return s
 }
 
@@ -308,6 +323,8 @@ func Discard(name string, opts ...Option) *Stage {
 // when fn returns nil.
 func Sink(name string, fn func(ctx context.Context, e event.Event) error, opts ...Option) *Stage {
 	s := newStage(name, kindSink, opts)
-	s.proc = func(ctx context.Context, m *eventkit.Message) ([]event.Event, error) { return nil, fn(ctx, m.Event) }
+	s.proc = func(ctx context.Context, e event.Event, _ string, _ []event.Event) ([]event.Event, error) {
+		return nil, fn(ctx, e)
+	}
 	return s
 }

@@ -23,6 +23,10 @@ type StageStats struct {
 	// Out the events it emitted (a source: messages acked), Failed the
 	// events that failed in it (a source: messages nacked).
 	In, Out, Failed uint64
+	// Skipped counts the events the stage let through undone or dropped by
+	// its policy (an Enrich stage whose lookup failed or found nothing,
+	// with Pass or Drop); each was logged at Warn.
+	Skipped uint64
 }
 
 // Stats returns a snapshot of every source and stage, in the order they
@@ -42,7 +46,7 @@ func (p *Pipeline) Stats() []StageStats {
 			st.Queue, st.QueueCap = int(s.inFlight.Load()), maxInFlight
 			st.Out, st.Failed = s.acked.Load(), s.nacked.Load()
 		} else {
-			st.Out, st.Failed = s.out.Load(), s.failed.Load()
+			st.Out, st.Failed, st.Skipped = s.out.Load(), s.failed.Load(), n.stage.skipped.Load()
 			if started {
 				rn := s.run
 				st.Queue, st.QueueCap = len(rn.in), cap(rn.in)

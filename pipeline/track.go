@@ -75,8 +75,9 @@ func transfer(srcs []*tracker, n int) {
 type unit struct {
 	items []*item
 	outs  []eventItem
-	one   [1]*item     // items of a single-item unit
-	out1  [1]eventItem // outs of a one-output unit
+	one   [1]*item       // items of a single-item unit
+	out1  [1]eventItem   // outs of a one-output unit
+	evs   [1]event.Event // the stage function's output buffer
 
 	acked     bool
 	nacked    bool

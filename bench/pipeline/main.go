@@ -32,7 +32,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,17 +60,25 @@ func main() {
 	n := flag.Int("n", 200000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system")
 	quick := flag.Bool("quick", false, "a short run: 20,000 events, 1 round")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the eventkit rounds to `file`")
+	only := flag.String("only", "", "run only the systems whose name starts with this")
 	flag.Parse()
 	if *quick {
 		*n, *rounds = 20000, 1
 	}
-	systems := []struct {
-		name string
-		run  func(n int) (result, error)
-	}{
+	systems := []system{
 		{"eventkit-go", func(n int) (result, error) { return runEventkit(n, goStages()) }},
 		{"eventkit-cel", func(n int) (result, error) { return runEventkit(n, celStages()) }},
 		{"benthos", runBenthos},
+	}
+	if *only != "" {
+		systems = slices.DeleteFunc(systems, func(s system) bool { return !strings.HasPrefix(s.name, *only) })
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
 	}
 	res := map[string][]result{}
 	for r := range *rounds {
@@ -90,11 +101,19 @@ func main() {
 		benchkit.Result(s.name, "throughput", med[s.name].rate, "events/s")
 		benchkit.Result(s.name, "cpu", med[s.name].cpu, "µs/event")
 	}
-	b := med["benthos"]
+	b, ok := med["benthos"]
+	if !ok {
+		return
+	}
 	for _, x := range [][2]string{{"eventkit-go", "eventkit"}, {"eventkit-cel", "eventkit-cel"}} {
 		benchkit.Ratio(x[1], "benthos", "throughput", med[x[0]].rate, b.rate)
 		benchkit.Ratio(x[1], "benthos", "cpu", med[x[0]].cpu, b.cpu)
 	}
+}
+
+type system struct {
+	name string
+	run  func(n int) (result, error)
 }
 
 func median(rs []result) result {

@@ -9,15 +9,19 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/cehttp"
 	"github.com/eventkit/eventkit/kafka"
 	"github.com/eventkit/eventkit/memory"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/pipeline/cesql"
 	"github.com/eventkit/eventkit/pipeline/pipecel"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
+	"github.com/eventkit/eventkit/pipeline/pipehttp"
+	"github.com/eventkit/eventkit/pipeline/pipepg"
 	"github.com/eventkit/eventkit/pipeline/pipewasm"
 	"github.com/eventkit/eventkit/postgres/pgqueue"
 	"github.com/eventkit/eventkit/pulsar"
@@ -32,6 +36,13 @@ func init() {
 	}
 }
 
+// runKinds and runInputs are the processor and input kinds of `eventkit
+// run` (and of the pipelines of `eventkit serve`).
+var (
+	runKinds  = map[string]pipeconf.Kind{"sql": cesql.Kind, "cel": pipecel.Kind, "wasm": pipewasm.Kind}
+	runInputs = map[string]pipeconf.InputKind{"http": pipehttp.Kind, "cdc": pipepg.CDCKind, "outbox": pipepg.OutboxKind}
+)
+
 // runPipeline loads a pipeline definition, runs it until ctx ends, then
 // drains it and prints each stage's counts.
 func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,8 +54,9 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"Runs the pipeline until SIGINT or SIGTERM, then drains it: events taken\n"+
 			"are finished and acked before the command exits. Inputs and outputs are\n"+
 			"URLs: nats://host:port, kafka://host:port, memory:// (in the process)\n"+
-			"and, for outputs, stdout (CloudEvents JSON, one per line).\n"+
-			"Processor kinds: filter, route, batch, sql (CloudEvents SQL), cel, wasm;\n"+
+			"and, for outputs, stdout (CloudEvents JSON, one per line) and http(s)://\n"+
+			"(a webhook). Declared inputs: http (an ingress), cdc, outbox (PostgreSQL).\n"+
+			"Processor kinds: filter, route, batch, enrich, sql (CloudEvents SQL), cel, wasm;\n"+
 			"see docs/pipelines.md.")
 		fs.PrintDefaults()
 	}
@@ -60,12 +72,8 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	tr := &runTransports{stdout: stdout, mem: memory.New()}
-	defer tr.mem.Close()
-	loader := &pipeconf.Loader{
-		Transports: tr,
-		Kinds:      map[string]pipeconf.Kind{"sql": cesql.Kind, "cel": pipecel.Kind, "wasm": pipewasm.Kind},
-	}
+	loader, closeLoader := pipelineLoader(stdout)
+	defer closeLoader()
 	loaded, err := loader.Load(ctx, file, data)
 	if err != nil {
 		return err
@@ -75,16 +83,24 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "%s: ok\n", file)
 		return nil
 	}
-	p := loaded.Pipeline
-	if err := p.Start(ctx); err != nil {
+	if err := loaded.Start(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "eventkit run: %s running; SIGINT or SIGTERM drains and stops it\n", file)
-	err = p.Wait()
-	for _, s := range p.Stats() {
+	err = loaded.Wait()
+	for _, s := range loaded.Pipeline.Stats() {
 		fmt.Fprintf(stderr, "  %-16s in %d out %d failed %d blocked %s\n", s.Name, s.In, s.Out, s.Failed, s.Blocked.Round(time.Millisecond))
 	}
 	return err
+}
+
+// pipelineLoader is the loader of `eventkit run` and of the pipelines of
+// `eventkit serve`: every processor and input kind the command knows, and
+// its transports (stdout writes to stdout); release closes its in-process
+// bus.
+func pipelineLoader(stdout io.Writer) (l *pipeconf.Loader, release func()) {
+	tr := &runTransports{stdout: stdout, mem: memory.New()}
+	return &pipeconf.Loader{Transports: tr, Kinds: runKinds, Inputs: runInputs}, func() { _ = tr.mem.Close() }
 }
 
 // runTransports opens the inputs and outputs of `eventkit run` by URL.
@@ -159,6 +175,9 @@ func (t *runTransports) Subscriber(ctx context.Context, url string) (eventkit.Su
 func (t *runTransports) Publisher(ctx context.Context, url string) (eventkit.Publisher, error) {
 	if url == "stdout" || url == "-" {
 		return &cdcStdout{w: bufio.NewWriterSize(t.stdout, 64<<10)}, nil
+	}
+	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
+		return cehttp.NewPublisher(url)
 	}
 	return t.open(ctx, url)
 }

@@ -70,7 +70,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *natsURL != "" {
 		cfg.Broker.URL = *natsURL
 	}
-	s, err := hub.New(cfg, hub.WithLogger(log))
+	loader, closeLoader := pipelineLoader(stdout) // cmd_run.go
+	defer closeLoader()
+	s, err := hub.New(cfg, hub.WithLogger(log), hub.WithPipelineLoader(loader))
 	if err != nil {
 		return err
 	}

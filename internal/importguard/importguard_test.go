@@ -154,6 +154,10 @@ func rules() []rule {
 			why: "the pipeline metrics pull Prometheus and nothing else heavy"},
 		rule{pkg: "pipeline/pipeconf", forbid: join(drivers, []heavy{celgo, cesqlLib, wazero, otel, prometheus}), ifPresent: true,
 			why: "the YAML loader pulls yaml.v3 and middleware, never CEL, SQL or a driver: kinds and transports are plugged in"},
+		rule{pkg: "pipeline/pipehttp", forbid: join(drivers, []heavy{celgo, cesqlLib, wazero, otel, prometheus}), ifPresent: true,
+			why: "the HTTP ingress input is net/http and cehttp: no driver, no heavy library"},
+		rule{pkg: "pipeline/pipepg", forbid: join(without(drivers, pgx), []heavy{celgo, cesqlLib, wazero, otel, prometheus}), ifPresent: true,
+			why: "the PostgreSQL inputs pull pgx and nothing else heavy"},
 		rule{pkg: "nats/natsserver", forbid: join(observability, without(drivers, natsServer, natsgo), []heavy{jsonschema, gobreaker, backoff}),
 			why: "the embedded server pulls nats-server and nats.go, nothing else heavy"},
 	)

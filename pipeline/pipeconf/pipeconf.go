@@ -49,15 +49,48 @@ type Loader struct {
 	Transports Transports
 	// Functions are the Go functions map and split processors may name.
 	Functions map[string]Function
+	// Lookups are the Go lookups enrich processors may name (function:).
+	Lookups map[string]pipeline.Lookup
 	// Kinds are the processor kinds besides the built-in ones, by key.
 	Kinds map[string]Kind
+	// Inputs are the input kinds besides a transport URL, by key
+	// (input: {http: {...}}): package pipeline/pipehttp gives "http",
+	// package pipeline/pipepg "cdc" and "outbox".
+	Inputs map[string]InputKind
+}
+
+// InputKind builds a declared input of one kind from its settings (the
+// mapping under the kind's key). It reports problems with n.Errorf and may
+// return nil then; resources it holds are released through n.OnClose.
+type InputKind func(n *Node) *Input
+
+// Input is a declared input: the source the pipeline reads and, for an
+// input that runs a producer of its own (an HTTP server, a CDC reader, an
+// outbox relay, usually pushing into a pipeline.Feed), that producer.
+type Input struct {
+	Source pipeline.Source
+	// Run, when set, runs the producer until ctx ends; Loaded.Start starts
+	// it once the pipeline runs, and Loaded.Shutdown ends it (and waits for
+	// it) before the pipeline drains, so that the producer's last calls
+	// are answered by the pipeline. An error other than ctx's ends the
+	// pipeline.
+	Run func(ctx context.Context) error
+	// Close, when set, releases what the input holds (its feed); Loaded.Close
+	// calls it after the pipeline ended.
+	Close func() error
 }
 
 // Loaded is a pipeline built from a definition, with the transports it
-// opened (Close closes them, after the pipeline has ended).
+// opened (Close closes them, after the pipeline has ended) and the
+// producer of its input, if it has one. Run it with Run, or Start,
+// Shutdown and Wait: they start and stop the producer around the
+// pipeline's own Start and Shutdown.
 type Loaded struct {
 	Pipeline *pipeline.Pipeline
 	closers  []func() error
+	producer func(ctx context.Context) error
+	drain    time.Duration
+	life     *life
 }
 
 // Close closes the transports the definition opened.
@@ -69,7 +102,7 @@ func (l *Loaded) Close() error {
 	return errors.Join(errs...)
 }
 
-var builtinKinds = []string{"map", "split", "filter", "route", "batch"}
+var builtinKinds = []string{"map", "split", "filter", "route", "batch", "enrich"}
 
 // Load parses the definition in data (file names it in errors), opens its
 // transports and builds the pipeline (pipeline.Build included). On error
@@ -79,12 +112,23 @@ func (l *Loader) Load(ctx context.Context, file string, data []byte) (*Loaded, e
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	if len(doc.Content) == 0 {
 		return nil, &Error{File: file, Line: max(doc.Line, 1), Field: "(document)", Msg: "want a mapping with input, processors and outputs"}
+	}
+	return l.LoadNode(ctx, file, "", doc.Content[0])
+}
+
+// LoadNode is Load for a definition already parsed: def is its mapping,
+// found in file at the field path (a definition inside another file,
+// such as the server's configuration; "" at the top of its own file), so
+// that errors name that file, line and field.
+func (l *Loader) LoadNode(ctx context.Context, file, path string, def *yaml.Node) (*Loaded, error) {
+	if def.Kind != yaml.MappingNode {
+		return nil, &Error{File: file, Line: max(def.Line, 1), Field: cmpOr(path, "(document)"), Msg: "want a mapping with input, processors and outputs"}
 	}
 	var errs []error
 	b := &build{l: l, ctx: ctx, loaded: &Loaded{}}
-	root := &Node{file: file, n: doc.Content[0], errs: &errs, used: map[string]bool{}, closers: &b.loaded.closers}
+	root := &Node{file: file, path: path, n: def, errs: &errs, used: map[string]bool{}, closers: &b.loaded.closers}
 	b.loaded.Pipeline = b.pipelineSettings(root.Map("pipeline"))
 	src := b.input(root)
 	outs := b.outputs(root)
@@ -92,6 +136,7 @@ func (l *Loader) Load(ctx context.Context, file string, data []byte) (*Loaded, e
 	root.Done()
 	if len(errs) == 0 {
 		b.wire(src, stages, outs)
+		b.loaded.drain = b.drain
 		if err := b.loaded.Pipeline.Build(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
 		}
@@ -107,6 +152,7 @@ type build struct {
 	l      *Loader
 	ctx    context.Context
 	loaded *Loaded
+	drain  time.Duration
 }
 
 type output struct {
@@ -136,6 +182,7 @@ func (b *build) pipelineSettings(n *Node) *pipeline.Pipeline {
 	}
 	if v := n.Duration("shutdown_timeout", 0); v != 0 {
 		opts = append(opts, pipeline.WithShutdownTimeout(v))
+		b.drain = v
 	}
 	return pipeline.New(opts...)
 }
@@ -147,6 +194,9 @@ func (b *build) input(root *Node) *pipeline.Node {
 		return nil
 	}
 	defer n.Done()
+	if in, ok := b.inputKind(n); ok {
+		return in
+	}
 	url, topic := n.String("url", true), n.String("topic", true)
 	var opts []eventkit.SubscribeOption
 	if g := n.String("group", false); g != "" {
@@ -169,6 +219,43 @@ func (b *build) input(root *Node) *pipeline.Node {
 	}
 	b.loaded.closers = append(b.loaded.closers, sub.Close)
 	return b.loaded.Pipeline.From(pipeline.Source{Name: "input", Subscriber: sub, Pattern: topic, Options: opts, Produces: types})
+}
+
+// inputKind builds an input of a registered kind (input: {http: ...}),
+// or reports false when the input has no kind key (a transport URL).
+func (b *build) inputKind(n *Node) (*pipeline.Node, bool) {
+	var kinds []string
+	for i := 0; i+1 < len(n.n.Content); i += 2 {
+		if k := n.n.Content[i].Value; b.l.Inputs[k] != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, false
+	}
+	if len(kinds) > 1 {
+		n.Errorf("", "want one input kind, got %v", kinds)
+		return nil, true
+	}
+	settings := n.Map(kinds[0])
+	if settings == nil {
+		return nil, true
+	}
+	types := eventTypes(n.Strings("types"))
+	in := b.l.Inputs[kinds[0]](settings)
+	settings.Done()
+	if in == nil {
+		return nil, true
+	}
+	if in.Close != nil {
+		b.loaded.closers = append(b.loaded.closers, in.Close)
+	}
+	in.Source.Name = "input"
+	if types != nil {
+		in.Source.Produces = types
+	}
+	b.loaded.producer = in.Run
+	return b.loaded.Pipeline.From(in.Source), true
 }
 
 func eventTypes(names []string) []pipeline.EventType {
@@ -201,12 +288,10 @@ func (b *build) outputs(root *Node) []output {
 			n.Errorf("name", "output %q given twice", name)
 			continue
 		}
-		pub, err := b.l.Transports.Publisher(b.ctx, url)
-		if err != nil {
-			n.Errorf("url", "%v", err)
+		pub := b.publisher(n, url)
+		if pub == nil {
 			continue
 		}
-		b.loaded.closers = append(b.loaded.closers, pub.Close)
 		var s *pipeline.Stage
 		if batch > 0 {
 			s = pipeline.PublishBatch(name, pub, topic, batch, wait, opts...)
@@ -240,6 +325,11 @@ func (b *build) common(n *Node) []pipeline.Option {
 		opts = append(opts, pipeline.Produces(eventTypes(n.Strings("produces"))...))
 	}
 	var mw []eventkit.Middleware
+	if dl := n.Map("dead_letter"); dl != nil {
+		if m := b.deadLetter(dl); m != nil {
+			mw = append(mw, m)
+		}
+	}
 	if r := n.Map("retry"); r != nil {
 		ropts := []middleware.RetryOption{middleware.MaxAttempts(r.Int("max_attempts", 3))}
 		if d := r.Duration("backoff", 0); d > 0 {
@@ -255,6 +345,41 @@ func (b *build) common(n *Node) []pipeline.Option {
 		opts = append(opts, pipeline.Use(mw...))
 	}
 	return opts
+}
+
+// publisher opens the publisher of n's url, closed with the Loaded; nil
+// (an error of n's url field) when it cannot.
+func (b *build) publisher(n *Node, url string) eventkit.Publisher {
+	pub, err := b.l.Transports.Publisher(b.ctx, url)
+	if err != nil {
+		n.Errorf("url", "%v", err)
+		return nil
+	}
+	b.loaded.closers = append(b.loaded.closers, pub.Close)
+	return pub
+}
+
+// deadLetter builds the dead_letter setting: {url:, topic:, after:}.
+// It is the outermost middleware: it keeps what retry gave up on and the
+// permanent errors, so that the source message is acked, not lost.
+func (b *build) deadLetter(n *Node) eventkit.Middleware {
+	defer n.Done()
+	url, topic, after := n.String("url", true), n.String("topic", false), n.Int("after", 0)
+	if url == "" {
+		return nil
+	}
+	pub := b.publisher(n, url)
+	if pub == nil {
+		return nil
+	}
+	var opts []middleware.DeadLetterOption
+	if topic != "" {
+		opts = append(opts, middleware.DeadLetterTopic(func(string) string { return topic }))
+	}
+	if after > 0 {
+		opts = append(opts, middleware.DeadLetterAfter(after))
+	}
+	return middleware.DeadLetter(pub, opts...)
 }
 
 func (b *build) processors(root *Node, outs []output) []proc {
@@ -313,6 +438,8 @@ func (b *build) processor(name string, n *Node, outs []output, last bool) proc {
 		return proc{stage: pipeline.Process(name, fn, opts...)}
 	case "filter":
 		return proc{stage: filterStage(name, settings, opts)}
+	case "enrich":
+		return proc{stage: b.enrichStage(name, settings, opts)}
 	case "batch":
 		return proc{stage: pipeline.Batch(name, settings.Int("size", 100), settings.Duration("wait", 10*time.Millisecond),
 			func(_ context.Context, evs []event.Event) ([]event.Event, error) { return evs, nil }, opts...)}
@@ -320,6 +447,13 @@ func (b *build) processor(name string, n *Node, outs []output, last bool) proc {
 		return b.routeStage(name, settings, outs, last, opts)
 	}
 	return proc{stage: b.l.Kinds[k](name, settings, opts)}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
