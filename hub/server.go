@@ -171,26 +171,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 			s.closeBroker(context.Background())
 		}
 	}()
-	if (o.pub == nil) != (o.sub == nil) {
-		return nil, errors.New("hub: WithBroker needs both a publisher and a subscriber")
-	}
-	if o.pub != nil {
-		s.pub, s.sub, s.health = o.pub, o.sub, o.health
-		s.closers = append(s.closers, func(context.Context) error {
-			err := o.sub.Close()
-			if any(o.pub) != any(o.sub) {
-				err = errors.Join(err, o.pub.Close())
-			}
-			return err
-		})
-	} else if err := s.openNATS(); err != nil {
+	if err := s.openBroker(o); err != nil {
 		return nil, err
-	}
-	if o.health != nil {
-		s.health = o.health
-	}
-	if s.health == nil {
-		s.health = func() error { return nil }
 	}
 	tel, err := newTelemetry(cfg.Telemetry)
 	if err != nil {
@@ -236,6 +218,33 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// openBroker takes the broker given with WithBroker, or opens the
+// embedded (or configured) NATS one, and sets the health check.
+func (s *Server) openBroker(o options) error {
+	if (o.pub == nil) != (o.sub == nil) {
+		return errors.New("hub: WithBroker needs both a publisher and a subscriber")
+	}
+	if o.pub != nil {
+		s.pub, s.sub, s.health = o.pub, o.sub, o.health
+		s.closers = append(s.closers, func(context.Context) error {
+			err := o.sub.Close()
+			if any(o.pub) != any(o.sub) {
+				err = errors.Join(err, o.pub.Close())
+			}
+			return err
+		})
+	} else if err := s.openNATS(); err != nil {
+		return err
+	}
+	if o.health != nil {
+		s.health = o.health
+	}
+	if s.health == nil {
+		s.health = func() error { return nil }
+	}
+	return nil
 }
 
 // listen binds Config.Listen, or takes ln, behind ProblemListener so that
@@ -389,23 +398,7 @@ func (s *Server) Subscriber() eventkit.Subscriber { return s.sub }
 // credentials (see AuthConfig), every error answered as
 // application/problem+json.
 func (s *Server) Handler() http.Handler {
-	hopts := append([]cehttp.Option{cehttp.WithLogger(s.log)}, s.auth.ingressOptions()...)
-	a := s.cfg.Auth
-	if len(a.AllowedOrigins) > 0 {
-		hopts = append(hopts, cehttp.WithAllowedOrigins(a.AllowedOrigins...))
-	}
-	if l := s.cfg.Limits; l.MaxEventBytes > 0 {
-		hopts = append(hopts, cehttp.WithMaxEventSize(l.MaxEventBytes))
-	}
-	if l := s.cfg.Limits; l.MaxBatchBytes > 0 {
-		hopts = append(hopts, cehttp.WithMaxBatchSize(l.MaxBatchBytes))
-	}
-	if l := s.cfg.Limits; l.MaxBatchEvents > 0 {
-		hopts = append(hopts, cehttp.WithMaxBatchEvents(l.MaxBatchEvents))
-	}
-	if s.cfg.TopicHeader {
-		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
-	}
+	hopts := s.ingressOptions()
 	ingress := cehttp.NewHandler(s.tel.publisher(&countingPublisher{Publisher: s.disc.publisher(&observedPublisher{Publisher: s.pub, seen: s.console.tally.record}), m: s.metrics, limits: s.limits, store: &s.store, js: s.js, discard: s.discard}), hopts...)
 	admitted := newAdmission(s.cfg, s.metrics).wrap(ingress)
 	events := s.tel.ingress(s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -453,24 +446,51 @@ func (s *Server) Handler() http.Handler {
 				s.healthz(w, r)
 			}
 		default:
-			if r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/") {
-				s.console.ServeHTTP(w, r)
-				return
+			if !s.prefixRoute(w, r) {
+				problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
 			}
-			if strings.HasPrefix(r.URL.Path, "/subscriptions/") {
-				s.api.ServeHTTP(w, r)
-				return
-			}
-			if strings.HasPrefix(r.URL.Path, "/deadletters/") {
-				s.dlq.ServeHTTP(w, r)
-				return
-			}
-			if s.inspectRoute(w, r) {
-				return
-			}
-			problem(w, http.StatusNotFound, "no route "+strconv.Quote(r.URL.Path))
 		}
 	}))
+}
+
+// ingressOptions are the options of the POST /events handler: credentials,
+// origins, size limits and where the topic comes from.
+func (s *Server) ingressOptions() []cehttp.Option {
+	hopts := append([]cehttp.Option{cehttp.WithLogger(s.log)}, s.auth.ingressOptions()...)
+	a := s.cfg.Auth
+	if len(a.AllowedOrigins) > 0 {
+		hopts = append(hopts, cehttp.WithAllowedOrigins(a.AllowedOrigins...))
+	}
+	if l := s.cfg.Limits; l.MaxEventBytes > 0 {
+		hopts = append(hopts, cehttp.WithMaxEventSize(l.MaxEventBytes))
+	}
+	if l := s.cfg.Limits; l.MaxBatchBytes > 0 {
+		hopts = append(hopts, cehttp.WithMaxBatchSize(l.MaxBatchBytes))
+	}
+	if l := s.cfg.Limits; l.MaxBatchEvents > 0 {
+		hopts = append(hopts, cehttp.WithMaxBatchEvents(l.MaxBatchEvents))
+	}
+	if s.cfg.TopicHeader {
+		hopts = append(hopts, cehttp.WithTopic(cehttp.TopicFromHeader("")))
+	}
+	return hopts
+}
+
+// prefixRoute serves the routes known by a path prefix (the console, one
+// subscription, one dead letter, the inspection API's items) and reports
+// whether r was one of them.
+func (s *Server) prefixRoute(w http.ResponseWriter, r *http.Request) bool {
+	switch {
+	case r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/"):
+		s.console.ServeHTTP(w, r)
+	case strings.HasPrefix(r.URL.Path, "/subscriptions/"):
+		s.api.ServeHTTP(w, r)
+	case strings.HasPrefix(r.URL.Path, "/deadletters/"):
+		s.dlq.ServeHTTP(w, r)
+	default:
+		return s.inspectRoute(w, r)
+	}
+	return true
 }
 
 // getOnly answers 405 to a method other than GET or HEAD.
@@ -545,14 +565,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	if runErr == nil && ctx.Err() == nil {
-		if err := s.api.start(ctx); err != nil {
-			runErr = err
-		} else if err := s.replays.start(ctx); err != nil {
-			runErr = err
-		}
-	}
-	if runErr == nil && ctx.Err() == nil {
-		runErr = s.startPipelines(ctx)
+		runErr = s.startWorkers(ctx)
 	}
 	serving := runErr == nil && ctx.Err() == nil
 	if serving {
@@ -586,15 +599,7 @@ func (s *Server) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions: %w", err))
 		}
 	}
-	s.replays.stop()
-	pctx, cancelPipes := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
-	runErr = errors.Join(runErr, s.stopPipelines(pctx))
-	cancelPipes()
-	actx, cancelAPI := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout)/4)
-	if err := s.api.stop(actx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("hub: subscriptions API: %w", err))
-	}
-	cancelAPI()
+	runErr = errors.Join(runErr, s.stopWorkers())
 	// The broker gets its own share of the budget, whatever the clients
 	// took: it flushes what was acknowledged.
 	bctx, cancel := context.WithTimeout(context.Background(), s.brokerShutdownBudget())
@@ -604,6 +609,36 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("eventkit hub stopped")
 	return runErr
+}
+
+// startWorkers starts what runs beside the subscriptions once they are
+// in place: the Subscriptions API's deliveries, the replays and the
+// pipelines.
+func (s *Server) startWorkers(ctx context.Context) error {
+	if err := s.api.start(ctx); err != nil {
+		return err
+	}
+	if err := s.replays.start(ctx); err != nil {
+		return err
+	}
+	return s.startPipelines(ctx)
+}
+
+// stopWorkers stops what startWorkers started, the pipelines and the
+// Subscriptions API's deliveries with a quarter of the shutdown budget
+// each.
+func (s *Server) stopWorkers() error {
+	s.replays.stop()
+	budget := time.Duration(s.cfg.ShutdownTimeout) / 4
+	pctx, cancelPipes := context.WithTimeout(context.Background(), budget)
+	err := s.stopPipelines(pctx)
+	cancelPipes()
+	actx, cancelAPI := context.WithTimeout(context.Background(), budget)
+	defer cancelAPI()
+	if aerr := s.api.stop(actx); aerr != nil {
+		err = errors.Join(err, fmt.Errorf("hub: subscriptions API: %w", aerr))
+	}
+	return err
 }
 
 // stopHTTP stops serving: requests in flight get half of the shutdown
