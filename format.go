@@ -433,10 +433,13 @@ func extensionValue(v []byte) (any, error) {
 }
 
 // MarshalEvent encodes e in the CloudEvents JSON format. JSON data (by the
-// rules of IsJSONContentType) is written as a JSON value under "data"; other
-// data is written as a string under "data" when it is valid UTF-8 text and
-// was not marked binary, and as base64 under "data_base64" otherwise, so that
-// UnmarshalEvent gives back the same bytes.
+// rules of IsJSONContentType) is written as a JSON value under "data", and
+// UnmarshalEvent gives back that value: whitespace before or after it, which
+// JSON does not count as part of a value, is not kept (a binary-mode body of
+// "{\"a\":1}\n" comes back as "{\"a\":1}"). Other data is written as a string
+// under "data" when it is valid UTF-8 text and was not marked binary, and as
+// base64 under "data_base64" otherwise, so that UnmarshalEvent gives back
+// the same bytes.
 func MarshalEvent(e event.Event) ([]byte, error) {
 	return appendEvent(make([]byte, 0, 256+len(e.DataEncoded)), e)
 }

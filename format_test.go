@@ -260,6 +260,21 @@ func TestMarshalKeepsData(t *testing.T) {
 			t.Errorf("%q: data %q came back as %q (json %s)", c.ct, c.data, got.Data(), b)
 		}
 	}
+	// JSON data is a JSON value: whitespace around it is not part of it and
+	// does not come back (MarshalEvent's doc says so); inside, it stays.
+	e := event.New()
+	e.SetID("1")
+	e.SetSource("urn:x")
+	e.SetType("t")
+	e.SetDataContentType("application/json")
+	e.DataEncoded = []byte(" \n{\"a\": 1}\n")
+	b, err := eventkit.MarshalEvent(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := eventkit.UnmarshalEvent(b); err != nil || string(got.Data()) != `{"a": 1}` {
+		t.Errorf("JSON data with whitespace around it came back as %q, %v (json %s), want the value alone", got.Data(), err, b)
+	}
 	for _, in := range []string{`{"specversion":"1.0","id":"x","type":"t","source":"s"} trailing`, `{"specversion":"1.0","id":"x","type":"t","source":"s"}{}`} {
 		if _, err := eventkit.UnmarshalEvent([]byte(in)); err == nil {
 			t.Errorf("accepted %q", in)
