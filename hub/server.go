@@ -565,7 +565,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	if runErr == nil && ctx.Err() == nil {
-		runErr = s.startWorkers(ctx)
+		// A stop asked for while the workers start is a shutdown, not a
+		// failure: whatever they failed on, it was the stop.
+		if err := s.startWorkers(ctx); err != nil && ctx.Err() == nil {
+			runErr = err
+		}
 	}
 	serving := runErr == nil && ctx.Err() == nil
 	if serving {

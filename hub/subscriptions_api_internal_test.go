@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/eventkit/eventkit/memory"
@@ -86,5 +87,40 @@ func TestSubscriptionsAPIDeleteForgetsProgress(t *testing.T) {
 	}
 	if _, err := s.jsAPI.Consumer(ctx, s.cfg.Broker.Stream, consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("the consumer after DELETE: %v, want ErrConsumerNotFound", err)
+	}
+}
+
+// stopDuringStart is a context whose stop arrives just after Run has
+// checked it and before its workers start: its first Err is nil, every
+// later one context.Canceled, and Done is closed from the start.
+type stopDuringStart struct {
+	context.Context
+	checks atomic.Int32
+}
+
+func (c *stopDuringStart) Err() error {
+	if c.checks.Add(1) == 1 {
+		return nil
+	}
+	return context.Canceled
+}
+
+func (c *stopDuringStart) Done() <-chan struct{} {
+	done := make(chan struct{})
+	close(done)
+	return done
+}
+
+// TestRunStoppedWhileStartingIsNoFailure: a stop that arrives while the
+// workers start (their stores then answer context.Canceled) ends Run with
+// nil, as a stop at any other moment does. Run returned "replays store:
+// context canceled" before.
+func TestRunStoppedWhileStartingIsNoFailure(t *testing.T) {
+	s, err := New(Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"}, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(&stopDuringStart{Context: context.Background()}); err != nil {
+		t.Fatalf("Run: %v, want nil", err)
 	}
 }
