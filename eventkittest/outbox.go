@@ -146,16 +146,19 @@ func RunRelay(t testing.TB, r *outbox.Relay) (stop func()) {
 	return stop
 }
 
-// WaitFor polls cond every 10ms until it holds, and fails t (naming what)
-// if it does not within timeout.
+// WaitFor polls cond until it holds, and fails t (naming what) if it does
+// not within timeout. It polls every millisecond at first, then less often
+// (at most every 10ms, so that a cond that queries a database does not
+// flood it): a test waits by polling with a deadline, not by a sleep that
+// guesses how long things take.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for pause := time.Millisecond; !cond(); pause = min(2*pause, 10*time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %s", what, timeout)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pause)
 	}
 }
 

@@ -22,18 +22,11 @@ import (
 )
 
 // Eventually polls cond until it holds, and fails tb (naming what it
-// waited for) if it does not hold within d. It never sleeps longer than a
-// millisecond at a time: a test waits by polling with a deadline, not by a
-// sleep that guesses how long things take.
+// waited for) if it does not hold within d: eventkittest.WaitFor, which
+// the transports' tests and the suites share.
 func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventkittest.WaitFor(tb, d, what, cond)
 }
 
 // Receive returns the next value of c, and fails tb (naming what it
