@@ -41,14 +41,6 @@ func TestEventStore(t *testing.T, newStore EventStoreFactory) {
 	t.Run("GlobalOrderUnderConcurrentWriters", func(t *testing.T) { esTestGlobalOrder(t, newStore(t)) })
 }
 
-func esEvents(prefix string, n int) []event.Event {
-	out := make([]event.Event, n)
-	for i := range out {
-		out[i] = NewEvent(fmt.Sprintf("%s-%d", prefix, i))
-	}
-	return out
-}
-
 func esCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -59,7 +51,7 @@ func esTestAppendAndRead(t *testing.T, s es.EventStore) {
 	ctx := esCtx(t)
 	stream := UniqueName("stream-")
 	full := fullEvent(UniqueName("full-"))
-	evs := append([]event.Event{full}, esEvents(UniqueName("e"), 2)...)
+	evs := append([]event.Event{full}, NewEvents(UniqueName("e"), 2)...)
 	head0, err := s.Head(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -166,28 +158,28 @@ func esTestIdempotent(t *testing.T, s es.EventStore) {
 	ctx := esCtx(t)
 	stream := UniqueName("idem-")
 	p := UniqueName("x")
-	first, err := s.Append(ctx, stream, es.NoStream, esEvents(p+"-a", 2)...)
+	first, err := s.Append(ctx, stream, es.NoStream, NewEvents(p+"-a", 2)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Append(ctx, stream, es.Exact(2), esEvents(p+"-b", 3)...)
+	second, err := s.Append(ctx, stream, es.Exact(2), NewEvents(p+"-b", 3)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	head, _ := s.Head(ctx)
 	// A retried command after a timeout: the same events, the same expected version.
-	again, err := s.Append(ctx, stream, es.Exact(2), esEvents(p+"-b", 3)...)
+	again, err := s.Append(ctx, stream, es.Exact(2), NewEvents(p+"-b", 3)...)
 	if err != nil {
 		t.Fatalf("re-append of the same events at the same place: %v", err)
 	}
 	if again.Version != second.Version || fmt.Sprint(again.Positions) != fmt.Sprint(second.Positions) {
 		t.Fatalf("re-append returned %+v; want the first result %+v", again, second)
 	}
-	againFirst, err := s.Append(ctx, stream, es.NoStream, esEvents(p+"-a", 2)...)
+	againFirst, err := s.Append(ctx, stream, es.NoStream, NewEvents(p+"-a", 2)...)
 	if err != nil || fmt.Sprint(againFirst) != fmt.Sprint(first) {
 		t.Fatalf("re-append of the first events = %+v, %v; want %+v", againFirst, err, first)
 	}
-	againAny, err := s.Append(ctx, stream, es.Any, esEvents(p+"-b", 3)...)
+	againAny, err := s.Append(ctx, stream, es.Any, NewEvents(p+"-b", 3)...)
 	if err != nil || fmt.Sprint(againAny) != fmt.Sprint(second) {
 		t.Fatalf("re-append with Any = %+v, %v; want %+v", againAny, err, second)
 	}
@@ -203,7 +195,7 @@ func esTestIdempotent(t *testing.T, s es.EventStore) {
 		t.Fatalf("stream holds %d events after re-appends; want 5", len(got))
 	}
 	// The same ids at another place are not a repeat.
-	if _, err := s.Append(ctx, stream, es.Exact(5), esEvents(p+"-b", 3)...); err == nil {
+	if _, err := s.Append(ctx, stream, es.Exact(5), NewEvents(p+"-b", 3)...); err == nil {
 		t.Fatal("appending ids already in the stream at another place succeeded")
 	}
 	// A partial overlap is not a repeat either.
@@ -222,7 +214,7 @@ func esTestReadMiddle(t *testing.T, s es.EventStore) {
 	p := UniqueName("x")
 	var positions []uint64
 	for i := 0; i < 4; i++ {
-		res, err := s.Append(ctx, stream, es.Any, esEvents(fmt.Sprintf("%s-%d", p, i), 5)...)
+		res, err := s.Append(ctx, stream, es.Any, NewEvents(fmt.Sprintf("%s-%d", p, i), 5)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,7 +395,7 @@ func esTestSubscribeLive(t *testing.T, s es.EventStore) {
 	}
 	stream := UniqueName("live-")
 	p := UniqueName("x")
-	if _, err := s.Append(ctx, stream, es.Any, esEvents(p+"-old", 5)...); err != nil {
+	if _, err := s.Append(ctx, stream, es.Any, NewEvents(p+"-old", 5)...); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := s.Subscribe(ctx, head, es.WithStreamPrefix(stream), es.WithPollInterval(50*time.Millisecond))
@@ -499,7 +491,7 @@ func esTestSubscribeResume(t *testing.T, s es.EventStore) {
 	head, _ := s.Head(ctx)
 	stream := UniqueName("resume-")
 	p := UniqueName("x")
-	if _, err := s.Append(ctx, stream, es.Any, esEvents(p, 20)...); err != nil {
+	if _, err := s.Append(ctx, stream, es.Any, NewEvents(p, 20)...); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := s.Subscribe(ctx, head, es.WithStreamPrefix(stream), es.WithBuffer(1), es.WithBatchSize(3))
@@ -512,7 +504,7 @@ func esTestSubscribeResume(t *testing.T, s es.EventStore) {
 	}
 	checkpoint := first[len(first)-1].Position
 	// More events while the subscriber is stopped.
-	if _, err := s.Append(ctx, stream, es.Any, esEvents(p+"-later", 5)...); err != nil {
+	if _, err := s.Append(ctx, stream, es.Any, NewEvents(p+"-later", 5)...); err != nil {
 		t.Fatal(err)
 	}
 	sub2, err := s.Subscribe(ctx, checkpoint, es.WithStreamPrefix(stream))
@@ -670,7 +662,7 @@ func (r *esGlobalRun) startWriters(n, each int) {
 					time.Sleep(time.Millisecond) // spread the writers over the held-open window
 				}
 				stream := fmt.Sprintf("%s-%d", r.prefix, rng.IntN(20))
-				evs := esEvents(fmt.Sprintf("%s-w%d-%d", r.prefix, w, i), 1+rng.IntN(3))
+				evs := NewEvents(fmt.Sprintf("%s-w%d-%d", r.prefix, w, i), 1+rng.IntN(3))
 				res, err := r.s.Append(r.ctx, stream, es.Any, evs...)
 				if err != nil {
 					r.t.Errorf("append: %v", err)
@@ -698,7 +690,7 @@ func (r *esGlobalRun) after(delay time.Duration, fn func()) {
 func (r *esGlobalRun) startHeld(txa es.TxAppender) {
 	for h := 0; h < 2; h++ {
 		r.after(time.Duration(100+300*h)*time.Millisecond, func() {
-			evs := esEvents(fmt.Sprintf("%s-held%d", r.prefix, h), 3)
+			evs := NewEvents(fmt.Sprintf("%s-held%d", r.prefix, h), 3)
 			pa, err := txa.BeginAppend(r.ctx, fmt.Sprintf("%s-held-%d", r.prefix, h), es.Any, evs...)
 			r.heldBegun.Add(1)
 			if err != nil {
@@ -722,7 +714,7 @@ func (r *esGlobalRun) startHeld(txa es.TxAppender) {
 func (r *esGlobalRun) startRolledBack(txa es.TxAppender) {
 	for i := 0; i < 6; i++ {
 		r.after(time.Duration(50+150*i)*time.Millisecond, func() {
-			evs := esEvents(fmt.Sprintf("%s-rb%d", r.prefix, i), 2)
+			evs := NewEvents(fmt.Sprintf("%s-rb%d", r.prefix, i), 2)
 			r.mu.Lock()
 			for _, e := range evs {
 				r.rolledBack[e.ID()] = true

@@ -246,6 +246,16 @@ func NewEvent(id string) event.Event {
 	return e
 }
 
+// NewEvents returns n events made by NewEvent, with the ids prefix-0,
+// prefix-1, … prefix-(n-1).
+func NewEvents(prefix string, n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = NewEvent(prefix + "-" + strconv.Itoa(i))
+	}
+	return evs
+}
+
 func fullEvent(id string) event.Event {
 	e := event.New()
 	e.SetID(id)
@@ -1583,9 +1593,8 @@ func (e *env) inOrder(what string, msgs []*eventkit.Message, want []event.Event)
 
 // seekBatch returns n events of one key (so one partition), numbered.
 func seekBatch(prefix string, n int) []event.Event {
-	evs := make([]event.Event, n)
+	evs := NewEvents(prefix, n)
 	for i := range evs {
-		evs[i] = NewEvent(prefix + "-" + strconv.Itoa(i))
 		evs[i].SetExtension("partitionkey", "seek")
 	}
 	return evs

@@ -3,12 +3,10 @@ package redis_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/internal/testkit"
@@ -75,7 +73,7 @@ func TestMaxLen(t *testing.T) {
 	c := newClient(t)
 	tp := ns + ".trim"
 	for i := 0; i < 20; i++ {
-		if err := tr.Publish(ctx, tp, manyEvents("trim-"+strconv.Itoa(i), 50)...); err != nil {
+		if err := tr.Publish(ctx, tp, eventkittest.NewEvents("trim-"+strconv.Itoa(i), 50)...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,14 +84,6 @@ func TestMaxLen(t *testing.T) {
 	if n >= 1000 || n < 100 {
 		t.Fatalf("after 1000 entries with MAXLEN ~100, the stream holds %d", n)
 	}
-}
-
-func manyEvents(prefix string, n int) []event.Event {
-	out := make([]event.Event, n)
-	for i := range out {
-		out[i] = eventkittest.NewEvent(fmt.Sprintf("%s-%d", prefix, i))
-	}
-	return out
 }
 
 // TestNackDelayLongerThanClaimIdle checks that a message nacked with a delay
@@ -149,7 +139,7 @@ func TestWildcardNewTopicAfterSubscribe(t *testing.T) {
 	// the topic only from the registry.
 	other := mustNew(t, newClient(t), ekredis.WithPrefix("ektest:"+ns+":"))
 	defer other.Close()
-	if err := other.Publish(ctx, ns+".orders.eu.created", manyEvents("w", 5)...); err != nil {
+	if err := other.Publish(ctx, ns+".orders.eu.created", eventkittest.NewEvents("w", 5)...); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {

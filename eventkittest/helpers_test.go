@@ -54,3 +54,19 @@ func TestWaitForFailsAfterTimeout(t *testing.T) {
 		t.Fatalf("cond polled %d times in 50ms", calls)
 	}
 }
+
+// NewEvents numbers its events from 0 after the prefix, each valid.
+func TestNewEvents(t *testing.T) {
+	evs := eventkittest.NewEvents("b", 3)
+	if len(evs) != 3 {
+		t.Fatalf("got %d events, want 3", len(evs))
+	}
+	for i, e := range evs {
+		if want := fmt.Sprintf("b-%d", i); e.ID() != want {
+			t.Errorf("event %d has id %q, want %q", i, e.ID(), want)
+		}
+		if err := e.Validate(); err != nil {
+			t.Errorf("event %d: %v", i, err)
+		}
+	}
+}
