@@ -147,14 +147,9 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, -1)`, o.lockKey); err != nil {
 		return fmt.Errorf("postgres: outbox migrate: %w", err)
 	}
-	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s); err != nil {
-			return fmt.Errorf("postgres: outbox migrate: %w", err)
-		}
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+o.leases).Scan(&n); err != nil {
-		return fmt.Errorf("postgres: outbox migrate: %w", err)
+	n, err := dialect.MigrateOutbox(ctx, pgDB{tx}, o.leases, stmts...)
+	if err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: outbox migrate: %w", err)

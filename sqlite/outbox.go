@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/internal/opt"
+	"github.com/eventkit/eventkit/internal/sqlstore"
 	"github.com/eventkit/eventkit/outbox"
 	"github.com/eventkit/eventkit/topic"
 )
@@ -88,23 +90,13 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS ` + o.relays + ` (
 			owner TEXT PRIMARY KEY,
 			seen_at INTEGER NOT NULL)`,
+		`INSERT INTO ` + o.leases + ` (partition)
+			WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ` + strconv.Itoa(o.partitions) + `)
+			SELECT n FROM p WHERE NOT EXISTS (SELECT 1 FROM ` + o.leases + `)`,
 	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("sqlite: outbox migrate: %w", err)
-		}
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+o.leases).Scan(&n); err != nil {
-		return fmt.Errorf("sqlite: outbox migrate: %w", err)
-	}
-	if n == 0 {
-		for p := range o.partitions {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+o.leases+` (partition) VALUES (?)`, p); err != nil {
-				return fmt.Errorf("sqlite: outbox migrate: %w", err)
-			}
-		}
-		n = o.partitions
+	n, err := dialect.MigrateOutbox(ctx, sqlstore.Std(tx), o.leases, stmts...)
+	if err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: outbox migrate: %w", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit/eventkittest"
@@ -69,4 +71,25 @@ func TestOutboxRefusesInvalidOptions(t *testing.T) {
 		bad{Name: "sqlite.OutboxPartitions", Opt: sqlite.OutboxPartitions(0)},
 		bad{Name: "sqlite.OutboxPartitions", Opt: sqlite.OutboxPartitions(-1)},
 	)
+}
+
+// TestOutboxPartitionsFixedAtCreation: the partitions are those the tables
+// were created with; a later Migrate with another number keeps them.
+func TestOutboxPartitionsFixedAtCreation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	first := outboxOpen(t, sqliteOpen(t, path), 3)
+	if got := first.Partitions(); got != 3 {
+		t.Fatalf("new outbox has %d partitions; want 3", got)
+	}
+	again := outboxOpen(t, sqliteOpen(t, path), 5)
+	if got := again.Partitions(); got != 3 {
+		t.Fatalf("outbox migrated again with 5 has %d partitions; want the 3 it was created with", got)
+	}
+	held, err := again.Claim(context.Background(), "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(held, []int{0, 1, 2}) {
+		t.Fatalf("the only relay holds %v; want [0 1 2]", held)
+	}
 }

@@ -88,6 +88,21 @@ func (d *Dialect) Get(ctx context.Context, db DB, what, query string, args []any
 	return true, nil
 }
 
+// MigrateOutbox runs the statements of an outbox's migration in db (a
+// transaction), the last of which fills an empty leases table, and returns
+// the number of partitions the leases table holds: the number the outbox
+// was first created with.
+func (d *Dialect) MigrateOutbox(ctx context.Context, db DB, leases string, stmts ...string) (int, error) {
+	if err := d.Migrate(ctx, db, "outbox", stmts...); err != nil {
+		return 0, err
+	}
+	var n int
+	if _, err := d.Get(ctx, db, "migrate outbox", `SELECT count(*) FROM `+leases, nil, &n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // OutboxRecords reads the rows of an outbox fetch (id, partition, topic,
 // event in the JSON format) until they end, leaving out those for which
 // skip (if not nil) is true.
