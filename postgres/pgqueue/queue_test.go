@@ -151,23 +151,8 @@ func TestQueueHeldPastVisibilityTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]int{}
-	for len(got) < 2 {
-		select {
-		case m := <-s2.Messages():
-			if m.Attempt < 2 {
-				t.Errorf("redelivery of %s has Attempt %d", m.Event.ID(), m.Attempt)
-			}
-			got[m.Event.ID()]++
-			_ = m.Ack()
-		case m := <-s1.Messages():
-			// The first member may take them again itself; settle them there.
-			got[m.Event.ID()]++
-			_ = m.Ack()
-		case <-ctx.Done():
-			t.Fatalf("got %v", got)
-		}
-	}
+	// The first member may take them again itself; they are settled there.
+	awaitRedelivered(ctx, t, 2, s2.Messages(), s1.Messages())
 	if el := time.Since(start); el < 900*time.Millisecond {
 		t.Errorf("redelivered after %s, before the visibility timeout", el)
 	}
@@ -230,17 +215,30 @@ func TestQueueDeadConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	awaitRedelivered(ctx, t, 2, s.Messages(), nil)
+}
+
+// awaitRedelivered acks the messages of member until n distinct events
+// came, and fails t if one comes with an Attempt below 2 (not a
+// redelivery) or if ctx ends first. The messages of taker (nil: none), a
+// member that held them before and may take them again itself, are acked
+// and counted whatever their Attempt.
+func awaitRedelivered(ctx context.Context, t *testing.T, n int, member, taker <-chan *eventkit.Message) {
+	t.Helper()
 	got := map[string]int{}
-	for len(got) < 2 {
+	for len(got) < n {
 		select {
-		case m := <-s.Messages():
+		case m := <-member:
 			if m.Attempt < 2 {
 				t.Errorf("redelivery of %s has Attempt %d", m.Event.ID(), m.Attempt)
 			}
 			got[m.Event.ID()]++
 			_ = m.Ack()
+		case m := <-taker:
+			got[m.Event.ID()]++
+			_ = m.Ack()
 		case <-ctx.Done():
-			t.Fatalf("got %v after the consumer died", got)
+			t.Fatalf("got %v of %d redeliveries", got, n)
 		}
 	}
 }
