@@ -99,12 +99,15 @@ func goldenBatch(t *testing.T, id string) []event.Event {
 }
 
 type formatFile struct {
-	Tests []struct {
-		ID       string          `json:"id"`
-		SampleID string          `json:"sampleId"`
-		Event    json.RawMessage `json:"event"`
-		Batch    json.RawMessage `json:"batch"`
-	} `json:"tests"`
+	Tests []formatCase `json:"tests"`
+}
+
+// formatCase is a vector of the JSON format files.
+type formatCase struct {
+	ID       string          `json:"id"`
+	SampleID string          `json:"sampleId"`
+	Event    json.RawMessage `json:"event"`
+	Batch    json.RawMessage `json:"batch"`
 }
 
 func loadFormat(t *testing.T, name string) formatFile {
@@ -118,47 +121,56 @@ func loadFormat(t *testing.T, name string) formatFile {
 	return f
 }
 
+// forEachVector runs check on each vector of the JSON format file name, in
+// a subtest named after it, with a handler h that publishes to rec (reset
+// before each vector).
+func forEachVector(t *testing.T, name string, check func(t *testing.T, tc formatCase, h http.Handler, rec *recorder)) {
+	rec := &recorder{}
+	h := cehttp.NewHandler(rec)
+	for _, tc := range loadFormat(t, name).Tests {
+		t.Run(tc.ID, func(t *testing.T) {
+			rec.reset()
+			check(t, tc, h, rec)
+		})
+	}
+}
+
 // TestConformanceValidEvents posts every valid event of the JSON format
 // vectors in structured mode, and again re-encoded in binary mode, and
 // compares what reaches the publisher with the golden sample event.
 func TestConformanceValidEvents(t *testing.T) {
-	rec := &recorder{}
-	h := cehttp.NewHandler(rec)
-	for _, tc := range loadFormat(t, "valid-events.json").Tests {
-		t.Run(tc.ID, func(t *testing.T) {
-			want := golden(t, tc.SampleID)
-			rec.reset()
-			wantStatus(t, do(t, h, post("application/cloudevents+json", string(tc.Event), nil)), http.StatusNoContent)
-			topics, got := rec.got()
-			if len(got) != 1 {
-				t.Fatalf("published %d events, want 1", len(got))
-			}
-			if topics[0] != "io.cloudevents.test" {
-				t.Errorf("topic %q, want the event type", topics[0])
-			}
-			if d := eventkittest.DiffEvents(want, got[0]); d != "" {
-				t.Fatalf("structured: %s", d)
-			}
-			// The same event in binary mode, as the egress encodes it.
-			hdr, body, err := cehttp.Encode(got[0], false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req := post("", string(body), nil)
-			for k, v := range hdr {
-				req.Header[k] = v
-			}
-			rec.reset()
-			wantStatus(t, do(t, h, req), http.StatusNoContent)
-			_, got = rec.got()
-			if len(got) != 1 {
-				t.Fatalf("binary: published %d events, want 1", len(got))
-			}
-			if d := eventkittest.DiffEvents(want, got[0]); d != "" {
-				t.Fatalf("binary: %s", d)
-			}
-		})
-	}
+	forEachVector(t, "valid-events.json", func(t *testing.T, tc formatCase, h http.Handler, rec *recorder) {
+		want := golden(t, tc.SampleID)
+		wantStatus(t, do(t, h, post("application/cloudevents+json", string(tc.Event), nil)), http.StatusNoContent)
+		topics, got := rec.got()
+		if len(got) != 1 {
+			t.Fatalf("published %d events, want 1", len(got))
+		}
+		if topics[0] != "io.cloudevents.test" {
+			t.Errorf("topic %q, want the event type", topics[0])
+		}
+		if d := eventkittest.DiffEvents(want, got[0]); d != "" {
+			t.Fatalf("structured: %s", d)
+		}
+		// The same event in binary mode, as the egress encodes it.
+		hdr, body, err := cehttp.Encode(got[0], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := post("", string(body), nil)
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		rec.reset()
+		wantStatus(t, do(t, h, req), http.StatusNoContent)
+		_, got = rec.got()
+		if len(got) != 1 {
+			t.Fatalf("binary: published %d events, want 1", len(got))
+		}
+		if d := eventkittest.DiffEvents(want, got[0]); d != "" {
+			t.Fatalf("binary: %s", d)
+		}
+	})
 }
 
 // invalidEventAttr is the attribute the problem names for each invalid
@@ -178,64 +190,51 @@ var invalidEventAttr = map[string]string{
 // TestConformanceInvalidEvents posts every invalid event of the vectors:
 // each gets 400 problem+json naming an attribute, and nothing is published.
 func TestConformanceInvalidEvents(t *testing.T) {
-	rec := &recorder{}
-	h := cehttp.NewHandler(rec)
-	for _, tc := range loadFormat(t, "invalid-events.json").Tests {
-		t.Run(tc.ID, func(t *testing.T) {
-			rec.reset()
-			p := problem(t, do(t, h, post("application/cloudevents+json", string(tc.Event), nil)), http.StatusBadRequest)
-			want, ok := invalidEventAttr[tc.ID]
-			if !ok {
-				t.Fatalf("no expected attribute for vector %s (new vector?)", tc.ID)
-			}
-			if p.Attribute != want {
-				t.Errorf("problem names attribute %q, want %q (%s)", p.Attribute, want, p.Detail)
-			}
-			if _, got := rec.got(); len(got) != 0 {
-				t.Errorf("an invalid event was published")
-			}
-		})
-	}
+	forEachVector(t, "invalid-events.json", func(t *testing.T, tc formatCase, h http.Handler, rec *recorder) {
+		p := problem(t, do(t, h, post("application/cloudevents+json", string(tc.Event), nil)), http.StatusBadRequest)
+		want, ok := invalidEventAttr[tc.ID]
+		if !ok {
+			t.Fatalf("no expected attribute for vector %s (new vector?)", tc.ID)
+		}
+		if p.Attribute != want {
+			t.Errorf("problem names attribute %q, want %q (%s)", p.Attribute, want, p.Detail)
+		}
+		if _, got := rec.got(); len(got) != 0 {
+			t.Errorf("an invalid event was published")
+		}
+	})
 }
 
 // TestConformanceBatches posts the valid and invalid batches of the vectors
 // in batch mode: valid ones publish every event in order, invalid ones
 // publish nothing (all-or-nothing).
 func TestConformanceBatches(t *testing.T) {
-	rec := &recorder{}
-	h := cehttp.NewHandler(rec)
-	for _, tc := range loadFormat(t, "valid-batches.json").Tests {
-		t.Run(tc.ID, func(t *testing.T) {
-			rec.reset()
-			want := goldenBatch(t, tc.SampleID)
-			resp := do(t, h, post("application/cloudevents-batch+json", string(tc.Batch), nil))
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":`+strconv.Itoa(len(want))+`}` {
-				t.Fatalf("answer %d %s", resp.StatusCode, b)
+	forEachVector(t, "valid-batches.json", func(t *testing.T, tc formatCase, h http.Handler, rec *recorder) {
+		want := goldenBatch(t, tc.SampleID)
+		resp := do(t, h, post("application/cloudevents-batch+json", string(tc.Batch), nil))
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(b) != `{"accepted":`+strconv.Itoa(len(want))+`}` {
+			t.Fatalf("answer %d %s", resp.StatusCode, b)
+		}
+		_, got := rec.got()
+		if len(got) != len(want) {
+			t.Fatalf("published %d events, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if d := eventkittest.DiffEvents(want[i], got[i]); d != "" {
+				t.Errorf("event %d: %s", i, d)
 			}
-			_, got := rec.got()
-			if len(got) != len(want) {
-				t.Fatalf("published %d events, want %d", len(got), len(want))
-			}
-			for i := range want {
-				if d := eventkittest.DiffEvents(want[i], got[i]); d != "" {
-					t.Errorf("event %d: %s", i, d)
-				}
-			}
-		})
-	}
-	for _, tc := range loadFormat(t, "invalid-batches.json").Tests {
-		t.Run(tc.ID, func(t *testing.T) {
-			rec.reset()
-			p := problem(t, do(t, h, post("application/cloudevents-batch+json", string(tc.Batch), nil)), http.StatusBadRequest)
-			if tc.ID != "invalidBatchContainingNonObject" && (p.Index == nil || p.Attribute == "") {
-				t.Errorf("problem %+v does not name the event and attribute", p)
-			}
-			if _, got := rec.got(); len(got) != 0 {
-				t.Errorf("%d events of an invalid batch were published", len(got))
-			}
-		})
-	}
+		}
+	})
+	forEachVector(t, "invalid-batches.json", func(t *testing.T, tc formatCase, h http.Handler, rec *recorder) {
+		p := problem(t, do(t, h, post("application/cloudevents-batch+json", string(tc.Batch), nil)), http.StatusBadRequest)
+		if tc.ID != "invalidBatchContainingNonObject" && (p.Index == nil || p.Attribute == "") {
+			t.Errorf("problem %+v does not name the event and attribute", p)
+		}
+		if _, got := rec.got(); len(got) != 0 {
+			t.Errorf("%d events of an invalid batch were published", len(got))
+		}
+	})
 }
 
 // TestConformanceHTTPFeature runs the scenarios of the HTTP protocol
