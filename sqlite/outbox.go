@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -91,7 +90,7 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 			owner TEXT PRIMARY KEY,
 			seen_at INTEGER NOT NULL)`,
 		`INSERT INTO ` + o.leases + ` (partition)
-			WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ` + strconv.Itoa(o.partitions) + `)
+			WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ` + fmt.Sprint(o.partitions) + `)
 			SELECT n FROM p WHERE NOT EXISTS (SELECT 1 FROM ` + o.leases + `)`,
 	}
 	n, err := dialect.MigrateOutbox(ctx, sqlstore.Std(tx), o.leases, stmts...)
