@@ -89,9 +89,9 @@ func (d *Dialect) Get(ctx context.Context, db DB, what, query string, args []any
 }
 
 // MigrateOutbox runs the statements of an outbox's migration in db (a
-// transaction), the last of which fills an empty leases table, and returns
-// the number of partitions the leases table holds: the number the outbox
-// was first created with.
+// transaction), one of which fills the leases table when it is empty, and
+// returns the number of partitions the leases table holds: the number the
+// outbox was first created with.
 func (d *Dialect) MigrateOutbox(ctx context.Context, db DB, leases string, stmts ...string) (int, error) {
 	if err := d.Migrate(ctx, db, "outbox", stmts...); err != nil {
 		return 0, err
