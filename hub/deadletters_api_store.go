@@ -189,10 +189,7 @@ func (d jsDeadLetters) deadLetter(it inspect.Item) (deadletter.Item, bool) {
 // deadLetterItem is it as the dead-letter API answers it.
 func deadLetterItem(it inspect.Item) (deadletter.Item, error) {
 	raw, err := it.Raw()
-	if err != nil {
-		return deadletter.Item{}, err
-	}
-	return deadletter.Item{Position: raw.Position, Topic: raw.Topic, Stored: raw.Stored, Event: raw.Event}, nil
+	return deadletter.Item{RawItem: raw}, err
 }
 
 // parsePosition reads a position; an error wrapping deadletter.ErrNotFound
