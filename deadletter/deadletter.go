@@ -23,7 +23,6 @@ package deadletter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
+	"github.com/eventkit/eventkit/inspect/stored"
 	"github.com/eventkit/eventkit/internal/ceext"
 )
 
@@ -70,23 +70,19 @@ var ErrNotFound = errors.New("deadletter: no dead letter at this position")
 // carries no dlqtopic extension.
 var ErrNotDeadLetter = errors.New("deadletter: the event has no dlqtopic extension")
 
-// Item is one stored event as the server's inspection API answers it,
-// with, for a dead letter, the subscription it was dead-lettered by.
+// Item is one stored event as the server's inspection API answers it
+// (stored.RawItem: position, topic, store time and the event in the
+// CloudEvents JSON format), with, for a dead letter, the subscription it
+// was dead-lettered by.
 type Item struct {
-	// Position is the event's place in the store (a decimal sequence).
-	Position string `json:"position"`
-	// Topic is the topic it is stored under.
-	Topic string `json:"topic"`
-	// Stored is the time the store took it.
-	Stored time.Time `json:"stored"`
-	// Event is the event in the CloudEvents JSON format.
-	Event json.RawMessage `json:"event"`
+	stored.RawItem
 	// Subscription is the subscription that dead-lettered it (dead
 	// letters only).
 	Subscription string `json:"subscription,omitempty"`
 }
 
-// Decode returns the event of it.
+// Decode returns the event of it (the embedded RawItem.Decode returns the
+// whole item decoded).
 func (it Item) Decode() (event.Event, error) { return eventkit.UnmarshalEvent(it.Event) }
 
 // Query selects dead letters.

@@ -2,6 +2,7 @@ package deadletter_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/deadletter"
+	"github.com/eventkit/eventkit/inspect/stored"
 )
 
 // memStore is a Store in memory: one log of topics and events, dead
@@ -35,7 +37,7 @@ func (m *memStore) add(t *testing.T, topic string, e event.Event) deadletter.Ite
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.seq++
-	it := deadletter.Item{Position: strconv.Itoa(m.seq), Topic: topic, Stored: time.Now(), Event: b}
+	it := deadletter.Item{RawItem: stored.RawItem{Position: strconv.Itoa(m.seq), Topic: topic, Stored: time.Now(), Event: b}}
 	if s, ok := strings.CutPrefix(topic, "deadletter."); ok {
 		it.Subscription = s
 	}
@@ -98,7 +100,7 @@ func (m *memStore) Republish(_ context.Context, topic string, e event.Event, key
 		return it, nil
 	}
 	m.seq++
-	it := deadletter.Item{Position: strconv.Itoa(m.seq), Topic: topic, Stored: time.Now(), Event: b}
+	it := deadletter.Item{RawItem: stored.RawItem{Position: strconv.Itoa(m.seq), Topic: topic, Stored: time.Now(), Event: b}}
 	m.items = append(m.items, it)
 	if m.keys == nil {
 		m.keys = map[string]deadletter.Item{}
@@ -260,5 +262,27 @@ func TestRedriveAllAndPurge(t *testing.T) {
 	}
 	if n := len(m.published("orders")); n != 1250 {
 		t.Errorf("published %d", n)
+	}
+}
+
+// TestItemJSON: a dead letter's item is the inspection item's JSON object
+// with the subscription after it; Decode returns its event.
+func TestItemJSON(t *testing.T) {
+	raw := json.RawMessage(`{"specversion":"1.0","id":"e-1","source":"/s","type":"t"}`)
+	it := deadletter.Item{RawItem: stored.RawItem{Position: "4", Topic: "deadletter.hook", Stored: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Event: raw}, Subscription: "hook"}
+	b, err := json.Marshal(it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"position":"4","topic":"deadletter.hook","stored":"2026-01-02T03:04:05Z","event":` + string(raw) + `,"subscription":"hook"}`
+	if string(b) != want {
+		t.Fatalf("JSON\n%s\nwant\n%s", b, want)
+	}
+	var back deadletter.Item
+	if err := json.Unmarshal(b, &back); err != nil || back.Subscription != "hook" || back.Position != "4" || !back.Stored.Equal(it.Stored) {
+		t.Fatalf("read back %+v, %v", back, err)
+	}
+	if e, err := back.Decode(); err != nil || e.ID() != "e-1" {
+		t.Fatalf("Decode: %v, %v", e, err)
 	}
 }

@@ -36,8 +36,8 @@ func newDeadLetterAPI(s *Server) *deadLetterAPI {
 		Help: "Dead letters re-driven to their original topic, by subscription.",
 	}, []string{"subscription"})}
 	s.reg.MustRegister(a.redriven)
-	if s.jsAPI != nil {
-		a.store = jsDeadLetters{s: s}
+	if rd, err := s.storeReader(); err == nil {
+		a.store = jsDeadLetters{s: s, rd: rd}
 	}
 	return a
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/deadletter"
+	"github.com/eventkit/eventkit/inspect"
 	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/topic"
 	natsgo "github.com/nats-io/nats.go"
@@ -27,16 +28,19 @@ const defaultDeadLetterPattern = "deadletter.>"
 // dead letter is an event stored on a subscription's dead-letter topic
 // (deadletter.<name> unless configured otherwise) that carries the
 // dlqtopic extension; its position is its stream sequence.
-type jsDeadLetters struct{ s *Server }
+type jsDeadLetters struct {
+	s  *Server
+	rd *storeReader // of the hub's stream
+}
 
 var _ deadletter.Store = jsDeadLetters{}
 
 func (d jsDeadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
-	return d.s.jsAPI.Stream(ctx, d.s.cfg.Broker.Stream)
+	return d.rd.js.Stream(ctx, d.rd.stream)
 }
 
 // prefix is the subject prefix of the hub's topics, with its '.'.
-func (d jsDeadLetters) prefix() string { return d.s.cfg.Broker.SubjectPrefix + "." }
+func (d jsDeadLetters) prefix() string { return d.rd.prefix }
 
 // deadLetterTopics maps each known subscription to its dead-letter topic:
 // those of the configuration file and those of the Subscriptions API.
@@ -142,7 +146,7 @@ func (d jsDeadLetters) List(ctx context.Context, q deadletter.Query) ([]deadlett
 				return nil, err
 			}
 			seq = raw.Sequence + 1
-			if it, ok := d.item(raw); ok && (q.Subscription == "" || it.Subscription == q.Subscription) {
+			if it, ok := d.item(rawMsg(raw)); ok && (q.Subscription == "" || it.Subscription == q.Subscription) {
 				out = append(out, it)
 				n++
 			}
@@ -159,34 +163,33 @@ func cmpPosition(a, b string) int {
 }
 
 // item turns a stored message into a dead letter's item; false when it is
-// not one (another topic, no dlqtopic extension, undecodable).
-func (d jsDeadLetters) item(raw *jetstream.RawStreamMsg) (deadletter.Item, bool) {
-	t, ok := strings.CutPrefix(raw.Subject, d.prefix())
-	if !ok || !d.isDeadLetterTopic(t) {
+// not one (another topic, undecodable, no dlqtopic extension).
+func (d jsDeadLetters) item(m streamMsg) (deadletter.Item, bool) {
+	it, ok, err := d.rd.item(m, d.isDeadLetterTopic)
+	if !ok || err != nil {
 		return deadletter.Item{}, false
 	}
-	e, err := eknats.DecodeMsg(raw.Header, raw.Data)
-	if err != nil {
-		return deadletter.Item{}, false
-	}
-	if _, ok := deadletter.OriginalTopic(&e); !ok {
-		return deadletter.Item{}, false
-	}
-	it, err := storedItem(raw.Sequence, t, raw.Time, e)
-	if err != nil {
-		return deadletter.Item{}, false
-	}
-	it.Subscription = d.subscriptionOf(t, &e)
-	return it, true
+	return d.deadLetter(it)
 }
 
-// storedItem is the item of an event stored at seq.
-func storedItem(seq uint64, t string, stored time.Time, e event.Event) (deadletter.Item, error) {
-	b, err := eventkit.MarshalEvent(e)
-	if err != nil {
-		return deadletter.Item{}, err
+// deadLetter is the dead letter's item of a stored event; false when the
+// event carries no dlqtopic extension.
+func (d jsDeadLetters) deadLetter(it inspect.Item) (deadletter.Item, bool) {
+	if _, ok := deadletter.OriginalTopic(&it.Event); !ok {
+		return deadletter.Item{}, false
 	}
-	return deadletter.Item{Position: strconv.FormatUint(seq, 10), Topic: t, Stored: stored.UTC(), Event: b}, nil
+	dl, err := deadLetterItem(it)
+	if err != nil {
+		return deadletter.Item{}, false
+	}
+	dl.Subscription = d.subscriptionOf(it.Topic, &it.Event)
+	return dl, true
+}
+
+// deadLetterItem is it as the dead-letter API answers it.
+func deadLetterItem(it inspect.Item) (deadletter.Item, error) {
+	raw, err := it.Raw()
+	return deadletter.Item{RawItem: raw}, err
 }
 
 // parsePosition reads a position; an error wrapping deadletter.ErrNotFound
@@ -201,26 +204,22 @@ func parsePosition(p string) (uint64, error) {
 
 // Get returns the dead letter at position.
 func (d jsDeadLetters) Get(ctx context.Context, position string) (deadletter.Item, error) {
-	seq, err := parsePosition(position)
-	if err != nil {
+	if _, err := parsePosition(position); err != nil {
 		return deadletter.Item{}, err
 	}
-	st, err := d.stream(ctx)
-	if err != nil {
-		return deadletter.Item{}, err
-	}
-	raw, err := st.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	it, err := d.rd.get(ctx, position, d.isDeadLetterTopic)
+	var undecodable *undecodableError
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.As(err, &undecodable) {
 		return deadletter.Item{}, fmt.Errorf("%s: %w", position, deadletter.ErrNotFound)
 	}
 	if err != nil {
 		return deadletter.Item{}, err
 	}
-	it, ok := d.item(raw)
+	dl, ok := d.deadLetter(it)
 	if !ok {
 		return deadletter.Item{}, fmt.Errorf("%s: %w", position, deadletter.ErrNotFound)
 	}
-	return it, nil
+	return dl, nil
 }
 
 // Delete removes the dead letter at position, after checking that it is
@@ -267,7 +266,7 @@ func (d jsDeadLetters) Republish(ctx context.Context, t string, e event.Event, k
 			stored = raw.Time
 		}
 	}
-	return storedItem(ack.Sequence, t, stored, e)
+	return deadLetterItem(inspect.Item{Position: strconv.FormatUint(ack.Sequence, 10), Topic: t, Stored: stored, Event: e})
 }
 
 // badRequest is an error of the request: answered 400.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eventkit/eventkit/inspect"
 	eknats "github.com/eventkit/eventkit/nats"
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -50,23 +51,49 @@ func (s *Server) storeReader() (*storeReader, error) {
 	return &storeReader{js: s.jsAPI, stream: s.cfg.Broker.Stream, prefix: s.cfg.Broker.SubjectPrefix + "."}, nil
 }
 
-// item decodes a stored message; ok is false for a message outside the
-// hub's topics.
-func (r *storeReader) item(m *jetstream.RawStreamMsg) (it inspect.Item, ok bool, err error) {
-	t, ok := strings.CutPrefix(m.Subject, r.prefix)
-	if !ok {
-		return inspect.Item{}, false, nil
-	}
-	e, err := eknats.DecodeMsg(m.Header, m.Data)
-	if err != nil {
-		return inspect.Item{}, false, fmt.Errorf("stored event %d: %w", m.Sequence, err)
-	}
-	return inspect.Item{Position: strconv.FormatUint(m.Sequence, 10), Topic: t, Stored: m.Time, Event: e}, true, nil
+// streamMsg is a message of the hub's stream, however it was read: at
+// its sequence (rawMsg) or from a consumer.
+type streamMsg struct {
+	subject string
+	header  natsgo.Header
+	data    []byte
+	seq     uint64
+	stored  time.Time
 }
 
-// get returns the event at position pos; jetstream.ErrMsgNotFound when
-// there is none.
-func (r *storeReader) get(ctx context.Context, pos string) (inspect.Item, error) {
+// rawMsg is the streamMsg of a message read at its sequence.
+func rawMsg(m *jetstream.RawStreamMsg) streamMsg {
+	return streamMsg{subject: m.Subject, header: m.Header, data: m.Data, seq: m.Sequence, stored: m.Time}
+}
+
+// undecodableError is the error of a stored message that is not an event.
+type undecodableError struct {
+	seq uint64
+	err error
+}
+
+func (e *undecodableError) Error() string { return fmt.Sprintf("stored event %d: %v", e.seq, e.err) }
+func (e *undecodableError) Unwrap() error { return e.err }
+
+// item decodes a stored message; ok is false for a message outside the
+// hub's topics, or on a topic that keep (nil: every topic) refuses: keep
+// is asked before the message is decoded. An undecodable message is an
+// *undecodableError.
+func (r *storeReader) item(m streamMsg, keep func(topic string) bool) (it inspect.Item, ok bool, err error) {
+	t, ok := strings.CutPrefix(m.subject, r.prefix)
+	if !ok || keep != nil && !keep(t) {
+		return inspect.Item{}, false, nil
+	}
+	e, err := eknats.DecodeMsg(m.header, m.data)
+	if err != nil {
+		return inspect.Item{}, false, &undecodableError{m.seq, err}
+	}
+	return inspect.Item{Position: strconv.FormatUint(m.seq, 10), Topic: t, Stored: m.stored, Event: e}, true, nil
+}
+
+// get returns the event at position pos when keep (nil: any) takes its
+// topic; jetstream.ErrMsgNotFound when there is none.
+func (r *storeReader) get(ctx context.Context, pos string, keep func(topic string) bool) (inspect.Item, error) {
 	seq, err := strconv.ParseUint(pos, 10, 64)
 	if err != nil || seq == 0 {
 		return inspect.Item{}, jetstream.ErrMsgNotFound
@@ -82,7 +109,7 @@ func (r *storeReader) get(ctx context.Context, pos string) (inspect.Item, error)
 	if err != nil {
 		return inspect.Item{}, err
 	}
-	it, ok, err := r.item(m)
+	it, ok, err := r.item(rawMsg(m), keep)
 	if err == nil && !ok {
 		err = jetstream.ErrMsgNotFound
 	}
@@ -144,7 +171,7 @@ func (r *storeReader) Read(ctx context.Context, q inspect.Query, fn func(inspect
 		if msg.Sequence > last || (!q.Until.IsZero() && !msg.Time.Before(q.Until)) {
 			return res, nil
 		}
-		it, ok, err := r.item(msg)
+		it, ok, err := r.item(rawMsg(msg), nil)
 		seq = msg.Sequence + 1
 		if !ok || err != nil || !m.Match(it.Event) {
 			res.Next = strconv.FormatUint(msg.Sequence, 10)
@@ -326,7 +353,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request, pos string) {
 		problem(w, http.StatusNotImplemented, err.Error())
 		return
 	}
-	it, err := rd.get(r.Context(), pos)
+	it, err := rd.get(r.Context(), pos, nil)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		problem(w, http.StatusNotFound, "no stored event at position "+strconv.Quote(pos))
 		return

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	eknats "github.com/eventkit/eventkit/nats"
 	"github.com/eventkit/eventkit/probe"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -94,7 +93,11 @@ func probeQuery(v url.Values) (probe.Query, string, error) {
 // stored event from q.Since (at most maxProbeScan of them, up to the last
 // stored when it began) and keeps those linked to q.Key.
 func (s *Server) probeTopics(ctx context.Context, q probe.Query) ([]probe.Item, bool, error) {
-	st, err := s.jsAPI.Stream(ctx, s.cfg.Broker.Stream)
+	rd, err := s.storeReader()
+	if err != nil {
+		return nil, false, err
+	}
+	st, err := rd.js.Stream(ctx, rd.stream)
 	if err != nil {
 		return nil, false, err
 	}
@@ -116,7 +119,6 @@ func (s *Server) probeTopics(ctx context.Context, q probe.Query) ([]probe.Item, 
 	if err != nil {
 		return nil, false, err
 	}
-	prefix := s.cfg.Broker.SubjectPrefix + "."
 	needle := plainKey(q.Key)
 	var out []probe.Item
 	for read := 0; read < maxProbeScan; {
@@ -139,7 +141,7 @@ func (s *Server) probeTopics(ctx context.Context, q probe.Query) ([]probe.Item, 
 				continue
 			}
 			done = md.Sequence.Stream == last || md.NumPending == 0
-			it, ok := probeItem(m, md, q.Key, needle, prefix)
+			it, ok := probeItem(rd, m, md, q.Key, needle)
 			if !ok {
 				continue
 			}
@@ -160,20 +162,17 @@ func (s *Server) probeTopics(ctx context.Context, q probe.Query) ([]probe.Item, 
 }
 
 // probeItem is the item of m when its event is linked to key.
-func probeItem(m jetstream.Msg, md *jetstream.MsgMetadata, key probe.Key, needle []byte, prefix string) (probe.Item, bool) {
+func probeItem(rd *storeReader, m jetstream.Msg, md *jetstream.MsgMetadata, key probe.Key, needle []byte) (probe.Item, bool) {
 	// Most events do not hold the key at all: skip them undecoded.
 	if needle != nil && !bytes.Contains(m.Data(), needle) && !headerHolds(m.Headers(), string(needle)) {
 		return probe.Item{}, false
 	}
-	e, err := eknats.DecodeMsg(m.Headers(), m.Data())
-	if err != nil || !key.Match(&e) {
+	it, ok, err := rd.item(streamMsg{subject: m.Subject(), header: m.Headers(), data: m.Data(), seq: md.Sequence.Stream, stored: md.Timestamp}, nil)
+	if !ok || err != nil || !key.Match(&it.Event) {
 		return probe.Item{}, false
 	}
-	it, err := storedItem(md.Sequence.Stream, strings.TrimPrefix(m.Subject(), prefix), md.Timestamp, e)
-	if err != nil {
-		return probe.Item{}, false
-	}
-	return probe.Item{Position: it.Position, Topic: it.Topic, Stored: it.Stored, Event: it.Event}, true
+	raw, err := it.Raw()
+	return raw, err == nil
 }
 
 // plainKey is the key's value when it is written as is in any encoding of

@@ -40,15 +40,14 @@ package inspect
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/cefilter"
+	"github.com/eventkit/eventkit/inspect/stored"
 	"github.com/eventkit/eventkit/topic"
 )
 
@@ -96,18 +95,12 @@ func ThrowAwayGroup() string {
 	return "eventkit-inspect-" + hex.EncodeToString(b[:])
 }
 
-// Item is one stored event.
-type Item struct {
-	// Position is where the transport stored the event (Message.Position).
-	Position string `json:"position"`
-	// Topic is the topic the event was published to.
-	Topic string `json:"topic"`
-	// Stored is when the broker stored the event, when the source knows
-	// it (the server's API does; a Subscriber does not), else zero.
-	Stored time.Time `json:"stored,omitzero"`
-	// Event is the event.
-	Event event.Event `json:"event"`
-}
+// Item is one stored event, decoded: its position, topic, store time
+// (zero when the source does not know it: a Subscriber does not, the
+// server's API does) and event. Its JSON form is the server's API's:
+// the event in the CloudEvents JSON format, the store time in RFC 3339
+// with nanoseconds (see package stored).
+type Item = stored.Item
 
 // Result says where a read stopped.
 type Result struct {
@@ -175,48 +168,4 @@ func (m *Matcher) Match(e event.Event) bool {
 		return err == nil && ok
 	}
 	return true
-}
-
-// MarshalJSON writes the item as the server's API does: the event in the
-// CloudEvents JSON format, the stored time in RFC 3339 with nanoseconds.
-func (it Item) MarshalJSON() ([]byte, error) {
-	ev, err := eventkit.MarshalEvent(it.Event)
-	if err != nil {
-		return nil, err
-	}
-	var stored string
-	if !it.Stored.IsZero() {
-		stored = it.Stored.UTC().Format(time.RFC3339Nano)
-	}
-	return json.Marshal(struct {
-		Position string          `json:"position"`
-		Topic    string          `json:"topic"`
-		Stored   string          `json:"stored,omitempty"`
-		Event    json.RawMessage `json:"event"`
-	}{it.Position, it.Topic, stored, ev})
-}
-
-// UnmarshalJSON reads an item as MarshalJSON writes it.
-func (it *Item) UnmarshalJSON(b []byte) error {
-	var raw struct {
-		Position string          `json:"position"`
-		Topic    string          `json:"topic"`
-		Stored   string          `json:"stored"`
-		Event    json.RawMessage `json:"event"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	e, err := eventkit.UnmarshalEvent(raw.Event)
-	if err != nil {
-		return err
-	}
-	var stored time.Time
-	if raw.Stored != "" {
-		if stored, err = time.Parse(time.RFC3339Nano, raw.Stored); err != nil {
-			return fmt.Errorf("stored: %w", err)
-		}
-	}
-	*it = Item{Position: raw.Position, Topic: raw.Topic, Stored: stored, Event: e}
-	return nil
 }

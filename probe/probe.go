@@ -17,7 +17,6 @@ package probe
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,6 +27,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/es"
+	"github.com/eventkit/eventkit/inspect/stored"
 )
 
 // ExtCorrelationID is the extension that carries a correlation id (set by
@@ -99,18 +99,12 @@ func (k Key) Match(e *event.Event) bool {
 }
 
 // Item is one stored event of a timeline, in the shape of the server's
-// inspection API.
-type Item struct {
-	// Position is its place in its store (a decimal sequence).
-	Position string `json:"position"`
-	// Topic is the topic it is stored under; for an event store, "es:"
-	// followed by the stream id.
-	Topic string `json:"topic"`
-	// Stored is the time its store took it.
-	Stored time.Time `json:"stored"`
-	// Event is the event in the CloudEvents JSON format.
-	Event json.RawMessage `json:"event"`
-}
+// inspection API (package stored; inspect.Item is the same item decoded),
+// its event in the CloudEvents JSON format so that a timeline shows an
+// event it cannot decode too. For an event of an event store, Topic is
+// "es:" followed by the stream id and Position the store's global
+// position.
+type Item = stored.RawItem
 
 // Timeline is the answer of a probe.
 type Timeline struct {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/eventkit/eventkit/cehttp"
@@ -28,6 +30,15 @@ func newAPIClient(server, token, secretFile string) (*apiClient, error) {
 		return nil, err
 	}
 	return &apiClient{server: strings.TrimSuffix(server, "/"), token: token, secret: secret}, nil
+}
+
+// apiFlags declares --server, --token and --hmac-secret-file on fs; the
+// returned function makes the client once fs is parsed.
+func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
+	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
+	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
+	secretFile := secretFlag(fs)
+	return func() (*apiClient, error) { return newAPIClient(*server, *token, *secretFile) }
 }
 
 // maxAPIAnswer bounds an answer of the API read whole.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,15 +23,6 @@ func init() {
 		summary: "list, show, re-drive or purge the dead letters of the server's subscriptions",
 		run:     runDLQ,
 	}
-}
-
-// apiFlags declares --server, --token and --hmac-secret-file on fs; the
-// returned function makes the client once fs is parsed.
-func apiFlags(fs *flag.FlagSet) func() (*apiClient, error) {
-	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
-	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
-	secretFile := secretFlag(fs)
-	return func() (*apiClient, error) { return newAPIClient(*server, *token, *secretFile) }
 }
 
 // dlqUsage is the usage of eventkit dlq.

@@ -80,9 +80,7 @@ const pubBatch = 500
 func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
-	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
-	secretFile := secretFlag(fs)
+	client := apiFlags(fs)
 	typ := fs.String("type", "", "event `type` (also the topic, unless the server says otherwise)")
 	source := fs.String("source", "eventkit-cli", "event `source`")
 	id := fs.String("id", "", "event `id` (default: a new UUID)")
@@ -173,20 +171,20 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(events) > 1 {
 		popts = append(popts, cehttp.WithBatch())
 	}
-	if *token != "" {
-		popts = append(popts, cehttp.WithToken(*token))
-	}
-	secret, err := signingSecret(*secretFile)
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	if secret != nil {
-		popts = append(popts, cehttp.WithSigningSecret(secret))
+	if c.token != "" {
+		popts = append(popts, cehttp.WithToken(c.token))
+	}
+	if c.secret != nil {
+		popts = append(popts, cehttp.WithSigningSecret(c.secret))
 	}
 	if *topic == "" {
 		popts = append(popts, cehttp.WithoutTopicHeader())
 	}
-	pub, err := cehttp.NewPublisher(strings.TrimSuffix(*server, "/")+"/events", popts...)
+	pub, err := cehttp.NewPublisher(c.server+"/events", popts...)
 	if err != nil {
 		return err
 	}

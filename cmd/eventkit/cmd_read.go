@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,24 +31,22 @@ func init() {
 // inspectFlags are the flags read and replay share: where the events are
 // (the server, or a broker), and which.
 type inspectFlags struct {
-	server, token, secretFile *string
-	broker                    *string
-	group                     *bool
-	since, until, after, sql  *string
-	where                     stringList
+	client                   func() (*apiClient, error) // of the server (apiFlags)
+	broker                   *string
+	group                    *bool
+	since, until, after, sql *string
+	where                    stringList
 }
 
 func addInspectFlags(fs *flag.FlagSet) *inspectFlags {
 	f := &inspectFlags{
-		server:     fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)"),
-		token:      fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)"),
-		secretFile: secretFlag(fs),
-		broker:     fs.String("broker", "", "read the broker at `URL` directly instead of the server: nats://, kafka://, redis://, postgres:// or pulsar://"),
-		group:      fs.Bool("throwaway-group", false, "with --broker: read in a new consumer group of a random name (for brokers that start at a time or position only in a group; the group stays on brokers that keep groups)"),
-		since:      fs.String("since", "start", "from `TIME`: RFC 3339, \"start\" (the oldest event), or a duration ago (\"15m\")"),
-		until:      fs.String("until", "", "up to `TIME` (excluded): RFC 3339 or a duration ago; default the current end"),
-		after:      fs.String("after", "", "start after the event at `POSITION` (as printed)"),
-		sql:        fs.String("sql", "", "CloudEvents SQL `expression` the events must satisfy"),
+		client: apiFlags(fs),
+		broker: fs.String("broker", "", "read the broker at `URL` directly instead of the server: nats://, kafka://, redis://, postgres:// or pulsar://"),
+		group:  fs.Bool("throwaway-group", false, "with --broker: read in a new consumer group of a random name (for brokers that start at a time or position only in a group; the group stays on brokers that keep groups)"),
+		since:  fs.String("since", "start", "from `TIME`: RFC 3339, \"start\" (the oldest event), or a duration ago (\"15m\")"),
+		until:  fs.String("until", "", "up to `TIME` (excluded): RFC 3339 or a duration ago; default the current end"),
+		after:  fs.String("after", "", "start after the event at `POSITION` (as printed)"),
+		sql:    fs.String("sql", "", "CloudEvents SQL `expression` the events must satisfy"),
 	}
 	fs.Var(&f.where, "where", "attribute filter `name=value`, exact (repeatable): --where type=order.created")
 	return f
@@ -125,10 +122,6 @@ func params(q inspect.Query) url.Values {
 		v.Set("sql", q.SQL)
 	}
 	return v
-}
-
-func (f *inspectFlags) client() (*apiClient, error) {
-	return newAPIClient(*f.server, *f.token, *f.secretFile)
 }
 
 // readServer pages through GET /events, calling fn with each item, until

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -30,9 +29,7 @@ func init() {
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", defaultServer(), "server `URL` ($EVENTKIT_SERVER)")
-	token := fs.String("token", os.Getenv("EVENTKIT_TOKEN"), "bearer `token` ($EVENTKIT_TOKEN)")
-	secretFile := secretFlag(fs)
+	client := apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print each event in full, in the CloudEvents JSON format (one per line)")
 	from := fs.String("from", "", "print the stored events from `TIME` first: RFC 3339, \"start\" (the oldest) or a duration ago (\"15m\"); a reconnection goes on live")
 	fs.Usage = func() {
@@ -57,11 +54,11 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if pattern == "" {
 		pattern = ">"
 	}
-	secret, err := signingSecret(*secretFile)
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	u := strings.TrimSuffix(*server, "/") + "/events/stream?topic=" + url.QueryEscape(pattern)
+	u := c.server + "/events/stream?topic=" + url.QueryEscape(pattern)
 	first := u
 	if *from != "" {
 		t, start, err := parseWhen(*from, time.Now())
@@ -76,7 +73,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	backoff := 250 * time.Millisecond
 	for {
-		connected, err := tailOnce(ctx, first, *token, secret, *asJSON, stdout)
+		connected, err := tailOnce(ctx, first, c.token, c.secret, *asJSON, stdout)
 		if connected {
 			first = u // a reconnection goes on live, not from --from again
 		}

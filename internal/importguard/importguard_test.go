@@ -123,6 +123,12 @@ func rules() []rule {
 		rs = append(rs, rule{pkg: pkg, forbid: join(drivers, middlewareLibs),
 			why: "a logic package imports no driver and no heavy library"})
 	}
+	// probe and deadletter answer inspection's item (inspect/stored), not
+	// inspect itself, whose filters pull the CloudEvents SQL parser.
+	for _, pkg := range []string{"probe", "deadletter", "inspect/stored"} {
+		rs = append(rs, rule{pkg: pkg, forbid: []heavy{cesqlLib},
+			why: "the inspection item is shared through inspect/stored, without inspect's CloudEvents SQL filters"})
+	}
 	rs = append(rs,
 		rule{pkg: "middleware", forbid: join(drivers, without(middlewareLibs, backoff, xrate)),
 			why: "middleware core pulls no driver; OpenTelemetry, Prometheus, gobreaker and jsonschema are in its subpackages"},
