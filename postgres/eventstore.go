@@ -346,15 +346,15 @@ func (s *EventStore) attempt(ctx context.Context, conn *pgxpool.Conn, reqs []*ap
 		return err
 	}
 	versions := maps.Clone(st.versions)
-	cols, next := st.decide(reqs)
+	rows, next := st.decide(reqs)
 	if !lookup && slices.ContainsFunc(reqs, func(r *appendRequest) bool { return r.err != nil }) {
 		if err := s.readExisting(ctx, conn, reqs, st); err != nil {
 			return err
 		}
 		st.versions = versions
-		cols, next = st.decide(reqs)
+		rows, next = st.decide(reqs)
 	}
-	return s.writeAppend(ctx, conn, cols, st, next, commit)
+	return s.writeAppend(ctx, conn, rows, st, next, commit)
 }
 
 // appendState is what an append batch reads under the position lock: the
@@ -469,12 +469,31 @@ func (st *appendState) stored(stream string) map[string][2]uint64 {
 	return m
 }
 
+// appendRows are the rows an append batch writes: the position, stream
+// and version of each, and the columns sqlstore.EncodeEvent made.
+type appendRows struct {
+	pos, ver []int64
+	stream   []string
+	event    [][]any
+}
+
 // decide decides each request (conflict, idempotent repeat, or write, in
-// order, each seeing the writes before it) and returns the columns of the
-// rows to write, and the position after the last one.
-func (st *appendState) decide(reqs []*appendRequest) (cols [12][]any, next uint64) {
+// order, each seeing the writes before it) and returns the rows to write,
+// and the position after the last one.
+func (st *appendState) decide(reqs []*appendRequest) (rows appendRows, next uint64) {
 	next = st.last + 1
-	for _, r := range reqs {
+	// later[i]: a request after reqs[i] appends to its stream, and must see
+	// the ids reqs[i] writes.
+	later := make([]bool, len(reqs))
+	seen := map[string]bool{}
+	total := 0
+	for i := len(reqs) - 1; i >= 0; i-- {
+		later[i] = seen[reqs[i].stream]
+		seen[reqs[i].stream] = true
+		total += len(reqs[i].events)
+	}
+	rows = appendRows{pos: make([]int64, 0, total), ver: make([]int64, 0, total), stream: make([]string, 0, total), event: make([][]any, 0, total)}
+	for ri, r := range reqs {
 		cur := st.versions[r.stream]
 		var ex map[string][2]uint64
 		if m := st.existing[r.stream]; m != nil {
@@ -493,29 +512,32 @@ func (st *appendState) decide(reqs []*appendRequest) (cols [12][]any, next uint6
 			continue
 		}
 		r.res = es.AppendResult{Version: cur + uint64(len(r.events)), Positions: make([]uint64, len(r.events))}
-		m := st.stored(r.stream)
+		var m map[string][2]uint64
+		if later[ri] {
+			m = st.stored(r.stream)
+		}
 		for i, row := range r.rows {
 			pos, ver := next, cur+uint64(i)+1
 			next++
 			r.res.Positions[i] = pos
-			m[r.events[i].ID()] = [2]uint64{ver, pos}
-			cols[0] = append(cols[0], int64(pos))
-			cols[1] = append(cols[1], r.stream)
-			cols[2] = append(cols[2], int64(ver))
-			for j, v := range row {
-				cols[3+j] = append(cols[3+j], v)
+			if m != nil {
+				m[r.events[i].ID()] = [2]uint64{ver, pos}
 			}
+			rows.pos = append(rows.pos, int64(pos))
+			rows.ver = append(rows.ver, int64(ver))
+			rows.stream = append(rows.stream, r.stream)
+			rows.event = append(rows.event, row)
 		}
 		st.versions[r.stream] = r.res.Version
 	}
-	return cols, next
+	return rows, next
 }
 
 // writeAppend writes the rows (positions st.last+1 to next-1), corrects
 // the position if fewer were written than reserved and, if commit,
 // commits: one round trip, two with COPY. With nothing to write (conflicts
 // and repeats only) it rolls the reservation back instead of committing.
-func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [12][]any, st *appendState, next uint64, commit bool) error {
+func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, rows appendRows, st *appendState, next uint64, commit bool) error {
 	b := &pgx.Batch{}
 	if next == st.last+1 {
 		if commit {
@@ -526,16 +548,22 @@ func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [
 		}
 		return nil
 	}
-	if n := len(cols[0]); n >= s.cfg.copyThreshold {
+	if n := len(rows.pos); n >= s.cfg.copyThreshold {
 		// Many rows: COPY (binary) costs the server less per row than an
 		// INSERT of arrays, for one more round trip.
-		if _, err := conn.CopyFrom(ctx, s.eventsIdent, copyColumns, &columnSource{cols: &cols, n: n, i: -1}); err != nil {
+		if _, err := conn.CopyFrom(ctx, s.eventsIdent, copyColumns, &rowSource{rows: &rows, i: -1}); err != nil {
 			return fmt.Errorf("postgres: append: %w", err)
 		}
 	} else {
+		var cols [9][]any
+		for _, row := range rows.event {
+			for j, v := range row {
+				cols[j] = append(cols[j], v)
+			}
+		}
 		b.Queue(`INSERT INTO `+s.events+` (position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])`,
-			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11])
+			rows.pos, rows.stream, rows.ver, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8])
 	}
 	if next-1 != st.reserved {
 		b.Queue(`UPDATE `+s.positions+` SET position = $1 WHERE id = 1`, int64(next-1))
@@ -552,24 +580,24 @@ func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [
 	return nil
 }
 
-// columnSource is a pgx.CopyFromSource over the columns of the rows to
-// write, without building the rows.
-type columnSource struct {
-	cols *[12][]any
-	n, i int
+// rowSource is a pgx.CopyFromSource over appendRows; the position, stream
+// and version go by pointer, which pgx reads without boxing each value.
+type rowSource struct {
+	rows *appendRows
+	i    int
 	row  [12]any
 }
 
-func (c *columnSource) Next() bool { c.i++; return c.i < c.n }
+func (c *rowSource) Next() bool { c.i++; return c.i < len(c.rows.pos) }
 
-func (c *columnSource) Values() ([]any, error) {
-	for j := range c.row {
-		c.row[j] = c.cols[j][c.i]
-	}
+func (c *rowSource) Values() ([]any, error) {
+	r, i := c.rows, c.i
+	c.row[0], c.row[1], c.row[2] = &r.pos[i], &r.stream[i], &r.ver[i]
+	copy(c.row[3:], r.event[i])
 	return c.row[:], nil
 }
 
-func (c *columnSource) Err() error { return nil }
+func (c *rowSource) Err() error { return nil }
 
 // BeginAppend implements es.TxAppender: the append is written in a
 // transaction that holds the position lock until Commit or Rollback (every
