@@ -170,7 +170,7 @@ func TestTracingRecordsOutcome(t *testing.T) {
 func spanAttrs(s tracetest.SpanStub) map[string]string {
 	attrs := map[string]string{}
 	for _, kv := range s.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	return attrs
 }
