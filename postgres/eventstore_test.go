@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,11 +95,6 @@ func TestEventStoreGroupCommit(t *testing.T) {
 	if _, err := s.Append(ctx, "gc-conflict", es.NoStream, eventkittest.NewEvent("c0")); err != nil {
 		t.Fatal(err)
 	}
-	// Hold the position lock so that the following appends queue up.
-	held, err := s.BeginAppend(ctx, "gc-held", es.NoStream, eventkittest.NewEvent("held"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := s.Stats()
 	const n = 16
 	type outcome struct {
@@ -106,36 +102,21 @@ func TestEventStoreGroupCommit(t *testing.T) {
 		err error
 	}
 	results := make([]outcome, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var r es.AppendResult
-			var err error
-			switch {
-			case i%4 == 3: // a conflict: the stream is at version 1
-				r, err = s.Append(ctx, "gc-conflict", es.NoStream, eventkittest.NewEvent(fmt.Sprintf("x%d", i)))
-			default:
-				r, err = s.Append(ctx, fmt.Sprintf("gc-%d", i), es.NoStream, eventkittest.NewEvent(fmt.Sprintf("e%d", i)), eventkittest.NewEvent(fmt.Sprintf("f%d", i)))
-			}
-			results[i] = outcome{r, err}
-		}()
-	}
-	// Wait until every append is either in the leader's transaction
-	// (blocked on the lock) or queued behind it.
-	st := s.Stats()
-	for ; st.Queued+st.InFlight < n; st = s.Stats() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	st := esBehindHeldLock(t, s, n, func(i int) {
+		var r es.AppendResult
+		var err error
+		switch {
+		case i%4 == 3: // a conflict: the stream is at version 1
+			r, err = s.Append(ctx, "gc-conflict", es.NoStream, eventkittest.NewEvent(fmt.Sprintf("x%d", i)))
+		default:
+			r, err = s.Append(ctx, fmt.Sprintf("gc-%d", i), es.NoStream, eventkittest.NewEvent(fmt.Sprintf("e%d", i)), eventkittest.NewEvent(fmt.Sprintf("f%d", i)))
+		}
+		results[i] = outcome{r, err}
+	})
 	wantTxs := uint64(1) // the leader's batch ...
 	if st.Queued > 0 {
 		wantTxs++ // ... then one group of all the others
 	}
-	if _, err := held.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
 	after := s.Stats()
 	if txs := after.Transactions - before.Transactions; txs != wantTxs {
 		t.Fatalf("%d appends queued behind a held lock ran in %d transactions; want %d (the leader's batch, then one group)", n, txs, wantTxs)
@@ -265,12 +246,43 @@ func esTracedStore(t *testing.T, opts ...postgres.EventStoreOption) (*postgres.E
 	return esNewStoreOn(t, pool, schema, opts...), c
 }
 
-func esIDs(prefix string, n int) []event.Event {
-	evs := make([]event.Event, n)
-	for i := range evs {
-		evs[i] = eventkittest.NewEvent(fmt.Sprintf("%s-%d", prefix, i))
+// esIDs returns n events with the ids prefix-0 … prefix-(n-1).
+func esIDs(prefix string, n int) (evs []event.Event) {
+	for i := range n {
+		evs = append(evs, eventkittest.NewEvent(prefix+"-"+strconv.Itoa(i)))
 	}
 	return evs
+}
+
+// esBehindHeldLock runs appendFn(0) … appendFn(n-1) from n goroutines while
+// an append holds the position lock (BeginAppend), waits until each of them
+// is queued for group commit or in the transaction blocked on the lock,
+// commits the holder and waits for them all. It returns the store's
+// counters at the moment they were all waiting.
+func esBehindHeldLock(t *testing.T, s *postgres.EventStore, n int, appendFn func(i int)) postgres.AppendStats {
+	t.Helper()
+	ctx := context.Background()
+	held, err := s.BeginAppend(ctx, "held", es.NoStream, eventkittest.NewEvent("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Go(func() { appendFn(i) })
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	st := s.Stats()
+	for ; st.Queued+st.InFlight < n; st = s.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends did not queue behind the held lock: %+v", n, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := held.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	return st
 }
 
 // TestEventStoreAppendSkipsLookup: an append of new ids is decided without
@@ -350,35 +362,15 @@ func TestEventStoreGroupWithDuplicate(t *testing.T) {
 	if _, err := s.Append(ctx, "dup", es.NoStream, eventkittest.NewEvent("d0")); err != nil {
 		t.Fatal(err)
 	}
-	held, err := s.BeginAppend(ctx, "held", es.NoStream, eventkittest.NewEvent("held"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 8
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i == n/2 {
-				_, errs[i] = s.Append(ctx, "dup", es.Any, eventkittest.NewEvent("new"), eventkittest.NewEvent("d0"))
-				return
-			}
-			_, errs[i] = s.Append(ctx, fmt.Sprintf("ok-%d", i), es.NoStream, esIDs(fmt.Sprint(i), 2)...)
-		}()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st := s.Stats(); st.Queued+st.InFlight < n; st = s.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("appends did not queue: %+v", st)
+	esBehindHeldLock(t, s, n, func(i int) {
+		if i == n/2 {
+			_, errs[i] = s.Append(ctx, "dup", es.Any, eventkittest.NewEvent("new"), eventkittest.NewEvent("d0"))
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if _, err := held.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
+		_, errs[i] = s.Append(ctx, fmt.Sprintf("ok-%d", i), es.NoStream, esIDs(fmt.Sprint(i), 2)...)
+	})
 	for i, err := range errs {
 		if i == n/2 {
 			if want := fmt.Sprintf("%v: stream %q", es.ErrDuplicateEvent, "dup"); err == nil || err.Error() != want {
