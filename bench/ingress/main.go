@@ -79,9 +79,10 @@ func main() {
 		runWebhookMode(*n, *conc, *runs, data)
 		return
 	}
-	var ceiling float64 // the store's own rate, measured first with -mode all
+	// The store's own rate and CPU per event, measured first with -mode all.
+	var ceiling, ceilingCPU float64
 	if *mode == "all" {
-		ceiling = runStoreMode(*n, *runs, data)
+		ceiling, ceilingCPU = runStoreMode(*n, *runs, data)
 	}
 
 	base := *server
@@ -148,11 +149,32 @@ func main() {
 		}
 		if m == "batch" {
 			benchkit.Ratio("eventkit", "store-ceiling", "ingress-batch", med.rate, ceiling)
+			// The same ratio in events per CPU-second of the process (the
+			// store's CPU per event over the ingress's): it moves much less
+			// than the wall clock when the machine is shared.
+			if cpu := median(results, func(r result) float64 { return float64((r.selfCPU + r.serverCPU).Microseconds()) / float64(r.events) }); cpu > 0 {
+				benchkit.Ratio("eventkit", "store-ceiling", "ingress-batch-per-cpu", ceilingCPU, cpu)
+			}
 		}
 	}
 	if stored, ok := storedEvents(base); ok {
 		fmt.Printf("# server counted %d events stored and acknowledged (eventkit_ingress_events_total)\n", stored)
 	}
+}
+
+// median returns the median of f over results.
+func median(results []result, f func(result) float64) float64 {
+	v := make([]float64, 0, len(results))
+	for _, r := range results {
+		if r.events > 0 {
+			v = append(v, f(r))
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 type result struct {
