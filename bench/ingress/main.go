@@ -351,38 +351,49 @@ func readResponse(r *bufio.Reader) (code int, keep bool, err error) {
 	return code, keep, nil
 }
 
+// parallel runs work(w, i) for every i in [0, total) from conc goroutines,
+// w being the goroutine's number, each taking the next i; it returns when
+// all are done.
+func parallel(conc, total int, work func(w, i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < total; i = int(next.Add(1) - 1) {
+				work(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // drive runs requests from conc workers until total requests are done;
 // build returns the i-th request and its number of events.
 func drive(kind, base string, conc, requests int, build func(w, i int, req *request) int, want int) result {
-	var next, ok, failed atomic.Int64
+	var ok, failed atomic.Int64
 	lat := make([][]time.Duration, conc)
-	var wg sync.WaitGroup
+	doers := make([]doer, conc) // one connection per worker
+	reqs := make([]request, conc)
 	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := newDoer(kind, base)
-			defer d.close()
-			var req request
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= requests {
-					return
-				}
-				n := build(w, i, &req)
-				t0 := time.Now()
-				good := d.do(&req, want)
-				lat[w] = append(lat[w], time.Since(t0))
-				if good {
-					ok.Add(int64(n))
-				} else {
-					failed.Add(int64(n))
-				}
-			}
-		}()
+	parallel(conc, requests, func(w, i int) {
+		if doers[w] == nil {
+			doers[w] = newDoer(kind, base)
+		}
+		n := build(w, i, &reqs[w])
+		t0 := time.Now()
+		good := doers[w].do(&reqs[w], want)
+		lat[w] = append(lat[w], time.Since(t0))
+		if good {
+			ok.Add(int64(n))
+		} else {
+			failed.Add(int64(n))
+		}
+	})
+	for _, d := range doers {
+		if d != nil {
+			d.close()
+		}
 	}
-	wg.Wait()
 	el := time.Since(start)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
