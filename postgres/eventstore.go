@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"github.com/eventkit/eventkit/internal/sqlstore"
 	"github.com/eventkit/eventkit/postgres/internal/pgsql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -311,47 +314,85 @@ func rollbackConn(ctx context.Context, conn *pgxpool.Conn) {
 
 // prepare opens a transaction on conn, takes the position lock, decides
 // each request (conflict, idempotent repeat, or write), writes the events
-// of the writers and, if commit, commits — in two round trips: the lock
-// is held for one round trip plus the commit. Without commit the
-// transaction is left open. On error the caller rolls back.
+// of the writers and, if commit, commits. Without commit the transaction
+// is left open. On error the caller rolls back.
+//
+// The first pass is optimistic: it does not look up the ids of the events
+// (an idempotent repeat, or an id already stored, is rare) and relies on
+// the unique (stream_id, event_id) index instead, in three round trips
+// like a bare BEGIN, COPY, COMMIT: the lock with the reservation of the
+// positions and the streams' versions; the rows; the commit. Should a
+// request not match its expected version (it may be a repeat), the ids are
+// looked up in the same transaction and every request decided again.
+// Should the index refuse an id, the transaction is rolled back and the
+// batch redone with the lookup, so that every request gets the outcome
+// (and the error) it gets from the careful path alone.
 func (s *EventStore) prepare(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest, commit bool) error {
-	st, err := s.readAppendState(ctx, conn, reqs)
+	err := s.attempt(ctx, conn, reqs, commit, false)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" /* unique_violation */ {
+		return err
+	}
+	rollbackConn(ctx, conn)
+	return s.attempt(ctx, conn, reqs, commit, true)
+}
+
+// attempt is one pass of prepare, with the lookup of the ids from the
+// start (lookup) or only once a request does not match its expected
+// version.
+func (s *EventStore) attempt(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest, commit, lookup bool) error {
+	st, err := s.readAppendState(ctx, conn, reqs, lookup)
 	if err != nil {
 		return err
 	}
-	cols, next := st.decide(reqs)
-	return s.writeAppend(ctx, conn, cols, st.last, next, commit)
+	versions := maps.Clone(st.versions)
+	rows, next := st.decide(reqs)
+	if !lookup && slices.ContainsFunc(reqs, func(r *appendRequest) bool { return r.err != nil }) {
+		if err := s.readExisting(ctx, conn, reqs, st); err != nil {
+			return err
+		}
+		st.versions = versions
+		rows, next = st.decide(reqs)
+	}
+	return s.writeAppend(ctx, conn, rows, st, next, commit)
 }
 
 // appendState is what an append batch reads under the position lock: the
-// last position, each stream's version, and the events already stored
-// with the ids of the batch (stream -> event id -> version, position).
+// last position, the position reserved up to, each stream's version, and
+// the events already stored with the ids of the batch (stream -> event id
+// -> version, position; only those written by the batch itself until the
+// ids are looked up).
 type appendState struct {
-	last     uint64
-	versions map[string]uint64
-	existing map[string]map[string][2]uint64
+	last, reserved uint64
+	versions       map[string]uint64
+	existing       map[string]map[string][2]uint64
 }
 
 // readAppendState opens the transaction, takes the position lock and reads
-// the state the requests are decided on, in one round trip.
-func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest) (*appendState, error) {
+// the state the requests are decided on (with the stored events of their
+// ids if lookup), in one round trip. The lock is taken by moving the
+// position past every event of the batch, which the write corrects if
+// fewer are written.
+func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest, lookup bool) (*appendState, error) {
 	streamSet := map[string]struct{}{}
-	var streams, idStreams, ids []string
+	var streams []string
+	total := 0
 	for _, r := range reqs {
 		if _, ok := streamSet[r.stream]; !ok {
 			streamSet[r.stream] = struct{}{}
 			streams = append(streams, r.stream)
 		}
-		for i := range r.events {
-			idStreams = append(idStreams, r.stream)
-			ids = append(ids, r.events[i].ID())
-		}
+		total += len(r.events)
 	}
 	st := &appendState{versions: map[string]uint64{}, existing: map[string]map[string][2]uint64{}}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(`SELECT position FROM ` + s.positions + ` WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&st.last)
+	b.Queue(`UPDATE `+s.positions+` SET position = position + $1 WHERE id = 1 RETURNING position`, int64(total)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&st.reserved); err != nil {
+			return err
+		}
+		st.last = st.reserved - uint64(total)
+		return nil
 	})
 	b.Queue(`SELECT s.stream_id, COALESCE((SELECT max(e.version) FROM `+s.events+` e WHERE e.stream_id = s.stream_id), 0)
 		FROM unnest($1::text[]) AS s(stream_id)`, streams).Query(func(rows pgx.Rows) error {
@@ -360,6 +401,36 @@ func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, re
 		_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { st.versions[id] = v; return nil })
 		return err
 	})
+	if lookup {
+		s.queueExisting(b, reqs, st)
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("postgres: append: %w", err)
+	}
+	return st, nil
+}
+
+// readExisting replaces st's known events with the stored events of the
+// ids of reqs, in one round trip.
+func (s *EventStore) readExisting(ctx context.Context, conn *pgxpool.Conn, reqs []*appendRequest, st *appendState) error {
+	st.existing = map[string]map[string][2]uint64{}
+	b := &pgx.Batch{}
+	s.queueExisting(b, reqs, st)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("postgres: append: %w", err)
+	}
+	return nil
+}
+
+// queueExisting queues the lookup of the ids of reqs into st.existing.
+func (s *EventStore) queueExisting(b *pgx.Batch, reqs []*appendRequest, st *appendState) {
+	var idStreams, ids []string
+	for _, r := range reqs {
+		for i := range r.events {
+			idStreams = append(idStreams, r.stream)
+			ids = append(ids, r.events[i].ID())
+		}
+	}
 	b.Queue(existingQuery(s.events), idStreams, ids).Query(func(rows pgx.Rows) error {
 		var stream, id string
 		var v, p uint64
@@ -369,10 +440,6 @@ func (s *EventStore) readAppendState(ctx context.Context, conn *pgxpool.Conn, re
 		})
 		return err
 	})
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("postgres: append: %w", err)
-	}
-	return st, nil
 }
 
 // existingQuery selects the events of table with the given stream and event
@@ -402,12 +469,31 @@ func (st *appendState) stored(stream string) map[string][2]uint64 {
 	return m
 }
 
+// appendRows are the rows an append batch writes: the position, stream
+// and version of each, and the columns sqlstore.EncodeEvent made.
+type appendRows struct {
+	pos, ver []int64
+	stream   []string
+	event    [][]any
+}
+
 // decide decides each request (conflict, idempotent repeat, or write, in
-// order, each seeing the writes before it) and returns the columns of the
-// rows to write, and the position after the last one.
-func (st *appendState) decide(reqs []*appendRequest) (cols [12][]any, next uint64) {
+// order, each seeing the writes before it) and returns the rows to write,
+// and the position after the last one.
+func (st *appendState) decide(reqs []*appendRequest) (rows appendRows, next uint64) {
 	next = st.last + 1
-	for _, r := range reqs {
+	// later[i]: a request after reqs[i] appends to its stream, and must see
+	// the ids reqs[i] writes.
+	later := make([]bool, len(reqs))
+	seen := map[string]bool{}
+	total := 0
+	for i := len(reqs) - 1; i >= 0; i-- {
+		later[i] = seen[reqs[i].stream]
+		seen[reqs[i].stream] = true
+		total += len(reqs[i].events)
+	}
+	rows = appendRows{pos: make([]int64, 0, total), ver: make([]int64, 0, total), stream: make([]string, 0, total), event: make([][]any, 0, total)}
+	for ri, r := range reqs {
 		cur := st.versions[r.stream]
 		var ex map[string][2]uint64
 		if m := st.existing[r.stream]; m != nil {
@@ -426,65 +512,92 @@ func (st *appendState) decide(reqs []*appendRequest) (cols [12][]any, next uint6
 			continue
 		}
 		r.res = es.AppendResult{Version: cur + uint64(len(r.events)), Positions: make([]uint64, len(r.events))}
-		m := st.stored(r.stream)
+		var m map[string][2]uint64
+		if later[ri] {
+			m = st.stored(r.stream)
+		}
 		for i, row := range r.rows {
 			pos, ver := next, cur+uint64(i)+1
 			next++
 			r.res.Positions[i] = pos
-			m[r.events[i].ID()] = [2]uint64{ver, pos}
-			cols[0] = append(cols[0], int64(pos))
-			cols[1] = append(cols[1], r.stream)
-			cols[2] = append(cols[2], int64(ver))
-			for j, v := range row {
-				cols[3+j] = append(cols[3+j], v)
+			if m != nil {
+				m[r.events[i].ID()] = [2]uint64{ver, pos}
 			}
+			rows.pos = append(rows.pos, int64(pos))
+			rows.ver = append(rows.ver, int64(ver))
+			rows.stream = append(rows.stream, r.stream)
+			rows.event = append(rows.event, row)
 		}
 		st.versions[r.stream] = r.res.Version
 	}
-	return cols, next
+	return rows, next
 }
 
-// writeAppend writes the rows (positions last+1 to next-1), moves the
-// position and, if commit, commits: one round trip, two with COPY.
-func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, cols [12][]any, last, next uint64, commit bool) error {
+// writeAppend writes the rows (positions st.last+1 to next-1), corrects
+// the position if fewer were written than reserved and, if commit,
+// commits: one round trip, two with COPY. With nothing to write (conflicts
+// and repeats only) it rolls the reservation back instead of committing.
+func (s *EventStore) writeAppend(ctx context.Context, conn *pgxpool.Conn, rows appendRows, st *appendState, next uint64, commit bool) error {
 	b := &pgx.Batch{}
-	if next == last+1 { // nothing to write: conflicts and repeats only
+	if next == st.last+1 {
 		if commit {
-			b.Queue("COMMIT")
+			b.Queue("ROLLBACK")
 			if err := conn.SendBatch(ctx, b).Close(); err != nil {
 				return fmt.Errorf("postgres: append: %w", err)
 			}
 		}
 		return nil
 	}
-	if n := len(cols[0]); n >= s.cfg.copyThreshold {
+	if n := len(rows.pos); n >= s.cfg.copyThreshold {
 		// Many rows: COPY (binary) costs the server less per row than an
 		// INSERT of arrays, for one more round trip.
-		rows := make([][]any, n)
-		for i := range rows {
-			row := make([]any, 12)
-			for j := range row {
-				row[j] = cols[j][i]
-			}
-			rows[i] = row
-		}
-		if _, err := conn.CopyFrom(ctx, s.eventsIdent, copyColumns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := conn.CopyFrom(ctx, s.eventsIdent, copyColumns, &rowSource{rows: &rows, i: -1}); err != nil {
 			return fmt.Errorf("postgres: append: %w", err)
 		}
 	} else {
+		var cols [9][]any
+		for _, row := range rows.event {
+			for j, v := range row {
+				cols[j] = append(cols[j], v)
+			}
+		}
 		b.Queue(`INSERT INTO `+s.events+` (position, stream_id, version, event_id, source, type, subject, time, content_type, data_schema, extensions, data)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])`,
-			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], cols[11])
+			rows.pos, rows.stream, rows.ver, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8])
 	}
-	b.Queue(`UPDATE `+s.positions+` SET position = $1 WHERE id = 1`, int64(next-1))
+	if next-1 != st.reserved {
+		b.Queue(`UPDATE `+s.positions+` SET position = $1 WHERE id = 1`, int64(next-1))
+	}
 	if commit {
 		b.Queue("COMMIT")
+	}
+	if b.Len() == 0 {
+		return nil
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: append: %w", err)
 	}
 	return nil
 }
+
+// rowSource is a pgx.CopyFromSource over appendRows; the position, stream
+// and version go by pointer, which pgx reads without boxing each value.
+type rowSource struct {
+	rows *appendRows
+	i    int
+	row  [12]any
+}
+
+func (c *rowSource) Next() bool { c.i++; return c.i < len(c.rows.pos) }
+
+func (c *rowSource) Values() ([]any, error) {
+	r, i := c.rows, c.i
+	c.row[0], c.row[1], c.row[2] = &r.pos[i], &r.stream[i], &r.ver[i]
+	copy(c.row[3:], r.event[i])
+	return c.row[:], nil
+}
+
+func (c *rowSource) Err() error { return nil }
 
 // BeginAppend implements es.TxAppender: the append is written in a
 // transaction that holds the position lock until Commit or Rollback (every

@@ -3,8 +3,12 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"github.com/eventkit/eventkit/eventkittest"
 	"github.com/eventkit/eventkit/postgres"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func esBenchEvent(id string) event.Event {
@@ -72,16 +77,67 @@ func BenchmarkPostgresAppendConcurrent(b *testing.B) {
 	})
 }
 
+// cpuMeter measures the CPU time of a benchmark on both sides: this
+// process's (the client's) and that of the PostgreSQL backends of its
+// pool, which the machine's load from elsewhere does not inflate the way
+// it inflates the wall clock.
+type cpuMeter struct {
+	pool   *pgxpool.Pool
+	client time.Duration
+}
+
+func startCPU(pool *pgxpool.Pool) *cpuMeter { return &cpuMeter{pool: pool, client: processCPU()} }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendCPU is the CPU time used so far by the server processes of the
+// pool's connections (all idle once the benchmark is done), read from
+// /proc: the server must run on this machine, or it reports 0.
+func backendCPU(pool *pgxpool.Pool) time.Duration {
+	conns := pool.AcquireAllIdle(context.Background())
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	var total time.Duration
+	for _, c := range conns {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Conn().PgConn().PID()))
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, stime: fields 14, 15
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * (time.Second / 100) // USER_HZ
+	}
+	return total
+}
+
+// report reports the CPU per event of the client and of the server since
+// start: the server's counts the whole life of the pool's connections,
+// which are opened for the benchmark.
+func (m *cpuMeter) report(b *testing.B, events int) {
+	b.ReportMetric(float64((processCPU()-m.client).Microseconds())/float64(events), "client-cpu-us/event")
+	b.ReportMetric(float64(backendCPU(m.pool).Microseconds())/float64(events), "server-cpu-us/event")
+}
+
 // BenchmarkPostgresAppendBatch appends 100 events per call, from one
 // writer and from 4 concurrent writers (whose batches group commit joins).
 func BenchmarkPostgresAppendBatch(b *testing.B) {
 	for _, writers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			ctx := context.Background()
-			s := esNewStore(b)
+			pool, schema := esTestPool(b)
+			s := esNewStoreOn(b, pool, schema)
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
+			cpu := startCPU(pool)
 			start := time.Now()
 			for w := 0; w < writers; w++ {
 				wg.Add(1)
@@ -106,6 +162,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
+			cpu.report(b, b.N*100)
 		})
 	}
 	// The floor of the machine in the same run: raw pgx, one transaction
@@ -117,6 +174,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 		esNewStoreOn(b, pool, schema) // its tables
 		cols := []string{"position", "stream_id", "version", "event_id", "source", "type", "subject", "time", "content_type", "data_schema", "extensions", "data"}
 		b.ResetTimer()
+		cpu := startCPU(pool)
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
 			rows := make([][]any, 100)
@@ -138,6 +196,7 @@ func BenchmarkPostgresAppendBatch(b *testing.B) {
 		}
 		b.StopTimer()
 		b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
+		cpu.report(b, b.N*100)
 	})
 }
 

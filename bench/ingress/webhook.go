@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,40 +122,27 @@ func rawPostRun(n, conc int, data string) float64 {
 	defer sk.close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				req, err := http.NewRequest(http.MethodPost, sk.url, strings.NewReader(data))
-				if err != nil {
-					fatal(err)
-				}
-				h := req.Header
-				h["Ce-Specversion"] = []string{"1.0"}
-				h["Ce-Id"] = []string{"w" + strconv.FormatInt(i, 10)}
-				h["Ce-Source"] = []string{"/bench/ingress"}
-				h["Ce-Type"] = []string{"bench.ingress.batch"}
-				h["Content-Type"] = []string{"application/json"}
-				resp, err := client.Do(req)
-				if err != nil {
-					fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusNoContent {
-					fatal(fmt.Errorf("raw post: %s", resp.Status))
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(conc, n, func(_, i int) {
+		req, err := http.NewRequest(http.MethodPost, sk.url, strings.NewReader(data))
+		if err != nil {
+			fatal(err)
+		}
+		h := req.Header
+		h["Ce-Specversion"] = []string{"1.0"}
+		h["Ce-Id"] = []string{"w" + strconv.Itoa(i)}
+		h["Ce-Source"] = []string{"/bench/ingress"}
+		h["Ce-Type"] = []string{"bench.ingress.batch"}
+		h["Content-Type"] = []string{"application/json"}
+		resp, err := client.Do(req)
+		if err != nil {
+			fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			fatal(fmt.Errorf("raw post: %s", resp.Status))
+		}
+	})
 	return float64(n) / time.Since(start).Seconds()
 }

@@ -67,6 +67,7 @@ func programs(quick bool) []program {
 			ratios: []ratioSpec{
 				{"tracing", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}},
 				{"tracing", "span-same-attributes", "cpu-per-event", figure{"MiddlewareChain/direct/tracing", "cpu-ns/event"}, figure{"SpanReferenceAttributes", "cpu-ns/event"}},
+				{"tracing-minimal", "bare-span", "cpu-per-event", figure{"MiddlewareChain/direct/tracing-minimal", "cpu-ns/event"}, figure{"SpanReference", "cpu-ns/event"}},
 			}},
 		{name: "eventstore", pkg: "./postgres", bench: "BenchmarkPostgresAppendBatch", benchtime: pick("200x", "2000x"), needs: "127.0.0.1:5432",
 			about: "PostgreSQL event store, 100 events per append, against raw pgx COPY into the same schema",

@@ -8,6 +8,7 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/url"
 	"sync"
@@ -37,8 +38,29 @@ const tracerName = "github.com/eventkit/eventkit/middleware/tracing"
 type Option func(*config)
 
 type config struct {
-	tp   trace.TracerProvider
-	prop propagation.TextMapPropagator
+	tp      trace.TracerProvider
+	prop    propagation.TextMapPropagator
+	minimal bool
+}
+
+// WithMinimalAttributes makes the spans carry only the attributes that the
+// OpenTelemetry messaging semantic conventions require, or require when
+// they apply: messaging.system, messaging.operation.name,
+// messaging.operation.type, messaging.destination.name,
+// messaging.consumer.group.name (for a route with a group),
+// messaging.batch.message_count (producer spans) and error.type (on
+// failure). It leaves out the recommended and eventkit's own:
+// messaging.message.id, cloudevents.event_source, cloudevents.event_type,
+// eventkit.route, messaging.message.delivery_attempt and eventkit.outcome.
+//
+// The default records them all: an event is found in a trace backend by
+// its id and type, which is what most users look for. Each attribute costs
+// the OpenTelemetry SDK a copy and a de-duplication at the span's end
+// (about 0.2 µs per attribute on a small machine, where a bare span costs
+// about 1.7 µs): this option is for handlers so light that the span is
+// most of their cost.
+func WithMinimalAttributes() Option {
+	return func(c *config) { c.minimal = true }
 }
 
 // WithTracerProvider sets the tracer provider (default
@@ -115,7 +137,7 @@ func Middleware(opts ...Option) eventkit.Middleware {
 			ri, hasRoute := eventkit.RouteFromContext(ctx)
 			st := static.Load()
 			if st == nil || st.topic != m.Topic || st.hasRoute != hasRoute || st.route != ri.Name || st.group != ri.Group {
-				st = newConsumerStatic(m.Topic, ri, hasRoute)
+				st = newConsumerStatic(m.Topic, ri, hasRoute, c.minimal)
 				static.Store(st)
 			}
 			// The report in which DeadLetter, Dedup and prom.Metrics record the
@@ -123,7 +145,11 @@ func Middleware(opts ...Option) eventkit.Middleware {
 			// the span can carry the outcome.
 			ctx, rep := middleware.EnsureReport(ctx)
 			ctx, span := tracer.Start(ctx, st.name, startOpts...)
-			if span.IsRecording() { // no attribute work for a span sampled out
+			switch {
+			case !span.IsRecording(): // no attribute work for a span sampled out
+			case c.minimal:
+				span.SetAttributes(st.attrs...) // the SDK copies them
+			default:
 				bp := attrPool.Get().(*[]attribute.KeyValue)
 				attrs := append((*bp)[:0], st.attrs...)
 				attrs = append(attrs,
@@ -140,9 +166,8 @@ func Middleware(opts ...Option) eventkit.Middleware {
 			}
 			err := next.Handle(ctx, m)
 			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			} else if rep.Outcome != "" {
+				recordError(span, err)
+			} else if rep.Outcome != "" && !c.minimal {
 				span.SetAttributes(attribute.String("eventkit.outcome", string(rep.Outcome)))
 			}
 			span.End()
@@ -160,20 +185,36 @@ type consumerStatic struct {
 	attrs               []attribute.KeyValue
 }
 
-func newConsumerStatic(topic string, ri eventkit.RouteInfo, hasRoute bool) *consumerStatic {
+// Attributes of every span, built once.
+var (
+	attrSystem      = attribute.String("messaging.system", "eventkit")
+	attrProcessName = attribute.String("messaging.operation.name", "process")
+	attrProcessType = attribute.String("messaging.operation.type", "process")
+	attrSendName    = attribute.String("messaging.operation.name", "send")
+	attrSendType    = attribute.String("messaging.operation.type", "send")
+)
+
+func newConsumerStatic(topic string, ri eventkit.RouteInfo, hasRoute, minimal bool) *consumerStatic {
 	st := &consumerStatic{topic: topic, route: ri.Name, group: ri.Group, hasRoute: hasRoute, name: "process " + topic}
-	st.attrs = []attribute.KeyValue{
-		attribute.String("messaging.system", "eventkit"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.destination.name", topic),
-	}
+	st.attrs = []attribute.KeyValue{attrSystem, attrProcessName, attrProcessType, attribute.String("messaging.destination.name", topic)}
 	if hasRoute {
-		st.attrs = append(st.attrs, attribute.String("eventkit.route", ri.Name))
+		if !minimal {
+			st.attrs = append(st.attrs, attribute.String("eventkit.route", ri.Name))
+		}
 		if ri.Group != "" {
 			st.attrs = append(st.attrs, attribute.String("messaging.consumer.group.name", ri.Group))
 		}
 	}
 	return st
+}
+
+// recordError records err on span: an exception event, the status Error
+// and error.type, the Go type of err (the semantic conventions' choice
+// when there is no error code).
+func recordError(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(attribute.String("error.type", fmt.Sprintf("%T", err)))
 }
 
 // attrPool holds scratch attribute slices: span.SetAttributes copies its
@@ -215,14 +256,15 @@ func eventSource(e *event.Event, cache *atomic.Pointer[sourceString]) string {
 // by the wrapped Publisher.
 func Publisher(pub eventkit.Publisher, opts ...Option) eventkit.Publisher {
 	c := newConfig(opts)
-	return &tracingPublisher{pub: pub, prop: c.prop, tracer: c.tp.Tracer(tracerName)}
+	return &tracingPublisher{pub: pub, prop: c.prop, tracer: c.tp.Tracer(tracerName), minimal: c.minimal}
 }
 
 type tracingPublisher struct {
-	pub    eventkit.Publisher
-	prop   propagation.TextMapPropagator
-	tracer trace.Tracer
-	static atomic.Pointer[producerStatic]
+	pub     eventkit.Publisher
+	prop    propagation.TextMapPropagator
+	tracer  trace.Tracer
+	minimal bool
+	static  atomic.Pointer[producerStatic]
 }
 
 // producerStatic is the span name and the start options of the producer
@@ -241,8 +283,7 @@ func (p *tracingPublisher) staticFor(topic string, n int) *producerStatic {
 	st := &producerStatic{topic: topic, n: n, name: "publish " + topic, opts: []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes( // given at start, so that a sampler sees them
-			attribute.String("messaging.system", "eventkit"),
-			attribute.String("messaging.operation.type", "send"),
+			attrSystem, attrSendName, attrSendType,
 			attribute.String("messaging.destination.name", topic),
 			attribute.Int("messaging.batch.message_count", n),
 		),
@@ -296,7 +337,7 @@ func (p *tracingPublisher) Publish(ctx context.Context, topic string, events ...
 	clear(fields.kv)
 	fields.kv = fields.kv[:0]
 	carrierPool.Put(fields)
-	if len(events) == 1 && span.IsRecording() {
+	if len(events) == 1 && !p.minimal && span.IsRecording() {
 		bp := attrPool.Get().(*[]attribute.KeyValue)
 		attrs := append((*bp)[:0],
 			attribute.String("messaging.message.id", events[0].ID()),
@@ -308,8 +349,7 @@ func (p *tracingPublisher) Publish(ctx context.Context, topic string, events ...
 	}
 	err := p.pub.Publish(ctx, topic, out...)
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+		recordError(span, err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -162,5 +163,94 @@ func TestTracingRecordsOutcome(t *testing.T) {
 		if outcome != string(middleware.OutcomeDeadLettered) {
 			t.Errorf("with metrics %v: span outcome %q, want %q", withMetrics, outcome, middleware.OutcomeDeadLettered)
 		}
+	}
+}
+
+// spanAttrs returns the attributes of span as strings.
+func spanAttrs(s tracetest.SpanStub) map[string]string {
+	attrs := map[string]string{}
+	for _, kv := range s.Attributes {
+		attrs[string(kv.Key)] = kv.Value.String()
+	}
+	return attrs
+}
+
+// TestTracingSemanticConventionAttributes: with and without
+// WithMinimalAttributes, the spans carry the attributes the messaging
+// semantic conventions require (messaging.operation.name and, on failure,
+// error.type were missing before); the default adds the recommended ones,
+// the minimal set nothing else.
+func TestTracingSemanticConventionAttributes(t *testing.T) {
+	required := map[string]string{
+		"messaging.system":              "eventkit",
+		"messaging.operation.name":      "process",
+		"messaging.operation.type":      "process",
+		"messaging.destination.name":    "orders",
+		"messaging.consumer.group.name": "billing",
+		"error.type":                    "*errors.errorString",
+	}
+	recommended := map[string]string{
+		"messaging.message.id":               "o-1",
+		"cloudevents.event_type":             mwtest.NewEvent("o-1").Type(),
+		"cloudevents.event_source":           mwtest.NewEvent("o-1").Source(),
+		"eventkit.route":                     "bill",
+		"messaging.message.delivery_attempt": "2",
+	}
+	for _, minimal := range []bool{false, true} {
+		exp := tracetest.NewInMemoryExporter()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+		opts := []tracing.Option{tracing.WithTracerProvider(tp)}
+		if minimal {
+			opts = append(opts, tracing.WithMinimalAttributes())
+		}
+		h := mwtest.NewHarness(t)
+		h.Router.Use(tracing.Middleware(opts...))
+		second := make(chan struct{})
+		if err := h.Router.HandleFunc(h.Topic("orders"), func(_ context.Context, m *eventkit.Message) error {
+			switch m.Attempt {
+			case 1:
+				return errors.New("no stock")
+			case 2:
+				defer close(second)
+				return errors.New("no stock")
+			}
+			return nil
+		}, eventkit.RouteName("bill"), eventkit.RouteGroup("billing")); err != nil {
+			t.Fatal(err)
+		}
+		h.Start()
+		h.Publish(h.Topic("orders"), mwtest.NewEvent("o-1"))
+		mwtest.Wait(t, second, "the second attempt")
+		required["messaging.destination.name"] = h.Topic("orders")
+		var spans tracetest.SpanStubs
+		mwtest.Eventually(t, "two spans", func() bool { spans = exp.GetSpans(); return len(spans) >= 2 })
+		got := spanAttrs(spans[1])
+		want := maps.Clone(required)
+		if !minimal {
+			maps.Copy(want, recommended)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("minimal=%v: consumer span attributes\n%v\nwant\n%v", minimal, got, want)
+		}
+		pub := tracing.Publisher(mwtest.PublisherFunc(func(context.Context, string, ...event.Event) error { return nil }), opts...)
+		if err := pub.Publish(context.Background(), "orders", mwtest.NewEvent("o-2"), mwtest.NewEvent("o-3")); err != nil {
+			t.Fatal(err)
+		}
+		var producer []tracetest.SpanStub // later attempts may end meanwhile
+		for _, s := range exp.GetSpans() {
+			if s.SpanKind == trace.SpanKindProducer {
+				producer = append(producer, s)
+			}
+		}
+		if len(producer) != 1 {
+			t.Fatalf("%d producer spans; want 1", len(producer))
+		}
+		got = spanAttrs(producer[0])
+		want = map[string]string{"messaging.system": "eventkit", "messaging.operation.name": "send", "messaging.operation.type": "send",
+			"messaging.destination.name": "orders", "messaging.batch.message_count": "2"}
+		if !maps.Equal(got, want) {
+			t.Errorf("minimal=%v: producer span attributes\n%v\nwant\n%v", minimal, got, want)
+		}
+		_ = tp.Shutdown(context.Background())
 	}
 }
