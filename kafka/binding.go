@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,7 @@ var emptyValue = []byte{}
 // error wrapping ErrNotCloudEvent.
 func Decode(r *kgo.Record) (event.Event, error) {
 	var d decoded
-	return d.decode(r)
+	return d.decode(r, nil)
 }
 
 // decoded holds what a binary-mode event points to, so that a subscription
@@ -160,8 +161,10 @@ func isCloudEventsJSON(ct []byte) bool {
 	return true
 }
 
-// decode decodes r into an event whose binary-mode context is d's.
-func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
+// decode decodes r into an event whose binary-mode context is d's. The
+// attribute strings are copied into v, or into a string of their own when v
+// is nil.
+func (d *decoded) decode(r *kgo.Record, v *values) (event.Event, error) {
 	var ct []byte
 	hasCT, binary := false, false
 	size := 0
@@ -184,12 +187,17 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	return d.decodeBinary(r, ct, size)
+	if v == nil {
+		v = new(values)
+		v.sb.Grow(size + len(ct))
+	}
+	return d.decodeBinary(r, ct, v)
 }
 
-// values copies header values into one string: one allocation, not one
-// each. The Builder's buffer never moves after Grow, so the substrings
-// taken as it fills stay valid.
+// values copies header values into a few strings: one allocation for the
+// values of many records, not one each. A string taken from it never
+// changes: the Builder only appends, and when it grows it copies into a new
+// buffer, leaving the bytes of the strings taken before where they are.
 type values struct{ sb strings.Builder }
 
 func (v *values) add(b []byte) string {
@@ -198,11 +206,18 @@ func (v *values) add(b []byte) string {
 	return v.sb.String()[start:]
 }
 
-// decodeBinary decodes a binary-mode record, whose content type is ct and
-// whose ce_ header values take size bytes.
-func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, size int) (event.Event, error) {
-	var v values
-	v.sb.Grow(size + len(ct))
+// position returns the Message.Position of the record at offset of
+// partition part ("<partition>:<offset>").
+func (v *values) position(part int32, offset int64) string {
+	var b [24]byte
+	p := strconv.AppendInt(b[:0], int64(part), 10)
+	p = append(p, ':')
+	return v.add(strconv.AppendInt(p, offset, 10))
+}
+
+// decodeBinary decodes a binary-mode record, whose content type is ct,
+// copying its attribute values into v.
+func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, v *values) (event.Event, error) {
 	e := event.Event{Context: &d.ec}
 	seenVersion := false
 	for i := range r.Headers {
@@ -212,7 +227,7 @@ func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, size int) (event.Event,
 			continue
 		}
 		seenVersion = seenVersion || name == "specversion"
-		if err := d.set(&e, name, h.Value, &v); err != nil {
+		if err := d.set(&e, name, h.Value, v); err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 	}

@@ -169,19 +169,26 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 // decodeBatch decodes the events of batch. The data of these first
 // deliveries is copied out of the records into one buffer per batch: a
 // handler that changes its data in place must not change the record, which
-// a redelivery decodes again. A record that is no CloudEvent is logged and
-// marked bad.
+// a redelivery decodes again. The attribute values and the positions of
+// the batch share one string buffer. A record that is no CloudEvent is
+// logged and marked bad.
 func (s *subscription) decodeBatch(batch []*entry) []*entry {
-	dataSize := 0
+	dataSize, textSize := 0, 0
 	for _, e := range batch {
 		dataSize += len(e.rec.Value)
+		textSize += 24 // the position
+		for i := range e.rec.Headers {
+			textSize += len(e.rec.Headers[i].Value)
+		}
 	}
 	data := make([]byte, 0, dataSize)
+	var v values
+	v.sb.Grow(textSize)
 	for _, e := range batch {
 		if e.bad {
 			continue
 		}
-		ev, err := e.dec.decode(e.rec)
+		ev, err := e.dec.decode(e.rec, &v)
 		if err != nil {
 			r := e.rec
 			if !errors.Is(err, eventkit.ErrNotCloudEvent) {
@@ -197,6 +204,7 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 			ev.DataEncoded = data[start:len(data):len(data)]
 		}
 		e.dm.Event = ev
+		e.dm.Position = v.position(e.rec.Partition, e.rec.Offset)
 	}
 	return batch
 }
@@ -260,7 +268,6 @@ func (s *subscription) take(max int) []*driver.Message {
 		// Package transport copies what it needs before it delivers the
 		// message, so before the entry can be nacked and taken again.
 		e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = e.topic, e.attempt, e, e.rec
-		e.dm.Position = position(e.rec.Partition, e.rec.Offset)
 		out[i] = &e.dm
 	}
 	return out
@@ -415,7 +422,7 @@ func (s *subscription) nack(e *entry, delay time.Duration) error {
 // redecode decodes r into an event that shares nothing with an earlier
 // delivery: its own context and its own copy of the data.
 func redecode(r *kgo.Record) (event.Event, error) {
-	ev, err := new(decoded).decode(r)
+	ev, err := new(decoded).decode(r, nil)
 	if err != nil {
 		return ev, err
 	}
