@@ -137,8 +137,20 @@ func (s *subscription) partitions(fs kgo.Fetches, names map[string]mapped, parts
 	return parts
 }
 
+// slabEntries is how many entries nextBatch allocates together: 64
+// entries stay under 32 KiB, the largest small object. A larger slab is a
+// large object, which the runtime allocates from the heap under its lock
+// and frees span by span, which costs more than the allocations it saves
+// (TestSlabsAreSmallObjects; a profile of the decoding showed the heap
+// lock among its hottest functions).
+const slabEntries = 64
+
+// slabBytes bounds the buffers decodeBatch copies data into, for the same
+// reason.
+const slabBytes = 32 << 10
+
 // nextBatch takes up to size records off the front of *parts, as entries
-// allocated in one slab.
+// allocated slabEntries at a time.
 func nextBatch(parts *[]fetchedPart, size int) []*entry {
 	n := 0
 	for _, p := range *parts {
@@ -147,12 +159,16 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 			break
 		}
 	}
-	slab := make([]entry, n) // one allocation per batch
+	var slab []entry
 	batch := make([]*entry, 0, n)
 	for len(batch) < n {
 		p := &(*parts)[0]
 		for len(p.recs) > 0 && len(batch) < n {
-			e := &slab[len(batch)]
+			if len(slab) == 0 {
+				slab = make([]entry, min(n-len(batch), slabEntries))
+			}
+			e := &slab[0]
+			slab = slab[1:]
 			e.owner, e.rec, e.topic, e.attempt, e.bad = p.owner, p.recs[0], p.topic.name, 1, !p.topic.ok
 			p.recs[0] = nil // the entry holds it now
 			p.recs = p.recs[1:]
@@ -167,7 +183,7 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 }
 
 // decodeBatch decodes the events of batch. The data of these first
-// deliveries is copied out of the records into one buffer per batch: a
+// deliveries is copied out of the records into buffers of up to slabBytes: a
 // handler that changes its data in place must not change the record, which
 // a redelivery decodes again. The attribute values and the positions of
 // the batch share one string buffer. A record that is no CloudEvent is
@@ -181,7 +197,7 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 			textSize += len(e.rec.Headers[i].Value)
 		}
 	}
-	data := make([]byte, 0, dataSize)
+	var data []byte // slabBytes at most, unless one record's data is more
 	var v values
 	v.sb.Grow(textSize)
 	for _, e := range batch {
@@ -198,11 +214,15 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 			e.bad = true
 			continue
 		}
-		if len(ev.DataEncoded) > 0 {
+		if n := len(ev.DataEncoded); n > 0 {
+			if cap(data)-len(data) < n {
+				data = make([]byte, 0, max(n, min(dataSize, slabBytes)))
+			}
 			start := len(data)
 			data = append(data, ev.DataEncoded...)
 			ev.DataEncoded = data[start:len(data):len(data)]
 		}
+		dataSize -= len(e.rec.Value)
 		e.dm.Event = ev
 		e.dm.Position = v.position(e.rec.Partition, e.rec.Offset)
 	}
