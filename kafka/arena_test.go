@@ -10,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -159,4 +160,28 @@ func TestSlabsAreSmallObjects(t *testing.T) {
 			i++
 		}
 	}
+}
+
+// BenchmarkDecodeBatch decodes batches of 256 binary-mode records of 256
+// bytes of data as a subscription does (nextBatch, decodeBatch), without a
+// broker: the consuming cost that is the kafka package's own.
+func BenchmarkDecodeBatch(b *testing.B) {
+	e := eventkittest.NewEvent("123456")
+	e.DataEncoded = make([]byte, 256)
+	r, err := Encode("t", e, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*kgo.Record, 256)
+	s := &subscription{}
+	b.ReportAllocs()
+	c0 := testkit.CPUTime()
+	for b.Loop() {
+		for i := range recs {
+			recs[i] = r
+		}
+		parts := []fetchedPart{{recs: recs, topic: mapped{"t", true}}}
+		s.decodeBatch(nextBatch(&parts, len(recs)))
+	}
+	b.ReportMetric(float64(testkit.CPUTime()-c0)/float64(b.N*len(recs)), "cpu-ns/event")
 }
