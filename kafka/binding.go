@@ -122,9 +122,11 @@ func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structur
 var emptyValue = []byte{}
 
 // Decode returns the CloudEvent a record carries, in binary or structured
-// mode (told apart by the content-type header). The event is validated
-// (eventkit.ValidateEvent). A record without CloudEvents headers gives an
-// error wrapping ErrNotCloudEvent.
+// mode (told apart by the content-type header). The event is validated:
+// Decode returns an error for every record whose event
+// eventkit.ValidateEvent refuses (for most records it checks the id alone,
+// when the other attributes are those of a record that passed). A record
+// without CloudEvents headers gives an error wrapping ErrNotCloudEvent.
 func Decode(r *kgo.Record) (event.Event, error) {
 	var d decoded
 	return d.decode(r, nil)
