@@ -33,17 +33,18 @@ type pstate struct {
 // allocates the entries of its records in one slab, each with the decoded
 // context of its event.
 type entry struct {
-	owner   *pstate // the state of the record's partition when it was polled
-	p       *pstate // owner, once handed out (nil before)
-	rec     *kgo.Record
-	topic   string
-	attempt int
-	bad     bool // not a CloudEvent, or outside the topic mapping: finished at once
-	done    bool
-	dec     decoded // what dm.Event points to (binary mode)
-	// dm is the message handed out; its Event is set when the record is
-	// decoded, the rest by each take, so that ReceiveBatch returns a
-	// pointer to it without copying the event or allocating.
+	owner *pstate // the state of the record's partition when it was polled
+	p     *pstate // owner, once handed out (nil before)
+	rec   *kgo.Record
+	bad   bool // not a CloudEvent, or outside the topic mapping: finished at once
+	done  bool
+	dec   decoded // what dm.Event points to (binary mode)
+	// dm is the message handed out, so that ReceiveBatch returns a pointer
+	// to it without copying the event or allocating. Its Topic, ID and Raw
+	// are set when the entry is made, its Event and Position when the
+	// record is decoded; a nack sets the next Attempt and Event. Package
+	// transport copies what it needs before it delivers the message, so
+	// before the entry can be nacked and taken again.
 	dm driver.Message
 }
 
@@ -169,7 +170,8 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 			}
 			e := &slab[0]
 			slab = slab[1:]
-			e.owner, e.rec, e.topic, e.attempt, e.bad = p.owner, p.recs[0], p.topic.name, 1, !p.topic.ok
+			e.owner, e.rec, e.bad = p.owner, p.recs[0], !p.topic.ok
+			e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = p.topic.name, 1, e, e.rec
 			p.recs[0] = nil // the entry holds it now
 			p.recs = p.recs[1:]
 			batch = append(batch, e)
@@ -285,9 +287,6 @@ func (s *subscription) take(max int) []*driver.Message {
 	}
 	out := make([]*driver.Message, n)
 	for i, e := range taken {
-		// Package transport copies what it needs before it delivers the
-		// message, so before the entry can be nacked and taken again.
-		e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = e.topic, e.attempt, e, e.rec
 		out[i] = &e.dm
 	}
 	return out
@@ -408,7 +407,7 @@ func (s *subscription) nack(e *entry, delay time.Duration) error {
 	if err != nil {
 		return err
 	}
-	e.attempt++
+	e.dm.Attempt++
 	if ferr == nil {
 		e.dm.Event = fresh
 	} else { // it decoded before: not expected
