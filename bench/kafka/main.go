@@ -496,7 +496,9 @@ func franz(n int, headers, settings bool) (result, error) {
 				if err != nil {
 					return result{}, err
 				}
-				sink = e
+				if e.ID() == "" {
+					return result{}, fmt.Errorf("record %d/%d has no id", r.Partition, r.Offset)
+				}
 			}
 		}
 	}
@@ -513,10 +515,6 @@ var (
 	hdrType        = []byte("bench.event")
 	hdrContentType = []byte("application/json")
 )
-
-// sink keeps the last event decoded by a raw peer, so that decoding is
-// not optimised away.
-var sink event.Event
 
 // bareHeaders (-bare-headers) makes the raw+headers peers count the
 // records they read without decoding their headers (the peer of the
