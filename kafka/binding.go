@@ -133,7 +133,7 @@ func Decode(r *kgo.Record) (event.Event, error) {
 }
 
 // decoded holds what a binary-mode event points to, so that a subscription
-// allocates it with the record's other state (in its poll's slab).
+// allocates it with the record's other state (in a slab of entries).
 type decoded struct {
 	ec event.EventContextV1
 	ct string // *ec.DataContentType

@@ -30,8 +30,8 @@ type pstate struct {
 }
 
 // entry is one record being handled, and the AckID of its messages. A poll
-// allocates the entries of its records in one slab, each with the decoded
-// context of its event.
+// allocates the entries of its records in slabs (slabEntries), each with
+// the decoded context of its event.
 type entry struct {
 	owner *pstate // the state of the record's partition when it was polled
 	p     *pstate // owner, once handed out (nil before)
