@@ -123,6 +123,10 @@ func checkExtensionName(name string) string {
 
 // checkMediaType accepts "type/subtype" with optional parameters.
 func checkMediaType(s string) string {
+	// The common case, two tokens and nothing else, in one pass.
+	if i := strings.IndexByte(s, '/'); i > 0 && isToken(s[:i]) && isToken(s[i+1:]) {
+		return ""
+	}
 	if strings.TrimSpace(s) == "" {
 		return "if present, must be a non-empty RFC 2046 media type"
 	}

@@ -38,3 +38,27 @@ func TestValidateRefusesControlCharacters(t *testing.T) {
 		t.Errorf("printable Unicode refused: %v", err)
 	}
 }
+
+// TestValidateMediaTypes: datacontenttype is an RFC 2046 media type,
+// type/subtype (tokens) with optional parameters; the short path for a
+// bare type/subtype accepts exactly what the full parse accepts.
+func TestValidateMediaTypes(t *testing.T) {
+	for ct, ok := range map[string]bool{
+		"application/json": true, "text/plain; charset=utf-8": true, " application/json ": true,
+		"application/cloudevents+json;charset=UTF-8": true, "a/b": true, "vnd.x-y/z.1+json": true,
+		"json": false, "/json": false, "application/": false, "a/b/c": false,
+		"application /json": false, "a/b;": true, "a/b; x": false, "a/b; x=\"unterminated": false,
+		"text/plain\x00": false, "é/json": false, "a(b)/c": false,
+	} {
+		e := event.New()
+		e.SetID("1")
+		e.SetSource("/s")
+		e.SetType("t")
+		e.SetDataContentType(ct)
+		var ve *eventkit.ValidationError
+		err := eventkit.ValidateEvent(e)
+		if ok && err != nil || !ok && (!errors.As(err, &ve) || ve.Attribute != "datacontenttype") {
+			t.Errorf("datacontenttype %q: got %v, want valid=%v", ct, err, ok)
+		}
+	}
+}

@@ -2,12 +2,15 @@ package kafka
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventkit/eventkit"
 	"github.com/eventkit/eventkit/eventkittest"
+	"github.com/eventkit/eventkit/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -119,4 +122,66 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip: %s", d)
 		}
 	})
+}
+
+// TestSlabsAreSmallObjects: a consumed batch is decoded into slabs of
+// entries and data buffers that stay small objects (at most 32 KiB), and
+// every entry still gets its own event, data and position when the batch
+// spans several slabs and one record's data is larger than a slab.
+func TestSlabsAreSmallObjects(t *testing.T) {
+	if size := unsafe.Sizeof(entry{}) * slabEntries; size > 32<<10 {
+		t.Fatalf("a slab of %d entries takes %d bytes, more than 32 KiB", slabEntries, size)
+	}
+	recs := make([]*kgo.Record, 300)
+	for i := range recs {
+		e := eventkittest.NewEvent("s-" + strconv.Itoa(i))
+		e.DataEncoded = []byte(strings.Repeat(strconv.Itoa(i%10), 200))
+		if i == 150 {
+			e.DataEncoded = []byte(strings.Repeat("x", 40<<10))
+		}
+		r, err := Encode("t", e, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Partition, r.Offset = 3, int64(1000+i)
+		recs[i] = r
+	}
+	parts := []fetchedPart{{recs: recs, topic: mapped{"t", true}}}
+	s := &subscription{}
+	for i := 0; len(parts) > 0; {
+		for _, e := range s.decodeBatch(nextBatch(&parts, 256)) {
+			want := strings.Repeat(strconv.Itoa(i%10), 200)
+			if i == 150 {
+				want = strings.Repeat("x", 40<<10)
+			}
+			if e.bad || e.dm.Event.ID() != "s-"+strconv.Itoa(i) || string(e.dm.Event.Data()) != want || e.dm.Position != "3:"+strconv.Itoa(1000+i) {
+				t.Fatalf("entry %d: bad=%v id=%q position=%q data %d bytes", i, e.bad, e.dm.Event.ID(), e.dm.Position, len(e.dm.Event.Data()))
+			}
+			i++
+		}
+	}
+}
+
+// BenchmarkDecodeBatch decodes batches of 256 binary-mode records of 256
+// bytes of data as a subscription does (nextBatch, decodeBatch), without a
+// broker: the consuming cost that is the kafka package's own.
+func BenchmarkDecodeBatch(b *testing.B) {
+	e := eventkittest.NewEvent("123456")
+	e.DataEncoded = make([]byte, 256)
+	r, err := Encode("t", e, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*kgo.Record, 256)
+	s := &subscription{}
+	b.ReportAllocs()
+	c0 := testkit.CPUTime()
+	for b.Loop() {
+		for i := range recs {
+			recs[i] = r
+		}
+		parts := []fetchedPart{{recs: recs, topic: mapped{"t", true}}}
+		s.decodeBatch(nextBatch(&parts, len(recs)))
+	}
+	b.ReportMetric(float64(testkit.CPUTime()-c0)/float64(b.N*len(recs)), "cpu-ns/event")
 }

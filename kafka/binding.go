@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -121,16 +122,18 @@ func (a *arena) encode(r *kgo.Record, kafkaTopic string, e event.Event, structur
 var emptyValue = []byte{}
 
 // Decode returns the CloudEvent a record carries, in binary or structured
-// mode (told apart by the content-type header). The event is validated
-// (eventkit.ValidateEvent). A record without CloudEvents headers gives an
-// error wrapping ErrNotCloudEvent.
+// mode (told apart by the content-type header). The event is validated:
+// Decode returns an error for every record whose event
+// eventkit.ValidateEvent refuses (for most records it checks the id alone,
+// when the other attributes are those of a record that passed). A record
+// without CloudEvents headers gives an error wrapping ErrNotCloudEvent.
 func Decode(r *kgo.Record) (event.Event, error) {
 	var d decoded
-	return d.decode(r)
+	return d.decode(r, nil)
 }
 
 // decoded holds what a binary-mode event points to, so that a subscription
-// allocates it with the record's other state (in its poll's slab).
+// allocates it with the record's other state (in a slab of entries).
 type decoded struct {
 	ec event.EventContextV1
 	ct string // *ec.DataContentType
@@ -160,8 +163,10 @@ func isCloudEventsJSON(ct []byte) bool {
 	return true
 }
 
-// decode decodes r into an event whose binary-mode context is d's.
-func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
+// decode decodes r into an event whose binary-mode context is d's. The
+// attribute strings are copied into v, or into a string of their own when v
+// is nil.
+func (d *decoded) decode(r *kgo.Record, v *values) (event.Event, error) {
 	var ct []byte
 	hasCT, binary := false, false
 	size := 0
@@ -184,12 +189,17 @@ func (d *decoded) decode(r *kgo.Record) (event.Event, error) {
 	if !binary {
 		return event.Event{}, fmt.Errorf("%w: %s/%d@%d has no %sspecversion header", ErrNotCloudEvent, r.Topic, r.Partition, r.Offset, HeaderPrefix)
 	}
-	return d.decodeBinary(r, ct, size)
+	if v == nil {
+		v = new(values)
+		v.sb.Grow(size + len(ct))
+	}
+	return d.decodeBinary(r, ct, v)
 }
 
-// values copies header values into one string: one allocation, not one
-// each. The Builder's buffer never moves after Grow, so the substrings
-// taken as it fills stay valid.
+// values copies header values into a few strings: one allocation for the
+// values of many records, not one each. A string taken from it never
+// changes: the Builder only appends, and when it grows it copies into a new
+// buffer, leaving the bytes of the strings taken before where they are.
 type values struct{ sb strings.Builder }
 
 func (v *values) add(b []byte) string {
@@ -198,21 +208,37 @@ func (v *values) add(b []byte) string {
 	return v.sb.String()[start:]
 }
 
-// decodeBinary decodes a binary-mode record, whose content type is ct and
-// whose ce_ header values take size bytes.
-func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, size int) (event.Event, error) {
-	var v values
-	v.sb.Grow(size + len(ct))
+// position returns the Message.Position of the record at offset of
+// partition part ("<partition>:<offset>").
+func (v *values) position(part int32, offset int64) string {
+	var b [24]byte
+	p := strconv.AppendInt(b[:0], int64(part), 10)
+	p = append(p, ':')
+	return v.add(strconv.AppendInt(p, offset, 10))
+}
+
+// decodeBinary decodes a binary-mode record, whose content type is ct,
+// copying its attribute values into v.
+func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, v *values) (event.Event, error) {
 	e := event.Event{Context: &d.ec}
-	seenVersion := false
+	seenVersion, plain := false, true
+	var source []byte
 	for i := range r.Headers {
 		h := &r.Headers[i]
 		name, ok := strings.CutPrefix(h.Key, HeaderPrefix)
 		if !ok {
 			continue
 		}
-		seenVersion = seenVersion || name == "specversion"
-		if err := d.set(&e, name, h.Value, &v); err != nil {
+		switch name {
+		case "specversion":
+			seenVersion = true
+		case "source":
+			source = h.Value
+		case "id", "type", "datacontenttype":
+		default:
+			plain = false
+		}
+		if err := d.set(&e, name, h.Value, v); err != nil {
 			return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 	}
@@ -226,10 +252,49 @@ func (d *decoded) decodeBinary(r *kgo.Record, ct []byte, size int) (event.Event,
 	if len(r.Value) > 0 {
 		e.DataEncoded = r.Value
 	}
+	if plain && validShape(source, d.ec.Type, ct) && printableID(d.ec.ID) {
+		return e, nil
+	}
 	if err := eventkit.ValidateEvent(e); err != nil {
 		return event.Event{}, fmt.Errorf("kafka: record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
+	if plain {
+		lastShape.Store(&shape{source: string(source), typ: d.ec.Type, ct: string(ct)})
+	}
 	return e, nil
+}
+
+// shape is what eventkit.ValidateEvent looks at in an event decoded from a
+// record whose only ce_ headers are specversion, id, source, type (and
+// datacontenttype, which binary mode ignores), besides the id: the
+// source's header value, the type and the content-type header's value
+// ("" for none, which leaves datacontenttype unset).
+type shape struct{ source, typ, ct string }
+
+// lastShape is the shape of the last such event that passed
+// eventkit.ValidateEvent. A stream mostly repeats a few shapes, so that
+// decoding checks only the id of most records: an event of the same shape
+// whose id is printableID is valid, since the source is parsed from the
+// same value and the id alone is left to check. Anything else goes through
+// eventkit.ValidateEvent.
+var lastShape atomic.Pointer[shape]
+
+func validShape(source []byte, typ string, ct []byte) bool {
+	s := lastShape.Load()
+	return s != nil && s.typ == typ && s.source == string(source) && s.ct == string(ct)
+}
+
+// printableID reports whether id is a non-empty run of printable ASCII
+// characters without spaces, which ValidateEvent accepts as an id. It
+// returns false for some valid ids (spaces, non-ASCII), which
+// ValidateEvent then checks.
+func printableID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return id != ""
 }
 
 // set sets the attribute name of e, whose context is d's, from a ce_

@@ -190,3 +190,50 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestDecodeValidatesEveryRecord: decoding checks most records' ids only,
+// when their other attributes are those of the last valid record; an
+// invalid record is still refused wherever it comes in a stream, and a
+// valid one accepted.
+func TestDecodeValidatesEveryRecord(t *testing.T) {
+	rec := func(id, source, typ, ct string) *kgo.Record {
+		r := &kgo.Record{Topic: "t", Value: []byte("{}"), Headers: []kgo.RecordHeader{
+			{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(id)},
+			{Key: "ce_source", Value: []byte(source)}, {Key: "ce_type", Value: []byte(typ)},
+		}}
+		if ct != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: "content-type", Value: []byte(ct)})
+		}
+		return r
+	}
+	for i, c := range []struct {
+		r     *kgo.Record
+		field string // "" when valid
+	}{
+		{rec("a-1", "urn:s", "t.x", "application/json"), ""},
+		{rec("a-2", "urn:s", "t.x", "application/json"), ""},
+		{rec("a\x00", "urn:s", "t.x", "application/json"), "id"},
+		{rec("", "urn:s", "t.x", "application/json"), "id"},
+		{rec(" ", "urn:s", "t.x", "application/json"), "id"},
+		{rec("a\xff", "urn:s", "t.x", "application/json"), "id"},
+		{rec("a b é", "urn:s", "t.x", "application/json"), ""},
+		{rec("a-3", "urn:s", "t\x01x", "application/json"), "type"},
+		{rec("a-4", "urn:s", "t.x", "application/json"), ""},
+		{rec("a-5", "urn:s", "t.x", "json"), "datacontenttype"},
+		{rec("a-6", "urn:s", "t.x", "application/json"), ""},
+		{rec("a-7", "", "t.x", "application/json"), "source"},
+		{rec("a-8", "urn:s\x7f", "t.x", "application/json"), "source"},
+		{rec("a-9", "urn:s", "t.x", ""), ""},
+		{rec("a\x1b", "urn:s", "t.x", ""), "id"},
+		{rec("a-10", "urn:s", "", ""), "type"},
+	} {
+		_, err := kafka.Decode(c.r)
+		var ve *eventkit.ValidationError
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("record %d: %v, want valid", i, err)
+		case c.field != "" && (!errors.As(err, &ve) || ve.Attribute != c.field):
+			t.Errorf("record %d: %v, want a ValidationError of %s", i, err, c.field)
+		}
+	}
+}

@@ -30,20 +30,21 @@ type pstate struct {
 }
 
 // entry is one record being handled, and the AckID of its messages. A poll
-// allocates the entries of its records in one slab, each with the decoded
-// context of its event.
+// allocates the entries of its records in slabs (slabEntries), each with
+// the decoded context of its event.
 type entry struct {
-	owner   *pstate // the state of the record's partition when it was polled
-	p       *pstate // owner, once handed out (nil before)
-	rec     *kgo.Record
-	topic   string
-	attempt int
-	bad     bool // not a CloudEvent, or outside the topic mapping: finished at once
-	done    bool
-	dec     decoded // what dm.Event points to (binary mode)
-	// dm is the message handed out; its Event is set when the record is
-	// decoded, the rest by each take, so that ReceiveBatch returns a
-	// pointer to it without copying the event or allocating.
+	owner *pstate // the state of the record's partition when it was polled
+	p     *pstate // owner, once handed out (nil before)
+	rec   *kgo.Record
+	bad   bool // not a CloudEvent, or outside the topic mapping: finished at once
+	done  bool
+	dec   decoded // what dm.Event points to (binary mode)
+	// dm is the message handed out, so that ReceiveBatch returns a pointer
+	// to it without copying the event or allocating. Its Topic, ID and Raw
+	// are set when the entry is made, its Event and Position when the
+	// record is decoded; a nack sets the next Attempt and Event. Package
+	// transport copies what it needs before it delivers the message, so
+	// before the entry can be nacked and taken again.
 	dm driver.Message
 }
 
@@ -137,8 +138,20 @@ func (s *subscription) partitions(fs kgo.Fetches, names map[string]mapped, parts
 	return parts
 }
 
+// slabEntries is how many entries nextBatch allocates together: 64
+// entries stay under 32 KiB, the largest small object. A larger slab is a
+// large object, which the runtime allocates from the heap under its lock
+// and frees span by span, which costs more than the allocations it saves
+// (TestSlabsAreSmallObjects; a profile of the decoding showed the heap
+// lock among its hottest functions).
+const slabEntries = 64
+
+// slabBytes bounds the buffers decodeBatch copies data into, for the same
+// reason.
+const slabBytes = 32 << 10
+
 // nextBatch takes up to size records off the front of *parts, as entries
-// allocated in one slab.
+// allocated slabEntries at a time.
 func nextBatch(parts *[]fetchedPart, size int) []*entry {
 	n := 0
 	for _, p := range *parts {
@@ -147,13 +160,18 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 			break
 		}
 	}
-	slab := make([]entry, n) // one allocation per batch
+	var slab []entry
 	batch := make([]*entry, 0, n)
 	for len(batch) < n {
 		p := &(*parts)[0]
 		for len(p.recs) > 0 && len(batch) < n {
-			e := &slab[len(batch)]
-			e.owner, e.rec, e.topic, e.attempt, e.bad = p.owner, p.recs[0], p.topic.name, 1, !p.topic.ok
+			if len(slab) == 0 {
+				slab = make([]entry, min(n-len(batch), slabEntries))
+			}
+			e := &slab[0]
+			slab = slab[1:]
+			e.owner, e.rec, e.bad = p.owner, p.recs[0], !p.topic.ok
+			e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = p.topic.name, 1, e, e.rec
 			p.recs[0] = nil // the entry holds it now
 			p.recs = p.recs[1:]
 			batch = append(batch, e)
@@ -167,21 +185,28 @@ func nextBatch(parts *[]fetchedPart, size int) []*entry {
 }
 
 // decodeBatch decodes the events of batch. The data of these first
-// deliveries is copied out of the records into one buffer per batch: a
+// deliveries is copied out of the records into buffers of up to slabBytes: a
 // handler that changes its data in place must not change the record, which
-// a redelivery decodes again. A record that is no CloudEvent is logged and
-// marked bad.
+// a redelivery decodes again. The attribute values and the positions of
+// the batch share one string buffer. A record that is no CloudEvent is
+// logged and marked bad.
 func (s *subscription) decodeBatch(batch []*entry) []*entry {
-	dataSize := 0
+	dataSize, textSize := 0, 0
 	for _, e := range batch {
 		dataSize += len(e.rec.Value)
+		textSize += 24 // the position
+		for i := range e.rec.Headers {
+			textSize += len(e.rec.Headers[i].Value)
+		}
 	}
-	data := make([]byte, 0, dataSize)
+	var data []byte // slabBytes at most, unless one record's data is more
+	var v values
+	v.sb.Grow(textSize)
 	for _, e := range batch {
 		if e.bad {
 			continue
 		}
-		ev, err := e.dec.decode(e.rec)
+		ev, err := e.dec.decode(e.rec, &v)
 		if err != nil {
 			r := e.rec
 			if !errors.Is(err, eventkit.ErrNotCloudEvent) {
@@ -191,12 +216,17 @@ func (s *subscription) decodeBatch(batch []*entry) []*entry {
 			e.bad = true
 			continue
 		}
-		if len(ev.DataEncoded) > 0 {
+		if n := len(ev.DataEncoded); n > 0 {
+			if cap(data)-len(data) < n {
+				data = make([]byte, 0, max(n, min(dataSize, slabBytes)))
+			}
 			start := len(data)
 			data = append(data, ev.DataEncoded...)
 			ev.DataEncoded = data[start:len(data):len(data)]
 		}
+		dataSize -= len(e.rec.Value)
 		e.dm.Event = ev
+		e.dm.Position = v.position(e.rec.Partition, e.rec.Offset)
 	}
 	return batch
 }
@@ -257,10 +287,6 @@ func (s *subscription) take(max int) []*driver.Message {
 	}
 	out := make([]*driver.Message, n)
 	for i, e := range taken {
-		// Package transport copies what it needs before it delivers the
-		// message, so before the entry can be nacked and taken again.
-		e.dm.Topic, e.dm.Attempt, e.dm.ID, e.dm.Raw = e.topic, e.attempt, e, e.rec
-		e.dm.Position = position(e.rec.Partition, e.rec.Offset)
 		out[i] = &e.dm
 	}
 	return out
@@ -381,7 +407,7 @@ func (s *subscription) nack(e *entry, delay time.Duration) error {
 	if err != nil {
 		return err
 	}
-	e.attempt++
+	e.dm.Attempt++
 	if ferr == nil {
 		e.dm.Event = fresh
 	} else { // it decoded before: not expected
@@ -415,7 +441,7 @@ func (s *subscription) nack(e *entry, delay time.Duration) error {
 // redecode decodes r into an event that shares nothing with an earlier
 // delivery: its own context and its own copy of the data.
 func redecode(r *kgo.Record) (event.Event, error) {
-	ev, err := new(decoded).decode(r)
+	ev, err := new(decoded).decode(r, nil)
 	if err != nil {
 		return ev, err
 	}

@@ -21,11 +21,6 @@ type partOffset struct {
 	offset int64
 }
 
-// position returns a Message.Position: "<partition>:<offset>".
-func position(part int32, offset int64) string {
-	return strconv.FormatInt(int64(part), 10) + ":" + strconv.FormatInt(offset, 10)
-}
-
 // parsePositions parses a StartAtPosition: a comma-separated list of
 // "<partition>:<offset>" (a Message.Position), each optionally prefixed by
 // a Kafka topic and "/" to apply to that topic only.

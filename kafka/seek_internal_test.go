@@ -23,8 +23,14 @@ func TestParsePositions(t *testing.T) {
 	if _, ok := lookupPosition(want, "other", 2); ok {
 		t.Error("partition 2 of another topic is listed")
 	}
-	if position(3, 120) != "3:120" {
-		t.Errorf("position(3, 120) = %q", position(3, 120))
+	// The strings a values hands out stay as they were while it grows.
+	var v values
+	got1, got2 := v.position(3, 120), v.add([]byte("id-1"))
+	for range 100 {
+		v.position(7, 1<<40)
+	}
+	if got1 != "3:120" || got2 != "id-1" || v.position(0, 0) != "0:0" {
+		t.Errorf("values: %q, %q, %q", got1, got2, v.position(0, 0))
 	}
 	for _, bad := range []string{"", "5", "a:1", "1:a", "-1:0", "1:-1", "1:2,", "/1:2", "t/", "1:2:3"} {
 		if _, err := parsePositions(bad); !errors.Is(err, eventkit.ErrInvalidOption) {

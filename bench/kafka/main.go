@@ -9,8 +9,13 @@
 //
 // The systems: eventkit in binary mode (the default) and in structured
 // mode; raw franz-go producing bare values; raw franz-go producing the same
-// five CloudEvents headers as eventkit's binary mode (the wire-format
-// baseline); the same with eventkit's client settings; Watermill.
+// five CloudEvents headers as eventkit's binary mode and parsing them back
+// into the same event (the like-for-like baseline: what a user of raw
+// franz-go writes to get the event eventkit hands out; -bare-headers only
+// counts the records); the same with eventkit's client settings; Watermill.
+// eventkit and Watermill are handed events (messages) made before the
+// produce clock starts and make their records while it runs; so does raw
+// franz-go, from ids made before.
 //
 // Besides wall-clock rates it prints events per CPU-second of the whole
 // process (kfake included), the time from the start of consuming to the
@@ -46,6 +51,7 @@ import (
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -123,6 +129,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds per system (the median is printed)")
 	only := flag.String("only", "", "comma-separated systems to run (eventkit,eventkit-structured,raw,raw+headers,raw+hdr+settings,watermill-kafka); all when empty")
 	flag.StringVar(&realBrokers, "brokers", "", "comma-separated brokers of a real Kafka cluster to run on instead of kfake")
+	flag.BoolVar(&bareHeaders, "bare-headers", false, "raw+headers peers count the records without decoding their headers into events")
 	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
 	on := "kfake"
@@ -383,7 +390,8 @@ func franzRound(n int) (result, error) { return franz(n, false, false) }
 
 // franzHeadersRound produces records that carry the same CloudEvents
 // binary-mode headers as eventkit's (the like-for-like baseline); the
-// consumer reads them without decoding.
+// consumer parses them into the same event eventkit hands out (fromHeaders),
+// unless -bare-headers.
 func franzHeadersRound(n int) (result, error) { return franz(n, true, false) }
 
 // franzSettingsRound is franzHeadersRound with the client settings eventkit
@@ -418,25 +426,29 @@ func franz(n int, headers, settings bool) (result, error) {
 		return result{}, err
 	}
 	defer prod.Close()
-	recs := make([]*kgo.Record, n)
-	for i := range recs {
-		recs[i] = &kgo.Record{Topic: topicName, Value: payload}
-		if headers {
-			recs[i].Headers = []kgo.RecordHeader{
-				{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(strconv.Itoa(i))},
-				{Key: "ce_source", Value: []byte("urn:bench")}, {Key: "ce_type", Value: []byte("bench.event")},
-				{Key: "content-type", Value: []byte("application/json")},
-			}
-		}
+	// Like eventkit's events, the ids are made before the clock starts;
+	// the records, as eventkit's, are made while it runs.
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
 	}
 	start := begin(name, "produce")
 	var perr error
-	for _, r := range recs {
-		prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil && perr == nil {
-				perr = err
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil && perr == nil {
+			perr = err
+		}
+	}
+	for i := range n {
+		r := &kgo.Record{Topic: topicName, Value: payload}
+		if headers {
+			r.Headers = []kgo.RecordHeader{
+				{Key: "ce_specversion", Value: hdrVersion}, {Key: "ce_id", Value: []byte(ids[i])},
+				{Key: "ce_source", Value: hdrSource}, {Key: "ce_type", Value: hdrType},
+				{Key: "content-type", Value: hdrContentType},
 			}
-		})
+		}
+		prod.Produce(ctx, r, promise)
 	}
 	if err := prod.Flush(ctx); err != nil {
 		return result{}, err
@@ -473,12 +485,72 @@ func franz(n int, headers, settings bool) (result, error) {
 		if got == 0 && fs.NumRecords() > 0 {
 			first = time.Since(start.wall)
 		}
-		got += fs.NumRecords()
+		if headers && bareHeaders {
+			got += fs.NumRecords()
+			continue
+		}
+		for it := fs.RecordIter(); !it.Done(); got++ {
+			r := it.Next()
+			if headers {
+				e, err := fromHeaders(r)
+				if err != nil {
+					return result{}, err
+				}
+				if e.ID() == "" {
+					return result{}, fmt.Errorf("record %d/%d has no id", r.Partition, r.Offset)
+				}
+			}
+		}
 	}
 	consumed, consumedCPU := start.end(name, "consume", n)
 	_ = cons.CommitUncommittedOffsets(ctx)
 	cons.Close()
 	return rates(n, produced, consumed, producedCPU, consumedCPU, first), nil
+}
+
+// The header values that every record of the raw+headers peers shares.
+var (
+	hdrVersion     = []byte("1.0")
+	hdrSource      = []byte("urn:bench")
+	hdrType        = []byte("bench.event")
+	hdrContentType = []byte("application/json")
+)
+
+// bareHeaders (-bare-headers) makes the raw+headers peers count the
+// records they read without decoding their headers (the peer of the
+// reports before 2026-12-03 evening).
+var bareHeaders bool
+
+// fromHeaders is what a user of raw franz-go writes to get the event that
+// eventkit hands out from a binary-mode record: the attributes parsed from
+// the headers into the same fields (the source is a URI reference), the
+// value as the data. It sets the context's fields directly (the SDK's
+// setters and its Kafka binding cost more) and does not validate the
+// event nor copy its data, which eventkit does.
+func fromHeaders(r *kgo.Record) (event.Event, error) {
+	ec := new(event.EventContextV1)
+	for _, h := range r.Headers {
+		switch h.Key {
+		case "ce_specversion":
+			if string(h.Value) != event.CloudEventsVersionV1 {
+				return event.Event{}, fmt.Errorf("specversion %q", h.Value)
+			}
+		case "ce_id":
+			ec.ID = string(h.Value)
+		case "ce_type":
+			ec.Type = string(h.Value)
+		case "ce_source":
+			ref := types.ParseURIRef(string(h.Value))
+			if ref == nil {
+				return event.Event{}, fmt.Errorf("source %q is not a URI reference", h.Value)
+			}
+			ec.Source = *ref
+		case "content-type":
+			ct := string(h.Value)
+			ec.DataContentType = &ct
+		}
+	}
+	return event.Event{Context: ec, DataEncoded: r.Value}, nil
 }
 
 func watermillRound(n int) (result, error) {
