@@ -60,7 +60,7 @@ func main() {
 	n := flag.Int("n", 200000, "events per round")
 	rounds := flag.Int("rounds", 3, "rounds per system")
 	quick := flag.Bool("quick", false, "a short run: 20,000 events, 1 round")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the eventkit rounds to `file`")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of every round to `file`, labelled system=<name> (pprof -tagfocus)")
 	only := flag.String("only", "", "run only the systems whose name starts with this")
 	flag.Parse()
 	if *quick {
@@ -83,7 +83,13 @@ func main() {
 	res := map[string][]result{}
 	for r := range *rounds {
 		for _, s := range systems {
-			out, err := s.run(*n)
+			var out result
+			var err error
+			// The label lets one profile be split by system:
+			// go tool pprof -tagfocus system=benthos ...
+			pprof.Do(context.Background(), pprof.Labels("system", s.name), func(context.Context) {
+				out, err = s.run(*n)
+			})
 			if err != nil {
 				fmt.Fprintln(os.Stderr, s.name+":", err)
 				os.Exit(1)
