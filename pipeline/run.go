@@ -45,7 +45,11 @@ type runSource struct {
 
 type runNode struct {
 	n       *Node
-	in      chan *item
+	idx     int         // in runState.nodes
+	in      chan *batch // at most size events per batch
+	size    int         // the hand-over batch size
+	queued  atomic.Int64
+	bound   int // size × cap(in): the events in can hold
 	handler eventkit.Handler
 	direct  bool         // no middleware: the stage runs without an eventkit.Message
 	senders atomic.Int64 // upstream nodes still running
@@ -122,7 +126,8 @@ func (rs *runState) addNode(n *Node) {
 	if q == 0 {
 		q = rs.p.queue
 	}
-	rn := &runNode{n: n, in: make(chan *item, q), stats: n.stats}
+	size, batches := handOver(q)
+	rn := &runNode{n: n, idx: len(rs.nodes), in: make(chan *batch, batches), size: size, bound: size * batches, stats: n.stats}
 	rn.stats.run = rn
 	rn.senders.Store(int64(len(n.up)))
 	rn.handler = eventkit.Chain(s.mw...)(recoverPanics(eventkit.HandlerFunc(rn.core)))
@@ -244,9 +249,17 @@ func (rs *runState) killed() bool {
 	}
 }
 
-// read takes the messages of one source while it may.
+// read takes the messages of one source while it may: one, waiting for
+// it, then those already there (each with an in-flight slot) up to the
+// hand-over size, and hands them on as one batch.
 func (rs *runState) read(src *runSource) {
 	defer rs.finishedSending(src.node)
+	em := rs.newEmitter()
+	defer em.flush()
+	limit := 1
+	for _, n := range src.node.next {
+		limit = max(limit, n.stats.run.size)
+	}
 	msgs := src.sub.Messages()
 	for {
 		if !rs.acquire(src) {
@@ -262,23 +275,57 @@ func (rs *runState) read(src *runSource) {
 				rs.subscriptionEnded(src)
 				return
 			}
-			src.stats.in.Add(1)
-			src.stats.inFlight.Add(1)
-			t := &tracker{rs: rs, src: src, msg: m}
-			t.refs.Store(1)
-			t.self[0] = t
-			var buf [1]eventItem
-			outs := buf[:0]
-			for i, n := range src.node.next {
-				e := m.Event
-				if i > 0 {
-					e = m.Event.Clone()
-				}
-				outs = append(outs, eventItem{ev: e, node: n})
+			rs.take(src, m, em)
+		}
+		if !rs.takeQueued(src, msgs, limit-1, em) {
+			return
+		}
+		em.flush()
+	}
+}
+
+// takeQueued takes up to n messages already waiting in msgs, while
+// in-flight slots are free; false when the subscription ended.
+func (rs *runState) takeQueued(src *runSource, msgs <-chan *eventkit.Message, n int, em *emitter) bool {
+	for range n {
+		select {
+		case src.slots <- struct{}{}:
+		default:
+			return true
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				<-src.slots
+				rs.subscriptionEnded(src)
+				return false
 			}
-			rs.emit(t.self[:], m.Topic, m.Attempt, outs)
+			rs.take(src, m, em)
+		default:
+			<-src.slots
+			return true
 		}
 	}
+	return true
+}
+
+// take starts tracking m and hands its event to the source's successors.
+func (rs *runState) take(src *runSource, m *eventkit.Message, em *emitter) {
+	src.stats.in.Add(1)
+	src.stats.inFlight.Add(1)
+	t := &tracker{rs: rs, src: src, msg: m}
+	t.refs.Store(1)
+	t.self[0] = t
+	var buf [1]eventItem
+	outs := buf[:0]
+	for i, n := range src.node.next {
+		e := m.Event
+		if i > 0 {
+			e = m.Event.Clone()
+		}
+		outs = append(outs, eventItem{ev: e, node: n})
+	}
+	em.emit(t.self[:], m.Topic, m.Attempt, outs)
 }
 
 // acquire takes an in-flight slot of src, waiting while the pipeline is
@@ -316,26 +363,10 @@ func (rs *runState) subscriptionEnded(src *runSource) {
 
 // emit hands outs to their nodes; the items share srcs, whose references
 // move to them.
-func (rs *runState) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
+func (em *emitter) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
 	transfer(srcs, len(outs))
 	for _, o := range outs {
-		it := itemPool.Get().(*item)
-		it.ev, it.topic, it.attempt, it.srcs = o.ev, topic, attempt, srcs
-		rs.send(o.node.stats.run, it)
-	}
-}
-
-// send puts it in rn's queue, counting the time it waited for room.
-func (rs *runState) send(rn *runNode, it *item) {
-	select {
-	case rn.in <- it:
-		return
-	default:
-	}
-	defer rn.stats.wait()()
-	select {
-	case rn.in <- it:
-	case <-rs.kill: // abandoned: its source messages stay unsettled
+		em.add(o.node.stats.run, item{ev: o.ev, topic: topic, attempt: attempt, srcs: srcs})
 	}
 }
 
@@ -376,60 +407,90 @@ func (rs *runState) runNode(rn *runNode) {
 	defer rs.finishedSending(rn.n)
 	s := rn.n.stage
 	var wg sync.WaitGroup
-	work := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
 	switch {
 	case s.batch != nil:
-		batches := make(chan []*item, s.workers)
-		work(func() { rs.collect(rn, batches) })
+		batches := make(chan []item, s.workers)
+		wg.Go(func() { rs.collect(rn, batches) })
 		for range s.workers {
-			work(func() {
+			wg.Go(func() {
+				em := rs.newEmitter()
 				for b := range batches {
-					rs.handle(rn, &unit{items: b})
+					rn.stats.in.Add(uint64(len(b)))
+					out := rs.handle(rn, &unit{items: b}, em)
+					em.flush()
+					rn.stats.out.Add(uint64(out))
 				}
 			})
 		}
 	case s.ordered && s.workers > 1:
-		lanes := make([]chan *item, s.workers)
+		lanes := make([]chan *batch, s.workers)
 		for i := range lanes {
-			lanes[i] = make(chan *item, max(1, cap(rn.in)/s.workers))
-			work(func() {
-				var u unit
-				for it := range lanes[i] {
-					rs.handleOne(rn, it, &u)
-				}
-			})
+			lanes[i] = make(chan *batch, max(1, cap(rn.in)/s.workers))
+			wg.Go(func() { rs.work(rn, lanes[i], false) })
 		}
-		work(func() {
-			defer func() {
-				for _, l := range lanes {
-					close(l)
-				}
-			}()
-			for it := range rn.in {
-				lanes[keyHash(eventkit.EventKey(it.ev))%uint32(len(lanes))] <- it
-			}
-		})
+		wg.Go(func() { rs.dispatch(rn, lanes) })
 	default:
 		for range s.workers {
-			work(func() {
-				var u unit
-				for it := range rn.in {
-					rs.handleOne(rn, it, &u)
-				}
-			})
+			wg.Go(func() { rs.work(rn, rn.in, true) })
 		}
 	}
 	wg.Wait()
 }
 
+// work is one worker of rn: it handles the batches of in one by one, each
+// event in turn, and hands the outputs of a batch on when it is done. in
+// is rn's queue (counted by queued) or one of its ordered lanes.
+func (rs *runState) work(rn *runNode, in <-chan *batch, queue bool) {
+	em := rs.newEmitter()
+	var u unit
+	for b := range in {
+		if queue {
+			rn.received(b)
+		}
+		rn.stats.in.Add(uint64(len(b.items)))
+		out := 0
+		for i := range b.items {
+			out += rs.handleOne(rn, &b.items[i], &u, em)
+		}
+		em.flush()
+		rn.stats.out.Add(uint64(out))
+		putBatch(b)
+	}
+}
+
+// dispatch splits the batches of rn's queue among its lanes by key: the
+// events of one key go to one lane, in order.
+func (rs *runState) dispatch(rn *runNode, lanes []chan *batch) {
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+	}()
+	parts := make([]*batch, len(lanes))
+	for b := range rn.in {
+		rn.received(b)
+		for _, it := range b.items {
+			i := keyHash(eventkit.EventKey(it.ev)) % uint32(len(lanes))
+			if parts[i] == nil {
+				parts[i] = getBatch()
+			}
+			parts[i].items = append(parts[i].items, it)
+		}
+		putBatch(b)
+		for i, p := range parts {
+			if p != nil {
+				lanes[i] <- p
+				parts[i] = nil
+			}
+		}
+	}
+}
+
 // collect gathers rn's queue into batches of the stage's size or wait.
-func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
+func (rs *runState) collect(rn *runNode, batches chan<- []item) {
 	defer close(batches)
 	s := rn.n.stage
-	var cur []*item
+	var cur []item
 	var timer *time.Timer
 	var fire <-chan time.Time
 	flush := func() {
@@ -444,19 +505,23 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 	for {
 		select {
-		case it, ok := <-rn.in:
+		case b, ok := <-rn.in:
 			if !ok {
 				flush()
 				return
 			}
-			cur = append(cur, it)
-			if len(cur) == 1 {
-				timer = time.NewTimer(s.batchWait)
-				fire = timer.C
+			rn.received(b)
+			for _, it := range b.items {
+				cur = append(cur, it)
+				if len(cur) == 1 {
+					timer = time.NewTimer(s.batchWait)
+					fire = timer.C
+				}
+				if len(cur) >= s.batchSize {
+					flush()
+				}
 			}
-			if len(cur) >= s.batchSize {
-				flush()
-			}
+			putBatch(b)
 		case <-fire:
 			fire = nil
 			flush()
@@ -464,10 +529,10 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 }
 
-// handleOne handles a single item. A stage without middleware reuses the
-// worker's unit and recycles the item: nothing else can hold them once
-// handle returned.
-func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit) {
+// handleOne handles a single item and returns the number of its outputs.
+// A stage without middleware reuses the worker's unit: nothing else can
+// hold it once handle returned.
+func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit, em *emitter) int {
 	var u *unit
 	if rn.direct {
 		*scratch = unit{}
@@ -475,31 +540,28 @@ func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit) {
 	} else {
 		u = &unit{} // the middleware may keep the message, and so the unit
 	}
-	u.one[0] = it
+	u.one[0] = *it
 	u.items = u.one[:]
-	rs.handle(rn, u)
+	out := rs.handle(rn, u, em)
 	if rn.direct {
-		*it = item{}
-		itemPool.Put(it)
-		u.one[0], u.outs, u.evs[0] = nil, nil, event.Event{}
+		*scratch = unit{}
 	}
+	return out
 }
 
-var itemPool = sync.Pool{New: func() any { return new(item) }}
-
-// handle runs the stage's handler (with its middleware) on u and applies
-// the outcome to u's source messages.
-func (rs *runState) handle(rn *runNode, u *unit) {
+// handle runs the stage's handler (with its middleware) on u, applies the
+// outcome to u's source messages and gives the outputs to em; it returns
+// their number.
+func (rs *runState) handle(rn *runNode, u *unit, em *emitter) int {
 	if rs.killed() {
-		return // abandoned: its source messages stay unsettled
+		return 0 // abandoned: its source messages stay unsettled
 	}
 	name := rn.n.name
-	first := u.items[0]
+	first := &u.items[0]
 	attempt := first.attempt
 	for _, it := range u.items[1:] {
 		attempt = max(attempt, it.attempt)
 	}
-	rn.stats.in.Add(uint64(len(u.items)))
 	var err error
 	if rn.direct {
 		err = rn.runDirect(rs.ctx, u)
@@ -517,9 +579,10 @@ func (rs *runState) handle(rn *runNode, u *unit) {
 		rn.stats.failed.Add(uint64(len(u.items)))
 		u.fail(name, err, retryDelay(err))
 	default:
-		rn.stats.out.Add(uint64(len(u.outs)))
-		rs.emit(u.srcs(), first.topic, attempt, u.outs)
+		em.emit(u.srcs(), first.topic, attempt, u.outs)
+		return len(u.outs)
 	}
+	return 0
 }
 
 // runDirect runs the stage on u without middleware, a panic becoming a

@@ -8,7 +8,10 @@ type StageStats struct {
 	Name   string
 	Source bool // a source rather than a stage
 	// Queue is the number of events waiting in the stage's input queue,
-	// QueueCap its bound. For a source: the messages taken and not yet
+	// QueueCap its bound in events (the queue holds batches of up to a
+	// quarter of the configured Queue, at most 64 events, and as many
+	// batches as fit in it, so QueueCap is the configured bound rounded
+	// down to whole batches). For a source: the messages taken and not yet
 	// settled, and WithMaxInFlight.
 	Queue, QueueCap int
 	// Blocked is the total time spent waiting for room: by the senders to
@@ -49,7 +52,7 @@ func (p *Pipeline) Stats() []StageStats {
 			st.Out, st.Failed, st.Skipped = s.out.Load(), s.failed.Load(), n.stage.skipped.Load()
 			if started {
 				rn := s.run
-				st.Queue, st.QueueCap = len(rn.in), cap(rn.in)
+				st.Queue, st.QueueCap = int(max(rn.queued.Load(), 0)), rn.bound
 			}
 		}
 		out = append(out, st)
