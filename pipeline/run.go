@@ -321,7 +321,7 @@ func (rs *runState) take(src *runSource, m *eventkit.Message, em *emitter) {
 	for i, n := range src.node.next {
 		e := m.Event
 		if i > 0 {
-			e = m.Event.Clone()
+			e = cloneEvent(m.Event)
 		}
 		outs = append(outs, eventItem{ev: e, node: n})
 	}
@@ -648,7 +648,7 @@ func (rn *runNode) run(ctx context.Context, u *unit, ev event.Event) error {
 		}
 		for i, to := range n.next {
 			if i > 0 {
-				e = e.Clone()
+				e = cloneEvent(e)
 			}
 			u.outs = append(u.outs, eventItem{ev: e, node: to})
 		}
