@@ -135,6 +135,11 @@ func (f *Feed) Publish(ctx context.Context, topic string, events ...event.Event)
 	for i, e := range events {
 		m := eventkit.NewMessage(topic, cloneEvent(e), 1, call, nil)
 		select {
+		case f.queue <- m: // room: the common case, without a full select
+			continue
+		default:
+		}
+		select {
 		case f.queue <- m:
 		case <-f.closing:
 			for range events[i:] {
@@ -301,14 +306,19 @@ func (s *feedSub) forward(ctx context.Context, carry []*eventkit.Message) {
 		}
 	}
 	for {
+		var m *eventkit.Message
 		select {
-		case m := <-s.f.queue:
-			if !s.hand(ctx, m) {
+		case m = <-s.f.queue: // waiting already: the common case under load
+		default:
+			select {
+			case m = <-s.f.queue:
+			case <-s.stop:
+				return
+			case <-ctx.Done():
 				return
 			}
-		case <-s.stop:
-			return
-		case <-ctx.Done():
+		}
+		if !s.hand(ctx, m) {
 			return
 		}
 	}
@@ -317,6 +327,11 @@ func (s *feedSub) forward(ctx context.Context, carry []*eventkit.Message) {
 // hand puts m in the subscription's buffer; false when the subscription
 // ends first (m is kept for the next one).
 func (s *feedSub) hand(ctx context.Context, m *eventkit.Message) bool {
+	select {
+	case s.out <- m:
+		return true
+	default:
+	}
 	select {
 	case s.out <- m:
 		return true

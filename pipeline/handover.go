@@ -28,9 +28,12 @@ var batchPool = sync.Pool{New: func() any { return &batch{items: make([]item, 0,
 
 func getBatch() *batch { return batchPool.Get().(*batch) }
 
-// putBatch recycles b once nothing refers to its items.
+// putBatch recycles b once nothing refers to its items. They are not
+// cleared (that would cost a write barrier per pointer while the collector
+// runs): the next use overwrites them, and the pool drops its batches at
+// the next collections, so what they still point to is kept at most that
+// long.
 func putBatch(b *batch) {
-	clear(b.items)
 	b.items = b.items[:0]
 	batchPool.Put(b)
 }

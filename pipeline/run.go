@@ -450,7 +450,7 @@ func (rs *runState) work(rn *runNode, in <-chan *batch, queue bool) {
 		rn.stats.in.Add(uint64(len(b.items)))
 		out := 0
 		for i := range b.items {
-			out += rs.handleOne(rn, &b.items[i], &u, em)
+			out += rs.handleOne(rn, b.items[i:i+1], &u, em)
 		}
 		em.flush()
 		rn.stats.out.Add(uint64(out))
@@ -529,24 +529,22 @@ func (rs *runState) collect(rn *runNode, batches chan<- []item) {
 	}
 }
 
-// handleOne handles a single item and returns the number of its outputs.
-// A stage without middleware reuses the worker's unit: nothing else can
-// hold it once handle returned.
-func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit, em *emitter) int {
-	var u *unit
-	if rn.direct {
-		*scratch = unit{}
-		u = scratch
-	} else {
-		u = &unit{} // the middleware may keep the message, and so the unit
+// handleOne handles a single item (it has one) and returns the number of its outputs.
+// A stage without middleware works on the worker's unit and on the item
+// where it is, in its batch: nothing else can hold them once handle
+// returned. With middleware the unit and the item are the message's own
+// (the middleware may keep the message).
+func (rs *runState) handleOne(rn *runNode, it []item, scratch *unit, em *emitter) int {
+	if !rn.direct {
+		u := &unit{}
+		u.one[0] = it[0]
+		u.items = u.one[:]
+		return rs.handle(rn, u, em)
 	}
-	u.one[0] = *it
-	u.items = u.one[:]
-	out := rs.handle(rn, u, em)
-	if rn.direct {
-		*scratch = unit{}
-	}
-	return out
+	u := scratch
+	u.items = it
+	u.acked, u.nacked, u.nackErr = false, false, nil
+	return rs.handle(rn, u, em)
 }
 
 // handle runs the stage's handler (with its middleware) on u, applies the
