@@ -23,24 +23,10 @@ import (
 // steadier than ns/op on a loaded machine.
 func BenchmarkPipelineOverhead(b *testing.B) {
 	bus := memory.New()
-	defer bus.Close()
-	var out atomic.Int64
-	pass := func(_ context.Context, e event.Event) (event.Event, error) { return e, nil }
-	p := pipeline.New(pipeline.WithMaxInFlight(1024))
-	p.From(pipeline.Source{Subscriber: bus, Pattern: "in", Options: []eventkit.SubscribeOption{eventkit.WithBuffer(1024)}}).
-		Then(pipeline.Map("one", pass, pipeline.Workers(2))).
-		Then(pipeline.Map("two", pass, pipeline.Workers(2))).
-		Then(pipeline.Sink("count", func(context.Context, event.Event) error { out.Add(1); return nil }))
-	if err := p.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	evs := make([]event.Event, 64)
-	for i := range evs {
-		evs[i] = eventkittest.NewEvent(fmt.Sprint(i))
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
+	b.Cleanup(func() { _ = bus.Close() }) // after the pipeline's drain
+	p, _ := passThrough(b, pipeline.Source{Subscriber: bus, Pattern: "in", Options: []eventkit.SubscribeOption{eventkit.WithBuffer(1024)}})
+	evs := events64()
+	done := measureCPU(b)
 	sent := 0
 	for sent < b.N {
 		k := min(64, b.N-sent)
@@ -52,18 +38,7 @@ func BenchmarkPipelineOverhead(b *testing.B) {
 	for p.Stats()[0].Out < uint64(b.N) { // every source message acked
 		runtime.Gosched()
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/event")
-	if err := p.Shutdown(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-}
-
-// cpuTime is the process's CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	done()
 }
 
 // BenchmarkFeedPipeline: 16 producers push batches of 64 events into a
@@ -72,25 +47,10 @@ func cpuTime() time.Duration {
 // per event, from the input's call to the settlement, with no transport.
 func BenchmarkFeedPipeline(b *testing.B) {
 	feed := pipeline.NewFeed(pipeline.FeedCapacity(1024))
-	defer feed.Close()
-	var out atomic.Int64
-	pass := func(_ context.Context, e event.Event) (event.Event, error) { return e, nil }
-	p := pipeline.New(pipeline.WithMaxInFlight(1024), pipeline.WithQueue(256))
-	p.From(pipeline.Source{Subscriber: feed}).
-		Then(pipeline.Map("one", pass, pipeline.Workers(2))).
-		Then(pipeline.Map("two", pass, pipeline.Workers(2))).
-		Then(pipeline.Sink("count", func(context.Context, event.Event) error { out.Add(1); return nil }))
-	if err := p.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
-	evs := make([]event.Event, 64)
-	for i := range evs {
-		evs[i] = eventkittest.NewEvent(fmt.Sprint(i))
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
+	b.Cleanup(func() { _ = feed.Close() }) // after the pipeline's drain
+	_, out := passThrough(b, pipeline.Source{Subscriber: feed}, pipeline.WithQueue(256))
+	evs := events64()
+	done := measureCPU(b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 16 {
@@ -108,9 +68,57 @@ func BenchmarkFeedPipeline(b *testing.B) {
 		})
 	}
 	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/event")
+	done()
 	if out.Load() != int64(b.N) {
 		b.Fatalf("%d events out, want %d", out.Load(), b.N)
 	}
+}
+
+// passThrough starts src → two pass-through stages of 2 workers → a
+// counting sink, shut down when the benchmark ends; it returns the
+// pipeline and the sink's count.
+func passThrough(b *testing.B, src pipeline.Source, opts ...pipeline.PipelineOption) (*pipeline.Pipeline, *atomic.Int64) {
+	var out atomic.Int64
+	pass := func(_ context.Context, e event.Event) (event.Event, error) { return e, nil }
+	p := pipeline.New(append([]pipeline.PipelineOption{pipeline.WithMaxInFlight(1024)}, opts...)...)
+	p.From(src).
+		Then(pipeline.Map("one", pass, pipeline.Workers(2))).
+		Then(pipeline.Map("two", pass, pipeline.Workers(2))).
+		Then(pipeline.Sink("count", func(context.Context, event.Event) error { out.Add(1); return nil }))
+	if err := p.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := p.Shutdown(context.Background()); err != nil {
+			b.Error(err)
+		}
+	})
+	return p, &out
+}
+
+func events64() []event.Event {
+	evs := make([]event.Event, 64)
+	for i := range evs {
+		evs[i] = eventkittest.NewEvent(fmt.Sprint(i))
+	}
+	return evs
+}
+
+// measureCPU starts the benchmark's clock; the function it returns stops
+// it and reports the CPU time per event (cpu-ns/event).
+func measureCPU(b *testing.B) func() {
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	return func() {
+		b.StopTimer()
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/event")
+	}
+}
+
+// cpuTime is the process's CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,15 +6,13 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventkit/eventkit/eventkittest"
 )
 
 // A clone equals its event, and changing one (attributes, extensions,
 // data in place) leaves the other as it was.
 func TestCloneEventSharesNothing(t *testing.T) {
-	e := event.New()
-	e.SetID("1")
-	e.SetSource("src")
-	e.SetType("t")
+	e := eventkittest.NewEvent("1")
 	e.SetTime(time.Unix(1, 0).UTC())
 	e.SetDataSchema("https://schema/1")
 	e.SetExtension("tenant", "a")
@@ -34,10 +32,8 @@ func TestCloneEventSharesNothing(t *testing.T) {
 	if !reflect.DeepEqual(e, before) {
 		t.Fatalf("the original changed with its clone: %v; want %v", e, before)
 	}
-	v03 := event.New(event.CloudEventsVersionV03)
-	v03.SetID("2")
-	v03.SetSource("src")
-	v03.SetType("t")
+	v03 := eventkittest.NewEvent("2")
+	v03.SetSpecVersion(event.CloudEventsVersionV03)
 	if c := cloneEvent(v03); !reflect.DeepEqual(c, v03) {
 		t.Fatalf("a 0.3 clone %v; want %v", c, v03)
 	}

@@ -7,8 +7,9 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+	"strings"
 
+	"github.com/eventkit/eventkit/internal/jsonstr"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -116,57 +117,13 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	return b, nil
 }
 
-const hex = "0123456789abcdef"
-
-// appendString writes s as a JSON string as encoding/json does: HTML
-// characters and U+2028, U+2029 escaped, invalid UTF-8 as U+FFFD.
+// appendString writes s as a JSON string as encoding/json does: the few
+// strings with characters it escapes its own way (HTML's <, > and &, \b
+// and \f) go through it, the others through jsonstr.
 func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
+	if strings.ContainsAny(s, "<>&\b\f") {
+		q, _ := json.Marshal(s) // a string always encodes
+		return append(b, q...)
 	}
-	return append(append(b, s[start:]...), '"')
+	return jsonstr.Append(b, s)
 }
