@@ -1,6 +1,9 @@
 package pipeline
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Events move between nodes in batches: a sender (a source's reader or a
 // stage's worker) gathers the events it has for a node, up to the node's
@@ -13,13 +16,9 @@ import "sync"
 // maxHandOver bounds the events of one hand-over batch.
 const maxHandOver = 64
 
-// handOver returns the hand-over batch size and the channel capacity (in
-// batches) of a queue bounded to q events: size × batches ≤ q, with at
-// least a few batches of room so that a sender and the workers overlap.
-func handOver(q int) (size, batches int) {
-	size = min(maxHandOver, max(1, q/4))
-	return size, q / size
-}
+// handOverSize returns the hand-over batch size of a queue bounded to q
+// events: a quarter of it, so that a sender and the workers overlap.
+func handOverSize(q int) int { return min(maxHandOver, max(1, q/4)) }
 
 // batch is one hand-over: events for one node, in the sender's order.
 type batch struct{ items []item }
@@ -43,10 +42,14 @@ type emitter struct {
 	rs      *runState
 	pending []*batch // by runNode.idx
 	touched []int    // the indexes pending may hold a batch at
+	// out counts the sender's outputs (nil for a source); uncounted are
+	// those not yet added, which is done before any of them is sent.
+	out       *atomic.Uint64
+	uncounted uint64
 }
 
-func (rs *runState) newEmitter() *emitter {
-	return &emitter{rs: rs, pending: make([]*batch, len(rs.nodes))}
+func (rs *runState) newEmitter(out *atomic.Uint64) *emitter {
+	return &emitter{rs: rs, pending: make([]*batch, len(rs.nodes)), out: out}
 }
 
 // add queues it for rn, sending rn's batch when it is full.
@@ -60,12 +63,23 @@ func (em *emitter) add(rn *runNode, it item) {
 	b.items = append(b.items, it)
 	if len(b.items) >= rn.size {
 		em.pending[rn.idx] = nil
+		em.count()
 		em.rs.send(rn, b)
 	}
 }
 
+// count adds the outputs not yet counted to the sender's stats: before they
+// are sent, so that no stage downstream is seen ahead of it.
+func (em *emitter) count() {
+	if em.out != nil && em.uncounted > 0 {
+		em.out.Add(em.uncounted)
+	}
+	em.uncounted = 0
+}
+
 // flush sends every batch gathered so far.
 func (em *emitter) flush() {
+	em.count()
 	for _, i := range em.touched {
 		if b := em.pending[i]; b != nil {
 			em.pending[i] = nil
@@ -75,22 +89,54 @@ func (em *emitter) flush() {
 	em.touched = em.touched[:0]
 }
 
-// send puts b in rn's queue, counting the time it waited for room.
+// send puts b in rn's queue once its events fit in the queue's bound
+// (a batch is never larger than the bound), counting the time it waited
+// for room. The channel holds as many batches as the bound has events, so
+// only the bound makes a sender wait.
 func (rs *runState) send(rn *runNode, b *batch) {
 	n := int64(len(b.items))
-	select {
-	case rn.in <- b:
-		rn.queued.Add(n)
-		return
-	default:
+	if !rn.reserve(n) {
+		defer rn.stats.wait()()
+		for !rn.reserve(n) {
+			rn.waiting.Add(1)
+			if rn.reserve(n) { // room made before waiting was seen
+				rn.waiting.Add(-1)
+				break
+			}
+			select {
+			case <-rn.room:
+				rn.waiting.Add(-1)
+			case <-rs.kill: // abandoned: its source messages stay unsettled
+				rn.waiting.Add(-1)
+				return
+			}
+		}
 	}
-	defer rn.stats.wait()()
-	select {
-	case rn.in <- b:
-		rn.queued.Add(n)
-	case <-rs.kill: // abandoned: its source messages stay unsettled
+	rn.in <- b
+}
+
+// reserve takes room for n events in rn's queue, if there is.
+func (rn *runNode) reserve(n int64) bool {
+	for {
+		q := rn.queued.Load()
+		if q > 0 && q+n > int64(rn.bound) {
+			return false
+		}
+		if rn.queued.CompareAndSwap(q, q+n) {
+			return true
+		}
 	}
 }
 
-// received counts b out of rn's queue.
-func (rn *runNode) received(b *batch) { rn.queued.Add(-int64(len(b.items))) }
+// received counts b out of rn's queue and lets a waiting sender retry. A
+// sender registers as waiting before it tries again, and this lowers the
+// count before it looks for waiters: one of the two sees the other.
+func (rn *runNode) received(b *batch) {
+	rn.queued.Add(-int64(len(b.items)))
+	if rn.waiting.Load() > 0 {
+		select {
+		case rn.room <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -45,11 +45,13 @@ type runSource struct {
 
 type runNode struct {
 	n       *Node
-	idx     int         // in runState.nodes
-	in      chan *batch // at most size events per batch
-	size    int         // the hand-over batch size
-	queued  atomic.Int64
-	bound   int // size × cap(in): the events in can hold
+	idx     int           // in runState.nodes
+	in      chan *batch   // at most size events per batch
+	size    int           // the hand-over batch size
+	bound   int           // the events in may hold
+	queued  atomic.Int64  // events in in, or about to be (reserved by send)
+	waiting atomic.Int64  // senders waiting for room
+	room    chan struct{} // rung (buffer of one) when room is made and a sender waits
 	handler eventkit.Handler
 	direct  bool         // no middleware: the stage runs without an eventkit.Message
 	senders atomic.Int64 // upstream nodes still running
@@ -126,8 +128,10 @@ func (rs *runState) addNode(n *Node) {
 	if q == 0 {
 		q = rs.p.queue
 	}
-	size, batches := handOver(q)
-	rn := &runNode{n: n, idx: len(rs.nodes), in: make(chan *batch, batches), size: size, bound: size * batches, stats: n.stats}
+	// Every batch has at least one event: a channel of q batches never
+	// blocks a sender that reserved room for its events.
+	rn := &runNode{n: n, idx: len(rs.nodes), in: make(chan *batch, q), size: handOverSize(q), bound: q,
+		room: make(chan struct{}, 1), stats: n.stats}
 	rn.stats.run = rn
 	rn.senders.Store(int64(len(n.up)))
 	rn.handler = eventkit.Chain(s.mw...)(recoverPanics(eventkit.HandlerFunc(rn.core)))
@@ -254,7 +258,7 @@ func (rs *runState) killed() bool {
 // hand-over size, and hands them on as one batch.
 func (rs *runState) read(src *runSource) {
 	defer rs.finishedSending(src.node)
-	em := rs.newEmitter()
+	em := rs.newEmitter(nil)
 	defer em.flush()
 	limit := 1
 	for _, n := range src.node.next {
@@ -364,6 +368,7 @@ func (rs *runState) subscriptionEnded(src *runSource) {
 // emit hands outs to their nodes; the items share srcs, whose references
 // move to them.
 func (em *emitter) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
+	em.uncounted += uint64(len(outs))
 	transfer(srcs, len(outs))
 	for _, o := range outs {
 		em.add(o.node.stats.run, item{ev: o.ev, topic: topic, attempt: attempt, srcs: srcs})
@@ -413,19 +418,18 @@ func (rs *runState) runNode(rn *runNode) {
 		wg.Go(func() { rs.collect(rn, batches) })
 		for range s.workers {
 			wg.Go(func() {
-				em := rs.newEmitter()
+				em := rs.newEmitter(&rn.stats.out)
 				for b := range batches {
 					rn.stats.in.Add(uint64(len(b)))
-					out := rs.handle(rn, &unit{items: b}, em)
+					rs.handle(rn, &unit{items: b}, em)
 					em.flush()
-					rn.stats.out.Add(uint64(out))
 				}
 			})
 		}
 	case s.ordered && s.workers > 1:
 		lanes := make([]chan *batch, s.workers)
 		for i := range lanes {
-			lanes[i] = make(chan *batch, max(1, cap(rn.in)/s.workers))
+			lanes[i] = make(chan *batch, max(1, rn.bound/rn.size/s.workers))
 			wg.Go(func() { rs.work(rn, lanes[i], false) })
 		}
 		wg.Go(func() { rs.dispatch(rn, lanes) })
@@ -441,19 +445,17 @@ func (rs *runState) runNode(rn *runNode) {
 // event in turn, and hands the outputs of a batch on when it is done. in
 // is rn's queue (counted by queued) or one of its ordered lanes.
 func (rs *runState) work(rn *runNode, in <-chan *batch, queue bool) {
-	em := rs.newEmitter()
+	em := rs.newEmitter(&rn.stats.out)
 	var u unit
 	for b := range in {
 		if queue {
 			rn.received(b)
 		}
 		rn.stats.in.Add(uint64(len(b.items)))
-		out := 0
 		for i := range b.items {
-			out += rs.handleOne(rn, b.items[i:i+1], &u, em)
+			rs.handleOne(rn, b.items[i:i+1], &u, em)
 		}
 		em.flush()
-		rn.stats.out.Add(uint64(out))
 		putBatch(b)
 	}
 }
@@ -529,30 +531,30 @@ func (rs *runState) collect(rn *runNode, batches chan<- []item) {
 	}
 }
 
-// handleOne handles a single item (it has one) and returns the number of its outputs.
+// handleOne handles a single item (it has one).
 // A stage without middleware works on the worker's unit and on the item
 // where it is, in its batch: nothing else can hold them once handle
 // returned. With middleware the unit and the item are the message's own
 // (the middleware may keep the message).
-func (rs *runState) handleOne(rn *runNode, it []item, scratch *unit, em *emitter) int {
+func (rs *runState) handleOne(rn *runNode, it []item, scratch *unit, em *emitter) {
 	if !rn.direct {
 		u := &unit{}
 		u.one[0] = it[0]
 		u.items = u.one[:]
-		return rs.handle(rn, u, em)
+		rs.handle(rn, u, em)
+		return
 	}
 	u := scratch
 	u.items = it
 	u.acked, u.nacked, u.nackErr = false, false, nil
-	return rs.handle(rn, u, em)
+	rs.handle(rn, u, em)
 }
 
 // handle runs the stage's handler (with its middleware) on u, applies the
-// outcome to u's source messages and gives the outputs to em; it returns
-// their number.
-func (rs *runState) handle(rn *runNode, u *unit, em *emitter) int {
+// outcome to u's source messages and gives the outputs to em.
+func (rs *runState) handle(rn *runNode, u *unit, em *emitter) {
 	if rs.killed() {
-		return 0 // abandoned: its source messages stay unsettled
+		return // abandoned: its source messages stay unsettled
 	}
 	name := rn.n.name
 	first := &u.items[0]
@@ -578,9 +580,7 @@ func (rs *runState) handle(rn *runNode, u *unit, em *emitter) int {
 		u.fail(name, err, retryDelay(err))
 	default:
 		em.emit(u.srcs(), first.topic, attempt, u.outs)
-		return len(u.outs)
 	}
-	return 0
 }
 
 // runDirect runs the stage on u without middleware, a panic becoming a

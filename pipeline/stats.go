@@ -7,12 +7,10 @@ import "time"
 type StageStats struct {
 	Name   string
 	Source bool // a source rather than a stage
-	// Queue is the number of events waiting in the stage's input queue,
-	// QueueCap its bound in events (the queue holds batches of up to a
-	// quarter of the configured Queue, at most 64 events, and as many
-	// batches as fit in it, so QueueCap is the configured bound rounded
-	// down to whole batches). For a source: the messages taken and not yet
-	// settled, and WithMaxInFlight.
+	// Queue is the number of events waiting in the stage's input queue
+	// (in batches, or being put there), QueueCap its bound in events. For
+	// a source: the messages taken and not yet settled, and
+	// WithMaxInFlight.
 	Queue, QueueCap int
 	// Blocked is the total time spent waiting for room: by the senders to
 	// this stage's full queue, or by a source for an in-flight slot (the
