@@ -6,13 +6,15 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
-// cloneEvent returns a copy of e that shares nothing e's holder can change
+// CloneEvent returns a copy of e that shares nothing e's holder can change
 // in place: the attributes (the extensions map included) and the data are
-// copied. A CloudEvents 1.0 context is copied in one allocation (the
-// attribute values it points to, a time or a URI, are replaced, never
-// changed, by the event's setters); event.Event.Clone, for other versions,
-// makes several.
-func cloneEvent(e event.Event) event.Event {
+// copied. A stage function that changes the attributes of the event it is
+// given works on a copy, since the event may be its source message's. A
+// CloudEvents 1.0 context is copied in one allocation (the attribute
+// values it points to, a time or a URI, are replaced, never changed, by
+// the event's setters); event.Event.Clone, which other versions get, makes
+// several.
+func CloneEvent(e event.Event) event.Event {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok {
 		return e.Clone()

@@ -19,7 +19,7 @@ func TestCloneEventSharesNothing(t *testing.T) {
 	e.SetExtension("blob", []byte("xyz"))
 	_ = e.SetData(event.ApplicationJSON, map[string]int{"n": 1})
 	before := e.Clone()
-	c := cloneEvent(e)
+	c := CloneEvent(e)
 	if !reflect.DeepEqual(c, e) {
 		t.Fatalf("clone %v; want %v", c, e)
 	}
@@ -34,7 +34,7 @@ func TestCloneEventSharesNothing(t *testing.T) {
 	}
 	v03 := eventkittest.NewEvent("2")
 	v03.SetSpecVersion(event.CloudEventsVersionV03)
-	if c := cloneEvent(v03); !reflect.DeepEqual(c, v03) {
+	if c := CloneEvent(v03); !reflect.DeepEqual(c, v03) {
 		t.Fatalf("a 0.3 clone %v; want %v", c, v03)
 	}
 }

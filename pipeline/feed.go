@@ -133,7 +133,7 @@ func (f *Feed) Publish(ctx context.Context, topic string, events ...event.Event)
 	}
 	call := &feedCall{f: f, left: len(events), done: make(chan struct{})}
 	for i, e := range events {
-		m := eventkit.NewMessage(topic, cloneEvent(e), 1, call, nil)
+		m := eventkit.NewMessage(topic, CloneEvent(e), 1, call, nil)
 		select {
 		case f.queue <- m: // room: the common case, without a full select
 			continue

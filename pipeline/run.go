@@ -325,7 +325,7 @@ func (rs *runState) take(src *runSource, m *eventkit.Message, em *emitter) {
 	for i, n := range src.node.next {
 		e := m.Event
 		if i > 0 {
-			e = cloneEvent(m.Event)
+			e = CloneEvent(m.Event)
 		}
 		outs = append(outs, eventItem{ev: e, node: n})
 	}
@@ -646,7 +646,7 @@ func (rn *runNode) run(ctx context.Context, u *unit, ev event.Event) error {
 		}
 		for i, to := range n.next {
 			if i > 0 {
-				e = cloneEvent(e)
+				e = CloneEvent(e)
 			}
 			u.outs = append(u.outs, eventItem{ev: e, node: to})
 		}

@@ -182,7 +182,7 @@ func Map(name, expr, typ string, opts ...pipeline.Option) (*pipeline.Stage, erro
 		}
 		// The output has the input's attributes (its own copy) and the new
 		// data; the input's data is not copied, only replaced.
-		out := event.Event{Context: e.Context.Clone()}
+		out := pipeline.CloneEvent(event.Event{Context: e.Context})
 		if typ != "" {
 			out.SetType(typ)
 		}
