@@ -6,7 +6,8 @@
 // extensions as a map of strings (event.type, event.subject,
 // event.partitionkey, ...), and data, the event's data decoded as JSON
 // (null when the event has none). Each is built only when the expression
-// refers to it, and data is decoded once per evaluation; a map's result is
+// refers to it: event's entries are read from the event when looked up,
+// and data is decoded once per evaluation; a map's result is
 // written as JSON directly from CEL's values. Expressions are compiled and
 // type-checked once, when the stage is made; each evaluation is bounded by
 // a cost limit (DefaultCostLimit), so that no expression can run away.
@@ -78,14 +79,15 @@ func Compile(expr string, want *cel.Type, costLimit uint64) (*Program, error) {
 // activation is the variables of one evaluation: only those the
 // expression refers to are built.
 type activation struct {
-	event map[string]string
-	data  any
+	event     attrs
+	usesEvent bool
+	data      any
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case "event":
-		return a.event, a.event != nil
+		return &a.event, a.usesEvent
 	case "data":
 		return a.data, true
 	}
@@ -94,6 +96,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
+const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
+
 // attributes returns the context attributes and extensions of e.
 func attributes(e event.Event) map[string]string {
 	attrs := map[string]string{
@@ -101,7 +105,7 @@ func attributes(e event.Event) map[string]string {
 		"specversion": e.SpecVersion(), "datacontenttype": e.DataContentType(), "dataschema": e.DataSchema(),
 	}
 	if !e.Time().IsZero() {
-		attrs["time"] = e.Time().Format("2006-01-02T15:04:05.999999999Z07:00")
+		attrs["time"] = e.Time().Format(timeFormat)
 	}
 	for k, v := range e.Extensions() {
 		attrs[k] = fmt.Sprint(v)
@@ -113,7 +117,7 @@ func attributes(e event.Event) map[string]string {
 func (p *Program) eval(e event.Event) (ref.Val, error) {
 	var a activation
 	if p.usesEvent {
-		a.event = attributes(e)
+		a.event.e, a.usesEvent = e, true
 	}
 	if p.usesData && len(e.Data()) > 0 {
 		if err := json.Unmarshal(e.Data(), &a.data); err != nil {
