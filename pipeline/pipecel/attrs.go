@@ -30,29 +30,15 @@ func (a *attrs) all() traits.Mapper {
 
 // lookup is attributes(e)[k] without the map.
 func (a *attrs) lookup(k string) (string, bool) {
-	e := &a.e
+	e := a.e
 	if v, ok := e.Extensions()[k]; ok { // as in attributes: after the context attributes
 		return fmt.Sprint(v), true
 	}
-	switch k {
-	case "id":
-		return e.ID(), true
-	case "source":
-		return e.Source(), true
-	case "type":
-		return e.Type(), true
-	case "subject":
-		return e.Subject(), true
-	case "specversion":
-		return e.SpecVersion(), true
-	case "datacontenttype":
-		return e.DataContentType(), true
-	case "dataschema":
-		return e.DataSchema(), true
-	case "time":
-		if !e.Time().IsZero() {
-			return e.Time().Format(timeFormat), true
-		}
+	if f, ok := contextAttributes[k]; ok {
+		return f(e), true
+	}
+	if k == "time" && !e.Time().IsZero() {
+		return e.Time().Format(timeFormat), true
 	}
 	return "", false
 }

@@ -98,11 +98,18 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 
 const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
 
+// contextAttributes are the context attributes event always has (""
+// when unset); time is there only when set.
+var contextAttributes = map[string]func(event.Event) string{
+	"id": event.Event.ID, "source": event.Event.Source, "type": event.Event.Type, "subject": event.Event.Subject,
+	"specversion": event.Event.SpecVersion, "datacontenttype": event.Event.DataContentType, "dataschema": event.Event.DataSchema,
+}
+
 // attributes returns the context attributes and extensions of e.
 func attributes(e event.Event) map[string]string {
-	attrs := map[string]string{
-		"id": e.ID(), "source": e.Source(), "type": e.Type(), "subject": e.Subject(),
-		"specversion": e.SpecVersion(), "datacontenttype": e.DataContentType(), "dataschema": e.DataSchema(),
+	attrs := make(map[string]string, len(contextAttributes)+1+len(e.Extensions()))
+	for k, f := range contextAttributes {
+		attrs[k] = f(e)
 	}
 	if !e.Time().IsZero() {
 		attrs["time"] = e.Time().Format(timeFormat)
