@@ -16,7 +16,7 @@
 //     whole flow runs again for it: outputs of the branches that had
 //     succeeded are published again (duplicates, never losses).
 //   - Bounded memory and back-pressure to the source. Every queue has a
-//     bound (Queue, WithQueue), and each source holds at most
+//     bound in events (Queue, WithQueue), and each source holds at most
 //     WithMaxInFlight messages taken and not settled. A full pipeline stops
 //     taking messages from its subscription, so the transport stops
 //     fetching once its own bounded buffer is full. Stats shows it: queue
@@ -36,6 +36,13 @@
 //     subscriptions; if its context ends first, the stages' context is
 //     cancelled and what is not settled is nacked or left unsettled: a
 //     durable transport redelivers it.
+//
+// Events move between stages in batches: a sender hands over what it has
+// for a stage (up to a quarter of the stage's queue bound, at most 64
+// events) in one channel operation, without waiting for a batch to fill,
+// and a worker handles the events of a batch one by one, each with its own
+// middleware, outcome and source message. The guarantees above hold per
+// event.
 //
 // Each delivery to a fan-out branch carries its own copy of the event.
 // A panic in a stage function becomes a permanent *eventkit.PanicError.

@@ -128,7 +128,7 @@ func Enrich(name string, cfg Enrichment, opts ...Option) *Stage {
 			err = fmt.Errorf("pipeline: enrich %q: nothing found for key %q of event %s", name, key, e.ID())
 			return s.apply(cfg.OnMissing, e, outs, err, true)
 		}
-		out := e.Clone()
+		out := CloneEvent(e)
 		if err := enrichEvent(&out, v, cfg); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: enrich %q: event %s: %w", name, e.ID(), err))
 		}

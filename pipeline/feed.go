@@ -40,7 +40,8 @@ const DefaultFeedCapacity = 256
 //
 // A Feed delivers every event pushed into it, whatever the pattern given to
 // Subscribe; it has one subscription at a time. Events pushed while no
-// subscription is open wait for the next one. Close refuses further
+// subscription is open wait for the next one, and so do those a closed
+// subscription's consumer had not taken, in order. Close refuses further
 // Publish calls and fails the events still waiting with
 // eventkit.ErrClosed.
 type Feed struct {
@@ -51,7 +52,9 @@ type Feed struct {
 
 	mu      sync.Mutex
 	held    int
-	room    chan struct{} // closed and replaced when room is made
+	waiting int                 // Publish calls waiting for room
+	room    chan struct{}       // closed and replaced when room is made for a waiting call
+	carry   []*eventkit.Message // taken from the queue by a subscription that closed, not by its consumer
 	sub     *feedSub
 	closed  bool
 	closing chan struct{}
@@ -130,7 +133,12 @@ func (f *Feed) Publish(ctx context.Context, topic string, events ...event.Event)
 	}
 	call := &feedCall{f: f, left: len(events), done: make(chan struct{})}
 	for i, e := range events {
-		m := eventkit.NewMessage(topic, e.Clone(), 1, call, nil)
+		m := eventkit.NewMessage(topic, CloneEvent(e), 1, call, nil)
+		select {
+		case f.queue <- m: // room: the common case, without a full select
+			continue
+		default:
+		}
 		select {
 		case f.queue <- m:
 		case <-f.closing:
@@ -181,24 +189,39 @@ func (f *Feed) acquire(ctx context.Context, n int) error {
 			return nil
 		}
 		room := f.room
+		f.waiting++
 		f.mu.Unlock()
-		select {
-		case <-room:
-		case <-timeout:
-			return eventkit.RetryAfter(ErrFull, time.Second)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-f.closing:
-			return eventkit.ErrClosed
+		err := f.await(ctx, room, timeout)
+		f.mu.Lock()
+		f.waiting--
+		f.mu.Unlock()
+		if err != nil {
+			return err
 		}
+	}
+}
+
+// await waits for room to be closed, or for the end of the wait.
+func (f *Feed) await(ctx context.Context, room chan struct{}, timeout <-chan time.Time) error {
+	select {
+	case <-room:
+		return nil
+	case <-timeout:
+		return eventkit.RetryAfter(ErrFull, time.Second)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.closing:
+		return eventkit.ErrClosed
 	}
 }
 
 func (f *Feed) release() {
 	f.mu.Lock()
 	f.held--
-	close(f.room)
-	f.room = make(chan struct{})
+	if f.waiting > 0 {
+		close(f.room)
+		f.room = make(chan struct{})
+	}
 	f.mu.Unlock()
 }
 
@@ -220,9 +243,13 @@ func (f *Feed) Subscribe(ctx context.Context, _ string, _ ...eventkit.SubscribeO
 	if f.sub != nil {
 		return nil, errors.New("pipeline: a feed has one subscription at a time")
 	}
-	s := &feedSub{f: f, out: make(chan *eventkit.Message), stop: make(chan struct{}), ended: make(chan struct{})}
+	// out is buffered: the consumer finds the events waiting and can take
+	// several at once (a pipeline source hands them on as one batch).
+	s := &feedSub{f: f, out: make(chan *eventkit.Message, f.capacity), stop: make(chan struct{}), ended: make(chan struct{})}
 	f.sub = s
-	go s.forward(ctx)
+	carry := f.carry
+	f.carry = nil
+	go s.forward(ctx, carry)
 	return s, nil
 }
 
@@ -242,6 +269,13 @@ func (f *Feed) Close() error {
 	if s != nil {
 		_ = s.Close()
 	}
+	f.mu.Lock()
+	carry := f.carry
+	f.carry = nil
+	f.mu.Unlock()
+	for _, m := range carry {
+		_ = m.Nack(eventkit.ErrClosed)
+	}
 	for {
 		select {
 		case m := <-f.queue:
@@ -260,33 +294,73 @@ type feedSub struct {
 	ended    chan struct{}
 }
 
-// forward hands the feed's queue to the subscription until it ends.
-func (s *feedSub) forward(ctx context.Context) {
-	defer func() {
-		close(s.out)
-		s.f.mu.Lock()
-		s.f.sub = nil
-		s.f.mu.Unlock()
-		close(s.ended)
-	}()
-	for {
-		select {
-		case m := <-s.f.queue:
-			select {
-			case s.out <- m:
-			case <-s.stop:
-				_ = m.Nack(eventkit.ErrClosed)
-				return
-			case <-ctx.Done():
-				_ = m.Nack(ctx.Err())
-				return
-			}
-		case <-s.stop:
-			return
-		case <-ctx.Done():
+// forward hands carry, then the feed's queue, to the subscription until
+// it ends.
+func (s *feedSub) forward(ctx context.Context, carry []*eventkit.Message) {
+	defer close(s.ended)
+	defer s.f.endSub(s)
+	for i, m := range carry {
+		if !s.hand(ctx, m) {
+			s.f.keep(carry[i+1:]...)
 			return
 		}
 	}
+	for {
+		var m *eventkit.Message
+		select {
+		case m = <-s.f.queue: // waiting already: the common case under load
+		default:
+			select {
+			case m = <-s.f.queue:
+			case <-s.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !s.hand(ctx, m) {
+			return
+		}
+	}
+}
+
+// hand puts m in the subscription's buffer; false when the subscription
+// ends first (m is kept for the next one).
+func (s *feedSub) hand(ctx context.Context, m *eventkit.Message) bool {
+	select {
+	case s.out <- m:
+		return true
+	default:
+	}
+	select {
+	case s.out <- m:
+		return true
+	case <-s.stop:
+	case <-ctx.Done():
+	}
+	s.f.keep(m)
+	return false
+}
+
+// keep sets messages aside, in order, for the next subscription.
+func (f *Feed) keep(ms ...*eventkit.Message) {
+	f.mu.Lock()
+	f.carry = append(f.carry, ms...)
+	f.mu.Unlock()
+}
+
+// endSub closes s's channel and keeps what its consumer did not take (in
+// order, before those carried already) for the next subscription.
+func (f *Feed) endSub(s *feedSub) {
+	close(s.out)
+	var left []*eventkit.Message
+	for m := range s.out {
+		left = append(left, m)
+	}
+	f.mu.Lock()
+	f.carry = append(left, f.carry...)
+	f.sub = nil
+	f.mu.Unlock()
 }
 
 func (s *feedSub) Messages() <-chan *eventkit.Message { return s.out }

@@ -497,6 +497,51 @@ func TestFeedFullRefuses(t *testing.T) {
 	}
 }
 
+// A feed's subscriber finds the pushed events waiting, so that it can take
+// several in one go (a pipeline hands them on as one batch); the events a
+// closed subscription's consumer did not take go, in order, to the next
+// subscription, and Publish returns nil once that one acked them.
+func TestFeedKeepsWhatASubscriptionLeft(t *testing.T) {
+	feed := pipeline.NewFeed()
+	t.Cleanup(func() { _ = feed.Close() })
+	ctx := context.Background()
+	sub, err := feed.Subscribe(ctx, ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- feed.Publish(ctx, "in", eventkittest.NewEvent("a"), eventkittest.NewEvent("b"), eventkittest.NewEvent("c"))
+	}()
+	eventually(t, "three events waiting", func() bool { return len(sub.Messages()) == 3 })
+	first := <-sub.Messages()
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := feed.Subscribe(ctx, ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	var got []string
+	for range 2 {
+		m := <-next.Messages()
+		got = append(got, m.Event.ID())
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(got) != "[b c]" {
+		t.Fatalf("the next subscription got %v; want [b c]", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Publish = %v; want nil once every event was acked", err)
+	}
+}
+
 // customerEvent is an order of customer c.
 func customerEvent(id, c string) event.Event {
 	e := eventkittest.NewEvent(id)

@@ -45,7 +45,13 @@ type runSource struct {
 
 type runNode struct {
 	n       *Node
-	in      chan *item
+	idx     int           // in runState.nodes
+	in      chan *batch   // at most size events per batch
+	size    int           // the hand-over batch size
+	bound   int           // the events in may hold
+	queued  atomic.Int64  // events in in, or about to be (reserved by send)
+	waiting atomic.Int64  // senders waiting for room
+	room    chan struct{} // rung (buffer of one) when room is made and a sender waits
 	handler eventkit.Handler
 	direct  bool         // no middleware: the stage runs without an eventkit.Message
 	senders atomic.Int64 // upstream nodes still running
@@ -122,7 +128,10 @@ func (rs *runState) addNode(n *Node) {
 	if q == 0 {
 		q = rs.p.queue
 	}
-	rn := &runNode{n: n, in: make(chan *item, q), stats: n.stats}
+	// Every batch has at least one event: a channel of q batches never
+	// blocks a sender that reserved room for its events.
+	rn := &runNode{n: n, idx: len(rs.nodes), in: make(chan *batch, q), size: handOverSize(q), bound: q,
+		room: make(chan struct{}, 1), stats: n.stats}
 	rn.stats.run = rn
 	rn.senders.Store(int64(len(n.up)))
 	rn.handler = eventkit.Chain(s.mw...)(recoverPanics(eventkit.HandlerFunc(rn.core)))
@@ -244,9 +253,17 @@ func (rs *runState) killed() bool {
 	}
 }
 
-// read takes the messages of one source while it may.
+// read takes the messages of one source while it may: one, waiting for
+// it, then those already there (each with an in-flight slot) up to the
+// hand-over size, and hands them on as one batch.
 func (rs *runState) read(src *runSource) {
 	defer rs.finishedSending(src.node)
+	em := rs.newEmitter(nil)
+	defer em.flush()
+	limit := 1
+	for _, n := range src.node.next {
+		limit = max(limit, n.stats.run.size)
+	}
 	msgs := src.sub.Messages()
 	for {
 		if !rs.acquire(src) {
@@ -262,23 +279,57 @@ func (rs *runState) read(src *runSource) {
 				rs.subscriptionEnded(src)
 				return
 			}
-			src.stats.in.Add(1)
-			src.stats.inFlight.Add(1)
-			t := &tracker{rs: rs, src: src, msg: m}
-			t.refs.Store(1)
-			t.self[0] = t
-			var buf [1]eventItem
-			outs := buf[:0]
-			for i, n := range src.node.next {
-				e := m.Event
-				if i > 0 {
-					e = m.Event.Clone()
-				}
-				outs = append(outs, eventItem{ev: e, node: n})
+			rs.take(src, m, em)
+		}
+		if !rs.takeQueued(src, msgs, limit-1, em) {
+			return
+		}
+		em.flush()
+	}
+}
+
+// takeQueued takes up to n messages already waiting in msgs, while
+// in-flight slots are free; false when the subscription ended.
+func (rs *runState) takeQueued(src *runSource, msgs <-chan *eventkit.Message, n int, em *emitter) bool {
+	for range n {
+		select {
+		case src.slots <- struct{}{}:
+		default:
+			return true
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				<-src.slots
+				rs.subscriptionEnded(src)
+				return false
 			}
-			rs.emit(t.self[:], m.Topic, m.Attempt, outs)
+			rs.take(src, m, em)
+		default:
+			<-src.slots
+			return true
 		}
 	}
+	return true
+}
+
+// take starts tracking m and hands its event to the source's successors.
+func (rs *runState) take(src *runSource, m *eventkit.Message, em *emitter) {
+	src.stats.in.Add(1)
+	src.stats.inFlight.Add(1)
+	t := &tracker{rs: rs, src: src, msg: m}
+	t.refs.Store(1)
+	t.self[0] = t
+	var buf [1]eventItem
+	outs := buf[:0]
+	for i, n := range src.node.next {
+		e := m.Event
+		if i > 0 {
+			e = CloneEvent(m.Event)
+		}
+		outs = append(outs, eventItem{ev: e, node: n})
+	}
+	em.emit(t.self[:], m.Topic, m.Attempt, outs)
 }
 
 // acquire takes an in-flight slot of src, waiting while the pipeline is
@@ -316,26 +367,11 @@ func (rs *runState) subscriptionEnded(src *runSource) {
 
 // emit hands outs to their nodes; the items share srcs, whose references
 // move to them.
-func (rs *runState) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
+func (em *emitter) emit(srcs []*tracker, topic string, attempt int, outs []eventItem) {
+	em.uncounted += uint64(len(outs))
 	transfer(srcs, len(outs))
 	for _, o := range outs {
-		it := itemPool.Get().(*item)
-		it.ev, it.topic, it.attempt, it.srcs = o.ev, topic, attempt, srcs
-		rs.send(o.node.stats.run, it)
-	}
-}
-
-// send puts it in rn's queue, counting the time it waited for room.
-func (rs *runState) send(rn *runNode, it *item) {
-	select {
-	case rn.in <- it:
-		return
-	default:
-	}
-	defer rn.stats.wait()()
-	select {
-	case rn.in <- it:
-	case <-rs.kill: // abandoned: its source messages stay unsettled
+		em.add(o.node.stats.run, item{ev: o.ev, topic: topic, attempt: attempt, srcs: srcs})
 	}
 }
 
@@ -376,60 +412,87 @@ func (rs *runState) runNode(rn *runNode) {
 	defer rs.finishedSending(rn.n)
 	s := rn.n.stage
 	var wg sync.WaitGroup
-	work := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
 	switch {
 	case s.batch != nil:
-		batches := make(chan []*item, s.workers)
-		work(func() { rs.collect(rn, batches) })
+		batches := make(chan []item, s.workers)
+		wg.Go(func() { rs.collect(rn, batches) })
 		for range s.workers {
-			work(func() {
+			wg.Go(func() {
+				em := rs.newEmitter(&rn.stats.out)
 				for b := range batches {
-					rs.handle(rn, &unit{items: b})
+					rn.stats.in.Add(uint64(len(b)))
+					rs.handle(rn, &unit{items: b}, em)
+					em.flush()
 				}
 			})
 		}
 	case s.ordered && s.workers > 1:
-		lanes := make([]chan *item, s.workers)
+		lanes := make([]chan *batch, s.workers)
 		for i := range lanes {
-			lanes[i] = make(chan *item, max(1, cap(rn.in)/s.workers))
-			work(func() {
-				var u unit
-				for it := range lanes[i] {
-					rs.handleOne(rn, it, &u)
-				}
-			})
+			lanes[i] = make(chan *batch, max(1, rn.bound/rn.size/s.workers))
+			wg.Go(func() { rs.work(rn, lanes[i], false) })
 		}
-		work(func() {
-			defer func() {
-				for _, l := range lanes {
-					close(l)
-				}
-			}()
-			for it := range rn.in {
-				lanes[keyHash(eventkit.EventKey(it.ev))%uint32(len(lanes))] <- it
-			}
-		})
+		wg.Go(func() { rs.dispatch(rn, lanes) })
 	default:
 		for range s.workers {
-			work(func() {
-				var u unit
-				for it := range rn.in {
-					rs.handleOne(rn, it, &u)
-				}
-			})
+			wg.Go(func() { rs.work(rn, rn.in, true) })
 		}
 	}
 	wg.Wait()
 }
 
+// work is one worker of rn: it handles the batches of in one by one, each
+// event in turn, and hands the outputs of a batch on when it is done. in
+// is rn's queue (counted by queued) or one of its ordered lanes.
+func (rs *runState) work(rn *runNode, in <-chan *batch, queue bool) {
+	em := rs.newEmitter(&rn.stats.out)
+	var u unit
+	for b := range in {
+		if queue {
+			rn.received(b)
+		}
+		rn.stats.in.Add(uint64(len(b.items)))
+		for i := range b.items {
+			rs.handleOne(rn, b.items[i:i+1], &u, em)
+		}
+		em.flush()
+		putBatch(b)
+	}
+}
+
+// dispatch splits the batches of rn's queue among its lanes by key: the
+// events of one key go to one lane, in order.
+func (rs *runState) dispatch(rn *runNode, lanes []chan *batch) {
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+	}()
+	parts := make([]*batch, len(lanes))
+	for b := range rn.in {
+		rn.received(b)
+		for _, it := range b.items {
+			i := keyHash(eventkit.EventKey(it.ev)) % uint32(len(lanes))
+			if parts[i] == nil {
+				parts[i] = getBatch()
+			}
+			parts[i].items = append(parts[i].items, it)
+		}
+		putBatch(b)
+		for i, p := range parts {
+			if p != nil {
+				lanes[i] <- p
+				parts[i] = nil
+			}
+		}
+	}
+}
+
 // collect gathers rn's queue into batches of the stage's size or wait.
-func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
+func (rs *runState) collect(rn *runNode, batches chan<- []item) {
 	defer close(batches)
 	s := rn.n.stage
-	var cur []*item
+	var cur []item
 	var timer *time.Timer
 	var fire <-chan time.Time
 	flush := func() {
@@ -444,19 +507,23 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 	for {
 		select {
-		case it, ok := <-rn.in:
+		case b, ok := <-rn.in:
 			if !ok {
 				flush()
 				return
 			}
-			cur = append(cur, it)
-			if len(cur) == 1 {
-				timer = time.NewTimer(s.batchWait)
-				fire = timer.C
+			rn.received(b)
+			for _, it := range b.items {
+				cur = append(cur, it)
+				if len(cur) == 1 {
+					timer = time.NewTimer(s.batchWait)
+					fire = timer.C
+				}
+				if len(cur) >= s.batchSize {
+					flush()
+				}
 			}
-			if len(cur) >= s.batchSize {
-				flush()
-			}
+			putBatch(b)
 		case <-fire:
 			fire = nil
 			flush()
@@ -464,42 +531,37 @@ func (rs *runState) collect(rn *runNode, batches chan<- []*item) {
 	}
 }
 
-// handleOne handles a single item. A stage without middleware reuses the
-// worker's unit and recycles the item: nothing else can hold them once
-// handle returned.
-func (rs *runState) handleOne(rn *runNode, it *item, scratch *unit) {
-	var u *unit
-	if rn.direct {
-		*scratch = unit{}
-		u = scratch
-	} else {
-		u = &unit{} // the middleware may keep the message, and so the unit
+// handleOne handles a single item (it has one).
+// A stage without middleware works on the worker's unit and on the item
+// where it is, in its batch: nothing else can hold them once handle
+// returned. With middleware the unit and the item are the message's own
+// (the middleware may keep the message).
+func (rs *runState) handleOne(rn *runNode, it []item, scratch *unit, em *emitter) {
+	if !rn.direct {
+		u := &unit{}
+		u.one[0] = it[0]
+		u.items = u.one[:]
+		rs.handle(rn, u, em)
+		return
 	}
-	u.one[0] = it
-	u.items = u.one[:]
-	rs.handle(rn, u)
-	if rn.direct {
-		*it = item{}
-		itemPool.Put(it)
-		u.one[0], u.outs, u.evs[0] = nil, nil, event.Event{}
-	}
+	u := scratch
+	u.items = it
+	u.acked, u.nacked, u.nackErr = false, false, nil
+	rs.handle(rn, u, em)
 }
 
-var itemPool = sync.Pool{New: func() any { return new(item) }}
-
-// handle runs the stage's handler (with its middleware) on u and applies
-// the outcome to u's source messages.
-func (rs *runState) handle(rn *runNode, u *unit) {
+// handle runs the stage's handler (with its middleware) on u, applies the
+// outcome to u's source messages and gives the outputs to em.
+func (rs *runState) handle(rn *runNode, u *unit, em *emitter) {
 	if rs.killed() {
 		return // abandoned: its source messages stay unsettled
 	}
 	name := rn.n.name
-	first := u.items[0]
+	first := &u.items[0]
 	attempt := first.attempt
 	for _, it := range u.items[1:] {
 		attempt = max(attempt, it.attempt)
 	}
-	rn.stats.in.Add(uint64(len(u.items)))
 	var err error
 	if rn.direct {
 		err = rn.runDirect(rs.ctx, u)
@@ -517,8 +579,7 @@ func (rs *runState) handle(rn *runNode, u *unit) {
 		rn.stats.failed.Add(uint64(len(u.items)))
 		u.fail(name, err, retryDelay(err))
 	default:
-		rn.stats.out.Add(uint64(len(u.outs)))
-		rs.emit(u.srcs(), first.topic, attempt, u.outs)
+		em.emit(u.srcs(), first.topic, attempt, u.outs)
 	}
 }
 
@@ -585,7 +646,7 @@ func (rn *runNode) run(ctx context.Context, u *unit, ev event.Event) error {
 		}
 		for i, to := range n.next {
 			if i > 0 {
-				e = e.Clone()
+				e = CloneEvent(e)
 			}
 			u.outs = append(u.outs, eventItem{ev: e, node: to})
 		}

@@ -212,7 +212,7 @@ func Typed[In, Out any](name, inType, outType string, fn func(ctx context.Contex
 		if err != nil {
 			return nil, err
 		}
-		e := ev.Clone()
+		e := CloneEvent(ev)
 		e.SetType(outType)
 		if err := e.SetData(event.ApplicationJSON, out); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("pipeline: stage %q: encode %s data: %w", name, outType, err))

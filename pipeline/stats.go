@@ -7,9 +7,10 @@ import "time"
 type StageStats struct {
 	Name   string
 	Source bool // a source rather than a stage
-	// Queue is the number of events waiting in the stage's input queue,
-	// QueueCap its bound. For a source: the messages taken and not yet
-	// settled, and WithMaxInFlight.
+	// Queue is the number of events waiting in the stage's input queue
+	// (in batches, or being put there), QueueCap its bound in events. For
+	// a source: the messages taken and not yet settled, and
+	// WithMaxInFlight.
 	Queue, QueueCap int
 	// Blocked is the total time spent waiting for room: by the senders to
 	// this stage's full queue, or by a source for an in-flight slot (the
@@ -49,7 +50,7 @@ func (p *Pipeline) Stats() []StageStats {
 			st.Out, st.Failed, st.Skipped = s.out.Load(), s.failed.Load(), n.stage.skipped.Load()
 			if started {
 				rn := s.run
-				st.Queue, st.QueueCap = len(rn.in), cap(rn.in)
+				st.Queue, st.QueueCap = int(max(rn.queued.Load(), 0)), rn.bound
 			}
 		}
 		out = append(out, st)

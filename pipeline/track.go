@@ -73,9 +73,9 @@ func transfer(srcs []*tracker, n int) {
 
 // unit is what a stage's handler works on: one item, or a batch.
 type unit struct {
-	items []*item
+	items []item
 	outs  []eventItem
-	one   [1]*item       // items of a single-item unit
+	one   [1]item        // items of a single-item unit
 	out1  [1]eventItem   // outs of a one-output unit
 	evs   [1]event.Event // the stage function's output buffer
 

@@ -5,7 +5,10 @@
 // An expression sees two variables: event, the context attributes and
 // extensions as a map of strings (event.type, event.subject,
 // event.partitionkey, ...), and data, the event's data decoded as JSON
-// (null when the event has none). Expressions are compiled and
+// (null when the event has none). Each is built only when the expression
+// refers to it: event's entries are read from the event when looked up,
+// and data is decoded once per evaluation; a map's result is
+// written as JSON directly from CEL's values. Expressions are compiled and
 // type-checked once, when the stage is made; each evaluation is bounded by
 // a cost limit (DefaultCostLimit), so that no expression can run away.
 // An evaluation that fails (a missing field, the cost limit) fails the
@@ -23,6 +26,9 @@ import (
 	"github.com/eventkit/eventkit/pipeline"
 	"github.com/eventkit/eventkit/pipeline/pipeconf"
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -42,8 +48,10 @@ var env = func() *cel.Env {
 
 // Program is a compiled expression.
 type Program struct {
-	expr string
-	prg  cel.Program
+	expr      string
+	prg       cel.Program
+	usesEvent bool // the expression refers to event
+	usesData  bool // ... to data
 }
 
 // Compile compiles and checks expr; want is the result type it must have
@@ -60,39 +68,82 @@ func Compile(expr string, want *cel.Type, costLimit uint64) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cel: %q: %w", expr, err)
 	}
-	return &Program{expr: expr, prg: prg}, nil
+	p := &Program{expr: expr, prg: prg}
+	for _, r := range ast.NativeRep().ReferenceMap() {
+		p.usesEvent = p.usesEvent || r.Name == "event"
+		p.usesData = p.usesData || r.Name == "data"
+	}
+	return p, nil
 }
 
-// vars returns the variables of e.
-func vars(e event.Event) (map[string]any, error) {
-	attrs := map[string]string{
-		"id": e.ID(), "source": e.Source(), "type": e.Type(), "subject": e.Subject(),
-		"specversion": e.SpecVersion(), "datacontenttype": e.DataContentType(), "dataschema": e.DataSchema(),
+// activation is the variables of one evaluation: only those the
+// expression refers to are built.
+type activation struct {
+	event     attrs
+	usesEvent bool
+	data      any
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "event":
+		return &a.event, a.usesEvent
+	case "data":
+		return a.data, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
+
+// contextAttributes are the context attributes event always has (""
+// when unset); time is there only when set.
+var contextAttributes = map[string]func(event.Event) string{
+	"id": event.Event.ID, "source": event.Event.Source, "type": event.Event.Type, "subject": event.Event.Subject,
+	"specversion": event.Event.SpecVersion, "datacontenttype": event.Event.DataContentType, "dataschema": event.Event.DataSchema,
+}
+
+// attributes returns the context attributes and extensions of e.
+func attributes(e event.Event) map[string]string {
+	attrs := make(map[string]string, len(contextAttributes)+1+len(e.Extensions()))
+	for k, f := range contextAttributes {
+		attrs[k] = f(e)
 	}
 	if !e.Time().IsZero() {
-		attrs["time"] = e.Time().Format("2006-01-02T15:04:05.999999999Z07:00")
+		attrs["time"] = e.Time().Format(timeFormat)
 	}
 	for k, v := range e.Extensions() {
 		attrs[k] = fmt.Sprint(v)
 	}
-	var data any
-	if len(e.Data()) > 0 {
-		if err := json.Unmarshal(e.Data(), &data); err != nil {
+	return attrs
+}
+
+// eval evaluates the program on e and returns CEL's value.
+func (p *Program) eval(e event.Event) (ref.Val, error) {
+	var a activation
+	if p.usesEvent {
+		a.event.e, a.usesEvent = e, true
+	}
+	if p.usesData && len(e.Data()) > 0 {
+		if err := json.Unmarshal(e.Data(), &a.data); err != nil {
 			return nil, eventkit.Permanent(fmt.Errorf("cel: event %s: data is not JSON: %w", e.ID(), err))
 		}
 	}
-	return map[string]any{"event": attrs, "data": data}, nil
-}
-
-// Eval evaluates the program on e.
-func (p *Program) Eval(e event.Event) (any, error) {
-	v, err := vars(e)
-	if err != nil {
-		return nil, err
-	}
-	out, _, err := p.prg.Eval(v)
+	out, _, err := p.prg.Eval(&a)
 	if err != nil {
 		return nil, eventkit.Permanent(fmt.Errorf("cel: %q on event %s: %w", p.expr, e.ID(), err))
+	}
+	return out, nil
+}
+
+// Eval evaluates the program on e: a bool, or the value as a
+// *structpb.Value.
+func (p *Program) Eval(e event.Event) (any, error) {
+	out, err := p.eval(e)
+	if err != nil {
+		return nil, err
 	}
 	if b, ok := out.Value().(bool); ok {
 		return b, nil
@@ -112,15 +163,15 @@ func Filter(name, expr string, opts ...pipeline.Option) (*pipeline.Stage, error)
 		return nil, err
 	}
 	return pipeline.Filter(name, func(e event.Event) (bool, error) {
-		v, err := p.Eval(e)
+		v, err := p.eval(e)
 		if err != nil {
 			return false, err
 		}
-		b, ok := v.(bool)
+		b, ok := v.(types.Bool)
 		if !ok {
 			return false, eventkit.Permanent(fmt.Errorf("cel: %q gives no boolean", expr))
 		}
-		return b, nil
+		return bool(b), nil
 	}, opts...), nil
 }
 
@@ -132,24 +183,22 @@ func Map(name, expr, typ string, opts ...pipeline.Option) (*pipeline.Stage, erro
 		return nil, err
 	}
 	return pipeline.Map(name, func(_ context.Context, e event.Event) (event.Event, error) {
-		v, err := p.Eval(e)
+		v, err := p.eval(e)
 		if err != nil {
 			return e, err
 		}
-		if sv, ok := v.(*structpb.Value); ok {
-			v = sv.AsInterface() // encoding/json: stable output, unlike protojson
-		}
-		b, err := json.Marshal(v)
+		b, err := encode(v)
 		if err != nil {
 			return e, eventkit.Permanent(fmt.Errorf("cel: %q: encode: %w", expr, err))
 		}
-		out := e.Clone()
+		// The output has the input's attributes (its own copy) and the new
+		// data; the input's data is not copied, only replaced.
+		out := pipeline.CloneEvent(event.Event{Context: e.Context})
 		if typ != "" {
 			out.SetType(typ)
 		}
-		if err := out.SetData(event.ApplicationJSON, json.RawMessage(b)); err != nil { // not []byte: that is data_base64
-			return e, eventkit.Permanent(err)
-		}
+		out.SetDataContentType(event.ApplicationJSON)
+		out.DataEncoded = b
 		return out, nil
 	}, opts...), nil
 }
