@@ -48,6 +48,8 @@ func programs(quick bool) []program {
 			about: "NATS JetStream (embedded, file store) against raw nats.go and Watermill"},
 		{name: "kafka", dir: "kafka", args: kafka, needs: "",
 			about: "Kafka (Apache Kafka on 127.0.0.1:9092 when it answers, else kfake) against raw franz-go with and without CloudEvents headers, and Watermill"},
+		{name: "kafka-bare", dir: "kafka", args: append(append([]string{}, kafka...), "-bare-headers", "-only", "eventkit,raw+headers"), needs: "",
+			about: "Kafka as above, with the raw+headers peer only counting the records (it does not decode their headers into events: the peer of the reports before 2026-12-03)"},
 		{name: "redis", dir: "brokers", args: []string{"-broker", "redis", "-n", pick("20000", "100000"), "-rounds", pick("2", "3")}, needs: "127.0.0.1:6379",
 			about: "Redis Streams against raw go-redis and Watermill"},
 		{name: "amqp", dir: "brokers", args: []string{"-broker", "amqp", "-n", pick("5000", "20000"), "-rounds", pick("2", "3")}, needs: "127.0.0.1:5672",
