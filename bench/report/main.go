@@ -27,7 +27,7 @@ import (
 
 func main() {
 	quick := flag.Bool("quick", false, "run the short version of every program (under 10 minutes)")
-	only := flag.String("only", "", "comma-separated programs to run (memory,nats,kafka,redis,amqp,mqtt,outbox,ingress,pipeline,webhook,tracing,eventstore,cdc); all when empty")
+	only := flag.String("only", "", "comma-separated programs to run (memory,nats,kafka,kafka-bare,redis,amqp,mqtt,outbox,ingress,pipeline,webhook,tracing,eventstore,cdc); all when empty")
 	results := flag.String("results", "../RESULTS.md", "the file whose report section is rewritten")
 	dry := flag.Bool("n", false, "print the commands without running them")
 	flag.Parse()
