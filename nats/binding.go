@@ -77,21 +77,27 @@ func encodeMsg(subject string, e event.Event, mode Mode, room int) (*nats.Msg, s
 	if e.DataContentType() != "" {
 		n++
 	}
-	m := &nats.Msg{Subject: subject, Header: make(nats.Header, n)}
+	m := &nats.Msg{Subject: subject, Header: make(nats.Header, n), Data: e.Data()}
 	// One backing array for the header values: one allocation, not one
 	// per attribute.
 	vals := make([]string, 0, n)
-	var source string
+	source := binaryHeader(m.Header, &vals, e)
+	return m, source, nil
+}
+
+// binaryHeader puts the binary-mode headers of e into h, their values in
+// *vals (appended to it: one backing array for all of them), and returns
+// the event's source.
+func binaryHeader(h nats.Header, vals *[]string, e event.Event) (source string) {
 	binding.Attributes(e, true, func(name, value string) {
 		if name == "source" {
 			source = value
 		}
-		vals = append(vals, binding.EncodeHeaderValue(value))
-		i := len(vals) - 1
-		m.Header[headerName(name)] = vals[i : i+1 : i+1]
+		*vals = append(*vals, binding.EncodeHeaderValue(value))
+		i := len(*vals) - 1
+		h[headerName(name)] = (*vals)[i : i+1 : i+1]
 	})
-	m.Data = e.Data()
-	return m, source, nil
+	return source
 }
 
 // headerName returns the header of attribute attr; those of the context
