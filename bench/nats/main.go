@@ -140,9 +140,11 @@ func runSystem(name, url string, n, batch, round int) result {
 	case "eventkit":
 		return runEventkit(url, n, batch, round)
 	case "raw":
-		return runRaw(url, n, round, false)
+		return runRaw(url, n, round, false, false)
 	case "rawce":
-		return runRaw(url, n, round, true)
+		return runRaw(url, n, round, true, false)
+	case "rawpush":
+		return runRaw(url, n, round, false, true)
 	case "watermill":
 		return runWatermill(url, n, batch, round)
 	}
@@ -283,15 +285,20 @@ func runEventkit(url string, n, batch, round int) result {
 // same CloudEvents binary-mode headers as eventkit's (built before the
 // clock starts), which isolates the client-side cost of eventkit from the
 // server-side cost of the binding's headers.
-func runRaw(url string, n, round int, ce bool) result {
+//
+// With push, the consumer is a durable push consumer read through
+// nats.go's legacy JetStream API (a channel subscription, ManualAck), as
+// Watermill's is: the fastest raw nats.go consumer may be either.
+func runRaw(url string, n, round int, ce, push bool) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
 	benchkit.Check(err)
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	benchkit.Check(err)
-	stream := "RAW_BENCH_" + strconv.Itoa(round) + strconv.FormatBool(ce)
-	subject := "rawbench" + strconv.Itoa(round) + strconv.FormatBool(ce)
+	tag := strconv.Itoa(round) + strconv.FormatBool(ce) + strconv.FormatBool(push)
+	stream := "RAW_BENCH_" + tag
+	subject := "rawbench" + tag
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}, Storage: jetstream.FileStorage})
 	benchkit.Check(err)
 	defer deleteStream(nc, stream)
@@ -317,6 +324,9 @@ func runRaw(url string, n, round int, ce bool) result {
 	if ce {
 		system = "rawce"
 	}
+	if push {
+		system = "rawpush"
+	}
 	c := startClock(system, "publish")
 	futures := make([]jetstream.PubAckFuture, n)
 	for i := 0; i < n; i++ {
@@ -335,6 +345,20 @@ func runRaw(url string, n, round int, ce bool) result {
 	pub, pubCPU := c.stop(n)
 
 	c = startClock(system, "consume")
+	var stop func()
+	if push {
+		stop = consumePush(nc, topic, n)
+	} else {
+		stop = consumePull(ctx, js, stream, topic, n)
+	}
+	sub, subCPU := c.stop(n)
+	stop()
+	return result{pub, sub, pubCPU, subCPU}
+}
+
+// consumePull reads and acks n messages through a durable pull consumer's
+// Messages iterator, and returns the function that stops it.
+func consumePull(ctx context.Context, js jetstream.JetStream, stream, topic string, n int) (stop func()) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: topic,
 	})
@@ -346,9 +370,23 @@ func runRaw(url string, n, round int, ce bool) result {
 		benchkit.Check(err)
 		benchkit.Check(msg.Ack())
 	}
-	sub, subCPU := c.stop(n)
-	it.Stop()
-	return result{pub, sub, pubCPU, subCPU}
+	return it.Stop
+}
+
+// consumePush reads and acks n messages through a durable push consumer
+// (nats.go's legacy JetStream API, a channel subscription with ManualAck,
+// the server's default MaxAckPending, as Watermill's subscriber makes it),
+// and returns the function that ends the subscription.
+func consumePush(nc *nats.Conn, topic string, n int) (stop func()) {
+	js, err := nc.JetStream()
+	benchkit.Check(err)
+	ch := make(chan *nats.Msg, 4096)
+	sub, err := js.ChanSubscribe(topic, ch, nats.Durable("benchpush"), nats.ManualAck(), nats.DeliverAll(), nats.AckExplicit())
+	benchkit.Check(err)
+	for got := 0; got < n; got++ {
+		benchkit.Check((<-ch).Ack())
+	}
+	return func() { _ = sub.Unsubscribe() }
 }
 
 func runWatermill(url string, n, batch, round int) result {
