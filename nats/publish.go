@@ -24,8 +24,8 @@ func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []ev
 	if err := t.ensureStreams(ctx, topicOf, len(events)); err != nil {
 		return err
 	}
-	// One event (the usual HTTP request) needs no slices on the heap.
-	var msgsBuf [1]*nats.Msg
+	// One event (the usual HTTP request) needs no slice of indexes on the
+	// heap.
 	var pendingBuf [1]int
 	b := pubBatch{topicOf: topicOf, events: events, msgID: t.cfg.msgID}
 	pending := pendingBuf[:]
@@ -37,10 +37,7 @@ func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []ev
 	}
 	if t.cfg.Mode == Structured {
 		// Encoding can fail: every event is encoded before any is sent.
-		b.msgs = msgsBuf[:]
-		if len(events) > 1 {
-			b.msgs = make([]*nats.Msg, len(events))
-		}
+		b.msgs = make([]*nats.Msg, len(events))
 		if err := b.encodeAll(); err != nil {
 			return err
 		}
