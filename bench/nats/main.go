@@ -95,7 +95,7 @@ func main() {
 	warmup := flag.Int("warmup", 1, "rounds run first and not counted (the file store, the page cache and the heap settle)")
 	batch := flag.Int("batch", 0, "events per Publish call for eventkit and Watermill (0: all in one call, like raw's one async burst)")
 	flag.IntVar(&ekBuffer, "ekbuffer", 0, "eventkit's subscription buffer and fetch batch (nats.WithSubscriptionBuffer, nats.WithFetchBatch); 0: the transport's defaults")
-	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run; the first is compared with each other one")
+	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, the first compared with each other one: eventkit, eventkit@SIZE (a subscription buffer and fetch batch of SIZE), raw, rawce, rawpush, watermill")
 	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
 	if *batch <= 0 {
@@ -138,7 +138,7 @@ func main() {
 func runSystem(name, url string, n, batch, round int) result {
 	switch name {
 	case "eventkit":
-		return runEventkit(url, n, batch, round)
+		return runEventkit(name, url, n, batch, round, ekBuffer)
 	case "raw":
 		return runRaw(url, n, round, false, false)
 	case "rawce":
@@ -147,6 +147,12 @@ func runSystem(name, url string, n, batch, round int) result {
 		return runRaw(url, n, round, false, true)
 	case "watermill":
 		return runWatermill(url, n, batch, round)
+	}
+	if b, ok := strings.CutPrefix(name, "eventkit@"); ok {
+		size, err := strconv.Atoi(b)
+		if err == nil && size > 0 {
+			return runEventkit(name, url, n, batch, round, size)
+		}
 	}
 	benchkit.Check(fmt.Errorf("unknown system %q", name))
 	return result{}
@@ -236,16 +242,21 @@ func deleteStream(nc *nats.Conn, name string) {
 	_ = js.DeleteStream(context.Background(), name)
 }
 
-func runEventkit(url string, n, batch, round int) result {
+// runEventkit runs one round of eventkit, with a subscription buffer and
+// fetch batch of buffer (0: the transport's defaults); system names the
+// round's streams and profiles ("eventkit", or "eventkit@SIZE" to compare
+// buffer sizes in one run).
+func runEventkit(system, url string, n, batch, round, buffer int) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
 	benchkit.Check(err)
 	defer nc.Close()
-	stream := "EK_BENCH_" + strconv.Itoa(round)
-	subject := "ekbench" + strconv.Itoa(round)
+	tag := strconv.Itoa(round) + "_" + strconv.Itoa(buffer)
+	stream := "EK_BENCH_" + tag
+	subject := "ekbench" + tag
 	opts := []eknats.Option{eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}})}
-	if ekBuffer > 0 {
-		opts = append(opts, eknats.WithSubscriptionBuffer(ekBuffer), eknats.WithFetchBatch(ekBuffer))
+	if buffer > 0 {
+		opts = append(opts, eknats.WithSubscriptionBuffer(buffer), eknats.WithFetchBatch(buffer))
 	}
 	tr, err := eknats.New(nc, opts...)
 	benchkit.Check(err)
@@ -262,13 +273,13 @@ func runEventkit(url string, n, batch, round int) result {
 		events[i] = e
 	}
 	topic := subject + ".events"
-	c := startClock("eventkit", "publish")
+	c := startClock(system, "publish")
 	for i := 0; i < n; i += batch {
 		benchkit.Check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
 	}
 	pub, pubCPU := c.stop(n)
 
-	c = startClock("eventkit", "consume")
+	c = startClock(system, "consume")
 	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
 	benchkit.Check(err)
 	for got := 0; got < n; got++ {
