@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -16,11 +17,12 @@ func TestAckReplyMetaMatchesNatsGo(t *testing.T) {
 		"$JS.ACK.dom.ABCHASH.ORDERS.grp.2.77.9.1700000000000000000.0.RAND.EXTRA",
 		"$JS.ACK.ORDERS.grp.3.x.1.1.1",
 		"$JS.ACK.ORDERS.grp.3.4.1.1",
+		"$JS.ACK.ORDERS.grp.3.0042.1.1.1",
 		"$JS.ACK.a.b.c.d.e.f.g.h",
 		"$JS.NAK.ORDERS.grp.3.4.1.1.1",
 		"",
 	} {
-		seq, delivered, ok := ackReplyMeta(reply)
+		seq, delivered, text, ok := ackReplyMeta(reply)
 		meta, err := (&nats.Msg{Reply: reply, Sub: &nats.Subscription{}}).Metadata()
 		if !ok {
 			continue // the caller falls back to nats.go's parser
@@ -31,13 +33,16 @@ func TestAckReplyMetaMatchesNatsGo(t *testing.T) {
 		if seq != meta.Sequence.Stream || delivered != meta.NumDelivered {
 			t.Fatalf("%q: got seq %d delivered %d, nats.go says %d and %d", reply, seq, delivered, meta.Sequence.Stream, meta.NumDelivered)
 		}
+		if want := strconv.FormatUint(seq, 10); text != want {
+			t.Fatalf("%q: sequence text %q, want %q", reply, text, want)
+		}
 	}
 	for _, good := range []string{
 		"$JS.ACK.ORDERS.eventkit_1.3.1042.17.1700000000000000000.5",
 		"$JS.ACK._.ABCHASH.ORDERS.grp.1.9.9.1700000000000000000.0.RAND",
 		"$JS.ACK.dom.ABCHASH.ORDERS.grp.12.18446744073709551615.9.1700000000000000000.0",
 	} {
-		if _, _, ok := ackReplyMeta(good); !ok {
+		if _, _, _, ok := ackReplyMeta(good); !ok {
 			t.Fatalf("%q refused", good)
 		}
 	}

@@ -77,21 +77,27 @@ func encodeMsg(subject string, e event.Event, mode Mode, room int) (*nats.Msg, s
 	if e.DataContentType() != "" {
 		n++
 	}
-	m := &nats.Msg{Subject: subject, Header: make(nats.Header, n)}
+	m := &nats.Msg{Subject: subject, Header: make(nats.Header, n), Data: e.Data()}
 	// One backing array for the header values: one allocation, not one
 	// per attribute.
 	vals := make([]string, 0, n)
-	var source string
+	source := binaryHeader(m.Header, &vals, e)
+	return m, source, nil
+}
+
+// binaryHeader puts the binary-mode headers of e into h, their values in
+// *vals (appended to it: one backing array for all of them), and returns
+// the event's source.
+func binaryHeader(h nats.Header, vals *[]string, e event.Event) (source string) {
 	binding.Attributes(e, true, func(name, value string) {
 		if name == "source" {
 			source = value
 		}
-		vals = append(vals, binding.EncodeHeaderValue(value))
-		i := len(vals) - 1
-		m.Header[headerName(name)] = vals[i : i+1 : i+1]
+		*vals = append(*vals, binding.EncodeHeaderValue(value))
+		i := len(*vals) - 1
+		h[headerName(name)] = (*vals)[i : i+1 : i+1]
 	})
-	m.Data = e.Data()
-	return m, source, nil
+	return source
 }
 
 // headerName returns the header of attribute attr; those of the context
@@ -130,33 +136,40 @@ var errNotCloudEvent = fmt.Errorf("%w (no ce-specversion header, no structured c
 // message that is a CloudEvent in neither mode gets an error wrapping
 // eventkit.ErrNotCloudEvent.
 func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
-	if ct := headerGet(h, HeaderContentType); strings.HasPrefix(strings.ToLower(ct), "application/cloudevents") {
-		if strings.HasPrefix(strings.ToLower(ct), eventkit.MediaTypeCloudEventsBatch) {
-			return event.Event{}, errors.New("a CloudEvents batch cannot be delivered as one message")
-		}
-		return eventkit.UnmarshalEvent(data)
-	}
+	// One pass over the header: a structured content-type (in any case)
+	// wins over the "ce-" headers whatever the order, so the first error of
+	// an attribute is kept until the pass ends.
 	e := event.New()
 	sawVersion, sawAttr := false, false
+	var attrErr error
 	for k, vs := range h {
-		if len(k) <= len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || len(vs) == 0 {
+		if len(vs) == 0 {
+			continue
+		}
+		if len(k) <= len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
+			if strings.EqualFold(k, HeaderContentType) && hasPrefixFold(vs[0], ceMediaPrefix) {
+				return decodeStructured(vs[0], data)
+			}
 			continue
 		}
 		sawAttr = true
+		if attrErr != nil {
+			continue
+		}
 		name := strings.ToLower(k[len(HeaderPrefix):])
-		v, err := binding.DecodeHeaderValue(vs[0])
-		if err != nil {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
+		if name == "specversion" && vs[0] == event.CloudEventsVersionV1 {
+			// event.New made a 1.0 event already; setting it again would
+			// copy the event's context.
+			sawVersion = true
+			continue
 		}
-		if !binding.IsAttributeName(name) {
-			return event.Event{}, &eventkit.ValidationError{Attribute: name, Reason: "not a valid attribute name"}
-		}
+		attrErr = setAttr(&e, name, vs[0])
 		if name == "specversion" {
 			sawVersion = true
 		}
-		if err := binding.Set(&e, name, v); err != nil {
-			return event.Event{}, err
-		}
+	}
+	if attrErr != nil {
+		return event.Event{}, attrErr
 	}
 	if !sawVersion {
 		if !sawAttr && jsonvalid.Valid(data) {
@@ -180,14 +193,33 @@ func DecodeMsg(h nats.Header, data []byte) (event.Event, error) {
 	return e, nil
 }
 
-func headerGet(h nats.Header, key string) string {
-	if vs, ok := h[key]; ok && len(vs) > 0 {
-		return vs[0]
+// decodeStructured decodes a message whose content-type ct is a
+// CloudEvents media type.
+func decodeStructured(ct string, data []byte) (event.Event, error) {
+	if hasPrefixFold(ct, eventkit.MediaTypeCloudEventsBatch) {
+		return event.Event{}, errors.New("a CloudEvents batch cannot be delivered as one message")
 	}
-	for k, vs := range h {
-		if len(vs) > 0 && strings.EqualFold(k, key) {
-			return vs[0]
-		}
+	return eventkit.UnmarshalEvent(data)
+}
+
+// setAttr sets attribute name (a header's, lower-cased) of e from the
+// header's value v.
+func setAttr(e *event.Event, name, v string) error {
+	v, err := binding.DecodeHeaderValue(v)
+	if err != nil {
+		return &eventkit.ValidationError{Attribute: name, Reason: err.Error()}
 	}
-	return ""
+	if !binding.IsAttributeName(name) {
+		return &eventkit.ValidationError{Attribute: name, Reason: "not a valid attribute name"}
+	}
+	return binding.Set(e, name, v)
+}
+
+// ceMediaPrefix starts the CloudEvents media types: a content-type with it
+// marks structured mode.
+const ceMediaPrefix = "application/cloudevents"
+
+// hasPrefixFold reports whether s starts with prefix, ignoring ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -126,3 +126,49 @@ func TestDecodeNotCloudEvent(t *testing.T) {
 		t.Fatalf("got %v, want an error wrapping eventkit.ErrNotCloudEvent", err)
 	}
 }
+
+// A structured content-type, in any case, wins over "ce-" headers
+// whatever the map's order, even a malformed one: the payload is the event.
+func TestDecodeStructuredWinsOverCeHeaders(t *testing.T) {
+	e := eventkittest.NewEvent("id-3")
+	m, err := eknats.EncodeMsg("orders.created", e, eknats.Structured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ct := range []string{"content-type", "Content-Type", "CONTENT-TYPE"} {
+		h := nats.Header{ct: {"Application/CloudEvents+JSON; charset=utf-8"}, "ce-id": {"%zz"}, "ce-specversion": {"0.3"}, "Nats-Msg-Id": {"x"}}
+		for range 20 { // map order varies from one iteration to the next
+			got, err := eknats.DecodeMsg(h, m.Data)
+			if err != nil {
+				t.Fatalf("%s: %v", ct, err)
+			}
+			if d := eventkittest.DiffEvents(e, got); d != "" {
+				t.Fatalf("%s: %s", ct, d)
+			}
+		}
+	}
+	h := nats.Header{"Content-Type": {"application/cloudevents-batch+json"}}
+	if _, err := eknats.DecodeMsg(h, []byte("[]")); err == nil {
+		t.Fatal("a batch decoded as one event")
+	}
+}
+
+// Decoding a binary-mode message as a subscription receives it allocates
+// the event's context and its datacontenttype, nothing more (it used to
+// make the context twice, and scan the header for content-type apart).
+func TestDecodeMsgAllocs(t *testing.T) {
+	e := eventkittest.NewEvent("allocs-1")
+	m, err := eknats.EncodeMsg("bench.x", e, eventkit.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Header[nats.MsgIdHdr] = []string{"allocs-1"}
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := eknats.DecodeMsg(m.Header, m.Data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("DecodeMsg: %.0f allocations per message, want at most 2", allocs)
+	}
+}

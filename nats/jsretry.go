@@ -23,10 +23,12 @@ var errReconnected = errors.New("connection re-established during the request")
 // when the connection reconnects under it. An attempt fails for a passing
 // reason while JetStream is unavailable: a server restarting (no
 // responders, JetStream not enabled yet, a lost request), or recovering
-// its streams (503). When ctx ends first, the error wraps the last
-// attempt's error and ctx's.
+// its streams (503). When ctx ends first, the error wraps ctx's and
+// JetStream's last answer: that of the last attempt, or of the one before
+// when ctx's end cut the last one short.
 func (t *drv) retryJS(ctx context.Context, op func(ctx context.Context) error) error {
 	backoff := t.cfg.retryBackoff
+	var answer error // the last attempt's error that ctx's end did not cause
 	for attempt := 1; ; attempt++ {
 		err := t.attemptJS(ctx, op)
 		if err == nil {
@@ -36,8 +38,12 @@ func (t *drv) retryJS(ctx context.Context, op func(ctx context.Context) error) e
 			if attempt == 1 && !jsUnavailable(err) {
 				return err
 			}
+			if answer != nil && errors.Is(err, ctx.Err()) {
+				err = answer
+			}
 			return gaveUp(ctx, attempt, err)
 		}
+		answer = err
 		if !jsUnavailable(err) || t.nc.IsClosed() {
 			return err
 		}

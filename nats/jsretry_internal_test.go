@@ -3,11 +3,14 @@ package nats
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eventkit/eventkit/nats/natsserver"
+	"github.com/nats-io/nats.go"
 )
 
 // A JetStream request written while the client has not yet seen that the
@@ -64,5 +67,50 @@ func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
 	}
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("the lost request was waited for until the test's ctx ended")
+	}
+}
+
+// When ctx ends during an attempt, that attempt's error is only ctx's: the
+// error of retryJS names JetStream's last answer before it (here no
+// responders), not the cut-off attempt alone. (Under load, Subscribe's
+// last attempt was often the cut-off one, and TestSubscribeWaitsForJetStreamUntilCtxEnds
+// failed.)
+func TestRetryJSKeepsLastAnswerWhenCtxEndsMidAttempt(t *testing.T) {
+	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(context.Background())
+	nc, err := emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tr, err := New(nc, WithSetupTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	// Attempt 2 starts 50ms (the backoff) after the first and waits for
+	// ctx: 2s leaves room for a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	calls := 0
+	err = tr.d.retryJS(ctx, func(actx context.Context) error {
+		calls++
+		if calls == 1 {
+			return fmt.Errorf("stream lookup: %w", nats.ErrNoResponders)
+		}
+		<-actx.Done() // the request still waits for its answer when ctx ends
+		return fmt.Errorf("stream lookup: %w", actx.Err())
+	})
+	if calls != 2 {
+		t.Fatalf("%d attempts, want 2", calls)
+	}
+	if !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("error %q does not name JetStream's last answer (no responders)", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "after 2 attempts") {
+		t.Errorf("error %q does not say that ctx ended after 2 attempts", err)
 	}
 }

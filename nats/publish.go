@@ -24,17 +24,25 @@ func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []ev
 	if err := t.ensureStreams(ctx, topicOf, len(events)); err != nil {
 		return err
 	}
-	// One event (the usual HTTP request) needs no slices on the heap.
-	var msgsBuf [1]*nats.Msg
+	// One event (the usual HTTP request) needs no slice of indexes on the
+	// heap.
 	var pendingBuf [1]int
-	b := pubBatch{topicOf: topicOf, events: events, msgs: msgsBuf[:]}
+	b := pubBatch{topicOf: topicOf, events: events, msgID: t.cfg.msgID}
 	pending := pendingBuf[:]
 	if len(events) > 1 {
-		b.msgs = make([]*nats.Msg, len(events))
 		pending = make([]int, len(events))
 	}
-	if err := t.encode(b, pending); err != nil {
-		return err
+	for i := range pending {
+		pending[i] = i
+	}
+	if t.cfg.Mode == Structured {
+		// Encoding can fail: every event is encoded before any is sent.
+		b.msgs = make([]*nats.Msg, len(events))
+		if err := b.encodeAll(); err != nil {
+			return err
+		}
+	} else {
+		b.scratch = new(pubScratch)
 	}
 	c, err := t.pub.begin(len(events))
 	if errors.Is(err, errClosedInbox) {
@@ -67,11 +75,59 @@ func (t *drv) publish(ctx context.Context, topicOf func(int) string, events []ev
 }
 
 // pubBatch is the events of one publish call, their topics and their
-// encoded messages.
+// encoded messages: encoded all before the first is sent in structured
+// mode (msgs), or each as it is sent in binary mode (scratch), which cannot
+// fail, into one message whose header map and values are used again:
+// nc.PublishMsg copies a message into the connection's buffer before it
+// returns.
 type pubBatch struct {
 	topicOf func(int) string
 	events  []event.Event
+	msgID   func(topic, id, source string) string
 	msgs    []*nats.Msg
+	scratch *pubScratch
+}
+
+// pubScratch is the message that binary mode encodes each event into.
+type pubScratch struct {
+	m    nats.Msg
+	vals []string // the header values' backing array
+	id   [1]string
+}
+
+// msg returns the message of event i, with its Nats-Msg-Id.
+func (b pubBatch) msg(i int) *nats.Msg {
+	if b.scratch == nil {
+		return b.msgs[i]
+	}
+	sc, e, name := b.scratch, b.events[i], b.topicOf(i)
+	if sc.m.Header == nil {
+		sc.m.Header = make(nats.Header, 8)
+		sc.vals = make([]string, 0, 8)
+	} else {
+		clear(sc.m.Header)
+		sc.vals = sc.vals[:0]
+	}
+	source := binaryHeader(sc.m.Header, &sc.vals, e)
+	sc.id[0] = b.msgID(name, e.ID(), source)
+	sc.m.Header[HeaderMsgID] = sc.id[:]
+	sc.m.Subject, sc.m.Data = name, e.Data()
+	return &sc.m
+}
+
+// encodeAll fills b.msgs with the encoded events, each with its
+// Nats-Msg-Id.
+func (b pubBatch) encodeAll() error {
+	for i := range b.events {
+		name := b.topicOf(i)
+		m, source, err := encodeMsg(name, b.events[i], Structured, 1)
+		if err != nil {
+			return fmt.Errorf("nats: publish to %q: %w", name, err)
+		}
+		m.Header[HeaderMsgID] = []string{b.msgID(name, b.events[i].ID(), source)}
+		b.msgs[i] = m
+	}
+	return nil
 }
 
 // topics names the topics of the events idx in error messages.
@@ -101,22 +157,6 @@ func (t *drv) ensureStreams(ctx context.Context, topicOf func(int) string, n int
 				return fmt.Errorf("nats: publish to %q: %w", name, err)
 			}
 		}
-	}
-	return nil
-}
-
-// encode fills b.msgs with the encoded events, each with its Nats-Msg-Id,
-// and pending with every index.
-func (t *drv) encode(b pubBatch, pending []int) error {
-	for i := range b.events {
-		name := b.topicOf(i)
-		m, source, err := encodeMsg(name, b.events[i], t.cfg.Mode, 1)
-		if err != nil {
-			return fmt.Errorf("nats: publish to %q: %w", name, err)
-		}
-		m.Header[HeaderMsgID] = []string{t.cfg.msgID(name, b.events[i].ID(), source)}
-		b.msgs[i] = m
-		pending[i] = i
 	}
 	return nil
 }
@@ -182,7 +222,7 @@ func (t *drv) sendAll(ctx context.Context, c *pubCall, timer *callTimer, b pubBa
 		}
 		n := p.sendLocked(c, i)
 		p.mu.Unlock()
-		m := b.msgs[i]
+		m := b.msg(i)
 		m.Reply = p.reply(c, n)
 		if err := t.nc.PublishMsg(m); err != nil {
 			p.mu.Lock()

@@ -285,3 +285,52 @@ func TestCloseWhilePublishing(t *testing.T) {
 	}
 	t.Logf("%d events published before Close", len(acked))
 }
+
+// One call publishes events whose attributes differ (binary mode encodes
+// each into the same reused message): each stored message carries exactly
+// its own event's headers and data, nothing left from the event before.
+func TestPublishBatchHeadersPerEvent(t *testing.T) {
+	tr, ns := newTransport(t)
+	ctx := context.Background()
+	evs := make([]event.Event, 4)
+	for i := range evs {
+		evs[i] = eventkittest.NewEvent(fmt.Sprintf("mixed-%d", i))
+	}
+	evs[0].SetExtension("partitionkey", "k0")
+	evs[0].SetSubject("first")
+	evs[1].SetTime(time.Date(2026, 12, 3, 19, 0, 0, 0, time.UTC))
+	if err := evs[2].SetData("text/plain", "plain"); err != nil {
+		t.Fatal(err)
+	}
+	evs[3].SetSource("urn:other")
+	evs[3].SetExtension("tenant", "t3")
+	if err := tr.Publish(ctx, ns+".x", evs...); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tr.JetStream().Stream(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range evs {
+		raw, err := st.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := eknats.EncodeMsg(ns+".x", e, eventkit.Binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Header.Set(nats.MsgIdHdr, eknats.DefaultMsgID(ns+".x", e.ID(), e.Source()))
+		if len(raw.Header) != len(want.Header) {
+			t.Errorf("event %d: headers %v, want %v", i, raw.Header, want.Header)
+		}
+		for k, vs := range want.Header {
+			if got := raw.Header.Values(k); len(got) != 1 || got[0] != vs[0] {
+				t.Errorf("event %d: header %s = %q, want %q", i, k, got, vs)
+			}
+		}
+		if string(raw.Data) != string(e.Data()) {
+			t.Errorf("event %d: data %q, want %q", i, raw.Data, e.Data())
+		}
+	}
+}

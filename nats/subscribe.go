@@ -503,7 +503,7 @@ func (s *subscription) restore(ctx context.Context) error {
 // delivery for a message that is not a CloudEvent (terminated) or has no
 // JetStream metadata (dropped).
 func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
-	seq, delivered, ok := ackReplyMeta(msg.Reply)
+	seq, delivered, pos, ok := ackReplyMeta(msg.Reply)
 	if !ok {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -511,6 +511,7 @@ func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
 			return nil, 0
 		}
 		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
+		pos = strconv.FormatUint(seq, 10)
 	}
 	ev, err := DecodeMsg(msg.Header, msg.Data)
 	if err != nil {
@@ -520,7 +521,7 @@ func (s *subscription) decode(msg *nats.Msg) (*delivery, uint64) {
 		return nil, seq
 	}
 	d := &delivery{msg: msg}
-	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), Position: strconv.FormatUint(seq, 10), ID: d, Raw: msg}
+	d.dm = driver.Message{Topic: msg.Subject, Event: ev, Attempt: int(delivered), Position: pos, ID: d, Raw: msg}
 	return d, seq
 }
 
@@ -794,15 +795,18 @@ func (f *fifo) pop() *delivery {
 }
 
 // ackReplyMeta reads the stream sequence and the delivery count from a
-// JetStream message's reply subject without allocating. The subject is
+// JetStream message's reply subject without allocating, and returns the
+// stream sequence's decimal text too (a part of reply, which the message's
+// Position reuses). The subject is
 // $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>,
 // or, from newer servers, with <domain>.<account hash> before the stream
 // and possibly more tokens after the pending count (nats.go accepts 11
-// tokens or more). ok is false for any other form.
-func ackReplyMeta(reply string) (streamSeq, delivered uint64, ok bool) {
+// tokens or more). ok is false for any other form, and for a stream
+// sequence not written as strconv.FormatUint writes it.
+func ackReplyMeta(reply string) (streamSeq, delivered uint64, seqText string, ok bool) {
 	rest, found := strings.CutPrefix(reply, "$JS.ACK.")
 	if !found {
-		return 0, 0, false
+		return 0, 0, "", false
 	}
 	skip := 0 // tokens before <delivered>
 	switch n := strings.Count(rest, ".") + 1; {
@@ -811,7 +815,7 @@ func ackReplyMeta(reply string) (streamSeq, delivered uint64, ok bool) {
 	case n >= 9:
 		skip = 4
 	default:
-		return 0, 0, false
+		return 0, 0, "", false
 	}
 	for range skip {
 		_, rest, _ = strings.Cut(rest, ".")
@@ -820,8 +824,8 @@ func ackReplyMeta(reply string) (streamSeq, delivered uint64, ok bool) {
 	q, _, _ := strings.Cut(rest, ".")
 	dv, err1 := strconv.ParseUint(d, 10, 64)
 	sv, err2 := strconv.ParseUint(q, 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
+	if err1 != nil || err2 != nil || q[0] == '0' && len(q) > 1 {
+		return 0, 0, "", false
 	}
-	return sv, dv, true
+	return sv, dv, q, true
 }

@@ -4,10 +4,15 @@
 // run: an embedded JetStream server listening on loopback, file storage,
 // 256-byte data. Each system first publishes every event, then a durable
 // consumer reads them all from the start, acking each. Each round of each
-// system uses a fresh stream. It prints the median of the rounds per system
-// and the ratios.
+// system uses a fresh stream; the systems take turns, each round starting
+// with the next one, after warm-up rounds that are not counted. It prints
+// the median of the rounds per system, and the ratio of the first system
+// to each other one round by round, with their median and spread (min and
+// max): on a machine whose load changes, the ratio of two runs next to
+// each other is steadier than the ratio of medians taken over the whole
+// run.
 //
-//	cd bench/nats && go run . -n 100000 -rounds 3
+//	cd bench/nats && go run . -n 100000 -rounds 9
 package main
 
 import (
@@ -17,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,10 +91,11 @@ func (c clock) stop(n int) (rate, cpu float64) {
 
 func main() {
 	n := flag.Int("n", 100000, "events per round")
-	rounds := flag.Int("rounds", 3, "rounds per system")
+	rounds := flag.Int("rounds", 3, "measured rounds per system")
+	warmup := flag.Int("warmup", 1, "rounds run first and not counted (the file store, the page cache and the heap settle)")
 	batch := flag.Int("batch", 0, "events per Publish call for eventkit and Watermill (0: all in one call, like raw's one async burst)")
 	flag.IntVar(&ekBuffer, "ekbuffer", 0, "eventkit's subscription buffer and fetch batch (nats.WithSubscriptionBuffer, nats.WithFetchBatch); 0: the transport's defaults")
-	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, in order")
+	systems := flag.String("systems", "eventkit,raw,watermill", "systems to run, the first compared with each other one: eventkit, eventkit@SIZE (a subscription buffer and fetch batch of SIZE), raw, rawce, rawpush, watermill")
 	flag.StringVar(&profPrefix, "cpuprofile", "", "write a CPU profile of each timed phase to PREFIX.SYSTEM.PHASE.rROUND.prof")
 	flag.Parse()
 	if *batch <= 0 {
@@ -103,59 +110,130 @@ func main() {
 	defer srv.Shutdown(context.Background())
 	url := srv.ClientURL()
 
-	fmt.Printf("nats bench: %d events of %d bytes, %d rounds, file storage, embedded nats-server on %s, GOMAXPROCS=%d\n",
-		*n, len(payload), *rounds, url, runtime.GOMAXPROCS(0))
-	res := map[string][]result{}
+	fmt.Printf("nats bench: %d events of %d bytes, %d rounds (+%d warm-up), file storage, embedded nats-server on %s, GOMAXPROCS=%d\n",
+		*n, len(payload), *rounds, *warmup, url, runtime.GOMAXPROCS(0))
 	names := strings.Split(*systems, ",")
-	for r := 0; r < *rounds; r++ {
+	res := map[string][]result{}
+	for r := 0; r < *warmup+*rounds; r++ {
 		profRound = r
-		for _, name := range names {
-			var x result
-			switch name {
-			case "eventkit":
-				x = runEventkit(url, *n, *batch, r)
-			case "raw":
-				x = runRaw(url, *n, r, false)
-			case "rawce":
-				x = runRaw(url, *n, r, true)
-			case "watermill":
-				x = runWatermill(url, *n, *batch, r)
-			default:
-				benchkit.Check(fmt.Errorf("unknown system %q", name))
+		// Each round starts with another system, so that no system always
+		// runs first (on a fresh heap) or right after the same neighbour.
+		for k := range names {
+			name := names[(r+k)%len(names)]
+			x := runSystem(name, url, *n, *batch, r)
+			label := "round " + strconv.Itoa(r-*warmup+1)
+			if r < *warmup {
+				label = "warm-up " + strconv.Itoa(r+1)
 			}
-			fmt.Printf("  round %d %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", r+1, name, x.pub, x.sub, x.pubCPU, x.subCPU)
-			res[name] = append(res[name], x)
+			fmt.Printf("  %-10s %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", label, name, x.pub, x.sub, x.pubCPU, x.subCPU)
+			if r >= *warmup {
+				res[name] = append(res[name], x)
+			}
 		}
 	}
-	med := map[string]result{}
+	report(names, res)
+}
+
+// runSystem runs one round of the named system.
+func runSystem(name, url string, n, batch, round int) result {
+	switch name {
+	case "eventkit":
+		return runEventkit(name, url, n, batch, round, ekBuffer)
+	case "raw":
+		return runRaw(url, n, round, false, false)
+	case "rawce":
+		return runRaw(url, n, round, true, false)
+	case "rawpush":
+		return runRaw(url, n, round, false, true)
+	case "watermill":
+		return runWatermill(url, n, batch, round)
+	}
+	if b, ok := strings.CutPrefix(name, "eventkit@"); ok {
+		size, err := strconv.Atoi(b)
+		if err == nil && size > 0 {
+			return runEventkit(name, url, n, batch, round, size)
+		}
+	}
+	benchkit.Check(fmt.Errorf("unknown system %q", name))
+	return result{}
+}
+
+// measures names the four figures of a result, in the order of get.
+var measures = []string{"publish", "consume", "publish-cpu", "consume-cpu"}
+
+func (x result) get(i int) float64 { return [...]float64{x.pub, x.sub, x.pubCPU, x.subCPU}[i] }
+
+// report prints the medians per system, then for the first system against
+// each other one the ratio of every measure round by round (the two ran
+// minutes apart at most, so the load of a shared machine changes less
+// between them than over the run) with its median and spread, and the
+// RESULT and RATIO lines: RESULT the medians, RATIO the median of the
+// per-round ratios, with MEASURE-min and MEASURE-max their spread.
+func report(names []string, res map[string][]result) {
 	fmt.Println("medians:")
 	for _, name := range names {
-		var p, s, c, sc []float64
-		for _, x := range res[name] {
-			p, s, c, sc = append(p, x.pub), append(s, x.sub), append(c, x.pubCPU), append(sc, x.subCPU)
-		}
-		med[name] = result{benchkit.Median(p), benchkit.Median(s), benchkit.Median(c), benchkit.Median(sc)}
-		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", name, med[name].pub, med[name].sub, med[name].pubCPU, med[name].subCPU)
+		m := medians(res[name])
+		fmt.Printf("  %-10s publish %9.0f events/s   consume %9.0f events/s   CPU publish %5.1f consume %5.1f µs/event\n", name, m[0], m[1], m[2], m[3])
 	}
-	if e, ok := med["eventkit"]; ok {
-		if r, ok := med["raw"]; ok {
-			fmt.Printf("eventkit / raw:       publish %.2f   consume %.2f   CPU per event: publish %.2f consume %.2f\n", e.pub/r.pub, e.sub/r.sub, e.pubCPU/r.pubCPU, e.subCPU/r.subCPU)
-		}
-		if w, ok := med["watermill"]; ok {
-			fmt.Printf("eventkit / watermill: publish %.2f   consume %.2f   CPU per event: publish %.2f consume %.2f\n", e.pub/w.pub, e.sub/w.sub, e.pubCPU/w.pubCPU, e.subCPU/w.subCPU)
+	type ratio struct {
+		peer, measure string
+		med, lo, hi   float64
+	}
+	var ratios []ratio
+	first := names[0]
+	for _, peer := range names[1:] {
+		fmt.Printf("%s / %s, per round (median, min–max over %d rounds):\n", first, peer, len(res[first]))
+		for i, measure := range measures {
+			var rs []float64
+			for r := range min(len(res[first]), len(res[peer])) {
+				if p := res[peer][r].get(i); p != 0 {
+					rs = append(rs, res[first][r].get(i)/p)
+				}
+			}
+			if len(rs) == 0 {
+				continue
+			}
+			q := ratio{peer: peer, measure: measure, med: benchkit.Median(rs), lo: slices.Min(rs), hi: slices.Max(rs)}
+			ratios = append(ratios, q)
+			fmt.Printf("  %-12s %.3f  (%.3f–%.3f)  rounds: %s\n", measure, q.med, q.lo, q.hi, fmtRatios(rs))
 		}
 	}
 	for _, name := range names {
-		benchkit.Result(name, "publish", med[name].pub, "events/s")
-		benchkit.Result(name, "consume", med[name].sub, "events/s")
-		benchkit.Result(name, "publish-cpu", med[name].pubCPU, "µs/event")
-		benchkit.Result(name, "consume-cpu", med[name].subCPU, "µs/event")
+		m := medians(res[name])
+		for i, measure := range measures {
+			unit := "events/s"
+			if strings.HasSuffix(measure, "-cpu") {
+				unit = "µs/event"
+			}
+			benchkit.Result(name, measure, m[i], unit)
+		}
 	}
-	for _, peer := range names[1:] {
-		benchkit.Ratio(names[0], peer, "publish", med[names[0]].pub, med[peer].pub)
-		benchkit.Ratio(names[0], peer, "consume", med[names[0]].sub, med[peer].sub)
-		benchkit.Ratio(names[0], peer, "consume-cpu", med[names[0]].subCPU, med[peer].subCPU)
+	for _, q := range ratios {
+		benchkit.Ratio(first, q.peer, q.measure, q.med, 1)
+		benchkit.Ratio(first, q.peer, q.measure+"-min", q.lo, 1)
+		benchkit.Ratio(first, q.peer, q.measure+"-max", q.hi, 1)
 	}
+}
+
+// medians returns the median of each measure over rounds.
+func medians(rounds []result) [4]float64 {
+	var m [4]float64
+	for i := range m {
+		xs := make([]float64, len(rounds))
+		for r, x := range rounds {
+			xs[r] = x.get(i)
+		}
+		m[i] = benchkit.Median(xs)
+	}
+	return m
+}
+
+func fmtRatios(rs []float64) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = strconv.FormatFloat(r, 'f', 2, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 func deleteStream(nc *nats.Conn, name string) {
@@ -164,16 +242,21 @@ func deleteStream(nc *nats.Conn, name string) {
 	_ = js.DeleteStream(context.Background(), name)
 }
 
-func runEventkit(url string, n, batch, round int) result {
+// runEventkit runs one round of eventkit, with a subscription buffer and
+// fetch batch of buffer (0: the transport's defaults); system names the
+// round's streams and profiles ("eventkit", or "eventkit@SIZE" to compare
+// buffer sizes in one run).
+func runEventkit(system, url string, n, batch, round, buffer int) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
 	benchkit.Check(err)
 	defer nc.Close()
-	stream := "EK_BENCH_" + strconv.Itoa(round)
-	subject := "ekbench" + strconv.Itoa(round)
+	tag := strconv.Itoa(round) + "_" + strconv.Itoa(buffer)
+	stream := "EK_BENCH_" + tag
+	subject := "ekbench" + tag
 	opts := []eknats.Option{eknats.WithStream(eknats.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}})}
-	if ekBuffer > 0 {
-		opts = append(opts, eknats.WithSubscriptionBuffer(ekBuffer), eknats.WithFetchBatch(ekBuffer))
+	if buffer > 0 {
+		opts = append(opts, eknats.WithSubscriptionBuffer(buffer), eknats.WithFetchBatch(buffer))
 	}
 	tr, err := eknats.New(nc, opts...)
 	benchkit.Check(err)
@@ -190,13 +273,13 @@ func runEventkit(url string, n, batch, round int) result {
 		events[i] = e
 	}
 	topic := subject + ".events"
-	c := startClock("eventkit", "publish")
+	c := startClock(system, "publish")
 	for i := 0; i < n; i += batch {
 		benchkit.Check(tr.Publish(ctx, topic, events[i:min(i+batch, n)]...))
 	}
 	pub, pubCPU := c.stop(n)
 
-	c = startClock("eventkit", "consume")
+	c = startClock(system, "consume")
 	s, err := tr.Subscribe(ctx, topic, eventkit.WithGroup("bench"), eventkit.FromStart())
 	benchkit.Check(err)
 	for got := 0; got < n; got++ {
@@ -213,15 +296,20 @@ func runEventkit(url string, n, batch, round int) result {
 // same CloudEvents binary-mode headers as eventkit's (built before the
 // clock starts), which isolates the client-side cost of eventkit from the
 // server-side cost of the binding's headers.
-func runRaw(url string, n, round int, ce bool) result {
+//
+// With push, the consumer is a durable push consumer read through
+// nats.go's legacy JetStream API (a channel subscription, ManualAck), as
+// Watermill's is: the fastest raw nats.go consumer may be either.
+func runRaw(url string, n, round int, ce, push bool) result {
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
 	benchkit.Check(err)
 	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	benchkit.Check(err)
-	stream := "RAW_BENCH_" + strconv.Itoa(round) + strconv.FormatBool(ce)
-	subject := "rawbench" + strconv.Itoa(round) + strconv.FormatBool(ce)
+	tag := strconv.Itoa(round) + strconv.FormatBool(ce) + strconv.FormatBool(push)
+	stream := "RAW_BENCH_" + tag
+	subject := "rawbench" + tag
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"}, Storage: jetstream.FileStorage})
 	benchkit.Check(err)
 	defer deleteStream(nc, stream)
@@ -247,6 +335,9 @@ func runRaw(url string, n, round int, ce bool) result {
 	if ce {
 		system = "rawce"
 	}
+	if push {
+		system = "rawpush"
+	}
 	c := startClock(system, "publish")
 	futures := make([]jetstream.PubAckFuture, n)
 	for i := 0; i < n; i++ {
@@ -265,6 +356,20 @@ func runRaw(url string, n, round int, ce bool) result {
 	pub, pubCPU := c.stop(n)
 
 	c = startClock(system, "consume")
+	var stop func()
+	if push {
+		stop = consumePush(nc, topic, n)
+	} else {
+		stop = consumePull(ctx, js, stream, topic, n)
+	}
+	sub, subCPU := c.stop(n)
+	stop()
+	return result{pub, sub, pubCPU, subCPU}
+}
+
+// consumePull reads and acks n messages through a durable pull consumer's
+// Messages iterator, and returns the function that stops it.
+func consumePull(ctx context.Context, js jetstream.JetStream, stream, topic string, n int) (stop func()) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: topic,
 	})
@@ -276,9 +381,23 @@ func runRaw(url string, n, round int, ce bool) result {
 		benchkit.Check(err)
 		benchkit.Check(msg.Ack())
 	}
-	sub, subCPU := c.stop(n)
-	it.Stop()
-	return result{pub, sub, pubCPU, subCPU}
+	return it.Stop
+}
+
+// consumePush reads and acks n messages through a durable push consumer
+// (nats.go's legacy JetStream API, a channel subscription with ManualAck,
+// the server's default MaxAckPending, as Watermill's subscriber makes it),
+// and returns the function that ends the subscription.
+func consumePush(nc *nats.Conn, topic string, n int) (stop func()) {
+	js, err := nc.JetStream()
+	benchkit.Check(err)
+	ch := make(chan *nats.Msg, 4096)
+	sub, err := js.ChanSubscribe(topic, ch, nats.Durable("benchpush"), nats.ManualAck(), nats.DeliverAll(), nats.AckExplicit())
+	benchkit.Check(err)
+	for got := 0; got < n; got++ {
+		benchkit.Check((<-ch).Ack())
+	}
+	return func() { _ = sub.Unsubscribe() }
 }
 
 func runWatermill(url string, n, batch, round int) result {
