@@ -13,22 +13,31 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// serverOfTest runs an embedded server of the test's own and returns it
+// with a connection to it; both end with the test. (The package's external
+// tests have ownServer.)
+func serverOfTest(t *testing.T) (*natsserver.Embedded, *nats.Conn) {
+	t.Helper()
+	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
+	nc, err := emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return emb, nc
+}
+
 // A JetStream request written while the client has not yet seen that the
 // server went away is lost: no answer ever comes. retryJS must not wait
 // for the setup timeout (a minute here, longer than the test's ctx): the
 // reconnect ends the attempt, and the next one succeeds. The first
 // attempt stands for the lost request by waiting for its ctx.
 func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
-	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	nc, err := emb.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	emb, nc := serverOfTest(t)
 	tr, err := New(nc, WithSetupTimeout(time.Minute),
 		WithStream(StreamConfig{Name: "LOST", Subjects: []string{"lost.>"}}))
 	if err != nil {
@@ -76,16 +85,7 @@ func TestRetryJSRetriesRequestLostInReconnect(t *testing.T) {
 // last attempt was often the cut-off one, and TestSubscribeWaitsForJetStreamUntilCtxEnds
 // failed.)
 func TestRetryJSKeepsLastAnswerWhenCtxEndsMidAttempt(t *testing.T) {
-	emb, err := natsserver.Run(natsserver.WithStoreDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	nc, err := emb.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc := serverOfTest(t)
 	tr, err := New(nc, WithSetupTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
